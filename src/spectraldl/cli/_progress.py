@@ -1,0 +1,48 @@
+"""Progress bars on stderr that stay quiet when nobody is watching."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+@contextmanager
+def progress_bar(
+    description: str, *, enabled: bool | None = None
+) -> Iterator[Callable[[int, int], None]]:
+    """Yield an ``update(done, total)`` callback drawing a bar on stderr.
+
+    Enabled only on a terminal unless ``enabled`` says otherwise.
+    """
+    console = Console(stderr=True)
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,68 @@
+"""``spectraldl ingest``: many spectrum files into one HDF5 dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spectraldl.cli._progress import progress_bar
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Dataset (.h5) to create, resume or append to.",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3).",
+)
+@click.option("--workers", "-j", default=1, show_default=True, help="Worker processes.")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) if any file is bad.")
+@click.option(
+    "--origin",
+    type=click.Choice(["real", "synthetic"]),
+    default="real",
+    show_default=True,
+    help="Recorded per row in meta/origin.",
+)
+def ingest_command(
+    paths: tuple[Path, ...],
+    out: Path,
+    labels_csv: Path | None,
+    workers: int,
+    strict: bool,
+    origin: str,
+) -> None:
+    """Read, preprocess and store spectra from PATHS (files or directory trees).
+
+    Directories are walked for .fits, .fit and .fits.gz files; a file named
+    here is always tried. Bad files never stop the run: they are listed with a
+    reason in OUT.errors.csv. An interrupted run (even kill -9) resumes where it
+    stopped when the same command is given again.
+    """
+    from spectraldl.dataset import DatasetError
+    from spectraldl.ingest import IngestFailed, ingest
+    from spectraldl.labels import LabelError
+
+    try:
+        with progress_bar("ingest") as update:
+            summary = ingest(
+                paths,
+                out,
+                labels_csv=labels_csv,
+                workers=workers,
+                strict=strict,
+                origin=origin,
+                progress=update,
+            )
+    except (IngestFailed, LabelError, DatasetError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary.line())

@@ -1,0 +1,424 @@
+"""Many spectrum files to one dataset: parallel, resumable, bad files logged.
+
+The file list is cut into fixed chunks. Each chunk is one repeatable task: a
+worker process reads and preprocesses its files and writes a shard (a small
+dataset) to ``OUT.parts/`` under a temporary name, renamed when complete. A
+killed run leaves finished shards behind; the same command again skips them.
+When all shards exist they are merged in chunk order into ``OUT`` (again via
+a temporary file and a rename), so one worker and many give the same file,
+and nothing already in ``OUT`` is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from spectraldl.archives import read_spectrum
+from spectraldl.dataset import (
+    META_COLUMNS,
+    Rows,
+    append_rows,
+    create_dataset,
+    dataset_info,
+    read_dataset,
+    read_ids,
+)
+from spectraldl.errors import SpectrumError
+from spectraldl.labels import NO_LABEL, LabelList, read_labels
+from spectraldl.preprocess import PreprocessConfig, preprocess
+
+SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz")
+CHUNK_FILES = 256
+"""Files per shard: fixed, so a resumed run cuts the list the same way whatever --workers."""
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that did not make it into the dataset, and why."""
+
+    path: str
+    reason: str
+
+
+class IngestFailed(RuntimeError):
+    """Ingest cannot go on (inputs changed under a resumable run, --strict with bad files)."""
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did."""
+
+    out: Path
+    files: int
+    added: int
+    already_present: int
+    errors: list[FileError] = field(default_factory=list)
+    errors_csv: Path | None = None
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """One line for people: counts of good and bad files and where the bad ones are listed."""
+        text = f"{self.added} spectra added to {self.out}"
+        if self.already_present:
+            text += f", {self.already_present} already there"
+        text += f"; {len(self.errors)} bad files"
+        if self.errors_csv is not None:
+            text += f" (listed in {self.errors_csv})"
+        rate = self.files / self.seconds if self.seconds > 0 else float("inf")
+        return f"{text}; {self.files} files in {self.seconds:.1f} s ({rate:.0f} files/s)"
+
+
+def is_spectrum_name(name: str) -> bool:
+    """True for names ending in .fits, .fit or .fits.gz (any case)."""
+    lower = name.lower()
+    return lower.endswith(SPECTRUM_SUFFIXES)
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Files to read: named files always, directories walked for spectrum names.
+
+    Directory contents come in sorted order; a file reached twice is listed once.
+    Raises `FileNotFoundError` for a path that does not exist.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(path)
+
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if is_spectrum_name(name):
+                        add(Path(root) / name)
+        elif path.exists():
+            add(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory")
+    return found
+
+
+def read_and_preprocess(
+    paths: Sequence[str | Path],
+    *,
+    config: PreprocessConfig,
+    labels: LabelList | None = None,
+    origin: str = "real",
+) -> tuple[Rows, list[FileError]]:
+    """Read and preprocess files into rows; unreadable files become `FileError` entries.
+
+    Never raises for a bad file: every problem is reported with the path and
+    a reason. Rows keep the order of ``paths``.
+    """
+    xs: list[np.ndarray] = []
+    ids: list[str] = []
+    label_codes: list[int] = []
+    quality: list[int] = []
+    meta: dict[str, list] = {name: [] for name in META_COLUMNS}
+    errors: list[FileError] = []
+    for path in paths:
+        try:
+            spectrum = read_spectrum(path)
+            result = preprocess(spectrum, config)
+        except SpectrumError as exc:
+            errors.append(FileError(str(path), exc.reason))
+            continue
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a reader bug must not stop a release-sized run
+            errors.append(FileError(str(path), f"unexpected {type(exc).__name__}: {exc}"))
+            continue
+        m = spectrum.meta
+        xs.append(result.x)
+        ids.append(m.id)
+        code = labels.lookup(m.id, Path(path).name) if labels is not None else NO_LABEL
+        label_codes.append(code)
+        quality.append(int(result.quality))
+        values = {
+            "archive": m.archive,
+            "form": m.form,
+            "object": m.object,
+            "ra": m.ra,
+            "dec": m.dec,
+            "mjd": m.mjd,
+            "date_obs": m.date_obs,
+            "snr": m.snr,
+            "source": str(path),
+            "obsid": m.obsid,
+            "designation": m.designation,
+            "origin": origin,
+        }
+        for name in META_COLUMNS:
+            meta[name].append(values[name])
+    rows = Rows(
+        X=np.stack(xs) if xs else np.zeros((0, config.grid_n), np.float32),
+        ids=np.array(ids, dtype=object),
+        labels=np.array(label_codes, dtype=np.int8),
+        quality=np.array(quality, dtype=np.int32),
+        meta={
+            k: np.array(v, dtype=object if META_COLUMNS[k] == "str" else META_COLUMNS[k])
+            for k, v in meta.items()
+        },
+    )
+    return rows, errors
+
+
+# --- shards -----------------------------------------------------------------------------
+
+_worker_state: dict[str, object] = {}
+
+
+def _init_worker(config: PreprocessConfig, labels: LabelList | None, origin: str) -> None:
+    _worker_state.update(config=config, labels=labels, origin=origin)
+
+
+def _shard_path(parts: Path, index: int) -> Path:
+    return parts / f"chunk-{index:07d}.h5"
+
+
+def _write_shard(path: Path, rows: Rows, errors: list[FileError], config: PreprocessConfig) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    create_dataset(tmp, config=config)
+    append_rows(tmp, rows)
+    with h5py.File(tmp, "r+") as h5:
+        string = h5py.string_dtype("utf-8")
+        group = h5.create_group("errors")
+        for name in ("path", "reason"):
+            values = np.array([getattr(e, name) for e in errors], dtype=object)
+            group.create_dataset(name, data=values, dtype=string)
+    os.replace(tmp, path)
+
+
+def _run_chunk(index: int, files: list[str], parts: str) -> tuple[int, int, int]:
+    config = _worker_state["config"]
+    labels = _worker_state["labels"]
+    origin = _worker_state["origin"]
+    assert isinstance(config, PreprocessConfig)
+    rows, errors = read_and_preprocess(
+        files,
+        config=config,
+        labels=labels if isinstance(labels, LabelList) else None,
+        origin=str(origin),
+    )
+    _write_shard(_shard_path(Path(parts), index), rows, errors, config)
+    return index, len(rows), len(errors)
+
+
+def _read_shard_errors(path: Path) -> list[FileError]:
+    with h5py.File(path, "r") as h5:
+        paths = h5["errors/path"].asstr()[...]
+        reasons = h5["errors/reason"].asstr()[...]
+    return [FileError(p, r) for p, r in zip(paths, reasons, strict=True)]
+
+
+def _digest(items: Iterable[str]) -> str:
+    sha = hashlib.sha256()
+    for item in items:
+        sha.update(item.encode("utf-8", "surrogateescape"))
+        sha.update(b"\0")
+    return sha.hexdigest()
+
+
+def errors_csv_path(out: Path) -> Path:
+    """Where the bad files of ``out`` are listed: ``out`` with suffix ``.errors.csv``."""
+    return out.with_suffix(".errors.csv")
+
+
+def write_errors_csv(path: Path, errors: Sequence[FileError]) -> None:
+    """Write ``path,reason`` rows atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        for error in errors:
+            writer.writerow([error.path, error.reason])
+    os.replace(tmp, path)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def ingest(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    labels_csv: str | Path | None = None,
+    workers: int = 1,
+    strict: bool = False,
+    config: PreprocessConfig | None = None,
+    origin: str = "real",
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestSummary:
+    """Read, preprocess and store every spectrum under ``paths`` into the dataset ``out``.
+
+    Parameters
+    ----------
+    paths
+        Files and directories (walked recursively for .fits, .fit, .fits.gz).
+    out
+        Dataset to create or, when it exists, to append to (ids already there
+        are skipped and counted, not duplicated).
+    labels_csv
+        Optional ``id,label`` CSV (see `spectraldl.labels.read_labels`).
+    workers
+        Worker processes; 1 runs in this process. The result does not depend on it.
+    strict
+        Raise `IngestFailed` if any file is bad (nothing is merged into ``out``).
+    config
+        Preprocessing parameters; must match an existing ``out``'s.
+    origin
+        ``real`` or ``synthetic``, stored per row in ``meta/origin``.
+    progress
+        Called with (files done, files total) as chunks complete.
+
+    Returns
+    -------
+    IngestSummary
+        Counts, the bad files with reasons, and the path of ``OUT.errors.csv``.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    config = config or PreprocessConfig()
+    labels = read_labels(labels_csv) if labels_csv is not None else None
+    if out.exists():
+        existing = dataset_info(out).config
+        if existing != config:
+            raise IngestFailed(
+                f"{out} was made with other preprocessing ({existing.to_dict()}); "
+                "write to a new file instead"
+            )
+    files = [str(p) for p in discover(paths)]
+    parts = out.with_name(out.name + ".parts")
+    manifest = {
+        "files": _digest(files),
+        "n_files": len(files),
+        "config": config.to_dict(),
+        "labels": None if labels_csv is None else _digest([Path(labels_csv).read_text("utf-8")]),
+        "origin": origin,
+        "chunk_files": CHUNK_FILES,
+    }
+    _prepare_parts(parts, manifest, out)
+    chunks = [files[i : i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
+    todo = [i for i in range(len(chunks)) if not _shard_path(parts, i).exists()]
+    done_files = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
+    if progress:
+        progress(done_files, len(files))
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker(config, labels, origin)
+        for i in todo:
+            _run_chunk(i, chunks[i], str(parts))
+            done_files += len(chunks[i])
+            if progress:
+                progress(done_files, len(files))
+    else:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=_init_worker,
+            initargs=(config, labels, origin),
+        ) as pool:
+            futures = {pool.submit(_run_chunk, i, chunks[i], str(parts)): i for i in todo}
+            for future in as_completed(futures):
+                future.result()
+                done_files += len(chunks[futures[future]])
+                if progress:
+                    progress(done_files, len(files))
+    summary = _merge(parts, out, len(chunks), config, strict=strict, files=len(files))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _prepare_parts(parts: Path, manifest: dict, out: Path) -> None:
+    manifest_path = parts / "manifest.json"
+    if parts.exists():
+        marker = parts / "merged"
+        if marker.exists() and out.exists():
+            # Killed after the final rename: the merge is complete, only clean-up is left.
+            shutil.rmtree(parts)
+        elif manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
+            return
+        else:
+            raise IngestFailed(
+                f"{parts} holds an unfinished ingest of other inputs or settings; "
+                "re-run that command to finish it, or delete the folder to start over"
+            )
+    parts.mkdir(parents=True)
+    tmp = manifest_path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, manifest_path)
+
+
+def _merge(
+    parts: Path, out: Path, n_chunks: int, config: PreprocessConfig, *, strict: bool, files: int
+) -> IngestSummary:
+    shards = [_shard_path(parts, i) for i in range(n_chunks)]
+    errors = [error for shard in shards for error in _read_shard_errors(shard)]
+    if strict and errors:
+        listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise IngestFailed(f"{len(errors)} bad files with --strict: {listing}{more}")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    if out.exists():
+        shutil.copyfile(out, tmp)
+        present = set(read_ids(out))
+    else:
+        create_dataset(tmp, config=config)
+        present = set()
+    new_sources: dict[str, str] = {}
+    added = already = 0
+    for shard in shards:
+        rows = read_dataset(shard)
+        keep = np.ones(len(rows), dtype=bool)
+        for i, (ident, source) in enumerate(zip(rows.ids, rows.meta["source"], strict=True)):
+            if ident in present:
+                keep[i] = False
+                already += 1
+            elif ident in new_sources:
+                keep[i] = False
+                reason = f"duplicate id {ident!r}, already read from {new_sources[ident]}"
+                errors.append(FileError(source, reason))
+            else:
+                new_sources[ident] = source
+        if keep.any():
+            append_rows(tmp, rows.take(keep))
+            added += int(keep.sum())
+    with h5py.File(tmp, "r+") as h5:
+        run = uuid.uuid4().hex
+        h5.attrs["last_ingest"] = run
+    errors_csv = errors_csv_path(out)
+    write_errors_csv(errors_csv, errors)
+    (parts / "merged").write_text(run)
+    os.replace(tmp, out)
+    shutil.rmtree(parts)
+    return IngestSummary(
+        out=out,
+        files=files,
+        added=added,
+        already_present=already,
+        errors=errors,
+        errors_csv=errors_csv,
+    )

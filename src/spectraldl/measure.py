@@ -1,0 +1,53 @@
+"""Measurements on spectra that several stages share (S/N, equivalent width)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def der_snr(flux: ArrayLike) -> float:
+    """Signal-to-noise ratio by the DER_SNR estimator (Stoehr et al. 2008, ADASS XVII).
+
+    Median flux over the noise estimated from second differences two pixels
+    apart, which ignores features broader than a few pixels. Non-finite pixels
+    are dropped. Returns NaN for fewer than 5 usable pixels or zero noise.
+    """
+    values = np.asarray(flux, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 5:
+        return float("nan")
+    signal = np.median(values)
+    noise = 0.6052697 * np.median(np.abs(2.0 * values[2:-2] - values[:-4] - values[4:]))
+    if noise <= 0:
+        return float("nan")
+    return float(signal / noise)
+
+
+def equivalent_width_aa(
+    wave_aa: ArrayLike,
+    flux: ArrayLike,
+    *,
+    line_aa: float,
+    half_width_aa: float = 15.0,
+    continuum_aa: tuple[float, float] = (25.0, 60.0),
+) -> float:
+    """Equivalent width (Å) of a line, negative for emission, positive for absorption.
+
+    The continuum is the median flux in two side bands ``continuum_aa`` away
+    from ``line_aa`` (inner, outer distance); the line is integrated over
+    ``line_aa ± half_width_aa``. Returns NaN when a band is empty or the
+    continuum is not positive.
+    """
+    wave = np.asarray(wave_aa, dtype=np.float64)
+    values = np.asarray(flux, dtype=np.float64)
+    offset = np.abs(wave - line_aa)
+    side = (offset >= continuum_aa[0]) & (offset <= continuum_aa[1]) & np.isfinite(values)
+    core = (offset <= half_width_aa) & np.isfinite(values)
+    if side.sum() < 3 or core.sum() < 3:
+        return float("nan")
+    continuum = float(np.median(values[side]))
+    if continuum <= 0:
+        return float("nan")
+    depth = 1.0 - values[core] / continuum
+    return float(np.trapezoid(depth, wave[core]))

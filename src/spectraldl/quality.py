@@ -1,0 +1,41 @@
+"""Quality flags: the reasons a spectrum or a prediction is doubtful, as an `IntFlag`.
+
+Flags travel with every row of a dataset and every prediction, so that a
+candidate list can be filtered by them instead of by guesswork.
+"""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+class Quality(IntFlag):
+    """Bit flags of doubtful spectra (0 means no doubt)."""
+
+    NO_HALPHA = 1
+    """H-alpha itself is not covered (such spectra are refused, never stored)."""
+    NONFINITE = 2
+    """NaN or infinite flux in the window, interpolated over."""
+    MASKED = 4
+    """Pixels in the window flagged bad by the archive's mask (or with zero ivar)."""
+    LOW_SNR = 8
+    """Signal-to-noise ratio below the configured minimum."""
+    PARTIAL_COVERAGE = 16
+    """The window 6519-6732 Å is only partly covered; the edge was extended."""
+    NOVEL = 32
+    """Unlike the training data (set by classification, not by preprocessing)."""
+
+
+def flag_names(value: int) -> str:
+    """Names of the set flags joined by ``|`` ('' when none are set)."""
+    return "|".join(f.name for f in Quality if f.name and value & f)
+
+
+def flag_names_array(values: ArrayLike) -> np.ndarray:
+    """`flag_names` for an array of flag integers, as an object array of strings."""
+    array = np.asarray(values, dtype=np.int64)
+    unique = {int(v): flag_names(int(v)) for v in np.unique(array)}
+    return np.array([unique[int(v)] for v in array], dtype=object)
