@@ -68,3 +68,35 @@ def bundled_files(*, archive: str | None = None, role: str | None = None) -> lis
         for f in out
         if (archive is None or f.archive == archive) and (role is None or f.role == role)
     ]
+
+
+def replicate_real_tree(out_dir: str | Path, n: int, *, compress: bool = False) -> list[Path]:
+    """Write ``n`` copies of the bundled real LAMOST low-resolution files as distinct spectra.
+
+    Each copy gets a unique FILENAME header card (the LAMOST id) and file name,
+    so a tree of real bytes can stand for a release in benchmarks and resume
+    tests. Returns the paths written, in sorted order.
+    """
+    import gzip
+
+    from spectraldl.archives.fitsfile import CARD, FitsFile
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [f.path for f in bundled_files(archive="lamost") if "/dr7-mrs/" not in str(f.path)]
+    originals = [FitsFile.open(p) for p in sources]
+    written = []
+    for i in range(n):
+        original = originals[i % len(originals)]
+        stem = str(original.header["FILENAME"]).removesuffix(".fits")
+        name = f"{stem}-r{i:07d}.fits"
+        card = f"FILENAME= '{name}'".ljust(CARD).encode("ascii")
+        data = bytearray(original.data)
+        at = data.find(b"FILENAME= ")
+        data[at : at + CARD] = card
+        folder = out_dir / f"{i // 1000:04d}"
+        folder.mkdir(exist_ok=True)
+        path = folder / (name + (".gz" if compress else ""))
+        path.write_bytes(gzip.compress(bytes(data), mtime=0) if compress else bytes(data))
+        written.append(path)
+    return sorted(written)

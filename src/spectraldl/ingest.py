@@ -377,9 +377,13 @@ def _merge(
     shards = [_shard_path(parts, i) for i in range(n_chunks)]
     errors = [error for shard in shards for error in _read_shard_errors(shard)]
     if strict and errors:
-        listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:5])
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise IngestFailed(f"{len(errors)} bad files with --strict: {listing}{more}")
+        errors_csv = errors_csv_path(out)
+        write_errors_csv(errors_csv, errors)
+        listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:3])
+        raise IngestFailed(
+            f"{len(errors)} bad files with --strict, {out} not written; all listed in "
+            f"{errors_csv}; first: {listing}"
+        )
     tmp = out.with_name(out.name + ".tmp")
     tmp.unlink(missing_ok=True)
     if out.exists():

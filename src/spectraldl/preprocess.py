@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,14 @@ def sigma_px_for_resolution(
 
 def make_grid(*, start_aa: float = 6519.0, stop_aa: float = 6732.0, n: int = 140) -> np.ndarray:
     """The thesis' grid: ``n`` points linearly spaced on ``[start_aa, stop_aa]`` (vacuum Å)."""
-    return np.linspace(start_aa, stop_aa, n)
+    return _cached_grid(float(start_aa), float(stop_aa), int(n)).copy()
+
+
+@lru_cache(maxsize=8)
+def _cached_grid(start_aa: float, stop_aa: float, n: int) -> np.ndarray:
+    grid = np.linspace(start_aa, stop_aa, n)
+    grid.setflags(write=False)
+    return grid
 
 
 def regrid(wave_aa: ArrayLike, flux: ArrayLike, *, grid_aa: ArrayLike) -> NDArray[np.float64]:
@@ -147,8 +155,8 @@ class PreprocessConfig:
 
     @property
     def grid_aa(self) -> np.ndarray:
-        """The grid as an array (vacuum Å)."""
-        return make_grid(start_aa=self.grid_start_aa, stop_aa=self.grid_stop_aa, n=self.grid_n)
+        """The grid as a read-only array (vacuum Å)."""
+        return _cached_grid(float(self.grid_start_aa), float(self.grid_stop_aa), int(self.grid_n))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in datasets and model cards."""

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import warnings
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,25 +40,18 @@ _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">
 HeaderValue = str | int | float | bool | None
 
 
+_STRING_VALUE = re.compile(r"'((?:[^']|'')*)'")
+
+
 def _parse_value(text: str) -> HeaderValue:
     """Parse the value part of a FITS card (after ``= ``), dropping the comment."""
     text = text.strip()
     if not text:
         return None
-    if text.startswith("'"):
-        out = []
-        i = 1
-        while i < len(text):
-            char = text[i]
-            if char == "'":
-                if i + 1 < len(text) and text[i + 1] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(char)
-            i += 1
-        return "".join(out).rstrip()
+    if text[0] == "'":
+        match = _STRING_VALUE.match(text)
+        body = match.group(1) if match else text[1:]
+        return body.replace("''", "'").rstrip()
     value = text.split("/", 1)[0].strip()
     if value == "T":
         return True
@@ -72,28 +67,59 @@ def _parse_value(text: str) -> HeaderValue:
         return value
 
 
-def parse_header(data: bytes, start: int = 0) -> tuple[dict[str, HeaderValue], int]:
+class Header(Mapping[str, HeaderValue]):
+    """A primary or extension header: keyword -> value, values parsed on first access.
+
+    A LAMOST header has about 130 cards of which a reader uses a dozen, so
+    values stay as card text until asked for. The first occurrence of a
+    keyword wins; COMMENT, HISTORY and blank cards are not kept.
+    """
+
+    __slots__ = ("_raw", "_values")
+
+    def __init__(self, raw: dict[str, str]) -> None:
+        self._raw = raw
+        self._values: dict[str, HeaderValue] = {}
+
+    def __getitem__(self, key: str) -> HeaderValue:
+        try:
+            return self._values[key]
+        except KeyError:
+            value = _parse_value(self._raw[key])
+            self._values[key] = value
+            return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+_END_CARD = b"END" + b" " * 77
+
+
+def parse_header(data: bytes, start: int = 0) -> tuple[Header, int]:
     """Parse a FITS header starting at byte ``start``.
 
-    Returns the keyword/value dict (first occurrence wins; COMMENT, HISTORY
-    and blank cards skipped) and the byte offset where the data unit begins.
+    Returns the `Header` and the byte offset where the data unit begins.
     Raises `ValueError` when no END card is found.
     """
-    header: dict[str, HeaderValue] = {}
-    pos = start
-    end = len(data)
-    while pos + CARD <= end:
-        card = data[pos : pos + CARD].decode("ascii", errors="replace")
-        pos += CARD
-        keyword = card[:8].rstrip()
-        if keyword == "END":
-            return header, start + -(-(pos - start) // BLOCK) * BLOCK
-        if card[8:10] == "= " and keyword not in header:
-            header[keyword] = _parse_value(card[10:])
-    raise ValueError("the header has no END card (file truncated or not FITS)")
+    end = data.find(_END_CARD, start)
+    while end >= 0 and (end - start) % CARD:
+        end = data.find(_END_CARD, end + 1)
+    if end < 0:
+        raise ValueError("the header has no END card (file truncated or not FITS)")
+    text = data[start:end].decode("ascii", errors="replace")
+    cards = [text[i : i + CARD] for i in range(0, len(text), CARD)]
+    raw = {card[:8].rstrip(): card[10:] for card in reversed(cards) if card[8:10] == "= "}
+    return Header(raw), start + -(-(end - start + CARD) // BLOCK) * BLOCK
 
 
-def _dtype_and_shape(header: dict[str, HeaderValue]) -> tuple[str, tuple[int, ...]]:
+def _dtype_and_shape(header: Mapping[str, HeaderValue]) -> tuple[str, tuple[int, ...]]:
     bitpix = header.get("BITPIX")
     naxis = header.get("NAXIS")
     if bitpix not in _BITPIX_DTYPES or not isinstance(naxis, int):
@@ -120,7 +146,7 @@ class FitsFile:
 
     path: Path
     data: bytes
-    header: dict[str, HeaderValue]
+    header: Header
     data_start: int
 
     @classmethod
@@ -196,7 +222,7 @@ class FitsFile:
                 raise SpectrumError(self.path, f"astropy cannot parse the file ({exc})") from None
         return hdul
 
-    def extension_header(self, index: int) -> dict[str, HeaderValue] | None:
+    def extension_header(self, index: int) -> Header | None:
         """Parse the header of extension ``index`` (1-based) without astropy, or None.
 
         Walks the HDUs by their sizes; used by readers to identify table forms

@@ -23,6 +23,7 @@ Description", and the FITS headers themselves):
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def _lrs_spectrum(
         coeff1 = number(header, "COEFF1", "CD1_1", "CDELT1")
         if not (math.isfinite(coeff0) and math.isfinite(coeff1)):
             raise SpectrumError(fits_file.path, "no wavelength solution (COEFF0/COEFF1 missing)")
-        wave = 10.0 ** (coeff0 + coeff1 * np.arange(flux.size))
+        wave = _log_linear_wavelengths(coeff0, coeff1, flux.size)
     return Spectrum(
         wave_aa=wave,
         flux=flux,
@@ -123,6 +124,14 @@ def _lrs_spectrum(
         flux_unit="relative flux (LAMOST calibrated)",
         meta=_meta(fits_file, header, form, release, number(header, "SN_R", "SNRR")),
     )
+
+
+@lru_cache(maxsize=16)
+def _log_linear_wavelengths(coeff0: float, coeff1: float, n: int) -> np.ndarray:
+    """``10**(coeff0 + coeff1 * i)``, cached read-only: a release shares a handful of grids."""
+    wave = 10.0 ** (coeff0 + coeff1 * np.arange(n))
+    wave.setflags(write=False)
+    return wave
 
 
 def identify_lrs_image(fits_file: FitsFile) -> bool:

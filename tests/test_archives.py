@@ -1,0 +1,174 @@
+"""Readers: every layout, arrays identical to astropy's, header-based detection."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+
+from spectraldl.archives import FitsFile, read_spectrum, readers
+from spectraldl.bundled import bundled_files
+from spectraldl.errors import SpectrumError
+
+
+def _astropy(path: Path) -> fits.HDUList:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        return fits.open(path, memmap=False)
+
+
+def test_every_layout_is_registered() -> None:
+    names = {r.name for r in readers()}
+    assert {
+        "lamost-lrs-image",
+        "lamost-lrs-table",
+        "lamost-mrs",
+        "ondrejov-ssap",
+        "ondrejov-raw",
+    } <= names
+    assert all(r.data_model for r in readers())
+
+
+@pytest.mark.parametrize("path", [f.path for f in bundled_files()], ids=lambda p: p.name)
+def test_every_bundled_real_file_matches_astropy(path: Path) -> None:
+    spectrum = read_spectrum(path)
+    with _astropy(path) as hdul:
+        header = hdul[0].header
+        if spectrum.meta.form.startswith("lrs-image"):
+            image = hdul[0].data
+            assert np.array_equal(FitsFile.open(path).primary_array(), image, equal_nan=True)
+            rows = [r.strip().lower() for r in header["EXTEN0"].replace(",", " ").split()]
+            assert np.array_equal(spectrum.flux, image[rows.index("flux")].astype(float))
+            assert np.array_equal(spectrum.ivar, image[rows.index("inverse")].astype(float))
+            expected_wave = (
+                image[rows.index("wavelength")]
+                if "wavelength" in rows
+                else 10 ** (header["COEFF0"] + header["COEFF1"] * np.arange(image.shape[1]))
+            )
+            assert np.allclose(spectrum.wave_aa, expected_wave, rtol=1e-12, atol=0)
+            assert spectrum.id == header["FILENAME"].removesuffix(".fits")
+            assert spectrum.meta.designation == header["DESIG"]
+            assert spectrum.meta.ra == pytest.approx(header["RA"])
+            assert spectrum.meta.snr == pytest.approx(header.get("SN_R", header.get("SNRR")))
+            assert spectrum.medium == "vacuum"
+        elif spectrum.meta.form == "ssap":
+            table = hdul[1].data
+            assert np.array_equal(spectrum.wave_aa, table["spectral"])
+            assert np.array_equal(spectrum.flux, table["flux"])
+            assert spectrum.id == hdul[1].header["DS_IDPUB"]
+            assert spectrum.meta.object == hdul[1].header["OBJECT"]
+            assert spectrum.meta.mjd == pytest.approx(hdul[1].header["TMID"])
+            assert spectrum.medium == "air"
+        elif spectrum.meta.form == "raw":
+            data = hdul[0].data
+            assert np.array_equal(FitsFile.open(path).primary_array(), data)
+            assert np.array_equal(spectrum.flux, data.astype(float))
+            i = np.arange(data.size)
+            wave = header["CRVAL1"] + (i + 1 - header["CRPIX1"]) * header["CDELT1"]
+            assert np.allclose(spectrum.wave_aa, wave, rtol=1e-12)
+            assert spectrum.id == path.stem
+            assert spectrum.meta.extra["expval"] == header["EXPVAL"]
+            assert spectrum.medium == "air"
+        else:
+            assert spectrum.meta.form == "mrs"
+            table = hdul["COADD_R"].data
+            assert np.array_equal(np.sort(spectrum.flux), np.sort(table["FLUX"].astype(float)))
+            assert np.all(np.diff(spectrum.wave_aa) > 0)
+            assert spectrum.meta.resolving_power == 7500
+    assert np.all(np.diff(spectrum.wave_aa) > 0)
+
+
+def test_dr8_table_form_equals_the_dr7_image_it_was_built_from(data_dir: Path) -> None:
+    table = read_spectrum(data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits")
+    image = read_spectrum(data_dir / "lamost-dr7/spec-58397-EG014118N254444M01_sp03-031.fits")
+    assert table.meta.form == "lrs-table" and image.meta.form == "lrs-image"
+    assert table.meta.extra["release"] == "DR8"
+    assert np.array_equal(table.flux, image.flux)
+    assert np.array_equal(table.ivar, image.ivar)
+    assert np.array_equal(table.wave_aa, image.wave_aa)
+    assert table.id == image.id and table.meta.obsid == "677503031"
+
+
+def test_releases_and_forms(data_dir: Path) -> None:
+    dr1 = read_spectrum(data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits")
+    dr2 = read_spectrum(data_dir / "lamost-dr2/spec-56257-GAC089N38V2_sp01-009.fit")
+    dr7 = read_spectrum(data_dir / "lamost-dr7/spec-58397-EG014118N254444M01_sp03-031.fits")
+    assert (dr1.meta.form, dr1.meta.extra["release"]) == ("lrs-image-dr1", "DR1")
+    assert (dr2.meta.form, dr2.meta.extra["release"]) == ("lrs-image", "DR2-DR5")
+    assert dr7.meta.extra["release"] == "DR7"
+    assert dr1.meta.extra["subclass"] == "F9"
+    # The published designation and the published S/N of the bundled manifest.
+    assert dr1.meta.designation == "LAMOST J063715.90+271356.5"
+    assert dr2.meta.snr == pytest.approx(182.46)
+
+
+def test_ondrejov_forms_of_the_same_observation_agree(data_dir: Path) -> None:
+    ssap = read_spectrum(data_dir / "ondrejov-ssap/uk220017.fits")
+    raw = read_spectrum(data_dir / "ondrejov-raw/uk220017.fits")
+    assert ssap.id == "ivo://asu.cas.cz/stel/ccd700/uk220017"
+    assert raw.id == "uk220017"
+    assert ssap.meta.object == raw.meta.object == "gamma Cas"
+    assert raw.meta.ra == pytest.approx(ssap.meta.ra, abs=1e-3)
+    assert raw.meta.dec == pytest.approx(ssap.meta.dec, abs=1e-3)
+    assert raw.meta.mjd == pytest.approx(ssap.meta.mjd, abs=0.01)
+    assert raw.wave_aa[0] < ssap.wave_aa[0] and raw.wave_aa[-1] > ssap.wave_aa[-1]
+    assert raw.flux_unit == "ADU" and ssap.flux_unit == "relative"
+
+
+def test_archive_is_detected_from_the_header_not_the_path(data_dir: Path, tmp_path: Path) -> None:
+    lamost = tmp_path / "ondrejov-a201504150031.fit"
+    shutil.copy(data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits", lamost)
+    ondrejov = tmp_path / "spec-55862-B6212_sp06-003.fits"
+    shutil.copy(data_dir / "ondrejov-ssap/a201504150031.fits", ondrejov)
+    gz_without_suffix = tmp_path / "plain-name.fits"
+    gz_without_suffix.write_bytes(
+        gzip.compress((data_dir / "ondrejov-raw/uk220017.fits").read_bytes())
+    )
+    assert read_spectrum(lamost).meta.archive == "lamost"
+    assert read_spectrum(ondrejov).meta.archive == "ondrejov"
+    assert read_spectrum(ondrejov).meta.form == "ssap"
+    assert read_spectrum(gz_without_suffix).meta.form == "raw"
+
+
+def test_gzipped_and_plain_read_identically(data_dir: Path, tmp_path: Path) -> None:
+    plain = data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits"
+    packed = tmp_path / "spec-55862-B6212_sp06-003.fits.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = read_spectrum(plain), read_spectrum(packed)
+    assert np.array_equal(a.flux, b.flux) and a.id == b.id
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty"),
+        (b"hello world, this is not FITS", "not a FITS file"),
+        (b"\x1f\x8b\x08\x00garbage", "gzip"),
+    ],
+)
+def test_unreadable_files_name_the_file_and_the_problem(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "bad.fits"
+    path.write_bytes(content)
+    with pytest.raises(SpectrumError) as info:
+        read_spectrum(path)
+    assert str(path) in str(info.value) and reason in info.value.reason
+
+
+def test_truncated_data_and_unknown_layout(data_dir: Path, tmp_path: Path) -> None:
+    data = (data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits").read_bytes()
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(data[:20000])
+    with pytest.raises(SpectrumError, match="truncated"):
+        read_spectrum(cut)
+    image = tmp_path / "image.fits"
+    fits.PrimaryHDU(np.zeros((3, 4, 5), np.float32)).writeto(image)
+    with pytest.raises(SpectrumError, match="known forms: lamost-lrs-image"):
+        read_spectrum(image)

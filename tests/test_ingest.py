@@ -1,0 +1,173 @@
+"""Ingest: bad files survive, labels apply, workers agree, kill -9 resumes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spectraldl.bundled import bundled_files, real_labels_csv, replicate_real_tree
+from spectraldl.cli import main
+from spectraldl.dataset import read_dataset
+from spectraldl.ingest import IngestFailed, discover, ingest
+from spectraldl.labels import CLASSES, LabelError, read_labels
+
+
+def _errors(path: Path) -> dict[str, str]:
+    with path.open(newline="") as handle:
+        return {Path(row["path"]).name: row["reason"] for row in csv.DictReader(handle)}
+
+
+def test_bad_tree_keeps_every_good_file_and_names_every_bad_one(bad_tree, tmp_path) -> None:
+    root, expect, good = bad_tree
+    out = tmp_path / "out.h5"
+    summary = ingest([root], out)
+    data = read_dataset(out)
+    assert summary.added == len(good) == len(data)
+    assert set(data.meta["source"]) == {str(p) for p in good}
+    errors = _errors(tmp_path / "out.errors.csv")
+    assert set(errors) == set(expect)
+    for name, word in expect.items():
+        assert word in errors[name], (name, errors[name])
+    assert f"{len(good)} spectra added" in summary.line()
+    assert f"{len(expect)} bad files" in summary.line()
+
+
+def test_cli_ingest_summary_and_strict(bad_tree, tmp_path) -> None:
+    root, expect, good = bad_tree
+    runner = CliRunner()
+    result = runner.invoke(main, ["ingest", str(root), "-o", str(tmp_path / "a.h5")])
+    assert result.exit_code == 0, result.output
+    assert f"{len(good)} spectra added" in result.output
+    assert f"{len(expect)} bad files" in result.output
+    strict = runner.invoke(main, ["ingest", str(root), "-o", str(tmp_path / "b.h5"), "--strict"])
+    assert strict.exit_code == 1
+    assert "bad files with --strict" in strict.output and "b.errors.csv" in strict.output
+    assert set(_errors(tmp_path / "b.errors.csv")) == set(expect)
+    assert not (tmp_path / "b.h5").exists()
+
+
+def test_discover_walks_directories_but_always_tries_named_files(bad_tree) -> None:
+    root, _, good = bad_tree
+    found = discover([root])
+    assert all(p.name != "README.txt" for p in found)
+    assert set(good) <= set(found)
+    named = discover([root / "good" / "README.txt"])
+    assert named == [root / "good" / "README.txt"]
+    with pytest.raises(FileNotFoundError):
+        discover([root / "missing"])
+
+
+def test_labels_from_the_shared_forms(tmp_path) -> None:
+    files = [f.path for f in bundled_files(archive="ondrejov")]
+    out = tmp_path / "o.h5"
+    ingest(files, out, labels_csv=real_labels_csv())
+    data = read_dataset(out)
+    by_id = dict(zip(data.ids, data.labels, strict=True))
+    assert CLASSES[by_id["ivo://asu.cas.cz/stel/ccd700/uk220017"]] == "emission"
+    assert CLASSES[by_id["uk220017"]] == "emission"
+    assert CLASSES[by_id["ivo://asu.cas.cz/stel/ccd700/a201504150031"]] == "double-peak"
+    assert CLASSES[by_id["vh130075"]] == "absorption"
+    assert (data.labels >= 0).all()
+    # The thesis' integer form of the same labels.
+    thesis = tmp_path / "thesis.csv"
+    thesis.write_text("id,label\nivo://asu.cas.cz/stel/ccd700/uk220017,0\nvh130075.fits,1\n")
+    labels = read_labels(thesis)
+    assert labels.lookup("uk220017") == 0 and labels.lookup("vh130075") == 1
+
+
+def test_unknown_label_names_the_line(tmp_path) -> None:
+    bad = tmp_path / "labels.csv"
+    bad.write_text("id,label\na,emission\nb,maybe-emission\n")
+    with pytest.raises(LabelError, match="line 3"):
+        read_labels(bad)
+    files = [str(f.path) for f in bundled_files(archive="ondrejov")][:2]
+    result = CliRunner().invoke(
+        main, ["ingest", *files, "-o", str(tmp_path / "x.h5"), "--labels", str(bad)]
+    )
+    assert result.exit_code == 1 and "line 3" in result.output and "maybe-emission" in result.output
+
+
+def test_one_and_two_workers_give_identical_datasets(tmp_path) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)
+    ingest([tree], tmp_path / "one.h5", workers=1)
+    ingest([tree], tmp_path / "two.h5", workers=2)
+    one, two = read_dataset(tmp_path / "one.h5"), read_dataset(tmp_path / "two.h5")
+    assert list(one.ids) == list(two.ids)
+    assert np.array_equal(one.X, two.X) and np.array_equal(one.quality, two.quality)
+    assert all(
+        np.array_equal(one.meta[k], two.meta[k], equal_nan=True)
+        for k in ("ra", "dec", "mjd", "snr")
+    )
+    assert (tmp_path / "one.errors.csv").read_text() == (tmp_path / "two.errors.csv").read_text()
+
+
+def test_append_skips_ids_already_present(tmp_path) -> None:
+    files = [f.path for f in bundled_files(archive="ondrejov")]
+    out = tmp_path / "o.h5"
+    first = ingest(files[:6], out)
+    second = ingest(files, out)
+    assert first.added == 6 and second.added == len(files) - 6
+    assert second.already_present == 6
+    assert len(read_dataset(out)) == len(files)
+
+
+def test_interrupted_run_of_other_inputs_is_refused(tmp_path) -> None:
+    files = [f.path for f in bundled_files(archive="ondrejov")]
+    (tmp_path / "o.h5.parts").mkdir()
+    (tmp_path / "o.h5.parts" / "manifest.json").write_text('{"files": "other"}')
+    with pytest.raises(IngestFailed, match="unfinished ingest of other inputs"):
+        ingest(files, tmp_path / "o.h5")
+
+
+def _ingest_process(tree: Path, out: Path, *, quiet: bool = False) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "spectraldl.cli", "ingest", str(tree), "-o", str(out), "-j", "2"],
+        stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 3000)
+    reference = tmp_path / "reference.h5"
+    ingest([tree], reference, workers=2)
+
+    out = tmp_path / "out.h5"
+    # A dataset already there must survive the kill untouched.
+    ondrejov = [f.path for f in bundled_files(archive="ondrejov")]
+    ingest(ondrejov, out)
+    before = read_dataset(out)
+    parts = tmp_path / "out.h5.parts"
+    process = _ingest_process(tree, out, quiet=True)
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("chunk-*.h5")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(parts.glob("chunk-*.h5")), "the run finished before it could be killed"
+    still = read_dataset(out)
+    assert list(still.ids) == list(before.ids) and np.array_equal(still.X, before.X)
+
+    finish = _ingest_process(tree, out)
+    output = finish.communicate(timeout=300)[0].decode()
+    assert finish.returncode == 0, output
+    resumed, full = read_dataset(out), read_dataset(reference)
+    assert list(resumed.ids) == list(before.ids) + list(full.ids)
+    assert np.array_equal(resumed.X[len(before) :], full.X)
+    assert np.array_equal(resumed.labels[len(before) :], full.labels)
+    assert len(set(resumed.ids)) == len(resumed)
+    assert not parts.exists()
+    assert _errors(tmp_path / "out.errors.csv") == _errors(tmp_path / "reference.errors.csv")
