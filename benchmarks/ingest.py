@@ -1,0 +1,142 @@
+"""Ingest speed: files/s of the thesis' way, plain astropy and `spectraldl ingest`.
+
+All readers run on the same tree of real LAMOST files (copies of the bundled
+ones with distinct ids, see `spectraldl.bundled.replicate_real_tree`), plain
+and gzipped, in this one run. The baseline is the thesis' way: astropy opens
+each file, an astropy WCS gives the wavelengths, np.interp regrids, one core.
+
+    .venv/bin/python benchmarks/ingest.py [--files 5000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from _common import print_table, write_json
+
+
+def thesis_way(paths: list[Path]) -> int:
+    """astropy + WCS + np.interp + per-spectrum scaling, as the thesis' notebooks did."""
+    from astropy.io import fits
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    grid = np.linspace(6519, 6732, 140)
+    done = 0
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FITSFixedWarning)
+                with fits.open(path) as hdul:
+                    header = hdul[0].header
+                    flux = hdul[0].data[0]
+                    wcs = WCS(header, naxis=1)
+            pixels = np.arange(flux.size)
+            wave = 10 ** wcs.wcs_pix2world(pixels, 0)[0]
+            x = np.interp(grid, wave, flux)
+            x = (x - x.mean()) / x.std()
+            done += bool(np.isfinite(x).all())
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def plain_astropy(paths: list[Path]) -> int:
+    """astropy getdata + header wavelength formula + np.interp (no WCS)."""
+    from astropy.io import fits
+
+    grid = np.linspace(6519, 6732, 140)
+    done = 0
+    for path in paths:
+        try:
+            data, header = fits.getdata(path, header=True)
+        except (OSError, ValueError):
+            continue
+        wave = 10 ** (header["COEFF0"] + header["COEFF1"] * np.arange(data.shape[1]))
+        x = np.interp(grid, wave, data[0])
+        std = x.std()
+        done += bool(std > 0)
+    return done
+
+
+def spectraldl_ingest(tree: Path, out: Path, workers: int) -> int:
+    """`spectraldl.ingest.ingest` end to end, writing the dataset."""
+    from spectraldl.ingest import ingest
+
+    return ingest([tree], out, workers=workers).added
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=5000, help="files in the tree")
+    parser.add_argument(
+        "--thesis-files",
+        type=int,
+        default=1000,
+        help="files timed for the slow baselines (rates are per file)",
+    )
+    parser.add_argument("--json", help="also write the rows as JSON here")
+    args = parser.parse_args()
+
+    from spectraldl.bundled import replicate_real_tree
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for compressed in (False, True):
+            kind = "gzip" if compressed else "plain"
+            tree = Path(tmp) / kind
+            paths = replicate_real_tree(tree, args.files, compress=compressed)
+            sample = paths[: args.thesis_files]
+            runs = [
+                (
+                    "thesis way (astropy+WCS+interp, 1 core)",
+                    partial(thesis_way, sample),
+                    len(sample),
+                ),
+                ("plain astropy (1 core)", partial(plain_astropy, sample), len(sample)),
+                (
+                    "spectraldl ingest, 1 worker",
+                    partial(spectraldl_ingest, tree, Path(tmp) / f"{kind}-1.h5", 1),
+                    len(paths),
+                ),
+                (
+                    "spectraldl ingest, 2 workers",
+                    partial(spectraldl_ingest, tree, Path(tmp) / f"{kind}-2.h5", 2),
+                    len(paths),
+                ),
+            ]
+            results = []
+            for name, run, n in runs:
+                start = time.perf_counter()
+                run()
+                seconds = time.perf_counter() - start
+                results.append(
+                    {
+                        "files": kind,
+                        "method": name,
+                        "n_files": n,
+                        "seconds": seconds,
+                        "files_per_s": n / seconds,
+                    }
+                )
+            base = results[0]["files_per_s"]
+            one = results[2]["files_per_s"]
+            for r in results:
+                r["vs_thesis"] = r["files_per_s"] / base
+                r["vs_1_worker"] = r["files_per_s"] / one
+            rows.extend(results)
+    print_table(
+        f"Ingest speed, tree of {args.files} real LAMOST files (bundled copies)",
+        rows,
+        ["files", "method", "n_files", "seconds", "files_per_s", "vs_thesis", "vs_1_worker"],
+    )
+    write_json(args.json, "ingest", rows)
+
+
+if __name__ == "__main__":
+    main()
