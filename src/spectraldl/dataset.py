@@ -298,6 +298,13 @@ def iter_rows(path: str | Path, *, chunk_rows: int = 65536) -> Iterator[Rows]:
             yield _read_rows(h5, slice(start, min(start + chunk_rows, total)))
 
 
+def read_rows(path: str | Path, *, start: int, stop: int) -> Rows:
+    """Rows ``start`` to ``stop`` (exclusive) of a dataset: one chunk of a parallel job."""
+    with _open_checked(Path(path), "r") as h5:
+        total = h5["X"].shape[0]
+        return _read_rows(h5, slice(max(0, start), min(stop, total)))
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a dataset holds, without its rows."""
