@@ -108,7 +108,7 @@ class Spectrum:
             )
         if wave.size < 2:
             raise ValueError("a spectrum needs at least two pixels")
-        if not np.all(np.diff(wave) > 0):
+        if not (wave[1:] > wave[:-1]).all():
             raise ValueError("wavelengths must be finite and strictly increasing")
         if self.medium not in ("air", "vacuum"):
             raise ValueError(f"medium must be 'air' or 'vacuum', not {self.medium!r}")

@@ -8,12 +8,14 @@ is the difference between hours and minutes (``benchmarks/ingest.py``). The
 tests compare every array read here with astropy's on every real file.
 
 Files with extensions (tables) are still read with astropy, from the same
-in-memory bytes, so a file is read from disk once.
+in-memory bytes, so a file is read from disk once. Gzipped files (how LAMOST
+distributes its releases) are recognised by their magic bytes and inflated
+with ISA-L (python-isal), about 1.6 times faster than zlib on these files;
+inflating is the largest single cost of reading a gzipped spectrum.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 import warnings
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from isal import igzip, isal_zlib
 from numpy.typing import NDArray
 
 from spectraldl.errors import SpectrumError
@@ -68,35 +71,44 @@ def _parse_value(text: str) -> HeaderValue:
 
 
 class Header(Mapping[str, HeaderValue]):
-    """A primary or extension header: keyword -> value, values parsed on first access.
+    """A primary or extension header: keyword -> value, parsed on first access.
 
-    A LAMOST header has about 130 cards of which a reader uses a dozen, so
-    values stay as card text until asked for. The first occurrence of a
-    keyword wins; COMMENT, HISTORY and blank cards are not kept.
+    A LAMOST header has about 130 cards of which a reader uses a dozen: the
+    keywords are indexed once (their card offsets), values are parsed only
+    when asked for. The first occurrence of a keyword wins; COMMENT, HISTORY
+    and blank cards are not values.
     """
 
-    __slots__ = ("_raw", "_values")
+    __slots__ = ("_index", "_text", "_values")
 
-    def __init__(self, raw: dict[str, str]) -> None:
-        self._raw = raw
+    def __init__(self, text: str) -> None:
+        self._text = text
+        offsets = range(0, len(text), CARD)
+        keys = [text[i : i + 8].rstrip() for i in offsets]
+        self._index = {
+            key: i
+            for key, i in zip(reversed(keys), reversed(offsets), strict=True)
+            if text[i + 8 : i + 10] == "= "
+        }
         self._values: dict[str, HeaderValue] = {}
 
     def __getitem__(self, key: str) -> HeaderValue:
         try:
             return self._values[key]
         except KeyError:
-            value = _parse_value(self._raw[key])
+            pos = self._index[key]
+            value = _parse_value(self._text[pos + 10 : pos + CARD])
             self._values[key] = value
             return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._raw
+        return key in self._index
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
+        return iter(self._index)
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return len(self._index)
 
 
 _END_CARD = b"END" + b" " * 77
@@ -114,9 +126,7 @@ def parse_header(data: bytes, start: int = 0) -> tuple[Header, int]:
     if end < 0:
         raise ValueError("the header has no END card (file truncated or not FITS)")
     text = data[start:end].decode("ascii", errors="replace")
-    cards = [text[i : i + CARD] for i in range(0, len(text), CARD)]
-    raw = {card[:8].rstrip(): card[10:] for card in reversed(cards) if card[8:10] == "= "}
-    return Header(raw), start + -(-(end - start + CARD) // BLOCK) * BLOCK
+    return Header(text), start + -(-(end - start + CARD) // BLOCK) * BLOCK
 
 
 def _dtype_and_shape(header: Mapping[str, HeaderValue]) -> tuple[str, tuple[int, ...]]:
@@ -165,8 +175,8 @@ class FitsFile:
             raise SpectrumError(path, "the file is empty (0 bytes)")
         if raw[:2] == _GZIP_MAGIC:
             try:
-                raw = gzip.decompress(raw)
-            except (EOFError, OSError, zlib.error) as exc:
+                raw = igzip.decompress(raw)
+            except (EOFError, OSError, zlib.error, isal_zlib.error) as exc:
                 reason = f"the gzip stream is truncated or corrupt ({exc})"
                 raise SpectrumError(path, reason) from None
         if not raw.startswith(b"SIMPLE  ="):
