@@ -1,0 +1,150 @@
+"""Novelty: how unlike the training data a spectrum is, in the network's own feature space.
+
+A class-conditional Gaussian with one shared covariance is fitted to the
+penultimate-layer features of the training split (Lee et al. 2018, "A simple
+unified framework for detecting out-of-distribution samples"). The score of a
+spectrum is its Mahalanobis distance to the nearest class mean; the threshold
+is a high quantile (0.99 by default) of the training spectra's own scores, so
+about 1 % of spectra like the training data are flagged `Quality.NOVEL`, and
+spectra unlike all of it (noise, artefacts, unseen kinds of stars) score far
+above it. The covariance is shrunk (Ledoit-Wolf) because ReLU features have
+dead and nearly collinear dimensions.
+
+Scoring costs one (n, d) x (d, d) product: the precision matrix is factored
+once into a whitening matrix, after which every class is a dot product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+METHOD = "mahalanobis-shared-covariance"
+FORMAT_VERSION = 1
+
+
+class NoveltyError(ValueError):
+    """A novelty file that is missing or unreadable, or features of the wrong width."""
+
+
+@dataclass(frozen=True)
+class NoveltyModel:
+    """Class means and a whitening matrix in feature space, with the score threshold.
+
+    Attributes
+    ----------
+    means
+        float64 (k, d), class means of the training features.
+    whitening
+        float64 (d, d), ``W`` with ``W @ W.T`` the shrunk precision matrix.
+    labels
+        (k,) the class label of each mean, as given to `fit`.
+    threshold
+        Score above which a spectrum is novel.
+    quantile
+        The quantile of training scores that ``threshold`` is.
+    """
+
+    means: NDArray[np.float64]
+    whitening: NDArray[np.float64]
+    labels: NDArray
+    threshold: float
+    quantile: float
+
+    @classmethod
+    def fit(cls, features: ArrayLike, labels: ArrayLike, *, quantile: float = 0.99) -> NoveltyModel:
+        """Fit class means and a shared shrunk covariance to training ``features`` (n, d).
+
+        ``labels`` (n,) are the training classes; the threshold is the
+        ``quantile`` of the training scores.
+        """
+        from sklearn.covariance import LedoitWolf
+
+        x = np.asarray(features, dtype=np.float64)
+        y = np.asarray(labels)
+        if x.ndim != 2 or len(x) != len(y):
+            raise NoveltyError(f"features must be (n, d) with n labels, got {x.shape}, {y.shape}")
+        if not 0.0 < quantile < 1.0:
+            raise NoveltyError(f"quantile must be in (0, 1), got {quantile}")
+        classes = np.unique(y)
+        if len(x) < 2 * len(classes):
+            raise NoveltyError(f"too few training features ({len(x)}) for {len(classes)} classes")
+        means = np.stack([x[y == c].mean(axis=0) for c in classes])
+        centred = x - means[np.searchsorted(classes, y)]
+        covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
+        # Whitening W with W W^T = C^-1, from the eigendecomposition (C is SPD after shrinkage).
+        eigval, eigvec = np.linalg.eigh(covariance)
+        eigval = np.maximum(eigval, eigval.max() * 1e-12)
+        whitening = eigvec / np.sqrt(eigval)
+        model = cls(
+            means=means, whitening=whitening, labels=classes, threshold=np.inf, quantile=quantile
+        )
+        threshold = float(np.quantile(model.score(x), quantile))
+        return cls(
+            means=means, whitening=whitening, labels=classes, threshold=threshold, quantile=quantile
+        )
+
+    @property
+    def dim(self) -> int:
+        """Feature width d."""
+        return int(self.means.shape[1])
+
+    def distances(self, features: ArrayLike) -> NDArray[np.float64]:
+        """Mahalanobis distance of each row to each class mean, (n, k)."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise NoveltyError(f"features must be (n, {self.dim}), got {x.shape}")
+        z = x @ self.whitening
+        m = self.means @ self.whitening
+        d2 = (z * z).sum(axis=1)[:, None] - 2.0 * z @ m.T + (m * m).sum(axis=1)[None, :]
+        return np.sqrt(np.maximum(d2, 0.0))
+
+    def score(self, features: ArrayLike) -> NDArray[np.float64]:
+        """Novelty score (n,): distance to the nearest class mean; larger is more novel."""
+        return self.distances(features).min(axis=1)
+
+    def is_novel(self, features: ArrayLike) -> NDArray[np.bool_]:
+        """True where the score is above `threshold`."""
+        return self.score(features) > self.threshold
+
+    def save(self, path: str | Path) -> None:
+        """Write the model to an ``.npz`` file (no pickles; readable with plain numpy)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        labels = np.asarray(self.labels)
+        np.savez(
+            tmp,
+            method=np.array(METHOD),
+            format_version=np.array(FORMAT_VERSION),
+            means=self.means,
+            whitening=self.whitening,
+            labels=labels.astype(str) if labels.dtype == object else labels,
+            threshold=np.array(self.threshold),
+            quantile=np.array(self.quantile),
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NoveltyModel:
+        """Read a model written by `save`; a missing or foreign file is a `NoveltyError`."""
+        path = Path(path)
+        if not path.exists():
+            raise NoveltyError(f"{path}: no such novelty file")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["method"]) != METHOD:
+                    raise NoveltyError(f"{path}: unknown novelty method {data['method']!s}")
+                return cls(
+                    means=data["means"],
+                    whitening=data["whitening"],
+                    labels=data["labels"],
+                    threshold=float(data["threshold"]),
+                    quantile=float(data["quantile"]),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            if isinstance(exc, NoveltyError):
+                raise
+            raise NoveltyError(f"{path}: not a novelty model ({exc})") from None

@@ -1,0 +1,749 @@
+"""Train a network on labelled datasets: split, SMOTE, fit, calibrate, evaluate, save.
+
+The thesis' recipe, made reproducible:
+
+1. labelled rows of one or more datasets (spectraldl HDF5 or the published
+   CSV layout), classes emission, absorption, double-peak and noise where
+   present (``unknown`` is left out, as in the thesis);
+2. real spectra (``meta/origin == "real"``) are evaluation data: kept out of
+   fitting and reported on their own, unless asked otherwise (``real_rows``);
+3. a stratified split of the rest: test 10 %, validation 20 %, training the
+   remaining 70 %, drawn with the seed;
+4. SMOTE (imbalanced-learn) on the training split only;
+5. Adam, cross-entropy on logits, batches of 256, early stopping on the
+   validation loss (the best epoch's weights are kept); the data stay on the
+   device for the whole run; deterministic on CPU for a seed;
+6. temperature scaling fitted on the validation split (Guo et al. 2017),
+   reliability (ECE) reported before and after;
+7. the novelty model fitted on the training split's penultimate features;
+8. the model directory written atomically (see `spectraldl.modelcard`).
+
+`load_model` and `TrainedModel` live in `spectraldl.modelcard` and are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from spectraldl import __version__
+from spectraldl.dataset import Dataset, DatasetError, Rows, is_dataset, read_dataset
+from spectraldl.evaluation import (
+    classification_metrics,
+    fit_temperature,
+    json_safe,
+    plot_confusions,
+    plot_curves,
+    softmax,
+)
+from spectraldl.labels import CLASSES, label_code
+from spectraldl.modelcard import (
+    CARD,
+    CARD_FORMAT,
+    CARD_VERSION,
+    NOVELTY,
+    WEIGHTS,
+    ModelDirError,
+    ModelMismatch,
+    TrainedModel,
+    describe_config,
+    load_model,
+    select_device,
+)
+from spectraldl.models import build_model, count_parameters, flops_per_spectrum
+from spectraldl.novelty import NoveltyModel
+from spectraldl.preprocess import PreprocessConfig
+from spectraldl.published_csv import is_published_csv, read_published_csv
+
+__all__ = [
+    "TRAINABLE_CLASSES",
+    "ModelDirError",
+    "ModelMismatch",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedModel",
+    "TrainingError",
+    "fit_network",
+    "load_model",
+    "read_dataset_any",
+    "smote_balance",
+    "stratified_split",
+    "train",
+]
+
+TRAINABLE_CLASSES: tuple[str, ...] = ("emission", "absorption", "double-peak", "noise")
+"""Classes a model may learn, in output order; ``unknown`` is never one."""
+
+MIN_ROWS_PER_CLASS = 10
+"""Fewer labelled rows than this in a class cannot be split into training/validation/test."""
+
+REAL_ROWS = ("auto", "evaluate", "fit")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class TrainingError(ValueError):
+    """Training cannot start or go on: the message says why and which file is at fault."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every choice of a training run; recorded in the model card.
+
+    Attributes
+    ----------
+    model
+        Network name (`spectraldl.models.ARCHITECTURES`): ``cnn``, ``fnn``, ``cnn-small``.
+    epochs
+        Most epochs to run; early stopping usually ends sooner.
+    batch_size, learning_rate
+        Adam's mini-batch size and step size (thesis: 256, 0.001).
+    patience
+        Epochs without a lower validation loss before stopping.
+    seed
+        Seeds the split, SMOTE, the initial weights, dropout and shuffling.
+    test_fraction, val_fraction
+        Shares of the fitted rows held out for test and validation.
+    smote
+        Balance the training split with SMOTE.
+    real_rows
+        ``evaluate``: real rows are only evaluated; ``fit``: they are split
+        and fitted like the rest; ``auto``: ``evaluate`` unless the data has
+        no labelled synthetic rows.
+    calibrate
+        Fit a softmax temperature on the validation split.
+    novelty_quantile
+        Quantile of training novelty scores used as the novelty threshold.
+    device
+        ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
+    bf16
+        bfloat16 autocast for the forward pass (meant for GPUs).
+    compile
+        ``torch.compile`` the network (meant for GPUs).
+    """
+
+    model: str = "cnn"
+    epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 10
+    seed: int = 0
+    test_fraction: float = 0.1
+    val_fraction: float = 0.2
+    smote: bool = True
+    real_rows: str = "auto"
+    calibrate: bool = True
+    novelty_quantile: float = 0.99
+    device: str = "auto"
+    bf16: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.real_rows not in REAL_ROWS:
+            raise TrainingError(f"real_rows must be one of {', '.join(REAL_ROWS)}")
+        if not (0 < self.test_fraction < 1 and 0 < self.val_fraction < 1):
+            raise TrainingError("test_fraction and val_fraction must be in (0, 1)")
+        if self.test_fraction + self.val_fraction >= 0.9:
+            raise TrainingError("test_fraction + val_fraction leaves too little to train on")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise TrainingError("epochs, batch_size and patience must be >= 1")
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def read_dataset_any(path: str | Path) -> Dataset:
+    """Read a spectraldl HDF5 dataset or a CSV in the thesis' published layout."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if is_dataset(path):
+        return read_dataset(path)
+    if is_published_csv(path):
+        return read_published_csv(path)
+    raise DatasetError(
+        f"{path}: neither a spectraldl dataset (HDF5) nor a CSV in the published layout "
+        "(id, label, object, ra, dec, expval, gratang, detector, chipid, specfilt, "
+        "date-obs, dichmir, flux...)"
+    )
+
+
+@dataclass
+class LabelledRows:
+    """Rows of one or more datasets, with the dataset each came from."""
+
+    rows: Rows
+    source: NDArray[np.int64]
+    paths: list[str]
+    config: PreprocessConfig
+
+
+def _flux_config(config: PreprocessConfig) -> dict[str, Any]:
+    from spectraldl.modelcard import NOT_AFFECTING_FLUX
+
+    return {k: v for k, v in config.to_dict().items() if k not in NOT_AFFECTING_FLUX}
+
+
+def combine_datasets(datasets: Sequence[Dataset]) -> LabelledRows:
+    """Stack datasets that share a grid and preprocessing; ids must be unique across them."""
+    if not datasets:
+        raise TrainingError("no dataset given")
+    first = datasets[0]
+    for other in datasets[1:]:
+        if _flux_config(other.config) != _flux_config(first.config):
+            raise TrainingError(
+                f"{other.path} was preprocessed otherwise than {first.path}: "
+                f"{describe_config(other.config)} vs {describe_config(first.config)}"
+            )
+    rows = Rows.concat(datasets)
+    seen: dict[str, str] = {}
+    for ds in datasets:
+        for ident in ds.ids:
+            if ident in seen:
+                raise TrainingError(
+                    f"id {ident!r} is in both {seen[ident]} and {ds.path}: a spectrum "
+                    "in two datasets could land in training and test at once"
+                )
+            seen[ident] = ds.path
+    source = np.concatenate([np.full(len(ds), i, np.int64) for i, ds in enumerate(datasets)])
+    return LabelledRows(
+        rows=rows, source=source, paths=[ds.path for ds in datasets], config=first.config
+    )
+
+
+def stratified_split(
+    labels: NDArray[np.integer], *, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Indices of training, validation and test rows, stratified by label.
+
+    ``test_fraction`` and ``val_fraction`` are shares of all rows (thesis:
+    0.1 and 0.2). The same labels and seed give the same split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    rest, test = train_test_split(
+        index, test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    train, val = train_test_split(
+        rest,
+        test_size=val_fraction / (1.0 - test_fraction),
+        stratify=labels[rest],
+        random_state=seed + 1,
+    )
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def smote_balance(
+    x: NDArray[np.float32], y: NDArray[np.integer], *, seed: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Oversample the minority classes with SMOTE up to the largest class.
+
+    Give it the training split only: new rows interpolate between a row and
+    one of its nearest same-class neighbours, so any row passed in can leak
+    into the result. The first ``len(x)`` returned rows are ``x`` itself.
+    """
+    from imblearn.over_sampling import SMOTE
+
+    counts = np.bincount(np.asarray(y, dtype=np.int64))
+    present = counts[counts > 0]
+    if len(present) < 2 or present.min() == present.max():
+        return np.asarray(x, np.float32), np.asarray(y, np.int64)
+    k = int(min(5, present.min() - 1))
+    if k < 1:
+        return np.asarray(x, np.float32), np.asarray(y, np.int64)
+    x_res, y_res = SMOTE(k_neighbors=k, random_state=seed).fit_resample(x, y)
+    return np.asarray(x_res, np.float32), np.asarray(y_res, np.int64)
+
+
+# --- the fitting loop ----------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """A trained network and how the training went."""
+
+    network: torch.nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    seconds: float
+    device: torch.device
+
+
+def _evaluate_loss(
+    network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int, bf16: bool
+) -> tuple[float, float]:
+    network.eval()
+    loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(x), batch):
+            logits = network(x[start : start + batch]).float()
+            target = y[start : start + batch]
+            loss += torch.nn.functional.cross_entropy(logits, target, reduction="sum").double()
+            correct += (logits.argmax(dim=1) == target).sum()
+    n = max(len(x), 1)
+    return float(loss) / n, float(correct) / n
+
+
+def fit_network(
+    architecture: str,
+    kwargs: dict[str, Any],
+    x_train: NDArray[np.float32],
+    y_train: NDArray[np.integer],
+    x_val: NDArray[np.float32],
+    y_val: NDArray[np.integer],
+    *,
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+) -> FitResult:
+    """Build ``architecture`` and fit it with Adam and early stopping on the validation loss.
+
+    All data go to the device once; each epoch draws a permutation from a
+    seeded generator and indexes mini-batches on the device (no DataLoader,
+    no copies), and the host waits for the device only once per epoch. The
+    weights of the epoch with the lowest validation loss are returned.
+    """
+    device = select_device(config.device)
+    cuda = device.type == "cuda"
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.manual_seed(config.seed)
+        network = build_model(architecture, **kwargs).to(device)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        xt = torch.from_numpy(np.ascontiguousarray(x_train, np.float32)).to(device)
+        yt = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
+        xv = torch.from_numpy(np.ascontiguousarray(x_val, np.float32)).to(device)
+        yv = torch.from_numpy(np.asarray(y_val, np.int64)).to(device)
+        step_net = torch.compile(network) if config.compile else network
+        optimizer = torch.optim.Adam(
+            network.parameters(), lr=config.learning_rate, **({"fused": True} if cuda else {})
+        )
+        generator = torch.Generator().manual_seed(config.seed)
+        n = len(xt)
+        history: list[dict[str, float]] = []
+        best_loss, best_epoch, best_state, waited = math.inf, 0, None, 0
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            network.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            for start in range(0, n, config.batch_size):
+                index = order[start : start + config.batch_size]
+                xb, yb = xt[index], yt[index]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    logits = step_net(xb)
+                loss = torch.nn.functional.cross_entropy(logits.float(), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(index)
+                correct += (logits.detach().argmax(dim=1) == yb).sum()
+            val_loss, val_accuracy = _evaluate_loss(step_net, xv, yv, batch=8192, bf16=config.bf16)
+            record = {
+                "epoch": epoch,
+                "train_loss": float(loss_sum) / n,
+                "train_accuracy": float(correct) / n,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(record)
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+            else:
+                waited += 1
+            if progress:
+                progress(epoch, config.epochs)
+            if waited >= config.patience or not math.isfinite(val_loss):
+                break
+        if best_state is not None:
+            network.load_state_dict(best_state)
+        network.eval()
+    return FitResult(
+        network=network,
+        history=history,
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - started,
+        device=device,
+    )
+
+
+# --- the whole run -------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What `train` wrote and measured."""
+
+    model_dir: Path
+    model: TrainedModel
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card as written."""
+        return self.model.card
+
+
+def _sha256(*parts: bytes) -> str:
+    sha = hashlib.sha256()
+    for part in parts:
+        sha.update(part)
+        sha.update(b"\0")
+    return sha.hexdigest()
+
+
+def _ids_digest(ids: NDArray[np.object_], labels: NDArray[np.integer]) -> str:
+    return _sha256("\n".join(map(str, ids)).encode(), np.asarray(labels, np.int8).tobytes())
+
+
+def _versions() -> dict[str, str]:
+    import imblearn
+    import sklearn
+
+    return {
+        "spectraldl": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "imbalanced-learn": imblearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainingError(f"{out_dir}: exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise TrainingError(f"{out_dir}: already exists and is not empty (use overwrite)")
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _class_index(codes: NDArray[np.integer], class_codes: list[int]) -> NDArray[np.int64]:
+    lookup = np.full(len(CLASSES), -1, np.int64)
+    lookup[class_codes] = np.arange(len(class_codes))
+    return lookup[np.asarray(codes, np.int64)]
+
+
+def train(
+    datasets: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
+
+    Parameters
+    ----------
+    datasets
+        spectraldl HDF5 datasets or CSVs in the published layout; they must
+        share grid and preprocessing, and ids must be unique across them.
+    out_dir
+        The model directory to write (see `spectraldl.modelcard`); an existing
+        non-empty one is replaced only with ``overwrite``, and only once the
+        new one is complete.
+    config
+        The run's choices (`TrainConfig`).
+    progress
+        Called with (epochs done, most epochs) after each epoch.
+    log
+        Called with one line of text per stage.
+
+    Returns
+    -------
+    TrainResult
+        The saved model (loaded back from ``out_dir``), metrics and history.
+    """
+    config = config or TrainConfig()
+    say = log or (lambda _line: None)
+    out_dir = Path(out_dir)
+    _prepare_out(out_dir, overwrite)
+    data = combine_datasets([read_dataset_any(p) for p in datasets])
+    rows = data.rows
+    trainable = np.isin(rows.labels, [label_code(c) for c in TRAINABLE_CLASSES])
+    is_real = rows.meta["origin"] == "real"
+    real_rows = config.real_rows
+    if real_rows == "auto":
+        real_rows = "evaluate" if (trainable & ~is_real).any() else "fit"
+    fit_mask = trainable & (~is_real if real_rows == "evaluate" else True)
+    if not fit_mask.any():
+        raise TrainingError(
+            f"no labelled rows to fit in {', '.join(data.paths)} "
+            f"(trainable classes: {', '.join(TRAINABLE_CLASSES)})"
+        )
+    fit_codes = rows.labels[fit_mask].astype(np.int64)
+    class_codes = [c for c in (label_code(n) for n in TRAINABLE_CLASSES) if (fit_codes == c).any()]
+    counts = {CLASSES[c]: int((fit_codes == c).sum()) for c in class_codes}
+    if len(class_codes) < 2:
+        raise TrainingError(f"need at least two classes to train, the data has {counts}")
+    small = {k: v for k, v in counts.items() if v < MIN_ROWS_PER_CLASS}
+    if small:
+        raise TrainingError(
+            f"too few labelled rows to split for {small} (at least {MIN_ROWS_PER_CLASS} "
+            "per class); label more spectra or drop the class"
+        )
+    classes = tuple(CLASSES[c] for c in class_codes)
+    fit_index = np.flatnonzero(fit_mask)
+    y_fit = _class_index(rows.labels[fit_index], class_codes)
+    tr, va, te = stratified_split(
+        y_fit,
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    train_rows, val_rows, test_rows = fit_index[tr], fit_index[va], fit_index[te]
+    eval_real_rows = np.flatnonzero(is_real & np.isin(rows.labels, class_codes) & ~fit_mask)
+    say(
+        f"{len(fit_index)} rows to fit ({', '.join(f'{k} {v}' for k, v in counts.items())}): "
+        f"{len(train_rows)} training, {len(val_rows)} validation, {len(test_rows)} test; "
+        f"{len(eval_real_rows)} real rows for evaluation only"
+    )
+    x_train, y_train = rows.X[train_rows], y_fit[tr]
+    if config.smote:
+        x_train, y_train = smote_balance(x_train, y_train, seed=config.seed)
+        say(f"SMOTE: {len(train_rows)} -> {len(x_train)} training rows")
+    kwargs = {"n_classes": len(classes), "input_n": int(data.config.grid_n)}
+    fit = fit_network(
+        config.model,
+        kwargs,
+        x_train,
+        y_train,
+        rows.X[val_rows],
+        y_fit[va],
+        config=config,
+        progress=progress,
+    )
+    say(
+        f"trained {config.model} for {len(fit.history)} epochs (best {fit.best_epoch}) "
+        f"in {fit.seconds:.1f} s on {fit.device}"
+    )
+    network = fit.network
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "format_version": CARD_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": {
+            "name": config.model,
+            "kwargs": kwargs,
+            "n_parameters": count_parameters(network),
+            "flops_per_spectrum": flops_per_spectrum(network, kwargs["input_n"]),
+            "embedding_dim": network.embedding_dim,
+        },
+        "classes": list(classes),
+        "class_codes": class_codes,
+        "grid": {
+            "start_aa": data.config.grid_start_aa,
+            "stop_aa": data.config.grid_stop_aa,
+            "n": data.config.grid_n,
+            "medium": "vacuum",
+        },
+        "preprocessing": data.config.to_dict(),
+        "temperature": 1.0,
+    }
+    model = TrainedModel(network=network, card=card, device=fit.device)
+    val_logits, _ = model.predict_logits_and_features(rows.X[val_rows])
+    if config.calibrate:
+        card["temperature"] = fit_temperature(val_logits, y_fit[va])
+    metrics = _evaluate_splits(model, rows, class_codes, val_rows, test_rows, eval_real_rows)
+    train_features = model.embed(rows.X[train_rows])
+    novelty = NoveltyModel.fit(train_features, y_fit[tr], quantile=config.novelty_quantile)
+    metrics["novelty"] = _novelty_metrics(
+        model, novelty, rows, train_features, test_rows, eval_real_rows
+    )
+    metrics["temperature"] = card["temperature"]
+    say(
+        f"temperature {card['temperature']:.3f}; novelty threshold {novelty.threshold:.2f} "
+        f"(quantile {novelty.quantile})"
+    )
+    card["training"] = {
+        **{k: v for k, v in asdict(config).items() if k not in ("device",)},
+        "device": str(fit.device),
+        "real_rows": real_rows,
+        "epochs_run": len(fit.history),
+        "best_epoch": fit.best_epoch,
+        "seconds": round(fit.seconds, 3),
+        "optimizer": "Adam",
+        "loss": "cross-entropy",
+        "early_stopping": "validation loss",
+    }
+    card["split"] = {
+        "seed": config.seed,
+        "test_fraction": config.test_fraction,
+        "val_fraction": config.val_fraction,
+        "stratified": True,
+        "n_train": len(train_rows),
+        "n_train_after_smote": len(x_train),
+        "n_val": len(val_rows),
+        "n_test": len(test_rows),
+        "n_real_evaluation": len(eval_real_rows),
+        "class_counts": counts,
+    }
+    used = np.concatenate([fit_index, eval_real_rows])
+    card["datasets"] = [
+        {
+            "path": str(Path(p).resolve()),
+            "n_rows": int((data.source == i).sum()),
+            "ids_sha256": _ids_digest(rows.ids[data.source == i], rows.labels[data.source == i]),
+        }
+        for i, p in enumerate(data.paths)
+    ]
+    card["data_sha256"] = _sha256(
+        "\n".join(map(str, rows.ids[used])).encode(),
+        rows.labels[used].tobytes(),
+        np.ascontiguousarray(rows.X[used]).tobytes(),
+    )
+    card["novelty"] = {
+        "file": NOVELTY,
+        "method": "mahalanobis-shared-covariance",
+        "space": "penultimate features",
+        "threshold": novelty.threshold,
+        "quantile": novelty.quantile,
+    }
+    card["versions"] = _versions()
+    card["metrics"] = {
+        key: {k: metrics[key][k] for k in ("n", "accuracy", "ece")}
+        for key in ("validation", "test", "real")
+    }
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        torch.save({k: v.cpu() for k, v in network.state_dict().items()}, tmp / WEIGHTS)
+        (tmp / CARD).write_text(json.dumps(json_safe(card), indent=2) + "\n", encoding="utf-8")
+        novelty.save(tmp / NOVELTY)
+        _write_history(tmp / "history.csv", fit.history)
+        _write_split(tmp / "split.csv", rows, data, train_rows, val_rows, test_rows, eval_real_rows)
+        plot_curves(fit.history, tmp / "curves.png")
+        panels = [("test split", metrics["test"])]
+        if metrics["real"]["n"]:
+            panels.append(("real spectra (not fitted)", metrics["real"]))
+        plot_confusions(panels, tmp / "confusion.png")
+        saved = TrainedModel(network=network, card=json.loads((tmp / CARD).read_text()))
+        metrics = {"model_id": saved.model_id, "classes": list(classes), **metrics}
+        (tmp / "metrics.json").write_text(
+            json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8"
+        )
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    model = load_model(out_dir, device=fit.device)
+    say(f"wrote {out_dir} (model {model.model_id})")
+    return TrainResult(model_dir=out_dir, model=model, metrics=metrics, history=fit.history)
+
+
+def _evaluate_splits(
+    model: TrainedModel,
+    rows: Rows,
+    class_codes: list[int],
+    val_rows: NDArray[np.int64],
+    test_rows: NDArray[np.int64],
+    real_rows: NDArray[np.int64],
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    uncalibrated: dict[str, Any] = {}
+    for key, index in (("validation", val_rows), ("test", test_rows), ("real", real_rows)):
+        logits = model.predict_logits(rows.X[index])
+        y = _class_index(rows.labels[index], class_codes)
+        metrics[key] = classification_metrics(model.proba_from_logits(logits), y, model.classes)
+        raw = classification_metrics(softmax(logits), y, model.classes)
+        uncalibrated[key] = {"ece": raw["ece"], "log_loss": raw["log_loss"]}
+        if key == "real" and len(index):
+            archives = rows.meta["archive"][index]
+            metrics["real_by_archive"] = {
+                str(a): classification_metrics(
+                    model.proba_from_logits(logits[archives == a]), y[archives == a], model.classes
+                )
+                for a in sorted(set(archives))
+            }
+    metrics["test_origin"] = sorted(set(rows.meta["origin"][test_rows]))
+    metrics["uncalibrated"] = uncalibrated
+    return metrics
+
+
+def _novelty_metrics(
+    model: TrainedModel,
+    novelty: NoveltyModel,
+    rows: Rows,
+    train_features: NDArray[np.float32],
+    test_rows: NDArray[np.int64],
+    real_rows: NDArray[np.int64],
+) -> dict[str, Any]:
+    fractions = {"train": float(novelty.is_novel(train_features).mean())}
+    for key, index in (("test", test_rows), ("real", real_rows)):
+        fractions[key] = (
+            float(novelty.is_novel(model.embed(rows.X[index])).mean()) if len(index) else None
+        )
+    return {
+        "threshold": novelty.threshold,
+        "quantile": novelty.quantile,
+        "novel_fraction": fractions,
+    }
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    names = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for record in history:
+            writer.writerow({k: record[k] for k in names})
+
+
+def _write_split(
+    path: Path,
+    rows: Rows,
+    data: LabelledRows,
+    train_rows: NDArray[np.int64],
+    val_rows: NDArray[np.int64],
+    test_rows: NDArray[np.int64],
+    real_rows: NDArray[np.int64],
+) -> None:
+    """``id,dataset,role,label`` for every row the run used (role train/val/test/real)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "dataset", "role", "label"])
+        for role, index in (
+            ("train", train_rows),
+            ("val", val_rows),
+            ("test", test_rows),
+            ("real", real_rows),
+        ):
+            for i in index:
+                dataset = Path(data.paths[data.source[i]]).name
+                writer.writerow([rows.ids[i], dataset, role, CLASSES[rows.labels[i]]])
