@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -24,7 +25,13 @@ from spectraldl.cli._progress import progress_bar
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3).",
 )
-@click.option("--workers", "-j", default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--workers",
+    "-j",
+    default=os.cpu_count() or 1,
+    show_default="number of CPUs",
+    help="Worker processes (the result does not depend on it).",
+)
 @click.option("--strict", is_flag=True, help="Fail (exit 1) if any file is bad.")
 @click.option(
     "--origin",
