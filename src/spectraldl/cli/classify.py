@@ -1,0 +1,121 @@
+"""``spectraldl classify``: a dataset or a FITS release into a predictions table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spectraldl.cli._progress import progress_bar
+
+
+@click.command("classify")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Predictions table; the format follows the extension: .parquet, .fits, .csv, .h5.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the network runs (auto: CUDA when available).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the network (auto: bf16 on CUDA and bf16-capable CPUs, else fp32).",
+)
+@click.option(
+    "--workers", "-j", default=1, show_default=True, help="Worker processes (local, dask-local)."
+)
+@click.option("--batch-size", default=4096, show_default=True, help="Spectra per forward pass.")
+@click.option(
+    "--chunk-files",
+    default=512,
+    show_default=True,
+    help="FITS files per committed chunk (bounds memory; fixed for a run).",
+)
+@click.option(
+    "--chunk-rows", default=32768, show_default=True, help="Dataset rows per committed chunk."
+)
+@click.option(
+    "--scheduler",
+    default="local",
+    show_default=True,
+    help="local, dask-local (starts a Dask LocalCluster) or tcp://HOST:PORT (joins a "
+    "running Dask scheduler).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an output (or unfinished run) made by another model, sources or settings.",
+)
+def classify_command(
+    model_dir: Path,
+    sources: tuple[Path, ...],
+    out: Path,
+    device: str,
+    precision: str,
+    workers: int,
+    batch_size: int,
+    chunk_files: int,
+    chunk_rows: int,
+    scheduler: str,
+    overwrite: bool,
+) -> None:
+    """Classify every spectrum in SOURCES with the model in MODEL_DIR.
+
+    SOURCES are datasets (.h5, from `spectraldl ingest`) or FITS files and
+    directory trees, which are read and preprocessed on the fly in chunks
+    (no intermediate dataset; memory is bounded by the chunk). Each row gets
+    the class probabilities, the quality flags of preprocessing and NOVEL
+    where the spectrum is unlike the training data.
+
+    Chunks are committed as they finish: an interrupted run (even kill -9)
+    resumes where it stopped when the same command is given again. Bad files
+    never stop the run; they are listed with a reason in OUT.errors.csv.
+    """
+    from spectraldl.backends import open_backend
+    from spectraldl.dataset import DatasetError
+    from spectraldl.inference import ClassifyError, classify
+    from spectraldl.modelcard import ModelDirError, ModelMismatch
+    from spectraldl.novelty import NoveltyError
+
+    try:
+        with open_backend(scheduler, workers=workers) as backend, progress_bar("classify") as bar:
+            summary = classify(
+                model_dir,
+                sources,
+                out,
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                chunk_files=chunk_files,
+                chunk_rows=chunk_rows,
+                backend=backend,
+                overwrite=overwrite,
+                progress=bar,
+            )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            "interrupted; the finished chunks are kept: run the same command to resume"
+        ) from None
+    except (
+        ClassifyError,
+        ModelDirError,
+        ModelMismatch,
+        NoveltyError,
+        DatasetError,
+        ConnectionError,
+        ValueError,
+    ) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary.line())

@@ -1,0 +1,701 @@
+"""Classify a dataset or a whole FITS release into a predictions table, resumably, anywhere.
+
+The inputs (HDF5 datasets and FITS files or trees) are cut into fixed chunks:
+a range of dataset rows, or a list of files that are read and preprocessed on
+the fly (no intermediate dataset, memory bounded by the chunk). Each chunk is
+one repeatable task, run by whatever backend is passed in (this process,
+local processes, a Dask cluster: `spectraldl.backends`), and returns its rows
+of predictions; this process commits each chunk atomically to
+``PRED.parts/chunk-NNNNNNN.parquet`` (temporary name, then rename). A killed
+run leaves finished chunks behind and the same command finishes the rest.
+When every chunk is there they are streamed, in chunk order, into ``PRED``
+(format by extension; `spectraldl.predictions`), so the table does not depend
+on the backend, the number of workers or interruptions.
+
+Every row carries the preprocessing `Quality` flags plus `Quality.NOVEL`
+where the novelty score (`spectraldl.novelty`, computed from the network's
+penultimate features in the same forward pass) exceeds the model's threshold.
+Files that cannot be read go to ``PRED.errors.csv`` (``path,reason``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from spectraldl import __version__
+from spectraldl.ingest import FileError, discover, errors_csv_path, write_errors_csv
+from spectraldl.predictions import (
+    format_of,
+    probability_column,
+    read_metadata,
+    read_predictions,
+    write_predictions,
+)
+from spectraldl.quality import Quality, flag_names_array
+
+if TYPE_CHECKING:
+    import torch
+
+    from spectraldl.backends import Backend
+    from spectraldl.dataset import Rows
+    from spectraldl.modelcard import TrainedModel
+
+CHUNK_FILES = 512
+"""FITS files per chunk: fixed for a run (recorded), so a resumed run cuts the list the same way."""
+CHUNK_ROWS = 32768
+"""Dataset rows per chunk."""
+BATCH_SIZE = 4096
+"""Spectra per forward pass."""
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ClassifyError(RuntimeError):
+    """Classification cannot start or go on; the message says what to do."""
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One repeatable task: a list of FITS files, or a row range of a dataset."""
+
+    index: int
+    files: tuple[str, ...] = ()
+    dataset: str = ""
+    start: int = 0
+    stop: int = 0
+
+    @property
+    def size(self) -> int:
+        """Inputs in the chunk (files or rows)."""
+        return len(self.files) if self.dataset == "" else self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chunks of a run and what the inputs are (for the manifest)."""
+
+    chunks: list[Chunk]
+    files: int
+    dataset_rows: int
+    datasets: list[str]
+    digest: str
+
+
+def _digest(items: Sequence[str]) -> str:
+    sha = hashlib.sha256()
+    for item in items:
+        sha.update(item.encode("utf-8", "surrogateescape"))
+        sha.update(b"\0")
+    return sha.hexdigest()
+
+
+def plan_chunks(
+    sources: Sequence[str | Path], *, chunk_files: int = CHUNK_FILES, chunk_rows: int = CHUNK_ROWS
+) -> Plan:
+    """Cut ``sources`` (datasets, FITS files, directories) into chunks, in the order given.
+
+    A ``.h5``/``.hdf5`` source must be a spectraldl dataset; anything else is
+    walked for FITS files (`spectraldl.ingest.discover`). Paths are made
+    absolute, so that workers on other machines find the same files.
+    Raises `ClassifyError` for a missing source or an HDF5 file that is not a dataset.
+    """
+    from spectraldl.dataset import DatasetError, dataset_info, is_dataset
+
+    if chunk_files < 1 or chunk_rows < 1:
+        raise ValueError("chunk sizes must be >= 1")
+    chunks: list[Chunk] = []
+    identity: list[str] = [f"chunk_files={chunk_files}", f"chunk_rows={chunk_rows}"]
+    pending: list[str] = []
+    seen: set[str] = set()
+    n_files = n_rows = 0
+    datasets: list[str] = []
+
+    def flush() -> None:
+        nonlocal n_files
+        for start in range(0, len(pending), chunk_files):
+            batch = tuple(pending[start : start + chunk_files])
+            chunks.append(Chunk(index=len(chunks), files=batch))
+        identity.extend(pending)
+        n_files += len(pending)
+        pending.clear()
+
+    for source in sources:
+        path = Path(source)
+        if not path.exists():
+            raise ClassifyError(f"{path}: no such file or directory")
+        if path.is_file() and path.suffix.lower() in (".h5", ".hdf5"):
+            if not is_dataset(path):
+                raise ClassifyError(f"{path}: not a spectraldl dataset (no format attribute)")
+            flush()
+            absolute = os.path.abspath(path)
+            try:
+                info = dataset_info(path)
+            except DatasetError as exc:
+                raise ClassifyError(str(exc)) from None
+            datasets.append(absolute)
+            stamp = f"{info.attrs.get('created', '')}/{info.attrs.get('last_ingest', '')}"
+            identity.append(f"dataset:{absolute}:{info.n_rows}:{stamp}")
+            for start in range(0, info.n_rows, chunk_rows):
+                stop = min(start + chunk_rows, info.n_rows)
+                chunks.append(Chunk(index=len(chunks), dataset=absolute, start=start, stop=stop))
+            n_rows += info.n_rows
+            continue
+        for found in discover([path]):
+            absolute = os.path.abspath(found)
+            if absolute not in seen:
+                seen.add(absolute)
+                pending.append(absolute)
+    flush()
+    return Plan(
+        chunks=chunks,
+        files=n_files,
+        dataset_rows=n_rows,
+        datasets=datasets,
+        digest=_digest(identity),
+    )
+
+
+# --- prediction ---------------------------------------------------------------------------
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU runs bf16 matrix products natively (AVX-512 BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` becomes bf16 on CUDA and on CPUs with native bf16, else fp32.
+
+    Raises `ValueError` for an unknown name or fp16 on CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+    return precision
+
+
+class Predictor:
+    """Class probabilities and novelty scores of preprocessed spectra in one forward pass.
+
+    The network's penultimate features feed both the output layer and the
+    novelty score, so the network runs once per spectrum. The softmax (with
+    the model's temperature) and the Mahalanobis distance to the class means
+    run on the same device in float32, so only (n, k + 1) numbers per batch
+    leave a GPU. Under bf16/fp16 the network runs in autocast; the scoring
+    after it always runs in float32.
+
+    Parameters
+    ----------
+    model
+        A loaded `TrainedModel` with its novelty model.
+    precision
+        ``fp32``, ``bf16``, ``fp16`` or ``auto`` (`resolve_precision`).
+    batch_size
+        Spectra per forward pass.
+    """
+
+    def __init__(
+        self, model: TrainedModel, *, precision: str = "auto", batch_size: int = BATCH_SIZE
+    ):
+        import torch
+
+        if model.novelty is None:
+            raise ClassifyError(
+                f"{model.path or 'the model'}: no novelty.npz beside the weights; "
+                "train the model again with this version of spectraldl"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.device = model.device
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = batch_size
+        novelty = model.novelty
+        if novelty.dim != model.network.embedding_dim:
+            raise ClassifyError(
+                f"{model.path}: novelty.npz has {novelty.dim} features, the network "
+                f"{model.network.embedding_dim}"
+            )
+        whitening = torch.as_tensor(novelty.whitening, dtype=torch.float32, device=self.device)
+        means = torch.as_tensor(novelty.means, dtype=torch.float32, device=self.device)
+        self._whitening = whitening
+        self._means_w = means @ whitening
+        self._means_w2 = (self._means_w * self._means_w).sum(dim=1)
+        self.threshold = float(novelty.threshold)
+        self.temperature = float(model.temperature)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities float32 (n, k) and novelty scores float32 (n,) for X (n, grid_n)."""
+        import torch
+
+        array = np.ascontiguousarray(x, dtype=np.float32)
+        n = len(array)
+        k = len(self.model.classes)
+        if array.ndim != 2 or array.shape[1] != self.model.grid_n:
+            raise ClassifyError(
+                f"input has shape {array.shape}; the model expects (n, {self.model.grid_n})"
+            )
+        out = np.empty((n, k + 1), np.float32)
+        network = self.model.network
+        with torch.inference_mode():
+            for start in range(0, n, self.batch_size):
+                batch = torch.from_numpy(array[start : start + self.batch_size])
+                batch = batch.to(self.device, non_blocking=True)
+                with self._autocast():
+                    logits, features = network.forward_with_features(batch)
+                proba = torch.softmax(logits.float() / self.temperature, dim=1)
+                z = features.float() @ self._whitening
+                d2 = (z * z).sum(dim=1, keepdim=True) - 2.0 * z @ self._means_w.T
+                d2 = d2 + self._means_w2[None, :]
+                score = d2.clamp_min(0.0).min(dim=1).values.sqrt()
+                out[start : start + len(batch)] = (
+                    torch.cat([proba, score[:, None]], dim=1).cpu().numpy()
+                )
+        return out[:, :k], out[:, k]
+
+
+def predictions_frame(
+    rows: Rows,
+    proba: np.ndarray,
+    novelty: np.ndarray,
+    *,
+    classes: Sequence[str],
+    threshold: float,
+    model_id: str,
+) -> pd.DataFrame:
+    """The predictions table of ``rows`` (columns as `spectraldl.predictions.column_spec`)."""
+    n = len(rows)
+    quality = rows.quality.astype(np.int32) | np.where(
+        novelty > threshold, np.int32(Quality.NOVEL), np.int32(0)
+    )
+    names = np.asarray(classes, dtype=object)
+    data: dict[str, Any] = {
+        "id": rows.ids,
+        "source": rows.meta["source"],
+        "archive": rows.meta["archive"],
+        "object": rows.meta["object"],
+        "ra": rows.meta["ra"].astype(np.float64),
+        "dec": rows.meta["dec"].astype(np.float64),
+        "mjd": rows.meta["mjd"].astype(np.float64),
+        "snr": rows.meta["snr"].astype(np.float32),
+        "predicted_class": names[np.argmax(proba, axis=1)] if n else np.zeros(0, object),
+    }
+    for i, name in enumerate(classes):
+        data[probability_column(name)] = proba[:, i].astype(np.float32)
+    data["quality"] = quality.astype(np.int32)
+    data["quality_flags"] = flag_names_array(quality) if n else np.zeros(0, object)
+    data["novelty"] = novelty.astype(np.float32)
+    data["model_id"] = np.full(n, model_id, dtype=object)
+    return pd.DataFrame(data)
+
+
+# --- one chunk: the task a worker runs ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a worker needs besides the chunk: where the model is and how to run it."""
+
+    model_dir: str
+    model_id: str
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = BATCH_SIZE
+    threads: int | None = None
+
+
+@dataclass
+class ChunkResult:
+    """A classified chunk: its predictions, bad files and where the time went (seconds)."""
+
+    index: int
+    frame: pd.DataFrame
+    errors: list[FileError]
+    timings: dict[str, float]
+
+
+_PREDICTORS: dict[tuple[str, str, str, int], Predictor] = {}
+
+
+def _load(model_dir: str | Path, device: str) -> TrainedModel:
+    from spectraldl.modelcard import load_model
+
+    return load_model(model_dir, device=device)
+
+
+def _predictor(settings: Settings) -> Predictor:
+    """The worker's predictor for ``settings``, loaded once per process."""
+    key = (settings.model_dir, settings.device, settings.precision, settings.batch_size)
+    predictor = _PREDICTORS.get(key)
+    if predictor is None:
+        model = _load(settings.model_dir, settings.device)
+        if model.model_id != settings.model_id:
+            raise ClassifyError(
+                f"{settings.model_dir}: the model changed during the run (id {model.model_id}, "
+                f"the run started with {settings.model_id})"
+            )
+        predictor = Predictor(model, precision=settings.precision, batch_size=settings.batch_size)
+        _PREDICTORS.clear()
+        _PREDICTORS[key] = predictor
+    return predictor
+
+
+def classify_chunk(chunk: Chunk, settings: Settings) -> ChunkResult:
+    """Read (or preprocess) one chunk and predict it: the one task every backend runs."""
+    import torch
+
+    from spectraldl.dataset import read_rows
+    from spectraldl.ingest import read_and_preprocess
+
+    if settings.threads is not None and torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
+    predictor = _predictor(settings)
+    model = predictor.model
+    started = time.perf_counter()
+    if chunk.dataset:
+        rows = read_rows(chunk.dataset, start=chunk.start, stop=chunk.stop)
+        errors: list[FileError] = []
+    else:
+        rows, errors = read_and_preprocess(list(chunk.files), config=model.config)
+    read_s = time.perf_counter() - started
+    proba, novelty = predictor(rows.X)
+    predict_s = time.perf_counter() - started - read_s
+    frame = predictions_frame(
+        rows,
+        proba,
+        novelty,
+        classes=model.classes,
+        threshold=predictor.threshold,
+        model_id=model.model_id,
+    )
+    table_s = time.perf_counter() - started - read_s - predict_s
+    timings = {"read_preprocess": read_s, "predict": predict_s, "table": table_s}
+    return ChunkResult(index=chunk.index, frame=frame, errors=errors, timings=timings)
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassifySummary:
+    """What a classification run did."""
+
+    out: Path
+    inputs: int
+    rows: int
+    errors: list[FileError] = field(default_factory=list)
+    errors_csv: Path | None = None
+    seconds: float = 0.0
+    chunks: int = 0
+    chunks_resumed: int = 0
+    already_complete: bool = False
+    class_counts: dict[str, int] = field(default_factory=dict)
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One line for people: rows, bad files, classes, speed."""
+        if self.already_complete:
+            return f"{self.out} is already complete ({self.rows} spectra); nothing to do"
+        text = f"{self.rows} spectra classified into {self.out}; {len(self.errors)} bad files"
+        if self.errors and self.errors_csv is not None:
+            text += f" (listed in {self.errors_csv})"
+        if self.chunks_resumed:
+            text += f"; {self.chunks_resumed} of {self.chunks} chunks were already done"
+        counts = ", ".join(f"{name} {n}" for name, n in self.class_counts.items())
+        if counts:
+            text += f"; {counts}"
+        rate = self.inputs / self.seconds if self.seconds > 0 else float("inf")
+        return f"{text}; {self.inputs} inputs in {self.seconds:.1f} s ({rate:.0f}/s)"
+
+
+def _part_path(parts: Path, index: int) -> Path:
+    return parts / f"chunk-{index:07d}.parquet"
+
+
+def parts_dir(out: str | Path) -> Path:
+    """Where a run keeps its committed chunks until the table is complete: ``PRED.parts/``."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def _commit(parts: Path, result: ChunkResult, classes: Sequence[str], manifest_id: str) -> None:
+    frame = result.frame
+    flags = Counter()
+    for bit in Quality:
+        count = int((frame["quality"].to_numpy() & int(bit)).astype(bool).sum())
+        if count:
+            flags[str(bit.name)] = count
+    meta = {
+        "chunk": result.index,
+        "run": manifest_id,
+        "rows": len(frame),
+        "errors": [[e.path, e.reason] for e in result.errors],
+        "timings": result.timings,
+        "class_counts": {
+            str(k): int(v) for k, v in frame["predicted_class"].value_counts().items()
+        },
+        "flag_counts": dict(flags),
+    }
+    write_predictions(_part_path(parts, result.index), frame, classes=classes, metadata=meta)
+
+
+def _prepare_parts(out: Path, parts: Path, manifest: dict[str, Any], overwrite: bool) -> bool:
+    """Make ``parts`` ready for this run; True when ``out`` is already this run's complete table."""
+    marker = parts / "merged"
+    if parts.exists() and marker.exists() and out.exists():
+        # Killed after the final rename: the table is complete, only clean-up is left.
+        shutil.rmtree(parts)
+    if out.exists():
+        try:
+            existing = read_metadata(out)
+        except ValueError:
+            existing = None
+        if existing is not None and existing.get("manifest") == manifest and not overwrite:
+            return True
+        if not overwrite:
+            what = (
+                "was made by another model, other sources or other settings"
+                if existing is not None
+                else "is not a spectraldl predictions table"
+            )
+            raise ClassifyError(f"{out} exists and {what}; use --overwrite to replace it")
+    manifest_path = parts / "manifest.json"
+    if parts.exists():
+        same = manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest
+        if same:
+            return False
+        if not overwrite:
+            raise ClassifyError(
+                f"{parts} holds an unfinished run of another model, other sources or other "
+                "settings; re-run that command to finish it, or use --overwrite to start over"
+            )
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True)
+    tmp = manifest_path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, manifest_path)
+    return False
+
+
+def _merge(
+    out: Path, parts: Path, n_chunks: int, classes: Sequence[str], manifest: dict[str, Any]
+) -> tuple[int, list[FileError], dict[str, int], dict[str, int], dict[str, float]]:
+    paths = [_part_path(parts, i) for i in range(n_chunks)]
+    metas = [read_metadata(p) or {} for p in paths]
+    errors = [FileError(p, r) for m in metas for p, r in m.get("errors", [])]
+    classes_count: Counter[str] = Counter()
+    flags_count: Counter[str] = Counter()
+    timings: Counter[str] = Counter()
+    for m in metas:
+        classes_count.update(m.get("class_counts", {}))
+        flags_count.update(m.get("flag_counts", {}))
+        timings.update(m.get("timings", {}))
+    rows = sum(int(m.get("rows", 0)) for m in metas)
+    metadata = {
+        "manifest": manifest,
+        "model_id": manifest["model_id"],
+        "rows": rows,
+        "bad_files": len(errors),
+        "class_counts": dict(classes_count),
+        "flag_counts": dict(flags_count),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spectraldl_version": __version__,
+    }
+    errors_csv = errors_csv_path(out)
+    write_errors_csv(errors_csv, errors)
+    write_predictions(
+        out,
+        lambda: (read_predictions(p) for p in paths),
+        classes=classes,
+        metadata=metadata,
+    )
+    (parts / "merged").write_text(manifest["model_id"])
+    shutil.rmtree(parts)
+    ordered = {c: int(classes_count.get(c, 0)) for c in classes}
+    return rows, errors, ordered, dict(flags_count), dict(timings)
+
+
+def _read_errors(path: Path) -> list[FileError]:
+    import csv
+
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [FileError(row["path"], row["reason"]) for row in csv.DictReader(handle)]
+
+
+def classify(
+    model_dir: str | Path,
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = BATCH_SIZE,
+    chunk_files: int = CHUNK_FILES,
+    chunk_rows: int = CHUNK_ROWS,
+    backend: Backend | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClassifySummary:
+    """Classify every spectrum of ``sources`` with the model in ``model_dir`` into ``out``.
+
+    Parameters
+    ----------
+    model_dir
+        A model directory (`spectraldl.training.load_model`), with ``novelty.npz``.
+    sources
+        Datasets (``.h5``) and FITS files or directory trees, in any mix.
+    out
+        The predictions table; the format follows the extension (``.parquet``,
+        ``.fits``, ``.csv``, ``.h5``). Bad files go to ``OUT.errors.csv``.
+    device
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    precision
+        ``auto``, ``fp32``, ``bf16`` or ``fp16`` (CUDA only); see `resolve_precision`.
+    batch_size
+        Spectra per forward pass.
+    chunk_files, chunk_rows
+        Files or dataset rows per chunk: the unit of work, of commit and of memory.
+    backend
+        Where chunks run (`spectraldl.backends.open_backend`); this process by default.
+    overwrite
+        Replace an existing ``out`` or unfinished run made with another model,
+        sources or settings (otherwise refused).
+    progress
+        Called with (inputs done, inputs total) as chunks are committed.
+
+    Returns
+    -------
+    ClassifySummary
+        Counts, bad files, per-class and per-flag counts and timings.
+
+    Raises
+    ------
+    ClassifyError
+        Missing sources, a refused existing output, a model without novelty.
+    spectraldl.modelcard.ModelDirError, spectraldl.modelcard.ModelMismatch
+        A missing or corrupt model directory, or a dataset preprocessed otherwise.
+    """
+    from spectraldl.backends import DaskBackend, SerialBackend
+    from spectraldl.dataset import dataset_info
+    from spectraldl.modelcard import select_device
+
+    started = time.perf_counter()
+    out = Path(out)
+    try:
+        format_of(out)
+    except ValueError as exc:
+        raise ClassifyError(str(exc)) from None
+    backend = backend if backend is not None else SerialBackend()
+    if not isinstance(backend, DaskBackend):
+        resolved = select_device(device)  # a clear error for cuda without a GPU, before any work
+        precision_used = resolve_precision(precision, resolved)
+    else:
+        precision_used = precision
+    model = _load(model_dir, "cpu")
+    # Build a predictor once here: refuses a model without (or with a mismatched) novelty file.
+    Predictor(model, precision="fp32", batch_size=batch_size)
+    plan = plan_chunks(sources, chunk_files=chunk_files, chunk_rows=chunk_rows)
+    for path in plan.datasets:
+        model.check_compatible(dataset_info(path))
+    manifest = {
+        "format": "spectraldl-classify-run",
+        "model_id": model.model_id,
+        "classes": list(model.classes),
+        "preprocessing": model.config.to_dict(),
+        "sources": plan.digest,
+        "files": plan.files,
+        "dataset_rows": plan.dataset_rows,
+        "chunks": len(plan.chunks),
+        "precision": precision_used,
+    }
+    parts = parts_dir(out)
+    errors_csv = errors_csv_path(out)
+    total = plan.files + plan.dataset_rows
+    if _prepare_parts(out, parts, manifest, overwrite):
+        meta = read_metadata(out) or {}
+        return ClassifySummary(
+            out=out,
+            inputs=total,
+            rows=int(meta.get("rows", 0)),
+            errors=_read_errors(errors_csv),
+            errors_csv=errors_csv,
+            seconds=time.perf_counter() - started,
+            chunks=len(plan.chunks),
+            chunks_resumed=len(plan.chunks),
+            already_complete=True,
+            class_counts=meta.get("class_counts", {}),
+            flag_counts=meta.get("flag_counts", {}),
+        )
+    todo = [c for c in plan.chunks if not _part_path(parts, c.index).exists()]
+    done = sum(c.size for c in plan.chunks) - sum(c.size for c in todo)
+    if progress:
+        progress(done, total)
+    settings = Settings(
+        model_dir=os.path.abspath(model_dir),
+        model_id=model.model_id,
+        device=device,
+        precision=precision_used,
+        batch_size=batch_size,
+        threads=backend.threads_per_task,
+    )
+    sizes = {c.index: c.size for c in plan.chunks}
+    for result in backend.run(partial(classify_chunk, settings=settings), todo):
+        _commit(parts, result, model.classes, model.model_id)
+        done += sizes[result.index]
+        if progress:
+            progress(done, total)
+    rows, errors, class_counts, flag_counts, timings = _merge(
+        out, parts, len(plan.chunks), model.classes, manifest
+    )
+    return ClassifySummary(
+        out=out,
+        inputs=total,
+        rows=rows,
+        errors=errors,
+        errors_csv=errors_csv,
+        seconds=time.perf_counter() - started,
+        chunks=len(plan.chunks),
+        chunks_resumed=len(plan.chunks) - len(todo),
+        class_counts=class_counts,
+        flag_counts=flag_counts,
+        timings=timings,
+    )
