@@ -4,8 +4,9 @@ A class-conditional Gaussian with one shared covariance is fitted to the
 penultimate-layer features of the training split (Lee et al. 2018, "A simple
 unified framework for detecting out-of-distribution samples"). The score of a
 spectrum is its Mahalanobis distance to the nearest class mean; the threshold
-is a high quantile (0.99 by default) of the training spectra's own scores, so
-about 1 % of spectra like the training data are flagged `Quality.NOVEL`, and
+is a high quantile (0.99 by default) of the scores of held-out spectra of the
+training kinds (training calls it with the validation split), so about 1 % of
+spectra like the training data are flagged `Quality.NOVEL`, and
 spectra unlike all of it (noise, artefacts, unseen kinds of stars) score far
 above it. The covariance is shrunk (Ledoit-Wolf) because ReLU features have
 dead and nearly collinear dimensions.
@@ -55,11 +56,22 @@ class NoveltyModel:
     quantile: float
 
     @classmethod
-    def fit(cls, features: ArrayLike, labels: ArrayLike, *, quantile: float = 0.99) -> NoveltyModel:
+    def fit(
+        cls,
+        features: ArrayLike,
+        labels: ArrayLike,
+        *,
+        quantile: float = 0.99,
+        calibration: ArrayLike | None = None,
+    ) -> NoveltyModel:
         """Fit class means and a shared shrunk covariance to training ``features`` (n, d).
 
-        ``labels`` (n,) are the training classes; the threshold is the
-        ``quantile`` of the training scores.
+        ``labels`` (n,) are the training classes. The threshold is the
+        ``quantile`` of the scores of ``calibration`` features (held-out
+        spectra of the same kinds, e.g. the validation split) when given, else
+        of the training features themselves; held-out spectra score a little
+        higher than the ones the model was fitted on, so calibrating on them
+        makes the novel fraction of new ordinary spectra about ``1 - quantile``.
         """
         from sklearn.covariance import LedoitWolf
 
@@ -79,10 +91,13 @@ class NoveltyModel:
         eigval, eigvec = np.linalg.eigh(covariance)
         eigval = np.maximum(eigval, eigval.max() * 1e-12)
         whitening = eigvec / np.sqrt(eigval)
-        model = cls(
+        unset = cls(
             means=means, whitening=whitening, labels=classes, threshold=np.inf, quantile=quantile
         )
-        threshold = float(np.quantile(model.score(x), quantile))
+        reference = x if calibration is None else np.asarray(calibration, dtype=np.float64)
+        if len(reference) == 0:
+            raise NoveltyError("no calibration features to set the threshold with")
+        threshold = float(np.quantile(unset.score(reference), quantile))
         return cls(
             means=means, whitening=whitening, labels=classes, threshold=threshold, quantile=quantile
         )

@@ -15,7 +15,8 @@ The thesis' recipe, made reproducible:
    device for the whole run; deterministic on CPU for a seed;
 6. temperature scaling fitted on the validation split (Guo et al. 2017),
    reliability (ECE) reported before and after;
-7. the novelty model fitted on the training split's penultimate features;
+7. the novelty model fitted on the training split's penultimate features,
+   its threshold the 0.99 quantile of the validation split's scores;
 8. the model directory written atomically (see `spectraldl.modelcard`).
 
 `load_model` and `TrainedModel` live in `spectraldl.modelcard` and are
@@ -129,7 +130,7 @@ class TrainConfig:
     calibrate
         Fit a softmax temperature on the validation split.
     novelty_quantile
-        Quantile of training novelty scores used as the novelty threshold.
+        Quantile of the validation split's novelty scores used as the threshold.
     device
         ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
     bf16
@@ -580,7 +581,12 @@ def train(
         card["temperature"] = fit_temperature(val_logits, y_fit[va])
     metrics = _evaluate_splits(model, rows, class_codes, val_rows, test_rows, eval_real_rows)
     train_features = model.embed(rows.X[train_rows])
-    novelty = NoveltyModel.fit(train_features, y_fit[tr], quantile=config.novelty_quantile)
+    novelty = NoveltyModel.fit(
+        train_features,
+        y_fit[tr],
+        quantile=config.novelty_quantile,
+        calibration=model.embed(rows.X[val_rows]),
+    )
     metrics["novelty"] = _novelty_metrics(
         model, novelty, rows, train_features, test_rows, eval_real_rows
     )

@@ -1,0 +1,237 @@
+"""``spectraldl train`` and ``spectraldl evaluate``: fit a network, score it on labelled data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spectraldl.cli._progress import progress_bar
+
+_MODELS = ("cnn", "fnn", "cnn-small")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _side_by_side(columns: list[tuple[str, dict[str, Any]]]) -> str:
+    """A plain-text table: accuracy, ECE and per-class recall for each metrics column."""
+    columns = [(title, m) for title, m in columns if m and m.get("n")]
+    if not columns:
+        return "no labelled rows to score"
+    classes = columns[0][1]["confusion"]["classes"]
+    lines = [("", *(title for title, _ in columns))]
+    lines.append(("spectra", *(str(m["n"]) for _, m in columns)))
+    lines.append(("accuracy", *(_fmt(m["accuracy"]) for _, m in columns)))
+    for name in classes:
+        lines.append(
+            (
+                f"recall {name}",
+                *(
+                    f"{_fmt(m['per_class'][name]['recall'])} ({m['per_class'][name]['support']})"
+                    for _, m in columns
+                ),
+            )
+        )
+    lines.append(("ECE", *(_fmt(m["ece"]) for _, m in columns)))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines
+    )
+
+
+@click.command("train")
+@click.argument(
+    "datasets", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory to write (model.pt, card.json, metrics, figures).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(_MODELS),
+    default="cnn",
+    show_default=True,
+    help="Network: the thesis' CNN or FNN, or the small CNN for fast CPU inference.",
+)
+@click.option("--epochs", default=100, show_default=True, help="Most epochs (early stopping).")
+@click.option(
+    "--patience", default=10, show_default=True, help="Epochs without a better validation loss."
+)
+@click.option("--batch-size", default=256, show_default=True, help="Mini-batch size.")
+@click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam step size.")
+@click.option("--seed", default=0, show_default=True, help="Seed of split, SMOTE, weights.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto = CUDA when available.",
+)
+@click.option("--no-smote", is_flag=True, help="Do not balance the training split with SMOTE.")
+@click.option(
+    "--real",
+    "real_rows",
+    type=click.Choice(["auto", "evaluate", "fit"]),
+    default="auto",
+    show_default=True,
+    help="Real spectra (meta/origin=real): evaluate only, or fit them too; "
+    "auto = evaluate unless there is nothing synthetic to fit.",
+)
+@click.option("--no-calibrate", is_flag=True, help="Skip temperature scaling.")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast (GPU).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network (GPU).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
+def train_command(
+    datasets: tuple[Path, ...],
+    out: Path,
+    model: str,
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    device: str,
+    no_smote: bool,
+    real_rows: str,
+    no_calibrate: bool,
+    bf16: bool,
+    compile_: bool,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Train a network on the labelled spectra of DATASETS into the directory OUT.
+
+    DATASETS are spectraldl HDF5 datasets or CSVs in the thesis' published
+    layout. Classes: emission, absorption, double-peak (and noise when
+    labelled); `unknown` is left out. Real spectra are kept out of fitting
+    and reported beside the synthetic test split. The split (test 10 %,
+    validation 20 %), SMOTE, weights and shuffling follow --seed.
+    """
+    from spectraldl.dataset import DatasetError
+    from spectraldl.training import ModelDirError, TrainConfig, TrainingError, train
+
+    try:
+        config = TrainConfig(
+            model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            seed=seed,
+            smote=not no_smote,
+            real_rows=real_rows,
+            calibrate=not no_calibrate,
+            device=device,
+            bf16=bf16,
+            compile=compile_,
+        )
+        with progress_bar(f"train {model}") as update:
+            result = train(
+                datasets,
+                out,
+                config=config,
+                overwrite=overwrite,
+                progress=update,
+                log=None if as_json else lambda line: click.echo(line, err=True),
+            )
+    except (TrainingError, DatasetError, ModelDirError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    metrics = result.metrics
+    if as_json:
+        from spectraldl.evaluation import json_safe
+
+        click.echo(json.dumps(json_safe(metrics), indent=2))
+        return
+    click.echo(
+        _side_by_side(
+            [
+                ("validation", metrics["validation"]),
+                ("test split", metrics["test"]),
+                ("real (not fitted)", metrics["real"]),
+            ]
+        )
+    )
+    novel = metrics["novelty"]["novel_fraction"]
+    click.echo(
+        f"temperature {metrics['temperature']:.3f}; novel fraction: train {_fmt(novel['train'])}, "
+        f"test {_fmt(novel['test'])}, real {_fmt(novel['real'])}"
+    )
+    click.echo(f"model {result.model.model_id} in {result.model_dir}")
+
+
+@click.command("evaluate")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument(
+    "datasets", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--rows",
+    type=click.Choice(["heldout", "test", "real", "all"]),
+    default="heldout",
+    show_default=True,
+    help="heldout: every row the model was not fitted or validated on; test: its test "
+    "split; real: real spectra only; all: every labelled row.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate_command(
+    model_dir: Path, datasets: tuple[Path, ...], rows: str, device: str, as_json: bool
+) -> None:
+    """Score the model in MODEL_DIR on the labelled spectra of DATASETS.
+
+    Prints accuracy, per-class precision/recall/F1 and the confusion matrix,
+    synthetic and real spectra side by side. --json prints one object with
+    accuracy, per_class {name: {precision, recall, f1, support}}, confusion
+    {classes, matrix (rows true, columns predicted)}, ece, by_origin.
+    """
+    from spectraldl.dataset import DatasetError
+    from spectraldl.evaluation import evaluate_model, json_safe
+    from spectraldl.modelcard import ModelDirError, ModelMismatch, load_model
+
+    try:
+        model = load_model(model_dir, device=device)
+        result = evaluate_model(model, list(datasets), rows=rows)
+    except (ModelDirError, ModelMismatch, DatasetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(json_safe(result), indent=2))
+        return
+    columns = [("all selected", result)]
+    columns += [(f"{name}", m) for name, m in result["by_origin"].items()]
+    columns += [(f"real {a}", m) for a, m in result.get("real_by_archive", {}).items()]
+    click.echo(f"model {result['model_id']} ({model_dir}), rows: {rows}")
+    click.echo(_side_by_side(columns))
+    if result["n"]:
+        click.echo("\nconfusion (rows true, columns predicted):")
+        classes = result["confusion"]["classes"]
+        width = max(len(c) for c in classes)
+        click.echo(" " * (width + 2) + "  ".join(c.rjust(width) for c in classes))
+        for name, row in zip(classes, result["confusion"]["matrix"], strict=True):
+            click.echo(name.ljust(width + 2) + "  ".join(str(v).rjust(width) for v in row))
+        per = result["per_class"]
+        click.echo("\nclass  precision  recall  f1  support")
+        for name in classes:
+            p = per[name]
+            click.echo(
+                f"{name}  {_fmt(p['precision'])}  {_fmt(p['recall'])}  {_fmt(p['f1'])}  "
+                f"{p['support']}"
+            )
+    if result.get("novel_fraction") is not None:
+        click.echo(f"\nnovel (above the novelty threshold): {result['novel_fraction']:.3f}")
+    left = result["left_out"]
+    click.echo(
+        f"left out: {left['unlabelled']} unlabelled, {left['not_selected']} not selected "
+        f"by --rows {rows}, labels not a model class: {left['label_not_a_model_class'] or 'none'}"
+    )
