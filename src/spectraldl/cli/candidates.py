@@ -1,0 +1,105 @@
+"""``spectraldl candidates``: predictions into a catalogue, gallery and cross-match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("candidates")
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    "outs",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Catalogue to write: .csv, .ecsv, .fits or .vot (repeat for several formats).",
+)
+@click.option(
+    "--classes",
+    default="emission,double-peak",
+    show_default=True,
+    help="Predicted classes that make a candidate (comma-separated).",
+)
+@click.option(
+    "--min-prob",
+    default=0.9,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Least probability of the predicted class.",
+)
+@click.option(
+    "--include-flagged",
+    is_flag=True,
+    help="Keep candidates flagged NOVEL or LOW_SNR (excluded by default).",
+)
+@click.option(
+    "--gallery",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for one PNG per candidate and an offline index.html contact sheet.",
+)
+@click.option(
+    "--gallery-max", type=int, default=None, help="Draw only the N most probable candidates."
+)
+@click.option(
+    "--known",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of known emission-line stars (designation, or ra and dec columns) to cross-match.",
+)
+@click.option(
+    "--radius-arcsec", default=3.0, show_default=True, help="Cross-match radius in arcseconds."
+)
+def candidates_command(
+    predictions: Path,
+    outs: tuple[Path, ...],
+    classes: str,
+    min_prob: float,
+    include_flagged: bool,
+    gallery: Path | None,
+    gallery_max: int | None,
+    known: Path | None,
+    radius_arcsec: float,
+) -> None:
+    """Select emission-line candidates from PREDICTIONS (from `spectraldl classify`).
+
+    A candidate is predicted as one of --classes with at least --min-prob and
+    is neither NOVEL (unlike the training data) nor LOW_SNR, unless
+    --include-flagged. Prints the spectra per class and per quality flag,
+    writes the catalogue (units and descriptions on every column in .fits,
+    .vot and .ecsv), the gallery, and with --known, which known stars were
+    recovered and why the others were missed (CATALOGUE.known.csv).
+    """
+    from spectraldl.candidates import CandidatesError, Selection, find_candidates
+    from spectraldl.crossmatch import KnownListError
+    from spectraldl.labels import label_code
+    from spectraldl.predictions import PredictionsError
+
+    try:
+        names = tuple(c.strip().replace("_", "-") for c in classes.split(",") if c.strip())
+        for name in names:
+            label_code(name)
+        selection = Selection(classes=names, min_prob=min_prob, include_flagged=include_flagged)
+        summary = find_candidates(
+            predictions,
+            outs,
+            selection=selection,
+            known=known,
+            radius_arcsec=radius_arcsec,
+            gallery=gallery,
+            gallery_max=gallery_max,
+            log=click.echo,
+        )
+    except (CandidatesError, KnownListError, PredictionsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("")
+    click.echo(summary.counts.table())
+    click.echo("")
+    click.echo(f"{len(summary.catalogue)} candidates")
+    if summary.crossmatch is not None:
+        click.echo("")
+        for line in summary.crossmatch.lines():
+            click.echo(line)
+        if summary.known_csv is not None:
+            click.echo(f"per-star cross-match: {summary.known_csv}")

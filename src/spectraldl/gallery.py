@@ -1,0 +1,262 @@
+"""A gallery for vetting candidates: one PNG per candidate and an offline ``index.html``.
+
+Each PNG shows the whole spectrum as read from its source file
+(`spectraldl.archives.read_spectrum`) and a zoom on H-alpha (the network's
+window, vacuum wavelengths), with the class probabilities, the novelty score
+and the quality flags. ``index.html`` is a contact sheet of all of them, one
+self-contained file (no CDN, no server: open it from disk) whose table sorts
+by any column (probability, novelty, S/N, ...) with a click.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spectraldl.predictions import classes_in, probability_column
+
+ZOOM_AA = (6519.0, 6732.0)
+"""The network's window (vacuum Å), shown in the zoom panel."""
+
+
+@dataclass
+class GallerySummary:
+    """What `write_gallery` drew."""
+
+    index: Path
+    images: int
+    candidates: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(id, reason) of candidates whose spectrum could not be drawn."""
+
+
+def image_name(identifier: str, source: str = "") -> str:
+    """A safe, unique-enough PNG file name for a spectrum id."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", identifier.rsplit("/", 1)[-1]).strip("._") or "spectrum"
+    if source:
+        import hashlib
+
+        stem += "-" + hashlib.sha1(f"{identifier}|{source}".encode()).hexdigest()[:6]
+    return stem[:120] + ".png"
+
+
+def _draw(fig: Any, row: Any, classes: tuple[str, ...]) -> None:
+    from spectraldl.archives import read_spectrum
+    from spectraldl.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
+
+    spectrum = read_spectrum(row["source"])
+    wave = spectrum.wave_aa if spectrum.medium == "vacuum" else air_to_vacuum(spectrum.wave_aa)
+    flux = spectrum.flux
+    fig.clf()
+    full, zoom = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1.0]})
+    full.plot(wave, flux, lw=0.5, color="0.2")
+    full.axvspan(*ZOOM_AA, color="tab:orange", alpha=0.15, lw=0)
+    full.set_xlabel("vacuum wavelength (Å)")
+    full.set_ylabel("flux")
+    finite = np.isfinite(flux)
+    if finite.any():
+        lo, hi = np.percentile(flux[finite], [0.5, 99.5])
+        pad = 0.1 * (hi - lo) or 1.0
+        full.set_ylim(lo - pad, hi + pad)
+    inside = (wave >= ZOOM_AA[0]) & (wave <= ZOOM_AA[1])
+    zoom.plot(wave[inside], flux[inside], lw=1.0, color="tab:blue", drawstyle="steps-mid")
+    if spectrum.mask is not None and (spectrum.mask & inside).any():
+        bad = spectrum.mask & inside
+        zoom.plot(wave[bad], flux[bad], "x", ms=3, color="tab:red", label="masked")
+        zoom.legend(fontsize=7, loc="lower right")
+    zoom.axvline(HALPHA_VACUUM_AA, color="tab:red", lw=0.6, ls="--")
+    zoom.set_xlim(*ZOOM_AA)
+    zoom.set_xlabel("vacuum wavelength (Å)")
+    probabilities = "  ".join(f"p({c})={float(row[probability_column(c)]):.2f}" for c in classes)
+    flags = row["quality_flags"] or "no flags"
+    fig.suptitle(
+        f"{row['id']}  {row['object']}  ->  {row['predicted_class']}\n"
+        f"{probabilities}   novelty {float(row['novelty']):.1f}   S/N {float(row['snr']):.1f}   "
+        f"{flags}",
+        fontsize=8,
+        x=0.01,
+        ha="left",
+    )
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.82, wspace=0.18)
+    for ax in (full, zoom):
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_size(8)
+
+
+def write_gallery(
+    catalogue: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    max_items: int | None = None,
+    dpi: int = 80,
+    log: Callable[[str], None] | None = None,
+) -> GallerySummary:
+    """Draw one PNG per candidate (highest probability first) and write ``index.html``.
+
+    Parameters
+    ----------
+    catalogue
+        Candidate rows (predictions columns; `spectraldl.candidates`).
+    out_dir
+        Folder to write into (created).
+    max_items
+        Draw at most this many (all by default); the index says how many were left out.
+    dpi
+        Resolution of the PNGs.
+    log
+        Called with a line per problem and a final line.
+
+    A spectrum whose source file cannot be read is listed in the index with
+    the reason, never a crash.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from spectraldl.errors import SpectrumError
+
+    say = log or (lambda _line: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = classes_in(catalogue.columns)
+    rows = catalogue if max_items is None else catalogue.iloc[: max(0, max_items)]
+    fig = Figure(figsize=(10.0, 3.0))
+    entries: list[dict[str, Any]] = []
+    failed: list[tuple[str, str]] = []
+    for _, row in rows.iterrows():
+        name = image_name(str(row["id"]), str(row["source"]))
+        entry = {c: _json_value(row[c]) for c in catalogue.columns}
+        entry["image"] = name
+        try:
+            _draw(fig, row, classes)
+            fig.savefig(out_dir / name, dpi=dpi)
+        except (SpectrumError, OSError, ValueError) as exc:
+            reason = str(exc)
+            failed.append((str(row["id"]), reason))
+            entry["image"] = ""
+            entry["problem"] = reason
+            say(f"gallery: cannot draw {row['id']}: {reason}")
+        entries.append(entry)
+    index = out_dir / "index.html"
+    _write_index(index, entries, classes, total=len(catalogue))
+    say(f"gallery: {len(entries) - len(failed)} images and {index}")
+    return GallerySummary(
+        index=index, images=len(entries) - len(failed), candidates=len(catalogue), failed=failed
+    )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>spectraldl candidates</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1em; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }}
+th {{ cursor: pointer; background: #f3f3f3; position: sticky; top: 0; user-select: none; }}
+th.asc::after {{ content: " \\25B2"; }} th.desc::after {{ content: " \\25BC"; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+img {{ width: 520px; display: block; }}
+.problem {{ color: #a00; }}
+#filter {{ margin-bottom: .6em; width: 30em; }}
+</style></head>
+<body>
+<h1>Emission-line candidates</h1>
+<p>{summary} Click a column header to sort; the filter matches any text in a row.</p>
+<input id="filter" placeholder="filter (id, object, class, flag...)">
+<table id="candidates"><thead><tr>{header}</tr></thead><tbody></tbody></table>
+<script id="data" type="application/json">{data}</script>
+<script>
+const columns = {columns};
+const rows = JSON.parse(document.getElementById("data").textContent);
+const body = document.querySelector("#candidates tbody");
+function cell(row, col) {{
+  const td = document.createElement("td");
+  const v = row[col.key];
+  if (col.key === "image") {{
+    if (v) {{ const a = document.createElement("a"); a.href = v;
+      const img = document.createElement("img"); img.src = v; img.loading = "lazy";
+      img.alt = row.id; a.appendChild(img); td.appendChild(a); }}
+    else {{ td.className = "problem"; td.textContent = row.problem || "no image"; }}
+  }} else if (typeof v === "number") {{
+    td.className = "num"; td.textContent = col.digits === null ? v : v.toFixed(col.digits);
+  }} else {{ td.textContent = v === null || v === undefined ? "" : v; }}
+  return td;
+}}
+function render(list) {{
+  body.replaceChildren(...list.map(row => {{
+    const tr = document.createElement("tr");
+    columns.forEach(col => tr.appendChild(cell(row, col)));
+    return tr; }}));
+}}
+let shown = rows.slice();
+document.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () => {{
+  const key = columns[i].key; const desc = !th.classList.contains("desc");
+  document.querySelectorAll("th").forEach(h => h.classList.remove("asc", "desc"));
+  th.classList.add(desc ? "desc" : "asc");
+  shown.sort((a, b) => {{
+    const x = a[key], y = b[key];
+    if (x === y) return 0; if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    return (x < y ? -1 : 1) * (desc ? -1 : 1); }});
+  render(shown);
+}}));
+document.getElementById("filter").addEventListener("input", e => {{
+  const q = e.target.value.toLowerCase();
+  shown = rows.filter(r => JSON.stringify(r).toLowerCase().includes(q)); render(shown);
+}});
+render(shown);
+</script>
+</body></html>
+"""
+
+
+def _write_index(
+    path: Path, entries: list[dict[str, Any]], classes: tuple[str, ...], *, total: int
+) -> None:
+    columns: list[dict[str, Any]] = [
+        {"key": "image", "label": "spectrum", "digits": None},
+        {"key": "id", "label": "id", "digits": None},
+        {"key": "object", "label": "object", "digits": None},
+        {"key": "predicted_class", "label": "class", "digits": None},
+    ]
+    columns += [{"key": probability_column(c), "label": f"p({c})", "digits": 3} for c in classes]
+    columns += [
+        {"key": "novelty", "label": "novelty", "digits": 2},
+        {"key": "quality_flags", "label": "flags", "digits": None},
+        {"key": "snr", "label": "S/N", "digits": 1},
+        {"key": "ra", "label": "RA (deg)", "digits": 5},
+        {"key": "dec", "label": "Dec (deg)", "digits": 5},
+    ]
+    if entries and "known_name" in entries[0]:
+        columns.append({"key": "known_name", "label": "known star", "digits": None})
+    shown = len(entries)
+    summary = f"{shown} candidates shown" + (
+        f" (the {shown} most probable of {total})" if shown < total else ""
+    )
+    data = json.dumps(entries, ensure_ascii=True, allow_nan=False).replace("</", "<\\/")
+    page = _PAGE.format(
+        summary=html.escape(summary + "."),
+        header="".join(f"<th>{html.escape(c['label'])}</th>" for c in columns),
+        data=data,
+        columns=json.dumps(columns),
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
