@@ -94,7 +94,9 @@ class Rows:
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        self.X = np.asarray(self.X, dtype=np.float32).reshape(n, -1)
+        x = np.asarray(self.X, dtype=np.float32)
+        # reshape(0, -1) is an error in NumPy: keep a (0, grid_n) block as it is.
+        self.X = x if x.ndim == 2 and len(x) == n else x.reshape(n, -1)
         self.ids = np.asarray(self.ids, dtype=object)
         self.labels = np.asarray(self.labels, dtype=np.int8)
         self.quality = np.asarray(self.quality, dtype=np.int32)
