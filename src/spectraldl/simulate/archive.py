@@ -1,0 +1,472 @@
+"""Synthetic archives in memory and on disk: the public factory functions.
+
+`simulate_spectra` returns labelled `Spectrum` objects, `simulate_vectors`
+their preprocessed 140-point vectors, `simulate_archive` writes FITS files
+and ``truth.csv``. Spectrum ``i`` depends only on (seed, archive, i) and the
+population, so any chunking, worker count or ``start`` gives the same spectra.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectraldl import __version__
+from spectraldl.errors import SpectrumError
+from spectraldl.labels import label_code
+from spectraldl.preprocess import PreprocessConfig, preprocess
+from spectraldl.simulate import fitsbytes, lamost, ondrejov
+from spectraldl.simulate import junk as junkfiles
+from spectraldl.simulate.common import streams
+from spectraldl.simulate.population import Population, is_junk
+from spectraldl.spectrum import Spectrum
+
+CHUNK = 200
+"""Spectra per task of a parallel run."""
+
+TRUTH_FIRST_COLUMNS = ("file", "id", "label", "junk", "archive", "layout", "index")
+"""The leading columns of truth.csv; every physical parameter drawn follows."""
+
+
+@dataclass
+class SimulatedSpectra:
+    """Labelled synthetic spectra in memory.
+
+    Attributes
+    ----------
+    spectra
+        The spectra, exactly as the project's readers read the written files
+        (``meta.source`` is the path the file would have inside the archive).
+    truth
+        One dict per spectrum with the columns of truth.csv.
+    """
+
+    spectra: list[Spectrum]
+    truth: list[dict[str, Any]]
+
+    @property
+    def labels(self) -> list[str]:
+        """Class name of each spectrum."""
+        return [row["label"] for row in self.truth]
+
+    def truth_frame(self) -> Any:
+        """The truth rows as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.truth)
+
+
+@dataclass
+class SimulatedVectors:
+    """Preprocessed synthetic spectra: the network's input with labels and truth.
+
+    Attributes
+    ----------
+    X
+        float32 (m, grid_n): preprocessed flux of the spectra preprocessing accepted.
+    labels
+        int8 (m,): class codes (`spectraldl.labels.CLASSES`).
+    ids
+        str (m,): spectrum ids.
+    quality
+        int32 (m,): `spectraldl.quality.Quality` bits.
+    truth
+        The m truth rows (same order).
+    rejected
+        (id, reason) of the spectra preprocessing refused (rare: e.g. no H-alpha
+        after a partial-coverage shift).
+    config
+        The preprocessing used.
+    """
+
+    X: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    quality: np.ndarray
+    truth: list[dict[str, Any]]
+    rejected: list[tuple[str, str]]
+    config: PreprocessConfig
+
+
+@dataclass
+class ArchiveSummary:
+    """What `simulate_archive` wrote."""
+
+    out_dir: Path
+    archive: str
+    layout: str
+    files: int
+    junk: int
+    classes: dict[str, int]
+    truth_csv: Path
+    seconds: float
+    workers: int
+    junk_kinds: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One line for people."""
+        rate = self.files / self.seconds if self.seconds > 0 else float("inf")
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.classes.items()))
+        return (
+            f"{self.files} {self.archive} files ({self.layout}) in {self.out_dir}: {counts}; "
+            f"{self.junk} junk; truth in {self.truth_csv}; {self.seconds:.1f} s "
+            f"({rate:.0f} files/s, {self.workers} workers)"
+        )
+
+
+def _check(archive: str, release: str, form: str) -> str:
+    if archive == "lamost":
+        if release not in lamost.RELEASES:
+            raise ValueError(
+                f"release must be one of {', '.join(lamost.RELEASES)}, not {release!r}"
+            )
+        return release
+    if archive == "ondrejov":
+        if form not in ondrejov.FORMS:
+            raise ValueError(f"form must be one of {', '.join(ondrejov.FORMS)}, not {form!r}")
+        return form
+    raise ValueError(f"archive must be 'lamost' or 'ondrejov', not {archive!r}")
+
+
+def _population(
+    archive: str, mix: str | Mapping[str, float] | None, population: Population | None
+) -> Population:
+    if population is not None:
+        if population.archive != archive:
+            raise ValueError(f"the population is for {population.archive}, not {archive}")
+        return population
+    return Population.default(archive, mix)
+
+
+def _simulate(index: int, *, archive: str, seed: int, population: Population, layout: str) -> Any:
+    if archive == "lamost":
+        return lamost.simulate_one(index, seed=seed, population=population, release=layout)
+    return ondrejov.simulate_one(index, seed=seed, population=population, form=layout)
+
+
+def _truth_row(spec: Any, *, archive: str, layout: str, relpath: str, ident: str) -> dict[str, Any]:
+    header = spec.header
+    row: dict[str, Any] = {
+        "file": relpath,
+        "id": ident,
+        "label": spec.truth["label"],
+        "junk": "",
+        "archive": archive,
+        "layout": layout,
+        "index": spec.index,
+        "ra": header["RA"],
+        "dec": header["DEC"],
+        "object": header.get("DESIG", header.get("OBJECT", "")),
+    }
+    row.update({k: v for k, v in spec.truth.items() if k != "label"})
+    return row
+
+
+def _ident(spec: Any, archive: str) -> str:
+    if archive == "lamost":
+        return spec.stem
+    return ondrejov.PUBLISHER_ID + spec.obs_id if spec.form == "ssap" else spec.obs_id
+
+
+def simulate_spectra(
+    n: int,
+    *,
+    archive: str = "ondrejov",
+    seed: int = 0,
+    mix: str | Mapping[str, float] | None = None,
+    release: str = "dr1",
+    form: str = "ssap",
+    start: int = 0,
+    population: Population | None = None,
+) -> SimulatedSpectra:
+    """Simulate ``n`` labelled spectra in memory (indices ``start`` .. ``start + n - 1``).
+
+    Parameters
+    ----------
+    n
+        Number of spectra.
+    archive
+        ``lamost`` or ``ondrejov``.
+    seed
+        Seed; spectrum i depends only on (seed, archive, i) and the population.
+    mix
+        Class fractions (dict or ``"emission=0.4,absorption=0.46,..."``); the
+        archive's default when None (`population.ONDREJOV_MIX`, `LAMOST_MIX`).
+    release, form
+        File layout whose reading the spectra reproduce (LAMOST release, Ondřejov form).
+    start
+        Index of the first spectrum.
+    population
+        A full `Population` (overrides ``mix``), e.g. with real S/N values.
+
+    Returns
+    -------
+    SimulatedSpectra
+        The spectra and their truth rows (no junk: junk exists only as files).
+    """
+    layout = _check(archive, release, form)
+    population = _population(archive, mix, population)
+    spectra, truth = [], []
+    for index in range(start, start + n):
+        spec = _simulate(index, archive=archive, seed=seed, population=population, layout=layout)
+        relpath = spec.relpath
+        data = lamost.file_bytes(spec) if archive == "lamost" else ondrejov.file_bytes(spec)
+        module = lamost if archive == "lamost" else ondrejov
+        spectrum = module.to_spectrum(spec, data, relpath)
+        spectra.append(spectrum)
+        truth.append(
+            _truth_row(spec, archive=archive, layout=layout, relpath=relpath, ident=spectrum.id)
+        )
+    return SimulatedSpectra(spectra=spectra, truth=truth)
+
+
+def simulate_vectors(
+    n: int,
+    *,
+    archive: str = "ondrejov",
+    seed: int = 0,
+    mix: str | Mapping[str, float] | None = None,
+    release: str = "dr1",
+    form: str = "ssap",
+    start: int = 0,
+    population: Population | None = None,
+    config: PreprocessConfig | None = None,
+) -> SimulatedVectors:
+    """Simulate ``n`` spectra and preprocess them (`spectraldl.preprocess.preprocess`).
+
+    The same spectra as `simulate_spectra` with the same arguments, as the
+    ingest of the written files would store them. Parameters as there, plus
+    ``config`` (default `PreprocessConfig()`).
+    """
+    config = config or PreprocessConfig()
+    sim = simulate_spectra(
+        n,
+        archive=archive,
+        seed=seed,
+        mix=mix,
+        release=release,
+        form=form,
+        start=start,
+        population=population,
+    )
+    xs, labels, ids, quality, truth, rejected = [], [], [], [], [], []
+    for spectrum, row in zip(sim.spectra, sim.truth, strict=True):
+        try:
+            result = preprocess(spectrum, config)
+        except SpectrumError as exc:
+            rejected.append((spectrum.id, exc.reason))
+            continue
+        xs.append(result.x)
+        labels.append(label_code(row["label"]))
+        ids.append(spectrum.id)
+        quality.append(int(result.quality))
+        truth.append(row)
+    return SimulatedVectors(
+        X=np.stack(xs) if xs else np.zeros((0, config.grid_n), np.float32),
+        labels=np.array(labels, dtype=np.int8),
+        ids=np.array(ids, dtype=object),
+        quality=np.array(quality, dtype=np.int32),
+        truth=truth,
+        rejected=rejected,
+        config=config,
+    )
+
+
+# --- archives on disk --------------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write via a temporary name and rename, so a killed run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _chunk(
+    indices: Sequence[int],
+    out_dir: str,
+    archive: str,
+    seed: int,
+    population: Population,
+    layout: str,
+    junk_fraction: float,
+    compress: bool,
+) -> list[dict[str, Any]]:
+    """Simulate and write the files of ``indices``; return their truth rows."""
+    rows = []
+    base = Path(out_dir)
+    kinds = junkfiles.kinds_for(archive, compressed=compress)
+    for index in indices:
+        spec = _simulate(index, archive=archive, seed=seed, population=population, layout=layout)
+        relpath = spec.relpath + (".gz" if compress else "")
+        row = _truth_row(
+            spec, archive=archive, layout=layout, relpath=relpath, ident=_ident(spec, archive)
+        )
+        if is_junk(index, seed=seed, fraction=junk_fraction):
+            kind = junkfiles.junk_kind(index, seed=seed, kinds=kinds)
+            data = junkfiles.make_junk(kind, spec, streams(seed, archive, index).meta)
+            if compress and kind not in ("truncated-gzip", "zero-byte", "text", "random-bytes"):
+                data = fitsbytes.gzip_bytes(data, level=1)
+            row.update(label="unknown", junk=kind)
+        else:
+            data = lamost.file_bytes(spec) if archive == "lamost" else ondrejov.file_bytes(spec)
+            if compress:
+                data = fitsbytes.gzip_bytes(data, level=1)
+        _write(base / relpath, data)
+        rows.append(row)
+    return rows
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def simulate_archive(
+    out_dir: str | Path,
+    *,
+    archive: str,
+    n: int,
+    seed: int = 0,
+    mix: str | Mapping[str, float] | None = None,
+    junk: float = 0.0,
+    release: str = "dr1",
+    form: str = "ssap",
+    workers: int = 1,
+    compress: bool | None = None,
+    start: int = 0,
+    population: Population | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ArchiveSummary:
+    """Write ``n`` synthetic FITS files in the archive's real layout and ``truth.csv``.
+
+    Parameters
+    ----------
+    out_dir
+        Directory to write into (created). LAMOST files go to
+        ``YYYYMMDD/PLANID/spec-LMJD-PLANID_spSS-FFF.fits[.gz]`` as in a release
+        tree; Ondřejov files to ``<obs>.fits``. Files of the same names are
+        overwritten (with the same bytes for the same arguments).
+    archive, n, seed, mix, release, form, start, population
+        As `simulate_spectra`.
+    junk
+        Fraction (0-1) of the files written broken instead (see
+        `spectraldl.simulate.junk`); they are listed in truth.csv with their
+        ``junk`` kind and label ``unknown``.
+    workers
+        Worker processes; the files do not depend on it.
+    compress
+        gzip the files (mtime 0, level 1); default True for LAMOST (its
+        archive serves ``.fits.gz``), False for Ondřejov.
+    progress
+        Called with (files done, total).
+
+    Returns
+    -------
+    ArchiveSummary
+        Counts per class and junk kind, and where truth.csv is. Also writes
+        ``simulation.json`` (the arguments and package version).
+    """
+    started = time.perf_counter()
+    if not 0.0 <= junk <= 1.0:
+        raise ValueError(f"junk must be a fraction between 0 and 1, got {junk}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    layout = _check(archive, release, form)
+    population = _population(archive, mix, population)
+    compress = archive == "lamost" if compress is None else compress
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    indices = list(range(start, start + n))
+    chunks = [indices[i : i + CHUNK] for i in range(0, len(indices), CHUNK)]
+    args = (str(out), archive, seed, population, layout, junk, compress)
+    results: dict[int, list[dict[str, Any]]] = {}
+    done = 0
+    if workers <= 1 or len(chunks) <= 1:
+        for i, chunk in enumerate(chunks):
+            results[i] = _chunk(chunk, *args)
+            done += len(chunk)
+            if progress:
+                progress(done, n)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            futures = {pool.submit(_chunk, chunk, *args): i for i, chunk in enumerate(chunks)}
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                done += len(chunks[i])
+                if progress:
+                    progress(done, n)
+    rows = [row for i in range(len(chunks)) for row in results[i]]
+    truth_csv = out / "truth.csv"
+    write_truth_csv(truth_csv, rows)
+    settings = {
+        "archive": archive,
+        "n": n,
+        "seed": seed,
+        "start": start,
+        "layout": layout,
+        "junk": junk,
+        "compress": compress,
+        "mix": population.mix,
+        "types": population.types,
+        "snr_values": list(population.snr_values),
+        "spectraldl_version": __version__,
+    }
+    _write(out / "simulation.json", json.dumps(settings, indent=1).encode())
+    classes = Counter(row["label"] for row in rows if not row["junk"])
+    kinds = Counter(row["junk"] for row in rows if row["junk"])
+    return ArchiveSummary(
+        out_dir=out,
+        archive=archive,
+        layout=layout,
+        files=len(rows),
+        junk=sum(kinds.values()),
+        classes=dict(classes),
+        truth_csv=truth_csv,
+        seconds=time.perf_counter() - started,
+        workers=max(1, workers),
+        junk_kinds=dict(kinds),
+    )
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    return value
+
+
+def write_truth_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write truth rows atomically: `TRUTH_FIRST_COLUMNS`, then every other key in order."""
+    columns = list(TRUTH_FIRST_COLUMNS)
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def read_truth_csv(path: str | Path) -> list[dict[str, str]]:
+    """Read a truth.csv back (values as strings)."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

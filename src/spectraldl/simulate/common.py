@@ -1,0 +1,110 @@
+"""Pieces both simulated archives share: per-spectrum random streams, star choice, truth rows."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from spectraldl.simulate.population import NOISE_SNR_RANGE, Population
+from spectraldl.simulate.templates import TemplateSet
+
+ARCHIVE_CODES = {"lamost": 1, "ondrejov": 2}
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Independent random streams of one spectrum, all derived from (seed, archive, index).
+
+    ``star`` draws what the star is (class, template, velocity, lines); ``noise``
+    the noise and defects; ``meta`` names, positions and dates. Keeping them
+    apart means a change of file layout (release, form) keeps the star and its
+    noise, and a new parameter in one stream does not shift the others.
+    """
+
+    star: np.random.Generator
+    noise: np.random.Generator
+    meta: np.random.Generator
+
+
+def streams(seed: int, archive: str, index: int) -> Streams:
+    """The streams of spectrum ``index`` (numpy SeedSequence spawn keys, PCG64)."""
+    root = np.random.SeedSequence(entropy=int(seed), spawn_key=(ARCHIVE_CODES[archive], int(index)))
+    star, noise, meta = root.spawn(3)
+    return Streams(*(np.random.Generator(np.random.PCG64(s)) for s in (star, noise, meta)))
+
+
+def choose_template(
+    rng: np.random.Generator, templates: TemplateSet, fractions: dict[str, float]
+) -> int:
+    """A template star: spectral class by ``fractions``, then uniformly within the class."""
+    members = _members(templates)
+    names = [c for c in fractions if fractions[c] > 0 and members.get(c, _EMPTY).size]
+    weights = np.cumsum([fractions[c] for c in names])
+    spclass = names[
+        min(int(np.searchsorted(weights, rng.random() * weights[-1], side="right")), len(names) - 1)
+    ]
+    chosen = members[spclass]
+    return int(chosen[int(rng.integers(chosen.size))])
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+_MEMBERS: dict[int, dict[str, np.ndarray]] = {}
+
+
+def _members(templates: TemplateSet) -> dict[str, np.ndarray]:
+    """Template indices per spectral class (computed once per template set)."""
+    key = id(templates)
+    if key not in _MEMBERS:
+        _MEMBERS[key] = {c: templates.of_class(c) for c in np.unique(templates.spclass)}
+    return _MEMBERS[key]
+
+
+def draw_snr(
+    rng: np.random.Generator, population: Population, *, label: str, default: float
+) -> float:
+    """S/N of one spectrum: the noise-class range, a resampled real value, or ``default``."""
+    if label == "noise":
+        low, high = NOISE_SNR_RANGE[population.archive]
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if population.snr_values:
+        value = population.snr_values[int(rng.integers(len(population.snr_values)))]
+        return float(value * rng.uniform(0.9, 1.1))
+    return default
+
+
+def lognormal_mixture(
+    rng: np.random.Generator, components: tuple[tuple[float, float, float], ...]
+) -> float:
+    """One draw from a mixture of lognormals ``(median, sigma_ln, weight)``."""
+    weights = np.cumsum([c[2] for c in components])
+    pick = min(
+        int(np.searchsorted(weights, rng.random() * weights[-1], side="right")), len(components) - 1
+    )
+    median, sigma, _ = components[pick]
+    return float(median * math.exp(rng.normal(0.0, sigma)))
+
+
+def noise_profile(rng: np.random.Generator, *, archive: str) -> str:
+    """The real profile under a noise-labelled spectrum (mostly ordinary stars)."""
+    u = rng.random()
+    if archive == "ondrejov":
+        return "emission" if u < 0.5 else "absorption" if u < 0.9 else "double-peak"
+    return "absorption" if u < 0.7 else "emission" if u < 0.95 else "double-peak"
+
+
+def correlated_normal(rng: np.random.Generator, n: int, *, sigma_px: float) -> np.ndarray:
+    """Unit-variance Gaussian noise smoothed by a Gaussian of ``sigma_px`` pixels.
+
+    LAMOST resamples each exposure onto its log-λ grid and co-adds them, which
+    correlates neighbouring pixels; the kernel is normalised to unit L2 norm so
+    the per-pixel variance stays 1.
+    """
+    white = rng.standard_normal(n + 8)
+    if sigma_px <= 0:
+        return white[4:-4]
+    taps = np.arange(-4, 5, dtype=np.float64)
+    kernel = np.exp(-0.5 * (taps / sigma_px) ** 2)
+    kernel /= math.sqrt(float((kernel**2).sum()))
+    return np.convolve(white, kernel, mode="valid")

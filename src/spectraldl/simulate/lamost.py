@@ -1,0 +1,832 @@
+"""LAMOST-like low-resolution spectra: the star, the instrument, the pipeline's traces, the file.
+
+Instrument and pipeline facts followed (numbers and their sources):
+
+* grid: vacuum wavelengths ``10**(3.5682 + 1e-4 i)``, 3904 pixels in DR1 and
+  3909 from DR2 (the bundled real files); resolving power about 1800 (Cui et
+  al. 2012, RAA 12, 1197), drawn per spectrum around it (fibre-to-fibre spread,
+  assumption: sigma 120);
+* radial velocities: LAMOST stars span about ±100 km/s (heliocentric; e.g.
+  the LAMOST DR1 catalogue, Luo et al. 2015): normal, sigma 40 km/s, clipped
+  at ±200;
+* interstellar reddening E(B-V): exponential, mean 0.12 mag (assumption; most
+  LAMOST fields are off the plane), with the CCM law and the 6614 Å band;
+* flux calibration: LAMOST's relative calibration leaves smooth slopes
+  (Xiang et al. 2015, MNRAS 448, 90, about 10 % over the range): a
+  multiplicative exp(c1 x + c2 x²), x = (λ - 6500)/2500;
+* noise: per pixel from the object, the sky continuum and sky lines, scaled so
+  that the median of flux·sqrt(ivar) over 5500-6900 Å is the drawn SN_R (the
+  bundled files' SN_R agrees with that median to a few per cent); the noise
+  realised in the flux is correlated between neighbouring pixels (the
+  pipeline resamples and co-adds exposures) and somewhat smaller than ivar
+  claims: both measured on the bundled ``dev`` files (`NOISE_SCALE`,
+  `NOISE_CORRELATION_PX`);
+* pipeline traces seen in the real files: ivar = 0 (not ANDMASK) over the peak
+  of strong H-alpha emission (spec-56284-GAC122S02V2_sp14-183,
+  spec-56342-GAC121N02V2_sp14-101) and at scattered pixels; runs of ivar = 0 at
+  the blue end, in the telluric A band (7581-7679 Å) and at red sky lines; zero
+  flux at the last pixels; sky-subtraction residuals; cosmic-ray spikes;
+  masked runs (ANDMASK bits after the LAMOST DR1 data description: 1 BADCCD,
+  2 BADPROFILE, 4 NOSKY, 8 BRIGHTSKY, 16 BADCENTER, 32 NODATA); rarely a red
+  arm that lost its end (zero flux, NODATA).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from spectraldl.archives.fitsfile import FitsFile, parse_header
+from spectraldl.measure import equivalent_width_aa
+from spectraldl.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
+from spectraldl.simulate import fitsbytes as fb
+from spectraldl.simulate import physics
+from spectraldl.simulate.common import (
+    choose_template,
+    correlated_normal,
+    draw_snr,
+    lognormal_mixture,
+    noise_profile,
+    streams,
+)
+from spectraldl.simulate.fitsbytes import Raw, card
+from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, line_addition
+from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
+from spectraldl.simulate.population import LAMOST_SNR_LOGNORMAL, Population, class_of
+from spectraldl.simulate.templates import MILES_FWHM_AA, load_templates
+from spectraldl.spectrum import Spectrum
+
+RELEASES = ("dr1", "dr2", "dr6", "dr8")
+COEFF0 = 3.5682
+COEFF1 = 1e-4
+N_PIXELS = {"dr1": 3904, "dr2": 3909, "dr6": 3909, "dr8": 3909}
+FIRST_LMJD = {"dr1": 55859, "dr2": 56170, "dr6": 58000, "dr8": 58730}
+"""First local MJD of each release's observing season (DR1 from 2011 Oct 24; DR2
+2012 Sep; DR6 2017 Sep; DR8 2019 Sep)."""
+NIGHTS = 250
+FIBRES_PER_PLATE = 4000
+"""16 spectrographs x 250 fibres (Cui et al. 2012)."""
+
+NOISE_SCALE = (0.72, 0.92)
+"""Range of (real scatter)/(sigma from ivar): the second-difference scatter of
+the dev files' flux is 0.6-0.8 of what ivar implies at S/N < 25 (measured in
+6000-6500 Å; `benchmarks/realism.py` compares the result)."""
+NOISE_CORRELATION_PX = (0.45, 0.75)
+"""Gaussian sigma (pixels) of the correlation of neighbouring pixels' noise: the
+dev files' high-passed residuals have lag-1 autocorrelation 0.25-0.45 at low S/N."""
+
+SKY_LINES_VAC_AA = air_to_vacuum(
+    np.concatenate(
+        [
+            [5577.34, 5889.95, 5895.92, 6300.30, 6363.78],
+            physics.SKY_LINES_AIR_AA,
+            [6863.96, 7316.28, 7340.89, 7750.64, 7794.11, 7913.71, 7993.33, 8344.60, 8399.17],
+            [8430.17, 8465.36, 8827.10, 8885.85, 8919.62, 8958.08, 8988.38],
+        ]
+    )
+)
+"""Night-sky emission lines (vacuum Å): [O I] 5577/6300/6364, Na D, OH Meinel
+bands (Osterbrock et al. 1996), the ones near H-alpha from `physics`."""
+SKY_LINE_STRENGTH = np.where(
+    np.isclose(SKY_LINES_VAC_AA, air_to_vacuum(6562.80), atol=0.5), 0.3, 1.0
+)
+"""Line peak over the sky continuum at LAMOST resolution (assumption: 1 for
+airglow lines, 0.3 for geocoronal/urban H-alpha)."""
+
+ANDMASK_BITS = (1, 2, 4, 8, 16)
+NODATA = 32
+
+
+@lru_cache(maxsize=8)
+def grid(release: str) -> np.ndarray:
+    """Vacuum wavelengths (Å) of a release's pixels (read-only)."""
+    wave = 10.0 ** (COEFF0 + COEFF1 * np.arange(N_PIXELS[release]))
+    wave.setflags(write=False)
+    return wave
+
+
+@dataclass(frozen=True)
+class _GridInfo:
+    """Per-release constants of the LAMOST grid, computed once."""
+
+    wave: np.ndarray
+    pixel: np.ndarray
+    pixel_mastar: np.ndarray
+    x: np.ndarray
+    extinction_term: np.ndarray
+    rband: slice
+    splice: slice
+    window: slice
+    dib_offset_aa: float
+
+
+@lru_cache(maxsize=8)
+def _grid_info(release: str) -> _GridInfo:
+    wave = grid(release)
+    templates = load_templates()
+    a_per_ebv = physics.ccm_extinction_mag(wave, ebv=1.0)
+    a_halpha = float(physics.ccm_extinction_mag(np.array([HALPHA_VACUUM_AA]), ebv=1.0)[0])
+    offset = round((math.log10(templates.mastar_wave[0]) - COEFF0) / COEFF1)
+
+    def span(lo: float, hi: float) -> slice:
+        a, b = np.searchsorted(wave, (lo, hi))
+        return slice(int(a), int(b))
+
+    return _GridInfo(
+        wave=wave,
+        pixel=np.arange(wave.size, dtype=np.float64),
+        pixel_mastar=np.arange(templates.mastar_wave.size, dtype=np.float64) + offset,
+        x=(wave - 6500.0) / 2500.0,
+        extinction_term=-0.4 * math.log(10.0) * (a_per_ebv - a_halpha),
+        rband=span(5500.0, 6900.0),
+        splice=span(6200.0, 6860.0),
+        window=span(6519.0, 6732.0),
+        dib_offset_aa=float(air_to_vacuum(physics.DIB_6614_AIR_AA) - physics.DIB_6614_AIR_AA),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _window_broad_mean(k: int) -> float:
+    """Mean of the star's broad shape over the MILES window (to scale the window onto it)."""
+    templates = load_templates()
+    return float(np.interp(templates.wave_vac, templates.mastar_wave, _broad_shape(k)).mean())
+
+
+@lru_cache(maxsize=1024)
+def _broad_shape(k: int) -> np.ndarray:
+    shape = load_templates().broad_shape(k)
+    shape.setflags(write=False)
+    return shape
+
+
+@dataclass
+class LamostSpectrum:
+    """One simulated LAMOST spectrum: arrays as the pipeline writes them, header values, truth."""
+
+    index: int
+    release: str
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    andmask: np.ndarray
+    ormask: np.ndarray
+    continuum: np.ndarray
+    header: dict[str, Any] = field(default_factory=dict)
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        """File name without extension (``spec-LMJD-PLANID_spSS-FFF``)."""
+        return str(self.header["FILENAME"])[: -len(".fits")]
+
+    @property
+    def relpath(self) -> str:
+        """Path inside an archive tree: ``YYYYMMDD/PLANID/spec-....fits``."""
+        return f"{self.header['_night']}/{self.header['PLANID']}/{self.header['FILENAME']}"
+
+
+# --- plates, ids and positions -----------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _plate(seed: int, release: str, plate: int) -> dict[str, Any]:
+    """Plate-level values: centre, plan id, night, observing conditions (deterministic)."""
+    rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(entropy=int(seed), spawn_key=(1, 10**9 + plate)))
+    )
+    ra0 = float(rng.uniform(0.0, 360.0))
+    dec0 = float(
+        np.degrees(np.arcsin(rng.uniform(math.sin(math.radians(-8)), math.sin(math.radians(62)))))
+    )
+    lmjd = FIRST_LMJD[release] + plate % NIGHTS
+    sign = "N" if dec0 >= 0 else "S"
+    if release in ("dr1", "dr2"):
+        planid = f"GAC{ra0:03.0f}{sign}{abs(dec0):02.0f}V{1 + plate // NIGHTS}"
+    else:
+        hh, mm, ss = _sexagesimal(ra0 / 15.0)
+        dd, dm, ds = _sexagesimal(abs(dec0))
+        kind = "BMF"[int(rng.integers(3))]
+        position = f"{hh:02d}{mm:02d}{int(ss):02d}{sign}{dd:02d}{dm:02d}{int(ds):02d}"
+        planid = f"HD{position}{kind}{1 + plate // NIGHTS:02d}"
+    night = datetime(1858, 11, 17) + timedelta(days=lmjd)
+    start_utc = night - timedelta(days=1) + timedelta(hours=float(rng.uniform(12.5, 18.0)))
+    return {
+        "ra0": ra0,
+        "dec0": dec0,
+        "lmjd": lmjd,
+        "planid": planid,
+        "night": night.strftime("%Y%m%d"),
+        "start": start_utc,
+        "nexp": int(rng.integers(2, 5)),
+        "expt": float(rng.choice([600.0, 900.0, 1200.0, 1800.0])),
+        "seeing": float(rng.uniform(2.0, 4.5)),
+        "moon": float(rng.uniform(0.0, 29.5)),
+        "helio": float(rng.uniform(-30.0, 30.0)),
+        "skychi2": float(rng.uniform(1.5, 3.0)),
+        "temp": float(rng.uniform(-10.0, 25.0)),
+    }
+
+
+def _sexagesimal(value: float) -> tuple[int, int, float]:
+    whole = int(value)
+    minutes = (value - whole) * 60.0
+    return whole, int(minutes), (minutes - int(minutes)) * 60.0
+
+
+def designation(ra: float, dec: float) -> str:
+    """``LAMOST Jhhmmss.ss+ddmmss.s`` (truncated, as IAU designations are)."""
+    hh, mm, ss = _sexagesimal(ra / 15.0)
+    dd, dm, ds = _sexagesimal(abs(dec))
+    sign = "+" if dec >= 0 else "-"
+    ra_text = f"{hh:02d}{mm:02d}{math.floor(ss * 100) / 100:05.2f}"
+    dec_text = f"{dd:02d}{dm:02d}{math.floor(ds * 10) / 10:04.1f}"
+    return f"LAMOST J{ra_text}{sign}{dec_text}"
+
+
+# --- the spectrum ------------------------------------------------------------------------
+
+
+def simulate_one(
+    index: int, *, seed: int, population: Population, release: str = "dr1"
+) -> LamostSpectrum:
+    """Simulate LAMOST spectrum ``index`` (depends only on seed, population and index)."""
+    if release not in RELEASES:
+        raise ValueError(f"release must be one of {RELEASES}, not {release!r}")
+    templates = load_templates()
+    rs = streams(seed, "lamost", index)
+    star_rng = rs.star
+    label = class_of(index, seed=seed, mix=population.mix)
+    profile = noise_profile(star_rng, archive="lamost") if label == "noise" else label
+    types = population.types["absorption" if profile not in population.types else profile]
+    k = choose_template(star_rng, templates, types)
+    default_snr = lognormal_mixture(star_rng, LAMOST_SNR_LOGNORMAL)
+    snr = draw_snr(star_rng, population, label=label, default=default_snr)
+    rv = float(np.clip(star_rng.normal(0.0, 40.0), -200.0, 200.0))
+    resolving_power = float(np.clip(star_rng.normal(1800.0, 120.0), 1450.0, 2200.0))
+    ebv = float(min(star_rng.exponential(0.12), 1.5))
+    line = draw_line(star_rng, profile, archive="lamost", snr=snr, weak=label == "noise")
+    flux_level = 3.0 * snr**1.3 * math.exp(star_rng.normal(0.0, 0.3))
+    cal = (float(star_rng.normal(0.0, 0.15)), float(star_rng.normal(0.0, 0.10)))
+
+    g = _grid_info(release)
+    wave = g.wave
+    sigma_kms = C_KMS / resolving_power / FWHM_PER_SIGMA
+    window, added, ew_emission = _window_flux(templates, k, line, resolving_power)
+    z = rv / C_KMS
+    broad = np.interp(g.pixel - math.log10(1.0 + z) / COEFF1, g.pixel_mastar, _broad_shape(k))
+    scale = float(_window_broad_mean(k) / window.mean())
+    ws = g.splice
+    rest = wave[ws] / (1.0 + z)
+    ramp = np.clip((rest - 6215.0) / 40.0, 0.0, 1.0) * np.clip((6840.0 - rest) / 40.0, 0.0, 1.0)
+    model = broad.copy()
+    model[ws] = (1.0 - ramp) * broad[ws] + ramp * scale * np.interp(
+        rest, templates.wave_vac, window
+    )
+    continuum = broad.copy()
+    continuum[ws] = (1.0 - ramp) * broad[ws] + ramp * scale * np.interp(
+        rest, templates.wave_vac, templates.continuum[k]
+    )
+    line_only = np.zeros_like(model)
+    line_only[ws] = ramp * scale * np.interp(rest, templates.wave_vac, added)
+    shaping = np.exp(ebv * g.extinction_term + cal[0] * g.x + cal[1] * g.x * g.x)
+    shaping[ws] *= physics.dib_transmission(
+        wave[ws] - g.dib_offset_aa,
+        ebv=ebv,
+        sigma_aa=HALPHA_VACUUM_AA / resolving_power / FWHM_PER_SIGMA,
+    )
+    model *= shaping
+    norm = flux_level / float(model[g.rband].mean())
+    model *= norm
+    continuum *= shaping * norm
+    line_only *= shaping * norm
+
+    noisy = _observe(
+        rs.noise,
+        wave,
+        model,
+        line_only,
+        snr=snr,
+        flux_level=flux_level,
+        line=line,
+        sigma_kms=sigma_kms,
+    )
+    ew_net = equivalent_width_aa(
+        wave[ws], model[ws] / continuum[ws], line_aa=HALPHA_VACUUM_AA * (1 + z)
+    )
+    header = _header_values(
+        rs.meta,
+        seed=seed,
+        index=index,
+        release=release,
+        templates=templates,
+        k=k,
+        label=label,
+        rv=rv,
+        noisy=noisy,
+        wave=wave,
+        flux_level=flux_level,
+    )
+    truth = {
+        "label": label,
+        "profile": profile,
+        "template": str(templates.name[k]),
+        "sptype": str(templates.sptype[k]),
+        "spclass": str(templates.spclass[k]),
+        "teff": float(templates.teff[k]),
+        "logg": float(templates.logg[k]),
+        "feh": float(templates.feh[k]),
+        "rv_kms": rv,
+        "vsini_extra_kms": 0.0,
+        "resolving_power": resolving_power,
+        "ebv": ebv,
+        "snr": snr,
+        "halpha_ew_aa": ew_net,
+        "emission_ew_aa": ew_emission,
+        **line.as_truth(),
+        "flux_cal_c1": cal[0],
+        "flux_cal_c2": cal[1],
+        **{
+            key: value
+            for key, value in noisy.items()
+            if key.startswith("defect_") or key.startswith("noise_")
+        },
+        "window_ivar_zero": int((noisy["ivar"][g.window] == 0).sum()),
+    }
+    return LamostSpectrum(
+        index=index,
+        release=release,
+        wave=wave,
+        flux=noisy["flux"],
+        ivar=noisy["ivar"],
+        andmask=noisy["andmask"],
+        ormask=noisy["ormask"],
+        continuum=continuum,
+        header=header,
+        truth=truth,
+    )
+
+
+def _window_flux(
+    templates: Any, k: int, line: LineParams, resolving_power: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The MILES window at LAMOST's resolution plus the H-alpha line (rest frame, air grid)."""
+    fwhm_inst = HALPHA_AIR_AA / resolving_power
+    kernel_sigma_aa = math.sqrt(max(fwhm_inst**2 - MILES_FWHM_AA**2, 0.01)) / FWHM_PER_SIGMA
+    step = float(templates.wave_air[1] - templates.wave_air[0])
+    flux = gaussian_filter1d(templates.flux[k], kernel_sigma_aa / step, mode="nearest")
+    continuum = templates.continuum[k]
+    velocity = C_KMS * (templates.wave_air / HALPHA_AIR_AA - 1.0)
+    photosphere = np.interp(VELOCITY_GRID_KMS, velocity, flux / continuum)
+    addition, ew = line_addition(
+        line, photosphere, instrument_sigma_kms=C_KMS / resolving_power / FWHM_PER_SIGMA
+    )
+    added = continuum * np.interp(velocity, VELOCITY_GRID_KMS, addition, left=0.0, right=0.0)
+    return flux + added, added, ew
+
+
+def _observe(
+    rng: np.random.Generator,
+    wave: np.ndarray,
+    model: np.ndarray,
+    line_only: np.ndarray,
+    *,
+    snr: float,
+    flux_level: float,
+    line: LineParams,
+    sigma_kms: float,
+) -> dict[str, Any]:
+    """Noise, ivar, masks and the pipeline's traces for a noiseless model."""
+    n = wave.size
+    scale = float(rng.uniform(*NOISE_SCALE))
+    corr = float(rng.uniform(*NOISE_CORRELATION_PX))
+    beta = float(
+        np.clip(
+            math.exp(rng.uniform(math.log(0.1), math.log(1.0))) * 30.0 / max(snr, 0.5), 0.02, 30.0
+        )
+    )
+    sky_lines, sky_at, sky_shapes = _sky_lines(wave, sigma_kms)
+    sky = beta * flux_level * (1.0 + 4.0 * sky_lines)
+    variance = np.clip(model, 0.0, None) + sky
+    rband = (wave > 5500.0) & (wave < 6900.0)
+    c = float(np.median(model[rband] / np.sqrt(variance[rband]))) / snr
+    sigma = c * np.sqrt(variance)
+    flux = model + scale * sigma * correlated_normal(rng, n, sigma_px=corr)
+    ivar = 1.0 / sigma**2
+    andmask = np.zeros(n)
+    ormask = np.zeros(n)
+    ormask[sky_lines > 0.5] = 8
+    window = np.flatnonzero((wave > 6519.0) & (wave < 6732.0))
+    out: dict[str, Any] = {
+        "noise_scale": scale,
+        "noise_correlation_px": corr,
+        "noise_sky_ratio": beta,
+    }
+    # Sky-subtraction residuals at the sky lines (a quarter of the spectra; assumption).
+    residual = 0.0
+    if rng.random() < 0.25:
+        amplitude = rng.normal(0.0, 0.08, size=SKY_LINES_VAC_AA.size)
+        np.add.at(
+            flux,
+            sky_at,
+            (amplitude * SKY_LINE_STRENGTH)[:, None] * sky_shapes * 4.0 * beta * flux_level,
+        )
+        residual = float(np.abs(amplitude).max())
+    out["defect_sky_residual"] = residual
+    # Cosmic-ray spikes surviving the co-add: 5 % of spectra have 1-2 in the H-alpha window.
+    spikes = 0
+    if rng.random() < 0.05:
+        spikes = int(rng.integers(1, 3))
+        for at in rng.choice(window, size=spikes, replace=False):
+            flux[at] += rng.uniform(5.0, 40.0) * sigma[at]
+    elsewhere = rng.poisson(1.0)
+    for at in rng.integers(0, n, size=elsewhere):
+        flux[at] += rng.uniform(5.0, 40.0) * sigma[at]
+    out["defect_cosmic_rays"] = spikes
+    # ivar = 0 over the peak of strong emission (the real pipeline's habit).
+    peak_zero = 0
+    if line.kind in ("single", "disc") and line.net_height >= 0.3 and rng.random() < 0.7:
+        cont = np.interp(wave, wave[model > 0], model[model > 0]) - line_only
+        excess = line_only / np.clip(cont, 1e-9, None)
+        threshold = rng.uniform(0.03, 0.15)
+        hit = excess > threshold
+        peak_zero = int(hit.sum())
+        edges = np.flatnonzero(np.diff(hit.astype(np.int8)) != 0)
+        for e in edges:
+            for j in (e, e + 1):
+                if not hit[j]:
+                    ivar[j] *= 0.1
+        ivar[hit] = 0.0
+    out["defect_ivar_zero_peak"] = peak_zero
+    # Scattered ivar = 0 pixels in the window (8 % of spectra; the dev/holdout files show 3-5).
+    scattered = 0
+    if rng.random() < 0.08:
+        scattered = int(rng.integers(1, 6))
+        ivar[rng.choice(window, size=scattered, replace=False)] = 0.0
+    out["defect_ivar_zero_scattered"] = scattered
+    # A masked run in the window (2 %): ANDMASK and ORMASK set, ivar = 0, flux kept.
+    masked = 0
+    if rng.random() < 0.02:
+        masked = int(rng.integers(2, 11))
+        start = int(rng.integers(window[0], window[-1] - masked))
+        bit = float(rng.choice(ANDMASK_BITS))
+        andmask[start : start + masked] = bit
+        ormask[start : start + masked] = bit
+        ivar[start : start + masked] = 0.0
+    out["defect_masked_pixels"] = masked
+    # Pipeline edges: ivar = 0 runs at the blue end (longer at low S/N), A band, 5-px clips.
+    blue = int(np.clip(rng.exponential(40.0 * 30.0 / max(snr, 1.0)), 0, 600))
+    ivar[:blue] = 0.0
+    if rng.random() < 0.3:
+        ivar[(wave > 7581.0) & (wave < 7679.0)] = 0.0
+    for at in rng.integers(0, n - 5, size=rng.poisson(6.0)):
+        if not (window[0] - 5 <= at <= window[-1]):
+            ivar[at : at + 5] = 0.0
+    tail = int(rng.integers(2, 20))
+    flux[-tail:] = 0.0
+    ivar[-tail:] = 0.0
+    # A red arm that lost its end (0.5 %): zero flux from 6620-6720 Å on, NODATA.
+    lost = 0.0
+    if rng.random() < 0.005:
+        lost = float(rng.uniform(6620.0, 6720.0))
+        gone = wave > lost
+        flux[gone] = 0.0
+        ivar[gone] = 0.0
+        andmask[gone] = NODATA
+        ormask[gone] = NODATA
+    out["defect_red_end_lost_aa"] = lost
+    out.update(flux=flux, ivar=ivar, andmask=andmask, ormask=ormask)
+    return out
+
+
+# --- header ------------------------------------------------------------------------------
+
+
+def _band_snr(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, lo: float, hi: float) -> float:
+    a, b = np.searchsorted(wave, (lo, hi))
+    iv = ivar[a:b]
+    sel = iv > 0
+    if not sel.any():
+        return 0.0
+    return float(np.median(flux[a:b][sel] * np.sqrt(iv[sel])))
+
+
+def _sky_lines(wave: np.ndarray, sigma_kms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sky-line shapes at the resolution: summed (n,), pixel indices and peaks (lines, 17)."""
+    centre_px = np.searchsorted(wave, SKY_LINES_VAC_AA)
+    at = np.clip(centre_px[:, None] + np.arange(-8, 9)[None, :], 0, wave.size - 1)
+    sigma_aa = SKY_LINES_VAC_AA[:, None] * sigma_kms / C_KMS
+    shapes = np.exp(-0.5 * ((wave[at] - SKY_LINES_VAC_AA[:, None]) / sigma_aa) ** 2)
+    total = np.zeros(wave.size)
+    np.add.at(total, at, SKY_LINE_STRENGTH[:, None] * shapes)
+    return total, at, shapes
+
+
+def _header_values(
+    rng: np.random.Generator,
+    *,
+    seed: int,
+    index: int,
+    release: str,
+    templates: Any,
+    k: int,
+    label: str,
+    rv: float,
+    noisy: dict[str, Any],
+    wave: np.ndarray,
+    flux_level: float,
+) -> dict[str, Any]:
+    plate_no, slot = divmod(index, FIBRES_PER_PLATE)
+    plate = _plate(seed, release, plate_no)
+    spid, fibre = divmod(slot, 250)
+    spid += 1
+    fibre += 1
+    radius = 2.5 * math.sqrt(rng.random())
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    dec = float(np.clip(plate["dec0"] + radius * math.sin(angle), -89.9, 89.9))
+    ra = (plate["ra0"] + radius * math.cos(angle) / max(math.cos(math.radians(dec)), 0.05)) % 360.0
+    flux, ivar = noisy["flux"], noisy["ivar"]
+    bands = {
+        "U": _band_snr(wave, flux, ivar, 3700.0, 4000.0),
+        "G": _band_snr(wave, flux, ivar, 4000.0, 5500.0),
+        "R": _band_snr(wave, flux, ivar, 5500.0, 6900.0),
+        "I": _band_snr(wave, flux, ivar, 6900.0, 8500.0),
+        "Z": _band_snr(wave, flux, ivar, 8500.0, 9100.0),
+    }
+    mag_r = 17.0 - 2.5 * math.log10(max(flux_level, 1e-3) / 300.0) + rng.normal(0.0, 0.15)
+    subclass = str(templates.subclass[k])
+    if subclass[0] in "AB":
+        subclass += "V" if templates.logg[k] > 3.9 else "IV" if templates.logg[k] > 3.5 else "III"
+    poor = bands["R"] < 4.0
+    start = plate["start"] + timedelta(seconds=float(rng.uniform(0, 60)))
+    middle = start + timedelta(seconds=plate["nexp"] * plate["expt"] / 2.0)
+    return {
+        "_night": plate["night"],
+        "FILENAME": f"spec-{plate['lmjd']}-{plate['planid']}_sp{spid:02d}-{fibre:03d}.fits",
+        "OBSID": 100_000_000 + (plate["lmjd"] - 55000) * 100_000 + spid * 1000 + fibre,
+        "DATE-OBS": middle.strftime("%Y-%m-%dT%H:%M:%S.") + f"{middle.microsecond // 10000:02d}",
+        "DATE-BEG": (start + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S.0"),
+        "DATE-END": (
+            start + timedelta(hours=8, seconds=plate["nexp"] * plate["expt"] + 300)
+        ).strftime("%Y-%m-%dT%H:%M:%S.0"),
+        "LMJD": plate["lmjd"],
+        "MJD": plate["lmjd"] + 1,
+        "PLANID": plate["planid"],
+        "RA": ra,
+        "DEC": dec,
+        "DESIG": designation(ra, dec),
+        "FIBERID": fibre,
+        "SPID": spid,
+        "SPRA": plate["ra0"],
+        "SPDEC": plate["dec0"],
+        "OBJNAME": f"{int(rng.integers(10**14, 10**15))}",
+        "MAG": [
+            99.0,
+            round(mag_r + 0.6, 2),
+            round(mag_r, 2),
+            round(mag_r - 0.2, 2),
+            99.0,
+            99.0,
+            99.0,
+        ],
+        "CELL_ID": f"{'ABCDEFGHJK'[int(rng.integers(10))]}{int(rng.integers(1000, 4000)):04d}",
+        "X_VALUE": float(rng.uniform(-900.0, 900.0)),
+        "Y_VALUE": float(rng.uniform(-900.0, 900.0)),
+        "plate": plate,
+        "CLASS": "Unknown" if poor else "STAR",
+        "SUBCLASS": "Non" if poor else subclass,
+        "Z": rv / C_KMS + rng.normal(0.0, 1e-5),
+        "Z_ERR": abs(rng.normal(2e-5, 1e-5)),
+        "SN": bands,
+    }
+
+
+def _f(value: float, decimals: int) -> Raw:
+    return Raw(f"{value:.{decimals}f}")
+
+
+def header_cards(spec: LamostSpectrum) -> list[bytes]:
+    """The primary header after the axis cards, in the order and format of the real files."""
+    h = spec.header
+    plate = h["plate"]
+    release = spec.release
+    dr1 = release == "dr1"
+    new = release in ("dr6", "dr8")
+    cards = [
+        card("EXTEND", True, "Extensions may be present" if dr1 else ""),
+    ]
+    if not dr1:
+        cards.append(card(""))
+    cards += [
+        card("COMMENT", comment="--------FILE INFORMATION"),
+        card("FILENAME", h["FILENAME"]),
+    ]
+    if new:
+        cards.append(card("OBSID", h["OBSID"], "Unique number ID of this spectrum"))
+    cards.append(card("AUTHOR", "LAMOST Pipeline", "Who compiled the information"))
+    if new:
+        cards.append(card("DATA_V", f"LAMOST {release.upper()}", "Data release version"))
+    if release == "dr8":
+        cards.append(card("EXTEN0", "COADD", "The extension name of the coadded spectrum"))
+    elif dr1:
+        cards.append(card("N_EXTEN", 1, "The extension number"))
+        cards.append(card("EXTEN0", "Flux Inverse Subcontinuum Andmask Ormask"))
+    else:
+        rows = (
+            "Flux Inverse Wavelength Andmask Ormask"
+            if release == "dr2"
+            else "Flux, Inverse, Wavelength, Andmask, Ormask"
+        )
+        cards.append(card("EXTEN0", rows))
+    if not dr1:
+        cards.append(card("N_EXTEN", 1, "The extension number"))
+        if release != "dr8":
+            cards.append(card("EXTNAME", "Flux", "The extension name"))
+    created = datetime(2013 + RELEASES.index(release) * 2, 11, 13, 1, 49, 27)
+    cards += [
+        card("ORIGIN", "NAOC-LAMOST", "Organization responsible for creating this file"),
+        card("DATE", created.strftime("%Y-%m-%dT%H:%M:%S"), "Time when this HDU is created (UTC)"),
+        card("COMMENT", comment="--------TELESCOPE PARAMETERS"),
+        card("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
+        card("LONGITUD", _f(117.58, 3 if dr1 else 2), "[deg] Longitude of site"),
+        card("LATITUDE", _f(40.39, 4 if dr1 else 2), "[deg] Latitude of site"),
+        card("FOCUS", 19964, "[mm] Telescope focus"),
+        card("CAMPRO", "NEWCAM", "Camera program name"),
+        card("CAMVER", "v2.0", "Camera program version"),
+        card("COMMENT", comment="--------OBSERVATION PARAMETERS"),
+        card("DATE-OBS", h["DATE-OBS"], "The observation median UTC"),
+        card("DATE-BEG", h["DATE-BEG"], "The observation start local time"),
+        card("DATE-END", h["DATE-END"], "The observation end local time"),
+        card("LMJD", h["LMJD"], "Local Modified Julian Day"),
+        card("MJD", h["MJD"], "Modified Julian Day"),
+        card("PLANID", h["PLANID"], "Plan ID in use"),
+        card("RA", _f(h["RA"], 10 if dr1 else 6), "[deg] Right ascension of object"),
+        card("DEC", _f(h["DEC"], 10 if dr1 else 6), "[deg] Declination of object"),
+    ]
+    if not dr1:
+        cards += [
+            card("RA_OBS", _f(h["RA"], 6), "[deg] Right ascension during observing"),
+            card("DEC_OBS", _f(h["DEC"], 6), "[deg] Declination during observing"),
+            card("OFFSET", False, "Whether there's a offset during observing"),
+        ]
+    cards += [
+        card("DESIG", h["DESIG"], "Designation of LAMOST target"),
+        card("FIBERID", h["FIBERID"], "Fiber ID of Object"),
+        card("CELL_ID", h["CELL_ID"], "Fiber Unit ID on the focal plane"),
+        card("X_VALUE", _f(h["X_VALUE"], 9), "[mm] X coordinate of object on the focal plane"),
+        card("Y_VALUE", _f(h["Y_VALUE"], 9), "[mm] Y coordinate of object on the focal plane"),
+        card("OBJNAME", h["OBJNAME"], "Name of object"),
+        card("OBJTYPE", "star", "Object type from input catalog"),
+        card("OBJSOURC", "PILOT", "Name of input catalog"),
+        card("T_INFO", "NULL", "Target information"),
+        card("T_FROM", "NULL", "Target catalog"),
+        card("FIBERTYP", "Obj", "Fiber type of object"),
+        card("MAGTYPE", "ugrizjh", "Magnitude type of object"),
+    ]
+    cards += [
+        card(f"MAG{i + 1}", _f(m, 2), f"[mag] Mag{i + 1} of object") for i, m in enumerate(h["MAG"])
+    ]
+    cards += [
+        card("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)"),
+        card("OBSCOMM", "Science", "Science, Test"),
+        card("RADECSYS", "FK5", "Equatorial coordinate system"),
+        card("EQUINOX", _f(2000.0, 2), "Equinox in years"),
+        card("COMMENT", comment="--------SPECTROGRAPH PARAMETERS"),
+        card("SPID", h["SPID"], "Spectrograph ID"),
+        card("SPRA", _f(h["SPRA"], 4), "[deg] Average RA of this spectrograph"),
+        card("SPDEC", _f(h["SPDEC"], 4), "[deg] Average DEC of this spectrograph"),
+        card("SLIT_MOD", "x2/3", "Slit mode, x1 ,x2/3 or x1/2"),
+        card("COMMENT", comment="--------WEATHER CONDITION"),
+        card("SEEING", _f(plate["seeing"], 2), "[arcsecond] Seeing during exposure"),
+        card("MOONPHA", _f(plate["moon"], 2), "[day] Moon phase for a 29.53 days period"),
+        card("TEMP_AIR", _f(plate["temp"], 2), "[deg] Temperature outside dome"),
+        card("COMMENT", comment="--------DATA REDUCTION PARAMETERS"),
+        card("SKYLIST", "skylines.dat", "Sky emission line list"),
+        card("NEXP", plate["nexp"], "Number of valid exposures"),
+        card("NEXP_B", plate["nexp"], "Number of valid blue exposures"),
+        card("NEXP_R", plate["nexp"], "Number of valid red exposures"),
+        card("EXPT_B", _f(plate["expt"] * plate["nexp"], 2), "[s] Blue exposure duration time"),
+        card("EXPT_R", _f(plate["expt"] * plate["nexp"], 2), "[s] Red exposure duration time"),
+        card(
+            "EXPTIME",
+            _f(plate["expt"] * plate["nexp"], 2),
+            "[s] Minimum of exposure time for all cameras",
+        ),
+        card("EXTRACT", "aperture", "Extraction method"),
+        card("SFLATTEN", True, "Super flat has been applied"),
+        card("PCASKYSB", True, "PCA sky-subtraction has been applied"),
+        card("NSKIES", 20, "Sky fiber number"),
+        card("SKYCHI2", _f(plate["skychi2"], 2), "Mean chi^2 of sky-subtraction"),
+        card("HELIO", True, "Heliocentric correction"),
+        card("HELIO_RV", _f(plate["helio"], 5), "[km/s] Heliocentric correction"),
+        card("VACUUM", True, "Wavelengths are in vacuum"),
+        card("NWORDER", 2, "Number of linear-log10 coefficients"),
+        card("WFITTYPE", "LOG-LINEAR", "Linear-log10 dispersion"),
+        card(
+            "COEFF0",
+            Raw("3.56820" if dr1 else "3.5682"),
+            "Central wavelength (log10) of first pixel",
+        ),
+        card("COEFF1", Raw("0.000100000" if dr1 else "0.0001"), "Log10 dispersion per pixel"),
+        card("WAT0_001", "system=linear"),
+        card("WAT1_001", "wtype=linear label=Wavelength units=Angstroms"),
+        card(
+            "CRVAL1",
+            Raw("3.56820" if dr1 else "3.5682"),
+            "Central wavelength (log10) of first pixel",
+        ),
+        card("CD1_1", Raw("0.000100000" if dr1 else "0.0001"), "Log10 dispersion per pixel"),
+        card("CRPIX1", 1, "Starting pixel (1-indexed)"),
+        card("CTYPE1", "LINEAR"),
+        card("DC-FLAG", 1, "Log-linear flag"),
+        card("COMMENT", comment="--------SPECTRA ANALYSIS RESULTS"),
+        card(
+            "VERSPIPE",
+            {"dr1": "v2.6.4", "dr2": "2.7.5"}.get(release, "v2.9.7"),
+            "Version of Pipeline",
+        ),
+        card("CLASS", h["CLASS"], "Class of object"),
+        card("SUBCLASS", h["SUBCLASS"], "Subclass of object"),
+        card("Z", _f(h["Z"], 8), "Redshift of object"),
+        card("Z_ERR", _f(h["Z_ERR"], 8), "Redshift error of object"),
+    ]
+    prefix = "SNR" if new else "SN_"
+    for band in "UGRIZ":
+        cards.append(
+            card(
+                f"{prefix}{band}", _f(_cap(h["SN"][band], dr1), 2), f"SNR of {band.lower()} filter"
+            )
+        )
+    return cards
+
+
+def _cap(value: float, dr1: bool) -> float:
+    """DR1 headers cap the S/N at 99 (the bundled DR1 files' SN_* never exceed 99.00)."""
+    return min(value, 99.0) if dr1 else value
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+def subcontinuum(flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DR1's Subcontinuum row: flux over a smooth upper continuum (80th percentile per 64 px)."""
+    n = flux.size
+    width = 64
+    blocks = -(-n // width)
+    padded = np.full(blocks * width, -np.inf)
+    padded[:n] = np.where(ivar > 0, flux, -np.inf)
+    table = np.sort(padded.reshape(blocks, width), axis=1)
+    good = np.isfinite(table).sum(axis=1)
+    usable = good >= 8
+    if usable.sum() < 2:
+        return np.zeros(n), np.ones(n)
+    pick = width - good + np.floor(0.8 * (good - 1)).astype(int)
+    levels = table[np.arange(blocks), np.clip(pick, 0, width - 1)]
+    centres = np.arange(blocks) * width + np.minimum(width, n - np.arange(blocks) * width) / 2.0
+    cont = np.interp(np.arange(n), centres[usable], levels[usable])
+    ratio = np.where(cont > 0, flux / np.where(cont > 0, cont, 1.0), 0.0)
+    return ratio, cont
+
+
+def file_bytes(spec: LamostSpectrum) -> bytes:
+    """The FITS file of ``spec`` in its release's layout (uncompressed)."""
+    release = spec.release
+    cards = header_cards(spec)
+    if release == "dr8":
+        n = spec.wave.size
+        columns = [
+            ("FLUX", f"{n}E", spec.flux[None, :], ()),
+            ("IVAR", f"{n}E", spec.ivar[None, :], ()),
+            ("WAVELENGTH", f"{n}E", spec.wave[None, :], ()),
+            ("ANDMASK", f"{n}E", spec.andmask[None, :], ()),
+            ("ORMASK", f"{n}E", spec.ormask[None, :], ()),
+            ("NORMALIZATION", f"{n}E", spec.continuum[None, :], ()),
+        ]
+        return fb.empty_primary(cards) + fb.bintable_hdu(
+            columns,
+            nrows=1,
+            cards_after=[card("EXTNAME", "COADD", "name of this binary table extension")],
+        )
+    if release == "dr1":
+        third, _ = subcontinuum(spec.flux, spec.ivar)
+        dtype = np.float32
+    else:
+        third = spec.wave
+        dtype = np.float32 if release == "dr6" else np.float64
+    image = np.stack([spec.flux, spec.ivar, third, spec.andmask, spec.ormask]).astype(dtype)
+    return fb.image_hdu(cards, image)
+
+
+def to_spectrum(spec: LamostSpectrum, data: bytes, path: str | Path) -> Spectrum:
+    """The `Spectrum` the project's reader makes of ``data`` (read from memory, same code)."""
+    from spectraldl.archives import identify
+
+    header, start = parse_header(data)
+    fits_file = FitsFile(path=Path(path), data=data, header=header, data_start=start)
+    return identify(fits_file).read(fits_file)
