@@ -213,7 +213,7 @@ def evaluate_model(
     datasets: list[str | Path] | tuple[str | Path, ...],
     *,
     rows: str = "heldout",
-    batch_size: int = 4096,
+    batch_size: int = 1024,
 ) -> dict[str, Any]:
     """Score a model on the labelled rows of datasets; one JSON-ready dict.
 

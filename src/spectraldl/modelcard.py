@@ -188,7 +188,7 @@ class TrainedModel:
         return array, batch_size
 
     def predict_logits_and_features(
-        self, x: ArrayLike, *, batch_size: int = 4096
+        self, x: ArrayLike, *, batch_size: int = 1024
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Raw logits (n, k) and penultimate features (n, d) in one pass (float32)."""
         array, batch_size = self._batches(x, batch_size)
@@ -203,7 +203,7 @@ class TrainedModel:
                 features[start : start + len(chunk)] = feat.float().cpu().numpy()
         return logits, features
 
-    def predict_logits(self, x: ArrayLike, *, batch_size: int = 4096) -> NDArray[np.float32]:
+    def predict_logits(self, x: ArrayLike, *, batch_size: int = 1024) -> NDArray[np.float32]:
         """Raw logits (n, k), before temperature and softmax (float32)."""
         array, batch_size = self._batches(x, batch_size)
         out = np.empty((len(array), len(self.classes)), np.float32)
@@ -219,14 +219,14 @@ class TrainedModel:
 
         return softmax(logits, temperature=self.temperature).astype(np.float32)
 
-    def predict_proba(self, x: ArrayLike, *, batch_size: int = 4096) -> NDArray[np.float32]:
+    def predict_proba(self, x: ArrayLike, *, batch_size: int = 1024) -> NDArray[np.float32]:
         """Class probabilities (n, k) in the order of `classes`, temperature applied.
 
         ``x`` is float32 (n, grid_n), preprocessed with `config`.
         """
         return self.proba_from_logits(self.predict_logits(x, batch_size=batch_size))
 
-    def embed(self, x: ArrayLike, *, batch_size: int = 4096) -> NDArray[np.float32]:
+    def embed(self, x: ArrayLike, *, batch_size: int = 1024) -> NDArray[np.float32]:
         """Penultimate-layer features (n, d), the space the novelty score lives in."""
         array, batch_size = self._batches(x, batch_size)
         out = np.empty((len(array), self.network.embedding_dim), np.float32)

@@ -358,7 +358,9 @@ def fit_network(
                 optimizer.step()
                 loss_sum += loss.detach() * len(index)
                 correct += (logits.detach().argmax(dim=1) == yb).sum()
-            val_loss, val_accuracy = _evaluate_loss(step_net, xv, yv, batch=8192, bf16=config.bf16)
+            val_loss, val_accuracy = _evaluate_loss(
+                step_net, xv, yv, batch=8192 if cuda else 1024, bf16=config.bf16
+            )
             record = {
                 "epoch": epoch,
                 "train_loss": float(loss_sum) / n,
