@@ -1,0 +1,259 @@
+"""Query an IVOA SSAP service (the Ondřejov archive's) and download its spectra, with pyvo.
+
+`query_ssap` asks the service for spectra by position and radius, target name,
+band and a row limit, and returns one `SsapRecord` per spectrum with every
+column of the answer kept as metadata. `download_spectrum` saves one spectrum
+to a folder under a name derived from its publisher id, writing to a
+temporary file and renaming it when complete, so an interrupted run leaves
+no half file and a rerun reuses what is already there.
+
+The Ondřejov CCD700 service: ``https://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml``
+(DaCHS; columns ``accref``, ``ssa_pubDID``, ``ssa_targname``, ... with SSAP utypes).
+This module is not an archive reader (the package's registry skips it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import shutil
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FITS_MAGIC = b"SIMPLE  ="
+
+_UTYPES: dict[str, tuple[str, ...]] = {
+    "pubdid": ("ssa:Curation.PublisherDID", "Curation.PublisherDID", "ssa:DataID.DatasetID"),
+    "title": ("ssa:DataID.Title", "DataID.Title"),
+    "target": ("ssa:Target.Name", "Target.Name"),
+    "format": ("ssa:Access.Format", "Access.Format"),
+    "position": ("ssa:Char.SpatialAxis.Coverage.Location.Value", "ssa:Target.Pos"),
+    "date": ("ssa:Char.TimeAxis.Coverage.Location.Value", "ssa:DataID.Date"),
+}
+_NAMES: dict[str, tuple[str, ...]] = {
+    "pubdid": ("ssa_pubDID", "pubDID", "publisher_did"),
+    "title": ("ssa_dstitle", "title"),
+    "target": ("ssa_targname", "target_name"),
+    "format": ("mime", "ssa_format", "format"),
+    "position": ("ssa_location", "ssa_targetpos", "s_ra"),
+    "date": ("ssa_dateObs", "t_midpoint"),
+}
+
+
+class SsapError(RuntimeError):
+    """A service that cannot be queried, or a spectrum that cannot be fetched; names the URL."""
+
+
+@dataclass(frozen=True)
+class SsapRecord:
+    """One spectrum found by an SSAP query.
+
+    Attributes
+    ----------
+    url
+        Where to download it (``ssa:Access.Reference``).
+    pubdid
+        The publisher's dataset id (``ivo://...``), '' when the service gives none.
+    title, target, format
+        Dataset title, target name and MIME type as the service states them.
+    ra, dec
+        Position in degrees (NaN when unknown).
+    meta
+        Every column of the service's answer for this spectrum (JSON-safe values).
+    """
+
+    url: str
+    pubdid: str = ""
+    title: str = ""
+    target: str = ""
+    format: str = ""
+    ra: float = math.nan
+    dec: float = math.nan
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """A stable id for the spectrum: the publisher id, else the download URL."""
+        return self.pubdid or self.url
+
+    def file_name(self) -> str:
+        """A safe local file name: the publisher id's last part plus a short hash (unique)."""
+        tail = re.sub(r"[^A-Za-z0-9._-]+", "_", self.key.rstrip("/").rsplit("/", 1)[-1])[:80]
+        digest = hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:10]
+        tail = re.sub(r"\.(fits|fit)$", "", tail, flags=re.IGNORECASE) or "spectrum"
+        return f"{tail}-{digest}.fits"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ma.core.MaskedConstant):
+        return None
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _pick(record: Any, names: tuple[str, ...], utypes: tuple[str, ...]) -> Any:
+    for utype in utypes:
+        value = record.getbyutype(utype, decode=True)
+        if value is not None and not isinstance(value, np.ma.core.MaskedConstant):
+            return value
+    for name in names:
+        if name in record:
+            value = record[name]
+            if not isinstance(value, np.ma.core.MaskedConstant):
+                return value.decode("utf-8") if isinstance(value, bytes) else value
+    return None
+
+
+def _position(value: Any, record: Any) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in np.atleast_1d(value)]
+        if len(values) >= 2:
+            return values[0], values[1]
+    except (TypeError, ValueError):
+        pass
+    for ra_name, dec_name in (("s_ra", "s_dec"), ("ra", "dec"), ("RA", "DEC")):
+        if ra_name in record and dec_name in record:
+            try:
+                return float(record[ra_name]), float(record[dec_name])
+            except (TypeError, ValueError):
+                break
+    return math.nan, math.nan
+
+
+def query_ssap(
+    service_url: str,
+    *,
+    pos: tuple[float, float] | None = None,
+    size_deg: float | None = None,
+    target: str | None = None,
+    band_aa: tuple[float, float] | None = None,
+    time: tuple[str, str] | None = None,
+    format: str | None = None,
+    limit: int | None = None,
+    timeout_s: float = 120.0,
+) -> list[SsapRecord]:
+    """Ask an SSAP service for spectra; returns at most ``limit`` records in the service's order.
+
+    Parameters
+    ----------
+    service_url
+        The service's base URL (``...ssap.xml?`` or any URL the service answers queries at).
+    pos, size_deg
+        ICRS position (degrees) and the search diameter (degrees).
+    target
+        Target name (the SSAP ``TARGETNAME`` parameter).
+    band_aa
+        Wavelength range in Å that the spectra must overlap.
+    time
+        ISO start and end of the observation time range.
+    format
+        MIME type or SSAP format keyword (``fits``, ``all``, ...).
+    limit
+        Largest number of records (SSAP ``MAXREC``).
+
+    Raises `SsapError` naming the service for HTTP, protocol or format errors.
+    """
+    import astropy.units as u
+    import pyvo
+    from pyvo.dal.exceptions import DALAccessError, DALFormatError, DALQueryError
+
+    keywords: dict[str, Any] = {}
+    if target:
+        keywords["TARGETNAME"] = target
+    if limit is not None:
+        keywords["MAXREC"] = int(limit)
+    if size_deg is not None and pos is None:
+        raise SsapError(f"{service_url}: a search size needs a position (pos)")
+    try:
+        service = pyvo.dal.SSAService(service_url)
+        query = service.create_query(
+            pos=pos,
+            diameter=size_deg,
+            band=None if band_aa is None else (band_aa[0], band_aa[1]) * u.AA,
+            time=time,
+            format=format,
+            **keywords,
+        )
+        results = query.execute()
+    except (DALAccessError, DALFormatError, DALQueryError) as exc:
+        raise SsapError(f"{service_url}: the SSAP query failed ({exc})") from None
+    except OSError as exc:
+        raise SsapError(f"{service_url}: cannot reach the service ({exc})") from None
+    records = []
+    for record in results:
+        url = record.getdataurl()
+        if isinstance(url, bytes):
+            url = url.decode("utf-8")
+        if not url:
+            continue
+        ra, dec = _position(_pick(record, _NAMES["position"], _UTYPES["position"]), record)
+        meta = {name: _plain(record[name]) for name in results.fieldnames}
+        records.append(
+            SsapRecord(
+                url=str(url),
+                pubdid=str(_pick(record, _NAMES["pubdid"], _UTYPES["pubdid"]) or ""),
+                title=str(_pick(record, _NAMES["title"], _UTYPES["title"]) or ""),
+                target=str(_pick(record, _NAMES["target"], _UTYPES["target"]) or ""),
+                format=str(_pick(record, _NAMES["format"], _UTYPES["format"]) or ""),
+                ra=ra,
+                dec=dec,
+                meta=meta,
+            )
+        )
+        if limit is not None and len(records) >= limit:
+            break
+    return records
+
+
+def download_spectrum(
+    record: SsapRecord, directory: str | Path, *, timeout_s: float = 120.0
+) -> tuple[Path, bool]:
+    """Save one spectrum into ``directory``; returns its path and whether it was downloaded now.
+
+    A file already there (from an earlier, possibly interrupted run) is reused.
+    The download goes to ``NAME.part`` and is renamed when complete. Raises
+    `SsapError` naming the URL when the server fails or sends something that
+    is not FITS.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / record.file_name()
+    if path.exists():
+        return path, False
+    part = path.with_name(path.name + ".part")
+    if urllib.parse.urlsplit(record.url).scheme not in ("http", "https"):
+        raise SsapError(f"{record.url}: only http and https downloads are supported")
+    try:
+        with (
+            urllib.request.urlopen(record.url, timeout=timeout_s) as response,
+            part.open("wb") as handle,
+        ):
+            shutil.copyfileobj(response, handle, length=1 << 16)
+    except (OSError, ValueError) as exc:
+        part.unlink(missing_ok=True)
+        raise SsapError(f"{record.url}: download failed ({exc})") from None
+    with part.open("rb") as handle:
+        head = handle.read(len(FITS_MAGIC))
+    if head != FITS_MAGIC and head[:2] != b"\x1f\x8b":
+        part.unlink(missing_ok=True)
+        kind = "a VOTable or HTML page" if head.lstrip().startswith(b"<") else "not FITS"
+        raise SsapError(
+            f"{record.url}: the service sent {kind} instead of a FITS file "
+            "(ask for FITS with --format fits)"
+        )
+    os.replace(part, path)
+    return path, True

@@ -1,0 +1,319 @@
+"""The web tool's commands: ``serve``, ``users``, ``import`` and ``ssap-import``.
+
+Each takes ``--db URL``; without it the environment variable ``SPECTRALDL_DB``
+names the database, else the SQLite file ``spectraldl.db`` in the working
+directory. The database is created and migrated on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spectraldl.cli._progress import progress_bar
+
+_DB_HELP = (
+    "Database URL: a SQLite file (sqlite:///path.db or a plain path) or PostgreSQL "
+    "(postgresql+psycopg://user:password@host/db). Default: $SPECTRALDL_DB, else "
+    "./spectraldl.db."
+)
+
+
+def db_option(function: Any) -> Any:
+    """The ``--db URL`` option every web command shares."""
+    return click.option("--db", "db_url", metavar="URL", default=None, help=_DB_HELP)(function)
+
+
+def _open(db_url: str | None) -> Any:
+    from spectraldl.web.db import DatabaseError, open_database
+
+    try:
+        return open_database(db_url)
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _read_password(password_stdin: bool, *, confirm: bool = True) -> str:
+    if password_stdin:
+        text = sys.stdin.readline().rstrip("\r\n")
+        if not text:
+            raise click.ClickException("no password on standard input")
+        return text
+    return click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+
+
+def _print_errors(errors: list[Any], limit: int = 20) -> None:
+    for error in errors[:limit]:
+        click.echo(f"  bad: {error.path}: {error.reason}", err=True)
+    if len(errors) > limit:
+        click.echo(f"  ... and {len(errors) - limit} more bad files", err=True)
+
+
+@click.command("serve")
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--secure-cookies",
+    is_flag=True,
+    help="Mark cookies Secure (when users reach the app over HTTPS, e.g. behind a proxy).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def serve_command(
+    db_url: str | None, host: str, port: int, secure_cookies: bool, log_level: str
+) -> None:
+    """Run the web tool: label spectra and vet candidates in a browser.
+
+    Open http://HOST:PORT/ and log in with an account made by
+    `spectraldl users add NAME`. Everything works offline; several people can
+    label at once (use PostgreSQL for a team on several machines).
+    """
+    import uvicorn
+    from sqlalchemy import func, select
+
+    from spectraldl.web.app import create_app
+    from spectraldl.web.models import SpectrumRow, User
+
+    db = _open(db_url)
+    with db.session() as session:
+        n_users = session.scalar(select(func.count(User.id))) or 0
+        n_spectra = session.scalar(select(func.count(SpectrumRow.id))) or 0
+    shown = db.engine.url.render_as_string(hide_password=True)
+    click.echo(f"spectraldl web tool on http://{host}:{port}/ (database {shown}, ", nl=False)
+    click.echo(f"{n_spectra} spectra, {n_users} users)")
+    if not n_users:
+        click.echo("No users yet: add one with `spectraldl users add NAME --admin`.", err=True)
+    app = create_app(db, secure_cookies=secure_cookies)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+@click.group("users")
+def users_group() -> None:
+    """Manage the web tool's users (also possible for admins in the web pages)."""
+
+
+def _user_commands(group: click.Group) -> None:
+    # Defined inside a function so that the command discovery of spectraldl.cli
+    # sees only the group, not its sub-commands, as top-level commands.
+
+    @group.command("add")
+    @click.argument("name")
+    @click.option("--admin", is_flag=True, help="May manage users.")
+    @click.option(
+        "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+    )
+    @db_option
+    def users_add(name: str, admin: bool, password_stdin: bool, db_url: str | None) -> None:
+        """Add the user NAME (asks for the password unless --password-stdin)."""
+        from spectraldl.web.auth import UserError, add_user, check_user_name
+
+        try:
+            check_user_name(name)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        password = _read_password(password_stdin)
+        db = _open(db_url)
+        with db.session() as session:
+            try:
+                add_user(session, name, password, admin=admin)
+            except UserError as exc:
+                raise click.ClickException(str(exc)) from None
+            session.commit()
+        click.echo(f"user {name!r} added{' (admin)' if admin else ''}")
+
+    @group.command("list")
+    @db_option
+    def users_list(db_url: str | None) -> None:
+        """List the users."""
+        from sqlalchemy import select
+
+        from spectraldl.web.models import User
+
+        db = _open(db_url)
+        with db.session() as session:
+            for user in session.scalars(select(User).order_by(User.id)):
+                flags = [
+                    f
+                    for f, on in (("admin", user.is_admin), ("inactive", not user.is_active))
+                    if on
+                ]
+                click.echo(f"{user.name}{'  (' + ', '.join(flags) + ')' if flags else ''}")
+
+    @group.command("passwd")
+    @click.argument("name")
+    @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+    @db_option
+    def users_passwd(name: str, password_stdin: bool, db_url: str | None) -> None:
+        """Set a new password for NAME (ends their sessions)."""
+        from sqlalchemy import select
+
+        from spectraldl.web.auth import UserError, set_password
+        from spectraldl.web.models import User
+
+        db = _open(db_url)
+        with db.session() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise click.ClickException(f"no user named {name!r}")
+            try:
+                set_password(session, user, _read_password(password_stdin))
+            except UserError as exc:
+                raise click.ClickException(str(exc)) from None
+            session.commit()
+        click.echo(f"password of {name!r} changed")
+
+
+_user_commands(users_group)
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@click.option(
+    "--origin",
+    type=click.Choice(["real", "synthetic"]),
+    default="real",
+    show_default=True,
+    help="Recorded with each spectrum read from FITS.",
+)
+@click.option(
+    "--fetch-sources/--no-fetch-sources",
+    default=True,
+    show_default=True,
+    help="For a predictions file: also import the candidates' spectra from their source files.",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Score every stored spectrum with this model (feeds the 'most uncertain first' queue).",
+)
+def import_command(
+    paths: tuple[Path, ...],
+    db_url: str | None,
+    origin: str,
+    fetch_sources: bool,
+    model_dir: Path | None,
+) -> None:
+    """Import spectra and predictions into the web tool's database.
+
+    PATHS are FITS files or directory trees (whole spectra: wavelengths, flux
+    and the 140-point vector), spectraldl datasets (.h5, which keep only the
+    140-point vectors), and predictions files or catalogues (.parquet, .csv,
+    .fits tables, .vot) to vet. Ids already in the database are skipped, so
+    an interrupted import is finished by running it again; bad files are
+    listed and skipped.
+    """
+    if not paths and model_dir is None:
+        raise click.UsageError("give PATHS to import, or --model to score the stored spectra")
+    from spectraldl.web.importing import ImportFailed, ImportSummary, import_paths
+
+    db = _open(db_url)
+    summary = ImportSummary()
+    if paths:
+        try:
+            with progress_bar("import") as update:
+                summary = import_paths(
+                    db, paths, origin=origin, fetch_sources=fetch_sources, progress=update
+                )
+        except (FileNotFoundError, ImportFailed) as exc:
+            raise click.ClickException(str(exc)) from None
+    if model_dir is not None:
+        from spectraldl.modelcard import ModelDirError, ModelMismatch
+        from spectraldl.web.importing import score_with_model
+
+        try:
+            summary.merge(score_with_model(db, model_dir))
+        except (ModelDirError, ModelMismatch) as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_errors(summary.errors)
+    click.echo(summary.line())
+
+
+def _pair(text: str | None, what: str, separator: str = ",") -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.replace("/", separator).split(separator)
+    try:
+        first, second = (float(p) for p in parts)
+    except ValueError:
+        raise click.BadParameter(f"{what} must be two numbers, e.g. 10.5,41.2") from None
+    return first, second
+
+
+@click.command("ssap-import")
+@click.argument("service_url")
+@db_option
+@click.option("--pos", metavar="RA,DEC", help="Position in degrees (ICRS).")
+@click.option("--size", "size_deg", type=float, metavar="DEG", help="Search diameter in degrees.")
+@click.option("--target", help="Target name (SSAP TARGETNAME).")
+@click.option("--band", metavar="MIN,MAX", help="Wavelength range in Å that spectra must overlap.")
+@click.option("--time", "time_range", metavar="START/END", help="ISO observation time range.")
+@click.option("--format", "format_", help="SSAP FORMAT (e.g. fits, application/fits).")
+@click.option("--limit", type=int, help="At most this many spectra (SSAP MAXREC).")
+@click.option(
+    "--download-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ssap-downloads"),
+    show_default=True,
+    help="Where the FITS files are kept (reused by a rerun).",
+)
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True)
+def ssap_import_command(
+    service_url: str,
+    db_url: str | None,
+    pos: str | None,
+    size_deg: float | None,
+    target: str | None,
+    band: str | None,
+    time_range: str | None,
+    format_: str | None,
+    limit: int | None,
+    download_dir: Path,
+    timeout_s: float,
+) -> None:
+    """Query an SSAP service (e.g. the Ondřejov archive), download and import its spectra.
+
+    Example: spectraldl ssap-import https://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml
+    --target "gamma Cas" --limit 20. Spectra already in the database are not
+    downloaded again, files already downloaded are reused: rerun the same
+    command to finish an interrupted import.
+    """
+    from spectraldl.archives.ssap import SsapError
+    from spectraldl.web.importing import import_ssap
+
+    time_pair = None
+    if time_range is not None:
+        start, _, stop = time_range.partition("/")
+        if not stop:
+            raise click.BadParameter("--time must be START/END in ISO format")
+        time_pair = (start, stop)
+    db = _open(db_url)
+    try:
+        with progress_bar("ssap-import") as update:
+            summary = import_ssap(
+                db,
+                service_url,
+                download_dir=download_dir,
+                pos=_pair(pos, "--pos"),
+                size_deg=size_deg,
+                target=target,
+                band_aa=_pair(band, "--band"),
+                time=time_pair,
+                format=format_,
+                limit=limit,
+                timeout_s=timeout_s,
+                progress=update,
+            )
+    except SsapError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_errors(summary.errors)
+    click.echo(summary.line())

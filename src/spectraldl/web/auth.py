@@ -1,0 +1,137 @@
+"""Users, passwords and login sessions.
+
+Passwords are hashed with Argon2id (argon2-cffi). A login creates a random
+session token: the browser keeps it in an HttpOnly, SameSite cookie, the
+database only its SHA-256, next to the session's CSRF token, which every form
+and every API write must echo back. Sessions live in the database, so a
+restarted server keeps everyone logged in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from spectraldl.web.models import LoginSession, User, utcnow
+
+SESSION_LIFETIME = timedelta(days=14)
+"""How long a login lasts."""
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MIN_PASSWORD_LENGTH = 8
+
+_hasher = PasswordHasher()
+# Verifying against this keeps the time of a login with an unknown name equal to a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+class UserError(ValueError):
+    """A user name or password that cannot be accepted, with the reason."""
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id hash of ``password`` (with its own random salt)."""
+    return _hasher.hash(password)
+
+
+def check_user_name(name: str) -> str:
+    """Return ``name`` if it is a valid user name (letters, digits, ``._@-``; 1-64 chars)."""
+    if not USER_NAME.match(name):
+        raise UserError(
+            f"invalid user name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    """Return ``password`` if it is long enough."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def add_user(session: Session, name: str, password: str, *, admin: bool = False) -> User:
+    """Create a user (the caller commits). Raises `UserError` for a taken or invalid name."""
+    check_user_name(name)
+    check_password(password)
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise UserError(f"a user named {name!r} already exists")
+    user = User(name=name, password_hash=hash_password(password), is_admin=admin, is_active=True)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Replace a user's password and end all their sessions (the caller commits)."""
+    check_password(password)
+    user.password_hash = hash_password(password)
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    """The active user with this name and password, else None (in constant-ish time)."""
+    user = session.scalar(select(User).where(User.name == name))
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.is_active:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(session: Session, user: User) -> tuple[str, LoginSession]:
+    """Create a login session; returns the cookie token (shown once) and the row."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = LoginSession(
+        token_hash=_token_hash(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + SESSION_LIFETIME,
+    )
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def find_session(session: Session, token: str | None) -> tuple[User, LoginSession] | None:
+    """The user and session of a cookie token, if it is valid, unexpired and the user active."""
+    if not token or len(token) > 256:
+        return None
+    row = session.get(LoginSession, _token_hash(token))
+    if row is None or row.expires_at <= utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    return user, row
+
+
+def end_session(session: Session, token: str | None) -> None:
+    """Delete the session of a cookie token (logout); the caller commits."""
+    if token:
+        session.execute(delete(LoginSession).where(LoginSession.token_hash == _token_hash(token)))
+
+
+def tokens_match(expected: str, given: str | None) -> bool:
+    """Constant-time comparison of CSRF tokens."""
+    return bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())

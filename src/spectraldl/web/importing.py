@@ -1,0 +1,719 @@
+"""Fill the web tool's database: spectra from FITS files or datasets, predictions for vetting.
+
+Spectra are stored whole (wavelengths, flux, the preprocessed vector and the
+metadata), so the app never needs the original files again. A spectraldl
+dataset (.h5) keeps only the 140-point vectors, and so do the spectra
+imported from it. An id already in the database is skipped, so an interrupted
+import is finished by running it again. Bad files are listed with the reason
+and never stop the import.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from spectraldl.dataset import Rows
+from spectraldl.errors import SpectrumError
+from spectraldl.ingest import FileError
+from spectraldl.labels import CLASSES, label_code
+from spectraldl.preprocess import PreprocessConfig, preprocess
+from spectraldl.quality import flag_names
+from spectraldl.spectrum import Spectrum
+from spectraldl.web.db import Database
+from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, utcnow
+from spectraldl.web.store import CANDIDATE_CLASSES
+
+BATCH = 64
+"""Spectra per transaction: an interrupted import loses at most this many (they are redone)."""
+
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".vot", ".xml", ".ecsv")
+FITS_SUFFIXES = (".fits", ".fit", ".fits.gz")
+
+
+class ImportFailed(ValueError):
+    """A file that cannot be imported as a whole (a predictions table without ids, ...)."""
+
+
+@dataclass
+class ImportSummary:
+    """What an import did."""
+
+    added: int = 0
+    already_present: int = 0
+    errors: list[FileError] = field(default_factory=list)
+    catalogues: list[tuple[int, str, int]] = field(default_factory=list)
+
+    def merge(self, other: ImportSummary) -> None:
+        """Add another summary's counts to this one."""
+        self.added += other.added
+        self.already_present += other.already_present
+        self.errors.extend(other.errors)
+        self.catalogues.extend(other.catalogues)
+
+    def line(self) -> str:
+        """One line for people."""
+        text = f"{self.added} spectra added"
+        if self.already_present:
+            text += f", {self.already_present} already in the database"
+        for cid, name, rows in self.catalogues:
+            text += f"; catalogue {cid} {name!r} with {rows} rows"
+        return f"{text}; {len(self.errors)} bad files"
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, NaN/inf as None, bytes decoded."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def spectrum_row(
+    spectrum: Spectrum,
+    *,
+    config: PreprocessConfig,
+    origin: str = "real",
+    imported_from: str = "",
+    extra_meta: dict[str, Any] | None = None,
+) -> SpectrumRow:
+    """A database row for a `Spectrum` (preprocessed with ``config``).
+
+    Raises `SpectrumError` when the spectrum cannot be preprocessed.
+    """
+    result = preprocess(spectrum, config)
+    m = spectrum.meta
+    meta = {**m.extra, "resolving_power": m.resolving_power, "obsid": m.obsid}
+    if m.designation:
+        meta["designation"] = m.designation
+    if extra_meta:
+        meta.update(extra_meta)
+    return SpectrumRow(
+        ident=m.id,
+        archive=m.archive,
+        form=m.form,
+        object=m.object[:256],
+        ra=_finite_or_none(m.ra),
+        dec=_finite_or_none(m.dec),
+        mjd=_finite_or_none(m.mjd),
+        date_obs=m.date_obs[:64],
+        snr=_finite_or_none(m.snr),
+        source=(m.source or imported_from)[:1024],
+        origin=origin,
+        medium=spectrum.medium,
+        flux_unit=spectrum.flux_unit[:32],
+        quality=int(result.quality),
+        wave=np.ascontiguousarray(spectrum.wave_aa, dtype="<f8").tobytes(),
+        flux=np.ascontiguousarray(spectrum.flux, dtype="<f4").tobytes(),
+        x=np.ascontiguousarray(result.x, dtype="<f4").tobytes(),
+        grid_start_aa=config.grid_start_aa,
+        grid_stop_aa=config.grid_stop_aa,
+        meta=_json_safe(meta),
+        imported_from=imported_from[:1024],
+        imported_at=utcnow(),
+    )
+
+
+def existing_idents(session: Session, idents: Iterable[str]) -> set[str]:
+    """The subset of ``idents`` already stored."""
+    wanted = list(dict.fromkeys(idents))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found.update(session.scalars(select(SpectrumRow.ident).where(SpectrumRow.ident.in_(chunk))))
+    return found
+
+
+def link_predictions(session: Session) -> int:
+    """Point predictions at the stored spectrum with the same id; returns rows linked."""
+    match = select(SpectrumRow.id).where(SpectrumRow.ident == Prediction.ident).scalar_subquery()
+    result = session.execute(
+        update(Prediction)
+        .where(Prediction.spectrum_id.is_(None))
+        .values(spectrum_id=match)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+def store_spectra(
+    db: Database,
+    spectra: Iterable[tuple[str, Callable[[], SpectrumRow]]],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Store rows made lazily by the callables, ``BATCH`` per transaction; ids present are skipped.
+
+    Each item is ``(source, make_row)``; ``make_row`` may raise `SpectrumError`
+    (or any error of a bad file), which is recorded against ``source``.
+    """
+    summary = ImportSummary()
+    seen: dict[str, str] = {}
+    batch: list[SpectrumRow] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        with db.session() as session:
+            present = existing_idents(session, (row.ident for row in batch))
+            fresh = [row for row in batch if row.ident not in present]
+            summary.already_present += len(batch) - len(fresh)
+            session.add_all(fresh)
+            session.flush()
+            link_predictions(session)
+            session.commit()
+            summary.added += len(fresh)
+        batch.clear()
+
+    for done, (source, make_row) in enumerate(spectra, start=1):
+        try:
+            row = make_row()
+        except SpectrumError as exc:
+            summary.errors.append(FileError(source, exc.reason))
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # one bad file must not stop an import
+            summary.errors.append(FileError(source, f"unexpected {type(exc).__name__}: {exc}"))
+        else:
+            if row.ident in seen:
+                reason = f"duplicate id {row.ident!r}, already read from {seen[row.ident]}"
+                summary.errors.append(FileError(source, reason))
+            else:
+                seen[row.ident] = source
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    flush()
+        if progress:
+            progress(done)
+    flush()
+    return summary
+
+
+def import_fits(
+    db: Database,
+    paths: Sequence[str | Path],
+    *,
+    config: PreprocessConfig | None = None,
+    origin: str = "real",
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Read FITS files and trees (`spectraldl.ingest.discover`) into the database."""
+    from spectraldl.archives import read_spectrum
+    from spectraldl.ingest import discover
+
+    config = config or PreprocessConfig()
+    files = discover(paths)
+
+    def make(path: Path) -> Callable[[], SpectrumRow]:
+        return lambda: spectrum_row(
+            read_spectrum(path), config=config, origin=origin, imported_from=str(path)
+        )
+
+    return store_spectra(
+        db,
+        ((str(path), make(path)) for path in files),
+        progress=(lambda done: progress(done, len(files))) if progress else None,
+    )
+
+
+def import_dataset(
+    db: Database, path: str | Path, *, progress: Callable[[int, int], None] | None = None
+) -> ImportSummary:
+    """Import a spectraldl dataset (.h5): its 140-point vectors, metadata and labels.
+
+    A dataset holds no wavelengths or fluxes, only the preprocessed vectors:
+    such spectra show the vector view only. A label in the dataset becomes
+    the spectrum's reference label (shown, never counted as anyone's vote).
+    """
+    from spectraldl.dataset import dataset_info, iter_rows
+
+    info = dataset_info(path)
+    summary = ImportSummary()
+    done = 0
+    for rows in iter_rows(path, chunk_rows=4096):
+        items = [
+            (f"{path}[{done + i}]", partial(_dataset_row, rows, i, info.config, str(path)))
+            for i in range(len(rows))
+        ]
+        summary.merge(store_spectra(db, items))
+        done += len(rows)
+        if progress:
+            progress(done, info.n_rows)
+    return summary
+
+
+def _dataset_row(rows: Rows, i: int, config: PreprocessConfig, path: str) -> SpectrumRow:
+    m = {k: v[i] for k, v in rows.meta.items()}
+    code = int(rows.labels[i])
+    return SpectrumRow(
+        ident=str(rows.ids[i]),
+        archive=str(m["archive"]),
+        form=str(m["form"])[:32],
+        object=str(m["object"])[:256],
+        ra=_finite_or_none(m["ra"]),
+        dec=_finite_or_none(m["dec"]),
+        mjd=_finite_or_none(m["mjd"]),
+        date_obs=str(m["date_obs"])[:64],
+        snr=_finite_or_none(m["snr"]),
+        source=str(m["source"])[:1024],
+        origin=str(m["origin"] or "real")[:16],
+        medium=None,
+        quality=int(rows.quality[i]),
+        reference_label=CLASSES[code] if 0 <= code < len(CLASSES) else None,
+        wave=None,
+        flux=None,
+        x=np.ascontiguousarray(rows.X[i], dtype="<f4").tobytes(),
+        grid_start_aa=config.grid_start_aa,
+        grid_stop_aa=config.grid_stop_aa,
+        meta=_json_safe({"obsid": m["obsid"], "designation": m["designation"]}),
+        imported_from=path[:1024],
+        imported_at=utcnow(),
+    )
+
+
+# --- predictions ----------------------------------------------------------------------------
+
+
+def read_table(path: str | Path) -> Any:
+    """A predictions table or catalogue as a pandas DataFrame.
+
+    Predictions tables (.parquet, .fits, .csv, .h5) are read by
+    `spectraldl.predictions.read_predictions`; .tsv and VOTable (.vot, .xml)
+    catalogues by pandas/astropy. Raises `ImportFailed` naming the file when
+    it cannot be read or has no ``id`` column.
+    """
+    import pandas as pd
+
+    from spectraldl.predictions import PredictionsError, format_of, read_predictions
+
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        try:
+            format_of(path)
+        except ValueError:
+            if name.endswith(".tsv"):
+                frame = pd.read_csv(path, sep="\t", dtype={"id": str})
+            elif name.endswith((".vot", ".xml", ".ecsv")):
+                from astropy.table import Table
+
+                frame = Table.read(path).to_pandas()
+            else:
+                raise ImportFailed(
+                    f"{path}: unknown table format; use .parquet, .csv, .fits, .h5, .tsv or .vot"
+                ) from None
+        else:
+            frame = read_predictions(path)
+    except ImportFailed:
+        raise
+    except (PredictionsError, OSError, ValueError, KeyError) as exc:
+        raise ImportFailed(f"{path}: cannot read as a table ({exc})") from None
+    frame.columns = [str(c) for c in frame.columns]
+    if "id" not in frame.columns:
+        raise ImportFailed(
+            f"{path}: a predictions table needs an 'id' column; found {', '.join(frame.columns)}"
+        )
+    return frame
+
+
+def is_predictions_table(path: str | Path) -> bool:
+    """True for a table file, a FITS table with an ``id`` column, or an HDF5 predictions table."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(TABLE_SUFFIXES):
+        return True
+    if name.endswith((".h5", ".hdf5")):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                return "predictions" in h5
+        except OSError:
+            return False
+    if not name.endswith(FITS_SUFFIXES):
+        return False
+    try:
+        from astropy.io import fits
+
+        with fits.open(path, memmap=False) as hdul:
+            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU | fits.TableHDU):
+                return False
+            names = {n.lower() for n in hdul[1].columns.names}
+    except (OSError, ValueError):
+        return False
+    return "id" in names and ("predicted_class" in names or any(n.startswith("p_") for n in names))
+
+
+def prediction_records(frame: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Class names (from the ``p_<class>`` columns) and one record per row for `Prediction`.
+
+    The predicted class is the ``predicted_class`` column, else the arg-max;
+    ``entropy`` is normalised to 0-1 by log(number of classes); ``margin`` is
+    the difference of the two largest probabilities.
+    """
+    from spectraldl.predictions import class_of_column
+
+    p_columns = [c for c in frame.columns if c.startswith("p_")]
+    classes = [class_of_column(c) for c in p_columns]
+    probs = (
+        frame[p_columns].to_numpy(dtype=np.float64)
+        if p_columns
+        else np.zeros((len(frame), 0), dtype=np.float64)
+    )
+    entropy = np.full(len(frame), np.nan)
+    margin = np.full(len(frame), np.nan)
+    if p_columns:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = probs / probs.sum(axis=1, keepdims=True)
+            terms = np.where(norm > 0, norm * np.log(np.where(norm > 0, norm, 1.0)), 0.0)
+            entropy = -terms.sum(axis=1) / math.log(max(len(p_columns), 2))
+        if len(p_columns) >= 2:
+            ordered = -np.sort(-probs, axis=1)
+            margin = ordered[:, 0] - ordered[:, 1]
+    has_class = "predicted_class" in frame.columns
+    records = []
+    for i, raw in enumerate(frame.to_dict(orient="records")):
+        row = _json_safe(raw)
+        if has_class and row.get("predicted_class"):
+            predicted = str(row["predicted_class"])
+        elif p_columns and np.isfinite(probs[i]).any():
+            predicted = classes[int(np.nanargmax(probs[i]))]
+        else:
+            predicted = ""
+        probability = (
+            _finite_or_none(probs[i, classes.index(predicted)]) if predicted in classes else None
+        )
+        quality = _finite_or_none(row.get("quality"))
+        quality_int = int(quality) if quality is not None else 0
+        records.append(
+            {
+                "row_index": i,
+                "ident": str(row["id"])[:512],
+                "object": str(row.get("object") or "")[:256],
+                "predicted_class": predicted[:16],
+                "probability": probability,
+                "novelty": _finite_or_none(row.get("novelty")),
+                "entropy": _finite_or_none(entropy[i]),
+                "margin": _finite_or_none(margin[i]),
+                "quality": quality_int,
+                "quality_flags": str(row.get("quality_flags") or flag_names(quality_int))[:256],
+                "probs": {c: _finite_or_none(probs[i, j]) for j, c in enumerate(classes)},
+                "row": row,
+            }
+        )
+    return classes, records
+
+
+def import_frame(
+    db: Database,
+    frame: Any,
+    *,
+    name: str,
+    source: str = "",
+    created_by: int | None = None,
+    fetch_sources: bool = False,
+    config: PreprocessConfig | None = None,
+    min_probability: float | None = None,
+    classes: Sequence[str] | None = None,
+) -> ImportSummary:
+    """Store a predictions DataFrame (docs/CONVENTIONS.md columns) as a new catalogue.
+
+    Parameters
+    ----------
+    frame
+        At least an ``id`` column; ``predicted_class``, ``p_<class>``,
+        ``novelty``, ``quality``, ``quality_flags``, ``model_id``, ``source``
+        are used when present; every column is kept for the vetted export.
+    name, source
+        Catalogue name and where it came from.
+    fetch_sources
+        Also import the spectra of candidate rows (predicted emission or
+        double-peak) from their ``source`` files when those exist here and
+        the spectrum is not stored yet.
+    min_probability, classes
+        Keep only rows whose predicted-class probability is at least this /
+        whose predicted class is one of these (to keep big tables small).
+    """
+    class_names, records = prediction_records(frame)
+    if min_probability is not None:
+        records = [r for r in records if (r["probability"] or 0.0) >= min_probability]
+    if classes:
+        wanted = {CLASSES[label_code(c)] for c in classes}
+        records = [r for r in records if r["predicted_class"] in wanted]
+    model_ids = sorted({str(r["row"].get("model_id") or "") for r in records} - {""})
+    summary = ImportSummary()
+    if fetch_sources:
+        summary.merge(_fetch_sources(db, records, config=config))
+    with db.session() as session:
+        catalogue = Catalogue(
+            name=name[:256],
+            source=source[:1024],
+            classes=class_names,
+            columns=list(frame.columns),
+            model_id=",".join(model_ids)[:128],
+            n_rows=len(records),
+            created_by=created_by,
+            created_at=utcnow(),
+        )
+        session.add(catalogue)
+        session.flush()
+        for start in range(0, len(records), 1000):
+            chunk = records[start : start + 1000]
+            session.execute(
+                insert(Prediction), [{**r, "catalogue_id": catalogue.id} for r in chunk]
+            )
+        link_predictions(session)
+        session.commit()
+        summary.catalogues.append((catalogue.id, catalogue.name, len(records)))
+    return summary
+
+
+def import_predictions(
+    db: Database, path: str | Path, *, name: str | None = None, **options: Any
+) -> ImportSummary:
+    """Load a predictions file or catalogue (`read_table`) as a catalogue (see `import_frame`)."""
+    path = Path(path)
+    return import_frame(db, read_table(path), name=name or path.name, source=str(path), **options)
+
+
+def score_with_model(
+    db: Database,
+    model_dir: str | Path,
+    *,
+    device: str = "cpu",
+    batch_size: int = 4096,
+    created_by: int | None = None,
+) -> ImportSummary:
+    """Run a trained model on every stored spectrum; store the predictions as a catalogue.
+
+    The catalogue feeds the "most uncertain first" labelling queue (active
+    learning) and can be vetted like any other. Spectra whose vector grid
+    differs from the model's are left out (counted as errors).
+    """
+    from spectraldl.inference import Predictor, predictions_frame
+    from spectraldl.modelcard import load_model
+
+    model = load_model(model_dir, device=device)
+    predictor = Predictor(model, precision="fp32", batch_size=batch_size)
+    grid = model.config
+    summary = ImportSummary()
+    with db.session() as session:
+        rows = list(session.scalars(select(SpectrumRow).order_by(SpectrumRow.id)))
+    fits = [
+        r
+        for r in rows
+        if len(r.x) // 4 == grid.grid_n
+        and math.isclose(r.grid_start_aa, grid.grid_start_aa)
+        and math.isclose(r.grid_stop_aa, grid.grid_stop_aa)
+    ]
+    for r in rows:
+        if r not in fits:
+            summary.errors.append(
+                FileError(r.ident, "preprocessed on another grid than the model's")
+            )
+    block = Rows(
+        X=np.stack([r.vector() for r in fits]) if fits else np.zeros((0, grid.grid_n), np.float32),
+        ids=np.array([r.ident for r in fits], dtype=object),
+        labels=np.full(len(fits), -1, dtype=np.int8),
+        quality=np.array([r.quality for r in fits], dtype=np.int32),
+        meta={
+            "source": np.array([r.source for r in fits], dtype=object),
+            "archive": np.array([r.archive for r in fits], dtype=object),
+            "object": np.array([r.object for r in fits], dtype=object),
+            "ra": np.array([np.nan if r.ra is None else r.ra for r in fits], dtype="f8"),
+            "dec": np.array([np.nan if r.dec is None else r.dec for r in fits], dtype="f8"),
+            "mjd": np.array([np.nan if r.mjd is None else r.mjd for r in fits], dtype="f8"),
+            "snr": np.array([np.nan if r.snr is None else r.snr for r in fits], dtype="f4"),
+        },
+    )
+    proba, novelty = predictor(block.X)
+    frame = predictions_frame(
+        block,
+        proba,
+        novelty,
+        classes=model.classes,
+        threshold=predictor.threshold,
+        model_id=model.model_id,
+    )
+    summary.merge(
+        import_frame(
+            db,
+            frame,
+            name=f"model {model.model_id} on the stored spectra",
+            source=str(model_dir),
+            created_by=created_by,
+        )
+    )
+    return summary
+
+
+def _fetch_sources(
+    db: Database, records: list[dict[str, Any]], *, config: PreprocessConfig | None
+) -> ImportSummary:
+    wanted = [
+        r for r in records if r["predicted_class"] in CANDIDATE_CLASSES and r["row"].get("source")
+    ]
+    with db.session() as session:
+        present = existing_idents(session, (r["ident"] for r in wanted))
+    paths = []
+    for record in wanted:
+        source = Path(str(record["row"]["source"]))
+        if record["ident"] not in present and source.is_file():
+            paths.append(source)
+    return import_fits(db, list(dict.fromkeys(paths)), config=config) if paths else ImportSummary()
+
+
+def import_paths(
+    db: Database,
+    paths: Sequence[str | Path],
+    *,
+    config: PreprocessConfig | None = None,
+    origin: str = "real",
+    fetch_sources: bool = True,
+    created_by: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import whatever each path is: a dataset (.h5), a predictions table, FITS files or trees.
+
+    Raises `FileNotFoundError` for a path that does not exist; bad spectrum
+    files are listed in the summary, never raised.
+    """
+    from spectraldl.dataset import is_dataset
+
+    summary = ImportSummary()
+    fits_paths: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
+        if path.is_file() and path.suffix.lower() in (".h5", ".hdf5") and is_dataset(path):
+            summary.merge(import_dataset(db, path, progress=progress))
+        elif path.is_file() and is_predictions_table(path):
+            summary.merge(
+                import_predictions(
+                    db, path, fetch_sources=fetch_sources, config=config, created_by=created_by
+                )
+            )
+        else:
+            fits_paths.append(path)
+    if fits_paths:
+        summary.merge(import_fits(db, fits_paths, config=config, origin=origin, progress=progress))
+    return summary
+
+
+@dataclass
+class SsapSummary(ImportSummary):
+    """What an SSAP import did: records found, files downloaded now or reused from earlier runs."""
+
+    found: int = 0
+    downloaded: int = 0
+    reused: int = 0
+
+    def line(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.found} spectra found; {self.downloaded} downloaded, {self.reused} reused "
+            f"from an earlier run; {super().line()}"
+        )
+
+
+def import_ssap(
+    db: Database,
+    service_url: str,
+    *,
+    download_dir: str | Path,
+    pos: tuple[float, float] | None = None,
+    size_deg: float | None = None,
+    target: str | None = None,
+    band_aa: tuple[float, float] | None = None,
+    time: tuple[str, str] | None = None,
+    format: str | None = None,
+    limit: int | None = None,
+    config: PreprocessConfig | None = None,
+    timeout_s: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> SsapSummary:
+    """Query an SSAP service, download each spectrum found and store it with its metadata.
+
+    Spectra whose publisher id is already in the database are not downloaded
+    again; files already in ``download_dir`` are reused; each spectrum is
+    committed in batches, so a rerun of an interrupted import finishes it.
+    The SSAP record's columns are kept in the spectrum's ``meta["ssap"]``.
+    Raises `spectraldl.archives.ssap.SsapError` when the query itself fails.
+    """
+    from spectraldl.archives import read_spectrum
+    from spectraldl.archives.ssap import SsapError, download_spectrum, query_ssap
+
+    config = config or PreprocessConfig()
+    records = query_ssap(
+        service_url,
+        pos=pos,
+        size_deg=size_deg,
+        target=target,
+        band_aa=band_aa,
+        time=time,
+        format=format,
+        limit=limit,
+        timeout_s=timeout_s,
+    )
+    summary = SsapSummary(found=len(records))
+    with db.session() as session:
+        present = existing_idents(session, (r.pubdid for r in records if r.pubdid))
+    todo = [r for r in records if not (r.pubdid and r.pubdid in present)]
+    summary.already_present += len(records) - len(todo)
+
+    def make(record: Any) -> Callable[[], SpectrumRow]:
+        def build() -> SpectrumRow:
+            try:
+                path, fresh = download_spectrum(record, download_dir, timeout_s=timeout_s)
+            except SsapError as exc:
+                raise SpectrumError(record.url, str(exc).removeprefix(f"{record.url}: ")) from None
+            if fresh:
+                summary.downloaded += 1
+            else:
+                summary.reused += 1
+            row = spectrum_row(
+                read_spectrum(path),
+                config=config,
+                imported_from=service_url,
+                extra_meta={"ssap": record.meta, "ssap_service": service_url, "file": str(path)},
+            )
+            row.source = record.url[:1024]
+            return row
+
+        return build
+
+    stored = store_spectra(
+        db,
+        ((record.url, make(record)) for record in todo),
+        progress=(lambda done: progress(done, len(todo))) if progress else None,
+    )
+    summary.merge(stored)
+    return summary

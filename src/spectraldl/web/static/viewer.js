@@ -1,0 +1,340 @@
+/* spectraldl: the three spectrum views and the keyboard-driven stepper that the
+ * labelling and vetting pages share.
+ *
+ * Data from the server is only ever put into the page with textContent, never
+ * as HTML. Writes carry the session's CSRF token in X-CSRF-Token.
+ */
+"use strict";
+
+(function (global) {
+  const Plot = global.SDLPlot;
+  const csrf = document.body.dataset.csrf || "";
+
+  class ApiError extends Error {
+    constructor(status, detail) { super(detail); this.status = status; }
+  }
+
+  async function api(path, options) {
+    const opts = Object.assign({ method: "GET", credentials: "same-origin", headers: {} }, options || {});
+    if (opts.json !== undefined) {
+      opts.body = JSON.stringify(opts.json);
+      opts.headers["Content-Type"] = "application/json";
+      delete opts.json;
+    }
+    if (opts.method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
+    const response = await fetch(path, opts);
+    if (response.status === 401) {
+      global.location.assign("/login?next=" + encodeURIComponent(global.location.pathname + global.location.search));
+      throw new ApiError(401, "login required");
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || body);
+      throw new ApiError(response.status, detail || response.statusText);
+    }
+    return body;
+  }
+
+  function fmt(value, digits) {
+    if (value === null || value === undefined || value === "") return "–";
+    if (typeof value === "number") return value.toFixed(digits === undefined ? 2 : digits);
+    return String(value);
+  }
+
+  function setFacts(dl, facts) {
+    dl.replaceChildren();
+    for (const [name, value] of facts) {
+      if (value === null || value === undefined || value === "") continue;
+      const div = document.createElement("div");
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = name;
+      dd.textContent = value;
+      div.append(dt, dd);
+      dl.append(div);
+    }
+  }
+
+  class SpectrumViewer {
+    constructor(root) {
+      this.full = new Plot(root.querySelector("#plot-full"), { xlabel: "wavelength (Å)" });
+      this.zoom = new Plot(root.querySelector("#plot-zoom"), { xlabel: "wavelength (Å)" });
+      this.vector = new Plot(root.querySelector("#plot-vector"), { xlabel: "wavelength (Å, vacuum)" });
+    }
+
+    clear(message) {
+      for (const plot of [this.full, this.zoom, this.vector]) plot.setData([], { message });
+    }
+
+    show(spec) {
+      if (!spec) { this.clear("no spectrum stored for this row"); return; }
+      const medium = spec.medium || "vacuum";
+      const line = [{ x: spec.halpha_aa, label: "Hα" }];
+      const vec = spec.vector;
+      if (spec.full) {
+        this.full.options.xlabel = "wavelength (Å, " + medium + ")";
+        this.full.setData([{ x: spec.full.wave, y: spec.full.flux, color: "#1d232a" }], { markers: line });
+        this.zoom.options.xlabel = "wavelength (Å, " + medium + ")";
+        const series = [{ x: spec.zoom.wave, y: spec.zoom.flux, color: "#1d232a" }];
+        if (spec.zoom.blurred) series.push({ x: spec.zoom.wave, y: spec.zoom.blurred, color: "#d97706", width: 2 });
+        this.zoom.setData(series, { markers: line });
+      } else {
+        this.full.setData([], { message: "only the 140-point vector is stored (imported from a dataset)" });
+        this.zoom.options.xlabel = "wavelength (Å, vacuum)";
+        this.zoom.setData([{ x: vec.grid_aa, y: vec.x, color: "#d97706", width: 2, points: true }], {
+          markers: [{ x: spec.halpha_vacuum_aa, label: "Hα" }],
+          xrange: [spec.halpha_vacuum_aa - 40, spec.halpha_vacuum_aa + 40],
+        });
+      }
+      this.vector.setData([{ x: vec.grid_aa, y: vec.x, color: "#1f5fa8", width: 1.5, points: true }], {
+        markers: [{ x: spec.halpha_vacuum_aa, label: "Hα" }],
+      });
+    }
+
+    facts(spec) {
+      return [
+        ["id", spec.ident],
+        ["archive", spec.archive + (spec.form ? " " + spec.form : "")],
+        ["date", spec.date_obs],
+        ["RA", fmt(spec.ra, 5)],
+        ["Dec", fmt(spec.dec, 5)],
+        ["S/N", fmt(spec.snr, 0)],
+        ["flags", spec.quality_flags],
+        ["label in source", spec.reference_label],
+      ];
+    }
+  }
+
+  /* Steps through a queue of ids with the keyboard. `cfg` supplies:
+   * fetchQueue(exclude) -> {ids, remaining}; load(id) -> payload; render(payload, state);
+   * submit(payload, choice) -> {decision_id}; undo(decision_id) -> {...};
+   * keys: {key: choice}; choices: [names]; describe(payload) -> text for the session list. */
+  class Stepper {
+    constructor(cfg) {
+      this.cfg = cfg;
+      this.queue = [];
+      this.seen = new Set();
+      this.history = [];
+      this.pos = -1;
+      this.cache = new Map();
+      this.undoStack = [];
+      this.beyond = null;
+      this.done = 0;
+      this.started = performance.now();
+      this.current = null;
+      this.refilling = null;
+      this.exhausted = false;
+      global.sdlTimings = global.sdlTimings || [];
+      global.sdlStepper = this;
+      this.status = document.getElementById("status");
+      this.message = document.getElementById("message");
+      this.recent = document.getElementById("recent");
+      document.addEventListener("keydown", (e) => this.onKey(e));
+      for (const button of document.querySelectorAll("[data-choice]")) {
+        button.addEventListener("click", () => this.choose(button.dataset.choice));
+      }
+      for (const button of document.querySelectorAll("[data-action]")) {
+        button.addEventListener("click", () => this.action(button.dataset.action));
+      }
+    }
+
+    say(text) {
+      this.message.hidden = !text;
+      this.message.textContent = text || "";
+    }
+
+    load(id) {
+      if (!this.cache.has(id)) {
+        const promise = this.cfg.load(id);
+        promise.catch(() => this.cache.delete(id));
+        this.cache.set(id, promise);
+      }
+      return this.cache.get(id);
+    }
+
+    async refill() {
+      if (this.queue.length >= 5 || this.exhausted) return;
+      if (!this.refilling) {
+        const exclude = [...this.seen, ...this.queue].slice(-1500);
+        this.refilling = this.cfg.fetchQueue(exclude).then((result) => {
+          let added = 0;
+          for (const id of result.ids) {
+            if (!this.seen.has(id) && !this.queue.includes(id)) { this.queue.push(id); added += 1; }
+          }
+          this.beyond = Math.max(0, result.remaining - added);
+          if (!result.ids.length) this.exhausted = true;
+        }).finally(() => { this.refilling = null; });
+      }
+      await this.refilling;
+    }
+
+    prefetch() {
+      for (const id of this.queue.slice(0, 3)) this.load(id);
+    }
+
+    async start(firstId) {
+      try {
+        if (firstId) { this.history.push(firstId); this.seen.add(firstId); this.pos = 0; }
+        await this.refill();
+        if (this.pos < 0) await this.forward();
+        else await this.show(this.history[this.pos]);
+        this.updateStatus();
+      } catch (err) {
+        this.say("Could not load the queue: " + err.message);
+      }
+    }
+
+    async forward() {
+      if (this.pos < this.history.length - 1) {
+        this.pos += 1;
+        return this.show(this.history[this.pos]);
+      }
+      if (this.queue.length < 5) {
+        const pending = this.refill();
+        if (!this.queue.length) await pending;
+      }
+      const next = this.queue.shift();
+      if (next === undefined) {
+        this.current = null;
+        this.pos = this.history.length;
+        document.getElementById("item").hidden = true;
+        document.getElementById("empty").hidden = false;
+        if (this.cfg.onEmpty) this.cfg.onEmpty();
+        return null;
+      }
+      this.seen.add(next);
+      this.history.push(next);
+      this.pos = this.history.length - 1;
+      return this.show(next);
+    }
+
+    async back() {
+      if (this.pos <= 0) return null;
+      this.pos = Math.min(this.pos, this.history.length) - 1;
+      return this.show(this.history[this.pos]);
+    }
+
+    async show(id) {
+      document.getElementById("item").hidden = false;
+      document.getElementById("empty").hidden = true;
+      let payload;
+      try {
+        payload = await this.load(id);
+      } catch (err) {
+        this.say("Could not load item " + id + ": " + err.message);
+        return null;
+      }
+      if (this.history[this.pos] !== id) return null;  // the user moved on meanwhile
+      this.current = payload;
+      await new Promise((resolve) => global.requestAnimationFrame(() => {
+        this.cfg.render(payload, this);
+        this.highlight(payload);
+        performance.mark("sdl-drawn");
+        const keyMarks = performance.getEntriesByName("sdl-key", "mark");
+        if (keyMarks.length) {
+          const m = performance.measure("sdl-key-to-drawn", "sdl-key", "sdl-drawn");
+          global.sdlTimings.push(m.duration);
+          performance.clearMarks("sdl-key");
+        }
+        resolve();
+      }));
+      this.prefetch();
+      this.refill();
+      return payload;
+    }
+
+    highlight(payload) {
+      const mine = this.cfg.mine(payload);
+      for (const button of document.querySelectorAll("[data-choice]")) {
+        button.classList.toggle("current", button.dataset.choice === mine);
+      }
+      document.getElementById("mine").textContent = mine || "none";
+      document.getElementById("others").textContent = this.cfg.others(payload);
+    }
+
+    addRecent(payload, choice, promise) {
+      const li = document.createElement("li");
+      li.textContent = this.cfg.describe(payload) + " → " + choice;
+      this.recent.prepend(li);
+      promise.then((result) => { li.dataset.decision = result.decision_id; })
+        .catch(() => li.classList.add("failed"));
+      return li;
+    }
+
+    choose(choice) {
+      const payload = this.current;
+      if (!payload) return;
+      performance.clearMarks("sdl-key");
+      performance.mark("sdl-key");
+      const promise = this.cfg.submit(payload, choice);
+      const li = this.addRecent(payload, choice, promise);
+      const entry = { id: payload.id, promise, li };
+      this.undoStack.push(entry);
+      this.cfg.setMine(payload, choice);
+      this.done += 1;
+      promise.then(() => { this.say(""); this.updateStatus(); }).catch((err) => {
+        this.say("Not saved: " + this.cfg.describe(payload) + " (" + err.message + "). Press the key again on that item.");
+        this.cfg.setMine(payload, null);
+        this.done -= 1;
+        this.undoStack = this.undoStack.filter((e) => e !== entry);
+      });
+      this.forward();
+    }
+
+    async undo() {
+      const entry = this.undoStack.pop();
+      if (!entry) { this.say("Nothing to undo in this session."); return; }
+      try {
+        const made = await entry.promise;
+        const result = await this.cfg.undo(made.decision_id);
+        entry.li.classList.add("undone");
+        this.done -= 1;
+        const payload = await this.load(entry.id);
+        this.cfg.setMine(payload, result.label === undefined ? result.verdict : result.label);
+        const at = this.history.lastIndexOf(entry.id);
+        this.pos = at >= 0 ? at : this.pos;
+        if (at < 0) { this.history.push(entry.id); this.pos = this.history.length - 1; }
+        await this.show(entry.id);
+        this.say("");
+        this.updateStatus();
+      } catch (err) {
+        this.say("Undo failed: " + err.message);
+      }
+    }
+
+    action(name) {
+      if (name === "undo") return this.undo();
+      if (name === "prev") return this.back();
+      if (name === "next") return this.forward();
+      return null;
+    }
+
+    onKey(e) {
+      const target = e.target;
+      if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+      if (e.altKey || e.metaKey) return;
+      const key = e.key;
+      if (e.ctrlKey) {
+        if (key === "z") { e.preventDefault(); this.undo(); }
+        return;
+      }
+      if (key === "z" || key === "Backspace") { e.preventDefault(); this.undo(); return; }
+      if (key === "ArrowLeft" || key === "k") { e.preventDefault(); this.back(); return; }
+      if (key === "ArrowRight" || key === "j" || key === "s") { e.preventDefault(); this.forward(); return; }
+      let choice = this.cfg.keys[key.toLowerCase()];
+      if (!choice && /^[1-9]$/.test(key)) choice = this.cfg.choices[Number(key) - 1];
+      if (choice) { e.preventDefault(); this.choose(choice); }
+    }
+
+    updateStatus() {
+      const minutes = (performance.now() - this.started) / 60000;
+      const rate = minutes > 0 ? this.done / minutes : 0;
+      const parts = ["this session: " + this.done + (this.done ? " (" + rate.toFixed(1) + "/min)" : "")];
+      if (this.beyond !== null) parts.push("left in queue: " + (this.queue.length + this.beyond));
+      if (this.cfg.statusExtra) parts.push(this.cfg.statusExtra());
+      this.status.textContent = parts.join(" · ");
+    }
+  }
+
+  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt };
+})(window);

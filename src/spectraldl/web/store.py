@@ -1,0 +1,673 @@
+"""Labelling and vetting logic shared by the pages, the JSON API and scripts.
+
+Every decision is a new row (`LabelDecision`, `VetDecision`); nothing is ever
+updated or deleted. A user's current label of a spectrum is their latest row
+for it (NULL after an undo); the consensus across users is the label most
+users gave, when one label has more votes than any other. All queries are
+SQLAlchemy constructs with bound parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from spectraldl.labels import CLASSES, label_code
+from spectraldl.preprocess import HALPHA_AIR_AA, HALPHA_VACUUM_AA, PreprocessConfig, blur
+from spectraldl.quality import flag_names
+from spectraldl.web.models import (
+    VERDICTS,
+    Catalogue,
+    LabelDecision,
+    Prediction,
+    SpectrumRow,
+    User,
+    VetDecision,
+    utcnow,
+)
+
+QueueMode = Literal["mine", "nobody", "uncertain"]
+QUEUE_MODES: tuple[str, ...] = ("mine", "nobody", "uncertain")
+"""Labelling queues: not labelled by me; by nobody; not by me, most uncertain model first."""
+
+CANDIDATE_CLASSES: tuple[str, ...] = ("emission", "double-peak")
+"""Predicted classes that make a spectrum an emission-line candidate."""
+
+ZOOM_HALF_WIDTH_AA = 50.0
+"""Half width of the H-alpha zoom view (Å)."""
+
+MAX_EXCLUDE = 2000
+
+
+class DecisionError(ValueError):
+    """A label or verdict that cannot be recorded (unknown class, unknown spectrum, ...)."""
+
+
+class NotFound(LookupError):
+    """A spectrum, prediction, catalogue or decision that does not exist."""
+
+
+def canonical_label(label: str) -> str:
+    """The class name of ``label`` (a name, alias or thesis integer); `DecisionError` if none."""
+    try:
+        return CLASSES[label_code(label)]
+    except ValueError as exc:
+        raise DecisionError(str(exc)) from None
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+def record_label(
+    session: Session, *, user: User, spectrum_id: int, label: str | None
+) -> LabelDecision:
+    """Append a labelling decision (``label`` None withdraws the user's label); caller commits."""
+    name = None if label is None else canonical_label(label)
+    if session.get(SpectrumRow, spectrum_id) is None:
+        raise NotFound(f"no spectrum with id {spectrum_id}")
+    decision = LabelDecision(
+        spectrum_id=spectrum_id, user_id=user.id, label=name, created_at=utcnow()
+    )
+    session.add(decision)
+    session.flush()
+    return decision
+
+
+def _latest_label_ids(user_id: int | None = None) -> Any:
+    query = select(
+        LabelDecision.spectrum_id,
+        LabelDecision.user_id,
+        func.max(LabelDecision.id).label("last_id"),
+    ).group_by(LabelDecision.spectrum_id, LabelDecision.user_id)
+    if user_id is not None:
+        query = query.where(LabelDecision.user_id == user_id)
+    return query.subquery()
+
+
+def undo_label(session: Session, *, user: User, decision_id: int) -> LabelDecision:
+    """Undo one of the user's decisions: append a row restoring the label they had before it.
+
+    Only the user's latest decision on that spectrum can be undone (a later
+    one would otherwise be silently replaced).
+    """
+    decision = session.get(LabelDecision, decision_id)
+    if decision is None or decision.user_id != user.id:
+        raise NotFound(f"no decision {decision_id} of user {user.name!r}")
+    latest = session.scalar(
+        select(func.max(LabelDecision.id)).where(
+            LabelDecision.spectrum_id == decision.spectrum_id, LabelDecision.user_id == user.id
+        )
+    )
+    if latest != decision.id:
+        raise DecisionError(f"decision {decision_id} is not your latest on this spectrum")
+    before = session.scalar(
+        select(LabelDecision.label)
+        .where(
+            LabelDecision.spectrum_id == decision.spectrum_id,
+            LabelDecision.user_id == user.id,
+            LabelDecision.id < decision.id,
+        )
+        .order_by(LabelDecision.id.desc())
+        .limit(1)
+    )
+    restored = LabelDecision(
+        spectrum_id=decision.spectrum_id,
+        user_id=user.id,
+        label=before,
+        undo_of=decision.id,
+        created_at=utcnow(),
+    )
+    session.add(restored)
+    session.flush()
+    return restored
+
+
+@dataclass(frozen=True)
+class CurrentLabel:
+    """A user's current label of a spectrum."""
+
+    spectrum_id: int
+    user: str
+    label: str
+    time: datetime
+
+
+def current_labels(
+    session: Session, *, spectrum_ids: Sequence[int] | None = None, user_id: int | None = None
+) -> list[CurrentLabel]:
+    """Every user's current (latest, not withdrawn) label, optionally for some spectra or a user."""
+    latest = _latest_label_ids(user_id)
+    query = (
+        select(LabelDecision.spectrum_id, User.name, LabelDecision.label, LabelDecision.created_at)
+        .join(latest, LabelDecision.id == latest.c.last_id)
+        .join(User, User.id == LabelDecision.user_id)
+        .where(LabelDecision.label.is_not(None))
+        .order_by(LabelDecision.spectrum_id, User.name)
+    )
+    if spectrum_ids is not None:
+        query = query.where(LabelDecision.spectrum_id.in_(list(spectrum_ids)))
+    return [CurrentLabel(int(s), u, lab, t) for s, u, lab, t in session.execute(query)]
+
+
+def consensus(labels: Iterable[str]) -> str | None:
+    """The label with more votes than any other (None for no votes or a tie)."""
+    counts = Counter(labels).most_common()
+    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
+def labels_by_spectrum(session: Session, **filters: Any) -> dict[int, dict[str, str]]:
+    """``{spectrum_id: {user: label}}`` of the current labels."""
+    out: dict[int, dict[str, str]] = defaultdict(dict)
+    for item in current_labels(session, **filters):
+        out[item.spectrum_id][item.user] = item.label
+    return dict(out)
+
+
+ExportPolicy = Literal["majority", "unanimous"]
+
+
+def export_labels(
+    session: Session, *, policy: ExportPolicy = "majority", user: str | None = None
+) -> list[tuple[str, str]]:
+    """``(ident, label)`` pairs for the labels CSV, in spectrum order.
+
+    ``majority``: the consensus label (ties left out); ``unanimous``: only
+    spectra all labellers agree on; ``user``: that user's current labels only.
+    """
+    if policy not in ("majority", "unanimous"):
+        raise DecisionError(f"unknown policy {policy!r}; use majority or unanimous")
+    user_id = None
+    if user is not None:
+        user_id = session.scalar(select(User.id).where(User.name == user))
+        if user_id is None:
+            raise NotFound(f"no user named {user!r}")
+    by_spectrum = labels_by_spectrum(session, user_id=user_id)
+    idents = dict(
+        session.execute(select(SpectrumRow.id, SpectrumRow.ident).order_by(SpectrumRow.id)).all()
+    )
+    rows = []
+    for spectrum_id, ident in idents.items():
+        votes = list(by_spectrum.get(spectrum_id, {}).values())
+        if not votes:
+            continue
+        if policy == "unanimous" and len(set(votes)) != 1:
+            continue
+        label = consensus(votes)
+        if label is not None:
+            rows.append((ident, label))
+    return rows
+
+
+def labels_csv(rows: Iterable[tuple[str, str]]) -> str:
+    """The ``id,label`` CSV text that `spectraldl.labels.read_labels` reads."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "label"])
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A spectrum whose labellers do not all agree."""
+
+    spectrum_id: int
+    ident: str
+    object: str
+    votes: dict[str, str]
+    consensus: str | None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Votes per class, most first."""
+        return dict(Counter(self.votes.values()).most_common())
+
+
+def disagreements(session: Session, *, limit: int = 200) -> list[Disagreement]:
+    """Spectra with at least two different current labels, most recently labelled first."""
+    by_spectrum = labels_by_spectrum(session)
+    ids = [s for s, votes in by_spectrum.items() if len(set(votes.values())) > 1]
+    ids.sort(reverse=True)
+    ids = ids[:limit]
+    meta = {
+        sid: (ident, obj)
+        for sid, ident, obj in session.execute(
+            select(SpectrumRow.id, SpectrumRow.ident, SpectrumRow.object).where(
+                SpectrumRow.id.in_(ids)
+            )
+        )
+    }
+    return [
+        Disagreement(
+            spectrum_id=s,
+            ident=meta[s][0],
+            object=meta[s][1],
+            votes=by_spectrum[s],
+            consensus=consensus(by_spectrum[s].values()),
+        )
+        for s in ids
+        if s in meta
+    ]
+
+
+def label_history(session: Session, spectrum_id: int) -> list[dict[str, Any]]:
+    """Every decision on a spectrum, oldest first (user, label, time, undo)."""
+    query = (
+        select(LabelDecision, User.name)
+        .join(User, User.id == LabelDecision.user_id)
+        .where(LabelDecision.spectrum_id == spectrum_id)
+        .order_by(LabelDecision.id)
+    )
+    return [
+        {
+            "decision_id": d.id,
+            "user": name,
+            "label": d.label,
+            "undo_of": d.undo_of,
+            "time": d.created_at.isoformat(),
+        }
+        for d, name in session.execute(query)
+    ]
+
+
+def _labelled_by(user_id: int | None) -> Select[Any]:
+    """Spectrum ids with a current label (by ``user_id``, or by anyone when None)."""
+    latest = _latest_label_ids(user_id)
+    return (
+        select(LabelDecision.spectrum_id)
+        .join(latest, LabelDecision.id == latest.c.last_id)
+        .where(LabelDecision.label.is_not(None))
+    )
+
+
+def _latest_prediction_ids() -> Any:
+    return (
+        select(Prediction.spectrum_id, func.max(Prediction.id).label("pid"))
+        .where(Prediction.spectrum_id.is_not(None), Prediction.entropy.is_not(None))
+        .group_by(Prediction.spectrum_id)
+        .subquery()
+    )
+
+
+def _queue_query(user: User, mode: str) -> Select[Any]:
+    if mode not in QUEUE_MODES:
+        raise DecisionError(f"unknown queue {mode!r}; use one of {', '.join(QUEUE_MODES)}")
+    user_filter = None if mode == "nobody" else user.id
+    query = select(SpectrumRow.id).where(SpectrumRow.id.not_in(_labelled_by(user_filter)))
+    if mode == "uncertain":
+        latest = _latest_prediction_ids()
+        query = (
+            query.join(latest, latest.c.spectrum_id == SpectrumRow.id)
+            .join(Prediction, Prediction.id == latest.c.pid)
+            .order_by(Prediction.entropy.desc(), SpectrumRow.id)
+        )
+    else:
+        query = query.order_by(SpectrumRow.id)
+    return query
+
+
+def queue(
+    session: Session,
+    *,
+    user: User,
+    mode: str = "mine",
+    limit: int = 20,
+    exclude: Sequence[int] = (),
+) -> tuple[list[int], int]:
+    """The next spectra to label and how many remain in the queue (``exclude`` not counted).
+
+    ``mine``: not labelled by this user, in import order; ``nobody``: not
+    labelled by anyone; ``uncertain`` (active learning): not labelled by this
+    user and scored by a model, highest predictive entropy first.
+    """
+    query = _queue_query(user, mode)
+    exclude = [int(i) for i in exclude][:MAX_EXCLUDE]
+    if exclude:
+        query = query.where(SpectrumRow.id.not_in(exclude))
+    ids = [int(i) for i in session.scalars(query.limit(max(1, min(limit, 500))))]
+    remaining = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return ids, int(remaining or 0)
+
+
+def progress(session: Session, *, user: User) -> dict[str, Any]:
+    """Counts for the labeller: spectra, labelled by me / anyone, my last hour and median pace."""
+    total = session.scalar(select(func.count(SpectrumRow.id))) or 0
+    mine = session.scalar(select(func.count()).select_from(_labelled_by(user.id).subquery())) or 0
+    anyone = (
+        session.scalar(
+            select(func.count(func.distinct(LabelDecision.spectrum_id))).where(
+                LabelDecision.spectrum_id.in_(_labelled_by(None))
+            )
+        )
+        or 0
+    )
+    since = utcnow() - timedelta(hours=1)
+    times = list(
+        session.scalars(
+            select(LabelDecision.created_at)
+            .where(
+                LabelDecision.user_id == user.id,
+                LabelDecision.created_at >= since,
+                LabelDecision.label.is_not(None),
+            )
+            .order_by(LabelDecision.id)
+        )
+    )
+    gaps = np.diff([t.timestamp() for t in times]) if len(times) > 1 else np.zeros(0)
+    gaps = gaps[gaps < 600]
+    return {
+        "total": int(total),
+        "labelled_by_me": int(mine),
+        "labelled_by_anyone": int(anyone),
+        "remaining_for_me": int(total) - int(mine),
+        "last_hour": len(times),
+        "median_seconds": float(np.median(gaps)) if gaps.size else None,
+    }
+
+
+# --- spectra --------------------------------------------------------------------------------
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _rounded(values: np.ndarray, digits: int = 6) -> list[float]:
+    """Values rounded to about ``digits`` significant digits (compact JSON), NaN as None."""
+    array = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(array)
+    scale = float(np.max(np.abs(array[finite]))) if finite.any() else 1.0
+    decimals = max(0, digits - 1 - math.floor(math.log10(scale))) if scale > 0 else digits
+    rounded = np.round(array, decimals)
+    return [float(v) if ok else None for v, ok in zip(rounded.tolist(), finite, strict=True)]
+
+
+def spectrum_summary(row: SpectrumRow) -> dict[str, Any]:
+    """Identity and metadata of a stored spectrum (no arrays)."""
+    return {
+        "id": row.id,
+        "ident": row.ident,
+        "archive": row.archive,
+        "form": row.form,
+        "object": row.object,
+        "ra": _finite(row.ra),
+        "dec": _finite(row.dec),
+        "mjd": _finite(row.mjd),
+        "date_obs": row.date_obs,
+        "snr": _finite(row.snr),
+        "source": row.source,
+        "origin": row.origin,
+        "medium": row.medium,
+        "flux_unit": row.flux_unit,
+        "quality": row.quality,
+        "quality_flags": flag_names(row.quality),
+        "reference_label": row.reference_label,
+        "has_flux": row.has_flux,
+    }
+
+
+def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None) -> dict[str, Any]:
+    """What the three views draw: whole spectrum, H-alpha zoom (raw and blurred), vector.
+
+    Wavelengths are in the spectrum's own medium for the first two views
+    (``halpha_aa`` marks the line there) and vacuum Å for the vector.
+    Spectra imported from a dataset have only the vector (``full`` and
+    ``zoom`` are None).
+    """
+    config = config or PreprocessConfig()
+    payload = spectrum_summary(row)
+    payload["meta"] = row.meta or {}
+    wave, flux = row.wave_aa(), row.flux_values()
+    centre = HALPHA_AIR_AA if row.medium == "air" else HALPHA_VACUUM_AA
+    payload["halpha_aa"] = centre
+    payload["halpha_vacuum_aa"] = HALPHA_VACUUM_AA
+    if wave is not None and flux is not None:
+        payload["full"] = {"wave": _rounded(wave, 9), "flux": _rounded(flux)}
+        sigma = config.blur_sigma_px.get(row.archive, 0.0)
+        window = np.abs(wave - centre) <= ZOOM_HALF_WIDTH_AA
+        finite = np.isfinite(flux)
+        filled = np.interp(wave, wave[finite], flux[finite]) if finite.sum() >= 2 else flux
+        blurred = blur(filled, sigma_px=sigma) if sigma else None
+        payload["zoom"] = {
+            "wave": _rounded(wave[window], 9),
+            "flux": _rounded(flux[window]),
+            "blurred": None if blurred is None else _rounded(blurred[window]),
+            "sigma_px": sigma,
+        }
+    else:
+        payload["full"] = None
+        payload["zoom"] = None
+    payload["vector"] = {"grid_aa": _rounded(row.grid_aa(), 9), "x": _rounded(row.vector())}
+    return payload
+
+
+def search_spectra(
+    session: Session, *, text: str = "", limit: int = 50, offset: int = 0
+) -> tuple[list[SpectrumRow], int]:
+    """Spectra whose object or id contains ``text`` (case-insensitive, literal), and the count."""
+    query = select(SpectrumRow)
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(SpectrumRow.object).like(pattern, escape="\\"),
+                func.lower(SpectrumRow.ident).like(pattern, escape="\\"),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(session.scalars(query.order_by(SpectrumRow.id).limit(limit).offset(offset)))
+    return rows, int(total)
+
+
+# --- vetting --------------------------------------------------------------------------------
+
+VetOrder = Literal["probability", "novelty", "uncertainty"]
+VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty")
+
+
+def canonical_verdict(verdict: str) -> str:
+    """``confirm``, ``reject`` or ``noise`` (case-insensitive); `DecisionError` otherwise."""
+    name = verdict.strip().lower()
+    if name not in VERDICTS:
+        raise DecisionError(f"unknown verdict {verdict!r}; expected one of {', '.join(VERDICTS)}")
+    return name
+
+
+def record_verdict(
+    session: Session, *, user: User, prediction_id: int, verdict: str | None
+) -> VetDecision:
+    """Append a vetting verdict (None withdraws the user's verdict); the caller commits."""
+    name = None if verdict is None else canonical_verdict(verdict)
+    if session.get(Prediction, prediction_id) is None:
+        raise NotFound(f"no candidate with id {prediction_id}")
+    decision = VetDecision(
+        prediction_id=prediction_id, user_id=user.id, verdict=name, created_at=utcnow()
+    )
+    session.add(decision)
+    session.flush()
+    return decision
+
+
+def undo_verdict(session: Session, *, user: User, decision_id: int) -> VetDecision:
+    """Undo the user's latest verdict on a candidate (appends a row restoring the one before)."""
+    decision = session.get(VetDecision, decision_id)
+    if decision is None or decision.user_id != user.id:
+        raise NotFound(f"no verdict {decision_id} of user {user.name!r}")
+    rows = list(
+        session.execute(
+            select(VetDecision.id, VetDecision.verdict)
+            .where(
+                VetDecision.prediction_id == decision.prediction_id,
+                VetDecision.user_id == user.id,
+            )
+            .order_by(VetDecision.id.desc())
+            .limit(2)
+        )
+    )
+    if rows[0][0] != decision.id:
+        raise DecisionError(f"verdict {decision_id} is not your latest on this candidate")
+    restored = VetDecision(
+        prediction_id=decision.prediction_id,
+        user_id=user.id,
+        verdict=rows[1][1] if len(rows) > 1 else None,
+        undo_of=decision.id,
+        created_at=utcnow(),
+    )
+    session.add(restored)
+    session.flush()
+    return restored
+
+
+def _vetted_by(user_id: int | None) -> Select[Any]:
+    query = select(VetDecision.prediction_id, func.max(VetDecision.id).label("last_id")).group_by(
+        VetDecision.prediction_id, VetDecision.user_id
+    )
+    if user_id is not None:
+        query = query.where(VetDecision.user_id == user_id)
+    latest = query.subquery()
+    return (
+        select(VetDecision.prediction_id)
+        .join(latest, VetDecision.id == latest.c.last_id)
+        .where(VetDecision.verdict.is_not(None))
+    )
+
+
+def vet_queue(
+    session: Session,
+    *,
+    user: User,
+    catalogue_id: int,
+    order: str = "probability",
+    classes: Sequence[str] | None = CANDIDATE_CLASSES,
+    unvetted_only: bool = True,
+    limit: int = 20,
+    exclude: Sequence[int] = (),
+) -> tuple[list[int], int]:
+    """Candidates of a catalogue to vet next, and how many remain.
+
+    ``order``: ``probability`` (of the predicted class, highest first),
+    ``novelty`` (most novel first) or ``uncertainty`` (highest entropy first).
+    ``classes`` filters by predicted class (None: every row).
+    """
+    if order not in VET_ORDERS:
+        raise DecisionError(f"unknown order {order!r}; use one of {', '.join(VET_ORDERS)}")
+    query = select(Prediction.id).where(Prediction.catalogue_id == catalogue_id)
+    if classes:
+        query = query.where(Prediction.predicted_class.in_(list(classes)))
+    if unvetted_only:
+        query = query.where(Prediction.id.not_in(_vetted_by(user.id)))
+    exclude = [int(i) for i in exclude][:MAX_EXCLUDE]
+    if exclude:
+        query = query.where(Prediction.id.not_in(exclude))
+    column = {
+        "probability": Prediction.probability,
+        "novelty": Prediction.novelty,
+        "uncertainty": Prediction.entropy,
+    }[order]
+    ordered = query.order_by(column.is_(None), column.desc(), Prediction.row_index)
+    ids = [int(i) for i in session.scalars(ordered.limit(max(1, min(limit, 500))))]
+    remaining = session.scalar(select(func.count()).select_from(query.subquery()))
+    return ids, int(remaining or 0)
+
+
+def verdicts_by_prediction(
+    session: Session, *, catalogue_id: int, user_id: int | None = None
+) -> dict[int, dict[str, str]]:
+    """``{prediction_id: {user: verdict}}`` of the current verdicts in a catalogue."""
+    query = select(
+        VetDecision.prediction_id, VetDecision.user_id, func.max(VetDecision.id).label("last_id")
+    ).group_by(VetDecision.prediction_id, VetDecision.user_id)
+    if user_id is not None:
+        query = query.where(VetDecision.user_id == user_id)
+    latest = query.subquery()
+    rows = session.execute(
+        select(VetDecision.prediction_id, User.name, VetDecision.verdict)
+        .join(latest, VetDecision.id == latest.c.last_id)
+        .join(User, User.id == VetDecision.user_id)
+        .join(Prediction, Prediction.id == VetDecision.prediction_id)
+        .where(Prediction.catalogue_id == catalogue_id, VetDecision.verdict.is_not(None))
+    )
+    out: dict[int, dict[str, str]] = defaultdict(dict)
+    for prediction_id, name, verdict in rows:
+        out[int(prediction_id)][name] = verdict
+    return dict(out)
+
+
+def prediction_payload(
+    session: Session, prediction: Prediction, *, user: User | None = None
+) -> dict[str, Any]:
+    """A candidate for the vetting page: its table values, the verdicts, its spectrum's id."""
+    votes = verdicts_by_prediction(session, catalogue_id=prediction.catalogue_id).get(
+        prediction.id, {}
+    )
+    return {
+        "id": prediction.id,
+        "catalogue_id": prediction.catalogue_id,
+        "ident": prediction.ident,
+        "spectrum_id": prediction.spectrum_id,
+        "object": prediction.object,
+        "predicted_class": prediction.predicted_class,
+        "probability": _finite(prediction.probability),
+        "novelty": _finite(prediction.novelty),
+        "entropy": _finite(prediction.entropy),
+        "quality": prediction.quality,
+        "quality_flags": prediction.quality_flags,
+        "probs": prediction.probs,
+        "row": prediction.row,
+        "verdicts": votes,
+        "my_verdict": votes.get(user.name) if user is not None else None,
+        "consensus": consensus(votes.values()),
+    }
+
+
+def vetted_frame(session: Session, catalogue_id: int) -> Any:
+    """The catalogue's rows (every original column) with the vetting result appended.
+
+    Added columns: ``vetted`` (consensus verdict, '' when none), ``n_confirm``,
+    ``n_reject``, ``n_noise`` and ``vetted_by`` (user names joined by ``|``).
+    """
+    import pandas as pd
+
+    catalogue = session.get(Catalogue, catalogue_id)
+    if catalogue is None:
+        raise NotFound(f"no catalogue with id {catalogue_id}")
+    votes = verdicts_by_prediction(session, catalogue_id=catalogue_id)
+    records = []
+    for pid, row in session.execute(
+        select(Prediction.id, Prediction.row)
+        .where(Prediction.catalogue_id == catalogue_id)
+        .order_by(Prediction.row_index)
+    ):
+        record = dict(row)
+        given = votes.get(int(pid), {})
+        counts = Counter(given.values())
+        record["vetted"] = consensus(given.values()) or ""
+        for verdict in VERDICTS:
+            record[f"n_{verdict}"] = counts.get(verdict, 0)
+        record["vetted_by"] = "|".join(sorted(given))
+        records.append(record)
+    columns = [*catalogue.columns, "vetted", *(f"n_{v}" for v in VERDICTS), "vetted_by"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def vet_progress(session: Session, *, user: User, catalogue_id: int) -> dict[str, int]:
+    """Candidates in a catalogue, vetted by me, vetted by anyone."""
+    total = session.scalar(
+        select(func.count(Prediction.id)).where(Prediction.catalogue_id == catalogue_id)
+    )
+    votes = verdicts_by_prediction(session, catalogue_id=catalogue_id)
+    mine = sum(1 for v in votes.values() if user.name in v)
+    return {"total": int(total or 0), "vetted_by_me": mine, "vetted_by_anyone": len(votes)}
