@@ -29,8 +29,14 @@ USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
 
 _hasher = PasswordHasher()
-# Verifying against this keeps the time of a login with an unknown name equal to a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+_dummy_hash: list[str] = []
+
+
+def _dummy() -> str:
+    """A hash to verify against for unknown names, so that they take as long as wrong passwords."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
+    return _dummy_hash[0]
 
 
 class UserError(ValueError):
@@ -81,7 +87,7 @@ def set_password(session: Session, user: User, password: str) -> None:
 def authenticate(session: Session, name: str, password: str) -> User | None:
     """The active user with this name and password, else None (in constant-ish time)."""
     user = session.scalar(select(User).where(User.name == name))
-    stored = user.password_hash if user is not None else _DUMMY_HASH
+    stored = user.password_hash if user is not None else _dummy()
     try:
         _hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

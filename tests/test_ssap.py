@@ -1,0 +1,394 @@
+"""SSAP: query a real HTTP server on loopback with pyvo, download, import, resume.
+
+The server (started here, in a thread) answers SSAP queryData requests with a
+VOTable built from the headers of the real Ondřejov SSAP-form files bundled in
+src/spectraldl/data/real/ondrejov/ssap, in the column layout of the
+archive's DaCHS service (accref, ssa_pubDID, ssa_targname, ssa_location ...
+with their SSAP utypes), filters by POS/SIZE, TARGETNAME, BAND and MAXREC,
+and serves those FITS files byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.io.votable.tree import Field, Info, Resource, TableElement, VOTableFile
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from spectraldl.archives import read_spectrum
+from spectraldl.archives.ssap import SsapError, download_spectrum, query_ssap
+from spectraldl.bundled import real_dir
+from spectraldl.cli import main
+from spectraldl.preprocess import preprocess
+from spectraldl.web.db import Database, open_database
+from spectraldl.web.importing import import_ssap
+from spectraldl.web.models import SpectrumRow
+
+SSAP_DIR = real_dir() / "ondrejov" / "ssap"
+
+
+@dataclass
+class Entry:
+    """One spectrum the server offers, described by its file's header."""
+
+    name: str
+    pubdid: str
+    title: str
+    target: str
+    ra: float
+    dec: float
+    mjd: float
+    start_m: float
+    stop_m: float
+    size: int
+
+
+def _entries() -> list[Entry]:
+    out = []
+    for path in sorted(SSAP_DIR.glob("*.fits")):
+        header = fits.getheader(path, 1)
+        with fits.open(path) as hdul:
+            wave = np.asarray(hdul[1].data["spectral"], dtype=float)
+        out.append(
+            Entry(
+                name=path.name,
+                pubdid=header["DS_IDPUB"],
+                title=header["TITLE"],
+                target=header["OBJECT"],
+                ra=float(header["RA"]),
+                dec=float(header["DEC"]),
+                mjd=float(header["TMID"]),
+                start_m=wave.min() * 1e-10,
+                stop_m=wave.max() * 1e-10,
+                size=path.stat().st_size,
+            )
+        )
+    return out
+
+
+def _separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
+    cos = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(r1 - r2)
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+@dataclass
+class SsapService:
+    """State of the loopback SSAP server: what it offers, what it was asked, what fails."""
+
+    entries: list[Entry]
+    url: str = ""
+    queries: list[dict[str, str]] = field(default_factory=list)
+    downloads: Counter = field(default_factory=Counter)
+    failing: set[str] = field(default_factory=set)
+    garbage: set[str] = field(default_factory=set)
+    error_status: str = ""
+
+    def votable(self, params: dict[str, str]) -> bytes:
+        rows = list(self.entries)
+        if "POS" in params:
+            ra, dec = (float(v) for v in params["POS"].split(","))
+            radius = float(params.get("SIZE", "0.0166")) / 2.0
+            rows = [e for e in rows if _separation_deg(ra, dec, e.ra, e.dec) <= radius]
+        if "TARGETNAME" in params:
+            rows = [e for e in rows if e.target.lower() == params["TARGETNAME"].lower()]
+        if "BAND" in params:
+            lo, hi = (float(v) for v in params["BAND"].split("/"))
+            rows = [e for e in rows if e.start_m <= hi and e.stop_m >= lo]
+        if "MAXREC" in params:
+            rows = rows[: int(params["MAXREC"])]
+        votable = VOTableFile()
+        resource = Resource(type="results")
+        votable.resources.append(resource)
+        status = Info(name="QUERY_STATUS", value="ERROR" if self.error_status else "OK")
+        if self.error_status:
+            status.content = self.error_status
+        resource.infos.append(status)
+        table = TableElement(votable)
+        resource.tables.append(table)
+        spec = [
+            ("accref", "char", "*", "meta.ref.url", "ssa:Access.Reference"),
+            ("mime", "char", "*", "meta.code.mime", "ssa:Access.Format"),
+            ("accsize", "long", None, "phys.size;meta.file", "ssa:Access.Size"),
+            ("ssa_dstitle", "char", "*", "meta.title;meta.dataset", "ssa:DataID.Title"),
+            ("ssa_pubDID", "char", "*", "meta.ref.ivoid", "ssa:Curation.PublisherDID"),
+            ("ssa_targname", "char", "*", "meta.id;src", "ssa:Target.Name"),
+            (
+                "ssa_location",
+                "double",
+                "2",
+                "pos.eq",
+                "ssa:Char.SpatialAxis.Coverage.Location.Value",
+            ),
+            (
+                "ssa_dateObs",
+                "double",
+                None,
+                "time.epoch",
+                "ssa:Char.TimeAxis.Coverage.Location.Value",
+            ),
+            (
+                "ssa_specstart",
+                "double",
+                None,
+                "em.wl;stat.min",
+                "ssa:Char.SpectralAxis.Coverage.Bounds.Start",
+            ),
+            (
+                "ssa_specend",
+                "double",
+                None,
+                "em.wl;stat.max",
+                "ssa:Char.SpectralAxis.Coverage.Bounds.Stop",
+            ),
+        ]
+        for name, datatype, arraysize, ucd, utype in spec:
+            table.fields.append(
+                Field(
+                    votable, name=name, datatype=datatype, arraysize=arraysize, ucd=ucd, utype=utype
+                )
+            )
+        table.create_arrays(len(rows))
+        for i, e in enumerate(rows):
+            table.array[i] = (
+                f"{self.url}/data/{e.name}",
+                "application/fits",
+                e.size,
+                e.title,
+                e.pubdid,
+                e.target,
+                np.array([e.ra, e.dec]),
+                e.mjd,
+                e.start_m,
+                e.stop_m,
+            )
+        buffer = io.BytesIO()
+        votable.to_xml(buffer)
+        return buffer.getvalue()
+
+
+def _handler(service: SsapService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            return
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            parts = urllib.parse.urlsplit(self.path)
+            if parts.path == "/ssap":
+                params = {k.upper(): v for k, v in urllib.parse.parse_qsl(parts.query)}
+                service.queries.append(params)
+                if params.get("REQUEST", "queryData") != "queryData":
+                    self._send(400, b"unsupported REQUEST", "text/plain")
+                    return
+                self._send(200, service.votable(params), "application/x-votable+xml")
+            elif parts.path.startswith("/data/"):
+                name = parts.path.removeprefix("/data/")
+                path = SSAP_DIR / name
+                if "/" in name or not path.is_file():
+                    self._send(404, b"no such file", "text/plain")
+                    return
+                service.downloads[name] += 1
+                if name in service.failing:
+                    self._send(500, b"archive busy", "text/plain")
+                elif name in service.garbage:
+                    self._send(200, b"<html>maintenance</html>", "text/html")
+                else:
+                    self._send(200, path.read_bytes(), "application/fits")
+            else:
+                self._send(404, b"not here", "text/plain")
+
+    return Handler
+
+
+@pytest.fixture
+def service() -> Iterator[SsapService]:
+    state = SsapService(entries=_entries())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = open_database(f"sqlite:///{tmp_path / 'ssap.db'}")
+    yield database
+    database.dispose()
+
+
+def stored(db: Database) -> dict[str, SpectrumRow]:
+    with db.session() as session:
+        return {r.ident: r for r in session.scalars(select(SpectrumRow))}
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+def test_query_by_position_target_band_and_limit(service: SsapService) -> None:
+    gamma_cas = next(e for e in service.entries if e.target == "gamma Cas")
+    found = query_ssap(f"{service.url}/ssap", pos=(gamma_cas.ra, gamma_cas.dec), size_deg=0.1)
+    assert [r.pubdid for r in found] == [gamma_cas.pubdid]
+    record = found[0]
+    assert record.url == f"{service.url}/data/{gamma_cas.name}"
+    assert record.target == "gamma Cas" and record.format == "application/fits"
+    assert math.isclose(record.ra, gamma_cas.ra) and math.isclose(record.dec, gamma_cas.dec)
+    assert record.meta["ssa_dstitle"] == gamma_cas.title
+    assert math.isclose(record.meta["ssa_dateObs"], gamma_cas.mjd)
+    query = service.queries[-1]
+    assert query["REQUEST"] == "queryData" and math.isclose(float(query["SIZE"]), 0.1)
+    by_name = query_ssap(f"{service.url}/ssap", target="alpha Lyr")
+    assert {r.target for r in by_name} == {"alpha Lyr"} and len(by_name) == 1
+    everything = query_ssap(f"{service.url}/ssap", band_aa=(6550.0, 6570.0))
+    assert len(everything) == len(service.entries)
+    assert query_ssap(f"{service.url}/ssap", band_aa=(4000.0, 4100.0)) == []
+    limited = query_ssap(f"{service.url}/ssap", limit=3)
+    assert len(limited) == 3 and service.queries[-1]["MAXREC"] == "3"
+
+
+def test_query_errors_name_the_service(service: SsapService) -> None:
+    service.error_status = "the archive database is down"
+    with pytest.raises(SsapError, match="the SSAP query failed") as info:
+        query_ssap(f"{service.url}/ssap")
+    assert service.url in str(info.value)
+    with pytest.raises(SsapError, match=r"cannot reach|failed"):
+        query_ssap(f"{service.url}/nothing-here")
+    with pytest.raises(SsapError, match="needs a position"):
+        query_ssap(f"{service.url}/ssap", size_deg=1.0)
+
+
+def test_download_is_atomic_and_refuses_what_is_not_fits(
+    service: SsapService, tmp_path: Path
+) -> None:
+    records = query_ssap(f"{service.url}/ssap", limit=2)
+    path, fresh = download_spectrum(records[0], tmp_path)
+    assert fresh and path.read_bytes() == (SSAP_DIR / Path(records[0].url).name).read_bytes()
+    again, fresh = download_spectrum(records[0], tmp_path)
+    assert again == path and not fresh and service.downloads[Path(records[0].url).name] == 1
+    service.garbage.add(Path(records[1].url).name)
+    with pytest.raises(SsapError, match="HTML page instead of a FITS file"):
+        download_spectrum(records[1], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+# --- imports --------------------------------------------------------------------------------
+
+
+def test_import_keeps_arrays_and_metadata(
+    service: SsapService, db: Database, tmp_path: Path
+) -> None:
+    summary = import_ssap(db, f"{service.url}/ssap", download_dir=tmp_path / "dl")
+    assert summary.found == summary.added == summary.downloaded == len(service.entries)
+    assert not summary.errors
+    rows = stored(db)
+    for entry in service.entries:
+        row = rows[entry.pubdid]
+        spectrum = read_spectrum(SSAP_DIR / entry.name)
+        assert np.array_equal(row.wave_aa(), spectrum.wave_aa)
+        assert np.array_equal(row.vector(), preprocess(spectrum).x)
+        assert row.object == entry.target and row.form == "ssap"
+        assert row.source == f"{service.url}/data/{entry.name}"
+        assert row.meta["ssap"]["ssa_pubDID"] == entry.pubdid
+        assert row.meta["ssap"]["ssa_location"] == pytest.approx([entry.ra, entry.dec])
+        assert row.meta["ssap_service"] == f"{service.url}/ssap"
+
+
+def test_import_resumes_and_skips_duplicates(
+    service: SsapService, db: Database, tmp_path: Path
+) -> None:
+    url = f"{service.url}/ssap"
+    download_dir = tmp_path / "dl"
+    first = import_ssap(db, url, download_dir=download_dir, limit=4)
+    assert first.added == 4
+    broken = service.entries[5].name
+    service.failing.add(broken)
+    second = import_ssap(db, url, download_dir=download_dir)
+    assert second.already_present == 4  # known publisher ids: not even downloaded again
+    assert second.added == len(service.entries) - 5
+    assert [e.path for e in second.errors] == [f"{service.url}/data/{broken}"]
+    assert "500" in second.errors[0].reason
+    assert all(service.downloads[e.name] == 1 for e in service.entries if e.name != broken)
+    service.failing.clear()
+    third = import_ssap(db, url, download_dir=download_dir)
+    assert third.added == 1 and third.already_present == len(service.entries) - 1
+    assert third.downloaded == 1 and not third.errors
+    assert set(stored(db)) == {e.pubdid for e in service.entries}
+    # A database emptied of spectra reuses the files already downloaded.
+    with db.session() as session:
+        for row in session.scalars(select(SpectrumRow)):
+            session.delete(row)
+        session.commit()
+    fourth = import_ssap(db, url, download_dir=download_dir)
+    assert fourth.added == len(service.entries) and fourth.reused == len(service.entries)
+    assert fourth.downloaded == 0
+
+
+def test_ssap_import_command(service: SsapService, tmp_path: Path) -> None:
+    gamma_cas = next(e for e in service.entries if e.target == "gamma Cas")
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        [
+            "ssap-import",
+            f"{service.url}/ssap",
+            "--db",
+            db_url,
+            "--pos",
+            f"{gamma_cas.ra},{gamma_cas.dec}",
+            "--size",
+            "0.2",
+            "--band",
+            "6500,6600",
+            "--download-dir",
+            str(tmp_path / "dl"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 spectra found; 1 downloaded" in result.output and "1 spectra added" in result.output
+    again = runner.invoke(
+        main,
+        [
+            "ssap-import",
+            f"{service.url}/ssap",
+            "--db",
+            db_url,
+            "--target",
+            "gamma Cas",
+            "--download-dir",
+            str(tmp_path / "dl"),
+        ],
+    )
+    assert again.exit_code == 0 and "1 already in the database" in again.output
+    bad = runner.invoke(main, ["ssap-import", f"{service.url}/ssap", "--db", db_url, "--pos", "12"])
+    assert bad.exit_code == 2 and "--pos must be two numbers" in bad.output
+    service.error_status = "overloaded"
+    failed = runner.invoke(main, ["ssap-import", f"{service.url}/ssap", "--db", db_url])
+    assert failed.exit_code == 1 and "overloaded" in failed.output
+    database = open_database(db_url)
+    assert list(stored(database)) == [gamma_cas.pubdid]
+    database.dispose()

@@ -1,0 +1,208 @@
+"""The web tool in a real headless Chromium (the system's /usr/bin/chromium via Selenium):
+log in, label with the keyboard, undo, step back, vet candidates, check the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from web_support import (
+    ServerProcess,
+    chromium,
+    chromium_missing,
+    ondrejov_files,
+    write_predictions_file,
+)
+
+from spectraldl.archives import read_spectrum
+from spectraldl.preprocess import PreprocessConfig
+from spectraldl.spectrum import Spectrum
+from spectraldl.web import store
+from spectraldl.web.auth import add_user
+from spectraldl.web.db import open_database
+from spectraldl.web.importing import import_fits, import_predictions, spectrum_row
+from spectraldl.web.models import LabelDecision, Prediction, SpectrumRow, VetDecision
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing())),
+]
+
+XSS = '<img src=x onerror="window.__xss = 1"><script>window.__xss = 2</script>'
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A server with alice, the bundled Ondřejov spectra, one hostile name and a catalogue."""
+    folder = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{folder / 'web.db'}"
+    db = open_database(url)
+    with db.session() as session:
+        add_user(session, "alice", "alice-password", admin=True)
+        session.commit()
+    import_fits(db, ondrejov_files())
+    first = read_spectrum(ondrejov_files()[0])
+    hostile = Spectrum(
+        wave_aa=first.wave_aa,
+        flux=first.flux,
+        medium=first.medium,
+        meta=dataclasses.replace(first.meta, id="hostile-name", object=XSS),
+    )
+    with db.session() as session:
+        session.add(spectrum_row(hostile, config=PreprocessConfig()))
+        session.commit()
+        idents = list(session.scalars(select(SpectrumRow.ident).order_by(SpectrumRow.id)))
+    write_predictions_file(folder / "pred.parquet", idents[:12], seed=7)
+    catalogue_id = import_predictions(db, folder / "pred.parquet").catalogues[0][0]
+    db.dispose()
+    with ServerProcess(url, folder / "server.log") as server:
+        yield {"url": url, "server": server, "catalogue": catalogue_id, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def browser(site: dict) -> Iterator[object]:
+    driver = chromium(site["folder"] / "profile")
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, condition, timeout: float = 30.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def current_id(driver) -> int | None:
+    script = "const s = window.sdlStepper; return s && s.current ? s.current.id : null;"
+    return driver.execute_script(script)
+
+
+def press(driver, key: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).send_keys(key).perform()
+
+
+def press_and_wait_for_next(driver, key: str) -> int:
+    before = current_id(driver)
+    press(driver, key)
+    return wait(driver, lambda d: current_id(d) not in (None, before) and current_id(d))
+
+
+def log_in(browser, site: dict) -> None:
+    """Open the labelling page, logging in through the form when asked to."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(site["server"].url + "/label")
+    if "/login" in browser.current_url:
+        browser.find_element(By.ID, "username").send_keys("alice")
+        browser.find_element(By.ID, "password").send_keys("alice-password")
+        browser.find_element(By.ID, "login").click()
+    wait(browser, lambda d: current_id(d) is not None)
+
+
+def test_label_with_the_keyboard_undo_and_step_back(browser, site: dict) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(site["server"].url + "/label")
+    assert "/login" in browser.current_url
+    log_in(browser, site)
+    assert browser.current_url.endswith("/label")
+    shown = [current_id(browser)]
+    for key in ("e", "a", "d", "2"):
+        shown.append(press_and_wait_for_next(browser, key))
+    labelled = shown[:4]
+    assert len(set(shown)) == 5
+    # Undo the last decision: the page goes back to that spectrum, without a label.
+    press(browser, "z")
+    wait(browser, lambda d: current_id(d) == labelled[3])
+    wait(browser, lambda d: d.find_element(By.ID, "mine").text == "none")
+    assert "undone" in browser.find_element(By.CSS_SELECTOR, "#recent li").get_attribute("class")
+    press(browser, Keys.ARROW_LEFT)
+    wait(browser, lambda d: current_id(d) == labelled[2])
+    wait(browser, lambda d: d.find_element(By.ID, "mine").text == "double-peak")
+    status = browser.find_element(By.ID, "status").text
+    assert "this session: 3" in status
+    timings = browser.execute_script("return window.sdlTimings")
+    assert len(timings) >= 4 and all(t > 0 for t in timings)
+    browser.save_screenshot(str(site["folder"] / "label.png"))
+    assert (site["folder"] / "label.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    db = open_database(site["url"])
+    with db.session() as session:
+        rows = list(session.scalars(select(LabelDecision).order_by(LabelDecision.id)))
+        current = {c.spectrum_id: c.label for c in store.current_labels(session)}
+    db.dispose()
+    assert [(r.spectrum_id, r.label) for r in rows] == [
+        (labelled[0], "emission"),
+        (labelled[1], "absorption"),
+        (labelled[2], "double-peak"),
+        (labelled[3], "absorption"),
+        (labelled[3], None),
+    ]
+    assert rows[-1].undo_of == rows[-2].id
+    assert current == {
+        labelled[0]: "emission",
+        labelled[1]: "absorption",
+        labelled[2]: "double-peak",
+    }
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+
+
+def test_html_in_an_object_name_is_shown_as_text(browser, site: dict) -> None:
+    from selenium.webdriver.common.by import By
+
+    db = open_database(site["url"])
+    with db.session() as session:
+        hostile = session.scalar(select(SpectrumRow.id).where(SpectrumRow.ident == "hostile-name"))
+    db.dispose()
+    log_in(browser, site)
+    browser.get(f"{site['server'].url}/label/{hostile}")
+    wait(browser, lambda d: current_id(d) == hostile)
+    assert browser.find_element(By.ID, "title").text == XSS
+    browser.get(f"{site['server'].url}/spectra?q=hostile")
+    cell = browser.find_element(By.CSS_SELECTOR, "#spectra td.object")
+    assert cell.text == XSS
+    assert browser.execute_script("return window.__xss === undefined")
+    assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
+
+
+def test_vet_candidates_with_the_keyboard(browser, site: dict) -> None:
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+    browser.get(f"{site['server'].url}/vet/{site['catalogue']}?order=novelty&classes=")
+    wait(browser, lambda d: current_id(d) is not None)
+    seen = [current_id(browser)]
+    for key in ("c", "r", "n"):
+        seen.append(press_and_wait_for_next(browser, key))
+    title = browser.find_element(By.ID, "title").text
+    assert "predicted" in title
+    db = open_database(site["url"])
+
+    def stored() -> list[tuple[int, str]]:
+        with db.session() as session:
+            return [
+                (v.prediction_id, v.verdict)
+                for v in session.scalars(select(VetDecision).order_by(VetDecision.id))
+            ]
+
+    wait(browser, lambda d: len(stored()) == 3)
+    assert stored() == [(seen[0], "confirm"), (seen[1], "reject"), (seen[2], "noise")]
+    with db.session() as session:
+        novelty = {
+            p.id: p.novelty
+            for p in session.scalars(
+                select(Prediction).where(Prediction.catalogue_id == site["catalogue"])
+            )
+        }
+    db.dispose()
+    ranked = sorted(novelty, key=lambda i: -novelty[i])
+    assert seen == ranked[:4]

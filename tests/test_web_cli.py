@@ -1,0 +1,125 @@
+"""The web tool's commands through click's runner: users, import, where the database is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+from web_support import ondrejov_files, write_predictions_file
+
+from spectraldl.cli import main
+from spectraldl.ingest import ingest
+from spectraldl.web.auth import authenticate
+from spectraldl.web.db import DatabaseError, open_database, resolve_url
+from spectraldl.web.models import Catalogue, SpectrumRow, User
+
+
+def run(*args: str, input: str | None = None):
+    result = CliRunner().invoke(main, list(args), input=input)
+    return result
+
+
+def test_database_location_flag_environment_and_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPECTRALDL_DB", raising=False)
+    assert resolve_url(None) == f"sqlite:///{tmp_path / 'spectraldl.db'}"
+    assert resolve_url("other.db") == f"sqlite:///{tmp_path / 'other.db'}"
+    assert resolve_url("postgresql://u:p@db.example/labels") == (
+        "postgresql+psycopg://u:p@db.example/labels"
+    )
+    monkeypatch.setenv("SPECTRALDL_DB", f"sqlite:///{tmp_path / 'env.db'}")
+    assert resolve_url(None).endswith("env.db")
+    assert resolve_url("sqlite:///flag.db") == "sqlite:///flag.db"
+    result = run("users", "add", "ann", "--password-stdin", input="ann-password\n")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "env.db").exists() and not (tmp_path / "spectraldl.db").exists()
+    monkeypatch.delenv("SPECTRALDL_DB")
+    result = run("users", "add", "ben", "--password-stdin", input="ben-password\n")
+    assert result.exit_code == 0 and (tmp_path / "spectraldl.db").exists()
+    with pytest.raises(DatabaseError, match="does not exist"):
+        open_database(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    bad = run("users", "list", "--db", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert bad.exit_code == 1 and "cannot open the database" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_users_add_list_and_passwd(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'u.db'}"
+    added = run(
+        "users",
+        "add",
+        "alice",
+        "--admin",
+        "--password-stdin",
+        "--db",
+        db_url,
+        input="alice-password\n",
+    )
+    assert added.exit_code == 0 and "added (admin)" in added.output
+    prompted = run("users", "add", "bob", "--db", db_url, input="bob-password\nbob-password\n")
+    assert prompted.exit_code == 0, prompted.output
+    duplicate = run("users", "add", "alice", "--password-stdin", "--db", db_url, input="x" * 10)
+    assert duplicate.exit_code == 1 and "already exists" in duplicate.output
+    short = run("users", "add", "carol", "--password-stdin", "--db", db_url, input="short\n")
+    assert short.exit_code == 1 and "at least 8" in short.output
+    odd = run("users", "add", "<carol>", "--password-stdin", "--db", db_url, input="x" * 10)
+    assert odd.exit_code == 1 and "invalid user name" in odd.output
+    listing = run("users", "list", "--db", db_url)
+    assert listing.output.splitlines() == ["alice  (admin)", "bob"]
+    changed = run(
+        "users", "passwd", "bob", "--password-stdin", "--db", db_url, input="new-bob-password\n"
+    )
+    assert changed.exit_code == 0
+    db = open_database(db_url)
+    with db.session() as session:
+        assert authenticate(session, "bob", "new-bob-password") is not None
+        assert authenticate(session, "bob", "bob-password") is None
+        assert session.scalar(select(User.is_admin).where(User.name == "alice"))
+    db.dispose()
+
+
+def test_import_command_takes_fits_trees_datasets_and_predictions(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'i.db'}"
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    files = ondrejov_files()
+    for path in files[:3]:
+        (tree / path.name).write_bytes(path.read_bytes())
+    (tree / "empty.fits").write_bytes(b"")
+    dataset = tmp_path / "rest.h5"
+    ingest(files[3:8], dataset, workers=1)
+    ids = [p.stem for p in files[:2]]
+    write_predictions_file(tmp_path / "pred.csv", ids, seed=1)
+    result = run("import", str(tree), str(dataset), str(tmp_path / "pred.csv"), "--db", db_url)
+    assert result.exit_code == 0, result.output
+    assert "8 spectra added" in result.output and "1 bad files" in result.output
+    assert "empty.fits" in result.output
+    assert "catalogue 1 'pred.csv' with 2 rows" in result.output
+    again = run("import", str(tree), str(dataset), "--db", db_url)
+    assert "0 spectra added, 8 already in the database" in again.output
+    missing = run("import", str(tmp_path / "nope.fits"), "--db", db_url)
+    assert missing.exit_code == 1 and "no such file or directory" in missing.output
+    nothing = run("import", "--db", db_url)
+    assert nothing.exit_code == 2
+    (tmp_path / "bad.csv").write_text("name,value\na,1\n")
+    no_ids = run("import", str(tmp_path / "bad.csv"), "--db", db_url)
+    assert no_ids.exit_code == 1 and "needs an 'id' column" in no_ids.output
+    db = open_database(db_url)
+    with db.session() as session:
+        rows = list(session.scalars(select(SpectrumRow)))
+        assert sum(r.has_flux for r in rows) == 3 and len(rows) == 8
+        assert session.scalar(select(Catalogue.n_rows)) == 2
+    db.dispose()
+
+
+def test_serve_help_teaches_the_options() -> None:
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    for option in ("--db", "--host", "--port", "SPECTRALDL_DB"):
+        assert option in result.output
+    users = run("users", "--help")
+    assert "add" in users.output and "passwd" in users.output
