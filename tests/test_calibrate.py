@@ -1,0 +1,199 @@
+"""Blur calibration: a known sigma is recovered from real spectra; the real pairs are measured."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spectraldl.archives import read_spectrum
+from spectraldl.bundled import real_dir
+from spectraldl.calibrate import (
+    CalibrationError,
+    bundled_pairs_csv,
+    calibrate_blur,
+    find_pairs,
+    fit_pair,
+    plot_calibration,
+    read_pairs_csv,
+)
+from spectraldl.cli import main
+from spectraldl.preprocess import air_to_vacuum, blur
+from spectraldl.spectrum import Spectrum, SpectrumMeta
+
+C_KM_S = 299_792.458
+GAMMA_CAS_RAW = real_dir() / "ondrejov/raw/uk220017.fits"
+BT_CMI_SSAP = real_dir() / "ondrejov/ssap/a201402110019.fits"
+DR1_TEMPLATE = real_dir() / "lamost/dr1/spec-56284-GAC122S02V2_sp14-183.fits.gz"
+
+
+def lamost_like(
+    ondrejov: Spectrum,
+    *,
+    sigma_px: float,
+    velocity_km_s: float = 20.0,
+    snr: float = 200.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A real Ondřejov spectrum blurred by ``sigma_px``, shifted, tilted, on LAMOST's grid.
+
+    LAMOST's grid: vacuum, log-linear with COEFF1 = 1e-4, here 6300-6900 Å.
+    Returns (wavelengths, flux).
+    """
+    coeff0 = math.log10(6300.0)
+    wave = 10.0 ** (coeff0 + 1e-4 * np.arange(410))
+    vacuum = air_to_vacuum(ondrejov.wave_aa) * (1.0 + velocity_km_s / C_KM_S)
+    flux = np.interp(wave, vacuum, blur(ondrejov.flux, sigma_px=sigma_px))
+    flux *= 1.0 + 0.15 * (wave - 6600.0) / 300.0
+    rng = np.random.default_rng(seed)
+    flux += rng.normal(0.0, np.median(flux) / snr, flux.size)
+    return wave, flux
+
+
+def write_dr1(path: Path, wave: np.ndarray, flux: np.ndarray) -> Path:
+    """A LAMOST DR1 file: a real DR1 header, the five rows replaced."""
+    from astropy.io import fits
+
+    header = fits.getheader(DR1_TEMPLATE)
+    header["COEFF0"] = math.log10(wave[0])
+    header["COEFF1"] = 1e-4
+    header["CRVAL1"] = math.log10(wave[0])
+    header["FILENAME"] = path.name.removesuffix(".gz")
+    image = np.zeros((5, wave.size), dtype=np.float32)
+    image[0] = flux
+    image[1] = 1.0 / (0.01 * np.median(flux)) ** 2
+    image[2] = np.median(flux)
+    fits.PrimaryHDU(data=image, header=header).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("true_sigma", [4.5, 8.0])
+def test_native_space_recovers_a_known_sigma_and_shift(true_sigma: float) -> None:
+    ondrejov = read_spectrum(GAMMA_CAS_RAW)
+    wave, flux = lamost_like(ondrejov, sigma_px=true_sigma)
+    lamost = Spectrum(
+        wave_aa=wave, flux=flux, medium="vacuum", meta=SpectrumMeta(id="fake", archive="lamost")
+    )
+    fit = fit_pair(ondrejov, lamost, space="native")
+    assert fit.sigma_px == pytest.approx(true_sigma, abs=0.3)
+    assert fit.best_velocity_km_s == pytest.approx(20.0, abs=2.0)
+    # The curve has one clear minimum: far from it the mismatch is worse.
+    assert fit.mismatch_at(true_sigma + 4) > 1.5 * fit.min_mismatch
+    assert fit.mismatch_at(max(true_sigma - 4, 0)) > 1.5 * fit.min_mismatch
+
+
+def test_grid_space_recovers_a_known_sigma_within_a_pixel() -> None:
+    # On the 140-point grid, LAMOST's 1.5 Å pixels are interpolated once more, which
+    # adds up to about a pixel of smoothing depending on how the grids fall.
+    ondrejov = read_spectrum(BT_CMI_SSAP)
+    wave, flux = lamost_like(ondrejov, sigma_px=6.0, velocity_km_s=-35.0)
+    lamost = Spectrum(
+        wave_aa=wave, flux=flux, medium="vacuum", meta=SpectrumMeta(id="fake", archive="lamost")
+    )
+    fit = fit_pair(ondrejov, lamost, space="grid")
+    assert 5.7 <= fit.sigma_px <= 7.2
+    assert fit.best_velocity_km_s == pytest.approx(-35.0, abs=3.0)
+
+
+def test_without_the_velocity_nuisance_the_estimate_is_biased() -> None:
+    # Why the shift is fitted: a 60 km/s offset left in makes the line look broader.
+    ondrejov = read_spectrum(GAMMA_CAS_RAW)
+    wave, flux = lamost_like(ondrejov, sigma_px=5.0, velocity_km_s=60.0)
+    lamost = Spectrum(
+        wave_aa=wave, flux=flux, medium="vacuum", meta=SpectrumMeta(id="fake", archive="lamost")
+    )
+    fitted = fit_pair(ondrejov, lamost, space="native")
+    frozen = fit_pair(
+        ondrejov, lamost, space="native", max_velocity_km_s=0.0, velocity_step_km_s=1.0
+    )
+    assert fitted.sigma_px == pytest.approx(5.0, abs=0.3)
+    assert frozen.sigma_px > fitted.sigma_px + 1.0
+
+
+def test_cli_json_on_written_fits_pairs_skips_missing(tmp_path: Path) -> None:
+    ondrejov_dir = tmp_path / "ondrejov"
+    lamost_dir = tmp_path / "lamost" / "dr1"
+    lamost_dir.mkdir(parents=True)
+    ondrejov_dir.mkdir()
+    rows = []
+    for k, source in enumerate([GAMMA_CAS_RAW, BT_CMI_SSAP]):
+        copy = ondrejov_dir / source.name
+        copy.write_bytes(source.read_bytes())
+        wave, flux = lamost_like(read_spectrum(copy), sigma_px=6.5, seed=k)
+        name = f"spec-99999-TEST_sp01-{k:03d}.fits"
+        write_dr1(lamost_dir / name, wave, flux)
+        rows.append(f"data/cross-matched/ondrejov/{source.name},elsewhere/{name}")
+    rows.append("data/ondrejov/zz000000.fits,data/lamost/spec-00000-NONE_sp01-001.fits")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("\n".join(rows) + "\n")
+    plot = tmp_path / "blur.png"
+    result = CliRunner().invoke(
+        main,
+        [
+            "calibrate-blur",
+            "--pairs",
+            str(pairs),
+            str(ondrejov_dir),
+            str(tmp_path / "lamost"),
+            "--space",
+            "native",
+            "--json",
+            "--plot",
+            str(plot),
+            "--bootstrap",
+            "200",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert set(summary) == {"sigma_px", "uncertainty_px", "pairs"}
+    assert summary["pairs"] == 2
+    assert summary["sigma_px"] == pytest.approx(6.5, abs=0.4)
+    assert summary["uncertainty_px"] < 0.5
+    assert "zz000000.fits not found" in result.stderr
+    assert plot.stat().st_size > 10_000
+    assert plot.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_bundled_real_pairs(tmp_path: Path) -> None:
+    pairs, missing = find_pairs(bundled_pairs_csv(), [real_dir()], [real_dir()])
+    assert len(pairs) + len(missing) == 22
+    assert len(pairs) >= 8
+    result = calibrate_blur(
+        bundled_pairs_csv(), [real_dir()], [real_dir()], n_bootstrap=300, seed=1
+    )
+    assert result.pairs == len(pairs)
+    assert len(result.skipped) == len(missing)
+    # What the data say, loosely: a few Ondřejov pixels, as the resolving powers predict.
+    assert 3.0 < result.sigma_px < 12.0
+    assert 0.0 < result.uncertainty_px < 3.0
+    assert result.interval_px[0] <= result.sigma_px <= result.interval_px[1]
+    assert 5.5 < result.predicted_sigma_px < 7.0
+    details = result.to_dict()
+    assert len(details["per_pair"]) == result.pairs
+    json.dumps(details, allow_nan=False)
+    files = plot_calibration(result, tmp_path / "calibration")
+    assert [f.suffix for f in files] == [".png", ".svg"]
+    assert all(f.stat().st_size > 10_000 for f in files)
+
+
+def test_bad_pairs_csv_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("a.fits,b.fits\nonly-one-column.fits\n")
+    with pytest.raises(CalibrationError, match=r"pairs\.csv, line 2"):
+        read_pairs_csv(bad)
+    result = CliRunner().invoke(main, ["calibrate-blur", "--pairs", str(bad), str(tmp_path)])
+    assert result.exit_code == 1
+    assert "line 2" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_no_usable_pair_is_a_clear_error(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("x1.fits,y1.fits\n")
+    with pytest.raises(CalibrationError, match="no usable pair"):
+        calibrate_blur(pairs, [tmp_path], [tmp_path])
