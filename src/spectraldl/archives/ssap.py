@@ -7,8 +7,11 @@ to a folder under a name derived from its publisher id, writing to a
 temporary file and renaming it when complete, so an interrupted run leaves
 no half file and a rerun reuses what is already there.
 
-The Ondřejov CCD700 service: ``https://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml``
-(DaCHS; columns ``accref``, ``ssa_pubDID``, ``ssa_targname``, ... with SSAP utypes).
+The Ondřejov CCD700 archive publishes its spectra through a DaCHS SSAP service
+at voarchive.asu.cas.cz (find its current URL in the IVOA registry, e.g.
+``pyvo.registry.search(servicetype="ssa", keywords=["ccd700"])``); DaCHS answers
+with columns ``accref``, ``ssa_pubDID``, ``ssa_targname``, ... carrying the SSAP
+utypes, which is what `query_ssap` reads (by utype first, then by name).
 This module is not an archive reader (the package's registry skips it).
 """
 

@@ -282,8 +282,9 @@ def ssap_import_command(
 ) -> None:
     """Query an SSAP service (e.g. the Ondřejov archive), download and import its spectra.
 
-    Example: spectraldl ssap-import https://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml
-    --target "gamma Cas" --limit 20. Spectra already in the database are not
+    Example: spectraldl ssap-import SERVICE_URL --target "gamma Cas" --limit 20,
+    with the Ondřejov CCD700 archive's SSAP URL from the IVOA registry (its
+    DaCHS service at voarchive.asu.cas.cz). Spectra already in the database are not
     downloaded again, files already downloaded are reused: rerun the same
     command to finish an interrupted import.
     """

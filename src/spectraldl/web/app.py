@@ -222,7 +222,9 @@ def create_app(
     def is_api(request: Request) -> bool:
         return request.url.path.startswith("/api/")
 
-    def page(request: Request, name: str, current: Auth | None, status: int = 200, **context: Any):
+    def page(
+        request: Request, name: str, current: Auth | None, status: int = 200, **context: Any
+    ) -> Response:
         context.update(
             user=current.user if current else None,
             csrf_token=current.csrf_token if current else "",
@@ -384,6 +386,8 @@ def create_app(
             "votes": votes,
             "consensus": store.consensus(votes.values()),
         }
+        # The annotated return type lets pydantic serialise the long arrays quickly
+        # (an unannotated dict goes through FastAPI's per-element encoder, 3-4 times slower).
         return payload
 
     @app.get("/api/spectra/{spectrum_id}/history")

@@ -5,8 +5,9 @@
   const { api, SpectrumViewer, Stepper, setFacts } = global.SDL;
   const body = document.body.dataset;
   const mode = body.mode || "mine";
-  const KEYS = { e: "emission", a: "absorption", u: "unknown", d: "double-peak", n: "noise" };
-  const CHOICES = ["emission", "absorption", "unknown", "double-peak", "noise"];
+  /* Keys and choices come from the server (one source for the page and its buttons). */
+  const CHOICES = JSON.parse(body.choices);
+  const KEYS = Object.fromEntries(Object.entries(JSON.parse(body.keys)).map(([name, key]) => [key, name]));
   const viewer = new SpectrumViewer(document.getElementById("item"));
   let progress = null;
 
@@ -38,19 +39,22 @@
     undo: (decisionId) => api("/api/labels/undo", { method: "POST", json: { decision_id: decisionId } }),
     describe: (spec) => (spec.object || spec.ident),
     statusExtra: () => progress ? "you: " + progress.labelled_by_me + " of " + progress.total + " labelled" +
-      (progress.median_seconds ? ", " + progress.median_seconds.toFixed(1) + " s each (median, last hour)" : "") : "",
+      ", " + progress.last_hour + " in the last hour" : "",
     onEmpty: () => {
       document.getElementById("empty-uncertain").hidden = mode !== "uncertain";
       refreshProgress();
     },
   });
 
-  let sinceRefresh = 0;
-  const choose = stepper.choose.bind(stepper);
-  stepper.choose = (label) => {
-    choose(label);
-    sinceRefresh += 1;
-    if (sinceRefresh >= 10) { sinceRefresh = 0; refreshProgress(); }
+  /* The server's counts follow each saved label, at most once a second. */
+  let refreshTimer = null;
+  const submit = stepper.cfg.submit;
+  stepper.cfg.submit = (spec, label) => {
+    const promise = submit(spec, label);
+    promise.then(() => {
+      if (!refreshTimer) refreshTimer = setTimeout(() => { refreshTimer = null; refreshProgress(); }, 1000);
+    }).catch(() => {});
+    return promise;
   };
 
   refreshProgress();

@@ -7,8 +7,9 @@
   const catalogue = body.catalogue;
   const order = body.order || "probability";
   const classes = body.classes === undefined ? "emission,double-peak" : body.classes;
-  const KEYS = { c: "confirm", r: "reject", n: "noise" };
-  const CHOICES = ["confirm", "reject", "noise"];
+  /* Keys and choices come from the server (one source for the page and its buttons). */
+  const CHOICES = JSON.parse(body.choices);
+  const KEYS = Object.fromEntries(Object.entries(JSON.parse(body.keys)).map(([name, key]) => [key, name]));
   const viewer = new SpectrumViewer(document.getElementById("item"));
 
   function probabilities(cand) {

@@ -120,7 +120,7 @@
       this.undoStack = [];
       this.beyond = null;
       this.done = 0;
-      this.started = performance.now();
+      this.choiceTimes = [];
       this.current = null;
       this.refilling = null;
       this.exhausted = false;
@@ -225,8 +225,8 @@
         return null;
       }
       if (this.history[this.pos] !== id) return null;  // the user moved on meanwhile
-      this.current = payload;
       await new Promise((resolve) => global.requestAnimationFrame(() => {
+        this.current = payload;
         this.cfg.render(payload, this);
         this.highlight(payload);
         performance.mark("sdl-drawn");
@@ -272,6 +272,7 @@
       this.undoStack.push(entry);
       this.cfg.setMine(payload, choice);
       this.done += 1;
+      this.choiceTimes.push(performance.now());
       promise.then(() => { this.say(""); this.updateStatus(); }).catch((err) => {
         this.say("Not saved: " + this.cfg.describe(payload) + " (" + err.message + "). Press the key again on that item.");
         this.cfg.setMine(payload, null);
@@ -326,10 +327,19 @@
       if (choice) { e.preventDefault(); this.choose(choice); }
     }
 
+    pace() {
+      /* Median seconds between consecutive decisions (pauses over 10 minutes left out). */
+      const t = this.choiceTimes;
+      const gaps = [];
+      for (let i = 1; i < t.length; i++) if (t[i] - t[i - 1] < 600000) gaps.push((t[i] - t[i - 1]) / 1000);
+      if (gaps.length < 2) return null;
+      gaps.sort((a, b) => a - b);
+      return gaps[Math.floor(gaps.length / 2)];
+    }
+
     updateStatus() {
-      const minutes = (performance.now() - this.started) / 60000;
-      const rate = minutes > 0 ? this.done / minutes : 0;
-      const parts = ["this session: " + this.done + (this.done ? " (" + rate.toFixed(1) + "/min)" : "")];
+      const pace = this.pace();
+      const parts = ["this session: " + this.done + (pace !== null ? " (" + pace.toFixed(1) + " s each)" : "")];
       if (this.beyond !== null) parts.push("left in queue: " + (this.queue.length + this.beyond));
       if (this.cfg.statusExtra) parts.push(this.cfg.statusExtra());
       this.status.textContent = parts.join(" · ");
