@@ -1,0 +1,217 @@
+"""PCA/t-SNE maps of real bundled spectra: figures, coordinates, separation numbers, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from spectraldl.bundled import real_dir, real_labels_csv
+from spectraldl.cli import main
+from spectraldl.explore import (
+    ExploreError,
+    archive_separation,
+    balanced_subset,
+    explore,
+    load_map_input,
+    tsne_coordinates,
+)
+from spectraldl.ingest import ingest
+from spectraldl.predictions import write_predictions
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The bundled Ondřejov (labelled) and LAMOST spectra as two datasets."""
+    folder = tmp_path_factory.mktemp("explore-data")
+    ondrejov = folder / "ondrejov.h5"
+    lamost = folder / "lamost.h5"
+    ingest([real_dir() / "ondrejov"], ondrejov, labels_csv=real_labels_csv())
+    ingest([real_dir() / "lamost"], lamost, labels_csv=real_labels_csv())
+    return ondrejov, lamost
+
+
+def rows_of(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path) as h5:
+        return int(h5["X"].shape[0])
+
+
+def assert_figure(path: Path) -> None:
+    assert path.stat().st_size > 5_000, path
+    if path.suffix == ".png":
+        assert path.read_bytes()[:8] == PNG_MAGIC
+    else:
+        text = path.read_text(encoding="utf-8")
+        assert "<svg" in text
+        assert "<image" in text  # the points, rasterised inside the vector figure
+
+
+def test_explore_writes_maps_coordinates_and_summary(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ondrejov, lamost = datasets
+    n_o, n_l = rows_of(ondrejov), rows_of(lamost)
+    # One thread: the default two spin-wait on a busy machine (the CLI avoids that).
+    result = explore([ondrejov, lamost], tmp_path / "maps", seed=3, n_jobs=1)
+    out = result.out_dir
+    for stem in ("pca", "pca-ondrejov", "pca-lamost", "tsne"):
+        assert_figure(out / f"{stem}.png")
+        assert_figure(out / f"{stem}.svg")
+    expected_rows = {"pca": n_o + n_l, "tsne": n_o + n_l, "pca-ondrejov": n_o, "pca-lamost": n_l}
+    for stem, n in expected_rows.items():
+        table = pd.read_csv(out / f"{stem}.csv")
+        assert list(table.columns) == ["id", "archive", "label", "x", "y"]
+        assert len(table) == n
+        assert table[["x", "y"]].notna().all().all()
+        assert table["id"].is_unique
+    pca = pd.read_csv(out / "pca.csv")
+    assert set(pca["archive"]) == {"ondrejov", "lamost"}
+    ondrejov_labels = pca.loc[pca["archive"] == "ondrejov", "label"]
+    assert {"emission", "absorption"} <= set(ondrejov_labels)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["groups"] == {"lamost": n_l, "ondrejov": n_o}
+    (separation,) = summary["pca"]["separation"]
+    assert separation["groups"] == ["lamost", "ondrejov"]
+    assert 0.0 <= separation["auc"] <= 1.0
+    assert separation["centroid_distance"] > 0
+    ratio = summary["pca"]["explained_variance_ratio"]
+    assert ratio[0] >= ratio[1] > 0
+    assert summary["tsne"]["pca_dims"] == 30
+    assert summary["tsne"]["perplexity"] == pytest.approx((n_o + n_l - 1) / 3)
+
+
+def test_emission_and_absorption_separate_on_the_first_component(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The thesis' observation about its PCA figure, on the real Ondřejov spectra.
+    ondrejov, _ = datasets
+    explore([ondrejov], tmp_path, method="pca")
+    table = pd.read_csv(tmp_path / "pca.csv")
+    emission = table.loc[table["label"] == "emission", "x"]
+    absorption = table.loc[table["label"] == "absorption", "x"]
+    assert emission.min() > absorption.max() or emission.max() < absorption.min()
+    assert not (tmp_path / "tsne.csv").exists()
+
+
+def test_separation_tells_apart_shifted_data_and_not_identical_halves() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 20))
+    same = np.array(["a", "b"] * 200, dtype=object)
+    (entry,) = archive_separation(X, same)
+    assert 0.3 < entry["auc"] < 0.7
+    shifted = X.copy()
+    shifted[same == "b"] += 1.5
+    (entry,) = archive_separation(shifted, same)
+    assert entry["auc"] > 0.95
+
+
+def test_balanced_subset_shares_between_groups() -> None:
+    group = np.array(["lamost"] * 1000 + ["ondrejov"] * 30, dtype=object)
+    index = balanced_subset(group, 200, seed=1)
+    assert len(index) == 200
+    assert len(set(index.tolist())) == 200
+    assert (group[index] == "ondrejov").sum() == 30
+    assert np.array_equal(balanced_subset(group, 5000), np.arange(len(group)))
+
+
+def test_load_map_input_subsamples_each_dataset(datasets: tuple[Path, Path]) -> None:
+    ondrejov, lamost = datasets
+    data = load_map_input([ondrejov, lamost], max_rows_per_dataset=10, seed=0)
+    assert len(data) == 20
+    assert data.total_rows == {str(ondrejov): rows_of(ondrejov), str(lamost): rows_of(lamost)}
+    again = load_map_input([ondrejov, lamost], max_rows_per_dataset=10, seed=0)
+    assert np.array_equal(data.ids, again.ids)
+
+
+def test_tsne_backends_both_run() -> None:
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (60, 140)), rng.normal(4, 1, (60, 140))])
+    for backend in ("opentsne", "sklearn"):
+        run = tsne_coordinates(X, backend=backend, n_jobs=1, seed=0)  # type: ignore[arg-type]
+        assert run.coords.shape == (120, 2)
+        # The two blobs stay apart in the map.
+        a, b = run.coords[:60].mean(axis=0), run.coords[60:].mean(axis=0)
+        spread = run.coords[:60].std(axis=0).mean()
+        assert np.linalg.norm(a - b) > 3 * spread
+
+
+def test_cli_colour_by_predicted_class(datasets: tuple[Path, Path], tmp_path: Path) -> None:
+    ondrejov, lamost = datasets
+    import h5py
+
+    with h5py.File(lamost) as h5:
+        ids = h5["ids"].asstr()[...]
+    n = len(ids)
+    classes = ("emission", "absorption", "double-peak")
+    p = np.tile([0.1, 0.8, 0.1], (n, 1)).astype(np.float32)
+    p[:5] = [0.7, 0.2, 0.1]
+    predictions = pd.DataFrame(
+        {
+            "id": ids,
+            "source": "x.fits",
+            "archive": "lamost",
+            "object": "",
+            "ra": 0.0,
+            "dec": 0.0,
+            "mjd": 0.0,
+            "snr": 10.0,
+            "predicted_class": [classes[i] for i in p.argmax(axis=1)],
+            "p_emission": p[:, 0],
+            "p_absorption": p[:, 1],
+            "p_double_peak": p[:, 2],
+            "quality": 0,
+            "quality_flags": "",
+            "novelty": 0.0,
+            "model_id": "test",
+        }
+    )
+    table = tmp_path / "predictions.parquet"
+    write_predictions(table, predictions, classes=classes)
+    out = tmp_path / "maps"
+    result = CliRunner().invoke(
+        main,
+        [
+            "explore",
+            str(ondrejov),
+            str(lamost),
+            "-o",
+            str(out),
+            "--method",
+            "pca",
+            "--color-by",
+            "class",
+            "--predictions",
+            str(table),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "ROC AUC" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["colour_by"] == "class"
+    assert summary["predictions"]["matched"] == n
+    assert_figure(out / "pca.png")
+
+
+def test_cli_errors_name_the_file(tmp_path: Path) -> None:
+    bogus = tmp_path / "not-a-dataset.h5"
+    bogus.write_text("hello")
+    runner = CliRunner()
+    result = runner.invoke(main, ["explore", str(bogus), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "not-a-dataset.h5" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(
+        main, ["explore", str(bogus), "-o", str(tmp_path / "o"), "--color-by", "class"]
+    )
+    assert result.exit_code == 2
+    assert "--predictions" in result.output
+    with pytest.raises(ExploreError, match="at least 5"):
+        tsne_coordinates(np.zeros((3, 140)))
