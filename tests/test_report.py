@@ -1,0 +1,312 @@
+"""The run report: every section from a run directory made of real pieces, offline, in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from spectraldl.bundled import real_dir, real_labels_csv
+from spectraldl.cli import main
+from spectraldl.evaluation import classification_metrics, plot_confusions, plot_curves
+from spectraldl.explore import explore
+from spectraldl.ingest import ingest
+from spectraldl.predictions import write_predictions
+from spectraldl.report import SECTIONS, write_report
+
+CLASSES = ("emission", "absorption", "double-peak")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+class Page(HTMLParser):
+    """The tags and attributes of a page, collected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    @classmethod
+    def parse(cls, text: str) -> Page:
+        page = cls()
+        page.feed(text)
+        return page
+
+    def all(self, tag: str) -> list[dict[str, str]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+
+def _metrics(rng: np.random.Generator, n: int) -> dict:
+    y = rng.integers(0, len(CLASSES), n)
+    proba = rng.dirichlet(np.ones(len(CLASSES)), n)
+    proba[np.arange(n), y] += rng.uniform(0.0, 2.0, n)  # mostly right, sometimes not
+    return classification_metrics(proba / proba.sum(axis=1, keepdims=True), y, CLASSES)
+
+
+def _gallery(folder: Path, archive: Path) -> None:
+    import h5py
+    from matplotlib.figure import Figure
+
+    folder.mkdir()
+    with h5py.File(archive) as h5:
+        grid, X, ids = h5["grid_aa"][...], h5["X"][:3], h5["ids"].asstr()[:3]
+    items = []
+    for x, spectrum_id in zip(X, ids, strict=True):
+        fig = Figure(figsize=(4, 2.5))
+        ax = fig.subplots()
+        ax.plot(grid, x)
+        ax.set_xlabel("wavelength (Å)")
+        fig.savefig(folder / f"{spectrum_id}.png", dpi=80)
+        items.append(
+            f'<figure><img src="{spectrum_id}.png"><figcaption>{spectrum_id}</figcaption></figure>'
+        )
+    (folder / "index.html").write_text("<html><body>" + "".join(items) + "</body></html>")
+
+
+def _predictions(path: Path, archive: Path) -> int:
+    import h5py
+
+    with h5py.File(archive) as h5:
+        ids = h5["ids"].asstr()[...]
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet([0.3, 3.0, 0.3], len(ids)).astype(np.float32)
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "source": [f"archive/{i}.fits.gz" for i in ids],
+            "archive": "lamost",
+            "object": "",
+            "ra": 0.0,
+            "dec": 0.0,
+            "mjd": 56000.0,
+            "snr": 30.0,
+            "predicted_class": [CLASSES[k] for k in p.argmax(axis=1)],
+            "p_emission": p[:, 0],
+            "p_absorption": p[:, 1],
+            "p_double_peak": p[:, 2],
+            "quality": np.where(np.arange(len(ids)) % 10 == 0, 32, 0),
+            "quality_flags": np.where(np.arange(len(ids)) % 10 == 0, "NOVEL", ""),
+            "novelty": 1.0,
+            "model_id": "test-model",
+        }
+    )
+    write_predictions(path, frame, classes=CLASSES)
+    return len(ids)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with every part, made by the real stages where they exist."""
+    run = tmp_path_factory.mktemp("run")
+    ingest([real_dir() / "ondrejov"], run / "training.h5", labels_csv=real_labels_csv())
+    ingest([real_dir() / "lamost" / "dr1"], run / "archive.h5")
+    explore([run / "training.h5", run / "archive.h5"], run / "explore", n_jobs=1)
+    model = run / "model"
+    model.mkdir()
+    rng = np.random.default_rng(0)
+    metrics = {
+        "model_id": "test-model",
+        "classes": list(CLASSES),
+        "test": _metrics(rng, 120),
+        "real": _metrics(rng, 16),
+        "real_by_archive": {"ondrejov": _metrics(rng, 16)},
+        "test_origin": ["synthetic"],
+    }
+    (model / "metrics.json").write_text(json.dumps(metrics))
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "val_loss": 1.1 / e,
+            "train_accuracy": 1 - 0.5 / e,
+            "val_accuracy": 1 - 0.6 / e,
+        }
+        for e in range(1, 11)
+    ]
+    plot_curves(history, model / "curves.png")
+    plot_confusions(
+        [("test split", metrics["test"]), ("real", metrics["real"])], model / "confusion.png"
+    )
+    n = _predictions(run / "predictions.parquet", run / "archive.h5")
+    pd.DataFrame({"id": ["a", "b"]}).to_csv(run / "candidates.csv", index=False)
+    _gallery(run / "gallery", run / "archive.h5")
+    (run / "benchmarks").mkdir()
+    (run / "benchmarks" / "explore.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "explore",
+                "machine": {"cpu": "test cpu", "cores": 2, "gpu": None},
+                "rows": [
+                    {"backend": "sklearn", "n": 20000, "seconds": 100.0, "speed_vs_sklearn": 1.0},
+                    {"backend": "opentsne", "n": 20000, "seconds": 40.0, "speed_vs_sklearn": 2.5},
+                ],
+            }
+        )
+    )
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "command": "spectraldl demo --out run",
+                "seed": 0,
+                "spectraldl_version": "0.1.0",
+                "steps": [{"step": "training set", "summary": f"{n} spectra", "seconds": 1.0}],
+            }
+        )
+    )
+    return run
+
+
+def test_report_has_every_section_and_its_images(run_dir: Path, tmp_path: Path) -> None:
+    report = write_report(run_dir, tmp_path / "report.html")
+    assert report.missing == []
+    text = report.path.read_text(encoding="utf-8")
+    page = Page.parse(text)
+    sections = {a["id"]: a for a in page.all("section")}
+    assert list(sections) == [key for key, _ in SECTIONS]
+    assert all(a["data-present"] == "yes" for a in sections.values())
+    images = page.all("img")
+    explore_pngs = sorted(p.name for p in (run_dir / "explore").glob("*.png"))
+    expected = [*explore_pngs, "curves.png", "confusion.png"]
+    expected += sorted(p.name for p in (run_dir / "gallery").glob("*.png"))
+    assert sorted(i["data-name"] for i in images) == sorted(expected)
+    for image in images:
+        prefix = "data:image/png;base64,"
+        assert image["src"].startswith(prefix)
+        assert base64.b64decode(image["src"][len(prefix) :])[:8] == PNG_MAGIC
+    # Self-contained: nothing to fetch, nothing to run, no way out of the page.
+    assert not page.all("script") and not page.all("link") and not page.all("iframe")
+    for _, attrs in page.tags:
+        for name in ("src", "href"):
+            value = attrs.get(name, "")
+            assert not value or value.startswith(("data:", "#")), value
+    assert "Every part of the run is present" in text
+    import h5py
+
+    with h5py.File(run_dir / "archive.h5") as h5:
+        n_archive = h5["X"].shape[0]
+    for needle in (
+        f"archive.h5: {n_archive} spectra",
+        "training.h5: 16 spectra",
+        "LOW_SNR",
+        "lamost vs ondrejov",
+        "Real labelled spectra, ondrejov",
+        "1 898 095",
+        "p ≥ 0.9",
+        "candidates.csv: 2",
+        "explore (explore.json)",
+        "test cpu",
+        "spectraldl demo --out run",
+        "openTSNE",
+    ):
+        assert needle in text, needle
+
+
+def test_partial_run_says_what_is_missing(run_dir: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(run_dir / "training.h5", partial / "training.h5")
+    result = CliRunner().invoke(main, ["report", str(partial)])
+    assert result.exit_code == 0, result.output
+    out = partial / "report.html"
+    text = out.read_text(encoding="utf-8")
+    assert "Missing from this run" in text
+    for what in (
+        "archive.h5",
+        "model/",
+        "predictions.parquet",
+        "gallery/",
+        "benchmarks/",
+        "run.json",
+        "explore/",
+    ):
+        assert what in result.output
+        assert what in text
+    sections = {a["id"]: a["data-present"] for a in Page.parse(text).all("section")}
+    assert sections["data"] == "yes"
+    assert sections["training"] == "no"
+
+
+def test_report_errors_are_clear(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training.h5").write_text("not hdf5")
+    (run / "benchmarks").mkdir()
+    (run / "benchmarks" / "broken.json").write_text("{")
+    report = write_report(run, run / "report.html")
+    text = report.path.read_text(encoding="utf-8")
+    assert "training.h5" in text and "not a readable HDF5 file" in text
+    assert "broken.json: not readable JSON" in text
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "nowhere" in result.output
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="needs Debian's chromium and chromium-driver (make system-deps)",
+)
+@pytest.mark.skipif(sys.platform != "linux", reason="the Chromium paths are Debian's")
+def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    report = write_report(run_dir, tmp_path / "report.html")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(report.path.as_uri())
+        assert driver.execute_script("return document.readyState") == "complete"
+        broken = driver.execute_script(
+            "return Array.from(document.images)"
+            ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.dataset.name)"
+        )
+        assert broken == []
+        assert driver.execute_script("return document.images.length") >= 9
+        for key, title in SECTIONS:
+            section = driver.find_element(By.ID, key)
+            assert section.is_displayed()
+            assert section.find_element(By.TAG_NAME, "h2").text == title
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+        requested = []
+        for entry in driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.requestWillBeSent":
+                requested.append(message["params"]["request"]["url"])
+        # The report was fetched (the log works) and nothing left the machine; the
+        # browser's own chrome:// pages (its start page) are not the report's doing.
+        assert report.path.as_uri() in requested
+        external = [u for u in requested if not u.startswith(("file:", "data:", "chrome:"))]
+        assert external == []
+    finally:
+        driver.quit()
