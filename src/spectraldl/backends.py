@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -27,7 +27,7 @@ class Backend(Protocol):
     threads_per_task: int | None
     """Intra-op threads a task may use (None: leave the library's default)."""
 
-    def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield ``fn(task)`` for every task, in the order they complete."""
         ...
 
@@ -45,7 +45,7 @@ class SerialBackend:
     name = "local"
     threads_per_task: int | None = None
 
-    def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield ``fn(task)`` for each task in order."""
         for task in tasks:
             yield fn(task)
@@ -64,7 +64,7 @@ class ProcessBackend:
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
 
-    def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as workers finish, keeping at most ``in_flight`` tasks submitted."""
         pending: set[Future[R]] = set()
         queue = iter(tasks)
@@ -106,7 +106,7 @@ class DaskBackend:
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         self.in_flight = max(2, threads * in_flight_per_thread)
 
-    def run(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""
         from distributed import as_completed
 

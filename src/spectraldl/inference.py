@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl import __version__
-from spectraldl.ingest import FileError, discover, errors_csv_path, write_errors_csv
+from spectraldl.ingest import FileError, errors_csv_path, is_spectrum_name, write_errors_csv
 from spectraldl.predictions import (
     format_of,
     probability_column,
@@ -87,87 +87,157 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """The chunks of a run and what the inputs are (for the manifest)."""
+class Source:
+    """One input: a dataset (its row count) or a FITS file or directory tree."""
 
-    chunks: list[Chunk]
+    path: str
+    dataset_rows: int = -1
+
+    @property
+    def is_dataset(self) -> bool:
+        """True for an HDF5 dataset."""
+        return self.dataset_rows >= 0
+
+
+def iter_fits_files(root: str) -> Iterator[str]:
+    """Absolute paths of the spectrum files under ``root``, in `spectraldl.ingest.discover` order.
+
+    A generator: a release of millions of files is walked, never held in
+    memory (the file list of a run is never built; chunks are cut as it streams).
+    """
+    if not os.path.isdir(root):
+        yield root
+        return
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            if is_spectrum_name(name):
+                yield os.path.join(folder, name)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The inputs of a run, counted and fingerprinted; `iter_chunks` cuts them into chunks.
+
+    Only counts and a digest are kept, so planning a release of millions of
+    files takes constant memory; the chunks are produced by walking again.
+    """
+
+    sources: tuple[Source, ...]
+    chunk_files: int
+    chunk_rows: int
     files: int
     dataset_rows: int
-    datasets: list[str]
+    chunks: int
     digest: str
 
+    @property
+    def datasets(self) -> list[str]:
+        """The dataset sources."""
+        return [s.path for s in self.sources if s.is_dataset]
 
-def _digest(items: Sequence[str]) -> str:
-    sha = hashlib.sha256()
-    for item in items:
-        sha.update(item.encode("utf-8", "surrogateescape"))
-        sha.update(b"\0")
-    return sha.hexdigest()
+    @property
+    def inputs(self) -> int:
+        """Files plus dataset rows."""
+        return self.files + self.dataset_rows
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        """Yield the chunks in order (deterministic: same inputs, same chunks).
+
+        Raises `ClassifyError` when the FITS trees changed since planning.
+        """
+        index = 0
+        files = 0
+        pending: list[str] = []
+        for source in self.sources:
+            if source.is_dataset:
+                if pending:
+                    yield Chunk(index=index, files=tuple(pending))
+                    index, pending = index + 1, []
+                for start in range(0, source.dataset_rows, self.chunk_rows):
+                    stop = min(start + self.chunk_rows, source.dataset_rows)
+                    yield Chunk(index=index, dataset=source.path, start=start, stop=stop)
+                    index += 1
+                continue
+            for path in iter_fits_files(source.path):
+                pending.append(path)
+                files += 1
+                if len(pending) == self.chunk_files:
+                    yield Chunk(index=index, files=tuple(pending))
+                    index, pending = index + 1, []
+        if pending:
+            yield Chunk(index=index, files=tuple(pending))
+            index += 1
+        if files != self.files or index != self.chunks:
+            raise ClassifyError(
+                f"the input trees changed during the run ({self.files} files when planned, "
+                f"{files} now); run the command again"
+            )
+
+
+def _nested(path: str, roots: Sequence[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
 def plan_chunks(
     sources: Sequence[str | Path], *, chunk_files: int = CHUNK_FILES, chunk_rows: int = CHUNK_ROWS
 ) -> Plan:
-    """Cut ``sources`` (datasets, FITS files, directories) into chunks, in the order given.
+    """Count and fingerprint ``sources`` (datasets, FITS files, directories) for chunking.
 
     A ``.h5``/``.hdf5`` source must be a spectraldl dataset; anything else is
-    walked for FITS files (`spectraldl.ingest.discover`). Paths are made
-    absolute, so that workers on other machines find the same files.
+    walked for FITS files (``.fits``, ``.fit``, ``.fits.gz``, as ingest). Paths
+    are made absolute, so that workers on other machines find the same files.
+    A source given twice, or inside a directory given before it, is read once.
+    Chunks follow the order of ``sources``: rows of a dataset, or files.
     Raises `ClassifyError` for a missing source or an HDF5 file that is not a dataset.
     """
     from spectraldl.dataset import DatasetError, dataset_info, is_dataset
 
     if chunk_files < 1 or chunk_rows < 1:
         raise ValueError("chunk sizes must be >= 1")
-    chunks: list[Chunk] = []
-    identity: list[str] = [f"chunk_files={chunk_files}", f"chunk_rows={chunk_rows}"]
-    pending: list[str] = []
-    seen: set[str] = set()
-    n_files = n_rows = 0
-    datasets: list[str] = []
-
-    def flush() -> None:
-        nonlocal n_files
-        for start in range(0, len(pending), chunk_files):
-            batch = tuple(pending[start : start + chunk_files])
-            chunks.append(Chunk(index=len(chunks), files=batch))
-        identity.extend(pending)
-        n_files += len(pending)
-        pending.clear()
-
-    for source in sources:
-        path = Path(source)
-        if not path.exists():
-            raise ClassifyError(f"{path}: no such file or directory")
-        if path.is_file() and path.suffix.lower() in (".h5", ".hdf5"):
+    sha = hashlib.sha256(f"chunk_files={chunk_files};chunk_rows={chunk_rows}".encode())
+    planned: list[Source] = []
+    roots: list[str] = []
+    files = rows = chunks = 0
+    run = 0  # files since the last chunk boundary
+    for raw in sources:
+        path = os.path.abspath(raw)
+        if not os.path.exists(path):
+            raise ClassifyError(f"{raw}: no such file or directory")
+        if _nested(path, roots):
+            continue
+        roots.append(os.path.realpath(path))
+        if os.path.isfile(path) and path.lower().endswith((".h5", ".hdf5")):
             if not is_dataset(path):
-                raise ClassifyError(f"{path}: not a spectraldl dataset (no format attribute)")
-            flush()
-            absolute = os.path.abspath(path)
+                raise ClassifyError(f"{raw}: not a spectraldl dataset (no format attribute)")
             try:
                 info = dataset_info(path)
             except DatasetError as exc:
                 raise ClassifyError(str(exc)) from None
-            datasets.append(absolute)
             stamp = f"{info.attrs.get('created', '')}/{info.attrs.get('last_ingest', '')}"
-            identity.append(f"dataset:{absolute}:{info.n_rows}:{stamp}")
-            for start in range(0, info.n_rows, chunk_rows):
-                stop = min(start + chunk_rows, info.n_rows)
-                chunks.append(Chunk(index=len(chunks), dataset=absolute, start=start, stop=stop))
-            n_rows += info.n_rows
+            sha.update(f"dataset:{path}:{info.n_rows}:{stamp}\0".encode())
+            planned.append(Source(path, dataset_rows=info.n_rows))
+            chunks += (run > 0) + -(-info.n_rows // chunk_rows)
+            run = 0
+            rows += info.n_rows
             continue
-        for found in discover([path]):
-            absolute = os.path.abspath(found)
-            if absolute not in seen:
-                seen.add(absolute)
-                pending.append(absolute)
-    flush()
+        planned.append(Source(path))
+        for found in iter_fits_files(path):
+            sha.update(found.encode("utf-8", "surrogateescape") + b"\0")
+            files += 1
+            run += 1
+            if run == chunk_files:
+                chunks, run = chunks + 1, 0
+    chunks += run > 0
     return Plan(
+        sources=tuple(planned),
+        chunk_files=chunk_files,
+        chunk_rows=chunk_rows,
+        files=files,
+        dataset_rows=rows,
         chunks=chunks,
-        files=n_files,
-        dataset_rows=n_rows,
-        datasets=datasets,
-        digest=_digest(identity),
+        digest=sha.hexdigest(),
     )
 
 
@@ -572,6 +642,7 @@ def classify(
     chunk_files: int = CHUNK_FILES,
     chunk_rows: int = CHUNK_ROWS,
     backend: Backend | None = None,
+    threads: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ClassifySummary:
@@ -596,6 +667,10 @@ def classify(
         Files or dataset rows per chunk: the unit of work, of commit and of memory.
     backend
         Where chunks run (`spectraldl.backends.open_backend`); this process by default.
+    threads
+        PyTorch threads per task; by default the backend's choice (cores / workers
+        for local processes, 1 per Dask worker thread, PyTorch's default in this
+        process). On a busy machine 1 avoids threads waiting for each other.
     overwrite
         Replace an existing ``out`` or unfinished run made with another model,
         sources or settings (otherwise refused).
@@ -644,12 +719,12 @@ def classify(
         "sources": plan.digest,
         "files": plan.files,
         "dataset_rows": plan.dataset_rows,
-        "chunks": len(plan.chunks),
+        "chunks": plan.chunks,
         "precision": precision_used,
     }
     parts = parts_dir(out)
     errors_csv = errors_csv_path(out)
-    total = plan.files + plan.dataset_rows
+    total = plan.inputs
     if _prepare_parts(out, parts, manifest, overwrite):
         meta = read_metadata(out) or {}
         return ClassifySummary(
@@ -659,32 +734,43 @@ def classify(
             errors=_read_errors(errors_csv),
             errors_csv=errors_csv,
             seconds=time.perf_counter() - started,
-            chunks=len(plan.chunks),
-            chunks_resumed=len(plan.chunks),
+            chunks=plan.chunks,
+            chunks_resumed=plan.chunks,
             already_complete=True,
             class_counts=meta.get("class_counts", {}),
             flag_counts=meta.get("flag_counts", {}),
         )
-    todo = [c for c in plan.chunks if not _part_path(parts, c.index).exists()]
-    done = sum(c.size for c in plan.chunks) - sum(c.size for c in todo)
-    if progress:
-        progress(done, total)
+    done = 0
+    resumed = 0
+    sizes: dict[int, int] = {}
+
+    def todo() -> Iterator[Chunk]:
+        nonlocal done, resumed
+        for chunk in plan.iter_chunks():
+            if _part_path(parts, chunk.index).exists():
+                done += chunk.size
+                resumed += 1
+                continue
+            sizes[chunk.index] = chunk.size
+            yield chunk
+
     settings = Settings(
         model_dir=os.path.abspath(model_dir),
         model_id=model.model_id,
         device=device,
         precision=precision_used,
         batch_size=batch_size,
-        threads=backend.threads_per_task,
+        threads=threads if threads is not None else backend.threads_per_task,
     )
-    sizes = {c.index: c.size for c in plan.chunks}
-    for result in backend.run(partial(classify_chunk, settings=settings), todo):
+    if progress:
+        progress(0, total)
+    for result in backend.run(partial(classify_chunk, settings=settings), todo()):
         _commit(parts, result, model.classes, model.model_id)
-        done += sizes[result.index]
+        done += sizes.pop(result.index)
         if progress:
             progress(done, total)
     rows, errors, class_counts, flag_counts, timings = _merge(
-        out, parts, len(plan.chunks), model.classes, manifest
+        out, parts, plan.chunks, model.classes, manifest
     )
     return ClassifySummary(
         out=out,
@@ -693,8 +779,8 @@ def classify(
         errors=errors,
         errors_csv=errors_csv,
         seconds=time.perf_counter() - started,
-        chunks=len(plan.chunks),
-        chunks_resumed=len(plan.chunks) - len(todo),
+        chunks=plan.chunks,
+        chunks_resumed=resumed,
         class_counts=class_counts,
         flag_counts=flag_counts,
         timings=timings,

@@ -216,7 +216,27 @@ def write_predictions(
     return n
 
 
-def _arrow_schema(classes: Sequence[str], meta: dict[str, Any]) -> Any:
+def _astropy_yaml(classes: Sequence[str], widths: dict[str, int]) -> str:
+    """The column header astropy writes into Parquet files: names, dtypes, units, descriptions."""
+    from astropy.table import Column, Table
+    from astropy.table import meta as table_meta
+
+    spec = column_spec(classes)
+    table = Table(
+        [
+            Column(
+                np.zeros(0, f"U{widths[name]}" if info.kind == "str" else info.kind),
+                name=name,
+                unit=info.unit or None,
+                description=info.description,
+            )
+            for name, info in spec.items()
+        ]
+    )
+    return "\n".join(table_meta.get_yaml_from_table(table))
+
+
+def _arrow_schema(classes: Sequence[str], meta: dict[str, Any], widths: dict[str, int]) -> Any:
     import pyarrow as pa
 
     types = {"str": pa.string(), "f8": pa.float64(), "f4": pa.float32(), "i4": pa.int32()}
@@ -228,14 +248,20 @@ def _arrow_schema(classes: Sequence[str], meta: dict[str, Any]) -> Any:
         )
         for name, info in column_spec(classes).items()
     ]
-    return pa.schema(fields, metadata={b"spectraldl": json.dumps(meta).encode()})
+    metadata = {b"spectraldl": json.dumps(meta).encode()}
+    # What astropy's own Parquet writer stores, so that Table.read keeps units and string widths.
+    metadata[b"table_meta_yaml"] = _astropy_yaml(classes, widths).encode()
+    for name, width in widths.items():
+        metadata[f"table::len::{name}".encode()] = str(width).encode()
+    return pa.schema(fields, metadata=metadata)
 
 
 def _write_parquet(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _arrow_schema(classes, meta)
+    widths, _ = _string_widths(frames, classes)
+    schema = _arrow_schema(classes, meta, widths)
     n = 0
     with pq.ParquetWriter(tmp, schema) as writer:
         for block in _blocks(frames):
@@ -256,34 +282,54 @@ def _write_csv(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str
     return n
 
 
+def _string_widths(frames: Frames, classes: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Bytes (UTF-8) of the longest value of each string column, and the row count."""
+    spec = column_spec(classes)
+    widths = {name: 1 for name, info in spec.items() if info.kind == "str"}
+    n = 0
+    for block in _blocks(frames):
+        block = conform(block, classes)
+        n += len(block)
+        for name in widths:
+            encoded = [len(v.encode("utf-8")) for v in block[name]]
+            widths[name] = max(widths[name], *encoded) if encoded else widths[name]
+    return widths, n
+
+
+def _records(block: pd.DataFrame, spec: dict[str, ColumnInfo], dtype: np.dtype) -> np.ndarray:
+    records = np.zeros(len(block), dtype=dtype)
+    for name, info in spec.items():
+        values = block[name].to_numpy()
+        records[name] = [v.encode("utf-8") for v in values] if info.kind == "str" else values
+    return records
+
+
 def _write_h5(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
+    """One compound dataset ``/predictions`` (fixed-width UTF-8 strings), as astropy reads it."""
     import h5py
 
     spec = column_spec(classes)
-    string = h5py.string_dtype("utf-8")
-    n = 0
+    widths, n = _string_widths(frames, classes)
+    dtype = np.dtype(
+        [
+            (name, f"S{widths[name]}" if info.kind == "str" else info.kind)
+            for name, info in spec.items()
+        ]
+    )
     with h5py.File(tmp, "w") as h5:
         h5.attrs["format"] = FORMAT
-        h5.attrs["columns"] = json.dumps(list(spec))
         h5.attrs["spectraldl"] = json.dumps(meta)
-        group = h5.create_group("predictions")
-        for name, info in spec.items():
-            data = group.create_dataset(
-                name,
-                shape=(0,),
-                maxshape=(None,),
-                dtype=string if info.kind == "str" else info.kind,
-                chunks=(16384,),
-            )
-            data.attrs["unit"] = info.unit
-            data.attrs["description"] = info.description
+        data = h5.create_dataset(
+            "predictions", shape=(n,), dtype=dtype, chunks=(min(max(n, 1), 16384),)
+        )
+        data.attrs["columns"] = json.dumps(list(spec))
+        data.attrs["units"] = json.dumps({k: v.unit for k, v in spec.items()})
+        data.attrs["descriptions"] = json.dumps({k: v.description for k, v in spec.items()})
+        start = 0
         for block in _blocks(frames):
             block = conform(block, classes)
-            end = n + len(block)
-            for name in spec:
-                group[name].resize(end, axis=0)
-                group[name][n:end] = block[name].to_numpy()
-            n = end
+            data[start : start + len(block)] = _records(block, spec, dtype)
+            start += len(block)
     return n
 
 
@@ -295,14 +341,7 @@ def _write_fits(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[st
     from astropy.io import fits
 
     spec = column_spec(classes)
-    widths = {name: 1 for name, info in spec.items() if info.kind == "str"}
-    n = 0
-    for block in _blocks(frames):
-        block = conform(block, classes)
-        n += len(block)
-        for name in widths:
-            encoded = [len(v.encode("utf-8")) for v in block[name]]
-            widths[name] = max(widths[name], *encoded) if encoded else widths[name]
+    widths, n = _string_widths(frames, classes)
     cols = [
         fits.Column(
             name=name,
@@ -332,15 +371,7 @@ def _write_fits(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[st
         handle.write(fits.PrimaryHDU().header.tostring().encode("ascii"))
         handle.write(header.tostring().encode("ascii"))
         for block in _blocks(frames):
-            block = conform(block, classes)
-            records = np.zeros(len(block), dtype=dtype)
-            for name, info in spec.items():
-                values = block[name].to_numpy()
-                if info.kind == "str":
-                    records[name] = [v.encode("utf-8") for v in values]
-                else:
-                    records[name] = values
-            data = records.tobytes()
+            data = _records(conform(block, classes), spec, dtype).tobytes()
             handle.write(data)
             written += len(data)
         handle.write(b"\0" * (-written % 2880))
@@ -401,8 +432,14 @@ def iter_predictions(
             import pyarrow.parquet as pq
 
             with pq.ParquetFile(path) as handle:
+                empty = True
                 for batch in handle.iter_batches(batch_size=chunk_rows, columns=columns):
+                    empty = False
                     yield batch.to_pandas()
+                if empty:
+                    schema = handle.schema_arrow
+                    names = schema.names if columns is None else list(columns)
+                    yield schema.empty_table().select(names).to_pandas()
         elif kind == "csv":
             head = pd.read_csv(path, nrows=0).columns
             kinds = _kinds(head)
@@ -419,19 +456,12 @@ def iter_predictions(
             import h5py
 
             with h5py.File(path, "r") as h5:
-                names = json.loads(h5.attrs["columns"]) if columns is None else list(columns)
-                group = h5["predictions"]
-                total = group[names[0]].shape[0] if names else 0
+                data = h5["predictions"]
+                names = list(data.dtype.names) if columns is None else list(columns)
+                total = data.shape[0]
                 for start in range(0, max(total, 1), chunk_rows):
-                    stop = min(start + chunk_rows, total)
-                    out = {}
-                    for name in names:
-                        data = group[name]
-                        if h5py.check_string_dtype(data.dtype):
-                            out[name] = data.asstr()[start:stop].astype(object)
-                        else:
-                            out[name] = data[start:stop]
-                    yield pd.DataFrame(out)
+                    block = data[start : min(start + chunk_rows, total)]
+                    yield pd.DataFrame({name: _decoded(block[name]) for name in names})
         else:
             yield from _iter_fits(path, chunk_rows, columns)
     except (OSError, KeyError) as exc:
@@ -443,6 +473,14 @@ def _kinds(names: Iterable[str]) -> dict[str, str]:
     return {
         n: known[n].kind if n in known else ("f4" if n.startswith("p_") else "str") for n in names
     }
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "SU":
+        return np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values], dtype=object
+        )
+    return values.astype(values.dtype.newbyteorder("="))
 
 
 def _iter_fits(
@@ -457,17 +495,12 @@ def _iter_fits(
         total = 0 if data is None else len(data)
         for start in range(0, max(total, 1), chunk_rows):
             stop = min(start + chunk_rows, total)
-            out = {}
-            for name in names:
-                values = np.asarray(data[name][start:stop]) if total else np.zeros(0)
-                if values.dtype.kind in "SU":
-                    out[name] = np.array(
-                        [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values],
-                        dtype=object,
-                    )
-                else:
-                    out[name] = values.astype(values.dtype.newbyteorder("="))
-            yield pd.DataFrame(out)
+            yield pd.DataFrame(
+                {
+                    name: _decoded(np.asarray(data[name][start:stop]) if total else np.zeros(0))
+                    for name in names
+                }
+            )
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:

@@ -38,6 +38,12 @@ from spectraldl.cli._progress import progress_bar
 )
 @click.option("--batch-size", default=4096, show_default=True, help="Spectra per forward pass.")
 @click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="PyTorch threads per worker (default: cores / workers; 1 per Dask worker thread).",
+)
+@click.option(
     "--chunk-files",
     default=512,
     show_default=True,
@@ -66,6 +72,7 @@ def classify_command(
     precision: str,
     workers: int,
     batch_size: int,
+    threads: int | None,
     chunk_files: int,
     chunk_rows: int,
     scheduler: str,
@@ -101,6 +108,7 @@ def classify_command(
                 chunk_files=chunk_files,
                 chunk_rows=chunk_rows,
                 backend=backend,
+                threads=threads,
                 overwrite=overwrite,
                 progress=bar,
             )
