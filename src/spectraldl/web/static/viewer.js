@@ -8,6 +8,7 @@
 
 (function (global) {
   const Plot = global.SDLPlot;
+  const PREFETCH = 5;  /* items fetched ahead, so a key press never waits for the network */
   const csrf = document.body.dataset.csrf || "";
 
   class ApiError extends Error {
@@ -153,7 +154,7 @@
     }
 
     async refill() {
-      if (this.queue.length >= 5 || this.exhausted) return;
+      if (this.queue.length >= 2 * PREFETCH || this.exhausted) return;
       if (!this.refilling) {
         const exclude = [...this.seen, ...this.queue].slice(-1500);
         this.refilling = this.cfg.fetchQueue(exclude).then((result) => {
@@ -169,7 +170,7 @@
     }
 
     prefetch() {
-      for (const id of this.queue.slice(0, 3)) this.load(id);
+      for (const id of this.queue.slice(0, PREFETCH)) this.load(id);
     }
 
     async start(firstId) {
@@ -189,7 +190,7 @@
         this.pos += 1;
         return this.show(this.history[this.pos]);
       }
-      if (this.queue.length < 5) {
+      if (this.queue.length < 2 * PREFETCH) {
         const pending = this.refill();
         if (!this.queue.length) await pending;
       }
@@ -332,7 +333,7 @@
       const t = this.choiceTimes;
       const gaps = [];
       for (let i = 1; i < t.length; i++) if (t[i] - t[i - 1] < 600000) gaps.push((t[i] - t[i - 1]) / 1000);
-      if (gaps.length < 2) return null;
+      if (gaps.length < 4) return null;
       gaps.sort((a, b) => a - b);
       return gaps[Math.floor(gaps.length / 2)];
     }
