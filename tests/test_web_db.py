@@ -472,3 +472,38 @@ def test_queries_are_parameterised(db: Database, users: tuple[User, User]) -> No
         assert authenticate(session, "alice' --", "anything") is None
         session.execute(text("SELECT 1"))
     assert "spectra" in db.tables()
+
+
+def test_zoom_view_blurs_as_the_preprocessing_does(data_dir: Path) -> None:
+    from spectraldl.preprocess import air_to_vacuum, blur, sigma_px_for_resolution
+
+    config = PreprocessConfig()
+    cases = {
+        "ondrejov-ssap/uk220017.fits": 7.0,
+        "lamost-dr1/spec-55862-B6212_sp06-003.fits": 0.0,
+        "lamost-mrs/med-58408-TD230151N343645T01_sp01-015.fits.gz": None,
+    }
+    for name, expected in cases.items():
+        spectrum = read_spectrum(data_dir / name)
+        payload = store.spectrum_payload(spectrum_row(spectrum, config=config), config=config)
+        zoom = payload["zoom"]
+        if expected is None:  # blurred from its resolving power down to LAMOST's
+            wave = (
+                spectrum.wave_aa if spectrum.medium == "vacuum" else air_to_vacuum(spectrum.wave_aa)
+            )
+            expected = sigma_px_for_resolution(
+                wave,
+                from_resolving_power=spectrum.meta.resolving_power,
+                to_resolving_power=config.target_resolving_power,
+            )
+            assert expected > 1.0
+        assert zoom["sigma_px"] == pytest.approx(expected)
+        window = np.abs(spectrum.wave_aa - payload["halpha_aa"]) <= store.ZOOM_HALF_WIDTH_AA
+        if expected:
+            flux = np.nan_to_num(spectrum.flux, nan=np.nanmedian(spectrum.flux))
+            reference = blur(flux, sigma_px=expected)[window]
+            scale = np.abs(reference).max()
+            assert np.allclose(zoom["blurred"], reference, rtol=0, atol=1e-4 * scale)
+        else:
+            assert zoom["blurred"] is None
+        assert len(zoom["wave"]) == int(window.sum())

@@ -23,7 +23,14 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from spectraldl.labels import CLASSES, label_code
-from spectraldl.preprocess import HALPHA_AIR_AA, HALPHA_VACUUM_AA, PreprocessConfig, blur
+from spectraldl.preprocess import (
+    HALPHA_AIR_AA,
+    HALPHA_VACUUM_AA,
+    PreprocessConfig,
+    air_to_vacuum,
+    blur,
+    sigma_px_for_resolution,
+)
 from spectraldl.quality import flag_names
 from spectraldl.web.models import (
     VERDICTS,
@@ -418,6 +425,22 @@ def spectrum_summary(row: SpectrumRow) -> dict[str, Any]:
     }
 
 
+def _blur_sigma_px(row: SpectrumRow, wave: np.ndarray, config: PreprocessConfig) -> float:
+    """The Gaussian sigma (pixels) the preprocessing blurs this spectrum with (0: none)."""
+    sigma = config.blur_sigma_px.get(row.archive)
+    if sigma is not None:
+        return float(sigma)
+    power = (row.meta or {}).get("resolving_power")
+    if isinstance(power, int | float) and power > 1.2 * config.target_resolving_power:
+        vacuum = air_to_vacuum(wave) if row.medium == "air" else wave
+        return sigma_px_for_resolution(
+            vacuum,
+            from_resolving_power=float(power),
+            to_resolving_power=config.target_resolving_power,
+        )
+    return 0.0
+
+
 def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None) -> dict[str, Any]:
     """What the three views draw: whole spectrum, H-alpha zoom (raw and blurred), vector.
 
@@ -435,7 +458,7 @@ def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None
     payload["halpha_vacuum_aa"] = HALPHA_VACUUM_AA
     if wave is not None and flux is not None:
         payload["full"] = {"wave": _rounded(wave, 9), "flux": _rounded(flux)}
-        sigma = config.blur_sigma_px.get(row.archive, 0.0)
+        sigma = _blur_sigma_px(row, wave, config)
         window = np.abs(wave - centre) <= ZOOM_HALF_WIDTH_AA
         finite = np.isfinite(flux)
         filled = np.interp(wave, wave[finite], flux[finite]) if finite.sum() >= 2 else flux
