@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from spectraldl.bundled import real_dir, real_labels_csv
+from spectraldl.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
 from spectraldl.cli import main
 from spectraldl.evaluation import classification_metrics, plot_confusions, plot_curves
 from spectraldl.explore import explore
@@ -113,6 +114,14 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ingest([real_dir() / "ondrejov"], run / "training.h5", labels_csv=real_labels_csv())
     ingest([real_dir() / "lamost" / "dr1"], run / "archive.h5")
     explore([run / "training.h5", run / "archive.h5"], run / "explore", n_jobs=1)
+    blur = calibrate_blur(
+        bundled_pairs_csv(),
+        [real_dir()],
+        [real_dir()],
+        sigmas_px=np.arange(0.0, 12.5, 0.5),
+        n_bootstrap=100,
+    )
+    save_calibration(blur, run / "calibration")
     model = run / "model"
     model.mkdir()
     rng = np.random.default_rng(0)
@@ -178,7 +187,7 @@ def test_report_has_every_section_and_its_images(run_dir: Path, tmp_path: Path) 
     assert all(a["data-present"] == "yes" for a in sections.values())
     images = page.all("img")
     explore_pngs = sorted(p.name for p in (run_dir / "explore").glob("*.png"))
-    expected = [*explore_pngs, "curves.png", "confusion.png"]
+    expected = [*explore_pngs, "blur.png", "curves.png", "confusion.png"]
     expected += sorted(p.name for p in (run_dir / "gallery").glob("*.png"))
     assert sorted(i["data-name"] for i in images) == sorted(expected)
     for image in images:

@@ -669,6 +669,21 @@ def calibrate_blur(
     return combine(fits, n_bootstrap=n_bootstrap, seed=seed, space=space, skipped=skipped)
 
 
+def save_calibration(result: BlurCalibration, folder: str | Path) -> list[Path]:
+    """Write ``blur.json`` (every number, `BlurCalibration.to_dict`) and ``blur.png``/``.svg``.
+
+    The layout `spectraldl report` shows as its "Blur calibration" section
+    when ``folder`` is ``RUN_DIR/calibration``.
+    """
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    details = folder / "blur.json"
+    details.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+    return [details, *plot_calibration(result, folder / "blur.png")]
+
+
 def plot_calibration(result: BlurCalibration, path: str | Path) -> list[Path]:
     """Mismatch against sigma per pair, and the combined curve with the estimates.
 
@@ -680,51 +695,46 @@ def plot_calibration(result: BlurCalibration, path: str | Path) -> list[Path]:
 
     fig = Figure(figsize=(10.0, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2)
+    # Yellow is too pale for thin lines on white; the other seven colours cycle with styles.
+    colours = [c for c in OKABE_ITO if c != "#F0E442"]
     styles = ["-", "--", ":", "-."]
     for k, fit in enumerate(result.fits):
-        colour = OKABE_ITO[k % len(OKABE_ITO)]
-        style = styles[(k // len(OKABE_ITO)) % len(styles)]
+        colour = colours[k % len(colours)]
+        style = styles[(k // len(colours)) % len(styles)]
         label = f"{fit.object or fit.name} ({fit.sigma_px:.1f})"
         left.plot(fit.sigmas_px, fit.mismatch, style, color=colour, lw=1.3, label=label)
-        left.plot(
-            [fit.sigma_px],
-            [np.interp(fit.sigma_px, fit.sigmas_px, fit.mismatch)],
-            "o",
-            color=colour,
-            ms=4,
-        )
+        best = np.interp(fit.sigma_px, fit.sigmas_px, fit.mismatch)
+        left.plot([fit.sigma_px], [best], "o", color=colour, ms=4)
     left.set_xlabel("Gaussian sigma (Ondřejov pixels)")
     left.set_ylabel("mismatch (RMS residual / std of LAMOST flux)")
     left.set_title("Each cross-matched pair (best sigma in brackets)")
-    left.legend(fontsize=7, frameon=False, ncols=2 if len(result.fits) > 8 else 1)
+    left.legend(fontsize=7, ncols=2 if len(result.fits) > 8 else 1, framealpha=0.85)
     sigmas = result.fits[0].sigmas_px
     total = combined_curve(result.fits)
+    right.axvspan(*result.interval_px, color="#56B4E9", alpha=0.3, label="95 % bootstrap interval")
     right.plot(sigmas, total, color="black", lw=1.8, label="sum over pairs")
-    right.axvspan(
-        *result.interval_px, color=OKABE_ITO[2], alpha=0.25, label="95 % bootstrap interval"
-    )
     right.axvline(
         result.sigma_px,
-        color=OKABE_ITO[5],
-        lw=1.5,
+        color="#0072B2",
+        lw=1.8,
         label=f"measured {result.sigma_px:.2f} ± {result.uncertainty_px:.2f}",
     )
     right.axvline(
         result.thesis_sigma_px,
-        color=OKABE_ITO[6],
+        color="#CC79A7",
         ls="--",
-        lw=1.5,
+        lw=1.8,
         label=f"thesis {result.thesis_sigma_px:g}",
     )
     right.axvline(
         result.predicted_sigma_px,
-        color=OKABE_ITO[1],
+        color="#D55E00",
         ls=":",
-        lw=1.8,
+        lw=2.0,
         label=f"R 13 000 → 1 800: {result.predicted_sigma_px:.2f}",
     )
     right.set_xlabel("Gaussian sigma (Ondřejov pixels)")
     right.set_ylabel("Σ (mismatch / pair minimum)²")
     right.set_title(f"Combined, {result.pairs} pairs ({result.space} space)")
-    right.legend(fontsize=8, frameon=False)
+    right.legend(fontsize=8, loc="upper center", framealpha=0.9)
     return save_figure(fig, path)

@@ -36,6 +36,7 @@ from spectraldl.quality import Quality
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("data", "Data"),
     ("maps", "Data space: PCA and t-SNE"),
+    ("calibration", "Blur calibration"),
     ("training", "Training"),
     ("classification", "Classification"),
     ("gallery", "Candidate gallery"),
@@ -283,6 +284,87 @@ def _maps_section(run: Path) -> Section:
                 f"{_fmt(tsne.get('perplexity'))}, PCA to {tsne.get('pca_dims')} dimensions, "
                 f"{_fmt(tsne.get('seconds'))} s on {tsne.get('n_jobs')} threads."
             )
+    return section
+
+
+# --- calibration -------------------------------------------------------------------------
+
+
+def _calibration_section(run: Path) -> Section:
+    section = Section("calibration", "Blur calibration")
+    folder = run / "calibration"
+    path = folder / "blur.json"
+    if not path.exists():
+        section.missing.append("calibration/blur.json (spectraldl calibrate-blur --details)")
+        return section
+    result = _read_json(path, section.problems)
+    if not isinstance(result, dict):
+        return section
+    if (folder / "blur.png").exists():
+        section.images.append(
+            Image(
+                "Mismatch against the blur sigma: each cross-matched pair, and their sum.",
+                data_uri(folder / "blur.png"),
+                "blur.png",
+            )
+        )
+    interval = result.get("interval_95_px") or [None, None]
+    section.tables.append(
+        _table(
+            "The measured blur (Gaussian sigma in Ondřejov pixels)",
+            ["", ""],
+            [
+                (
+                    "measured",
+                    f"{_fmt(result.get('sigma_px'))} ± "
+                    f"{_fmt(result.get('uncertainty_px'))} px "
+                    f"({_fmt(result.get('sigma_aa'))} Å)",
+                ),
+                ("95 % bootstrap interval", f"{_fmt(interval[0])} - {_fmt(interval[1])} px"),
+                (
+                    "pairs used / skipped",
+                    f"{_fmt(result.get('pairs'))} / {_fmt(len(result.get('skipped', [])))}",
+                ),
+                ("median of the pairs' own best", _fmt(result.get("median_pair_sigma_px"))),
+                ("predicted by R 13 000 → 1 800", _fmt(result.get("predicted_sigma_px"))),
+                (
+                    "thesis",
+                    f"{_fmt(result.get('thesis_sigma_px'))} "
+                    f"({'inside' if result.get('thesis_in_interval') else 'outside'} "
+                    "the interval)",
+                ),
+                ("comparison space", str(result.get("space", "?"))),
+            ],
+        )
+    )
+    pairs = [p for p in result.get("per_pair", []) if isinstance(p, dict)]
+    if pairs:
+        section.tables.append(
+            _table(
+                "Each pair",
+                [
+                    "pair",
+                    "object",
+                    "sigma (px)",
+                    "velocity shift (km/s)",
+                    "least mismatch",
+                    "mismatch at 7",
+                ],
+                [
+                    (
+                        p.get("name"),
+                        p.get("object"),
+                        _fmt(p.get("sigma_px")),
+                        _fmt(p.get("velocity_km_s")),
+                        _fmt(p.get("min_mismatch")),
+                        _fmt(p.get("mismatch_at_thesis_sigma")),
+                    )
+                    for p in pairs
+                ],
+                note="Be stars vary between the epochs of a pair: such pairs fit worse at "
+                "every sigma and weigh little in the sum.",
+            )
+        )
     return section
 
 
@@ -628,6 +710,7 @@ def collect_sections(run_dir: str | Path, *, gallery_sample: int = 12) -> list[S
     return [
         _data_section(run),
         _maps_section(run),
+        _calibration_section(run),
         _training_section(run),
         _classification_section(run),
         _gallery_section(run, gallery_sample),
