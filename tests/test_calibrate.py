@@ -146,6 +146,8 @@ def test_cli_json_on_written_fits_pairs_skips_missing(tmp_path: Path) -> None:
             str(plot),
             "--bootstrap",
             "200",
+            "--pair-plots",
+            str(tmp_path / "steps"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -157,6 +159,12 @@ def test_cli_json_on_written_fits_pairs_skips_missing(tmp_path: Path) -> None:
     assert "zz000000.fits not found" in result.stderr
     assert plot.stat().st_size > 10_000
     assert plot.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+    steps = sorted(p.name for p in (tmp_path / "steps").iterdir())
+    assert steps == sorted(
+        f"{s}~spec-99999-TEST_sp01-{k:03d}.{ext}"
+        for k, s in enumerate(["uk220017", "a201402110019"])
+        for ext in ("png", "svg")
+    )
 
 
 def test_bundled_real_pairs(tmp_path: Path) -> None:

@@ -684,6 +684,65 @@ def save_calibration(result: BlurCalibration, folder: str | Path) -> list[Path]:
     return [details, *plot_calibration(result, folder / "blur.png")]
 
 
+def plot_pair(
+    ondrejov: Spectrum,
+    lamost: Spectrum,
+    path: str | Path,
+    *,
+    sigma_px: float,
+    window_aa: tuple[float, float] = (6520.0, 6610.0),
+) -> list[Path]:
+    """The domain adaptation of one pair, step by step, as the thesis' figures show it.
+
+    Three panels around H-alpha, each with the LAMOST spectrum: the Ondřejov
+    spectrum as stored (air wavelengths), converted to vacuum, then blurred
+    by ``sigma_px``. Fluxes are standardised over the window as the
+    preprocessing does (no continuum or velocity fit: what is left is what the
+    network would see). Writes PNG and SVG; returns both paths.
+    """
+    from matplotlib.figure import Figure
+
+    from spectraldl.explore import save_figure
+
+    lo, hi = window_aa
+
+    def scaled(wave: np.ndarray, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inside = (wave >= lo) & (wave <= hi) & np.isfinite(flux)
+        values = flux[inside]
+        return wave[inside], (values - values.mean()) / values.std()
+
+    l_wave = air_to_vacuum(lamost.wave_aa) if lamost.medium == "air" else lamost.wave_aa
+    o_flux = _filled(ondrejov.flux, ondrejov.wave_aa)
+    vacuum = air_to_vacuum(ondrejov.wave_aa) if ondrejov.medium == "air" else ondrejov.wave_aa
+    steps = [
+        (f"Ondřejov as stored ({ondrejov.medium} wavelengths)", ondrejov.wave_aa, o_flux),
+        ("Ondřejov in vacuum wavelengths", vacuum, o_flux),
+        (
+            f"Ondřejov in vacuum, blurred (sigma {sigma_px:.2f} px)",
+            vacuum,
+            blur(o_flux, sigma_px=sigma_px),
+        ),
+    ]
+    fig = Figure(figsize=(7.0, 7.5), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    lx, ly = scaled(l_wave, lamost.flux)
+    for ax, (title, wave, flux) in zip(axes, steps, strict=True):
+        ox, oy = scaled(wave, flux)
+        ax.plot(ox, oy, color="#D55E00", lw=1.0, label="Ondřejov CCD700")
+        ax.plot(lx, ly, color="#0072B2", lw=1.4, marker=".", ms=3, label="LAMOST")
+        ax.axvline(HALPHA_VACUUM_AA, color="grey", lw=0.8, ls=":")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("standardised flux")
+        ax.legend(fontsize=8, loc="best")
+    axes[-1].set_xlabel("wavelength (Å); dotted: H-alpha in vacuum")
+    name = ondrejov.meta.object or ondrejov.id
+    fig.suptitle(
+        f"{name}: {Path(ondrejov.meta.source).name} and {Path(lamost.meta.source).name}",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
+
+
 def plot_calibration(result: BlurCalibration, path: str | Path) -> list[Path]:
     """Mismatch against sigma per pair, and the combined curve with the estimates.
 

@@ -56,6 +56,11 @@ from spectraldl.cli._progress import progress_bar
     help="Write the mismatch-against-sigma figure here (PNG and SVG).",
 )
 @click.option(
+    "--pair-plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for one figure per pair: as stored, in vacuum, blurred (the thesis' figures).",
+)
+@click.option(
     "--details",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every number (per-pair curves, skipped pairs) as JSON here.",
@@ -72,6 +77,7 @@ def calibrate_blur_command(
     seed: int,
     as_json: bool,
     plot: Path | None,
+    pair_plots: Path | None,
     details: Path | None,
 ) -> None:
     """Measure the Gaussian blur (Ondřejov pixels) that matches LAMOST, on real pairs.
@@ -90,7 +96,12 @@ def calibrate_blur_command(
     """
     import numpy as np
 
-    from spectraldl.calibrate import CalibrationError, calibrate_blur, plot_calibration
+    from spectraldl.calibrate import (
+        CalibrationError,
+        calibrate_blur,
+        plot_calibration,
+        plot_pair,
+    )
 
     if step <= 0 or max_sigma <= 2 * step:
         raise click.UsageError("--step must be > 0 and --max-sigma at least two steps")
@@ -114,6 +125,16 @@ def calibrate_blur_command(
     if details is not None:
         details.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
     written = plot_calibration(result, plot) if plot is not None else []
+    if pair_plots is not None:
+        from spectraldl.archives import read_spectrum
+
+        for fit in result.fits:
+            written += plot_pair(
+                read_spectrum(fit.ondrejov),
+                read_spectrum(fit.lamost),
+                pair_plots / fit.name,
+                sigma_px=result.sigma_px,
+            )
     for missing in result.skipped:
         click.echo(
             f"skipped {Path(missing.ondrejov).name} / {Path(missing.lamost).name}: "
