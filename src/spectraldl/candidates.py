@@ -349,7 +349,7 @@ def find_candidates(
         CSV of known emission-line stars to cross-match by position (`spectraldl.crossmatch`);
         the per-star result goes to ``<first catalogue>.known.csv``.
     radius_arcsec
-        Match radius (3 arcsec by default).
+        Match radius (10 arcsec by default).
     gallery
         Folder for one PNG per candidate and an ``index.html`` (`spectraldl.gallery`).
     gallery_max

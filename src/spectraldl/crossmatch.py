@@ -4,9 +4,16 @@ A known list is a CSV with either a ``designation`` column in the IAU form
 LAMOST and SDSS use (``J063259.37+045622.5``, optionally prefixed ``LAMOST``),
 or ``ra`` and ``dec`` columns (degrees, or sexagesimal ``hh:mm:ss`` /
 ``dd:mm:ss``); a ``name``/``id`` column names the stars. Matching uses
-astropy's `~astropy.coordinates.SkyCoord.search_around_sky` within a radius
-(3 arcsec by default: IAU designations are truncated, not rounded, to 0.01 s
-and 0.1 arcsec, and LAMOST fibres are placed to better than an arcsecond).
+astropy's `~astropy.coordinates.SkyCoord.search_around_sky` within a radius,
+10 arcsec by default: real positions of one star disagree by more than the
+designations' truncation (0.01 s, 0.1 arcsec) suggests. The bundled LAMOST DR1
+spectrum of the Be star BT CMi sits 6.4 arcsec from its entry in the list of
+known DR1 Be stars, and LAMOST places about one fibre per 20 arcmin^2, so a
+chance neighbour within 10 arcsec is rare (separations are reported).
+A spectrum whose designation (the ``object`` column, LAMOST's DESIG) equals a
+known star's designation matches it whatever the separation: in real LAMOST
+DR2 files the header RA/DEC can sit 5-6 arcsec from the position the
+designation encodes, and lists of known LAMOST stars are lists of designations.
 
 Each known star ends in one of: ``recovered`` (a spectrum within the radius
 is in the catalogue), ``not in the input`` (no spectrum within the radius),
@@ -33,7 +40,7 @@ from spectraldl.quality import flag_names
 if TYPE_CHECKING:
     from spectraldl.candidates import Selection
 
-DEFAULT_RADIUS_ARCSEC = 3.0
+DEFAULT_RADIUS_ARCSEC = 10.0
 
 _DESIGNATION = re.compile(
     r"^\s*(?:[A-Za-z][\w-]*\s+)?J?\s*"
@@ -58,9 +65,19 @@ def parse_designation(text: str) -> tuple[float, float]:
     g = match.groupdict()
     ra = 15.0 * (int(g["rh"]) + int(g["rm"]) / 60.0 + float(g["rs"]) / 3600.0)
     dec = int(g["dd"]) + int(g["dm"]) / 60.0 + float(g["ds"]) / 3600.0
-    if ra >= 360.0 or dec > 90.0 or int(g["rm"]) >= 60 or int(g["dm"]) >= 60:
+    minutes_seconds = (int(g["rm"]), float(g["rs"]), int(g["dm"]), float(g["ds"]))
+    if ra >= 360.0 or dec > 90.0 or max(minutes_seconds) >= 60:
         raise ValueError(f"designation out of range: {text!r}")
     return ra, -dec if g["sign"] == "-" else dec
+
+
+def designation_key(text: str) -> str:
+    """The designation in a canonical form (``J063259.37+045622.5``), '' when it is not one."""
+    match = _DESIGNATION.match(text or "")
+    if match is None:
+        return ""
+    g = match.groupdict()
+    return f"J{g['rh']}{g['rm']}{g['rs']}{g['sign']}{g['dd']}{g['dm']}{g['ds']}"
 
 
 def _angle(text: str, *, hours: bool) -> float:
@@ -82,6 +99,8 @@ class KnownStars:
     ra: np.ndarray
     dec: np.ndarray
     source: str = ""
+    designations: list[str] = field(default_factory=list)
+    """Canonical designations (`designation_key`), '' where the list gives none."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -106,6 +125,7 @@ def read_known(path: str | Path) -> KnownStars:
     names: list[str] = []
     ras: list[float] = []
     decs: list[float] = []
+    keys: list[str] = []
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         fields = {f.strip().lower(): f for f in reader.fieldnames or []}
@@ -134,7 +154,10 @@ def read_known(path: str | Path) -> KnownStars:
             names.append(name or f"line {line}")
             ras.append(ra)
             decs.append(dec)
-    return KnownStars(names=names, ra=np.array(ras), dec=np.array(decs), source=str(path))
+            keys.append(designation_key(row.get(fields.get("designation", ""), "") or ""))
+    return KnownStars(
+        names=names, ra=np.array(ras), dec=np.array(decs), source=str(path), designations=keys
+    )
 
 
 @dataclass
@@ -231,22 +254,39 @@ def crossmatch(
     from astropy.coordinates import SkyCoord
 
     known_coords = known.coords()
+    by_designation: dict[str, list[int]] = {}
+    for i, key in enumerate(known.designations):
+        if key:
+            by_designation.setdefault(key, []).append(i)
+    radius = radius_arcsec * u.arcsec
     matched: list[pd.DataFrame] = []
     for block in blocks:
+        if len(block) == 0 or len(known) == 0:
+            continue
         ra = block["ra"].to_numpy(dtype=np.float64)
         dec = block["dec"].to_numpy(dtype=np.float64)
         good = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
-        if len(good) == 0 or len(known) == 0:
+        pairs: set[tuple[int, int]] = set()
+        if len(good):
+            coords = SkyCoord(ra=ra[good] * u.deg, dec=dec[good] * u.deg, frame="icrs")
+            # Returns indices into the argument (this block) first, then into known_coords.
+            idx_block, idx_known, _, _ = known_coords.search_around_sky(coords, radius)
+            pairs.update(zip(idx_known.tolist(), good[idx_block].tolist(), strict=True))
+        if by_designation:
+            for row, text in enumerate(block["object"].astype(str)):
+                for i in by_designation.get(designation_key(text), ()):
+                    pairs.add((i, row))
+        if not pairs:
             continue
-        coords = SkyCoord(ra=ra[good] * u.deg, dec=dec[good] * u.deg, frame="icrs")
-        idx_known, idx_block, sep, _ = known_coords.search_around_sky(
-            coords, radius_arcsec * u.arcsec
-        )
-        if len(idx_known) == 0:
-            continue
-        rows = block.iloc[good[idx_block]].copy()
-        rows.insert(0, "known_index", idx_known)
-        rows.insert(1, "separation_arcsec", sep.to_value(u.arcsec))
+        ordered = sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+        idx_known_all = np.array([k for k, _ in ordered])
+        idx_rows = np.array([r for _, r in ordered])
+        rows = block.iloc[idx_rows].copy()
+        separation = SkyCoord(
+            ra=ra[idx_rows] * u.deg, dec=dec[idx_rows] * u.deg, frame="icrs"
+        ).separation(known_coords[idx_known_all])
+        rows.insert(0, "known_index", idx_known_all)
+        rows.insert(1, "separation_arcsec", separation.to_value(u.arcsec))
         matched.append(rows)
     near = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame()
     selected = selection.mask(near) if len(near) else np.zeros(0, bool)
@@ -362,6 +402,7 @@ __all__ = [
     "KnownListError",
     "KnownStars",
     "crossmatch",
+    "designation_key",
     "known_columns",
     "parse_designation",
     "read_known",

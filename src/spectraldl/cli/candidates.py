@@ -49,7 +49,7 @@ import click
     help="CSV of known emission-line stars (designation, or ra and dec columns) to cross-match.",
 )
 @click.option(
-    "--radius-arcsec", default=3.0, show_default=True, help="Cross-match radius in arcseconds."
+    "--radius-arcsec", default=10.0, show_default=True, help="Cross-match radius in arcseconds."
 )
 def candidates_command(
     predictions: Path,
