@@ -105,6 +105,22 @@ def test_import_command_takes_fits_trees_datasets_and_predictions(tmp_path: Path
     assert missing.exit_code == 1 and "no such file or directory" in missing.output
     nothing = run("import", "--db", db_url)
     assert nothing.exit_code == 2
+    frame = write_predictions_file(tmp_path / "big.parquet", [f"x{i}" for i in range(40)], seed=2)
+    kept = frame[(frame.predicted_class == "emission") & (frame.p_emission >= 0.6)]
+    filtered = run(
+        "import",
+        str(tmp_path / "big.parquet"),
+        "--db",
+        db_url,
+        "--classes",
+        "emission",
+        "--min-probability",
+        "0.6",
+    )
+    assert filtered.exit_code == 0 and f"with {len(kept)} rows" in filtered.output
+    assert 0 < len(kept) < 40
+    wrong = run("import", str(tmp_path / "big.parquet"), "--db", db_url, "--classes", "bright")
+    assert wrong.exit_code == 2 and "unknown class" in wrong.output
     (tmp_path / "bad.csv").write_text("name,value\na,1\n")
     no_ids = run("import", str(tmp_path / "bad.csv"), "--db", db_url)
     assert no_ids.exit_code == 1 and "needs an 'id' column" in no_ids.output
@@ -112,7 +128,7 @@ def test_import_command_takes_fits_trees_datasets_and_predictions(tmp_path: Path
     with db.session() as session:
         rows = list(session.scalars(select(SpectrumRow)))
         assert sum(r.has_flux for r in rows) == 3 and len(rows) == 8
-        assert session.scalar(select(Catalogue.n_rows)) == 2
+        assert session.scalar(select(Catalogue.n_rows).where(Catalogue.id == 1)) == 2
     db.dispose()
 
 

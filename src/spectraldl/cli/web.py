@@ -191,6 +191,17 @@ _user_commands(users_group)
     help="For a predictions file: also import the candidates' spectra from their source files.",
 )
 @click.option(
+    "--min-probability",
+    type=click.FloatRange(0.0, 1.0),
+    help="For a predictions file: keep rows whose predicted class has at least this probability.",
+)
+@click.option(
+    "--classes",
+    "classes_",
+    metavar="NAMES",
+    help="For a predictions file: keep rows predicted as these classes (comma-separated).",
+)
+@click.option(
     "--model",
     "model_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -201,6 +212,8 @@ def import_command(
     db_url: str | None,
     origin: str,
     fetch_sources: bool,
+    min_probability: float | None,
+    classes_: str | None,
     model_dir: Path | None,
 ) -> None:
     """Import spectra and predictions into the web tool's database.
@@ -214,15 +227,28 @@ def import_command(
     """
     if not paths and model_dir is None:
         raise click.UsageError("give PATHS to import, or --model to score the stored spectra")
+    from spectraldl.labels import label_code
     from spectraldl.web.importing import ImportFailed, ImportSummary, import_paths
 
+    classes = [c.strip() for c in classes_.split(",") if c.strip()] if classes_ else None
+    for name in classes or ():
+        try:
+            label_code(name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--classes") from None
     db = _open(db_url)
     summary = ImportSummary()
     if paths:
         try:
             with progress_bar("import") as update:
                 summary = import_paths(
-                    db, paths, origin=origin, fetch_sources=fetch_sources, progress=update
+                    db,
+                    paths,
+                    origin=origin,
+                    fetch_sources=fetch_sources,
+                    min_probability=min_probability,
+                    classes=classes,
+                    progress=update,
                 )
         except (FileNotFoundError, ImportFailed) as exc:
             raise click.ClickException(str(exc)) from None

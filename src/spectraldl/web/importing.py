@@ -598,9 +598,14 @@ def import_paths(
     origin: str = "real",
     fetch_sources: bool = True,
     created_by: int | None = None,
+    min_probability: float | None = None,
+    classes: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Import whatever each path is: a dataset (.h5), a predictions table, FITS files or trees.
+
+    ``min_probability`` and ``classes`` filter the rows of predictions tables
+    (see `import_frame`).
 
     Raises `FileNotFoundError` for a path that does not exist; bad spectrum
     files are listed in the summary, never raised.
@@ -618,7 +623,13 @@ def import_paths(
         elif path.is_file() and is_predictions_table(path):
             summary.merge(
                 import_predictions(
-                    db, path, fetch_sources=fetch_sources, config=config, created_by=created_by
+                    db,
+                    path,
+                    fetch_sources=fetch_sources,
+                    config=config,
+                    created_by=created_by,
+                    min_probability=min_probability,
+                    classes=classes,
                 )
             )
         else:
