@@ -320,7 +320,7 @@ def _write_h5(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str,
         h5.attrs["format"] = FORMAT
         h5.attrs["spectraldl"] = json.dumps(meta)
         data = h5.create_dataset(
-            "predictions", shape=(n,), dtype=dtype, chunks=(min(max(n, 1), 16384),)
+            "predictions", shape=(n,), dtype=dtype, chunks=(min(n, 16384),) if n else None
         )
         data.attrs["columns"] = json.dumps(list(spec))
         data.attrs["units"] = json.dumps({k: v.unit for k, v in spec.items()})

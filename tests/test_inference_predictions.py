@@ -1,0 +1,113 @@
+"""The predictions table files: every format round-trips, streams, and carries provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectraldl.predictions import (
+    SUFFIXES,
+    PredictionsError,
+    class_of_column,
+    classes_in,
+    column_spec,
+    conform,
+    empty_frame,
+    iter_predictions,
+    probability_column,
+    read_metadata,
+    read_predictions,
+    write_predictions,
+)
+
+CLASSES = ("emission", "absorption", "double-peak", "noise")
+
+
+def _block(n: int, start: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(len(CLASSES)), size=n).astype(np.float32)
+    data = {
+        "id": [f"spec-{start + i:05d}" for i in range(n)],
+        "source": [f"/archive/řada {start + i}.fits.gz" for i in range(n)],
+        "archive": ["lamost"] * n,
+        "object": ["LAMOST J063715.90+271356.5" if i % 2 else "" for i in range(n)],
+        "ra": rng.uniform(0, 360, n),
+        "dec": rng.uniform(-90, 90, n),
+        "mjd": np.where(np.arange(n) % 3 == 0, np.nan, 55000.5),
+        "snr": rng.uniform(1, 90, n).astype(np.float32),
+        "predicted_class": [CLASSES[i] for i in p.argmax(axis=1)],
+        **{probability_column(c): p[:, i] for i, c in enumerate(CLASSES)},
+        "quality": rng.integers(0, 64, n).astype(np.int32),
+        "quality_flags": ["LOW_SNR|NOVEL"] * n,
+        "novelty": rng.gamma(2.0, 3.0, n).astype(np.float32),
+        "model_id": ["0123456789ab"] * n,
+    }
+    return pd.DataFrame(data)
+
+
+def test_column_names_follow_the_conventions() -> None:
+    names = list(column_spec(CLASSES))
+    assert names[:9] == [
+        "id", "source", "archive", "object", "ra", "dec", "mjd", "snr", "predicted_class"
+    ]  # fmt: skip
+    assert names[9:13] == ["p_emission", "p_absorption", "p_double_peak", "p_noise"]
+    assert names[13:] == ["quality", "quality_flags", "novelty", "model_id"]
+    assert class_of_column("p_double_peak") == "double-peak"
+    assert classes_in(names) == CLASSES
+    assert column_spec(CLASSES)["ra"].unit == "deg"
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_every_format_round_trips_in_blocks(tmp_path: Path, suffix: str) -> None:
+    blocks = [_block(7, 0, 1), _block(0, 7, 2), _block(5, 7, 3)]
+    out = tmp_path / f"pred{suffix}"
+    n = write_predictions(out, lambda: iter(blocks), classes=CLASSES, metadata={"model_id": "x"})
+    assert n == 12
+    expected = conform(pd.concat(blocks, ignore_index=True), CLASSES)
+    back = read_predictions(out)
+    pd.testing.assert_frame_equal(conform(back, CLASSES), expected)
+    assert list(back.columns) == list(expected.columns)
+    streamed = list(iter_predictions(out, chunk_rows=5))
+    assert [len(b) for b in streamed] == [5, 5, 2]
+    only = next(iter_predictions(out, columns=["id", "novelty"]))
+    assert list(only.columns) == ["id", "novelty"]
+    meta = read_metadata(out)
+    assert meta["model_id"] == "x" and meta["classes"] == list(CLASSES)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_an_empty_table_keeps_its_columns(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"empty{suffix}"
+    assert write_predictions(out, empty_frame(CLASSES), classes=CLASSES) == 0
+    back = read_predictions(out)
+    assert len(back) == 0 and list(back.columns) == list(column_spec(CLASSES))
+
+
+def test_a_missing_column_or_unknown_format_is_refused(tmp_path: Path) -> None:
+    block = _block(3, 0, 1).drop(columns=["novelty"])
+    with pytest.raises(ValueError, match="novelty"):
+        write_predictions(tmp_path / "p.parquet", block, classes=CLASSES)
+    assert not (tmp_path / "p.parquet").exists()
+    with pytest.raises(ValueError, match="unknown predictions format"):
+        write_predictions(tmp_path / "p.xlsx", _block(3, 0, 1), classes=CLASSES)
+    with pytest.raises(PredictionsError, match="no such"):
+        read_predictions(tmp_path / "absent.parquet")
+
+
+def test_a_failed_write_leaves_the_old_table_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "p.fits"
+    write_predictions(out, _block(4, 0, 1), classes=CLASSES)
+    before = out.read_bytes()
+
+    def broken():
+        yield _block(2, 0, 2)
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        write_predictions(out, broken, classes=CLASSES)
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob(".*tmp"))
