@@ -57,6 +57,7 @@ def model_dir(workdir: Path, dataset: Path) -> Path:
     assert result.exit_code == 0, result.output
     assert "test split" in result.output and "real (not fitted)" in result.output
     assert "accuracy" in result.output and f"in {out}" in result.output
+    assert "epoch 1: loss" in result.output  # one line per epoch when not on a terminal
     return out
 
 

@@ -217,9 +217,14 @@ def combine_datasets(datasets: Sequence[Dataset]) -> LabelledRows:
     for ds in datasets:
         for ident in ds.ids:
             if ident in seen:
+                where = (
+                    f"twice in {ds.path}"
+                    if seen[ident] == ds.path
+                    else (f"in both {seen[ident]} and {ds.path}")
+                )
                 raise TrainingError(
-                    f"id {ident!r} is in both {seen[ident]} and {ds.path}: a spectrum "
-                    "in two datasets could land in training and test at once"
+                    f"id {ident!r} is {where}: a spectrum listed twice could land in "
+                    "training and test at once"
                 )
             seen[ident] = ds.path
     source = np.concatenate([np.full(len(ds), i, np.int64) for i, ds in enumerate(datasets)])
@@ -313,6 +318,7 @@ def fit_network(
     *,
     config: TrainConfig,
     progress: ProgressCallback | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Build ``architecture`` and fit it with Adam and early stopping on the validation loss.
 
@@ -377,6 +383,8 @@ def fit_network(
                 waited += 1
             if progress:
                 progress(epoch, config.epochs)
+            if on_epoch:
+                on_epoch(record)
             if waited >= config.patience or not math.isfinite(val_loss):
                 break
         if best_state is not None:
@@ -467,6 +475,7 @@ def train(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
 
@@ -485,6 +494,8 @@ def train(
         Called with (epochs done, most epochs) after each epoch.
     log
         Called with one line of text per stage.
+    on_epoch
+        Called after each epoch with its `history.csv` record.
 
     Returns
     -------
@@ -549,6 +560,7 @@ def train(
         y_fit[va],
         config=config,
         progress=progress,
+        on_epoch=on_epoch,
     )
     say(
         f"trained {config.model} for {len(fit.history)} epochs (best {fit.best_epoch}) "

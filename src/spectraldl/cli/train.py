@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,16 @@ def _side_by_side(columns: list[tuple[str, dict[str, Any]]]) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines
+    )
+
+
+def _echo_epoch(record: dict[str, float]) -> None:
+    """One line per epoch on stderr, for logs (a terminal gets the progress bar instead)."""
+    click.echo(
+        f"epoch {record['epoch']:.0f}: loss {record['train_loss']:.4f}, "
+        f"accuracy {record['train_accuracy']:.4f}; validation loss {record['val_loss']:.4f}, "
+        f"accuracy {record['val_accuracy']:.4f} ({record['seconds']:.1f} s)",
+        err=True,
     )
 
 
@@ -145,6 +156,7 @@ def train_command(
                 overwrite=overwrite,
                 progress=update,
                 log=None if as_json else lambda line: click.echo(line, err=True),
+                on_epoch=None if as_json or sys.stderr.isatty() else _echo_epoch,
             )
     except (TrainingError, DatasetError, ModelDirError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
