@@ -466,7 +466,7 @@ def plot_map(
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.subplots()
     handles = []
-    for name, count in order:
+    for name, _count in order:
         for g in groups:
             sel = (category == name) & (group == g)
             if not sel.any():
@@ -493,7 +493,6 @@ def plot_map(
                     label=f"{label}: {int(sel.sum())}",
                 )
             )
-        del count
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
