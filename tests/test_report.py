@@ -213,7 +213,7 @@ def test_report_has_every_section_and_its_images(run_dir: Path, tmp_path: Path) 
         "Real labelled spectra, ondrejov",
         "1 898 095",
         "p ≥ 0.9",
-        "candidates.csv: 2",
+        "candidates.csv: 2 candidates",
         "explore (explore.json)",
         "test cpu",
         "spectraldl demo --out run",

@@ -282,7 +282,7 @@ def _maps_section(run: Path) -> Section:
             section.notes.append(
                 f"t-SNE: {_fmt(tsne.get('rows'))} spectra, {tsne.get('backend')}, perplexity "
                 f"{_fmt(tsne.get('perplexity'))}, PCA to {tsne.get('pca_dims')} dimensions, "
-                f"{_fmt(tsne.get('seconds'))} s on {tsne.get('n_jobs')} threads."
+                f"{_fmt(tsne.get('seconds'))} s (threads: {tsne.get('n_jobs')})."
             )
     return section
 
@@ -560,7 +560,7 @@ def _classification_section(run: Path) -> Section:
     if candidates.exists():
         with candidates.open(encoding="utf-8") as handle:
             n = max(sum(1 for _ in handle) - 1, 0)
-        section.notes.append(f"candidates.csv: {_fmt(n)} vetted-ready candidates.")
+        section.notes.append(f"candidates.csv: {_fmt(n)} candidates to vet.")
     else:
         section.missing.append("candidates.csv (candidate catalogue)")
     return section
