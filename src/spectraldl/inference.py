@@ -58,8 +58,10 @@ CHUNK_FILES = 512
 """FITS files per chunk: fixed for a run (recorded), so a resumed run cuts the list the same way."""
 CHUNK_ROWS = 32768
 """Dataset rows per chunk."""
-BATCH_SIZE = 4096
-"""Spectra per forward pass."""
+CPU_BATCH = 256
+"""Spectra per forward pass on CPU: small enough for the activations to stay in cache."""
+GPU_BATCH = 65536
+"""Spectra per forward pass on a GPU: large enough to keep it busy."""
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -285,11 +287,12 @@ class Predictor:
     precision
         ``fp32``, ``bf16``, ``fp16`` or ``auto`` (`resolve_precision`).
     batch_size
-        Spectra per forward pass.
+        Spectra per forward pass; by default 256 on CPU (the activations stay in
+        cache: faster than large batches for the thesis CNN) and 65536 on CUDA.
     """
 
     def __init__(
-        self, model: TrainedModel, *, precision: str = "auto", batch_size: int = BATCH_SIZE
+        self, model: TrainedModel, *, precision: str = "auto", batch_size: int | None = None
     ):
         import torch
 
@@ -298,10 +301,12 @@ class Predictor:
                 f"{model.path or 'the model'}: no novelty.npz beside the weights; "
                 "train the model again with this version of spectraldl"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.device = model.device
+        if batch_size is None:
+            batch_size = GPU_BATCH if self.device.type == "cuda" else CPU_BATCH
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         novelty = model.novelty
@@ -406,7 +411,7 @@ class Settings:
     model_id: str
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = BATCH_SIZE
+    batch_size: int | None = None
     threads: int | None = None
 
 
@@ -420,7 +425,7 @@ class ChunkResult:
     timings: dict[str, float]
 
 
-_PREDICTORS: dict[tuple[str, str, str, int], Predictor] = {}
+_PREDICTORS: dict[tuple[str, str, str, int | None], Predictor] = {}
 
 
 def _load(model_dir: str | Path, device: str) -> TrainedModel:
@@ -638,7 +643,7 @@ def classify(
     *,
     device: str = "auto",
     precision: str = "auto",
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     chunk_files: int = CHUNK_FILES,
     chunk_rows: int = CHUNK_ROWS,
     backend: Backend | None = None,
@@ -662,7 +667,7 @@ def classify(
     precision
         ``auto``, ``fp32``, ``bf16`` or ``fp16`` (CUDA only); see `resolve_precision`.
     batch_size
-        Spectra per forward pass.
+        Spectra per forward pass (256 on CPU, 65536 on CUDA by default).
     chunk_files, chunk_rows
         Files or dataset rows per chunk: the unit of work, of commit and of memory.
     backend

@@ -36,7 +36,12 @@ from spectraldl.cli._progress import progress_bar
 @click.option(
     "--workers", "-j", default=1, show_default=True, help="Worker processes (local, dask-local)."
 )
-@click.option("--batch-size", default=4096, show_default=True, help="Spectra per forward pass.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Spectra per forward pass (default: 256 on CPU, 65536 on CUDA).",
+)
 @click.option(
     "--threads",
     type=click.IntRange(1),
@@ -71,7 +76,7 @@ def classify_command(
     device: str,
     precision: str,
     workers: int,
-    batch_size: int,
+    batch_size: int | None,
     threads: int | None,
     chunk_files: int,
     chunk_rows: int,

@@ -1,0 +1,504 @@
+"""Benchmark of `spectraldl classify`: spectra/s from a dataset, files/s from a FITS tree, Dask.
+
+Every figure comes with its baseline measured in the same run:
+
+1. From a dataset on CPU: a plain fp32 PyTorch loop over the same network
+   (``net(batch)`` under ``no_grad``, batches of 4096 as `TrainedModel.predict_proba`
+   uses, and of 256) against spectraldl's `Predictor` (probabilities and novelty
+   score from one pass; fp32, and bf16 autocast) and against `classify` from the
+   HDF5 file end to end (read, predict, write Parquet). Agreement: the share of
+   spectra whose arg-max class equals the plain fp32 loop's.
+2. From a FITS tree (synthetic LAMOST DR1 files, gzipped, from
+   `spectraldl.simulate`): `classify` with one and two local worker processes,
+   files/s and the projected time for LAMOST DR1's 2.2 million files; where the
+   time goes per file (read + gunzip + header, rest of the reader, preprocessing,
+   prediction, table and writing).
+3. Dask: a `LocalCluster` with 2 workers against 1, same tree.
+4. GPU (CUDA): spectra/s from a dataset in bf16 and fp32; "skipped: no GPU" without one.
+
+The networks are trained for a few epochs on simulated spectra with the
+project's trainer (or use ``--model-dir``); speed does not depend on how well
+they are trained, agreement between precisions does a little.
+
+    .venv/bin/python benchmarks/classify.py [--json out.json] [--n-files 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, print_table, write_json
+
+DR1_FILES = 2_202_000
+"""LAMOST DR1 spectra, as the thesis classified."""
+
+
+def train_models(work: Path, names: list[str], seed: int) -> dict[str, Path]:
+    """Train each network a few epochs on simulated LAMOST vectors with the project's trainer."""
+    from spectraldl.dataset import Rows, append_rows, create_dataset
+    from spectraldl.labels import label_code
+    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.simulate import simulate_vectors
+    from spectraldl.training import TrainConfig, train
+
+    dataset = work / "training.h5"
+    if not dataset.exists():
+        sim = simulate_vectors(
+            1800,
+            archive="lamost",
+            seed=seed,
+            mix={"emission": 0.34, "absorption": 0.33, "double-peak": 0.33},
+        )
+        create_dataset(dataset, config=PreprocessConfig())
+        labels = np.asarray(sim.labels, dtype=np.int8)
+        if labels.dtype.kind not in "iu":
+            labels = np.array([label_code(str(v)) for v in sim.labels], np.int8)
+        n = len(sim.X)
+        append_rows(
+            dataset,
+            Rows(
+                X=sim.X,
+                ids=np.asarray(sim.ids, dtype=object),
+                labels=labels,
+                quality=np.asarray(sim.quality, np.int32),
+                meta={"origin": np.full(n, "synthetic", dtype=object)},
+            ),
+        )
+    out = {}
+    for name in names:
+        model_dir = work / f"model-{name}"
+        if not model_dir.exists():
+            config = TrainConfig(model=name, epochs=3, patience=3, seed=seed, device="cpu")
+            train([dataset], model_dir, config=config)
+        out[name] = model_dir
+    return out
+
+
+def rate(fn: Any, n: int, *, repeat: int = 3, budget_s: float = 20.0) -> float:
+    """Best items/s of ``repeat`` calls of ``fn()`` handling ``n`` items (within a time budget)."""
+    best = 0.0
+    spent = 0.0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+        spent += seconds
+        best = max(best, n / seconds)
+        if spent > budget_s:
+            break
+    return best
+
+
+def plain_loop(network: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The baseline: a plain fp32 PyTorch loop, logits per batch, arg-max."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            out.append(network(torch.from_numpy(x[start : start + batch_size])).argmax(1).numpy())
+    return np.concatenate(out)
+
+
+def bench_dataset(
+    model_dirs: dict[str, Path], x: np.ndarray, dataset: Path, work: Path
+) -> list[dict[str, Any]]:
+    """Section 1: spectra/s from a dataset on CPU, against a plain fp32 loop."""
+    from spectraldl.inference import Predictor, classify, cpu_has_native_bf16
+    from spectraldl.modelcard import load_model
+
+    rows: list[dict[str, Any]] = []
+    n = len(x)
+    native = cpu_has_native_bf16()
+    for name, model_dir in model_dirs.items():
+        model = load_model(model_dir, device="cpu")
+        net = model.network
+        reference = plain_loop(net, x, 4096)
+        base = rate(lambda net=net: plain_loop(net, x, 4096), n)
+        cases: list[tuple[str, str, Any, np.ndarray | None]] = [
+            ("plain fp32 loop (baseline)", "4096", None, reference),
+            ("plain fp32 loop", "256", lambda net=net: plain_loop(net, x, 256), None),
+        ]
+        for batch in (256, 1024):
+            predictor = Predictor(model, precision="fp32", batch_size=batch)
+            cases.append(
+                (
+                    "spectraldl Predictor fp32 (+novelty)",
+                    str(batch),
+                    lambda p=predictor: p(x),
+                    None,
+                )
+            )
+        # bf16 runs natively only with AVX-512 BF16/AMX; elsewhere PyTorch emulates it slowly,
+        # so it is timed on a slice.
+        sample = x if native else x[: min(n, 2048)]
+        bf16 = Predictor(model, precision="bf16", batch_size=256)
+        cases.append(
+            (
+                "spectraldl Predictor bf16 autocast",
+                "256",
+                lambda bf16=bf16, sample=sample: bf16(sample),
+                None,
+            )
+        )
+        for method, batch, fn, argmax in cases:
+            if fn is None:
+                speed = base
+            else:
+                count = len(sample) if "bf16" in method else n
+                speed = rate(fn, count)
+            if argmax is None:
+                if "bf16" in method:
+                    argmax = bf16(sample)[0].argmax(1)
+                    agree = float((argmax == reference[: len(sample)]).mean())
+                elif "Predictor" in method:
+                    agree = float(
+                        (
+                            Predictor(model, precision="fp32", batch_size=int(batch))(x)[0].argmax(
+                                1
+                            )
+                            == reference
+                        ).mean()
+                    )
+                else:
+                    agree = float((plain_loop(net, x, int(batch)) == reference).mean())
+            else:
+                agree = 1.0
+            rows.append(
+                {
+                    "model": name,
+                    "method": method,
+                    "batch": batch,
+                    "spectra_per_s": speed,
+                    "ratio": speed / base,
+                    "argmax_agreement": agree,
+                    "note": "" if native or "bf16" not in method else "no native bf16 on this CPU",
+                }
+            )
+        out = work / f"from-dataset-{name}.parquet"
+
+        def end_to_end(model_dir: Path = model_dir, out: Path = out) -> None:
+            classify(model_dir, [dataset], out, batch_size=256, overwrite=True)
+
+        speed = rate(end_to_end, n, repeat=2)
+        rows.append(
+            {
+                "model": name,
+                "method": "spectraldl classify dataset.h5 -> .parquet",
+                "batch": "256",
+                "spectra_per_s": speed,
+                "ratio": speed / base,
+                "argmax_agreement": float("nan"),
+                "note": "HDF5 read, predict, novelty, Parquet write",
+            }
+        )
+    return rows
+
+
+def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[list, list]:
+    """Section 2: FITS tree end to end, 1 and 2 local workers, and where the time goes."""
+    from spectraldl.archives import read_spectrum
+    from spectraldl.archives.fitsfile import FitsFile
+    from spectraldl.backends import open_backend
+    from spectraldl.inference import Predictor, classify, iter_fits_files
+    from spectraldl.modelcard import load_model
+    from spectraldl.preprocess import preprocess
+
+    rows = []
+    first = None
+    for workers in (1, 2):
+        out = work / f"tree-{workers}.parquet"
+        with open_backend("local", workers=workers) as backend:
+            start = time.perf_counter()
+            summary = classify(
+                model_dir, [tree], out, backend=backend, batch_size=256, overwrite=True
+            )
+            seconds = time.perf_counter() - start
+        speed = n_files / seconds
+        first = first or speed
+        rows.append(
+            {
+                "case": f"classify FITS tree, local, {workers} worker(s)",
+                "files": n_files,
+                "seconds": seconds,
+                "files_per_s": speed,
+                "ratio": speed / first,
+                "projected_dr1_min": DR1_FILES / speed / 60,
+                "bad_files": len(summary.errors),
+            }
+        )
+    # Where the time goes, one process, per file.
+    files = list(iter_fits_files(str(tree)))[:600]
+    model = load_model(model_dir, device="cpu")
+    config = model.config
+    stage: dict[str, float] = {}
+    start = time.perf_counter()
+    for path in files:
+        FitsFile.open(path)
+    stage["read + gunzip + primary header (FitsFile.open)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    spectra = []
+    for path in files:
+        with contextlib.suppress(ValueError):
+            spectra.append(read_spectrum(path))
+    stage["rest of the reader (arrays, Spectrum)"] = (
+        time.perf_counter() - start - stage["read + gunzip + primary header (FitsFile.open)"]
+    )
+    start = time.perf_counter()
+    xs = []
+    for spectrum in spectra:
+        with contextlib.suppress(ValueError):
+            xs.append(preprocess(spectrum, config).x)
+    stage["preprocess (blur, regrid, standardise, flags)"] = time.perf_counter() - start
+    x = np.stack(xs)
+    predictor = Predictor(model, precision="fp32", batch_size=256)
+    predictor(x)
+    start = time.perf_counter()
+    predictor(x)
+    stage["predict + novelty (fp32)"] = time.perf_counter() - start
+    one = rows[0]
+    total_per_file = one["seconds"] / n_files
+    accounted = sum(stage.values()) / len(files)
+    stage["table, commit, merge, start-up (rest of the run)"] = max(
+        0.0, (total_per_file - accounted) * len(files)
+    )
+    breakdown = [
+        {
+            "stage": name,
+            "ms_per_file": seconds / len(files) * 1e3,
+            "share": seconds / len(files) / total_per_file,
+        }
+        for name, seconds in stage.items()
+    ]
+    return rows, breakdown
+
+
+def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[dict[str, Any]]:
+    """Section 3: Dask LocalCluster with 2 workers against 1."""
+    from spectraldl.backends import open_backend
+    from spectraldl.inference import classify
+
+    rows = []
+    first = None
+    for workers in (1, 2):
+        out = work / f"dask-{workers}.parquet"
+        start = time.perf_counter()
+        with open_backend("dask-local", workers=workers) as backend:
+            started = time.perf_counter()
+            classify(model_dir, [tree], out, backend=backend, batch_size=256, overwrite=True)
+            seconds = time.perf_counter() - started
+        total = time.perf_counter() - start
+        speed = n_files / seconds
+        first = first or speed
+        rows.append(
+            {
+                "case": f"Dask LocalCluster, {workers} worker(s)",
+                "files": n_files,
+                "seconds": seconds,
+                "files_per_s": speed,
+                "ratio": speed / first,
+                "cluster_start_s": total - seconds,
+            }
+        )
+    return rows
+
+
+def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[dict[str, Any]]:
+    """Section 4: spectra/s on a CUDA GPU from in-memory dataset rows."""
+    from spectraldl.inference import Predictor
+    from spectraldl.modelcard import load_model
+
+    rows = []
+    tiled = np.ascontiguousarray(np.resize(x, (n_gpu, x.shape[1])))
+    for name, model_dir in model_dirs.items():
+        model = load_model(model_dir, device="cuda")
+        net = model.network
+        base_n = min(n_gpu, 1_000_000)
+
+        def plain(net: torch.nn.Module = net, base_n: int = base_n) -> None:
+            with torch.no_grad():
+                for start in range(0, base_n, 4096):
+                    net(torch.from_numpy(tiled[start : start + 4096]).cuda()).argmax(1).cpu()
+
+        base = rate(plain, base_n, repeat=2)
+        rows.append(
+            {
+                "model": name,
+                "method": "plain fp32 loop",
+                "batch": 4096,
+                "spectra_per_s": base,
+                "ratio": 1.0,
+            }
+        )
+        for precision, batch in (("fp32", 65536), ("bf16", 65536), ("bf16", 262144)):
+            predictor = Predictor(model, precision=precision, batch_size=batch)
+            predictor(tiled[: 2 * batch])
+            speed = rate(lambda p=predictor: p(tiled), n_gpu, repeat=2)
+            rows.append(
+                {
+                    "model": name,
+                    "method": f"spectraldl Predictor {precision}",
+                    "batch": batch,
+                    "spectra_per_s": speed,
+                    "ratio": speed / base,
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", help="also write the results as JSON here")
+    parser.add_argument("--n-spectra", type=int, default=16384, help="dataset rows (CPU)")
+    parser.add_argument("--n-files", type=int, default=2000, help="files in the FITS tree")
+    parser.add_argument("--models", default="cnn,cnn-small", help="networks to measure")
+    parser.add_argument(
+        "--model-dir", action="append", default=[], help="NAME=DIR, a trained model"
+    )
+    parser.add_argument("--n-gpu", type=int, default=4_000_000, help="spectra for the GPU rows")
+    parser.add_argument("--tree-model", default="cnn-small", help="network for the FITS tree rows")
+    parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument(
+        "--work", help="folder for the trees and models (a temporary one by default)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from spectraldl.bundled import bundled_files
+    from spectraldl.dataset import append_rows, create_dataset
+    from spectraldl.ingest import ingest, read_and_preprocess
+    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.simulate import simulate_archive
+
+    temp = None if args.work else tempfile.TemporaryDirectory(prefix="bench-classify-")
+    work = Path(args.work or temp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    names = [n for n in args.models.split(",") if n]
+    given = dict(item.split("=", 1) for item in args.model_dir)
+    model_dirs = {n: Path(given[n]) for n in names if n in given}
+    missing = [n for n in names if n not in model_dirs]
+    if args.tree_model not in model_dirs and args.tree_model not in missing:
+        missing.append(args.tree_model)
+    if missing:
+        print(
+            f"training {', '.join(missing)} for a few epochs on simulated spectra ...", flush=True
+        )
+        model_dirs.update(train_models(work, missing, args.seed))
+
+    tree = work / "tree"
+    if not (tree / "truth.csv").exists():
+        print(f"simulating {args.n_files} LAMOST DR1 files (gzipped) ...", flush=True)
+        simulate_archive(
+            tree,
+            archive="lamost",
+            n=args.n_files,
+            seed=args.seed + 1,
+            release="dr1",
+            workers=min(2, os.cpu_count() or 1),
+        )
+    n_files = args.n_files
+
+    # Dataset rows: the simulated tree, ingested, tiled to --n-spectra (plus the real spectra).
+    archive_h5 = work / "archive.h5"
+    if not archive_h5.exists():
+        ingest([tree], archive_h5, workers=min(2, os.cpu_count() or 1))
+    from spectraldl.dataset import read_dataset
+
+    base = read_dataset(archive_h5)
+    real, _ = read_and_preprocess(
+        [f.path for f in bundled_files(archive="lamost")], config=PreprocessConfig()
+    )
+    reps = -(-args.n_spectra // len(base))
+    x = np.ascontiguousarray(
+        np.resize(np.concatenate([real.X, base.X]), (args.n_spectra, base.X.shape[1]))
+    )
+    big = work / f"dataset-{args.n_spectra}.h5"
+    if not big.exists():
+        create_dataset(big, config=base.config)
+        for i in range(reps):
+            block = base.take(slice(None))
+            block.ids = np.array([f"{v}-{i}" for v in block.ids], dtype=object)
+            append_rows(big, block)
+        from spectraldl.dataset import dataset_info
+
+        assert dataset_info(big).n_rows >= args.n_spectra
+    dataset_rows = len(base) * reps
+
+    print("section 1: from a dataset ...", flush=True)
+    rows1 = bench_dataset({n: model_dirs[n] for n in names}, x, big, work)
+    for row in rows1:
+        if row["method"].startswith("spectraldl classify"):
+            row["spectra_per_s"] *= dataset_rows / len(x)
+            row["ratio"] *= dataset_rows / len(x)
+    print_table(
+        f"classify from a dataset, CPU, {len(x)} spectra "
+        "(ratio: to the plain fp32 loop, batch 4096)",
+        rows1,
+        ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
+    )
+
+    print("section 2: FITS tree ...", flush=True)
+    rows2, breakdown = bench_tree(model_dirs[args.tree_model], tree, n_files, work)
+    print_table(
+        f"classify a FITS tree end to end ({n_files} gzipped LAMOST DR1 files, model "
+        f"{args.tree_model}; projected minutes for {DR1_FILES:,} files)",
+        rows2,
+        ["case", "files", "seconds", "files_per_s", "ratio", "projected_dr1_min", "bad_files"],
+    )
+    print_table(
+        "where the time goes (one process, per file)", breakdown, ["stage", "ms_per_file", "share"]
+    )
+
+    rows3: list[dict[str, Any]] = []
+    if not args.skip_dask:
+        print("section 3: Dask ...", flush=True)
+        rows3 = bench_dask(model_dirs[args.tree_model], tree, n_files, work)
+        print_table(
+            "Dask LocalCluster (ratio: to 1 worker)",
+            rows3,
+            ["case", "files", "seconds", "files_per_s", "ratio", "cluster_start_s"],
+        )
+
+    rows4: list[dict[str, Any]] = []
+    if torch.cuda.is_available():
+        rows4 = bench_gpu({n: model_dirs[n] for n in names}, x, args.n_gpu)
+        print_table(
+            "GPU from a dataset (ratio: to the plain fp32 loop)",
+            rows4,
+            ["model", "method", "batch", "spectra_per_s", "ratio"],
+        )
+    else:
+        print("\nGPU: skipped: no GPU")
+
+    all_rows = (
+        [{"section": "dataset-cpu", **r} for r in rows1]
+        + [{"section": "fits-tree", **r} for r in rows2]
+        + [{"section": "fits-tree-stages", **r} for r in breakdown]
+        + [{"section": "dask", **r} for r in rows3]
+        + [{"section": "gpu", **r} for r in rows4]
+    )
+    write_json(
+        args.json,
+        "classify",
+        all_rows,
+        gpu="skipped: no GPU" if not rows4 else "measured",
+        torch_threads=torch.get_num_threads(),
+        cpu_native_bf16=__import__("spectraldl.inference", fromlist=["x"]).cpu_has_native_bf16(),
+        machine_info=machine(),
+    )
+    if temp is not None:
+        temp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
