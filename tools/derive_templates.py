@@ -22,11 +22,12 @@ et al. 2011: air wavelengths, 2.5 Å FWHM, 0.9 Å/px):
   need the whole 3700-9100 Å range, MILES stops at 7410 Å.
 
 Stars are left out when their parameters are missing, their flux is not
-finite and positive over the window, or H-alpha is in emission (measured: the
+finite and positive over the window, H-alpha is in emission (measured: the
 peak within ±4 Å of 6562.8 Å above the pseudo-continuum at 6535-6545 and
 6580-6590 Å by the thresholds in `is_emission`, or an emission type such as
-``Iae``, ``pe``, ``M6e``): those would teach the network that ordinary
-absorption templates can have emission.
+``Iae``, ``pe``, ``M6e``: those would teach the network that ordinary
+absorption templates can have emission), or they are supergiants or carbon/S
+stars (`survey_unlike`).
 
 Run from the repository root: ``.venv/bin/python tools/derive_templates.py``
 (``--shared PATH`` if the shared data folder is elsewhere).
@@ -61,6 +62,12 @@ SHAPE_X0_AA, SHAPE_SCALE_AA = 5500.0, 2000.0
 
 _EMISSION_TYPE = re.compile(r"Iae|(?<!s)pe|[0-9.]e\b|\(e\)")
 """Emission marks in MILES types (``Iae``, ``pe``, ``M6e``); ``spe`` (sharp, peculiar) is not."""
+
+_SUPERGIANT = re.compile(r"(?<![IV])I(a\+?|ab|b)?(?![IV])")
+"""Luminosity class I (``Ia``, ``Iab``, ``Ib``; not ``II``, ``III``, ``IV``)."""
+
+_PECULIAR = re.compile(r"^(R|N|C|S|MS)(\b|\d|\.|\?)|S\?|\bMS\b")
+"""Carbon (R, N, C) and S-type stars."""
 
 
 @dataclass
@@ -102,31 +109,36 @@ def read_miles_params(path: Path) -> list[Star]:
     return stars
 
 
+CLASS_TEFF_K = (
+    ("O", 31000.0, 45000.0),
+    ("B", 10000.0, 31000.0),
+    ("A", 7400.0, 10000.0),
+    ("F", 6000.0, 7400.0),
+    ("G", 5300.0, 6000.0),
+    ("K", 3900.0, 5300.0),
+    ("M", 2300.0, 3900.0),
+)
+"""Effective temperature of each spectral class, hottest (subtype 0) to coolest (subtype 9),
+rounded from the dwarf sequence of Pecaut & Mamajek (2013, ApJS 208, 9)."""
+
+
 def spectral_class(star: Star) -> str:
-    """O-M from the MILES type when it names one, else from Teff (Pecaut & Mamajek 2013 scale)."""
-    match = re.search(r"([OBAFGKM])\s?\d", star.sptype) or re.match(
-        r"(?:sd|d|g)?:?([OBAFGKM])", star.sptype
-    )
-    if match:
-        return match.group(1)
-    for limit, letter in (
-        (30000, "O"),
-        (10000, "B"),
-        (7300, "A"),
-        (6000, "F"),
-        (5300, "G"),
-        (3900, "K"),
-    ):
-        if star.teff >= limit:
+    """Class O-M from Teff: what the spectrum looks like, as LAMOST's pipeline classifies it.
+
+    MILES types are heterogeneous (old catalogue types, horizontal-branch and
+    peculiar stars filed under A or B); Teff follows the spectrum's appearance.
+    """
+    for letter, low, _ in CLASS_TEFF_K:
+        if star.teff >= low:
             return letter
     return "M"
 
 
 def lamost_subclass(star: Star, letter: str) -> str:
-    """A LAMOST-pipeline-like SUBCLASS (``F9``, ``K5``, ``A1IV``...): class letter and digit."""
-    match = re.search(letter + r"\s?(\d)", star.sptype)
-    digit = match.group(1) if match else "5"
-    return f"{letter}{digit}"
+    """A LAMOST-like SUBCLASS (``F9``, ``K5``...): the subtype interpolated in Teff."""
+    low, high = next((lo, hi) for c, lo, hi in CLASS_TEFF_K if c == letter)
+    fraction = (high - min(max(star.teff, low), high)) / (high - low)
+    return f"{letter}{min(int(fraction * 10), 9)}"
 
 
 def continuum_quadratic(wave: np.ndarray, flux: np.ndarray, teff: float) -> np.ndarray:
@@ -160,6 +172,21 @@ def is_emission(star: Star, ratio: float) -> str:
         return f"hot star with H-alpha core {ratio:.2f} x pseudo-continuum (filled in)"
     if star.logg > 4.0 and star.teff < 4400 and ratio > 1.03:
         return f"active cool dwarf, H-alpha core {ratio:.2f} x pseudo-continuum"
+    return ""
+
+
+def survey_unlike(star: Star) -> str:
+    """Why a star is unlike the targets of either survey ('' when it is like them).
+
+    Supergiants and carbon/S stars are rare among LAMOST's and the Ondřejov
+    H-alpha programme's targets, while MILES holds many (it was built to model
+    stellar populations); their spectra differ from the dwarfs and giants of
+    the same Teff.
+    """
+    if _PECULIAR.search(star.sptype):
+        return f"carbon or S star ({star.sptype!r})"
+    if _SUPERGIANT.search(star.sptype):
+        return f"supergiant ({star.sptype!r})"
     return ""
 
 
@@ -249,7 +276,7 @@ def main() -> None:
             left_out.append((star.miles_id, star.name, star.sptype, "flux not positive"))
             continue
         ratio = halpha_core_ratio(wave, flux)
-        reason = is_emission(star, ratio)
+        reason = is_emission(star, ratio) or survey_unlike(star)
         if reason:
             left_out.append((star.miles_id, star.name, star.sptype, reason))
             continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spectraldl.simulate.population import NOISE_SNR_RANGE, Population
-from spectraldl.simulate.templates import TemplateSet
+from spectraldl.simulate.templates import CLASS_TEFF_K, TemplateSet, template_weights
 
 ARCHIVE_CODES = {"lamost": 1, "ondrejov": 2}
 
@@ -36,28 +36,61 @@ def streams(seed: int, archive: str, index: int) -> Streams:
 
 
 def choose_template(
-    rng: np.random.Generator, templates: TemplateSet, fractions: dict[str, float]
+    rng: np.random.Generator,
+    templates: TemplateSet,
+    fractions: dict[str, float],
+    *,
+    archive: str,
+    teff_values: tuple[float, ...] = (),
 ) -> int:
-    """A template star: spectral class by ``fractions``, then uniformly within the class."""
-    members = _members(templates)
-    names = [c for c in fractions if fractions[c] > 0 and members.get(c, _EMPTY).size]
-    weights = np.cumsum([fractions[c] for c in names])
-    spclass = names[
-        min(int(np.searchsorted(weights, rng.random() * weights[-1], side="right")), len(names) - 1)
-    ]
-    chosen = members[spclass]
-    return int(chosen[int(rng.integers(chosen.size))])
+    """A template star near a target Teff.
+
+    The target is a resampled ``teff_values`` entry (jittered by 3 %) when
+    given, else a spectral class drawn by ``fractions`` and a Teff log-uniform
+    over the class's range (`CLASS_TEFF_K`: subtypes equally likely, rather
+    than MILES' own lumpy sampling). Templates of the target's class are then
+    weighted by a Gaussian in Teff (sigma 4 %) times `template_weights`
+    (dwarf/giant shares, [Fe/H]).
+    """
+    members = _members(templates, archive)
+    if teff_values:
+        target = float(teff_values[int(rng.integers(len(teff_values)))]) * (
+            1.0 + 0.03 * rng.normal()
+        )
+        spclass = next((c for c, (lo, _) in CLASS_TEFF_K.items() if target >= lo), "M")
+        if spclass not in members:
+            spclass = min(
+                members, key=lambda c: abs(np.log(np.mean(CLASS_TEFF_K[c])) - np.log(target))
+            )
+    else:
+        names = [c for c in fractions if fractions[c] > 0 and c in members]
+        cumulative = np.cumsum([fractions[c] for c in names])
+        u = rng.random() * cumulative[-1]
+        spclass = names[min(int(np.searchsorted(cumulative, u, side="right")), len(names) - 1)]
+        low, high = CLASS_TEFF_K[spclass]
+        target = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    indices, weights = members[spclass]
+    teff = templates.teff[indices]
+    kernel = np.exp(-0.5 * ((teff - target) / (0.04 * target)) ** 2) * weights
+    if kernel.sum() <= 1e-12 * weights.sum():
+        return int(indices[int(np.argmin(np.abs(teff - target)))])
+    cumulative = np.cumsum(kernel)
+    pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return int(indices[min(pick, indices.size - 1)])
 
 
-_EMPTY = np.zeros(0, dtype=np.int64)
-_MEMBERS: dict[int, dict[str, np.ndarray]] = {}
+_MEMBERS: dict[tuple[int, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
 
 
-def _members(templates: TemplateSet) -> dict[str, np.ndarray]:
-    """Template indices per spectral class (computed once per template set)."""
-    key = id(templates)
+def _members(templates: TemplateSet, archive: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per class: template indices and their `template_weights` (computed once)."""
+    key = (id(templates), archive)
     if key not in _MEMBERS:
-        _MEMBERS[key] = {c: templates.of_class(c) for c in np.unique(templates.spclass)}
+        weights = template_weights(templates, archive)
+        _MEMBERS[key] = {
+            str(c): (templates.of_class(c), weights[templates.of_class(c)])
+            for c in np.unique(templates.spclass)
+        }
     return _MEMBERS[key]
 
 

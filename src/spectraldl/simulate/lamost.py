@@ -3,12 +3,12 @@
 Instrument and pipeline facts followed (numbers and their sources):
 
 * grid: vacuum wavelengths ``10**(3.5682 + 1e-4 i)``, 3904 pixels in DR1 and
-  3909 from DR2 (the bundled real files); resolving power about 1800 (Cui et
-  al. 2012, RAA 12, 1197), drawn per spectrum around it (fibre-to-fibre spread,
-  assumption: sigma 120);
-* radial velocities: LAMOST stars span about ±100 km/s (heliocentric; e.g.
-  the LAMOST DR1 catalogue, Luo et al. 2015): normal, sigma 40 km/s, clipped
-  at ±200;
+  3909 from DR2 (the bundled real files); nominal resolving power 1800 at
+  5500 Å (Cui et al. 2012, RAA 12, 1197), but about 1350 effective at H-alpha
+  as measured on the dev files (`RESOLVING_POWER`), drawn per spectrum;
+* radial velocities: LAMOST stars span about ±100 km/s (Luo et al. 2015);
+  as the lines sit in the H-alpha window (including the pipeline's wavelength
+  zero point) they are normal, +25 ± 55 km/s (`RADIAL_VELOCITY_KMS`);
 * interstellar reddening E(B-V): exponential, mean 0.12 mag (assumption; most
   LAMOST fields are off the plane), with the CCM law and the 6614 Å band;
 * flux calibration: LAMOST's relative calibration leaves smooth slopes
@@ -74,11 +74,21 @@ NIGHTS = 250
 FIBRES_PER_PLATE = 4000
 """16 spectrographs x 250 fibres (Cui et al. 2012)."""
 
-NOISE_SCALE = (0.72, 0.92)
-"""Range of (real scatter)/(sigma from ivar): the second-difference scatter of
-the dev files' flux is 0.6-0.8 of what ivar implies at S/N < 25 (measured in
-6000-6500 Å; `benchmarks/realism.py` compares the result)."""
-NOISE_CORRELATION_PX = (0.45, 0.75)
+RADIAL_VELOCITY_KMS = (25.0, 55.0)
+"""Velocity of the lines in the window (mean, sigma): MILES templates fitted to the dev files'
+6420-6800 Å give a median of +40 km/s and a spread of about ±60 (the header Z of that early
+DR1 plate disagrees by tens of km/s); the mean is pulled towards the survey's ~0."""
+
+RESOLVING_POWER = (1350.0, 150.0)
+"""Effective resolving power at H-alpha (mean, sigma): fitting MILES stars degraded to
+R = 1000-2100 to the dev files' 6420-6800 Å gives a median best R of 1200-1400 (1600 for the
+brightest G-K stars): LAMOST's nominal R 1800 (at 5500 Å) is not reached in the red arm."""
+
+NOISE_SCALE = (0.65, 1.0)
+"""Range of (real scatter)/(sigma from ivar): template fits to the low-S/N dev files leave a
+reduced chi-square of 0.34-0.8 against their ivar (scatter 0.58-0.9 of what ivar claims),
+and their second-difference scatter is 0.6-0.8 of it; `benchmarks/realism.py` compares."""
+NOISE_CORRELATION_PX = (0.25, 0.45)
 """Gaussian sigma (pixels) of the correlation of neighbouring pixels' noise: the
 dev files' high-passed residuals have lag-1 autocorrelation 0.25-0.45 at low S/N."""
 
@@ -99,6 +109,86 @@ SKY_LINE_STRENGTH = np.where(
 )
 """Line peak over the sky continuum at LAMOST resolution (assumption: 1 for
 airglow lines, 0.3 for geocoronal/urban H-alpha)."""
+
+SKY_RESIDUAL_AMPLITUDE = 0.045
+"""Peak of the sky-subtraction residual, relative to the star's continuum, at SN_R 30; scaled
+by (30/SN_R)^0.8 and a lognormal (sigma 0.5) per spectrum, sign as the dev stack in 85 %."""
+
+SKY_RESIDUAL_LINES = tuple(
+    (float(air_to_vacuum(air)), factor, excess)
+    for air, factor, excess in (
+        (6498.73, 1.07, 0.0),
+        (6522.40, 0.30, 0.0),
+        (6533.04, 0.93, 0.0),
+        (6553.62, 1.10, 0.15),
+        (6562.80, 1.80, 0.70),
+        (6568.78, 0.45, 0.0),
+        (6577.28, 0.95, 0.0),
+        (6596.64, 0.22, 0.0),
+        (6604.28, 0.50, 0.27),
+        (6627.62, 0.18, 0.0),
+        (6634.23, 0.20, 0.0),
+    )
+)
+"""Sky lines near H-alpha (air Å in the table, stored in vacuum) with the size of their
+derivative-shaped residual and of an under-subtracted excess, in units of
+`SKY_RESIDUAL_AMPLITUDE`. Fitted to the dev files only: the median over the 33 stars of
+(flux / best-fitting MILES template - 1) x (SN_R/30)^0.8 is a negative-then-positive pair
+(Gaussian sigma 2.2 Å, centres 0.2 Å redward) on each OH line and on H-alpha; fitting the
+pairs' amplitudes leaves 0.008 of its 0.021 rms. H-alpha's excess is the G-M stars' (0.03;
+A-F stars add a stellar core mismatch). The holdout stars show the same pattern at about
+two thirds of the amplitude."""
+
+WINDOW_RESPONSE = (
+    (6400.0, -0.0018),
+    (6410.0, -0.0025),
+    (6420.0, -0.0031),
+    (6430.0, -0.0050),
+    (6440.0, -0.0090),
+    (6450.0, -0.0131),
+    (6460.0, -0.0127),
+    (6470.0, -0.0067),
+    (6480.0, -0.0040),
+    (6490.0, -0.0073),
+    (6500.0, -0.0047),
+    (6510.0, +0.0010),
+    (6520.0, -0.0021),
+    (6530.0, -0.0029),
+    (6540.0, +0.0023),
+    (6550.0, +0.0072),
+    (6560.0, +0.0115),
+    (6570.0, +0.0142),
+    (6580.0, +0.0141),
+    (6590.0, +0.0098),
+    (6600.0, +0.0059),
+    (6610.0, +0.0055),
+    (6620.0, +0.0049),
+    (6630.0, +0.0053),
+    (6640.0, +0.0054),
+    (6650.0, +0.0029),
+    (6660.0, +0.0013),
+    (6670.0, +0.0028),
+    (6680.0, +0.0038),
+    (6690.0, +0.0018),
+    (6700.0, +0.0001),
+    (6710.0, +0.0009),
+    (6720.0, +0.0024),
+    (6730.0, +0.0030),
+    (6740.0, +0.0038),
+    (6750.0, +0.0039),
+    (6760.0, +0.0032),
+    (6770.0, +0.0030),
+    (6780.0, +0.0024),
+    (6790.0, +0.0008),
+    (6800.0, -0.0024),
+    (6810.0, -0.0084),
+)
+"""Smooth multiplicative difference (vacuum Å, fraction) between real LAMOST spectra and their
+best-fitting MILES templates around H-alpha, measured on the dev files only (median over the 33
+stars, H-alpha ±14 Å interpolated over, smoothed by 8 Å): a 1 % depression at 6440-6530 Å where
+the weak 6500 Å telluric water band lies (LAMOST does not correct it) and a 1 % rise across
+H-alpha (the flux calibration's response near the standards' H-alpha; shallower real wings).
+Each spectrum gets it times N(1, 0.5); the holdout files show the same shape at 60 %."""
 
 ANDMASK_BITS = (1, 2, 4, 8, 16)
 NODATA = 32
@@ -265,15 +355,18 @@ def simulate_one(
     label = class_of(index, seed=seed, mix=population.mix)
     profile = noise_profile(star_rng, archive="lamost") if label == "noise" else label
     types = population.types["absorption" if profile not in population.types else profile]
-    k = choose_template(star_rng, templates, types)
+    k = choose_template(
+        star_rng, templates, types, archive="lamost", teff_values=population.teff_values
+    )
     default_snr = lognormal_mixture(star_rng, LAMOST_SNR_LOGNORMAL)
     snr = draw_snr(star_rng, population, label=label, default=default_snr)
-    rv = float(np.clip(star_rng.normal(0.0, 40.0), -200.0, 200.0))
-    resolving_power = float(np.clip(star_rng.normal(1800.0, 120.0), 1450.0, 2200.0))
+    rv = float(np.clip(star_rng.normal(*RADIAL_VELOCITY_KMS), -250.0, 250.0))
+    resolving_power = float(np.clip(star_rng.normal(*RESOLVING_POWER), 1000.0, 1900.0))
     ebv = float(min(star_rng.exponential(0.12), 1.5))
     line = draw_line(star_rng, profile, archive="lamost", snr=snr, weak=label == "noise")
     flux_level = 3.0 * snr**1.3 * math.exp(star_rng.normal(0.0, 0.3))
     cal = (float(star_rng.normal(0.0, 0.15)), float(star_rng.normal(0.0, 0.10)))
+    response_weight = float(star_rng.normal(1.0, 0.5))
 
     g = _grid_info(release)
     wave = g.wave
@@ -296,6 +389,10 @@ def simulate_one(
     line_only = np.zeros_like(model)
     line_only[ws] = ramp * scale * np.interp(rest, templates.wave_vac, added)
     shaping = np.exp(ebv * g.extinction_term + cal[0] * g.x + cal[1] * g.x * g.x)
+    response = np.array(WINDOW_RESPONSE)
+    shaping[ws] *= 1.0 + response_weight * np.interp(
+        wave[ws], response[:, 0], response[:, 1], 0.0, 0.0
+    )
     shaping[ws] *= physics.dib_transmission(
         wave[ws] - g.dib_offset_aa,
         ebv=ebv,
@@ -312,6 +409,7 @@ def simulate_one(
         wave,
         model,
         line_only,
+        continuum,
         snr=snr,
         flux_level=flux_level,
         line=line,
@@ -352,6 +450,7 @@ def simulate_one(
         **line.as_truth(),
         "flux_cal_c1": cal[0],
         "flux_cal_c2": cal[1],
+        "window_response_weight": response_weight,
         **{
             key: value
             for key, value in noisy.items()
@@ -396,6 +495,7 @@ def _observe(
     wave: np.ndarray,
     model: np.ndarray,
     line_only: np.ndarray,
+    continuum: np.ndarray,
     *,
     snr: float,
     flux_level: float,
@@ -411,9 +511,11 @@ def _observe(
             math.exp(rng.uniform(math.log(0.1), math.log(1.0))) * 30.0 / max(snr, 0.5), 0.02, 30.0
         )
     )
-    sky_lines, sky_at, sky_shapes = _sky_lines(wave, sigma_kms)
+    sky_lines = _sky_lines(wave, sigma_kms)
     sky = beta * flux_level * (1.0 + 4.0 * sky_lines)
-    variance = np.clip(model, 0.0, None) + sky
+    # Counts are flux x throughput: the noise in flux units is sqrt(counts) / throughput.
+    throughput = _throughput(wave)
+    variance = (np.clip(model, 0.0, None) + sky) / throughput
     rband = (wave > 5500.0) & (wave < 6900.0)
     c = float(np.median(model[rband] / np.sqrt(variance[rband]))) / snr
     sigma = c * np.sqrt(variance)
@@ -428,33 +530,38 @@ def _observe(
         "noise_correlation_px": corr,
         "noise_sky_ratio": beta,
     }
-    # Sky-subtraction residuals at the sky lines (a quarter of the spectra; assumption).
-    residual = 0.0
-    if rng.random() < 0.25:
-        amplitude = rng.normal(0.0, 0.08, size=SKY_LINES_VAC_AA.size)
-        np.add.at(
-            flux,
-            sky_at,
-            (amplitude * SKY_LINE_STRENGTH)[:, None] * sky_shapes * 4.0 * beta * flux_level,
-        )
-        residual = float(np.abs(amplitude).max())
+    # Sky-subtraction residuals: derivative-shaped (the subtracted sky sits slightly blueward
+    # of the object's own), at every sky line near H-alpha including H-alpha itself.
+    amplitude = (
+        SKY_RESIDUAL_AMPLITUDE * math.exp(rng.normal(0.0, 0.5)) * (30.0 / max(snr, 3.0)) ** 0.8
+    )
+    sign = 1.0 if rng.random() < 0.85 else -1.0
+    near = np.abs(wave - 6600.0) < 150.0
+    local = continuum[near]
+    for centre, factor, excess in SKY_RESIDUAL_LINES:
+        x = (wave[near] - centre) / (centre * sigma_kms / C_KMS)
+        shape = sign * factor * x * np.exp(0.5 - 0.5 * x * x) + excess * np.exp(-0.5 * x * x)
+        flux[near] += amplitude * shape * local
+    residual = sign * amplitude
     out["defect_sky_residual"] = residual
-    # Cosmic-ray spikes surviving the co-add: 5 % of spectra have 1-2 in the H-alpha window.
+    # Cosmic-ray spikes surviving the co-add (assumption: none of the 33 dev spectra shows one
+    # in the window, so 2 % of spectra have 1-2 there, and Poisson(1) over the whole range).
     spikes = 0
-    if rng.random() < 0.05:
+    if rng.random() < 0.02:
         spikes = int(rng.integers(1, 3))
         for at in rng.choice(window, size=spikes, replace=False):
-            flux[at] += rng.uniform(5.0, 40.0) * sigma[at]
+            flux[at] += rng.uniform(5.0, 25.0) * sigma[at]
     elsewhere = rng.poisson(1.0)
     for at in rng.integers(0, n, size=elsewhere):
-        flux[at] += rng.uniform(5.0, 40.0) * sigma[at]
+        flux[at] += rng.uniform(5.0, 25.0) * sigma[at]
     out["defect_cosmic_rays"] = spikes
-    # ivar = 0 over the peak of strong emission (the real pipeline's habit).
+    # ivar = 0 where strong emission rises above the continuum (the real pipeline's habit:
+    # in both real emission stars every pixel more than 4-15 % above it, flux kept, no mask).
     peak_zero = 0
     if line.kind in ("single", "disc") and line.net_height >= 0.3 and rng.random() < 0.7:
-        cont = np.interp(wave, wave[model > 0], model[model > 0]) - line_only
-        excess = line_only / np.clip(cont, 1e-9, None)
-        threshold = rng.uniform(0.03, 0.15)
+        near_line = (line_only != 0) & (continuum > 0)
+        excess = np.where(near_line, model / np.where(continuum > 0, continuum, 1.0) - 1.0, 0.0)
+        threshold = rng.uniform(0.04, 0.15)
         hit = excess > threshold
         peak_zero = int(hit.sum())
         edges = np.flatnonzero(np.diff(hit.astype(np.int8)) != 0)
@@ -508,6 +615,38 @@ def _observe(
 # --- header ------------------------------------------------------------------------------
 
 
+THROUGHPUT = (
+    (3700.0, 0.25),
+    (4000.0, 0.5),
+    (4500.0, 0.8),
+    (5000.0, 0.9),
+    (5500.0, 0.7),
+    (5800.0, 0.3),
+    (5950.0, 0.25),
+    (6150.0, 0.45),
+    (6400.0, 0.85),
+    (6600.0, 1.0),
+    (7600.0, 1.0),
+    (8500.0, 0.75),
+    (9100.0, 0.45),
+)
+"""Relative throughput of telescope + spectrograph (Å, fraction): two arms meeting at the
+dichroic near 5900 Å (Cui et al. 2012). The shape is an assumption, scaled so that, as in the
+dev files, the ivar-based S/N in 6519-6732 Å is about 1.3 x SN_R (the r-band median, which
+includes the dichroic's low-throughput 5500-6100 Å)."""
+
+
+@lru_cache(maxsize=8)
+def _throughput_on(release_pixels: int) -> np.ndarray:
+    wave = 10.0 ** (COEFF0 + COEFF1 * np.arange(release_pixels))
+    points = np.array(THROUGHPUT)
+    return np.interp(wave, points[:, 0], points[:, 1])
+
+
+def _throughput(wave: np.ndarray) -> np.ndarray:
+    return _throughput_on(wave.size)
+
+
 def _band_snr(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, lo: float, hi: float) -> float:
     a, b = np.searchsorted(wave, (lo, hi))
     iv = ivar[a:b]
@@ -517,15 +656,15 @@ def _band_snr(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, lo: float, h
     return float(np.median(flux[a:b][sel] * np.sqrt(iv[sel])))
 
 
-def _sky_lines(wave: np.ndarray, sigma_kms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sky-line shapes at the resolution: summed (n,), pixel indices and peaks (lines, 17)."""
+def _sky_lines(wave: np.ndarray, sigma_kms: float) -> np.ndarray:
+    """Night-sky lines at the instrument's resolution, peak 1 per unit `SKY_LINE_STRENGTH`."""
     centre_px = np.searchsorted(wave, SKY_LINES_VAC_AA)
     at = np.clip(centre_px[:, None] + np.arange(-8, 9)[None, :], 0, wave.size - 1)
     sigma_aa = SKY_LINES_VAC_AA[:, None] * sigma_kms / C_KMS
     shapes = np.exp(-0.5 * ((wave[at] - SKY_LINES_VAC_AA[:, None]) / sigma_aa) ** 2)
     total = np.zeros(wave.size)
     np.add.at(total, at, SKY_LINE_STRENGTH[:, None] * shapes)
-    return total, at, shapes
+    return total
 
 
 def _header_values(

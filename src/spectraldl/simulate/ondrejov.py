@@ -174,8 +174,9 @@ def simulate_one(
     rng = rs.star
     label = class_of(index, seed=seed, mix=population.mix)
     profile = noise_profile(rng, archive="ondrejov") if label == "noise" else label
+    fractions = population.types.get(profile, population.types["absorption"])
     k = choose_template(
-        rng, templates, population.types.get(profile, population.types["absorption"])
+        rng, templates, fractions, archive="ondrejov", teff_values=population.teff_values
     )
     night, frame = _night(index)
     chip = PYLON if night >= PYLON_FROM else SITE

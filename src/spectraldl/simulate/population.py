@@ -123,12 +123,17 @@ class Population:
         Optional S/N values to resample (with a ±10 % jitter) instead of the
         archive's default distribution; the realism benchmark passes the real
         files' SN_R here to compare like with like.
+    teff_values
+        Optional Teff values (K) to resample (3 % jitter) instead of drawing
+        spectral classes from ``types``; e.g. the Teff of real files' LAMOST
+        subclasses (`templates.subclass_teff`).
     """
 
     archive: str
     mix: dict[str, float]
     types: dict[str, dict[str, float]] = field(default_factory=dict)
     snr_values: tuple[float, ...] = ()
+    teff_values: tuple[float, ...] = ()
 
     @classmethod
     def default(
@@ -138,6 +143,7 @@ class Population:
         *,
         types: Mapping[str, Mapping[str, float]] | None = None,
         snr_values: Sequence[float] = (),
+        teff_values: Sequence[float] = (),
     ) -> Population:
         """The archive's defaults, with an optional mix, type override and S/N sample."""
         if archive not in ("lamost", "ondrejov"):
@@ -151,6 +157,7 @@ class Population:
             mix=parse_mix(mix, archive=archive),
             types=merged,
             snr_values=tuple(float(s) for s in snr_values),
+            teff_values=tuple(float(t) for t in teff_values),
         )
 
 

@@ -20,6 +20,38 @@ from spectraldl.preprocess import air_to_vacuum
 
 SPECTRAL_CLASSES = ("O", "B", "A", "F", "G", "K", "M")
 
+CLASS_TEFF_K = {
+    "O": (31000.0, 45000.0),
+    "B": (10000.0, 31000.0),
+    "A": (7400.0, 10000.0),
+    "F": (6000.0, 7400.0),
+    "G": (5300.0, 6000.0),
+    "K": (3900.0, 5300.0),
+    "M": (2300.0, 3900.0),
+}
+"""Teff range of each spectral class (subtype 9 at the low end, 0 at the high end), rounded
+from the dwarf sequence of Pecaut & Mamajek (2013, ApJS 208, 9); the template set classes
+its stars by these (tools/derive_templates.py)."""
+
+
+def subclass_teff(subclass: str) -> float:
+    """Teff (K) of a subclass such as ``K5``, ``A1IV`` or ``F9`` on the `CLASS_TEFF_K` scale.
+
+    Returns NaN for anything without a class letter O-M (LAMOST's ``Non``, ``''``).
+    """
+    text = subclass.strip()
+    if not text or text[0] not in CLASS_TEFF_K:
+        return float("nan")
+    low, high = CLASS_TEFF_K[text[0]]
+    digits = "".join(c for c in text[1:4] if c.isdigit() or c == ".")
+    try:
+        subtype = min(max(float(digits), 0.0), 9.5) if digits else 5.0
+    except ValueError:
+        subtype = 5.0
+    # Log-linear in Teff between the class edges: subtype 0 is `high`, 10 would be `low`.
+    return float(np.exp(np.log(high) + (np.log(low) - np.log(high)) * subtype / 10.0))
+
+
 MILES_FWHM_AA = 2.5
 """MILES resolution: 2.5 Å FWHM over the whole range (Falcón-Barroso et al. 2011)."""
 
@@ -86,6 +118,45 @@ class TemplateSet:
         )
         correction = np.exp(np.polyval(self.shape_coeffs[index], np.clip(x, lo, hi)))
         return self.mastar_flux[self.mastar_index[index]] * correction
+
+
+DWARF_FRACTION = {
+    "lamost": {"O": 0.5, "B": 0.6, "A": 0.8, "F": 0.85, "G": 0.7, "K": 0.6, "M": 0.85},
+    "ondrejov": {"O": 0.5, "B": 0.5, "A": 0.6, "F": 0.6, "G": 0.5, "K": 0.5, "M": 0.5},
+}
+"""Share of dwarfs (log g >= 3.8) per class. LAMOST: mostly dwarfs, giants a third of the G-K
+stars (LAMOST DR1 stellar parameters, Luo et al. 2015, RAA 15, 1095; Wu et al. 2014), M stars
+nearly all dwarfs (the dev files' K5-M2 stars look like dwarfs);
+Ondřejov: bright stars, luminosity classes III-V alike (assumption). MILES over-represents
+giants and metal-poor stars (it was built for stellar populations), hence the weights."""
+
+METALLICITY = {"lamost": (-0.2, 0.35), "ondrejov": (-0.05, 0.25)}
+"""[Fe/H] (mean, sigma) the templates are weighted to: LAMOST stars peak near -0.2 with most
+between -1 and +0.4 (Luo et al. 2015); Ondřejov targets are bright, nearby, near solar."""
+
+BRIGHT_GIANT_WEIGHT = 0.2
+"""Relative weight of log g < 1.5 (bright giants, supergiants): rare among survey targets."""
+
+
+def template_weights(templates: TemplateSet, archive: str) -> NDArray[np.float64]:
+    """Probability of each template within its spectral class for an archive (sums to 1 per class).
+
+    Dwarfs and giants get the class's `DWARF_FRACTION` shares, and within those
+    [Fe/H] is weighted to `METALLICITY` (a 2 % floor keeps metal-poor stars possible).
+    """
+    mean, sigma = METALLICITY[archive]
+    feh_weight = np.exp(-0.5 * ((templates.feh - mean) / sigma) ** 2) + 0.02
+    feh_weight = feh_weight * np.where(templates.logg < 1.5, BRIGHT_GIANT_WEIGHT, 1.0)
+    dwarf = templates.logg >= 3.8
+    weights = np.zeros(len(templates))
+    for letter in np.unique(templates.spclass):
+        members = templates.spclass == letter
+        share = DWARF_FRACTION[archive].get(str(letter), 0.5)
+        for group, fraction in ((members & dwarf, share), (members & ~dwarf, 1.0 - share)):
+            if group.any():
+                weights[group] = fraction * feh_weight[group] / feh_weight[group].sum()
+        weights[members] /= weights[members].sum()
+    return weights
 
 
 @lru_cache(maxsize=1)
