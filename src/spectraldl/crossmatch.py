@@ -320,7 +320,9 @@ def crossmatch(
                     for j in chosen_sel
                 ]
                 best = int(chosen_sel[int(np.argmax(probs))])
-                status, reason = "recovered", f"in the catalogue ({len(chosen_sel)} spectra)"
+                n_in = len(chosen_sel)
+                status = "recovered"
+                reason = f"in the catalogue ({n_in} spectr{'um' if n_in == 1 else 'a'})"
                 for j in chosen_sel:
                     pairs.append(
                         {

@@ -62,11 +62,15 @@ def _draw(fig: Any, row: Any, classes: tuple[str, ...]) -> None:
     full.set_xlabel("vacuum wavelength (Å)")
     full.set_ylabel("flux")
     finite = np.isfinite(flux)
+    inside = (wave >= ZOOM_AA[0]) & (wave <= ZOOM_AA[1])
     if finite.any():
+        # Clip the blue end's noise and cosmics, but never the H-alpha line itself.
         lo, hi = np.percentile(flux[finite], [0.5, 99.5])
+        if (finite & inside).any():
+            lo = min(lo, float(flux[finite & inside].min()))
+            hi = max(hi, float(flux[finite & inside].max()))
         pad = 0.1 * (hi - lo) or 1.0
         full.set_ylim(lo - pad, hi + pad)
-    inside = (wave >= ZOOM_AA[0]) & (wave <= ZOOM_AA[1])
     zoom.plot(wave[inside], flux[inside], lw=1.0, color="tab:blue", drawstyle="steps-mid")
     if spectrum.mask is not None and (spectrum.mask & inside).any():
         bad = spectrum.mask & inside
