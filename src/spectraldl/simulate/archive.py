@@ -33,7 +33,7 @@ from spectraldl.simulate.population import Population, is_junk
 from spectraldl.spectrum import Spectrum
 
 CHUNK = 200
-"""Spectra per task of a parallel run."""
+"""Most spectra per task of a parallel run (fewer for small runs, so every worker gets work)."""
 
 TRUTH_FIRST_COLUMNS = ("file", "id", "label", "junk", "archive", "layout", "index")
 """The leading columns of truth.csv; every physical parameter drawn follows."""
@@ -390,7 +390,8 @@ def simulate_archive(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(start, start + n))
-    chunks = [indices[i : i + CHUNK] for i in range(0, len(indices), CHUNK)]
+    size = max(1, min(CHUNK, -(-len(indices) // (4 * max(1, workers)))))
+    chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
     args = (str(out), archive, seed, population, layout, junk, compress)
     results: dict[int, list[dict[str, Any]]] = {}
     done = 0

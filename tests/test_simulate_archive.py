@@ -1,0 +1,281 @@
+"""Simulated archives on disk: real layouts, determinism, truth.csv, junk files, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+from click.testing import CliRunner
+
+from spectraldl.archives import read_spectrum
+from spectraldl.archives.fitsfile import FitsFile
+from spectraldl.bundled import real_dir
+from spectraldl.cli import main
+from spectraldl.dataset import read_dataset
+from spectraldl.ingest import ingest
+from spectraldl.labels import CLASSES
+from spectraldl.simulate import (
+    JUNK_REASONS,
+    read_truth_csv,
+    simulate_archive,
+    simulate_spectra,
+)
+from spectraldl.simulate.junk import kinds_for
+
+DATA = Path(__file__).parent / "data"
+
+LAYOUTS = [
+    ("lamost", {"release": "dr1"}, DATA / "lamost-dr1" / "spec-55862-B6212_sp06-003.fits"),
+    ("lamost", {"release": "dr2"}, DATA / "lamost-dr2" / "spec-56257-GAC089N38V2_sp01-009.fit"),
+    (
+        "lamost",
+        {"release": "dr6"},
+        DATA / "lamost-dr7" / "spec-58397-EG014118N254444M01_sp03-031.fits",
+    ),
+    (
+        "lamost",
+        {"release": "dr8"},
+        DATA / "lamost-dr8-table" / "spec-58397-EG014118N254444M01_sp03-031.fits",
+    ),
+    ("ondrejov", {"form": "ssap"}, DATA / "ondrejov-ssap" / "uk220017.fits"),
+    ("ondrejov", {"form": "raw"}, DATA / "ondrejov-raw" / "uk220017.fits"),
+]
+
+READER_KEYS = {
+    "lamost": {
+        "TELESCOP", "ORIGIN", "FILENAME", "EXTEN0", "DESIG", "RA", "DEC", "DATE-OBS", "MJD",
+        "CLASS", "SUBCLASS", "Z", "PLANID", "FIBERID", "SPID", "OBJNAME", "COEFF0", "COEFF1",
+    },
+    "ssap": {"OBJECT", "RA", "DEC", "DATE", "TMID", "DS_IDPUB", "TITLE", "TTYPE1", "TTYPE2"},
+    "raw": {
+        "OBJECT", "OBSERVAT", "TELESCOP", "INSTRUME", "DATE-OBS", "UT", "EXPTIME", "EXPVAL",
+        "GRATANG", "DETECTOR", "CHIPID", "RA", "DEC", "CRVAL1", "CDELT1", "CRPIX1", "BUNIT", "HJD",
+    },
+}  # fmt: skip
+"""Header keys the readers and catalogues use, per layout."""
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and re.search(r"\.fits(\.gz)?$", p.name)
+    )
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "simulation.json"
+    }
+
+
+@pytest.mark.parametrize(("archive", "layout", "real"), LAYOUTS, ids=lambda v: str(v)[-30:])
+def test_layout_reads_back_like_a_real_file(
+    tmp_path: Path, archive: str, layout: dict[str, str], real: Path
+) -> None:
+    out = tmp_path / "arch"
+    simulate_archive(out, archive=archive, n=4, seed=21, **layout)
+    files = _files(out)
+    assert len(files) == 4
+    memory = simulate_spectra(4, archive=archive, seed=21, **layout)
+    kind = "lamost" if archive == "lamost" else layout["form"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)  # the real raw files' HISTORY1 keys
+        with fits.open(real) as hdul:
+            real_info = [
+                (type(h).__name__, h.header.get("BITPIX"), h.header.get("NAXIS")) for h in hdul
+            ]
+            real_shape = hdul[0].data.shape if hdul[0].data is not None else None
+            real_columns = hdul[1].columns.names if len(hdul) > 1 else None
+            real_formats = hdul[1].columns.formats if len(hdul) > 1 else None
+    for path in files:
+        spectrum = read_spectrum(path)
+        truth = {row["file"]: row for row in read_truth_csv(out / "truth.csv")}
+        twin = memory.spectra[
+            memory.labels
+            and [t["file"] for t in memory.truth].index(
+                str(path.relative_to(out)).removesuffix(".gz")
+            )
+        ]
+        with fits.open(path) as hdul:
+            hdul.verify("exception")
+            info = [(type(h).__name__, h.header.get("BITPIX"), h.header.get("NAXIS")) for h in hdul]
+            assert info == real_info
+            header = hdul[0].header if kind != "ssap" else hdul[1].header
+            assert READER_KEYS[kind] <= set(header)
+            if real_shape is not None:
+                assert hdul[0].data.shape[0] == real_shape[0]
+                image = hdul[0].data
+            else:
+                assert hdul[1].columns.names == real_columns
+                assert hdul[1].columns.formats[:1] == real_formats[:1] or kind == "lamost"
+                image = None
+            # The project's fast header parser agrees with astropy on every key.
+            parsed = FitsFile.open(path).header
+            for key in hdul[0].header:
+                if key and key not in ("COMMENT", "HISTORY"):
+                    assert parsed[key] == hdul[0].header[key], key
+            # Arrays: astropy, the reader and the in-memory twin agree exactly.
+            if kind == "lamost" and image is not None:
+                np.testing.assert_array_equal(spectrum.flux, image[0].astype(np.float64))
+                np.testing.assert_array_equal(spectrum.ivar, image[1].astype(np.float64))
+            elif kind == "lamost":
+                row = hdul[1].data[0]
+                np.testing.assert_array_equal(spectrum.flux, row["FLUX"].astype(np.float64))
+                np.testing.assert_array_equal(
+                    spectrum.wave_aa, row["WAVELENGTH"].astype(np.float64)
+                )
+            elif kind == "ssap":
+                np.testing.assert_array_equal(spectrum.flux, hdul[1].data["flux"])
+                np.testing.assert_array_equal(spectrum.wave_aa, hdul[1].data["spectral"])
+            else:
+                np.testing.assert_array_equal(spectrum.flux, image.astype(np.float64))
+        np.testing.assert_array_equal(spectrum.flux, twin.flux)
+        np.testing.assert_array_equal(spectrum.wave_aa, twin.wave_aa)
+        if twin.ivar is not None:
+            np.testing.assert_array_equal(spectrum.ivar, twin.ivar)
+        assert {**vars(spectrum.meta), "source": ""} == {**vars(twin.meta), "source": ""}
+        row = truth[str(path.relative_to(out))]
+        assert row["id"] == spectrum.id
+        assert float(row["ra"]) == pytest.approx(spectrum.meta.ra, abs=1e-5)
+        assert float(row["dec"]) == pytest.approx(spectrum.meta.dec, abs=1e-5)
+
+
+def test_same_seed_same_bytes_for_any_worker_count(tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    simulate_archive(one, archive="lamost", n=30, seed=5, junk=0.2, workers=1)
+    simulate_archive(two, archive="lamost", n=30, seed=5, junk=0.2, workers=2)
+    assert _digest(one) == _digest(two)
+    # A continuation (start) is the same files as one long run.
+    part = tmp_path / "part"
+    simulate_archive(part, archive="lamost", n=10, seed=5, junk=0.2, start=20)
+    first = _digest(one)
+    assert all(
+        first[name] == digest for name, digest in _digest(part).items() if name != "truth.csv"
+    )
+    other = tmp_path / "other"
+    simulate_archive(other, archive="lamost", n=30, seed=6, junk=0.2)
+    shared = set(_digest(other).values()) & set(first.values())
+    assert len(shared) <= 3  # only content-free junk (an empty file, a text note) can repeat
+    ondrejov = [tmp_path / "o1", tmp_path / "o2"]
+    for workers, folder in zip((1, 2), ondrejov, strict=True):
+        simulate_archive(folder, archive="ondrejov", n=12, seed=5, workers=workers, form="raw")
+    assert _digest(ondrejov[0]) == _digest(ondrejov[1])
+
+
+def test_gzip_is_byte_stable_and_readable(tmp_path: Path) -> None:
+    simulate_archive(tmp_path, archive="lamost", n=2, seed=1, compress=True)
+    path = _files(tmp_path)[0]
+    data = path.read_bytes()
+    assert data[:2] == b"\x1f\x8b" and data[4:8] == b"\0\0\0\0"  # mtime 0
+    with fits.open(path) as hdul:  # astropy recognises the .gz and reads it
+        assert hdul[0].header["TELESCOP"] == "LAMOST"
+    assert gzip.decompress(data).startswith(b"SIMPLE  =")
+
+
+def test_truth_csv_agrees_with_ingested_files(tmp_path: Path) -> None:
+    out = tmp_path / "ond"
+    summary = simulate_archive(
+        out, archive="ondrejov", n=60, seed=2, mix="emission=1,absorption=1,double-peak=1"
+    )
+    result = ingest([out], tmp_path / "ond.h5", labels_csv=summary.truth_csv, origin="synthetic")
+    assert not result.errors
+    rows = read_dataset(tmp_path / "ond.h5")
+    truth = {row["id"]: row for row in read_truth_csv(summary.truth_csv)}
+    assert len(rows) == 60
+    for ident, code in zip(rows.ids, rows.labels, strict=True):
+        assert CLASSES[code] == truth[ident]["label"]
+    counts = {name: sum(r["label"] == name for r in truth.values()) for name in summary.classes}
+    assert counts == summary.classes
+    assert all(abs(v - 20) <= 2 for v in counts.values())
+
+
+def test_junk_files_trip_ingest_errors_as_listed(tmp_path: Path) -> None:
+    results = {}
+    for archive, layout in (("lamost", {"release": "dr1"}), ("ondrejov", {"form": "ssap"})):
+        out = tmp_path / archive
+        summary = simulate_archive(out, archive=archive, n=140, seed=12, junk=0.5, **layout)
+        ingested = ingest([out], tmp_path / f"{archive}.h5", labels_csv=summary.truth_csv)
+        errors = {Path(e.path).resolve(): e.reason for e in ingested.errors}
+        truth = read_truth_csv(summary.truth_csv)
+        junk = {(out / row["file"]).resolve(): row["junk"] for row in truth if row["junk"]}
+        assert set(errors) == set(junk), "every junk file, and only junk files, is an error"
+        for path, kind in junk.items():
+            words = JUNK_REASONS[kind].split("|")
+            assert any(word in errors[path] for word in words), (kind, errors[path])
+        assert set(junk.values()) == set(kinds_for(archive, compressed=archive == "lamost"))
+        assert ingested.added == sum(not row["junk"] for row in truth)
+        assert all(row["label"] == "unknown" for row in truth if row["junk"])
+        assert math.isclose(len(junk) / len(truth), 0.5, abs_tol=0.04)
+        results[archive] = summary
+    assert results["lamost"].junk_kinds and results["ondrejov"].junk_kinds
+
+
+def test_cli_simulate(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        main,
+        [
+            "simulate",
+            "--archive",
+            "ondrejov",
+            "-n",
+            "6",
+            "-o",
+            str(out),
+            "--mix",
+            "emission=1",
+            "--seed",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "6 ondrejov files" in result.output
+    assert {row["label"] for row in read_truth_csv(out / "truth.csv")} == {"emission"}
+    assert len(_files(out)) == 6
+    result = runner.invoke(
+        main,
+        [
+            "simulate",
+            "--archive",
+            "lamost",
+            "-n",
+            "3",
+            "-o",
+            str(tmp_path / "l"),
+            "--release",
+            "dr8",
+            "--no-gzip",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert all(p.suffix == ".fits" for p in _files(tmp_path / "l"))
+    bad = runner.invoke(
+        main, ["simulate", "--archive", "lamost", "-n", "2", "-o", str(out), "--mix", "x=1"]
+    )
+    assert bad.exit_code == 1 and "unknown class" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(
+        main, ["simulate", "--archive", "lamost", "-n", "2", "-o", str(out), "--junk", "2"]
+    )
+    assert bad.exit_code == 2
+
+
+def test_real_files_and_simulated_files_share_a_tree(tmp_path: Path) -> None:
+    out = tmp_path / "tree"
+    simulate_archive(out / "synthetic", archive="lamost", n=5, seed=1)
+    real = sorted((real_dir() / "lamost" / "dr1").iterdir())[:3]
+    for path in real:
+        (out / "real").mkdir(exist_ok=True)
+        (out / "real" / path.name).write_bytes(path.read_bytes())
+    result = ingest([out], tmp_path / "tree.h5")
+    assert result.added == 8 and not result.errors
