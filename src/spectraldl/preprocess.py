@@ -176,21 +176,58 @@ class Preprocessed:
     quality: Quality
 
 
+def fill_nonfinite(wave_aa: ArrayLike, flux: ArrayLike) -> NDArray[np.float64]:
+    """``flux`` with NaN/inf pixels linearly interpolated from their finite neighbours.
+
+    Done before blurring, which would otherwise spread a NaN over its
+    neighbours. Returned unchanged when all pixels (or fewer than two) are finite.
+    """
+    wave = np.asarray(wave_aa, dtype=np.float64)
+    values = np.asarray(flux)
+    finite = np.isfinite(values)
+    if finite.all() or finite.sum() < 2:
+        return values
+    return np.interp(wave, wave[finite], values[finite])
+
+
+def blur_sigma_for(
+    config: PreprocessConfig,
+    *,
+    archive: str,
+    resolving_power: float,
+    wave_aa: ArrayLike,
+    medium: str,
+) -> float:
+    """The Gaussian sigma (native pixels) `preprocess` blurs a spectrum with; 0 for none.
+
+    ``config.blur_sigma_px`` fixes it per archive; a spectrum of another archive
+    whose resolving power is above 1.2 times ``config.target_resolving_power``
+    (LAMOST MRS) is blurred down to it (`sigma_px_for_resolution`).
+    """
+    sigma = config.blur_sigma_px.get(archive)
+    if sigma is not None:
+        return float(sigma)
+    if resolving_power > 1.2 * config.target_resolving_power:
+        return sigma_px_for_resolution(
+            air_to_vacuum(wave_aa) if medium == "air" else wave_aa,
+            from_resolving_power=resolving_power,
+            to_resolving_power=config.target_resolving_power,
+        )
+    return 0.0
+
+
 def _window_flux(spectrum: Spectrum, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
     """Vacuum wavelengths and (blurred) flux, with non-finite pixels dropped."""
     wave = spectrum.wave_aa
-    flux = spectrum.flux
-    finite = np.isfinite(flux)
-    if not finite.all():
-        # Blurring would spread a NaN over its neighbours: fill first, blur after.
-        flux = np.interp(wave, wave[finite], flux[finite]) if finite.sum() >= 2 else flux
-    sigma = config.blur_sigma_px.get(spectrum.meta.archive)
-    if sigma is None and spectrum.meta.resolving_power > 1.2 * config.target_resolving_power:
-        sigma = sigma_px_for_resolution(
-            wave if spectrum.medium == "vacuum" else air_to_vacuum(wave),
-            from_resolving_power=spectrum.meta.resolving_power,
-            to_resolving_power=config.target_resolving_power,
-        )
+    finite = np.isfinite(spectrum.flux)
+    flux = fill_nonfinite(wave, spectrum.flux)
+    sigma = blur_sigma_for(
+        config,
+        archive=spectrum.meta.archive,
+        resolving_power=spectrum.meta.resolving_power,
+        wave_aa=wave,
+        medium=spectrum.medium,
+    )
     if sigma:
         flux = blur(flux, sigma_px=sigma)
     if spectrum.medium == "air":
