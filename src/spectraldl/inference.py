@@ -340,28 +340,32 @@ class Predictor:
         import torch
 
         array = np.ascontiguousarray(x, dtype=np.float32)
+        if not array.flags.writeable:  # torch.from_numpy needs a writable array
+            array = array.copy()
         n = len(array)
         k = len(self.model.classes)
         if array.ndim != 2 or array.shape[1] != self.model.grid_n:
             raise ClassifyError(
                 f"input has shape {array.shape}; the model expects (n, {self.model.grid_n})"
             )
-        out = np.empty((n, k + 1), np.float32)
         network = self.model.network
         with torch.inference_mode():
+            data = torch.from_numpy(array)
+            if self.device.type != "cpu":
+                # One pinned upload and one download per call, not per batch.
+                data = data.pin_memory().to(self.device, non_blocking=True)
+            result = torch.empty((n, k + 1), dtype=torch.float32, device=self.device)
             for start in range(0, n, self.batch_size):
-                batch = torch.from_numpy(array[start : start + self.batch_size])
-                batch = batch.to(self.device, non_blocking=True)
+                batch = data[start : start + self.batch_size]
                 with self._autocast():
                     logits, features = network.forward_with_features(batch)
                 proba = torch.softmax(logits.float() / self.temperature, dim=1)
                 z = features.float() @ self._whitening
                 d2 = (z * z).sum(dim=1, keepdim=True) - 2.0 * z @ self._means_w.T
                 d2 = d2 + self._means_w2[None, :]
-                score = d2.clamp_min(0.0).min(dim=1).values.sqrt()
-                out[start : start + len(batch)] = (
-                    torch.cat([proba, score[:, None]], dim=1).cpu().numpy()
-                )
+                result[start : start + len(batch), :k] = proba
+                result[start : start + len(batch), k] = d2.clamp_min(0.0).min(dim=1).values.sqrt()
+            out = result.cpu().numpy()
         return out[:, :k], out[:, k]
 
 

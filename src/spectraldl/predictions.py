@@ -125,18 +125,27 @@ def conform(frame: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"predictions table lacks columns: {', '.join(missing)}")
     out = {}
     for name, info in spec.items():
-        values = frame[name].to_numpy()
-        if info.kind == "str":
-            out[name] = np.array([_text(v) for v in values], dtype=object)
-        else:
-            out[name] = values.astype(info.kind)
+        column = frame[name]
+        out[name] = _text(column) if info.kind == "str" else column.to_numpy().astype(info.kind)
     return pd.DataFrame(out)
 
 
-def _text(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+def _text(column: pd.Series) -> pd.Series:
+    """A string column with missing values as '' (vectorised: no Python loop per value)."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.fillna("")
+    values = column.to_numpy(dtype=object)
+    if len(values) and any(isinstance(v, bytes) for v in values[:1]):
+        values = np.array([v.decode("utf-8") for v in values], dtype=object)
+    text = pd.Series(values, dtype=object, index=column.index)
+    return text.where(text.notna(), "").astype(str)
+
+
+def _utf8(column: pd.Series) -> Any:
+    """The column as a pyarrow string array (UTF-8)."""
+    import pyarrow as pa
+
+    return pa.array(column.to_numpy(dtype=object), type=pa.string())
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -284,23 +293,32 @@ def _write_csv(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str
 
 def _string_widths(frames: Frames, classes: Sequence[str]) -> tuple[dict[str, int], int]:
     """Bytes (UTF-8) of the longest value of each string column, and the row count."""
+    import pyarrow.compute as pc
+
     spec = column_spec(classes)
     widths = {name: 1 for name, info in spec.items() if info.kind == "str"}
     n = 0
     for block in _blocks(frames):
         block = conform(block, classes)
         n += len(block)
+        if len(block) == 0:
+            continue
         for name in widths:
-            encoded = [len(v.encode("utf-8")) for v in block[name]]
-            widths[name] = max(widths[name], *encoded) if encoded else widths[name]
+            longest = pc.max(pc.binary_length(_utf8(block[name]))).as_py()
+            widths[name] = max(widths[name], int(longest or 0))
     return widths, n
 
 
 def _records(block: pd.DataFrame, spec: dict[str, ColumnInfo], dtype: np.dtype) -> np.ndarray:
+    import pyarrow as pa
+
     records = np.zeros(len(block), dtype=dtype)
     for name, info in spec.items():
-        values = block[name].to_numpy()
-        records[name] = [v.encode("utf-8") for v in values] if info.kind == "str" else values
+        if info.kind == "str":
+            encoded = _utf8(block[name]).cast(pa.binary()).to_numpy(zero_copy_only=False)
+            records[name] = encoded.astype(dtype[name]) if len(encoded) else encoded
+        else:
+            records[name] = block[name].to_numpy()
     return records
 
 
