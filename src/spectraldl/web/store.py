@@ -27,9 +27,9 @@ from spectraldl.preprocess import (
     HALPHA_AIR_AA,
     HALPHA_VACUUM_AA,
     PreprocessConfig,
-    air_to_vacuum,
     blur,
-    sigma_px_for_resolution,
+    blur_sigma_for,
+    fill_nonfinite,
 )
 from spectraldl.quality import flag_names
 from spectraldl.web.models import (
@@ -352,14 +352,8 @@ def progress(session: Session, *, user: User) -> dict[str, Any]:
     """Counts for the labeller: spectra, labelled by me / anyone, my last hour and median pace."""
     total = session.scalar(select(func.count(SpectrumRow.id))) or 0
     mine = session.scalar(select(func.count()).select_from(_labelled_by(user.id).subquery())) or 0
-    anyone = (
-        session.scalar(
-            select(func.count(func.distinct(LabelDecision.spectrum_id))).where(
-                LabelDecision.spectrum_id.in_(_labelled_by(None))
-            )
-        )
-        or 0
-    )
+    labelled = _labelled_by(None).subquery()
+    anyone = session.scalar(select(func.count(func.distinct(labelled.c.spectrum_id)))) or 0
     since = utcnow() - timedelta(hours=1)
     times = list(
         session.scalars(
@@ -427,18 +421,14 @@ def spectrum_summary(row: SpectrumRow) -> dict[str, Any]:
 
 def _blur_sigma_px(row: SpectrumRow, wave: np.ndarray, config: PreprocessConfig) -> float:
     """The Gaussian sigma (pixels) the preprocessing blurs this spectrum with (0: none)."""
-    sigma = config.blur_sigma_px.get(row.archive)
-    if sigma is not None:
-        return float(sigma)
     power = (row.meta or {}).get("resolving_power")
-    if isinstance(power, int | float) and power > 1.2 * config.target_resolving_power:
-        vacuum = air_to_vacuum(wave) if row.medium == "air" else wave
-        return sigma_px_for_resolution(
-            vacuum,
-            from_resolving_power=float(power),
-            to_resolving_power=config.target_resolving_power,
-        )
-    return 0.0
+    return blur_sigma_for(
+        config,
+        archive=row.archive,
+        resolving_power=float(power) if isinstance(power, int | float) else math.nan,
+        wave_aa=wave,
+        medium=row.medium or "vacuum",
+    )
 
 
 def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None) -> dict[str, Any]:
@@ -460,9 +450,7 @@ def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None
         payload["full"] = {"wave": _rounded(wave, 9), "flux": _rounded(flux)}
         sigma = _blur_sigma_px(row, wave, config)
         window = np.abs(wave - centre) <= ZOOM_HALF_WIDTH_AA
-        finite = np.isfinite(flux)
-        filled = np.interp(wave, wave[finite], flux[finite]) if finite.sum() >= 2 else flux
-        blurred = blur(filled, sigma_px=sigma) if sigma else None
+        blurred = blur(fill_nonfinite(wave, flux), sigma_px=sigma) if sigma else None
         payload["zoom"] = {
             "wave": _rounded(wave[window], 9),
             "flux": _rounded(flux[window]),
@@ -554,13 +542,20 @@ def undo_verdict(session: Session, *, user: User, decision_id: int) -> VetDecisi
     return restored
 
 
-def _vetted_by(user_id: int | None) -> Select[Any]:
-    query = select(VetDecision.prediction_id, func.max(VetDecision.id).label("last_id")).group_by(
-        VetDecision.prediction_id, VetDecision.user_id
-    )
+def _latest_verdict_ids(user_id: int | None = None) -> Any:
+    query = select(
+        VetDecision.prediction_id,
+        VetDecision.user_id,
+        func.max(VetDecision.id).label("last_id"),
+    ).group_by(VetDecision.prediction_id, VetDecision.user_id)
     if user_id is not None:
         query = query.where(VetDecision.user_id == user_id)
-    latest = query.subquery()
+    return query.subquery()
+
+
+def _vetted_by(user_id: int | None) -> Select[Any]:
+    """Prediction ids with a current verdict (by ``user_id``, or by anyone when None)."""
+    latest = _latest_verdict_ids(user_id)
     return (
         select(VetDecision.prediction_id)
         .join(latest, VetDecision.id == latest.c.last_id)
@@ -607,22 +602,27 @@ def vet_queue(
 
 
 def verdicts_by_prediction(
-    session: Session, *, catalogue_id: int, user_id: int | None = None
+    session: Session,
+    *,
+    catalogue_id: int,
+    user_id: int | None = None,
+    prediction_ids: Sequence[int] | None = None,
 ) -> dict[int, dict[str, str]]:
-    """``{prediction_id: {user: verdict}}`` of the current verdicts in a catalogue."""
-    query = select(
-        VetDecision.prediction_id, VetDecision.user_id, func.max(VetDecision.id).label("last_id")
-    ).group_by(VetDecision.prediction_id, VetDecision.user_id)
-    if user_id is not None:
-        query = query.where(VetDecision.user_id == user_id)
-    latest = query.subquery()
-    rows = session.execute(
+    """``{prediction_id: {user: verdict}}`` of the current verdicts in a catalogue.
+
+    ``user_id`` and ``prediction_ids`` restrict it to one user's verdicts or to some rows.
+    """
+    latest = _latest_verdict_ids(user_id)
+    query = (
         select(VetDecision.prediction_id, User.name, VetDecision.verdict)
         .join(latest, VetDecision.id == latest.c.last_id)
         .join(User, User.id == VetDecision.user_id)
         .join(Prediction, Prediction.id == VetDecision.prediction_id)
         .where(Prediction.catalogue_id == catalogue_id, VetDecision.verdict.is_not(None))
     )
+    if prediction_ids is not None:
+        query = query.where(VetDecision.prediction_id.in_(list(prediction_ids)))
+    rows = session.execute(query)
     out: dict[int, dict[str, str]] = defaultdict(dict)
     for prediction_id, name, verdict in rows:
         out[int(prediction_id)][name] = verdict
@@ -633,9 +633,9 @@ def prediction_payload(
     session: Session, prediction: Prediction, *, user: User | None = None
 ) -> dict[str, Any]:
     """A candidate for the vetting page: its table values, the verdicts, its spectrum's id."""
-    votes = verdicts_by_prediction(session, catalogue_id=prediction.catalogue_id).get(
-        prediction.id, {}
-    )
+    votes = verdicts_by_prediction(
+        session, catalogue_id=prediction.catalogue_id, prediction_ids=[prediction.id]
+    ).get(prediction.id, {})
     return {
         "id": prediction.id,
         "catalogue_id": prediction.catalogue_id,
