@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from spectraldl.dataset import Rows
 from spectraldl.errors import SpectrumError
@@ -525,16 +525,18 @@ def score_with_model(
     grid = model.config
     summary = ImportSummary()
     with db.session() as session:
-        rows = list(session.scalars(select(SpectrumRow).order_by(SpectrumRow.id)))
-    fits = [
-        r
-        for r in rows
-        if len(r.x) // 4 == grid.grid_n
-        and math.isclose(r.grid_start_aa, grid.grid_start_aa)
-        and math.isclose(r.grid_stop_aa, grid.grid_stop_aa)
-    ]
+        # Only the vectors and metadata: the whole spectra are not needed here.
+        query = select(SpectrumRow).options(defer(SpectrumRow.wave), defer(SpectrumRow.flux))
+        rows = list(session.scalars(query.order_by(SpectrumRow.id)))
+    fits = []
     for r in rows:
-        if r not in fits:
+        if (
+            len(r.x) // 4 == grid.grid_n
+            and math.isclose(r.grid_start_aa, grid.grid_start_aa)
+            and math.isclose(r.grid_stop_aa, grid.grid_stop_aa)
+        ):
+            fits.append(r)
+        else:
             summary.errors.append(
                 FileError(r.ident, "preprocessed on another grid than the model's")
             )
