@@ -13,6 +13,7 @@ import io
 import secrets
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -129,6 +130,26 @@ async def form_with_csrf(request: Request, current: Auth) -> Any:
         await form.close()
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
     return form
+
+
+@contextmanager
+def store_errors(*, conflict: bool = False) -> Iterator[None]:
+    """Turn the store's errors into HTTP ones: 404 for an unknown id, 422 (409 with
+    ``conflict``) for a decision or request the store refuses."""
+    try:
+        yield
+    except store.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except store.DecisionError as exc:
+        raise HTTPException(409 if conflict else 422, str(exc)) from None
+
+
+def parse_ids(text: str) -> list[int]:
+    """The ids of a comma-separated ``exclude`` parameter; 422 for anything else."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise HTTPException(422, "exclude must be comma-separated integers") from None
 
 
 def safe_next(target: str | None) -> str:
@@ -407,16 +428,11 @@ def create_app(
         exclude: Annotated[str, Query(max_length=20000)] = "",
     ) -> dict[str, Any]:
         """The next spectra to label (ids) and how many remain."""
-        try:
-            skip = [int(v) for v in exclude.split(",") if v.strip()]
-        except ValueError:
-            raise HTTPException(422, "exclude must be comma-separated integers") from None
-        try:
+        skip = parse_ids(exclude)
+        with store_errors():
             ids, remaining = store.queue(
                 session, user=current.user, mode=mode, limit=limit, exclude=skip
             )
-        except store.DecisionError as exc:
-            raise HTTPException(422, str(exc)) from None
         return {"mode": mode, "ids": ids, "remaining": remaining}
 
     @app.get("/api/progress")
@@ -427,14 +443,10 @@ def create_app(
     @app.post("/api/labels", status_code=201)
     def post_label(body: LabelIn, session: DbSession, current: WriteAuth) -> dict[str, Any]:
         """Record a labelling decision (a new row; earlier ones are kept)."""
-        try:
+        with store_errors():
             decision = store.record_label(
                 session, user=current.user, spectrum_id=body.spectrum_id, label=body.label
             )
-        except store.NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except store.DecisionError as exc:
-            raise HTTPException(422, str(exc)) from None
         session.commit()
         return {
             "decision_id": decision.id,
@@ -447,12 +459,8 @@ def create_app(
     @app.post("/api/labels/undo", status_code=201)
     def post_undo(body: UndoIn, session: DbSession, current: WriteAuth) -> dict[str, Any]:
         """Undo one's latest decision on a spectrum (a new row restores the label before it)."""
-        try:
+        with store_errors(conflict=True):
             decision = store.undo_label(session, user=current.user, decision_id=body.decision_id)
-        except store.NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except store.DecisionError as exc:
-            raise HTTPException(409, str(exc)) from None
         session.commit()
         return {
             "decision_id": decision.id,
@@ -469,12 +477,8 @@ def create_app(
         user: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Response:
         """The current labels as ``id,label`` CSV (``spectraldl ingest --labels`` reads it)."""
-        try:
+        with store_errors():
             rows = store.export_labels(session, policy=policy, user=user)  # type: ignore[arg-type]
-        except store.NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except store.DecisionError as exc:
-            raise HTTPException(422, str(exc)) from None
         return Response(
             store.labels_csv(rows),
             media_type="text/csv; charset=utf-8",
@@ -524,7 +528,8 @@ def create_app(
         catalogues = session.scalars(select(Catalogue).order_by(Catalogue.id.desc()))
         return {"catalogues": [catalogue_summary(session, c, current.user) for c in catalogues]}
 
-    async def load_upload(request: Request, current: Auth, form: Any) -> int:
+    async def load_upload(current: Auth, form: Any) -> int:
+        """Import the ``file`` field of a posted form as a catalogue; returns its id."""
         upload = form.get("file")
         if upload is None or not getattr(upload, "filename", ""):
             raise HTTPException(422, "choose a predictions file to upload")
@@ -558,7 +563,7 @@ def create_app(
         """Load a predictions file (multipart field ``file``) as a new catalogue."""
         form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
         try:
-            catalogue_id = await load_upload(request, current, form)
+            catalogue_id = await load_upload(current, form)
         finally:
             await form.close()
         return {"id": catalogue_id}
@@ -576,9 +581,9 @@ def create_app(
     ) -> dict[str, Any]:
         """Candidates to vet next (ids) and how many remain."""
         catalogue_or_404(session, catalogue_id)
-        try:
-            skip = [int(v) for v in exclude.split(",") if v.strip()]
-            wanted = [c for c in classes.split(",") if c.strip()] or None
+        skip = parse_ids(exclude)
+        wanted = [c for c in classes.split(",") if c.strip()] or None
+        with store_errors():
             ids, remaining = store.vet_queue(
                 session,
                 user=current.user,
@@ -589,8 +594,6 @@ def create_app(
                 limit=limit,
                 exclude=skip,
             )
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
         return {"order": order, "ids": ids, "remaining": remaining}
 
     @app.get("/api/predictions/{prediction_id}")
@@ -613,14 +616,10 @@ def create_app(
     @app.post("/api/vet", status_code=201)
     def post_verdict(body: VerdictIn, session: DbSession, current: WriteAuth) -> dict[str, Any]:
         """Record a vetting verdict (a new row; earlier ones are kept)."""
-        try:
+        with store_errors():
             decision = store.record_verdict(
                 session, user=current.user, prediction_id=body.prediction_id, verdict=body.verdict
             )
-        except store.NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except store.DecisionError as exc:
-            raise HTTPException(422, str(exc)) from None
         session.commit()
         return {
             "decision_id": decision.id,
@@ -631,12 +630,8 @@ def create_app(
     @app.post("/api/vet/undo", status_code=201)
     def post_vet_undo(body: UndoIn, session: DbSession, current: WriteAuth) -> dict[str, Any]:
         """Undo one's latest verdict on a candidate."""
-        try:
+        with store_errors(conflict=True):
             decision = store.undo_verdict(session, user=current.user, decision_id=body.decision_id)
-        except store.NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except store.DecisionError as exc:
-            raise HTTPException(409, str(exc)) from None
         session.commit()
         return {
             "decision_id": decision.id,
@@ -778,7 +773,7 @@ def create_app(
     async def vet_upload(request: Request, current: CurrentAuth) -> Response:
         form = await form_with_csrf(request, current)
         try:
-            catalogue_id = await load_upload(request, current, form)
+            catalogue_id = await load_upload(current, form)
         finally:
             await form.close()
         return RedirectResponse(f"/vet/{catalogue_id}", status_code=303)
@@ -807,6 +802,7 @@ def create_app(
             catalogue=catalogue,
             order=order,
             classes=classes,
+            candidate_classes=",".join(store.CANDIDATE_CLASSES),
             orders=store.VET_ORDERS,
             verdict_keys=VERDICT_KEYS,
             verdicts=VERDICTS,

@@ -6,7 +6,7 @@
   const body = document.body.dataset;
   const catalogue = body.catalogue;
   const order = body.order || "probability";
-  const classes = body.classes === undefined ? "emission,double-peak" : body.classes;
+  const classes = body.classes;
   /* Keys and choices come from the server (one source for the page and its buttons). */
   const CHOICES = JSON.parse(body.choices);
   const KEYS = Object.fromEntries(Object.entries(JSON.parse(body.keys)).map(([name, key]) => [key, name]));
