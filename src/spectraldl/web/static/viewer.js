@@ -125,6 +125,7 @@
       this.current = null;
       this.refilling = null;
       this.exhausted = false;
+      this.saving = Promise.resolve();
       global.sdlTimings = global.sdlTimings || [];
       global.sdlStepper = this;
       this.status = document.getElementById("status");
@@ -262,12 +263,21 @@
       return li;
     }
 
+    /* Writes go to the server one after the other, in the order of the key presses: two
+     * decisions in flight at once could otherwise be stored the other way round (a quick
+     * relabel of the same spectrum would then lose the later label). */
+    write(send) {
+      const promise = this.saving.catch(() => {}).then(send);
+      this.saving = promise;
+      return promise;
+    }
+
     choose(choice) {
       const payload = this.current;
       if (!payload) return;
       performance.clearMarks("sdl-key");
       performance.mark("sdl-key");
-      const promise = this.cfg.submit(payload, choice);
+      const promise = this.write(() => this.cfg.submit(payload, choice));
       const li = this.addRecent(payload, choice, promise);
       const entry = { id: payload.id, promise, li };
       this.undoStack.push(entry);
@@ -288,7 +298,7 @@
       if (!entry) { this.say("Nothing to undo in this session."); return; }
       try {
         const made = await entry.promise;
-        const result = await this.cfg.undo(made.decision_id);
+        const result = await this.write(() => this.cfg.undo(made.decision_id));
         entry.li.classList.add("undone");
         this.done -= 1;
         const payload = await this.load(entry.id);
