@@ -264,10 +264,11 @@ def import_command(
     click.echo(summary.line())
 
 
-def _pair(text: str | None, what: str, separator: str = ",") -> tuple[float, float] | None:
+def _pair(text: str | None, what: str) -> tuple[float, float] | None:
+    """Two numbers separated by ',' or '/' (``--pos``, ``--band``), or None."""
     if text is None:
         return None
-    parts = text.replace("/", separator).split(separator)
+    parts = text.replace("/", ",").split(",")
     try:
         first, second = (float(p) for p in parts)
     except ValueError:
