@@ -16,6 +16,7 @@ import gzip
 import io
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -52,11 +53,13 @@ def format_value(value: Value) -> str:
     return f"'{text.ljust(8)}'".ljust(20)
 
 
+@lru_cache(maxsize=8192, typed=True)
 def card(keyword: str, value: Value = None, comment: str = "") -> bytes:
     """One 80-byte card ``KEYWORD = value / comment`` (comment cut to fit).
 
     ``COMMENT``/``HISTORY`` take their text in ``comment``; a blank keyword
     gives a blank card. Raises `ValueError` for a value too long for a card.
+    Cached (by value and type): most cards of a simulated archive repeat.
     """
     if keyword in ("COMMENT", "HISTORY", ""):
         text = f"{keyword:<8}{comment}" if keyword else ""

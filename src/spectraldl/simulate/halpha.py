@@ -64,6 +64,12 @@ class LineParams:
         return {f"line_{k}": v for k, v in vars(self).items()}
 
 
+ONDREJOV_STRONG_SHARE = 0.7
+"""Share of Ondřejov emission/double-peak spectra with a strong line (net peak 0.5-8 x the
+continuum, EW about -5 to -60 Å), the rest weak (0.05-0.5): Be stars' H-alpha EWs are mostly
+-5 to -50 Å (Jaschek & Egret 1982; Hanuschik 1986), with weak phases in between."""
+
+
 def _loguniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
@@ -76,15 +82,18 @@ def draw_line(
     Ranges (and where they come from):
 
     * single-peaked emission: net peak 0.1-6 x continuum at LAMOST (at least
-      6/S/N so that it stands out of the noise), 0.05-6 at Ondřejov; FWHM
-      60-600 km/s (nebular-like to broad Be/T Tauri lines; Hanuschik 1989,
-      Ap&SS 161, 61 for Be stars); up to 40 % of the area in Lorentzian wings;
+      6/S/N so that it stands out of the noise, log-uniform: most LAMOST
+      emitters are weak, Hou et al. 2016); at Ondřejov 70 % strong (0.5-8)
+      and 30 % weak (0.05-0.5), see `ONDREJOV_STRONG_SHARE`; FWHM
+      60-600 km/s at LAMOST (nebular-like and dMe to broad Be/T Tauri lines),
+      150-600 km/s for the Be stars at Ondřejov (Hanuschik 1989, Ap&SS 161, 61);
+      up to 40 % of the area in Lorentzian wings;
       centre within ±30 km/s of the star.
     * double peak: peak separation 100-600 km/s at Ondřejov (Hanuschik et al.
       1996, A&AS 116, 309: Be-star discs); at LAMOST at least 250 km/s, since
       R ~ 1800 (166 km/s FWHM) cannot separate closer peaks; disc outer radius
       5-25 stellar radii, emissivity index 2-3.5, V/R 0.6-1.6, central shell
-      absorption in a quarter of them.
+      absorption in a quarter of them; strong Ondřejov discs peak at 0.5-4.
     * absorption stars: 20 % (Ondřejov) or 12 % (LAMOST) have emission filling
       10-80 % of the photospheric core without reaching the continuum
       (Be stars in a weak phase, chromospheric activity); assumption.
@@ -100,9 +109,11 @@ def draw_line(
                 centre_kms=float(rng.normal(0.0, 15.0)),
             )
         return LineParams()
-    low = 0.05 if archive == "ondrejov" else 0.1
-    low = max(low, 6.0 / max(snr, 1e-3)) if archive == "lamost" else low
-    high = 6.0
+    if archive == "ondrejov":
+        strong = rng.random() < ONDREJOV_STRONG_SHARE
+        low, high = (0.5, 8.0 if profile == "emission" else 4.0) if strong else (0.05, 0.5)
+    else:
+        low, high = max(0.1, 6.0 / max(snr, 1e-3)), 6.0
     if weak:
         low, high = 0.02, 0.3
     low = min(low, high / 2)
@@ -111,7 +122,7 @@ def draw_line(
         return LineParams(
             kind="single",
             net_height=height,
-            fwhm_kms=_loguniform(rng, 60.0, 600.0),
+            fwhm_kms=_loguniform(rng, 150.0 if archive == "ondrejov" else 60.0, 600.0),
             lorentz_fraction=float(rng.uniform(0.0, 0.4)),
             centre_kms=float(rng.normal(0.0, 15.0)),
         )

@@ -1,0 +1,138 @@
+"""How fast does `spectraldl simulate` write archives? Files per second, and against astropy.
+
+Rows: LAMOST DR1 (gzipped) and Ondřejov SSAP archives written by
+`simulate_archive` with 1 and 2 worker processes; and the write step alone,
+composing FITS bytes ourselves (`spectraldl.simulate.fitsbytes`) against the
+baseline of astropy's writer (``HDUList.writeto``) for the same spectra,
+measured in the same run. The tests show astropy reads our bytes identically.
+
+Run: ``.venv/bin/python benchmarks/simulate.py [--n 4000] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from spectraldl.simulate import lamost as lamost_sim
+from spectraldl.simulate import simulate_archive
+from spectraldl.simulate.fitsbytes import gzip_bytes
+from spectraldl.simulate.population import Population
+
+
+def machine() -> dict[str, object]:
+    """CPU model and core count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def archive_rate(archive: str, n: int, workers: int, **layout: str) -> dict[str, object]:
+    """Write an archive of ``n`` files into a temporary folder; files per second."""
+    folder = Path(tempfile.mkdtemp(prefix="sim-bench-"))
+    try:
+        summary = simulate_archive(
+            folder, archive=archive, n=n, seed=1, junk=0.01, workers=workers, **layout
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "case": f"{archive} {next(iter(layout.values()))} archive",
+        "workers": workers,
+        "files": n,
+        "seconds": summary.seconds,
+        "files_per_s": n / summary.seconds,
+    }
+
+
+def astropy_bytes(spec: lamost_sim.LamostSpectrum) -> bytes:
+    """The same DR1 file written by astropy (header cards copied from ours)."""
+    ours = lamost_sim.file_bytes(spec)
+    header = fits.Header.fromstring(ours[: ours.find(b"END" + b" " * 77) + 80].decode("ascii"))
+    third, _ = lamost_sim.subcontinuum(spec.flux, spec.ivar)
+    image = np.stack([spec.flux, spec.ivar, third, spec.andmask, spec.ormask]).astype(np.float32)
+    hdu = fits.PrimaryHDU(data=image, header=header)
+    buffer = io.BytesIO()
+    fits.HDUList([hdu]).writeto(buffer)
+    return buffer.getvalue()
+
+
+def write_step(n: int) -> list[dict[str, object]]:
+    """Time composing + gzipping n DR1 files: our bytes vs astropy's writer."""
+    population = Population.default("lamost")
+    specs = [lamost_sim.simulate_one(i, seed=3, population=population) for i in range(n)]
+    rows = []
+    for name, writer in (
+        ("astropy HDUList.writeto (baseline)", astropy_bytes),
+        ("fitsbytes", lamost_sim.file_bytes),
+    ):
+        started = time.perf_counter()
+        for spec in specs:
+            gzip_bytes(writer(spec), level=1)
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "case": f"write+gzip DR1: {name}",
+                "workers": 1,
+                "files": n,
+                "seconds": seconds,
+                "files_per_s": n / seconds,
+            }
+        )
+    rows[1]["ratio_vs_baseline"] = rows[0]["seconds"] / rows[1]["seconds"]
+    rows[0]["ratio_vs_baseline"] = 1.0
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=4000, help="files per archive run")
+    parser.add_argument(
+        "--n-write", type=int, default=300, help="files in the write-step comparison"
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    rows = write_step(args.n_write)
+    base = None
+    for archive, layout in (("lamost", {"release": "dr1"}), ("ondrejov", {"form": "ssap"})):
+        for workers in (1, 2):
+            row = archive_rate(archive, args.n, workers, **layout)
+            if workers == 1:
+                base = row["files_per_s"]
+            row["ratio_vs_baseline"] = row["files_per_s"] / base
+            rows.append(row)
+    info = machine()
+    print(f"# simulate speed ({info['cpu']}, {info['cores']} cores)")
+    print("| case | workers | files | seconds | files/s | ratio vs baseline |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['case']} | {r['workers']} | {r['files']} | {r['seconds']:.2f} | "
+            f"{r['files_per_s']:.0f} | {r['ratio_vs_baseline']:.2f} |"
+        )
+    print("(archive rows: baseline = the same archive with 1 worker)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps({"benchmark": "simulate", "machine": info, "rows": rows}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()
