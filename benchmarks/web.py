@@ -168,17 +168,11 @@ def http_rows(url: str, *, flows: int, seconds: float) -> list[dict[str, Any]]:
     return rows
 
 
-def current_id(driver: Any) -> Any:
-    """The id of the spectrum the page shows (None while loading)."""
-    return driver.execute_script(
-        "const s = window.sdlStepper; return s && s.current ? s.current.id : null;"
-    )
-
-
 def log_in(driver: Any, url: str, name: str, password: str) -> None:
     """Log in through the form and wait for the first spectrum to be drawn."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    from web_support import current_id
 
     driver.get(url + "/login?next=/label")
     driver.find_element(By.ID, "username").send_keys(name)
@@ -191,7 +185,7 @@ def screenshot(path: Path, folder: Path) -> None:
     """The labelling page on the bundled real spectra after three keyboard labels, as PNG."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
-    from web_support import ServerProcess, chromium, ondrejov_files
+    from web_support import ServerProcess, chromium, current_id, ondrejov_files
 
     from spectraldl.web.auth import add_user
     from spectraldl.web.db import open_database
@@ -222,35 +216,24 @@ def screenshot(path: Path, folder: Path) -> None:
 
 def browser_rows(url: str, *, keys: int, loads: int, profile: Path) -> list[dict[str, Any]]:
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from web_support import chromium
+    from web_support import chromium, current_id
 
     driver = chromium(profile)
-
-    def current(d: Any) -> Any:
-        return d.execute_script(
-            "const s = window.sdlStepper; return s && s.current ? s.current.id : null;"
-        )
-
     try:
-        driver.get(url + "/login?next=/label")
-        driver.find_element(By.ID, "username").send_keys("bench0")
-        driver.find_element(By.ID, "password").send_keys(PASSWORD)
-        driver.find_element(By.ID, "login").click()
+        log_in(driver, url, "bench0", PASSWORD)
         wait = WebDriverWait(driver, 60, poll_frequency=0.01)
-        wait.until(lambda d: current(d) is not None)
         cycle = "eadun"
         for i in range(keys):
-            before = current(driver)
+            before = current_id(driver)
             ActionChains(driver).send_keys(cycle[i % len(cycle)]).perform()
-            wait.until(lambda d, before=before: current(d) not in (None, before))
+            wait.until(lambda d, before=before: current_id(d) not in (None, before))
         key_ms = driver.execute_script("return window.sdlTimings.slice()")
         page_ms = []
         for i in range(loads):
             spectrum_id = 1 + (i * 7) % 16
             driver.get(f"{url}/label/{spectrum_id}")
-            wait.until(lambda d, s=spectrum_id: current(d) == s)
+            wait.until(lambda d, s=spectrum_id: current_id(d) == s)
             page_ms.append(
                 wait.until(
                     lambda d: d.execute_script(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from web_support import chromium, chromium_missing
 
 from spectraldl.bundled import real_dir, real_labels_csv
 from spectraldl.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
@@ -25,8 +25,6 @@ from spectraldl.report import SECTIONS, write_report
 
 CLASSES = ("emission", "absorption", "double-peak")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 class Page(HTMLParser):
@@ -263,34 +261,12 @@ def test_report_errors_are_clear(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (make system-deps)",
-)
-@pytest.mark.skipif(sys.platform != "linux", reason="the Chromium paths are Debian's")
+@pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
 def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     report = write_report(run_dir, tmp_path / "report.html")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = chromium(tmp_path / "chromium-profile", width=1280, height=900, network_log=True)
     try:
         driver.set_page_load_timeout(60)
         driver.get(report.path.as_uri())

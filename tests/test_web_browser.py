@@ -13,6 +13,7 @@ from web_support import (
     ServerProcess,
     chromium,
     chromium_missing,
+    current_id,
     ondrejov_files,
     write_predictions_file,
 )
@@ -76,11 +77,6 @@ def wait(driver, condition, timeout: float = 30.0):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
-
-
-def current_id(driver) -> int | None:
-    script = "const s = window.sdlStepper; return s && s.current ? s.current.id : null;"
-    return driver.execute_script(script)
 
 
 def press(driver, key: str) -> None:

@@ -361,8 +361,12 @@ def chromium_missing() -> str | None:
     return None
 
 
-def chromium(profile: Path, *, width: int = 1400, height: int = 1000):
-    """A headless Chromium (the system's, never a downloaded one) driven by Selenium."""
+def chromium(profile: Path, *, width: int = 1400, height: int = 1000, network_log: bool = False):
+    """A headless Chromium (the system's, never a downloaded one) driven by Selenium.
+
+    Its console is logged (``get_log("browser")``); with ``network_log`` also the
+    requests it makes (``get_log("performance")``).
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -381,8 +385,15 @@ def chromium(profile: Path, *, width: int = 1400, height: int = 1000):
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    logs = {"browser": "ALL", **({"performance": "ALL"} if network_log else {})}
+    options.set_capability("goog:loggingPrefs", logs)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def current_id(driver) -> int | None:
+    """The id of the item the labelling or vetting page shows (None while loading)."""
+    script = "const s = window.sdlStepper; return s && s.current ? s.current.id : null;"
+    return driver.execute_script(script)
 
 
 class ThreadServer:
