@@ -39,12 +39,11 @@ import time
 import numpy as np
 from _common import print_table, write_json
 
-C_KM_S = 299_792.458
-
 
 def augmented_real(n: int, *, seed: int = 0) -> np.ndarray:
     """``n`` standardised 140-point spectra made from the bundled real ones."""
     from spectraldl.bundled import bundled_files
+    from spectraldl.calibrate import C_KM_S
     from spectraldl.ingest import read_and_preprocess
     from spectraldl.preprocess import PreprocessConfig
 

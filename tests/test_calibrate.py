@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from spectraldl.archives import read_spectrum
 from spectraldl.bundled import real_dir
 from spectraldl.calibrate import (
+    C_KM_S,
     CalibrationError,
     bundled_pairs_csv,
     calibrate_blur,
@@ -22,10 +23,10 @@ from spectraldl.calibrate import (
     read_pairs_csv,
 )
 from spectraldl.cli import main
+from spectraldl.errors import SpectrumError
 from spectraldl.preprocess import air_to_vacuum, blur
 from spectraldl.spectrum import Spectrum, SpectrumMeta
 
-C_KM_S = 299_792.458
 GAMMA_CAS_RAW = real_dir() / "ondrejov/raw/uk220017.fits"
 BT_CMI_SSAP = real_dir() / "ondrejov/ssap/a201402110019.fits"
 DR1_TEMPLATE = real_dir() / "lamost/dr1/spec-56284-GAC122S02V2_sp14-183.fits.gz"
@@ -148,6 +149,8 @@ def test_cli_json_on_written_fits_pairs_skips_missing(tmp_path: Path) -> None:
             "200",
             "--pair-plots",
             str(tmp_path / "steps"),
+            "--details",
+            str(tmp_path / "blur.json"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -157,6 +160,9 @@ def test_cli_json_on_written_fits_pairs_skips_missing(tmp_path: Path) -> None:
     assert summary["sigma_px"] == pytest.approx(6.5, abs=0.4)
     assert summary["uncertainty_px"] < 0.5
     assert "zz000000.fits not found" in result.stderr
+    details = json.loads((tmp_path / "blur.json").read_text())
+    assert details["sigma_px"] == summary["sigma_px"] and len(details["per_pair"]) == 2
+    assert [s["ondrejov"] for s in details["skipped"]] == ["data/ondrejov/zz000000.fits"]
     assert plot.stat().st_size > 10_000
     assert plot.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
     steps = sorted(p.name for p in (tmp_path / "steps").iterdir())
@@ -205,3 +211,19 @@ def test_no_usable_pair_is_a_clear_error(tmp_path: Path) -> None:
     pairs.write_text("x1.fits,y1.fits\n")
     with pytest.raises(CalibrationError, match="no usable pair"):
         calibrate_blur(pairs, [tmp_path], [tmp_path])
+
+
+def test_a_spectrum_without_finite_flux_is_refused_naming_its_file() -> None:
+    ondrejov = read_spectrum(GAMMA_CAS_RAW)
+    wave, flux = lamost_like(ondrejov, sigma_px=5.0)
+    lamost = Spectrum(
+        wave_aa=wave, flux=flux, medium="vacuum", meta=SpectrumMeta(id="fake", archive="lamost")
+    )
+    blank = Spectrum(
+        wave_aa=ondrejov.wave_aa,
+        flux=np.full(ondrejov.wave_aa.size, np.nan),
+        medium=ondrejov.medium,
+        meta=ondrejov.meta,
+    )
+    with pytest.raises(SpectrumError, match=r"uk220017\.fits: fewer than two finite"):
+        fit_pair(blank, lamost)

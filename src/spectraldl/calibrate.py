@@ -62,6 +62,7 @@ from spectraldl.preprocess import (
     PreprocessConfig,
     air_to_vacuum,
     blur,
+    fill_nonfinite,
     regrid,
     sigma_px_for_resolution,
 )
@@ -210,15 +211,6 @@ def predicted_sigma_px(
     )
 
 
-def _filled(flux: NDArray[np.float64], wave: NDArray[np.float64]) -> NDArray[np.float64]:
-    finite = np.isfinite(flux)
-    if finite.all():
-        return flux
-    if finite.sum() < 2:
-        raise ValueError("fewer than two finite pixels")
-    return np.interp(wave, wave[finite], flux[finite])
-
-
 class _Comparison:
     """Everything about one pair that does not depend on the trial sigma and shift."""
 
@@ -234,7 +226,9 @@ class _Comparison:
     ) -> None:
         source = ondrejov.meta.source or ondrejov.id
         o_wave = ondrejov.wave_aa
-        self.o_flux = _filled(ondrejov.flux, o_wave)
+        if np.isfinite(ondrejov.flux).sum() < 2:
+            raise SpectrumError(source, "fewer than two finite flux values")
+        self.o_flux = fill_nonfinite(o_wave, ondrejov.flux)
         self.o_wave_vac = air_to_vacuum(o_wave) if ondrejov.medium == "air" else o_wave
         l_wave = air_to_vacuum(lamost.wave_aa) if lamost.medium == "air" else lamost.wave_aa
         # The and-mask and finiteness decide, as in `preprocess`; LAMOST DR1 sets ivar
@@ -485,11 +479,16 @@ def fit_pair(
     )
 
 
+def _normalised_curves(fits: Sequence[PairFit]) -> NDArray[np.float64]:
+    """(mismatch / its minimum)² of each pair, one row per pair."""
+    return np.array([(f.mismatch / f.min_mismatch) ** 2 for f in fits])
+
+
 def combined_curve(fits: Sequence[PairFit]) -> NDArray[np.float64]:
     """Sum over pairs of (mismatch / its minimum)², on the common sigma grid."""
     if not fits:
         raise CalibrationError("no pairs to combine")
-    return np.sum([(f.mismatch / f.min_mismatch) ** 2 for f in fits], axis=0)
+    return _normalised_curves(fits).sum(axis=0)
 
 
 @dataclass
@@ -591,7 +590,7 @@ def combine(
     sigmas = fits[0].sigmas_px
     if any(not np.array_equal(f.sigmas_px, sigmas) for f in fits):
         raise ValueError("all pairs must share one sigma grid")
-    normalised = np.array([(f.mismatch / f.min_mismatch) ** 2 for f in fits])
+    normalised = _normalised_curves(fits)
     total = normalised.sum(axis=0)
     best = _parabolic_minimum(sigmas, total)
     rng = np.random.default_rng(seed)
@@ -669,19 +668,27 @@ def calibrate_blur(
     return combine(fits, n_bootstrap=n_bootstrap, seed=seed, space=space, skipped=skipped)
 
 
+def write_details(result: BlurCalibration, path: str | Path) -> Path:
+    """Write every number of ``result`` (`BlurCalibration.to_dict`) as JSON to ``path``."""
+    import json
+
+    path = Path(path)
+    path.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 def save_calibration(result: BlurCalibration, folder: str | Path) -> list[Path]:
-    """Write ``blur.json`` (every number, `BlurCalibration.to_dict`) and ``blur.png``/``.svg``.
+    """Write ``blur.json`` (`write_details`) and ``blur.png``/``.svg`` into ``folder``.
 
     The layout `spectraldl report` shows as its "Blur calibration" section
     when ``folder`` is ``RUN_DIR/calibration``.
     """
-    import json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    details = folder / "blur.json"
-    details.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-    return [details, *plot_calibration(result, folder / "blur.png")]
+    return [
+        write_details(result, folder / "blur.json"),
+        *plot_calibration(result, folder / "blur.png"),
+    ]
 
 
 def plot_pair(
@@ -712,7 +719,7 @@ def plot_pair(
         return wave[inside], (values - values.mean()) / values.std()
 
     l_wave = air_to_vacuum(lamost.wave_aa) if lamost.medium == "air" else lamost.wave_aa
-    o_flux = _filled(ondrejov.flux, ondrejov.wave_aa)
+    o_flux = fill_nonfinite(ondrejov.wave_aa, ondrejov.flux)
     vacuum = air_to_vacuum(ondrejov.wave_aa) if ondrejov.medium == "air" else ondrejov.wave_aa
     steps = [
         (f"Ondřejov as stored ({ondrejov.medium} wavelengths)", ondrejov.wave_aa, o_flux),

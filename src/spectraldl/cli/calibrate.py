@@ -101,6 +101,7 @@ def calibrate_blur_command(
         calibrate_blur,
         plot_calibration,
         plot_pair,
+        write_details,
     )
 
     if step <= 0 or max_sigma <= 2 * step:
@@ -123,7 +124,7 @@ def calibrate_blur_command(
     except CalibrationError as exc:
         raise click.ClickException(str(exc)) from None
     if details is not None:
-        details.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+        write_details(result, details)
     written = plot_calibration(result, plot) if plot is not None else []
     if pair_plots is not None:
         from spectraldl.archives import read_spectrum
