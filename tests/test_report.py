@@ -295,3 +295,18 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
         assert external == []
     finally:
         driver.quit()
+
+
+def test_gallery_embeds_only_its_own_images(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    gallery = run / "gallery"
+    gallery.mkdir(parents=True)
+    own = next((run_dir / "gallery").glob("*.png"))
+    shutil.copy(own, gallery / "candidate.png")
+    shutil.copy(own, tmp_path / "elsewhere.png")
+    (gallery / "index.html").write_text(
+        '<img src="../../elsewhere.png"><img src="/etc/passwd.png"><img src="candidate.png">'
+    )
+    report = write_report(run, run / "report.html")
+    gallery_section = next(s for s in report.sections if s.key == "gallery")
+    assert [i.name for i in gallery_section.images] == ["candidate.png"]

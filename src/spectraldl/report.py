@@ -45,6 +45,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 )
 """Section keys (HTML ids) and titles, in the order they appear."""
 
+_TITLES = dict(SECTIONS)
+
 THESIS_DR1_COUNTS = {"emission": 158_115, "absorption": 1_898_095, "double-peak": 145_790}
 """The thesis' table of CNN predictions on LAMOST DR1 (2 202 000 spectra)."""
 
@@ -76,6 +78,11 @@ class Section:
     images: list[Image] = field(default_factory=list)
     tables: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, key: str) -> Section:
+        """A section of `SECTIONS` with nothing in it yet."""
+        return cls(key, _TITLES[key])
 
     @property
     def present(self) -> bool:
@@ -204,7 +211,7 @@ def _dataset_summary(path: Path, section: Section) -> None:
 
 
 def _data_section(run: Path) -> Section:
-    section = Section("data", "Data")
+    section = Section.empty("data")
     named = [run / "training.h5", run / "archive.h5"]
     others = sorted(p for p in run.glob("*.h5") if p not in named)
     for path in named:
@@ -226,7 +233,7 @@ def _map_order(path: Path) -> tuple[int, str]:
 
 
 def _maps_section(run: Path) -> Section:
-    section = Section("maps", "Data space: PCA and t-SNE")
+    section = Section.empty("maps")
     folder = run / "explore"
     pngs = sorted(folder.glob("*.png"), key=_map_order) if folder.is_dir() else []
     if not pngs:
@@ -291,7 +298,7 @@ def _maps_section(run: Path) -> Section:
 
 
 def _calibration_section(run: Path) -> Section:
-    section = Section("calibration", "Blur calibration")
+    section = Section.empty("calibration")
     folder = run / "calibration"
     path = folder / "blur.json"
     if not path.exists():
@@ -411,7 +418,7 @@ def _metrics_tables(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _training_section(run: Path) -> Section:
-    section = Section("training", "Training")
+    section = Section.empty("training")
     model = run / "model"
     if not model.is_dir():
         section.missing.append("model/ (spectraldl train)")
@@ -491,7 +498,7 @@ def _predictions_path(run: Path) -> Path | None:
 def _classification_section(run: Path) -> Section:
     from spectraldl.predictions import PredictionsError, iter_predictions
 
-    section = Section("classification", "Classification")
+    section = Section.empty("classification")
     path = _predictions_path(run)
     if path is None:
         section.missing.append("predictions.parquet (spectraldl classify)")
@@ -570,16 +577,22 @@ def _classification_section(run: Path) -> Section:
 
 
 def _gallery_section(run: Path, sample: int) -> Section:
-    section = Section("gallery", "Candidate gallery")
+    section = Section.empty("gallery")
     folder = run / "gallery"
     images: list[Path] = []
     if folder.is_dir():
         index = folder / "index.html"
+        inside = folder.resolve()
         if index.exists():
             text = index.read_text(encoding="utf-8", errors="replace")
             for src in re.findall(r"""<img[^>]+src=["']([^"']+)["']""", text):
                 candidate = (folder / html.unescape(src)).resolve()
-                if candidate.suffix.lower() == ".png" and candidate.is_file():
+                # Only the gallery's own images: a src outside it is not embedded.
+                if (
+                    candidate.suffix.lower() == ".png"
+                    and candidate.is_relative_to(inside)
+                    and candidate.is_file()
+                ):
                     images.append(candidate)
         if not images:
             images = sorted(folder.rglob("*.png"))
@@ -600,7 +613,7 @@ def _gallery_section(run: Path, sample: int) -> Section:
 
 
 def _performance_section(run: Path) -> Section:
-    section = Section("performance", "Performance")
+    section = Section.empty("performance")
     files = sorted((run / "benchmarks").glob("*.json")) if (run / "benchmarks").is_dir() else []
     if not files:
         section.missing.append("benchmarks/*.json (benchmarks/<name>.py --json)")
@@ -653,7 +666,7 @@ def _versions() -> dict[str, str]:
 
 
 def _provenance_section(run: Path) -> Section:
-    section = Section("provenance", "Provenance")
+    section = Section.empty("provenance")
     path = run / "run.json"
     record = _read_json(path, section.problems) if path.exists() else None
     if record is None:
