@@ -626,41 +626,38 @@ def explore(
             "path": str(predictions),
             "matched": int(sum(str(i) in predicted for i in data.ids)),
         }
-    if method in ("pca", "both"):
-        coords, ratio = pca_coordinates(data.X, n_components=2, seed=seed)
-        files += plot_map(
-            coords,
-            colours,
-            data.group,
-            out / "pca.png",
-            title=f"PCA of {names} ({len(data)} spectra)",
-            xlabel=f"PC 1 ({100 * ratio[0]:.1f} % of variance)",
-            ylabel=f"PC 2 ({100 * ratio[1]:.1f} % of variance)",
-            legend_title=legend_title,
+
+    def pca_map(
+        part: MapInput, category: NDArray[np.object_], stem: str, name: str
+    ) -> dict[str, Any]:
+        """PCA of ``part`` as figure and CSV; returns its summary entry."""
+        coords, ratio = pca_coordinates(part.X, n_components=2, seed=seed)
+        files.extend(
+            plot_map(
+                coords,
+                category,
+                part.group,
+                out / f"{stem}.png",
+                title=f"PCA of {name} ({len(part)} spectra)",
+                xlabel=f"PC 1 ({100 * ratio[0]:.1f} % of variance)",
+                ylabel=f"PC 2 ({100 * ratio[1]:.1f} % of variance)",
+                legend_title=legend_title,
+            )
         )
-        files.append(write_coordinates(out / "pca.csv", data, coords))
-        summary["pca"] = {"explained_variance_ratio": [round(float(r), 5) for r in ratio]}
+        files.append(write_coordinates(out / f"{stem}.csv", part, coords))
+        return {"explained_variance_ratio": [round(float(r), 5) for r in ratio]}
+
+    if method in ("pca", "both"):
+        summary["pca"] = pca_map(data, colours, "pca", names)
         if len(groups) > 1:
             summary["pca"]["separation"] = archive_separation(data.X, data.group, seed=seed)
             for g in groups:
-                part = data.take(data.group == g)
-                if len(part) < 3:
+                in_group = data.group == g
+                if in_group.sum() < 3:
                     continue
-                g_coords, g_ratio = pca_coordinates(part.X, n_components=2, seed=seed)
-                files += plot_map(
-                    g_coords,
-                    colours[data.group == g],
-                    part.group,
-                    out / f"pca-{g}.png",
-                    title=f"PCA of {_pretty(g)} ({len(part)} spectra)",
-                    xlabel=f"PC 1 ({100 * g_ratio[0]:.1f} % of variance)",
-                    ylabel=f"PC 2 ({100 * g_ratio[1]:.1f} % of variance)",
-                    legend_title=legend_title,
+                summary["pca"].setdefault("per_group", {})[g] = pca_map(
+                    data.take(in_group), colours[in_group], f"pca-{g}", _pretty(g)
                 )
-                files.append(write_coordinates(out / f"pca-{g}.csv", part, g_coords))
-                summary["pca"].setdefault("per_group", {})[g] = {
-                    "explained_variance_ratio": [round(float(r), 5) for r in g_ratio]
-                }
     if method in ("tsne", "both"):
         index = balanced_subset(data.group, tsne_max_points, seed=seed)
         part = data.take(index)
