@@ -58,17 +58,12 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """An empty, migrated database on each backend."""
-    try:
-        context = database_url(request.param, tmp_path)
-        url = context.__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL server could be started: {exc}")
-    database = open_database(url)
-    try:
-        yield database
-    finally:
-        database.dispose()
-        context.__exit__(None, None, None)
+    with database_url(request.param, tmp_path) as url:
+        database = open_database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 @pytest.fixture(scope="module")

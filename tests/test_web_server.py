@@ -27,22 +27,15 @@ LABELS = ("emission", "absorption", "double-peak", "unknown", "noise")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def filled_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL with two users (alice, bob) and the 16 bundled Ondřejov spectra."""
-    try:
-        context = database_url(request.param, tmp_path)
-        url = context.__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL server could be started: {exc}")
-    db = open_database(url)
-    with db.session() as session:
-        add_user(session, "alice", "alice-password", admin=True)
-        add_user(session, "bob", "bob-password")
-        session.commit()
-    import_fits(db, ondrejov_files())
-    db.dispose()
-    try:
+    with database_url(request.param, tmp_path) as url:
+        db = open_database(url)
+        with db.session() as session:
+            add_user(session, "alice", "alice-password", admin=True)
+            add_user(session, "bob", "bob-password")
+            session.commit()
+        import_fits(db, ondrejov_files())
+        db.dispose()
         yield url
-    finally:
-        context.__exit__(None, None, None)
 
 
 def test_two_users_label_the_same_queue_at_once_and_lose_nothing(
