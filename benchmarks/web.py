@@ -112,6 +112,7 @@ def timed(
 
 
 def http_rows(url: str, *, flows: int, seconds: float) -> list[dict[str, Any]]:
+    """The HTTP rows: health (baseline), one spectrum, the labelling flow by 1 and 4 users."""
     import httpx
     from web_support import login
 
@@ -215,6 +216,7 @@ def screenshot(path: Path, folder: Path) -> None:
 
 
 def browser_rows(url: str, *, keys: int, loads: int, profile: Path) -> list[dict[str, Any]]:
+    """The browser rows: page load to spectrum drawn (baseline), key press to next drawn."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
     from web_support import chromium, current_id

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -369,7 +370,9 @@ def chromium_missing() -> str | None:
     return None
 
 
-def chromium(profile: Path, *, width: int = 1400, height: int = 1000, network_log: bool = False):
+def chromium(
+    profile: Path, *, width: int = 1400, height: int = 1000, network_log: bool = False
+) -> Any:
     """A headless Chromium (the system's, never a downloaded one) driven by Selenium.
 
     Its console is logged (``get_log("browser")``); with ``network_log`` also the
@@ -398,7 +401,7 @@ def chromium(profile: Path, *, width: int = 1400, height: int = 1000, network_lo
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def current_id(driver) -> int | None:
+def current_id(driver: Any) -> int | None:
     """The id of the item the labelling or vetting page shows (None while loading)."""
     script = "const s = window.sdlStepper; return s && s.current ? s.current.id : null;"
     return driver.execute_script(script)
