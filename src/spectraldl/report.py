@@ -50,7 +50,6 @@ _TITLES = dict(SECTIONS)
 THESIS_DR1_COUNTS = {"emission": 158_115, "absorption": 1_898_095, "double-peak": 145_790}
 """The thesis' table of CNN predictions on LAMOST DR1 (2 202 000 spectra)."""
 
-PREDICTION_SUFFIXES = (".parquet", ".fits", ".csv", ".h5")
 _IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}
 
 
@@ -488,7 +487,9 @@ def _training_section(run: Path) -> Section:
 
 
 def _predictions_path(run: Path) -> Path | None:
-    for suffix in PREDICTION_SUFFIXES:
+    from spectraldl.predictions import SUFFIXES
+
+    for suffix in SUFFIXES:
         path = run / f"predictions{suffix}"
         if path.exists():
             return path
