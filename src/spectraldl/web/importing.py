@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, defer
 
 from spectraldl.dataset import Rows
 from spectraldl.errors import SpectrumError
-from spectraldl.ingest import FileError
+from spectraldl.ingest import FileError, is_spectrum_name
 from spectraldl.labels import CLASSES, label_code
 from spectraldl.preprocess import PreprocessConfig, preprocess
 from spectraldl.quality import flag_names
@@ -36,7 +36,6 @@ BATCH = 64
 """Spectra per transaction: an interrupted import loses at most this many (they are redone)."""
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".vot", ".xml", ".ecsv")
-FITS_SUFFIXES = (".fits", ".fit", ".fits.gz")
 
 
 class ImportFailed(ValueError):
@@ -357,7 +356,7 @@ def is_predictions_table(path: str | Path) -> bool:
                 return "predictions" in h5
         except OSError:
             return False
-    if not name.endswith(FITS_SUFFIXES):
+    if not is_spectrum_name(name):
         return False
     try:
         from astropy.io import fits
