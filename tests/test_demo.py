@@ -5,24 +5,50 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from click.testing import CliRunner
 
 from spectraldl.cli import main
 from spectraldl.dataset import read_dataset
 
+CONTRACT = (
+    "archive",
+    "training.h5",
+    "archive.h5",
+    "model/card.json",
+    "predictions.parquet",
+    "candidates.csv",
+    "candidates.fits",
+    "candidates.vot",
+    "gallery/index.html",
+    "explore",
+    "calibration",
+    "web.db",
+    "report.html",
+    "run.json",
+)
+
 
 def test_demo_quick_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     runner = CliRunner()
-    result = runner.invoke(main, ["demo", "--out", str(out), "--quick", "-j", "1"])
+    result = runner.invoke(main, ["demo", "--out", str(out), "--quick", "-j", "2"])
     assert result.exit_code == 0, result.output
     assert "Results are in" in result.output
-    for name in ("archive", "training.h5", "archive.h5", "run.json"):
+    for name in CONTRACT:
         assert (out / name).exists(), name
     training = read_dataset(out / "training.h5")
-    assert (training.labels >= 0).all() and set(training.meta["origin"]) >= {"real"}
-    assert len(read_dataset(out / "archive.h5")) > 80
+    assert (training.labels >= 0).all()
+    assert set(training.meta["origin"]) == {"real", "synthetic"}
+    archive = read_dataset(out / "archive.h5")
+    assert "real" in set(archive.meta["origin"]) and len(archive) > 300
+    errors = pd.read_csv(out / "archive.errors.csv")
+    assert len(errors) > 0 and errors["reason"].str.len().min() > 5
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert len(predictions) == len(archive)
+    assert set(predictions["id"]) == set(archive.ids)
     record = json.loads((out / "run.json").read_text())
-    assert record["quick"] is True and record["steps"]
-    again = runner.invoke(main, ["demo", "--out", str(out), "--quick", "-j", "1"])
-    assert again.exit_code == 0 and "already done" in again.output
+    assert record["sizes"]["epochs"] == 3 and len(record["steps"]) >= 10
+    assert "Classification" in (out / "report.html").read_text()
+    again = runner.invoke(main, ["demo", "--out", str(out), "--quick", "-j", "2"])
+    assert again.exit_code == 0 and again.output.count("already done") >= 10

@@ -35,6 +35,11 @@ def real_labels_csv() -> Path:
     return real_dir() / "labels.csv"
 
 
+def known_be_stars_csv() -> Path:
+    """``id,designation`` CSV of 203 known Be stars in LAMOST DR1 (for cross-matching)."""
+    return real_dir() / "known-be-stars.csv"
+
+
 @dataclass(frozen=True)
 class BundledFile:
     """One bundled real spectrum and what it is for."""

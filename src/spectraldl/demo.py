@@ -1,8 +1,22 @@
-"""The demo: the whole method end to end on bundled data, into one run directory.
+"""The demo: the whole method end to end on bundled and simulated data, in one run directory.
 
-Each step writes its outputs under the run directory and is skipped when a
-later run finds them complete, so an interrupted demo resumes. The layout is
-the contract of docs/CONVENTIONS.md ("Run directory").
+1. Simulate a labelled Ondřejov-like training set in the archive's real
+   layouts and ingest it, with the bundled real labelled spectra as
+   evaluation rows, into ``training.h5``.
+2. Simulate a LAMOST-like archive tree (DR1, DR2 and DR8 layouts, with broken
+   files among them), put the bundled real LAMOST files beside it in
+   ``archive/`` and ingest it into ``archive.h5``.
+3. Train the thesis CNN into ``model/`` (evaluated on the synthetic test
+   split and on the real labelled spectra separately).
+4. Classify the FITS tree ``archive/`` into ``predictions.parquet``.
+5. Select candidates into ``candidates.{csv,fits,vot}`` with ``gallery/`` and
+   a cross-match with known Be stars.
+6. Map both archives (``explore/``), measure the blur on the real
+   cross-matched pairs (``calibration/``), load the web tool's database
+   (``web.db``) and write ``report.html``.
+
+Each step is skipped when a later run finds its output complete, so an
+interrupted demo resumes. The layout is the contract of docs/CONVENTIONS.md.
 """
 
 from __future__ import annotations
@@ -13,14 +27,56 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from spectraldl import __version__
-from spectraldl.bundled import bundled_files, real_dir, real_labels_csv
-from spectraldl.ingest import ingest
+from spectraldl.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
+
+THESIS_MIX = {"emission": 0.39, "absorption": 0.45, "double-peak": 0.11, "noise": 0.05}
+"""Class mix of the training set: the thesis' 13 335 labels without `unknown`
+(5301 emission, 6103 absorption, 1533 double-peak of 12 937), plus a few
+undecidable `noise` spectra."""
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    """How much the demo simulates and trains."""
+
+    ondrejov_ssap: int
+    ondrejov_raw: int
+    lamost_per_release: int
+    junk: float
+    epochs: int
+    patience: int
+    tsne_points: int
+
+
+FULL = DemoSizes(
+    ondrejov_ssap=12_000,
+    ondrejov_raw=1_335,
+    lamost_per_release=8_000,
+    junk=0.01,
+    epochs=40,
+    patience=6,
+    tsne_points=8_000,
+)
+"""The thesis' training-set size (13 335) and a 24 000-file archive."""
+
+QUICK = DemoSizes(
+    ondrejov_ssap=500,
+    ondrejov_raw=100,
+    lamost_per_release=100,
+    junk=0.03,
+    epochs=3,
+    patience=2,
+    tsne_points=600,
+)
+"""Seconds instead of minutes, for the test suite."""
+
+LAMOST_RELEASES = ("dr1", "dr2", "dr8")
 
 
 @dataclass
@@ -28,7 +84,7 @@ class DemoRun:
     """Where the demo writes and what it has done."""
 
     out: Path
-    quick: bool = False
+    sizes: DemoSizes
     seed: int = 0
     workers: int = 2
     log: Callable[[str], None] = print
@@ -46,18 +102,206 @@ class DemoRun:
         self.log(f"[{name}] {summary} ({seconds:.1f} s)")
 
 
-def _copy_real_lamost(archive: Path) -> str:
-    target = archive / "real"
-    tmp = archive / "real.tmp"
+def _publish_dir(tmp: Path, target: Path) -> None:
+    """Make a finished temporary folder the real one (atomic on one file system)."""
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def _simulate_training(run: DemoRun) -> str:
+    from spectraldl.ingest import ingest
+    from spectraldl.simulate import simulate_archive
+
+    out = run.out
+    base = out / "simulated" / "ondrejov"
+    parts = [
+        ("ssap", run.sizes.ondrejov_ssap, 0),
+        ("raw", run.sizes.ondrejov_raw, run.sizes.ondrejov_ssap),
+    ]
+    for form, n, start in parts:
+        folder = base / form
+        if not (folder / "truth.csv").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            summary = simulate_archive(
+                folder,
+                archive="ondrejov",
+                n=n,
+                seed=run.seed,
+                mix=THESIS_MIX,
+                form=form,
+                start=start,
+                workers=run.workers,
+            )
+            run.log(summary.line())
+    tmp = out / "training.h5.building"
+    tmp.unlink(missing_ok=True)
+    synthetic = 0
+    for form, _, _ in parts:
+        synthetic += ingest(
+            [base / form],
+            tmp,
+            labels_csv=base / form / "truth.csv",
+            workers=run.workers,
+            origin="synthetic",
+        ).added
+    real = [f.path for f in bundled_files() if f.label]
+    added = ingest(
+        real, tmp, labels_csv=real_labels_csv(), workers=run.workers, origin="real"
+    ).added
+    tmp.with_suffix(".errors.csv").unlink(missing_ok=True)
+    tmp.rename(out / "training.h5")
+    return (
+        f"{synthetic} simulated Ondřejov spectra (SSAP and raw forms) and {added} real "
+        f"labelled spectra (evaluation rows) in training.h5"
+    )
+
+
+def _simulate_archive(run: DemoRun) -> str:
+    from spectraldl.simulate import simulate_archive
+
+    archive = run.out / "archive"
+    tmp = run.out / "archive.building"
     shutil.rmtree(tmp, ignore_errors=True)
-    files = bundled_files(archive="lamost")
-    for item in files:
-        relative = item.path.relative_to(real_dir() / "lamost")
-        destination = tmp / relative
+    n = run.sizes.lamost_per_release
+    written = 0
+    for i, release in enumerate(LAMOST_RELEASES):
+        summary = simulate_archive(
+            tmp / "simulated" / release,
+            archive="lamost",
+            n=n,
+            seed=run.seed + 1,
+            release=release,
+            junk=run.sizes.junk,
+            start=i * n,
+            workers=run.workers,
+        )
+        written += summary.files + summary.junk
+    for item in bundled_files(archive="lamost"):
+        destination = tmp / "real" / item.path.relative_to(real_dir() / "lamost")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(item.path, destination)
-    tmp.rename(target)
-    return f"{len(files)} real LAMOST files copied into {target}"
+    _publish_dir(tmp, archive)
+    real = len(bundled_files(archive="lamost"))
+    return f"{written} simulated LAMOST files ({', '.join(LAMOST_RELEASES)}) and {real} real ones"
+
+
+def _ingest_archive(run: DemoRun) -> str:
+    from spectraldl.ingest import ingest
+
+    return ingest([run.out / "archive"], run.out / "archive.h5", workers=run.workers).line()
+
+
+def _train(run: DemoRun) -> str:
+    from spectraldl.training import TrainConfig, train
+
+    config = TrainConfig(
+        model="cnn",
+        epochs=run.sizes.epochs,
+        patience=run.sizes.patience,
+        seed=run.seed,
+        device="auto",
+    )
+    result = train([run.out / "training.h5"], run.out / "model", config=config, log=run.log)
+    metrics = result.metrics
+    parts = []
+    for name in ("test", "real"):
+        block = metrics.get(name) or {}
+        if block.get("n"):
+            parts.append(f"{name} accuracy {block['accuracy']:.3f} on {block['n']}")
+    return f"model {result.model.model_id} in {result.model_dir}: " + ", ".join(parts)
+
+
+def _classify(run: DemoRun) -> str:
+    from spectraldl.inference import classify
+
+    summary = classify(run.out / "model", [run.out / "archive"], run.out / "predictions.parquet")
+    return summary.line()
+
+
+def _candidates(run: DemoRun) -> str:
+    from spectraldl.candidates import Selection, find_candidates
+
+    outs = [run.out / f"candidates.{suffix}" for suffix in ("csv", "fits", "vot")]
+    tmp_gallery = run.out / "gallery.building"
+    shutil.rmtree(tmp_gallery, ignore_errors=True)
+    result = find_candidates(
+        run.out / "predictions.parquet",
+        outs,
+        selection=Selection(),
+        gallery=tmp_gallery,
+        known=known_be_stars_csv(),
+    )
+    _publish_dir(tmp_gallery, run.out / "gallery")
+    run.log(result.counts.table())
+    if result.crossmatch is not None:
+        run.log("\n".join(result.crossmatch.lines()))
+    return f"{len(result.catalogue)} candidates in {', '.join(p.name for p in outs)} and gallery/"
+
+
+def _explore(run: DemoRun) -> str:
+    from spectraldl.explore import explore
+
+    tmp = run.out / "explore.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    explore(
+        [run.out / "training.h5", run.out / "archive.h5"],
+        tmp,
+        seed=run.seed,
+        n_jobs=run.workers,
+        tsne_max_points=run.sizes.tsne_points,
+        predictions=run.out / "predictions.parquet",
+    )
+    _publish_dir(tmp, run.out / "explore")
+    return "PCA and t-SNE maps of both archives in explore/"
+
+
+def _calibrate(run: DemoRun) -> str:
+    from spectraldl.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
+
+    tmp = run.out / "calibration.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = calibrate_blur(bundled_pairs_csv(), [real_dir()], [real_dir()], seed=run.seed)
+    save_calibration(result, tmp)
+    _publish_dir(tmp, run.out / "calibration")
+    return (
+        f"blur sigma {result.sigma_px:.2f} ± {result.uncertainty_px:.2f} Ondřejov px "
+        f"from {result.pairs} real pairs (default 7)"
+    )
+
+
+def _web(run: DemoRun) -> str:
+    from spectraldl.web.db import open_database
+    from spectraldl.web.importing import import_paths, score_with_model
+
+    tmp = run.out / "web.db.building"
+    tmp.unlink(missing_ok=True)
+    db = open_database(f"sqlite:///{tmp}")
+    try:
+        summary = import_paths(db, [real_dir() / "ondrejov", run.out / "predictions.parquet"])
+        score_with_model(db, run.out / "model")
+    finally:
+        db.dispose()
+    tmp.rename(run.out / "web.db")
+    return summary.line()
+
+
+def _benchmarks(run: DemoRun) -> str:
+    source = Path(__file__).parent / "data" / "benchmarks"
+    tmp = run.out / "benchmarks.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    copied = [shutil.copy(p, tmp / p.name) for p in sorted(source.glob("*.json"))]
+    _publish_dir(tmp, run.out / "benchmarks")
+    return f"{len(copied)} measured benchmark tables (see benchmarks/ in the repository)"
+
+
+def _report(run: DemoRun) -> str:
+    from spectraldl.report import write_report
+
+    _write_run_json(run)
+    written = write_report(run.out, run.out / "report.html")
+    return f"report in {written.path}"
 
 
 def run_demo(
@@ -75,7 +319,7 @@ def run_demo(
     out
         Run directory (created; an existing one is resumed).
     quick
-        Small sizes, for the test suite.
+        Small sizes (`QUICK`), for the test suite.
     seed
         Seed of every random step.
     workers
@@ -83,25 +327,18 @@ def run_demo(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run = DemoRun(out=out, quick=quick, seed=seed, workers=workers, log=log)
-    archive = out / "archive"
-    archive.mkdir(exist_ok=True)
-
-    run.step("archive", archive / "real", lambda: _copy_real_lamost(archive))
-
-    def ingest_training() -> str:
-        files = [f.path for f in bundled_files() if f.label]
-        summary = ingest(
-            files, out / "training.h5", labels_csv=real_labels_csv(), workers=workers, origin="real"
-        )
-        return summary.line()
-
-    run.step("training set", out / "training.h5", ingest_training)
-
-    def ingest_archive() -> str:
-        return ingest([archive], out / "archive.h5", workers=workers).line()
-
-    run.step("ingest archive", out / "archive.h5", ingest_archive)
+    run = DemoRun(out=out, sizes=QUICK if quick else FULL, seed=seed, workers=workers, log=log)
+    run.step("simulate training set", out / "training.h5", lambda: _simulate_training(run))
+    run.step("simulate archive", out / "archive", lambda: _simulate_archive(run))
+    run.step("ingest archive", out / "archive.h5", lambda: _ingest_archive(run))
+    run.step("train", out / "model", lambda: _train(run))
+    run.step("classify", out / "predictions.parquet", lambda: _classify(run))
+    run.step("candidates", out / "gallery", lambda: _candidates(run))
+    run.step("explore", out / "explore", lambda: _explore(run))
+    run.step("calibrate blur", out / "calibration", lambda: _calibrate(run))
+    run.step("web database", out / "web.db", lambda: _web(run))
+    run.step("benchmarks", out / "benchmarks", lambda: _benchmarks(run))
+    run.step("report", out / "report.html", lambda: _report(run))
     _write_run_json(run)
     return run
 
@@ -114,8 +351,10 @@ def _write_run_json(run: DemoRun) -> None:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "seed": run.seed,
-        "quick": run.quick,
+        "sizes": asdict(run.sizes),
         "workers": run.workers,
         "steps": run.steps,
     }
-    (run.out / "run.json").write_text(json.dumps(record, indent=1))
+    tmp = run.out / "run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(run.out / "run.json")

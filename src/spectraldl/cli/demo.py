@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -22,13 +23,21 @@ import click
 def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     """Run the method end to end on bundled real and simulated spectra into OUT.
 
-    Writes OUT/archive/ (a FITS tree), OUT/training.h5, OUT/archive.h5 and the
-    later stages' outputs, then prints where the results are. Re-running with
-    the same OUT skips finished steps.
+    Simulates an Ondřejov-like training set and a LAMOST-like archive (with the
+    bundled real spectra among them), ingests both, trains the thesis CNN,
+    classifies the archive, selects candidates with a gallery and a
+    cross-match, maps both archives, measures the blur and writes
+    OUT/report.html. Re-running with the same OUT skips finished steps.
     """
+    # Idle OpenMP threads spinning on a busy 2-core machine slow everything else.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from spectraldl.demo import run_demo
 
     run = run_demo(out, quick=quick, seed=seed, workers=workers, log=click.echo)
-    click.echo(f"\nResults are in {run.out.resolve()}/")
-    for name in sorted(p.name for p in run.out.iterdir()):
+    click.echo(f"\nResults are in {run.out.resolve()}/ ; open {run.out / 'report.html'}")
+    for name in sorted(p.name for p in run.out.iterdir() if not p.name.startswith(".")):
         click.echo(f"  {name}")
+    click.echo(
+        f"Vet the candidates in the web tool: spectraldl users add NAME --admin --db "
+        f"sqlite:///{run.out / 'web.db'} && spectraldl serve --db sqlite:///{run.out / 'web.db'}"
+    )
