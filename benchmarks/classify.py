@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         "--work", help="folder for the trees and models (a temporary one by default)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="PyTorch threads for section 1 (default: all)"
+    )
     args = parser.parse_args(argv)
 
     from spectraldl.bundled import bundled_files
@@ -432,11 +435,13 @@ def main(argv: list[str] | None = None) -> int:
         assert dataset_info(big).n_rows >= args.n_spectra
     dataset_rows = len(base) * reps
 
-    print("section 1: from a dataset ...", flush=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"section 1: from a dataset ({torch.get_num_threads()} PyTorch threads) ...", flush=True)
     rows1 = bench_dataset({n: model_dirs[n] for n in names}, x, big, dataset_rows, work)
     print_table(
-        f"classify from a dataset, CPU, {len(x)} spectra "
-        "(ratio: to the plain fp32 loop, batch 4096)",
+        f"classify from a dataset, CPU, {len(x)} spectra, {torch.get_num_threads()} PyTorch "
+        "threads (ratio: to the plain fp32 loop, batch 4096)",
         rows1,
         ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
     )
