@@ -567,6 +567,8 @@ def _prepare_parts(out: Path, parts: Path, manifest: dict[str, Any], overwrite: 
         except ValueError:
             existing = None
         if existing is not None and existing.get("manifest") == manifest and not overwrite:
+            # Complete; chunks left by a kill between the final rename and the clean-up go.
+            shutil.rmtree(parts, ignore_errors=True)
             return True
         if not overwrite:
             what = (
