@@ -311,8 +311,12 @@ def test_an_existing_output_is_resumed_only_for_the_same_model_and_sources(
     files = [str(f.path) for f in bundled_files(archive="ondrejov")]
     out = tmp_path / "pred.fits"
     first = classify(model_dir, files, out)
+    # As if killed between the final rename and the clean-up: the leftovers go, nothing is redone.
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "chunk-0000000.parquet").write_bytes(b"stale")
     again = classify(model_dir, files, out)
     assert again.already_complete and again.rows == first.rows
+    assert not parts_dir(out).exists()
 
     other = tmp_path / "other-model"
     shutil.copytree(model_dir, other)
