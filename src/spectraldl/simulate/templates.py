@@ -121,12 +121,12 @@ class TemplateSet:
 
 
 DWARF_FRACTION = {
-    "lamost": {"O": 0.5, "B": 0.6, "A": 0.8, "F": 0.85, "G": 0.7, "K": 0.6, "M": 0.85},
+    "lamost": {"O": 0.5, "B": 0.6, "A": 0.8, "F": 0.85, "G": 0.75, "K": 0.75, "M": 0.85},
     "ondrejov": {"O": 0.5, "B": 0.5, "A": 0.6, "F": 0.6, "G": 0.5, "K": 0.5, "M": 0.5},
 }
-"""Share of dwarfs (log g >= 3.8) per class. LAMOST: mostly dwarfs, giants a third of the G-K
+"""Share of dwarfs (log g >= 3.8) per class. LAMOST: mostly dwarfs, giants a quarter of the G-K
 stars (LAMOST DR1 stellar parameters, Luo et al. 2015, RAA 15, 1095; Wu et al. 2014), M stars
-nearly all dwarfs (the dev files' K5-M2 stars look like dwarfs);
+nearly all dwarfs (the dev files' K3-M2 stars look like dwarfs);
 Ondřejov: bright stars, luminosity classes III-V alike (assumption). MILES over-represents
 giants and metal-poor stars (it was built for stellar populations), hence the weights."""
 
