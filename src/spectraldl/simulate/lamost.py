@@ -16,11 +16,14 @@ Instrument and pipeline facts followed (numbers and their sources):
   multiplicative exp(c1 x + c2 x²), x = (λ - 6500)/2500;
 * noise: per pixel from the object, the sky continuum and sky lines, scaled so
   that the median of flux·sqrt(ivar) over 5500-6900 Å is the drawn SN_R (the
-  bundled files' SN_R agrees with that median to a few per cent); the noise
-  realised in the flux is correlated between neighbouring pixels (the
-  pipeline resamples and co-adds exposures) and somewhat smaller than ivar
-  claims: both measured on the bundled ``dev`` files (`NOISE_SCALE`,
-  `NOISE_CORRELATION_PX`);
+  bundled files' SN_R agrees with that median to a few per cent), through a
+  two-arm throughput (`THROUGHPUT`); the noise realised in the flux is
+  correlated between neighbouring pixels (the pipeline resamples and co-adds
+  exposures) and somewhat smaller than ivar claims: both measured on the
+  bundled ``dev`` files (`NOISE_SCALE`, `NOISE_CORRELATION_PX`);
+* the 6500 Å telluric water band and the calibration's response near H-alpha
+  (`WINDOW_RESPONSE`), sky-subtraction residuals shaped as measured on the dev
+  files (`SKY_RESIDUAL_LINES`);
 * pipeline traces seen in the real files: ivar = 0 (not ANDMASK) over the peak
   of strong H-alpha emission (spec-56284-GAC122S02V2_sp14-183,
   spec-56342-GAC121N02V2_sp14-101) and at scattered pixels; runs of ivar = 0 at
@@ -89,8 +92,9 @@ NOISE_SCALE = (0.65, 1.0)
 reduced chi-square of 0.34-0.8 against their ivar (scatter 0.58-0.9 of what ivar claims),
 and their second-difference scatter is 0.6-0.8 of it; `benchmarks/realism.py` compares."""
 NOISE_CORRELATION_PX = (0.25, 0.45)
-"""Gaussian sigma (pixels) of the correlation of neighbouring pixels' noise: the
-dev files' high-passed residuals have lag-1 autocorrelation 0.25-0.45 at low S/N."""
+"""Gaussian sigma (pixels) of the correlation of neighbouring pixels' noise: the dev files'
+high-passed residuals have lag-1 autocorrelation 0.25-0.45 at low S/N, and this range makes
+the power spectrum of the preprocessed vectors' highest frequencies match theirs."""
 
 SKY_LINES_VAC_AA = air_to_vacuum(
     np.concatenate(
@@ -111,10 +115,13 @@ SKY_LINE_STRENGTH = np.where(
 airglow lines, 0.3 for geocoronal/urban H-alpha)."""
 
 SKY_RESIDUAL_AMPLITUDE = 0.045
-SKY_RESIDUAL_SPREAD = 0.5
-RESPONSE_SPREAD = 0.5
 """Peak of the sky-subtraction residual, relative to the star's continuum, at SN_R 30; scaled
-by (30/SN_R)^0.8 and a lognormal (sigma 0.5) per spectrum, sign as the dev stack in 85 %."""
+by (30/SN_R)^0.8 (the dev stack's residuals grow towards low S/N) and per spectrum by a
+lognormal of sigma `SKY_RESIDUAL_SPREAD`; the sign is the dev stack's in 85 % of spectra."""
+SKY_RESIDUAL_SPREAD = 0.5
+"""Sigma of the per-spectrum lognormal factor of the sky residual (assumption)."""
+RESPONSE_SPREAD = 0.5
+"""Sigma of the per-spectrum factor N(1, sigma) on `WINDOW_RESPONSE` (assumption)."""
 
 SKY_RESIDUAL_LINES = tuple(
     (float(air_to_vacuum(air)), factor, excess)
