@@ -16,6 +16,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import tempfile
 import time
@@ -46,6 +47,7 @@ def machine() -> dict[str, object]:
 def archive_rate(archive: str, n: int, workers: int, **layout: str) -> dict[str, object]:
     """Write an archive of ``n`` files into a temporary folder; files per second."""
     folder = Path(tempfile.mkdtemp(prefix="sim-bench-"))
+    before = _cpu_seconds()
     try:
         summary = simulate_archive(
             folder, archive=archive, n=n, seed=1, junk=0.01, workers=workers, **layout
@@ -58,7 +60,16 @@ def archive_rate(archive: str, n: int, workers: int, **layout: str) -> dict[str,
         "files": n,
         "seconds": summary.seconds,
         "files_per_s": n / summary.seconds,
+        # Worker processes are the forkserver's children, not ours: CPU only for 1 worker.
+        "cpu_ms_per_file": (_cpu_seconds() - before) / n * 1e3 if workers == 1 else None,
     }
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (load-independent cost)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def astropy_bytes(spec: lamost_sim.LamostSpectrum) -> bytes:
@@ -83,9 +94,11 @@ def write_step(n: int) -> list[dict[str, object]]:
         ("fitsbytes", lamost_sim.file_bytes),
     ):
         started = time.perf_counter()
+        cpu = _cpu_seconds()
         for spec in specs:
             gzip_bytes(writer(spec), level=1)
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu
         rows.append(
             {
                 "case": f"write+gzip DR1: {name}",
@@ -93,6 +106,7 @@ def write_step(n: int) -> list[dict[str, object]]:
                 "files": n,
                 "seconds": seconds,
                 "files_per_s": n / seconds,
+                "cpu_ms_per_file": cpu / n * 1e3,
             }
         )
     rows[1]["ratio_vs_baseline"] = rows[0]["seconds"] / rows[1]["seconds"]
@@ -119,12 +133,13 @@ def main() -> None:
             rows.append(row)
     info = machine()
     print(f"# simulate speed ({info['cpu']}, {info['cores']} cores)")
-    print("| case | workers | files | seconds | files/s | ratio vs baseline |")
-    print("|---|---|---|---|---|---|")
+    print("| case | workers | files | seconds | files/s | CPU ms/file | ratio vs baseline |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        cpu = "-" if r["cpu_ms_per_file"] is None else f"{r['cpu_ms_per_file']:.2f}"
         print(
             f"| {r['case']} | {r['workers']} | {r['files']} | {r['seconds']:.2f} | "
-            f"{r['files_per_s']:.0f} | {r['ratio_vs_baseline']:.2f} |"
+            f"{r['files_per_s']:.0f} | {cpu} | {r['ratio_vs_baseline']:.2f} |"
         )
     print("(archive rows: baseline = the same archive with 1 worker)")
     if args.json:
