@@ -552,7 +552,13 @@ def _commit(parts: Path, result: ChunkResult, classes: Sequence[str], manifest_i
         },
         "flag_counts": dict(flags),
     }
-    write_predictions(_part_path(parts, result.index), frame, classes=classes, metadata=meta)
+    write_predictions(
+        _part_path(parts, result.index),
+        frame,
+        classes=classes,
+        metadata=meta,
+        astropy_metadata=False,
+    )
 
 
 def _prepare_parts(out: Path, parts: Path, manifest: dict[str, Any], overwrite: bool) -> bool:

@@ -185,6 +185,7 @@ def write_predictions(
     *,
     classes: Sequence[str],
     metadata: dict[str, Any] | None = None,
+    astropy_metadata: bool = True,
 ) -> int:
     """Write a predictions table to ``path`` (format by extension), atomically.
 
@@ -199,6 +200,9 @@ def write_predictions(
         The model's classes, giving the ``p_*`` columns.
     metadata
         JSON-able provenance stored with the table (`read_metadata`).
+    astropy_metadata
+        Parquet only: also store the column header astropy reads (units, string
+        widths; costs a pass over the blocks). Off for internal files.
 
     Returns
     -------
@@ -211,9 +215,12 @@ def write_predictions(
     meta.update(metadata or {})
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
-    writer = {"parquet": _write_parquet, "fits": _write_fits, "csv": _write_csv, "h5": _write_h5}
+    writer = {"fits": _write_fits, "csv": _write_csv, "h5": _write_h5}
     try:
-        n = writer[kind](tmp, frames, classes, meta)
+        if kind == "parquet":
+            n = _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
+        else:
+            n = writer[kind](tmp, frames, classes, meta)
         if kind == "csv":
             side = metadata_path(path)
             side_tmp = side.with_name(f".{side.name}.tmp")
@@ -245,7 +252,9 @@ def _astropy_yaml(classes: Sequence[str], widths: dict[str, int]) -> str:
     return "\n".join(table_meta.get_yaml_from_table(table))
 
 
-def _arrow_schema(classes: Sequence[str], meta: dict[str, Any], widths: dict[str, int]) -> Any:
+def _arrow_schema(
+    classes: Sequence[str], meta: dict[str, Any], widths: dict[str, int] | None
+) -> Any:
     import pyarrow as pa
 
     types = {"str": pa.string(), "f8": pa.float64(), "f4": pa.float32(), "i4": pa.int32()}
@@ -258,18 +267,21 @@ def _arrow_schema(classes: Sequence[str], meta: dict[str, Any], widths: dict[str
         for name, info in column_spec(classes).items()
     ]
     metadata = {b"spectraldl": json.dumps(meta).encode()}
-    # What astropy's own Parquet writer stores, so that Table.read keeps units and string widths.
-    metadata[b"table_meta_yaml"] = _astropy_yaml(classes, widths).encode()
-    for name, width in widths.items():
-        metadata[f"table::len::{name}".encode()] = str(width).encode()
+    if widths is not None:
+        # What astropy's own Parquet writer stores, so Table.read keeps units and string widths.
+        metadata[b"table_meta_yaml"] = _astropy_yaml(classes, widths).encode()
+        for name, width in widths.items():
+            metadata[f"table::len::{name}".encode()] = str(width).encode()
     return pa.schema(fields, metadata=metadata)
 
 
-def _write_parquet(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
+def _write_parquet(
+    tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any], *, astropy: bool
+) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    widths, _ = _string_widths(frames, classes)
+    widths = _string_widths(frames, classes)[0] if astropy else None
     schema = _arrow_schema(classes, meta, widths)
     n = 0
     with pq.ParquetWriter(tmp, schema) as writer:
