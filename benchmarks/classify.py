@@ -132,10 +132,12 @@ def bench_dataset(
         base, reference = rate(lambda net=net: plain_loop(net, x, 4096), n)
         fp32 = Predictor(model, precision="fp32", batch_size=256)
         bf16 = Predictor(model, precision="bf16", batch_size=256)
+        int8 = Predictor(model, precision="int8", batch_size=256)
         cases = [
             ("plain fp32 loop (baseline)", 4096, None, n),
             ("plain fp32 loop", 256, lambda net=net: plain_loop(net, x, 256), n),
             ("spectraldl Predictor fp32 (+novelty)", 256, lambda p=fp32: p(x)[0].argmax(1), n),
+            ("spectraldl Predictor int8 (x86)", 256, lambda p=int8: p(x)[0].argmax(1), n),
             (
                 "spectraldl Predictor bf16 autocast",
                 256,

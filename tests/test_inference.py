@@ -127,6 +127,26 @@ def test_bf16_agrees_with_fp32(model_dir: Path) -> None:
     assert (p32.argmax(1) == p16.argmax(1)).mean() >= 0.95
 
 
+def test_int8_agrees_with_fp32_and_is_the_same_in_every_process(model_dir: Path) -> None:
+    model = load_model(model_dir, device="cpu")
+    rows, _ = read_and_preprocess(
+        [f.path for f in bundled_files(archive="lamost")], config=model.config
+    )
+    p32, n32 = Predictor(model, precision="fp32")(rows.X)
+    int8 = Predictor(model, precision="int8")
+    p8, n8 = int8(rows.X)
+    assert (p32.argmax(1) == p8.argmax(1)).mean() >= 0.95
+    assert np.abs(p32 - p8).max() < 0.2
+    np.testing.assert_allclose(n8, n32, rtol=0.1)
+    # The calibration set is fixed: a second build (another worker) gives the same numbers.
+    again, _ = Predictor(model, precision="int8")(rows.X)
+    assert np.array_equal(again, p8)
+    with pytest.raises(ValueError, match="int8"):
+        from spectraldl.inference import resolve_precision
+
+        resolve_precision("int8", torch.device("cuda"))
+
+
 def test_novel_flag_follows_the_threshold(model_dir: Path) -> None:
     model = load_model(model_dir, device="cpu")
     rows, _ = read_and_preprocess(

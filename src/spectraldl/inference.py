@@ -62,7 +62,7 @@ CPU_BATCH = 256
 """Spectra per forward pass on CPU: small enough for the activations to stay in cache."""
 GPU_BATCH = 65536
 """Spectra per forward pass on a GPU: large enough to keep it busy."""
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 class ClassifyError(RuntimeError):
@@ -259,14 +259,17 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` becomes bf16 on CUDA and on CPUs with native bf16, else fp32.
 
-    Raises `ValueError` for an unknown name or fp16 on CPU.
+    ``int8`` (CPU only, `spectraldl.quantized`) is never chosen by ``auto``.
+    Raises `ValueError` for an unknown name, fp16 on CPU or int8 on a GPU.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+        raise ValueError("precision fp16 needs a CUDA device; use fp32, bf16 or int8 on CPU")
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError("precision int8 runs on CPU only; use bf16 or fp16 on a GPU")
     return precision
 
 
@@ -324,13 +327,18 @@ class Predictor:
         self.temperature = float(model.temperature)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        self._forward = model.network.forward_with_features
+        if self.precision == "int8":
+            from spectraldl.quantized import calibration_rows, quantize_network
+
+            self._forward = quantize_network(model.network, calibration_rows(model.config))
 
     def _autocast(self) -> Any:
         import contextlib
 
         import torch
 
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
@@ -348,7 +356,6 @@ class Predictor:
             raise ClassifyError(
                 f"input has shape {array.shape}; the model expects (n, {self.model.grid_n})"
             )
-        network = self.model.network
         with torch.inference_mode():
             data = torch.from_numpy(array)
             if self.device.type != "cpu":
@@ -358,7 +365,7 @@ class Predictor:
             for start in range(0, n, self.batch_size):
                 batch = data[start : start + self.batch_size]
                 with self._autocast():
-                    logits, features = network.forward_with_features(batch)
+                    logits, features = self._forward(batch)
                 proba = torch.softmax(logits.float() / self.temperature, dim=1)
                 z = features.float() @ self._whitening
                 d2 = (z * z).sum(dim=1, keepdim=True) - 2.0 * z @ self._means_w.T
