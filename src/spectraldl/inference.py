@@ -436,7 +436,7 @@ class ChunkResult:
     timings: dict[str, float]
 
 
-_PREDICTORS: dict[tuple[str, str, str, int | None], Predictor] = {}
+_PREDICTORS: dict[tuple[str, str, str, str, int | None], Predictor] = {}
 
 
 def _load(model_dir: str | Path, device: str) -> TrainedModel:
@@ -447,7 +447,13 @@ def _load(model_dir: str | Path, device: str) -> TrainedModel:
 
 def _predictor(settings: Settings) -> Predictor:
     """The worker's predictor for ``settings``, loaded once per process."""
-    key = (settings.model_dir, settings.device, settings.precision, settings.batch_size)
+    key = (
+        settings.model_dir,
+        settings.model_id,
+        settings.device,
+        settings.precision,
+        settings.batch_size,
+    )
     predictor = _PREDICTORS.get(key)
     if predictor is None:
         model = _load(settings.model_dir, settings.device)
