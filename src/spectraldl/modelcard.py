@@ -82,8 +82,11 @@ def dataset_config(source: Any) -> tuple[PreprocessConfig, str]:
     if isinstance(source, Mapping):
         return PreprocessConfig.from_dict(dict(source)), "the data"
     if isinstance(source, str | Path):
+        from spectraldl.dataset import dataset_info, is_dataset
         from spectraldl.training import read_dataset_any
 
+        if is_dataset(source):
+            return dataset_info(source).config, str(source)
         return read_dataset_any(source).config, str(source)
     raise TypeError(f"cannot tell the preprocessing of a {type(source).__name__}")
 
