@@ -80,9 +80,11 @@ PYLON_FROM = datetime(2013, 10, 1)
 FIRST_NIGHT = datetime(2012, 6, 1)
 SPECTRA_PER_NIGHT = 25
 DAYS_PER_NIGHT = 1.5
-"""Spectrum ``index`` is frame ``index % 25 + 1`` of night ``index // 25``, nights 1.5 days
+FIRST_FRAME = 9001
+"""Spectrum ``index`` is frame ``9001 + index % 25`` of night ``index // 25``, nights 1.5 days
 apart from 2012 June 1: unique observation ids, about 40 % on the PyLoN chip for the
-thesis-sized set."""
+thesis-sized set. Real nights never reach frame 9000, so a synthetic id never equals a
+real one (a dataset holding both would otherwise skip one of them as a duplicate)."""
 
 _GALACTIC_TO_ICRS = np.array(
     [
@@ -125,7 +127,7 @@ class OndrejovSpectrum:
 
 def _night(index: int) -> tuple[datetime, int]:
     night, frame = divmod(index, SPECTRA_PER_NIGHT)
-    return FIRST_NIGHT + timedelta(days=math.floor(night * DAYS_PER_NIGHT)), frame + 1
+    return FIRST_NIGHT + timedelta(days=math.floor(night * DAYS_PER_NIGHT)), FIRST_FRAME + frame
 
 
 def observation_id(night: datetime, frame: int) -> str:
