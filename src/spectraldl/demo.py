@@ -1,8 +1,8 @@
 """The demo: the whole method end to end on bundled and simulated data, in one run directory.
 
-1. Simulate a labelled Ondřejov-like training set in the archive's real
-   layouts and ingest it, with the bundled real labelled spectra as
-   evaluation rows, into ``training.h5``.
+1. Simulate a labelled training set, Ondřejov-like and LAMOST-like, in the
+   archives' real layouts and ingest it, with the bundled real labelled
+   spectra as evaluation rows, into ``training.h5``.
 2. Simulate a LAMOST-like archive tree (DR1, DR2 and DR8 layouts, with broken
    files among them), put the bundled real LAMOST files beside it in
    ``archive/`` and ingest it into ``archive.h5``.
@@ -47,6 +47,7 @@ class DemoSizes:
 
     ondrejov_ssap: int
     ondrejov_raw: int
+    lamost_training: int
     lamost_per_release: int
     junk: float
     epochs: int
@@ -55,19 +56,22 @@ class DemoSizes:
 
 
 FULL = DemoSizes(
-    ondrejov_ssap=12_000,
-    ondrejov_raw=1_335,
+    ondrejov_ssap=6_000,
+    ondrejov_raw=667,
+    lamost_training=6_668,
     lamost_per_release=8_000,
     junk=0.01,
     epochs=40,
-    patience=6,
+    patience=5,
     tsne_points=8_000,
 )
-"""The thesis' training-set size (13 335) and a 24 000-file archive."""
+"""The thesis' training-set size (13 335: half Ondřejov-like, half LAMOST-like) and a
+24 000-file archive."""
 
 QUICK = DemoSizes(
-    ondrejov_ssap=500,
-    ondrejov_raw=100,
+    ondrejov_ssap=300,
+    ondrejov_raw=60,
+    lamost_training=300,
     lamost_per_release=100,
     junk=0.03,
     epochs=3,
@@ -109,39 +113,54 @@ def _publish_dir(tmp: Path, target: Path) -> None:
     tmp.rename(target)
 
 
+def _training_parts(run: DemoRun) -> list[tuple[str, dict[str, Any]]]:
+    """The simulated labelled sets of the training set: folder name and `simulate_archive` args.
+
+    LAMOST-like spectra sit beside the Ondřejov-like ones because a network
+    trained on the Ondřejov domain alone calls real LAMOST absorption stars
+    noise or candidates (docs/training.md, "Train on the domain you classify").
+    They start at index 1 000 000 so that their ids differ from the archive's.
+    """
+    sizes = run.sizes
+    common = {"seed": run.seed, "mix": THESIS_MIX, "workers": run.workers}
+    parts = [
+        ("ondrejov-ssap", {"archive": "ondrejov", "n": sizes.ondrejov_ssap, "form": "ssap"}),
+        (
+            "ondrejov-raw",
+            {
+                "archive": "ondrejov",
+                "n": sizes.ondrejov_raw,
+                "form": "raw",
+                "start": sizes.ondrejov_ssap,
+            },
+        ),
+        (
+            "lamost",
+            {"archive": "lamost", "n": sizes.lamost_training, "release": "dr2", "start": 1_000_000},
+        ),
+    ]
+    return [(name, {**common, **args}) for name, args in parts]
+
+
 def _simulate_training(run: DemoRun) -> str:
     from spectraldl.ingest import ingest
     from spectraldl.simulate import simulate_archive
 
-    out = run.out
-    base = out / "simulated" / "ondrejov"
-    parts = [
-        ("ssap", run.sizes.ondrejov_ssap, 0),
-        ("raw", run.sizes.ondrejov_raw, run.sizes.ondrejov_ssap),
-    ]
-    for form, n, start in parts:
-        folder = base / form
+    base = run.out / "simulated" / "training"
+    parts = _training_parts(run)
+    for name, args in parts:
+        folder = base / name
         if not (folder / "truth.csv").exists():
             shutil.rmtree(folder, ignore_errors=True)
-            summary = simulate_archive(
-                folder,
-                archive="ondrejov",
-                n=n,
-                seed=run.seed,
-                mix=THESIS_MIX,
-                form=form,
-                start=start,
-                workers=run.workers,
-            )
-            run.log(summary.line())
-    tmp = out / "training.h5.building"
+            run.log(simulate_archive(folder, **args).line())
+    tmp = run.out / "training.h5.building"
     tmp.unlink(missing_ok=True)
-    synthetic = 0
-    for form, _, _ in parts:
-        synthetic += ingest(
-            [base / form],
+    counts = {}
+    for name, _ in parts:
+        counts[name] = ingest(
+            [base / name],
             tmp,
-            labels_csv=base / form / "truth.csv",
+            labels_csv=base / name / "truth.csv",
             workers=run.workers,
             origin="synthetic",
         ).added
@@ -150,10 +169,12 @@ def _simulate_training(run: DemoRun) -> str:
         real, tmp, labels_csv=real_labels_csv(), workers=run.workers, origin="real"
     ).added
     tmp.with_suffix(".errors.csv").unlink(missing_ok=True)
-    tmp.rename(out / "training.h5")
+    tmp.rename(run.out / "training.h5")
+    ondrejov = counts["ondrejov-ssap"] + counts["ondrejov-raw"]
     return (
-        f"{synthetic} simulated Ondřejov spectra (SSAP and raw forms) and {added} real "
-        f"labelled spectra (evaluation rows) in training.h5"
+        f"{ondrejov} simulated Ondřejov spectra (SSAP and raw forms), {counts['lamost']} "
+        f"simulated LAMOST spectra and {added} real labelled spectra (evaluation rows) "
+        f"in training.h5"
     )
 
 
@@ -176,14 +197,18 @@ def _simulate_archive(run: DemoRun) -> str:
             start=i * n,
             workers=run.workers,
         )
-        written += summary.files + summary.junk
+        written += summary.files
     for item in bundled_files(archive="lamost"):
         destination = tmp / "real" / item.path.relative_to(real_dir() / "lamost")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(item.path, destination)
     _publish_dir(tmp, archive)
     real = len(bundled_files(archive="lamost"))
-    return f"{written} simulated LAMOST files ({', '.join(LAMOST_RELEASES)}) and {real} real ones"
+    releases = ", ".join(LAMOST_RELEASES)
+    return (
+        f"{written} simulated LAMOST files ({releases}; broken ones among them) "
+        f"and {real} real ones"
+    )
 
 
 def _ingest_archive(run: DemoRun) -> str:
@@ -231,6 +256,7 @@ def _candidates(run: DemoRun) -> str:
         selection=Selection(),
         gallery=tmp_gallery,
         known=known_be_stars_csv(),
+        workers=run.workers,
     )
     _publish_dir(tmp_gallery, run.out / "gallery")
     run.log(result.counts.table())
