@@ -316,6 +316,24 @@ def test_gallery_draws_real_spectra_and_an_offline_sortable_index(
     assert "novelty" in page and "p(emission)" in page and "addEventListener" in page
 
 
+def test_gallery_drawn_by_several_processes_equals_one(
+    real_predictions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spectraldl.gallery as gallery
+
+    table = read_predictions(real_predictions).iloc[:6].copy()
+    table.loc[table.index[2], "source"] = str(tmp_path / "moved-away.fits")
+    one = gallery.write_gallery(table, tmp_path / "one")
+    monkeypatch.setattr(gallery, "GALLERY_CHUNK", 2)
+    several = gallery.write_gallery(table, tmp_path / "several", workers=2)
+    assert several.images == one.images == 5
+    assert several.failed == one.failed and len(one.failed) == 1
+    names = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+    assert names == sorted(p.name for p in (tmp_path / "several").glob("*.png"))
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "several" / name).read_bytes()
+
+
 def test_candidates_command_end_to_end(real_predictions: Path, tmp_path: Path) -> None:
     table = read_predictions(real_predictions)
     known = _known_from(table.iloc[:3], tmp_path / "known.csv")

@@ -9,12 +9,13 @@ Backends are chosen by the caller and passed in (`open_backend` turns a
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
+
+from spectraldl.processes import pool_context
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,9 +61,7 @@ class ProcessBackend:
         self.workers = max(1, workers)
         self.in_flight = self.workers * max(1, in_flight_per_worker)
         self.threads_per_task: int | None = max(1, _cores() // self.workers)
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=pool_context())
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as workers finish, keeping at most ``in_flight`` tasks submitted."""

@@ -332,6 +332,7 @@ def find_candidates(
     radius_arcsec: float | None = None,
     gallery: str | Path | None = None,
     gallery_max: int | None = None,
+    workers: int = 1,
     chunk_rows: int = 200_000,
     log: Callable[[str], None] | None = None,
 ) -> CandidatesSummary:
@@ -354,6 +355,8 @@ def find_candidates(
         Folder for one PNG per candidate and an ``index.html`` (`spectraldl.gallery`).
     gallery_max
         Most candidates drawn (highest probability first); all by default.
+    workers
+        Processes drawing the gallery.
     chunk_rows
         Rows per block read from the predictions table.
     log
@@ -419,5 +422,7 @@ def find_candidates(
     if gallery is not None:
         from spectraldl.gallery import write_gallery
 
-        summary.gallery = write_gallery(catalogue, gallery, max_items=gallery_max, log=say)
+        summary.gallery = write_gallery(
+            catalogue, gallery, max_items=gallery_max, workers=workers, log=say
+        )
     return summary

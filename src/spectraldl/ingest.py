@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -40,6 +39,7 @@ from spectraldl.dataset import (
 from spectraldl.errors import SpectrumError
 from spectraldl.labels import NO_LABEL, LabelList, read_labels
 from spectraldl.preprocess import PreprocessConfig, preprocess
+from spectraldl.processes import pool_context
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz")
 CHUNK_FILES = 256
@@ -256,11 +256,6 @@ def write_errors_csv(path: Path, errors: Sequence[FileError]) -> None:
     os.replace(tmp, path)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 def ingest(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -336,7 +331,7 @@ def ingest(
     else:
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=_pool_context(),
+            mp_context=pool_context(),
             initializer=_init_worker,
             initargs=(config, labels, origin),
         ) as pool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -44,6 +45,13 @@ import click
     "--gallery-max", type=int, default=None, help="Draw only the N most probable candidates."
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Processes drawing the gallery.",
+)
+@click.option(
     "--known",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV of known emission-line stars (designation, or ra and dec columns) to cross-match.",
@@ -59,6 +67,7 @@ def candidates_command(
     include_flagged: bool,
     gallery: Path | None,
     gallery_max: int | None,
+    workers: int,
     known: Path | None,
     radius_arcsec: float,
 ) -> None:
@@ -89,6 +98,7 @@ def candidates_command(
             radius_arcsec=radius_arcsec,
             gallery=gallery,
             gallery_max=gallery_max,
+            workers=workers,
             log=click.echo,
         )
     except (CandidatesError, KnownListError, PredictionsError, ValueError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from spectraldl import __version__
 from spectraldl.errors import SpectrumError
 from spectraldl.labels import label_code
 from spectraldl.preprocess import PreprocessConfig, preprocess
+from spectraldl.processes import pool_context
 from spectraldl.simulate import fitsbytes, lamost, ondrejov
 from spectraldl.simulate import junk as junkfiles
 from spectraldl.simulate.common import streams
@@ -329,11 +329,6 @@ def _chunk(
     return rows
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 def simulate_archive(
     out_dir: str | Path,
     *,
@@ -402,7 +397,7 @@ def simulate_archive(
             if progress:
                 progress(done, n)
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
             futures = {pool.submit(_chunk, chunk, *args): i for i, chunk in enumerate(chunks)}
             for future in as_completed(futures):
                 i = futures[future]
