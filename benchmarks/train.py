@@ -15,7 +15,9 @@ Sections:
 * inference on CPU: spectra/s of `TrainedModel.predict_proba` per network,
   with the thesis CNN as the baseline;
 * GPU (only with CUDA): 229 epochs of 13 000 spectra (the thesis' final run,
-  8 min 21 s on a GTX 980) with bf16 and torch.compile, against the plain
+  8 min 21 s on a GTX 980) in fp32, with bf16 and torch.compile, and with
+  torch.compile's CUDA graphs (reduce-overhead), and with the whole step
+  replayed as one CUDA graph (``cuda_graph``), against the plain
   loop timed on ``--gpu-baseline-epochs`` epochs and scaled to 229;
   "skipped: no GPU" otherwise.
 
@@ -107,6 +109,8 @@ def spectraldl_trainer(
     device: str,
     bf16: bool = False,
     compile_: bool = False,
+    compile_mode: str = "default",
+    cuda_graph: bool = False,
 ) -> tuple[list[float], float]:
     """`fit_network` with early stopping off; returns seconds per epoch and in all."""
     config = TrainConfig(
@@ -116,6 +120,8 @@ def spectraldl_trainer(
         device=device,
         bf16=bf16,
         compile=compile_,
+        compile_mode=compile_mode,
+        cuda_graph=cuda_graph,
         seed=0,
     )
     start = time.perf_counter()
@@ -194,13 +200,33 @@ def gpu_section(args: argparse.Namespace) -> list[dict[str, Any]]:
             "speedup": 1.0,
         }
     ]
-    for label, bf16, compile_ in (
-        ("spectraldl fp32", False, False),
-        ("spectraldl bf16 + torch.compile", True, True),
-    ):
-        per_epoch, total = spectraldl_trainer(
-            "cnn", x, y, xv, yv, epochs=epochs, device="cuda", bf16=bf16, compile_=compile_
-        )
+    variants = [
+        ("spectraldl fp32", False, False, "default", False),
+        ("spectraldl bf16 + torch.compile", True, True, "default", False),
+        ("spectraldl bf16 + torch.compile reduce-overhead", True, True, "reduce-overhead", False),
+        ("spectraldl fp32 + CUDA graph", False, False, "default", True),
+        ("spectraldl bf16 + CUDA graph", True, False, "default", True),
+    ]
+    for label, bf16, compile_, mode, graph in variants:
+        if args.gpu_methods and not any(m in label for m in args.gpu_methods):
+            continue
+        try:
+            per_epoch, total = spectraldl_trainer(
+                "cnn",
+                x,
+                y,
+                xv,
+                yv,
+                epochs=epochs,
+                device="cuda",
+                bf16=bf16,
+                compile_=compile_,
+                compile_mode=mode,
+                cuda_graph=graph,
+            )
+        except Exception as error:  # one failing variant must not lose the others' figures
+            rows.append({"section": "gpu train", "model": "cnn", "method": f"{label}: {error!r}"})
+            continue
         rows.append(
             {
                 "section": "gpu train",
@@ -223,9 +249,13 @@ def main() -> None:
     parser.add_argument("--models", default="cnn,cnn-small,fnn", help="networks, comma-separated")
     parser.add_argument("--gpu-baseline-epochs", type=int, default=4)
     parser.add_argument("--skip-cpu", action="store_true", help="only the GPU section")
+    parser.add_argument(
+        "--gpu-methods", default="", help="GPU variants whose names contain one of these (a,b)"
+    )
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.gpu_methods = [m.strip() for m in args.gpu_methods.split(",") if m.strip()]
     load_before = os.getloadavg()[0]
     rows: list[dict[str, Any]] = []
     if not args.skip_cpu:

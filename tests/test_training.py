@@ -347,6 +347,10 @@ def test_clear_errors_for_unusable_data(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="at least two classes"):
         train([one], tmp_path / "m", config=TrainConfig(**FAST))
     twice = write_dataset(tmp_path / "twice.h5", profile_rows({"emission": 30}, seed=8))
+    with pytest.raises(TrainingError, match="choose one"):
+        TrainConfig(compile=True, cuda_graph=True)
+    with pytest.raises(TrainingError, match="compile_mode"):
+        TrainConfig(compile=True, compile_mode="fastest")
     with pytest.raises(TrainingError, match="is in both"):
         train([one, twice], tmp_path / "m", config=TrainConfig(**FAST))
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
@@ -357,9 +361,14 @@ def test_clear_errors_for_unusable_data(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_gpu_training_matches_cpu_quality(dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "speedup", [{"compile": True}, {"cuda_graph": True}], ids=["compile", "cuda-graph"]
+)
+def test_gpu_training_matches_cpu_quality(
+    dataset: Path, tmp_path: Path, speedup: dict[str, bool]
+) -> None:
     cpu = train([dataset], tmp_path / "cpu", config=TrainConfig(**FAST, device="cpu"))
-    gpu_config = TrainConfig(**FAST, device="cuda", bf16=True, compile=True)
+    gpu_config = TrainConfig(**FAST, device="cuda", bf16=True, **speedup)
     gpu = train([dataset], tmp_path / "gpu", config=gpu_config)
     assert gpu.metrics["test"]["accuracy"] >= cpu.metrics["test"]["accuracy"] - 0.05
     x = read_dataset(dataset).X[:200]

@@ -244,7 +244,7 @@ def flops_per_spectrum(model: SpectrumNet, input_n: int = 140) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, input_n))
+        model(torch.zeros(1, input_n, device=next(model.parameters()).device))
     model.train(was_training)
     for hook in hooks:
         hook.remove()
