@@ -368,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree-model", default="cnn-small", help="network for the FITS tree rows")
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument(
+        "--gpu-only", action="store_true", help="only section 4, on the real LAMOST spectra tiled"
+    )
+    parser.add_argument(
         "--work", help="folder for the trees and models (a temporary one by default)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -397,6 +400,19 @@ def main(argv: list[str] | None = None) -> int:
             f"training {', '.join(missing)} for a few epochs on simulated spectra ...", flush=True
         )
         model_dirs.update(train_models(work, missing, args.seed))
+
+    if args.gpu_only:
+        real, _ = read_and_preprocess(
+            [f.path for f in bundled_files(archive="lamost")], config=PreprocessConfig()
+        )
+        rows4 = bench_gpu({n: model_dirs[n] for n in names}, real.X, args.n_gpu)
+        print_table(
+            "GPU from a dataset (ratio: to the plain fp32 loop)",
+            rows4,
+            ["model", "method", "batch", "spectra_per_s", "ratio"],
+        )
+        write_json(args.json, "classify", [{"section": "gpu", **r} for r in rows4], gpu="measured")
+        return 0
 
     tree = work / f"tree-{args.n_files}"
     if not (tree / "truth.csv").exists():

@@ -549,6 +549,8 @@ def test_gpu_predictions_match_cpu(model_dir: Path, real_tree: Path, tmp_path: P
         ).out
     )
     p = [c for c in cpu.columns if c.startswith("p_")]
-    np.testing.assert_allclose(gpu32[p].to_numpy(), cpu[p].to_numpy(), atol=1e-4)
+    # cuDNN convolutions run float32 through TF32 tensor cores (10-bit mantissa):
+    # probabilities agree to about 1e-4, not to float32 rounding.
+    np.testing.assert_allclose(gpu32[p].to_numpy(), cpu[p].to_numpy(), atol=1e-3)
     assert (gpu32["predicted_class"] == cpu["predicted_class"]).mean() > 0.99
     assert (gpu16["predicted_class"] == cpu["predicted_class"]).mean() > 0.95
