@@ -20,6 +20,7 @@ from spectraldl.preprocess import (
     regrid,
     sigma_px_for_resolution,
     standardise,
+    vacuum_wavelengths,
 )
 from spectraldl.quality import Quality, flag_names
 
@@ -31,6 +32,15 @@ def test_halpha_air_to_vacuum_is_the_published_value() -> None:
     wave = np.linspace(4000, 9000, 50)
     shift = air_to_vacuum(wave) - wave
     assert np.all(shift > 0) and np.all(np.diff(shift) > 0)
+
+
+def test_vacuum_wavelengths_convert_air_only(data_dir: Path) -> None:
+    ondrejov = read_spectrum(data_dir / "ondrejov-ssap/a201504150031.fits")
+    lamost = read_spectrum(next((data_dir / "lamost-dr2").iterdir()))
+    assert ondrejov.medium == "air" and lamost.medium == "vacuum"
+    np.testing.assert_array_equal(vacuum_wavelengths(ondrejov), air_to_vacuum(ondrejov.wave_aa))
+    assert np.all(vacuum_wavelengths(ondrejov) > ondrejov.wave_aa)
+    np.testing.assert_array_equal(vacuum_wavelengths(lamost), lamost.wave_aa)
 
 
 def test_grid_is_the_thesis_grid() -> None:

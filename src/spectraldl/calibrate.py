@@ -60,11 +60,11 @@ from spectraldl.preprocess import (
     FWHM_PER_SIGMA,
     HALPHA_VACUUM_AA,
     PreprocessConfig,
-    air_to_vacuum,
     blur,
     fill_nonfinite,
     regrid,
     sigma_px_for_resolution,
+    vacuum_wavelengths,
 )
 from spectraldl.spectrum import Spectrum
 
@@ -205,7 +205,7 @@ def predicted_sigma_px(
     ``sigma = sqrt(FWHM_LAMOST² - FWHM_Ondřejov²) / 2.355`` over the pixel size,
     FWHM = λ/R at H-alpha (`spectraldl.preprocess.sigma_px_for_resolution`).
     """
-    wave = air_to_vacuum(ondrejov.wave_aa) if ondrejov.medium == "air" else ondrejov.wave_aa
+    wave = vacuum_wavelengths(ondrejov)
     return sigma_px_for_resolution(
         wave, from_resolving_power=from_resolving_power, to_resolving_power=to_resolving_power
     )
@@ -229,8 +229,8 @@ class _Comparison:
         if np.isfinite(ondrejov.flux).sum() < 2:
             raise SpectrumError(source, "fewer than two finite flux values")
         self.o_flux = fill_nonfinite(o_wave, ondrejov.flux)
-        self.o_wave_vac = air_to_vacuum(o_wave) if ondrejov.medium == "air" else o_wave
-        l_wave = air_to_vacuum(lamost.wave_aa) if lamost.medium == "air" else lamost.wave_aa
+        self.o_wave_vac = vacuum_wavelengths(ondrejov)
+        l_wave = vacuum_wavelengths(lamost)
         # The and-mask and finiteness decide, as in `preprocess`; LAMOST DR1 sets ivar
         # to 0 over strong emission lines, the most telling pixels, so ivar does not.
         good = np.isfinite(lamost.flux)
@@ -718,9 +718,9 @@ def plot_pair(
         values = flux[inside]
         return wave[inside], (values - values.mean()) / values.std()
 
-    l_wave = air_to_vacuum(lamost.wave_aa) if lamost.medium == "air" else lamost.wave_aa
+    l_wave = vacuum_wavelengths(lamost)
     o_flux = fill_nonfinite(ondrejov.wave_aa, ondrejov.flux)
-    vacuum = air_to_vacuum(ondrejov.wave_aa) if ondrejov.medium == "air" else ondrejov.wave_aa
+    vacuum = vacuum_wavelengths(ondrejov)
     steps = [
         (f"Ondřejov as stored ({ondrejov.medium} wavelengths)", ondrejov.wave_aa, o_flux),
         ("Ondřejov in vacuum wavelengths", vacuum, o_flux),

@@ -238,9 +238,16 @@ def _train(run: DemoRun) -> str:
 
 
 def _classify(run: DemoRun) -> str:
+    from spectraldl.backends import open_backend
     from spectraldl.inference import classify
 
-    summary = classify(run.out / "model", [run.out / "archive"], run.out / "predictions.parquet")
+    with open_backend("local", workers=run.workers) as backend:
+        summary = classify(
+            run.out / "model",
+            [run.out / "archive"],
+            run.out / "predictions.parquet",
+            backend=backend,
+        )
     return summary.line()
 
 

@@ -53,10 +53,10 @@ def image_name(identifier: str, source: str = "") -> str:
 
 def _draw(fig: Any, row: Any, classes: tuple[str, ...]) -> None:
     from spectraldl.archives import read_spectrum
-    from spectraldl.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
+    from spectraldl.preprocess import HALPHA_VACUUM_AA, vacuum_wavelengths
 
     spectrum = read_spectrum(row["source"])
-    wave = spectrum.wave_aa if spectrum.medium == "vacuum" else air_to_vacuum(spectrum.wave_aa)
+    wave = vacuum_wavelengths(spectrum)
     flux = spectrum.flux
     fig.clf()
     full, zoom = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1.0]})

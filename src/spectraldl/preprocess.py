@@ -57,6 +57,13 @@ HALPHA_VACUUM_AA = float(air_to_vacuum(HALPHA_AIR_AA))
 """H-alpha rest wavelength in vacuum (Å), about 6564.61."""
 
 
+def vacuum_wavelengths(spectrum: Spectrum) -> NDArray[np.float64]:
+    """The spectrum's wavelengths in vacuum (Å): converted when stored in air, else as stored."""
+    if spectrum.medium == "air":
+        return air_to_vacuum(spectrum.wave_aa)
+    return np.asarray(spectrum.wave_aa, dtype=np.float64)
+
+
 def blur(flux: ArrayLike, *, sigma_px: float) -> NDArray[np.float64]:
     """Convolve with a Gaussian of standard deviation ``sigma_px`` pixels.
 
@@ -244,7 +251,7 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
     config = config or PreprocessConfig()
     source = spectrum.meta.source or spectrum.id
     grid = config.grid_aa
-    wave_vac = air_to_vacuum(spectrum.wave_aa) if spectrum.medium == "air" else spectrum.wave_aa
+    wave_vac = vacuum_wavelengths(spectrum)
     in_window = (wave_vac >= grid[0]) & (wave_vac <= grid[-1])
     lo, hi = HALPHA_VACUUM_AA - config.halpha_margin_aa, HALPHA_VACUUM_AA + config.halpha_margin_aa
     if wave_vac[0] > lo or wave_vac[-1] < hi or not in_window.any():

@@ -19,15 +19,22 @@ import click
 )
 @click.option("--quick", is_flag=True, help="Small sizes (seconds, not minutes): for tests.")
 @click.option("--seed", default=0, show_default=True, help="Seed of every random step.")
-@click.option("--workers", "-j", default=2, show_default=True, help="Worker processes.")
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(min=1),
+    default=os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Worker processes (the results do not depend on it).",
+)
 def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     """Run the method end to end on bundled real and simulated spectra into OUT.
 
-    Simulates an Ondřejov-like training set and a LAMOST-like archive (with the
-    bundled real spectra among them), ingests both, trains the thesis CNN,
-    classifies the archive, selects candidates with a gallery and a
-    cross-match, maps both archives, measures the blur and writes
-    OUT/report.html. Re-running with the same OUT skips finished steps.
+    Simulates a labelled training set (Ondřejov-like and LAMOST-like) and a
+    LAMOST-like archive (with the bundled real spectra among them), ingests
+    both, trains the thesis CNN, classifies the archive, selects candidates
+    with a gallery and a cross-match, maps both archives, measures the blur
+    and writes OUT/report.html. Re-running with the same OUT skips finished steps.
     """
     # Idle OpenMP threads spinning on a busy 2-core machine slow everything else.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
