@@ -25,10 +25,10 @@ from spectraldl.labels import read_labels
 from spectraldl.preprocess import PreprocessConfig
 from spectraldl.spectrum import Spectrum
 from spectraldl.web.app import create_app
-from spectraldl.web.auth import hash_password
+from spectraldl.web.auth import LoginThrottle, hash_password
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import spectrum_row
-from spectraldl.web.models import LabelDecision, SpectrumRow, User
+from spectraldl.web.models import LabelDecision, LoginSession, SpectrumRow, User
 
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 SQLI = "x'); DROP TABLE spectra; --"
@@ -181,6 +181,51 @@ def test_login_form_refuses_wrong_passwords_missing_csrf_and_foreign_redirects(
     away = form_login(client, "alice", "alice-password", "//evil.example/steal")
     assert away.headers["location"] == "/label"
     assert client.post("/api/login", data={"username": "a", "password": "b"}).status_code == 422
+
+
+def test_password_guessing_is_locked_out(client: httpx.Client) -> None:
+    for _ in range(10):
+        wrong = client.post("/api/login", json={"username": "bob", "password": "guess"})
+        assert wrong.status_code == 401
+    locked = client.post("/api/login", json={"username": "bob", "password": "bob-password"})
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 60
+    assert "too many failed logins" in locked.json()["detail"]
+    page = form_login(client, "bob", "bob-password")
+    assert page.status_code == 429 and "too many failed logins" in page.text
+    # The address is locked too: guessing other names from it gets nowhere either.
+    other = client.post("/api/login", json={"username": "alice", "password": "alice-password"})
+    assert other.status_code == 429
+    assert client.get("/api/queue").status_code == 401
+
+
+def test_login_throttle_counts_names_and_addresses_in_a_window() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=0.3)
+    for _ in range(3):
+        assert throttle.retry_after("Eve", "10.0.0.1") == 0
+        throttle.failed("Eve", "10.0.0.1")
+    assert 0 < throttle.retry_after("eve", "10.0.0.2") <= 0.3  # the name, from anywhere
+    assert throttle.retry_after("bob", "10.0.0.1") > 0  # the address, for any name
+    assert throttle.retry_after("bob", "10.0.0.2") == 0
+    throttle.succeeded("eve")
+    assert throttle.retry_after("eve", "10.0.0.2") == 0
+    assert throttle.retry_after("bob", "10.0.0.1") > 0
+    import time
+
+    time.sleep(0.35)
+    assert throttle.retry_after("bob", "10.0.0.1") == 0
+
+
+def test_expired_sessions_are_deleted_at_the_next_login(client: httpx.Client, db: Database) -> None:
+    api_login(client, "bob")
+    with db.session() as session:
+        for row in session.scalars(select(LoginSession)):
+            row.expires_at = row.expires_at.replace(year=2000)
+        session.commit()
+    assert client.get("/api/queue").status_code == 401
+    api_login(client, "alice")
+    with db.session() as session:
+        rows = session.scalars(select(LoginSession)).all()
+        assert len(rows) == 1 and rows[0].expires_at.year > 2000
 
 
 def test_deactivated_users_lose_their_sessions(client: httpx.Client, db: Database) -> None:

@@ -225,6 +225,27 @@ def create_app(
     app.state.db = db
     app.state.config = config or PreprocessConfig()
     app.state.secure_cookies = secure_cookies
+    throttle = auth.LoginThrottle()
+    app.state.login_throttle = throttle
+
+    def check_login(session: Session, request: Request, name: str, password: str) -> User | None:
+        """`auth.authenticate` behind the throttle: 429 while a name or address is locked."""
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(name, address)
+        if wait > 0:
+            minutes = max(1, round(wait / 60))
+            raise HTTPException(
+                429,
+                f"too many failed logins for this user or address; try again in {minutes} min",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+        user = auth.authenticate(session, name, password)
+        if user is None:
+            throttle.failed(name, address)
+        else:
+            throttle.succeeded(name)
+        return user
+
     templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
     templates.env.globals.update(version=__version__, classes=CLASSES, label_keys=LABEL_KEYS)
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
@@ -262,12 +283,15 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if is_api(request):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
         return templates.TemplateResponse(
             request,
             "error.html",
             {"status": exc.status_code, "detail": exc.detail, "user": None, "csrf_token": ""},
             status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -319,8 +343,11 @@ def create_app(
         target = safe_next(str(form.get("next") or "/label"))
         if not cookie or not auth.tokens_match(cookie, str(form.get("csrf_token") or "")):
             raise HTTPException(403, "missing or wrong CSRF token; reload the login page")
-        user = auth.authenticate(
-            session, str(form.get("username") or "")[:64], str(form.get("password") or "")[:1024]
+        user = check_login(
+            session,
+            request,
+            str(form.get("username") or "")[:64],
+            str(form.get("password") or "")[:1024],
         )
         if user is None:
             session.commit()
@@ -348,7 +375,7 @@ def create_app(
         """Log in from a script: sets the session cookie and returns the CSRF token."""
         if "application/json" not in request.headers.get("content-type", ""):
             raise HTTPException(415, "send the credentials as application/json")
-        user = auth.authenticate(session, body.username, body.password)
+        user = check_login(session, request, body.username, body.password)
         if user is None:
             session.commit()
             raise HTTPException(401, "wrong user name or password")

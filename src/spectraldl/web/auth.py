@@ -4,7 +4,10 @@ Passwords are hashed with Argon2id (argon2-cffi). A login creates a random
 session token: the browser keeps it in an HttpOnly, SameSite cookie, the
 database only its SHA-256, next to the session's CSRF token, which every form
 and every API write must echo back. Sessions live in the database, so a
-restarted server keeps everyone logged in.
+restarted server keeps everyone logged in; expired ones are deleted at the
+next login. Repeated failed logins for one user name or from one address are
+refused for a while (`LoginThrottle`), so passwords cannot be guessed at the
+rate the server answers.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import defaultdict, deque
 from datetime import timedelta
 
 from argon2 import PasswordHasher
@@ -37,6 +43,51 @@ def _dummy() -> str:
     if not _dummy_hash:
         _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
     return _dummy_hash[0]
+
+
+class LoginThrottle:
+    """Counts failed logins per user name and per client address in a sliding window.
+
+    After ``max_failures`` failures within ``window_s`` seconds for a name or an
+    address, further attempts for it are refused until the oldest failure
+    leaves the window; a successful login clears the name's count. Kept in
+    the server's memory: one process per server (``spectraldl serve``).
+    """
+
+    def __init__(self, max_failures: int = 10, window_s: float = 900.0) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures[key]
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return times
+
+    def retry_after(self, name: str, address: str) -> float:
+        """Seconds until ``name`` from ``address`` may try again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            waits = [
+                times[0] + self.window_s - now
+                for key in (f"user:{name.lower()}", f"addr:{address}")
+                if len(times := self._recent(key, now)) >= self.max_failures
+            ]
+        return max(waits, default=0.0)
+
+    def failed(self, name: str, address: str) -> None:
+        """Record a failed login."""
+        now = time.monotonic()
+        with self._lock:
+            for key in (f"user:{name.lower()}", f"addr:{address}"):
+                self._recent(key, now).append(now)
+
+    def succeeded(self, name: str) -> None:
+        """Forget the name's failures after a successful login."""
+        with self._lock:
+            self._failures.pop(f"user:{name.lower()}", None)
 
 
 class UserError(ValueError):
@@ -104,9 +155,10 @@ def _token_hash(token: str) -> str:
 
 
 def start_session(session: Session, user: User) -> tuple[str, LoginSession]:
-    """Create a login session; returns the cookie token (shown once) and the row."""
+    """Create a login session (deleting expired ones); returns the cookie token and the row."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
+    session.execute(delete(LoginSession).where(LoginSession.expires_at <= now))
     row = LoginSession(
         token_hash=_token_hash(token),
         user_id=user.id,
