@@ -324,12 +324,16 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
         net = model.network
         base_n = min(n_gpu, 1_000_000)
 
-        def plain(net: torch.nn.Module = net, base_n: int = base_n) -> None:
+        def plain(net: torch.nn.Module = net, base_n: int = base_n) -> np.ndarray:
             with torch.no_grad():
-                for start in range(0, base_n, 4096):
-                    net(torch.from_numpy(tiled[start : start + 4096]).cuda()).argmax(1).cpu()
+                return np.concatenate(
+                    [
+                        net(torch.from_numpy(tiled[start : start + 4096]).cuda()).argmax(1).cpu()
+                        for start in range(0, base_n, 4096)
+                    ]
+                )
 
-        base, _ = rate(plain, base_n, repeat=2)
+        base, reference = rate(plain, base_n, repeat=2)
         rows.append(
             {
                 "model": name,
@@ -337,19 +341,32 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
                 "batch": 4096,
                 "spectra_per_s": base,
                 "ratio": 1.0,
+                "argmax_agreement": 1.0,
             }
         )
-        for precision, batch in (("fp32", 65536), ("bf16", 65536), ("bf16", 262144)):
-            predictor = Predictor(model, precision=precision, batch_size=batch)
+        for precision, batch, channels_last in (
+            ("fp32", 65536, False),
+            ("bf16", 65536, False),
+            ("bf16", 262144, False),
+            ("bf16", 65536, True),
+            ("bf16", 262144, True),
+        ):
+            predictor = Predictor(
+                model, precision=precision, batch_size=batch, channels_last=channels_last
+            )
             predictor(tiled[: 2 * batch])
-            speed, _ = rate(lambda p=predictor: p(tiled), n_gpu, repeat=2)
+            speed, (proba, _) = rate(lambda p=predictor: p(tiled), n_gpu, repeat=2)
+            layout = " channels-last" if channels_last else ""
             rows.append(
                 {
                     "model": name,
-                    "method": f"spectraldl Predictor {precision}",
+                    "method": f"spectraldl Predictor {precision}{layout}",
                     "batch": batch,
                     "spectra_per_s": speed,
                     "ratio": speed / base,
+                    "argmax_agreement": float(
+                        (proba[: len(reference)].argmax(1) == reference).mean()
+                    ),
                 }
             )
     return rows
@@ -409,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             "GPU from a dataset (ratio: to the plain fp32 loop)",
             rows4,
-            ["model", "method", "batch", "spectra_per_s", "ratio"],
+            ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement"],
         )
         write_json(args.json, "classify", [{"section": "gpu", **r} for r in rows4], gpu="measured")
         return 0
@@ -501,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             "GPU from a dataset (ratio: to the plain fp32 loop)",
             rows4,
-            ["model", "method", "batch", "spectra_per_s", "ratio"],
+            ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement"],
         )
     else:
         print("\nGPU: skipped: no GPU")

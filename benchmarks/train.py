@@ -111,6 +111,7 @@ def spectraldl_trainer(
     compile_: bool = False,
     compile_mode: str = "default",
     cuda_graph: bool = False,
+    channels_last: bool = False,
 ) -> tuple[list[float], float]:
     """`fit_network` with early stopping off; returns seconds per epoch and in all."""
     config = TrainConfig(
@@ -122,6 +123,7 @@ def spectraldl_trainer(
         compile=compile_,
         compile_mode=compile_mode,
         cuda_graph=cuda_graph,
+        channels_last=channels_last,
         seed=0,
     )
     start = time.perf_counter()
@@ -201,13 +203,21 @@ def gpu_section(args: argparse.Namespace) -> list[dict[str, Any]]:
         }
     ]
     variants = [
-        ("spectraldl fp32", False, False, "default", False),
-        ("spectraldl bf16 + torch.compile", True, True, "default", False),
-        ("spectraldl bf16 + torch.compile reduce-overhead", True, True, "reduce-overhead", False),
-        ("spectraldl fp32 + CUDA graph", False, False, "default", True),
-        ("spectraldl bf16 + CUDA graph", True, False, "default", True),
+        ("spectraldl fp32", False, False, "default", False, False),
+        ("spectraldl bf16 + torch.compile", True, True, "default", False, False),
+        (
+            "spectraldl bf16 + torch.compile reduce-overhead",
+            True,
+            True,
+            "reduce-overhead",
+            False,
+            False,
+        ),
+        ("spectraldl fp32 + CUDA graph", False, False, "default", True, False),
+        ("spectraldl bf16 + CUDA graph", True, False, "default", True, False),
+        ("spectraldl bf16 + CUDA graph + channels-last", True, False, "default", True, True),
     ]
-    for label, bf16, compile_, mode, graph in variants:
+    for label, bf16, compile_, mode, graph, channels_last in variants:
         if args.gpu_methods and not any(m in label for m in args.gpu_methods):
             continue
         try:
@@ -223,6 +233,7 @@ def gpu_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 compile_=compile_,
                 compile_mode=mode,
                 cuda_graph=graph,
+                channels_last=channels_last,
             )
         except Exception as error:  # one failing variant must not lose the others' figures
             rows.append({"section": "gpu train", "model": "cnn", "method": f"{label}: {error!r}"})

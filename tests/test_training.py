@@ -295,6 +295,26 @@ def test_same_seed_same_model_on_cpu(tmp_path: Path) -> None:
     assert first.model.model_id != third.model.model_id
 
 
+def test_channels_last_trains_the_same_network(tmp_path: Path) -> None:
+    path = write_dataset(
+        tmp_path / "d.h5",
+        profile_rows({"emission": 40, "absorption": 60, "double-peak": 20}, seed=5),
+    )
+    config = TrainConfig(model="cnn-small", epochs=3, patience=3, device="cpu", seed=11)
+    plain = train([path], tmp_path / "a", config=config)
+    wrapped = train(
+        [path], tmp_path / "b", config=TrainConfig(**{**config.__dict__, "channels_last": True})
+    )
+    np.testing.assert_allclose(
+        [h["val_loss"] for h in wrapped.history],
+        [h["val_loss"] for h in plain.history],
+        rtol=1e-3,
+    )
+    a, b = plain.model.network.state_dict(), wrapped.model.network.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
 @pytest.mark.slow
 def test_small_run_learns_simulated_spectra(tmp_path: Path) -> None:
     """1200 spectra from the project's synthetic factory, at realistic S/N, learnt to >= 95 %."""
@@ -362,7 +382,9 @@ def test_clear_errors_for_unusable_data(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize(
-    "speedup", [{"compile": True}, {"cuda_graph": True}], ids=["compile", "cuda-graph"]
+    "speedup",
+    [{"compile": True}, {"cuda_graph": True}, {"cuda_graph": True, "channels_last": True}],
+    ids=["compile", "cuda-graph", "cuda-graph-channels-last"],
 )
 def test_gpu_training_matches_cpu_quality(
     dataset: Path, tmp_path: Path, speedup: dict[str, bool]

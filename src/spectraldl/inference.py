@@ -292,10 +292,18 @@ class Predictor:
     batch_size
         Spectra per forward pass; by default 256 on CPU (the activations stay in
         cache: faster than large batches for the thesis CNN) and 65536 on CUDA.
+    channels_last
+        Run a CNN's convolutions as 2-D ones on channels-last tensors
+        (`spectraldl.channels_last`; same outputs, cuDNN's tensor-core layout).
     """
 
     def __init__(
-        self, model: TrainedModel, *, precision: str = "auto", batch_size: int | None = None
+        self,
+        model: TrainedModel,
+        *,
+        precision: str = "auto",
+        batch_size: int | None = None,
+        channels_last: bool = False,
     ):
         import torch
 
@@ -328,6 +336,10 @@ class Predictor:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self._forward = model.network.forward_with_features
+        from spectraldl.channels_last import ChannelsLastNet, has_convolutions
+
+        if channels_last and self.precision != "int8" and has_convolutions(model.network):
+            self._forward = ChannelsLastNet(model.network).forward_with_features
         if self.precision == "int8":
             from spectraldl.quantized import calibration_rows, quantize_network
 

@@ -44,6 +44,7 @@ import torch
 from numpy.typing import NDArray
 
 from spectraldl import __version__
+from spectraldl.channels_last import ChannelsLastNet, has_convolutions
 from spectraldl.dataset import Dataset, DatasetError, Rows, is_dataset, read_dataset
 from spectraldl.evaluation import (
     classification_metrics,
@@ -147,6 +148,9 @@ class TrainConfig:
         graph and replay it: at batch 256 launching the kernels costs more
         than running them. Batches are then all full (the last one of an
         epoch wraps around the shuffled order). Not combined with ``compile``.
+    channels_last
+        Run the CNNs' 1-D convolutions as 2-D ones on channels-last tensors
+        (`spectraldl.channels_last`): cuDNN's tensor-core layout on GPUs.
     """
 
     model: str = "cnn"
@@ -166,6 +170,7 @@ class TrainConfig:
     compile: bool = False
     compile_mode: str = "default"
     cuda_graph: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.compile and self.cuda_graph:
@@ -345,8 +350,10 @@ class _GraphedStep:
         batch: int,
         *,
         bf16: bool,
+        forward: torch.nn.Module | None = None,
     ):
         self.network, self.optimizer, self.bf16 = network, optimizer, bf16
+        self.forward = forward or network
         self.x, self.y = x, y
         self.index = torch.arange(batch, device=x.device)
         self.loss_sum = torch.zeros((), device=x.device)
@@ -375,7 +382,7 @@ class _GraphedStep:
     def _step(self) -> None:
         xb, yb = self.x[self.index], self.y[self.index]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
-            logits = self.network(xb)
+            logits = self.forward(xb)
         loss = torch.nn.functional.cross_entropy(logits.float(), yb)
         loss.backward()
         self.optimizer.step()
@@ -426,7 +433,10 @@ def fit_network(
         yt = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
         xv = torch.from_numpy(np.ascontiguousarray(x_val, np.float32)).to(device)
         yv = torch.from_numpy(np.asarray(y_val, np.int64)).to(device)
-        step_net = torch.compile(network, mode=config.compile_mode) if config.compile else network
+        layout: torch.nn.Module = network
+        if config.channels_last and has_convolutions(network):
+            layout = ChannelsLastNet(network)
+        step_net = torch.compile(layout, mode=config.compile_mode) if config.compile else layout
         graphs = config.compile and cuda and config.compile_mode != "default"  # CUDA graphs
         n = len(xt)
         batch = config.batch_size
@@ -452,7 +462,9 @@ def fit_network(
                 index = order[start : start + batch]
                 if graphed:
                     if step is None:
-                        step = _GraphedStep(network, optimizer, xt, yt, batch, bf16=config.bf16)
+                        step = _GraphedStep(
+                            network, optimizer, xt, yt, batch, bf16=config.bf16, forward=layout
+                        )
                     step(index)
                     continue
                 xb, yb = xt[index], yt[index]
