@@ -52,9 +52,11 @@ def model_dir(workdir: Path, dataset: Path) -> Path:
             "6",
             "--seed",
             "2",
+            "--channels-last",
         ],
     )
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "card.json").read_text())["training"]["channels_last"] is True
     assert "test split" in result.output and "real (not fitted)" in result.output
     assert "accuracy" in result.output and f"in {out}" in result.output
     assert "epoch 1: loss" in result.output  # one line per epoch when not on a terminal

@@ -114,6 +114,11 @@ def _echo_epoch(record: dict[str, float]) -> None:
     is_flag=True,
     help="Replay each training step as one CUDA graph (GPU; the fastest at batch 256).",
 )
+@click.option(
+    "--channels-last",
+    is_flag=True,
+    help="Run the CNN's convolutions as channels-last 2-D ones (GPU; same network).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
 def train_command(
@@ -133,6 +138,7 @@ def train_command(
     compile_: bool,
     compile_mode: str,
     cuda_graph: bool,
+    channels_last: bool,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -163,6 +169,7 @@ def train_command(
             compile=compile_,
             compile_mode=compile_mode,
             cuda_graph=cuda_graph,
+            channels_last=channels_last,
         )
         with progress_bar(f"train {model}") as update:
             result = train(
