@@ -41,7 +41,10 @@ def test_demo_quick_writes_the_run_directory_and_resumes(tmp_path: Path) -> None
     assert (training.labels >= 0).all()
     assert set(training.meta["origin"]) == {"real", "synthetic"}
     archive = read_dataset(out / "archive.h5")
-    assert "real" in set(archive.meta["origin"]) and len(archive) > 300
+    real = archive.meta["origin"] == "real"
+    assert len(archive) > 300 and set(archive.meta["origin"]) == {"real", "synthetic"}
+    assert all("/archive/real/" in source for source in archive.meta["source"][real])
+    assert not any("/archive/real/" in source for source in archive.meta["source"][~real])
     errors = pd.read_csv(out / "archive.errors.csv")
     assert len(errors) > 0 and errors["reason"].str.len().min() > 5
     predictions = pd.read_parquet(out / "predictions.parquet")

@@ -212,9 +212,25 @@ def _simulate_archive(run: DemoRun) -> str:
 
 
 def _ingest_archive(run: DemoRun) -> str:
-    from spectraldl.ingest import ingest
+    from spectraldl.ingest import errors_csv_path, ingest, write_errors_csv
 
-    return ingest([run.out / "archive"], run.out / "archive.h5", workers=run.workers).line()
+    out = run.out / "archive.h5"
+    tmp = run.out / "archive.building.h5"
+    tmp.unlink(missing_ok=True)
+    summaries = {
+        origin: ingest([run.out / "archive" / part], tmp, workers=run.workers, origin=origin)
+        for part, origin in (("simulated", "synthetic"), ("real", "real"))
+    }
+    errors = [e for summary in summaries.values() for e in summary.errors]
+    errors_csv_path(tmp).unlink(missing_ok=True)
+    write_errors_csv(errors_csv_path(out), errors)
+    tmp.rename(out)
+    seconds = sum(summary.seconds for summary in summaries.values())
+    return (
+        f"{summaries['synthetic'].added} simulated and {summaries['real'].added} real spectra "
+        f"in archive.h5; {len(errors)} bad files (listed in {errors_csv_path(out).name}); "
+        f"{seconds:.1f} s"
+    )
 
 
 def _train(run: DemoRun) -> str:
