@@ -111,6 +111,9 @@ def test_layout_reads_back_like_a_real_file(
             assert info == real_info
             header = hdul[0].header if kind != "ssap" else hdul[1].header
             assert READER_KEYS[kind] <= set(header)
+            # Marked as synthetic where a person looks first; real files never say so.
+            assert hdul[0].header["SIMULATD"] is True
+            assert FitsFile.open(real).header.get("SIMULATD") is None
             if real_shape is not None:
                 assert hdul[0].data.shape[0] == real_shape[0]
                 image = hdul[0].data

@@ -74,6 +74,16 @@ def card(keyword: str, value: Value = None, comment: str = "") -> bytes:
     return text[:CARD].ljust(CARD).encode("ascii")
 
 
+def synthetic_card() -> bytes:
+    """``SIMULATD = T``: the card every simulated file carries in its primary header.
+
+    The headers copy the real archives' so that the readers and catalogues
+    meet what they meet in real files; this card is what tells a person (or
+    `astropy.io.fits.getval(path, "SIMULATD")`) that the file is no observation.
+    """
+    return card("SIMULATD", True, "spectraldl simulate: synthetic, not an observation")
+
+
 def header_block(cards: Sequence[bytes]) -> bytes:
     """Cards plus END, padded with spaces to a whole number of 2880-byte blocks."""
     body = b"".join(cards) + b"END".ljust(CARD)

@@ -917,6 +917,7 @@ def header_cards(spec: LamostSpectrum) -> list[bytes]:
                 f"{prefix}{band}", _f(_cap(h["SN"][band], dr1), 2), f"SNR of {band.lower()} filter"
             )
         )
+    cards.append(fb.synthetic_card())
     return cards
 
 

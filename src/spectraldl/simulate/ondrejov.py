@@ -353,6 +353,7 @@ def ssap_bytes(spec: OndrejovSpectrum) -> bytes:
         [
             card("EXTEND", True, "More exts following"),
             card("DATE", "2017-04-07", "Date file was written"),
+            fb.synthetic_card(),
         ]
     )
     columns = [
@@ -439,6 +440,7 @@ def raw_bytes(spec: OndrejovSpectrum) -> bytes:
         card("DC-FLAG", 0),
         card("HJD", float(h["HJD"])),
         card("VHELIO", float(h["VHELIO"])),
+        fb.synthetic_card(),
     ]
     return fb.image_hdu(cards, spec.counts.astype(">f4"))
 
