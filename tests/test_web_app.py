@@ -201,18 +201,38 @@ def test_password_guessing_is_locked_out(client: httpx.Client) -> None:
 def test_login_throttle_counts_names_and_addresses_in_a_window() -> None:
     throttle = LoginThrottle(max_failures=3, window_s=0.3)
     for _ in range(3):
-        assert throttle.retry_after("Eve", "10.0.0.1") == 0
-        throttle.failed("Eve", "10.0.0.1")
-    assert 0 < throttle.retry_after("eve", "10.0.0.2") <= 0.3  # the name, from anywhere
-    assert throttle.retry_after("bob", "10.0.0.1") > 0  # the address, for any name
-    assert throttle.retry_after("bob", "10.0.0.2") == 0
-    throttle.succeeded("eve")
-    assert throttle.retry_after("eve", "10.0.0.2") == 0
-    assert throttle.retry_after("bob", "10.0.0.1") > 0
+        assert throttle.attempt("Eve", "10.0.0.1") == 0
+    assert 0 < throttle.attempt("eve", "10.0.0.2") <= 0.3  # the name, from anywhere
+    assert throttle.attempt("bob", "10.0.0.1") > 0  # the address, for any name
+    assert throttle.attempt("bob", "10.0.0.2") == 0
+    throttle.succeeded("bob", "10.0.0.2")
+    throttle.succeeded("eve", "10.0.0.1")  # clears the name, uncounts one for the address
+    assert throttle.attempt("eve", "10.0.0.2") == 0
+    assert throttle.attempt("bob", "10.0.0.1") == 0
+    assert throttle.attempt("bob", "10.0.0.1") > 0
     import time
 
     time.sleep(0.35)
-    assert throttle.retry_after("bob", "10.0.0.1") == 0
+    assert throttle.attempt("bob", "10.0.0.1") == 0
+
+
+def test_login_throttle_counts_concurrent_attempts_and_forgets_old_ones() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    throttle = LoginThrottle(max_failures=3, window_s=0.2)
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(lambda _: throttle.attempt("eve", "10.0.0.1"), range(40)))
+    assert sum(wait == 0 for wait in waits) == 3
+    for i in range(2000):
+        throttle.attempt(f"name{i}", f"10.1.{i // 256}.{i % 256}")
+    import time
+
+    time.sleep(0.25)
+    for i in range(2000):
+        throttle.attempt(f"other{i}", f"10.2.{i // 256}.{i % 256}")
+    # The table swept itself as it grew: the first names and addresses are gone.
+    assert not any(key.startswith(("user:name", "addr:10.1.")) for key in throttle._failures)
+    assert all(key.startswith(("user:other", "addr:10.2.")) for key in throttle._failures)
 
 
 def test_expired_sessions_are_deleted_at_the_next_login(client: httpx.Client, db: Database) -> None:

@@ -231,7 +231,7 @@ def create_app(
     def check_login(session: Session, request: Request, name: str, password: str) -> User | None:
         """`auth.authenticate` behind the throttle: 429 while a name or address is locked."""
         address = request.client.host if request.client else "unknown"
-        wait = throttle.retry_after(name, address)
+        wait = throttle.attempt(name, address)
         if wait > 0:
             minutes = max(1, round(wait / 60))
             raise HTTPException(
@@ -240,10 +240,8 @@ def create_app(
                 headers={"Retry-After": str(int(wait) + 1)},
             )
         user = auth.authenticate(session, name, password)
-        if user is None:
-            throttle.failed(name, address)
-        else:
-            throttle.succeeded(name)
+        if user is not None:
+            throttle.succeeded(name, address)
         return user
 
     templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))

@@ -18,7 +18,7 @@ import re
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from datetime import timedelta
 
 from argon2 import PasswordHasher
@@ -46,48 +46,71 @@ def _dummy() -> str:
 
 
 class LoginThrottle:
-    """Counts failed logins per user name and per client address in a sliding window.
+    """Counts login attempts per user name and per client address in a sliding window.
 
-    After ``max_failures`` failures within ``window_s`` seconds for a name or an
-    address, further attempts for it are refused until the oldest failure
-    leaves the window; a successful login clears the name's count. Kept in
-    the server's memory: one process per server (``spectraldl serve``).
+    After ``max_failures`` failed attempts within ``window_s`` seconds for a
+    name or an address, further attempts for it are refused until the oldest
+    failure leaves the window; a successful login clears the name's count. An
+    attempt counts as a failure from the moment it is let through (`attempt`)
+    until it succeeds, so concurrent guesses cannot all slip past the limit
+    while their passwords are being checked. Kept in the server's memory: one
+    process per server (``spectraldl serve``); names and addresses whose
+    failures have left the window are forgotten.
     """
 
     def __init__(self, max_failures: int = 10, window_s: float = 900.0) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._failures: dict[str, deque[float]] = {}
+        self._sweep_at = 1024
         self._lock = threading.Lock()
 
     def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures[key]
+        times = self._failures.get(key, deque())
         while times and times[0] <= now - self.window_s:
             times.popleft()
+        if not times:
+            self._failures.pop(key, None)
         return times
 
-    def retry_after(self, name: str, address: str) -> float:
-        """Seconds until ``name`` from ``address`` may try again; 0 when it may now."""
+    def _sweep(self, now: float) -> None:
+        """Forget keys without recent failures once the table has doubled (amortised O(1))."""
+        if len(self._failures) < self._sweep_at:
+            return
+        for key in list(self._failures):
+            self._recent(key, now)
+        self._sweep_at = max(1024, 2 * len(self._failures))
+
+    def attempt(self, name: str, address: str) -> float:
+        """Seconds until ``name`` from ``address`` may try again, or 0 and the attempt counted.
+
+        A refused attempt (wait > 0) is not counted; a counted one stays a
+        failure unless `succeeded` is called for it.
+        """
         now = time.monotonic()
+        keys = (f"user:{name.lower()}", f"addr:{address}")
         with self._lock:
+            self._sweep(now)
             waits = [
                 times[0] + self.window_s - now
-                for key in (f"user:{name.lower()}", f"addr:{address}")
+                for key in keys
                 if len(times := self._recent(key, now)) >= self.max_failures
             ]
-        return max(waits, default=0.0)
+            if waits:
+                return max(waits)
+            for key in keys:
+                self._failures.setdefault(key, deque()).append(now)
+        return 0.0
 
-    def failed(self, name: str, address: str) -> None:
-        """Record a failed login."""
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"user:{name.lower()}", f"addr:{address}"):
-                self._recent(key, now).append(now)
-
-    def succeeded(self, name: str) -> None:
-        """Forget the name's failures after a successful login."""
+    def succeeded(self, name: str, address: str) -> None:
+        """A counted attempt logged in: forget the name's failures, uncount it for the address."""
         with self._lock:
             self._failures.pop(f"user:{name.lower()}", None)
+            times = self._failures.get(f"addr:{address}")
+            if times:
+                times.pop()
+            if times is not None and not times:
+                del self._failures[f"addr:{address}"]
 
 
 class UserError(ValueError):
