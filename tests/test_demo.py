@@ -8,8 +8,11 @@ from pathlib import Path
 import pandas as pd
 from click.testing import CliRunner
 
+from spectraldl.bundled import bundled_files
 from spectraldl.cli import main
 from spectraldl.dataset import read_dataset
+from spectraldl.demo import QUICK, DemoRun, _ingest_archive
+from spectraldl.ingest import ingest
 
 CONTRACT = (
     "archive",
@@ -55,3 +58,23 @@ def test_demo_quick_writes_the_run_directory_and_resumes(tmp_path: Path) -> None
     assert "Classification" in (out / "report.html").read_text()
     again = runner.invoke(main, ["demo", "--out", str(out), "--quick", "-j", "2"])
     assert again.exit_code == 0 and again.output.count("already done") >= 10
+
+
+def test_archive_ingest_restarts_after_being_killed_in_its_second_ingest(tmp_path: Path) -> None:
+    files = [item.path for item in bundled_files(archive="lamost")[:4]]
+    for part, chosen in (("simulated", files[:2]), ("real", files[2:])):
+        (tmp_path / "archive" / part).mkdir(parents=True)
+        for path in chosen:
+            (tmp_path / "archive" / part / path.name).write_bytes(path.read_bytes())
+    # Killed while ingesting the real files: the simulated ones are in the building file
+    # and the real ones' unfinished ingest is beside it.
+    building = tmp_path / "archive.building.h5"
+    ingest([tmp_path / "archive" / "simulated"], building, origin="synthetic")
+    ingest([tmp_path / "archive" / "real"], building, origin="real")
+    (tmp_path / "archive.building.h5.parts").mkdir()
+    (tmp_path / "archive.building.h5.parts" / "manifest.json").write_text('{"files": "other"}')
+    line = _ingest_archive(DemoRun(out=tmp_path, sizes=QUICK, workers=1, log=lambda _: None))
+    assert line.startswith("2 simulated and 2 real spectra in archive.h5")
+    archive = read_dataset(tmp_path / "archive.h5")
+    assert sorted(archive.meta["origin"]) == ["real", "real", "synthetic", "synthetic"]
+    assert not building.exists() and not (tmp_path / "archive.building.h5.parts").exists()

@@ -113,6 +113,18 @@ def _publish_dir(tmp: Path, target: Path) -> None:
     tmp.rename(target)
 
 
+def _fresh_dataset(tmp: Path) -> None:
+    """Delete a half-built dataset and its unfinished ingest (``<tmp>.parts``).
+
+    The steps below ingest several folders into one ``tmp`` in turn; a run
+    killed during a later ingest leaves that ingest's parts folder, which the
+    first ingest of the re-run would refuse as "an unfinished ingest of other
+    inputs", so the step starts over instead.
+    """
+    tmp.unlink(missing_ok=True)
+    shutil.rmtree(tmp.with_name(tmp.name + ".parts"), ignore_errors=True)
+
+
 def _training_parts(run: DemoRun) -> list[tuple[str, dict[str, Any]]]:
     """The simulated labelled sets of the training set: folder name and `simulate_archive` args.
 
@@ -154,7 +166,7 @@ def _simulate_training(run: DemoRun) -> str:
             shutil.rmtree(folder, ignore_errors=True)
             run.log(simulate_archive(folder, **args).line())
     tmp = run.out / "training.h5.building"
-    tmp.unlink(missing_ok=True)
+    _fresh_dataset(tmp)
     counts = {}
     for name, _ in parts:
         counts[name] = ingest(
@@ -216,7 +228,7 @@ def _ingest_archive(run: DemoRun) -> str:
 
     out = run.out / "archive.h5"
     tmp = run.out / "archive.building.h5"
-    tmp.unlink(missing_ok=True)
+    _fresh_dataset(tmp)
     summaries = {
         origin: ingest([run.out / "archive" / part], tmp, workers=run.workers, origin=origin)
         for part, origin in (("simulated", "synthetic"), ("real", "real"))
