@@ -359,9 +359,12 @@ class Predictor:
         """(start, batch tensor on the device) over the rows of ``array``.
 
         On a GPU each batch goes through one of two reusable pinned buffers
-        and is copied without blocking, so the next batch's upload overlaps
-        this batch's compute; pinning the whole input instead costs more than
-        the network itself at millions of spectra per second.
+        and is uploaded without blocking the host, so the host fills the next
+        buffer while the device uploads and computes this batch (upload and
+        compute share one stream: they do not overlap each other); an event
+        per buffer says when its upload is done and it may be refilled.
+        Pinning the whole input instead costs more than the network itself at
+        millions of spectra per second.
         """
         import torch
 
@@ -381,7 +384,7 @@ class Predictor:
             buffer[: len(chunk)].copy_(chunk)
             batch = buffer[: len(chunk)].to(self.device, non_blocking=True)
             event = torch.cuda.Event()
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))  # the copy's stream
             copied[i % 2] = event
             yield start, batch
 
