@@ -25,11 +25,19 @@ def test_same_outputs_and_shared_parameters(name: str) -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
-def test_refuses_a_network_without_convolutions() -> None:
+def test_refuses_networks_it_cannot_rearrange() -> None:
     fnn = build_model("fnn", n_classes=3)
     assert not has_convolutions(fnn)
     with pytest.raises(ValueError, match="no convolutions"):
         ChannelsLastNet(fnn)
+    padded = build_model("cnn-small", n_classes=3)
+    padded.features[0] = torch.nn.Conv1d(1, 16, 5, padding="same")
+    with pytest.raises(ValueError, match="zero padding"):
+        ChannelsLastNet(padded)
+    ceil = build_model("cnn-small", n_classes=3)
+    ceil.features[2] = torch.nn.MaxPool1d(2, ceil_mode=True)
+    with pytest.raises(ValueError, match="plain max-pooling"):
+        ChannelsLastNet(ceil)
 
 
 @pytest.mark.gpu

@@ -369,6 +369,9 @@ def test_clear_errors_for_unusable_data(tmp_path: Path) -> None:
     twice = write_dataset(tmp_path / "twice.h5", profile_rows({"emission": 30}, seed=8))
     with pytest.raises(TrainingError, match="choose one"):
         TrainConfig(compile=True, cuda_graph=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="needs a CUDA device"):
+            train([one], tmp_path / "m", config=TrainConfig(**FAST, cuda_graph=True))
     with pytest.raises(TrainingError, match="compile_mode"):
         TrainConfig(compile=True, compile_mode="fastest")
     with pytest.raises(TrainingError, match="is in both"):

@@ -38,9 +38,14 @@ class _Conv1dAs2d(nn.Module):
 
 
 def _as_2d(layer: nn.Module) -> nn.Module:
+    """The layer for (n, C, 1, L) tensors; `ValueError` for settings it does not carry over."""
     if isinstance(layer, nn.Conv1d):
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise ValueError(f"{layer}: only numeric zero padding is rearranged")
         return _Conv1dAs2d(layer)
     if isinstance(layer, nn.MaxPool1d):
+        if layer.padding != 0 or layer.dilation != 1 or layer.ceil_mode:
+            raise ValueError(f"{layer}: only plain max-pooling is rearranged")
         return nn.MaxPool2d((1, layer.kernel_size), (1, layer.stride))  # type: ignore[arg-type]
     return layer
 

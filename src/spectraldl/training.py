@@ -329,6 +329,11 @@ def _evaluate_loss(
     return float(loss) / n, float(correct) / n
 
 
+def _check_cuda_graph(config: TrainConfig, device: torch.device) -> None:
+    if config.cuda_graph and device.type != "cuda":
+        raise TrainingError(f"cuda_graph (--cuda-graph) needs a CUDA device, not {device}")
+
+
 class _GraphedStep:
     """One training step captured in a CUDA graph; calling it replays the graph on a batch.
 
@@ -440,7 +445,8 @@ def fit_network(
         graphs = config.compile and cuda and config.compile_mode != "default"  # CUDA graphs
         n = len(xt)
         batch = config.batch_size
-        graphed = cuda and config.cuda_graph and n >= batch
+        _check_cuda_graph(config, device)
+        graphed = config.cuda_graph and n >= batch  # a tiny set trains without the graph
         optimizer = torch.optim.Adam(
             network.parameters(),
             lr=config.learning_rate,
@@ -462,9 +468,10 @@ def fit_network(
                 index = order[start : start + batch]
                 if graphed:
                     if step is None:
-                        step = _GraphedStep(
-                            network, optimizer, xt, yt, batch, bf16=config.bf16, forward=layout
-                        )
+                        with torch.cuda.device(device):  # side stream and capture on its GPU
+                            step = _GraphedStep(
+                                network, optimizer, xt, yt, batch, bf16=config.bf16, forward=layout
+                            )
                     step(index)
                     continue
                 xb, yb = xt[index], yt[index]
@@ -619,6 +626,7 @@ def train(
         The saved model (loaded back from ``out_dir``), metrics and history.
     """
     config = config or TrainConfig()
+    _check_cuda_graph(config, select_device(config.device))
     say = log or (lambda _line: None)
     out_dir = Path(out_dir)
     _prepare_out(out_dir, overwrite)

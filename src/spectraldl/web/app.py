@@ -27,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spectraldl import __version__
@@ -226,7 +227,6 @@ def create_app(
     app.state.config = config or PreprocessConfig()
     app.state.secure_cookies = secure_cookies
     throttle = auth.LoginThrottle()
-    app.state.login_throttle = throttle
 
     def check_login(session: Session, request: Request, name: str, password: str) -> User | None:
         """`auth.authenticate` behind the throttle: 429 while a name or address is locked."""
@@ -341,7 +341,8 @@ def create_app(
         target = safe_next(str(form.get("next") or "/label"))
         if not cookie or not auth.tokens_match(cookie, str(form.get("csrf_token") or "")):
             raise HTTPException(403, "missing or wrong CSRF token; reload the login page")
-        user = check_login(
+        user = await run_in_threadpool(  # argon2 takes tens of ms: not on the event loop
+            check_login,
             session,
             request,
             str(form.get("username") or "")[:64],
