@@ -96,6 +96,22 @@ def test_unknown_label_names_the_line(tmp_path) -> None:
     assert result.exit_code == 1 and "line 3" in result.output and "maybe-emission" in result.output
 
 
+def test_simulated_files_are_synthetic_whatever_the_origin_argument(tmp_path) -> None:
+    from spectraldl.simulate import simulate_archive
+
+    tree = tmp_path / "mixed"
+    for archive, form in (("lamost", "ssap"), ("ondrejov", "ssap"), ("ondrejov", "raw")):
+        simulate_archive(tree / f"{archive}-{form}", archive=archive, n=3, seed=4, form=form)
+    real = [f.path for f in bundled_files(archive="ondrejov")[:2]]
+    real += [f.path for f in bundled_files(archive="lamost")[:2]]
+    summary = ingest([tree, *real], tmp_path / "out.h5", origin="real")
+    rows = read_dataset(tmp_path / "out.h5")
+    assert summary.added == len(rows) == 13
+    by_source = dict(zip(rows.meta["source"], rows.meta["origin"], strict=True))
+    assert {by_source[str(p)] for p in real} == {"real"}
+    assert sum(origin == "synthetic" for origin in by_source.values()) == 9
+
+
 def test_one_and_two_workers_give_identical_datasets(tmp_path) -> None:
     tree = tmp_path / "tree"
     replicate_real_tree(tree, 600)

@@ -170,7 +170,7 @@ def read_and_preprocess(
             "source": str(path),
             "obsid": m.obsid,
             "designation": m.designation,
-            "origin": origin,
+            "origin": "synthetic" if m.extra.get("simulated") else origin,
         }
         for name in META_COLUMNS:
             meta[name].append(values[name])
@@ -289,7 +289,9 @@ def ingest(
     config
         Preprocessing parameters; must match an existing ``out``'s.
     origin
-        ``real`` or ``synthetic``, stored per row in ``meta/origin``.
+        ``real`` or ``synthetic``, stored per row in ``meta/origin``; a file
+        `spectraldl simulate` wrote (``SIMULATD = T``) is ``synthetic`` whatever
+        this says.
     progress
         Called with (files done, files total) as chunks complete.
 

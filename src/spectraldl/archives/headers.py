@@ -58,3 +58,16 @@ def iso_to_mjd(iso: str) -> float:
     except ValueError:
         return math.nan
     return (moment - _MJD_EPOCH).total_seconds() / 86400.0
+
+
+SIMULATED_KEY = "SIMULATD"
+"""The primary-header card `spectraldl simulate` writes (``T``) and no real file has."""
+
+
+def simulated_extra(primary: Mapping[str, HeaderValue]) -> dict[str, bool]:
+    """``{"simulated": True}`` for a file `spectraldl simulate` wrote, else ``{}``.
+
+    Readers merge it into `SpectrumMeta.extra`, so ingest can keep synthetic
+    spectra apart from observations whatever folder they came from.
+    """
+    return {"simulated": True} if primary.get(SIMULATED_KEY) is True else {}

@@ -29,7 +29,7 @@ import numpy as np
 
 from spectraldl.archives import register
 from spectraldl.archives.fitsfile import FitsFile, HeaderValue
-from spectraldl.archives.headers import iso_to_mjd, number, text
+from spectraldl.archives.headers import iso_to_mjd, number, simulated_extra, text
 from spectraldl.errors import SpectrumError
 from spectraldl.spectrum import Spectrum, SpectrumMeta
 
@@ -79,6 +79,7 @@ def _meta(
         if key in header
     }
     extra["release"] = release
+    extra.update(simulated_extra(fits_file.header))
     obsid = header.get("OBSID")
     return SpectrumMeta(
         id=stem,

@@ -21,7 +21,13 @@ import numpy as np
 
 from spectraldl.archives import register
 from spectraldl.archives.fitsfile import FitsFile, HeaderValue
-from spectraldl.archives.headers import iso_to_mjd, number, sexagesimal_deg, text
+from spectraldl.archives.headers import (
+    iso_to_mjd,
+    number,
+    sexagesimal_deg,
+    simulated_extra,
+    text,
+)
 from spectraldl.errors import SpectrumError
 from spectraldl.measure import der_snr
 from spectraldl.spectrum import Spectrum, SpectrumMeta
@@ -82,7 +88,7 @@ def read_ssap(fits_file: FitsFile) -> Spectrum:
         snr=der_snr(flux),
         source=str(fits_file.path),
         resolving_power=RESOLVING_POWER,
-        extra={"title": text(header, "TITLE")},
+        extra={"title": text(header, "TITLE"), **simulated_extra(fits_file.header)},
     )
     return Spectrum(wave_aa=wave, flux=flux, medium="air", meta=meta, flux_unit="relative")
 
@@ -131,7 +137,10 @@ def read_raw(fits_file: FitsFile) -> Spectrum:
         snr=der_snr(flux),
         source=str(fits_file.path),
         resolving_power=RESOLVING_POWER,
-        extra={k.lower(): header[k] for k in _LOG_KEYS if k in header},
+        extra={
+            **{k.lower(): header[k] for k in _LOG_KEYS if k in header},
+            **simulated_extra(header),
+        },
     )
     return Spectrum(
         wave_aa=wave, flux=flux, medium="air", meta=meta, flux_unit=text(header, "BUNIT") or "ADU"

@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from spectraldl.archives.headers import SIMULATED_KEY
+
 BLOCK = 2880
 CARD = 80
 
@@ -81,7 +83,7 @@ def synthetic_card() -> bytes:
     meet what they meet in real files; this card is what tells a person (or
     `astropy.io.fits.getval(path, "SIMULATD")`) that the file is no observation.
     """
-    return card("SIMULATD", True, "spectraldl simulate: synthetic, not an observation")
+    return card(SIMULATED_KEY, True, "spectraldl simulate: synthetic, not an observation")
 
 
 def header_block(cards: Sequence[bytes]) -> bytes:

@@ -469,6 +469,7 @@ def to_spectrum(spec: OndrejovSpectrum, data: bytes, path: str | Path) -> Spectr
     h = spec.header
     wave, flux = spec.ssap_arrays()
     chip: Chip = h["chip"]
+    title_dir = f"ccd700/data/{_object_slug(h['OBJECT'])}/{chip.title_range}"
     meta = SpectrumMeta(
         id=PUBLISHER_ID + spec.obs_id,
         archive="ondrejov",
@@ -481,8 +482,6 @@ def to_spectrum(spec: OndrejovSpectrum, data: bytes, path: str | Path) -> Spectr
         snr=der_snr(flux),
         source=str(path),
         resolving_power=READER_R,
-        extra={
-            "title": f"ccd700/data/{_object_slug(h['OBJECT'])}/{chip.title_range}/{spec.obs_id}.fit"
-        },
+        extra={"title": f"{title_dir}/{spec.obs_id}.fit", "simulated": True},
     )
     return Spectrum(wave_aa=wave, flux=flux, medium="air", meta=meta, flux_unit="relative")
