@@ -38,7 +38,7 @@ from spectraldl.cli._progress import progress_bar
     type=click.Choice(["real", "synthetic"]),
     default="real",
     show_default=True,
-    help="Recorded per row in meta/origin.",
+    help="Recorded per row in meta/origin; files spectraldl simulate wrote are synthetic anyway.",
 )
 def ingest_command(
     paths: tuple[Path, ...],
