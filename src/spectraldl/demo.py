@@ -62,7 +62,7 @@ FULL = DemoSizes(
     lamost_per_release=8_000,
     junk=0.01,
     epochs=40,
-    patience=5,
+    patience=4,
     tsne_points=8_000,
 )
 """The thesis' training-set size (13 335: half Ondřejov-like, half LAMOST-like) and a
