@@ -18,5 +18,5 @@ timeout 210 python3 benchmarks/train.py --skip-cpu --json "$out/train-gpu.json" 
 timeout 120 python3 benchmarks/classify.py --gpu-only --json "$out/classify-gpu.json" 2>&1 \
     | tee "$out/classify-gpu.log"
 timeout 180 python3 -m pytest -m gpu -q -p no:cacheprovider \
-    tests/test_models.py tests/test_training.py tests/test_inference.py 2>&1 \
+    tests/test_models.py tests/test_training.py tests/test_inference.py tests/test_channels_last.py 2>&1 \
     | tee "$out/gpu-tests.log"
