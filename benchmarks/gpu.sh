@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" \
     | tee -a "$out/gpu.txt"
-timeout 210 python3 benchmarks/train.py --skip-cpu --json "$out/train-gpu.json" 2>&1 \
+timeout 300 python3 benchmarks/train.py --skip-cpu --json "$out/train-gpu.json" 2>&1 \
     | tee "$out/train-gpu.log"
 timeout 120 python3 benchmarks/classify.py --gpu-only --json "$out/classify-gpu.json" 2>&1 \
     | tee "$out/classify-gpu.log"
