@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from spectraldl.bundled import bundled_files
 from spectraldl.cli import main
 from spectraldl.dataset import read_dataset
-from spectraldl.demo import QUICK, DemoRun, _ingest_archive
+from spectraldl.demo import QUICK, DemoRun, _simulate_training, _training_parts
 from spectraldl.ingest import ingest
+from spectraldl.simulate import simulate_archive
 
 CONTRACT = (
     "archive",
@@ -60,21 +61,19 @@ def test_demo_quick_writes_the_run_directory_and_resumes(tmp_path: Path) -> None
     assert again.exit_code == 0 and again.output.count("already done") >= 10
 
 
-def test_archive_ingest_restarts_after_being_killed_in_its_second_ingest(tmp_path: Path) -> None:
-    files = [item.path for item in bundled_files(archive="lamost")[:4]]
-    for part, chosen in (("simulated", files[:2]), ("real", files[2:])):
-        (tmp_path / "archive" / part).mkdir(parents=True)
-        for path in chosen:
-            (tmp_path / "archive" / part / path.name).write_bytes(path.read_bytes())
-    # Killed while ingesting the real files: the simulated ones are in the building file
-    # and the real ones' unfinished ingest is beside it.
-    building = tmp_path / "archive.building.h5"
-    ingest([tmp_path / "archive" / "simulated"], building, origin="synthetic")
-    ingest([tmp_path / "archive" / "real"], building, origin="real")
-    (tmp_path / "archive.building.h5.parts").mkdir()
-    (tmp_path / "archive.building.h5.parts" / "manifest.json").write_text('{"files": "other"}')
-    line = _ingest_archive(DemoRun(out=tmp_path, sizes=QUICK, workers=1, log=lambda _: None))
-    assert line.startswith("2 simulated and 2 real spectra in archive.h5")
-    archive = read_dataset(tmp_path / "archive.h5")
-    assert sorted(archive.meta["origin"]) == ["real", "real", "synthetic", "synthetic"]
-    assert not building.exists() and not (tmp_path / "archive.building.h5.parts").exists()
+def test_training_set_restarts_after_being_killed_in_a_later_ingest(tmp_path: Path) -> None:
+    run = DemoRun(out=tmp_path, sizes=QUICK, workers=1, log=lambda _: None)
+    base = tmp_path / "simulated" / "training"
+    for name, args in _training_parts(run):
+        simulate_archive(base / name, **{**args, "n": 3})
+    # Killed while ingesting the second set: the first is in the building file and
+    # the second's unfinished ingest is beside it.
+    building = tmp_path / "training.h5.building"
+    ingest([base / "ondrejov-ssap"], building, labels_csv=base / "ondrejov-ssap" / "truth.csv")
+    (tmp_path / "training.h5.building.parts").mkdir()
+    (tmp_path / "training.h5.building.parts" / "manifest.json").write_text('{"files": "other"}')
+    line = _simulate_training(run)
+    assert line.startswith("6 simulated Ondřejov spectra (SSAP and raw forms), 3 simulated LAMOST")
+    training = read_dataset(tmp_path / "training.h5")
+    assert len(training) == 9 + sum(1 for f in bundled_files() if f.label)
+    assert not building.exists() and not (tmp_path / "training.h5.building.parts").exists()
