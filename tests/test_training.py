@@ -276,12 +276,17 @@ def test_existing_model_directory_is_kept(trained: dict[str, Any], dataset: Path
 # --- reproducibility and learning ---------------------------------------------------------
 
 
-def test_same_seed_same_model_on_cpu(tmp_path: Path) -> None:
+def _small_cpu_run(tmp_path: Path) -> tuple[Path, TrainConfig]:
+    """A 120-spectrum dataset and a 3-epoch CPU configuration of cnn-small."""
     path = write_dataset(
         tmp_path / "d.h5",
         profile_rows({"emission": 40, "absorption": 60, "double-peak": 20}, seed=5),
     )
-    config = TrainConfig(model="cnn-small", epochs=3, patience=3, device="cpu", seed=11)
+    return path, TrainConfig(model="cnn-small", epochs=3, patience=3, device="cpu", seed=11)
+
+
+def test_same_seed_same_model_on_cpu(tmp_path: Path) -> None:
+    path, config = _small_cpu_run(tmp_path)
     first = train([path], tmp_path / "a", config=config)
     second = train([path], tmp_path / "b", config=config)
     third = train([path], tmp_path / "c", config=TrainConfig(**{**config.__dict__, "seed": 12}))
@@ -296,11 +301,7 @@ def test_same_seed_same_model_on_cpu(tmp_path: Path) -> None:
 
 
 def test_channels_last_trains_the_same_network(tmp_path: Path) -> None:
-    path = write_dataset(
-        tmp_path / "d.h5",
-        profile_rows({"emission": 40, "absorption": 60, "double-peak": 20}, seed=5),
-    )
-    config = TrainConfig(model="cnn-small", epochs=3, patience=3, device="cpu", seed=11)
+    path, config = _small_cpu_run(tmp_path)
     plain = train([path], tmp_path / "a", config=config)
     wrapped = train(
         [path], tmp_path / "b", config=TrainConfig(**{**config.__dict__, "channels_last": True})

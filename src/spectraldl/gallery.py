@@ -163,7 +163,7 @@ def write_gallery(
     dpi
         Resolution of the PNGs.
     workers
-        Processes drawing at once (a PNG takes about 0.2 s: thousands of
+        Processes drawing at once (a PNG takes about 0.13 s: thousands of
         candidates are minutes on one core).
     log
         Called with a line per problem and a final line.
