@@ -18,7 +18,13 @@ simulator was tuned against) and the ``holdout`` files (never tuned against):
   white noise: what the thesis' feasibility test used), measured in the same run;
 * **Ondřejov resolution**: the real Ondřejov spectra degraded to MILES' 2.5 Å
   FWHM, preprocessed, against the originals (what the templates' lower
-  resolution costs after the sigma-7 blur).
+  resolution costs after the sigma-7 blur);
+* **sky lines in ivar**: sigma at each night-sky line over sigma of the nearby
+  continuum, real vs synthetic;
+* **plates as a yardstick**: the same discriminator between real F-G-K stars
+  of the dev plate, other fibres of that plate and other plates (real vs real),
+  beside synthetic vs each of them at equal sizes: how far apart real plates
+  are tells what a plate-independent simulator can reach.
 
 The synthetic sets match each real set's spectral classes (LAMOST SUBCLASS)
 and SN_R values, so that like is compared with like. Writes a PNG of real and
@@ -49,6 +55,7 @@ from spectraldl.errors import SpectrumError
 from spectraldl.measure import equivalent_width_aa
 from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig, preprocess
 from spectraldl.simulate import Population, simulate_spectra
+from spectraldl.simulate.lamost import SKY_LINES_VAC_AA
 from spectraldl.simulate.templates import MILES_FWHM_AA, load_templates, subclass_teff
 from spectraldl.spectrum import Spectrum, SpectrumMeta
 
@@ -205,6 +212,98 @@ def discriminator_auc(
         forest = RandomForestClassifier(n_estimators=200, random_state=seed + r, n_jobs=1)
         scores.extend(cross_val_score(forest, X, y, cv=folds, scoring="roc_auc"))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def plate_of(spectrum: Spectrum) -> str:
+    """The LAMOST plate of a file (``spec-55862-B6212_sp06-003`` -> ``B6212``)."""
+    name = str(spectrum.meta.id)
+    return name.split("-", 2)[-1].rsplit("_sp", 1)[0]
+
+
+def subset(sample: Sample, keep: np.ndarray, name: str) -> Sample:
+    """The spectra of ``sample`` where ``keep`` is true."""
+    picked = np.flatnonzero(keep)
+    return Sample(
+        name=name,
+        spectra=[sample.spectra[i] for i in picked],
+        X=sample.X[picked],
+        letters=[sample.letters[i] for i in picked],
+        snr=sample.snr[picked],
+        labels=[sample.labels[i] for i in picked],
+    )
+
+
+def plate_yardstick(
+    dev: Sample, holdout: Sample, config: PreprocessConfig, *, seed: int, repeats: int
+) -> list[dict[str, object]]:
+    """Discriminator AUC between real sets of F-G-K stars, and synthetic vs each at equal sizes.
+
+    The sets: the dev fibres (plate B6212), the holdout's fibres of that plate,
+    and the holdout's stars of other plates and releases. Synthetic spectra are
+    matched to each set (classes, S/N) and subsampled to the size of the real
+    set they are compared with, five times.
+    """
+    fgk = set("FGK")
+    dev_plate = Counter(plate_of(s) for s in dev.spectra).most_common(1)[0][0]
+    hold_fgk = np.array([c in fgk for c in holdout.letters])
+    same = np.array([plate_of(s) == dev_plate for s in holdout.spectra])
+    sets = {
+        "dev": subset(dev, np.array([c in fgk for c in dev.letters]), "dev"),
+        "same plate": subset(holdout, hold_fgk & same, "same plate"),
+        "other plates": subset(holdout, hold_fgk & ~same, "other plates"),
+    }
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    for a, b in (("dev", "same plate"), ("dev", "other plates"), ("same plate", "other plates")):
+        auc, sd = discriminator_auc(sets[a].X, sets[b].X, repeats=repeats * 2, seed=seed)
+        rows.append(
+            {
+                "pair": f"real {a} vs real {b}",
+                "n": [len(sets[a].X), len(sets[b].X)],
+                "auc": auc,
+                "auc_sd": sd,
+            }
+        )
+    for k, (name, real) in enumerate(sets.items()):
+        synth = synthetic_sample(real, 8 * len(real.X), seed + 50 + k, config)
+        synth = subset(synth, np.array([c in fgk for c in synth.letters]), "synthetic")
+        size = min(len(real.X), len(synth.X))
+        aucs = [
+            discriminator_auc(
+                real.X,
+                synth.X[rng.choice(len(synth.X), size, replace=False)],
+                repeats=repeats,
+                seed=seed + i,
+            )[0]
+            for i in range(5)
+        ]
+        rows.append(
+            {
+                "pair": f"real {name} vs synthetic",
+                "n": [len(real.X), size],
+                "auc": float(np.mean(aucs)),
+                "auc_sd": float(np.std(aucs)),
+            }
+        )
+    return rows
+
+
+def sky_line_sigma(sample: Sample, lines_aa: np.ndarray) -> np.ndarray:
+    """Median over spectra of sigma (from ivar) at each line over sigma 5-12 px either side."""
+    out = np.full((len(sample.spectra), lines_aa.size), np.nan)
+    for row, spectrum in enumerate(sample.spectra):
+        if spectrum.ivar is None:
+            continue
+        ivar = spectrum.ivar
+        for col, centre in enumerate(lines_aa):
+            i = int(np.argmin(np.abs(spectrum.wave_aa - centre)))
+            if i < 13 or i > ivar.size - 14 or not (ivar[i - 1 : i + 2] > 0).all():
+                continue
+            side = np.r_[ivar[i - 12 : i - 5], ivar[i + 6 : i + 13]]
+            side = side[side > 0]
+            if side.size:
+                out[row, col] = math.sqrt(float(np.median(side)) / float(ivar[i - 1 : i + 2].min()))
+    return np.nanmedian(out, axis=0)
 
 
 def grid_aa(config: PreprocessConfig) -> np.ndarray:
@@ -403,7 +502,14 @@ def noise_figure(samples: list[Sample], path: Path) -> None:
     plt.close(fig)
 
 
-def report(rows: list[dict], summaries: dict, ondrejov: dict, ondrejov_sets: dict) -> None:
+def report(
+    rows: list[dict],
+    summaries: dict,
+    ondrejov: dict,
+    ondrejov_sets: dict,
+    yardstick: list[dict],
+    sky: dict[str, list[float]],
+) -> None:
     """Print the tables (markdown)."""
     info = machine()
     print(f"# realism of synthetic LAMOST spectra ({info['cpu']}, {info['cores']} cores)")
@@ -438,6 +544,20 @@ def report(rows: list[dict], summaries: dict, ondrejov: dict, ondrejov_sets: dic
             for b in summary["noise_vs_snr"]
         ]
         print(f"{role}: HF noise median per SN_R bin, real / synthetic: " + ", ".join(noise))
+    print("\nPlates as a yardstick (F-G-K stars only; same discriminator):")
+    print("| pair | n | AUC |")
+    print("|---|---|---|")
+    for r in yardstick:
+        print(f"| {r['pair']} | {r['n'][0]} vs {r['n'][1]} | {r['auc']:.3f} ± {r['auc_sd']:.3f} |")
+    print("\nSky lines in ivar: sigma at the line / sigma 5-12 px away (median over spectra):")
+    print("| line (vacuum Å) | dev real | dev synthetic | holdout real | holdout synthetic |")
+    print("|---|---|---|---|---|")
+    for i, line in enumerate(sky["line_aa"]):
+        cells = [
+            f"{sky[key][i]:.2f}"
+            for key in ("dev_real", "dev_synthetic", "holdout_real", "holdout_synthetic")
+        ]
+        print(f"| {line:.1f} | " + " | ".join(cells) + " |")
     print(
         f"\nOndřejov templates' resolution (2.5 Å vs 0.5 Å FWHM), {ondrejov['files']} real files: "
         f"RMS difference of the 140-px vectors {ondrejov['rms_after_blur_median']:.3f} median, "
@@ -480,11 +600,16 @@ def main() -> None:
     rows = []
     pairs = []
     summaries: dict[str, object] = {}
+    reals: dict[str, Sample] = {}
+    sky: dict[str, list[float]] = {"line_aa": [float(v) for v in SKY_LINES_VAC_AA]}
     lamost_mix = {"absorption": 0.5, "emission": 0.3, "double-peak": 0.2}
     for k, role in enumerate(("dev", "holdout")):
         real = real_sample(role, config)
         synth = synthetic_sample(real, args.per_real * len(real.spectra), args.seed + k, config)
         pairs.append((real, synth))
+        reals[role] = real
+        sky[f"{role}_real"] = [float(v) for v in sky_line_sigma(real, SKY_LINES_VAC_AA)]
+        sky[f"{role}_synthetic"] = [float(v) for v in sky_line_sigma(synth, SKY_LINES_VAC_AA)]
         naive_spec, naive_labels = naive_spectra(
             real, len(synth.spectra), args.seed + 10 + k, mix={"absorption": 1.0}
         )
@@ -561,7 +686,10 @@ def main() -> None:
     figure(pairs, grid, args.out / "realism-spectra.png")
     ondrejov = ondrejov_resolution_check(config)
     ondrejov_sets = ondrejov_comparison(config, args.ondrejov_n, args.seed + 300)
-    report(rows, summaries, ondrejov, ondrejov_sets)
+    yardstick = plate_yardstick(
+        reals["dev"], reals["holdout"], config, seed=args.seed, repeats=args.repeats
+    )
+    report(rows, summaries, ondrejov, ondrejov_sets, yardstick, sky)
     print(
         f"figures: {args.out / 'realism-spectra.png'}, {args.out / 'realism-noise-ew.png'}; "
         f"{time.perf_counter() - started:.0f} s"
@@ -575,6 +703,8 @@ def main() -> None:
             "details": summaries,
             "ondrejov_resolution": ondrejov,
             "ondrejov_sets": ondrejov_sets,
+            "plate_yardstick": yardstick,
+            "sky_line_sigma": sky,
         }
         args.json.write_text(json.dumps(payload, indent=1))
 

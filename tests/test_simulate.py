@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from spectraldl.archives import read_spectrum
+from spectraldl.bundled import bundled_files
 from spectraldl.labels import CLASSES
 from spectraldl.measure import equivalent_width_aa
 from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig
@@ -178,6 +180,33 @@ def test_lamost_spectra_defects_and_pipeline_traces_at_their_rates() -> None:
     ordinary = [s for s, t in zip(sim.spectra, truth, strict=True) if t["label"] == "absorption"]
     ew = [equivalent_width_aa(s.wave_aa, s.flux, line_aa=HALPHA_VACUUM_AA) for s in ordinary]
     assert np.nanmedian(ew) > 1.0  # ordinary F-G-K stars: H-alpha in absorption
+
+
+def _ivar_sigma_ratio(spectra: list, centre_aa: float) -> float:
+    """Median over spectra of sigma (from ivar) at a line over sigma 5-12 px either side."""
+    ratios = []
+    for spectrum in spectra:
+        ivar = spectrum.ivar
+        i = int(np.argmin(np.abs(spectrum.wave_aa - centre_aa)))
+        side = np.r_[ivar[i - 12 : i - 5], ivar[i + 6 : i + 13]]
+        if (ivar[i - 1 : i + 2] > 0).all() and (side > 0).any():
+            ratios.append(math.sqrt(np.median(side[side > 0]) / ivar[i - 1 : i + 2].min()))
+    return float(np.median(ratios))
+
+
+def test_lamost_ivar_at_sky_lines_and_near_halpha_follows_the_real_dev_files() -> None:
+    real = [
+        s
+        for s in (read_spectrum(item.path) for item in bundled_files(archive="lamost", role="dev"))
+        if s.meta.form.startswith("lrs")
+    ]
+    population = Population.default("lamost", {"absorption": 1.0})
+    synthetic = simulate_spectra(120, archive="lamost", seed=5, population=population).spectra
+    # Faint OH lines near H-alpha, the pipeline's inflated ivar at 6555-6571 Å and its
+    # lowered ivar at 6579 Å, [O I] 6300: each as the real files have it.
+    for centre in (6302.04, 6534.84, 6555.43, 6564.61, 6570.59, 6579.10, 6606.10, 6629.45):
+        r, s = _ivar_sigma_ratio(real, centre), _ivar_sigma_ratio(synthetic, centre)
+        assert abs(s - r) < 0.25 * r, (centre, r, s)
 
 
 def test_strong_lamost_emission_gets_zero_ivar_at_its_peak_not_a_mask() -> None:
