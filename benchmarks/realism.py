@@ -52,7 +52,7 @@ from scipy.ndimage import gaussian_filter1d
 from spectraldl.archives import read_spectrum
 from spectraldl.bundled import bundled_files
 from spectraldl.errors import SpectrumError
-from spectraldl.measure import equivalent_width_aa
+from spectraldl.measure import equivalent_width_aa, line_sigma_ratio
 from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig, preprocess
 from spectraldl.simulate import Population, simulate_spectra
 from spectraldl.simulate.lamost import SKY_LINES_VAC_AA
@@ -289,21 +289,13 @@ def plate_yardstick(
 
 
 def sky_line_sigma(sample: Sample, lines_aa: np.ndarray) -> np.ndarray:
-    """Median over spectra of sigma (from ivar) at each line over sigma 5-12 px either side."""
-    out = np.full((len(sample.spectra), lines_aa.size), np.nan)
-    for row, spectrum in enumerate(sample.spectra):
-        if spectrum.ivar is None:
-            continue
-        ivar = spectrum.ivar
-        for col, centre in enumerate(lines_aa):
-            i = int(np.argmin(np.abs(spectrum.wave_aa - centre)))
-            if i < 13 or i > ivar.size - 14 or not (ivar[i - 1 : i + 2] > 0).all():
-                continue
-            side = np.r_[ivar[i - 12 : i - 5], ivar[i + 6 : i + 13]]
-            side = side[side > 0]
-            if side.size:
-                out[row, col] = math.sqrt(float(np.median(side)) / float(ivar[i - 1 : i + 2].min()))
-    return np.nanmedian(out, axis=0)
+    """Median over spectra of `line_sigma_ratio` at each line (spectra without ivar left out)."""
+    ratios = [
+        [line_sigma_ratio(s.wave_aa, s.ivar, line_aa=float(line)) for line in lines_aa]
+        for s in sample.spectra
+        if s.ivar is not None
+    ]
+    return np.nanmedian(np.array(ratios), axis=0)
 
 
 def grid_aa(config: PreprocessConfig) -> np.ndarray:

@@ -11,7 +11,7 @@ from astropy.io import fits
 from spectraldl.archives import read_spectrum
 from spectraldl.bundled import bundled_files
 from spectraldl.labels import CLASSES
-from spectraldl.measure import equivalent_width_aa
+from spectraldl.measure import equivalent_width_aa, line_sigma_ratio
 from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig
 from spectraldl.simulate import (
     LAMOST_MIX,
@@ -182,16 +182,21 @@ def test_lamost_spectra_defects_and_pipeline_traces_at_their_rates() -> None:
     assert np.nanmedian(ew) > 1.0  # ordinary F-G-K stars: H-alpha in absorption
 
 
+def test_line_sigma_ratio_reads_the_noise_a_line_adds() -> None:
+    wave = 6500.0 + 1.5 * np.arange(100)
+    ivar = np.full(100, 4.0)
+    ivar[49:52] = 4.0 / 9.0  # sigma three times the continuum's at 6575 Å
+    assert line_sigma_ratio(wave, ivar, line_aa=6575.0) == pytest.approx(3.0)
+    assert line_sigma_ratio(wave, ivar, line_aa=6620.0) == pytest.approx(1.0)
+    assert math.isnan(line_sigma_ratio(wave, ivar, line_aa=6510.0))  # too near the end
+    ivar[50] = 0.0
+    assert math.isnan(line_sigma_ratio(wave, ivar, line_aa=6575.0))  # the line's pixel has no ivar
+
+
 def _ivar_sigma_ratio(spectra: list, centre_aa: float) -> float:
-    """Median over spectra of sigma (from ivar) at a line over sigma 5-12 px either side."""
-    ratios = []
-    for spectrum in spectra:
-        ivar = spectrum.ivar
-        i = int(np.argmin(np.abs(spectrum.wave_aa - centre_aa)))
-        side = np.r_[ivar[i - 12 : i - 5], ivar[i + 6 : i + 13]]
-        if (ivar[i - 1 : i + 2] > 0).all() and (side > 0).any():
-            ratios.append(math.sqrt(np.median(side[side > 0]) / ivar[i - 1 : i + 2].min()))
-    return float(np.median(ratios))
+    """Median over spectra of `line_sigma_ratio` at one line."""
+    ratios = [line_sigma_ratio(s.wave_aa, s.ivar, line_aa=centre_aa) for s in spectra]
+    return float(np.nanmedian(ratios))
 
 
 def test_lamost_ivar_at_sky_lines_and_near_halpha_follows_the_real_dev_files() -> None:

@@ -1,4 +1,4 @@
-"""Measurements on spectra that several stages share (S/N, equivalent width)."""
+"""Measurements on spectra that several stages share (S/N, equivalent width, ivar at lines)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,23 @@ def equivalent_width_aa(
         return float("nan")
     depth = 1.0 - values[core] / continuum
     return float(np.trapezoid(depth, wave[core]))
+
+
+def line_sigma_ratio(wave_aa: ArrayLike, ivar: ArrayLike, *, line_aa: float) -> float:
+    """Sigma (from ivar) at a line's pixel over the median sigma 5-12 pixels either side.
+
+    Shows how much a sky line, or the pipeline, raises the stated noise; the
+    line's pixel is the largest sigma of the three nearest ``line_aa``. Returns
+    NaN when the line is within 13 pixels of an end, one of those three pixels
+    has ivar = 0 or no side pixel has ivar > 0.
+    """
+    wave = np.asarray(wave_aa, dtype=np.float64)
+    values = np.asarray(ivar, dtype=np.float64)
+    i = int(np.argmin(np.abs(wave - line_aa)))
+    if i < 13 or i > values.size - 14 or not (values[i - 1 : i + 2] > 0).all():
+        return float("nan")
+    side = np.r_[values[i - 12 : i - 5], values[i + 6 : i + 13]]
+    side = side[side > 0]
+    if side.size == 0:
+        return float("nan")
+    return float(np.sqrt(np.median(side) / values[i - 1 : i + 2].min()))

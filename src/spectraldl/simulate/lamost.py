@@ -127,12 +127,15 @@ OH bands and [O I] do (2-5x). [O I] 5577 varies most between plates (7.1 dev, 2.
 and sits between. The lines at 6555-6579 Å are 0 here: what the real ivar shows there does
 not come with extra scatter in the flux (`PIPELINE_SIGMA_NEAR_HALPHA`)."""
 
-PIPELINE_SIGMA_NEAR_HALPHA = ((6553.62, 3.35), (6562.80, 4.15), (6568.78, 3.85), (6577.28, 0.84))
-"""Ratio of the pipeline's sigma (from ivar) at these air wavelengths to the flux's scatter, chosen
-so that sigma at each line over sigma 5-12 px away comes out as the dev files' median (2.43,
-3.66, 3.20, 0.78; holdout 2.42, 3.35, 3.16, 0.77; the lines overlap each other's
-neighbourhoods, hence larger values here): the real ivar is inflated
-at geocoronal H-alpha and two lines beside it and lowered at 6579 Å vacuum, while the flux's
+PIPELINE_SIGMA_NEAR_HALPHA = tuple(
+    (float(air_to_vacuum(air)), ratio)
+    for air, ratio in ((6553.62, 3.35), (6562.80, 4.15), (6568.78, 3.85), (6577.28, 0.84))
+)
+"""Ratio of the pipeline's sigma (from ivar) to the flux's scatter at these lines (air Å in
+the table, stored in vacuum), chosen so that sigma at each line over sigma 5-12 px away comes out
+as the dev files' median (2.43, 3.66, 3.20, 0.78; holdout 2.42, 3.35, 3.16, 0.77; the lines
+overlap each other's neighbourhoods, hence larger values here): the real ivar is inflated at
+geocoronal H-alpha and two lines beside it and lowered at 6579 Å vacuum, while the flux's
 scatter there is not larger than elsewhere (the dev stack's high-passed variance is 0.2-0.3 of
 the synthetic's where the synthetic had it in the flux). Applied to ivar only."""
 
@@ -696,8 +699,7 @@ def _pipeline_sigma_excess(wave: np.ndarray, sigma_kms: float) -> np.ndarray:
     """Squared ratio of the pipeline's sigma to the flux's near H-alpha (1 elsewhere)."""
     out = np.ones(wave.size)
     near = np.flatnonzero(np.abs(wave - HALPHA_VACUUM_AA) < 40.0)
-    for air, ratio in PIPELINE_SIGMA_NEAR_HALPHA:
-        centre = float(air_to_vacuum(air))
+    for centre, ratio in PIPELINE_SIGMA_NEAR_HALPHA:
         x = (wave[near] - centre) / (centre * sigma_kms / C_KMS)
         out[near] += (ratio**2 - 1.0) * np.exp(-0.5 * x * x)
     return out
