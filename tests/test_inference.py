@@ -26,9 +26,11 @@ from spectraldl.backends import open_backend
 from spectraldl.bundled import bundled_files, replicate_real_tree
 from spectraldl.cli import main
 from spectraldl.inference import (
+    CPU_BF16_ENV,
     ClassifyError,
     Predictor,
     classify,
+    cpu_has_native_bf16,
     parts_dir,
     plan_chunks,
     predictions_frame,
@@ -74,7 +76,13 @@ def _run(*args: str) -> tuple[int, str]:
 # --- what a row says ----------------------------------------------------------------------
 
 
-def test_rows_agree_with_the_model_api_on_real_files(model_dir: Path, real_tree: Path, tmp_path):
+@pytest.mark.parametrize("native_bf16", ["0", "1"], ids=["plain-cpu", "native-bf16-cpu"])
+def test_rows_agree_with_the_model_api_on_real_files(
+    model_dir: Path, real_tree: Path, tmp_path: Path, monkeypatch, native_bf16: str
+):
+    # The default precision must not depend on the CPU: both answers of the detection run here.
+    monkeypatch.setenv(CPU_BF16_ENV, native_bf16)
+    assert cpu_has_native_bf16() is (native_bf16 == "1")
     out = tmp_path / "pred.parquet"
     summary = classify(model_dir, [real_tree], out, chunk_files=16)
     model = load_model(model_dir, device="cpu")
@@ -90,6 +98,7 @@ def test_rows_agree_with_the_model_api_on_real_files(model_dir: Path, real_tree:
     p = table[[probability_column(c) for c in model.classes]].to_numpy()
     np.testing.assert_allclose(p, proba, atol=2e-6)
     assert list(table["predicted_class"]) == [model.classes[i] for i in proba.argmax(axis=1)]
+    assert read_metadata(out)["manifest"]["precision"] == "fp32"
     novelty = model.novelty.score(model.embed(rows.X))
     np.testing.assert_allclose(table["novelty"], novelty, rtol=1e-4, atol=1e-3)
     novel = table["novelty"].to_numpy() > model.novelty.threshold
@@ -114,6 +123,26 @@ def test_predictor_is_one_pass_of_probabilities_and_novelty(model_dir: Path) -> 
     assert proba.dtype == np.float32 and novelty.shape == (300,)
     # Random noise is unlike the training data: most of it is flagged.
     assert (novelty > model.novelty.threshold).mean() > 0.5
+
+
+@pytest.mark.parametrize("native_bf16", ["0", "1"], ids=["plain-cpu", "native-bf16-cpu"])
+def test_auto_precision_is_a_choice_recorded_in_the_output(
+    model_dir: Path, real_tree: Path, tmp_path: Path, monkeypatch, native_bf16: str
+) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, native_bf16)
+    default = classify(model_dir, [real_tree], tmp_path / "default.parquet", device="cpu")
+    auto = classify(
+        model_dir, [real_tree], tmp_path / "auto.parquet", device="cpu", precision="auto"
+    )
+    expected = "bf16" if native_bf16 == "1" else "fp32"
+    assert read_metadata(auto.out)["manifest"]["precision"] == expected
+    assert read_metadata(default.out)["manifest"]["precision"] == "fp32"
+    p = [probability_column(c) for c in load_model(model_dir, device="cpu").classes]
+    a, d = read_predictions(auto.out)[p].to_numpy(), read_predictions(default.out)[p].to_numpy()
+    if expected == "fp32":
+        np.testing.assert_array_equal(a, d)
+    else:
+        assert 0 < np.abs(a - d).max() < 0.1
 
 
 def test_bf16_agrees_with_fp32(model_dir: Path) -> None:
@@ -549,8 +578,7 @@ def test_gpu_predictions_match_cpu(model_dir: Path, real_tree: Path, tmp_path: P
         ).out
     )
     p = [c for c in cpu.columns if c.startswith("p_")]
-    # cuDNN convolutions run float32 through TF32 tensor cores (10-bit mantissa):
-    # probabilities agree to about 1e-4, not to float32 rounding.
-    np.testing.assert_allclose(gpu32[p].to_numpy(), cpu[p].to_numpy(), atol=1e-3)
-    assert (gpu32["predicted_class"] == cpu["predicted_class"]).mean() > 0.99
+    # fp32 is plain float32 on the GPU too (no TF32 tensor cores): the CPU's numbers.
+    np.testing.assert_allclose(gpu32[p].to_numpy(), cpu[p].to_numpy(), atol=1e-5)
+    assert list(gpu32["predicted_class"]) == list(cpu["predicted_class"])
     assert (gpu16["predicted_class"] == cpu["predicted_class"]).mean() > 0.95

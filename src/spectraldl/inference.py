@@ -62,7 +62,12 @@ CPU_BATCH = 256
 """Spectra per forward pass on CPU: small enough for the activations to stay in cache."""
 GPU_BATCH = 65536
 """Spectra per forward pass on a GPU: large enough to keep it busy."""
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("fp32", "auto", "bf16", "fp16", "int8")
+DEFAULT_PRECISION = "fp32"
+"""The default everywhere: the same probabilities (to float32 rounding) on every CPU and GPU.
+Faster, machine-dependent arithmetic (``auto``, ``bf16``, ``fp16``, ``int8``) is a choice."""
+CPU_BF16_ENV = "SPECTRALDL_CPU_BF16"
+"""``1`` or ``0`` overrides the detection of native bf16 (tests run both paths on any CPU)."""
 
 
 class ClassifyError(RuntimeError):
@@ -247,9 +252,16 @@ def plan_chunks(
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU runs bf16 matrix products natively (AVX-512 BF16 or AMX)."""
+    """True when this CPU runs bf16 matrix products natively (AVX-512 BF16 or AMX).
+
+    ``SPECTRALDL_CPU_BF16=1`` (or ``0``) says so whatever the CPU: the test suite
+    forces each answer so that both code paths run on every machine.
+    """
     import torch
 
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -257,7 +269,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` becomes bf16 on CUDA and on CPUs with native bf16, else fp32.
+    """The precision that runs: ``auto`` is bf16 on CUDA and native-bf16 CPUs, else fp32.
+
+    ``auto`` is never the default (`DEFAULT_PRECISION` is fp32): its results
+    depend on the machine, by up to about 1e-2 in probability.
 
     ``int8`` (CPU only, `spectraldl.quantized`) is never chosen by ``auto``.
     Raises `ValueError` for an unknown name, fp16 on CPU or int8 on a GPU.
@@ -288,7 +303,8 @@ class Predictor:
     model
         A loaded `TrainedModel` with its novelty model.
     precision
-        ``fp32``, ``bf16``, ``fp16`` or ``auto`` (`resolve_precision`).
+        ``fp32`` (the default: the same results on every machine), ``bf16``,
+        ``fp16``, ``int8`` or ``auto`` (`resolve_precision`).
     batch_size
         Spectra per forward pass; by default 256 on CPU (the activations stay in
         cache: faster than large batches for the thesis CNN) and 65536 on CUDA.
@@ -301,7 +317,7 @@ class Predictor:
         self,
         model: TrainedModel,
         *,
-        precision: str = "auto",
+        precision: str = DEFAULT_PRECISION,
         batch_size: int | None = None,
         channels_last: bool = False,
     ):
@@ -350,6 +366,9 @@ class Predictor:
 
         import torch
 
+        if self.precision == "fp32" and self.device.type == "cuda":
+            # Plain float32, not TF32 tensor cores: the default gives CPU's numbers on a GPU.
+            return torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False)
         if self.precision in ("fp32", "int8"):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
@@ -461,7 +480,7 @@ class Settings:
     model_dir: str
     model_id: str
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = DEFAULT_PRECISION
     batch_size: int | None = None
     threads: int | None = None
 
@@ -723,7 +742,7 @@ def classify(
     out: str | Path,
     *,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str = DEFAULT_PRECISION,
     batch_size: int | None = None,
     chunk_files: int = CHUNK_FILES,
     chunk_rows: int = CHUNK_ROWS,
@@ -746,7 +765,10 @@ def classify(
     device
         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     precision
-        ``auto``, ``fp32``, ``bf16`` or ``fp16`` (CUDA only); see `resolve_precision`.
+        ``fp32`` (the default: the same probabilities on every CPU and GPU, to
+        float32 rounding), or a faster machine-dependent choice: ``bf16``,
+        ``fp16`` (CUDA only), ``int8`` (CPU only) or ``auto``; see `resolve_precision`.
+        The precision that ran is in the output's metadata (``manifest.precision``).
     batch_size
         Spectra per forward pass (256 on CPU, 65536 on CUDA by default).
     chunk_files, chunk_rows
