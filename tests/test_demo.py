@@ -49,7 +49,7 @@ def test_demo_quick_writes_the_run_directory_and_resumes(tmp_path: Path) -> None
     assert len(archive) > 300 and set(archive.meta["origin"]) == {"real", "synthetic"}
     assert all("/archive/real/" in source for source in archive.meta["source"][real])
     assert not any("/archive/real/" in source for source in archive.meta["source"][~real])
-    errors = pd.read_csv(out / "archive.errors.csv")
+    errors = pd.read_csv(out / "archive.h5.errors.csv")
     assert len(errors) > 0 and errors["reason"].str.len().min() > 5
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert len(predictions) == len(archive)

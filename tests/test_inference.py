@@ -36,6 +36,7 @@ from spectraldl.inference import (
     predictions_frame,
 )
 from spectraldl.ingest import discover, ingest, read_and_preprocess
+from spectraldl.jobs import errors_csv_path
 from spectraldl.modelcard import ModelMismatch, load_model
 from spectraldl.predictions import (
     SUFFIXES,
@@ -110,7 +111,7 @@ def test_rows_agree_with_the_model_api_on_real_files(
     # Real low-S/N LAMOST spectra keep their LOW_SNR flag from preprocessing.
     assert (table["quality"].to_numpy() & int(Quality.LOW_SNR)).any()
     # The errors file lists exactly what read_and_preprocess refuses.
-    assert _errors(out.with_suffix(".errors.csv")) == {e.path: e.reason for e in errors}
+    assert _errors(errors_csv_path(out)) == {e.path: e.reason for e in errors}
     assert not parts_dir(out).exists()
 
 
@@ -295,7 +296,7 @@ def test_a_tree_with_broken_files_classifies_every_good_one_and_names_every_bad_
     assert code == 0, output
     table = read_predictions(out)
     assert sorted(table["source"]) == sorted(os.path.abspath(p) for p in good)
-    errors = _errors(out.with_suffix(".errors.csv"))
+    errors = _errors(errors_csv_path(out))
     assert {Path(p).name for p in errors} == set(expect)
     for path, reason in errors.items():
         assert expect[Path(path).name] in reason, (path, reason)
@@ -446,7 +447,9 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_pat
     assert finish.returncode == 0, output
     assert "chunks were already done" in output
     pd.testing.assert_frame_equal(read_predictions(out), read_predictions(reference))
-    assert _errors(tmp_path / "out.errors.csv") == _errors(tmp_path / "reference.errors.csv")
+    assert _errors(tmp_path / "out.parquet.errors.csv") == _errors(
+        tmp_path / "reference.parquet.errors.csv"
+    )
     assert not parts.exists()
 
 
@@ -548,7 +551,7 @@ def test_memory_is_bounded_by_the_chunk_not_the_tree(model_dir: Path, tmp_path: 
             sizes.append(len(gzip.decompress(path.read_bytes())))
     raw = np.mean(sizes) * len(files)
     rows = len(read_predictions(tmp_path / "large.parquet"))
-    bad = len(_errors(tmp_path / "large.errors.csv"))
+    bad = len(_errors(tmp_path / "large.parquet.errors.csv"))
     assert rows + bad == len(files) == 1000 and 0 < bad < 40
     # Ten times the files, about the same peak (under 1 kB more per extra file), and far
     # below holding the tree's bytes.

@@ -33,7 +33,7 @@ def test_bad_tree_keeps_every_good_file_and_names_every_bad_one(bad_tree, tmp_pa
     data = read_dataset(out)
     assert summary.added == len(good) == len(data)
     assert set(data.meta["source"]) == {str(p) for p in good}
-    errors = _errors(tmp_path / "out.errors.csv")
+    errors = _errors(tmp_path / "out.h5.errors.csv")
     assert set(errors) == set(expect)
     for name, word in expect.items():
         assert word in errors[name], (name, errors[name])
@@ -50,8 +50,8 @@ def test_cli_ingest_summary_and_strict(bad_tree, tmp_path) -> None:
     assert f"{len(expect)} bad files" in result.output
     strict = runner.invoke(main, ["ingest", str(root), "-o", str(tmp_path / "b.h5"), "--strict"])
     assert strict.exit_code == 1
-    assert "bad files with --strict" in strict.output and "b.errors.csv" in strict.output
-    assert set(_errors(tmp_path / "b.errors.csv")) == set(expect)
+    assert "bad files with --strict" in strict.output and "b.h5.errors.csv" in strict.output
+    assert set(_errors(tmp_path / "b.h5.errors.csv")) == set(expect)
     assert not (tmp_path / "b.h5").exists()
 
 
@@ -124,7 +124,9 @@ def test_one_and_two_workers_give_identical_datasets(tmp_path) -> None:
         np.array_equal(one.meta[k], two.meta[k], equal_nan=True)
         for k in ("ra", "dec", "mjd", "snr")
     )
-    assert (tmp_path / "one.errors.csv").read_text() == (tmp_path / "two.errors.csv").read_text()
+    assert (tmp_path / "one.h5.errors.csv").read_text() == (
+        tmp_path / "two.h5.errors.csv"
+    ).read_text()
 
 
 def test_append_skips_ids_already_present(tmp_path) -> None:
@@ -186,4 +188,4 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     assert np.array_equal(resumed.labels[len(before) :], full.labels)
     assert len(set(resumed.ids)) == len(resumed)
     assert not parts.exists()
-    assert _errors(tmp_path / "out.errors.csv") == _errors(tmp_path / "reference.errors.csv")
+    assert _errors(tmp_path / "out.h5.errors.csv") == _errors(tmp_path / "reference.h5.errors.csv")

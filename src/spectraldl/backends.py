@@ -10,12 +10,16 @@ Backends are chosen by the caller and passed in (`open_backend` turns a
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
-from spectraldl.processes import pool_context
+from spectraldl.jobs import WorkerDied, describe_dead_worker, die_with_parent
+from spectraldl.processes import pool_context, usable_cores
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,13 +37,6 @@ class Backend(Protocol):
         ...
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 class SerialBackend:
     """Every task in this process, one after the other (the default for one worker)."""
 
@@ -53,34 +50,48 @@ class SerialBackend:
 
 
 class ProcessBackend:
-    """Local worker processes (forkserver), each running one task at a time."""
+    """Local worker processes (forkserver), each running one task at a time.
+
+    Workers exit when this process is gone (even after kill -9), and a worker
+    that dies (the out-of-memory killer) ends the run with `WorkerDied`.
+    """
 
     name = "local"
 
     def __init__(self, workers: int, *, in_flight_per_worker: int = 2) -> None:
         self.workers = max(1, workers)
         self.in_flight = self.workers * max(1, in_flight_per_worker)
-        self.threads_per_task: int | None = max(1, _cores() // self.workers)
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=pool_context())
+        self.threads_per_task: int | None = max(1, usable_cores() // self.workers)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=pool_context(),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as workers finish, keeping at most ``in_flight`` tasks submitted."""
         pending: set[Future[R]] = set()
-        queue = iter(tasks)
         try:
-            for task in queue:
+            for task in tasks:
                 pending.add(self._pool.submit(fn, task))
                 if len(pending) >= self.in_flight:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
+                    yield from self._finished(pending)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+                yield from self._finished(pending)
+        except BrokenProcessPool as exc:
+            raise WorkerDied(describe_dead_worker(exc)) from None
         finally:
             for future in pending:
                 future.cancel()
+
+    @staticmethod
+    def _finished(pending: set[Future[R]]) -> Iterator[R]:
+        """Wait for at least one task; yield the results of those done, removed from ``pending``."""
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        pending.difference_update(done)
+        for future in done:
+            yield future.result()
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -131,6 +142,23 @@ class DaskBackend:
 
 
 @contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in the block ignore Ctrl-C (an ignored signal is inherited).
+
+    Ctrl-C then reaches this process only, which stops the run with one
+    message instead of a traceback from every Dask worker.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Backend]:
     """A backend for a ``--scheduler`` value, closed (and a started cluster stopped) on exit.
 
@@ -158,17 +186,16 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
         from distributed import Client, LocalCluster
 
         n = max(1, workers)
-        with (
-            LocalCluster(
+        with _children_ignore_ctrl_c():
+            cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
                 silence_logs=40,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield DaskBackend(client, threads_per_task=max(1, _cores() // n))
+            )
+        with cluster, Client(cluster) as client:
+            yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
         return
     if scheduler.startswith(("tcp://", "tls://", "ucx://")):
         from distributed import Client

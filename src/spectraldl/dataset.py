@@ -176,9 +176,17 @@ class Dataset(Rows):
 
 
 def create_dataset(
-    path: str | Path, *, config: PreprocessConfig, attrs: dict[str, Any] | None = None
+    path: str | Path,
+    *,
+    config: PreprocessConfig,
+    attrs: dict[str, Any] | None = None,
+    chunk_rows: int = _CHUNK_ROWS,
 ) -> None:
-    """Create an empty dataset at ``path`` (which must not exist) for ``config``'s grid."""
+    """Create an empty dataset at ``path`` (which must not exist) for ``config``'s grid.
+
+    ``chunk_rows`` is the HDF5 chunk height: storage grows in blocks of that many
+    rows, so a small file (an ingest shard) takes a small chunk.
+    """
     path = Path(path)
     if path.exists():
         raise DatasetError(f"{path}: already exists")
@@ -198,17 +206,17 @@ def create_dataset(
         grid = h5.create_dataset("grid_aa", data=config.grid_aa)
         grid.attrs["unit"] = "Angstrom (vacuum)"
         x = h5.create_dataset(
-            "X", shape=(0, n), maxshape=(None, n), dtype="f4", chunks=(_CHUNK_ROWS, n)
+            "X", shape=(0, n), maxshape=(None, n), dtype="f4", chunks=(chunk_rows, n)
         )
         x.attrs["description"] = "flux on grid_aa, standardised per spectrum"
-        h5.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(_CHUNK_ROWS,))
+        h5.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(chunk_rows,))
         labels = h5.create_dataset(
-            "labels", shape=(0,), maxshape=(None,), dtype="i1", chunks=(_CHUNK_ROWS,)
+            "labels", shape=(0,), maxshape=(None,), dtype="i1", chunks=(chunk_rows,)
         )
         labels.attrs["classes"] = json.dumps(list(CLASSES))
         labels.attrs["no_label"] = NO_LABEL
         quality = h5.create_dataset(
-            "quality", shape=(0,), maxshape=(None,), dtype="i4", chunks=(_CHUNK_ROWS,)
+            "quality", shape=(0,), maxshape=(None,), dtype="i4", chunks=(chunk_rows,)
         )
         quality.attrs["flags"] = json.dumps({f.name: int(f) for f in Quality})
         meta = h5.create_group("meta")
@@ -218,7 +226,7 @@ def create_dataset(
                 shape=(0,),
                 maxshape=(None,),
                 dtype=_STR if kind == "str" else kind,
-                chunks=(_CHUNK_ROWS,),
+                chunks=(chunk_rows,),
             )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from spectraldl import __version__
 from spectraldl.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
+from spectraldl.jobs import errors_csv_path
 
 THESIS_MIX = {"emission": 0.39, "absorption": 0.45, "double-peak": 0.11, "noise": 0.05}
 """Class mix of the training set: the thesis' 13 335 labels without `unknown`
@@ -180,7 +181,7 @@ def _simulate_training(run: DemoRun) -> str:
     added = ingest(
         real, tmp, labels_csv=real_labels_csv(), workers=run.workers, origin="real"
     ).added
-    tmp.with_suffix(".errors.csv").unlink(missing_ok=True)
+    errors_csv_path(tmp).unlink(missing_ok=True)
     tmp.rename(run.out / "training.h5")
     ondrejov = counts["ondrejov-ssap"] + counts["ondrejov-raw"]
     return (

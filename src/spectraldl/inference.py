@@ -37,9 +37,22 @@ import numpy as np
 import pandas as pd
 
 from spectraldl import __version__
-from spectraldl.ingest import FileError, errors_csv_path, is_spectrum_name, write_errors_csv
+from spectraldl.ingest import is_spectrum_name
+from spectraldl.jobs import (
+    FileError,
+    JobIOError,
+    atomic_write,
+    describe_os_error,
+    errors_csv_path,
+    inputs_fingerprint,
+    is_output_error,
+    output_lock,
+    read_errors_csv,
+    write_errors_csv,
+)
 from spectraldl.predictions import (
     format_of,
+    iter_predictions,
     probability_column,
     read_metadata,
     read_predictions,
@@ -91,6 +104,12 @@ class Chunk:
     def size(self) -> int:
         """Inputs in the chunk (files or rows)."""
         return len(self.files) if self.dataset == "" else self.stop - self.start
+
+    def part_name(self) -> str:
+        """The committed chunk's file name; a file that changed since gives another name."""
+        if self.dataset:
+            return f"chunk-{self.index:07d}.parquet"  # a changed dataset changes the plan
+        return f"chunk-{self.index:07d}-{inputs_fingerprint(self.files)}.parquet"
 
 
 @dataclass(frozen=True)
@@ -596,17 +615,13 @@ class ClassifySummary:
         return f"{text}; {self.inputs} inputs in {self.seconds:.1f} s ({rate:.0f}/s)"
 
 
-def _part_path(parts: Path, index: int) -> Path:
-    return parts / f"chunk-{index:07d}.parquet"
-
-
 def parts_dir(out: str | Path) -> Path:
     """Where a run keeps its committed chunks until the table is complete: ``PRED.parts/``."""
     out = Path(out)
     return out.with_name(out.name + ".parts")
 
 
-def _commit(parts: Path, result: ChunkResult, classes: Sequence[str], manifest_id: str) -> None:
+def _commit(path: Path, result: ChunkResult, classes: Sequence[str], manifest_id: str) -> None:
     frame = result.frame
     flags = Counter()
     for bit in Quality:
@@ -625,7 +640,7 @@ def _commit(parts: Path, result: ChunkResult, classes: Sequence[str], manifest_i
         "flag_counts": dict(flags),
     }
     write_predictions(
-        _part_path(parts, result.index),
+        path,
         frame,
         classes=classes,
         metadata=meta,
@@ -667,26 +682,57 @@ def _prepare_parts(out: Path, parts: Path, manifest: dict[str, Any], overwrite: 
             )
         shutil.rmtree(parts)
     parts.mkdir(parents=True)
-    tmp = manifest_path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    with atomic_write(manifest_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
     return False
 
 
+def _without_duplicates(
+    paths: Sequence[Path],
+) -> tuple[list[np.ndarray], list[FileError], Counter[str], Counter[str]]:
+    """Per committed chunk, the rows to keep: the first spectrum of each id (as ingest keeps).
+
+    A later file with an id already read is listed as a bad file, not given a
+    second row. Also counts the kept rows per class and per quality flag.
+    """
+    seen: dict[str, str] = {}
+    keeps: list[np.ndarray] = []
+    errors: list[FileError] = []
+    classes: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
+    for path in paths:
+        columns = ["id", "source", "predicted_class", "quality"]
+        frame = pd.concat(iter_predictions(path, columns=columns), ignore_index=True)
+        keep = np.ones(len(frame), dtype=bool)
+        for i, (ident, source) in enumerate(zip(frame["id"], frame["source"], strict=True)):
+            if ident in seen:
+                keep[i] = False
+                reason = f"duplicate id {ident!r}, already read from {seen[ident]}"
+                errors.append(FileError(source, reason))
+            else:
+                seen[ident] = source
+        keeps.append(keep)
+        classes.update(frame["predicted_class"][keep].tolist())
+        quality = frame["quality"].to_numpy()[keep]
+        for bit in Quality:
+            count = int((quality & int(bit)).astype(bool).sum())
+            if count:
+                flags[str(bit.name)] += count
+    return keeps, errors, classes, flags
+
+
 def _merge(
-    out: Path, parts: Path, n_chunks: int, classes: Sequence[str], manifest: dict[str, Any]
+    out: Path, paths: Sequence[Path], classes: Sequence[str], manifest: dict[str, Any]
 ) -> tuple[int, list[FileError], dict[str, int], dict[str, int], dict[str, float]]:
-    paths = [_part_path(parts, i) for i in range(n_chunks)]
+    parts = paths[0].parent if paths else parts_dir(out)
     metas = [read_metadata(p) or {} for p in paths]
     errors = [FileError(p, r) for m in metas for p, r in m.get("errors", [])]
-    classes_count: Counter[str] = Counter()
-    flags_count: Counter[str] = Counter()
+    keeps, duplicates, classes_count, flags_count = _without_duplicates(paths)
+    errors += duplicates
     timings: Counter[str] = Counter()
     for m in metas:
-        classes_count.update(m.get("class_counts", {}))
-        flags_count.update(m.get("flag_counts", {}))
         timings.update(m.get("timings", {}))
-    rows = sum(int(m.get("rows", 0)) for m in metas)
+    rows = int(sum(int(k.sum()) for k in keeps))
     metadata = {
         "manifest": manifest,
         "model_id": manifest["model_id"],
@@ -701,23 +747,18 @@ def _merge(
     write_errors_csv(errors_csv, errors)
     write_predictions(
         out,
-        lambda: (read_predictions(p) for p in paths),
+        lambda: (
+            frame if keep.all() else frame[keep].reset_index(drop=True)
+            for frame, keep in zip((read_predictions(p) for p in paths), keeps, strict=True)
+        ),
         classes=classes,
         metadata=metadata,
     )
-    (parts / "merged").write_text(manifest["model_id"])
-    shutil.rmtree(parts)
+    if parts.exists():
+        (parts / "merged").write_text(manifest["model_id"])
+        shutil.rmtree(parts)
     ordered = {c: int(classes_count.get(c, 0)) for c in classes}
     return rows, errors, ordered, dict(flags_count), dict(timings)
-
-
-def _read_errors(path: Path) -> list[FileError]:
-    import csv
-
-    if not path.exists():
-        return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [FileError(row["path"], row["reason"]) for row in csv.DictReader(handle)]
 
 
 def _threads(threads: int | None, backend: Backend, plan: Plan) -> int | None:
@@ -833,36 +874,6 @@ def classify(
     }
     parts = parts_dir(out)
     errors_csv = errors_csv_path(out)
-    total = plan.inputs
-    if _prepare_parts(out, parts, manifest, overwrite):
-        meta = read_metadata(out) or {}
-        return ClassifySummary(
-            out=out,
-            inputs=total,
-            rows=int(meta.get("rows", 0)),
-            errors=_read_errors(errors_csv),
-            errors_csv=errors_csv,
-            seconds=time.perf_counter() - started,
-            chunks=plan.chunks,
-            chunks_resumed=plan.chunks,
-            already_complete=True,
-            class_counts=meta.get("class_counts", {}),
-            flag_counts=meta.get("flag_counts", {}),
-        )
-    done = 0
-    resumed = 0
-    sizes: dict[int, int] = {}
-
-    def todo() -> Iterator[Chunk]:
-        nonlocal done, resumed
-        for chunk in plan.iter_chunks():
-            if _part_path(parts, chunk.index).exists():
-                done += chunk.size
-                resumed += 1
-                continue
-            sizes[chunk.index] = chunk.size
-            yield chunk
-
     settings = Settings(
         model_dir=os.path.abspath(model_dir),
         model_id=model.model_id,
@@ -871,19 +882,21 @@ def classify(
         batch_size=batch_size,
         threads=_threads(threads, backend, plan),
     )
-    if progress:
-        progress(0, total)
-    for result in backend.run(partial(classify_chunk, settings=settings), todo()):
-        _commit(parts, result, model.classes, model.model_id)
-        done += sizes.pop(result.index)
-        if progress:
-            progress(done, total)
-    rows, errors, class_counts, flag_counts, timings = _merge(
-        out, parts, plan.chunks, model.classes, manifest
-    )
+    try:
+        with output_lock(out):
+            if _prepare_parts(out, parts, manifest, overwrite):
+                return _already_complete(out, plan, errors_csv, started)
+            paths, resumed = _run_chunks(plan, parts, backend, settings, model.classes, progress)
+            rows, errors, class_counts, flag_counts, timings = _merge(
+                out, paths, model.classes, manifest
+            )
+    except OSError as exc:
+        if is_output_error(exc):
+            raise JobIOError(describe_os_error(exc)) from None
+        raise
     return ClassifySummary(
         out=out,
-        inputs=total,
+        inputs=plan.inputs,
         rows=rows,
         errors=errors,
         errors_csv=errors_csv,
@@ -894,3 +907,59 @@ def classify(
         flag_counts=flag_counts,
         timings=timings,
     )
+
+
+def _already_complete(out: Path, plan: Plan, errors_csv: Path, started: float) -> ClassifySummary:
+    """The summary of a run whose table was already complete."""
+    meta = read_metadata(out) or {}
+    return ClassifySummary(
+        out=out,
+        inputs=plan.inputs,
+        rows=int(meta.get("rows", 0)),
+        errors=read_errors_csv(errors_csv),
+        errors_csv=errors_csv,
+        seconds=time.perf_counter() - started,
+        chunks=plan.chunks,
+        chunks_resumed=plan.chunks,
+        already_complete=True,
+        class_counts=meta.get("class_counts", {}),
+        flag_counts=meta.get("flag_counts", {}),
+    )
+
+
+def _run_chunks(
+    plan: Plan,
+    parts: Path,
+    backend: Backend,
+    settings: Settings,
+    classes: Sequence[str],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Path], int]:
+    """Classify and commit every chunk not committed yet: (each chunk's part, chunks resumed).
+
+    A chunk whose part exists under its current name (its files unchanged) is
+    kept; one whose files changed since has another name and is done again.
+    """
+    paths: list[Path] = []
+    sizes: dict[int, int] = {}
+    done = resumed = 0
+
+    def todo() -> Iterator[Chunk]:
+        nonlocal done, resumed
+        for chunk in plan.iter_chunks():
+            paths.append(parts / chunk.part_name())
+            if paths[-1].exists():
+                done += chunk.size
+                resumed += 1
+                continue
+            sizes[chunk.index] = chunk.size
+            yield chunk
+
+    if progress:
+        progress(0, plan.inputs)
+    for result in backend.run(partial(classify_chunk, settings=settings), todo()):
+        _commit(paths[result.index], result, classes, settings.model_id)
+        done += sizes.pop(result.index)
+        if progress:
+            progress(done, plan.inputs)
+    return paths, resumed

@@ -11,7 +11,6 @@ and nothing already in ``OUT`` is lost or duplicated.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,20 @@ from spectraldl.dataset import (
     read_ids,
 )
 from spectraldl.errors import SpectrumError
+from spectraldl.jobs import (
+    FileError,
+    JobIOError,
+    WorkerDied,
+    atomic_write,
+    describe_dead_worker,
+    describe_os_error,
+    die_with_parent,
+    errors_csv_path,
+    inputs_fingerprint,
+    is_output_error,
+    output_lock,
+    write_errors_csv,
+)
 from spectraldl.labels import NO_LABEL, LabelList, read_labels
 from spectraldl.preprocess import PreprocessConfig, preprocess
 from spectraldl.processes import pool_context
@@ -48,14 +62,6 @@ CHUNK_FILES = 256
 MERGE_ROWS = 65_536
 """Rows gathered from the shards before one append to the dataset (about 37 MB of flux):
 merging 5 000 spectra took 0.42 s with one append per shard, 0.26 s batched."""
-
-
-@dataclass(frozen=True)
-class FileError:
-    """A file that did not make it into the dataset, and why."""
-
-    path: str
-    reason: str
 
 
 class IngestFailed(RuntimeError):
@@ -192,26 +198,30 @@ def read_and_preprocess(
 _worker_state: dict[str, object] = {}
 
 
-def _init_worker(config: PreprocessConfig, labels: LabelList | None, origin: str) -> None:
+def _init_worker(
+    config: PreprocessConfig, labels: LabelList | None, origin: str, parent: int | None = None
+) -> None:
+    if parent is not None:
+        die_with_parent(parent)
     _worker_state.update(config=config, labels=labels, origin=origin)
 
 
-def _shard_path(parts: Path, index: int) -> Path:
-    return parts / f"chunk-{index:07d}.h5"
+def _shard_path(parts: Path, index: int, files: Sequence[str]) -> Path:
+    """A chunk's shard, named after its files' sizes and times: a changed file, a new shard."""
+    return parts / f"chunk-{index:07d}-{inputs_fingerprint(files)}.h5"
 
 
 def _write_shard(path: Path, rows: Rows, errors: list[FileError], config: PreprocessConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    create_dataset(tmp, config=config)
-    append_rows(tmp, rows)
-    with h5py.File(tmp, "r+") as h5:
-        string = h5py.string_dtype("utf-8")
-        group = h5.create_group("errors")
-        for name in ("path", "reason"):
-            values = np.array([getattr(e, name) for e in errors], dtype=object)
-            group.create_dataset(name, data=values, dtype=string)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        # Chunks of one shard's height: temporary space stays about the size of the data.
+        create_dataset(tmp, config=config, chunk_rows=max(1, min(len(rows), CHUNK_FILES)))
+        append_rows(tmp, rows)
+        with h5py.File(tmp, "r+") as h5:
+            string = h5py.string_dtype("utf-8")
+            group = h5.create_group("errors")
+            for name in ("path", "reason"):
+                values = np.array([getattr(e, name) for e in errors], dtype=object)
+                group.create_dataset(name, data=values, dtype=string)
 
 
 def _run_chunk(index: int, files: list[str], parts: str) -> tuple[int, int, int]:
@@ -225,7 +235,7 @@ def _run_chunk(index: int, files: list[str], parts: str) -> tuple[int, int, int]
         labels=labels if isinstance(labels, LabelList) else None,
         origin=str(origin),
     )
-    _write_shard(_shard_path(Path(parts), index), rows, errors, config)
+    _write_shard(_shard_path(Path(parts), index, files), rows, errors, config)
     return index, len(rows), len(errors)
 
 
@@ -242,22 +252,6 @@ def _digest(items: Iterable[str]) -> str:
         sha.update(item.encode("utf-8", "surrogateescape"))
         sha.update(b"\0")
     return sha.hexdigest()
-
-
-def errors_csv_path(out: Path) -> Path:
-    """Where the bad files of ``out`` are listed: ``out`` with suffix ``.errors.csv``."""
-    return out.with_suffix(".errors.csv")
-
-
-def write_errors_csv(path: Path, errors: Sequence[FileError]) -> None:
-    """Write ``path,reason`` rows atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        for error in errors:
-            writer.writerow([error.path, error.reason])
-    os.replace(tmp, path)
 
 
 def ingest(
@@ -321,42 +315,91 @@ def ingest(
         "origin": origin,
         "chunk_files": CHUNK_FILES,
     }
-    _prepare_parts(parts, manifest, out)
     chunks = [files[i : i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
-    todo = [i for i in range(len(chunks)) if not _shard_path(parts, i).exists()]
-    done_files = sum(len(chunks[i]) for i in range(len(chunks)) if i not in set(todo))
-    if progress:
-        progress(done_files, len(files))
-    if workers <= 1 or len(todo) <= 1:
-        _init_worker(config, labels, origin)
-        for i in todo:
-            _run_chunk(i, chunks[i], str(parts))
-            done_files += len(chunks[i])
-            if progress:
-                progress(done_files, len(files))
-    else:
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=pool_context(),
-            initializer=_init_worker,
-            initargs=(config, labels, origin),
-        ) as pool:
-            futures = {pool.submit(_run_chunk, i, chunks[i], str(parts)): i for i in todo}
-            for future in as_completed(futures):
-                future.result()
-                done_files += len(chunks[futures[future]])
+    try:
+        with output_lock(out):
+            _prepare_parts(parts, manifest, out)
+            shards = [_shard_path(parts, i, chunk) for i, chunk in enumerate(chunks)]
+            _drop_stale_shards(parts, shards)
+            todo = [i for i, shard in enumerate(shards) if not shard.exists()]
+            done = len(files) - sum(len(chunks[i]) for i in todo)
+
+            def advance(i: int) -> None:
+                nonlocal done
+                done += len(chunks[i])
                 if progress:
-                    progress(done_files, len(files))
-    summary = _merge(parts, out, len(chunks), config, strict=strict, files=len(files))
+                    progress(done, len(files))
+
+            if progress:
+                progress(done, len(files))
+            state = (config, labels, origin)
+            _run_chunks(todo, chunks, parts, state, workers=workers, advance=advance)
+            summary = _merge(parts, out, shards, config, strict=strict, files=len(files))
+    except OSError as exc:
+        if is_output_error(exc):
+            raise JobIOError(describe_os_error(exc)) from None
+        raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _drop_stale_shards(parts: Path, shards: Sequence[Path]) -> None:
+    """Remove shards of files that changed since they were read, and unfinished temporaries."""
+    keep = {shard.name for shard in shards} | {"manifest.json"}
+    for path in parts.iterdir():
+        if path.name not in keep:
+            path.unlink()
+
+
+def _run_chunks(
+    todo: Sequence[int],
+    chunks: Sequence[list[str]],
+    parts: Path,
+    state: tuple[PreprocessConfig, LabelList | None, str],
+    *,
+    workers: int,
+    advance: Callable[[int], None],
+) -> None:
+    """Write the shards of the chunks in ``todo``: here, or in worker processes."""
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker(*state)
+        for i in todo:
+            _run_chunk(i, chunks[i], str(parts))
+            advance(i)
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=pool_context(),
+        initializer=_init_worker,
+        initargs=(*state, os.getpid()),
+    )
+    try:
+        futures = {pool.submit(_run_chunk, i, chunks[i], str(parts)): i for i in todo}
+        for future in as_completed(futures):
+            future.result()
+            advance(futures[future])
+    except BrokenProcessPool as exc:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise WorkerDied(describe_dead_worker(exc)) from None
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _merged_into(parts: Path, out: Path) -> bool:
+    """True when ``out`` is the result of merging ``parts`` (its run id is the marker's)."""
+    marker = parts / "merged"
+    if not (marker.exists() and out.exists()):
+        return False
+    with h5py.File(out, "r") as h5:
+        return str(h5.attrs.get("last_ingest", "")) == marker.read_text()
 
 
 def _prepare_parts(parts: Path, manifest: dict, out: Path) -> None:
     manifest_path = parts / "manifest.json"
     if parts.exists():
-        marker = parts / "merged"
-        if marker.exists() and out.exists():
+        if _merged_into(parts, out):
             # Killed after the final rename: the merge is complete, only clean-up is left.
             shutil.rmtree(parts)
         elif manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
@@ -367,39 +410,30 @@ def _prepare_parts(parts: Path, manifest: dict, out: Path) -> None:
                 "re-run that command to finish it, or delete the folder to start over"
             )
     parts.mkdir(parents=True)
-    tmp = manifest_path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    with atomic_write(manifest_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
 
 
 def _merge(
-    parts: Path, out: Path, n_chunks: int, config: PreprocessConfig, *, strict: bool, files: int
+    parts: Path,
+    out: Path,
+    shards: Sequence[Path],
+    config: PreprocessConfig,
+    *,
+    strict: bool,
+    files: int,
 ) -> IngestSummary:
-    shards = [_shard_path(parts, i) for i in range(n_chunks)]
     errors = [error for shard in shards for error in _read_shard_errors(shard)]
-    if strict and errors:
-        errors_csv = errors_csv_path(out)
-        write_errors_csv(errors_csv, errors)
-        listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:3])
-        raise IngestFailed(
-            f"{len(errors)} bad files with --strict, {out} not written; all listed in "
-            f"{errors_csv}; first: {listing}"
-        )
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    if out.exists():
-        shutil.copyfile(out, tmp)
-        present = set(read_ids(out))
-    else:
-        create_dataset(tmp, config=config)
-        present = set()
+    present = set(read_ids(out)) if out.exists() else set()
     new_sources: dict[str, str] = {}
-    added = already = 0
-    pending: list[Rows] = []
+    keeps: list[np.ndarray] = []
+    already = 0
     for shard in shards:
-        rows = read_dataset(shard)
-        keep = np.ones(len(rows), dtype=bool)
-        for i, (ident, source) in enumerate(zip(rows.ids, rows.meta["source"], strict=True)):
+        with h5py.File(shard, "r") as h5:
+            ids = h5["ids"].asstr()[...]
+            sources = h5["meta/source"].asstr()[...]
+        keep = np.ones(len(ids), dtype=bool)
+        for i, (ident, source) in enumerate(zip(ids, sources, strict=True)):
             if ident in present:
                 keep[i] = False
                 already += 1
@@ -409,21 +443,26 @@ def _merge(
                 errors.append(FileError(source, reason))
             else:
                 new_sources[ident] = source
-        if keep.any():
-            pending.append(rows.take(keep))
-            added += int(keep.sum())
-        if sum(len(block) for block in pending) >= MERGE_ROWS:
-            append_rows(tmp, Rows.concat(pending))
-            pending = []
-    if pending:
-        append_rows(tmp, Rows.concat(pending))
-    with h5py.File(tmp, "r+") as h5:
-        run = uuid.uuid4().hex
-        h5.attrs["last_ingest"] = run
+        keeps.append(keep)
     errors_csv = errors_csv_path(out)
-    write_errors_csv(errors_csv, errors)
-    (parts / "merged").write_text(run)
-    os.replace(tmp, out)
+    if strict and errors:
+        write_errors_csv(errors_csv, errors)
+        listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:3])
+        raise IngestFailed(
+            f"{len(errors)} bad files with --strict, {out} not written; all listed in "
+            f"{errors_csv}; first: {listing}"
+        )
+    with atomic_write(out) as tmp:
+        if out.exists():
+            shutil.copyfile(out, tmp)
+        else:
+            create_dataset(tmp, config=config)
+        added = _append_kept(tmp, shards, keeps)
+        run = uuid.uuid4().hex
+        with h5py.File(tmp, "r+") as h5:
+            h5.attrs["last_ingest"] = run
+        write_errors_csv(errors_csv, errors)
+        (parts / "merged").write_text(run)
     shutil.rmtree(parts)
     return IngestSummary(
         out=out,
@@ -433,3 +472,19 @@ def _merge(
         errors=errors,
         errors_csv=errors_csv,
     )
+
+
+def _append_kept(path: Path, shards: Sequence[Path], keeps: Sequence[np.ndarray]) -> int:
+    """Append each shard's kept rows to the dataset ``path``, in shard order; the rows added."""
+    added = 0
+    pending: list[Rows] = []
+    for shard, keep in zip(shards, keeps, strict=True):
+        if keep.any():
+            pending.append(read_dataset(shard).take(keep))
+            added += int(keep.sum())
+        if sum(len(block) for block in pending) >= MERGE_ROWS:
+            append_rows(path, Rows.concat(pending))
+            pending = []
+    if pending:
+        append_rows(path, Rows.concat(pending))
+    return added

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from spectraldl import __version__
+from spectraldl.jobs import errors_csv_path
 from spectraldl.labels import CLASSES, NO_LABEL
 from spectraldl.quality import Quality
 
@@ -199,7 +200,7 @@ def _dataset_summary(path: Path, section: Section) -> None:
             note="A spectrum can carry several flags.",
         )
     )
-    errors = path.with_suffix(".errors.csv")
+    errors = errors_csv_path(path)
     if errors.exists():
         with errors.open(encoding="utf-8") as handle:
             bad = max(sum(1 for _ in handle) - 1, 0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import job_errors, workers_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -36,9 +37,7 @@ from spectraldl.cli._progress import progress_bar
     "(quantized, CPU only, about twice fp32 on AVX2 CPUs), auto (bf16 on CUDA and "
     "bf16-capable CPUs, else fp32). Recorded in the output's metadata.",
 )
-@click.option(
-    "--workers", "-j", default=1, show_default=True, help="Worker processes (local, dask-local)."
-)
+@workers_option("Worker processes (local, dask-local); the result does not depend on it.")
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
@@ -96,7 +95,8 @@ def classify_command(
 
     Chunks are committed as they finish: an interrupted run (even kill -9)
     resumes where it stopped when the same command is given again. Bad files
-    never stop the run; they are listed with a reason in OUT.errors.csv.
+    never stop the run; they are listed with a reason in OUT.errors.csv (OUT's
+    whole name: dr1.parquet.errors.csv); a spectrum found twice gets one row.
     """
     from spectraldl.backends import open_backend
     from spectraldl.dataset import DatasetError
@@ -105,7 +105,11 @@ def classify_command(
     from spectraldl.novelty import NoveltyError
 
     try:
-        with open_backend(scheduler, workers=workers) as backend, progress_bar("classify") as bar:
+        with (
+            job_errors(),
+            open_backend(scheduler, workers=workers) as backend,
+            progress_bar("classify") as bar,
+        ):
             summary = classify(
                 model_dir,
                 sources,
@@ -120,10 +124,6 @@ def classify_command(
                 overwrite=overwrite,
                 progress=bar,
             )
-    except KeyboardInterrupt:
-        raise click.ClickException(
-            "interrupted; the finished chunks are kept: run the same command to resume"
-        ) from None
     except (
         ClassifyError,
         ModelDirError,

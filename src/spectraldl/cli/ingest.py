@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import job_errors, workers_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -25,13 +25,7 @@ from spectraldl.cli._progress import progress_bar
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3).",
 )
-@click.option(
-    "--workers",
-    "-j",
-    default=os.cpu_count() or 1,
-    show_default="number of CPUs",
-    help="Worker processes (the result does not depend on it).",
-)
+@workers_option("Worker processes (the result does not depend on it).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) if any file is bad.")
 @click.option(
     "--origin",
@@ -52,15 +46,17 @@ def ingest_command(
 
     Directories are walked for .fits, .fit and .fits.gz files; a file named
     here is always tried. Bad files never stop the run: they are listed with a
-    reason in OUT.errors.csv. An interrupted run (even kill -9) resumes where it
-    stopped when the same command is given again.
+    reason in OUT.errors.csv (OUT's whole name: all.h5.errors.csv). Another run
+    writing OUT at the same time is refused at once. An interrupted run (even
+    kill -9) resumes where it stopped when the same command is given again; a
+    file changed since it was read is read again.
     """
     from spectraldl.dataset import DatasetError
     from spectraldl.ingest import IngestFailed, ingest
     from spectraldl.labels import LabelError
 
     try:
-        with progress_bar("ingest") as update:
+        with job_errors(), progress_bar("ingest") as update:
             summary = ingest(
                 paths,
                 out,

@@ -1,0 +1,43 @@
+"""Options and error handling shared by the commands: one name and one meaning everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from spectraldl.processes import usable_cores
+
+
+def workers_option(help_text: str, *, default: int | None = None) -> Callable[[Any], Any]:
+    """``--workers``/``-j``: worker processes or threads, all usable cores by default."""
+    return click.option(
+        "--workers",
+        "-j",
+        type=click.IntRange(min=1),
+        default=default if default is not None else usable_cores(),
+        show_default=str(default) if default is not None else "number of CPUs",
+        help=help_text,
+    )
+
+
+@contextmanager
+def job_errors() -> Iterator[None]:
+    """Turn the failures of a resumable job into one line for people, exit status 1.
+
+    Another run on the same output, a full or read-only disk, a dead worker
+    and Ctrl-C each end the command with a message that says what to do;
+    the finished chunks stay for the resumed run.
+    """
+    from spectraldl.jobs import JobIOError, OutputBusy, WorkerDied
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            "interrupted; the finished chunks are kept: run the same command to resume"
+        ) from None
+    except (JobIOError, OutputBusy, WorkerDied) as exc:
+        raise click.ClickException(str(exc)) from None
