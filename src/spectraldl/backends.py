@@ -137,8 +137,10 @@ class DaskBackend:
                     break
                 yield result
         finally:
-            for future in running.futures:
-                future.cancel()
+            # A copy: the completion thread still updates the set while we cancel.
+            left = list(running.futures)
+            if left:
+                self.client.cancel(left)
 
 
 @contextmanager

@@ -1,0 +1,402 @@
+"""The resumable-job protocol ingest and classify share: errors files, resume after a change,
+--strict, duplicates, temporary space, one run per output, dead workers, full and read-only
+disks, Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from classify_helpers import trained_model
+from click.testing import CliRunner
+
+from spectraldl.backends import ProcessBackend
+from spectraldl.bundled import bundled_files, replicate_real_tree
+from spectraldl.cli import main
+from spectraldl.dataset import read_dataset
+from spectraldl.inference import classify, parts_dir
+from spectraldl.ingest import IngestFailed, ingest
+from spectraldl.jobs import WorkerDied, errors_csv_path, lock_path, output_lock
+from spectraldl.predictions import read_predictions
+
+LAMOST = [f.path for f in bundled_files(archive="lamost")]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_model(tmp_path_factory.mktemp("jobs-model"))
+
+
+def _errors(path: Path) -> dict[str, str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {Path(row["path"]).name: row["reason"] for row in csv.DictReader(handle)}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it: its own process, so a crash shows as a crash."""
+    return subprocess.run(
+        [sys.executable, "-m", "spectraldl.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _tree(root: Path, files: Iterable[Path]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copy(path, root / path.name)
+    return root
+
+
+class _StopAfter:
+    """A backend that runs ``n`` tasks in this process, then is interrupted (Ctrl-C)."""
+
+    name = "local"
+    threads_per_task = 1
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run(self, fn: Callable, tasks: Iterable) -> Iterator:
+        for i, task in enumerate(tasks):
+            if i == self.n:
+                raise KeyboardInterrupt
+            yield fn(task)
+
+
+# --- errors files -------------------------------------------------------------------------
+
+
+def test_every_output_has_its_own_errors_file(model_dir: Path, bad_tree, tmp_path: Path) -> None:
+    root, expect, _ = bad_tree
+    ingest([root], tmp_path / "all.h5")
+    classify(model_dir, [root], tmp_path / "all.parquet")
+    from_ingest = _errors(tmp_path / "all.h5.errors.csv")
+    from_classify = _errors(tmp_path / "all.parquet.errors.csv")
+    assert set(from_ingest) == set(expect) == set(from_classify)
+    assert errors_csv_path(tmp_path / "all.h5") == tmp_path / "all.h5.errors.csv"
+    assert not (tmp_path / "all.errors.csv").exists()
+
+
+# --- resume after a change ----------------------------------------------------------------
+
+
+def test_a_file_repaired_after_a_strict_failure_is_read_again(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree", LAMOST[:5])
+    spare = LAMOST[5]
+    (tree / spare.name).write_bytes(spare.read_bytes()[:3000])  # truncated
+    out = tmp_path / "out.h5"
+    with pytest.raises(IngestFailed, match=spare.name):
+        ingest([tree], out, strict=True)
+    assert (tmp_path / "out.h5.parts").exists()
+    shutil.copy(spare, tree / spare.name)  # repaired
+    summary = ingest([tree], out, strict=True)
+    assert summary.added == 6 and not summary.errors
+    assert str(tree / spare.name) in set(read_dataset(out).meta["source"])
+
+
+def test_a_file_repaired_during_an_interrupted_classify_is_read_again(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    tree = _tree(tmp_path / "tree", LAMOST[:6])
+    broken = tree / LAMOST[0].name  # the first file: in the first chunk
+    broken.write_bytes(LAMOST[0].read_bytes()[:3000])
+    out = tmp_path / "pred.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        classify(model_dir, [tree], out, chunk_files=2, backend=_StopAfter(2))
+    assert len(list(parts_dir(out).glob("chunk-*.parquet"))) == 2
+    shutil.copy(LAMOST[0], broken)
+    summary = classify(model_dir, [tree], out, chunk_files=2)
+    assert summary.chunks_resumed == 1  # the second chunk; the first was read again
+    assert summary.rows == 6 and not summary.errors
+    assert str(broken.resolve()) in {str(Path(s).resolve()) for s in read_predictions(out).source}
+
+
+# --- strict and duplicates ----------------------------------------------------------------
+
+
+def test_strict_fails_when_duplicates_are_the_only_bad_files(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree", LAMOST[:3])
+    shutil.copy(LAMOST[0], tree / f"copy-{LAMOST[0].name}")
+    with pytest.raises(IngestFailed, match="duplicate id"):
+        ingest([tree], tmp_path / "out.h5", strict=True)
+    assert not (tmp_path / "out.h5").exists()
+    result = _cli("ingest", str(tree), "-o", str(tmp_path / "cli.h5"), "--strict")
+    assert result.returncode == 1 and "duplicate id" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_classify_gives_one_row_per_spectrum_found_twice(model_dir: Path, tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree", LAMOST[:4])
+    shutil.copy(LAMOST[1], tree / f"zz-copy-{LAMOST[1].name}")
+    out = tmp_path / "pred.parquet"
+    summary = classify(model_dir, [tree], out, chunk_files=2)
+    table = read_predictions(out)
+    assert len(table) == summary.rows == 4 and table["id"].is_unique
+    errors = _errors(errors_csv_path(out))
+    assert list(errors) == [f"zz-copy-{LAMOST[1].name}"]
+    assert "duplicate id" in errors[f"zz-copy-{LAMOST[1].name}"]
+    assert sum(summary.class_counts.values()) == 4
+
+
+# --- temporary space ----------------------------------------------------------------------
+
+
+def test_temporary_shards_take_about_the_space_of_the_data(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 700)
+    (tree / "broken.fits").write_bytes(b"SIMPLE  =")
+    with pytest.raises(IngestFailed):
+        ingest([tree], tmp_path / "kept.h5", strict=True)  # leaves its shards
+    shards = sum(p.stat().st_size for p in (tmp_path / "kept.h5.parts").glob("chunk-*.h5"))
+    ingest([tree], tmp_path / "full.h5")
+    data = (tmp_path / "full.h5").stat().st_size
+    assert shards <= 2 * data, (shards, data)
+
+
+# --- one run per output -------------------------------------------------------------------
+
+
+def test_a_second_run_on_the_same_output_is_refused_at_once(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 1500)
+    out = tmp_path / "out.h5"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "spectraldl.cli", "ingest", str(tree), "-o", str(out), "-j", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not lock_path(out).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        second = CliRunner().invoke(main, ["ingest", str(tree), "-o", str(out)])
+        assert time.monotonic() - started < 10
+        assert first.poll() is None, "the first run ended before the second started"
+        assert second.exit_code == 1
+        assert f"pid {first.pid}" in second.output and "another run" in second.output
+    finally:
+        first.kill()
+        first.wait()
+    # The first run was killed: its lock went with it, and the same command resumes.
+    summary = ingest([tree], out)
+    assert summary.added + len(summary.errors) == 1500 and not lock_path(out).exists()
+
+
+def test_classify_refuses_an_output_another_run_holds(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred.parquet"
+    with output_lock(out):
+        result = CliRunner().invoke(
+            main, ["classify", str(model_dir), *map(str, LAMOST[:2]), "-o", str(out)]
+        )
+    assert result.exit_code == 1 and f"pid {os.getpid()}" in result.output
+    assert not out.exists()
+
+
+# --- workers ------------------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_run_killed_by_kill_9(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 3000)
+    out = tmp_path / "out.h5"
+    parts = tmp_path / "out.h5.parts"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "spectraldl.cli", "ingest", str(tree), "-o", str(out), "-j", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("chunk-*.h5")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = _descendants(run.pid)
+    assert len(workers) >= 2, "no worker processes seen"
+    run.send_signal(signal.SIGKILL)  # the run only, as the out-of-memory killer would
+    run.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)], "workers outlived the run"
+    shards = {p.name for p in parts.glob("chunk-*")}
+    time.sleep(1.0)
+    assert {p.name for p in parts.glob("chunk-*")} == shards, "something still writes shards"
+    summary = ingest([tree], out)
+    assert summary.added + len(summary.errors) == 3000
+
+
+def _killed_by_the_system(task: int) -> int:
+    if task == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return task
+
+
+def test_a_worker_killed_by_the_system_is_a_clear_error() -> None:
+    backend = ProcessBackend(2)
+    try:
+        with pytest.raises(WorkerDied, match=r"out-of-memory.*resume"):
+            list(backend.run(_killed_by_the_system, range(4)))
+    finally:
+        backend.close()
+
+
+# --- full and read-only disks -------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 320 KiB file system (tmpfs), unmounted afterwards; needs root, as CI has."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _remount(mount: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mount)], check=True)
+
+
+def test_ingest_on_a_full_disk_says_so_and_resumes_when_there_is_room(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 1200)
+    reference = tmp_path / "reference.h5"
+    ingest([tree], reference)
+    out = small_disk / "out.h5"
+    full = _cli("ingest", str(tree), "-o", str(out), "-j", "1")
+    assert full.returncode == 1, full.stderr
+    assert "no space left" in full.stderr and "Traceback" not in full.stderr
+    assert len(full.stderr.strip().splitlines()) == 1, full.stderr
+    assert not out.exists()
+    _remount(small_disk, "size=64m")
+    again = _cli("ingest", str(tree), "-o", str(out), "-j", "1")
+    assert again.returncode == 0, again.stderr
+    got, want = read_dataset(out), read_dataset(reference)
+    assert list(got.ids) == list(want.ids) and np.array_equal(got.X, want.X)
+
+
+def test_classify_on_a_full_disk_says_so_and_resumes(
+    model_dir: Path, small_disk: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 2500)
+    out = small_disk / "pred.csv"
+    args = (
+        "classify",
+        str(model_dir),
+        str(tree),
+        "-o",
+        str(out),
+        "-j",
+        "1",
+        "--chunk-files",
+        "100",
+    )
+    full = _cli(*args)
+    assert full.returncode == 1, full.stderr
+    assert "no space left" in full.stderr and "Traceback" not in full.stderr
+    _remount(small_disk, "size=64m")
+    again = _cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "chunks were already done" in again.stdout
+    bad = len(_errors(errors_csv_path(out)))
+    assert len(read_predictions(out)) + bad == 2500 and bad < 50
+
+
+@pytest.mark.parametrize("command", ["ingest", "classify"])
+def test_a_read_only_output_folder_is_one_clear_line(
+    command: str, model_dir: Path, small_disk: Path
+) -> None:
+    _remount(small_disk, "ro")
+    out = small_disk / ("out.h5" if command == "ingest" else "pred.parquet")
+    model = [str(model_dir)] if command == "classify" else []
+    result = _cli(command, *model, *map(str, LAMOST[:3]), "-o", str(out))
+    assert result.returncode == 1
+    assert "Read-only file system" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["local", "dask-local"])
+def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler: str) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 3000)
+    out = tmp_path / "pred.parquet"
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spectraldl.cli",
+            "classify",
+            str(model_dir),
+            str(tree),
+            "-o",
+            str(out),
+            "-j",
+            "2",
+            "--chunk-files",
+            "50",
+            "--scheduler",
+            scheduler,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(parts_dir(out).glob("chunk-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal does: the whole process group
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert "interrupted" in stderr and "resume" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
