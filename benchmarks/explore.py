@@ -96,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=20_000, help="spectra to map")
     parser.add_argument("--dataset", nargs="*", help="map these datasets instead")
-    parser.add_argument("--jobs", type=int, default=2, help="threads for both backends")
+    parser.add_argument("--workers", "-j", type=int, default=2, help="threads for both backends")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -117,7 +117,7 @@ def main() -> None:
     rows = []
     for backend in ("sklearn", "opentsne"):
         cpu = time.process_time()
-        run = tsne_coordinates(X, backend=backend, n_jobs=args.jobs, seed=args.seed)
+        run = tsne_coordinates(X, backend=backend, n_jobs=args.workers, seed=args.seed)
         cpu = time.process_time() - cpu
         rows.append(
             {
@@ -138,7 +138,7 @@ def main() -> None:
     for row in rows:
         row["speed_vs_sklearn"] = base / row["seconds"]
     print_table(
-        f"t-SNE after PCA-30, perplexity 40, {args.jobs} threads; {len(X)} spectra ({data})",
+        f"t-SNE after PCA-30, perplexity 40, {args.workers} threads; {len(X)} spectra ({data})",
         rows,
         [
             "backend",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from classify_helpers import trained_model
@@ -400,3 +401,23 @@ def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler:
     assert run.returncode == 1, stderr
     assert "interrupted" in stderr and "resume" in stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+
+
+# --- one option name ----------------------------------------------------------------------
+
+
+def test_every_command_names_its_workers_the_same_way() -> None:
+    from spectraldl.processes import usable_cores
+
+    with_workers = []
+    context = click.Context(main)
+    for name in main.list_commands(context):
+        command = main.get_command(context, name)
+        names = {p.name: p for p in command.params}
+        assert "jobs" not in names, name
+        if "workers" in names:
+            option = names["workers"]
+            assert sorted(option.opts) == ["--workers", "-j"], name
+            with_workers.append(name)
+            assert option.default == usable_cores(), name
+    assert {"ingest", "classify", "candidates", "explore", "simulate", "demo"} <= set(with_workers)

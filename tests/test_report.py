@@ -101,7 +101,7 @@ def _predictions(path: Path, archive: Path) -> int:
             "model_id": "test-model",
         }
     )
-    write_predictions(path, frame, classes=CLASSES)
+    write_predictions(path, frame, classes=CLASSES, metadata={"manifest": {"precision": "fp32"}})
     return len(ids)
 
 
@@ -212,6 +212,7 @@ def test_report_has_every_section_and_its_images(run_dir: Path, tmp_path: Path) 
         "1 898 095",
         "p ≥ 0.9",
         "candidates.csv: 2 candidates",
+        "network in fp32, the default",
         "explore (explore.json)",
         "test cpu",
         "spectraldl demo --out run",

@@ -565,6 +565,7 @@ def _classification_section(run: Path) -> Section:
             ),
         )
     )
+    section.notes.append(_precision_note(path))
     candidates = run / "candidates.csv"
     if candidates.exists():
         with candidates.open(encoding="utf-8") as handle:
@@ -573,6 +574,26 @@ def _classification_section(run: Path) -> Section:
     else:
         section.missing.append("candidates.csv (candidate catalogue)")
     return section
+
+
+def _precision_note(path: Path) -> str:
+    """What arithmetic the network ran in, from the table's metadata."""
+    from spectraldl.predictions import read_metadata
+
+    try:
+        precision = ((read_metadata(path) or {}).get("manifest") or {}).get("precision")
+    except ValueError:
+        precision = None
+    if precision is None:
+        return f"{path.name}: the network's precision is not recorded."
+    if precision == "fp32":
+        return (
+            f"{path.name}: network in fp32, the default (the same probabilities on every machine)."
+        )
+    return (
+        f"{path.name}: network in {precision}, chosen for speed (probabilities differ from "
+        "fp32 by up to about 0.01 and depend on the machine)."
+    )
 
 
 # --- gallery -----------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import click
 from spectraldl.processes import usable_cores
 
 
-def workers_option(help_text: str, *, default: int | None = None) -> Callable[[Any], Any]:
+def workers_option(help_text: str) -> Callable[[Any], Any]:
     """``--workers``/``-j``: worker processes or threads, all usable cores by default."""
     return click.option(
         "--workers",
         "-j",
         type=click.IntRange(min=1),
-        default=default if default is not None else usable_cores(),
-        show_default=str(default) if default is not None else "number of CPUs",
+        default=usable_cores(),
+        show_default="number of CPUs",
         help=help_text,
     )
 

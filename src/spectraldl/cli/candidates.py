@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
+
+from spectraldl.cli._options import workers_option
 
 
 @click.command("candidates")
@@ -44,13 +45,7 @@ import click
 @click.option(
     "--gallery-max", type=int, default=None, help="Draw only the N most probable candidates."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=os.cpu_count() or 1,
-    show_default="CPU count",
-    help="Processes drawing the gallery.",
-)
+@workers_option("Processes drawing the gallery.")
 @click.option(
     "--known",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import workers_option
+
 
 @click.command("demo")
 @click.option(
@@ -19,14 +21,7 @@ import click
 )
 @click.option("--quick", is_flag=True, help="Small sizes (seconds, not minutes): for tests.")
 @click.option("--seed", default=0, show_default=True, help="Seed of every random step.")
-@click.option(
-    "--workers",
-    "-j",
-    type=click.IntRange(min=1),
-    default=os.cpu_count() or 1,
-    show_default="CPU count",
-    help="Worker processes (the results do not depend on it).",
-)
+@workers_option("Worker processes (the results do not depend on it).")
 def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     """Run the method end to end on bundled real and simulated spectra into OUT.
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import workers_option
+
 
 @click.command("explore")
 @click.argument(
@@ -59,7 +61,7 @@ import click
     show_default=True,
     help="t-SNE implementation (openTSNE measured faster at equal quality).",
 )
-@click.option("--jobs", "-j", default=2, show_default=True, help="Threads for t-SNE.")
+@workers_option("Threads for t-SNE.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (subsets, PCA, t-SNE).")
 def explore_command(
     datasets: tuple[Path, ...],
@@ -71,7 +73,7 @@ def explore_command(
     tsne_max: int,
     perplexity: float,
     tsne_backend: str,
-    jobs: int,
+    workers: int,
     seed: int,
 ) -> None:
     """Map DATASETS (spectraldl .h5 files) with PCA and t-SNE, all in one projection.
@@ -110,7 +112,7 @@ def explore_command(
             tsne_max_points=tsne_max,
             tsne_backend=tsne_backend,  # type: ignore[arg-type]
             perplexity=perplexity,
-            n_jobs=jobs,
+            n_jobs=workers,
             seed=seed,
         )
     except (DatasetError, ExploreError) as exc:

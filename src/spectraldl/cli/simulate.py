@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import workers_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -55,7 +56,7 @@ from spectraldl.cli._progress import progress_bar
     show_default=True,
     help="Ondřejov layout: ssap (normalised table, as the SSAP service serves) or raw (ADU image).",
 )
-@click.option("--workers", "-j", default=1, show_default=True, help="Worker processes.")
+@workers_option("Worker processes (the files do not depend on it).")
 @click.option(
     "--gzip/--no-gzip",
     "compress",
