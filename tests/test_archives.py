@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -172,3 +173,115 @@ def test_truncated_data_and_unknown_layout(data_dir: Path, tmp_path: Path) -> No
     fits.PrimaryHDU(np.zeros((3, 4, 5), np.float32)).writeto(image)
     with pytest.raises(SpectrumError, match="known forms: lamost-lrs-image"):
         read_spectrum(image)
+
+
+# --- inputs that lie or are not files (issue 13, items 2, 3 and 16) ----------------------
+
+DR1 = "lamost-dr1/spec-55862-B6212_sp06-003.fits"
+
+
+def _with_card(data: bytes, key: str, value: str) -> bytes:
+    """``data`` with the first header card of ``key`` replaced by ``KEY = value``."""
+    at = 0
+    while True:
+        at = data.index(f"{key:<8}=".encode(), at)
+        if at % 80 == 0:
+            break
+        at += 1
+    card = f"{key:<8}= {value}".ljust(80).encode("latin-1")
+    return data[:at] + card + data[at + 80 :]
+
+
+@pytest.mark.timeout(30)
+def test_fifos_and_devices_are_refused_without_being_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: never
+    device = tmp_path / "zero.fits"
+    device.symlink_to("/dev/zero")  # reading it would never end
+    for path, kind in ((fifo, "FIFO"), (device, "character device")):
+        with pytest.raises(SpectrumError) as info:
+            read_spectrum(path)
+        assert kind in info.value.reason and "not a regular file" in info.value.reason
+
+
+@pytest.mark.timeout(60)
+def test_a_gzip_bomb_is_refused_by_what_the_header_promises(data_dir: Path, tmp_path: Path) -> None:
+    real = (data_dir / DR1).read_bytes()
+    bomb = tmp_path / "bomb.fits.gz"  # a real spectrum, then 256 MiB of zeros: 250 kB packed
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:
+        handle.write(real)
+        zeros = bytes(1 << 24)
+        for _ in range(16):
+            handle.write(zeros)
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(SpectrumError) as info:
+        read_spectrum(bomb)
+    assert "inflate" in info.value.reason and "promise" in info.value.reason
+    huge = tmp_path / "huge.fits.gz"  # a header promising 40 GB: refused before inflating it
+    promised = _with_card(_with_card(real, "NAXIS1", "10000000"), "NAXIS2", "1000")
+    huge.write_bytes(gzip.compress(promised))
+    with pytest.raises(SpectrumError, match="promises"):
+        read_spectrum(huge)
+    slack = tmp_path / "padded.fits.gz"  # a few trailing blocks of padding are tolerated
+    slack.write_bytes(gzip.compress(real + bytes(4 * 2880)))
+    assert np.array_equal(read_spectrum(slack).flux, read_spectrum(data_dir / DR1).flux)
+
+
+def test_negative_axis_lengths_are_refused(data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "negative.fits"
+    path.write_bytes(_with_card((data_dir / DR1).read_bytes(), "NAXIS1", "-5"))
+    with pytest.raises(SpectrumError) as info:
+        read_spectrum(path)
+    assert "NAXIS1 = -5" in info.value.reason
+
+
+def test_an_image_with_more_rows_than_its_layout_names_is_refused(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    header = fits.getheader(data_dir / DR1)
+    rows = np.tile(fits.getdata(data_dir / DR1), (13, 1))[:64]  # 64 rows, EXTEN0 names 5
+    path = tmp_path / "tall.fits"
+    fits.PrimaryHDU(rows, header=header).writeto(path)
+    with pytest.raises(SpectrumError) as info:
+        read_spectrum(path)
+    assert "wrong layout" in info.value.reason and "64" in info.value.reason
+
+
+def test_descending_wavelengths_are_read_in_ascending_order(data_dir: Path, tmp_path: Path) -> None:
+    ssap = data_dir / "ondrejov-ssap/uk220017.fits"
+    with fits.open(ssap) as hdul:
+        hdul[1].data = hdul[1].data[::-1].copy()
+        hdul.writeto(tmp_path / "ssap-reversed.fits")
+    raw = data_dir / "ondrejov-raw/uk220017.fits"
+    with _astropy(raw) as hdul:
+        head, flux = hdul[0].header, hdul[0].data
+        step = head["CDELT1"]
+        head["CRVAL1"] = head["CRVAL1"] + (flux.size - 1) * step
+        head["CDELT1"] = -step
+        fits.PrimaryHDU(flux[::-1].copy(), header=head).writeto(
+            tmp_path / "raw-reversed.fits", output_verify="silentfix"
+        )
+    for original, reversed_ in ((ssap, "ssap-reversed.fits"), (raw, "raw-reversed.fits")):
+        a, b = read_spectrum(original), read_spectrum(tmp_path / reversed_)
+        assert np.allclose(a.wave_aa, b.wave_aa, rtol=0, atol=1e-6)
+        assert np.array_equal(a.flux, b.flux) and a.id == b.id
+
+
+def test_non_ascii_header_values_give_distinct_ids(data_dir: Path, tmp_path: Path) -> None:
+    real = (data_dir / DR1).read_bytes()
+    ids = []
+    for i, name in enumerate((b"spec-\xe9", b"spec-\xe8", "spec-é".encode(), b"spec-\\xe9x")):
+        value = b"'" + name + b".fits'"
+        path = tmp_path / f"{i}.fits"
+        path.write_bytes(_with_card(real, "FILENAME", value.decode("latin-1")))
+        ids.append(read_spectrum(path).id)
+    assert ids[:3] == ["spec-\\xe9", "spec-\\xe8", "spec-é"]
+    assert len(set(ids)) == len(ids) and not any("\ufffd" in i for i in ids)
+
+
+def test_every_gzip_suffix_names_the_same_spectrum(data_dir: Path, tmp_path: Path) -> None:
+    packed = gzip.compress((data_dir / "ondrejov-raw/uk220017.fits").read_bytes())
+    for suffix in (".fit.gz", ".fts.gz", ".FITS.GZ"):
+        path = tmp_path / f"copy{suffix}"
+        path.write_bytes(packed)
+        assert read_spectrum(path).id == "uk220017"  # FILENAME's stem, the .fit stripped

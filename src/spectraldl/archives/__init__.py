@@ -19,7 +19,7 @@ from spectraldl.archives.fitsfile import FitsFile
 from spectraldl.errors import SpectrumError
 from spectraldl.spectrum import Spectrum
 
-_NOT_READERS = {"fitsfile", "headers", "ssap"}
+_NOT_READERS = {"fitsfile", "headers", "order", "ssap"}
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from functools import lru_cache
 import numpy as np
 
 from spectraldl.archives import register
-from spectraldl.archives.fitsfile import FitsFile, HeaderValue
+from spectraldl.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.archives.headers import iso_to_mjd, number, simulated_extra, text
+from spectraldl.archives.order import by_wavelength
 from spectraldl.errors import SpectrumError
 from spectraldl.spectrum import Spectrum, SpectrumMeta
 
@@ -63,11 +64,7 @@ def _release(header: dict[str, HeaderValue], rows: list[str]) -> str:
 def _meta(
     fits_file: FitsFile, header: dict[str, HeaderValue], form: str, release: str, snr: float
 ) -> SpectrumMeta:
-    stem = text(header, "FILENAME") or fits_file.path.name
-    for suffix in (".fits.gz", ".fits", ".fit"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    stem = spectrum_stem(text(header, "FILENAME") or fits_file.path.name)
     date_obs = text(header, "DATE-OBS")
     mjd = iso_to_mjd(date_obs) if "T" in date_obs else math.nan
     if not math.isfinite(mjd):
@@ -116,6 +113,7 @@ def _lrs_spectrum(
         if not (math.isfinite(coeff0) and math.isfinite(coeff1)):
             raise SpectrumError(fits_file.path, "no wavelength solution (COEFF0/COEFF1 missing)")
         wave = _log_linear_wavelengths(coeff0, coeff1, flux.size)
+    wave, flux, ivar, andmask = by_wavelength(wave, flux, ivar, andmask)
     return Spectrum(
         wave_aa=wave,
         flux=flux,
@@ -153,10 +151,11 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
     header = fits_file.header
     rows = _rows(header)
     image = fits_file.primary_array()
-    if image.ndim != 2 or image.shape[0] < len(rows):
+    if image.ndim != 2 or image.shape[0] != len(rows):
         raise SpectrumError(
             fits_file.path,
-            f"wrong layout: EXTEN0 names {len(rows)} rows but the image is {image.shape}",
+            f"wrong layout: EXTEN0 names {len(rows)} rows but the image is {image.shape} "
+            "(rows x pixels)",
         )
     row = {name: image[i] for i, name in enumerate(rows)}
     release = _release(header, rows)
@@ -225,19 +224,20 @@ def read_mrs(fits_file: FitsFile) -> Spectrum:
     table = hdu.data
     if table is None or len(table) == 0:
         raise SpectrumError(fits_file.path, "the COADD_R table has no rows")
-    wave = 10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64)
-    flux = np.asarray(table["FLUX"], dtype=np.float64)
-    ivar = np.asarray(table["IVAR"], dtype=np.float64)
-    andmask = np.asarray(table["ANDMASK"]) if "ANDMASK" in table.columns.names else None
-    order = np.argsort(wave, kind="stable")
+    wave, flux, ivar, andmask = by_wavelength(
+        10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64),
+        np.asarray(table["FLUX"], dtype=np.float64),
+        np.asarray(table["IVAR"], dtype=np.float64),
+        np.asarray(table["ANDMASK"]) if "ANDMASK" in table.columns.names else None,
+    )
     header = fits_file.header
     meta = _meta(fits_file, header, "mrs", _release(header, []), number(hdu.header, "SNR"))
     return Spectrum(
-        wave_aa=wave[order],
-        flux=flux[order],
+        wave_aa=wave,
+        flux=flux,
         medium="vacuum",
-        ivar=ivar[order],
-        mask=None if andmask is None else andmask[order] != 0,
+        ivar=ivar,
+        mask=None if andmask is None else andmask != 0,
         flux_unit="counts",
         meta=meta,
     )

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from spectraldl.archives import register
-from spectraldl.archives.fitsfile import FitsFile, HeaderValue
+from spectraldl.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.archives.headers import (
     iso_to_mjd,
     number,
@@ -28,6 +28,7 @@ from spectraldl.archives.headers import (
     simulated_extra,
     text,
 )
+from spectraldl.archives.order import by_wavelength
 from spectraldl.errors import SpectrumError
 from spectraldl.measure import der_snr
 from spectraldl.spectrum import Spectrum, SpectrumMeta
@@ -38,13 +39,6 @@ RESOLVING_POWER = 13000.0
 PUBLISHER = "asu.cas.cz"
 
 _LOG_KEYS = ("EXPVAL", "GRATANG", "DETECTOR", "CHIPID", "SPECFILT", "DICHMIR", "EXPTIME", "HJD")
-
-
-def _stem(name: str) -> str:
-    for suffix in (".fits.gz", ".fit.gz", ".fits", ".fit"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _table_header(fits_file: FitsFile) -> dict[str, HeaderValue]:
@@ -65,15 +59,20 @@ def identify_ssap(fits_file: FitsFile) -> bool:
 
 
 def read_ssap(fits_file: FitsFile) -> Spectrum:
-    """Read the SSAP form (air wavelengths, continuum-normalised flux)."""
-    hdu = fits_file.hdul[1]
-    table = hdu.data
+    """Read the SSAP form (air wavelengths, continuum-normalised flux), in wavelength order.
+
+    Header values come from the package's own parser, which keeps bytes outside
+    ASCII distinct (astropy turns each into ``?``, so two ids could collide).
+    """
+    table = fits_file.hdul[1].data
     if table is None or len(table) < 2:
         raise SpectrumError(fits_file.path, "the spectrum table has fewer than two rows")
-    header = hdu.header
-    wave = np.asarray(table["spectral"], dtype=np.float64)
-    flux = np.asarray(table["flux"], dtype=np.float64)
-    ident = text(header, "DS_IDPUB") or _stem(fits_file.path.name)
+    header = _table_header(fits_file)
+    wave, flux = by_wavelength(
+        np.asarray(table["spectral"], dtype=np.float64),
+        np.asarray(table["flux"], dtype=np.float64),
+    )
+    ident = text(header, "DS_IDPUB") or spectrum_stem(fits_file.path.name)
     date_obs = text(header, "DATE")
     mjd = number(header, "TMID")
     meta = SpectrumMeta(
@@ -114,7 +113,7 @@ def read_raw(fits_file: FitsFile) -> Spectrum:
     if not (math.isfinite(step) and math.isfinite(start)):
         raise SpectrumError(fits_file.path, "no linear wavelength solution (CRVAL1/CDELT1)")
     ref = ref if math.isfinite(ref) else 1.0
-    wave = start + (np.arange(flux.size) + 1.0 - ref) * step
+    wave, flux = by_wavelength(start + (np.arange(flux.size) + 1.0 - ref) * step, flux)
     date = text(header, "DATE-OBS")
     ut = text(header, "UT")
     iso = f"{date}T{ut}" if date and ut and "T" not in date else date
@@ -126,7 +125,7 @@ def read_raw(fits_file: FitsFile) -> Spectrum:
         hjd = number(header, "HJD")
         mjd = hjd - 2400000.5 if math.isfinite(hjd) else math.nan
     meta = SpectrumMeta(
-        id=_stem(text(header, "FILENAME") or fits_file.path.name),
+        id=spectrum_stem(text(header, "FILENAME") or fits_file.path.name),
         archive="ondrejov",
         form="raw",
         object=text(header, "OBJECT"),

@@ -1,0 +1,19 @@
+"""Put a spectrum's pixels in wavelength order, whatever order the file stores them in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def by_wavelength(wave: np.ndarray, *arrays: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
+    """``wave`` ascending and every array of ``arrays`` in the same order (None stays None).
+
+    Files may store wavelengths descending (a negative CDELT1, a table written
+    red to blue): that is a layout, not an error. Arrays already ascending are
+    returned as they are, without a copy.
+    """
+    wave = np.asarray(wave)
+    if wave.size < 2 or bool((wave[1:] >= wave[:-1]).all()):
+        return (wave, *arrays)
+    order = np.argsort(wave, kind="stable")
+    return (wave[order], *(None if a is None else np.asarray(a)[order] for a in arrays))
