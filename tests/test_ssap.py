@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
@@ -95,6 +96,8 @@ class SsapService:
     failing: set[str] = field(default_factory=set)
     garbage: set[str] = field(default_factory=set)
     error_status: str = ""
+    delay_s: float = 0.0
+    """Seconds the server waits before answering a query (a slow or stuck service)."""
 
     def votable(self, params: dict[str, str]) -> bytes:
         rows = list(self.entries)
@@ -196,6 +199,7 @@ def _handler(service: SsapService) -> type[BaseHTTPRequestHandler]:
             if parts.path == "/ssap":
                 params = {k.upper(): v for k, v in urllib.parse.parse_qsl(parts.query)}
                 service.queries.append(params)
+                time.sleep(service.delay_s)
                 if params.get("REQUEST", "queryData") != "queryData":
                     self._send(400, b"unsupported REQUEST", "text/plain")
                     return
@@ -279,6 +283,17 @@ def test_query_errors_name_the_service(service: SsapService) -> None:
         query_ssap(f"{service.url}/nothing-here")
     with pytest.raises(SsapError, match="needs a position"):
         query_ssap(f"{service.url}/ssap", size_deg=1.0)
+
+
+@pytest.mark.timeout(30)
+def test_query_gives_up_after_its_timeout(service: SsapService) -> None:
+    service.delay_s = 4.0
+    started = time.perf_counter()
+    with pytest.raises(SsapError, match=r"did not answer within 0\.5 s") as info:
+        query_ssap(f"{service.url}/ssap", target="alpha Lyr", timeout_s=0.5)
+    assert time.perf_counter() - started < 3.0 and service.url in str(info.value)
+    service.delay_s = 0.2  # slower than instant, well within the timeout: answered
+    assert query_ssap(f"{service.url}/ssap", target="alpha Lyr", timeout_s=5.0)
 
 
 def test_download_is_atomic_and_refuses_what_is_not_fits(

@@ -137,6 +137,25 @@ def _position(value: Any, record: Any) -> tuple[float, float]:
     return math.nan, math.nan
 
 
+def _session(timeout_s: float) -> Any:
+    """A pyvo HTTP session whose every request waits at most ``timeout_s`` per step.
+
+    pyvo sends its requests without a timeout, so a service that accepts the
+    connection and never answers would hang the query forever.
+    """
+    from pyvo.utils.http import create_session
+
+    session = create_session()
+    send = session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", timeout_s)
+        return send(method, url, **kwargs)
+
+    session.request = request
+    return session
+
+
 def query_ssap(
     service_url: str,
     *,
@@ -167,11 +186,16 @@ def query_ssap(
         MIME type or SSAP format keyword (``fits``, ``all``, ...).
     limit
         Largest number of records (SSAP ``MAXREC``).
+    timeout_s
+        Seconds to wait for the service to accept the connection, and then for
+        each piece of its answer (as `download_spectrum`'s ``timeout_s``).
 
-    Raises `SsapError` naming the service for HTTP, protocol or format errors.
+    Raises `SsapError` naming the service for HTTP, protocol or format errors,
+    and when the service does not answer within ``timeout_s``.
     """
     import astropy.units as u
     import pyvo
+    import requests
     from pyvo.dal.exceptions import DALAccessError, DALFormatError, DALQueryError
 
     keywords: dict[str, Any] = {}
@@ -182,7 +206,7 @@ def query_ssap(
     if size_deg is not None and pos is None:
         raise SsapError(f"{service_url}: a search size needs a position (pos)")
     try:
-        service = pyvo.dal.SSAService(service_url)
+        service = pyvo.dal.SSAService(service_url, session=_session(timeout_s))
         query = service.create_query(
             pos=pos,
             diameter=size_deg,
@@ -192,7 +216,12 @@ def query_ssap(
             **keywords,
         )
         results = query.execute()
+    except requests.Timeout:
+        raise SsapError(f"{service_url}: the service did not answer within {timeout_s} s") from None
     except (DALAccessError, DALFormatError, DALQueryError) as exc:
+        if isinstance(getattr(exc, "cause", None), requests.Timeout):
+            reason = f"the service did not answer within {timeout_s} s"
+            raise SsapError(f"{service_url}: {reason}") from None
         raise SsapError(f"{service_url}: the SSAP query failed ({exc})") from None
     except OSError as exc:
         raise SsapError(f"{service_url}: cannot reach the service ({exc})") from None
