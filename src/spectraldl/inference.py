@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl import __version__
-from spectraldl.ingest import is_spectrum_name
+from spectraldl.discovery import BadEntry, walk
 from spectraldl.jobs import (
     FileError,
     JobIOError,
@@ -125,20 +125,18 @@ class Source:
         return self.dataset_rows >= 0
 
 
-def iter_fits_files(root: str) -> Iterator[str]:
-    """Absolute paths of the spectrum files under ``root``, in `spectraldl.ingest.discover` order.
+def iter_fits_files(root: str, bad: list[BadEntry] | None = None) -> Iterator[str]:
+    """Absolute paths of the spectrum files under ``root`` (`spectraldl.discovery.walk`).
 
     A generator: a release of millions of files is walked, never held in
     memory (the file list of a run is never built; chunks are cut as it streams).
+    Entries that cannot be read (link loops, unreadable folders, FIFOs named
+    like spectra) are added to ``bad`` when the walk ends.
     """
-    if not os.path.isdir(root):
-        yield root
-        return
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            if is_spectrum_name(name):
-                yield os.path.join(folder, name)
+    found = walk([os.path.abspath(root)])
+    yield from found
+    if bad is not None:
+        bad.extend(found.bad)
 
 
 @dataclass(frozen=True)
@@ -156,6 +154,8 @@ class Plan:
     dataset_rows: int
     chunks: int
     digest: str
+    unread: tuple[FileError, ...] = ()
+    """Entries of the FITS trees that cannot be read (`spectraldl.discovery`), with reasons."""
 
     @property
     def datasets(self) -> list[str]:
@@ -212,7 +212,7 @@ def plan_chunks(
     """Count and fingerprint ``sources`` (datasets, FITS files, directories) for chunking.
 
     A ``.h5``/``.hdf5`` source must be a spectraldl dataset; anything else is
-    walked for FITS files (``.fits``, ``.fit``, ``.fits.gz``, as ingest). Paths
+    walked for spectrum files (`spectraldl.discovery`, as ingest). Paths
     are made absolute, so that workers on other machines find the same files.
     A source given twice, or inside a directory given before it, is read once.
     Chunks follow the order of ``sources``: rows of a dataset, or files.
@@ -227,9 +227,10 @@ def plan_chunks(
     roots: list[str] = []
     files = rows = chunks = 0
     run = 0  # files since the last chunk boundary
+    unread: list[BadEntry] = []
     for raw in sources:
         path = os.path.abspath(raw)
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise ClassifyError(f"{raw}: no such file or directory")
         if _nested(path, roots):
             continue
@@ -249,7 +250,7 @@ def plan_chunks(
             rows += info.n_rows
             continue
         planned.append(Source(path))
-        for found in iter_fits_files(path):
+        for found in iter_fits_files(path, unread):
             sha.update(found.encode("utf-8", "surrogateescape") + b"\0")
             files += 1
             run += 1
@@ -264,6 +265,7 @@ def plan_chunks(
         dataset_rows=rows,
         chunks=chunks,
         digest=sha.hexdigest(),
+        unread=tuple(FileError(bad.path, bad.reason) for bad in unread),
     )
 
 
@@ -722,11 +724,15 @@ def _without_duplicates(
 
 
 def _merge(
-    out: Path, paths: Sequence[Path], classes: Sequence[str], manifest: dict[str, Any]
+    out: Path,
+    paths: Sequence[Path],
+    classes: Sequence[str],
+    manifest: dict[str, Any],
+    unread: Sequence[FileError] = (),
 ) -> tuple[int, list[FileError], dict[str, int], dict[str, int], dict[str, float]]:
     parts = paths[0].parent if paths else parts_dir(out)
     metas = [read_metadata(p) or {} for p in paths]
-    errors = [FileError(p, r) for m in metas for p, r in m.get("errors", [])]
+    errors = [*unread, *(FileError(p, r) for m in metas for p, r in m.get("errors", []))]
     keeps, duplicates, classes_count, flags_count = _without_duplicates(paths)
     errors += duplicates
     timings: Counter[str] = Counter()
@@ -888,7 +894,7 @@ def classify(
                 return _already_complete(out, plan, errors_csv, started)
             paths, resumed = _run_chunks(plan, parts, backend, settings, model.classes, progress)
             rows, errors, class_counts, flag_counts, timings = _merge(
-                out, paths, model.classes, manifest
+                out, paths, model.classes, manifest, plan.unread
             )
     except OSError as exc:
         if is_output_error(exc):
@@ -896,7 +902,7 @@ def classify(
         raise
     return ClassifySummary(
         out=out,
-        inputs=plan.inputs,
+        inputs=plan.inputs + len(plan.unread),
         rows=rows,
         errors=errors,
         errors_csv=errors_csv,
@@ -914,7 +920,7 @@ def _already_complete(out: Path, plan: Plan, errors_csv: Path, started: float) -
     meta = read_metadata(out) or {}
     return ClassifySummary(
         out=out,
-        inputs=plan.inputs,
+        inputs=plan.inputs + len(plan.unread),
         rows=int(meta.get("rows", 0)),
         errors=read_errors_csv(errors_csv),
         errors_csv=errors_csv,
