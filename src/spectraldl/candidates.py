@@ -3,10 +3,12 @@
 A candidate is a spectrum whose predicted class is one of the candidate
 classes (emission and double-peak by default) with a probability of at least
 ``min_prob``, and which carries none of the excluding quality flags
-(`Quality.NOVEL`: unlike anything the model was trained on; `Quality.LOW_SNR`)
-unless ``include_flagged``. Other flags (masked pixels, partial coverage) are
-kept in the catalogue for the astronomer to judge: real emission-line stars
-are often masked at the H-alpha peak, so a mask is no reason to drop one.
+(`Quality.NOVEL`: unlike anything the model was trained on; `Quality.LOW_SNR`;
+the `spectraldl.quality.UNUSABLE` flags: ivar unusable, no positive flux, an
+S/N the flux contradicts) unless ``include_flagged``. Other flags (masked
+pixels, partial coverage, spikes interpolated over, S/N measured) are kept in
+the catalogue for the astronomer to judge: real emission-line stars are often
+masked at the H-alpha peak, so a mask is no reason to drop one.
 
 The predictions are streamed (`spectraldl.predictions.iter_predictions`), so
 a release-sized table needs the memory of one block plus the candidates.
@@ -34,12 +36,12 @@ from spectraldl.predictions import (
     probability_column,
     read_metadata,
 )
-from spectraldl.quality import Quality
+from spectraldl.quality import UNUSABLE, Quality
 
 DEFAULT_CLASSES = ("emission", "double-peak")
 DEFAULT_MIN_PROB = 0.9
 """Arg-max alone made 14 % of LAMOST DR1 candidates in the thesis, mostly noise; 0.9 cuts that."""
-EXCLUDING_FLAGS = Quality.NOVEL | Quality.LOW_SNR
+EXCLUDING_FLAGS = Quality.NOVEL | Quality.LOW_SNR | UNUSABLE
 CATALOGUE_SUFFIXES = {
     ".csv": "csv",
     ".ecsv": "ascii.ecsv",

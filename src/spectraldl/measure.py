@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 
 def der_snr(flux: ArrayLike) -> float:
@@ -15,13 +15,47 @@ def der_snr(flux: ArrayLike) -> float:
     """
     values = np.asarray(flux, dtype=np.float64)
     values = values[np.isfinite(values)]
+    noise = der_noise(values)
+    if not noise > 0:
+        return float("nan")
+    return float(np.median(values) / noise)
+
+
+def der_noise(flux: ArrayLike) -> float:
+    """Noise per pixel by the DER_SNR estimator: the median of second differences two apart.
+
+    Non-finite pixels are dropped; NaN for fewer than 5 usable pixels.
+    """
+    values = np.asarray(flux, dtype=np.float64)
+    values = values[np.isfinite(values)]
     if values.size < 5:
         return float("nan")
-    signal = np.median(values)
-    noise = 0.6052697 * np.median(np.abs(2.0 * values[2:-2] - values[:-4] - values[4:]))
-    if noise <= 0:
-        return float("nan")
-    return float(signal / noise)
+    return float(0.6052697 * np.median(np.abs(2.0 * values[2:-2] - values[:-4] - values[4:])))
+
+
+def spike_pixels(
+    flux: ArrayLike, *, min_noise: float = 20.0, max_neighbour: float = 0.2
+) -> NDArray[np.bool_]:
+    """True at one-pixel spikes: cosmic rays and corrupt values, not lines.
+
+    A spike stands more than ``min_noise`` times the `der_noise` from the
+    median, and neither neighbour reaches ``max_neighbour`` of its excess (a
+    line resolved by the spectrograph spans a few pixels, so its peak's
+    neighbours stand at half its height or more). Non-finite pixels are never spikes.
+    """
+    values = np.asarray(flux, dtype=np.float64)
+    finite = np.isfinite(values)
+    if finite.sum() < 5:
+        return np.zeros(values.shape, bool)
+    excess = np.where(finite, values - np.median(values[finite]), 0.0)
+    noise = der_noise(values[finite])
+    size = np.abs(excess)
+    padded = np.pad(excess, 1)
+    same_side = np.maximum(
+        np.maximum(padded[:-2] * np.sign(excess), 0.0),
+        np.maximum(padded[2:] * np.sign(excess), 0.0),
+    )
+    return finite & (size > min_noise * noise) & (same_side < max_neighbour * size)
 
 
 def equivalent_width_aa(

@@ -35,7 +35,7 @@ WEIGHTS = "model.pt"
 CARD = "card.json"
 NOVELTY = "novelty.npz"
 
-NOT_AFFECTING_FLUX = frozenset({"min_snr", "max_bad_fraction", "halpha_margin_aa"})
+NOT_AFFECTING_FLUX = frozenset({"min_snr", "max_snr_ratio", "max_bad_fraction", "halpha_margin_aa"})
 """Preprocessing parameters that only set quality flags or refuse files; they may differ."""
 
 

@@ -17,7 +17,7 @@ flags. Problems that leave nothing to classify raise `SpectrumError`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from spectraldl.errors import SpectrumError
+from spectraldl.measure import der_snr, spike_pixels
 from spectraldl.quality import Quality
 from spectraldl.spectrum import Spectrum
 
@@ -143,10 +144,14 @@ class PreprocessConfig:
         Other archives with a resolving power above this (LAMOST MRS) are
         blurred down to it by `sigma_px_for_resolution`.
     min_snr
-        Spectra with a known S/N below this get `Quality.LOW_SNR`.
+        Spectra whose S/N (the file's, else measured) is below this get `Quality.LOW_SNR`.
+    max_snr_ratio
+        A file's S/N more than this times the S/N measured from the flux
+        (`measure.der_snr` over the window) gets `Quality.SNR_MISMATCH`.
     max_bad_fraction
         Largest fraction of non-finite window pixels that is interpolated
-        over; more is an error.
+        over (more is an error), and of pixels with ivar <= 0 or NaN
+        (more gets `Quality.BAD_IVAR`).
     halpha_margin_aa
         H-alpha ± this margin must be covered, else the file is refused.
     """
@@ -157,6 +162,7 @@ class PreprocessConfig:
     blur_sigma_px: dict[str, float] = field(default_factory=lambda: {"ondrejov": 7.0})
     target_resolving_power: float = 1800.0
     min_snr: float = 10.0
+    max_snr_ratio: float = 5.0
     max_bad_fraction: float = 0.5
     halpha_margin_aa: float = 10.0
 
@@ -171,16 +177,51 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
-        """Inverse of `to_dict`; unknown keys are an error (a newer format)."""
+        """Inverse of `to_dict`; unknown keys (a newer format) and wrong types are a `ValueError`.
+
+        Missing keys take their defaults (older files lack the newer thresholds).
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"preprocessing must be a mapping, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys {', '.join(map(repr, unknown))}")
+        for name, value in values.items():
+            if name == "blur_sigma_px":
+                ok = isinstance(value, dict) and all(
+                    isinstance(k, str) and _is_number(v) and v >= 0 for k, v in value.items()
+                )
+            elif name == "grid_n":
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+            else:
+                ok = _is_number(value)
+            if not ok:
+                raise ValueError(f"preprocessing {name!r} has an invalid value {value!r}")
+        if "grid_start_aa" in values or "grid_stop_aa" in values:
+            start = values.get("grid_start_aa", cls.grid_start_aa)
+            stop = values.get("grid_stop_aa", cls.grid_stop_aa)
+            if not start < stop:
+                raise ValueError(f"preprocessing grid {start}-{stop} Å is empty")
         return cls(**values)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
 class Preprocessed:
-    """A spectrum on the common grid: the network's input and its quality flags."""
+    """A spectrum on the common grid: the network's input, its quality flags and S/N.
+
+    ``snr`` is the file's S/N, or the one measured from the flux over the
+    window when the file states none (`Quality.SNR_FROM_DATA`).
+    """
 
     x: NDArray[np.float32]
     quality: Quality
+    snr: float = float("nan")
 
 
 def fill_nonfinite(wave_aa: ArrayLike, flux: ArrayLike) -> NDArray[np.float64]:
@@ -223,11 +264,13 @@ def blur_sigma_for(
     return 0.0
 
 
-def _window_flux(spectrum: Spectrum, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Vacuum wavelengths and (blurred) flux, with non-finite pixels dropped."""
+def _window_flux(
+    spectrum: Spectrum, config: PreprocessConfig, spikes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vacuum wavelengths and (blurred) flux; spikes interpolated, non-finite pixels dropped."""
     wave = spectrum.wave_aa
     finite = np.isfinite(spectrum.flux)
-    flux = fill_nonfinite(wave, spectrum.flux)
+    flux = fill_nonfinite(wave, np.where(spikes, np.nan, spectrum.flux))
     sigma = blur_sigma_for(
         config,
         archive=spectrum.meta.archive,
@@ -277,12 +320,48 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
     half_step = (grid[1] - grid[0]) / 2.0
     if wave_vac[0] > grid[0] + half_step or wave_vac[-1] < grid[-1] - half_step:
         quality |= Quality.PARTIAL_COVERAGE
-    snr = spectrum.meta.snr
-    if math.isfinite(snr) and snr < config.min_snr:
-        quality |= Quality.LOW_SNR
-    wave, flux = _window_flux(spectrum, config)
+    quality |= _ivar_flags(spectrum, in_window, config)
+    window = spectrum.flux[in_window & finite]
+    if window.size and window.min() == window.max():
+        raise SpectrumError(source, f"the flux is constant ({window[0]:g}) over the window")
+    if window.size and np.median(window) <= 0:
+        quality |= Quality.NONPOSITIVE_FLUX
+    spikes = np.zeros(spectrum.flux.size, bool)
+    spikes[np.flatnonzero(in_window & finite)] = spike_pixels(window)
+    if spikes.any():
+        quality |= Quality.SPIKE
+    snr, snr_flags = _snr(spectrum.meta.snr, der_snr(window[~spikes[in_window & finite]]), config)
+    quality |= snr_flags
+    wave, flux = _window_flux(spectrum, config, spikes)
     try:
         x = standardise(regrid(wave, flux, grid_aa=grid))
     except ValueError as exc:
         raise SpectrumError(source, str(exc)) from None
-    return Preprocessed(x=x.astype(np.float32), quality=quality)
+    return Preprocessed(x=x.astype(np.float32), quality=quality, snr=snr)
+
+
+def _ivar_flags(spectrum: Spectrum, in_window: np.ndarray, config: PreprocessConfig) -> Quality:
+    """BAD_IVAR when more than ``max_bad_fraction`` of the window has ivar <= 0 or NaN.
+
+    A few such pixels are no reason for doubt: LAMOST zeroes the ivar at the
+    peak of strong emission (saturation), so they set no flag at all.
+    """
+    if spectrum.ivar is None:
+        return Quality(0)
+    ivar = spectrum.ivar[in_window]
+    bad = int((~(ivar > 0) | ~np.isfinite(ivar)).sum())
+    return Quality.BAD_IVAR if bad > config.max_bad_fraction * ivar.size else Quality(0)
+
+
+def _snr(stated: float, measured: float, config: PreprocessConfig) -> tuple[float, Quality]:
+    """The S/N to use (the file's, else the measured one) and its flags."""
+    flags = Quality(0)
+    snr = stated
+    if not math.isfinite(stated):
+        snr = measured
+        flags |= Quality.SNR_FROM_DATA
+    elif math.isfinite(measured) and stated > config.max_snr_ratio * max(measured, 0.0):
+        flags |= Quality.SNR_MISMATCH
+    if math.isfinite(snr) and snr < config.min_snr:
+        flags |= Quality.LOW_SNR
+    return snr, flags

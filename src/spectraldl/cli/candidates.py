@@ -35,7 +35,7 @@ from spectraldl.cli._options import workers_option
 @click.option(
     "--include-flagged",
     is_flag=True,
-    help="Keep candidates flagged NOVEL or LOW_SNR (excluded by default).",
+    help="Keep candidates flagged NOVEL, LOW_SNR or unusable (excluded by default).",
 )
 @click.option(
     "--gallery",
@@ -69,7 +69,8 @@ def candidates_command(
     """Select emission-line candidates from PREDICTIONS (from `spectraldl classify`).
 
     A candidate is predicted as one of --classes with at least --min-prob and
-    is neither NOVEL (unlike the training data) nor LOW_SNR, unless
+    carries none of NOVEL (unlike the training data), LOW_SNR and the flags of
+    unusable data (BAD_IVAR, NONPOSITIVE_FLUX, SNR_MISMATCH), unless
     --include-flagged. Prints the spectra per class and per quality flag,
     writes the catalogue (units and descriptions on every column in .fits,
     .vot and .ecsv), the gallery, and with --known, which known stars were
