@@ -292,9 +292,10 @@ def write_predictions_file(
 class ServerProcess:
     """``spectraldl serve`` in a subprocess on 127.0.0.1 (a free port)."""
 
-    def __init__(self, db_url: str, log_path: Path) -> None:
+    def __init__(self, db_url: str, log_path: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.db_url = db_url
         self.log_path = log_path
+        self.extra_args = extra_args
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -316,6 +317,7 @@ class ServerProcess:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -408,14 +410,24 @@ def current_id(driver: Any) -> int | None:
 
 
 class ThreadServer:
-    """The app served by uvicorn in a thread of this process, on 127.0.0.1 (real HTTP)."""
+    """The app served by uvicorn in a thread of this process, on 127.0.0.1 (real HTTP).
 
-    def __init__(self, app: object) -> None:
+    Proxy headers are ignored unless ``proxy_ips`` names the proxies to trust (as
+    ``spectraldl serve --forwarded-allow-ips``).
+    """
+
+    def __init__(self, app: object, *, proxy_ips: str | None = None) -> None:
         import uvicorn
 
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=proxy_ips is not None,
+            forwarded_allow_ips=proxy_ips or "",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

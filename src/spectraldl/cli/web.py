@@ -62,13 +62,41 @@ def _print_errors(errors: list[Any], limit: int = 20) -> None:
     help="Mark cookies Secure (when users reach the app over HTTPS, e.g. behind a proxy).",
 )
 @click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    default=None,
+    help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, or '*'). "
+    "Without it the headers are ignored and every client is its socket's address.",
+)
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(0.01, 1024),
+    default=2.0,
+    show_default=True,
+    help="Largest JSON or form body accepted (MiB).",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(0.01, 1024 * 64),
+    default=512.0,
+    show_default=True,
+    help="Largest catalogue upload accepted from a logged-in user (MiB).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 def serve_command(
-    db_url: str | None, host: str, port: int, secure_cookies: bool, log_level: str
+    db_url: str | None,
+    host: str,
+    port: int,
+    secure_cookies: bool,
+    forwarded_allow_ips: str | None,
+    max_body_mb: float,
+    max_upload_mb: float,
+    log_level: str,
 ) -> None:
     """Run the web tool: label spectra and vet candidates in a browser.
 
@@ -77,12 +105,33 @@ def serve_command(
     label at once (use PostgreSQL for a team on several machines).
     """
     import uvicorn
-    from sqlalchemy import func, select
 
     from spectraldl.web.app import create_app
-    from spectraldl.web.models import SpectrumRow, User
+    from spectraldl.web.limits import BodyLimits
 
     db = _open(db_url)
+    _announce(db, host, port)
+    limits = BodyLimits(
+        body_bytes=int(max_body_mb * 1024 * 1024), upload_bytes=int(max_upload_mb * 1024 * 1024)
+    )
+    app = create_app(db, secure_cookies=secure_cookies, limits=limits)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips or "",
+    )
+
+
+def _announce(db: Any, host: str, port: int) -> None:
+    """Say where the server listens and what its database holds."""
+    from sqlalchemy import func, select
+
+    from spectraldl.web.models import SpectrumRow, User
+
     with db.session() as session:
         n_users = session.scalar(select(func.count(User.id))) or 0
         n_spectra = session.scalar(select(func.count(SpectrumRow.id))) or 0
@@ -91,8 +140,6 @@ def serve_command(
     click.echo(f"{n_spectra} spectra, {n_users} users)")
     if not n_users:
         click.echo("No users yet: add one with `spectraldl users add NAME --admin`.", err=True)
-    app = create_app(db, secure_cookies=secure_cookies)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
 
 
 @click.group("users")

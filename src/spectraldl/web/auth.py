@@ -5,21 +5,23 @@ session token: the browser keeps it in an HttpOnly, SameSite cookie, the
 database only its SHA-256, next to the session's CSRF token, which every form
 and every API write must echo back. Sessions live in the database, so a
 restarted server keeps everyone logged in; expired ones are deleted at the
-next login. Repeated failed logins for one user name or from one address are
-refused for a while (`LoginThrottle`), so passwords cannot be guessed at the
-rate the server answers.
+next login. Repeated failed logins are throttled (`LoginThrottle`): refused for
+a (name, address) pair or an address, slowed for a name, so passwords cannot
+be guessed at the rate the server answers and nobody can lock anyone out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import threading
 import time
 from collections import deque
 from datetime import timedelta
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -45,25 +47,67 @@ def _dummy() -> str:
     return _dummy_hash[0]
 
 
-class LoginThrottle:
-    """Counts login attempts per user name and per client address in a sliding window.
+def address_key(address: str) -> str:
+    """The throttle's key of a client address: IPv6 addresses by their /64 network (one
+    host gets a whole /64), anything else as given."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
-    After ``max_failures`` failed attempts within ``window_s`` seconds for a
-    name or an address, further attempts for it are refused until the oldest
-    failure leaves the window; a successful login clears the name's count. An
-    attempt counts as a failure from the moment it is let through (`attempt`)
-    until it succeeds, so concurrent guesses cannot all slip past the limit
-    while their passwords are being checked. Kept in the server's memory: one
-    process per server (``spectraldl serve``); names and addresses whose
-    failures have left the window are forgotten.
+
+class Admission(NamedTuple):
+    """The throttle's answer to a login attempt: refused for ``wait_s`` seconds (> 0), or
+    let through after ``delay_s`` seconds."""
+
+    wait_s: float = 0.0
+    delay_s: float = 0.0
+
+
+class LoginThrottle:
+    """Counts failed logins in a sliding window per (user name, address) pair, per address
+    and per user name.
+
+    * ``pair_limit`` failures of one name from one address: that pair is refused until
+      the oldest of them leaves the window;
+    * ``address_limit`` failures from one address, whatever the names: the address is
+      refused (one client spraying many names);
+    * ``name_limit`` failures of one name, from any addresses: attempts for the name are
+      slowed by ``slow_s`` seconds, never refused, so nobody can lock an account
+      by guessing its password: its owner logs in from an address that has not failed.
+
+    An attempt counts as a failure from the moment it is let through (`attempt`) until
+    it succeeds (`succeeded`), so concurrent guesses cannot all slip past the limits
+    while their passwords are being checked. Kept in the server's memory (one process
+    per server); keys whose failures have left the window are forgotten.
     """
 
-    def __init__(self, max_failures: int = 10, window_s: float = 900.0) -> None:
-        self.max_failures = max_failures
+    def __init__(
+        self,
+        pair_limit: int = 10,
+        address_limit: int = 50,
+        name_limit: int = 10,
+        slow_s: float = 1.0,
+        window_s: float = 900.0,
+    ) -> None:
+        self.pair_limit = pair_limit
+        self.address_limit = address_limit
+        self.name_limit = name_limit
+        self.slow_s = slow_s
         self.window_s = window_s
         self._failures: dict[str, deque[float]] = {}
         self._sweep_at = 1024
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(name: str, address: str) -> tuple[str, str, str]:
+        name, address = name.lower(), address_key(address)
+        return f"pair:{name}\0{address}", f"addr:{address}", f"user:{name}"
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.get(key, deque())
@@ -81,36 +125,36 @@ class LoginThrottle:
             self._recent(key, now)
         self._sweep_at = max(1024, 2 * len(self._failures))
 
-    def attempt(self, name: str, address: str) -> float:
-        """Seconds until ``name`` from ``address`` may try again, or 0 and the attempt counted.
-
-        A refused attempt (wait > 0) is not counted; a counted one stays a
-        failure unless `succeeded` is called for it.
-        """
+    def attempt(self, name: str, address: str) -> Admission:
+        """Whether ``name`` may try to log in from ``address`` now; a let-through attempt is
+        counted as a failure until `succeeded` is called for it (a refused one is not)."""
         now = time.monotonic()
-        keys = (f"user:{name.lower()}", f"addr:{address}")
+        pair, addr, user = self._keys(name, address)
         with self._lock:
             self._sweep(now)
             waits = [
                 times[0] + self.window_s - now
-                for key in keys
-                if len(times := self._recent(key, now)) >= self.max_failures
+                for key, limit in ((pair, self.pair_limit), (addr, self.address_limit))
+                if len(times := self._recent(key, now)) >= limit
             ]
             if waits:
-                return max(waits)
-            for key in keys:
+                return Admission(wait_s=max(waits))
+            slowed = len(self._recent(user, now)) >= self.name_limit
+            for key in (pair, addr, user):
                 self._failures.setdefault(key, deque()).append(now)
-        return 0.0
+        return Admission(delay_s=self.slow_s if slowed else 0.0)
 
     def succeeded(self, name: str, address: str) -> None:
-        """A counted attempt logged in: forget the name's failures, uncount it for the address."""
+        """A counted attempt logged in: forget the pair's failures, uncount it elsewhere."""
+        pair, addr, user = self._keys(name, address)
         with self._lock:
-            self._failures.pop(f"user:{name.lower()}", None)
-            times = self._failures.get(f"addr:{address}")
-            if times:
-                times.pop()
-            if times is not None and not times:
-                del self._failures[f"addr:{address}"]
+            self._failures.pop(pair, None)
+            for key in (addr, user):
+                times = self._failures.get(key)
+                if times:
+                    times.pop()
+                if times is not None and not times:
+                    del self._failures[key]
 
 
 class UserError(ValueError):
@@ -155,6 +199,19 @@ def set_password(session: Session, user: User, password: str) -> None:
     """Replace a user's password and end all their sessions (the caller commits)."""
     check_password(password)
     user.password_hash = hash_password(password)
+    end_user_sessions(session, user)
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Activate or deactivate a user; deactivation ends all their sessions (the caller
+    commits), so reactivating them later does not revive old logins."""
+    user.is_active = active
+    if not active:
+        end_user_sessions(session, user)
+
+
+def end_user_sessions(session: Session, user: User) -> None:
+    """Delete every login session of ``user`` (the caller commits)."""
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
 
 

@@ -75,6 +75,23 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def begin_write(session: Session) -> None:
+    """Start ``session``'s transaction as a writer, so that what it reads next cannot change
+    before it commits (a check and the write it guards become one step).
+
+    On SQLite this is ``BEGIN IMMEDIATE`` (the database's write lock, waited for
+    up to the busy timeout); the driver otherwise starts a transaction only at
+    the first write, after the reads. On PostgreSQL it does nothing: lock the
+    rows the check depends on with ``SELECT ... FOR UPDATE``.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.dbapi_connection
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def migrations_dir() -> Path:
     """The Alembic scripts shipped with the package."""
     return Path(str(files("spectraldl.web") / "migrations"))
@@ -120,6 +137,12 @@ class Database:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    @property
+    def in_memory(self) -> bool:
+        """True for an in-memory SQLite database (only this process can see it)."""
+        url = self.engine.url
+        return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
     def session(self) -> Session:
         """A new ORM session (use as a context manager)."""

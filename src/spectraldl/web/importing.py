@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, defer
 
 from spectraldl.dataset import Rows
@@ -28,8 +28,8 @@ from spectraldl.labels import CLASSES, label_code
 from spectraldl.preprocess import PreprocessConfig, preprocess
 from spectraldl.quality import flag_names
 from spectraldl.spectrum import Spectrum
-from spectraldl.web.db import Database
-from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, utcnow
+from spectraldl.web.db import Database, begin_write
+from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, VetDecision, utcnow
 from spectraldl.web.store import CANDIDATE_CLASSES
 
 BATCH = 64
@@ -300,17 +300,47 @@ def _dataset_row(rows: Rows, i: int, config: PreprocessConfig, path: str) -> Spe
 # --- predictions ----------------------------------------------------------------------------
 
 
+def _read_astropy_table(path: Path) -> Any:
+    """A VOTable (.vot, .xml) or ECSV file as a DataFrame, read by astropy."""
+    from astropy.table import Table
+
+    format = "ascii.ecsv" if path.name.lower().endswith(".ecsv") else "votable"
+    return Table.read(path, format=format).to_pandas()
+
+
+def _table_read_errors() -> tuple[type[BaseException], ...]:
+    """What readers raise for a file that is not the table it claims to be."""
+    from xml.parsers.expat import ExpatError
+
+    from astropy.io.registry import IORegistryError
+
+    from spectraldl.predictions import PredictionsError
+
+    return (
+        PredictionsError,
+        IORegistryError,
+        ExpatError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        UnicodeDecodeError,
+    )
+
+
 def read_table(path: str | Path) -> Any:
     """A predictions table or catalogue as a pandas DataFrame.
 
     Predictions tables (.parquet, .fits, .csv, .h5) are read by
     `spectraldl.predictions.read_predictions`; .tsv and VOTable (.vot, .xml)
     catalogues by pandas/astropy. Raises `ImportFailed` naming the file when
-    it cannot be read or has no ``id`` column.
+    it cannot be read (a malformed file of any of these formats) or has no
+    ``id`` column.
     """
     import pandas as pd
 
-    from spectraldl.predictions import PredictionsError, format_of, read_predictions
+    from spectraldl.predictions import format_of, read_predictions
 
     path = Path(path)
     name = path.name.lower()
@@ -321,9 +351,7 @@ def read_table(path: str | Path) -> Any:
             if name.endswith(".tsv"):
                 frame = pd.read_csv(path, sep="\t", dtype={"id": str})
             elif name.endswith((".vot", ".xml", ".ecsv")):
-                from astropy.table import Table
-
-                frame = Table.read(path).to_pandas()
+                frame = _read_astropy_table(path)
             else:
                 raise ImportFailed(
                     f"{path}: unknown table format; use .parquet, .csv, .fits, .h5, .tsv or .vot"
@@ -332,8 +360,9 @@ def read_table(path: str | Path) -> Any:
             frame = read_predictions(path)
     except ImportFailed:
         raise
-    except (PredictionsError, OSError, ValueError, KeyError) as exc:
-        raise ImportFailed(f"{path}: cannot read as a table ({exc})") from None
+    except _table_read_errors() as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImportFailed(f"{path}: cannot read as a table ({reason})") from None
     frame.columns = [str(c) for c in frame.columns]
     if "id" not in frame.columns:
         raise ImportFailed(
@@ -370,12 +399,13 @@ def is_predictions_table(path: str | Path) -> bool:
     return "id" in names and ("predicted_class" in names or any(n.startswith("p_") for n in names))
 
 
-def prediction_records(frame: Any) -> tuple[list[str], list[dict[str, Any]]]:
+def prediction_records(frame: Any, *, first_row: int = 0) -> tuple[list[str], list[dict[str, Any]]]:
     """Class names (from the ``p_<class>`` columns) and one record per row for `Prediction`.
 
     The predicted class is the ``predicted_class`` column, else the arg-max;
     ``entropy`` is normalised to 0-1 by log(number of classes); ``margin`` is
-    the difference of the two largest probabilities.
+    the difference of the two largest probabilities. ``first_row`` is the
+    ``row_index`` of the frame's first row (for a slice of a larger table).
     """
     from spectraldl.predictions import class_of_column
 
@@ -413,7 +443,7 @@ def prediction_records(frame: Any) -> tuple[list[str], list[dict[str, Any]]]:
         quality_int = int(quality) if quality is not None else 0
         records.append(
             {
-                "row_index": i,
+                "row_index": first_row + i,
                 "ident": str(row["id"])[:512],
                 "object": str(row.get("object") or "")[:256],
                 "predicted_class": predicted[:16],
@@ -430,6 +460,84 @@ def prediction_records(frame: Any) -> tuple[list[str], list[dict[str, Any]]]:
     return classes, records
 
 
+CHUNK_ROWS = 5000
+"""Catalogue rows per transaction: a long import never holds the database's write lock long."""
+
+
+def shortest_floats(frame: Any) -> Any:
+    """``frame`` with float32 columns as float64 of their shortest decimal form, so that a
+    stored 0.9f comes back as 0.9, not 0.8999999761581421."""
+    narrow = [c for c in frame.columns if frame[c].dtype in (np.float32, np.float16)]
+    if not narrow:
+        return frame
+    frame = frame.copy()
+    for column in narrow:
+        frame[column] = frame[column].astype(str).astype(np.float64)
+    return frame
+
+
+def _keep(
+    records: list[dict[str, Any]], min_probability: float | None, classes: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    if min_probability is not None:
+        records = [r for r in records if (r["probability"] or 0.0) >= min_probability]
+    if classes:
+        wanted = {CLASSES[label_code(c)] for c in classes}
+        records = [r for r in records if r["predicted_class"] in wanted]
+    return records
+
+
+def _new_catalogue(db: Database, **values: Any) -> int:
+    with db.session() as session:
+        catalogue = Catalogue(status="importing", created_at=utcnow(), **values)
+        session.add(catalogue)
+        session.commit()
+        return catalogue.id
+
+
+def _store_predictions(db: Database, catalogue_id: int, records: list[dict[str, Any]]) -> None:
+    """Insert one chunk of rows, pointed at the stored spectra with their ids, and commit."""
+    with db.session() as session:
+        found = dict(
+            session.execute(
+                select(SpectrumRow.ident, SpectrumRow.id).where(
+                    SpectrumRow.ident.in_({r["ident"] for r in records})
+                )
+            ).all()
+        )
+        rows = [
+            {**r, "catalogue_id": catalogue_id, "spectrum_id": found.get(r["ident"])}
+            for r in records
+        ]
+        if rows:
+            session.execute(insert(Prediction), rows)
+        session.commit()
+
+
+def _finish_catalogue(db: Database, catalogue_id: int, n_rows: int, model_ids: set[str]) -> None:
+    with db.session() as session:
+        catalogue = session.get(Catalogue, catalogue_id)
+        assert catalogue is not None
+        catalogue.n_rows = n_rows
+        catalogue.model_id = ",".join(sorted(model_ids - {""}))[:128]
+        catalogue.status = "ready"
+        session.commit()
+
+
+def delete_catalogue(db: Database, catalogue_id: int) -> bool:
+    """Delete a catalogue with its rows and their verdicts; False when there is none."""
+    with db.session() as session:
+        begin_write(session)
+        if session.get(Catalogue, catalogue_id) is None:
+            return False
+        predictions = select(Prediction.id).where(Prediction.catalogue_id == catalogue_id)
+        session.execute(delete(VetDecision).where(VetDecision.prediction_id.in_(predictions)))
+        session.execute(delete(Prediction).where(Prediction.catalogue_id == catalogue_id))
+        session.execute(delete(Catalogue).where(Catalogue.id == catalogue_id))
+        session.commit()
+    return True
+
+
 def import_frame(
     db: Database,
     frame: Any,
@@ -441,8 +549,14 @@ def import_frame(
     config: PreprocessConfig | None = None,
     min_probability: float | None = None,
     classes: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Store a predictions DataFrame (docs/CONVENTIONS.md columns) as a new catalogue.
+
+    Rows are stored ``CHUNK_ROWS`` per transaction; the catalogue is
+    ``importing`` (not shown for vetting) until the last one, and deleted
+    again when the import fails.
 
     Parameters
     ----------
@@ -459,38 +573,41 @@ def import_frame(
     min_probability, classes
         Keep only rows whose predicted-class probability is at least this /
         whose predicted class is one of these (to keep big tables small).
+    progress
+        Called with (rows read, rows in the table) after each chunk.
+    started
+        Called with the new catalogue's id before its rows are stored.
     """
-    class_names, records = prediction_records(frame)
-    if min_probability is not None:
-        records = [r for r in records if (r["probability"] or 0.0) >= min_probability]
-    if classes:
-        wanted = {CLASSES[label_code(c)] for c in classes}
-        records = [r for r in records if r["predicted_class"] in wanted]
-    model_ids = sorted({str(r["row"].get("model_id") or "") for r in records} - {""})
+    frame = shortest_floats(frame)
+    class_names, _ = prediction_records(frame.iloc[:0])
+    catalogue_id = _new_catalogue(
+        db,
+        name=name[:256],
+        source=source[:1024],
+        classes=class_names,
+        columns=list(frame.columns),
+        created_by=created_by,
+    )
     summary = ImportSummary()
-    if fetch_sources:
-        summary.merge(_fetch_sources(db, records, config=config))
-    with db.session() as session:
-        catalogue = Catalogue(
-            name=name[:256],
-            source=source[:1024],
-            classes=class_names,
-            columns=list(frame.columns),
-            model_id=",".join(model_ids)[:128],
-            n_rows=len(records),
-            created_by=created_by,
-            created_at=utcnow(),
-        )
-        session.add(catalogue)
-        session.flush()
-        for start in range(0, len(records), 1000):
-            chunk = records[start : start + 1000]
-            session.execute(
-                insert(Prediction), [{**r, "catalogue_id": catalogue.id} for r in chunk]
-            )
-        link_predictions(session)
-        session.commit()
-        summary.catalogues.append((catalogue.id, catalogue.name, len(records)))
+    n_rows, model_ids = 0, set()
+    try:
+        if started:
+            started(catalogue_id)
+        for start in range(0, len(frame), CHUNK_ROWS):
+            chunk = frame.iloc[start : start + CHUNK_ROWS]
+            records = _keep(prediction_records(chunk, first_row=start)[1], min_probability, classes)
+            if fetch_sources:
+                summary.merge(_fetch_sources(db, records, config=config))
+            _store_predictions(db, catalogue_id, records)
+            n_rows += len(records)
+            model_ids.update(str(r["row"].get("model_id") or "") for r in records)
+            if progress:
+                progress(start + len(chunk), len(frame))
+        _finish_catalogue(db, catalogue_id, n_rows, model_ids)
+    except BaseException:
+        delete_catalogue(db, catalogue_id)
+        raise
+    summary.catalogues.append((catalogue_id, name[:256], n_rows))
     return summary
 
 
@@ -499,7 +616,8 @@ def import_predictions(
 ) -> ImportSummary:
     """Load a predictions file or catalogue (`read_table`) as a catalogue (see `import_frame`)."""
     path = Path(path)
-    return import_frame(db, read_table(path), name=name or path.name, source=str(path), **options)
+    options.setdefault("source", str(path))
+    return import_frame(db, read_table(path), name=name or path.name, **options)
 
 
 def score_with_model(

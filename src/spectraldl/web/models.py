@@ -152,7 +152,10 @@ class LabelDecision(Base):
     """One labelling decision: never updated; ``label`` NULL means "no label" (an undo)."""
 
     __tablename__ = "label_decisions"
-    __table_args__ = (Index("ix_label_decisions_spectrum_user", "spectrum_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_label_decisions_spectrum_user", "spectrum_id", "user_id", "id"),
+        Index("uq_label_decisions_undo_of", "undo_of", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     spectrum_id: Mapped[int] = mapped_column(ForeignKey("spectra.id", ondelete="CASCADE"))
@@ -163,7 +166,11 @@ class LabelDecision(Base):
 
 
 class Catalogue(Base):
-    """A predictions file or candidate catalogue loaded for vetting."""
+    """A predictions file or candidate catalogue loaded for vetting.
+
+    ``status`` is ``importing`` while its rows are being stored (it cannot be
+    vetted yet) and ``ready`` once they all are.
+    """
 
     __tablename__ = "catalogues"
 
@@ -176,6 +183,29 @@ class Catalogue(Base):
     n_rows: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+
+
+class ImportJob(Base):
+    """A catalogue upload being imported in the background: its state and progress.
+
+    ``status``: ``queued``, ``running``, ``done`` or ``failed`` (with ``error``).
+    """
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(String(2000), default="")
+    catalogue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("catalogues.id", ondelete="SET NULL"), nullable=True
+    )
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Prediction(Base):
@@ -213,7 +243,10 @@ class VetDecision(Base):
     """One vetting verdict on a prediction (confirm, reject, noise; NULL after an undo)."""
 
     __tablename__ = "vet_decisions"
-    __table_args__ = (Index("ix_vet_decisions_prediction_user", "prediction_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_vet_decisions_prediction_user", "prediction_id", "user_id", "id"),
+        Index("uq_vet_decisions_undo_of", "undo_of", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"))

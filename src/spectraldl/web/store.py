@@ -32,6 +32,7 @@ from spectraldl.preprocess import (
     fill_nonfinite,
 )
 from spectraldl.quality import flag_names
+from spectraldl.web.db import begin_write
 from spectraldl.web.models import (
     VERDICTS,
     Catalogue,
@@ -65,11 +66,37 @@ class NotFound(LookupError):
 
 
 def canonical_label(label: str) -> str:
-    """The class name of ``label`` (a name, alias or thesis integer); `DecisionError` if none."""
+    """The class name of ``label`` (a name or alias, any case); `DecisionError` otherwise.
+
+    Numbers are refused: the thesis' integer codes and the labelling page's
+    digit keys number the classes differently, so only names are unambiguous.
+    """
+    text = label.strip()
     try:
-        return CLASSES[label_code(label)]
+        if text.lstrip("+-").isdigit():
+            raise ValueError(f"use a class name, not a number: {', '.join(CLASSES)}")
+        return CLASSES[label_code(text)]
     except ValueError as exc:
         raise DecisionError(str(exc)) from None
+
+
+def _lock_row(session: Session, model: Any, row_id: int) -> bool:
+    """Start a writing transaction and lock one row (a spectrum or prediction) until commit;
+    False when it does not exist. Decisions on the row are serialised by it."""
+    begin_write(session)
+    return session.scalar(select(model.id).where(model.id == row_id).with_for_update()) is not None
+
+
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a CSV cell as a formula."""
+
+
+def csv_safe(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula
+    (numbers, including negative ones, are left alone)."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # --- labels ---------------------------------------------------------------------------------
@@ -80,7 +107,7 @@ def record_label(
 ) -> LabelDecision:
     """Append a labelling decision (``label`` None withdraws the user's label); caller commits."""
     name = None if label is None else canonical_label(label)
-    if session.get(SpectrumRow, spectrum_id) is None:
+    if not _lock_row(session, SpectrumRow, spectrum_id):
         raise NotFound(f"no spectrum with id {spectrum_id}")
     decision = LabelDecision(
         spectrum_id=spectrum_id, user_id=user.id, label=name, created_at=utcnow()
@@ -105,11 +132,15 @@ def undo_label(session: Session, *, user: User, decision_id: int) -> LabelDecisi
     """Undo one of the user's decisions: append a row restoring the label they had before it.
 
     Only the user's latest decision on that spectrum can be undone (a later
-    one would otherwise be silently replaced).
+    one would otherwise be silently replaced). The check and the new row are
+    one transaction with the spectrum locked, so a decision made at the same
+    time is either before the check (and the undo refused) or after the undo.
     """
+    begin_write(session)
     decision = session.get(LabelDecision, decision_id)
     if decision is None or decision.user_id != user.id:
         raise NotFound(f"no decision {decision_id} of user {user.name!r}")
+    _lock_row(session, SpectrumRow, decision.spectrum_id)
     latest = session.scalar(
         select(func.max(LabelDecision.id)).where(
             LabelDecision.spectrum_id == decision.spectrum_id, LabelDecision.user_id == user.id
@@ -218,11 +249,12 @@ def export_labels(
 
 
 def labels_csv(rows: Iterable[tuple[str, str]]) -> str:
-    """The ``id,label`` CSV text that `spectraldl.labels.read_labels` reads."""
+    """The ``id,label`` CSV text that `spectraldl.labels.read_labels` reads (an id that a
+    spreadsheet would take for a formula gets a leading ``'``: see `csv_safe`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "label"])
-    writer.writerows(rows)
+    writer.writerows((csv_safe(ident), label) for ident, label in rows)
     return buffer.getvalue()
 
 
@@ -308,11 +340,19 @@ def _latest_prediction_ids() -> Any:
     )
 
 
-def _queue_query(user: User, mode: str) -> Select[Any]:
+def archives(session: Session) -> list[str]:
+    """The archives of the stored spectra, sorted (for the labelling queue's choice)."""
+    found = session.scalars(select(SpectrumRow.archive).distinct().order_by(SpectrumRow.archive))
+    return [a for a in found if a]
+
+
+def _queue_query(user: User, mode: str, archive: str = "") -> Select[Any]:
     if mode not in QUEUE_MODES:
         raise DecisionError(f"unknown queue {mode!r}; use one of {', '.join(QUEUE_MODES)}")
     user_filter = None if mode == "nobody" else user.id
     query = select(SpectrumRow.id).where(SpectrumRow.id.not_in(_labelled_by(user_filter)))
+    if archive:
+        query = query.where(SpectrumRow.archive == archive)
     if mode == "uncertain":
         latest = _latest_prediction_ids()
         query = (
@@ -332,14 +372,16 @@ def queue(
     mode: str = "mine",
     limit: int = 20,
     exclude: Sequence[int] = (),
+    archive: str = "",
 ) -> tuple[list[int], int]:
     """The next spectra to label and how many remain in the queue (``exclude`` not counted).
 
     ``mine``: not labelled by this user, in import order; ``nobody``: not
     labelled by anyone; ``uncertain`` (active learning): not labelled by this
-    user and scored by a model, highest predictive entropy first.
+    user and scored by a model, highest predictive entropy first. ``archive``
+    (``ondrejov``, ``lamost``, ...) keeps that archive's spectra only.
     """
-    query = _queue_query(user, mode)
+    query = _queue_query(user, mode, archive)
     exclude = [int(i) for i in exclude][:MAX_EXCLUDE]
     if exclude:
         query = query.where(SpectrumRow.id.not_in(exclude))
@@ -502,7 +544,7 @@ def record_verdict(
 ) -> VetDecision:
     """Append a vetting verdict (None withdraws the user's verdict); the caller commits."""
     name = None if verdict is None else canonical_verdict(verdict)
-    if session.get(Prediction, prediction_id) is None:
+    if not _lock_row(session, Prediction, prediction_id):
         raise NotFound(f"no candidate with id {prediction_id}")
     decision = VetDecision(
         prediction_id=prediction_id, user_id=user.id, verdict=name, created_at=utcnow()
@@ -513,10 +555,13 @@ def record_verdict(
 
 
 def undo_verdict(session: Session, *, user: User, decision_id: int) -> VetDecision:
-    """Undo the user's latest verdict on a candidate (appends a row restoring the one before)."""
+    """Undo the user's latest verdict on a candidate (appends a row restoring the one before);
+    one transaction with the candidate locked, like `undo_label`."""
+    begin_write(session)
     decision = session.get(VetDecision, decision_id)
     if decision is None or decision.user_id != user.id:
         raise NotFound(f"no verdict {decision_id} of user {user.name!r}")
+    _lock_row(session, Prediction, decision.prediction_id)
     rows = list(
         session.execute(
             select(VetDecision.id, VetDecision.verdict)

@@ -5,6 +5,7 @@
   const { api, SpectrumViewer, Stepper, setFacts } = global.SDL;
   const body = document.body.dataset;
   const mode = body.mode || "mine";
+  const archive = body.archive || "";
   /* Keys and choices come from the server (one source for the page and its buttons). */
   const CHOICES = JSON.parse(body.choices);
   const KEYS = Object.fromEntries(Object.entries(JSON.parse(body.keys)).map(([name, key]) => [key, name]));
@@ -19,7 +20,8 @@
   const stepper = new Stepper({
     keys: KEYS,
     choices: CHOICES,
-    fetchQueue: (exclude) => api("/api/queue?mode=" + encodeURIComponent(mode) + "&limit=20&exclude=" + exclude.join(",")),
+    fetchQueue: (exclude) => api("/api/queue?mode=" + encodeURIComponent(mode) + "&archive=" + encodeURIComponent(archive) +
+      "&limit=20&exclude=" + exclude.join(",")),
     load: (id) => api("/api/spectra/" + id),
     render: (spec) => {
       document.getElementById("title").textContent = spec.object || spec.ident;
@@ -46,7 +48,7 @@
     },
   });
 
-  /* The server's counts follow each saved label, at most once a second. */
+  /* The server's counts follow each saved label (at most once a second) and each undo. */
   let refreshTimer = null;
   const submit = stepper.cfg.submit;
   stepper.cfg.submit = (spec, label) => {
@@ -54,6 +56,12 @@
     promise.then(() => {
       if (!refreshTimer) refreshTimer = setTimeout(() => { refreshTimer = null; refreshProgress(); }, 1000);
     }).catch(() => {});
+    return promise;
+  };
+  const undo = stepper.cfg.undo;
+  stepper.cfg.undo = (decisionId) => {
+    const promise = undo(decisionId);
+    promise.then(() => refreshProgress()).catch(() => {});
     return promise;
   };
 

@@ -61,6 +61,17 @@
       this.full = new Plot(root.querySelector("#plot-full"), { xlabel: "wavelength (Å)" });
       this.zoom = new Plot(root.querySelector("#plot-zoom"), { xlabel: "wavelength (Å)" });
       this.vector = new Plot(root.querySelector("#plot-vector"), { xlabel: "wavelength (Å, vacuum)" });
+      this.zoomCaption = root.querySelector("#zoom-caption");
+    }
+
+    /* The zoom's caption says what it draws: a blurred line only for spectra the
+     * preprocessing blurs (Ondřejov); LAMOST spectra go to the network unblurred. */
+    caption(spec) {
+      let text = "H-alpha region";
+      if (spec && spec.zoom && spec.zoom.blurred) text += ": observed (dark) and blurred as for the network (orange)";
+      else if (spec && spec.zoom) text += ": observed (the network gets it unblurred)";
+      else if (spec) text += ": the preprocessed vector (no whole spectrum stored)";
+      this.zoomCaption.textContent = text;
     }
 
     clear(message) {
@@ -68,6 +79,7 @@
     }
 
     show(spec) {
+      this.caption(spec);
       if (!spec) { this.clear("no spectrum stored for this row"); return; }
       const medium = spec.medium || "vacuum";
       const line = [{ x: spec.halpha_aa, label: "Hα" }];
