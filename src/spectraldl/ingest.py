@@ -36,6 +36,8 @@ from spectraldl.dataset import (
     read_dataset,
     read_ids,
 )
+from spectraldl.discovery import is_spectrum_name as is_spectrum_name  # re-exported
+from spectraldl.discovery import walk
 from spectraldl.errors import SpectrumError
 from spectraldl.jobs import (
     FileError,
@@ -55,7 +57,6 @@ from spectraldl.labels import NO_LABEL, LabelList, read_labels
 from spectraldl.preprocess import PreprocessConfig, preprocess
 from spectraldl.processes import pool_context
 
-SPECTRUM_SUFFIXES = (".fits", ".fit", ".fits.gz")
 CHUNK_FILES = 256
 """Files per shard: fixed, so a resumed run cuts the list the same way whatever --workers."""
 
@@ -92,40 +93,12 @@ class IngestSummary:
         return f"{text}; {self.files} files in {self.seconds:.1f} s ({rate:.0f} files/s)"
 
 
-def is_spectrum_name(name: str) -> bool:
-    """True for names ending in .fits, .fit or .fits.gz (any case)."""
-    lower = name.lower()
-    return lower.endswith(SPECTRUM_SUFFIXES)
-
-
 def discover(paths: Iterable[str | Path]) -> list[Path]:
-    """Files to read: named files always, directories walked for spectrum names.
+    """The spectrum files under ``paths`` (`spectraldl.discovery.walk`), without the bad entries.
 
-    Directory contents come in sorted order; a file reached twice is listed once.
     Raises `FileNotFoundError` for a path that does not exist.
     """
-    found: list[Path] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.append(path)
-
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    if is_spectrum_name(name):
-                        add(Path(root) / name)
-        elif path.exists():
-            add(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
-    return found
+    return [Path(p) for p in walk(paths)]
 
 
 def read_and_preprocess(
@@ -270,7 +243,7 @@ def ingest(
     Parameters
     ----------
     paths
-        Files and directories (walked recursively for .fits, .fit, .fits.gz).
+        Files and directories (walked recursively by `spectraldl.discovery`).
     out
         Dataset to create or, when it exists, to append to (ids already there
         are skipped and counted, not duplicated).
@@ -305,7 +278,9 @@ def ingest(
                 f"{out} was made with other preprocessing ({existing.to_dict()}); "
                 "write to a new file instead"
             )
-    files = [str(p) for p in discover(paths)]
+    found = walk(paths)
+    files = list(found)
+    unread = [FileError(bad.path, bad.reason) for bad in found.bad]
     parts = out.with_name(out.name + ".parts")
     manifest = {
         "files": _digest(files),
@@ -334,7 +309,15 @@ def ingest(
                 progress(done, len(files))
             state = (config, labels, origin)
             _run_chunks(todo, chunks, parts, state, workers=workers, advance=advance)
-            summary = _merge(parts, out, shards, config, strict=strict, files=len(files))
+            summary = _merge(
+                parts,
+                out,
+                shards,
+                config,
+                strict=strict,
+                files=len(files) + len(unread),
+                unread=unread,
+            )
     except OSError as exc:
         if is_output_error(exc):
             raise JobIOError(describe_os_error(exc)) from None
@@ -422,8 +405,9 @@ def _merge(
     *,
     strict: bool,
     files: int,
+    unread: Sequence[FileError] = (),
 ) -> IngestSummary:
-    errors = [error for shard in shards for error in _read_shard_errors(shard)]
+    errors = [*unread, *(error for shard in shards for error in _read_shard_errors(shard))]
     present = set(read_ids(out)) if out.exists() else set()
     new_sources: dict[str, str] = {}
     keeps: list[np.ndarray] = []
