@@ -50,14 +50,23 @@ def _block(n: int, start: int, seed: int) -> pd.DataFrame:
 
 def test_column_names_follow_the_conventions() -> None:
     names = list(column_spec(CLASSES))
-    assert names[:9] == [
-        "id", "source", "archive", "object", "ra", "dec", "mjd", "snr", "predicted_class"
+    assert names[:10] == [
+        "id", "source", "archive", "origin", "object", "ra", "dec", "mjd", "snr",
+        "predicted_class",
     ]  # fmt: skip
-    assert names[9:13] == ["p_emission", "p_absorption", "p_double_peak", "p_noise"]
-    assert names[13:] == ["quality", "quality_flags", "novelty", "model_id"]
+    assert names[10:14] == ["p_emission", "p_absorption", "p_double_peak", "p_noise"]
+    assert names[14:] == ["quality", "quality_flags", "novelty", "model_id"]
     assert class_of_column("p_double_peak") == "double-peak"
     assert classes_in(names) == CLASSES
     assert column_spec(CLASSES)["ra"].unit == "deg"
+
+
+def test_a_table_made_without_origin_says_unknown() -> None:
+    frame = _block(3, 0, 1)
+    assert "origin" not in frame.columns
+    assert list(conform(frame, CLASSES)["origin"]) == ["unknown"] * 3
+    with pytest.raises(ValueError, match="lacks columns: id"):
+        conform(frame.drop(columns=["id"]), CLASSES)
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)

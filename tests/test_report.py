@@ -147,7 +147,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [("test split", metrics["test"]), ("real", metrics["real"])], model / "confusion.png"
     )
     n = _predictions(run / "predictions.parquet", run / "archive.h5")
-    pd.DataFrame({"id": ["a", "b"]}).to_csv(run / "candidates.csv", index=False)
+    candidates = pd.DataFrame({"id": ["a", "b", "c"], "origin": ["real", "synthetic", "synthetic"]})
+    candidates.to_csv(run / "candidates.csv", index=False)
     _gallery(run / "gallery", run / "archive.h5")
     (run / "benchmarks").mkdir()
     (run / "benchmarks" / "explore.json").write_text(
@@ -211,7 +212,7 @@ def test_report_has_every_section_and_its_images(run_dir: Path, tmp_path: Path) 
         "Real labelled spectra, ondrejov",
         "1 898 095",
         "p ≥ 0.9",
-        "candidates.csv: 2 candidates",
+        "candidates.csv: 3 candidates to vet, 1 of them real spectra and 2 synthetic",
         "network in fp32, the default",
         "explore (explore.json)",
         "test cpu",

@@ -475,6 +475,7 @@ def predictions_frame(
         "id": rows.ids,
         "source": rows.meta["source"],
         "archive": rows.meta["archive"],
+        "origin": rows.meta["origin"],
         "object": rows.meta["object"],
         "ra": rows.meta["ra"].astype(np.float64),
         "dec": rows.meta["dec"].astype(np.float64),
@@ -803,7 +804,8 @@ def classify(
     Parameters
     ----------
     model_dir
-        A model directory (`spectraldl.training.load_model`), with ``novelty.npz``.
+        A model directory (`spectraldl.training.load_model`), with ``novelty.npz``,
+        or a shipped model's name (`spectraldl.pretrained`).
     sources
         Datasets (``.h5``) and FITS files or directory trees, in any mix.
     out
@@ -848,9 +850,11 @@ def classify(
     from spectraldl.backends import DaskBackend, SerialBackend
     from spectraldl.dataset import dataset_info
     from spectraldl.modelcard import select_device
+    from spectraldl.pretrained import resolve_model
 
     started = time.perf_counter()
     out = Path(out)
+    model_dir = resolve_model(model_dir)
     try:
         format_of(out)
     except ValueError as exc:

@@ -2,7 +2,7 @@
 
 One row per spectrum, columns in the order of ``docs/CONVENTIONS.md``::
 
-    id, source, archive, object, ra, dec, mjd, snr, predicted_class,
+    id, source, archive, origin, object, ra, dec, mjd, snr, predicted_class,
     p_<class> (one per model class), quality, quality_flags, novelty, model_id
 
 The format follows the file's extension: ``.parquet``, ``.fits``, ``.csv`` or
@@ -45,6 +45,8 @@ class ColumnInfo:
     unit: str
     description: str
     ucd: str
+    default: str | None = None
+    """Value of the column in a table made without it (older tables, hand-made frames)."""
 
 
 LEADING_COLUMNS: dict[str, ColumnInfo] = {
@@ -53,6 +55,13 @@ LEADING_COLUMNS: dict[str, ColumnInfo] = {
     ),
     "source": ColumnInfo("str", "", "File the spectrum was read from", "meta.file"),
     "archive": ColumnInfo("str", "", "Archive of the spectrum (lamost, ondrejov)", "meta.id"),
+    "origin": ColumnInfo(
+        "str",
+        "",
+        "real (an observed spectrum) or synthetic (spectraldl simulate wrote it)",
+        "meta.code",
+        default="unknown",
+    ),
     "object": ColumnInfo("str", "", "Target name or LAMOST designation", "meta.id"),
     "ra": ColumnInfo("f8", "deg", "Right ascension (ICRS, J2000)", "pos.eq.ra;meta.main"),
     "dec": ColumnInfo("f8", "deg", "Declination (ICRS, J2000)", "pos.eq.dec;meta.main"),
@@ -120,12 +129,12 @@ def conform(frame: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
     Raises `ValueError` naming missing columns.
     """
     spec = column_spec(classes)
-    missing = [c for c in spec if c not in frame.columns]
+    missing = [c for c, info in spec.items() if c not in frame.columns and info.default is None]
     if missing:
         raise ValueError(f"predictions table lacks columns: {', '.join(missing)}")
     out = {}
     for name, info in spec.items():
-        column = frame[name]
+        column = frame[name] if name in frame.columns else pd.Series([info.default] * len(frame))
         out[name] = _text(column) if info.kind == "str" else column.to_numpy().astype(info.kind)
     return pd.DataFrame(out)
 

@@ -568,12 +568,26 @@ def _classification_section(run: Path) -> Section:
     section.notes.append(_precision_note(path))
     candidates = run / "candidates.csv"
     if candidates.exists():
-        with candidates.open(encoding="utf-8") as handle:
-            n = max(sum(1 for _ in handle) - 1, 0)
-        section.notes.append(f"candidates.csv: {_fmt(n)} candidates to vet.")
+        section.notes.append(_candidates_note(candidates))
     else:
         section.missing.append("candidates.csv (candidate catalogue)")
     return section
+
+
+def _candidates_note(path: Path) -> str:
+    """How many candidates there are, and how many of them are real spectra."""
+    import pandas as pd
+
+    origin = pd.read_csv(path, usecols=lambda c: c == "origin", dtype=str, keep_default_na=False)
+    n = len(origin)
+    text = f"{path.name}: {_fmt(n)} candidates to vet"
+    if "origin" in origin.columns:
+        counts = origin["origin"].value_counts()
+        text += (
+            f", {_fmt(int(counts.get('real', 0)))} of them real spectra and "
+            f"{_fmt(int(counts.get('synthetic', 0)))} synthetic"
+        )
+    return text + "."
 
 
 def _precision_note(path: Path) -> str:

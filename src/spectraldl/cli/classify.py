@@ -11,8 +11,15 @@ from spectraldl.cli._progress import progress_bar
 
 
 @click.command("classify")
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "-m",
+    "model",
+    default=None,
+    help="Model directory or shipped model's name (`spectraldl models`); default: the first "
+    "argument when it is one, else pretrained.",
+)
 @click.option(
     "-o",
     "--out",
@@ -72,8 +79,8 @@ from spectraldl.cli._progress import progress_bar
     help="Replace an output (or unfinished run) made by another model, sources or settings.",
 )
 def classify_command(
-    model_dir: Path,
-    sources: tuple[Path, ...],
+    inputs: tuple[Path, ...],
+    model: str | None,
     out: Path,
     device: str,
     precision: str,
@@ -85,10 +92,13 @@ def classify_command(
     scheduler: str,
     overwrite: bool,
 ) -> None:
-    """Classify every spectrum in SOURCES with the model in MODEL_DIR.
+    """Classify every spectrum in [MODEL] SOURCES... into the table OUT.
 
-    SOURCES are datasets (.h5, from `spectraldl ingest`) or FITS files and
-    directory trees, which are read and preprocessed on the fly in chunks
+    MODEL is a model directory (`spectraldl train`) or the name of a model
+    shipped with spectraldl (`spectraldl models`); without it (or --model)
+    the shipped `pretrained` model is used. SOURCES are datasets (.h5, from
+    `spectraldl ingest`) or FITS files and directory trees, which are read
+    and preprocessed on the fly in chunks
     (no intermediate dataset; memory is bounded by the chunk). Each row gets
     the class probabilities, the quality flags of preprocessing and NOVEL
     where the spectrum is unlike the training data.
@@ -104,6 +114,7 @@ def classify_command(
     from spectraldl.modelcard import ModelDirError, ModelMismatch
     from spectraldl.novelty import NoveltyError
 
+    model_dir, sources = _model_and_sources(model, inputs)
     try:
         with (
             job_errors(),
@@ -135,3 +146,18 @@ def classify_command(
     ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(summary.line())
+
+
+def _model_and_sources(model: str | None, inputs: tuple[Path, ...]) -> tuple[Path, list[Path]]:
+    """The model and the sources: --model, else the first input when it is a model, else
+    the shipped default."""
+    from spectraldl.pretrained import DEFAULT_MODEL, resolve_model
+
+    if model is not None:
+        return resolve_model(model), list(inputs)
+    first = resolve_model(inputs[0])
+    if (first / "card.json").exists():
+        if len(inputs) == 1:
+            raise click.UsageError(f"{inputs[0]} is a model: give the SOURCES to classify too")
+        return first, list(inputs[1:])
+    return resolve_model(DEFAULT_MODEL), list(inputs)

@@ -224,7 +224,7 @@ def train_command(
 def evaluate_command(
     model_dir: Path, datasets: tuple[Path, ...], rows: str, device: str, as_json: bool
 ) -> None:
-    """Score the model in MODEL_DIR on the labelled spectra of DATASETS.
+    """Score the model in MODEL_DIR (or a shipped model's name) on the labelled spectra of DATASETS.
 
     Prints accuracy, per-class precision/recall/F1 and the confusion matrix,
     synthetic and real spectra side by side. --json prints one object with
@@ -234,9 +234,10 @@ def evaluate_command(
     from spectraldl.dataset import DatasetError
     from spectraldl.evaluation import evaluate_model, json_safe
     from spectraldl.modelcard import ModelDirError, ModelMismatch, load_model
+    from spectraldl.pretrained import resolve_model
 
     try:
-        model = load_model(model_dir, device=device)
+        model = load_model(resolve_model(model_dir), device=device)
         result = evaluate_model(model, list(datasets), rows=rows)
     except (ModelDirError, ModelMismatch, DatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
