@@ -10,6 +10,7 @@ and never stop the import.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -399,6 +400,45 @@ def is_predictions_table(path: str | Path) -> bool:
     return "id" in names and ("predicted_class" in names or any(n.startswith("p_") for n in names))
 
 
+def _probability_columns(frame: Any) -> tuple[list[str], np.ndarray]:
+    """Class names of the ``p_<class>`` columns and their values (rows x classes)."""
+    from spectraldl.predictions import class_of_column
+
+    p_columns = [c for c in frame.columns if c.startswith("p_")]
+    if not p_columns:
+        return [], np.zeros((len(frame), 0), dtype=np.float64)
+    return [class_of_column(c) for c in p_columns], frame[p_columns].to_numpy(dtype=np.float64)
+
+
+def _entropy_and_margin(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy normalised to 0-1 and the margin of the two largest probabilities, per row."""
+    n, k = probs.shape
+    entropy, margin = np.full(n, np.nan), np.full(n, np.nan)
+    if k:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = probs / probs.sum(axis=1, keepdims=True)
+            terms = np.where(norm > 0, norm * np.log(np.where(norm > 0, norm, 1.0)), 0.0)
+            entropy = -terms.sum(axis=1) / math.log(max(k, 2))
+    if k >= 2:
+        ordered = -np.sort(-probs, axis=1)
+        margin = ordered[:, 0] - ordered[:, 1]
+    return entropy, margin
+
+
+def _arg_max_classes(classes: list[str], probs: np.ndarray) -> list[str]:
+    """The class of each row's largest finite probability ('' for a row without any)."""
+    if not classes:
+        return [""] * len(probs)
+    finite = np.isfinite(probs)
+    best = np.where(finite, probs, -np.inf).argmax(axis=1)
+    found = finite.any(axis=1).tolist()
+    return [classes[j] if ok else "" for j, ok in zip(best.tolist(), found, strict=True)]
+
+
+def _none_if_nan(values: np.ndarray) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values.tolist()]
+
+
 def prediction_records(frame: Any, *, first_row: int = 0) -> tuple[list[str], list[dict[str, Any]]]:
     """Class names (from the ``p_<class>`` columns) and one record per row for `Prediction`.
 
@@ -407,38 +447,16 @@ def prediction_records(frame: Any, *, first_row: int = 0) -> tuple[list[str], li
     the difference of the two largest probabilities. ``first_row`` is the
     ``row_index`` of the frame's first row (for a slice of a larger table).
     """
-    from spectraldl.predictions import class_of_column
-
-    p_columns = [c for c in frame.columns if c.startswith("p_")]
-    classes = [class_of_column(c) for c in p_columns]
-    probs = (
-        frame[p_columns].to_numpy(dtype=np.float64)
-        if p_columns
-        else np.zeros((len(frame), 0), dtype=np.float64)
-    )
-    entropy = np.full(len(frame), np.nan)
-    margin = np.full(len(frame), np.nan)
-    if p_columns:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            norm = probs / probs.sum(axis=1, keepdims=True)
-            terms = np.where(norm > 0, norm * np.log(np.where(norm > 0, norm, 1.0)), 0.0)
-            entropy = -terms.sum(axis=1) / math.log(max(len(p_columns), 2))
-        if len(p_columns) >= 2:
-            ordered = -np.sort(-probs, axis=1)
-            margin = ordered[:, 0] - ordered[:, 1]
-    has_class = "predicted_class" in frame.columns
+    classes, probs = _probability_columns(frame)
+    entropy, margin = _entropy_and_margin(probs)
+    arg_max = _arg_max_classes(classes, probs)
+    column = {c: j for j, c in enumerate(classes)}
+    prob_rows = [_none_if_nan(row) for row in probs]
+    flags = functools.lru_cache(maxsize=None)(flag_names)
     records = []
     for i, raw in enumerate(frame.to_dict(orient="records")):
         row = _json_safe(raw)
-        if has_class and row.get("predicted_class"):
-            predicted = str(row["predicted_class"])
-        elif p_columns and np.isfinite(probs[i]).any():
-            predicted = classes[int(np.nanargmax(probs[i]))]
-        else:
-            predicted = ""
-        probability = (
-            _finite_or_none(probs[i, classes.index(predicted)]) if predicted in classes else None
-        )
+        predicted = str(row.get("predicted_class") or "") or arg_max[i]
         quality = _finite_or_none(row.get("quality"))
         quality_int = int(quality) if quality is not None else 0
         records.append(
@@ -447,13 +465,13 @@ def prediction_records(frame: Any, *, first_row: int = 0) -> tuple[list[str], li
                 "ident": str(row["id"])[:512],
                 "object": str(row.get("object") or "")[:256],
                 "predicted_class": predicted[:16],
-                "probability": probability,
+                "probability": prob_rows[i][column[predicted]] if predicted in column else None,
                 "novelty": _finite_or_none(row.get("novelty")),
                 "entropy": _finite_or_none(entropy[i]),
                 "margin": _finite_or_none(margin[i]),
                 "quality": quality_int,
-                "quality_flags": str(row.get("quality_flags") or flag_names(quality_int))[:256],
-                "probs": {c: _finite_or_none(probs[i, j]) for j, c in enumerate(classes)},
+                "quality_flags": str(row.get("quality_flags") or flags(quality_int))[:256],
+                "probs": dict(zip(classes, prob_rows[i], strict=True)),
                 "row": row,
             }
         )
@@ -510,7 +528,7 @@ def _store_predictions(db: Database, catalogue_id: int, records: list[dict[str, 
             for r in records
         ]
         if rows:
-            session.execute(insert(Prediction), rows)
+            session.execute(insert(Prediction.__table__), rows)
         session.commit()
 
 
