@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.spectraldl-installed
 DEMO_OUT ?= demo-run
 
-.PHONY: demo test lint system-deps clean
+.PHONY: demo test lint docs system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Regenerate the measured figures of README.md and docs/ from the benchmark JSON
+# (tests/test_docs.py fails when a page and its JSON disagree).
+docs: $(STAMP)
+	$(BIN)/python tools/docs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,21 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
 def write_json(
     path: str | Path | None, name: str, rows: list[dict[str, Any]], **extra: Any
 ) -> None:
-    """Write ``{"benchmark", "machine", "rows", ...}`` to ``path`` when given."""
+    """Write ``{"benchmark", "date", "machine", "rows", ...}`` to ``path`` when given.
+
+    The date and the machine are what the docs' tables quote (``make docs``).
+    """
     if not path:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "machine": machine(), "rows": rows, **extra}
+    payload = {
+        "benchmark": name,
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "rows": rows,
+        **extra,
+    }
     path.write_text(json.dumps(payload, indent=1, default=str))
 
 

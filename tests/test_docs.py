@@ -1,0 +1,123 @@
+"""The measured figures of README.md and docs/ agree with the benchmark JSON they come from."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _docs_tool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "spectraldl_docs_tool", ROOT / "tools" / "docs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+docs = _docs_tool()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the pages and the benchmark JSON, to change without touching the repo."""
+    (tmp_path / "docs").mkdir()
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    for page in (ROOT / "docs").glob("*.md"):
+        shutil.copy(page, tmp_path / "docs" / page.name)
+    shutil.copytree(ROOT / docs.BENCHMARKS, tmp_path / docs.BENCHMARKS)
+    return tmp_path
+
+
+def test_pages_agree_with_their_json() -> None:
+    """`make docs` has nothing to change: every measured region is what its JSON says."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_page_with_figures_has_regions() -> None:
+    """The pages quoting benchmarks carry regions, and every region names a renderer."""
+    names: set[str] = set()
+    for path in docs.pages(ROOT):
+        names |= {m.group(1) for m in docs.REGION.finditer(path.read_text())}
+    assert names <= set(docs.RENDERERS)
+    for page in (
+        "README.md",
+        "docs/classify.md",
+        "docs/training.md",
+        "docs/simulate.md",
+        "docs/explore.md",
+        "docs/web.md",
+    ):
+        assert "<!-- measured: " in (ROOT / page).read_text(), page
+
+
+def test_a_changed_json_is_caught_and_regenerated(checkout: Path) -> None:
+    """Change one measured figure: the check names the page, regenerating writes the new one."""
+    path = checkout / docs.BENCHMARKS / "web.json"
+    data = json.loads(path.read_text())
+    for row in data["rows"]:
+        if row["measure"] == "GET /api/health (baseline)":
+            row["requests_per_s"] = 4321.0
+    path.write_text(json.dumps(data))
+    problems = docs.run(checkout, check=True)
+    assert len(problems) == 1
+    assert "docs/web.md" in problems[0] and "4321 requests/s" in problems[0]
+    assert "4321" not in (checkout / "docs" / "web.md").read_text()
+    docs.run(checkout, check=False)
+    assert (
+        "| `GET /api/health` (baseline) | 4321 requests/s |"
+        in (checkout / "docs" / "web.md").read_text()
+    )
+    assert docs.run(checkout, check=True) == []
+
+
+def test_a_hand_edited_figure_is_caught(checkout: Path) -> None:
+    """Editing a figure inside a region by hand is drift too."""
+    readme = checkout / "README.md"
+    text = readme.read_text()
+    assert "9.94 million/s" in text
+    readme.write_text(text.replace("9.94 million/s", "9.06 million/s"))
+    problems = docs.run(checkout, check=True)
+    assert len(problems) == 1 and "README.md" in problems[0]
+    assert "tools/docs.py" in str(docs.__file__)
+
+
+def test_unknown_region_and_missing_row_are_errors(checkout: Path) -> None:
+    page = checkout / "docs" / "extra.md"
+    page.write_text("x <!-- measured: no-such-figure -->1<!-- /measured -->\n")
+    with pytest.raises(docs.DocsError, match="no-such-figure"):
+        docs.run(checkout, check=True)
+    page.unlink()
+    path = checkout / docs.BENCHMARKS / "explore.json"
+    data = json.loads(path.read_text())
+    data["rows"] = [r for r in data["rows"] if r["backend"] != "opentsne"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(docs.DocsError, match="explore"):
+        docs.run(checkout, check=True)
+
+
+def test_shipped_benchmarks_say_where_and_when() -> None:
+    """Every shipped JSON has the machine and the date the tables quote."""
+    for path in sorted((ROOT / docs.BENCHMARKS).glob("*.json")):
+        data = json.loads(path.read_text())
+        assert data["machine"]["cpu"], path.name
+        assert len(data["date"]) == 10, path.name
+    text = (ROOT / "README.md").read_text()
+    assert "Measured on another machine than yours: 2026-11-26 on AMD EPYC, 2 cores" in text
