@@ -68,6 +68,37 @@ def test_errors(tmp_path: Path) -> None:
         NoveltyModel.fit(x, y, quantile=1.0)
 
 
+def test_a_truncated_or_inconsistent_file_is_refused(tmp_path: Path) -> None:
+    x, y = _clusters(300, seed=6)
+    nov = NoveltyModel.fit(x, y)
+    nov.save(tmp_path / "novelty.npz")
+    data = (tmp_path / "novelty.npz").read_bytes()
+    for cut in (len(data) // 2, len(data) - 30, 100):
+        (tmp_path / "cut.npz").write_bytes(data[:cut])
+        with pytest.raises(NoveltyError, match=re.escape("cut.npz: ")):
+            NoveltyModel.load(tmp_path / "cut.npz")
+    np.savez(
+        tmp_path / "odd.npz",
+        method=np.array("mahalanobis-shared-covariance"),
+        means=nov.means,
+        whitening=nov.whitening[:, :3],
+        labels=nov.labels,
+        threshold=np.array(nov.threshold),
+        quantile=np.array(nov.quantile),
+    )
+    with pytest.raises(NoveltyError, match=r"odd.npz: a damaged novelty model \(whitening"):
+        NoveltyModel.load(tmp_path / "odd.npz")
+
+
+def test_the_digest_survives_saving_and_tells_models_apart(tmp_path: Path) -> None:
+    x, y = _clusters(300, seed=7)
+    nov = NoveltyModel.fit(x, y)
+    nov.save(tmp_path / "novelty.npz")
+    assert NoveltyModel.load(tmp_path / "novelty.npz").digest == nov.digest
+    other = NoveltyModel.fit(*_clusters(300, seed=8))
+    assert other.digest != nov.digest
+
+
 @pytest.fixture(scope="module")
 def model_without_double_peak(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A small CNN trained on emission and absorption only: double-peak is an unseen class."""

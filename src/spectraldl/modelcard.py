@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -268,14 +269,95 @@ def _read_card(model_dir: Path) -> dict[str, Any]:
     for key in ("architecture", "classes", "preprocessing"):
         if key not in card:
             raise ModelDirError(f"{card_path}: the card lacks {key!r}")
+    problem = _card_problem(card)
+    if problem:
+        raise ModelDirError(f"{card_path}: {problem}")
     return card
+
+
+def _card_problem(card: dict[str, Any]) -> str:
+    """What is wrong with a card's classes, preprocessing, grid or temperature ('' if nothing)."""
+    classes = card["classes"]
+    if not isinstance(classes, list) or not classes:
+        return f"'classes' must be a non-empty list of names, got {classes!r}"
+    if not all(isinstance(c, str) and c.strip() for c in classes):
+        return f"'classes' holds a name that is not a non-empty string: {classes!r}"
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        return f"class names {', '.join(map(repr, repeated))} appear more than once in {classes}"
+    try:
+        config = PreprocessConfig.from_dict(card["preprocessing"])
+    except ValueError as exc:
+        return str(exc)
+    grid = card.get("grid")
+    expected = (config.grid_start_aa, config.grid_stop_aa, config.grid_n)
+    if grid is not None and (
+        not isinstance(grid, dict)
+        or (grid.get("start_aa"), grid.get("stop_aa"), grid.get("n")) != expected
+    ):
+        return f"'grid' {grid!r} differs from the preprocessing's grid {expected}"
+    temperature = card.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        return f"'temperature' must be a number, got {temperature!r}"
+    if not (math.isfinite(temperature) and temperature > 0):
+        return f"'temperature' must be finite and positive, got {temperature!r}"
+    return ""
+
+
+def _check_network(network: SpectrumNet, card: dict[str, Any], card_path: Path) -> None:
+    """Run one spectrum of zeros: the outputs must be the card's classes, the input its grid."""
+    grid_n = int(card["preprocessing"].get("grid_n", PreprocessConfig.grid_n))
+    try:
+        with torch.inference_mode():
+            out = network.eval()(torch.zeros(1, grid_n))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelDirError(
+            f"{card_path}: the network does not take the card's grid of {grid_n} points ({first})"
+        ) from None
+    classes = card["classes"]
+    if tuple(out.shape) != (1, len(classes)):
+        raise ModelDirError(
+            f"{card_path}: the network has {out.shape[-1]} outputs, the card names "
+            f"{len(classes)} classes ({', '.join(classes)})"
+        )
+
+
+def _load_novelty(path: Path, network: SpectrumNet, card: dict[str, Any]) -> NoveltyModel:
+    """The novelty model beside the weights, checked against the network and the card."""
+    try:
+        novelty = NoveltyModel.load(path)
+    except NoveltyError as exc:
+        raise ModelDirError(str(exc)) from None
+    if novelty.dim != network.embedding_dim:
+        raise ModelDirError(
+            f"{path}: {novelty.dim} features, the network's penultimate layer has "
+            f"{network.embedding_dim}: a novelty file of another model"
+        )
+    labels = np.asarray(novelty.labels)
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= len(card["classes"]):
+        raise ModelDirError(
+            f"{path}: class labels {labels.tolist()} are not indices of the card's "
+            f"{len(card['classes'])} classes: a novelty file of another model"
+        )
+    recorded = (card.get("novelty") or {}).get("sha256")
+    if recorded is not None and recorded != novelty.digest:
+        raise ModelDirError(
+            f"{path}: not the novelty model this card was saved with (its SHA-256 "
+            f"{novelty.digest[:12]}, the card's {str(recorded)[:12]}): a novelty file of another "
+            "model or a damaged copy"
+        )
+    return novelty
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "auto") -> TrainedModel:
     """Load a model directory: rebuild the network from ``card.json``, load ``model.pt``.
 
     Raises `ModelDirError` naming the path when the directory, the card or
-    the weights are missing or do not fit together.
+    the weights are missing or do not fit together: classes that are not the
+    network's outputs or repeat, a grid that is not its input, unknown
+    preprocessing keys, a temperature that is not a number, a truncated
+    ``novelty.npz`` or one of another model (the card records its SHA-256).
     """
     model_dir = Path(model_dir)
     card = _read_card(model_dir)
@@ -300,13 +382,13 @@ def load_model(model_dir: str | Path, device: str | torch.device = "auto") -> Tr
         raise ModelDirError(
             f"{weights}: the weights do not fit the card's network ({' '.join(first)})"
         ) from None
-    network.to(target)
+    _check_network(network, card, model_dir / CARD)
     novelty = None
     if (model_dir / NOVELTY).exists():
-        try:
-            novelty = NoveltyModel.load(model_dir / NOVELTY)
-        except NoveltyError as exc:
-            raise ModelDirError(str(exc)) from None
+        novelty = _load_novelty(model_dir / NOVELTY, network, card)
+    elif (card.get("novelty") or {}).get("sha256"):
+        raise ModelDirError(f"{model_dir}: {NOVELTY} is missing (the card records one)")
+    network.to(target)
     return TrainedModel(
         network=network, card=card, device=target, path=str(model_dir), novelty=novelty
     )

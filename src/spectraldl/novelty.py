@@ -17,6 +17,9 @@ once into a whitening matrix, after which every class is a dot product.
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +110,36 @@ class NoveltyModel:
         """Feature width d."""
         return int(self.means.shape[1])
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the arrays and numbers, the same for every saved copy of this model.
+
+        A model card records it, so a novelty file from another model is caught at load.
+        """
+        sha = hashlib.sha256()
+        for array in (self.means, self.whitening, np.asarray(self.labels).astype(str)):
+            sha.update(str(array.shape).encode())
+            sha.update(np.ascontiguousarray(array).tobytes())
+        sha.update(np.array([self.threshold, self.quantile], dtype=np.float64).tobytes())
+        return sha.hexdigest()
+
+    def check(self, source: str = "the novelty model") -> None:
+        """Raise `NoveltyError` unless the shapes fit together and the numbers are finite."""
+        k, d = self.means.shape if self.means.ndim == 2 else (0, 0)
+        problems = []
+        if self.means.ndim != 2 or k == 0 or d == 0:
+            problems.append(f"means have shape {self.means.shape}, not (classes, features)")
+        elif self.whitening.shape != (d, d):
+            problems.append(f"whitening has shape {self.whitening.shape}, not ({d}, {d})")
+        elif np.asarray(self.labels).shape != (k,):
+            problems.append(f"{np.asarray(self.labels).shape} labels for {k} means")
+        elif not (np.isfinite(self.means).all() and np.isfinite(self.whitening).all()):
+            problems.append("non-finite means or whitening")
+        if not np.isfinite(self.threshold) or not 0.0 < self.quantile < 1.0:
+            problems.append(f"threshold {self.threshold}, quantile {self.quantile}")
+        if problems:
+            raise NoveltyError(f"{source}: a damaged novelty model ({'; '.join(problems)})")
+
     def distances(self, features: ArrayLike) -> NDArray[np.float64]:
         """Mahalanobis distance of each row to each class mean, (n, k)."""
         x = np.asarray(features, dtype=np.float64)
@@ -149,17 +182,22 @@ class NoveltyModel:
         if not path.exists():
             raise NoveltyError(f"{path}: no such novelty file")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # An open handle, closed here whatever np.load raises (it leaks its own on a bad zip).
+            with path.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
                 if str(data["method"]) != METHOD:
                     raise NoveltyError(f"{path}: unknown novelty method {data['method']!s}")
-                return cls(
-                    means=data["means"],
-                    whitening=data["whitening"],
+                model = cls(
+                    means=np.asarray(data["means"], dtype=np.float64),
+                    whitening=np.asarray(data["whitening"], dtype=np.float64),
                     labels=data["labels"],
                     threshold=float(data["threshold"]),
                     quantile=float(data["quantile"]),
                 )
-        except (OSError, KeyError, ValueError) as exc:
-            if isinstance(exc, NoveltyError):
-                raise
+        except NoveltyError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise NoveltyError(f"{path}: not a novelty model ({exc})") from None
+        except zlib.error as exc:
+            raise NoveltyError(f"{path}: damaged, cannot be decompressed ({exc})") from None
+        model.check(str(path))
+        return model

@@ -776,6 +776,7 @@ def train(
         "space": "penultimate features",
         "threshold": novelty.threshold,
         "quantile": novelty.quantile,
+        "sha256": novelty.digest,
     }
     card["versions"] = _versions()
     card["metrics"] = {
