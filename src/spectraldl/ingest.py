@@ -53,7 +53,7 @@ from spectraldl.jobs import (
     output_lock,
     write_errors_csv,
 )
-from spectraldl.labels import NO_LABEL, LabelList, read_labels
+from spectraldl.labels import NO_LABEL, LabelList, LabelReport, read_labels
 from spectraldl.preprocess import PreprocessConfig, preprocess
 from spectraldl.processes import pool_context
 
@@ -80,6 +80,8 @@ class IngestSummary:
     errors: list[FileError] = field(default_factory=list)
     errors_csv: Path | None = None
     seconds: float = 0.0
+    labels: LabelReport | None = None
+    """How the ``--labels`` list met the dataset (ids matching nothing, conflicts, relabelled)."""
 
     def line(self) -> str:
         """One line for people: counts of good and bad files and where the bad ones are listed."""
@@ -90,7 +92,8 @@ class IngestSummary:
         if self.errors_csv is not None:
             text += f" (listed in {self.errors_csv})"
         rate = self.files / self.seconds if self.seconds > 0 else float("inf")
-        return f"{text}; {self.files} files in {self.seconds:.1f} s ({rate:.0f} files/s)"
+        text = f"{text}; {self.files} files in {self.seconds:.1f} s ({rate:.0f} files/s)"
+        return text if self.labels is None else f"{text}\n{self.labels.line()}"
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
@@ -145,7 +148,7 @@ def read_and_preprocess(
             "dec": m.dec,
             "mjd": m.mjd,
             "date_obs": m.date_obs,
-            "snr": m.snr,
+            "snr": result.snr,
             "source": str(path),
             "obsid": m.obsid,
             "designation": m.designation,
@@ -271,6 +274,8 @@ def ingest(
     out = Path(out)
     config = config or PreprocessConfig()
     labels = read_labels(labels_csv) if labels_csv is not None else None
+    if strict and labels is not None and labels.conflicts:
+        raise IngestFailed(f"--strict: {labels.matcher().report().line()}")
     if out.exists():
         existing = dataset_info(out).config
         if existing != config:
@@ -317,6 +322,7 @@ def ingest(
                 strict=strict,
                 files=len(files) + len(unread),
                 unread=unread,
+                labels=labels,
             )
     except OSError as exc:
         if is_output_error(exc):
@@ -406,6 +412,7 @@ def _merge(
     strict: bool,
     files: int,
     unread: Sequence[FileError] = (),
+    labels: LabelList | None = None,
 ) -> IngestSummary:
     errors = [*unread, *(error for shard in shards for error in _read_shard_errors(shard))]
     present = set(read_ids(out)) if out.exists() else set()
@@ -442,6 +449,9 @@ def _merge(
         else:
             create_dataset(tmp, config=config)
         added = _append_kept(tmp, shards, keeps)
+        report = _apply_labels(tmp, labels) if labels is not None else None
+        if strict and report is not None and report.problems:
+            raise IngestFailed(f"--strict: {report.line()}; {out} not written")
         run = uuid.uuid4().hex
         with h5py.File(tmp, "r+") as h5:
             h5.attrs["last_ingest"] = run
@@ -455,7 +465,32 @@ def _merge(
         already_present=already,
         errors=errors,
         errors_csv=errors_csv,
+        labels=report,
     )
+
+
+def _apply_labels(path: Path, labels: LabelList) -> LabelReport:
+    """Set the list's labels on every row of the dataset ``path``, rows already there included.
+
+    A re-run with ``--labels`` into an existing dataset relabels the spectra
+    it already holds instead of ignoring the list; the report counts them.
+    """
+    matcher = labels.matcher()
+    with h5py.File(path, "r+") as h5:
+        ids = h5["ids"].asstr()[...]
+        sources = h5["meta/source"].asstr()[...]
+        stored = h5["labels"][...]
+        wanted = stored.copy()
+        for i, (ident, source) in enumerate(zip(ids, sources, strict=True)):
+            name = Path(source).name
+            matcher.see(ident, name)
+            code = labels.lookup(ident, name)
+            if code != NO_LABEL:
+                wanted[i] = code
+        relabelled = int((wanted != stored).sum())
+        if relabelled:
+            h5["labels"][...] = wanted
+    return matcher.report(relabelled=relabelled)
 
 
 def _append_kept(path: Path, shards: Sequence[Path], keeps: Sequence[np.ndarray]) -> int:

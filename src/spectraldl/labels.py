@@ -8,7 +8,8 @@ The codes follow the thesis' Ondřejov dataset (0 emission, 1 absorption,
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CLASSES: tuple[str, ...] = ("emission", "absorption", "unknown", "double-peak", "noise")
@@ -16,6 +17,8 @@ CLASSES: tuple[str, ...] = ("emission", "absorption", "unknown", "double-peak", 
 
 NO_LABEL = -1
 """Label code of a spectrum nobody has labelled."""
+
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")
 
 _ALIASES = {"double_peak": "double-peak", "doublepeak": "double-peak", "double peak": "double-peak"}
 
@@ -58,10 +61,17 @@ def id_keys(identifier: str) -> set[str]:
 
 @dataclass(frozen=True)
 class LabelList:
-    """Labels read from a CSV, keyed by every form of each id (see `id_keys`)."""
+    """Labels read from a CSV, keyed by every form of each id (see `id_keys`).
+
+    ``entries`` maps each id as written to its code; ``conflicts`` maps ids the
+    file gives different labels (under any of their forms) to those labels;
+    they are left unlabelled, as a guess would be worse than no label.
+    """
 
     by_key: dict[str, int]
     source: str
+    entries: dict[str, int] = field(default_factory=dict)
+    conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def lookup(self, *identifiers: str) -> int:
         """Return the label of the first identifier found in the list, else `NO_LABEL`."""
@@ -71,27 +81,131 @@ class LabelList:
                     return self.by_key[key]
         return NO_LABEL
 
+    def matcher(self) -> LabelMatcher:
+        """A `LabelMatcher` to find the entries that no spectrum matches."""
+        return LabelMatcher(self)
+
+
+class LabelMatcher:
+    """Collects which entries of a `LabelList` some spectrum matched (memory: the list's size)."""
+
+    def __init__(self, labels: LabelList) -> None:
+        self.labels = labels
+        self._entry_of = {key: entry for entry in labels.entries for key in id_keys(entry)}
+        self._matched: set[str] = set()
+
+    def see(self, *identifiers: str) -> None:
+        """Mark the entries that any of one spectrum's identifiers (id, file name) matches."""
+        for identifier in identifiers:
+            for key in id_keys(identifier) if identifier else ():
+                entry = self._entry_of.get(key)
+                if entry is not None:
+                    self._matched.add(entry)
+
+    def report(self, relabelled: int = 0) -> LabelReport:
+        """The entries seen by no spectrum, the conflicting ones and ``relabelled``."""
+        unmatched = [e for e in self.labels.entries if e not in self._matched]
+        return LabelReport(
+            source=self.labels.source,
+            unmatched=unmatched,
+            conflicting=list(self.labels.conflicts),
+            relabelled=relabelled,
+        )
+
+
+@dataclass
+class LabelReport:
+    """How a label list met the spectra of a dataset."""
+
+    source: str
+    unmatched: list[str] = field(default_factory=list)
+    """Ids of the list that no spectrum has."""
+    conflicting: list[str] = field(default_factory=list)
+    """Ids the list gives different labels (left unlabelled)."""
+    relabelled: int = 0
+    """Spectra already in the dataset whose label the list set or changed."""
+
+    @property
+    def problems(self) -> int:
+        """Unmatched plus conflicting ids: what ``--strict`` refuses."""
+        return len(self.unmatched) + len(self.conflicting)
+
+    def line(self) -> str:
+        """One line for people, with a few examples of each problem."""
+        parts = []
+        if self.unmatched:
+            parts.append(
+                f"{len(self.unmatched)} ids match no spectrum ({_examples(self.unmatched)})"
+            )
+        if self.conflicting:
+            parts.append(
+                f"{len(self.conflicting)} ids have conflicting labels, left unlabelled "
+                f"({_examples(self.conflicting)})"
+            )
+        if self.relabelled:
+            parts.append(f"{self.relabelled} spectra already there relabelled")
+        return f"labels {self.source}: " + ("; ".join(parts) if parts else "every id matched")
+
+
+def _examples(ids: list[str], n: int = 3) -> str:
+    shown = ", ".join(ids[:n])
+    return f"e.g. {shown}" + (", ..." if len(ids) > n else "")
+
 
 def read_labels(path: str | Path) -> LabelList:
-    """Read a labels CSV with columns ``id,label``.
+    """Read a labels CSV with columns ``id,label`` (UTF-8, with or without Excel's BOM).
 
     ``id`` is a file name (with or without extension), stem or ivo:// id;
-    ``label`` a class name or the thesis' integer. An unknown label is a
-    `LabelError` naming the file and line.
+    ``label`` a class name or the thesis' integer. An unknown label, another
+    encoding (UTF-16, latin-1) or a missing header is a `LabelError` naming
+    the file. Ids given different labels are listed in ``conflicts`` and left
+    unlabelled; an id repeated with the same label is harmless.
     """
     path = Path(path)
-    by_key: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if "id" not in fields or "label" not in fields:
-            raise LabelError(f"{path}: needs a header with columns 'id' and 'label', got {fields}")
-        reader.fieldnames = fields
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if raw[:2] in _UTF16 or b"\0" in raw:
+        raise LabelError(
+            f"{path}: not UTF-8 text (UTF-16, as Excel's 'Unicode text', or binary: it holds "
+            "NUL bytes); save it as CSV UTF-8"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelError(
+            f"{path}: not UTF-8 text: byte {exc.start} (0x{raw[exc.start]:02x}) cannot be "
+            "decoded (latin-1 or another code page?); save it as CSV UTF-8"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "id" not in fields or "label" not in fields:
+        raise LabelError(f"{path}: needs a header with columns 'id' and 'label', got {fields}")
+    reader.fieldnames = fields
+    given: dict[str, set[int]] = {}
+    try:
         for line, row in enumerate(reader, start=2):
             try:
                 code = label_code(row["label"] or "")
             except ValueError as exc:
                 raise LabelError(f"{path}, line {line}: {exc}") from None
-            for key in id_keys(row["id"] or ""):
-                by_key[key] = code
-    return LabelList(by_key=by_key, source=str(path))
+            ident = (row["id"] or "").strip()
+            if not ident:
+                raise LabelError(f"{path}, line {line}: no id")
+            given.setdefault(ident, set()).add(code)
+    except csv.Error as exc:
+        raise LabelError(f"{path}: not a readable CSV ({exc})") from None
+    # Ids sharing any form (a file name and its stem) must agree, else all of them are conflicts.
+    sharing: dict[str, set[str]] = {}
+    for ident in given:
+        for key in id_keys(ident):
+            sharing.setdefault(key, set()).add(ident)
+    conflicts: dict[str, tuple[str, ...]] = {}
+    for ident, codes in given.items():
+        seen = set(codes).union(*(given[o] for k in id_keys(ident) for o in sharing[k]))
+        if len(seen) > 1:
+            conflicts[ident] = tuple(CLASSES[c] for c in sorted(seen))
+    entries = {i: min(codes) for i, codes in given.items() if i not in conflicts}
+    by_key = {key: code for ident, code in entries.items() for key in id_keys(ident)}
+    return LabelList(by_key=by_key, source=str(path), entries=entries, conflicts=conflicts)

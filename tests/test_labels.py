@@ -1,0 +1,142 @@
+"""Label lists: Excel's exports, wrong encodings, conflicts, ids matching nothing, re-runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spectraldl.cli import main
+from spectraldl.dataset import read_dataset
+from spectraldl.ingest import IngestFailed, ingest
+from spectraldl.labels import CLASSES, NO_LABEL, LabelError, read_labels
+
+ROWS = "id,label\nuk220017.fits,emission\na201504150031,double-peak\n"
+
+
+def test_a_utf8_bom_as_excel_writes_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeff".encode() + ROWS.replace("\n", "\r\n").encode())
+    labels = read_labels(path)
+    assert labels.lookup("uk220017") == CLASSES.index("emission")
+    assert labels.lookup("a201504150031.fits") == CLASSES.index("double-peak")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("utf-16", "not UTF-8 text (UTF-16"),
+        ("utf-16-le", "not UTF-8 text (UTF-16"),
+        ("latin-1", "not UTF-8 text: byte 58 (0xe9)"),
+    ],
+)
+def test_other_encodings_are_a_clear_error_naming_the_file(
+    tmp_path: Path, encoding: str, message: str
+) -> None:
+    path = tmp_path / f"{encoding}.csv"
+    path.write_bytes((ROWS + "étoile.fits,absorption\n").encode(encoding))
+    with pytest.raises(LabelError, match="save it as CSV UTF-8") as info:
+        read_labels(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+    result = CliRunner().invoke(
+        main, ["ingest", str(tmp_path), "-o", str(tmp_path / "d.h5"), "--labels", str(path)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line] == [f"Error: {info.value}"], (
+        result.output
+    )
+
+
+def test_conflicting_duplicates_are_left_unlabelled_and_listed(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        ROWS
+        + "uk220017,absorption\n"  # the same spectrum as uk220017.fits, another label
+        + "a201504150031.fits,double-peak\n"  # a repeat that agrees: harmless
+    )
+    labels = read_labels(path)
+    assert labels.lookup("uk220017") == NO_LABEL
+    assert labels.lookup("uk220017.fits") == NO_LABEL
+    assert labels.lookup("a201504150031") == CLASSES.index("double-peak")
+    assert set(labels.conflicts) == {"uk220017.fits", "uk220017"}
+    assert labels.conflicts["uk220017"] == ("emission", "absorption")
+
+
+@pytest.fixture
+def inputs(data_dir: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("ondrejov-ssap/uk220017.fits", "ondrejov-ssap/a201504150031.fits", DR1):
+        shutil.copy(data_dir / name, folder)
+    return folder
+
+
+DR1 = "lamost-dr1/spec-55862-B6212_sp06-003.fits"
+
+
+def _labels_by_stem(path: Path) -> dict[str, int]:
+    data = read_dataset(path)
+    stems = [Path(s).name.removesuffix(".fits") for s in data.meta["source"]]
+    return dict(zip(stems, data.labels.tolist(), strict=True))
+
+
+def test_ids_matching_nothing_and_conflicts_are_reported(inputs: Path, tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        ROWS + "spec-00000-NOWHERE_sp01-001,emission\nghost.fits,absorption\n"
+        "spec-55862-B6212_sp06-003,absorption\nspec-55862-B6212_sp06-003.fits,emission\n"
+    )
+    out = tmp_path / "d.h5"
+    summary = ingest([inputs], out, labels_csv=path)
+    assert summary.labels is not None
+    assert summary.labels.unmatched == ["spec-00000-NOWHERE_sp01-001", "ghost.fits"]
+    assert len(summary.labels.conflicting) == 2
+    line = summary.line()
+    assert "2 ids match no spectrum (e.g. spec-00000-NOWHERE_sp01-001, ghost.fits)" in line
+    assert "2 ids have conflicting labels" in line
+    assert _labels_by_stem(out) == {
+        "uk220017": CLASSES.index("emission"),
+        "a201504150031": CLASSES.index("double-peak"),
+        "spec-55862-B6212_sp06-003": NO_LABEL,
+    }
+    # --strict refuses both kinds, writing nothing.
+    strict_out = tmp_path / "strict.h5"
+    with pytest.raises(IngestFailed, match="conflicting labels"):
+        ingest([inputs], strict_out, labels_csv=path, strict=True)
+    unmatched = tmp_path / "unmatched.csv"
+    unmatched.write_text(ROWS + "ghost.fits,absorption\n")
+    with pytest.raises(IngestFailed, match=r"1 ids match no spectrum \(e.g. ghost.fits\)"):
+        ingest([inputs], strict_out, labels_csv=unmatched, strict=True)
+    assert not strict_out.exists()
+    result = CliRunner().invoke(
+        main, ["ingest", str(inputs), "-o", str(strict_out), "--labels", str(unmatched), "--strict"]
+    )
+    assert result.exit_code == 1 and "ghost.fits" in result.output
+    assert "Traceback" not in result.output and not strict_out.exists()
+
+
+def test_labels_given_on_a_rerun_are_applied_to_the_rows_already_there(
+    inputs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "d.h5"
+    ingest([inputs], out)
+    assert set(_labels_by_stem(out).values()) == {NO_LABEL}
+    path = tmp_path / "labels.csv"
+    path.write_text(ROWS)
+    summary = ingest([inputs], out, labels_csv=path)
+    assert summary.added == 0 and summary.already_present == 3
+    assert summary.labels is not None and summary.labels.relabelled == 2
+    assert "2 spectra already there relabelled" in summary.line()
+    labels = _labels_by_stem(out)
+    assert labels["uk220017"] == CLASSES.index("emission")
+    assert labels["a201504150031"] == CLASSES.index("double-peak")
+    assert labels["spec-55862-B6212_sp06-003"] == NO_LABEL
+    # A corrected list changes them again; the flux is untouched.
+    before = read_dataset(out).X
+    path.write_text("id,label\nuk220017,absorption\n")
+    assert ingest([inputs], out, labels_csv=path).labels.relabelled == 1
+    assert _labels_by_stem(out)["uk220017"] == CLASSES.index("absorption")
+    assert np.array_equal(read_dataset(out).X, before)
