@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -121,3 +122,29 @@ def test_shipped_benchmarks_say_where_and_when() -> None:
         assert len(data["date"]) == 10, path.name
     text = (ROOT / "README.md").read_text()
     assert "Measured on another machine than yours: 2026-11-26 on AMD EPYC, 2 cores" in text
+
+
+def test_every_command_help_has_an_example() -> None:
+    """`spectraldl COMMAND --help` ends with an example for every command and subcommand."""
+    import click
+    from click.testing import CliRunner
+
+    from spectraldl.cli import main
+
+    def walk(group: click.Group, ctx: click.Context, prefix: list[str]) -> list[list[str]]:
+        found = []
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            found.append([*prefix, name])
+            if isinstance(command, click.Group):
+                found += walk(command, click.Context(command), [*prefix, name])
+        return found
+
+    commands = walk(main, click.Context(main), [])
+    assert len(commands) >= 15
+    runner = CliRunner()
+    for args in commands:
+        result = runner.invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, args
+        assert re.search(r"Example:\n +spectraldl ", result.output), " ".join(args)

@@ -75,6 +75,10 @@ def candidates_command(
     writes the catalogue (units and descriptions on every column in .fits,
     .vot and .ecsv), the gallery, and with --known, which known stars were
     recovered and why the others were missed (CATALOGUE.known.csv).
+
+    \b
+    Example:
+      spectraldl candidates dr1.parquet -o candidates.csv -o candidates.fits --gallery gallery/
     """
     from spectraldl.candidates import CandidatesError, Selection, find_candidates
     from spectraldl.crossmatch import KnownListError

@@ -107,6 +107,11 @@ def classify_command(
     resumes where it stopped when the same command is given again. Bad files
     never stop the run; they are listed with a reason in OUT.errors.csv (OUT's
     whole name: dr1.parquet.errors.csv); a spectrum found twice gets one row.
+
+    \b
+    Example:
+      spectraldl classify /data/lamost/dr1/ -o dr1.parquet -j 8
+      spectraldl classify demo-run/model dataset.h5 -o predictions.parquet --device cuda
     """
     from spectraldl.backends import open_backend
     from spectraldl.dataset import DatasetError

@@ -30,6 +30,11 @@ def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     both, trains the thesis CNN, classifies the archive, selects candidates
     with a gallery and a cross-match, maps both archives, measures the blur
     and writes OUT/report.html. Re-running with the same OUT skips finished steps.
+
+    \b
+    Example:
+      spectraldl demo --out demo-run        # about 10 minutes on 2 cores
+      spectraldl demo --out quick --quick   # about 2 minutes
     """
     # Idle OpenMP threads spinning on a busy 2-core machine slow everything else.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -50,6 +50,10 @@ def ingest_command(
     writing OUT at the same time is refused at once. An interrupted run (even
     kill -9) resumes where it stopped when the same command is given again; a
     file changed since it was read is read again.
+
+    \b
+    Example:
+      spectraldl ingest ondrejov/ -o training.h5 --labels labels.csv -j 4
     """
     from spectraldl.dataset import DatasetError
     from spectraldl.ingest import IngestFailed, ingest

@@ -86,6 +86,10 @@ def simulate_command(
     its pipeline (resolution, noise, sky, cosmic rays, masks). OUT/truth.csv
     lists every file with its label and every parameter drawn; pass it to
     `spectraldl ingest --labels`.
+
+    \b
+    Example:
+      spectraldl simulate --archive lamost -n 30000 -o out/lamost --release dr1 --junk 0.01
     """
     from spectraldl.simulate import MixError, simulate_archive
 

@@ -149,6 +149,11 @@ def train_command(
     labelled); `unknown` is left out. Real spectra are kept out of fitting
     and reported beside the synthetic test split. The split (test 10 %,
     validation 20 %), SMOTE, weights and shuffling follow --seed.
+
+    \b
+    Example:
+      spectraldl train training.h5 -o model/ --model cnn-small
+      spectraldl train training.h5 -o model/ --device cuda --bf16 --cuda-graph --channels-last
     """
     from spectraldl.dataset import DatasetError
     from spectraldl.training import ModelDirError, TrainConfig, TrainingError, train
@@ -230,6 +235,10 @@ def evaluate_command(
     synthetic and real spectra side by side. --json prints one object with
     accuracy, per_class {name: {precision, recall, f1, support}}, confusion
     {classes, matrix (rows true, columns predicted)}, ece, by_origin.
+
+    \b
+    Example:
+      spectraldl evaluate model/ other-labelled.h5 --rows real --json
     """
     from spectraldl.dataset import DatasetError
     from spectraldl.evaluation import evaluate_model, json_safe

@@ -103,6 +103,11 @@ def serve_command(
     Open http://HOST:PORT/ and log in with an account made by
     `spectraldl users add NAME`. Everything works offline; several people can
     label at once (use PostgreSQL for a team on several machines).
+
+    \b
+    Example:
+      spectraldl users add alice --admin --db sqlite:///web.db
+      spectraldl serve --db sqlite:///web.db --port 8000
     """
     import uvicorn
 
@@ -144,7 +149,13 @@ def _announce(db: Any, host: str, port: int) -> None:
 
 @click.group("users")
 def users_group() -> None:
-    """Manage the web tool's users (also possible for admins in the web pages)."""
+    """Manage the web tool's users (also possible for admins in the web pages).
+
+    \b
+    Example:
+      spectraldl users add alice --admin --db sqlite:///web.db
+      spectraldl users list --db sqlite:///web.db
+    """
 
 
 def _user_commands(group: click.Group) -> None:
@@ -159,7 +170,12 @@ def _user_commands(group: click.Group) -> None:
     )
     @db_option
     def users_add(name: str, admin: bool, password_stdin: bool, db_url: str | None) -> None:
-        """Add the user NAME (asks for the password unless --password-stdin)."""
+        """Add the user NAME (asks for the password unless --password-stdin).
+
+        \b
+        Example:
+          spectraldl users add alice --admin --db sqlite:///web.db
+        """
         from spectraldl.web.auth import UserError, add_user, check_user_name
 
         try:
@@ -179,7 +195,12 @@ def _user_commands(group: click.Group) -> None:
     @group.command("list")
     @db_option
     def users_list(db_url: str | None) -> None:
-        """List the users."""
+        """List the users.
+
+        \b
+        Example:
+          spectraldl users list --db sqlite:///web.db
+        """
         from sqlalchemy import select
 
         from spectraldl.web.models import User
@@ -199,7 +220,12 @@ def _user_commands(group: click.Group) -> None:
     @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
     @db_option
     def users_passwd(name: str, password_stdin: bool, db_url: str | None) -> None:
-        """Set a new password for NAME (ends their sessions)."""
+        """Set a new password for NAME (ends their sessions).
+
+        \b
+        Example:
+          spectraldl users passwd alice --db sqlite:///web.db
+        """
         from sqlalchemy import select
 
         from spectraldl.web.auth import UserError, set_password
@@ -271,6 +297,10 @@ def import_command(
     .fits tables, .vot) to vet. Ids already in the database are skipped, so
     an interrupted import is finished by running it again; bad files are
     listed and skipped.
+
+    \b
+    Example:
+      spectraldl import ondrejov/ dr1.parquet --min-probability 0.9 --db sqlite:///web.db
     """
     if not paths and model_dir is None:
         raise click.UsageError("give PATHS to import, or --model to score the stored spectra")
@@ -340,7 +370,14 @@ def _pair(text: str | None, what: str) -> tuple[float, float] | None:
     show_default=True,
     help="Where the FITS files are kept (reused by a rerun).",
 )
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the service's answer and for each download.",
+)
 def ssap_import_command(
     service_url: str,
     db_url: str | None,
@@ -356,11 +393,14 @@ def ssap_import_command(
 ) -> None:
     """Query an SSAP service (e.g. the Ondřejov archive), download and import its spectra.
 
-    Example: spectraldl ssap-import SERVICE_URL --target "gamma Cas" --limit 20,
-    with the Ondřejov CCD700 archive's SSAP URL from the IVOA registry (its
-    DaCHS service at voarchive.asu.cas.cz). Spectra already in the database are not
-    downloaded again, files already downloaded are reused: rerun the same
-    command to finish an interrupted import.
+    SERVICE_URL is the service's SSAP endpoint; the Ondřejov CCD700 archive's
+    (a DaCHS service at voarchive.asu.cas.cz) is in the IVOA registry. Spectra
+    already in the database are not downloaded again, files already downloaded
+    are reused: rerun the same command to finish an interrupted import.
+
+    \b
+    Example:
+      spectraldl ssap-import http://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml --target "gamma Cas"
     """
     from spectraldl.archives.ssap import SsapError
     from spectraldl.web.importing import import_ssap
