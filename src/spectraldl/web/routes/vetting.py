@@ -283,7 +283,9 @@ def vetted_file(frame: Any, format: str) -> tuple[bytes, str, str]:
     """The vetted table as (bytes, media type, suffix). CSV cells a spreadsheet would run as
     formulas get a leading ``'`` (`store.csv_safe`); FITS and VOTable keep every value."""
     if format == "csv":
-        text_columns = [c for c in frame.columns if frame[c].dtype == object]
+        from pandas.api.types import is_numeric_dtype
+
+        text_columns = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
         safe = frame.assign(**{c: frame[c].map(store.csv_safe) for c in text_columns})
         return safe.to_csv(index=False).encode(), "text/csv", "csv"
     if format not in ("fits", "votable"):
