@@ -202,6 +202,7 @@ def test_cli_errors(workdir: Path, dataset: Path, model_dir: Path) -> None:
     assert result.exit_code == 1 and "no such model directory" in result.output
     result = runner.invoke(main, ["train", str(dataset), "-o", str(model_dir), "--epochs", "1"])
     assert result.exit_code == 1 and "already exists" in result.output
+    assert "--overwrite" in result.output
     result = runner.invoke(main, ["evaluate", str(model_dir), str(workdir / "missing.h5")])
     assert result.exit_code == 1 and "missing.h5: no such file" in result.output
     assert read_dataset(dataset).X.shape == (414, 140)

@@ -570,7 +570,10 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainingError(f"{out_dir}: exists and is not a directory")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise TrainingError(f"{out_dir}: already exists and is not empty (use overwrite)")
+        raise TrainingError(
+            f"{out_dir}: already exists and is not empty "
+            "(--overwrite, or overwrite=True, replaces it)"
+        )
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
