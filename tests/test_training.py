@@ -194,7 +194,10 @@ def test_load_model_round_trip(trained: dict[str, Any], dataset: Path) -> None:
     assert model.classes == ("emission", "absorption", "double-peak")
     assert model.config == data.config
     assert model.model_id == result.model.model_id == load_model(trained["out"]).model_id
-    assert len(model.model_id) == 12
+    assert len(model.model_id) == 12 and model.model_id.startswith("m")
+    # Never a number to a CSV reader (123e45678901 would be): the id stays text in catalogues.
+    with pytest.raises(ValueError):
+        float(model.model_id)
     proba = model.predict_proba(data.X[:50], batch_size=7)
     assert proba.dtype == np.float32 and proba.shape == (50, 3)
     assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)

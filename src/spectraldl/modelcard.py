@@ -149,10 +149,14 @@ class TrainedModel:
 
     @cached_property
     def model_id(self) -> str:
-        """A short stable id: 12 hex digits of the SHA-256 of the weights and the card."""
+        """A short stable id: ``m`` and 11 hex digits of the SHA-256 of the weights and the card.
+
+        The letter keeps the id text wherever it goes: an all-digit id with one
+        ``e`` (``123e45678901``) would be read back from a CSV table as a number.
+        """
         sha = hashlib.sha256(_weights_digest(self.network))
         sha.update(json.dumps(self.card, sort_keys=True).encode())
-        return sha.hexdigest()[:12]
+        return "m" + sha.hexdigest()[:11]
 
     def check_compatible(self, data: Any) -> None:
         """Raise `ModelMismatch` when ``data`` was preprocessed otherwise than the model expects.
