@@ -206,3 +206,30 @@ def test_cli_errors(workdir: Path, dataset: Path, model_dir: Path) -> None:
     result = runner.invoke(main, ["evaluate", str(model_dir), str(workdir / "missing.h5")])
     assert result.exit_code == 1 and "missing.h5: no such file" in result.output
     assert read_dataset(dataset).X.shape == (414, 140)
+
+
+def test_evaluate_tables_are_aligned_and_skip_recall_of_empty_classes() -> None:
+    from spectraldl.cli.train import _side_by_side
+
+    def metrics(n: int, supports: tuple[int, int]) -> dict:
+        per_class = {
+            c: {"precision": 0.5, "recall": 0.0 if s == 0 else 0.75, "f1": 0.6, "support": s}
+            for c, s in zip(("emission", "double-peak"), supports, strict=True)
+        }
+        confusion = {"classes": ["emission", "double-peak"], "matrix": [[1, 0], [0, 1]]}
+        return {
+            "n": n,
+            "accuracy": 0.9,
+            "ece": 0.01,
+            "per_class": per_class,
+            "confusion": confusion,
+        }
+
+    text = _side_by_side(
+        [("all selected", metrics(1200, (1000, 200))), ("real", metrics(9, (9, 0)))]
+    )
+    lines = text.splitlines()
+    assert lines[-2].split() == ["recall", "double-peak", "0.750", "(200)", "-", "(0)"]
+    # Right-aligned columns end at the same place on every line.
+    ends = {len(line) for line in lines[1:]}
+    assert len(ends) == 1, text

@@ -21,6 +21,25 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _aligned(rows: list[tuple[str, ...]]) -> str:
+    """Rows as a plain-text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
+
+
+def _recall(scores: dict[str, Any]) -> str:
+    """Recall and support of one class; a class with no rows has no recall."""
+    if not scores.get("support"):
+        return "- (0)"
+    return f"{_fmt(scores['recall'])} ({scores['support']})"
+
+
 def _side_by_side(columns: list[tuple[str, dict[str, Any]]]) -> str:
     """A plain-text table: accuracy, ECE and per-class recall for each metrics column."""
     columns = [(title, m) for title, m in columns if m and m.get("n")]
@@ -31,20 +50,9 @@ def _side_by_side(columns: list[tuple[str, dict[str, Any]]]) -> str:
     lines.append(("spectra", *(str(m["n"]) for _, m in columns)))
     lines.append(("accuracy", *(_fmt(m["accuracy"]) for _, m in columns)))
     for name in classes:
-        lines.append(
-            (
-                f"recall {name}",
-                *(
-                    f"{_fmt(m['per_class'][name]['recall'])} ({m['per_class'][name]['support']})"
-                    for _, m in columns
-                ),
-            )
-        )
+        lines.append((f"recall {name}", *(_recall(m["per_class"][name]) for _, m in columns)))
     lines.append(("ECE", *(_fmt(m["ece"]) for _, m in columns)))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines
-    )
+    return _aligned(lines)
 
 
 def _echo_epoch(record: dict[str, float]) -> None:
@@ -261,18 +269,32 @@ def evaluate_command(
     if result["n"]:
         click.echo("\nconfusion (rows true, columns predicted):")
         classes = result["confusion"]["classes"]
-        width = max(len(c) for c in classes)
-        click.echo(" " * (width + 2) + "  ".join(c.rjust(width) for c in classes))
-        for name, row in zip(classes, result["confusion"]["matrix"], strict=True):
-            click.echo(name.ljust(width + 2) + "  ".join(str(v).rjust(width) for v in row))
-        per = result["per_class"]
-        click.echo("\nclass  precision  recall  f1  support")
-        for name in classes:
-            p = per[name]
-            click.echo(
-                f"{name}  {_fmt(p['precision'])}  {_fmt(p['recall'])}  {_fmt(p['f1'])}  "
-                f"{p['support']}"
+        matrix = result["confusion"]["matrix"]
+        click.echo(
+            _aligned(
+                [
+                    ("true \\ predicted", *classes),
+                    *(
+                        (name, *(str(v) for v in row))
+                        for name, row in zip(classes, matrix, strict=True)
+                    ),
+                ]
             )
+        )
+        rows = [("class", "precision", "recall", "f1", "support")]
+        for name in classes:
+            p = result["per_class"][name]
+            predicted = sum(row[classes.index(name)] for row in matrix)
+            rows.append(
+                (
+                    name,
+                    _fmt(p["precision"]) if predicted else "-",
+                    _fmt(p["recall"]) if p["support"] else "-",
+                    _fmt(p["f1"]) if p["support"] and predicted else "-",
+                    str(p["support"]),
+                )
+            )
+        click.echo("\n" + _aligned(rows))
     if result.get("novel_fraction") is not None:
         click.echo(f"\nnovel (above the novelty threshold): {result['novel_fraction']:.3f}")
     left = result["left_out"]
