@@ -215,3 +215,35 @@ def test_cli_errors_name_the_file(tmp_path: Path) -> None:
     assert "--predictions" in result.output
     with pytest.raises(ExploreError, match="at least 5"):
         tsne_coordinates(np.zeros((3, 140)))
+
+
+def test_map_title_fits_and_legend_covers_no_point() -> None:
+    """A long title wraps inside the figure; the legend sits outside the axes."""
+    from spectraldl.explore import map_figure
+
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(600, 2))
+    # Points in every corner, where a legend inside the axes would sit on them.
+    coords[:4] = [[-3, -3], [-3, 3], [3, -3], [3, 3]]
+    category = np.array(["emission", "absorption", "double-peak"] * 200, dtype=object)
+    group = np.array(["ondrejov", "lamost"] * 300, dtype=object)
+    title = "t-SNE of " + " + ".join(["Ondřejov (synthetic)", "Ondřejov (real)"] * 3) + " (600)"
+    fig = map_figure(
+        coords, category, group, title=title, xlabel="x", ylabel="y", legend_title="label"
+    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    figure_box = fig.bbox
+    (ax,) = fig.axes
+    title_box = ax.title.get_window_extent(renderer)
+    assert "\n" in ax.title.get_text()
+    assert figure_box.x0 <= title_box.x0 and title_box.x1 <= figure_box.x1
+    assert title_box.y1 <= figure_box.y1
+    (legend,) = fig.legends
+    legend_box = legend.get_window_extent(renderer)
+    assert not legend_box.overlaps(ax.get_window_extent(renderer))
+    assert legend_box.x1 <= figure_box.x1
+    assert len(legend.get_texts()) == 6

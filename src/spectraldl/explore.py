@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -444,7 +445,30 @@ def plot_map(
     ylabel: str,
     legend_title: str,
 ) -> list[Path]:
-    """Scatter plot of a 2-D map: colour per category, marker per group; PNG and SVG.
+    """Scatter plot of a 2-D map (`map_figure`) written as PNG and SVG."""
+    fig = map_figure(
+        coords,
+        category,
+        group,
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        legend_title=legend_title,
+    )
+    return save_figure(fig, path)
+
+
+def map_figure(
+    coords: NDArray[np.floating],
+    category: NDArray[np.object_],
+    group: NDArray[np.object_],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    legend_title: str,
+) -> Any:
+    """The figure of a 2-D map: colour per category, marker per group.
 
     Large categories are drawn first so that rare classes stay visible;
     unlabelled points are grey and drawn underneath.
@@ -463,7 +487,7 @@ def plot_map(
     colours = _colour_map([c for c, _ in order])
     groups = sorted({str(g) for g in group}, key=lambda g: -int((group == g).sum()))
     markers = {g: _MARKERS[k % len(_MARKERS)] for k, g in enumerate(groups)}
-    fig = Figure(figsize=(6.4, 5.2), layout="constrained")
+    fig = Figure(figsize=(8.4, 5.2), layout="constrained")
     ax = fig.subplots()
     handles = []
     for name, _count in order:
@@ -495,17 +519,18 @@ def plot_map(
             )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(
+    # A long title (several datasets) wraps instead of running off the figure, and
+    # the legend sits outside the axes, where it cannot cover any point.
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
+    fig.legend(
         handles=handles,
         title=legend_title,
         fontsize=8,
         title_fontsize=8,
-        loc="best",
-        frameon=True,
-        framealpha=0.85,
+        loc="outside right upper",
+        frameon=False,
     )
-    return save_figure(fig, path)
+    return fig
 
 
 def write_coordinates(path: str | Path, data: MapInput, coords: NDArray[np.floating]) -> Path:
