@@ -19,6 +19,7 @@ from web_support import (
 )
 
 from spectraldl.archives import read_spectrum
+from spectraldl.bundled import bundled_files
 from spectraldl.preprocess import PreprocessConfig
 from spectraldl.spectrum import Spectrum
 from spectraldl.web import store
@@ -46,6 +47,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         session.commit()
     import_fits(db, ondrejov_files())
     first = read_spectrum(ondrejov_files()[0])
+    lamost = read_spectrum(sorted(f.path for f in bundled_files(archive="lamost"))[0])
     hostile = Spectrum(
         wave_aa=first.wave_aa,
         flux=first.flux,
@@ -54,6 +56,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     )
     with db.session() as session:
         session.add(spectrum_row(hostile, config=PreprocessConfig()))
+        session.add(spectrum_row(lamost, config=PreprocessConfig()))
         session.commit()
         idents = list(session.scalars(select(SpectrumRow.ident).order_by(SpectrumRow.id)))
     write_predictions_file(folder / "pred.parquet", idents[:12], seed=7)
@@ -202,3 +205,39 @@ def test_vet_candidates_with_the_keyboard(browser, site: dict) -> None:
     db.dispose()
     ranked = sorted(novelty, key=lambda i: -novelty[i])
     assert seen == ranked[:4]
+
+
+def test_the_counter_follows_an_undo(browser, site: dict) -> None:
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+
+    def labelled_by_me(driver) -> int | None:
+        found = re.search(r"you: (\d+) of", driver.find_element(By.ID, "status").text)
+        return int(found.group(1)) if found else None
+
+    before = wait(browser, labelled_by_me)
+    press_and_wait_for_next(browser, "e")
+    wait(browser, lambda d: labelled_by_me(d) == before + 1)
+    press(browser, "z")
+    wait(browser, lambda d: labelled_by_me(d) == before)
+
+
+def test_the_zoom_caption_and_the_archive_choice(browser, site: dict) -> None:
+    from selenium.webdriver.common.by import By
+
+    db = open_database(site["url"])
+    with db.session() as session:
+        lamost = session.scalar(select(SpectrumRow.id).where(SpectrumRow.archive == "lamost"))
+        ondrejov = session.scalar(select(SpectrumRow.id).where(SpectrumRow.archive == "ondrejov"))
+    db.dispose()
+    log_in(browser, site)
+    browser.find_element(By.CSS_SELECTOR, '#archives a[data-archive="lamost"]').click()
+    wait(browser, lambda d: current_id(d) == lamost)
+    caption = browser.find_element(By.ID, "zoom-caption").text
+    assert "orange" not in caption and "unblurred" in caption
+    browser.get(f"{site['server'].url}/label/{ondrejov}")
+    wait(browser, lambda d: current_id(d) == ondrejov)
+    wait(browser, lambda d: "orange" in d.find_element(By.ID, "zoom-caption").text)
