@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from training_helpers import profile_rows, write_dataset
 
@@ -233,3 +234,14 @@ def test_evaluate_tables_are_aligned_and_skip_recall_of_empty_classes() -> None:
     # Right-aligned columns end at the same place on every line.
     ends = {len(line) for line in lines[1:]}
     assert len(ends) == 1, text
+
+
+@pytest.mark.skipif(torch.version.cuda is not None, reason="this PyTorch is a CUDA build")
+def test_train_on_cuda_with_a_cpu_only_pytorch_says_what_to_install(
+    dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    result = CliRunner().invoke(main, ["train", str(dataset), "-o", str(out), "--device", "cuda"])
+    assert result.exit_code == 1, result.output
+    assert "CPU-only build" in result.output and "install a CUDA build" in result.output
+    assert "Traceback" not in result.output and not out.exists()

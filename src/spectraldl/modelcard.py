@@ -54,7 +54,15 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here")
+        if torch.version.cuda is None:
+            raise ValueError(
+                f"device 'cuda' asked for, but this PyTorch ({torch.__version__}) is a CPU-only "
+                "build: install a CUDA build of PyTorch (README, 'Your own data', 'A GPU')"
+            )
+        raise ValueError(
+            f"device 'cuda' asked for, but PyTorch {torch.__version__} (CUDA "
+            f"{torch.version.cuda}) sees no GPU here: check the NVIDIA driver (nvidia-smi)"
+        )
     return torch.device(name)
 
 
