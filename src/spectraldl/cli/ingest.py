@@ -26,7 +26,12 @@ from spectraldl.cli._progress import progress_bar
     help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3).",
 )
 @workers_option("Worker processes (the result does not depend on it).")
-@click.option("--strict", is_flag=True, help="Fail (exit 1) if any file is bad.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1), writing nothing, if any file is bad or any label conflicts or matches "
+    "no spectrum.",
+)
 @click.option(
     "--origin",
     type=click.Choice(["real", "synthetic"]),
