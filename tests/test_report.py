@@ -312,3 +312,126 @@ def test_gallery_embeds_only_its_own_images(run_dir: Path, tmp_path: Path) -> No
     report = write_report(run, run / "report.html")
     gallery_section = next(s for s in report.sections if s.key == "gallery")
     assert [i.name for i in gallery_section.images] == ["candidate.png"]
+
+
+def _drawn_gallery(folder: Path, png: Path, entries: list[dict]) -> None:
+    """A gallery as `write_gallery` writes it: PNGs and an index whose rows are JSON data."""
+    from spectraldl.gallery import _write_index
+
+    folder.mkdir(parents=True)
+    for entry in entries:
+        if entry["image"]:
+            shutil.copy(png, folder / entry["image"])
+    _write_index(folder / "index.html", entries, CLASSES, total=len(entries))
+
+
+def test_gallery_sample_shows_real_candidates_first_then_the_most_probable(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    png = next((run_dir / "gallery").glob("*.png"))
+
+    def entry(name: str, origin: str, p: float) -> dict:
+        return {
+            "id": name,
+            "image": f"{name}.png",
+            "origin": origin,
+            "predicted_class": "emission",
+            "p_emission": p,
+            "p_absorption": 1 - p,
+            "p_double_peak": 0.0,
+        }
+
+    # In file-name order the synthetic ones come first.
+    entries = [
+        entry("a-synthetic", "synthetic", 0.95),
+        entry("b-synthetic", "synthetic", 0.99),
+        entry("c-synthetic", "synthetic", 0.91),
+        entry("y-real", "real", 0.92),
+        entry("z-real", "real", 0.97),
+        {**entry("broken", "real", 1.0), "image": "", "problem": "cannot read"},
+    ]
+    run = tmp_path / "run"
+    _drawn_gallery(run / "gallery", png, entries)
+    report = write_report(run, run / "report.html", gallery_sample=4)
+    gallery = next(s for s in report.sections if s.key == "gallery")
+    assert [i.name for i in gallery.images] == [
+        "z-real.png",
+        "y-real.png",
+        "b-synthetic.png",
+        "a-synthetic.png",
+    ]
+    assert gallery.images[0].caption == "z-real: emission, p = 0.97 (real)"
+    assert "4 of 5 gallery images, real spectra first, then the most probable" in gallery.notes[0]
+
+
+def test_shipped_benchmarks_are_labelled_apart_from_this_run(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "benchmarks").mkdir(parents=True)
+    shipped = json.loads((run_dir / "benchmarks" / "explore.json").read_text())
+    (run / "benchmarks" / "explore.json").write_text(json.dumps({**shipped, "date": "2026-11-26"}))
+    shutil.copy(run_dir / "run.json", run / "run.json")
+    report = write_report(run, run / "report.html")
+    performance = next(s for s in report.sections if s.key == "performance")
+    this_run, benchmark = performance.tables
+    assert this_run["title"].startswith("This run: seconds per step")
+    assert this_run["rows"][0][0] == "training set" and this_run["rows"][-1][0] == "all steps"
+    assert "measured on another machine on 2026-11-26" in benchmark["title"]
+    assert "test cpu" in benchmark["note"] and "not measured in this run" in benchmark["note"]
+
+
+def test_every_table_scrolls_sideways_instead_of_being_cut(run_dir: Path, tmp_path: Path) -> None:
+    text = write_report(run_dir, tmp_path / "report.html").path.read_text()
+    assert ".scroll { overflow-x: auto;" in text
+    assert text.count('<div class="scroll"><table>') == text.count("<table>") > 5
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
+def test_wide_tables_leave_the_page_width_in_chromium(run_dir: Path, tmp_path: Path) -> None:
+    """A benchmark table wider than the window scrolls in its own box; the page does not."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    wide = {f"a_rather_long_column_name_{k}": 123456.789 for k in range(20)}
+    (run / "benchmarks" / "wide.json").write_text(
+        json.dumps({"benchmark": "wide", "machine": {"cpu": "x"}, "rows": [wide]})
+    )
+    report = write_report(run, run / "report.html")
+    driver = chromium(tmp_path / "chromium-profile", width=900, height=700)
+    try:
+        driver.get(report.path.as_uri())
+        widths = driver.execute_script(
+            "const boxes = Array.from(document.querySelectorAll('.scroll'));"
+            "return [document.documentElement.scrollWidth, window.innerWidth,"
+            " Math.max(...boxes.map(b => b.scrollWidth - b.clientWidth))];"
+        )
+        page_width, window_width, widest_overflow = widths
+        assert page_width <= window_width
+        assert widest_overflow > 0  # the wide table is there, scrolled inside its box
+    finally:
+        driver.quit()
+
+
+def test_gallery_pngs_have_flux_units_on_both_panels() -> None:
+    from spectraldl.bundled import bundled_files
+    from spectraldl.gallery import _Panels
+
+    panels = _Panels()
+    lamost = next(f for f in bundled_files(archive="lamost"))
+    ondrejov = next(f for f in bundled_files(archive="ondrejov") if "/raw/" in str(f.path))
+    for item, unit in ((lamost, "flux (relative flux"), (ondrejov, "flux (")):
+        row = {
+            "source": str(item.path),
+            "id": item.path.stem,
+            "object": "",
+            "predicted_class": "emission",
+            "p_emission": 0.9,
+            "p_absorption": 0.05,
+            "p_double_peak": 0.05,
+            "novelty": 1.0,
+            "snr": 20.0,
+            "quality_flags": "",
+        }
+        panels.draw(row, CLASSES)
+        assert panels.full.get_ylabel().startswith(unit)
+        assert panels.zoom.get_ylabel() == panels.full.get_ylabel()
+        assert panels.full.get_xlabel() == panels.zoom.get_xlabel() == "vacuum wavelength (Å)"

@@ -72,16 +72,18 @@ class _Panels:
         self.full.axvspan(*ZOOM_AA, color="tab:orange", alpha=0.15, lw=0)
         self.full.set_xlabel("vacuum wavelength (Å)")
         self.full.set_ylabel("flux")
+        self.zoom.set_ylabel("flux")
         (self.zoom_line,) = self.zoom.plot([], [], lw=1.0, color="tab:blue", drawstyle="steps-mid")
         (self.masked,) = self.zoom.plot([], [], "x", ms=3, color="tab:red", label="masked")
         self.legend = self.zoom.legend(fontsize=7, loc="lower right")
         self.zoom.axvline(HALPHA_VACUUM_AA, color="tab:red", lw=0.6, ls="--")
         self.zoom.set_xlabel("vacuum wavelength (Å)")
         self.title = self.fig.suptitle("", fontsize=8, x=0.01, ha="left")
-        self.fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.82, wspace=0.18)
+        self.fig.subplots_adjust(left=0.07, right=0.99, bottom=0.17, top=0.82, wspace=0.24)
         for ax in (self.full, self.zoom):
             ax.tick_params(labelsize=7)
             ax.xaxis.label.set_size(8)
+            ax.yaxis.label.set_size(8)
 
     def draw(self, row: dict[str, Any], classes: tuple[str, ...]) -> None:
         """Show the candidate of ``row``: its whole spectrum, the H-alpha zoom and a title."""
@@ -91,6 +93,9 @@ class _Panels:
         spectrum = read_spectrum(row["source"])
         wave = vacuum_wavelengths(spectrum)
         flux = spectrum.flux
+        unit = f"flux ({spectrum.flux_unit})" if spectrum.flux_unit else "flux (archive units)"
+        self.full.set_ylabel(unit)
+        self.zoom.set_ylabel(unit)
         self.full_line.set_data(wave, flux)
         self.full.relim()
         self.full.autoscale_view()
@@ -210,6 +215,40 @@ def write_gallery(
     say(f"gallery: {len(entries) - len(failed)} images and {index}")
     return GallerySummary(
         index=index, images=len(entries) - len(failed), candidates=len(catalogue), failed=failed
+    )
+
+
+def read_gallery_entries(index: str | Path) -> list[dict[str, Any]]:
+    """The candidates of a gallery's ``index.html`` (one dict per row, as `write_gallery` wrote).
+
+    An index without the data block (not written by `write_gallery`) gives ``[]``.
+    """
+    text = Path(index).read_text(encoding="utf-8", errors="replace")
+    found = re.search(r'<script id="data" type="application/json">(.*?)</script>', text, re.S)
+    if found is None:
+        return []
+    try:
+        entries = json.loads(found.group(1))
+    except ValueError:
+        return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def sample_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drawn candidates to show first: real spectra, then the most probable.
+
+    Real spectra (``origin == "real"``) come first because a reader of a demo
+    or a mixed run wants to see them; within each part the probability of
+    the predicted class decides, highest first, then the id.
+    """
+
+    def probability(entry: dict[str, Any]) -> float:
+        value = entry.get(probability_column(str(entry.get("predicted_class", ""))))
+        return float(value) if isinstance(value, int | float) else float("-inf")
+
+    drawn = [e for e in entries if e.get("image")]
+    return sorted(
+        drawn, key=lambda e: (e.get("origin") != "real", -probability(e), str(e.get("id")))
     )
 
 

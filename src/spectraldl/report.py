@@ -614,34 +614,61 @@ def _precision_note(path: Path) -> str:
 
 
 def _gallery_section(run: Path, sample: int) -> Section:
+    """A sample of the gallery: real candidates first, then the most probable."""
+    from spectraldl.gallery import read_gallery_entries, sample_order
+    from spectraldl.predictions import probability_column
+
     section = Section.empty("gallery")
     folder = run / "gallery"
-    images: list[Path] = []
+    images: list[tuple[Path, str]] = []
+    order = "in the gallery's order"
     if folder.is_dir():
         index = folder / "index.html"
         inside = folder.resolve()
+
+        def own(src: str) -> Path | None:
+            candidate = (folder / src).resolve()
+            # Only the gallery's own images: a src outside it is not embedded.
+            if (
+                candidate.suffix.lower() == ".png"
+                and candidate.is_relative_to(inside)
+                and candidate.is_file()
+            ):
+                return candidate
+            return None
+
         if index.exists():
-            text = index.read_text(encoding="utf-8", errors="replace")
-            for src in re.findall(r"""<img[^>]+src=["']([^"']+)["']""", text):
-                candidate = (folder / html.unescape(src)).resolve()
-                # Only the gallery's own images: a src outside it is not embedded.
-                if (
-                    candidate.suffix.lower() == ".png"
-                    and candidate.is_relative_to(inside)
-                    and candidate.is_file()
-                ):
-                    images.append(candidate)
+            entries = sample_order(read_gallery_entries(index))
+            for entry in entries:
+                path = own(str(entry["image"]))
+                if path is not None:
+                    p = entry.get(probability_column(str(entry.get("predicted_class", ""))))
+                    caption = (
+                        f"{entry.get('id')}: {entry.get('predicted_class')}"
+                        + (f", p = {p:.2f}" if isinstance(p, int | float) else "")
+                        + (f" ({entry['origin']})" if entry.get("origin") else "")
+                    )
+                    images.append((path, caption))
+            if entries:
+                order = "real spectra first, then the most probable"
+            else:
+                text = index.read_text(encoding="utf-8", errors="replace")
+                for src in re.findall(r"""<img[^>]+src=["']([^"']+)["']""", text):
+                    path = own(html.unescape(src))
+                    if path is not None:
+                        images.append((path, path.stem))
         if not images:
-            images = sorted(folder.rglob("*.png"))
+            images = [(p, p.stem) for p in sorted(folder.rglob("*.png"))]
+            order = "by file name"
     if not images:
         section.missing.append("gallery/ (candidate plots)")
         return section
-    images = list(dict.fromkeys(images))
-    for path in images[:sample]:
-        section.images.append(Image(path.stem, data_uri(path), path.name))
+    images = list(dict(images).items())
+    for path, caption in images[:sample]:
+        section.images.append(Image(caption, data_uri(path), path.name))
     section.notes.append(
-        f"{min(sample, len(images))} of {len(images)} gallery images; the whole gallery is "
-        f"gallery/index.html."
+        f"{min(sample, len(images))} of {len(images)} gallery images, {order}; the whole "
+        "gallery is gallery/index.html."
     )
     return section
 
@@ -649,8 +676,33 @@ def _gallery_section(run: Path, sample: int) -> Section:
 # --- performance -------------------------------------------------------------------------
 
 
+def _this_run_timings(run: Path, section: Section) -> None:
+    """This run's own step times (run.json), kept apart from the shipped benchmarks."""
+    path = run / "run.json"
+    record = _read_json(path, section.problems) if path.exists() else None
+    steps = record.get("steps") if isinstance(record, dict) else None
+    if not isinstance(steps, list) or not steps:
+        return
+    rows = [
+        (s.get("step", "?"), _fmt(s.get("seconds")))
+        for s in steps
+        if isinstance(s, dict) and isinstance(s.get("seconds"), int | float)
+    ]
+    total = sum(float(s["seconds"]) for s in steps if isinstance(s, dict) and "seconds" in s)
+    rows.append(("all steps", _fmt(round(total, 1))))
+    section.tables.append(
+        _table(
+            f"This run: seconds per step, on {record.get('platform') or 'its machine'}",
+            ["step", "seconds"],
+            rows,
+            note=f"From run.json, recorded {record.get('created', 'at the time of the run')}.",
+        )
+    )
+
+
 def _performance_section(run: Path) -> Section:
     section = Section.empty("performance")
+    _this_run_timings(run, section)
     files = sorted((run / "benchmarks").glob("*.json")) if (run / "benchmarks").is_dir() else []
     if not files:
         section.missing.append("benchmarks/*.json (benchmarks/<name>.py --json)")
@@ -663,14 +715,17 @@ def _performance_section(run: Path) -> Section:
         rows = [r for r in payload["rows"] if isinstance(r, dict)]
         columns = list(dict.fromkeys(k for r in rows for k in r))
         machine = payload.get("machine") or {}
+        date = payload.get("date", "an unrecorded date")
         section.tables.append(
             _table(
-                f"{payload.get('benchmark', path.stem)} ({path.name})",
+                f"Shipped benchmark {payload.get('benchmark', path.stem)} ({path.name}): "
+                f"measured on another machine on {date}",
                 columns,
                 [[_fmt(r.get(c)) for c in columns] for r in rows],
                 note=(
-                    f"machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
-                    f"GPU: {machine.get('gpu') or 'none'}"
+                    f"Measured on {date} on {machine.get('cpu', '?')}, "
+                    f"{machine.get('cores', '?')} cores, GPU: {machine.get('gpu') or 'none'}; "
+                    "shipped with spectraldl, not measured in this run or on this machine."
                 ),
             )
         )
@@ -834,6 +889,7 @@ TEMPLATE = """<!DOCTYPE html>
   .meta, .note, figcaption { color: var(--muted); font-size: 0.9rem; }
   .missing { border-left: 4px solid var(--warn); background: #fff4ec; padding: 0.5rem 1rem; }
   .problem { color: var(--warn); }
+  .scroll { overflow-x: auto; max-width: 100%; }
   table { border-collapse: collapse; margin: 0.3rem 0; font-variant-numeric: tabular-nums; }
   th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.7rem; text-align: left;
            vertical-align: top; }
@@ -880,11 +936,11 @@ TEMPLATE = """<!DOCTYPE html>
   {% endif %}
   {% for t in s.tables %}
   <h3>{{ t.title }}</h3>
-  <table>
+  <div class="scroll"><table>
     <thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
     <tbody>{% for row in t.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
     {% endfor %}</tbody>
-  </table>
+  </table></div>
   {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
   {% endfor %}
   {% for n in s.notes %}<p>{{ n }}</p>{% endfor %}
