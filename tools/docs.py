@@ -10,10 +10,6 @@ renderers below; each reads the JSON files in ``src/spectraldl/data/benchmarks/`
 the date) and returns the text. ``make docs`` rewrites the regions; ``--check``
 (run by ``tests/test_docs.py``) prints each region that differs from its JSON
 and exits 1, so a page cannot drift from the measurements it quotes.
-
-``--from-demo RUN_DIR`` first stores the figures the README quotes from a demo
-run (its ``run.json``, model metrics, predictions and candidates) in
-``src/spectraldl/data/benchmarks/demo.json``.
 """
 
 from __future__ import annotations
@@ -609,34 +605,6 @@ def web_speed(src: Sources) -> str:
     return "\n".join([*lines, "", measured_on(src, "web")])
 
 
-# --- the demo (README) ------------------------------------------------------
-
-
-def demo_paragraph(src: Sources) -> str:
-    """What the demo gave on the real spectra, from a demo run's figures (demo.json)."""
-    d = src.json("demo")
-    r = d["results"]
-    real = r["real_labelled"]
-    ordinary = r["ordinary"]
-    test = r["test"]
-    f1 = ", ".join(f"{c} {v:.2f}" for c, v in test["f1"].items())
-    minutes, seconds = divmod(round(d["seconds"]), 60)
-    known = r["known"]
-    return (
-        f"What the demo gave (seed {d['seed']}, {d['workers']} workers on {d['machine']}; "
-        f"run {d['date']} at commit `{d['commit']}`, {minutes} min {seconds:02d} s): the CNN "
-        f"labelled {real['correct']} of the {real['n']} real labelled spectra as their labels "
-        f"say ({real['ondrejov_correct']} of {real['ondrejov']} Ondřejov spectra with the "
-        f"thesis' labels, {real['lamost_correct']} of {real['lamost']} LAMOST counterparts with "
-        f"weak labels of another epoch). {ordinary['candidates']} of the {ordinary['n']} "
-        f"readable ordinary real LAMOST stars became candidates. On the synthetic test split "
-        f"({num(test['n'])} spectra): accuracy {test['accuracy']:.2f}, F1 {f1}. Of the "
-        f"{num(r['candidates'])} candidates, {r['real_candidates']} are real LAMOST spectra; "
-        f"{known['recovered']} of the {known['inputs']} known Be stars among the inputs "
-        f"are recovered by the cross-match."
-    )
-
-
 RENDERERS: dict[str, Callable[[Sources], str]] = {
     "readme-performance": readme_performance,
     "realism-auc": realism_auc,
@@ -666,7 +634,6 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "explore-tsne-wall": explore_tsne_wall,
     "explore-tsne-cpu": explore_tsne_cpu,
     "web-speed": web_speed,
-    "demo-paragraph": demo_paragraph,
 }
 
 
