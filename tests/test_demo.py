@@ -77,3 +77,24 @@ def test_training_set_restarts_after_being_killed_in_a_later_ingest(tmp_path: Pa
     training = read_dataset(tmp_path / "training.h5")
     assert len(training) == 9 + sum(1 for f in bundled_files() if f.label)
     assert not building.exists() and not (tmp_path / "training.h5.building.parts").exists()
+
+
+def test_long_steps_report_progress(tmp_path: Path) -> None:
+    """Simulating and ingesting the training set draw progress, each up to its total."""
+    from contextlib import contextmanager
+
+    seen: dict[str, list[tuple[int, int]]] = {}
+
+    @contextmanager
+    def recorder(description: str):
+        updates = seen.setdefault(description, [])
+        yield lambda done, total: updates.append((done, total))
+
+    run = DemoRun(out=tmp_path, sizes=QUICK, workers=1, log=lambda _line: None, progress=recorder)
+    _simulate_training(run)
+    names = [name for name, _ in _training_parts(run)]
+    assert list(seen) == [f"simulate {n}" for n in names] + [f"ingest {n}" for n in names]
+    for description, updates in seen.items():
+        assert updates, description
+        done, total = updates[-1]
+        assert done == total > 0, description

@@ -26,7 +26,8 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +84,17 @@ QUICK = DemoSizes(
 
 LAMOST_RELEASES = ("dr1", "dr2", "dr8")
 
+Update = Callable[[int, int], None]
+"""``update(done, total)``: how far a long step is."""
+
+ProgressFactory = Callable[[str], AbstractContextManager[Update]]
+"""Makes a progress display for one long piece of work (`spectraldl.cli._progress.progress_bar`)."""
+
+
+@contextmanager
+def _no_progress(_description: str) -> Iterator[Update]:
+    yield lambda _done, _total: None
+
 
 @dataclass
 class DemoRun:
@@ -93,6 +105,7 @@ class DemoRun:
     seed: int = 0
     workers: int = 2
     log: Callable[[str], None] = print
+    progress: ProgressFactory = _no_progress
     steps: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, name: str, done: Path, action: Callable[[], str]) -> None:
@@ -165,18 +178,21 @@ def _simulate_training(run: DemoRun) -> str:
         folder = base / name
         if not (folder / "truth.csv").exists():
             shutil.rmtree(folder, ignore_errors=True)
-            run.log(simulate_archive(folder, **args).line())
+            with run.progress(f"simulate {name}") as update:
+                run.log(simulate_archive(folder, **args, progress=update).line())
     tmp = run.out / "training.h5.building"
     _fresh_dataset(tmp)
     counts = {}
     for name, _ in parts:
-        counts[name] = ingest(
-            [base / name],
-            tmp,
-            labels_csv=base / name / "truth.csv",
-            workers=run.workers,
-            origin="synthetic",
-        ).added
+        with run.progress(f"ingest {name}") as update:
+            counts[name] = ingest(
+                [base / name],
+                tmp,
+                labels_csv=base / name / "truth.csv",
+                workers=run.workers,
+                origin="synthetic",
+                progress=update,
+            ).added
     real = [f.path for f in bundled_files() if f.label]
     added = ingest(
         real, tmp, labels_csv=real_labels_csv(), workers=run.workers, origin="real"
@@ -200,16 +216,18 @@ def _simulate_archive(run: DemoRun) -> str:
     n = run.sizes.lamost_per_release
     written = 0
     for i, release in enumerate(LAMOST_RELEASES):
-        summary = simulate_archive(
-            tmp / "simulated" / release,
-            archive="lamost",
-            n=n,
-            seed=run.seed + 1,
-            release=release,
-            junk=run.sizes.junk,
-            start=i * n,
-            workers=run.workers,
-        )
+        with run.progress(f"simulate archive {release}") as update:
+            summary = simulate_archive(
+                tmp / "simulated" / release,
+                archive="lamost",
+                n=n,
+                seed=run.seed + 1,
+                release=release,
+                junk=run.sizes.junk,
+                start=i * n,
+                workers=run.workers,
+                progress=update,
+            )
         written += summary.files
     for item in bundled_files(archive="lamost"):
         destination = tmp / "real" / item.path.relative_to(real_dir() / "lamost")
@@ -229,7 +247,11 @@ def _ingest_archive(run: DemoRun) -> str:
 
     # Simulated and real files share the tree; the simulated ones say so in their
     # headers (SIMULATD), so meta/origin tells them apart.
-    return ingest([run.out / "archive"], run.out / "archive.h5", workers=run.workers).line()
+    with run.progress("ingest archive") as update:
+        summary = ingest(
+            [run.out / "archive"], run.out / "archive.h5", workers=run.workers, progress=update
+        )
+    return summary.line()
 
 
 def _train(run: DemoRun) -> str:
@@ -242,7 +264,14 @@ def _train(run: DemoRun) -> str:
         seed=run.seed,
         device="auto",
     )
-    result = train([run.out / "training.h5"], run.out / "model", config=config, log=run.log)
+    with run.progress("train") as update:
+        result = train(
+            [run.out / "training.h5"],
+            run.out / "model",
+            config=config,
+            log=run.log,
+            progress=update,
+        )
     metrics = result.metrics
     parts = []
     for name in ("test", "real"):
@@ -256,12 +285,13 @@ def _classify(run: DemoRun) -> str:
     from spectraldl.backends import open_backend
     from spectraldl.inference import classify
 
-    with open_backend("local", workers=run.workers) as backend:
+    with open_backend("local", workers=run.workers) as backend, run.progress("classify") as update:
         summary = classify(
             run.out / "model",
             [run.out / "archive"],
             run.out / "predictions.parquet",
             backend=backend,
+            progress=update,
         )
     return summary.line()
 
@@ -359,6 +389,7 @@ def run_demo(
     seed: int = 0,
     workers: int = 2,
     log: Callable[[str], None] = print,
+    progress: ProgressFactory = _no_progress,
 ) -> DemoRun:
     """Run the demo into ``out`` and return what it did.
 
@@ -372,10 +403,22 @@ def run_demo(
         Seed of every random step.
     workers
         Worker processes for the parallel steps.
+    log
+        Called with a line per step and per finished piece of work.
+    progress
+        Makes a progress display for each long piece of work (simulating,
+        ingesting, training, classifying); none by default.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run = DemoRun(out=out, sizes=QUICK if quick else FULL, seed=seed, workers=workers, log=log)
+    run = DemoRun(
+        out=out,
+        sizes=QUICK if quick else FULL,
+        seed=seed,
+        workers=workers,
+        log=log,
+        progress=progress,
+    )
     run.step("simulate training set", out / "training.h5", lambda: _simulate_training(run))
     run.step("simulate archive", out / "archive", lambda: _simulate_archive(run))
     run.step("ingest archive", out / "archive.h5", lambda: _ingest_archive(run))

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from spectraldl.cli._options import workers_option
+from spectraldl.cli._progress import progress_bar
 
 
 @click.command("demo")
@@ -40,7 +41,9 @@ def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from spectraldl.demo import run_demo
 
-    run = run_demo(out, quick=quick, seed=seed, workers=workers, log=click.echo)
+    run = run_demo(
+        out, quick=quick, seed=seed, workers=workers, log=click.echo, progress=progress_bar
+    )
     click.echo(f"\nResults are in {run.out.resolve()}/ ; open {run.out / 'report.html'}")
     for name in sorted(p.name for p in run.out.iterdir() if not p.name.startswith(".")):
         click.echo(f"  {name}")
