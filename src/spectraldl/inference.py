@@ -40,6 +40,7 @@ from spectraldl import __version__
 from spectraldl.discovery import BadEntry, walk
 from spectraldl.jobs import (
     FileError,
+    FirstOfEachId,
     JobIOError,
     atomic_write,
     describe_os_error,
@@ -58,7 +59,7 @@ from spectraldl.predictions import (
     read_predictions,
     write_predictions,
 )
-from spectraldl.quality import Quality, flag_names_array
+from spectraldl.quality import Quality, flag_counts, flag_names_array
 
 if TYPE_CHECKING:
     import torch
@@ -625,26 +626,16 @@ def parts_dir(out: str | Path) -> Path:
 
 
 def _commit(path: Path, result: ChunkResult, classes: Sequence[str], manifest_id: str) -> None:
-    frame = result.frame
-    flags = Counter()
-    for bit in Quality:
-        count = int((frame["quality"].to_numpy() & int(bit)).astype(bool).sum())
-        if count:
-            flags[str(bit.name)] = count
     meta = {
         "chunk": result.index,
         "run": manifest_id,
-        "rows": len(frame),
+        "rows": len(result.frame),
         "errors": [[e.path, e.reason] for e in result.errors],
         "timings": result.timings,
-        "class_counts": {
-            str(k): int(v) for k, v in frame["predicted_class"].value_counts().items()
-        },
-        "flag_counts": dict(flags),
     }
     write_predictions(
         path,
-        frame,
+        result.frame,
         classes=classes,
         metadata=meta,
         astropy_metadata=False,
@@ -698,30 +689,18 @@ def _without_duplicates(
     A later file with an id already read is listed as a bad file, not given a
     second row. Also counts the kept rows per class and per quality flag.
     """
-    seen: dict[str, str] = {}
+    first = FirstOfEachId()
     keeps: list[np.ndarray] = []
-    errors: list[FileError] = []
     classes: Counter[str] = Counter()
     flags: Counter[str] = Counter()
     for path in paths:
         columns = ["id", "source", "predicted_class", "quality"]
         frame = pd.concat(iter_predictions(path, columns=columns), ignore_index=True)
-        keep = np.ones(len(frame), dtype=bool)
-        for i, (ident, source) in enumerate(zip(frame["id"], frame["source"], strict=True)):
-            if ident in seen:
-                keep[i] = False
-                reason = f"duplicate id {ident!r}, already read from {seen[ident]}"
-                errors.append(FileError(source, reason))
-            else:
-                seen[ident] = source
+        keep = first.keep(frame["id"], frame["source"])
         keeps.append(keep)
         classes.update(frame["predicted_class"][keep].tolist())
-        quality = frame["quality"].to_numpy()[keep]
-        for bit in Quality:
-            count = int((quality & int(bit)).astype(bool).sum())
-            if count:
-                flags[str(bit.name)] += count
-    return keeps, errors, classes, flags
+        flags.update(flag_counts(frame["quality"].to_numpy()[keep]))
+    return keeps, first.errors, classes, flags
 
 
 def _merge(

@@ -41,6 +41,7 @@ from spectraldl.discovery import walk
 from spectraldl.errors import SpectrumError
 from spectraldl.jobs import (
     FileError,
+    FirstOfEachId,
     JobIOError,
     WorkerDied,
     atomic_write,
@@ -415,26 +416,13 @@ def _merge(
     labels: LabelList | None = None,
 ) -> IngestSummary:
     errors = [*unread, *(error for shard in shards for error in _read_shard_errors(shard))]
-    present = set(read_ids(out)) if out.exists() else set()
-    new_sources: dict[str, str] = {}
+    first = FirstOfEachId(read_ids(out) if out.exists() else ())
     keeps: list[np.ndarray] = []
-    already = 0
     for shard in shards:
         with h5py.File(shard, "r") as h5:
-            ids = h5["ids"].asstr()[...]
-            sources = h5["meta/source"].asstr()[...]
-        keep = np.ones(len(ids), dtype=bool)
-        for i, (ident, source) in enumerate(zip(ids, sources, strict=True)):
-            if ident in present:
-                keep[i] = False
-                already += 1
-            elif ident in new_sources:
-                keep[i] = False
-                reason = f"duplicate id {ident!r}, already read from {new_sources[ident]}"
-                errors.append(FileError(source, reason))
-            else:
-                new_sources[ident] = source
-        keeps.append(keep)
+            keeps.append(first.keep(h5["ids"].asstr()[...], h5["meta/source"].asstr()[...]))
+    errors += first.errors
+    already = first.already_present
     errors_csv = errors_csv_path(out)
     if strict and errors:
         write_errors_csv(errors_csv, errors)

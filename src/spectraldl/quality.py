@@ -59,3 +59,10 @@ def flag_names_array(values: ArrayLike) -> np.ndarray:
     array = np.asarray(values, dtype=np.int64)
     unique = {int(v): flag_names(int(v)) for v in np.unique(array)}
     return np.array([unique[int(v)] for v in array], dtype=object)
+
+
+def flag_counts(values: ArrayLike) -> dict[str, int]:
+    """How many of ``values`` (quality integers) carry each flag; flags none carries left out."""
+    quality = np.asarray(values, dtype=np.int64)
+    counts = {str(bit.name): int(np.count_nonzero(quality & int(bit))) for bit in Quality}
+    return {name: n for name, n in counts.items() if n}
