@@ -112,6 +112,47 @@ def measured_on(src: Sources, *names: str) -> str:
 # --- README -----------------------------------------------------------------
 
 
+def _demo_classes(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
+
+
+def readme_demo(src: Sources) -> str:
+    """The README's paragraph on what the demo gave, from ``demo.json`` (``--from-demo``)."""
+    demo = src.json("demo")
+    checks = demo["checks"]
+    real, ordinary = checks["real_labelled"], checks["ordinary_lamost"]
+    misses = [s for s in real["spectra"] if s["predicted"] != s["label"]]
+    missed = "; ".join(
+        f"{s['id']} ({s['archive']}, labelled {s['label']}, called {s['predicted']})"
+        for s in misses
+    )
+    minutes, seconds = divmod(round(demo["seconds"]), 60)
+    test = checks["test"]
+    f1 = ", ".join(f"{c} {v:.2f}" for c, v in test["f1"].items() if v is not None)
+    candidates = checks["candidates"]
+    labels = sorted(set(candidates["real_labels"]))
+    known = checks.get("known")
+    text = (
+        f"What the demo gave on the real spectra ({demo['machine']['cores']} cores, seed "
+        f"{demo['seed']}; run of {demo['date']}, {minutes} min {seconds:02d} s): the CNN labelled "
+        f"{real['right']} of the {real['n']} real labelled spectra as their labels say (Ondřejov "
+        "spectra with the thesis' labels, LAMOST counterparts with weak labels of another epoch)"
+        + (f"; missed: {missed}." if misses else ".")
+        + f" {ordinary['candidates']} of the {ordinary['n'] - ordinary['unreadable']} readable "
+        f"ordinary real LAMOST stars became candidates ({_demo_classes(ordinary['classes'])})."
+        f" On the synthetic test split: accuracy {test['accuracy']:.2f} (F1: {f1}). Of the "
+        f"{num(candidates['total'])} candidates, {candidates['real']} are real LAMOST spectra"
+        + (f" (labelled {', '.join(labels)})" if labels else "")
+        + "; the others are simulated (the `origin` column says which)"
+    )
+    if known:
+        text += (
+            f"; the cross-match recovers {known['recovered']} of the {known['in_input']} known "
+            "Be stars among the inputs"
+        )
+    return text + "."
+
+
 def readme_performance(src: Sources) -> str:
     """The README's table of headline figures, one row per benchmark."""
     ing1 = {
@@ -606,6 +647,7 @@ def web_speed(src: Sources) -> str:
 
 
 RENDERERS: dict[str, Callable[[Sources], str]] = {
+    "readme-demo": readme_demo,
     "readme-performance": readme_performance,
     "realism-auc": realism_auc,
     "realism-naive-auc": realism_naive_auc,
@@ -689,12 +731,35 @@ def run(root: Path, *, check: bool) -> list[str]:
     return problems
 
 
+def store_demo(run_dir: Path, root: Path) -> Path:
+    """Keep the figures of a demo run (``run.json``, ``checks.json``) as ``demo.json``."""
+    record = json.loads((run_dir / "run.json").read_text())
+    checks = json.loads((run_dir / "checks.json").read_text())
+    sys.path.insert(0, str(root / "benchmarks"))
+    from _common import machine
+
+    demo = {
+        "date": record["created"][:10],
+        "machine": machine(),
+        "seed": record["seed"],
+        "seconds": sum(step["seconds"] for step in record["steps"]),
+        "steps": record["steps"],
+        "checks": checks,
+    }
+    path = root / BENCHMARKS / "demo.json"
+    path.write_text(json.dumps(demo, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: regenerate, or ``--check``."""
+    """Command line: regenerate, or ``--check``; ``--from-demo RUN_DIR`` first."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on drift")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout to work on")
+    parser.add_argument("--from-demo", type=Path, help="store a demo run's figures first")
     args = parser.parse_args(argv)
+    if args.from_demo is not None:
+        print(f"stored {store_demo(args.from_demo, args.root)}")
     try:
         problems = run(args.root, check=args.check)
     except DocsError as exc:

@@ -10,6 +10,7 @@ candidate catalogue? The shipped models record the answers in ``checks.json``.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ def real_spectra_checks(model_dir: str | Path, *, workers: int = 1) -> dict[str,
     """Classify every bundled real spectrum with the model; the two checks' counts.
 
     Returns ``{"real_labelled": {"n", "right", "spectra": [...]}, "ordinary_lamost":
-    {"n", "candidates", "unreadable"}}``; ``spectra`` lists each labelled
-    spectrum's id, archive, label, predicted class and its probability.
+    {"n", "candidates", "unreadable", "classes"}}``; ``spectra`` lists each
+    labelled spectrum's id, archive, label, predicted class and its
+    probability; ``classes`` counts the ordinary stars' predicted classes.
     """
     from spectraldl.backends import open_backend
 
@@ -42,6 +44,7 @@ def real_spectra_checks(model_dir: str | Path, *, workers: int = 1) -> dict[str,
     chosen = Selection().mask(table)
     labelled: list[dict[str, Any]] = []
     ordinary = candidates = unreadable = 0
+    classes: Counter[str] = Counter()
     for item in files:
         row = by_source.get(str(item.path.resolve()))
         if item.label:
@@ -63,10 +66,16 @@ def real_spectra_checks(model_dir: str | Path, *, workers: int = 1) -> dict[str,
             ordinary += 1
             if row is None:
                 unreadable += 1
-            elif chosen[row]:
-                candidates += 1
+            else:
+                classes[str(table["predicted_class"].iloc[row])] += 1
+                candidates += int(chosen[row])
     right = sum(1 for s in labelled if s["predicted"] == s["label"])
     return {
         "real_labelled": {"n": len(labelled), "right": right, "spectra": labelled},
-        "ordinary_lamost": {"n": ordinary, "candidates": candidates, "unreadable": unreadable},
+        "ordinary_lamost": {
+            "n": ordinary,
+            "candidates": candidates,
+            "unreadable": unreadable,
+            "classes": dict(classes.most_common()),
+        },
     }
