@@ -1,0 +1,235 @@
+"""H-alpha measurements (`spectraldl.measure.measure_halpha`) on analytic and real profiles."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spectraldl.archives import read_spectrum
+from spectraldl.bundled import bundled_files
+from spectraldl.measure import (
+    C_KMS,
+    HALPHA_VACUUM_AA,
+    MEASUREMENT_COLUMNS,
+    PROFILE_TYPES,
+    LineMeasurement,
+    measure_halpha,
+    measure_halpha_arrays,
+)
+from spectraldl.preprocess import air_to_vacuum
+from spectraldl.spectrum import Spectrum, SpectrumMeta
+
+DATA = Path(__file__).parent / "data"
+SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def gauss(wave: np.ndarray, centre: float, sigma: float, amplitude: float) -> np.ndarray:
+    return amplitude * np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
+
+
+def spectrum(
+    line: np.ndarray | None = None,
+    *,
+    step: float = 0.25,
+    resolving_power: float = 13000.0,
+    snr: float | None = None,
+    seed: int = 0,
+    wave: np.ndarray | None = None,
+) -> Spectrum:
+    """A sloped continuum times (1 + line) in vacuum, with ivar for ``snr`` (noise-free flux)."""
+    wave = np.arange(6400.0, 6750.0, step) if wave is None else wave
+    continuum = 1000.0 * (1.0 + 4e-4 * (wave - HALPHA_VACUUM_AA))
+    flux = continuum * (1.0 + (np.zeros_like(wave) if line is None else line))
+    sigma = continuum / (snr or 1e4)
+    if snr is not None:
+        flux = flux + np.random.default_rng(seed).normal(0.0, 1.0, wave.size) * sigma
+    meta = SpectrumMeta(id="test", archive="test", resolving_power=resolving_power)
+    return Spectrum(wave_aa=wave, flux=flux, medium="vacuum", meta=meta, ivar=sigma**-2.0)
+
+
+def grid(step: float = 0.25) -> np.ndarray:
+    return np.arange(6400.0, 6750.0, step)
+
+
+def test_gaussian_emission_has_its_negative_ew_width_and_height() -> None:
+    w = grid()
+    m = measure_halpha(spectrum(gauss(w, HALPHA_VACUUM_AA, 2.0, 3.0)))
+    assert m.profile_type == "emission"
+    assert m.halpha_ew_aa == pytest.approx(-3.0 * 2.0 * SQRT_2PI, rel=0.01)
+    assert m.halpha_peak_ratio == pytest.approx(4.0, rel=0.01)
+    fwhm_kms = 2.0 * math.sqrt(2.0 * math.log(2.0)) * 2.0 / HALPHA_VACUUM_AA * C_KMS
+    assert m.halpha_fwhm_kms == pytest.approx(fwhm_kms, rel=0.03)
+    assert math.isnan(m.halpha_peak_sep_kms) and math.isnan(m.halpha_vr)
+    assert m.halpha_flag == ""
+
+
+def test_gaussian_absorption_has_positive_ew_and_no_emission_width() -> None:
+    w = grid()
+    m = measure_halpha(spectrum(-gauss(w, HALPHA_VACUUM_AA + 2.0, 2.5, 0.6)))
+    assert m.profile_type == "absorption"
+    assert m.halpha_ew_aa == pytest.approx(0.6 * 2.5 * SQRT_2PI, rel=0.01)
+    assert m.halpha_peak_ratio == pytest.approx(1.0, abs=0.01)
+    assert math.isnan(m.halpha_fwhm_kms)
+
+
+@pytest.mark.parametrize("step,resolving_power", [(0.25, 13000.0), (1.34, 1800.0)])
+def test_two_gaussians_give_a_double_peak_with_its_separation_and_vr(
+    step: float, resolving_power: float
+) -> None:
+    w = grid(step)
+    sep_aa = 9.0
+    line = gauss(w, HALPHA_VACUUM_AA - sep_aa / 2, 2.0, 1.2) + gauss(
+        w, HALPHA_VACUUM_AA + sep_aa / 2, 2.0, 0.8
+    )
+    m = measure_halpha(spectrum(line, step=step, resolving_power=resolving_power))
+    assert m.profile_type == "double-peak"
+    assert m.halpha_peak_sep_kms == pytest.approx(sep_aa / HALPHA_VACUUM_AA * C_KMS, rel=0.05)
+    assert m.halpha_vr == pytest.approx(1.2 / 0.8, rel=0.1)
+    assert m.halpha_ew_aa == pytest.approx(-2.0 * SQRT_2PI * 2.0, rel=0.02)
+
+
+def test_p_cygni_and_its_inverse() -> None:
+    w = grid()
+    absorb = -gauss(w, HALPHA_VACUUM_AA - 4.0, 1.5, 0.4)
+    emit = gauss(w, HALPHA_VACUUM_AA + 2.0, 1.5, 1.0)
+    m = measure_halpha(spectrum(absorb + emit))
+    assert m.profile_type == "p-cygni"
+    assert m.halpha_ew_aa == pytest.approx((0.4 - 1.0) * 1.5 * SQRT_2PI, rel=0.02)
+    red_absorb = -gauss(w, HALPHA_VACUUM_AA + 4.0, 1.5, 0.4)
+    mirrored = red_absorb + gauss(w, HALPHA_VACUUM_AA - 2.0, 1.5, 1.0)
+    assert measure_halpha(spectrum(mirrored)).profile_type == "inverse-p-cygni"
+
+
+def test_emission_inside_absorption_wings() -> None:
+    w = grid()
+    wings = -gauss(w, HALPHA_VACUUM_AA, 5.0, 0.5)
+    single = measure_halpha(spectrum(wings + gauss(w, HALPHA_VACUUM_AA, 1.2, 0.8)))
+    assert single.profile_type == "emission-in-absorption"
+    assert single.halpha_ew_aa == pytest.approx(0.5 * 5 * SQRT_2PI - 0.8 * 1.2 * SQRT_2PI, abs=0.1)
+    filled = measure_halpha(spectrum(wings + gauss(w, HALPHA_VACUUM_AA, 1.2, 0.3)))
+    assert filled.profile_type == "emission-in-absorption"  # a core peak below the continuum
+    assert filled.halpha_ew_aa > 0
+    disc = gauss(w, HALPHA_VACUUM_AA - 3.5, 1.2, 0.9) + gauss(w, HALPHA_VACUUM_AA + 3.5, 1.2, 0.9)
+    assert measure_halpha(spectrum(wings + disc)).profile_type == "double-peak-in-absorption"
+
+
+def test_air_wavelengths_are_converted_before_measuring() -> None:
+    w_air = np.arange(6400.0, 6750.0, 0.25)
+    line = gauss(air_to_vacuum(w_air), HALPHA_VACUUM_AA, 2.0, 2.0)
+    vac = spectrum(line, wave=air_to_vacuum(w_air))
+    air = Spectrum(
+        wave_aa=w_air, flux=vac.flux, medium="air", meta=vac.meta, ivar=vac.ivar, mask=None
+    )
+    assert repr(measure_halpha(air)) == repr(measure_halpha(vac))  # NaN fields included
+    assert measure_halpha(air).halpha_ew_aa == pytest.approx(-2.0 * 2.0 * SQRT_2PI, rel=0.01)
+
+
+def test_ew_error_bar_matches_the_scatter_of_noisy_copies() -> None:
+    """Monte Carlo: 300 noise draws of one line; the stated error is the EWs' scatter."""
+    w = grid(1.34)
+    line = gauss(w, HALPHA_VACUUM_AA, 2.5, 1.0) - gauss(w, HALPHA_VACUUM_AA, 6.0, 0.2)
+    truth = measure_halpha(spectrum(line, step=1.34, resolving_power=1800.0)).halpha_ew_aa
+    draws = [
+        measure_halpha(spectrum(line, step=1.34, resolving_power=1800.0, snr=20.0, seed=i))
+        for i in range(300)
+    ]
+    ews = np.array([m.halpha_ew_aa for m in draws])
+    errs = np.array([m.halpha_ew_err_aa for m in draws])
+    assert np.std(ews) == pytest.approx(np.median(errs), rel=0.15)
+    covered = np.mean(np.abs(ews - truth) <= errs)
+    assert 0.60 <= covered <= 0.76
+    assert abs(np.mean(ews) - truth) < 3 * np.std(ews) / math.sqrt(len(ews))
+
+
+def test_noise_alone_is_not_emission() -> None:
+    types = [
+        measure_halpha(spectrum(None, step=1.34, resolving_power=1800.0, snr=10.0, seed=i))
+        for i in range(100)
+    ]
+    assert sum(m.profile_type != "absorption" for m in types) <= 3
+
+
+def test_bad_inputs_are_unmeasurable_with_a_reason_never_a_number() -> None:
+    w = grid()
+    good = spectrum(gauss(w, HALPHA_VACUUM_AA, 2.0, 3.0))
+
+    def variant(**changes: object) -> LineMeasurement:
+        fields = {"wave_aa": good.wave_aa, "flux": good.flux, "ivar": good.ivar, "mask": None}
+        fields.update(changes)
+        return measure_halpha(Spectrum(medium="vacuum", meta=good.meta, **fields))  # type: ignore[arg-type]
+
+    core = np.abs(w - HALPHA_VACUUM_AA) < 3.0
+    bands = (np.abs(w - HALPHA_VACUUM_AA) > 20.0) & (np.abs(w - HALPHA_VACUUM_AA) < 70.0)
+    cases = {
+        "masked core": variant(mask=core),
+        "ivar zero": variant(ivar=np.zeros_like(w)),
+        "no continuum": variant(flux=np.where(bands, np.nan, good.flux)),
+        "no coverage": variant(wave_aa=w - 300.0),
+    }
+    negative = variant(flux=-good.flux)
+    assert negative.profile_type == "unmeasurable" and negative.halpha_flag == "no continuum"
+    for reason, m in cases.items():
+        assert m.profile_type == "unmeasurable"
+        assert m.halpha_flag == reason
+        numbers = [getattr(m, k) for k, kind in MEASUREMENT_COLUMNS.items() if kind != "str"]
+        assert all(math.isnan(x) for x in numbers)
+
+
+def test_a_few_masked_pixels_are_interpolated_over() -> None:
+    w = grid(1.34)
+    s = spectrum(gauss(w, HALPHA_VACUUM_AA, 3.0, 2.0), step=1.34, resolving_power=1800.0)
+    mask = np.zeros(w.size, bool)
+    mask[np.argmin(np.abs(w - HALPHA_VACUUM_AA - 6.0))] = True
+    masked = Spectrum(s.wave_aa, s.flux, "vacuum", s.meta, ivar=s.ivar, mask=mask)
+    assert measure_halpha(masked).halpha_ew_aa == pytest.approx(s_ew := -2 * 3 * SQRT_2PI, rel=0.03)
+    assert measure_halpha(s).halpha_ew_aa == pytest.approx(s_ew, rel=0.01)
+
+
+def test_as_dict_follows_the_columns() -> None:
+    m = LineMeasurement.unmeasurable("no coverage")
+    assert list(m.as_dict()) == list(MEASUREMENT_COLUMNS)
+    assert not m.measured
+    assert set(PROFILE_TYPES) >= {"emission", "double-peak", "absorption", "unmeasurable"}
+    m2 = measure_halpha_arrays(wave_vacuum_aa=grid(), flux=np.ones(grid().size))
+    assert m2.measured and m2.profile_type == "absorption" and abs(m2.halpha_ew_aa) < 1e-9
+
+
+# --- real spectra ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "relpath,kinds",
+    [
+        ("ondrejov-ssap/uk220017.fits", {"emission"}),  # gamma Cas
+        ("ondrejov-raw/uk220017.fits", {"emission"}),
+        ("ondrejov-ssap/a201504150031.fits", {"double-peak"}),  # V395 Aur
+    ],
+)
+def test_real_emission_fixtures(relpath: str, kinds: set[str]) -> None:
+    m = measure_halpha(read_spectrum(DATA / relpath))
+    assert m.profile_type in kinds
+    assert m.halpha_ew_aa < -2.0
+    assert m.halpha_ew_err_aa < 0.2 * abs(m.halpha_ew_aa)
+    if "double-peak" in kinds:
+        assert 100.0 < m.halpha_peak_sep_kms < 400.0
+
+
+def test_gamma_cas_ew_in_the_published_range() -> None:
+    """gamma Cas: H-alpha EW about -30 to -45 Å in 2005-2015 (Pollmann et al. 2014, IBVS 6109)."""
+    m = measure_halpha(read_spectrum(DATA / "ondrejov-ssap/uk220017.fits"))
+    assert -45.0 < m.halpha_ew_aa < -25.0
+
+
+def test_real_labelled_spectra_emission_negative_absorption_positive() -> None:
+    labelled = [f for f in bundled_files() if f.label in ("emission", "double-peak", "absorption")]
+    assert len(labelled) >= 20
+    for f in labelled:
+        m = measure_halpha(read_spectrum(f.path))
+        assert m.measured, f.path
+        if f.label == "absorption":
+            assert m.halpha_ew_aa > 0 and m.profile_type == "absorption", f.path
+        else:  # LAMOST pairs are labelled at Ondrejov (another epoch): their emission stays
+            assert m.halpha_ew_aa < 0 and m.profile_type != "absorption", f.path
