@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from spectraldl.predictions import (
+    MEASUREMENT_COLUMNS,
     SUFFIXES,
     PredictionsError,
     class_of_column,
@@ -55,7 +56,8 @@ def test_column_names_follow_the_conventions() -> None:
         "predicted_class",
     ]  # fmt: skip
     assert names[10:14] == ["p_emission", "p_absorption", "p_double_peak", "p_noise"]
-    assert names[14:] == ["quality", "quality_flags", "novelty", "model_id"]
+    assert names[14:18] == ["quality", "quality_flags", "novelty", "model_id"]
+    assert names[18:] == list(MEASUREMENT_COLUMNS)
     assert class_of_column("p_double_peak") == "double-peak"
     assert classes_in(names) == CLASSES
     assert column_spec(CLASSES)["ra"].unit == "deg"

@@ -233,3 +233,133 @@ def test_real_labelled_spectra_emission_negative_absorption_positive() -> None:
             assert m.halpha_ew_aa > 0 and m.profile_type == "absorption", f.path
         else:  # LAMOST pairs are labelled at Ondrejov (another epoch): their emission stays
             assert m.halpha_ew_aa < 0 and m.profile_type != "absorption", f.path
+
+
+# --- measurements as columns: datasets, predictions, candidates ------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Predictions of the tiny test model on the bundled real labelled spectra, read as files."""
+    from classify_helpers import trained_model
+
+    from spectraldl.inference import classify
+
+    folder = tmp_path_factory.mktemp("measure")
+    model = trained_model(folder)
+    out = folder / "predictions.parquet"
+    labelled = [f.path for f in bundled_files() if f.label]
+    classify(model, labelled, out)
+    return out
+
+
+def test_predictions_carry_the_measurements_of_the_files_read(real_predictions: Path) -> None:
+    from spectraldl.predictions import read_predictions
+
+    table = read_predictions(real_predictions).set_index("source")
+    for f in bundled_files():
+        if not f.label:
+            continue
+        row = table.loc[str(f.path)]
+        expected = measure_halpha(read_spectrum(f.path))
+        assert row["profile_type"] == expected.profile_type
+        assert row["halpha_ew_aa"] == pytest.approx(expected.halpha_ew_aa, rel=1e-6)
+        assert row["halpha_flag"] == expected.halpha_flag
+
+
+def field_unit(vot: object, name: str) -> object:
+    return next(f.unit for f in vot.fields if f.name == name)  # type: ignore[attr-defined]
+
+
+def test_candidates_select_on_ew_and_profile_type(real_predictions: Path, tmp_path: Path) -> None:
+    from astropy.io.votable import parse_single_table
+    from astropy.table import Table
+    from astropy.units import UnitsWarning
+    from click.testing import CliRunner
+
+    from spectraldl.cli import main
+
+    base = ["candidates", str(real_predictions), "--min-prob", "0", "--include-flagged"]
+    base += ["--classes", "emission,absorption,double-peak"]
+    fits_out, vot_out = tmp_path / "c.fits", tmp_path / "c.vot"
+    args = [*base, "--min-ew", "10", "-o", str(fits_out), "-o", str(vot_out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    table = Table.read(fits_out)
+    assert len(table) >= 4  # gamma Cas (twice), the LAMOST emission stars, ub240016, ...
+    assert (np.asarray(table["halpha_ew_aa"]) <= -10.0).all()
+    assert str(table["halpha_ew_aa"].unit) == "Angstrom"
+    assert str(table["halpha_fwhm_kms"].unit) == "km / s"
+    from astropy.io import fits
+
+    header = fits.getheader(fits_out, 1)
+    ucds = {header[f"TTYPE{i}"]: header.get(f"TUCD{i}") for i in range(1, header["TFIELDS"] + 1)}
+    assert ucds["halpha_ew_aa"] == "spect.line.eqWidth;em.line.Halpha"
+    assert ucds["profile_type"] == "meta.code.class;em.line.Halpha"
+    with pytest.warns(UnitsWarning, match="Angstrom"):  # VOUnit deprecates it, still reads it
+        vot = parse_single_table(str(vot_out))
+    assert str(field_unit(vot, "halpha_ew_aa")) == "Angstrom"
+    field = {f.name: f for f in vot.fields}
+    assert field["halpha_ew_aa"].ucd == "spect.line.eqWidth;em.line.Halpha"
+    assert str(field["halpha_peak_sep_kms"].unit) == "km / s"
+    assert len(vot.array) == len(table)
+
+    doubles = CliRunner().invoke(
+        main, [*base, "--profile-type", "double-peak", "-o", str(fits_out)]
+    )
+    assert doubles.exit_code == 0, doubles.output
+    picked = Table.read(fits_out)
+    assert len(picked) >= 1 and set(picked["profile_type"]) == {"double-peak"}
+    assert (np.asarray(picked["halpha_peak_sep_kms"]) > 0).all()
+
+    bad = CliRunner().invoke(main, [*base, "--profile-type", "wobbly"])
+    assert bad.exit_code != 0 and "profile type wobbly is unknown" in bad.output
+
+
+def test_a_table_written_before_measurements_reads_as_unmeasurable(
+    real_predictions: Path, tmp_path: Path
+) -> None:
+    from spectraldl.candidates import CandidatesError, Selection, find_candidates
+    from spectraldl.predictions import (
+        MEASUREMENT_COLUMNS as COLUMNS,
+    )
+    from spectraldl.predictions import (
+        classes_in,
+        conform,
+        read_predictions,
+    )
+
+    old = read_predictions(real_predictions).drop(columns=list(COLUMNS))
+    table = conform(old, classes_in(old.columns))
+    assert (table["profile_type"] == "unmeasurable").all()
+    assert table["halpha_ew_aa"].isna().all()
+    with pytest.raises(CandidatesError, match="no halpha_ew_aa column"):
+        find_candidates(old, selection=Selection(min_ew_aa=1.0, min_prob=0.0))
+
+
+def test_datasets_store_measurements_and_older_datasets_stay_readable(tmp_path: Path) -> None:
+    import h5py
+
+    from spectraldl.dataset import append_rows, create_dataset, read_dataset
+    from spectraldl.ingest import read_and_preprocess
+    from spectraldl.preprocess import PreprocessConfig
+
+    config = PreprocessConfig()
+    paths = [DATA / "ondrejov-ssap/uk220017.fits", DATA / "ondrejov-ssap/a201504150031.fits"]
+    rows, errors = read_and_preprocess(paths, config=config)
+    assert not errors
+    assert list(rows.meta["profile_type"]) == ["emission", "double-peak"]
+    path = tmp_path / "old.h5"
+    create_dataset(path, config=config)
+    append_rows(path, rows.take(slice(0, 1)))
+    with h5py.File(path, "r+") as h5:  # as written before the measurement columns existed
+        for name in MEASUREMENT_COLUMNS:
+            del h5["meta"][name]
+    old = read_dataset(path)
+    assert old.meta["profile_type"][0] == "unmeasurable"
+    assert math.isnan(old.meta["halpha_ew_aa"][0])
+    append_rows(path, rows.take(slice(1, 2)))  # appending to it adds the columns
+    both = read_dataset(path)
+    assert list(both.meta["profile_type"]) == ["unmeasurable", "double-peak"]
+    assert both.meta["halpha_ew_aa"][1] == pytest.approx(rows.meta["halpha_ew_aa"][1])
+    assert both.meta["halpha_flag"][0] == "not measured"

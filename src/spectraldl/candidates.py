@@ -10,6 +10,10 @@ pixels, partial coverage, spikes interpolated over, S/N measured) are kept in
 the catalogue for the astronomer to judge: real emission-line stars are often
 masked at the H-alpha peak, so a mask is no reason to drop one.
 
+The H-alpha measurements of `spectraldl.measure` (equivalent width, profile
+type) can narrow the selection: ``min_ew_aa`` keeps emission at least that
+strong (EW <= -min_ew_aa), ``profile_types`` keeps only those profile types.
+
 The predictions are streamed (`spectraldl.predictions.iter_predictions`), so
 a release-sized table needs the memory of one block plus the candidates.
 The catalogue is written with astropy (CSV, ECSV, FITS, VOTable) with units,
@@ -73,6 +77,15 @@ class Selection:
     classes: tuple[str, ...] = DEFAULT_CLASSES
     min_prob: float = DEFAULT_MIN_PROB
     include_flagged: bool = False
+    min_ew_aa: float | None = None
+    """Least emission equivalent width (Å, > 0): keeps rows with ``halpha_ew_aa <= -min_ew_aa``."""
+    profile_types: tuple[str, ...] = ()
+    """Measured profile types kept (`spectraldl.measure.PROFILE_TYPES`); all when empty."""
+
+    @property
+    def uses_measurements(self) -> bool:
+        """True when the cuts read the H-alpha measurement columns."""
+        return self.min_ew_aa is not None or bool(self.profile_types)
 
     @property
     def excluding_flags(self) -> Quality:
@@ -89,6 +102,25 @@ class Selection:
             )
         if not 0.0 <= self.min_prob <= 1.0:
             raise CandidatesError(f"min-prob must be in [0, 1], got {self.min_prob}")
+        from spectraldl.measure import PROFILE_TYPES
+
+        unknown = [t for t in self.profile_types if t not in PROFILE_TYPES]
+        if unknown:
+            raise CandidatesError(
+                f"profile type {', '.join(unknown)} is unknown; use {', '.join(PROFILE_TYPES)}"
+            )
+
+    def check_columns(self, columns: Iterable[str], source: Any = "") -> None:
+        """Raise `CandidatesError` when the cuts need measurement columns the table lacks."""
+        needed = (["halpha_ew_aa"] if self.min_ew_aa is not None else []) + (
+            ["profile_type"] if self.profile_types else []
+        )
+        missing = [c for c in needed if c not in set(columns)]
+        if missing:
+            raise CandidatesError(
+                f"{source}: the predictions table has no {', '.join(missing)} column (written "
+                "before H-alpha was measured); classify the spectra again to select on it"
+            )
 
     def predicted_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of each row's predicted class (float32)."""
@@ -108,7 +140,12 @@ class Selection:
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
         """Rows that are candidates."""
         clean = (frame["quality"].to_numpy(dtype=np.int64) & int(self.excluding_flags)) == 0
-        return self.confident(frame) & clean
+        keep = self.confident(frame) & clean
+        if self.min_ew_aa is not None:  # NaN (unmeasurable) never passes
+            keep &= frame["halpha_ew_aa"].to_numpy(dtype=np.float64) <= -self.min_ew_aa
+        if self.profile_types:
+            keep &= frame["profile_type"].astype(str).isin(self.profile_types).to_numpy()
+        return keep
 
 
 @dataclass
@@ -263,8 +300,15 @@ def write_catalogue(
         if fmt == "fits":
             _write_fits(table, tmp, meta or {})
         elif fmt == "votable":
+            import warnings
+
+            from astropy.units import UnitsWarning
+
             table.meta = {"description": (meta or {}).get("description", "spectraldl candidates")}
-            table.write(tmp, format="votable")
+            with warnings.catch_warnings():
+                # VOUnit deprecates (still allows) Angstrom: the EWs keep the unit astronomers use.
+                warnings.simplefilter("ignore", UnitsWarning)
+                table.write(tmp, format="votable")
         else:
             table.write(tmp, format=fmt)
         os.replace(tmp, path)
@@ -378,6 +422,9 @@ def find_candidates(
         if counts is None:
             model_classes = classes_in(block.columns)
             selection.check(model_classes)
+            selection.check_columns(
+                block.columns, predictions if not isinstance(predictions, pd.DataFrame) else "table"
+            )
             counts = Counts(selection=selection, classes=model_classes)
         counts.add(block)
         chosen = block[selection.mask(block)]
@@ -418,6 +465,10 @@ def find_candidates(
         "model_id": str(provenance.get("model_id", "")),
         "source": str(predictions) if not isinstance(predictions, pd.DataFrame) else "",
     }
+    if selection.min_ew_aa is not None:
+        meta["min_ew"] = selection.min_ew_aa
+    if selection.profile_types:
+        meta["proftype"] = ",".join(selection.profile_types)
     for out in outs:
         summary.written.append(write_catalogue(catalogue, out, meta=meta))
         say(f"wrote {len(catalogue)} candidates to {out}")

@@ -8,7 +8,8 @@ Layout (readable with plain h5py, no spectraldl needed)::
     /labels       int8 (n,)         class code, -1 for none; attr ``classes`` names them
     /quality      int32 (n,)        `spectraldl.quality.Quality` bits; attr ``flags``
     /meta/<name>  (n,)              archive, form, object, ra, dec, mjd, date_obs,
-                                    snr, source, obsid, designation, origin
+                                    snr, source, obsid, designation, origin, and the
+                                    H-alpha measurements (`spectraldl.measure`)
 
 Root attributes: ``format`` ("spectraldl-dataset"), ``format_version``,
 ``grid_start_aa``, ``grid_stop_aa``, ``grid_n``, ``preprocessing`` (JSON of
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 
 from spectraldl import __version__
 from spectraldl.labels import CLASSES, NO_LABEL
+from spectraldl.measure import MEASUREMENT_COLUMNS
 from spectraldl.preprocess import PreprocessConfig
 from spectraldl.quality import Quality
 
@@ -50,8 +52,13 @@ META_COLUMNS: dict[str, str] = {
     "obsid": "str",
     "designation": "str",
     "origin": "str",
+    **MEASUREMENT_COLUMNS,
 }
-"""Metadata columns and their kinds. ``origin`` is ``real`` or ``synthetic``."""
+"""Metadata columns and their kinds. ``origin`` is ``real`` or ``synthetic``; the
+``halpha_*`` and ``profile_type`` columns are `spectraldl.measure.LineMeasurement`'s."""
+META_DEFAULTS: dict[str, str] = {"profile_type": "unmeasurable", "halpha_flag": "not measured"}
+"""Text columns' value in rows made without them (and in datasets written before them);
+numbers default to NaN, other text to ''."""
 
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_ROWS = 4096
@@ -62,10 +69,14 @@ class DatasetError(ValueError):
 
 
 def _empty_meta(n: int = 0) -> dict[str, np.ndarray]:
-    return {
-        name: (np.full(n, "", dtype=object) if kind == "str" else np.full(n, np.nan, dtype=kind))
-        for name, kind in META_COLUMNS.items()
-    }
+    return {name: _default_column(name, n) for name in META_COLUMNS}
+
+
+def _default_column(name: str, n: int) -> np.ndarray:
+    kind = META_COLUMNS[name]
+    if kind == "str":
+        return np.full(n, META_DEFAULTS.get(name, ""), dtype=object)
+    return np.full(n, np.nan, dtype=kind)
 
 
 @dataclass
@@ -220,14 +231,22 @@ def create_dataset(
         )
         quality.attrs["flags"] = json.dumps({f.name: int(f) for f in Quality})
         meta = h5.create_group("meta")
-        for name, kind in META_COLUMNS.items():
-            meta.create_dataset(
-                name,
-                shape=(0,),
-                maxshape=(None,),
-                dtype=_STR if kind == "str" else kind,
-                chunks=(chunk_rows,),
-            )
+        for name in META_COLUMNS:
+            _create_meta_column(meta, name, 0, chunk_rows)
+
+
+def _create_meta_column(group: h5py.Group, name: str, n: int, chunk_rows: int) -> None:
+    """A resizable ``meta/<name>`` column of ``n`` rows holding the column's default."""
+    kind = META_COLUMNS[name]
+    column = group.create_dataset(
+        name,
+        shape=(n,),
+        maxshape=(None,),
+        dtype=_STR if kind == "str" else kind,
+        chunks=(chunk_rows,),
+    )
+    if n:
+        column[...] = _default_column(name, n)
 
 
 def _open_checked(path: Path, mode: str) -> h5py.File:
@@ -260,6 +279,9 @@ def append_rows(path: str | Path, rows: Rows) -> None:
             ("quality", rows.quality),
         ]
         columns += [(f"meta/{name}", values) for name, values in rows.meta.items()]
+        for name in META_COLUMNS:
+            if name not in h5["meta"]:  # a dataset written before the column existed
+                _create_meta_column(h5["meta"], name, n_old, h5["X"].chunks[0])
         for name, values in columns:
             h5[name].resize(n_new, axis=0)
             h5[name][n_old:n_new] = values

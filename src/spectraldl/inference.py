@@ -466,7 +466,12 @@ def predictions_frame(
     threshold: float,
     model_id: str,
 ) -> pd.DataFrame:
-    """The predictions table of ``rows`` (columns as `spectraldl.predictions.column_spec`)."""
+    """The predictions table of ``rows`` (columns as `spectraldl.predictions.column_spec`).
+
+    The H-alpha measurements come from the rows' metadata: measured when the
+    files were read, stored by ingest in a dataset (NaN and ``unmeasurable``
+    in a dataset written before them).
+    """
     n = len(rows)
     quality = rows.quality.astype(np.int32) | np.where(
         novelty > threshold, np.int32(Quality.NOVEL), np.int32(0)
@@ -490,6 +495,11 @@ def predictions_frame(
     data["quality_flags"] = flag_names_array(quality) if n else np.zeros(0, object)
     data["novelty"] = novelty.astype(np.float32)
     data["model_id"] = np.full(n, model_id, dtype=object)
+    from spectraldl.predictions import MEASUREMENT_COLUMNS
+
+    for name, info in MEASUREMENT_COLUMNS.items():  # H-alpha measured at ingest or read time
+        values = rows.meta[name]
+        data[name] = values if info.kind == "str" else values.astype(info.kind)
     return pd.DataFrame(data)
 
 

@@ -115,8 +115,12 @@ def read_and_preprocess(
     """Read and preprocess files into rows; unreadable files become `FileError` entries.
 
     Never raises for a bad file: every problem is reported with the path and
-    a reason. Rows keep the order of ``paths``.
+    a reason. Rows keep the order of ``paths``. Each spectrum's H-alpha line
+    is measured on its native pixels (`spectraldl.measure.measure_halpha`)
+    into the rows' measurement columns.
     """
+    from spectraldl.measure import LineMeasurement, measure_halpha
+
     xs: list[np.ndarray] = []
     ids: list[str] = []
     label_codes: list[int] = []
@@ -135,6 +139,12 @@ def read_and_preprocess(
         except Exception as exc:  # a reader bug must not stop a release-sized run
             errors.append(FileError(str(path), f"unexpected {type(exc).__name__}: {exc}"))
             continue
+        try:
+            line = measure_halpha(spectrum)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a measuring bug must not lose the spectrum's prediction
+            line = LineMeasurement.unmeasurable(f"measuring failed: {type(exc).__name__}")
         m = spectrum.meta
         xs.append(result.x)
         ids.append(m.id)
@@ -154,6 +164,7 @@ def read_and_preprocess(
             "obsid": m.obsid,
             "designation": m.designation,
             "origin": "synthetic" if m.extra.get("simulated") else origin,
+            **line.as_dict(),
         }
         for name in META_COLUMNS:
             meta[name].append(values[name])

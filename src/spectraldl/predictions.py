@@ -3,7 +3,12 @@
 One row per spectrum, columns in the order of ``docs/CONVENTIONS.md``::
 
     id, source, archive, origin, object, ra, dec, mjd, snr, predicted_class,
-    p_<class> (one per model class), quality, quality_flags, novelty, model_id
+    p_<class> (one per model class), quality, quality_flags, novelty, model_id,
+    halpha_ew_aa, halpha_ew_err_aa, halpha_peak_ratio, halpha_fwhm_kms,
+    halpha_peak_sep_kms, halpha_vr, profile_type, halpha_flag
+
+The H-alpha measurements (`spectraldl.measure`) are read as NaN and
+``unmeasurable`` from tables written before them.
 
 The format follows the file's extension: ``.parquet``, ``.fits``, ``.csv`` or
 ``.h5``. Every writer streams: it takes the table as blocks (one per committed
@@ -86,6 +91,65 @@ TRAILING_COLUMNS: dict[str, ColumnInfo] = {
     ),
     "model_id": ColumnInfo("str", "", "Identifier of the model that classified", "meta.id"),
 }
+MEASUREMENT_COLUMNS: dict[str, ColumnInfo] = {
+    "halpha_ew_aa": ColumnInfo(
+        "f4",
+        "Angstrom",
+        "H-alpha equivalent width, positive absorption, negative emission",
+        "spect.line.eqWidth;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_ew_err_aa": ColumnInfo(
+        "f4",
+        "Angstrom",
+        "1-sigma error of halpha_ew_aa (from the inverse variance)",
+        "stat.error;spect.line.eqWidth",
+        default="nan",
+    ),
+    "halpha_peak_ratio": ColumnInfo(
+        "f4",
+        "",
+        "Highest H-alpha flux over the local continuum",
+        "arith.ratio;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_fwhm_kms": ColumnInfo(
+        "f4",
+        "km/s",
+        "Observed FWHM of the H-alpha emission component (instrument included)",
+        "spect.line.width;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_peak_sep_kms": ColumnInfo(
+        "f4",
+        "km/s",
+        "Separation of the two H-alpha emission peaks (double-peaked profiles)",
+        "phys.veloc;arith.diff;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_vr": ColumnInfo(
+        "f4",
+        "",
+        "Violet over red H-alpha peak height above the continuum (double-peaked profiles)",
+        "arith.ratio;em.line.Halpha",
+        default="nan",
+    ),
+    "profile_type": ColumnInfo(
+        "str",
+        "",
+        "H-alpha profile type measured from the spectrum (spectraldl.measure.PROFILE_TYPES)",
+        "meta.code.class;em.line.Halpha",
+        default="unmeasurable",
+    ),
+    "halpha_flag": ColumnInfo(
+        "str",
+        "",
+        "Why H-alpha is unmeasurable, or a note on its measurement; empty when none",
+        "meta.code.qual;em.line.Halpha",
+        default="not measured",
+    ),
+}
+"""The H-alpha measurements (`spectraldl.measure.LineMeasurement`), last in every table."""
 
 
 def probability_column(class_name: str) -> str:
@@ -110,6 +174,7 @@ def column_spec(classes: Sequence[str]) -> dict[str, ColumnInfo]:
             "f4", "", f"Probability of the class {name}", "stat.probability"
         )
     out.update(TRAILING_COLUMNS)
+    out.update(MEASUREMENT_COLUMNS)
     return out
 
 
@@ -508,7 +573,7 @@ def iter_predictions(
 
 
 def _kinds(names: Iterable[str]) -> dict[str, str]:
-    known = {**LEADING_COLUMNS, **TRAILING_COLUMNS}
+    known = {**LEADING_COLUMNS, **TRAILING_COLUMNS, **MEASUREMENT_COLUMNS}
     return {
         n: known[n].kind if n in known else ("f4" if n.startswith("p_") else "str") for n in names
     }

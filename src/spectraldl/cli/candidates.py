@@ -38,6 +38,24 @@ from spectraldl.cli._options import workers_option
     help="Keep candidates flagged NOVEL, LOW_SNR or unusable (excluded by default).",
 )
 @click.option(
+    "--min-ew",
+    "min_ew",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    metavar="AA",
+    help="Keep only H-alpha emission at least this strong: equivalent width <= -AA Å "
+    "(measured; unmeasurable lines never pass).",
+)
+@click.option(
+    "--profile-type",
+    "profile_types",
+    default="",
+    metavar="NAMES",
+    help="Keep only these measured H-alpha profile types (comma-separated): emission, "
+    "double-peak, emission-in-absorption, double-peak-in-absorption, p-cygni, "
+    "inverse-p-cygni, absorption, unmeasurable.",
+)
+@click.option(
     "--gallery",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for one PNG per candidate and an offline index.html contact sheet.",
@@ -60,6 +78,8 @@ def candidates_command(
     classes: str,
     min_prob: float,
     include_flagged: bool,
+    min_ew: float | None,
+    profile_types: str,
     gallery: Path | None,
     gallery_max: int | None,
     workers: int,
@@ -71,14 +91,16 @@ def candidates_command(
     A candidate is predicted as one of --classes with at least --min-prob and
     carries none of NOVEL (unlike the training data), LOW_SNR and the flags of
     unusable data (BAD_IVAR, NONPOSITIVE_FLUX, SNR_MISMATCH), unless
-    --include-flagged. Prints the spectra per class and per quality flag,
-    writes the catalogue (units and descriptions on every column in .fits,
-    .vot and .ecsv), the gallery, and with --known, which known stars were
+    --include-flagged; --min-ew and --profile-type cut on the H-alpha line
+    measured in each spectrum (`spectraldl.measure`). Prints the spectra per
+    class and per quality flag, writes the catalogue (units and descriptions
+    on every column in .fits, .vot and .ecsv), the gallery, and with --known, which known stars were
     recovered and why the others were missed (CATALOGUE.known.csv).
 
     \b
     Example:
       spectraldl candidates dr1.parquet -o candidates.csv -o candidates.fits --gallery gallery/
+      spectraldl candidates dr1.parquet --min-ew 5 --profile-type double-peak -o discs.vot
     """
     from spectraldl.candidates import CandidatesError, Selection, find_candidates
     from spectraldl.crossmatch import KnownListError
@@ -89,7 +111,13 @@ def candidates_command(
         names = tuple(c.strip().replace("_", "-") for c in classes.split(",") if c.strip())
         for name in names:
             label_code(name)
-        selection = Selection(classes=names, min_prob=min_prob, include_flagged=include_flagged)
+        selection = Selection(
+            classes=names,
+            min_prob=min_prob,
+            include_flagged=include_flagged,
+            min_ew_aa=min_ew,
+            profile_types=tuple(t.strip() for t in profile_types.split(",") if t.strip()),
+        )
         summary = find_candidates(
             predictions,
             outs,
