@@ -23,19 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectraldl.archives.fitsfile import SPECTRUM_SUFFIXES, file_kind
+from spectraldl.jobs import FileError
 
 
 def is_spectrum_name(name: str) -> bool:
     """True for names the spectrum readers accept (`SPECTRUM_SUFFIXES`, any case)."""
     return name.lower().endswith(SPECTRUM_SUFFIXES)
-
-
-@dataclass(frozen=True)
-class BadEntry:
-    """An input that is not read, and why: the same two fields as an errors-file row."""
-
-    path: str
-    reason: str
 
 
 def _why(exc: OSError) -> str:
@@ -55,7 +48,7 @@ class Walk:
     """
 
     paths: tuple[str, ...]
-    bad: list[BadEntry] = field(default_factory=list)
+    bad: list[FileError] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[str]:
         self.bad = []
@@ -77,7 +70,7 @@ class Walk:
             yield from self._input(raw, state)
 
     def _refuse(self, path: str, reason: str) -> None:
-        self.bad.append(BadEntry(path, reason))
+        self.bad.append(FileError(path, reason))
 
     def _follow(self, path: str, *, report_broken: bool = True) -> os.stat_result | None:
         """``os.stat`` through links; None (and a bad entry) for a link loop or a broken link."""
@@ -189,7 +182,7 @@ def walk(paths: Iterable[str | Path]) -> Walk:
     return Walk(tuple(str(p) for p in paths))
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[str], list[BadEntry]]:
+def discover(paths: Iterable[str | Path]) -> tuple[list[str], list[FileError]]:
     """Every spectrum file under ``paths``, and the entries that cannot be read, with reasons.
 
     Raises `FileNotFoundError` for an input that does not exist.

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl import __version__
-from spectraldl.discovery import BadEntry, walk
+from spectraldl.discovery import walk
 from spectraldl.jobs import (
     FileError,
     FirstOfEachId,
@@ -126,7 +126,7 @@ class Source:
         return self.dataset_rows >= 0
 
 
-def iter_fits_files(root: str, bad: list[BadEntry] | None = None) -> Iterator[str]:
+def iter_fits_files(root: str, bad: list[FileError] | None = None) -> Iterator[str]:
     """Absolute paths of the spectrum files under ``root`` (`spectraldl.discovery.walk`).
 
     A generator: a release of millions of files is walked, never held in
@@ -228,7 +228,7 @@ def plan_chunks(
     roots: list[str] = []
     files = rows = chunks = 0
     run = 0  # files since the last chunk boundary
-    unread: list[BadEntry] = []
+    unread: list[FileError] = []
     for raw in sources:
         path = os.path.abspath(raw)
         if not os.path.lexists(path):
@@ -266,7 +266,7 @@ def plan_chunks(
         dataset_rows=rows,
         chunks=chunks,
         digest=sha.hexdigest(),
-        unread=tuple(FileError(bad.path, bad.reason) for bad in unread),
+        unread=tuple(unread),
     )
 
 

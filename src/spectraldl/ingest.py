@@ -297,7 +297,7 @@ def ingest(
             )
     found = walk(paths)
     files = list(found)
-    unread = [FileError(bad.path, bad.reason) for bad in found.bad]
+    unread = list(found.bad)
     parts = out.with_name(out.name + ".parts")
     manifest = {
         "files": _digest(files),
