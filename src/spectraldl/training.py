@@ -19,6 +19,16 @@ The thesis' recipe, made reproducible:
    its threshold the 0.99 quantile of the validation split's scores;
 8. the model directory written atomically (see `spectraldl.modelcard`).
 
+Fine-tuning (``init``, `spectraldl train --init`) starts from a trained model
+instead of random weights: same network, classes and grid (refused otherwise,
+naming what differs). The new labelled rows are all fitted except a held-out
+share of each class (``real_holdout``), and they are mixed with a replay
+sample of the parent's own training split (``replay_ratio`` synthetic rows per
+new row, read from the datasets the parent's card records or from
+``replay``) so that the model does not forget what it knew. The parent's test
+split is the forgetting test; the parent is scored beside the child on the
+same held-out rows, and its id goes into the card.
+
 `load_model` and `TrainedModel` live in `spectraldl.modelcard` and are
 re-exported here.
 """
@@ -82,6 +92,7 @@ __all__ = [
     "TrainedModel",
     "TrainingError",
     "fit_network",
+    "holdout_split",
     "load_model",
     "read_dataset_any",
     "smote_balance",
@@ -96,6 +107,10 @@ MIN_ROWS_PER_CLASS = 10
 """Fewer labelled rows than this in a class cannot be split into training/validation/test."""
 
 REAL_ROWS = ("auto", "evaluate", "fit")
+DEFAULT_REPLAY_RATIO = 2.0
+"""Fine-tuning: rows of the parent's training split replayed per new fitted row. Two to one
+keeps what the parent learnt (its test accuracy) while the new rows still make a third of
+every batch; benchmarks/active_learning.py measures the forgetting."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 ProgressCallback = Callable[[int, int], None]
@@ -151,6 +166,14 @@ class TrainConfig:
     channels_last
         Run the CNNs' 1-D convolutions as 2-D ones on channels-last tensors
         (`spectraldl.channels_last`): cuDNN's tensor-core layout on GPUs.
+    replay_ratio
+        Fine-tuning only: rows of the parent's training split replayed per new
+        fitted row (validation alike; the parent's whole test split is the
+        forgetting test). 0 fine-tunes on the new rows alone.
+    real_holdout
+        Fine-tuning only: share of the new labelled rows of each class kept
+        out of fitting for evaluation (at least one row of every class that
+        has two or more, never all of a class).
     """
 
     model: str = "cnn"
@@ -171,6 +194,8 @@ class TrainConfig:
     compile_mode: str = "default"
     cuda_graph: bool = False
     channels_last: bool = False
+    replay_ratio: float = DEFAULT_REPLAY_RATIO
+    real_holdout: float = 0.3
 
     def __post_init__(self) -> None:
         if self.compile and self.cuda_graph:
@@ -185,6 +210,10 @@ class TrainConfig:
             raise TrainingError("test_fraction + val_fraction leaves too little to train on")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise TrainingError("epochs, batch_size and patience must be >= 1")
+        if not (math.isfinite(self.replay_ratio) and self.replay_ratio >= 0):
+            raise TrainingError(f"replay_ratio must be >= 0, got {self.replay_ratio}")
+        if not 0 < self.real_holdout < 1:
+            raise TrainingError(f"real_holdout must be in (0, 1), got {self.real_holdout}")
 
 
 # --- data --------------------------------------------------------------------------------
@@ -418,8 +447,12 @@ def fit_network(
     config: TrainConfig,
     progress: ProgressCallback | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    initial_state: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Build ``architecture`` and fit it with Adam and early stopping on the validation loss.
+
+    ``initial_state`` (a state dict of the same network) replaces the random
+    initial weights: fine-tuning.
 
     All data go to the device once; each epoch draws a permutation from a
     seeded generator and indexes mini-batches on the device (no DataLoader,
@@ -431,7 +464,10 @@ def fit_network(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(config.seed)
-        network = build_model(architecture, **kwargs).to(device)
+        network = build_model(architecture, **kwargs)
+        if initial_state is not None:
+            network.load_state_dict(initial_state)
+        network = network.to(device)
         if cuda:
             torch.backends.cudnn.benchmark = True
         xt = torch.from_numpy(np.ascontiguousarray(x_train, np.float32)).to(device)
@@ -593,47 +629,30 @@ def _class_index(codes: NDArray[np.integer], class_codes: list[int]) -> NDArray[
     return lookup[np.asarray(codes, np.int64)]
 
 
-def train(
-    datasets: Sequence[str | Path],
-    out_dir: str | Path,
-    *,
-    config: TrainConfig | None = None,
-    overwrite: bool = False,
-    progress: ProgressCallback | None = None,
-    log: Callable[[str], None] | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> TrainResult:
-    """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
+@dataclass
+class _Plan:
+    """Which rows a run fits, validates and tests on, in which class order, from which weights."""
 
-    Parameters
-    ----------
-    datasets
-        spectraldl HDF5 datasets or CSVs in the published layout; they must
-        share grid and preprocessing, and ids must be unique across them.
-    out_dir
-        The model directory to write (see `spectraldl.modelcard`); an existing
-        non-empty one is replaced only with ``overwrite``, and only once the
-        new one is complete.
-    config
-        The run's choices (`TrainConfig`).
-    progress
-        Called with (epochs done, most epochs) after each epoch.
-    log
-        Called with one line of text per stage.
-    on_epoch
-        Called after each epoch with its `history.csv` record.
+    classes: tuple[str, ...]
+    class_codes: list[int]
+    kwargs: dict[str, Any]
+    train_rows: NDArray[np.int64]
+    val_rows: NDArray[np.int64]
+    test_rows: NDArray[np.int64]
+    eval_real_rows: NDArray[np.int64]
+    counts: dict[str, int]
+    real_rows: str
+    parent: TrainedModel | None = None
+    fine_tuning: dict[str, Any] = field(default_factory=dict)
 
-    Returns
-    -------
-    TrainResult
-        The saved model (loaded back from ``out_dir``), metrics and history.
-    """
-    config = config or TrainConfig()
-    _check_cuda_graph(config, select_device(config.device))
-    say = log or (lambda _line: None)
-    out_dir = Path(out_dir)
-    _prepare_out(out_dir, overwrite)
-    data = combine_datasets([read_dataset_any(p) for p in datasets])
+    @property
+    def fitted(self) -> NDArray[np.int64]:
+        """Rows fitted, validated or tested on (what ``data_sha256`` covers, with the real)."""
+        return np.concatenate([self.train_rows, self.val_rows, self.test_rows])
+
+
+def _scratch_plan(data: LabelledRows, config: TrainConfig) -> _Plan:
+    """The thesis' recipe: a stratified split of the labelled rows (real ones evaluated)."""
     rows = data.rows
     trainable = np.isin(rows.labels, [label_code(c) for c in TRAINABLE_CLASSES])
     is_real = rows.meta["origin"] == "real"
@@ -657,37 +676,323 @@ def train(
             f"too few labelled rows to split for {small} (at least {MIN_ROWS_PER_CLASS} "
             "per class); label more spectra or drop the class"
         )
-    classes = tuple(CLASSES[c] for c in class_codes)
     fit_index = np.flatnonzero(fit_mask)
-    y_fit = _class_index(rows.labels[fit_index], class_codes)
     tr, va, te = stratified_split(
-        y_fit,
+        _class_index(rows.labels[fit_index], class_codes),
         test_fraction=config.test_fraction,
         val_fraction=config.val_fraction,
         seed=config.seed,
     )
-    train_rows, val_rows, test_rows = fit_index[tr], fit_index[va], fit_index[te]
-    eval_real_rows = np.flatnonzero(is_real & np.isin(rows.labels, class_codes) & ~fit_mask)
-    say(
-        f"{len(fit_index)} rows to fit ({', '.join(f'{k} {v}' for k, v in counts.items())}): "
-        f"{len(train_rows)} training, {len(val_rows)} validation, {len(test_rows)} test; "
-        f"{len(eval_real_rows)} real rows for evaluation only"
+    return _Plan(
+        classes=tuple(CLASSES[c] for c in class_codes),
+        class_codes=class_codes,
+        kwargs={"n_classes": len(class_codes), "input_n": int(data.config.grid_n)},
+        train_rows=fit_index[tr],
+        val_rows=fit_index[va],
+        test_rows=fit_index[te],
+        eval_real_rows=np.flatnonzero(is_real & np.isin(rows.labels, class_codes) & ~fit_mask),
+        counts=counts,
+        real_rows=real_rows,
     )
-    x_train, y_train = rows.X[train_rows], y_fit[tr]
+
+
+def holdout_split(
+    labels: NDArray[np.integer], *, fraction: float, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Indices kept for fitting and held out, per class: ``fraction`` of each class held out.
+
+    A class with two or more rows always has at least one held out and one
+    kept; a class with a single row is kept (it cannot be both). The same
+    labels and seed give the same split.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    for value in np.unique(labels):
+        index = np.flatnonzero(labels == value)
+        if len(index) < 2:
+            continue
+        k = min(max(1, round(fraction * len(index))), len(index) - 1)
+        out.extend(int(i) for i in rng.choice(index, size=k, replace=False))
+    held = np.array(sorted(out), np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held).astype(np.int64), held
+
+
+def _sample(index: NDArray[np.int64], n: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """``n`` of ``index`` drawn without replacement (all of them when there are fewer)."""
+    if n >= len(index):
+        return index
+    return np.sort(rng.choice(index, size=n, replace=False))
+
+
+def _parent_roles(parent: TrainedModel) -> dict[str, str]:
+    """Id -> role (train/val/test/real) from the parent's ``split.csv``; {} when it has none."""
+    path = Path(parent.path) / "split.csv"
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {row["id"]: row["role"] for row in csv.DictReader(handle)}
+
+
+def _check_parent(parent: TrainedModel, config: TrainConfig, data: Any) -> None:
+    """Refuse a parent of another network or grid than the run asks for, saying what differs."""
+    name = parent.card["architecture"]["name"]
+    if config.model != name:
+        raise TrainingError(
+            f"the parent model {parent.path} is a {name} network, this run asks for "
+            f"{config.model}: fine-tuning keeps the network (leave --model out or give {name})"
+        )
+    try:
+        parent.check_compatible(data)
+    except ModelMismatch as exc:
+        raise TrainingError(f"cannot fine-tune {parent.path} on this data: {exc}") from None
+
+
+def _finetune_plan(
+    data: LabelledRows, n_new: int, parent: TrainedModel, config: TrainConfig
+) -> _Plan:
+    """New rows (sources ``< n_new``) split by `holdout_split`, plus a replay of the parent's."""
+    rows = data.rows
+    class_codes = [label_code(c) for c in parent.classes]
+    classes = parent.classes
+    is_new = data.source < n_new
+    is_real = rows.meta["origin"] == "real"
+    trainable = np.isin(rows.labels, [label_code(c) for c in TRAINABLE_CLASSES])
+    foreign = sorted({CLASSES[c] for c in rows.labels[is_new & trainable]} - set(classes))
+    if foreign:
+        raise TrainingError(
+            f"the new data has labelled {', '.join(foreign)} spectra, a class the parent model "
+            f"{parent.path} does not have (its classes: {', '.join(classes)}): fine-tuning keeps "
+            "the classes; train a new model to add one"
+        )
+    new = np.flatnonzero(is_new & np.isin(rows.labels, class_codes))
+    if len(new) == 0:
+        raise TrainingError(
+            f"no labelled rows of the parent's classes ({', '.join(classes)}) in "
+            f"{', '.join(data.paths[:n_new])}"
+        )
+    keep, held = holdout_split(rows.labels[new], fraction=config.real_holdout, seed=config.seed)
+    if len(held) == 0:
+        raise TrainingError(
+            f"{len(new)} new labelled rows, none of a class with two or more: fine-tuning keeps "
+            "some of every class out for evaluation, so label at least two spectra of a class"
+        )
+    fit_new = new[keep]
+    fit_kept, fit_val = holdout_split(
+        rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
+    )
+    new_train, new_val = fit_new[fit_kept], fit_new[fit_val]
+    held_rows = new[held]
+    roles = _parent_roles(parent)
+    old = ~is_new & np.isin(rows.labels, class_codes)
+    role = np.array([roles.get(str(i), "") for i in rows.ids], dtype=object)
+    replay_train = np.flatnonzero(old & ~is_real & (role == "train"))
+    replay_val = np.flatnonzero(old & ~is_real & (role == "val"))
+    replay_test = np.flatnonzero(old & ~is_real & (role == "test"))
+    n_old = int(old.sum())
+    if config.replay_ratio > 0 and n_old and not len(replay_train):
+        raise TrainingError(
+            f"the replay data ({', '.join(data.paths[n_new:])}) holds none of the rows the "
+            f"parent {parent.path} was trained on (its split.csv): give the parent's training "
+            "data with --replay"
+        )
+    rng = np.random.default_rng(config.seed)
+    n_train = round(config.replay_ratio * len(new_train))
+    replay_train = _sample(replay_train, n_train, rng)
+    share = len(replay_train) / max(int((role == "train").sum()), 1)
+    replay_val = _sample(replay_val, max(round(share * (role == "val").sum()), 1), rng)
+    if config.replay_ratio == 0:
+        replay_val = replay_test = np.zeros(0, np.int64)
+    # Real rows of the parent's data it never fitted stay evaluation rows here too.
+    old_real = np.flatnonzero(old & is_real & np.isin(role, ["real", ""]))
+    held_real = held_rows[is_real[held_rows]]
+    train_rows = np.sort(np.concatenate([new_train, replay_train]))
+    val_rows = np.sort(np.concatenate([new_val, replay_val]))
+    if len(val_rows) == 0:
+        raise TrainingError(
+            "nothing to validate on: too few new rows for a validation share and no replay"
+        )
+    fit_codes = rows.labels[train_rows].astype(np.int64)
+    return _Plan(
+        classes=classes,
+        class_codes=class_codes,
+        kwargs=dict(parent.card["architecture"]["kwargs"]),
+        train_rows=train_rows,
+        val_rows=val_rows,
+        test_rows=np.sort(np.concatenate([replay_test, held_rows[~is_real[held_rows]]])),
+        eval_real_rows=np.sort(np.concatenate([held_real, old_real])),
+        counts={CLASSES[c]: int((fit_codes == c).sum()) for c in class_codes},
+        real_rows="fit",
+        parent=parent,
+        fine_tuning={
+            "parent_model_id": parent.model_id,
+            "parent_path": str(Path(parent.path).resolve()),
+            "replay_ratio": config.replay_ratio,
+            "replay_paths": [str(Path(p).resolve()) for p in data.paths[n_new:]],
+            "new_paths": [str(Path(p).resolve()) for p in data.paths[:n_new]],
+            "n_new_train": len(new_train),
+            "n_new_val": len(new_val),
+            "n_new_held_out": len(held_rows),
+            "n_new_real_held_out": len(held_real),
+            "n_replay_train": len(replay_train),
+            "n_replay_val": len(replay_val),
+            "n_replay_test": len(replay_test),
+            "n_old_real_evaluation": len(old_real),
+            "real_holdout": config.real_holdout,
+        },
+    )
+
+
+def _without_ids(dataset: Dataset, ids: set[str]) -> Dataset:
+    """``dataset`` less the rows whose id is in ``ids`` (the new data's labels win)."""
+    keep = np.array([str(i) not in ids for i in dataset.ids], dtype=bool)
+    if keep.all():
+        return dataset
+    part = dataset.take(keep)
+    return Dataset(
+        X=part.X,
+        ids=part.ids,
+        labels=part.labels,
+        quality=part.quality,
+        meta=part.meta,
+        grid_aa=dataset.grid_aa,
+        preprocessing=dataset.preprocessing,
+        attrs=dataset.attrs,
+        path=dataset.path,
+    )
+
+
+def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> list[Path]:
+    """The parent's training data: ``replay`` when given, else the paths its card records."""
+    if replay:
+        return [Path(p) for p in replay]
+    recorded = [Path(d["path"]) for d in parent.card.get("datasets", [])]
+    missing = [str(p) for p in recorded if not p.exists()]
+    if missing or not recorded:
+        where = ", ".join(missing) if missing else "no datasets"
+        raise TrainingError(
+            f"the parent's training data is not at hand ({where}, recorded in "
+            f"{Path(parent.path) / CARD}): give it with --replay PATH, or --replay-ratio 0 to "
+            "fine-tune on the new rows alone (the model may forget what it knew)"
+        )
+    return recorded
+
+
+def _read_finetune_data(
+    datasets: Sequence[str | Path],
+    parent: TrainedModel,
+    replay: Sequence[str | Path] | None,
+    config: TrainConfig,
+) -> tuple[LabelledRows, int]:
+    """New datasets then the replay datasets (less rows already in the new ones, less repeats)."""
+    new = [read_dataset_any(p) for p in datasets]
+    if config.replay_ratio == 0:
+        return combine_datasets(new), len(new)
+    new_paths = {Path(p).resolve() for p in datasets}
+    new_ids = {str(i) for ds in new for i in ds.ids}
+    old = [
+        _without_ids(read_dataset_any(p), new_ids)
+        for p in dict.fromkeys(p.resolve() for p in _replay_paths(parent, replay))
+        if p not in new_paths
+    ]
+    return combine_datasets(new + old), len(new)
+
+
+def train(
+    datasets: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    init: str | Path | None = None,
+    replay: Sequence[str | Path] | None = None,
+) -> TrainResult:
+    """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
+
+    Parameters
+    ----------
+    datasets
+        spectraldl HDF5 datasets or CSVs in the published layout; they must
+        share grid and preprocessing, and ids must be unique across them.
+    out_dir
+        The model directory to write (see `spectraldl.modelcard`); an existing
+        non-empty one is replaced only with ``overwrite``, and only once the
+        new one is complete.
+    config
+        The run's choices (`TrainConfig`).
+    progress
+        Called with (epochs done, most epochs) after each epoch.
+    log
+        Called with one line of text per stage.
+    on_epoch
+        Called after each epoch with its `history.csv` record.
+    init
+        Fine-tune this model (a directory or a shipped model's name) instead of
+        starting from random weights; ``config.model`` must be its network.
+    replay
+        Fine-tuning: the parent's training data, when not at the paths its
+        card records.
+
+    Returns
+    -------
+    TrainResult
+        The saved model (loaded back from ``out_dir``), metrics and history.
+    """
+    config = config or TrainConfig()
+    _check_cuda_graph(config, select_device(config.device))
+    say = log or (lambda _line: None)
+    out_dir = Path(out_dir)
+    _prepare_out(out_dir, overwrite)
+    if init is None:
+        data = combine_datasets([read_dataset_any(p) for p in datasets])
+        plan = _scratch_plan(data, config)
+    else:
+        from spectraldl.pretrained import resolve_model
+
+        parent = load_model(resolve_model(init), device="cpu")
+        for path in datasets[:1]:  # the parent's grid before reading any replay data
+            _check_parent(parent, config, path)
+        data, n_new = _read_finetune_data(datasets, parent, replay, config)
+        _check_parent(parent, config, data.config)
+        plan = _finetune_plan(data, n_new, parent, config)
+    rows = data.rows
+    classes, class_codes = plan.classes, plan.class_codes
+    train_rows, val_rows = plan.train_rows, plan.val_rows
+    test_rows, eval_real_rows = plan.test_rows, plan.eval_real_rows
+    fit_index = plan.fitted
+    say(
+        f"{len(fit_index)} rows to fit ({', '.join(f'{k} {v}' for k, v in plan.counts.items())} "
+        f"in training): {len(train_rows)} training, {len(val_rows)} validation, "
+        f"{len(test_rows)} test; {len(eval_real_rows)} real rows for evaluation only"
+    )
+    if plan.parent is not None:
+        ft = plan.fine_tuning
+        say(
+            f"fine-tuning {ft['parent_model_id']}: {ft['n_new_train']} new rows and "
+            f"{ft['n_replay_train']} replayed (ratio {ft['replay_ratio']:g}) in training; "
+            f"{ft['n_new_held_out']} new rows held out for evaluation"
+        )
+    x_train = rows.X[train_rows]
+    y_train = _class_index(rows.labels[train_rows], class_codes)
+    y_val = _class_index(rows.labels[val_rows], class_codes)
     if config.smote:
         x_train, y_train = smote_balance(x_train, y_train, seed=config.seed)
         say(f"SMOTE: {len(train_rows)} -> {len(x_train)} training rows")
-    kwargs = {"n_classes": len(classes), "input_n": int(data.config.grid_n)}
+    kwargs = plan.kwargs
     fit = fit_network(
         config.model,
         kwargs,
         x_train,
         y_train,
         rows.X[val_rows],
-        y_fit[va],
+        y_val,
         config=config,
         progress=progress,
         on_epoch=on_epoch,
+        initial_state=None if plan.parent is None else plan.parent.network.state_dict(),
     )
     say(
         f"trained {config.model} for {len(fit.history)} epochs (best {fit.best_epoch}) "
@@ -719,12 +1024,18 @@ def train(
     model = TrainedModel(network=network, card=card, device=fit.device)
     val_logits, _ = model.predict_logits_and_features(rows.X[val_rows])
     if config.calibrate:
-        card["temperature"] = fit_temperature(val_logits, y_fit[va])
+        card["temperature"] = fit_temperature(val_logits, y_val)
     metrics = _evaluate_splits(model, rows, class_codes, val_rows, test_rows, eval_real_rows)
+    if plan.parent is not None:
+        plan.parent.network.to(fit.device)
+        plan.parent.device = fit.device
+        metrics["parent"] = _evaluate_splits(
+            plan.parent, rows, class_codes, val_rows, test_rows, eval_real_rows
+        )
     train_features = model.embed(rows.X[train_rows])
     novelty = NoveltyModel.fit(
         train_features,
-        y_fit[tr],
+        _class_index(rows.labels[train_rows], class_codes),
         quantile=config.novelty_quantile,
         calibration=model.embed(rows.X[val_rows]),
     )
@@ -739,7 +1050,7 @@ def train(
     card["training"] = {
         **{k: v for k, v in asdict(config).items() if k not in ("device",)},
         "device": str(fit.device),
-        "real_rows": real_rows,
+        "real_rows": plan.real_rows,
         "epochs_run": len(fit.history),
         "best_epoch": fit.best_epoch,
         "seconds": round(fit.seconds, 3),
@@ -747,17 +1058,29 @@ def train(
         "loss": "cross-entropy",
         "early_stopping": "validation loss",
     }
+    if plan.parent is not None:
+        card["parent"] = {
+            **plan.fine_tuning,
+            "compared": {
+                key: {
+                    "parent_accuracy": metrics["parent"][key]["accuracy"],
+                    "accuracy": metrics[key]["accuracy"],
+                    "n": metrics[key]["n"],
+                }
+                for key in ("test", "real")
+            },
+        }
     card["split"] = {
         "seed": config.seed,
         "test_fraction": config.test_fraction,
         "val_fraction": config.val_fraction,
-        "stratified": True,
+        "stratified": plan.parent is None,
         "n_train": len(train_rows),
         "n_train_after_smote": len(x_train),
         "n_val": len(val_rows),
         "n_test": len(test_rows),
         "n_real_evaluation": len(eval_real_rows),
-        "class_counts": counts,
+        "class_counts": plan.counts,
     }
     used = np.concatenate([fit_index, eval_real_rows])
     card["datasets"] = [

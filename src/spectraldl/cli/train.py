@@ -65,6 +65,17 @@ def _echo_epoch(record: dict[str, float]) -> None:
     )
 
 
+def _parent_architecture(init: str) -> str:
+    """The network of the model ``init`` names ('cnn' if its card is unreadable: train says why)."""
+    from spectraldl.pretrained import resolve_model
+
+    try:
+        card = json.loads((resolve_model(init) / "card.json").read_text(encoding="utf-8"))
+        return str(card["architecture"]["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "cnn"
+
+
 @click.command("train")
 @click.argument(
     "datasets", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -79,9 +90,9 @@ def _echo_epoch(record: dict[str, float]) -> None:
 @click.option(
     "--model",
     type=click.Choice(_MODELS),
-    default="cnn",
-    show_default=True,
-    help="Network: the thesis' CNN or FNN, or the small CNN for fast CPU inference.",
+    default=None,
+    help="Network: the thesis' CNN or FNN, or the small CNN for fast CPU inference "
+    "[default: cnn; with --init the parent's].",
 )
 @click.option("--epochs", default=100, show_default=True, help="Most epochs (early stopping).")
 @click.option(
@@ -127,12 +138,37 @@ def _echo_epoch(record: dict[str, float]) -> None:
     is_flag=True,
     help="Run the CNN's convolutions as channels-last 2-D ones (GPU; same network).",
 )
+@click.option(
+    "--init",
+    "init",
+    default=None,
+    help="Fine-tune this model (a directory or a shipped model's name): same network, "
+    "classes and grid; new rows mixed with a replay of its training data.",
+)
+@click.option(
+    "--replay",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --init: the parent's training data, when not where its card says (repeatable).",
+)
+@click.option(
+    "--replay-ratio",
+    default=2.0,
+    show_default=True,
+    help="With --init: rows of the parent's training split replayed per new fitted row.",
+)
+@click.option(
+    "--real-holdout",
+    default=0.3,
+    show_default=True,
+    help="With --init: share of each class of the new rows kept out for evaluation.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
 def train_command(
     datasets: tuple[Path, ...],
     out: Path,
-    model: str,
+    model: str | None,
     epochs: int,
     patience: int,
     batch_size: int,
@@ -147,6 +183,10 @@ def train_command(
     compile_mode: str,
     cuda_graph: bool,
     channels_last: bool,
+    init: str | None,
+    replay: tuple[Path, ...],
+    replay_ratio: float,
+    real_holdout: float,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -158,15 +198,23 @@ def train_command(
     and reported beside the synthetic test split. The split (test 10 %,
     validation 20 %), SMOTE, weights and shuffling follow --seed.
 
+    With --init MODEL, fine-tune MODEL on DATASETS (real labelled spectra,
+    say): all their rows are fitted but --real-holdout of each class, kept for
+    evaluation, mixed with --replay-ratio rows of MODEL's own training data
+    per new row so that it does not forget; the card records the parent.
+
     \b
     Example:
       spectraldl train training.h5 -o model/ --model cnn-small
+      spectraldl train labelled-real.h5 --init model/ -o model-2/ --epochs 20
       spectraldl train training.h5 -o model/ --device cuda --bf16 --cuda-graph --channels-last
     """
     from spectraldl.dataset import DatasetError
     from spectraldl.training import ModelDirError, TrainConfig, TrainingError, train
 
     try:
+        if model is None:
+            model = _parent_architecture(init) if init else "cnn"
         config = TrainConfig(
             model=model,
             epochs=epochs,
@@ -183,6 +231,8 @@ def train_command(
             compile_mode=compile_mode,
             cuda_graph=cuda_graph,
             channels_last=channels_last,
+            replay_ratio=replay_ratio,
+            real_holdout=real_holdout,
         )
         with progress_bar(f"train {model}") as update:
             result = train(
@@ -193,6 +243,8 @@ def train_command(
                 progress=update,
                 log=None if as_json else lambda line: click.echo(line, err=True),
                 on_epoch=None if as_json or sys.stderr.isatty() else _echo_epoch,
+                init=init,
+                replay=list(replay) or None,
             )
     except (TrainingError, DatasetError, ModelDirError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -211,6 +263,19 @@ def train_command(
             ]
         )
     )
+    if "parent" in metrics:
+        parent = metrics["parent"]
+        click.echo(f"\nparent {result.card['parent']['parent_model_id']} on the same rows:")
+        click.echo(
+            _side_by_side(
+                [
+                    ("parent test", parent["test"]),
+                    ("new test", metrics["test"]),
+                    ("parent real", parent["real"]),
+                    ("new real", metrics["real"]),
+                ]
+            )
+        )
     novel = metrics["novelty"]["novel_fraction"]
     click.echo(
         f"temperature {metrics['temperature']:.3f}; novel fraction: train {_fmt(novel['train'])}, "
