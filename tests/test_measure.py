@@ -274,7 +274,6 @@ def field_unit(vot: object, name: str) -> object:
 def test_candidates_select_on_ew_and_profile_type(real_predictions: Path, tmp_path: Path) -> None:
     from astropy.io.votable import parse_single_table
     from astropy.table import Table
-    from astropy.units import UnitsWarning
     from click.testing import CliRunner
 
     from spectraldl.cli import main
@@ -296,9 +295,8 @@ def test_candidates_select_on_ew_and_profile_type(real_predictions: Path, tmp_pa
     ucds = {header[f"TTYPE{i}"]: header.get(f"TUCD{i}") for i in range(1, header["TFIELDS"] + 1)}
     assert ucds["halpha_ew_aa"] == "spect.line.eqWidth;em.line.Halpha"
     assert ucds["profile_type"] == "meta.code.class;em.line.Halpha"
-    with pytest.warns(UnitsWarning, match="Angstrom"):  # VOUnit deprecates it, still reads it
-        vot = parse_single_table(str(vot_out))
-    assert str(field_unit(vot, "halpha_ew_aa")) == "Angstrom"
+    vot = parse_single_table(str(vot_out))  # VOUnit: Angstrom written as 0.1nm
+    assert field_unit(vot, "halpha_ew_aa").to("Angstrom") == pytest.approx(1.0)
     field = {f.name: f for f in vot.fields}
     assert field["halpha_ew_aa"].ucd == "spect.line.eqWidth;em.line.Halpha"
     assert str(field["halpha_peak_sep_kms"].unit) == "km / s"
@@ -363,3 +361,55 @@ def test_datasets_store_measurements_and_older_datasets_stay_readable(tmp_path: 
     assert list(both.meta["profile_type"]) == ["unmeasurable", "double-peak"]
     assert both.meta["halpha_ew_aa"][1] == pytest.approx(rows.meta["halpha_ew_aa"][1])
     assert both.meta["halpha_flag"][0] == "not measured"
+
+
+# --- the physics baseline beside the network ---------------------------------------------------
+
+
+def test_evaluate_reports_the_physics_baseline_on_real_labelled_spectra(
+    real_predictions: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from spectraldl.bundled import real_labels_csv
+    from spectraldl.cli import main
+    from spectraldl.dataset import append_rows, create_dataset
+    from spectraldl.evaluation import evaluate_model, physics_baseline
+    from spectraldl.ingest import read_and_preprocess
+    from spectraldl.labels import CLASSES, read_labels
+    from spectraldl.modelcard import load_model
+
+    model_dir = real_predictions.parent / "model"
+    model = load_model(model_dir, device="cpu")
+    files = [f for f in bundled_files() if f.label]
+    rows, errors = read_and_preprocess(
+        [f.path for f in files], config=model.config, labels=read_labels(real_labels_csv())
+    )
+    assert not errors and (rows.labels >= 0).all()
+    dataset = tmp_path / "real.h5"
+    create_dataset(dataset, config=model.config)
+    append_rows(dataset, rows)
+    result = evaluate_model(model, [dataset], rows="real")
+    part = result["physics_baseline"]
+    assert part["not_measured"] == 0 and part["baseline"]["n"] == result["n"] == len(files)
+    predicted = physics_baseline(
+        rows.meta["profile_type"], rows.meta["halpha_ew_aa"], classes=model.classes
+    )
+    truth = [model.classes.index(CLASSES[c]) for c in rows.labels]
+    assert part["baseline"]["accuracy"] == pytest.approx(np.mean(predicted == truth))
+    assert part["baseline"]["accuracy"] >= 0.8  # the bundled stars' lines are clear
+    assert part["network"]["accuracy"] == pytest.approx(result["accuracy"])
+    shown = CliRunner().invoke(main, ["evaluate", str(model_dir), str(dataset), "--rows", "real"])
+    assert shown.exit_code == 0, shown.output
+    assert "physics baseline" in shown.output and "baseline, real" in shown.output
+
+
+def test_physics_baseline_rule() -> None:
+    from spectraldl.evaluation import physics_baseline
+
+    classes = ("emission", "absorption", "double-peak")
+    types = ["emission", "double-peak-in-absorption", "emission-in-absorption"]
+    types += ["emission-in-absorption", "p-cygni", "absorption", "unmeasurable"]
+    ew = [-5.0, 1.0, -0.5, 2.0, -1.0, 3.0, float("nan")]
+    assert list(physics_baseline(types, ew, classes=classes)) == [0, 2, 0, 1, 0, 1, 1]
+    assert physics_baseline(["double-peak"], [-3.0], classes=("emission", "absorption"))[0] == 0

@@ -300,15 +300,13 @@ def write_catalogue(
         if fmt == "fits":
             _write_fits(table, tmp, meta or {})
         elif fmt == "votable":
-            import warnings
-
-            from astropy.units import UnitsWarning
+            import astropy.units as u
 
             table.meta = {"description": (meta or {}).get("description", "spectraldl candidates")}
-            with warnings.catch_warnings():
-                # VOUnit deprecates (still allows) Angstrom: the EWs keep the unit astronomers use.
-                warnings.simplefilter("ignore", UnitsWarning)
-                table.write(tmp, format="votable")
+            for column in table.itercols():
+                if column.unit == u.AA:  # VOUnit deprecates Angstrom: the same length as 0.1nm
+                    column.unit = u.Unit("0.1 nm")
+            table.write(tmp, format="votable")
         else:
             table.write(tmp, format=fmt)
         os.replace(tmp, path)

@@ -6,6 +6,11 @@ and ``spectraldl evaluate --json`` share one schema::
     {"n": 1300, "accuracy": 0.98, "ece": 0.01, "log_loss": 0.05,
      "per_class": {"emission": {"precision", "recall", "f1", "support"}, ...},
      "confusion": {"classes": [...], "matrix": [[...], ...]}}   # rows true, columns predicted
+
+`physics_baseline` classifies from the H-alpha measurements alone (profile
+type and equivalent width, `spectraldl.measure`), a peak finder in the manner
+of Shridharan et al. (2021); `evaluate_model` reports it beside the network
+on the same rows, so that one sees what the network adds.
 """
 
 from __future__ import annotations
@@ -125,6 +130,69 @@ def classification_metrics(
     }
 
 
+BASELINE_RULE = (
+    "double-peak: a measured double-peaked profile (in absorption or not); emission: a "
+    "single-peaked emission, P Cygni or inverse P Cygni profile, or emission in absorption "
+    "with a negative EW; absorption: everything else, unmeasurable lines included"
+)
+
+
+def physics_baseline(
+    profile_type: ArrayLike, halpha_ew_aa: ArrayLike, *, classes: tuple[str, ...] | list[str]
+) -> NDArray[np.int64]:
+    """Class indices (into ``classes``) from the measured H-alpha line alone (`BASELINE_RULE`).
+
+    A double peak falls back to emission when ``classes`` has no double-peak;
+    ``classes`` must hold emission and absorption.
+    """
+    types = np.asarray(profile_type, dtype=object).astype(str)
+    ew = np.asarray(halpha_ew_aa, dtype=np.float64)
+    names = list(classes)
+    double = np.isin(types, ["double-peak", "double-peak-in-absorption"])
+    emission = np.isin(types, ["emission", "p-cygni", "inverse-p-cygni"]) | (
+        (types == "emission-in-absorption") & (ew < 0)
+    )
+    out = np.full(types.shape, names.index("absorption"), dtype=np.int64)
+    out[emission] = names.index("emission")
+    out[double] = names.index("double-peak" if "double-peak" in names else "emission")
+    return out
+
+
+def baseline_metrics(
+    meta: dict[str, np.ndarray],
+    y_true: ArrayLike,
+    proba: ArrayLike,
+    classes: tuple[str, ...] | list[str],
+) -> dict[str, Any]:
+    """The physics baseline and the network side by side on the rows that were measured.
+
+    ``meta`` holds the rows' ``profile_type``, ``halpha_ew_aa`` and
+    ``halpha_flag`` (`spectraldl.dataset.META_COLUMNS`); rows never measured
+    (``halpha_flag == "not measured"``: datasets written before the
+    measurements) are left out of both.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(proba, dtype=np.float64).reshape(-1, len(classes))
+    measured = np.asarray(meta["halpha_flag"], dtype=object) != "not measured"
+    out: dict[str, Any] = {
+        "rule": BASELINE_RULE,
+        "not_measured": int((~measured).sum()),
+        "unmeasurable": int((np.asarray(meta["profile_type"])[measured] == "unmeasurable").sum()),
+    }
+    if "emission" not in classes or "absorption" not in classes:
+        out["skipped"] = "the model's classes lack emission or absorption"
+        return out
+    predicted = physics_baseline(
+        np.asarray(meta["profile_type"])[measured],
+        np.asarray(meta["halpha_ew_aa"])[measured],
+        classes=classes,
+    )
+    one_hot = np.eye(len(classes))[predicted] if len(predicted) else np.zeros((0, len(classes)))
+    out["baseline"] = classification_metrics(one_hot, y[measured], classes)
+    out["network"] = classification_metrics(p[measured], y[measured], classes)
+    return out
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with NaN/inf floats turned into None (strict JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -236,7 +304,9 @@ def evaluate_model(
         `classification_metrics` of the selected rows (``accuracy``,
         ``per_class``, ``confusion``, ``ece``, ...), plus ``by_origin``
         (synthetic / real side by side), ``real_by_archive``,
-        ``novel_fraction``, the row counts left out and why, and the model id.
+        ``novel_fraction``, the row counts left out and why, the model id, and
+        ``physics_baseline`` (``physics_baseline_real`` for the real rows):
+        `baseline_metrics`, the measurement-only classifier beside the network.
     """
     from spectraldl.modelcard import TrainedModel
     from spectraldl.training import combine_datasets, read_dataset_any
@@ -305,4 +375,11 @@ def evaluate_model(
     if model.novelty is not None and len(index):
         novel = model.novelty.is_novel(features)
         result["novel_fraction"] = float(novel.mean())
+    picked = {name: table.meta[name][index] for name in ("profile_type", "halpha_ew_aa")}
+    picked["halpha_flag"] = table.meta["halpha_flag"][index]
+    result["physics_baseline"] = baseline_metrics(picked, y, proba, model.classes)
+    if real.any():
+        result["physics_baseline_real"] = baseline_metrics(
+            {k: v[real] for k, v in picked.items()}, y[real], proba[real], model.classes
+        )
     return result

@@ -367,3 +367,27 @@ def evaluate_command(
         f"left out: {left['unlabelled']} unlabelled, {left['not_selected']} not selected "
         f"by --rows {rows}, labels not a model class: {left['label_not_a_model_class'] or 'none'}"
     )
+    _echo_baseline(result)
+
+
+def _echo_baseline(result: dict[str, Any]) -> None:
+    """The physics baseline (H-alpha measurements alone) beside the network, on the same rows."""
+    columns = []
+    for suffix, key in (("", "physics_baseline"), (", real", "physics_baseline_real")):
+        part = result.get(key) or {}
+        if (part.get("baseline") or {}).get("n"):
+            columns += [
+                (f"network{suffix}", part["network"]),
+                (f"baseline{suffix}", part["baseline"]),
+            ]
+    if not columns:
+        return
+    part = result["physics_baseline"]
+    click.echo("\nphysics baseline: the measured H-alpha line alone, beside the network")
+    click.echo(_side_by_side(columns))
+    click.echo(f"rule: {part['rule']}")
+    if part["not_measured"]:
+        click.echo(
+            f"{part['not_measured']} rows left out: their dataset was written before H-alpha "
+            "was measured (ingest it again)"
+        )
