@@ -36,7 +36,6 @@ from spectraldl.dataset import (
     read_dataset,
     read_ids,
 )
-from spectraldl.discovery import is_spectrum_name as is_spectrum_name  # re-exported
 from spectraldl.discovery import walk
 from spectraldl.errors import SpectrumError
 from spectraldl.jobs import (

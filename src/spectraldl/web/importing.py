@@ -23,8 +23,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, defer
 
 from spectraldl.dataset import Rows
+from spectraldl.discovery import is_spectrum_name
 from spectraldl.errors import SpectrumError
-from spectraldl.ingest import FileError, is_spectrum_name
+from spectraldl.jobs import FileError
 from spectraldl.labels import CLASSES, label_code
 from spectraldl.preprocess import PreprocessConfig, preprocess
 from spectraldl.quality import flag_names
@@ -224,23 +225,30 @@ def import_fits(
     origin: str = "real",
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
-    """Read FITS files and trees (`spectraldl.ingest.discover`) into the database."""
+    """Read FITS files and trees (`spectraldl.discovery.walk`) into the database.
+
+    Entries the walk cannot read (link loops, unreadable folders, FIFOs) are
+    listed among the summary's bad files, as ingest lists them.
+    """
     from spectraldl.archives import read_spectrum
-    from spectraldl.ingest import discover
+    from spectraldl.discovery import walk
 
     config = config or PreprocessConfig()
-    files = discover(paths)
+    found = walk(paths)
+    files = [Path(p) for p in found]
 
     def make(path: Path) -> Callable[[], SpectrumRow]:
         return lambda: spectrum_row(
             read_spectrum(path), config=config, origin=origin, imported_from=str(path)
         )
 
-    return store_spectra(
+    summary = store_spectra(
         db,
         ((str(path), make(path)) for path in files),
         progress=(lambda done: progress(done, len(files))) if progress else None,
     )
+    summary.errors[:0] = found.bad
+    return summary
 
 
 def import_dataset(
