@@ -2,8 +2,10 @@
 
 Each shipped model is an ordinary model directory (weights, ``card.json``,
 ``novelty.npz``, ``metrics.json``) under ``spectraldl/data/models/NAME``, made by
-``tools/train_pretrained.py`` from the bundled real spectra and simulated ones,
-with the project's real-spectra checks recorded in ``checks.json``.
+``tools/train_pretrained.py`` from a demo run (the bundled real spectra and
+simulated ones): ``cnn``, the demo's thesis CNN, and ``cnn-small``, 20 times
+smaller and faster on a CPU. Each records the project's real-spectra checks in
+``checks.json``.
 Wherever a command takes a model directory it also takes a shipped model's name.
 """
 
@@ -19,8 +21,8 @@ from spectraldl.bundled import data_dir
 DEFAULT_MODEL = "pretrained"
 """The name that means "the recommended shipped model"."""
 
-ALIASES = {DEFAULT_MODEL: "cnn-small"}
-"""Other names of shipped models."""
+ALIASES = {DEFAULT_MODEL: "cnn"}
+"""Other names of shipped models: ``pretrained`` is the demo's thesis CNN (float16 weights)."""
 
 CHECKS = "checks.json"
 """The real-spectra checks of a shipped model, written when it was trained."""
