@@ -24,7 +24,10 @@ simulator was tuned against) and the ``holdout`` files (never tuned against):
 * **plates as a yardstick**: the same discriminator between real F-G-K stars
   of the dev plate, other fibres of that plate and other plates (real vs real),
   beside synthetic vs each of them at equal sizes: how far apart real plates
-  are tells what a plate-independent simulator can reach.
+  are tells what a plate-independent simulator can reach; and the same pairs
+  among synthetic plates, with and without plate systematics
+  (`Population.plate_systematics`): synthetic plates should differ as real
+  ones do.
 
 The synthetic sets match each real set's spectral classes (LAMOST SUBCLASS)
 and SN_R values, so that like is compared with like. Writes a PNG of real and
@@ -571,6 +574,60 @@ def report(
         )
 
 
+def synthetic_plates(
+    real: Sample, config: PreprocessConfig, *, seed: int, repeats: int, per_plate: int = 40
+) -> list[dict[str, object]]:
+    """The yardstick among synthetic plates: one plate's F-G-K stars vs its other fibres, vs others.
+
+    Spectra matched to ``real`` (classes, S/N), ``per_plate`` fibres per plate,
+    six plates; each of the first three plates in turn is "the one plate".
+    Without and with plate systematics.
+    """
+    rows: list[dict[str, object]] = []
+    for systematics in (False, True):
+        base = matched_population(real)
+        population = Population.default(
+            "lamost",
+            base.mix,
+            snr_values=base.snr_values,
+            teff_values=base.teff_values,
+            plate_systematics=systematics,
+            fibres_per_plate=per_plate,
+        )
+        sim = simulate_spectra(6 * per_plate, archive="lamost", seed=seed, population=population)
+        sample = make_sample("synthetic plates", sim.spectra, sim.labels, config)
+        plate = np.array([int(row["index"]) // per_plate for row in sim.truth])
+        fgk = np.array([c in "FGK" for c in sample.letters])
+        rng = np.random.default_rng(seed)
+        same_aucs, other_aucs, sizes = [], [], []
+        for one in range(3):
+            mine = rng.permutation(np.flatnonzero(fgk & (plate == one)))
+            half = len(mine) // 2
+            others = rng.permutation(np.flatnonzero(fgk & (plate != one)))[:half]
+            sizes.append(half)
+            same_aucs.append(
+                discriminator_auc(
+                    sample.X[mine[:half]], sample.X[mine[half:]], repeats=repeats, seed=seed
+                )[0]
+            )
+            other_aucs.append(
+                discriminator_auc(
+                    sample.X[mine[:half]], sample.X[others], repeats=repeats, seed=seed
+                )[0]
+            )
+        label = "with" if systematics else "without"
+        for pair, aucs in (("same plate", same_aucs), ("other plates", other_aucs)):
+            rows.append(
+                {
+                    "pair": f"synthetic plate vs synthetic {pair} ({label} plate systematics)",
+                    "n": [int(np.mean(sizes)), int(np.mean(sizes))],
+                    "auc": float(np.mean(aucs)),
+                    "auc_sd": float(np.std(aucs)),
+                }
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-real", type=int, default=8, help="synthetic spectra per real one")
@@ -585,9 +642,25 @@ def main() -> None:
     parser.add_argument("--ondrejov-n", type=int, default=400, help="synthetic Ondřejov spectra")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--plates-only",
+        action="store_true",
+        help="only the plate yardstick (real and synthetic plates); prints its table",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     config = PreprocessConfig()
+    if args.plates_only:
+        dev, holdout = real_sample("dev", config), real_sample("holdout", config)
+        yardstick = plate_yardstick(dev, holdout, config, seed=args.seed, repeats=args.repeats)
+        yardstick += synthetic_plates(dev, config, seed=args.seed, repeats=args.repeats)
+        print("| pair | n | AUC |\n|---|---|---|")
+        for r in yardstick:
+            print(
+                f"| {r['pair']} | {r['n'][0]} vs {r['n'][1]} | {r['auc']:.3f} ± {r['auc_sd']:.3f} |"
+            )
+        print(f"{time.perf_counter() - started:.0f} s")
+        return
     grid = grid_aa(config)
     rows = []
     pairs = []
@@ -681,6 +754,7 @@ def main() -> None:
     yardstick = plate_yardstick(
         reals["dev"], reals["holdout"], config, seed=args.seed, repeats=args.repeats
     )
+    yardstick += synthetic_plates(reals["dev"], config, seed=args.seed, repeats=args.repeats)
     report(rows, summaries, ondrejov, ondrejov_sets, yardstick, sky)
     print(
         f"figures: {args.out / 'realism-spectra.png'}, {args.out / 'realism-noise-ew.png'}; "

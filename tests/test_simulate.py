@@ -336,3 +336,37 @@ def test_cards_round_trip_through_astropy() -> None:
         fb.card("TOOLONGKEY", 1)
     with pytest.raises(ValueError):
         fb.card("NAN", float("nan"))
+
+
+def _plate_spread(population: Population, plates: int, per_plate: int) -> tuple[float, float]:
+    """Median distance between plates' mean vectors, and between halves of one plate."""
+    vectors = simulate_vectors(plates * per_plate, archive="lamost", seed=3, population=population)
+    plate = np.array([int(row["index"]) // per_plate for row in vectors.truth])
+    means = np.array([vectors.X[plate == p].mean(0) for p in range(plates)])
+    between = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(plates, 1)]
+    halves = [
+        np.linalg.norm(vectors.X[plate == p][::2].mean(0) - vectors.X[plate == p][1::2].mean(0))
+        for p in range(plates)
+    ]
+    return float(np.median(between)), float(np.median(halves))
+
+
+def test_plate_systematics_are_shared_within_a_plate_and_differ_between_plates() -> None:
+    kwargs = {"fibres_per_plate": 40}
+    off = Population.default("lamost", {"absorption": 1.0}, **kwargs)
+    on = Population.default("lamost", {"absorption": 1.0}, plate_systematics=True, **kwargs)
+    # Without plate systematics plates are random halves of one population: means of 40
+    # spectra are closer to each other than means of 20; with them, plates stand apart.
+    between, halves = _plate_spread(off, 5, 40)
+    assert between < 0.85 * halves
+    between, halves = _plate_spread(on, 5, 40)
+    assert between > 1.1 * halves
+    sim = simulate_spectra(80, archive="lamost", seed=3, population=on)
+    shifts = {row["plate"]: row["plate_sky_shift_aa"] for row in sim.truth}
+    assert sorted(shifts) == [0, 1] and shifts[0] != shifts[1]
+    assert all(row["plate_sky_shift_aa"] == shifts[row["plate"]] for row in sim.truth)
+    assert len({s.id.split("-")[2].split("_")[0] for s in sim.spectra}) == 2  # two plan ids
+    default = simulate_spectra(3, archive="lamost", seed=3, mix={"absorption": 1.0})
+    assert "plate" not in default.truth[0]  # off by default: the earlier spectra, unchanged
+    with pytest.raises(ValueError, match="fibres_per_plate"):
+        Population.default("lamost", fibres_per_plate=0)

@@ -421,6 +421,9 @@ def simulate_archive(
         "snr_values": list(population.snr_values),
         "spectraldl_version": __version__,
     }
+    if population.plate_systematics:
+        settings["plate_systematics"] = True
+        settings["fibres_per_plate"] = population.fibres_per_plate
     _write(out / "simulation.json", json.dumps(settings, indent=1).encode())
     classes = Counter(row["label"] for row in rows if not row["junk"])
     kinds = Counter(row["junk"] for row in rows if row["junk"])

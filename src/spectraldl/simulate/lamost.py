@@ -227,6 +227,52 @@ Each spectrum gets it times N(1, 0.5); the holdout files show the same shape at 
 ANDMASK_BITS = (1, 2, 4, 8, 16)
 NODATA = 32
 
+PLATE_RIPPLE = 0.015
+"""Amplitude (fraction, normal sigma) of each of a plate's four smooth response bumps in the
+window (Gaussians 15-60 Å wide): the spectrograph's and flux calibration's own shape on that
+plate, on top of the shared `WINDOW_RESPONSE`. Assumption sized to the realism benchmark's plate
+yardstick (real F-G-K stars of one plate are told from other plates' with AUC 0.95-0.99, from
+other fibres of their own plate at 0.5)."""
+PLATE_SKY_SHIFT_AA = 0.4
+"""Sigma (Å) of a plate's offset between the subtracted sky model and the object's sky lines,
+which sets the shape of the derivative-like residuals (assumption: a sixth of a pixel)."""
+PLATE_SHARE = 0.8
+"""Share of the per-spectrum spread of response weight, flux-calibration slopes, resolving
+power and sky-residual size that the plate sets (all its fibres alike); the rest is per fibre."""
+
+
+@lru_cache(maxsize=256)
+def plate_systematics(seed: int, release: str, plate: int) -> dict[str, Any]:
+    """What all spectra of one plate share (`Population.plate_systematics`): deterministic.
+
+    The sky-subtraction residual (size, sign, the sky model's wavelength
+    offset, the under-subtracted excess), the spectrograph response (weight of
+    `WINDOW_RESPONSE`, a plate's own smooth bumps, `PLATE_RIPPLE`), the flux
+    calibration's slopes and the resolving power. Plates differ as these draws do.
+    """
+    rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(entropy=int(seed), spawn_key=(2, 10**9 + plate)))
+    )
+    return {
+        "plate": plate,
+        "response_weight": float(rng.normal(1.0, RESPONSE_SPREAD)),
+        "bumps": tuple(
+            (float(rng.uniform(6450.0, 6800.0)), float(rng.uniform(15.0, 60.0)), float(a))
+            for a in rng.normal(0.0, PLATE_RIPPLE, 4)
+        ),
+        "flux_cal": (float(rng.normal(0.0, 0.15)), float(rng.normal(0.0, 0.10))),
+        "resolving_power": float(np.clip(rng.normal(*RESOLVING_POWER), 1050.0, 1800.0)),
+        "sky_log_factor": float(rng.normal(0.0, SKY_RESIDUAL_SPREAD)),
+        "sky_sign": 1.0 if rng.random() < 0.85 else -1.0,
+        "sky_shift_aa": float(rng.normal(0.0, PLATE_SKY_SHIFT_AA)),
+        "sky_excess_factor": float(math.exp(rng.normal(0.0, 0.4))),
+    }
+
+
+def _with_plate(own: float, plate: float, mean: float) -> float:
+    """A fibre's value: the plate's, plus the rest of the spread drawn for the fibre."""
+    return plate + math.sqrt(1.0 - PLATE_SHARE) * (own - mean)
+
 
 @lru_cache(maxsize=8)
 def grid(release: str) -> np.ndarray:
@@ -401,6 +447,21 @@ def simulate_one(
     flux_level = 3.0 * snr**1.3 * math.exp(star_rng.normal(0.0, 0.3))
     cal = (float(star_rng.normal(0.0, 0.15)), float(star_rng.normal(0.0, 0.10)))
     response_weight = float(star_rng.normal(1.0, RESPONSE_SPREAD))
+    plate = None
+    if population.plate_systematics:
+        plate = plate_systematics(seed, release, index // population.fibres_per_plate)
+        response_weight = _with_plate(response_weight, plate["response_weight"], 1.0)
+        cal = (
+            _with_plate(cal[0], plate["flux_cal"][0], 0.0),
+            _with_plate(cal[1], plate["flux_cal"][1], 0.0),
+        )
+        resolving_power = float(
+            np.clip(
+                _with_plate(resolving_power, plate["resolving_power"], RESOLVING_POWER[0]),
+                1000.0,
+                1900.0,
+            )
+        )
 
     g = _grid_info(release)
     wave = g.wave
@@ -427,6 +488,9 @@ def simulate_one(
     shaping[ws] *= 1.0 + response_weight * np.interp(
         wave[ws], response[:, 0], response[:, 1], 0.0, 0.0
     )
+    if plate is not None:
+        for centre, width, amplitude in plate["bumps"]:
+            shaping[ws] *= 1.0 + amplitude * np.exp(-0.5 * ((wave[ws] - centre) / width) ** 2)
     shaping[ws] *= physics.dib_transmission(
         wave[ws] - g.dib_offset_aa,
         ebv=ebv,
@@ -448,6 +512,7 @@ def simulate_one(
         flux_level=flux_level,
         line=line,
         sigma_kms=sigma_kms,
+        plate=plate,
     )
     ew_net = equivalent_width_aa(
         wave[ws], model[ws] / continuum[ws], line_aa=HALPHA_VACUUM_AA * (1 + z)
@@ -464,6 +529,7 @@ def simulate_one(
         noisy=noisy,
         wave=wave,
         flux_level=flux_level,
+        fibres_per_plate=population.fibres_per_plate,
     )
     truth = {
         "label": label,
@@ -492,6 +558,9 @@ def simulate_one(
         },
         "window_ivar_zero": int((noisy["ivar"][g.window] == 0).sum()),
     }
+    if plate is not None:
+        truth["plate"] = plate["plate"]
+        truth["plate_sky_shift_aa"] = plate["sky_shift_aa"]
     return LamostSpectrum(
         index=index,
         release=release,
@@ -535,8 +604,12 @@ def _observe(
     flux_level: float,
     line: LineParams,
     sigma_kms: float,
+    plate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Noise, ivar, masks and the pipeline's traces for a noiseless model."""
+    """Noise, ivar, masks and the pipeline's traces for a noiseless model.
+
+    ``plate`` (`plate_systematics`) makes the sky residual the plate's.
+    """
     n = wave.size
     scale = float(rng.uniform(*NOISE_SCALE))
     corr = float(rng.uniform(*NOISE_CORRELATION_PX))
@@ -565,16 +638,19 @@ def _observe(
     }
     # Sky-subtraction residuals: derivative-shaped (the subtracted sky sits slightly blueward
     # of the object's own), at every sky line near H-alpha including H-alpha itself.
-    amplitude = (
-        SKY_RESIDUAL_AMPLITUDE
-        * math.exp(rng.normal(0.0, SKY_RESIDUAL_SPREAD))
-        * (30.0 / max(snr, 3.0)) ** 0.8
-    )
+    log_factor = rng.normal(0.0, SKY_RESIDUAL_SPREAD)
     sign = 1.0 if rng.random() < 0.85 else -1.0
+    shift, excess_factor = 0.0, 1.0
+    if plate is not None:
+        log_factor = _with_plate(log_factor, plate["sky_log_factor"], 0.0)
+        sign, shift = plate["sky_sign"], plate["sky_shift_aa"]
+        excess_factor = plate["sky_excess_factor"]
+    amplitude = SKY_RESIDUAL_AMPLITUDE * math.exp(log_factor) * (30.0 / max(snr, 3.0)) ** 0.8
     near = np.abs(wave - 6600.0) < 150.0
     local = continuum[near]
-    for centre, factor, excess in SKY_RESIDUAL_LINES:
-        x = (wave[near] - centre) / (centre * sigma_kms / C_KMS)
+    for centre, factor, line_excess in SKY_RESIDUAL_LINES:
+        excess = line_excess * excess_factor
+        x = (wave[near] - centre - shift) / (centre * sigma_kms / C_KMS)
         shape = sign * factor * x * np.exp(0.5 - 0.5 * x * x) + excess * np.exp(-0.5 * x * x)
         flux[near] += amplitude * shape * local
     residual = sign * amplitude
@@ -729,8 +805,9 @@ def _header_values(
     noisy: dict[str, Any],
     wave: np.ndarray,
     flux_level: float,
+    fibres_per_plate: int = FIBRES_PER_PLATE,
 ) -> dict[str, Any]:
-    plate_no, slot = divmod(index, FIBRES_PER_PLATE)
+    plate_no, slot = divmod(index, fibres_per_plate)
     plate = _plate(seed, release, plate_no)
     spid, fibre = divmod(slot, 250)
     spid += 1

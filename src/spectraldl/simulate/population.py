@@ -127,6 +127,14 @@ class Population:
         Optional Teff values (K) to resample (3 % jitter) instead of drawing
         spectral classes from ``types``; e.g. the Teff of real files' LAMOST
         subclasses (`templates.subclass_teff`).
+    plate_systematics
+        LAMOST only: spectra of one plate share their sky-subtraction residual
+        and spectrograph response, and plates differ from each other
+        (`spectraldl.simulate.lamost.plate_systematics`). Off by default: the
+        spectra are then those of earlier versions, byte for byte.
+    fibres_per_plate
+        Spectra per plate (index // fibres_per_plate is the plate): LAMOST's
+        4000, or fewer to have many plates in a small set.
     """
 
     archive: str
@@ -134,6 +142,12 @@ class Population:
     types: dict[str, dict[str, float]] = field(default_factory=dict)
     snr_values: tuple[float, ...] = ()
     teff_values: tuple[float, ...] = ()
+    plate_systematics: bool = False
+    fibres_per_plate: int = 4000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fibres_per_plate <= 4000:
+            raise ValueError(f"fibres_per_plate must be 1-4000, got {self.fibres_per_plate}")
 
     @classmethod
     def default(
@@ -144,6 +158,8 @@ class Population:
         types: Mapping[str, Mapping[str, float]] | None = None,
         snr_values: Sequence[float] = (),
         teff_values: Sequence[float] = (),
+        plate_systematics: bool = False,
+        fibres_per_plate: int = 4000,
     ) -> Population:
         """The archive's defaults, with an optional mix, type override and S/N sample."""
         if archive not in ("lamost", "ondrejov"):
@@ -158,6 +174,8 @@ class Population:
             types=merged,
             snr_values=tuple(float(s) for s in snr_values),
             teff_values=tuple(float(t) for t in teff_values),
+            plate_systematics=plate_systematics,
+            fibres_per_plate=fibres_per_plate,
         )
 
 
