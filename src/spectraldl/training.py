@@ -866,7 +866,13 @@ def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> 
     """The parent's training data: ``replay`` when given, else the paths its card records."""
     if replay:
         return [Path(p) for p in replay]
-    recorded = [Path(d["path"]) for d in parent.card.get("datasets", [])]
+    # A parent's own new rows (labels exported from a database) come back with the next export.
+    renewed = set((parent.card.get("parent") or {}).get("new_paths", []))
+    recorded = [
+        Path(d["path"])
+        for d in parent.card.get("datasets", [])
+        if Path(d["path"]).exists() or d["path"] not in renewed
+    ]
     missing = [str(p) for p in recorded if not p.exists()]
     if missing or not recorded:
         where = ", ".join(missing) if missing else "no datasets"
@@ -909,6 +915,7 @@ def train(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     init: str | Path | None = None,
     replay: Sequence[str | Path] | None = None,
+    card_extra: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
 
@@ -935,6 +942,8 @@ def train(
     replay
         Fine-tuning: the parent's training data, when not at the paths its
         card records.
+    card_extra
+        More sections for the card (e.g. ``learning``: where the labels came from).
 
     Returns
     -------
@@ -1066,6 +1075,10 @@ def train(
                     "parent_accuracy": metrics["parent"][key]["accuracy"],
                     "accuracy": metrics[key]["accuracy"],
                     "n": metrics[key]["n"],
+                    "parent_f1": {
+                        c: v["f1"] for c, v in metrics["parent"][key]["per_class"].items()
+                    },
+                    "f1": {c: v["f1"] for c, v in metrics[key]["per_class"].items()},
                 }
                 for key in ("test", "real")
             },
@@ -1105,6 +1118,7 @@ def train(
         "sha256": novelty.digest,
     }
     card["versions"] = _versions()
+    card.update(card_extra or {})
     card["metrics"] = {
         key: {k: metrics[key][k] for k in ("n", "accuracy", "ece")}
         for key in ("validation", "test", "real")

@@ -1,0 +1,169 @@
+"""`spectraldl learn` end to end on a real database (SQLite and PostgreSQL) with real spectra.
+
+Two users label the bundled real Ondřejov spectra (agreeing, tying once,
+one undoing a label), one vets a candidate; the loop fine-tunes a model on
+the consensus and records what changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+from training_helpers import profile_rows, write_dataset
+from web_support import database_url, ondrejov_files, write_predictions_file
+
+from spectraldl.archives import read_spectrum
+from spectraldl.bundled import real_labels_csv
+from spectraldl.cli import main
+from spectraldl.dataset import read_dataset
+from spectraldl.labels import CLASSES
+from spectraldl.learning import _comparison
+from spectraldl.preprocess import PreprocessConfig
+from spectraldl.training import TrainConfig, train
+from spectraldl.web import store
+from spectraldl.web.auth import hash_password
+from spectraldl.web.db import open_database
+from spectraldl.web.importing import import_predictions, spectrum_row
+from spectraldl.web.models import Prediction, SpectrumRow, User
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("parent")
+    rows = profile_rows({"emission": 120, "absorption": 160, "double-peak": 60}, seed=21)
+    data = write_dataset(folder / "synthetic.h5", rows)
+    train([data], folder / "model", config=TrainConfig(model="cnn-small", epochs=3, patience=2))
+    return folder / "model"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def filled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A database with the 16 real Ondřejov spectra, labels by two users and one verdict."""
+    truth = {}
+    with real_labels_csv().open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            truth[row["id"]] = row["label"]
+    with database_url(request.param, tmp_path) as url:
+        db = open_database(url)
+        config = PreprocessConfig()
+        with db.session() as session:
+            alice = User(name="alice", password_hash=hash_password("a-pw"), is_active=True)
+            bob = User(name="bob", password_hash=hash_password("b-pw"), is_active=True)
+            session.add_all([alice, bob])
+            stored = []
+            for path in ondrejov_files():
+                row = spectrum_row(read_spectrum(path), config=config, imported_from=str(path))
+                session.add(row)
+                stored.append((row, truth[path.name]))
+            session.flush()
+            *labelled, (vetted, _) = stored
+            expected = {}
+            for row, label in labelled[:-2]:  # alice labels them all, bob agrees
+                for user in (alice, bob):
+                    store.record_label(session, user=user, spectrum_id=row.id, label=label)
+                expected[row.ident] = label
+            tied, tied_label = labelled[-2]
+            store.record_label(session, user=alice, spectrum_id=tied.id, label=tied_label)
+            store.record_label(session, user=bob, spectrum_id=tied.id, label="unknown")
+            undone, undone_label = labelled[-1]
+            store.record_label(session, user=alice, spectrum_id=undone.id, label=undone_label)
+            wrong = "absorption" if undone_label != "absorption" else "emission"
+            slip = store.record_label(session, user=bob, spectrum_id=undone.id, label=wrong)
+            session.commit()
+            store.undo_label(session, user=bob, decision_id=slip.id)
+            session.commit()
+            expected[undone.ident] = undone_label
+            ids = {"tied": tied.ident, "undone": undone.ident, "vetted": vetted.ident}
+        write_predictions_file(tmp_path / "cands.parquet", [ids["vetted"]])
+        import_predictions(db, tmp_path / "cands.parquet")
+        with db.session() as session:
+            prediction = session.scalar(select(Prediction).where(Prediction.ident == ids["vetted"]))
+            assert prediction is not None and prediction.spectrum_id is not None
+            bob = session.scalar(select(User).where(User.name == "bob"))
+            store.record_verdict(session, user=bob, prediction_id=prediction.id, verdict="reject")
+            session.commit()
+            n_spectra = len(session.scalars(select(SpectrumRow.id)).all())
+        expected[ids["vetted"]] = "absorption"  # reject: absorption
+        db.dispose()
+        yield {"url": url, "expected": expected, "ids": ids, "n_spectra": n_spectra}
+
+
+def test_learn_end_to_end(filled: dict[str, Any], parent: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model-2"
+    args = ["learn", "--db", filled["url"], "--model", str(parent), "-o", str(out)]
+    result = CliRunner().invoke(main, [*args, "--epochs", "2", "--force"])
+    assert result.exit_code == 0, result.output
+    assert "old real" in result.output and "new real" in result.output
+    labels = read_dataset(out.with_name("model-2.labels.h5"))
+    got = {str(i): CLASSES[c] for i, c in zip(labels.ids, labels.labels, strict=True)}
+    # The consensus: the tie is left out, the undone slip is gone, the verdict counts.
+    expected = {k: v for k, v in filled["expected"].items() if v != "unknown"}
+    assert got == expected
+    assert filled["ids"]["tied"] not in got
+    card = json.loads((out / "card.json").read_text())
+    learning = card["learning"]
+    assert learning["rows"]["verdict"] == {"absorption": 1}
+    assert sum(learning["rows"]["label"].values()) == len(expected) - 1
+    assert learning["left_out"].get("tied labels") == 1
+    assert "password" not in json.dumps(learning)
+    assert card["parent"]["parent_path"] == str(parent.resolve())
+    with (out / "split.csv").open(newline="") as handle:
+        roles = [(row["id"], row["role"]) for row in csv.DictReader(handle)]
+    held = {i for i, role in roles if role == "real" and i in got}
+    fitted = {i for i, role in roles if role in ("train", "val") and i in got}
+    assert held and not held & fitted and held | fitted == set(got)
+    compared = card["parent"]["compared"]["real"]
+    assert compared["n"] == len(held) and 0 <= compared["parent_accuracy"] <= 1
+    # The database was only read: nothing added to it.
+    db = open_database(filled["url"], upgrade=False)
+    with db.session() as session:
+        assert len(session.scalars(select(SpectrumRow.id)).all()) == filled["n_spectra"]
+    db.dispose()
+    # Learning again from the new model (its labels file is the new export's).
+    again = CliRunner().invoke(
+        main,
+        [*args[:4], str(out), "-o", str(tmp_path / "m3"), "--epochs", "1", "--force"],
+    )
+    assert again.exit_code == 0, again.output
+    card3 = json.loads((tmp_path / "m3" / "card.json").read_text())
+    assert card3["parent"]["parent_model_id"] != card["parent"]["parent_model_id"]
+
+
+def test_learn_refuses_what_it_cannot_use(parent: Path, tmp_path: Path) -> None:
+    missing = CliRunner().invoke(
+        main, ["learn", "--db", str(tmp_path / "none.db"), "--model", str(parent), "-o", "x"]
+    )
+    assert missing.exit_code == 1 and "no such database file" in missing.output
+    assert not (tmp_path / "none.db").exists()
+    empty = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    empty.dispose()
+    nothing = CliRunner().invoke(
+        main, ["learn", "--db", str(tmp_path / "empty.db"), "--model", str(parent), "-o", "x"]
+    )
+    assert nothing.exit_code == 1 and "0 usable labelled spectra" in nothing.output
+
+
+def test_a_worse_model_is_named_worse() -> None:
+    card = {
+        "parent": {
+            "compared": {
+                "real": {"n": 5, "parent_accuracy": 0.8, "accuracy": 0.6},
+                "test": {"n": 100, "parent_accuracy": 0.95, "accuracy": 0.945},
+            }
+        }
+    }
+    _, worse = _comparison(card)
+    assert len(worse) == 1 and "0.800 to 0.600" in worse[0]
+    card["parent"]["compared"]["real"]["accuracy"] = 0.8
+    card["parent"]["compared"]["test"]["accuracy"] = 0.93  # forgot 2 points
+    _, worse = _comparison(card)
+    assert len(worse) == 1 and "more than 1 point" in worse[0]
+    card["parent"]["compared"]["test"]["accuracy"] = 0.95
+    assert _comparison(card)[1] == []
