@@ -126,6 +126,16 @@ def duplicate(folder: Path) -> dict[str, str]:
     return {"dr1-copy.fits": "duplicate"}
 
 
+def odd_names(folder: Path) -> dict[str, str]:
+    """A real spectrum whose name is not UTF-8, and a name with a comma, quotes and a newline."""
+    with open(os.fsencode(folder) + b"/\xff\xfe-latin.fits", "wb") as handle:
+        handle.write(GOOD[1].read_bytes())
+    return {
+        "\\xff\\xfe-latin.fits": "not valid UTF-8",
+        **_write(folder, 'a,"b"\nc.fits', b"", "empty"),
+    }
+
+
 CASES: dict[str, Callable[[Path], dict[str, str]]] = {
     "empty": empty,
     "not-fits": not_fits,
@@ -138,6 +148,7 @@ CASES: dict[str, Callable[[Path], dict[str, str]]] = {
     "gzip-bomb": gzip_bomb,
     "header-lies": header_lies,
     "duplicate": duplicate,
+    "odd-names": odd_names,
 }
 
 

@@ -23,12 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectraldl.archives.fitsfile import SPECTRUM_SUFFIXES, file_kind
-from spectraldl.jobs import FileError
+from spectraldl.jobs import FileError, printable_path
 
 
 def is_spectrum_name(name: str) -> bool:
     """True for names the spectrum readers accept (`SPECTRUM_SUFFIXES`, any case)."""
     return name.lower().endswith(SPECTRUM_SUFFIXES)
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _why(exc: OSError) -> str:
@@ -67,10 +75,14 @@ class Walk:
                 roots.append(os.path.realpath(raw) + os.sep)
         state = _State(named=frozenset(named), roots=tuple(roots))
         for raw in self.paths:
-            yield from self._input(raw, state)
+            for path in self._input(raw, state):
+                if _utf8(path):
+                    yield path
+                else:
+                    self._refuse(path, "its name is not valid UTF-8 (shown escaped); rename it")
 
     def _refuse(self, path: str, reason: str) -> None:
-        self.bad.append(FileError(path, reason))
+        self.bad.append(FileError(printable_path(path), reason))
 
     def _follow(self, path: str, *, report_broken: bool = True) -> os.stat_result | None:
         """``os.stat`` through links; None (and a bad entry) for a link loop or a broken link."""

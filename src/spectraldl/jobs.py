@@ -46,6 +46,15 @@ class WorkerDied(RuntimeError):
     """A worker process died (killed, perhaps by the out-of-memory killer)."""
 
 
+def printable_path(path: str) -> str:
+    """``path`` as text that can be written anywhere: bytes that are not UTF-8 as ``\\xNN``.
+
+    File names are bytes; Python keeps the undecodable ones as lone surrogates,
+    which no UTF-8 file (an errors CSV, an HDF5 string) can hold.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def errors_csv_path(out: str | Path) -> Path:
     """Where the bad inputs of ``out`` are listed: the whole output name plus ``.errors.csv``.
 
@@ -80,7 +89,7 @@ def write_errors_csv(path: str | Path, errors: Sequence[FileError]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         for error in errors:
-            writer.writerow([error.path, error.reason])
+            writer.writerow([printable_path(error.path), error.reason])
 
 
 def read_errors_csv(path: str | Path) -> list[FileError]:
