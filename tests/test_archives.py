@@ -285,3 +285,12 @@ def test_every_gzip_suffix_names_the_same_spectrum(data_dir: Path, tmp_path: Pat
         path = tmp_path / f"copy{suffix}"
         path.write_bytes(packed)
         assert read_spectrum(path).id == "uk220017"  # FILENAME's stem, the .fit stripped
+
+
+def test_impossible_header_values_are_unknown_not_numbers() -> None:
+    from spectraldl.spectrum import SpectrumMeta
+
+    lying = SpectrumMeta(id="x", archive="lamost", ra=1000.0, dec=-91.0, snr=-5.0)
+    assert np.isnan(lying.ra) and np.isnan(lying.dec) and np.isnan(lying.snr)
+    fine = SpectrumMeta(id="y", archive="lamost", ra=359.9, dec=-90.0, snr=0.5)
+    assert (fine.ra, fine.dec, fine.snr) == (359.9, -90.0, 0.5)

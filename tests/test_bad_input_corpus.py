@@ -118,6 +118,7 @@ def header_lies(folder: Path) -> dict[str, str]:  # item 16
     return {
         **_write(folder, "negative.fits", _with_card(data, "NAXIS1", "-5"), "NAXIS1"),
         "tall.fits": "wrong layout",
+        **_write(folder, "integers.fits", _with_card(data, "BITPIX", "16"), "BITPIX"),
     }
 
 

@@ -67,6 +67,22 @@ class SpectrumMeta:
     resolving_power: float = float("nan")
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """A header's impossible values become unknown (NaN), never numbers to trust.
+
+        A position outside the sky (RA not in [0, 360), Dec not in [-90, 90]) and
+        an S/N that is not positive are what a damaged or lying header says; S/N
+        unknown is then measured from the data (`spectraldl.preprocess`).
+        """
+        checks = {
+            "ra": 0.0 <= self.ra < 360.0,
+            "dec": -90.0 <= self.dec <= 90.0,
+            "snr": self.snr > 0.0,
+        }
+        for name, plausible in checks.items():
+            if not plausible:
+                object.__setattr__(self, name, float("nan"))
+
 
 @dataclass(frozen=True)
 class Spectrum:

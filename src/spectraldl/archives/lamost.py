@@ -128,7 +128,8 @@ def _lrs_spectrum(
 @lru_cache(maxsize=16)
 def _log_linear_wavelengths(coeff0: float, coeff1: float, n: int) -> np.ndarray:
     """``10**(coeff0 + coeff1 * i)``, cached read-only: a release shares a handful of grids."""
-    wave = 10.0 ** (coeff0 + coeff1 * np.arange(n))
+    with np.errstate(over="ignore"):  # an absurd solution gives inf, refused by the caller
+        wave = 10.0 ** (coeff0 + coeff1 * np.arange(n))
     wave.setflags(write=False)
     return wave
 
@@ -150,6 +151,12 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
     """Read a DR1-DR7 image-form low-resolution spectrum (rows per ``EXTEN0``)."""
     header = fits_file.header
     rows = _rows(header)
+    if header.get("BITPIX") not in (-32, -64):
+        raise SpectrumError(
+            fits_file.path,
+            f"BITPIX = {header.get('BITPIX')!r}: a LAMOST spectrum image holds floating-point "
+            "numbers (BITPIX -32); these bytes would be read as other numbers",
+        )
     image = fits_file.primary_array()
     if image.ndim != 2 or image.shape[0] != len(rows):
         raise SpectrumError(
