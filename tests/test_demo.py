@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from spectraldl.bundled import bundled_files
@@ -98,3 +99,19 @@ def test_long_steps_report_progress(tmp_path: Path) -> None:
         assert updates, description
         done, total = updates[-1]
         assert done == total > 0, description
+
+
+def test_the_demo_prints_commands_that_work_without_an_active_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spectraldl.cli.demo import _this_command
+
+    script = tmp_path / "env" / "bin" / "spectraldl"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr("sys.argv", [str(script)])
+    assert _this_command() == "env/bin/spectraldl"
+    monkeypatch.setattr("sys.argv", ["/usr/bin/pytest"])
+    assert _this_command() == "spectraldl"

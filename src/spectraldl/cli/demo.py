@@ -47,7 +47,28 @@ def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     click.echo(f"\nResults are in {run.out.resolve()}/ ; open {run.out / 'report.html'}")
     for name in sorted(p.name for p in run.out.iterdir() if not p.name.startswith(".")):
         click.echo(f"  {name}")
+    command = _this_command()
+    database = f"sqlite:///{run.out.resolve() / 'web.db'}"
     click.echo(
-        f"Vet the candidates in the web tool: spectraldl users add NAME --admin --db "
-        f"sqlite:///{run.out / 'web.db'} && spectraldl serve --db sqlite:///{run.out / 'web.db'}"
+        f"Vet the candidates in the web tool: {command} users add NAME --admin --db {database}"
+        f" && {command} serve --db {database}"
     )
+
+
+def _this_command() -> str:
+    """How to type ``spectraldl`` in this shell: the script that runs now, when not on PATH.
+
+    After ``make demo`` the command lives in ``.venv/bin`` and the shell may not
+    have that environment active; its path works either way.
+    """
+    import shutil
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.argv[0])
+    if script.name != "spectraldl" or shutil.which("spectraldl") == str(script.resolve()):
+        return "spectraldl"
+    try:
+        return str(script.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script.resolve())
