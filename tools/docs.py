@@ -126,7 +126,6 @@ def readme_demo(src: Sources) -> str:
         f"{s['id']} ({s['archive']}, labelled {s['label']}, called {s['predicted']})"
         for s in misses
     )
-    minutes, seconds = divmod(round(demo["seconds"]), 60)
     test = checks["test"]
     f1 = ", ".join(f"{c} {v:.2f}" for c, v in test["f1"].items() if v is not None)
     candidates = checks["candidates"]
@@ -134,7 +133,7 @@ def readme_demo(src: Sources) -> str:
     known = checks.get("known")
     text = (
         f"What the demo gave on the real spectra ({demo['machine']['cores']} cores, seed "
-        f"{demo['seed']}; run of {demo['date']}, {minutes} min {seconds:02d} s): the CNN labelled "
+        f"{demo['seed']}; run of {demo['date']}): the CNN labelled "
         f"{real['right']} of the {real['n']} real labelled spectra as their labels say (Ondřejov "
         "spectra with the thesis' labels, LAMOST counterparts with weak labels of another epoch)"
         + (f"; missed: {missed}." if misses else ".")
