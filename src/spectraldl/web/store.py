@@ -554,6 +554,104 @@ def record_verdict(
     return decision
 
 
+MAX_BULK = 5000
+"""Most candidates one bulk verdict or bulk undo may name."""
+
+
+def _unique_ids(ids: Sequence[int]) -> list[int]:
+    """``ids`` without repeats, in their first order; `DecisionError` for none or too many."""
+    unique = list(dict.fromkeys(int(i) for i in ids))
+    if not unique:
+        raise DecisionError("name at least one candidate")
+    if len(unique) > MAX_BULK:
+        raise DecisionError(f"at most {MAX_BULK} candidates per call, not {len(unique)}")
+    return unique
+
+
+def _lock_predictions(session: Session, ids: Sequence[int]) -> None:
+    """Start a writing transaction and lock the candidates (in id order, so two bulk calls
+    cannot deadlock); `NotFound` naming the ids that do not exist."""
+    begin_write(session)
+    found: set[int] = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 1000):
+        chunk = ordered[start : start + 1000]
+        query = select(Prediction.id).where(Prediction.id.in_(chunk)).order_by(Prediction.id)
+        found.update(int(i) for i in session.scalars(query.with_for_update()))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise NotFound(f"no candidates with ids {shown} ({len(missing)} unknown); nothing stored")
+
+
+def record_verdicts(
+    session: Session, *, user: User, prediction_ids: Sequence[int], verdict: str
+) -> list[VetDecision]:
+    """One verdict on many candidates, in one transaction with all of them locked: every
+    verdict is stored, or none (`NotFound` when an id is unknown). Repeated ids count once.
+    The caller commits."""
+    name = canonical_verdict(verdict)
+    ids = _unique_ids(prediction_ids)
+    _lock_predictions(session, ids)
+    now = utcnow()
+    decisions = [
+        VetDecision(prediction_id=i, user_id=user.id, verdict=name, created_at=now) for i in ids
+    ]
+    session.add_all(decisions)
+    session.flush()
+    return decisions
+
+
+def undo_verdicts(
+    session: Session, *, user: User, decision_ids: Sequence[int]
+) -> list[VetDecision]:
+    """Undo many of the user's verdicts at once (a page of the grid view): all or none, each
+    as `undo_verdict` would, in one transaction with their candidates locked."""
+    ids = _unique_ids(decision_ids)
+    begin_write(session)
+    decisions = {
+        d.id: d
+        for start in range(0, len(ids), 1000)
+        for d in session.scalars(
+            select(VetDecision).where(
+                VetDecision.id.in_(ids[start : start + 1000]), VetDecision.user_id == user.id
+            )
+        )
+    }
+    missing = [i for i in ids if i not in decisions]
+    if missing:
+        raise NotFound(f"no verdicts {', '.join(map(str, missing[:20]))} of user {user.name!r}")
+    _lock_predictions(session, sorted({d.prediction_id for d in decisions.values()}))
+    restored = []
+    for decision_id in ids:
+        decision = decisions[decision_id]
+        rows = list(
+            session.execute(
+                select(VetDecision.id, VetDecision.verdict)
+                .where(
+                    VetDecision.prediction_id == decision.prediction_id,
+                    VetDecision.user_id == user.id,
+                )
+                .order_by(VetDecision.id.desc())
+                .limit(2)
+            )
+        )
+        if rows[0][0] != decision.id:
+            raise DecisionError(f"verdict {decision_id} is not your latest on its candidate")
+        restored.append(
+            VetDecision(
+                prediction_id=decision.prediction_id,
+                user_id=user.id,
+                verdict=rows[1][1] if len(rows) > 1 else None,
+                undo_of=decision.id,
+                created_at=utcnow(),
+            )
+        )
+    session.add_all(restored)
+    session.flush()
+    return restored
+
+
 def undo_verdict(session: Session, *, user: User, decision_id: int) -> VetDecision:
     """Undo the user's latest verdict on a candidate (appends a row restoring the one before);
     one transaction with the candidate locked, like `undo_label`."""

@@ -58,6 +58,22 @@ class UndoIn(BaseModel):
     decision_id: int = Field(ge=1, le=ID_MAX)
 
 
+BoundedId = Annotated[int, Field(ge=1, le=ID_MAX)]
+
+
+class BulkVerdictIn(BaseModel):
+    """One verdict (confirm, reject, noise) on many candidates."""
+
+    prediction_ids: list[BoundedId] = Field(min_length=1, max_length=store.MAX_BULK)
+    verdict: str = Field(max_length=16)
+
+
+class BulkUndoIn(BaseModel):
+    """Verdicts to undo together (a page of the grid view)."""
+
+    decision_ids: list[BoundedId] = Field(min_length=1, max_length=store.MAX_BULK)
+
+
 def catalogue_or_404(session: Session, catalogue_id: int, *, ready: bool = True) -> Catalogue:
     """The catalogue; 404 when there is none (or, with ``ready``, while it is importing)."""
     catalogue = session.get(Catalogue, catalogue_id)
@@ -277,6 +293,34 @@ def post_vet_undo(body: UndoIn, session: DbSession, current: WriteAuth) -> dict[
         "verdict": decision.verdict,
         "undo_of": decision.undo_of,
     }
+
+
+@router.post("/api/vet/bulk", status_code=201)
+def post_bulk_verdicts(
+    body: BulkVerdictIn, session: DbSession, current: WriteAuth
+) -> dict[str, Any]:
+    """One verdict on up to `store.MAX_BULK` candidates in one transaction: all are stored,
+    or none (404 naming the unknown ids)."""
+    with store_errors():
+        decisions = store.record_verdicts(
+            session, user=current.user, prediction_ids=body.prediction_ids, verdict=body.verdict
+        )
+    session.commit()
+    return {
+        "stored": len(decisions),
+        "verdict": decisions[0].verdict,
+        "decision_ids": [d.id for d in decisions],
+    }
+
+
+@router.post("/api/vet/bulk/undo", status_code=201)
+def post_bulk_undo(body: BulkUndoIn, session: DbSession, current: WriteAuth) -> dict[str, Any]:
+    """Undo many of one's latest verdicts in one transaction (all or none: 409 when one is
+    not the latest on its candidate)."""
+    with store_errors(conflict=True):
+        restored = store.undo_verdicts(session, user=current.user, decision_ids=body.decision_ids)
+    session.commit()
+    return {"undone": len(restored), "decision_ids": [d.id for d in restored]}
 
 
 def vetted_file(frame: Any, format: str) -> tuple[bytes, str, str]:
