@@ -837,3 +837,124 @@ def vet_progress(session: Session, *, user: User, catalogue_id: int) -> dict[str
     votes = verdicts_by_prediction(session, catalogue_id=catalogue_id)
     mine = sum(1 for v in votes.values() if user.name in v)
     return {"total": int(total or 0), "vetted_by_me": mine, "vetted_by_anyone": len(votes)}
+
+
+# --- precision measured from the verdicts ---------------------------------------------------
+
+PRECISION_BINS = 10
+"""Bins of the predicted class's probability (equal width on 0-1) for the precision table."""
+
+Z_95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95 % interval."""
+
+
+def wilson_interval(confirmed: int, vetted: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % by default); (0, 1) when nothing is
+    vetted. Unlike the normal approximation it stays inside 0-1 and is honest for few
+    verdicts and for proportions near 0 or 1."""
+    if vetted <= 0:
+        return 0.0, 1.0
+    p = confirmed / vetted
+    z2 = z * z / vetted
+    centre = (p + z2 / 2) / (1 + z2)
+    half = z / (1 + z2) * math.sqrt(p * (1 - p) / vetted + z2 / (4 * vetted))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def resolved_verdicts(session: Session, catalogue_id: int) -> dict[int, str | None]:
+    """``{prediction_id: verdict}`` of every candidate someone has vetted: each vetter's
+    latest verdict (an undone one is gone), resolved by majority; None for a tie."""
+    latest = (
+        select(func.max(VetDecision.id).label("last_id"))
+        .join(Prediction, Prediction.id == VetDecision.prediction_id)
+        .where(Prediction.catalogue_id == catalogue_id)
+        .group_by(VetDecision.prediction_id, VetDecision.user_id)
+        .subquery()
+    )
+    query = (
+        select(VetDecision.prediction_id, VetDecision.verdict)
+        .join(latest, VetDecision.id == latest.c.last_id)
+        .where(VetDecision.verdict.is_not(None))
+    )
+    votes: dict[int, list[str]] = defaultdict(list)
+    for prediction_id, verdict in session.execute(query):
+        votes[int(prediction_id)].append(verdict)
+    return {pid: consensus(given) for pid, given in votes.items()}
+
+
+def _precision_cell(total: int | None, vetted: int, confirmed: int, extra: dict) -> dict:
+    low, high = wilson_interval(confirmed, vetted)
+    cell = dict(extra)
+    if total is not None:
+        cell["total"] = total
+    cell.update(
+        vetted=vetted,
+        confirmed=confirmed,
+        precision=confirmed / vetted if vetted else None,
+        interval=[low, high],
+    )
+    return cell
+
+
+def catalogue_precision(
+    session: Session, catalogue_id: int, *, bins: int = PRECISION_BINS
+) -> dict[str, Any]:
+    """The catalogue's precision as measured by its verdicts, per candidate class and per
+    bin of the predicted class's probability.
+
+    A candidate counts as *vetted* when its vetters' current verdicts have a majority
+    (a tie is left out and counted in ``ties``); *confirmed* when that majority is
+    ``confirm``; ``noise`` counts as vetted and not confirmed. ``precision`` =
+    confirmed / vetted with its Wilson 95 % interval; ``expected_true`` = precision x
+    the class's candidates (right when the vetted ones are a fair sample of the class,
+    e.g. the ``sample`` order); ``expected_true_by_bins`` sums precision x candidates
+    over the probability bins instead, which stays fair when the most probable were
+    vetted first (None while a bin with candidates has none vetted).
+    """
+    if session.get(Catalogue, catalogue_id) is None:
+        raise NotFound(f"no catalogue with id {catalogue_id}")
+    verdicts = resolved_verdicts(session, catalogue_id)
+    rows = session.execute(
+        select(Prediction.id, Prediction.predicted_class, Prediction.probability).where(
+            Prediction.catalogue_id == catalogue_id,
+            Prediction.predicted_class.in_(CANDIDATE_CLASSES),
+        )
+    )
+    zero = {"total": 0, "vetted": 0, "confirmed": 0, "ties": 0, "noise": 0}
+    per_class = {name: dict(zero) for name in CANDIDATE_CLASSES}
+    per_bin: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: dict(zero))
+    for pid, name, probability in rows:
+        cells = [per_class[name]]
+        if probability is not None and math.isfinite(probability):
+            index = min(bins - 1, max(0, int(probability * bins)))
+            cells.append(per_bin[(name, index)])
+        verdict = verdicts.get(int(pid), "")
+        for cell in cells:
+            cell["total"] += 1
+            if int(pid) in verdicts and verdict is None:
+                cell["ties"] += 1
+            elif verdict:
+                cell["vetted"] += 1
+                cell["confirmed"] += verdict == "confirm"
+                cell["noise"] += verdict == "noise"
+    bin_cells = []
+    for (name, index), counts in sorted(
+        per_bin.items(), key=lambda item: (CANDIDATE_CLASSES.index(item[0][0]), item[0][1])
+    ):
+        head = {"class": name, "p_min": index / bins, "p_max": (index + 1) / bins}
+        cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], head)
+        cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
+        bin_cells.append(cell)
+    classes = {}
+    for name, counts in per_class.items():
+        cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], {})
+        cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
+        precision = cell["precision"]
+        cell["expected_true"] = None if precision is None else precision * counts["total"]
+        own = [b for b in bin_cells if b["class"] == name]
+        fair = own and all(b["vetted"] for b in own)
+        cell["expected_true_by_bins"] = (
+            sum(b["precision"] * b["total"] for b in own) if fair else None
+        )
+        classes[name] = cell
+    return {"catalogue": catalogue_id, "classes": classes, "bins": bin_cells}

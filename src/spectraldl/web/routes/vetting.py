@@ -323,6 +323,14 @@ def post_bulk_undo(body: BulkUndoIn, session: DbSession, current: WriteAuth) -> 
     return {"undone": len(restored), "decision_ids": [d.id for d in restored]}
 
 
+@router.get("/api/catalogues/{catalogue_id}/precision")
+def get_precision(catalogue_id: Id, session: DbSession, current: CurrentAuth) -> dict[str, Any]:
+    """The catalogue's precision measured from its verdicts, per class and probability bin
+    (`store.catalogue_precision`)."""
+    catalogue_or_404(session, catalogue_id)
+    return store.catalogue_precision(session, catalogue_id)
+
+
 def vetted_file(frame: Any, format: str) -> tuple[bytes, str, str]:
     """The vetted table as (bytes, media type, suffix). CSV cells a spreadsheet would run as
     formulas get a leading ``'`` (`store.csv_safe`); FITS and VOTable keep every value."""
@@ -364,17 +372,57 @@ def export_vetted(
 # --- pages ----------------------------------------------------------------------------------
 
 
+PLOT_SIZE, PLOT_MARGIN = 200, 28
+"""The calibration plot's drawing area and margin (SVG pixels)."""
+
+CLASS_COLOURS = {"emission": "#c0392b", "double-peak": "#2471a3"}
+
+
+def calibration_points(bins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The vetted bins of a precision table as points of the calibration plot (SVG
+    coordinates): x the bin's middle probability, y the vetted precision, with its
+    Wilson interval as an error bar."""
+
+    def to_x(p: float) -> float:
+        return round(PLOT_MARGIN + PLOT_SIZE * p, 1)
+
+    def to_y(p: float) -> float:
+        return round(PLOT_MARGIN + PLOT_SIZE * (1 - p), 1)
+
+    return [
+        {
+            "class": b["class"],
+            "colour": CLASS_COLOURS.get(b["class"], "#555"),
+            "x": to_x((b["p_min"] + b["p_max"]) / 2),
+            "y": to_y(b["precision"]),
+            "y_low": to_y(b["interval"][0]),
+            "y_high": to_y(b["interval"][1]),
+            "label": f"{b['class']} p {b['p_min']:.1f}-{b['p_max']:.1f}: "
+            f"{b['confirmed']} of {b['vetted']} confirmed",
+        }
+        for b in bins
+        if b["vetted"]
+    ]
+
+
 def vet_index_page(
     request: Request, session: Session, current: Auth, status: int = 200, error: str = ""
 ) -> Response:
+    catalogues = all_catalogues(session, current.user)
+    for summary in catalogues:
+        if summary["status"] == "ready":
+            precision = store.catalogue_precision(session, summary["id"])
+            summary["precision"] = precision
+            summary["calibration"] = calibration_points(precision["bins"])
     return render(
         request,
         "vet_index.html",
         current,
         status,
-        catalogues=all_catalogues(session, current.user),
+        catalogues=catalogues,
         jobs=recent_jobs(session),
         error=error,
+        plot={"size": PLOT_SIZE, "margin": PLOT_MARGIN, "colours": CLASS_COLOURS},
     )
 
 

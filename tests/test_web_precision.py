@@ -1,0 +1,167 @@
+"""Precision measured from the verdicts (`GET /api/catalogues/{id}/precision`, the vetting
+index's table and calibration plot) against a case computed by hand, on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+from sqlalchemy import select
+from web_support import ThreadServer, database_url, login
+
+from spectraldl.web import store
+from spectraldl.web.app import create_app
+from spectraldl.web.auth import add_user
+from spectraldl.web.db import Database, open_database
+from spectraldl.web.importing import import_frame
+from spectraldl.web.models import Prediction, User
+
+ROWS = [  # id, predicted class, probability of that class
+    ("e1", "emission", 0.95),
+    ("e2", "emission", 0.95),
+    ("e3", "emission", 0.92),
+    ("e4", "emission", 0.55),
+    ("e5", "emission", 0.51),
+    ("e6", "emission", 0.45),
+    ("d1", "double-peak", 0.75),
+    ("d2", "double-peak", 0.71),
+    ("a1", "absorption", 0.99),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def vetted(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, int]]:
+    """A catalogue of `ROWS` with these verdicts (each vetter's latest counts):
+
+    e1 confirm+confirm; e2 confirm, reject, reject; e3 alice reject then undone, bob
+    confirm; e4 confirm vs reject (a tie); e5 noise; e6 none; d1 confirm; d2 bob reject
+    then confirm; a1 (not a candidate) confirm.
+    """
+    with database_url(request.param, tmp_path) as url:
+        db = open_database(url)
+        with db.session() as session:
+            for name in ("alice", "bob", "carol"):
+                add_user(session, name, f"{name}-password")
+            session.commit()
+        frame = pd.DataFrame(
+            {
+                "id": [r[0] for r in ROWS],
+                "predicted_class": [r[1] for r in ROWS],
+                "p_emission": [r[2] if r[1] == "emission" else 0.1 for r in ROWS],
+                "p_double_peak": [r[2] if r[1] == "double-peak" else 0.1 for r in ROWS],
+                "p_absorption": [r[2] if r[1] == "absorption" else 0.1 for r in ROWS],
+            }
+        )
+        catalogue = import_frame(db, frame, name="hand.csv").catalogues[0][0]
+        with db.session() as session:
+            users = {u.name: u for u in session.scalars(select(User))}
+            pid = dict(session.execute(select(Prediction.ident, Prediction.id)).all())
+
+            def vet(user: str, ident: str, verdict: str) -> int:
+                made = store.record_verdict(
+                    session, user=users[user], prediction_id=pid[ident], verdict=verdict
+                )
+                session.commit()
+                return made.id
+
+            vet("alice", "e1", "confirm")
+            vet("bob", "e1", "confirm")
+            vet("alice", "e2", "confirm")
+            vet("bob", "e2", "reject")
+            vet("carol", "e2", "reject")
+            undone = vet("alice", "e3", "reject")
+            store.undo_verdict(session, user=users["alice"], decision_id=undone)
+            session.commit()
+            vet("bob", "e3", "confirm")
+            vet("alice", "e4", "confirm")
+            vet("bob", "e4", "reject")
+            vet("alice", "e5", "noise")
+            vet("alice", "d1", "confirm")
+            vet("bob", "d2", "reject")
+            vet("bob", "d2", "confirm")
+            vet("alice", "a1", "confirm")
+        try:
+            yield db, catalogue
+        finally:
+            db.dispose()
+
+
+def test_wilson_interval_matches_scipy_and_a_hand_value() -> None:
+    # 2 of 4: centre 0.5, half-width 1.96/(1+z^2/4) * sqrt(1/16 + z^2/64) = 0.34997
+    assert store.wilson_interval(2, 4) == pytest.approx((0.15003, 0.84997), abs=1e-5)
+    for k, n in [(0, 1), (1, 1), (3, 7), (40, 41), (500, 1000), (0, 30)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert store.wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    assert store.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_precision_of_the_hand_computed_case(vetted: tuple[Database, int]) -> None:
+    db, catalogue = vetted
+    with db.session() as session:
+        result = store.catalogue_precision(session, catalogue)
+    assert result["catalogue"] == catalogue
+    emission = result["classes"]["emission"]
+    # vetted: e1 (confirm), e2 (reject), e3 (confirm: alice's undone reject is gone),
+    # e5 (noise); e4 is a tie, e6 unvetted
+    assert {k: emission[k] for k in ("total", "vetted", "confirmed", "ties", "noise")} == {
+        "total": 6,
+        "vetted": 4,
+        "confirmed": 2,
+        "ties": 1,
+        "noise": 1,
+    }
+    assert emission["precision"] == 0.5
+    assert emission["interval"] == pytest.approx([0.15003, 0.84997], abs=1e-5)
+    assert emission["expected_true"] == 3.0
+    assert emission["expected_true_by_bins"] is None  # e6's bin has nobody's verdict
+    double = result["classes"]["double-peak"]
+    assert (double["total"], double["vetted"], double["confirmed"]) == (2, 2, 2)
+    assert double["precision"] == 1.0
+    # 2 of 2: centre (1 + z^2/4)/(1 + z^2/2) = 0.67119, half 0.32881
+    assert double["interval"] == pytest.approx([0.34238, 1.0], abs=1e-5)
+    assert double["expected_true"] == 2.0 and double["expected_true_by_bins"] == 2.0
+    bins = {(b["class"], round(b["p_min"], 1)): b for b in result["bins"]}
+    assert sorted(bins) == [
+        ("double-peak", 0.7),
+        ("emission", 0.4),
+        ("emission", 0.5),
+        ("emission", 0.9),
+    ]
+    top = bins[("emission", 0.9)]
+    assert (top["total"], top["vetted"], top["confirmed"]) == (3, 3, 2)
+    assert top["precision"] == pytest.approx(2 / 3) and top["p_max"] == pytest.approx(1.0)
+    middle = bins[("emission", 0.5)]
+    assert (middle["vetted"], middle["confirmed"], middle["ties"]) == (1, 0, 1)
+    assert middle["precision"] == 0.0
+    assert bins[("emission", 0.4)]["precision"] is None
+    assert bins[("emission", 0.4)]["interval"] == [0.0, 1.0]
+
+
+def test_precision_api_and_the_vetting_index(vetted: tuple[Database, int]) -> None:
+    db, catalogue = vetted
+    with ThreadServer(create_app(db)) as server, httpx.Client(base_url=server.url) as client:
+        assert client.get(f"/api/catalogues/{catalogue}/precision").status_code == 401
+        login(client, "carol", "carol-password")
+        answer = client.get(f"/api/catalogues/{catalogue}/precision")
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["classes"]["emission"]["confirmed"] == 2
+        assert set(body["classes"]) == {"emission", "double-peak"}
+        assert client.get("/api/catalogues/999999/precision").status_code == 404
+        assert client.get(f"/api/catalogues/{2**31}/precision").status_code == 422
+        page = client.get("/vet").text
+        table = page[page.index(f'id="precision-{catalogue}"') :]
+        row = re.search(r'<tr data-class="emission">(.*?)</tr>', table, re.S).group(1)
+        cells = re.findall(r"<td>(.*?)</td>", row, re.S)
+        assert cells[:4] == ["emission", "6", "4", "2"]
+        assert cells[4] == "0.500 (0.150-0.850)"
+        assert cells[5] == "3"
+        # one point per vetted bin: emission 0.9-1.0 and 0.5-0.6, double-peak 0.7-0.8
+        assert len(re.findall(r'<g class="bin"', table.split("</svg>")[0])) == 3
+        assert "emission p 0.9-1.0: 2 of 3 confirmed" in table
