@@ -235,6 +235,38 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
 """`LineMeasurement` fields as table columns and their kinds."""
 
 
+@dataclass(frozen=True)
+class HalphaFit:
+    """What `fit_halpha` fitted to measure the line, to draw beside its numbers.
+
+    Attributes
+    ----------
+    continuum
+        Coefficients ``(a, b)`` of the continuum ``a + b (λ - 6564.61 Å)``
+        (λ vacuum Å), in the spectrum's flux units.
+    centre_aa
+        Line centre (vacuum Å): the EW is integrated over its ± 15 Å.
+    peaks_aa
+        Vacuum wavelengths of the measured emission peaks: one, two for a
+        double peak, none for an absorption line.
+    peak_heights
+        Their heights over the continuum (smoothed flux / continuum).
+    troughs_aa
+        Vacuum wavelengths of the significant absorption troughs in the line.
+    """
+
+    continuum: tuple[float, float]
+    centre_aa: float
+    peaks_aa: tuple[float, ...] = ()
+    peak_heights: tuple[float, ...] = ()
+    troughs_aa: tuple[float, ...] = ()
+
+    def continuum_at(self, wave_vacuum_aa: ArrayLike) -> NDArray[np.float64]:
+        """The fitted continuum at vacuum wavelengths (Å)."""
+        a, b = self.continuum
+        return a + b * (np.asarray(wave_vacuum_aa, dtype=np.float64) - HALPHA_VACUUM_AA)
+
+
 def measure_halpha(spectrum: Spectrum) -> LineMeasurement:
     """Measure the H-alpha line of a spectrum on its native pixels.
 
@@ -253,17 +285,39 @@ def measure_halpha(spectrum: Spectrum) -> LineMeasurement:
     LineMeasurement
         The measurement, or an ``unmeasurable`` one with the reason.
     """
+    return fit_halpha(spectrum, detail=False)[0]
+
+
+def fit_halpha(
+    spectrum: Spectrum, *, detail: bool = True
+) -> tuple[LineMeasurement, HalphaFit | None]:
+    """Measure H-alpha as `measure_halpha`, and say what was fitted (to draw it).
+
+    Parameters
+    ----------
+    spectrum
+        Any `Spectrum` covering 6504-6625 Å (vacuum).
+    detail
+        False skips building the `HalphaFit` (`measure_halpha`'s case).
+
+    Returns
+    -------
+    tuple of LineMeasurement and HalphaFit or None
+        The measurement and, when it was measured and ``detail`` is true, the
+        fitted continuum, centre, peaks and troughs.
+    """
     from spectraldl.preprocess import vacuum_wavelengths
 
     resolving_power = spectrum.meta.resolving_power
     if not resolving_power > 0:
         resolving_power = DEFAULT_RESOLVING_POWER.get(spectrum.meta.archive, 2000.0)
-    return measure_halpha_arrays(
-        wave_vacuum_aa=vacuum_wavelengths(spectrum),
-        flux=spectrum.flux,
-        ivar=spectrum.ivar,
-        mask=spectrum.mask,
-        resolving_power=float(resolving_power),
+    return _measure_arrays(
+        vacuum_wavelengths(spectrum),
+        spectrum.flux,
+        spectrum.ivar,
+        spectrum.mask,
+        float(resolving_power),
+        detail,
     )
 
 
@@ -296,27 +350,154 @@ def measure_halpha_arrays(
     LineMeasurement
         See `measure_halpha`.
     """
+    return _measure_arrays(wave_vacuum_aa, flux, ivar, mask, float(resolving_power), False)[0]
+
+
+# How it is measured, fast: a spectrum costs about as much to read as a few hundred numpy calls
+# on its ~100 pixels around H-alpha, so the work below is a few dozen such calls. Everything
+# that depends on the wavelengths alone (bands, line window, smoothing kernel) is worked out
+# once per grid (`_Grid`; LAMOST files share one), the continuum is a weighted straight line
+# solved in closed form, and the peaks of the ~20-100 smoothed pixels are found in plain Python.
+
+
+def _measure_arrays(
+    wave_vacuum_aa: ArrayLike,
+    flux: ArrayLike,
+    ivar: ArrayLike | None,
+    mask: ArrayLike | None,
+    resolving_power: float,
+    detail: bool,
+) -> tuple[LineMeasurement, HalphaFit | None]:
     wave = np.asarray(wave_vacuum_aa, dtype=np.float64)
-    values = np.asarray(flux, dtype=np.float64)
     lo = CONTINUUM_BANDS_AA[0][0]
     hi = CONTINUUM_BANDS_AA[1][1]
     if wave.size < 2 or wave[0] > lo or wave[-1] < hi:
-        return LineMeasurement.unmeasurable("no coverage")
-    start, stop = np.searchsorted(wave, [lo, hi])
+        return LineMeasurement.unmeasurable("no coverage"), None
+    start, stop = wave.searchsorted((lo, hi)).tolist()
     start, stop = max(start - 1, 0), min(stop + 1, wave.size)
     wave = wave[start:stop]
-    values = values[start:stop]
+    values = np.asarray(np.asarray(flux)[start:stop], dtype=np.float64)
     good = np.isfinite(values)
     if mask is not None:
-        good &= ~np.asarray(mask, dtype=bool)[start:stop]
+        good &= ~np.asarray(np.asarray(mask)[start:stop], dtype=bool)
+    weights = None
     if ivar is not None:
-        weights = np.asarray(ivar, dtype=np.float64)[start:stop]
-        weights = np.where(np.isfinite(weights) & (weights > 0), weights, 0.0)
-        if not (weights[good] > 0).any():
-            return LineMeasurement.unmeasurable("ivar zero")
-    else:
-        weights = None
-    return _measure_window(wave, values, good, weights, resolving_power)
+        weights = np.asarray(np.asarray(ivar)[start:stop], dtype=np.float64)
+        positive = (weights > 0) & (weights < np.inf)
+        if not (positive & good).any():
+            return LineMeasurement.unmeasurable("ivar zero"), None
+        if not positive.all():
+            weights = np.where(positive, weights, 0.0)
+    key = (wave.tobytes(), resolving_power)
+    grid = _GRIDS.get(key)
+    if grid is None:
+        if len(_GRIDS) >= _MAX_GRIDS:
+            _GRIDS.clear()
+        grid = _GRIDS[key] = _Grid(wave, resolving_power)
+    return _measure_window(grid, values, good, weights, detail)
+
+
+class _Grid:
+    """What depends on a window's wavelengths and R alone, worked out once per grid."""
+
+    __slots__ = (
+        "bands",
+        "blue",
+        "clear_kms",
+        "core",
+        "dl",
+        "inst_sigma_px",
+        "kernel",
+        "n_blue",
+        "n_red",
+        "near",
+        "noise_div",
+        "red",
+        "smooth_fwhm_kms",
+        "w",
+        "w_list",
+        "w_near",
+        "wave",
+        "x",
+        "xw",
+    )
+
+    def __init__(self, wave: NDArray[np.float64], resolving_power: float) -> None:
+        self.wave = wave
+        self.x = x = wave - HALPHA_VACUUM_AA
+        bands = _bands(wave, resolving_power)
+        self.blue = bands & (wave < HALPHA_VACUUM_AA)
+        self.red = bands & (wave > HALPHA_VACUUM_AA)
+        self.bands = self.blue | self.red
+        self.n_blue = int(np.count_nonzero(self.blue))
+        self.n_red = int(np.count_nonzero(self.red))
+        self.core = _span(np.abs(x) <= LINE_HALF_WIDTH_AA + MAX_SHIFT_AA)
+        self.w = w = wave[self.core]
+        self.xw = x[self.core]
+        self.w_list = w.tolist()
+        step_aa = _median(np.diff(w))
+        # Smooth by half the instrument's sigma (at least one pixel) to find peaks and troughs.
+        inst_sigma_aa = HALPHA_VACUUM_AA / resolving_power / FWHM_PER_SIGMA
+        smooth_px = max(1.0, 0.5 * inst_sigma_aa / step_aa)
+        self.kernel = _gaussian_weights(smooth_px)
+        self.noise_div = math.sqrt(2.0 * math.sqrt(math.pi) * smooth_px)
+        self.smooth_fwhm_kms = FWHM_PER_SIGMA * smooth_px * step_aa / HALPHA_VACUUM_AA * C_KMS
+        self.inst_sigma_px = inst_sigma_aa / step_aa
+        self.dl = np.gradient(w) if w.size > 1 else np.zeros(w.size)
+        self.near = _span(np.abs(w - HALPHA_VACUUM_AA) <= 10.0)
+        self.w_near = w[self.near]
+        self.clear_kms = max(C_KMS / resolving_power, 100.0)
+        for name in ("wave", "x", "blue", "red", "bands", "w", "xw", "kernel", "dl", "w_near"):
+            getattr(self, name).flags.writeable = False
+
+
+_GRIDS: dict[tuple[bytes, float], _Grid] = {}
+_MAX_GRIDS = 64
+"""Grids remembered (LAMOST files share one; each Ondřejov file has its own)."""
+
+
+def _span(flags: NDArray[np.bool_]) -> slice:
+    """The slice from the first to the last True of ``flags`` (contiguous on a sorted grid)."""
+    idx = np.flatnonzero(flags)
+    return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
+
+
+def _median(values: NDArray[np.float64]) -> float:
+    """`numpy.median` of finite values, without its overhead on small arrays."""
+    n = values.size
+    if n == 0:
+        return float("nan")
+    ordered = np.sort(values)
+    half = n // 2
+    if n % 2:
+        return float(ordered[half])
+    return float((ordered[half - 1] + ordered[half]) / 2.0)
+
+
+def _smooth(values: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values`` convolved with a symmetric ``kernel``, ends extended with the nearest value.
+
+    As `scipy.ndimage.gaussian_filter1d` (mode ``nearest``) to rounding, at a
+    fraction of its cost on the few dozen pixels of a line.
+    """
+    n, radius = values.size, kernel.size // 2
+    pad = _PADS.get((n, radius))
+    if pad is None:
+        if len(_PADS) >= _MAX_GRIDS:
+            _PADS.clear()
+        pad = _PADS[n, radius] = np.clip(np.arange(-radius, n + radius), 0, max(n - 1, 0))
+    return np.convolve(values[pad], kernel, mode="valid")
+
+
+_PADS: dict[tuple[int, int], NDArray[np.intp]] = {}
+
+
+def _gaussian_weights(sigma_px: float) -> NDArray[np.float64]:
+    """The weights `scipy.ndimage.gaussian_filter1d` correlates with (truncated at 4 sigma)."""
+    radius = int(4.0 * sigma_px + 0.5)
+    t = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma_px * sigma_px) * t**2)
+    return np.ascontiguousarray((phi / phi.sum())[::-1])
 
 
 def _bands(wave: NDArray[np.float64], resolving_power: float) -> NDArray[np.bool_]:
@@ -331,84 +512,113 @@ def _bands(wave: NDArray[np.float64], resolving_power: float) -> NDArray[np.bool
 
 def _fit_continuum(
     x: NDArray[np.float64], y: NDArray[np.float64], sigma: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], float]:
-    """Weighted straight line through (x, y) with two 3-sigma clippings.
+) -> tuple[float, float, float, float, float] | None:
+    """Weighted straight line ``a + b x`` through (x, y) with two 3-sigma clippings.
 
-    Returns the coefficients (a, b) of ``a + b x``, their covariance (scaled
-    up by the reduced chi-square when above 1: the bands' own lines count as
-    noise of the continuum), the pixels kept and the reduced chi-square.
+    Returns a, b and the covariance's entries (var a, cov ab, var b), scaled
+    up by the reduced chi-square when above 1 (the bands' own lines count as
+    noise of the continuum); None when the fit is singular.
     """
-    keep = np.ones(x.size, bool)
-    design = np.stack([np.ones_like(x), x], axis=1)
-    w = 1.0 / sigma**2
-    coef = np.zeros(2)
-    cov = np.full((2, 2), np.inf)
-    chi2 = 1.0
+    weight = 1.0 / sigma**2
+    keep: NDArray[np.bool_] | None = None  # None: every pixel
+    kept = x.size
     for _ in range(3):
-        a = design[keep] * w[keep, None]
-        normal = design[keep].T @ a
-        try:
-            cov = np.linalg.inv(normal)
-        except np.linalg.LinAlgError:
-            return coef, np.full((2, 2), np.inf), keep, np.inf
-        coef = cov @ (a.T @ y[keep])
-        resid = (y - design @ coef) / sigma
-        dof = max(int(keep.sum()) - 2, 1)
-        chi2 = float(np.sum(resid[keep] ** 2) / dof)
+        w = weight if keep is None else weight * keep
+        wx = w * x
+        s0, s1, s2 = float(w.sum()), float(np.dot(w, x)), float(np.dot(wx, x))
+        t0, t1 = float(np.dot(w, y)), float(np.dot(wx, y))
+        det = s0 * s2 - s1 * s1
+        if not det > 0:
+            return None
+        a = (s2 * t0 - s1 * t1) / det
+        b = (s0 * t1 - s1 * t0) / det
+        resid = (y - (a + b * x)) / sigma
+        kept_resid = resid if keep is None else resid * keep
+        chi2 = float(np.dot(kept_resid, kept_resid)) / max(kept - 2, 1)
         new = np.abs(resid) < 3.0 * math.sqrt(max(chi2, 1.0))
-        if new.sum() < 2 * MIN_BAND_PIXELS or (new == keep).all():
+        n_new = int(np.count_nonzero(new))
+        same = n_new == x.size if keep is None else bool((new == keep).all())
+        if n_new < 2 * MIN_BAND_PIXELS or same:
             break
-        keep = new
-    return coef, cov * max(chi2, 1.0), keep, chi2
+        keep, kept = new, n_new
+    scale = max(chi2, 1.0) / det
+    return a, b, s2 * scale, -s1 * scale, s0 * scale
+
+
+_NO_CONTINUUM = LineMeasurement.unmeasurable("no continuum"), None
 
 
 def _measure_window(
-    wave: NDArray[np.float64],
+    grid: _Grid,
     values: NDArray[np.float64],
     good: NDArray[np.bool_],
     ivar: NDArray[np.float64] | None,
-    resolving_power: float,
-) -> LineMeasurement:
-    bands = _bands(wave, resolving_power)
-    blue = bands & (wave < HALPHA_VACUUM_AA) & good
-    red = bands & (wave > HALPHA_VACUUM_AA) & good
-    if blue.sum() < MIN_BAND_PIXELS or red.sum() < MIN_BAND_PIXELS:
-        return LineMeasurement.unmeasurable("no continuum")
-    # Noise: from ivar where it is positive, else the bands' scatter scaled by sqrt(flux).
-    band_pixels = blue | red
-    has_ivar = ivar is not None and ivar > 0 if ivar is not None else np.zeros(wave.shape, bool)
-    if ivar is not None and (has_ivar & band_pixels).sum() >= 2 * MIN_BAND_PIXELS:
-        band_sigma = float(np.median(1.0 / np.sqrt(ivar[has_ivar & band_pixels])))
+    detail: bool,
+) -> tuple[LineMeasurement, HalphaFit | None]:
+    """The line in a window around H-alpha: continuum, bad pixels, then `_line`."""
+    all_good = bool(good.all())
+    if all_good:
+        blue, red, bands = grid.blue, grid.red, grid.bands
+        n_blue, n_red = grid.n_blue, grid.n_red
     else:
+        blue, red = grid.blue & good, grid.red & good
+        n_blue, n_red = int(np.count_nonzero(blue)), int(np.count_nonzero(red))
+        bands = blue | red
+    if n_blue < MIN_BAND_PIXELS or n_red < MIN_BAND_PIXELS:
+        return _NO_CONTINUUM
+    # Noise: from ivar where it is positive, else the bands' scatter scaled by sqrt(flux).
+    y = values[bands]
+    band_level = _median(y)
+    has_ivar = inverse = None
+    all_ivar = False
+    band_sigma = None
+    if ivar is not None:
+        has_ivar = ivar > 0
+        all_ivar = bool(has_ivar.all())
+        if all_ivar:
+            inverse = 1.0 / np.sqrt(ivar)
+        else:
+            inverse = np.divide(1.0, np.sqrt(ivar), out=np.full(ivar.size, np.inf), where=has_ivar)
+        with_ivar = bands if all_ivar else has_ivar & bands
+        if all_ivar or np.count_nonzero(with_ivar) >= 2 * MIN_BAND_PIXELS:
+            band_sigma = _median(inverse[with_ivar])
+    if band_sigma is None:  # no (or too little) ivar
         band_sigma = 0.5 * (der_noise(values[blue]) + der_noise(values[red]))
-    band_level = float(np.median(values[band_pixels]))
     band_sigma = max(band_sigma, 1e-9 * band_level)  # noise-free flux (a model) still measures
     if not (band_sigma > 0 and band_level > 0):
-        return LineMeasurement.unmeasurable("no continuum")
-    x = wave - HALPHA_VACUUM_AA
-    sigma = np.full(wave.shape, band_sigma)
-    if ivar is not None:
-        sigma[has_ivar] = 1.0 / np.sqrt(ivar[has_ivar])
-    estimated = ~has_ivar
-    scale = np.sqrt(np.clip(np.where(good, values, band_level) / band_level, 0.05, None))
-    sigma[estimated] = band_sigma * scale[estimated]
-    coef, cov, _, _ = _fit_continuum(x[band_pixels], values[band_pixels], sigma[band_pixels])
-    if not np.isfinite(cov).all():
-        return LineMeasurement.unmeasurable("no continuum")
-    continuum = coef[0] + coef[1] * x
-    core = np.abs(x) <= LINE_HALF_WIDTH_AA + MAX_SHIFT_AA
-    if not (continuum[core] > 0).all():
-        return LineMeasurement.unmeasurable("no continuum")
+        return _NO_CONTINUUM
+    if all_ivar:
+        sigma = inverse
+    else:
+        level = (values if all_good else np.where(good, values, band_level)) / band_level
+        sigma = band_sigma * np.sqrt(np.maximum(level, 0.05))
+        if has_ivar is not None:
+            sigma = np.where(has_ivar, inverse, sigma)
+    xb = grid.x[bands]
+    sigma_b = sigma[bands]
+    fit = _fit_continuum(xb, y, sigma_b)
+    if fit is None or not all(map(math.isfinite, fit)):
+        return _NO_CONTINUUM
+    a, b = fit[0], fit[1]
+    core = grid.core
+    continuum = a + b * grid.xw
+    if not continuum.min() > 0:
+        return _NO_CONTINUUM
     # Bad pixels in the line: a few are interpolated over, more make it unmeasurable.
-    window = np.abs(x) <= LINE_HALF_WIDTH_AA + MAX_SHIFT_AA
-    bad = window & ~good
-    if bad.sum() > MAX_BAD_FRACTION * window.sum() or _longest_run(bad) > MAX_BAD_RUN_PX:
-        return LineMeasurement.unmeasurable("masked core")
-    if bad.any():
-        values = values.copy()
-        values[bad] = np.interp(wave[bad], wave[good], values[good])
-    note = "core ivar estimated" if ivar is not None and (estimated & window & good).any() else ""
-    return _line(wave, values, continuum, sigma, cov, x, band_pixels, resolving_power, note)
+    line = values[core]
+    note = ""
+    if not all_good:
+        bad = ~good[core]
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad > MAX_BAD_FRACTION * bad.size or _longest_run(bad) > MAX_BAD_RUN_PX:
+            return LineMeasurement.unmeasurable("masked core"), None
+        if n_bad:
+            line = line.copy()
+            line[bad] = np.interp(grid.w[bad], grid.wave[good], values[good])
+    if has_ivar is not None and not all_ivar and (good[core] & ~has_ivar[core]).any():
+        note = "core ivar estimated"
+    band_norm = y / (a + b * xb)
+    return _line(grid, line, continuum, sigma[core], band_norm, fit, note, detail)
 
 
 def _longest_run(flags: NDArray[np.bool_]) -> int:
@@ -420,165 +630,216 @@ def _longest_run(flags: NDArray[np.bool_]) -> int:
 
 
 def _line(
-    wave: NDArray[np.float64],
-    values: NDArray[np.float64],
+    grid: _Grid,
+    line: NDArray[np.float64],
     continuum: NDArray[np.float64],
     sigma: NDArray[np.float64],
-    cov: NDArray[np.float64],
-    x: NDArray[np.float64],
-    bands: NDArray[np.bool_],
-    resolving_power: float,
+    band_norm: NDArray[np.float64],
+    fit: tuple[float, float, float, float, float],
     note: str,
-) -> LineMeasurement:
-    """EW, its error, the profile's type and its peaks, given the continuum."""
-    from scipy.ndimage import gaussian_filter1d
-
-    search = np.abs(x) <= LINE_HALF_WIDTH_AA + MAX_SHIFT_AA
-    idx = np.flatnonzero(search)
-    w = wave[idx]
-    norm = values[idx] / continuum[idx]
-    noise = sigma[idx] / continuum[idx]
-    step_aa = float(np.median(np.diff(w)))
-    # Smooth by half the instrument's sigma (at least one pixel) to find peaks and troughs.
-    inst_sigma_aa = HALPHA_VACUUM_AA / resolving_power / FWHM_PER_SIGMA
-    smooth_px = max(1.0, 0.5 * inst_sigma_aa / step_aa)
-    smooth = gaussian_filter1d(norm, smooth_px, mode="nearest")
-    noise_s = float(np.median(noise)) / math.sqrt(2.0 * math.sqrt(math.pi) * smooth_px)
+    detail: bool,
+) -> tuple[LineMeasurement, HalphaFit | None]:
+    """EW, its error, the profile's type and its peaks, given the continuum on the line window."""
+    norm = line / continuum
+    noise = sigma / continuum
+    smooth = _smooth(norm, grid.kernel)
+    noise_s = _median(noise) / grid.noise_div
     # The continuum bands' own wiggles (weak lines, a curved continuum) count as noise too.
-    band_smooth = gaussian_filter1d(values[bands] / continuum[bands], smooth_px, mode="nearest")
-    noise_s = max(noise_s, float(np.sqrt(np.mean((band_smooth - 1.0) ** 2))))
-    centre = _centre(w, smooth, noise_s)
-    # Equivalent width and its error: pixel noise plus the continuum's covariance.
-    inner = np.abs(w - centre) <= LINE_HALF_WIDTH_AA
-    dl = np.gradient(w)[inner]
-    ew = float(np.sum((1.0 - norm[inner]) * dl))
-    cont = continuum[idx][inner]
-    grad = np.stack([np.ones(inner.sum()), x[idx][inner]], axis=1)
-    d_ew = (values[idx][inner] * dl / cont**2) @ grad
-    var = float(np.sum((dl * noise[inner]) ** 2) + d_ew @ cov @ d_ew)
-    ew_err = math.sqrt(var) if var >= 0 else float("nan")
-    shape = _profile_shape(w, smooth, noise_s, centre, smooth_px * step_aa, resolving_power)
-    return LineMeasurement(
+    wiggle = _smooth(band_norm, grid.kernel) - 1.0
+    noise_s = max(noise_s, math.sqrt(float(np.dot(wiggle, wiggle)) / wiggle.size))
+    centre = _centre(grid, smooth, noise_s)
+    # Equivalent width over centre ± 15 Å, and its error: pixel noise plus the continuum's.
+    offset = grid.w - centre
+    i0 = int(offset.searchsorted(-LINE_HALF_WIDTH_AA))
+    i1 = int(offset.searchsorted(LINE_HALF_WIDTH_AA, side="right"))
+    if i1 <= i0:
+        return LineMeasurement.unmeasurable("no coverage"), None
+    inner = slice(i0, i1)
+    dl = grid.dl[inner]
+    ew = float(np.dot(1.0 - norm[inner], dl))
+    slope = line[inner] * dl / continuum[inner] ** 2  # d EW / d a; times x: d EW / d b
+    d_a = float(slope.sum())
+    d_b = float(np.dot(slope, grid.xw[inner]))
+    pixel = dl * noise[inner]
+    _, _, var_a, cov_ab, var_b = fit
+    var = float(np.dot(pixel, pixel)) + d_a * d_a * var_a + 2.0 * d_a * d_b * cov_ab
+    var += d_b * d_b * var_b
+    top = i0 + int(np.argmax(smooth[inner]))
+    shape, peaks, troughs = _profile_shape(grid, smooth[inner].tolist(), i0, noise_s)
+    measurement = LineMeasurement(
         halpha_ew_aa=ew,
-        halpha_ew_err_aa=ew_err,
-        halpha_peak_ratio=_peak_value(norm, smooth, inner, inst_sigma_aa / step_aa),
+        halpha_ew_err_aa=math.sqrt(var) if var >= 0 else float("nan"),
+        halpha_peak_ratio=_peak_value(norm, smooth, top, grid.inst_sigma_px),
         **shape,
         halpha_flag=note,
     )
+    if not detail:
+        return measurement, None
+    s = smooth[inner].tolist()
+    w = grid.w_list[i0:i1]
+    return measurement, HalphaFit(
+        continuum=(fit[0], fit[1]),
+        centre_aa=centre,
+        peaks_aa=tuple(w[p] for p in peaks),
+        peak_heights=tuple(s[p] for p in peaks),
+        troughs_aa=tuple(w[t] for t in troughs),
+    )
 
 
-def _centre(wave: NDArray[np.float64], smooth: NDArray[np.float64], noise: float) -> float:
+def _centre(grid: _Grid, smooth: NDArray[np.float64], noise: float) -> float:
     """Line centre (Å): centroid of the significant departures from the continuum near rest."""
-    near = np.abs(wave - HALPHA_VACUUM_AA) <= 10.0
-    weight = np.clip(np.abs(smooth[near] - 1.0) - 2.0 * noise, 0.0, None)
-    if not weight.sum() > 0:
+    weight = np.maximum(np.abs(smooth[grid.near] - 1.0) - 2.0 * noise, 0.0)
+    total = float(weight.sum())
+    if not total > 0:
         return HALPHA_VACUUM_AA
-    centre = float(np.sum(wave[near] * weight) / weight.sum())
-    return float(np.clip(centre, HALPHA_VACUUM_AA - MAX_SHIFT_AA, HALPHA_VACUUM_AA + MAX_SHIFT_AA))
+    centre = float(np.dot(grid.w_near, weight)) / total
+    return min(max(centre, HALPHA_VACUUM_AA - MAX_SHIFT_AA), HALPHA_VACUUM_AA + MAX_SHIFT_AA)
 
 
 def _peak_value(
-    norm: NDArray[np.float64],
-    smooth: NDArray[np.float64],
-    inner: NDArray[np.bool_],
-    inst_sigma_px: float,
+    norm: NDArray[np.float64], smooth: NDArray[np.float64], top: int, inst_sigma_px: float
 ) -> float:
     """Highest normalised flux in the line: a parabola through the unsmoothed pixels there.
 
-    The smoothed profile finds the peak (noise does not); the parabola over
-    ± one instrumental sigma of unsmoothed pixels reads its height without
-    the smoothing's loss.
+    The smoothed profile finds the peak at ``top`` (noise does not); the
+    parabola over ± one instrumental sigma of unsmoothed pixels reads its
+    height without the smoothing's loss.
     """
-    idx = np.flatnonzero(inner)
-    top = int(idx[np.argmax(smooth[idx])])
     half = max(1, round(inst_sigma_px))
     lo, hi = max(top - half, 0), min(top + half + 1, norm.size)
     if hi - lo < 3:
         return float(smooth[top])
-    t = np.arange(lo, hi) - top
-    c2, c1, c0 = np.polyfit(t, norm[lo:hi], 2)
+    c2, c1, c0 = (_parabola(lo - top, hi - top) @ norm[lo:hi]).tolist()
     if c2 < 0 and abs(c1 / (2 * c2)) <= half:
-        return float(c0 - c1 * c1 / (4 * c2))
+        return c0 - c1 * c1 / (4 * c2)
     return float(norm[lo:hi].max())
 
 
-def _crossing(
-    wave: NDArray[np.float64], smooth: NDArray[np.float64], start: int, level: float, step: int
-) -> float:
+_PARABOLAS: dict[tuple[int, int], NDArray[np.float64]] = {}
+
+
+def _parabola(lo: int, hi: int) -> NDArray[np.float64]:
+    """Least-squares operator from y at t = lo..hi-1 to the parabola's (c2, c1, c0)."""
+    operator = _PARABOLAS.get((lo, hi))
+    if operator is None:
+        if len(_PARABOLAS) >= _MAX_GRIDS:
+            _PARABOLAS.clear()
+        operator = _PARABOLAS[lo, hi] = np.linalg.pinv(np.vander(np.arange(lo, hi, dtype=float), 3))
+    return operator
+
+
+def _local_maxima(values: list[float]) -> list[int]:
+    """Local maxima as `scipy.signal.find_peaks` finds them: a flat top counts at its middle."""
+    peaks = []
+    i, last = 1, len(values) - 1
+    while i < last:
+        if values[i - 1] < values[i]:
+            ahead = i + 1
+            while ahead < last and values[ahead] == values[i]:
+                ahead += 1
+            if values[ahead] < values[i]:
+                peaks.append((i + ahead - 1) // 2)
+                i = ahead
+        i += 1
+    return peaks
+
+
+def _prominent(values: list[float], threshold: float) -> list[int]:
+    """Local maxima whose prominence (as `scipy.signal.peak_prominences`) is >= ``threshold``."""
+    out = []
+    n = len(values)
+    for p in _local_maxima(values):
+        height = values[p]
+        left = right = height
+        i = p - 1
+        while i >= 0 and values[i] <= height:
+            if values[i] < left:
+                left = values[i]
+            i -= 1
+        i = p + 1
+        while i < n and values[i] <= height:
+            if values[i] < right:
+                right = values[i]
+            i += 1
+        if height - max(left, right) >= threshold:
+            out.append(p)
+    return out
+
+
+def _crossing(wave: list[float], smooth: list[float], start: int, level: float, step: int) -> float:
     """Wavelength where ``smooth`` drops below ``level`` from ``start`` on by ``step``, or NaN."""
     i = start
-    while 0 <= i + step < smooth.size:
+    while 0 <= i + step < len(smooth):
         j = i + step
         if smooth[j] < level:
             f = (smooth[i] - level) / (smooth[i] - smooth[j])
-            return float(wave[i] + f * (wave[j] - wave[i]))
+            return wave[i] + f * (wave[j] - wave[i])
         i = j
     return float("nan")
 
 
-def _vertex(v: NDArray[np.float64], y: NDArray[np.float64], i: int) -> float:
-    """Position of a local maximum refined by a parabola through its three pixels."""
-    if i <= 0 or i >= y.size - 1:
-        return float(v[i])
+def _kms(wave_aa: float) -> float:
+    return C_KMS * (wave_aa / HALPHA_VACUUM_AA - 1.0)
+
+
+def _vertex(w: list[float], y: list[float], i: int) -> float:
+    """Velocity (km/s) of a local maximum refined by a parabola through its three pixels."""
+    if i <= 0 or i >= len(y) - 1:
+        return _kms(w[i])
     denom = y[i - 1] - 2.0 * y[i] + y[i + 1]
     shift = 0.5 * (y[i - 1] - y[i + 1]) / denom if denom < 0 else 0.0
-    return float(v[i] + np.clip(shift, -0.5, 0.5) * (v[i + 1] - v[i - 1]) / 2.0)
+    half_step = (_kms(w[i + 1]) - _kms(w[i - 1])) / 2.0
+    return _kms(w[i]) + min(max(shift, -0.5), 0.5) * half_step
 
 
 def _profile_shape(
-    wave: NDArray[np.float64],
-    smooth: NDArray[np.float64],
-    noise: float,
-    centre: float,
-    smooth_aa: float,
-    resolving_power: float,
-) -> dict[str, Any]:
-    """Profile type, emission FWHM, peak separation and V/R from the smoothed profile."""
-    from scipy.signal import find_peaks
+    grid: _Grid, s: list[float], offset: int, noise: float
+) -> tuple[dict[str, Any], tuple[int, ...], list[int]]:
+    """Profile type, emission FWHM, peak separation and V/R from the smoothed line ``s``.
 
-    region = np.abs(wave - centre) <= LINE_HALF_WIDTH_AA
-    w = wave[region]
-    s = smooth[region]
-    v = C_KMS * (w / HALPHA_VACUUM_AA - 1.0)
+    ``s`` is the smoothed profile over the line centre ± 15 Å, from pixel
+    ``offset`` of the line window on. Also returns the measured peaks and the
+    significant troughs (indices into ``s``).
+    """
+    w = grid.w_list[offset : offset + len(s)]
     thr = DETECTION_SIGMA * noise
-    peaks, _ = find_peaks(s, prominence=thr)
     # [N II] 6548/6583 in emission (an H II region in the fibre) are no H-alpha peaks.
-    nii_kms = [C_KMS * (line / HALPHA_VACUUM_AA - 1.0) for line in NII_VACUUM_AA]
-    clear = max(C_KMS / resolving_power, 100.0)
-    peaks = np.array(
-        [p for p in peaks if all(abs(v[p] - n) > clear for n in nii_kms)], dtype=np.int64
-    )
-    troughs, _ = find_peaks(-s, prominence=thr)
-    troughs = troughs[s[troughs] < 1.0 - thr]
-    above = peaks[s[peaks] > 1.0 + max(thr, MIN_EMISSION_HEIGHT)] if peaks.size else peaks
-    none = {
+    nii_kms = [_kms(line) for line in NII_VACUUM_AA]
+    clear = grid.clear_kms
+    peaks = [p for p in _prominent(s, thr) if all(abs(_kms(w[p]) - n) > clear for n in nii_kms)]
+    troughs = [t for t in _prominent([-z for z in s], thr) if s[t] < 1.0 - thr]
+    level = 1.0 + max(thr, MIN_EMISSION_HEIGHT)
+    above = [p for p in peaks if s[p] > level]
+    out: dict[str, Any] = {
         "halpha_fwhm_kms": float("nan"),
         "halpha_peak_sep_kms": float("nan"),
         "halpha_vr": float("nan"),
     }
-    smooth_fwhm_kms = FWHM_PER_SIGMA * smooth_aa / HALPHA_VACUUM_AA * C_KMS
-    if above.size == 0:
+    smooth_fwhm_kms = grid.smooth_fwhm_kms
+    if not above:
         # Emission filling an absorption line without reaching the continuum.
-        for p in peaks[np.argsort(-s[peaks])] if peaks.size else ():
-            left, right = troughs[troughs < p], troughs[troughs > p]
-            if left.size and right.size:
+        for p in sorted(peaks, key=lambda i: -s[i]):
+            left = [t for t in troughs if t < p]
+            right = [t for t in troughs if t > p]
+            if left and right:
                 base = 0.5 * (s[left[-1]] + s[right[0]])
-                fwhm = _fwhm_kms(w, s, int(p), int(p), base, smooth_fwhm_kms)
-                return {**none, "halpha_fwhm_kms": fwhm, "profile_type": "emission-in-absorption"}
-        return {**none, "profile_type": "absorption"}
-    order = above[np.argsort(-s[above])]
-    double = order.size >= 2
-    first, last = (int(min(order[:2])), int(max(order[:2]))) if double else (order[0], order[0])
-    fwhm = _fwhm_kms(w, s, first, last, 1.0, smooth_fwhm_kms)
-    blue = troughs[troughs < first].size > 0
-    red = troughs[troughs > last].size > 0
-    out = {**none, "halpha_fwhm_kms": fwhm}
+                out["halpha_fwhm_kms"] = _fwhm_kms(w, s, p, p, base, smooth_fwhm_kms)
+                out["profile_type"] = "emission-in-absorption"
+                return out, (p,), troughs
+        out["profile_type"] = "absorption"
+        return out, (), troughs
+    order = sorted(above, key=lambda i: -s[i])
+    double = len(order) >= 2
+    first, last = (min(order[:2]), max(order[:2])) if double else (order[0], order[0])
+    out["halpha_fwhm_kms"] = _fwhm_kms(w, s, first, last, 1.0, smooth_fwhm_kms)
+    blue = any(t < first for t in troughs)
+    red = any(t > last for t in troughs)
     if double:
-        out["halpha_peak_sep_kms"] = _vertex(v, s, last) - _vertex(v, s, first)
-        heights = s[first] - 1.0, s[last] - 1.0
-        out["halpha_vr"] = float(heights[0] / heights[1])
+        out["halpha_peak_sep_kms"] = _vertex(w, s, last) - _vertex(w, s, first)
+        out["halpha_vr"] = (s[first] - 1.0) / (s[last] - 1.0)
         out["profile_type"] = "double-peak-in-absorption" if blue and red else "double-peak"
-    elif blue and red:
+        return out, (first, last), troughs
+    if blue and red:
         out["profile_type"] = "emission-in-absorption"
     elif blue:
         out["profile_type"] = "p-cygni"
@@ -586,12 +847,12 @@ def _profile_shape(
         out["profile_type"] = "inverse-p-cygni"
     else:
         out["profile_type"] = "emission"
-    return out
+    return out, (first,), troughs
 
 
 def _fwhm_kms(
-    w: NDArray[np.float64],
-    s: NDArray[np.float64],
+    w: list[float],
+    s: list[float],
     first: int,
     last: int,
     base: float,
@@ -604,4 +865,4 @@ def _fwhm_kms(
     width = (hi - lo) / HALPHA_VACUUM_AA * C_KMS
     if not width > 0:
         return float("nan")
-    return float(math.sqrt(max(width**2 - smooth_fwhm_kms**2, 0.0)))
+    return math.sqrt(max(width**2 - smooth_fwhm_kms**2, 0.0))
