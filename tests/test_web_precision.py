@@ -5,10 +5,12 @@ PostgreSQL."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
@@ -165,3 +167,50 @@ def test_precision_api_and_the_vetting_index(vetted: tuple[Database, int]) -> No
         # one point per vetted bin: emission 0.9-1.0 and 0.5-0.6, double-peak 0.7-0.8
         assert len(re.findall(r'<g class="bin"', table.split("</svg>")[0])) == 3
         assert "emission p 0.9-1.0: 2 of 3 confirmed" in table
+
+
+def test_sample_order_is_seeded_and_stratified_in_every_prefix() -> None:
+    rng = np.random.default_rng(1)
+    n = 2000
+    classes = rng.choice(["emission", "double-peak"], size=n, p=[0.8, 0.2])
+    probability = rng.beta(5, 1.5, size=n)  # most candidates are probable: a skewed catalogue
+    rows = [
+        (i + 1, str(c), float(p)) for i, (c, p) in enumerate(zip(classes, probability, strict=True))
+    ]
+    order = store.sample_order(rows, seed=7)
+    assert sorted(order) == list(range(1, n + 1))
+    assert store.sample_order(list(reversed(rows)), seed=7) == order
+    assert store.sample_order(rows, seed=8) != order
+    stratum = {pid: (c, min(9, int(p * 10))) for pid, c, p in rows}
+    sizes = Counter(stratum.values())
+    for k in (20, 100, 333, 1000):
+        got = Counter(stratum[pid] for pid in order[:k])
+        for key, size in sizes.items():
+            assert abs(got.get(key, 0) - k * size / n) <= 1.0 + 1e-9, (k, key)
+    # not the probability order: the first hundred reach into the low bins too
+    assert min(probability[pid - 1] for pid in order[:100]) < 0.5
+
+
+def test_sample_queue_through_the_api(vetted: tuple[Database, int]) -> None:
+    db, catalogue = vetted
+    with ThreadServer(create_app(db)) as server, httpx.Client(base_url=server.url) as client:
+        client.headers["X-CSRF-Token"] = login(client, "carol", "carol-password")
+        url = f"/api/catalogues/{catalogue}/queue"
+        first = client.get(url, params={"order": "sample", "seed": 3, "limit": 50}).json()
+        again = client.get(url, params={"order": "sample", "seed": 3, "limit": 50}).json()
+        # carol has vetted e2: the other seven candidates remain for her
+        assert first == again and first["remaining"] == 7 and len(first["ids"]) == 7
+        with db.session() as session:
+            e2 = session.scalar(select(Prediction.id).where(Prediction.ident == "e2"))
+            rows = session.execute(
+                select(Prediction.id, Prediction.predicted_class, Prediction.probability).where(
+                    Prediction.predicted_class != "absorption"
+                )
+            ).all()
+        assert first["ids"] == [i for i in store.sample_order(rows, seed=3) if i != e2]
+        client.post("/api/vet", json={"prediction_id": first["ids"][0], "verdict": "confirm"})
+        after = client.get(url, params={"order": "sample", "seed": 3, "limit": 50}).json()
+        assert after["ids"] == first["ids"][1:] and after["remaining"] == 6
+        bad = client.get(url, params={"order": "sample", "seed": -1})
+        assert bad.status_code == 422
+        assert "order=sample" in client.get(f"/vet/{catalogue}").text

@@ -527,8 +527,38 @@ def search_spectra(
 
 # --- vetting --------------------------------------------------------------------------------
 
-VetOrder = Literal["probability", "novelty", "uncertainty"]
-VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty")
+VetOrder = Literal["probability", "novelty", "uncertainty", "sample"]
+VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty", "sample")
+"""Vetting orders; ``sample`` is a seeded random sample stratified by class and probability
+bin (`sample_order`), for an unbiased precision estimate."""
+
+
+def sample_order(rows: Iterable[tuple[int, str, float | None]], *, seed: int = 0) -> list[int]:
+    """Candidate ids ``(id, predicted class, probability)`` in a seeded random order
+    stratified by class and probability bin (`PRECISION_BINS` bins of the probability).
+
+    Within each stratum the candidates are shuffled and the k-th of n gets the key
+    (k + u) / n, u uniform in 0-1; all are then sorted by key. So every prefix of the
+    order holds each stratum in proportion to its size (to within one candidate): a
+    proportional stratified random sample, whatever its length, and the same for
+    everyone with the same seed (strata are visited in a fixed order, ids sorted).
+    """
+    strata: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for pid, name, probability in rows:
+        index = -1
+        if probability is not None and math.isfinite(probability):
+            index = min(PRECISION_BINS - 1, max(0, int(probability * PRECISION_BINS)))
+        strata[(name or "", index)].append(int(pid))
+    rng = np.random.default_rng(seed)
+    keyed: list[tuple[float, int]] = []
+    for stratum in sorted(strata):
+        ids = np.sort(np.asarray(strata[stratum], dtype=np.int64))
+        n = len(ids)
+        shuffled = ids[rng.permutation(n)]
+        keys = (np.arange(n) + rng.random(n)) / n
+        keyed.extend(zip(keys.tolist(), shuffled.tolist(), strict=True))
+    keyed.sort()
+    return [pid for _, pid in keyed]
 
 
 def canonical_verdict(verdict: str) -> str:
@@ -716,11 +746,13 @@ def vet_queue(
     unvetted_only: bool = True,
     limit: int = 20,
     exclude: Sequence[int] = (),
+    seed: int = 0,
 ) -> tuple[list[int], int]:
     """Candidates of a catalogue to vet next, and how many remain.
 
     ``order``: ``probability`` (of the predicted class, highest first),
-    ``novelty`` (most novel first) or ``uncertainty`` (highest entropy first).
+    ``novelty`` (most novel first), ``uncertainty`` (highest entropy first) or
+    ``sample`` (`sample_order` with ``seed``: a stratified random sample).
     ``classes`` filters by predicted class (None: every row).
     """
     if order not in VET_ORDERS:
@@ -733,6 +765,15 @@ def vet_queue(
     exclude = [int(i) for i in exclude][:MAX_EXCLUDE]
     if exclude:
         query = query.where(Prediction.id.not_in(exclude))
+    if order == "sample":
+        everyone = select(Prediction.id, Prediction.predicted_class, Prediction.probability).where(
+            Prediction.catalogue_id == catalogue_id
+        )
+        if classes:
+            everyone = everyone.where(Prediction.predicted_class.in_(list(classes)))
+        wanted = {int(i) for i in session.scalars(query)}
+        ordered_ids = [i for i in sample_order(session.execute(everyone), seed=seed) if i in wanted]
+        return ordered_ids[: max(1, min(limit, 500))], len(wanted)
     column = {
         "probability": Prediction.probability,
         "novelty": Prediction.novelty,

@@ -231,8 +231,10 @@ def get_vet_queue(
     all_rows: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
     exclude: Annotated[str, Query(max_length=20000)] = "",
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
 ) -> dict[str, Any]:
-    """Candidates to vet next (ids) and how many remain."""
+    """Candidates to vet next (ids) and how many remain; ``order=sample`` is a stratified
+    random sample drawn with ``seed``."""
     catalogue_or_404(session, catalogue_id)
     skip = parse_ids(exclude)
     wanted = [c for c in classes.split(",") if c.strip()] or None
@@ -246,6 +248,7 @@ def get_vet_queue(
             unvetted_only=not all_rows,
             limit=limit,
             exclude=skip,
+            seed=seed,
         )
     return {"order": order, "ids": ids, "remaining": remaining}
 
