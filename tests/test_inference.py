@@ -306,8 +306,11 @@ def test_a_tree_with_broken_files_classifies_every_good_one_and_names_every_bad_
 def test_a_bad_model_directory_is_refused_before_any_work(model_dir: Path, tmp_path: Path) -> None:
     files = [str(f.path) for f in bundled_files(archive="ondrejov")][:2]
     out = tmp_path / "pred.parquet"
-    code, output = _run("classify", str(tmp_path / "nowhere"), *files, "-o", str(out))
+    code, output = _run("classify", "--model", str(tmp_path / "nowhere"), *files, "-o", str(out))
     assert code == 1 and "no such model directory" in output
+    # As the first argument, a path that does not exist is named (it may be a source).
+    code, output = _run("classify", str(tmp_path / "nowhere"), *files, "-o", str(out))
+    assert code == 1 and "nowhere: no such file or directory" in output
 
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
