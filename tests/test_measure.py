@@ -144,6 +144,28 @@ def test_ew_error_bar_matches_the_scatter_of_noisy_copies() -> None:
     assert abs(np.mean(ews) - truth) < 3 * np.std(ews) / math.sqrt(len(ews))
 
 
+def test_ew_error_bar_counts_the_weak_lines_around_the_line() -> None:
+    """Monte Carlo with structure: weak lines scattered over bands and line, new in each draw.
+
+    Photon noise alone covered the truth 41 % of the time here; the structure seen in the
+    bands (`STRUCTURE_SCALE_RESOLUTION`) and the fit's chi-square bring it near 68 %.
+    """
+    w = grid(1.34)
+    truth = -2.0 * 2.5 * SQRT_2PI
+    ews, errs = [], []
+    for i in range(300):
+        rng = np.random.default_rng(1000 + i)
+        line = gauss(w, HALPHA_VACUUM_AA, 2.5, 2.0)
+        for centre in rng.uniform(6440.0, 6700.0, 40):
+            line = line - gauss(w, centre, 1.6, rng.uniform(0.0, 0.04))
+        m = measure_halpha(spectrum(line, step=1.34, resolving_power=1800.0, snr=50.0, seed=i))
+        ews.append(m.halpha_ew_aa)
+        errs.append(m.halpha_ew_err_aa)
+    ew, err = np.array(ews), np.array(errs)
+    assert 0.58 <= np.mean(np.abs(ew - truth) <= err) <= 0.78
+    assert np.median(err) == pytest.approx(np.std(ew), rel=0.25)
+
+
 def test_noise_alone_is_not_emission() -> None:
     types = [
         measure_halpha(spectrum(None, step=1.34, resolving_power=1800.0, snr=10.0, seed=i))
