@@ -3,17 +3,21 @@
 Each PNG shows the whole spectrum as read from its source file
 (`spectraldl.archives.read_spectrum`) and a zoom on H-alpha (the network's
 window, vacuum wavelengths), with the class probabilities, the novelty score
-and the quality flags. ``index.html`` is a contact sheet of all of them, one
-self-contained file (no CDN, no server: open it from disk) whose table sorts
-by any column (probability, novelty, S/N, ...) with a click.
+and the quality flags. The zoom draws what `spectraldl.measure.fit_halpha`
+fitted (the continuum and the measured peaks) and its caption gives the
+measured EW, profile type, FWHM and peak separation. ``index.html`` is a
+contact sheet of all of them, one self-contained file (no CDN, no server: open
+it from disk) whose table sorts by any column (probability, novelty, S/N, ...)
+with a click.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spectraldl.measure import CONTINUUM_BANDS_AA
 from spectraldl.predictions import classes_in, probability_column
 
 ZOOM_AA = (6519.0, 6732.0)
@@ -75,7 +80,12 @@ class _Panels:
         self.zoom.set_ylabel("flux")
         (self.zoom_line,) = self.zoom.plot([], [], lw=1.0, color="tab:blue", drawstyle="steps-mid")
         (self.masked,) = self.zoom.plot([], [], "x", ms=3, color="tab:red", label="masked")
+        (self.continuum,) = self.zoom.plot(
+            [], [], lw=0.8, ls="--", color="tab:green", label="continuum"
+        )
+        (self.peaks,) = self.zoom.plot([], [], "v", ms=5, color="tab:purple", label="peaks")
         self.legend = self.zoom.legend(fontsize=7, loc="lower right")
+        self.caption = self.zoom.set_title("", fontsize=7)
         self.zoom.axvline(HALPHA_VACUUM_AA, color="tab:red", lw=0.6, ls="--")
         self.zoom.set_xlabel("vacuum wavelength (Å)")
         self.title = self.fig.suptitle("", fontsize=8, x=0.01, ha="left")
@@ -88,6 +98,7 @@ class _Panels:
     def draw(self, row: dict[str, Any], classes: tuple[str, ...]) -> None:
         """Show the candidate of ``row``: its whole spectrum, the H-alpha zoom and a title."""
         from spectraldl.archives import read_spectrum
+        from spectraldl.measure import fit_halpha
         from spectraldl.preprocess import vacuum_wavelengths
 
         spectrum = read_spectrum(row["source"])
@@ -112,7 +123,18 @@ class _Panels:
         self.zoom_line.set_data(wave[inside], flux[inside])
         bad = spectrum.mask & inside if spectrum.mask is not None else np.zeros_like(inside)
         self.masked.set_data(wave[bad], flux[bad])
-        self.legend.set_visible(bool(bad.any()))
+        line, fit = fit_halpha(spectrum)
+        if fit is None:
+            self.continuum.set_data([], [])
+            self.peaks.set_data([], [])
+        else:
+            ends = np.array([max(CONTINUUM_SPAN_AA[0], ZOOM_AA[0]), CONTINUUM_SPAN_AA[1]])
+            self.continuum.set_data(ends, fit.continuum_at(ends))
+            peaks = np.array(fit.peaks_aa, dtype=np.float64)
+            self.peaks.set_data(peaks, fit.continuum_at(peaks) * np.array(fit.peak_heights))
+        self.legend.set_visible(bool(bad.any()) or fit is not None)
+        measured = {k: row[k] for k in MEASURED if k in row} or line.as_dict()
+        self.caption.set_text(measurement_caption(measured))
         self.zoom.relim()
         self.zoom.autoscale_view()
         self.zoom.set_xlim(*ZOOM_AA)
@@ -126,6 +148,45 @@ class _Panels:
             f"{probabilities}   novelty {float(row['novelty']):.1f}   "
             f"S/N {float(row['snr']):.1f}   {flags}"
         )
+
+
+MEASURED = ("halpha_ew_aa", "halpha_ew_err_aa", "halpha_fwhm_kms", "halpha_peak_sep_kms")
+MEASURED += ("halpha_vr", "profile_type", "halpha_flag")
+"""The measurement columns a panel's caption shows (`spectraldl.measure.LineMeasurement`)."""
+
+CONTINUUM_SPAN_AA = (CONTINUUM_BANDS_AA[0][0], CONTINUUM_BANDS_AA[1][1])
+"""Where the H-alpha continuum is fitted (vacuum Å), drawn as far as the zoom shows it."""
+
+
+def measurement_caption(values: Mapping[str, Any]) -> str:
+    """The H-alpha panel's caption: EW with its error, profile type, FWHM, peak separation, V/R.
+
+    ``values`` holds `MEASURED` columns (a catalogue row, or
+    `LineMeasurement.as_dict`); numbers that are NaN or missing are left out.
+    """
+
+    def number(name: str) -> float:
+        try:
+            return float(values.get(name, math.nan))
+        except (TypeError, ValueError):
+            return math.nan
+
+    kind = str(values.get("profile_type") or "unmeasurable")
+    if kind == "unmeasurable":
+        reason = str(values.get("halpha_flag") or "")
+        return f"H-alpha unmeasurable ({reason})" if reason else "H-alpha unmeasurable"
+    parts = []
+    ew, err = number("halpha_ew_aa"), number("halpha_ew_err_aa")
+    if math.isfinite(ew):
+        parts.append(f"EW {ew:.2f} ± {err:.2f} Å" if math.isfinite(err) else f"EW {ew:.2f} Å")
+    parts.append(kind)
+    if math.isfinite(fwhm := number("halpha_fwhm_kms")):
+        parts.append(f"FWHM {fwhm:.0f} km/s")
+    if math.isfinite(sep := number("halpha_peak_sep_kms")):
+        parts.append(f"peaks {sep:.0f} km/s apart")
+    if math.isfinite(vr := number("halpha_vr")):
+        parts.append(f"V/R {vr:.2f}")
+    return "   ".join(parts)
 
 
 def _draw_rows(

@@ -1,0 +1,95 @@
+"""Gallery panels (`spectraldl.gallery`): the fitted continuum, the measured peaks, the caption."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectraldl.archives import read_spectrum
+from spectraldl.gallery import _Panels, measurement_caption, write_gallery
+from spectraldl.measure import HALPHA_VACUUM_AA, fit_halpha
+
+DATA = Path(__file__).parent / "data"
+CLASSES = ("emission", "absorption", "double-peak")
+
+
+def row_for(path: Path, **measured: Any) -> dict[str, Any]:
+    """A candidate row of ``path`` as the gallery reads it, measured unless ``measured`` says."""
+    line, _ = fit_halpha(read_spectrum(path))
+    return {
+        "id": path.stem,
+        "object": "star",
+        "source": str(path),
+        "predicted_class": "emission",
+        "p_emission": 0.9,
+        "p_absorption": 0.05,
+        "p_double_peak": 0.05,
+        "novelty": 1.0,
+        "snr": 50.0,
+        "quality_flags": "",
+        **line.as_dict(),
+        **measured,
+    }
+
+
+@pytest.mark.parametrize(
+    "name,kind,n_peaks",
+    [("uk220017.fits", "emission", 1), ("a201504150031.fits", "double-peak", 2)],
+)
+def test_panel_draws_the_fitted_continuum_and_the_measured_peaks(
+    name: str, kind: str, n_peaks: int
+) -> None:
+    path = DATA / "ondrejov-ssap" / name
+    panels = _Panels()
+    panels.draw(row_for(path), CLASSES)
+    line, fit = fit_halpha(read_spectrum(path))
+    assert line.profile_type == kind and fit is not None
+    assert panels.continuum in panels.zoom.get_lines() and panels.peaks in panels.zoom.get_lines()
+    x, y = (np.asarray(v, dtype=float) for v in panels.continuum.get_data())
+    assert x.size == 2 and x[0] < HALPHA_VACUUM_AA < x[1]
+    np.testing.assert_allclose(y, fit.continuum_at(x))
+    px, py = (np.asarray(v, dtype=float) for v in panels.peaks.get_data())
+    assert px.size == n_peaks
+    assert (np.abs(px - HALPHA_VACUUM_AA) < 6.0).all()
+    assert (py > fit.continuum_at(px)).all()  # emission peaks stand above the continuum
+    if n_peaks == 2:
+        separation_kms = (px[1] - px[0]) / HALPHA_VACUUM_AA * 299_792.458
+        assert separation_kms == pytest.approx(line.halpha_peak_sep_kms, rel=0.25)
+    caption = panels.caption.get_text()
+    assert caption.startswith(f"EW {line.halpha_ew_aa:.2f} ± ") and kind in caption
+    assert "FWHM" in caption
+    assert [t.get_text() for t in panels.legend.get_texts()] == ["masked", "continuum", "peaks"]
+
+
+def test_caption_shows_the_catalogue_values_and_says_why_a_line_is_unmeasurable() -> None:
+    path = DATA / "ondrejov-ssap" / "uk220017.fits"
+    panels = _Panels()
+    panels.draw(row_for(path, halpha_ew_aa=-12.345, profile_type="p-cygni"), CLASSES)
+    assert panels.caption.get_text().startswith("EW -12.35 ± ")
+    assert "p-cygni" in panels.caption.get_text()
+    unmeasurable = {"profile_type": "unmeasurable", "halpha_flag": "masked core"}
+    assert measurement_caption({**unmeasurable, "halpha_ew_aa": math.nan}) == (
+        "H-alpha unmeasurable (masked core)"
+    )
+    double = {"halpha_ew_aa": -4.71, "halpha_ew_err_aa": 0.06, "profile_type": "double-peak"}
+    double |= {"halpha_fwhm_kms": 404.0, "halpha_peak_sep_kms": 172.4, "halpha_vr": 1.02}
+    assert measurement_caption(double) == (
+        "EW -4.71 ± 0.06 Å   double-peak   FWHM 404 km/s   peaks 172 km/s apart   V/R 1.02"
+    )
+
+
+def test_a_table_without_measurements_is_captioned_from_the_spectrum(tmp_path: Path) -> None:
+    path = DATA / "ondrejov-ssap" / "uk220017.fits"
+    row = row_for(path)
+    old = {k: v for k, v in row.items() if not (k.startswith("halpha_") or k == "profile_type")}
+    panels = _Panels()
+    panels.draw(old, CLASSES)
+    line, _ = fit_halpha(read_spectrum(path))
+    assert panels.caption.get_text().startswith(f"EW {line.halpha_ew_aa:.2f}")
+    summary = write_gallery(pd.DataFrame([old]), tmp_path / "gallery")
+    assert summary.images == 1 and not summary.failed
