@@ -258,3 +258,31 @@ class VetDecision(Base):
 
 VERDICTS: tuple[str, ...] = ("confirm", "reject", "noise")
 """Vetting verdicts, in the order of their keys on the vetting page."""
+
+
+class Note(Base):
+    """A person's free-text note and flags on one spectrum or candidate, by its ``ident``
+    (so candidates without a stored spectrum get notes too): one row per person and
+    ident, edited in place. ``flags`` is stored as ``|a|b|`` so that a flag is found
+    with one portable LIKE."""
+
+    __tablename__ = "notes"
+    __table_args__ = (Index("uq_notes_ident_user", "ident", "user_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ident: Mapped[str] = mapped_column(String(512))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    text: Mapped[str] = mapped_column(String(4000), default="")
+    flags: Mapped[str] = mapped_column(String(600), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+NOTE_FLAGS: dict[str, str] = {
+    "nebular": "nebular (or interstellar) emission contaminates the line",
+    "binary": "a binary: double lines or a composite spectrum",
+    "bad-sky": "bad sky subtraction (sky lines, residuals)",
+    "artefact": "an instrumental artefact or cosmic ray near H-alpha",
+    "variable": "a known or suspected variable",
+    "follow-up": "worth a follow-up observation",
+}
+"""The named flags offered on every page; any other flag (a-z, 0-9, '-') may be added."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ from spectraldl.preprocess import (
 from spectraldl.quality import flag_names
 from spectraldl.web.db import begin_write
 from spectraldl.web.models import (
+    NOTE_FLAGS,
     VERDICTS,
     Catalogue,
     LabelDecision,
+    Note,
     Prediction,
     SpectrumRow,
     User,
@@ -248,13 +251,22 @@ def export_labels(
     return rows
 
 
-def labels_csv(rows: Iterable[tuple[str, str]]) -> str:
+def labels_csv(
+    rows: Iterable[tuple[str, str]], *, notes: dict[str, list[dict]] | None = None
+) -> str:
     """The ``id,label`` CSV text that `spectraldl.labels.read_labels` reads (an id that a
-    spreadsheet would take for a formula gets a leading ``'``: see `csv_safe`)."""
+    spreadsheet would take for a formula gets a leading ``'``: see `csv_safe`); with
+    ``notes`` (`notes_by_ident`) also ``flags`` and ``notes`` columns (`note_columns`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "label"])
-    writer.writerows((csv_safe(ident), label) for ident, label in rows)
+    if notes is None:
+        writer.writerow(["id", "label"])
+        writer.writerows((csv_safe(ident), label) for ident, label in rows)
+    else:
+        writer.writerow(["id", "label", "flags", "notes"])
+        for ident, label in rows:
+            flags, text = note_columns(notes.get(ident, []))
+            writer.writerow([csv_safe(ident), label, flags, csv_safe(text)])
     return buffer.getvalue()
 
 
@@ -504,6 +516,48 @@ def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None
         payload["zoom"] = None
     payload["vector"] = {"grid_aa": _rounded(row.grid_aa(), 9), "x": _rounded(row.vector())}
     return payload
+
+
+MEASUREMENT_FIELDS: tuple[str, ...] = (
+    "halpha_ew_aa",
+    "halpha_ew_err_aa",
+    "halpha_fwhm_kms",
+    "halpha_peak_sep_kms",
+    "halpha_vr",
+    "profile_type",
+    "halpha_flag",
+)
+"""The H-alpha measurement columns (`spectraldl.measure.LineMeasurement`) the pages show."""
+
+
+def measurement_of(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The H-alpha measurement columns of a catalogue row (NaN as None), or None for a row
+    written before they existed (no ``profile_type``)."""
+    if not row or not row.get("profile_type"):
+        return None
+    out = {}
+    for name in MEASUREMENT_FIELDS:
+        value = row.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[name] = value
+    return out
+
+
+def spectrum_measurement(session: Session, spectrum_id: int) -> dict[str, Any] | None:
+    """The H-alpha measurement of a stored spectrum: that of its latest catalogue row which
+    has one (`measurement_of`), or None."""
+    rows = session.scalars(
+        select(Prediction.row)
+        .where(Prediction.spectrum_id == spectrum_id)
+        .order_by(Prediction.id.desc())
+        .limit(20)
+    )
+    for row in rows:
+        measured = measurement_of(row)
+        if measured is not None:
+            return measured
+    return None
 
 
 def search_spectra(
@@ -844,7 +898,9 @@ def vetted_frame(session: Session, catalogue_id: int) -> Any:
     """The catalogue's rows (every original column) with the vetting result appended.
 
     Added columns: ``vetted`` (consensus verdict, '' when none), ``n_confirm``,
-    ``n_reject``, ``n_noise`` and ``vetted_by`` (user names joined by ``|``).
+    ``n_reject``, ``n_noise``, ``vetted_by`` (user names joined by ``|``), and the
+    notes: ``flags`` (everyone's, comma-separated) and ``notes`` ("user: text" joined
+    by " | ").
     """
     import pandas as pd
 
@@ -852,9 +908,11 @@ def vetted_frame(session: Session, catalogue_id: int) -> Any:
     if catalogue is None:
         raise NotFound(f"no catalogue with id {catalogue_id}")
     votes = verdicts_by_prediction(session, catalogue_id=catalogue_id)
+    in_catalogue = select(Prediction.ident).where(Prediction.catalogue_id == catalogue_id)
+    notes = notes_by_ident(session, in_catalogue)
     records = []
-    for pid, row in session.execute(
-        select(Prediction.id, Prediction.row)
+    for pid, ident, row in session.execute(
+        select(Prediction.id, Prediction.ident, Prediction.row)
         .where(Prediction.catalogue_id == catalogue_id)
         .order_by(Prediction.row_index)
     ):
@@ -865,9 +923,10 @@ def vetted_frame(session: Session, catalogue_id: int) -> Any:
         for verdict in VERDICTS:
             record[f"n_{verdict}"] = counts.get(verdict, 0)
         record["vetted_by"] = "|".join(sorted(given))
+        record["flags"], record["notes"] = note_columns(notes.get(ident, []))
         records.append(record)
-    columns = [*catalogue.columns, "vetted", *(f"n_{v}" for v in VERDICTS), "vetted_by"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    extra = ["vetted", *(f"n_{v}" for v in VERDICTS), "vetted_by", "flags", "notes"]
+    return pd.DataFrame.from_records(records, columns=[*catalogue.columns, *extra])
 
 
 def vet_progress(session: Session, *, user: User, catalogue_id: int) -> dict[str, int]:
@@ -999,3 +1058,122 @@ def catalogue_precision(
         )
         classes[name] = cell
     return {"catalogue": catalogue_id, "classes": classes, "bins": bin_cells}
+
+
+# --- notes and flags ------------------------------------------------------------------------
+
+MAX_NOTE_CHARS = 4000
+MAX_FLAGS = 12
+FLAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+"""A flag: lower-case letters, digits and '-', 1-32 characters (the named ones or any other)."""
+
+
+def canonical_flags(flags: Iterable[str]) -> list[str]:
+    """The flags lower-cased, without repeats, the named ones (`NOTE_FLAGS`) first;
+    `DecisionError` for a flag that is not a-z, 0-9 and '-' or for too many."""
+    names = list(dict.fromkeys(f.strip().lower() for f in flags if f.strip()))
+    bad = [f for f in names if not FLAG_PATTERN.match(f)]
+    if bad:
+        raise DecisionError(f"flag {bad[0]!r}: use 1-32 characters a-z, 0-9 and '-'")
+    if len(names) > MAX_FLAGS:
+        raise DecisionError(f"at most {MAX_FLAGS} flags per note")
+    named = [f for f in NOTE_FLAGS if f in names]
+    return named + sorted(f for f in names if f not in NOTE_FLAGS)
+
+
+def _note_dict(note: Note, user: str) -> dict[str, Any]:
+    return {
+        "ident": note.ident,
+        "user": user,
+        "text": note.text,
+        "flags": [f for f in note.flags.split("|") if f],
+        "time": note.updated_at.isoformat(),
+    }
+
+
+def save_note(
+    session: Session, *, user: User, ident: str, text: str, flags: Iterable[str]
+) -> dict[str, Any] | None:
+    """Set the user's note and flags on the spectrum or candidate ``ident`` (one note per
+    person and ident; an empty note without flags deletes it: None). `NotFound` when
+    no spectrum or candidate has that id. The caller commits."""
+    text = text.strip()
+    if len(text) > MAX_NOTE_CHARS:
+        raise DecisionError(f"a note holds at most {MAX_NOTE_CHARS} characters")
+    names = canonical_flags(flags)
+    known = session.scalar(select(SpectrumRow.id).where(SpectrumRow.ident == ident)) or (
+        session.scalar(select(Prediction.id).where(Prediction.ident == ident).limit(1))
+    )
+    if not known:
+        raise NotFound(f"no spectrum or candidate with id {ident!r}")
+    begin_write(session)
+    note = session.scalar(
+        select(Note).where(Note.ident == ident, Note.user_id == user.id).with_for_update()
+    )
+    if not text and not names:
+        if note is not None:
+            session.delete(note)
+            session.flush()
+        return None
+    if note is None:
+        note = Note(ident=ident, user_id=user.id)
+        session.add(note)
+    note.text = text
+    note.flags = "|" + "|".join(names) + "|" if names else ""
+    note.updated_at = utcnow()
+    session.flush()
+    return _note_dict(note, user.name)
+
+
+def search_notes(
+    session: Session,
+    *,
+    idents: Sequence[str] | None = None,
+    text: str = "",
+    flag: str = "",
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Notes (newest first) of some idents, whose text or id contains ``text``
+    (case-insensitive, literal) and that carry ``flag``; and how many match."""
+    query = select(Note, User.name).join(User, User.id == Note.user_id)
+    if idents is not None:
+        query = query.where(Note.ident.in_(list(idents)))
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Note.text).like(pattern, escape="\\"),
+                func.lower(Note.ident).like(pattern, escape="\\"),
+            )
+        )
+    if flag:
+        query = query.where(Note.flags.like(f"%|{canonical_flags([flag])[0]}|%"))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(
+        query.order_by(Note.updated_at.desc(), Note.id.desc()).limit(limit).offset(offset)
+    )
+    return [_note_dict(note, name) for note, name in rows], int(total)
+
+
+def notes_by_ident(session: Session, idents: Any = None) -> dict[str, list[dict]]:
+    """``{ident: [note, ...]}`` (every person's), for some idents (a list or a select of
+    them) or all."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    query = (
+        select(Note, User.name).join(User, User.id == Note.user_id).order_by(Note.ident, User.name)
+    )
+    if idents is not None:
+        query = query.where(Note.ident.in_(idents if isinstance(idents, Select) else list(idents)))
+    for note, name in session.execute(query):
+        out[note.ident].append(_note_dict(note, name))
+    return dict(out)
+
+
+def note_columns(notes: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """The export's ``flags`` (everyone's, comma-separated) and ``notes`` ("user: text",
+    joined by " | ") cells of one spectrum or candidate."""
+    flags = canonical_flags(f for note in notes for f in note["flags"])
+    texts = [f"{note['user']}: {note['text']}" for note in notes if note["text"]]
+    return ",".join(flags), " | ".join(texts)

@@ -69,9 +69,11 @@ def list_spectra(
 def get_spectrum(
     spectrum_id: Id, request: Request, session: DbSession, current: CurrentAuth
 ) -> dict[str, Any]:
-    """A spectrum with its arrays for the three views, and the labels given to it."""
+    """A spectrum with its arrays for the three views, the labels given to it and its
+    H-alpha measurement from its latest catalogue row with one (`store.spectrum_measurement`)."""
     row = spectrum_or_404(session, spectrum_id)
     payload = store.spectrum_payload(row, config=request.app.state.config)
+    payload["measurement"] = store.spectrum_measurement(session, row.id)
     votes = store.labels_by_spectrum(session, spectrum_ids=[row.id]).get(row.id, {})
     payload["labels"] = {
         "mine": votes.get(current.user.name),
@@ -157,12 +159,14 @@ def labels_csv(
     current: CurrentAuth,
     policy: str = "majority",
     user: Annotated[str | None, Query(max_length=64)] = None,
+    notes: bool = False,
 ) -> Response:
-    """The current labels as ``id,label`` CSV (``spectraldl ingest --labels`` reads it)."""
+    """The current labels as ``id,label`` CSV (``spectraldl ingest --labels`` reads it);
+    with ``notes``, also ``flags`` and ``notes`` columns."""
     with store_errors():
         rows = store.export_labels(session, policy=policy, user=user)  # type: ignore[arg-type]
     return Response(
-        store.labels_csv(rows),
+        store.labels_csv(rows, notes=store.notes_by_ident(session) if notes else None),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="labels.csv"'},
     )
