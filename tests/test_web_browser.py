@@ -241,3 +241,63 @@ def test_the_zoom_caption_and_the_archive_choice(browser, site: dict) -> None:
     browser.get(f"{site['server'].url}/label/{ondrejov}")
     wait(browser, lambda d: current_id(d) == ondrejov)
     wait(browser, lambda d: "orange" in d.find_element(By.ID, "zoom-caption").text)
+
+
+def test_line_markers_toggle_with_a_key_in_every_view(browser, site: dict) -> None:
+    log_in(browser, site)
+    browser.get(f"{site['server'].url}/vet/{site['catalogue']}?classes=")
+    wait(browser, lambda d: current_id(d) is not None)
+    script = (
+        "const v = window.sdlViewer; return [v.full, v.zoom, v.vector].map("
+        "(p) => p.markers.map((m) => [m.x, m.label]));"
+    )
+    wait(browser, lambda d: d.execute_script(script)[2])
+    before = browser.execute_script(script)
+    assert [len(view) for view in before] == [1, 1, 1]  # H-alpha only
+    press(browser, "l")
+    shown = wait(
+        browser, lambda d: len(d.execute_script(script)[2]) > 1 and d.execute_script(script)
+    )
+    for view in shown:
+        labels = [label for _, label in view]
+        assert {"Hα", "[N II]", "He I", "[S II]", "sky [O I]", "sky OH"} <= set(labels)
+    full_nii = [x for x, label in shown[0] if label == "[N II]"]
+    vector_nii = [x for x, label in shown[2] if label == "[N II]"]
+    medium = browser.execute_script("return window.sdlViewer.spec.medium")
+    if medium == "air":  # the Ondřejov spectra: air in the first views, vacuum in the vector's
+        assert min(full_nii) == pytest.approx(6548.05) and max(full_nii) == pytest.approx(6583.45)
+    assert max(vector_nii) == pytest.approx(6585.27, abs=0.01)
+    next_id = press_and_wait_for_next(browser, "j")  # the choice stays for the next spectrum
+    assert next_id and len(browser.execute_script(script)[1]) > 1
+    press(browser, "l")
+    wait(browser, lambda d: [len(v) for v in d.execute_script(script)] == [1, 1, 1])
+
+
+def test_a_note_and_flags_from_the_vetting_page(browser, site: dict) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    log_in(browser, site)
+    browser.get(f"{site['server'].url}/vet/{site['catalogue']}?classes=")
+    shown = wait(browser, lambda d: current_id(d))
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#note-flags input[value=nebular]"))
+    ident = browser.execute_script("return window.sdlStepper.current.ident")
+    press(browser, "m")
+    wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "note-text")
+    press(browser, "c and r are text here")
+    browser.find_element(By.CSS_SELECTOR, "#note-flags input[value=nebular]").click()
+    browser.find_element(By.ID, "note-extra").send_keys("odd-core")
+    browser.find_element(By.CSS_SELECTOR, "#notes-panel button[type=submit]").click()
+    wait(browser, lambda d: d.find_element(By.ID, "note-state").text == "saved")
+    assert current_id(browser) == shown  # typing did not vet
+    db = open_database(site["url"])
+    try:
+        with db.session() as session:
+            notes = store.search_notes(session, idents=[ident])[0]
+    finally:
+        db.dispose()
+    assert notes[0]["text"] == "c and r are text here"
+    assert notes[0]["flags"] == ["nebular", "odd-core"]
+    press(browser, Keys.ESCAPE)
+    press_and_wait_for_next(browser, "j")
+    assert browser.find_element(By.ID, "note-text").get_attribute("value") == ""

@@ -212,10 +212,11 @@
       for (const m of this.markers) {
         if (m.x < v.x0 || m.x > v.x1) continue;
         const px = Math.round(sx(m.x)) + 0.5;
-        ctx.strokeStyle = "#c2410c"; ctx.setLineDash([4, 4]);
+        const colour = m.color || "#c2410c";
+        ctx.strokeStyle = colour; ctx.setLineDash([4, 4]);
         ctx.beginPath(); ctx.moveTo(px, a.y); ctx.lineTo(px, a.y + a.h); ctx.stroke();
         ctx.setLineDash([]);
-        if (m.label) { ctx.fillStyle = "#c2410c"; ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText(m.label, px + 3, a.y + 3); }
+        if (m.label) { ctx.fillStyle = colour; ctx.textAlign = "left"; ctx.textBaseline = "top"; ctx.fillText(m.label, px + 3, a.y + 3 + (m.row || 0) * 12); }
       }
       for (const s of this.series) {
         ctx.strokeStyle = s.color || "#1d232a";

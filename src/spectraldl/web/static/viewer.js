@@ -56,12 +56,56 @@
     }
   }
 
+  /* Lines marked with the `l` key (air wavelengths, Å): nebular and stellar lines around
+   * H-alpha, and the strong night-sky lines (grey). */
+  const LINES_AIR = [
+    [6548.05, "[N II]"], [6583.45, "[N II]"], [6678.15, "He I"], [6716.44, "[S II]"], [6730.82, "[S II]"],
+    [5577.34, "sky [O I]", 1], [5889.95, "sky Na D", 1], [5895.92, "", 1], [6300.30, "sky [O I]", 1],
+    [6363.78, "sky [O I]", 1], [6553.61, "sky OH", 1], [6577.18, "sky OH", 1],
+  ];
+
+  /* Vacuum wavelength of an air one (Å): the refractive index of Piskunov's formula (VALD),
+   * the one spectraldl.preprocess uses. */
+  function airToVacuum(air) {
+    const s2 = (1e4 / air) ** 2;
+    return air * (1 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2) +
+      0.0001599740894897 / (38.92568793293 - s2));
+  }
+
+  function lineMarkers(medium) {
+    return LINES_AIR.map(([x, label, sky], i) => ({
+      x: medium === "air" ? x : airToVacuum(x), label, color: sky ? "#6b7280" : "#15803d", row: 1 + (i % 3),
+    }));
+  }
+
   class SpectrumViewer {
     constructor(root) {
       this.full = new Plot(root.querySelector("#plot-full"), { xlabel: "wavelength (Å)" });
       this.zoom = new Plot(root.querySelector("#plot-zoom"), { xlabel: "wavelength (Å)" });
       this.vector = new Plot(root.querySelector("#plot-vector"), { xlabel: "wavelength (Å, vacuum)" });
       this.zoomCaption = root.querySelector("#zoom-caption");
+      this.lines = global.localStorage && global.localStorage.getItem("sdl-lines") === "1";
+      this.spec = undefined;
+      global.sdlViewer = this;
+      document.addEventListener("keydown", (e) => {
+        const t = e.target;
+        if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
+        if (e.key !== "l" || e.ctrlKey || e.altKey || e.metaKey) return;
+        e.preventDefault();
+        this.toggleLines();
+      });
+    }
+
+    /* Show or hide the line markers (`l`), remembered in this browser. */
+    toggleLines() {
+      this.lines = !this.lines;
+      if (global.localStorage) global.localStorage.setItem("sdl-lines", this.lines ? "1" : "0");
+      if (this.spec !== undefined) this.show(this.spec);
+    }
+
+    markers(halpha, medium) {
+      const line = [{ x: halpha, label: "Hα" }];
+      return this.lines ? line.concat(lineMarkers(medium)) : line;
     }
 
     /* The zoom's caption says what it draws: a blurred line only for spectra the
@@ -79,10 +123,12 @@
     }
 
     show(spec) {
+      this.spec = spec;
       this.caption(spec);
       if (!spec) { this.clear("no spectrum stored for this row"); return; }
       const medium = spec.medium || "vacuum";
-      const line = [{ x: spec.halpha_aa, label: "Hα" }];
+      const line = this.markers(spec.halpha_aa, medium);
+      const vacuumLines = this.markers(spec.halpha_vacuum_aa, "vacuum");
       const vec = spec.vector;
       if (spec.full) {
         this.full.options.xlabel = "wavelength (Å, " + medium + ")";
@@ -95,12 +141,12 @@
         this.full.setData([], { message: "only the 140-point vector is stored (imported from a dataset)" });
         this.zoom.options.xlabel = "wavelength (Å, vacuum)";
         this.zoom.setData([{ x: vec.grid_aa, y: vec.x, color: "#d97706", width: 2, points: true }], {
-          markers: [{ x: spec.halpha_vacuum_aa, label: "Hα" }],
+          markers: vacuumLines,
           xrange: [spec.halpha_vacuum_aa - 40, spec.halpha_vacuum_aa + 40],
         });
       }
       this.vector.setData([{ x: vec.grid_aa, y: vec.x, color: "#1f5fa8", width: 1.5, points: true }], {
-        markers: [{ x: spec.halpha_vacuum_aa, label: "Hα" }],
+        markers: vacuumLines,
       });
     }
 
@@ -369,5 +415,26 @@
     }
   }
 
-  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt };
+  /* Facts of the H-alpha line measured for a catalogue row (spectraldl.measure): EW with its
+   * error, profile type, FWHM, peak separation and V/R; none for a row without them. */
+  function measurementFacts(m) {
+    if (!m) return [];
+    if (m.profile_type === "unmeasurable") {
+      return [["H\u03b1", "unmeasurable" + (m.halpha_flag ? " (" + m.halpha_flag + ")" : "")]];
+    }
+    const num = (v) => typeof v === "number" && Number.isFinite(v);
+    const ew = num(m.halpha_ew_aa)
+      ? m.halpha_ew_aa.toFixed(2) + (num(m.halpha_ew_err_aa) ? " \u00b1 " + m.halpha_ew_err_aa.toFixed(2) : "") + " \u00c5"
+      : null;
+    return [
+      ["H\u03b1 EW", ew],
+      ["H\u03b1 profile", m.profile_type],
+      ["H\u03b1 FWHM", num(m.halpha_fwhm_kms) ? m.halpha_fwhm_kms.toFixed(0) + " km/s" : null],
+      ["peak separation", num(m.halpha_peak_sep_kms) ? m.halpha_peak_sep_kms.toFixed(0) + " km/s" : null],
+      ["V/R", num(m.halpha_vr) ? m.halpha_vr.toFixed(2) : null],
+      ["H\u03b1 note", m.halpha_flag || null],
+    ];
+  }
+
+  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts };
 })(window);
