@@ -536,3 +536,64 @@ def test_upload_vet_and_export_a_catalogue(
         "/api/catalogues", files={"file": ("x.csv", b"name\nfoo\n")}, headers=headers
     )
     assert no_id.status_code == 422 and "id" in no_id.json()["detail"]
+
+
+def test_vetting_and_labelling_show_the_halpha_measurements_of_the_catalogue(
+    client: httpx.Client, db: Database, tmp_path: Path
+) -> None:
+    from spectraldl.predictions import read_predictions, write_predictions
+    from spectraldl.web.store import MEASUREMENT_FIELDS
+
+    token = api_login(client, "alice")
+    headers = {"X-CSRF-Token": token}
+    with db.session() as session:
+        spectra = list(session.execute(select(SpectrumRow.id, SpectrumRow.ident)).all())[:4]
+    idents = [ident for _, ident in spectra[:3]]
+    frame = write_predictions_file(tmp_path / "plain.parquet", idents, seed=5)
+    measured = {
+        "halpha_ew_aa": [-34.0, -4.71, np.nan],
+        "halpha_ew_err_aa": [0.05, 0.06, np.nan],
+        "halpha_peak_ratio": [5.1, 1.6, np.nan],
+        "halpha_fwhm_kms": [348.0, 404.0, np.nan],
+        "halpha_peak_sep_kms": [np.nan, 172.0, np.nan],
+        "halpha_vr": [np.nan, 1.02, np.nan],
+        "profile_type": ["emission", "double-peak", "unmeasurable"],
+        "halpha_flag": ["", "", "masked core"],
+    }
+    for name, values in measured.items():
+        text = name in ("profile_type", "halpha_flag")
+        frame[name] = np.array(values, dtype=object if text else np.float32)
+    path = tmp_path / "measured.parquet"
+    write_predictions(path, frame, classes=("emission", "absorption", "double-peak"))
+    assert read_predictions(path)["profile_type"].tolist() == measured["profile_type"]
+    with path.open("rb") as handle:
+        response = client.post("/api/catalogues", files={"file": handle}, headers=headers)
+    assert response.status_code == 201, response.text
+    catalogue_id = response.json()["id"]
+    ids = client.get(f"/api/catalogues/{catalogue_id}/queue", params={"classes": ""}).json()["ids"]
+    by_ident = {}
+    for pid in ids:
+        payload = client.get(f"/api/predictions/{pid}").json()
+        by_ident[payload["ident"]] = payload["measurement"]
+    emission, double, unmeasurable = (by_ident[i] for i in idents)
+    assert emission["profile_type"] == "emission" and emission["halpha_ew_aa"] == -34.0
+    assert emission["halpha_fwhm_kms"] == 348.0 and emission["halpha_peak_sep_kms"] is None
+    assert double["profile_type"] == "double-peak" and double["halpha_peak_sep_kms"] == 172.0
+    assert double["halpha_vr"] == 1.02 and double["halpha_ew_err_aa"] == 0.06
+    assert unmeasurable == {
+        **dict.fromkeys(MEASUREMENT_FIELDS, None),
+        "profile_type": "unmeasurable",
+        "halpha_flag": "masked core",
+    }
+    spectrum = client.get(f"/api/spectra/{spectra[1][0]}").json()
+    assert spectrum["measurement"]["profile_type"] == "double-peak"
+    assert client.get(f"/api/spectra/{spectra[3][0]}").json()["measurement"] is None
+    # A catalogue written before the measurements existed shows none.
+    with (tmp_path / "plain.parquet").open("rb") as handle:
+        old = client.post("/api/catalogues", files={"file": handle}, headers=headers).json()["id"]
+    old_ids = client.get(f"/api/catalogues/{old}/queue", params={"classes": ""}).json()["ids"]
+    assert client.get(f"/api/predictions/{old_ids[0]}").json()["measurement"] is None
+    page = client.get(f"/vet/{catalogue_id}").text
+    assert "/static/vet.js" in page and "/static/viewer.js" in page
+    script = client.get("/static/viewer.js").text
+    assert "measurementFacts" in script and "halpha_fwhm_kms" in script

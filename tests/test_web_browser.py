@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from web_support import (
@@ -20,6 +21,7 @@ from web_support import (
 
 from spectraldl.archives import read_spectrum
 from spectraldl.bundled import bundled_files
+from spectraldl.predictions import write_predictions
 from spectraldl.preprocess import PreprocessConfig
 from spectraldl.spectrum import Spectrum
 from spectraldl.web import store
@@ -59,7 +61,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         session.add(spectrum_row(lamost, config=PreprocessConfig()))
         session.commit()
         idents = list(session.scalars(select(SpectrumRow.ident).order_by(SpectrumRow.id)))
-    write_predictions_file(folder / "pred.parquet", idents[:12], seed=7)
+    frame = write_predictions_file(folder / "pred.parquet", idents[:12], seed=7)
+    frame["halpha_ew_aa"] = np.float32(-12.5)  # measured lines, shown beside the facts
+    frame["halpha_ew_err_aa"] = np.float32(0.25)
+    frame["halpha_fwhm_kms"] = np.float32(310.0)
+    frame["profile_type"] = "emission"
+    frame["halpha_flag"] = ""
+    write_predictions(
+        folder / "pred.parquet", frame, classes=("emission", "absorption", "double-peak")
+    )
     catalogue_id = import_predictions(db, folder / "pred.parquet").catalogues[0][0]
     db.dispose()
     with ServerProcess(url, folder / "server.log") as server:
@@ -184,6 +194,8 @@ def test_vet_candidates_with_the_keyboard(browser, site: dict) -> None:
         seen.append(press_and_wait_for_next(browser, key))
     title = browser.find_element(By.ID, "title").text
     assert "predicted" in title
+    facts = browser.find_element(By.ID, "facts").text
+    assert "Hα EW\n-12.50 ± 0.25 Å" in facts and "emission" in facts and "310 km/s" in facts
     db = open_database(site["url"])
 
     def stored() -> list[tuple[int, str]]:

@@ -532,8 +532,8 @@ MEASUREMENT_FIELDS: tuple[str, ...] = (
 
 def measurement_of(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """The H-alpha measurement columns of a catalogue row (NaN as None), or None for a row
-    written before they existed (no ``profile_type``)."""
-    if not row or not row.get("profile_type"):
+    written before they existed (no ``profile_type``, or read as ``not measured``)."""
+    if not row or not row.get("profile_type") or row.get("halpha_flag") == "not measured":
         return None
     out = {}
     for name in MEASUREMENT_FIELDS:

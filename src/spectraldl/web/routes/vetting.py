@@ -262,6 +262,7 @@ def get_prediction(
     if prediction is None:
         raise HTTPException(404, f"no candidate with id {prediction_id}")
     payload = store.prediction_payload(session, prediction, user=current.user)
+    payload["measurement"] = store.measurement_of(prediction.row)
     spectrum = session.get(SpectrumRow, prediction.spectrum_id) if prediction.spectrum_id else None
     payload["spectrum"] = (
         store.spectrum_payload(spectrum, config=request.app.state.config) if spectrum else None

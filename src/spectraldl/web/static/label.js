@@ -2,7 +2,7 @@
 "use strict";
 
 (function (global) {
-  const { api, SpectrumViewer, Stepper, setFacts } = global.SDL;
+  const { api, SpectrumViewer, Stepper, setFacts, measurementFacts } = global.SDL;
   const body = document.body.dataset;
   const mode = body.mode || "mine";
   const archive = body.archive || "";
@@ -25,7 +25,7 @@
     load: (id) => api("/api/spectra/" + id),
     render: (spec) => {
       document.getElementById("title").textContent = spec.object || spec.ident;
-      setFacts(document.getElementById("facts"), viewer.facts(spec));
+      setFacts(document.getElementById("facts"), viewer.facts(spec).concat(measurementFacts(spec.measurement)));
       const note = document.getElementById("note");
       note.hidden = spec.has_flux;
       note.textContent = spec.has_flux ? "" : "Imported from a spectraldl dataset: only the preprocessed 140-point vector is stored, not the whole spectrum.";

@@ -2,7 +2,7 @@
 "use strict";
 
 (function (global) {
-  const { api, SpectrumViewer, Stepper, setFacts, fmt } = global.SDL;
+  const { api, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts } = global.SDL;
   const body = document.body.dataset;
   const catalogue = body.catalogue;
   const order = body.order || "probability";
@@ -31,7 +31,7 @@
         ["novelty", fmt(cand.novelty, 3)],
         ["flags", cand.quality_flags],
         ["model", cand.row && cand.row.model_id],
-      ];
+      ].concat(measurementFacts(cand.measurement));
       setFacts(document.getElementById("facts"), spec ? facts.concat(viewer.facts(spec)) : facts.concat([["id", cand.ident]]));
       const note = document.getElementById("note");
       if (!spec) {
