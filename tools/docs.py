@@ -489,6 +489,24 @@ def classify_small_tree_dr1(src: Sources) -> str:
     return f"{row['projected_dr1_min']:.0f}"
 
 
+def readme_per_million(src: Sources) -> str:
+    """Expected minutes per million LAMOST files: measured on 2 cores, derived for a GPU host."""
+    name = "classify-20000-files"
+    two = src.row(name, section="fits-tree", case="classify FITS tree, local, 2 worker(s)")
+    stages = [r for r in src.json(name)["rows"] if r["section"] == "fits-tree-stages"]
+    total = sum(r["ms_per_file"] for r in stages)
+    network = sum(r["ms_per_file"] for r in stages if r["stage"].startswith("predict"))
+    return (
+        f"about {1e6 / two['files_per_s'] / 60:.0f} minutes per million files on 2 cores "
+        f"({num(two['files_per_s'])} files/s with 2 workers, cnn-small, "
+        f"{machine(src, name)}, {src.json(name)['date']}). On a GPU machine the network is "
+        f"not what limits: of the {total:.2f} ms one CPU core spends per file, "
+        f"{total - network:.2f} ms is reading, preprocessing and writing, so a million files "
+        f"take about {1e6 * total / 1000 / 60:.0f} minutes divided by the CPU cores given to "
+        "`--workers` (derived from the per-stage times; not yet measured on a GPU host)"
+    )
+
+
 def classify_gpu(src: Sources) -> str:
     """Spectra/s on a GPU from a dataset, every method measured."""
     name = "classify-gpu-h100"
@@ -647,6 +665,7 @@ def web_speed(src: Sources) -> str:
 
 RENDERERS: dict[str, Callable[[Sources], str]] = {
     "readme-demo": readme_demo,
+    "readme-per-million": readme_per_million,
     "readme-performance": readme_performance,
     "realism-auc": realism_auc,
     "realism-naive-auc": realism_naive_auc,
