@@ -52,6 +52,7 @@ from spectraldl.jobs import (
     write_errors_csv,
 )
 from spectraldl.predictions import (
+    MEASUREMENT_COLUMNS,
     format_of,
     iter_predictions,
     probability_column,
@@ -495,8 +496,6 @@ def predictions_frame(
     data["quality_flags"] = flag_names_array(quality) if n else np.zeros(0, object)
     data["novelty"] = novelty.astype(np.float32)
     data["model_id"] = np.full(n, model_id, dtype=object)
-    from spectraldl.predictions import MEASUREMENT_COLUMNS
-
     for name, info in MEASUREMENT_COLUMNS.items():  # H-alpha measured at ingest or read time
         values = rows.meta[name]
         data[name] = values if info.kind == "str" else values.astype(info.kind)
