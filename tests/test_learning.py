@@ -25,13 +25,14 @@ from spectraldl.cli import main
 from spectraldl.dataset import read_dataset
 from spectraldl.labels import CLASSES
 from spectraldl.learning import _comparison
+from spectraldl.modelcard import load_model
 from spectraldl.preprocess import PreprocessConfig
 from spectraldl.training import TrainConfig, train
 from spectraldl.web import store
 from spectraldl.web.auth import hash_password
 from spectraldl.web.db import open_database
 from spectraldl.web.importing import import_predictions, spectrum_row
-from spectraldl.web.models import Prediction, SpectrumRow, User
+from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, User
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +122,22 @@ def test_learn_end_to_end(filled: dict[str, Any], parent: Path, tmp_path: Path) 
     assert held and not held & fitted and held | fitted == set(got)
     compared = card["parent"]["compared"]["real"]
     assert compared["n"] == len(held) and 0 <= compared["parent_accuracy"] <= 1
-    # The database was only read: nothing added to it.
+    # No spectrum added; the new model scored every stored one into a catalogue, which
+    # the "most uncertain first" labelling queue reads.
     db = open_database(filled["url"], upgrade=False)
+    model_id = load_model(out, device="cpu").model_id
     with db.session() as session:
         assert len(session.scalars(select(SpectrumRow.id)).all()) == filled["n_spectra"]
+        catalogue = session.scalars(select(Catalogue).where(Catalogue.model_id == model_id)).one()
+        assert catalogue.n_rows == filled["n_spectra"]
+        alice = session.scalar(select(User).where(User.name == "alice"))
+        ids, _ = store.queue(session, user=alice, mode="uncertain")
+        assert ids  # what alice has not labelled, ordered by the newest scores
+        newest = select(Prediction).where(Prediction.spectrum_id == ids[0])
+        latest = session.scalars(newest.order_by(Prediction.id.desc())).first()
+        assert latest.catalogue_id == catalogue.id
     db.dispose()
+    assert f"scored {filled['n_spectra']} stored spectra" in result.output
     # Learning again from the new model (its labels file is the new export's).
     again = CliRunner().invoke(
         main,

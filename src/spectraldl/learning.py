@@ -161,6 +161,8 @@ class LearnResult:
     written: bool
     out_dir: Path
     labels_path: Path
+    scored: int = 0
+    """Stored spectra the new model scored into the database (its "most uncertain first" queue)."""
 
 
 def _comparison(card: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -281,13 +283,17 @@ def learn(
         raise LearnError(str(exc)) from None
     comparison, worse = _comparison(result.card)
     keep = force or not worse
+    scored = 0
     if keep:
         _publish(candidate, out_dir)
         result.model_dir = out_dir
         result.model.path = str(out_dir)
+        scored = _rescore(db_url, out_dir)
+        say(f"the new model scored {scored} stored spectra: the uncertainty queue follows it")
     else:
         shutil.rmtree(candidate, ignore_errors=True)
     return LearnResult(
+        scored=scored,
         labelled=labelled,
         result=result,
         comparison=comparison,
@@ -315,6 +321,23 @@ def _open_existing(db_url: str) -> Any:
         db.dispose()
         raise LearnError(f"{_safe_url(db_url)}: not a spectraldl web database (no spectra table)")
     return db
+
+
+def _rescore(db_url: str, model_dir: Path) -> int:
+    """Score every stored spectrum with the new model, as a catalogue of the database.
+
+    The labelling queue "most uncertain first" and the vetting pages then use
+    the new model's probabilities: the next round of labels goes where it is
+    least sure.
+    """
+    from spectraldl.web.importing import score_with_model
+
+    db = _open_existing(db_url)
+    try:
+        summary = score_with_model(db, model_dir)
+    finally:
+        db.dispose()
+    return sum(rows for _, _, rows in summary.catalogues)
 
 
 def _safe_url(url: str) -> str:
