@@ -23,7 +23,7 @@ def test_the_pretrained_model_is_shipped_small_and_listed() -> None:
     assert (SHIPPED / "card.json").exists() and SHIPPED.is_relative_to(Path(__file__).parents[1])
     for model in shipped_models():
         size = sum(p.stat().st_size for p in model.path.iterdir())
-        assert size < 8_000_000, f"{model.name}: {size} bytes; keep shipped models small"
+        assert size < 9_000_000, f"{model.name}: {size} bytes; keep shipped models small"
         assert (model.path / "model.pt").stat().st_size < 5_000_000, model.name
     names = [m.name for m in shipped_models()]
     assert SHIPPED.name in names

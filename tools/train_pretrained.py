@@ -11,8 +11,9 @@ The first packs ``demo-run/model`` (the thesis CNN the demo trained) with its
 weights stored as float16 (half the size; loaded back into float32), the
 second trains cnn-small on ``demo-run/training.h5`` as the demo trains. Each
 goes to ``src/spectraldl/data/models/NAME/`` with ``checks.json``
-(`spectraldl.realchecks`), measured on the weights as shipped. The split
-file, which lists 13 000 training ids, is left out.
+(`spectraldl.realchecks`), measured on the weights as shipped, and the
+split file (which rows the model was fitted on), so that ``train --init`` can
+replay its training data.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from spectraldl.pretrained import CHECKS, models_dir
 from spectraldl.realchecks import real_spectra_checks
 from spectraldl.training import TrainConfig, train
 
-LEFT_OUT = ("split.csv",)
-
 
 def _train_small(run_dir: Path, out: Path, args: argparse.Namespace) -> None:
     config = TrainConfig(
@@ -42,7 +41,7 @@ def _train_small(run_dir: Path, out: Path, args: argparse.Namespace) -> None:
 
 def _pack_half(model_dir: Path, out: Path) -> None:
     """Copy a model directory with its floating-point weights stored as float16."""
-    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    shutil.copytree(model_dir, out)
     state = torch.load(model_dir / WEIGHTS, map_location="cpu", weights_only=True)
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save(half, out / WEIGHTS)
@@ -63,8 +62,6 @@ def main() -> None:
         made = Path(tmp) / name
         if args.train:
             _train_small(args.run_dir, made, args)
-            for left_out in LEFT_OUT:
-                (made / left_out).unlink(missing_ok=True)
         else:
             _pack_half(args.run_dir / "model", made)
         checks = real_spectra_checks(made)
