@@ -592,6 +592,44 @@ def simulate_writer_ratio(src: Sources) -> str:
     return f"{src.row('simulate', case='write+gzip DR1: fitsbytes')['ratio_vs_baseline']:.1f}x"
 
 
+# --- docs/training.md: active learning -------------------------------------
+
+
+def active_learning(src: Sources) -> str:
+    """Emission-line F1 per strategy and labels, with the start, the ceiling and the goals."""
+    data = src.json("active_learning")
+    settings, goals = data["settings"], data["goals"]
+    lines = [
+        "| labels | entropy F1 | margin F1 | random F1 | entropy: forgetting-test accuracy |",
+        "|---|---|---|---|---|",
+        f"| 0 (start) | {data['start']['f1']:.2f} | {data['start']['f1']:.2f} | "
+        f"{data['start']['f1']:.2f} | {data['start']['forget_accuracy']:.3f} |",
+    ]
+    for row in data["rows"]:
+        lines.append(
+            f"| {row['labels']} | {row['entropy F1']:.2f} | {row['margin F1']:.2f} | "
+            f"{row['random F1']:.2f} | {row['entropy forget acc']:.3f} |"
+        )
+    within = goals["entropy_labels_to_within_1_point_of_ceiling"]
+    summary = (
+        f"Mean over {settings['seeds']} seeds; pool {num(settings['pool'])} and test pool "
+        f"{num(settings['test'])} LAMOST-like spectra with plate systematics at "
+        f"{settings['prevalence']:.0%} emission-line prevalence; {settings['batch']} labels per "
+        f"iteration. The model trained on the whole labelled pool (the ceiling) reaches F1 "
+        f"{goals['ceiling_f1_mean']:.2f}. Entropy sampling "
+        + (
+            f"comes within 1 F1 point of it with {within} labels"
+            if within
+            else f"does not come within 1 F1 point of it in {settings['iterations']} iterations"
+        )
+        + "; it is better than random at every iteration: "
+        + ("yes" if goals["entropy_better_than_random_at_every_iteration"] else "no")
+        + f". Forgetting (Ondřejov-like test accuracy, start minus last): "
+        f"{goals['forgetting_points_entropy_last']:.1f} points."
+    )
+    return "\n".join([*lines, "", summary, "", measured_on(src, "active_learning")])
+
+
 # --- docs/explore.md --------------------------------------------------------
 
 
@@ -666,6 +704,7 @@ def web_speed(src: Sources) -> str:
 RENDERERS: dict[str, Callable[[Sources], str]] = {
     "readme-demo": readme_demo,
     "readme-per-million": readme_per_million,
+    "active-learning": active_learning,
     "readme-performance": readme_performance,
     "realism-auc": realism_auc,
     "realism-naive-auc": realism_naive_auc,
