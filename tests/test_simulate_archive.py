@@ -282,3 +282,22 @@ def test_real_files_and_simulated_files_share_a_tree(tmp_path: Path) -> None:
         (out / "real" / path.name).write_bytes(path.read_bytes())
     result = ingest([out], tmp_path / "tree.h5")
     assert result.added == 8 and not result.errors
+
+
+def test_simulate_command_asks_for_plate_systematics(tmp_path: Path) -> None:
+    def run(name: str, *extra: str) -> tuple[int, str]:
+        args = ["simulate", "--archive", "lamost", "-n", "12", "-o", str(tmp_path / name)]
+        result = CliRunner().invoke(main, [*args, "-j", "1", *extra])
+        return result.exit_code, result.output
+
+    assert run("plain")[0] == 0
+    assert run("plates", "--plate-systematics", "--fibres-per-plate", "4")[0] == 0
+    assert run("again", "--plate-systematics", "--fibres-per-plate", "4")[0] == 0
+    name = sorted(p.name for p in (tmp_path / "plain").rglob("*.fits.gz"))[0]
+
+    def data(folder: str) -> bytes:
+        return next((tmp_path / folder).rglob(name)).read_bytes()
+
+    assert data("plates") == data("again") != data("plain")
+    code, output = run("lonely", "--fibres-per-plate", "4")
+    assert code == 2 and "needs --plate-systematics" in output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from spectraldl.cli._options import workers_option
 from spectraldl.cli._progress import progress_bar
+
+if TYPE_CHECKING:
+    from spectraldl.simulate import Population
 
 
 @click.command("simulate")
@@ -66,6 +70,18 @@ from spectraldl.cli._progress import progress_bar
 @click.option(
     "--start", default=0, show_default=True, help="Index of the first spectrum (to extend a set)."
 )
+@click.option(
+    "--plate-systematics",
+    is_flag=True,
+    help="LAMOST: spectra of one plate share their sky residual and spectrograph response, "
+    "and plates differ (off: the files of earlier versions, byte for byte).",
+)
+@click.option(
+    "--fibres-per-plate",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --plate-systematics: spectra per plate [default: LAMOST's 4000].",
+)
 def simulate_command(
     archive: str,
     n: int,
@@ -78,6 +94,8 @@ def simulate_command(
     workers: int,
     compress: bool | None,
     start: int,
+    plate_systematics: bool,
+    fibres_per_plate: int | None,
 ) -> None:
     """Write N synthetic spectra of a real archive's layout, with their truth.
 
@@ -93,6 +111,13 @@ def simulate_command(
     """
     from spectraldl.simulate import MixError, simulate_archive
 
+    if (plate_systematics or fibres_per_plate) and archive != "lamost":
+        raise click.UsageError(
+            "--plate-systematics and --fibres-per-plate are for --archive lamost"
+        )
+    if fibres_per_plate and not plate_systematics:
+        raise click.UsageError("--fibres-per-plate needs --plate-systematics")
+
     try:
         with progress_bar("simulate") as update:
             summary = simulate_archive(
@@ -107,8 +132,25 @@ def simulate_command(
                 workers=workers,
                 compress=compress,
                 start=start,
+                population=_population(archive, mix, plate_systematics, fibres_per_plate),
                 progress=update,
             )
     except (MixError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(summary.line())
+
+
+def _population(
+    archive: str, mix: str | None, plate_systematics: bool, fibres_per_plate: int | None
+) -> Population | None:
+    """The population the options ask for; None (the default one) without plate systematics."""
+    from dataclasses import replace
+
+    from spectraldl.simulate import Population
+
+    if not plate_systematics:
+        return None
+    population = replace(Population.default(archive, mix), plate_systematics=True)
+    if fibres_per_plate:
+        population = replace(population, fibres_per_plate=fibres_per_plate)
+    return population
