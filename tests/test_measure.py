@@ -12,6 +12,7 @@ from spectraldl.archives import read_spectrum
 from spectraldl.bundled import bundled_files
 from spectraldl.measure import (
     C_KMS,
+    EMISSION_TYPES,
     HALPHA_VACUUM_AA,
     MEASUREMENT_COLUMNS,
     PROFILE_TYPES,
@@ -208,6 +209,45 @@ def test_a_few_masked_pixels_are_interpolated_over() -> None:
     masked = Spectrum(s.wave_aa, s.flux, "vacuum", s.meta, ivar=s.ivar, mask=mask)
     assert measure_halpha(masked).halpha_ew_aa == pytest.approx(s_ew := -2 * 3 * SQRT_2PI, rel=0.03)
     assert measure_halpha(s).halpha_ew_aa == pytest.approx(s_ew, rel=0.01)
+
+
+def test_a_chunk_measured_together_equals_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LAMOST files share a grid: a chunk's windows are measured in one batch, to rounding."""
+    import spectraldl.measure as measure
+    from spectraldl.simulate import Population, simulate_spectra
+
+    mix = {"emission": 0.4, "absorption": 0.3, "double-peak": 0.3}
+    population = Population.default("lamost", mix)
+    simulated = simulate_spectra(40, archive="lamost", seed=3, release="dr1", population=population)
+    spectra = list(simulated.spectra)
+    first = spectra[0]
+    mask = np.zeros(first.wave_aa.size, bool)
+    mask[np.argmin(np.abs(first.wave_aa - HALPHA_VACUUM_AA - 8.0))] = True
+    spectra.append(
+        Spectrum(first.wave_aa, first.flux, "vacuum", first.meta, ivar=first.ivar, mask=mask)
+    )
+    spectra.append(Spectrum(first.wave_aa, first.flux, "vacuum", first.meta))  # no ivar
+    blue = Spectrum(first.wave_aa[:1000], first.flux[:1000], "vacuum", first.meta)
+    spectra.append(blue)  # no coverage
+    batches: list[int] = []
+    together = measure._measure_together
+
+    def counted(grid, values, ivar, detail):  # type: ignore[no-untyped-def]
+        batches.append(len(values))
+        return together(grid, values, ivar, detail)
+
+    monkeypatch.setattr(measure, "_measure_together", counted)
+    chunk = measure.measure_halpha_windows([measure.halpha_window(s) for s in spectra])
+    assert len(batches) == 1 and batches[0] >= 30  # together; masked, ivar-less ones alone
+    alone = [measure_halpha(s) for s in spectra]
+    assert len(batches) == 1  # one spectrum at a time is measured alone
+    assert alone[-1].halpha_flag == "no coverage" and chunk[-1] == alone[-1]
+    assert sum(m.profile_type in EMISSION_TYPES for m in alone) >= 10
+    for a, b in zip(alone, chunk, strict=True):
+        assert (a.profile_type, a.halpha_flag) == (b.profile_type, b.halpha_flag)
+        for name, kind in MEASUREMENT_COLUMNS.items():
+            if kind != "str":
+                assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-9, nan_ok=True)
 
 
 def test_as_dict_follows_the_columns() -> None:

@@ -115,10 +115,17 @@ def read_and_preprocess(
 
     Never raises for a bad file: every problem is reported with the path and
     a reason. Rows keep the order of ``paths``. Each spectrum's H-alpha line
-    is measured on its native pixels (`spectraldl.measure.measure_halpha`)
+    is measured on its native pixels (`spectraldl.measure.measure_halpha`, the
+    whole chunk's windows at once: `spectraldl.measure.measure_halpha_windows`)
     into the rows' measurement columns.
     """
-    from spectraldl.measure import LineMeasurement, measure_halpha
+    from spectraldl.measure import (
+        MEASUREMENT_COLUMNS,
+        HalphaWindow,
+        LineMeasurement,
+        halpha_window,
+        measure_halpha_windows,
+    )
 
     xs: list[np.ndarray] = []
     ids: list[str] = []
@@ -126,6 +133,7 @@ def read_and_preprocess(
     quality: list[int] = []
     meta: dict[str, list] = {name: [] for name in META_COLUMNS}
     errors: list[FileError] = []
+    windows: list[HalphaWindow | LineMeasurement] = []
     for path in paths:
         try:
             spectrum = read_spectrum(path)
@@ -139,11 +147,11 @@ def read_and_preprocess(
             errors.append(FileError(str(path), f"unexpected {type(exc).__name__}: {exc}"))
             continue
         try:
-            line = measure_halpha(spectrum)
+            windows.append(halpha_window(spectrum))
         except (MemoryError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a measuring bug must not lose the spectrum's prediction
-            line = LineMeasurement.unmeasurable(f"measuring failed: {type(exc).__name__}")
+            windows.append(LineMeasurement.unmeasurable(f"measuring failed: {type(exc).__name__}"))
         m = spectrum.meta
         xs.append(result.x)
         ids.append(m.id)
@@ -163,10 +171,13 @@ def read_and_preprocess(
             "obsid": m.obsid,
             "designation": m.designation,
             "origin": "synthetic" if m.extra.get("simulated") else origin,
-            **line.as_dict(),
         }
         for name in META_COLUMNS:
-            meta[name].append(values[name])
+            if name not in MEASUREMENT_COLUMNS:
+                meta[name].append(values[name])
+    for line in measure_halpha_windows(windows):
+        for name, value in line.as_dict().items():
+            meta[name].append(value)
     rows = Rows(
         X=np.stack(xs) if xs else np.zeros((0, config.grid_n), np.float32),
         ids=np.array(ids, dtype=object),
