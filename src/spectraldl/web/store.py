@@ -689,8 +689,9 @@ def record_verdicts(
 def undo_verdicts(
     session: Session, *, user: User, decision_ids: Sequence[int]
 ) -> list[VetDecision]:
-    """Undo many of the user's verdicts at once (a page of the grid view): all or none, each
-    as `undo_verdict` would, in one transaction with their candidates locked."""
+    """Undo the user's verdicts (one, or a page of the grid view): all or none, in one
+    transaction with their candidates locked; each must be the user's latest on its candidate
+    and is undone by a row restoring the verdict before it."""
     ids = _unique_ids(decision_ids)
     begin_write(session)
     decisions = {
@@ -738,35 +739,8 @@ def undo_verdicts(
 
 def undo_verdict(session: Session, *, user: User, decision_id: int) -> VetDecision:
     """Undo the user's latest verdict on a candidate (appends a row restoring the one before);
-    one transaction with the candidate locked, like `undo_label`."""
-    begin_write(session)
-    decision = session.get(VetDecision, decision_id)
-    if decision is None or decision.user_id != user.id:
-        raise NotFound(f"no verdict {decision_id} of user {user.name!r}")
-    _lock_row(session, Prediction, decision.prediction_id)
-    rows = list(
-        session.execute(
-            select(VetDecision.id, VetDecision.verdict)
-            .where(
-                VetDecision.prediction_id == decision.prediction_id,
-                VetDecision.user_id == user.id,
-            )
-            .order_by(VetDecision.id.desc())
-            .limit(2)
-        )
-    )
-    if rows[0][0] != decision.id:
-        raise DecisionError(f"verdict {decision_id} is not your latest on this candidate")
-    restored = VetDecision(
-        prediction_id=decision.prediction_id,
-        user_id=user.id,
-        verdict=rows[1][1] if len(rows) > 1 else None,
-        undo_of=decision.id,
-        created_at=utcnow(),
-    )
-    session.add(restored)
-    session.flush()
-    return restored
+    one transaction with the candidate locked, like `undo_label` (`undo_verdicts` of one)."""
+    return undo_verdicts(session, user=user, decision_ids=[decision_id])[0]
 
 
 def _latest_verdict_ids(user_id: int | None = None) -> Any:
