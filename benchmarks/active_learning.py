@@ -1,7 +1,7 @@
 """Active learning under a controlled domain shift: how many labels bring a model home?
 
 A model trained on Ondřejov-like synthetic spectra only is fine-tuned
-(`spectraldl.training.train(init=...)`, the replay mix of `train --init`) on
+(`spectraldl.ml.training.train(init=...)`, the replay mix of `train --init`) on
 labels drawn from a LAMOST-like pool with plate systematics it has never seen
 (`Population.plate_systematics`), at survey prevalence: emission-line stars
 (emission + double-peak) are ``--prevalence`` of the pool (1 %). Each
@@ -37,11 +37,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, print_table, write_json
 
-from spectraldl.dataset import Rows, append_rows, create_dataset
-from spectraldl.labels import label_code
-from spectraldl.preprocess import PreprocessConfig
+from spectraldl.io.dataset import Rows, append_rows, create_dataset
+from spectraldl.io.labels import label_code
+from spectraldl.ml.training import TrainConfig, TrainedModel, train
+from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.simulate import Population, simulate_vectors
-from spectraldl.training import TrainConfig, TrainedModel, train
 
 STRATEGIES = ("entropy", "margin", "random")
 LINE_CLASSES = ("emission", "double-peak")

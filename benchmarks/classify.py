@@ -46,11 +46,11 @@ DR1_FILES = 2_202_000
 
 def train_models(work: Path, names: list[str], seed: int) -> dict[str, Path]:
     """Train each network a few epochs on simulated LAMOST vectors with the project's trainer."""
-    from spectraldl.dataset import Rows, append_rows, create_dataset
-    from spectraldl.labels import label_code
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.io.dataset import Rows, append_rows, create_dataset
+    from spectraldl.io.labels import label_code
+    from spectraldl.ml.training import TrainConfig, train
+    from spectraldl.prep.preprocess import PreprocessConfig
     from spectraldl.simulate import simulate_vectors
-    from spectraldl.training import TrainConfig, train
 
     dataset = work / "training.h5"
     if not dataset.exists():
@@ -117,8 +117,8 @@ def bench_dataset(
     model_dirs: dict[str, Path], x: np.ndarray, dataset: Path, dataset_rows: int, work: Path
 ) -> list[dict[str, Any]]:
     """Section 1: spectra/s from a dataset on CPU, against a plain fp32 loop."""
-    from spectraldl.inference import Predictor, classify, cpu_has_native_bf16
-    from spectraldl.modelcard import load_model
+    from spectraldl.classify.inference import Predictor, classify, cpu_has_native_bf16
+    from spectraldl.ml.modelcard import load_model
 
     rows: list[dict[str, Any]] = []
     n = len(x)
@@ -187,7 +187,7 @@ def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any) -> float:
     """Start the backend's workers (imports, model load) on a few files; returns seconds."""
     import shutil
 
-    from spectraldl.inference import classify, iter_fits_files
+    from spectraldl.classify.inference import classify, iter_fits_files
 
     warm = work / "warm-tree"
     if not warm.exists():
@@ -202,12 +202,12 @@ def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any) -> float:
 
 def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[list, list]:
     """Section 2: FITS tree end to end, 1 and 2 local workers, and where the time goes."""
-    from spectraldl.archives import read_spectrum
-    from spectraldl.archives.fitsfile import FitsFile
-    from spectraldl.backends import open_backend
-    from spectraldl.inference import Predictor, classify, iter_fits_files
-    from spectraldl.modelcard import load_model
-    from spectraldl.preprocess import preprocess
+    from spectraldl.classify.inference import Predictor, classify, iter_fits_files
+    from spectraldl.io.archives import read_spectrum
+    from spectraldl.io.archives.fitsfile import FitsFile
+    from spectraldl.jobs.backends import open_backend
+    from spectraldl.ml.modelcard import load_model
+    from spectraldl.prep.preprocess import preprocess
 
     rows = []
     first = None
@@ -283,8 +283,8 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
 
 def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[dict[str, Any]]:
     """Section 3: Dask LocalCluster with 2 workers against 1."""
-    from spectraldl.backends import open_backend
-    from spectraldl.inference import classify
+    from spectraldl.classify.inference import classify
+    from spectraldl.jobs.backends import open_backend
 
     rows = []
     first = None
@@ -314,8 +314,8 @@ def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[di
 
 def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[dict[str, Any]]:
     """Section 4: spectra/s on a CUDA GPU from in-memory dataset rows."""
-    from spectraldl.inference import Predictor
-    from spectraldl.modelcard import load_model
+    from spectraldl.classify.inference import Predictor
+    from spectraldl.ml.modelcard import load_model
 
     rows = []
     tiled = np.ascontiguousarray(np.resize(x, (n_gpu, x.shape[1])))
@@ -396,11 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from spectraldl.bundled import bundled_files
-    from spectraldl.dataset import append_rows, create_dataset
-    from spectraldl.inference import cpu_has_native_bf16
-    from spectraldl.ingest import ingest, read_and_preprocess
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.classify.inference import cpu_has_native_bf16
+    from spectraldl.io.bundled import bundled_files
+    from spectraldl.io.dataset import append_rows, create_dataset
+    from spectraldl.jobs.ingest import ingest, read_and_preprocess
+    from spectraldl.prep.preprocess import PreprocessConfig
     from spectraldl.simulate import simulate_archive
 
     temp = None if args.work else tempfile.TemporaryDirectory(prefix="bench-classify-")
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     archive_h5 = work / f"archive-{args.n_files}.h5"
     if not archive_h5.exists():
         ingest([tree], archive_h5, workers=min(2, os.cpu_count() or 1))
-    from spectraldl.dataset import read_dataset
+    from spectraldl.io.dataset import read_dataset
 
     base = read_dataset(archive_h5)
     real, _ = read_and_preprocess(
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             block = base.take(slice(None))
             block.ids = np.array([f"{v}-{i}" for v in block.ids], dtype=object)
             append_rows(big, block)
-        from spectraldl.dataset import dataset_info
+        from spectraldl.io.dataset import dataset_info
 
         assert dataset_info(big).n_rows >= args.n_spectra
     dataset_rows = len(base) * reps

@@ -1,7 +1,7 @@
 """t-SNE speed and quality: scikit-learn (baseline) against openTSNE on the same data.
 
 Both run the thesis' recipe (PCA to 30 dimensions, perplexity 40, PCA
-initialisation, 2 threads) through `spectraldl.explore.tsne_coordinates` on
+initialisation, 2 threads) through `spectraldl.analysis.explore.tsne_coordinates` on
 the same matrix in this one run. Quality is measured two ways, so that
 "faster" means faster at equal quality:
 
@@ -42,10 +42,10 @@ from _common import print_table, write_json
 
 def augmented_real(n: int, *, seed: int = 0) -> np.ndarray:
     """``n`` standardised 140-point spectra made from the bundled real ones."""
-    from spectraldl.bundled import bundled_files
-    from spectraldl.calibrate import C_KM_S
-    from spectraldl.ingest import read_and_preprocess
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.analysis.calibrate import C_KM_S
+    from spectraldl.io.bundled import bundled_files
+    from spectraldl.jobs.ingest import read_and_preprocess
+    from spectraldl.prep.preprocess import PreprocessConfig
 
     config = PreprocessConfig()
     rows, _ = read_and_preprocess([f.path for f in bundled_files()], config=config)
@@ -69,7 +69,7 @@ def augmented_real(n: int, *, seed: int = 0) -> np.ndarray:
 
 def from_datasets(paths: list[str], n: int, seed: int) -> np.ndarray:
     """Up to ``n`` rows of real datasets, shared evenly between their groups."""
-    from spectraldl.explore import balanced_subset, load_map_input
+    from spectraldl.analysis.explore import balanced_subset, load_map_input
 
     data = load_map_input(paths, max_rows_per_dataset=None, seed=seed)
     return data.X[balanced_subset(data.group, n, seed=seed)]
@@ -103,7 +103,7 @@ def main() -> None:
 
     from sklearn.manifold import trustworthiness
 
-    from spectraldl.explore import pca_coordinates, tsne_coordinates
+    from spectraldl.analysis.explore import pca_coordinates, tsne_coordinates
 
     if args.dataset:
         X = from_datasets(args.dataset, args.n, args.seed)

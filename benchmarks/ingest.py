@@ -1,7 +1,7 @@
 """Ingest speed: files/s of the thesis' way, plain astropy and `spectraldl ingest`.
 
 All readers run on the same tree of real LAMOST files (copies of the bundled
-ones with distinct ids, see `spectraldl.bundled.replicate_real_tree`), plain
+ones with distinct ids, see `spectraldl.io.bundled.replicate_real_tree`), plain
 and gzipped, in this one run. The baseline is the thesis' way: astropy opens
 each file, an astropy WCS gives the wavelengths, np.interp regrids, one core.
 
@@ -65,8 +65,8 @@ def plain_astropy(paths: list[Path]) -> int:
 
 
 def spectraldl_ingest(tree: Path, out: Path, workers: int) -> int:
-    """`spectraldl.ingest.ingest` end to end, writing the dataset."""
-    from spectraldl.ingest import ingest
+    """`spectraldl.jobs.ingest.ingest` end to end, writing the dataset."""
+    from spectraldl.jobs.ingest import ingest
 
     return ingest([tree], out, workers=workers).added
 
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args()
 
-    from spectraldl.bundled import replicate_real_tree
+    from spectraldl.io.bundled import replicate_real_tree
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-"""Benchmark of `spectraldl.measure.measure_halpha` against simulated truth, and its cost.
+"""Benchmark of `spectraldl.prep.measure.measure_halpha` against simulated truth, and its cost.
 
 On spectra from `spectraldl.simulate` (LAMOST-like DR1 and Ondřejov-like SSAP,
 every line kind, S/N drawn log-uniformly over 5-100), per archive and S/N bin:
@@ -41,16 +41,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.measure import (
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.prep.measure import (
     C_KMS,
     PROFILE_TYPES,
     halpha_window,
     measure_halpha,
     measure_halpha_windows,
 )
-from spectraldl.preprocess import PreprocessConfig, preprocess
+from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.simulate import Population, simulate_archive, simulate_spectra
 
 MIX = {"emission": 0.3, "absorption": 0.4, "double-peak": 0.3}

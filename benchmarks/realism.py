@@ -52,15 +52,15 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.errors import SpectrumError
-from spectraldl.measure import equivalent_width_aa, line_sigma_ratio
-from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig, preprocess
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.prep.measure import equivalent_width_aa, line_sigma_ratio
+from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, PreprocessConfig, preprocess
 from spectraldl.simulate import Population, simulate_spectra
 from spectraldl.simulate.lamost import SKY_LINES_VAC_AA
 from spectraldl.simulate.templates import MILES_FWHM_AA, load_templates, subclass_teff
-from spectraldl.spectrum import Spectrum, SpectrumMeta
 
 CLASS_LETTERS = "OBAFGKM"
 HALPHA_MASK_AA = 20.0

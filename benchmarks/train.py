@@ -5,7 +5,7 @@ cross-entropy and batches of 256 on the same spectra, and both compute the
 validation loss once per epoch. The baseline is the loop of the PyTorch
 tutorials: a ``DataLoader`` over a ``TensorDataset`` (shuffled), batches
 moved to the device one by one, ``loss.item()`` every step. The spectraldl
-trainer (`spectraldl.training.fit_network`) keeps all data on the device,
+trainer (`spectraldl.ml.training.fit_network`) keeps all data on the device,
 indexes batches there and syncs once per epoch. Timing does not depend on
 what the spectra look like, so they are random standardised vectors.
 
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from _common import print_table, write_json
 
-from spectraldl.models import build_model
-from spectraldl.training import TrainConfig, fit_network
+from spectraldl.ml.models import build_model
+from spectraldl.ml.training import TrainConfig, fit_network
 
 BATCH = 256
 
@@ -156,8 +156,8 @@ def cpu_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def inference_section(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from spectraldl.modelcard import TrainedModel
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.ml.modelcard import TrainedModel
+    from spectraldl.prep.preprocess import PreprocessConfig
 
     x, _ = make_data(args.spectra, seed=2)
     rows = []

@@ -37,8 +37,8 @@ def fill(db_url: str, *, n_spectra: int, n_users: int) -> None:
     """Users bench0..N and ``n_spectra`` copies of the bundled Ondřejov spectra."""
     from web_support import ondrejov_files
 
-    from spectraldl.archives import read_spectrum
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.io.archives import read_spectrum
+    from spectraldl.prep.preprocess import PreprocessConfig
     from spectraldl.web.auth import hash_password
     from spectraldl.web.db import open_database
     from spectraldl.web.importing import spectrum_row

@@ -1,6 +1,6 @@
 """A tiny real model for the classify and candidates tests, trained once per test session.
 
-Trained with the project's own trainer (`spectraldl.training.train`) on the
+Trained with the project's own trainer (`spectraldl.ml.training.train`) on the
 training tests' small labelled set: a small CNN, a few epochs, seconds on CPU.
 Its predictions on real spectra mean little; the tests check the machinery
 (every number is compared against the model's own API), not the science.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from training_helpers import profile_rows, write_dataset
 
-from spectraldl.training import TrainConfig, train
+from spectraldl.ml.training import TrainConfig, train
 
 _TRAINED: dict[str, Path] = {}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectraldl.bundled import bundled_files
+from spectraldl.io.bundled import bundled_files
 
 DATA = Path(__file__).parent / "data"
 

@@ -13,9 +13,9 @@ import pytest
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from spectraldl.archives import FitsFile, read_spectrum, readers
-from spectraldl.bundled import bundled_files
-from spectraldl.errors import SpectrumError
+from spectraldl.core.errors import SpectrumError
+from spectraldl.io.archives import FitsFile, read_spectrum, readers
+from spectraldl.io.bundled import bundled_files
 
 
 def _astropy(path: Path) -> fits.HDUList:
@@ -288,7 +288,7 @@ def test_every_gzip_suffix_names_the_same_spectrum(data_dir: Path, tmp_path: Pat
 
 
 def test_impossible_header_values_are_unknown_not_numbers() -> None:
-    from spectraldl.spectrum import SpectrumMeta
+    from spectraldl.core.spectrum import SpectrumMeta
 
     lying = SpectrumMeta(id="x", archive="lamost", ra=1000.0, dec=-91.0, snr=-5.0)
     assert np.isnan(lying.ra) and np.isnan(lying.dec) and np.isnan(lying.snr)

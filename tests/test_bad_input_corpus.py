@@ -24,8 +24,8 @@ import pytest
 from astropy.io import fits
 from classify_helpers import trained_model
 
-from spectraldl.dataset import read_ids
-from spectraldl.predictions import read_predictions
+from spectraldl.io.dataset import read_ids
+from spectraldl.io.predictions import read_predictions
 
 DATA = Path(__file__).parent / "data"
 DR1 = DATA / "lamost-dr1" / "spec-55862-B6212_sp06-003.fits"

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import real_dir
-from spectraldl.calibrate import (
+from spectraldl.analysis.calibrate import (
     C_KM_S,
     CalibrationError,
     bundled_pairs_csv,
@@ -23,9 +21,11 @@ from spectraldl.calibrate import (
     read_pairs_csv,
 )
 from spectraldl.cli import main
-from spectraldl.errors import SpectrumError
-from spectraldl.preprocess import air_to_vacuum, blur
-from spectraldl.spectrum import Spectrum, SpectrumMeta
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import real_dir
+from spectraldl.prep.preprocess import air_to_vacuum, blur
 
 GAMMA_CAS_RAW = real_dir() / "ondrejov/raw/uk220017.fits"
 BT_CMI_SSAP = real_dir() / "ondrejov/ssap/a201402110019.fits"

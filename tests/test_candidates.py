@@ -13,24 +13,24 @@ import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.candidates import (
+from spectraldl.catalogue.candidates import (
     Counts,
     Selection,
     find_candidates,
     write_catalogue,
 )
-from spectraldl.cli import main
-from spectraldl.crossmatch import (
+from spectraldl.catalogue.crossmatch import (
     KnownListError,
     KnownStars,
     crossmatch,
     parse_designation,
     read_known,
 )
-from spectraldl.inference import classify
-from spectraldl.predictions import column_spec, conform, read_predictions
+from spectraldl.classify.inference import classify
+from spectraldl.cli import main
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import column_spec, conform, read_predictions
 
 CLASSES = ("emission", "absorption", "double-peak")
 BE_STARS = Path("/work/shared/data/labels/lamost-ml_lamost-dr1-be-stars.csv")
@@ -294,7 +294,7 @@ def test_gallery_draws_real_spectra_and_an_offline_sortable_index(
     missing["id"] = "gone"
     missing["source"] = str(tmp_path / "moved-away.fits")
     catalogue = pd.concat([table, missing], ignore_index=True)
-    from spectraldl.gallery import write_gallery
+    from spectraldl.catalogue.gallery import write_gallery
 
     summary = write_gallery(catalogue, tmp_path / "gallery")
     assert summary.images == 4 and summary.candidates == 5
@@ -319,7 +319,7 @@ def test_gallery_draws_real_spectra_and_an_offline_sortable_index(
 def test_gallery_drawn_by_several_processes_equals_one(
     real_predictions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import spectraldl.gallery as gallery
+    import spectraldl.catalogue.gallery as gallery
 
     table = read_predictions(real_predictions).iloc[:6].copy()
     table.loc[table.index[2], "source"] = str(tmp_path / "moved-away.fits")

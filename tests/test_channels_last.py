@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spectraldl.channels_last import ChannelsLastNet, has_convolutions
-from spectraldl.models import build_model
+from spectraldl.ml.channels_last import ChannelsLastNet, has_convolutions
+from spectraldl.ml.models import build_model
 
 
 @pytest.mark.parametrize("name", ["cnn", "cnn-small"])

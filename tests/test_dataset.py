@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from spectraldl.dataset import (
+from spectraldl.io.dataset import (
     DatasetError,
     Rows,
     append_rows,
@@ -19,8 +19,8 @@ from spectraldl.dataset import (
     iter_rows,
     read_dataset,
 )
-from spectraldl.labels import CLASSES
-from spectraldl.preprocess import PreprocessConfig
+from spectraldl.io.labels import CLASSES
+from spectraldl.prep.preprocess import PreprocessConfig
 
 
 def _rows(n: int, start: int = 0) -> Rows:

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from spectraldl.bundled import bundled_files
 from spectraldl.cli import main
-from spectraldl.dataset import read_dataset
 from spectraldl.demo import QUICK, DemoRun, _simulate_training, _training_parts
-from spectraldl.ingest import ingest
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.dataset import read_dataset
+from spectraldl.jobs.ingest import ingest
 from spectraldl.simulate import simulate_archive
 
 CONTRACT = (

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from spectraldl.discovery import discover, walk
-from spectraldl.inference import plan_chunks
+from spectraldl.classify.inference import plan_chunks
+from spectraldl.io.discovery import discover, walk
 
 
 def _tree(root: Path) -> Path:
@@ -72,7 +72,7 @@ def test_classify_plans_what_ingest_walks(tmp_path: Path) -> None:
 
 _AS_NOBODY = """
 import json, sys
-from spectraldl.discovery import discover
+from spectraldl.io.discovery import discover
 files, bad = discover([sys.argv[1]])
 print(json.dumps({"files": files, "bad": [[b.path, b.reason] for b in bad]}))
 """

@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from spectraldl.bundled import real_dir, real_labels_csv
-from spectraldl.cli import main
-from spectraldl.explore import (
+from spectraldl.analysis.explore import (
     ExploreError,
     archive_separation,
     balanced_subset,
@@ -20,8 +18,10 @@ from spectraldl.explore import (
     load_map_input,
     tsne_coordinates,
 )
-from spectraldl.ingest import ingest
-from spectraldl.predictions import write_predictions
+from spectraldl.cli import main
+from spectraldl.io.bundled import real_dir, real_labels_csv
+from spectraldl.io.predictions import write_predictions
+from spectraldl.jobs.ingest import ingest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -219,7 +219,7 @@ def test_cli_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_map_title_fits_and_legend_covers_no_point() -> None:
     """A long title wraps inside the figure; the legend sits outside the axes."""
-    from spectraldl.explore import map_figure
+    from spectraldl.analysis.explore import map_figure
 
     rng = np.random.default_rng(0)
     coords = rng.normal(size=(600, 2))

@@ -1,4 +1,4 @@
-"""Gallery panels (`spectraldl.gallery`): the fitted continuum, the measured peaks, the caption."""
+"""Gallery panels (`catalogue.gallery`): the fitted continuum, the measured peaks, the caption."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectraldl.archives import read_spectrum
-from spectraldl.gallery import _Panels, measurement_caption, write_gallery
-from spectraldl.measure import HALPHA_VACUUM_AA, fit_halpha
+from spectraldl.catalogue.gallery import _Panels, measurement_caption, write_gallery
+from spectraldl.io.archives import read_spectrum
+from spectraldl.prep.measure import HALPHA_VACUUM_AA, fit_halpha
 
 DATA = Path(__file__).parent / "data"
 CLASSES = ("emission", "absorption", "double-peak")

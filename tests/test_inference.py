@@ -22,10 +22,7 @@ import torch
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.backends import open_backend
-from spectraldl.bundled import bundled_files, replicate_real_tree
-from spectraldl.cli import main
-from spectraldl.inference import (
+from spectraldl.classify.inference import (
     CPU_BF16_ENV,
     ClassifyError,
     Predictor,
@@ -35,17 +32,20 @@ from spectraldl.inference import (
     plan_chunks,
     predictions_frame,
 )
-from spectraldl.ingest import discover, ingest, read_and_preprocess
-from spectraldl.jobs import errors_csv_path
-from spectraldl.modelcard import ModelMismatch, load_model
-from spectraldl.predictions import (
+from spectraldl.cli import main
+from spectraldl.core.quality import Quality, flag_names
+from spectraldl.io.bundled import bundled_files, replicate_real_tree
+from spectraldl.io.predictions import (
     SUFFIXES,
     column_spec,
     probability_column,
     read_metadata,
     read_predictions,
 )
-from spectraldl.quality import Quality, flag_names
+from spectraldl.jobs.backends import open_backend
+from spectraldl.jobs.files import errors_csv_path
+from spectraldl.jobs.ingest import discover, ingest, read_and_preprocess
+from spectraldl.ml.modelcard import ModelMismatch, load_model
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_int8_agrees_with_fp32_and_is_the_same_in_every_process(model_dir: Path)
     again, _ = Predictor(model, precision="int8")(rows.X)
     assert np.array_equal(again, p8)
     with pytest.raises(ValueError, match="int8"):
-        from spectraldl.inference import resolve_precision
+        from spectraldl.classify.inference import resolve_precision
 
         resolve_precision("int8", torch.device("cuda"))
 
@@ -328,7 +328,7 @@ def test_a_bad_model_directory_is_refused_before_any_work(model_dir: Path, tmp_p
 
 
 def test_a_dataset_on_another_grid_is_refused(model_dir: Path, tmp_path: Path) -> None:
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.prep.preprocess import PreprocessConfig
 
     dataset = tmp_path / "other-grid.h5"
     config = PreprocessConfig(grid_n=100)

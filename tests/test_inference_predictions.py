@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectraldl.predictions import (
+from spectraldl.io.predictions import (
     MEASUREMENT_COLUMNS,
     SUFFIXES,
     PredictionsError,

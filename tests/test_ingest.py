@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from spectraldl.bundled import bundled_files, real_labels_csv, replicate_real_tree
 from spectraldl.cli import main
-from spectraldl.dataset import read_dataset
-from spectraldl.ingest import IngestFailed, discover, ingest
-from spectraldl.labels import CLASSES, LabelError, read_labels
+from spectraldl.io.bundled import bundled_files, real_labels_csv, replicate_real_tree
+from spectraldl.io.dataset import read_dataset
+from spectraldl.io.labels import CLASSES, LabelError, read_labels
+from spectraldl.jobs.ingest import IngestFailed, discover, ingest
 
 
 def _errors(path: Path) -> dict[str, str]:

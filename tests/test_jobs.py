@@ -21,14 +21,14 @@ import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.backends import ProcessBackend
-from spectraldl.bundled import bundled_files, replicate_real_tree
+from spectraldl.classify.inference import classify, parts_dir
 from spectraldl.cli import main
-from spectraldl.dataset import read_dataset
-from spectraldl.inference import classify, parts_dir
-from spectraldl.ingest import IngestFailed, ingest
-from spectraldl.jobs import WorkerDied, errors_csv_path, lock_path, output_lock
-from spectraldl.predictions import read_predictions
+from spectraldl.io.bundled import bundled_files, replicate_real_tree
+from spectraldl.io.dataset import read_dataset
+from spectraldl.io.predictions import read_predictions
+from spectraldl.jobs.backends import ProcessBackend
+from spectraldl.jobs.files import WorkerDied, errors_csv_path, lock_path, output_lock
+from spectraldl.jobs.ingest import IngestFailed, ingest
 
 LAMOST = [f.path for f in bundled_files(archive="lamost")]
 
@@ -407,7 +407,7 @@ def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler:
 
 
 def test_every_command_names_its_workers_the_same_way() -> None:
-    from spectraldl.processes import usable_cores
+    from spectraldl.jobs.processes import usable_cores
 
     with_workers = []
     context = click.Context(main)

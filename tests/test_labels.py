@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from spectraldl.cli import main
-from spectraldl.dataset import read_dataset
-from spectraldl.ingest import IngestFailed, ingest
-from spectraldl.labels import CLASSES, NO_LABEL, LabelError, read_labels
+from spectraldl.io.dataset import read_dataset
+from spectraldl.io.labels import CLASSES, NO_LABEL, LabelError, read_labels
+from spectraldl.jobs.ingest import IngestFailed, ingest
 
 ROWS = "id,label\nuk220017.fits,emission\na201504150031,double-peak\n"
 

@@ -19,19 +19,19 @@ from sqlalchemy import select
 from training_helpers import profile_rows, write_dataset
 from web_support import database_url, ondrejov_files, write_predictions_file
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import real_labels_csv
 from spectraldl.cli import main
-from spectraldl.dataset import read_dataset
-from spectraldl.labels import CLASSES
-from spectraldl.learning import _comparison
-from spectraldl.modelcard import load_model
-from spectraldl.preprocess import PreprocessConfig
-from spectraldl.training import TrainConfig, train
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import real_labels_csv
+from spectraldl.io.dataset import read_dataset
+from spectraldl.io.labels import CLASSES
+from spectraldl.ml.modelcard import load_model
+from spectraldl.ml.training import TrainConfig, train
+from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import store
 from spectraldl.web.auth import hash_password
 from spectraldl.web.db import open_database
 from spectraldl.web.importing import import_predictions, spectrum_row
+from spectraldl.web.learning import _comparison
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, User
 
 

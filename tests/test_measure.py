@@ -1,4 +1,4 @@
-"""H-alpha measurements (`spectraldl.measure.measure_halpha`) on analytic and real profiles."""
+"""H-alpha measurements (`spectraldl.prep.measure.measure_halpha`) on analytic and real profiles."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.measure import (
+from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.prep.measure import (
     C_KMS,
     EMISSION_TYPES,
     HALPHA_VACUUM_AA,
@@ -20,8 +21,7 @@ from spectraldl.measure import (
     measure_halpha,
     measure_halpha_arrays,
 )
-from spectraldl.preprocess import air_to_vacuum
-from spectraldl.spectrum import Spectrum, SpectrumMeta
+from spectraldl.prep.preprocess import air_to_vacuum
 
 DATA = Path(__file__).parent / "data"
 SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -213,7 +213,7 @@ def test_a_few_masked_pixels_are_interpolated_over() -> None:
 
 def test_a_chunk_measured_together_equals_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """LAMOST files share a grid: a chunk's windows are measured in one batch, to rounding."""
-    import spectraldl.measure as measure
+    import spectraldl.prep.measure as measure
     from spectraldl.simulate import Population, simulate_spectra
 
     mix = {"emission": 0.4, "absorption": 0.3, "double-peak": 0.3}
@@ -305,7 +305,7 @@ def real_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Predictions of the tiny test model on the bundled real labelled spectra, read as files."""
     from classify_helpers import trained_model
 
-    from spectraldl.inference import classify
+    from spectraldl.classify.inference import classify
 
     folder = tmp_path_factory.mktemp("measure")
     model = trained_model(folder)
@@ -316,7 +316,7 @@ def real_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_predictions_carry_the_measurements_of_the_files_read(real_predictions: Path) -> None:
-    from spectraldl.predictions import read_predictions
+    from spectraldl.io.predictions import read_predictions
 
     table = read_predictions(real_predictions).set_index("source")
     for f in bundled_files():
@@ -379,11 +379,11 @@ def test_candidates_select_on_ew_and_profile_type(real_predictions: Path, tmp_pa
 def test_a_table_written_before_measurements_reads_as_unmeasurable(
     real_predictions: Path, tmp_path: Path
 ) -> None:
-    from spectraldl.candidates import CandidatesError, Selection, find_candidates
-    from spectraldl.predictions import (
+    from spectraldl.catalogue.candidates import CandidatesError, Selection, find_candidates
+    from spectraldl.io.predictions import (
         MEASUREMENT_COLUMNS as COLUMNS,
     )
-    from spectraldl.predictions import (
+    from spectraldl.io.predictions import (
         classes_in,
         conform,
         read_predictions,
@@ -400,9 +400,9 @@ def test_a_table_written_before_measurements_reads_as_unmeasurable(
 def test_datasets_store_measurements_and_older_datasets_stay_readable(tmp_path: Path) -> None:
     import h5py
 
-    from spectraldl.dataset import append_rows, create_dataset, read_dataset
-    from spectraldl.ingest import read_and_preprocess
-    from spectraldl.preprocess import PreprocessConfig
+    from spectraldl.io.dataset import append_rows, create_dataset, read_dataset
+    from spectraldl.jobs.ingest import read_and_preprocess
+    from spectraldl.prep.preprocess import PreprocessConfig
 
     config = PreprocessConfig()
     paths = [DATA / "ondrejov-ssap/uk220017.fits", DATA / "ondrejov-ssap/a201504150031.fits"]
@@ -433,13 +433,13 @@ def test_evaluate_reports_the_physics_baseline_on_real_labelled_spectra(
 ) -> None:
     from click.testing import CliRunner
 
-    from spectraldl.bundled import real_labels_csv
     from spectraldl.cli import main
-    from spectraldl.dataset import append_rows, create_dataset
-    from spectraldl.evaluation import evaluate_model, physics_baseline
-    from spectraldl.ingest import read_and_preprocess
-    from spectraldl.labels import CLASSES, read_labels
-    from spectraldl.modelcard import load_model
+    from spectraldl.io.bundled import real_labels_csv
+    from spectraldl.io.dataset import append_rows, create_dataset
+    from spectraldl.io.labels import CLASSES, read_labels
+    from spectraldl.jobs.ingest import read_and_preprocess
+    from spectraldl.ml.evaluation import evaluate_model, physics_baseline
+    from spectraldl.ml.modelcard import load_model
 
     model_dir = real_predictions.parent / "model"
     model = load_model(model_dir, device="cpu")
@@ -467,7 +467,7 @@ def test_evaluate_reports_the_physics_baseline_on_real_labelled_spectra(
 
 
 def test_physics_baseline_rule() -> None:
-    from spectraldl.evaluation import physics_baseline
+    from spectraldl.ml.evaluation import physics_baseline
 
     classes = ("emission", "absorption", "double-peak")
     types = ["emission", "double-peak-in-absorption", "emission-in-absorption"]

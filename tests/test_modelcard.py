@@ -12,10 +12,10 @@ import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.bundled import bundled_files
 from spectraldl.cli import main
-from spectraldl.modelcard import ModelDirError, load_model
-from spectraldl.novelty import NoveltyModel
+from spectraldl.io.bundled import bundled_files
+from spectraldl.ml.modelcard import ModelDirError, load_model
+from spectraldl.ml.novelty import NoveltyModel
 
 
 @pytest.fixture(scope="module")

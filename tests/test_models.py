@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spectraldl.models import (
+from spectraldl.ml.models import (
     ARCHITECTURES,
     SmallCNN,
     ThesisCNN,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from training_helpers import profile_rows, write_dataset
 
-from spectraldl.novelty import NoveltyError, NoveltyModel
-from spectraldl.training import TrainConfig, train
+from spectraldl.ml.novelty import NoveltyError, NoveltyModel
+from spectraldl.ml.training import TrainConfig, train
 
 
 def _clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectraldl.archives import read_spectrum
-from spectraldl.errors import SpectrumError
-from spectraldl.preprocess import (
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.quality import Quality, flag_names
+from spectraldl.io.archives import read_spectrum
+from spectraldl.prep.preprocess import (
     HALPHA_VACUUM_AA,
     PreprocessConfig,
     air_to_vacuum,
@@ -22,7 +23,6 @@ from spectraldl.preprocess import (
     standardise,
     vacuum_wavelengths,
 )
-from spectraldl.quality import Quality, flag_names
 
 
 def test_halpha_air_to_vacuum_is_the_published_value() -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from spectraldl.bundled import bundled_files
+from spectraldl.analysis.realchecks import real_spectra_checks
 from spectraldl.cli import main
-from spectraldl.modelcard import load_model
-from spectraldl.predictions import read_metadata, read_predictions
-from spectraldl.pretrained import DEFAULT_MODEL, resolve_model, shipped_models
-from spectraldl.realchecks import real_spectra_checks
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import read_metadata, read_predictions
+from spectraldl.ml.modelcard import load_model
+from spectraldl.ml.pretrained import DEFAULT_MODEL, resolve_model, shipped_models
 
 SHIPPED = resolve_model(DEFAULT_MODEL)
 

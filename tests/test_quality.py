@@ -10,15 +10,15 @@ import pytest
 from astropy.io import fits
 from classify_helpers import trained_model
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.candidates import Selection
-from spectraldl.errors import SpectrumError
-from spectraldl.inference import classify
-from spectraldl.measure import der_snr, spike_pixels
-from spectraldl.predictions import read_predictions
-from spectraldl.preprocess import PreprocessConfig, preprocess, vacuum_wavelengths
-from spectraldl.quality import UNUSABLE, Quality
+from spectraldl.catalogue.candidates import Selection
+from spectraldl.classify.inference import classify
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.quality import UNUSABLE, Quality
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import read_predictions
+from spectraldl.prep.measure import der_snr, spike_pixels
+from spectraldl.prep.preprocess import PreprocessConfig, preprocess, vacuum_wavelengths
 
 DR1 = "lamost-dr1/spec-55862-B6212_sp06-003.fits"
 """A real ordinary F9 star, SN_R = 99, no flags."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from classify_helpers import trained_model
 
-from spectraldl.bundled import bundled_files
-from spectraldl.predictions import read_predictions
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import read_predictions
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NEEDS_THE_NETWORK = ("ssap-import",)

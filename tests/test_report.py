@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 from web_support import chromium, chromium_missing
 
-from spectraldl.bundled import real_dir, real_labels_csv
-from spectraldl.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
+from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
+from spectraldl.analysis.explore import explore
+from spectraldl.analysis.report import SECTIONS, write_report
 from spectraldl.cli import main
-from spectraldl.evaluation import classification_metrics, plot_confusions, plot_curves
-from spectraldl.explore import explore
-from spectraldl.ingest import ingest
-from spectraldl.predictions import write_predictions
-from spectraldl.report import SECTIONS, write_report
+from spectraldl.io.bundled import real_dir, real_labels_csv
+from spectraldl.io.predictions import write_predictions
+from spectraldl.jobs.ingest import ingest
+from spectraldl.ml.evaluation import classification_metrics, plot_confusions, plot_curves
 
 CLASSES = ("emission", "absorption", "double-peak")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -316,7 +316,7 @@ def test_gallery_embeds_only_its_own_images(run_dir: Path, tmp_path: Path) -> No
 
 def _drawn_gallery(folder: Path, png: Path, entries: list[dict]) -> None:
     """A gallery as `write_gallery` writes it: PNGs and an index whose rows are JSON data."""
-    from spectraldl.gallery import _write_index
+    from spectraldl.catalogue.gallery import _write_index
 
     folder.mkdir(parents=True)
     for entry in entries:
@@ -412,8 +412,8 @@ def test_wide_tables_leave_the_page_width_in_chromium(run_dir: Path, tmp_path: P
 
 
 def test_gallery_pngs_have_flux_units_on_both_panels() -> None:
-    from spectraldl.bundled import bundled_files
-    from spectraldl.gallery import _Panels
+    from spectraldl.catalogue.gallery import _Panels
+    from spectraldl.io.bundled import bundled_files
 
     panels = _Panels()
     lamost = next(f for f in bundled_files(archive="lamost"))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.labels import CLASSES
-from spectraldl.measure import equivalent_width_aa, line_sigma_ratio
-from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.labels import CLASSES
+from spectraldl.prep.measure import equivalent_width_aa, line_sigma_ratio
+from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, PreprocessConfig
 from spectraldl.simulate import (
     LAMOST_MIX,
     ONDREJOV_MIX,

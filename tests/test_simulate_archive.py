@@ -15,13 +15,13 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from click.testing import CliRunner
 
-from spectraldl.archives import read_spectrum
-from spectraldl.archives.fitsfile import FitsFile
-from spectraldl.bundled import real_dir
 from spectraldl.cli import main
-from spectraldl.dataset import read_dataset
-from spectraldl.ingest import ingest
-from spectraldl.labels import CLASSES
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.fitsfile import FitsFile
+from spectraldl.io.bundled import real_dir
+from spectraldl.io.dataset import read_dataset
+from spectraldl.io.labels import CLASSES
+from spectraldl.jobs.ingest import ingest
 from spectraldl.simulate import (
     JUNK_REASONS,
     read_truth_csv,

@@ -28,11 +28,11 @@ from astropy.io.votable.tree import Field, Info, Resource, TableElement, VOTable
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from spectraldl.archives import read_spectrum
-from spectraldl.archives.ssap import SsapError, download_spectrum, query_ssap
-from spectraldl.bundled import real_dir
 from spectraldl.cli import main
-from spectraldl.preprocess import preprocess
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.ssap import SsapError, download_spectrum, query_ssap
+from spectraldl.io.bundled import real_dir
+from spectraldl.prep.preprocess import preprocess
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import import_ssap
 from spectraldl.web.models import SpectrumRow

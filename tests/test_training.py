@@ -14,11 +14,10 @@ import pytest
 import torch
 from training_helpers import profile_rows, write_dataset
 
-import spectraldl.training as training
-from spectraldl.dataset import read_dataset
-from spectraldl.modelcard import ModelDirError, ModelMismatch
-from spectraldl.preprocess import PreprocessConfig
-from spectraldl.training import (
+import spectraldl.ml.training as training
+from spectraldl.io.dataset import read_dataset
+from spectraldl.ml.modelcard import ModelDirError, ModelMismatch
+from spectraldl.ml.training import (
     TrainConfig,
     TrainingError,
     load_model,
@@ -26,6 +25,7 @@ from spectraldl.training import (
     stratified_split,
     train,
 )
+from spectraldl.prep.preprocess import PreprocessConfig
 
 FAST = {"model": "cnn-small", "epochs": 8, "patience": 3}
 
@@ -322,7 +322,7 @@ def test_channels_last_trains_the_same_network(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_small_run_learns_simulated_spectra(tmp_path: Path) -> None:
     """1200 spectra from the project's synthetic factory, at realistic S/N, learnt to >= 95 %."""
-    from spectraldl.dataset import Rows
+    from spectraldl.io.dataset import Rows
     from spectraldl.simulate import simulate_vectors
 
     mix = {"emission": 0.4, "absorption": 0.4, "double-peak": 0.2}

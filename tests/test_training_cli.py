@@ -12,13 +12,13 @@ import torch
 from click.testing import CliRunner
 from training_helpers import profile_rows, write_dataset
 
-from spectraldl.bundled import bundled_files, real_labels_csv
 from spectraldl.cli import main
-from spectraldl.dataset import DatasetError, read_dataset
-from spectraldl.ingest import read_and_preprocess
-from spectraldl.labels import read_labels
-from spectraldl.preprocess import PreprocessConfig
-from spectraldl.published_csv import META_FIELDS, read_published_csv, write_published_csv
+from spectraldl.io.bundled import bundled_files, real_labels_csv
+from spectraldl.io.dataset import DatasetError, read_dataset
+from spectraldl.io.labels import read_labels
+from spectraldl.io.published_csv import META_FIELDS, read_published_csv, write_published_csv
+from spectraldl.jobs.ingest import read_and_preprocess
+from spectraldl.prep.preprocess import PreprocessConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from training_helpers import profile_rows, write_dataset
 
 from spectraldl.cli import main
-from spectraldl.preprocess import PreprocessConfig
-from spectraldl.training import TrainConfig, TrainingError, holdout_split, load_model, train
+from spectraldl.ml.training import TrainConfig, TrainingError, holdout_split, load_model, train
+from spectraldl.prep.preprocess import PreprocessConfig
 
 FAST = {"model": "cnn-small", "epochs": 4, "patience": 2}
 NEW = {"emission": 9, "absorption": 12, "double-peak": 5}

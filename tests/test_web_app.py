@@ -20,10 +20,10 @@ from astropy.table import Table
 from sqlalchemy import func, select
 from web_support import ThreadServer, ondrejov_files, write_predictions_file
 
-from spectraldl.archives import read_spectrum
-from spectraldl.labels import read_labels
-from spectraldl.preprocess import PreprocessConfig
-from spectraldl.spectrum import Spectrum
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.labels import read_labels
+from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web.app import create_app
 from spectraldl.web.auth import LoginThrottle, hash_password
 from spectraldl.web.db import Database, open_database
@@ -541,7 +541,7 @@ def test_upload_vet_and_export_a_catalogue(
 def test_vetting_and_labelling_show_the_halpha_measurements_of_the_catalogue(
     client: httpx.Client, db: Database, tmp_path: Path
 ) -> None:
-    from spectraldl.predictions import read_predictions, write_predictions
+    from spectraldl.io.predictions import read_predictions, write_predictions
     from spectraldl.web.store import MEASUREMENT_FIELDS
 
     token = api_login(client, "alice")

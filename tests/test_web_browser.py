@@ -19,11 +19,11 @@ from web_support import (
     write_predictions_file,
 )
 
-from spectraldl.archives import read_spectrum
-from spectraldl.bundled import bundled_files
-from spectraldl.predictions import write_predictions
-from spectraldl.preprocess import PreprocessConfig
-from spectraldl.spectrum import Spectrum
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import write_predictions
+from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import store
 from spectraldl.web.auth import add_user
 from spectraldl.web.db import open_database

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from web_support import ondrejov_files, write_predictions_file
 
 from spectraldl.cli import main
-from spectraldl.ingest import ingest
+from spectraldl.jobs.ingest import ingest
 from spectraldl.web.auth import authenticate
 from spectraldl.web.db import DatabaseError, open_database, resolve_url
 from spectraldl.web.models import Catalogue, SpectrumRow, User

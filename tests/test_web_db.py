@@ -19,11 +19,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from web_support import database_url, ondrejov_files, write_predictions_file
 
-from spectraldl.archives import read_spectrum
-from spectraldl.dataset import read_dataset
-from spectraldl.ingest import ingest
-from spectraldl.labels import CLASSES, read_labels
-from spectraldl.preprocess import PreprocessConfig, preprocess
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.dataset import read_dataset
+from spectraldl.io.labels import CLASSES, read_labels
+from spectraldl.jobs.ingest import ingest
+from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.web import store
 from spectraldl.web.auth import UserError, add_user, authenticate, hash_password
 from spectraldl.web.db import Database, alembic_config, current_revision, open_database
@@ -44,7 +44,7 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A small CNN trained for two epochs on simple synthetic profiles (once per module)."""
     from training_helpers import profile_rows, write_dataset
 
-    from spectraldl.training import TrainConfig, train
+    from spectraldl.ml.training import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("model")
     dataset = write_dataset(
@@ -474,7 +474,7 @@ def test_queries_are_parameterised(db: Database, users: tuple[User, User]) -> No
 
 
 def test_zoom_view_blurs_as_the_preprocessing_does(data_dir: Path) -> None:
-    from spectraldl.preprocess import air_to_vacuum, blur, sigma_px_for_resolution
+    from spectraldl.prep.preprocess import air_to_vacuum, blur, sigma_px_for_resolution
 
     config = PreprocessConfig()
     cases = {

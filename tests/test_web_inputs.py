@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from web_support import ThreadServer, database_url, login, ondrejov_files, write_predictions_file
 
-from spectraldl.bundled import bundled_files
+from spectraldl.io.bundled import bundled_files
 from spectraldl.web.app import create_app
 from spectraldl.web.auth import add_user
 from spectraldl.web.db import open_database

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spectraldl.dataset import Rows, append_rows, create_dataset
-from spectraldl.labels import label_code
-from spectraldl.preprocess import HALPHA_VACUUM_AA, PreprocessConfig
+from spectraldl.io.dataset import Rows, append_rows, create_dataset
+from spectraldl.io.labels import label_code
+from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, PreprocessConfig
 
 
 def profile_rows(

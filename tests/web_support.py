@@ -30,9 +30,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from spectraldl.bundled import bundled_files
-from spectraldl.predictions import write_predictions
-from spectraldl.quality import flag_names
+from spectraldl.core.quality import flag_names
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import write_predictions
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -255,7 +255,7 @@ def write_predictions_file(
     sources: list[str] | None = None,
 ) -> pd.DataFrame:
     """A predictions table in the documented format (docs/CONVENTIONS.md), written with
-    `spectraldl.predictions.write_predictions`; probabilities from a fixed random draw.
+    `spectraldl.io.predictions.write_predictions`; probabilities from a fixed random draw.
     """
     rng = np.random.default_rng(seed)
     n = len(ids)

@@ -11,7 +11,7 @@ The first packs ``demo-run/model`` (the thesis CNN the demo trained) with its
 weights stored as float16 (half the size; loaded back into float32), the
 second trains cnn-small on ``demo-run/training.h5`` as the demo trains. Each
 goes to ``src/spectraldl/data/models/NAME/`` with ``checks.json``
-(`spectraldl.realchecks`), measured on the weights as shipped, and the
+(`spectraldl.analysis.realchecks`), measured on the weights as shipped, and the
 split file (which rows the model was fitted on), so that ``train --init`` can
 replay its training data.
 """
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from spectraldl.modelcard import WEIGHTS, load_model
-from spectraldl.pretrained import CHECKS, models_dir
-from spectraldl.realchecks import real_spectra_checks
-from spectraldl.training import TrainConfig, train
+from spectraldl.analysis.realchecks import real_spectra_checks
+from spectraldl.ml.modelcard import WEIGHTS, load_model
+from spectraldl.ml.pretrained import CHECKS, models_dir
+from spectraldl.ml.training import TrainConfig, train
 
 
 def _train_small(run_dir: Path, out: Path, args: argparse.Namespace) -> None:

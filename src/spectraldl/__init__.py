@@ -1,12 +1,12 @@
 """spectraldl: find emission-line stars in large spectral archives with deep learning.
 
 The stages meet through typed containers: `Spectrum` (one observed spectrum),
-the HDF5 dataset (`spectraldl.dataset`), and the predictions table.
+the HDF5 dataset (`spectraldl.io.dataset`), and the predictions table.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from spectraldl.spectrum import Spectrum, SpectrumMeta
+from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 
 try:
     __version__ = version("spectraldl")

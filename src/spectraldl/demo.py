@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from spectraldl import __version__
-from spectraldl.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
-from spectraldl.jobs import errors_csv_path
+from spectraldl.io.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
+from spectraldl.jobs.files import errors_csv_path
 
 THESIS_MIX = {"emission": 0.39, "absorption": 0.45, "double-peak": 0.11, "noise": 0.05}
 """Class mix of the training set: the thesis' 13 335 labels without `unknown`
@@ -169,7 +169,7 @@ def _training_parts(run: DemoRun) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _simulate_training(run: DemoRun) -> str:
-    from spectraldl.ingest import ingest
+    from spectraldl.jobs.ingest import ingest
     from spectraldl.simulate import simulate_archive
 
     base = run.out / "simulated" / "training"
@@ -243,7 +243,7 @@ def _simulate_archive(run: DemoRun) -> str:
 
 
 def _ingest_archive(run: DemoRun) -> str:
-    from spectraldl.ingest import ingest
+    from spectraldl.jobs.ingest import ingest
 
     # Simulated and real files share the tree; the simulated ones say so in their
     # headers (SIMULATD), so meta/origin tells them apart.
@@ -255,7 +255,7 @@ def _ingest_archive(run: DemoRun) -> str:
 
 
 def _train(run: DemoRun) -> str:
-    from spectraldl.training import TrainConfig, train
+    from spectraldl.ml.training import TrainConfig, train
 
     config = TrainConfig(
         model="cnn",
@@ -282,8 +282,8 @@ def _train(run: DemoRun) -> str:
 
 
 def _classify(run: DemoRun) -> str:
-    from spectraldl.backends import open_backend
-    from spectraldl.inference import classify
+    from spectraldl.classify.inference import classify
+    from spectraldl.jobs.backends import open_backend
 
     with open_backend("local", workers=run.workers) as backend, run.progress("classify") as update:
         summary = classify(
@@ -297,7 +297,7 @@ def _classify(run: DemoRun) -> str:
 
 
 def _candidates(run: DemoRun) -> str:
-    from spectraldl.candidates import Selection, find_candidates
+    from spectraldl.catalogue.candidates import Selection, find_candidates
 
     outs = [run.out / f"candidates.{suffix}" for suffix in ("csv", "fits", "vot")]
     tmp_gallery = run.out / "gallery.building"
@@ -321,8 +321,8 @@ def _checks(run: DemoRun) -> str:
     """The figures the README quotes: the real-spectra checks and the candidates' origins."""
     import pandas as pd
 
-    from spectraldl.jobs import atomic_write
-    from spectraldl.realchecks import real_spectra_checks
+    from spectraldl.analysis.realchecks import real_spectra_checks
+    from spectraldl.jobs.files import atomic_write
 
     checks = real_spectra_checks(run.out / "model", workers=run.workers)
     catalogue = pd.read_csv(run.out / "candidates.csv", dtype=str, keep_default_na=False)
@@ -357,7 +357,7 @@ def _checks(run: DemoRun) -> str:
 
 
 def _explore(run: DemoRun) -> str:
-    from spectraldl.explore import explore
+    from spectraldl.analysis.explore import explore
 
     tmp = run.out / "explore.building"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -374,7 +374,7 @@ def _explore(run: DemoRun) -> str:
 
 
 def _calibrate(run: DemoRun) -> str:
-    from spectraldl.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
+    from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
 
     tmp = run.out / "calibration.building"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -414,7 +414,7 @@ def _benchmarks(run: DemoRun) -> str:
 
 
 def _report(run: DemoRun) -> str:
-    from spectraldl.report import write_report
+    from spectraldl.analysis.report import write_report
 
     _write_run_json(run)
     written = write_report(run.out, run.out / "report.html")

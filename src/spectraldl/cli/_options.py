@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from spectraldl.processes import usable_cores
+from spectraldl.jobs.processes import usable_cores
 
 
 def workers_option(help_text: str) -> Callable[[Any], Any]:
@@ -31,7 +31,7 @@ def job_errors() -> Iterator[None]:
     and Ctrl-C each end the command with a message that says what to do;
     the finished chunks stay for the resumed run.
     """
-    from spectraldl.jobs import JobIOError, OutputBusy, WorkerDied
+    from spectraldl.jobs.files import JobIOError, OutputBusy, WorkerDied
 
     try:
         yield

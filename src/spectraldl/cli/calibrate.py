@@ -96,7 +96,7 @@ def calibrate_blur_command(
     """
     import numpy as np
 
-    from spectraldl.calibrate import (
+    from spectraldl.analysis.calibrate import (
         CalibrationError,
         calibrate_blur,
         plot_calibration,
@@ -127,7 +127,7 @@ def calibrate_blur_command(
         write_details(result, details)
     written = plot_calibration(result, plot) if plot is not None else []
     if pair_plots is not None:
-        from spectraldl.archives import read_spectrum
+        from spectraldl.io.archives import read_spectrum
 
         for fit in result.fits:
             written += plot_pair(

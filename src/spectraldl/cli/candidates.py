@@ -92,7 +92,7 @@ def candidates_command(
     carries none of NOVEL (unlike the training data), LOW_SNR and the flags of
     unusable data (BAD_IVAR, NONPOSITIVE_FLUX, SNR_MISMATCH), unless
     --include-flagged; --min-ew and --profile-type cut on the H-alpha line
-    measured in each spectrum (`spectraldl.measure`). Prints the spectra per
+    measured in each spectrum (`spectraldl.prep.measure`). Prints the spectra per
     class and per quality flag, writes the catalogue (units and descriptions
     on every column in .fits, .vot and .ecsv), the gallery, and with --known, which known stars were
     recovered and why the others were missed (CATALOGUE.known.csv).
@@ -102,10 +102,10 @@ def candidates_command(
       spectraldl candidates dr1.parquet -o candidates.csv -o candidates.fits --gallery gallery/
       spectraldl candidates dr1.parquet --min-ew 5 --profile-type double-peak -o discs.vot
     """
-    from spectraldl.candidates import CandidatesError, Selection, find_candidates
-    from spectraldl.crossmatch import KnownListError
-    from spectraldl.labels import label_code
-    from spectraldl.predictions import PredictionsError
+    from spectraldl.catalogue.candidates import CandidatesError, Selection, find_candidates
+    from spectraldl.catalogue.crossmatch import KnownListError
+    from spectraldl.io.labels import label_code
+    from spectraldl.io.predictions import PredictionsError
 
     try:
         names = tuple(c.strip().replace("_", "-") for c in classes.split(",") if c.strip())

@@ -113,11 +113,11 @@ def classify_command(
       spectraldl classify /data/lamost/dr1/ -o dr1.parquet -j 8
       spectraldl classify demo-run/model dataset.h5 -o predictions.parquet --device cuda
     """
-    from spectraldl.backends import open_backend
-    from spectraldl.dataset import DatasetError
-    from spectraldl.inference import ClassifyError, classify
-    from spectraldl.modelcard import ModelDirError, ModelMismatch
-    from spectraldl.novelty import NoveltyError
+    from spectraldl.classify.inference import ClassifyError, classify
+    from spectraldl.io.dataset import DatasetError
+    from spectraldl.jobs.backends import open_backend
+    from spectraldl.ml.modelcard import ModelDirError, ModelMismatch
+    from spectraldl.ml.novelty import NoveltyError
 
     model_dir, sources = _model_and_sources(model, inputs)
     try:
@@ -156,7 +156,7 @@ def classify_command(
 def _model_and_sources(model: str | None, inputs: tuple[Path, ...]) -> tuple[Path, list[Path]]:
     """The model and the sources: --model, else the first input when it is a model, else
     the shipped default."""
-    from spectraldl.pretrained import DEFAULT_MODEL, resolve_model
+    from spectraldl.ml.pretrained import DEFAULT_MODEL, resolve_model
 
     if model is not None:
         return resolve_model(model), list(inputs)

@@ -96,8 +96,8 @@ def explore_command(
     # it must be set before the OpenMP runtime loads, so here, not in the library.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-    from spectraldl.dataset import DatasetError
-    from spectraldl.explore import ExploreError, explore
+    from spectraldl.analysis.explore import ExploreError, explore
+    from spectraldl.io.dataset import DatasetError
 
     if colour_by == "class" and predictions is None:
         raise click.UsageError("--color-by class needs --predictions TABLE")

@@ -60,9 +60,9 @@ def ingest_command(
     Example:
       spectraldl ingest ondrejov/ -o training.h5 --labels labels.csv -j 4
     """
-    from spectraldl.dataset import DatasetError
-    from spectraldl.ingest import IngestFailed, ingest
-    from spectraldl.labels import LabelError
+    from spectraldl.io.dataset import DatasetError
+    from spectraldl.io.labels import LabelError
+    from spectraldl.jobs.ingest import IngestFailed, ingest
 
     try:
         with job_errors(), progress_bar("ingest") as update:

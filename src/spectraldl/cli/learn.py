@@ -72,10 +72,10 @@ def learn_command(
       spectraldl learn --db spectraldl.db --model model/ -o model-2/
     """
     from spectraldl.cli.train import _side_by_side
-    from spectraldl.dataset import DatasetError
-    from spectraldl.learning import LearnError, learn
-    from spectraldl.modelcard import ModelDirError
-    from spectraldl.training import TrainConfig, TrainingError
+    from spectraldl.io.dataset import DatasetError
+    from spectraldl.ml.modelcard import ModelDirError
+    from spectraldl.ml.training import TrainConfig, TrainingError
+    from spectraldl.web.learning import LearnError, learn
 
     try:
         config = TrainConfig(

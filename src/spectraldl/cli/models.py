@@ -20,7 +20,7 @@ def models_command(as_json: bool) -> None:
       spectraldl models
       spectraldl classify --model pretrained /data/lamost/dr5/ -o dr5.parquet
     """
-    from spectraldl.pretrained import shipped_models
+    from spectraldl.ml.pretrained import shipped_models
 
     models = shipped_models()
     if as_json:

@@ -34,7 +34,7 @@ def report_command(run_dir: Path, out: Path | None, gallery_sample: int) -> None
     Example:
       spectraldl report demo-run -o demo-run/report.html
     """
-    from spectraldl.report import ReportError, write_report
+    from spectraldl.analysis.report import ReportError, write_report
 
     try:
         report = write_report(run_dir, out, gallery_sample=gallery_sample)

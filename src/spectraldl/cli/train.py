@@ -67,7 +67,7 @@ def _echo_epoch(record: dict[str, float]) -> None:
 
 def _parent_architecture(init: str) -> str:
     """The network of the model ``init`` names ('cnn' if its card is unreadable: train says why)."""
-    from spectraldl.pretrained import resolve_model
+    from spectraldl.ml.pretrained import resolve_model
 
     try:
         card = json.loads((resolve_model(init) / "card.json").read_text(encoding="utf-8"))
@@ -209,8 +209,8 @@ def train_command(
       spectraldl train labelled-real.h5 --init model/ -o model-2/ --epochs 20
       spectraldl train training.h5 -o model/ --device cuda --bf16 --cuda-graph --channels-last
     """
-    from spectraldl.dataset import DatasetError
-    from spectraldl.training import ModelDirError, TrainConfig, TrainingError, train
+    from spectraldl.io.dataset import DatasetError
+    from spectraldl.ml.training import ModelDirError, TrainConfig, TrainingError, train
 
     try:
         if model is None:
@@ -250,7 +250,7 @@ def train_command(
         raise click.ClickException(str(exc)) from None
     metrics = result.metrics
     if as_json:
-        from spectraldl.evaluation import json_safe
+        from spectraldl.ml.evaluation import json_safe
 
         click.echo(json.dumps(json_safe(metrics), indent=2))
         return
@@ -313,10 +313,10 @@ def evaluate_command(
     Example:
       spectraldl evaluate model/ other-labelled.h5 --rows real --json
     """
-    from spectraldl.dataset import DatasetError
-    from spectraldl.evaluation import evaluate_model, json_safe
-    from spectraldl.modelcard import ModelDirError, ModelMismatch, load_model
-    from spectraldl.pretrained import resolve_model
+    from spectraldl.io.dataset import DatasetError
+    from spectraldl.ml.evaluation import evaluate_model, json_safe
+    from spectraldl.ml.modelcard import ModelDirError, ModelMismatch, load_model
+    from spectraldl.ml.pretrained import resolve_model
 
     try:
         model = load_model(resolve_model(model_dir), device=device)

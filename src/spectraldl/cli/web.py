@@ -304,7 +304,7 @@ def import_command(
     """
     if not paths and model_dir is None:
         raise click.UsageError("give PATHS to import, or --model to score the stored spectra")
-    from spectraldl.labels import label_code
+    from spectraldl.io.labels import label_code
     from spectraldl.web.importing import ImportFailed, ImportSummary, import_paths
 
     classes = [c.strip() for c in classes_.split(",") if c.strip()] if classes_ else None
@@ -330,7 +330,7 @@ def import_command(
         except (FileNotFoundError, ImportFailed) as exc:
             raise click.ClickException(str(exc)) from None
     if model_dir is not None:
-        from spectraldl.modelcard import ModelDirError, ModelMismatch
+        from spectraldl.ml.modelcard import ModelDirError, ModelMismatch
         from spectraldl.web.importing import score_with_model
 
         try:
@@ -402,7 +402,7 @@ def ssap_import_command(
     Example:
       spectraldl ssap-import http://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml --target "gamma Cas"
     """
-    from spectraldl.archives.ssap import SsapError
+    from spectraldl.io.archives.ssap import SsapError
     from spectraldl.web.importing import import_ssap
 
     time_pair = None

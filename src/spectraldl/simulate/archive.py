@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from spectraldl import __version__
-from spectraldl.errors import SpectrumError
-from spectraldl.labels import label_code
-from spectraldl.preprocess import PreprocessConfig, preprocess
-from spectraldl.processes import pool_context
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.labels import label_code
+from spectraldl.jobs.processes import pool_context
+from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.simulate import fitsbytes, lamost, ondrejov
 from spectraldl.simulate import junk as junkfiles
 from spectraldl.simulate.common import streams
 from spectraldl.simulate.population import Population, is_junk
-from spectraldl.spectrum import Spectrum
 
 CHUNK = 200
 """Most spectra per task of a parallel run (fewer for small runs, so every worker gets work)."""
@@ -76,11 +76,11 @@ class SimulatedVectors:
     X
         float32 (m, grid_n): preprocessed flux of the spectra preprocessing accepted.
     labels
-        int8 (m,): class codes (`spectraldl.labels.CLASSES`).
+        int8 (m,): class codes (`spectraldl.io.labels.CLASSES`).
     ids
         str (m,): spectrum ids.
     quality
-        int32 (m,): `spectraldl.quality.Quality` bits.
+        int32 (m,): `spectraldl.core.quality.Quality` bits.
     truth
         The m truth rows (same order).
     rejected
@@ -243,7 +243,7 @@ def simulate_vectors(
     population: Population | None = None,
     config: PreprocessConfig | None = None,
 ) -> SimulatedVectors:
-    """Simulate ``n`` spectra and preprocess them (`spectraldl.preprocess.preprocess`).
+    """Simulate ``n`` spectra and preprocess them (`spectraldl.prep.preprocess.preprocess`).
 
     The same spectra as `simulate_spectra` with the same arguments, as the
     ingest of the written files would store them. Parameters as there, plus

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spectraldl.archives.headers import SIMULATED_KEY
+from spectraldl.io.archives.headers import SIMULATED_KEY
 
 BLOCK = 2880
 CARD = 80

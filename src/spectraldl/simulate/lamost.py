@@ -49,9 +49,10 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from spectraldl.archives.fitsfile import FitsFile, parse_header
-from spectraldl.measure import equivalent_width_aa
-from spectraldl.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.archives.fitsfile import FitsFile, parse_header
+from spectraldl.prep.measure import equivalent_width_aa
+from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
 from spectraldl.simulate.common import (
@@ -67,7 +68,6 @@ from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, lin
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
 from spectraldl.simulate.population import LAMOST_SNR_LOGNORMAL, Population, class_of
 from spectraldl.simulate.templates import MILES_FWHM_AA, load_templates
-from spectraldl.spectrum import Spectrum
 
 RELEASES = ("dr1", "dr2", "dr6", "dr8")
 COEFF0 = 3.5682
@@ -1091,7 +1091,7 @@ def file_bytes(spec: LamostSpectrum) -> bytes:
 
 def to_spectrum(spec: LamostSpectrum, data: bytes, path: str | Path) -> Spectrum:
     """The `Spectrum` the project's reader makes of ``data`` (read from memory, same code)."""
-    from spectraldl.archives import identify
+    from spectraldl.io.archives import identify
 
     header, start = parse_header(data)
     fits_file = FitsFile(path=Path(path), data=data, header=header, data_start=start)

@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from spectraldl.archives.headers import iso_to_mjd
-from spectraldl.measure import der_snr, equivalent_width_aa
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.archives.headers import iso_to_mjd
+from spectraldl.prep.measure import der_snr, equivalent_width_aa
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
 from spectraldl.simulate.common import choose_template, draw_snr, noise_profile, streams
@@ -46,7 +47,6 @@ from spectraldl.simulate.halpha import HALPHA_AIR_AA, draw_line, line_addition
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
 from spectraldl.simulate.population import ONDREJOV_COUNTS_LOGNORMAL, Population, class_of
 from spectraldl.simulate.templates import load_templates
-from spectraldl.spectrum import Spectrum
 
 FORMS = ("ssap", "raw")
 RESOLVING_POWER = 13000.0
@@ -457,10 +457,10 @@ def to_spectrum(spec: OndrejovSpectrum, data: bytes, path: str | Path) -> Spectr
     table reader goes through astropy, so its result is rebuilt here from the
     same values (the tests check the two agree on written files).
     """
-    from spectraldl.archives import identify
-    from spectraldl.archives.fitsfile import FitsFile, parse_header
-    from spectraldl.archives.ondrejov import RESOLVING_POWER as READER_R
-    from spectraldl.spectrum import SpectrumMeta
+    from spectraldl.core.spectrum import SpectrumMeta
+    from spectraldl.io.archives import identify
+    from spectraldl.io.archives.fitsfile import FitsFile, parse_header
+    from spectraldl.io.archives.ondrejov import RESOLVING_POWER as READER_R
 
     if spec.form == "raw":
         header, start = parse_header(data)

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spectraldl.labels import CLASSES, label_code
+from spectraldl.io.labels import CLASSES, label_code
 
 SIMULATED_CLASSES = ("emission", "absorption", "double-peak", "noise")
 """Classes the simulator draws (``unknown`` is a human's doubt, not a spectrum kind)."""

@@ -15,8 +15,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-from spectraldl.bundled import data_dir
-from spectraldl.preprocess import air_to_vacuum
+from spectraldl.io.bundled import data_dir
+from spectraldl.prep.preprocess import air_to_vacuum
 
 SPECTRAL_CLASSES = ("O", "B", "A", "F", "G", "K", "M")
 

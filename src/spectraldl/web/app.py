@@ -28,8 +28,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spectraldl import __version__
-from spectraldl.labels import CLASSES
-from spectraldl.preprocess import PreprocessConfig
+from spectraldl.io.labels import CLASSES
+from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import auth
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginRequired

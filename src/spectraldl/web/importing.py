@@ -22,14 +22,14 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, defer
 
-from spectraldl.dataset import Rows
-from spectraldl.discovery import is_spectrum_name
-from spectraldl.errors import SpectrumError
-from spectraldl.jobs import FileError
-from spectraldl.labels import CLASSES, label_code
-from spectraldl.preprocess import PreprocessConfig, preprocess
-from spectraldl.quality import flag_names
-from spectraldl.spectrum import Spectrum
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.quality import flag_names
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.dataset import Rows
+from spectraldl.io.discovery import is_spectrum_name
+from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.jobs.files import FileError
+from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.web.db import Database, begin_write
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, VetDecision, utcnow
 from spectraldl.web.store import CANDIDATE_CLASSES
@@ -225,13 +225,13 @@ def import_fits(
     origin: str = "real",
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
-    """Read FITS files and trees (`spectraldl.discovery.walk`) into the database.
+    """Read FITS files and trees (`spectraldl.io.discovery.walk`) into the database.
 
     Entries the walk cannot read (link loops, unreadable folders, FIFOs) are
     listed among the summary's bad files, as ingest lists them.
     """
-    from spectraldl.archives import read_spectrum
-    from spectraldl.discovery import walk
+    from spectraldl.io.archives import read_spectrum
+    from spectraldl.io.discovery import walk
 
     config = config or PreprocessConfig()
     found = walk(paths)
@@ -260,7 +260,7 @@ def import_dataset(
     such spectra show the vector view only. A label in the dataset becomes
     the spectrum's reference label (shown, never counted as anyone's vote).
     """
-    from spectraldl.dataset import dataset_info, iter_rows
+    from spectraldl.io.dataset import dataset_info, iter_rows
 
     info = dataset_info(path)
     summary = ImportSummary()
@@ -323,7 +323,7 @@ def _table_read_errors() -> tuple[type[BaseException], ...]:
 
     from astropy.io.registry import IORegistryError
 
-    from spectraldl.predictions import PredictionsError
+    from spectraldl.io.predictions import PredictionsError
 
     return (
         PredictionsError,
@@ -342,14 +342,14 @@ def read_table(path: str | Path) -> Any:
     """A predictions table or catalogue as a pandas DataFrame.
 
     Predictions tables (.parquet, .fits, .csv, .h5) are read by
-    `spectraldl.predictions.read_predictions`; .tsv and VOTable (.vot, .xml)
+    `spectraldl.io.predictions.read_predictions`; .tsv and VOTable (.vot, .xml)
     catalogues by pandas/astropy. Raises `ImportFailed` naming the file when
     it cannot be read (a malformed file of any of these formats) or has no
     ``id`` column.
     """
     import pandas as pd
 
-    from spectraldl.predictions import format_of, read_predictions
+    from spectraldl.io.predictions import format_of, read_predictions
 
     path = Path(path)
     name = path.name.lower()
@@ -410,7 +410,7 @@ def is_predictions_table(path: str | Path) -> bool:
 
 def _probability_columns(frame: Any) -> tuple[list[str], np.ndarray]:
     """Class names of the ``p_<class>`` columns and their values (rows x classes)."""
-    from spectraldl.predictions import class_of_column
+    from spectraldl.io.predictions import class_of_column
 
     p_columns = [c for c in frame.columns if c.startswith("p_")]
     if not p_columns:
@@ -660,8 +660,8 @@ def score_with_model(
     learning) and can be vetted like any other. Spectra whose vector grid
     differs from the model's are left out (counted as errors).
     """
-    from spectraldl.inference import Predictor, predictions_frame
-    from spectraldl.modelcard import load_model
+    from spectraldl.classify.inference import Predictor, predictions_frame
+    from spectraldl.ml.modelcard import load_model
 
     model = load_model(model_dir, device=device)
     predictor = Predictor(model, precision="fp32", batch_size=batch_size)
@@ -755,7 +755,7 @@ def import_paths(
     Raises `FileNotFoundError` for a path that does not exist; bad spectrum
     files are listed in the summary, never raised.
     """
-    from spectraldl.dataset import is_dataset
+    from spectraldl.io.dataset import is_dataset
 
     summary = ImportSummary()
     fits_paths: list[Path] = []
@@ -822,10 +822,10 @@ def import_ssap(
     again; files already in ``download_dir`` are reused; each spectrum is
     committed in batches, so a rerun of an interrupted import finishes it.
     The SSAP record's columns are kept in the spectrum's ``meta["ssap"]``.
-    Raises `spectraldl.archives.ssap.SsapError` when the query itself fails.
+    Raises `spectraldl.io.archives.ssap.SsapError` when the query itself fails.
     """
-    from spectraldl.archives import read_spectrum
-    from spectraldl.archives.ssap import SsapError, download_spectrum, query_ssap
+    from spectraldl.io.archives import read_spectrum
+    from spectraldl.io.archives.ssap import SsapError, download_spectrum, query_ssap
 
     config = config or PreprocessConfig()
     records = query_ssap(

@@ -23,8 +23,9 @@ import numpy as np
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from spectraldl.labels import CLASSES, label_code
-from spectraldl.preprocess import (
+from spectraldl.core.quality import flag_names
+from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.prep.preprocess import (
     HALPHA_AIR_AA,
     HALPHA_VACUUM_AA,
     PreprocessConfig,
@@ -32,7 +33,6 @@ from spectraldl.preprocess import (
     blur_sigma_for,
     fill_nonfinite,
 )
-from spectraldl.quality import flag_names
 from spectraldl.web.db import begin_write
 from spectraldl.web.models import (
     NOTE_FLAGS,
@@ -254,7 +254,7 @@ def export_labels(
 def labels_csv(
     rows: Iterable[tuple[str, str]], *, notes: dict[str, list[dict]] | None = None
 ) -> str:
-    """The ``id,label`` CSV text that `spectraldl.labels.read_labels` reads (an id that a
+    """The ``id,label`` CSV text that `spectraldl.io.labels.read_labels` reads (an id that a
     spreadsheet would take for a formula gets a leading ``'``: see `csv_safe`); with
     ``notes`` (`notes_by_ident`) also ``flags`` and ``notes`` columns (`note_columns`)."""
     buffer = io.StringIO()
@@ -527,7 +527,7 @@ MEASUREMENT_FIELDS: tuple[str, ...] = (
     "profile_type",
     "halpha_flag",
 )
-"""The H-alpha measurement columns (`spectraldl.measure.LineMeasurement`) the pages show."""
+"""The H-alpha measurement columns (`spectraldl.prep.measure.LineMeasurement`) the pages show."""
 
 
 def measurement_of(row: dict[str, Any] | None) -> dict[str, Any] | None:

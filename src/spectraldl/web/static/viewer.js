@@ -65,7 +65,7 @@
   ];
 
   /* Vacuum wavelength of an air one (Å): the refractive index of Piskunov's formula (VALD),
-   * the one spectraldl.preprocess uses. */
+   * the one spectraldl.prep.preprocess uses. */
   function airToVacuum(air) {
     const s2 = (1e4 / air) ** 2;
     return air * (1 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2) +
@@ -415,7 +415,7 @@
     }
   }
 
-  /* Facts of the H-alpha line measured for a catalogue row (spectraldl.measure): EW with its
+  /* Facts of the H-alpha line measured for a catalogue row (spectraldl.prep.measure): EW with its
    * error, profile type, FWHM, peak separation and V/R; none for a row without them. */
   function measurementFacts(m) {
     if (!m) return [];

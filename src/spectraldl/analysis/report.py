@@ -1,0 +1,952 @@
+"""One self-contained HTML report of a run directory: what went in, what came out, how fast.
+
+The run directory is the one of docs/CONVENTIONS.md ("Run directory"):
+``training.h5``, ``archive.h5``, ``explore/``, ``model/``,
+``predictions.parquet``, ``candidates.csv``, ``gallery/``, ``benchmarks/``
+and ``run.json``. Each part that is present becomes a section; each part
+that is missing is named at the top and in its section, so a partial run
+still gives a useful report and a reader knows what it lacks.
+
+The file needs nothing else: images are embedded as ``data:`` URIs, the
+styles are inline, there is no script and no link out of the page, so it
+opens offline, from an e-mail attachment or an archive years later.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import platform
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectraldl import __version__
+from spectraldl.core.quality import Quality
+from spectraldl.io.labels import CLASSES, NO_LABEL
+from spectraldl.jobs.files import errors_csv_path
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("data", "Data"),
+    ("maps", "Data space: PCA and t-SNE"),
+    ("calibration", "Blur calibration"),
+    ("training", "Training"),
+    ("classification", "Classification"),
+    ("gallery", "Candidate gallery"),
+    ("performance", "Performance"),
+    ("provenance", "Provenance"),
+)
+"""Section keys (HTML ids) and titles, in the order they appear."""
+
+_TITLES = dict(SECTIONS)
+
+THESIS_DR1_COUNTS = {"emission": 158_115, "absorption": 1_898_095, "double-peak": 145_790}
+"""The thesis' table of CNN predictions on LAMOST DR1 (2 202 000 spectra)."""
+
+_IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}
+
+
+class ReportError(ValueError):
+    """A run directory that cannot be reported on (missing, not a directory)."""
+
+
+@dataclass
+class Image:
+    """An image to embed: a caption and its ``data:`` URI."""
+
+    caption: str
+    uri: str
+    name: str
+
+
+@dataclass
+class Section:
+    """One section of the report: present parts as context for the template, missing ones named."""
+
+    key: str
+    title: str
+    missing: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, key: str) -> Section:
+        """A section of `SECTIONS` with nothing in it yet."""
+        return cls(key, _TITLES[key])
+
+    @property
+    def present(self) -> bool:
+        """True when the section has anything to show."""
+        return bool(self.images or self.tables or self.notes)
+
+
+def data_uri(path: str | Path) -> str:
+    """The file as a ``data:`` URI (PNG, SVG or JPEG), for embedding."""
+    path = Path(path)
+    kind = _IMAGE_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: not an image type the report embeds (png, svg, jpg)")
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _table(
+    title: str, columns: list[str], rows: Iterable[Iterable[Any]], *, note: str = ""
+) -> dict[str, Any]:
+    return {"title": title, "columns": columns, "rows": [list(r) for r in rows], "note": note}
+
+
+def _fmt(value: Any) -> str:
+    """Numbers for people: thousands separators, 3-4 significant digits for floats."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}".replace(",", " ")
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if not math.isfinite(v):
+            return "n/a"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        if abs(v) >= 100:
+            return f"{v:,.0f}".replace(",", " ")
+        return f"{v:.3g}" if abs(v) < 1 else f"{v:.4g}"
+    return str(value)
+
+
+def _percent(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f} %" if whole else "n/a"
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path.name}: not readable JSON ({exc})")
+        return None
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def _dataset_summary(path: Path, section: Section) -> None:
+    import h5py
+
+    from spectraldl.io.dataset import DatasetError, dataset_info
+
+    try:
+        info = dataset_info(path)
+    except DatasetError as exc:
+        section.problems.append(str(exc))
+        return
+    groups: Counter[tuple[str, str]] = Counter()
+    labels: Counter[int] = Counter()
+    flags: Counter[str] = Counter()
+    clean = 0
+    with h5py.File(path, "r") as h5:
+        n = info.n_rows
+        step = 262_144
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            archive = h5["meta/archive"].asstr()[start:stop]
+            origin = h5["meta/origin"].asstr()[start:stop]
+            groups.update(zip(archive, origin, strict=True))
+            labels.update(np.asarray(h5["labels"][start:stop]).tolist())
+            quality = np.asarray(h5["quality"][start:stop])
+            clean += int((quality == 0).sum())
+            for flag in Quality:
+                flags[str(flag.name)] += int((quality & int(flag)).astype(bool).sum())
+    config = info.config
+    blur = ", ".join(f"{k} {v:g} px" for k, v in sorted(config.blur_sigma_px.items())) or "none"
+    section.tables.append(
+        _table(
+            f"{path.name}: {_fmt(info.n_rows)} spectra",
+            ["archive", "origin", "spectra"],
+            [(a, o, _fmt(c)) for (a, o), c in sorted(groups.items())],
+            note=(
+                f"grid {config.grid_n} points on {config.grid_start_aa:g}-"
+                f"{config.grid_stop_aa:g} Å (vacuum); blur {blur}; created "
+                f"{info.attrs.get('created', '?')} by spectraldl "
+                f"{info.attrs.get('spectraldl_version', '?')}"
+            ),
+        )
+    )
+    total = max(info.n_rows, 1)
+    section.tables.append(
+        _table(
+            f"{path.name}: classes",
+            ["class", "spectra", "share"],
+            [
+                (CLASSES[c] if c != NO_LABEL else "unlabelled", _fmt(k), _percent(k, total))
+                for c, k in sorted(labels.items())
+            ],
+        )
+    )
+    section.tables.append(
+        _table(
+            f"{path.name}: quality flags",
+            ["flag", "spectra", "share"],
+            [("none (clean)", _fmt(clean), _percent(clean, total))]
+            + [(name, _fmt(k), _percent(k, total)) for name, k in flags.items() if k],
+            note="A spectrum can carry several flags.",
+        )
+    )
+    errors = errors_csv_path(path)
+    if errors.exists():
+        with errors.open(encoding="utf-8") as handle:
+            bad = max(sum(1 for _ in handle) - 1, 0)
+        section.notes.append(
+            f"{path.name}: {_fmt(bad)} files could not be read or preprocessed "
+            f"(listed in {errors.name})."
+        )
+
+
+def _data_section(run: Path) -> Section:
+    section = Section.empty("data")
+    named = [run / "training.h5", run / "archive.h5"]
+    others = sorted(p for p in run.glob("*.h5") if p not in named)
+    for path in named:
+        if path.exists():
+            _dataset_summary(path, section)
+        else:
+            section.missing.append(f"{path.name} (spectraldl ingest)")
+    for path in others:
+        _dataset_summary(path, section)
+    return section
+
+
+# --- maps --------------------------------------------------------------------------------
+
+
+def _map_order(path: Path) -> tuple[int, str]:
+    name = path.stem
+    return (0 if name.startswith("pca-") else 1 if name == "pca" else 2, name)
+
+
+def _maps_section(run: Path) -> Section:
+    section = Section.empty("maps")
+    folder = run / "explore"
+    pngs = sorted(folder.glob("*.png"), key=_map_order) if folder.is_dir() else []
+    if not pngs:
+        section.missing.append("explore/ maps (spectraldl explore)")
+        return section
+    summary = None
+    if (folder / "summary.json").exists():
+        summary = _read_json(folder / "summary.json", section.problems)
+    captions = {
+        "pca": "PCA of all datasets in one projection (fitted on their union).",
+        "tsne": "t-SNE after PCA to 30 dimensions, all datasets in one map.",
+    }
+    for png in pngs:
+        group = png.stem.removeprefix("pca-")
+        pretty = {"ondrejov": "Ondřejov", "lamost": "LAMOST"}.get(group, group)
+        caption = captions.get(png.stem, f"PCA of {pretty} alone (its own projection).")
+        section.images.append(Image(caption, data_uri(png), png.name))
+    if isinstance(summary, dict):
+        separation = summary.get("pca", {}).get("separation", [])
+        if separation:
+            section.tables.append(
+                _table(
+                    "How distinct are the groups in PCA space?",
+                    [
+                        "groups",
+                        "spectra",
+                        "ROC AUC (10 PCs)",
+                        "ROC AUC (2 PCs, linear)",
+                        "centroid distance / spread",
+                    ],
+                    [
+                        (
+                            " vs ".join(e["groups"]),
+                            " / ".join(_fmt(v) for v in e.get("counts", {}).values()),
+                            _fmt(e.get("auc")) if e.get("auc") is not None else "n/a",
+                            _fmt(e.get("auc_pca2_linear"))
+                            if e.get("auc_pca2_linear") is not None
+                            else "n/a",
+                            _fmt(e.get("centroid_distance")),
+                        )
+                        for e in separation
+                    ],
+                    note=(
+                        "Cross-validated ROC AUC of a classifier telling the groups apart: 0.5 "
+                        "means indistinguishable, 1 fully separable. Different class mixes "
+                        "(Ondřejov targets Be stars, LAMOST is mostly ordinary stars) separate "
+                        "groups too, not only the domain gap."
+                    ),
+                )
+            )
+        tsne = summary.get("tsne")
+        if isinstance(tsne, dict):
+            section.notes.append(
+                f"t-SNE: {_fmt(tsne.get('rows'))} spectra, {tsne.get('backend')}, perplexity "
+                f"{_fmt(tsne.get('perplexity'))}, PCA to {tsne.get('pca_dims')} dimensions, "
+                f"{_fmt(tsne.get('seconds'))} s (threads: {tsne.get('n_jobs')})."
+            )
+    return section
+
+
+# --- calibration -------------------------------------------------------------------------
+
+
+def _calibration_section(run: Path) -> Section:
+    section = Section.empty("calibration")
+    folder = run / "calibration"
+    path = folder / "blur.json"
+    if not path.exists():
+        section.missing.append("calibration/blur.json (spectraldl calibrate-blur --details)")
+        return section
+    result = _read_json(path, section.problems)
+    if not isinstance(result, dict):
+        return section
+    if (folder / "blur.png").exists():
+        section.images.append(
+            Image(
+                "Mismatch against the blur sigma: each cross-matched pair, and their sum.",
+                data_uri(folder / "blur.png"),
+                "blur.png",
+            )
+        )
+    interval = result.get("interval_95_px") or [None, None]
+    section.tables.append(
+        _table(
+            "The measured blur (Gaussian sigma in Ondřejov pixels)",
+            ["", ""],
+            [
+                (
+                    "measured",
+                    f"{_fmt(result.get('sigma_px'))} ± "
+                    f"{_fmt(result.get('uncertainty_px'))} px "
+                    f"({_fmt(result.get('sigma_aa'))} Å)",
+                ),
+                ("95 % bootstrap interval", f"{_fmt(interval[0])} - {_fmt(interval[1])} px"),
+                (
+                    "pairs used / skipped",
+                    f"{_fmt(result.get('pairs'))} / {_fmt(len(result.get('skipped', [])))}",
+                ),
+                ("median of the pairs' own best", _fmt(result.get("median_pair_sigma_px"))),
+                ("predicted by R 13 000 → 1 800", _fmt(result.get("predicted_sigma_px"))),
+                (
+                    "thesis",
+                    f"{_fmt(result.get('thesis_sigma_px'))} "
+                    f"({'inside' if result.get('thesis_in_interval') else 'outside'} "
+                    "the interval)",
+                ),
+                ("comparison space", str(result.get("space", "?"))),
+            ],
+        )
+    )
+    pairs = [p for p in result.get("per_pair", []) if isinstance(p, dict)]
+    if pairs:
+        section.tables.append(
+            _table(
+                "Each pair",
+                [
+                    "pair",
+                    "object",
+                    "sigma (px)",
+                    "velocity shift (km/s)",
+                    "least mismatch",
+                    "mismatch at 7",
+                ],
+                [
+                    (
+                        p.get("name"),
+                        p.get("object"),
+                        _fmt(p.get("sigma_px")),
+                        _fmt(p.get("velocity_km_s")),
+                        _fmt(p.get("min_mismatch")),
+                        _fmt(p.get("mismatch_at_thesis_sigma")),
+                    )
+                    for p in pairs
+                ],
+                note="Be stars vary between the epochs of a pair: such pairs fit worse at "
+                "every sigma and weigh little in the sum.",
+            )
+        )
+    return section
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def _metrics_tables(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    per_class = metrics.get("per_class") or {}
+    n = metrics.get("n")
+    head = (
+        f"{name}: {_fmt(n)} spectra, accuracy {_fmt(metrics.get('accuracy'))}, "
+        f"ECE {_fmt(metrics.get('ece'))}"
+    )
+    if per_class:
+        out.append(
+            _table(
+                head,
+                ["class", "precision", "recall", "F1", "support"],
+                [
+                    (
+                        c,
+                        _fmt(v.get("precision")),
+                        _fmt(v.get("recall")),
+                        _fmt(v.get("f1")),
+                        _fmt(v.get("support")),
+                    )
+                    for c, v in per_class.items()
+                ],
+            )
+        )
+    confusion = metrics.get("confusion") or {}
+    classes = confusion.get("classes")
+    matrix = confusion.get("matrix")
+    if classes and matrix:
+        out.append(
+            _table(
+                f"{name}: confusion matrix (rows true, columns predicted)",
+                ["true \\ predicted", *classes],
+                [(c, *(_fmt(int(v)) for v in row)) for c, row in zip(classes, matrix, strict=True)],
+            )
+        )
+    return out
+
+
+def _training_section(run: Path) -> Section:
+    section = Section.empty("training")
+    model = run / "model"
+    if not model.is_dir():
+        section.missing.append("model/ (spectraldl train)")
+        return section
+    for name, caption in (
+        ("curves.png", "Training curves: loss and accuracy per epoch, training and validation."),
+        (
+            "confusion.png",
+            "Confusion matrices: the synthetic test split and the real labelled "
+            "spectra, which were never fitted.",
+        ),
+    ):
+        if (model / name).exists():
+            section.images.append(Image(caption, data_uri(model / name), name))
+        else:
+            section.missing.append(f"model/{name}")
+    card = (
+        _read_json(model / "card.json", section.problems)
+        if (model / "card.json").exists()
+        else None
+    )
+    if isinstance(card, dict):
+        arch = card.get("architecture", {})
+        training = card.get("training", {})
+        split = card.get("split", {})
+        rows = [
+            ("architecture", arch.get("name", "?")),
+            ("parameters", _fmt(arch.get("n_parameters"))),
+            ("classes", ", ".join(card.get("classes", []))),
+            (
+                "epochs",
+                f"{_fmt(training.get('epochs_run'))} (best {_fmt(training.get('best_epoch'))})",
+            ),
+            (
+                "training time",
+                f"{_fmt(training.get('seconds'))} s on {training.get('device', '?')}",
+            ),
+            (
+                "split (train / validation / test / real)",
+                " / ".join(
+                    _fmt(split.get(k)) for k in ("n_train", "n_val", "n_test", "n_real_evaluation")
+                ),
+            ),
+            ("temperature", _fmt(card.get("temperature"))),
+        ]
+        section.tables.append(_table("The model (card.json)", ["", ""], rows))
+    metrics_path = model / "metrics.json"
+    if not metrics_path.exists():
+        section.missing.append("model/metrics.json")
+        return section
+    metrics = _read_json(metrics_path, section.problems)
+    if not isinstance(metrics, dict):
+        return section
+    origin = ", ".join(metrics.get("test_origin", [])) or "?"
+    for key, name in (("test", f"Test split ({origin})"), ("real", "Real labelled spectra")):
+        if isinstance(metrics.get(key), dict) and metrics[key].get("n"):
+            section.tables.extend(_metrics_tables(name, metrics[key]))
+        elif key == "real":
+            section.notes.append("No real labelled spectra were evaluated.")
+    for archive, values in (metrics.get("real_by_archive") or {}).items():
+        if isinstance(values, dict) and values.get("n"):
+            section.tables.extend(_metrics_tables(f"Real labelled spectra, {archive}", values))
+    return section
+
+
+# --- classification ----------------------------------------------------------------------
+
+
+def _predictions_path(run: Path) -> Path | None:
+    from spectraldl.io.predictions import SUFFIXES
+
+    for suffix in SUFFIXES:
+        path = run / f"predictions{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def _classification_section(run: Path) -> Section:
+    from spectraldl.io.predictions import PredictionsError, iter_predictions
+
+    section = Section.empty("classification")
+    path = _predictions_path(run)
+    if path is None:
+        section.missing.append("predictions.parquet (spectraldl classify)")
+        return section
+    counts: Counter[str] = Counter()
+    flagged: Counter[str] = Counter()
+    confident: Counter[str] = Counter()
+    models: set[str] = set()
+    total = 0
+    try:
+        for block in iter_predictions(path):
+            classes = block["predicted_class"].astype(str)
+            counts.update(classes)
+            total += len(block)
+            if "quality" in block:
+                bad = block["quality"].to_numpy() != 0
+                flagged.update(classes[bad])
+            p_columns = [c for c in block.columns if c.startswith("p_")]
+            if p_columns:
+                best = block[p_columns].to_numpy().max(axis=1)
+                confident.update(classes[best >= 0.9])
+            if "model_id" in block:
+                models.update(block["model_id"].astype(str).unique())
+    except (PredictionsError, KeyError, ValueError) as exc:
+        section.problems.append(f"{path.name}: {exc}")
+        return section
+    thesis_total = sum(THESIS_DR1_COUNTS.values())
+    names = list(dict.fromkeys([*THESIS_DR1_COUNTS, *sorted(counts)]))
+    rows = []
+    for name in names:
+        k = counts.get(name, 0)
+        thesis = THESIS_DR1_COUNTS.get(name)
+        rows.append(
+            (
+                name,
+                _fmt(k),
+                _percent(k, total),
+                _fmt(confident.get(name, 0)),
+                _fmt(flagged.get(name, 0)),
+                "" if thesis is None else f"{_fmt(thesis)} ({_percent(thesis, thesis_total)})",
+            )
+        )
+    rows.append(
+        (
+            "all",
+            _fmt(total),
+            "100 %",
+            _fmt(sum(confident.values())),
+            _fmt(sum(flagged.values())),
+            f"{_fmt(thesis_total)}",
+        )
+    )
+    section.tables.append(
+        _table(
+            f"Spectra per predicted class ({path.name})",
+            ["class", "spectra", "share", "p ≥ 0.9", "with quality flags", "thesis, LAMOST DR1"],
+            rows,
+            note=(
+                "As the thesis' table of LAMOST DR1 predictions (its CNN, arg-max, 2 202 000 "
+                "spectra; 14 % emission or double-peak). 'with quality flags': low S/N, masked, "
+                "partial coverage or novel. Model: " + (", ".join(sorted(models)) or "?")
+            ),
+        )
+    )
+    section.notes.append(_precision_note(path))
+    candidates = run / "candidates.csv"
+    if candidates.exists():
+        section.notes.append(_candidates_note(candidates))
+    else:
+        section.missing.append("candidates.csv (candidate catalogue)")
+    return section
+
+
+def _candidates_note(path: Path) -> str:
+    """How many candidates there are, and how many of them are real spectra."""
+    import pandas as pd
+
+    origin = pd.read_csv(path, usecols=lambda c: c == "origin", dtype=str, keep_default_na=False)
+    n = len(origin)
+    text = f"{path.name}: {_fmt(n)} candidates to vet"
+    if "origin" in origin.columns:
+        counts = origin["origin"].value_counts()
+        text += (
+            f", {_fmt(int(counts.get('real', 0)))} of them real spectra and "
+            f"{_fmt(int(counts.get('synthetic', 0)))} synthetic"
+        )
+    return text + "."
+
+
+def _precision_note(path: Path) -> str:
+    """What arithmetic the network ran in, from the table's metadata."""
+    from spectraldl.io.predictions import read_metadata
+
+    try:
+        precision = ((read_metadata(path) or {}).get("manifest") or {}).get("precision")
+    except ValueError:
+        precision = None
+    if precision is None:
+        return f"{path.name}: the network's precision is not recorded."
+    if precision == "fp32":
+        return (
+            f"{path.name}: network in fp32, the default (the same probabilities on every machine)."
+        )
+    return (
+        f"{path.name}: network in {precision}, chosen for speed (probabilities differ from "
+        "fp32 by up to about 0.01 and depend on the machine)."
+    )
+
+
+# --- gallery -----------------------------------------------------------------------------
+
+
+def _gallery_section(run: Path, sample: int) -> Section:
+    """A sample of the gallery: real candidates first, then the most probable."""
+    from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
+    from spectraldl.io.predictions import probability_column
+
+    section = Section.empty("gallery")
+    folder = run / "gallery"
+    images: list[tuple[Path, str]] = []
+    order = "in the gallery's order"
+    if folder.is_dir():
+        index = folder / "index.html"
+        inside = folder.resolve()
+
+        def own(src: str) -> Path | None:
+            candidate = (folder / src).resolve()
+            # Only the gallery's own images: a src outside it is not embedded.
+            if (
+                candidate.suffix.lower() == ".png"
+                and candidate.is_relative_to(inside)
+                and candidate.is_file()
+            ):
+                return candidate
+            return None
+
+        if index.exists():
+            entries = sample_order(read_gallery_entries(index))
+            for entry in entries:
+                path = own(str(entry["image"]))
+                if path is not None:
+                    p = entry.get(probability_column(str(entry.get("predicted_class", ""))))
+                    caption = (
+                        f"{entry.get('id')}: {entry.get('predicted_class')}"
+                        + (f", p = {p:.2f}" if isinstance(p, int | float) else "")
+                        + (f" ({entry['origin']})" if entry.get("origin") else "")
+                    )
+                    images.append((path, caption))
+            if entries:
+                order = "real spectra first, then the most probable"
+            else:
+                text = index.read_text(encoding="utf-8", errors="replace")
+                for src in re.findall(r"""<img[^>]+src=["']([^"']+)["']""", text):
+                    path = own(html.unescape(src))
+                    if path is not None:
+                        images.append((path, path.stem))
+        if not images:
+            images = [(p, p.stem) for p in sorted(folder.rglob("*.png"))]
+            order = "by file name"
+    if not images:
+        section.missing.append("gallery/ (candidate plots)")
+        return section
+    images = list(dict(images).items())
+    for path, caption in images[:sample]:
+        section.images.append(Image(caption, data_uri(path), path.name))
+    section.notes.append(
+        f"{min(sample, len(images))} of {len(images)} gallery images, {order}; the whole "
+        "gallery is gallery/index.html."
+    )
+    return section
+
+
+# --- performance -------------------------------------------------------------------------
+
+
+def _this_run_timings(run: Path, section: Section) -> None:
+    """This run's own step times (run.json), kept apart from the shipped benchmarks."""
+    path = run / "run.json"
+    record = _read_json(path, section.problems) if path.exists() else None
+    steps = record.get("steps") if isinstance(record, dict) else None
+    if not isinstance(steps, list) or not steps:
+        return
+    rows = [
+        (s.get("step", "?"), _fmt(s.get("seconds")))
+        for s in steps
+        if isinstance(s, dict) and isinstance(s.get("seconds"), int | float)
+    ]
+    total = sum(float(s["seconds"]) for s in steps if isinstance(s, dict) and "seconds" in s)
+    rows.append(("all steps", _fmt(round(total, 1))))
+    section.tables.append(
+        _table(
+            f"This run: seconds per step, on {record.get('platform') or 'its machine'}",
+            ["step", "seconds"],
+            rows,
+            note=f"From run.json, recorded {record.get('created', 'at the time of the run')}.",
+        )
+    )
+
+
+def _performance_section(run: Path) -> Section:
+    section = Section.empty("performance")
+    _this_run_timings(run, section)
+    files = sorted((run / "benchmarks").glob("*.json")) if (run / "benchmarks").is_dir() else []
+    if not files:
+        section.missing.append("benchmarks/*.json (benchmarks/<name>.py --json)")
+        return section
+    for path in files:
+        payload = _read_json(path, section.problems)
+        if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+            section.problems.append(f"{path.name}: not a benchmark file (no 'rows' list)")
+            continue
+        rows = [r for r in payload["rows"] if isinstance(r, dict)]
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        machine = payload.get("machine") or {}
+        date = payload.get("date", "an unrecorded date")
+        section.tables.append(
+            _table(
+                f"Shipped benchmark {payload.get('benchmark', path.stem)} ({path.name}): "
+                f"measured on another machine on {date}",
+                columns,
+                [[_fmt(r.get(c)) for c in columns] for r in rows],
+                note=(
+                    f"Measured on {date} on {machine.get('cpu', '?')}, "
+                    f"{machine.get('cores', '?')} cores, GPU: {machine.get('gpu') or 'none'}; "
+                    "shipped with spectraldl, not measured in this run or on this machine."
+                ),
+            )
+        )
+    return section
+
+
+# --- provenance --------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"spectraldl": __version__, "python": platform.python_version()}
+    for name in (
+        "numpy",
+        "scipy",
+        "astropy",
+        "h5py",
+        "torch",
+        "scikit-learn",
+        "openTSNE",
+        "matplotlib",
+        "pandas",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _provenance_section(run: Path) -> Section:
+    section = Section.empty("provenance")
+    path = run / "run.json"
+    record = _read_json(path, section.problems) if path.exists() else None
+    if record is None:
+        if not path.exists():
+            section.missing.append("run.json (commands, seeds, versions)")
+    elif isinstance(record, dict):
+        scalars = [(k, v) for k, v in record.items() if not isinstance(v, dict | list)]
+        if scalars:
+            section.tables.append(
+                _table("The run (run.json)", ["", ""], [(k, _fmt(v)) for k, v in scalars])
+            )
+        for key, value in record.items():
+            if isinstance(value, dict):
+                section.tables.append(
+                    _table(
+                        f"run.json: {key}",
+                        ["", ""],
+                        [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in value.items()],
+                    )
+                )
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                columns = list(dict.fromkeys(k for v in value for k in v))
+                section.tables.append(
+                    _table(
+                        f"run.json: {key}",
+                        columns,
+                        [
+                            [
+                                _fmt(v.get(c))
+                                if not isinstance(v.get(c), dict | list)
+                                else json.dumps(v.get(c))
+                                for c in columns
+                            ]
+                            for v in value
+                        ],
+                    )
+                )
+            elif isinstance(value, list):
+                section.tables.append(_table(f"run.json: {key}", [key], [[_fmt(v)] for v in value]))
+    section.tables.append(
+        _table("This report was made with", ["package", "version"], _versions().items())
+    )
+    return section
+
+
+# --- assembly ----------------------------------------------------------------------------
+
+
+def collect_sections(run_dir: str | Path, *, gallery_sample: int = 12) -> list[Section]:
+    """Read a run directory into the report's sections (in `SECTIONS` order)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ReportError(f"{run}: no such run directory")
+    return [
+        _data_section(run),
+        _maps_section(run),
+        _calibration_section(run),
+        _training_section(run),
+        _classification_section(run),
+        _gallery_section(run, gallery_sample),
+        _performance_section(run),
+        _provenance_section(run),
+    ]
+
+
+def render_html(sections: list[Section], *, run_dir: str | Path) -> str:
+    """The report of ``sections`` (from `collect_sections`) as one HTML string."""
+    import jinja2
+
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = environment.from_string(TEMPLATE)
+    return template.render(
+        run_dir=str(Path(run_dir).resolve()),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        version=__version__,
+        sections=sections,
+        missing=[(s.title, m) for s in sections for m in s.missing],
+    )
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """Where the report went and which parts of the run it lacks."""
+
+    path: Path
+    missing: list[str]
+    sections: list[Section]
+
+
+def write_report(
+    run_dir: str | Path, out: str | Path | None = None, *, gallery_sample: int = 12
+) -> WrittenReport:
+    """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``).
+
+    Written to a temporary file and renamed, so a reader never sees half a report.
+    """
+    out = Path(out) if out is not None else Path(run_dir) / "report.html"
+    sections = collect_sections(run_dir, gallery_sample=gallery_sample)
+    text = render_html(sections, run_dir=run_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return WrittenReport(
+        path=out,
+        missing=[f"{s.title}: {m}" for s in sections for m in s.missing],
+        sections=sections,
+    )
+
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>spectraldl run report: {{ run_dir }}</title>
+<style>
+  :root { --ink: #1b1b1b; --muted: #5a5a5a; --line: #d8d8d8; --accent: #0072B2;
+          --warn: #D55E00; --bg-alt: #f5f7fa; }
+  body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+         color: var(--ink); max-width: 72rem; margin: 0 auto; padding: 1rem 1.5rem 4rem; }
+  h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
+  h2 { font-size: 1.3rem; border-bottom: 2px solid var(--accent); padding-bottom: 0.2rem;
+       margin-top: 2.5rem; }
+  h3 { font-size: 1rem; margin: 1.4rem 0 0.4rem; }
+  nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem; }
+  nav a { color: var(--accent); text-decoration: none; }
+  .meta, .note, figcaption { color: var(--muted); font-size: 0.9rem; }
+  .missing { border-left: 4px solid var(--warn); background: #fff4ec; padding: 0.5rem 1rem; }
+  .problem { color: var(--warn); }
+  .scroll { overflow-x: auto; max-width: 100%; }
+  table { border-collapse: collapse; margin: 0.3rem 0; font-variant-numeric: tabular-nums; }
+  th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.7rem; text-align: left;
+           vertical-align: top; }
+  th { background: var(--bg-alt); }
+  td:not(:first-child) { text-align: right; }
+  .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
+  figure { margin: 0; flex: 1 1 30rem; max-width: 100%; }
+  figure img { width: 100%; height: auto; border: 1px solid var(--line); }
+  .gallery figure { flex: 1 1 16rem; }
+</style>
+</head>
+<body>
+<header>
+  <h1>spectraldl run report</h1>
+  <p class="meta">Run directory <code>{{ run_dir }}</code>; report made {{ created }} by
+    spectraldl {{ version }}.</p>
+  <nav><ul>
+  {% for s in sections %}<li><a href="#{{ s.key }}">{{ s.title }}</a></li>{% endfor %}
+  </ul></nav>
+  {% if missing %}
+  <div class="missing" id="missing">
+    <strong>Missing from this run</strong> (the report shows what is there):
+    <ul>{% for title, what in missing %}<li>{{ title }}: {{ what }}</li>{% endfor %}</ul>
+  </div>
+  {% else %}
+  <p class="meta" id="missing">Every part of the run is present.</p>
+  {% endif %}
+</header>
+<main>
+{% for s in sections %}
+<section id="{{ s.key }}" data-present="{{ 'yes' if s.present else 'no' }}">
+  <h2>{{ s.title }}</h2>
+  {% for p in s.problems %}<p class="problem">{{ p }}</p>{% endfor %}
+  {% if s.missing %}
+  <p class="missing">Not in this run: {{ s.missing | join("; ") }}.</p>
+  {% endif %}
+  {% if s.images %}
+  <div class="figures{{ ' gallery' if s.key == 'gallery' else '' }}">
+  {% for image in s.images %}
+    <figure><img src="{{ image.uri }}" alt="{{ image.caption }}" data-name="{{ image.name }}">
+      <figcaption>{{ image.caption }}</figcaption></figure>
+  {% endfor %}
+  </div>
+  {% endif %}
+  {% for t in s.tables %}
+  <h3>{{ t.title }}</h3>
+  <div class="scroll"><table>
+    <thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+    <tbody>{% for row in t.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+    {% endfor %}</tbody>
+  </table></div>
+  {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
+  {% endfor %}
+  {% for n in s.notes %}<p>{{ n }}</p>{% endfor %}
+</section>
+{% endfor %}
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,1 @@
+"""Predictions -> candidates: selection, cross-match with known stars, the gallery."""

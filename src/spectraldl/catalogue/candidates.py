@@ -1,0 +1,485 @@
+"""From a predictions table to a candidate catalogue: cuts, counts, exports, gallery, cross-match.
+
+A candidate is a spectrum whose predicted class is one of the candidate
+classes (emission and double-peak by default) with a probability of at least
+``min_prob``, and which carries none of the excluding quality flags
+(`Quality.NOVEL`: unlike anything the model was trained on; `Quality.LOW_SNR`;
+the `spectraldl.core.quality.UNUSABLE` flags: ivar unusable, no positive flux, an
+S/N the flux contradicts) unless ``include_flagged``. Other flags (masked
+pixels, partial coverage, spikes interpolated over, S/N measured) are kept in
+the catalogue for the astronomer to judge: real emission-line stars are often
+masked at the H-alpha peak, so a mask is no reason to drop one.
+
+The H-alpha measurements of `spectraldl.prep.measure` (equivalent width, profile
+type) can narrow the selection: ``min_ew_aa`` keeps emission at least that
+strong (EW <= -min_ew_aa), ``profile_types`` keeps only those profile types.
+
+The predictions are streamed (`spectraldl.io.predictions.iter_predictions`), so
+a release-sized table needs the memory of one block plus the candidates.
+The catalogue is written with astropy (CSV, ECSV, FITS, VOTable) with units,
+descriptions and UCDs on the columns, ready for TOPCAT.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spectraldl.core.quality import UNUSABLE, Quality
+from spectraldl.io.predictions import (
+    ColumnInfo,
+    classes_in,
+    column_spec,
+    iter_predictions,
+    probability_column,
+    read_metadata,
+)
+
+DEFAULT_CLASSES = ("emission", "double-peak")
+DEFAULT_MIN_PROB = 0.9
+"""Arg-max alone made 14 % of LAMOST DR1 candidates in the thesis, mostly noise; 0.9 cuts that."""
+EXCLUDING_FLAGS = Quality.NOVEL | Quality.LOW_SNR | UNUSABLE
+CATALOGUE_SUFFIXES = {
+    ".csv": "csv",
+    ".ecsv": "ascii.ecsv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".vot": "votable",
+    ".xml": "votable",
+    ".votable": "votable",
+}
+
+KNOWN_COLUMNS: dict[str, ColumnInfo] = {
+    "known_name": ColumnInfo(
+        "str", "", "Known emission-line star within the match radius", "meta.id"
+    ),
+    "known_sep_arcsec": ColumnInfo(
+        "f4", "arcsec", "Separation from that known star", "pos.angDistance"
+    ),
+}
+
+
+class CandidatesError(ValueError):
+    """Candidates cannot be selected or written (bad class name, unknown format, ...)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The cuts that make a spectrum a candidate."""
+
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    min_prob: float = DEFAULT_MIN_PROB
+    include_flagged: bool = False
+    min_ew_aa: float | None = None
+    """Least emission equivalent width (Å, > 0): keeps rows with ``halpha_ew_aa <= -min_ew_aa``."""
+    profile_types: tuple[str, ...] = ()
+    """Measured profile types kept (`spectraldl.prep.measure.PROFILE_TYPES`); all when empty."""
+
+    @property
+    def uses_measurements(self) -> bool:
+        """True when the cuts read the H-alpha measurement columns."""
+        return self.min_ew_aa is not None or bool(self.profile_types)
+
+    @property
+    def excluding_flags(self) -> Quality:
+        """Flags that drop a spectrum from the catalogue (none with ``include_flagged``)."""
+        return Quality(0) if self.include_flagged else EXCLUDING_FLAGS
+
+    def check(self, model_classes: Sequence[str]) -> None:
+        """Raise `CandidatesError` when a candidate class is not one of the model's."""
+        unknown = [c for c in self.classes if c not in model_classes]
+        if unknown:
+            raise CandidatesError(
+                f"class {', '.join(unknown)} is not predicted by this model; "
+                f"its classes are {', '.join(model_classes)}"
+            )
+        if not 0.0 <= self.min_prob <= 1.0:
+            raise CandidatesError(f"min-prob must be in [0, 1], got {self.min_prob}")
+        from spectraldl.prep.measure import PROFILE_TYPES
+
+        unknown = [t for t in self.profile_types if t not in PROFILE_TYPES]
+        if unknown:
+            raise CandidatesError(
+                f"profile type {', '.join(unknown)} is unknown; use {', '.join(PROFILE_TYPES)}"
+            )
+
+    def check_columns(self, columns: Iterable[str], source: Any = "") -> None:
+        """Raise `CandidatesError` when the cuts need measurement columns the table lacks."""
+        needed = (["halpha_ew_aa"] if self.min_ew_aa is not None else []) + (
+            ["profile_type"] if self.profile_types else []
+        )
+        missing = [c for c in needed if c not in set(columns)]
+        if missing:
+            raise CandidatesError(
+                f"{source}: the predictions table has no {', '.join(missing)} column (written "
+                "before H-alpha was measured); classify the spectra again to select on it"
+            )
+
+    def predicted_probability(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of each row's predicted class (float32)."""
+        classes = classes_in(frame.columns)
+        matrix = frame[[probability_column(c) for c in classes]].to_numpy(dtype=np.float32)
+        index = pd.Index(classes).get_indexer(frame["predicted_class"].astype(str))
+        out = np.full(len(frame), np.nan, np.float32)
+        ok = index >= 0
+        out[ok] = matrix[np.flatnonzero(ok), index[ok]]
+        return out
+
+    def confident(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows predicted as a candidate class with at least ``min_prob``."""
+        in_class = frame["predicted_class"].astype(str).isin(self.classes).to_numpy()
+        return in_class & (self.predicted_probability(frame) >= self.min_prob)
+
+    def mask(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows that are candidates."""
+        clean = (frame["quality"].to_numpy(dtype=np.int64) & int(self.excluding_flags)) == 0
+        keep = self.confident(frame) & clean
+        if self.min_ew_aa is not None:  # NaN (unmeasurable) never passes
+            keep &= frame["halpha_ew_aa"].to_numpy(dtype=np.float64) <= -self.min_ew_aa
+        if self.profile_types:
+            keep &= frame["profile_type"].astype(str).isin(self.profile_types).to_numpy()
+        return keep
+
+
+@dataclass
+class Counts:
+    """Spectra per predicted class and per quality flag, as the thesis' table of DR1 results."""
+
+    selection: Selection
+    classes: tuple[str, ...] = ()
+    total: int = 0
+    by_class: Counter[str] = field(default_factory=Counter)
+    confident: Counter[str] = field(default_factory=Counter)
+    candidates: Counter[str] = field(default_factory=Counter)
+    by_flag: Counter[str] = field(default_factory=Counter)
+    by_flag_confident: Counter[str] = field(default_factory=Counter)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count one block of predictions."""
+        predicted = frame["predicted_class"].astype(str)
+        confident = self.selection.confident(frame)
+        selected = self.selection.mask(frame)
+        quality = frame["quality"].to_numpy(dtype=np.int64)
+        self.total += len(frame)
+        self.by_class.update(predicted.value_counts().to_dict())
+        self.confident.update(predicted[confident].value_counts().to_dict())
+        self.candidates.update(predicted[selected].value_counts().to_dict())
+        for flag in Quality:
+            has = (quality & int(flag)) != 0
+            if has.any():
+                self.by_flag[str(flag.name)] += int(has.sum())
+                self.by_flag_confident[str(flag.name)] += int((has & confident).sum())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as records: one per class, a total, then one per flag."""
+        out: list[dict[str, Any]] = []
+        percent = 100.0 / self.total if self.total else 0.0
+        for name in self.classes:
+            n = int(self.by_class.get(name, 0))
+            candidate_class = name in self.selection.classes
+            out.append(
+                {
+                    "kind": "class",
+                    "name": name,
+                    "spectra": n,
+                    "percent": n * percent,
+                    "p_ge_min": int(self.confident.get(name, 0)) if candidate_class else None,
+                    "candidates": int(self.candidates.get(name, 0)) if candidate_class else None,
+                }
+            )
+        out.append(
+            {
+                "kind": "total",
+                "name": "total",
+                "spectra": self.total,
+                "percent": 100.0 if self.total else 0.0,
+                "p_ge_min": sum(self.confident.values()),
+                "candidates": sum(self.candidates.values()),
+            }
+        )
+        for flag in Quality:
+            name = str(flag.name)
+            n = int(self.by_flag.get(name, 0))
+            excluding = bool(flag & self.selection.excluding_flags)
+            out.append(
+                {
+                    "kind": "flag",
+                    "name": name,
+                    "spectra": n,
+                    "percent": n * percent,
+                    "p_ge_min": int(self.by_flag_confident.get(name, 0)),
+                    "candidates": "excluded" if excluding else "kept",
+                }
+            )
+        return out
+
+    def table(self) -> str:
+        """The counts as a text table for people (classes, total, then flags)."""
+
+        def number(value: Any) -> str:
+            if value is None:
+                return ""
+            return value if isinstance(value, str) else f"{value:,}".replace(",", " ")
+
+        head = f"p >= {self.selection.min_prob:g}"
+        lines = [f"{'predicted class':<18}{'spectra':>12}{'%':>8}{head:>12}{'candidates':>12}"]
+        for row in self.rows():
+            lines.append(
+                f"{row['name']:<18}{number(row['spectra']):>12}{row['percent']:>8.2f}"
+                f"{number(row['p_ge_min']):>12}{number(row['candidates']):>12}"
+            )
+            if row["kind"] == "total":
+                lines += [
+                    "",
+                    f"{'quality flag':<18}{'spectra':>12}{'%':>8}{head:>12}{'catalogue':>12}",
+                ]
+        return "\n".join(lines)
+
+
+def catalogue_format(path: str | Path) -> str:
+    """The astropy format name for a catalogue path, from its extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in CATALOGUE_SUFFIXES:
+        raise CandidatesError(
+            f"{path}: unknown catalogue format {suffix or '(none)'!r}; "
+            f"use one of {', '.join(CATALOGUE_SUFFIXES)}"
+        )
+    return CATALOGUE_SUFFIXES[suffix]
+
+
+def catalogue_table(catalogue: pd.DataFrame, *, meta: dict[str, Any] | None = None) -> Any:
+    """An astropy `Table` of the catalogue with units, descriptions and UCDs on its columns."""
+    from astropy.table import Column, Table
+
+    classes = classes_in(catalogue.columns)
+    spec = {**column_spec(classes), **KNOWN_COLUMNS}
+    table = Table(meta=dict(meta or {}))
+    for name in catalogue.columns:
+        info = spec[name]
+        values = catalogue[name].to_numpy()
+        if info.kind == "str":
+            values = (
+                np.array([str(v) for v in values], dtype=str) if len(values) else np.zeros(0, "U1")
+            )
+        else:
+            values = values.astype(info.kind)
+        table.add_column(
+            Column(
+                values,
+                name=name,
+                unit=info.unit or None,
+                description=info.description,
+                meta={"ucd": info.ucd},
+            )
+        )
+    return table
+
+
+def write_catalogue(
+    catalogue: pd.DataFrame, path: str | Path, *, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write the catalogue to ``path`` (CSV, ECSV, FITS or VOTable by extension), atomically.
+
+    CSV is plain (one header line, readable by any tool); ECSV, FITS and
+    VOTable carry the units, descriptions and UCDs (FITS as TUNITn, TCOMMn
+    and TUCDn cards, which TOPCAT shows).
+    """
+    path = Path(path)
+    fmt = catalogue_format(path)
+    table = catalogue_table(catalogue, meta=meta if fmt != "csv" else None)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        if fmt == "fits":
+            _write_fits(table, tmp, meta or {})
+        elif fmt == "votable":
+            import astropy.units as u
+
+            table.meta = {"description": (meta or {}).get("description", "spectraldl candidates")}
+            for column in table.itercols():
+                if column.unit == u.AA:  # VOUnit deprecates Angstrom: the same length as 0.1nm
+                    column.unit = u.Unit("0.1 nm")
+            table.write(tmp, format="votable")
+        else:
+            table.write(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
+    from astropy.io import fits
+    from astropy.table import Table
+
+    encoded = Table(table, copy=True)
+    encoded.meta = {}
+    for column in encoded.itercols():
+        if column.dtype.kind == "U":
+            # FITS strings are bytes: encode as UTF-8 so non-ASCII file names survive.
+            encoded.replace_column(
+                column.name,
+                type(column)(
+                    np.char.encode(np.asarray(column), "utf-8"),
+                    name=column.name,
+                    unit=column.unit,
+                    description=column.description,
+                    meta=column.meta,
+                ),
+            )
+    hdu = fits.table_to_hdu(encoded)
+    hdu.header["EXTNAME"] = "CANDIDATES"
+    for i, column in enumerate(table.itercols(), start=1):
+        if column.description:
+            hdu.header[f"TCOMM{i}"] = column.description
+        if column.meta.get("ucd"):
+            hdu.header[f"TUCD{i}"] = column.meta["ucd"]
+    for key, value in meta.items():
+        if isinstance(value, str | int | float) and len(key) <= 8:
+            hdu.header[key.upper()] = value
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+
+
+@dataclass
+class CandidatesSummary:
+    """What `find_candidates` found and wrote."""
+
+    catalogue: pd.DataFrame
+    counts: Counts
+    written: list[Path] = field(default_factory=list)
+    crossmatch: Any = None
+    known_csv: Path | None = None
+    gallery: Any = None
+
+
+def _blocks(
+    predictions: str | Path | pd.DataFrame, chunk_rows: int
+) -> Callable[[], Iterable[pd.DataFrame]]:
+    if isinstance(predictions, pd.DataFrame):
+        return lambda: [predictions]
+    return lambda: iter_predictions(predictions, chunk_rows=chunk_rows)
+
+
+def find_candidates(
+    predictions: str | Path | pd.DataFrame,
+    outs: Sequence[str | Path] = (),
+    *,
+    selection: Selection | None = None,
+    known: str | Path | None = None,
+    radius_arcsec: float | None = None,
+    gallery: str | Path | None = None,
+    gallery_max: int | None = None,
+    workers: int = 1,
+    chunk_rows: int = 200_000,
+    log: Callable[[str], None] | None = None,
+) -> CandidatesSummary:
+    """Select candidates from a predictions table, count, and write the catalogue and extras.
+
+    Parameters
+    ----------
+    predictions
+        A predictions table (path in any format of `spectraldl.io.predictions`, or a DataFrame).
+    outs
+        Catalogue files to write (``.csv``, ``.ecsv``, ``.fits``, ``.vot``); may be empty.
+    selection
+        The cuts (`Selection`); emission and double-peak, p >= 0.9, flagged excluded by default.
+    known
+        CSV of known emission-line stars to cross-match by position
+        (`spectraldl.catalogue.crossmatch`);
+        the per-star result goes to ``<first catalogue>.known.csv``.
+    radius_arcsec
+        Match radius (10 arcsec by default).
+    gallery
+        Folder for one PNG per candidate and an ``index.html`` (`spectraldl.catalogue.gallery`).
+    gallery_max
+        Most candidates drawn (highest probability first); all by default.
+    workers
+        Processes drawing the gallery.
+    chunk_rows
+        Rows per block read from the predictions table.
+    log
+        Called with lines of progress for people.
+    """
+    from spectraldl.catalogue.crossmatch import (
+        DEFAULT_RADIUS_ARCSEC,
+        crossmatch,
+        known_columns,
+        read_known,
+    )
+
+    say = log or (lambda _line: None)
+    selection = selection or Selection()
+    blocks = _blocks(predictions, chunk_rows)
+    provenance = (
+        read_metadata(predictions) if not isinstance(predictions, pd.DataFrame) else None
+    ) or {}
+    counts: Counts | None = None
+    picked: list[pd.DataFrame] = []
+    for block in blocks():
+        if counts is None:
+            model_classes = classes_in(block.columns)
+            selection.check(model_classes)
+            selection.check_columns(
+                block.columns, predictions if not isinstance(predictions, pd.DataFrame) else "table"
+            )
+            counts = Counts(selection=selection, classes=model_classes)
+        counts.add(block)
+        chosen = block[selection.mask(block)]
+        if len(chosen):
+            picked.append(chosen)
+    if counts is None:
+        raise CandidatesError(f"{predictions}: the predictions table is empty")
+    catalogue = (
+        pd.concat(picked, ignore_index=True)
+        if picked
+        else next(iter(blocks())).iloc[0:0].reset_index(drop=True)
+    )
+    probability = selection.predicted_probability(catalogue)
+    order = np.lexsort((catalogue["id"].astype(str).to_numpy(), -probability))
+    catalogue = catalogue.iloc[order].reset_index(drop=True)
+    summary = CandidatesSummary(catalogue=catalogue, counts=counts)
+    if known is not None:
+        stars = read_known(known)
+        match = crossmatch(
+            stars,
+            blocks(),
+            selection=selection,
+            radius_arcsec=DEFAULT_RADIUS_ARCSEC if radius_arcsec is None else radius_arcsec,
+        )
+        names, seps = known_columns(catalogue, match)
+        catalogue = catalogue.assign(known_name=names, known_sep_arcsec=seps)
+        summary.catalogue = catalogue
+        summary.crossmatch = match
+        if outs:
+            first = Path(outs[0])
+            summary.known_csv = first.with_name(first.stem + ".known.csv")
+            match.write_csv(summary.known_csv)
+    meta = {
+        "description": "spectraldl emission-line candidates",
+        "classes": ",".join(selection.classes),
+        "min_prob": selection.min_prob,
+        "incflag": int(selection.include_flagged),
+        "model_id": str(provenance.get("model_id", "")),
+        "source": str(predictions) if not isinstance(predictions, pd.DataFrame) else "",
+    }
+    if selection.min_ew_aa is not None:
+        meta["min_ew"] = selection.min_ew_aa
+    if selection.profile_types:
+        meta["proftype"] = ",".join(selection.profile_types)
+    for out in outs:
+        summary.written.append(write_catalogue(catalogue, out, meta=meta))
+        say(f"wrote {len(catalogue)} candidates to {out}")
+    if gallery is not None:
+        from spectraldl.catalogue.gallery import write_gallery
+
+        summary.gallery = write_gallery(
+            catalogue, gallery, max_items=gallery_max, workers=workers, log=say
+        )
+    return summary

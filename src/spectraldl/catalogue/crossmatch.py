@@ -1,0 +1,411 @@
+"""Cross-match by position with a list of known emission-line stars: who was found, who not and why.
+
+A known list is a CSV with either a ``designation`` column in the IAU form
+LAMOST and SDSS use (``J063259.37+045622.5``, optionally prefixed ``LAMOST``),
+or ``ra`` and ``dec`` columns (degrees, or sexagesimal ``hh:mm:ss`` /
+``dd:mm:ss``); a ``name``/``id`` column names the stars. Matching uses
+astropy's `~astropy.coordinates.SkyCoord.search_around_sky` within a radius,
+10 arcsec by default: real positions of one star disagree by more than the
+designations' truncation (0.01 s, 0.1 arcsec) suggests. The bundled LAMOST DR1
+spectrum of the Be star BT CMi sits 6.4 arcsec from its entry in the list of
+known DR1 Be stars, and LAMOST places about one fibre per 20 arcmin^2, so a
+chance neighbour within 10 arcsec is rare (separations are reported).
+A spectrum whose designation (the ``object`` column, LAMOST's DESIG) equals a
+known star's designation matches it whatever the separation: in real LAMOST
+DR2 files the header RA/DEC can sit 5-6 arcsec from the position the
+designation encodes, and lists of known LAMOST stars are lists of designations.
+
+Each known star ends in one of: ``recovered`` (a spectrum within the radius
+is in the catalogue), ``not in the input`` (no spectrum within the radius),
+``classified as <class>``, ``filtered by flag <FLAG>`` or ``below min-prob``
+(the nearest miss among its spectra, with the numbers in ``reason``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from spectraldl.core.quality import flag_names
+from spectraldl.io.predictions import probability_column
+
+if TYPE_CHECKING:
+    from spectraldl.catalogue.candidates import Selection
+
+DEFAULT_RADIUS_ARCSEC = 10.0
+
+_DESIGNATION = re.compile(
+    r"^\s*(?:[A-Za-z][\w-]*\s+)?J?\s*"
+    r"(?P<rh>\d{2})(?P<rm>\d{2})(?P<rs>\d{2}(?:\.\d*)?)\s*"
+    r"(?P<sign>[+-])(?P<dd>\d{2})(?P<dm>\d{2})(?P<ds>\d{2}(?:\.\d*)?)\s*$"
+)
+
+
+class KnownListError(ValueError):
+    """A known-star list that cannot be read: names the file and the line."""
+
+
+def parse_designation(text: str) -> tuple[float, float]:
+    """RA and Dec (degrees) of an IAU designation ``Jhhmmss.ss+ddmmss.s``.
+
+    A survey prefix (``LAMOST J...``, ``SDSS J...``) is allowed. Raises
+    `ValueError` for anything else.
+    """
+    match = _DESIGNATION.match(text)
+    if match is None:
+        raise ValueError(f"not a designation of the form Jhhmmss.ss+ddmmss.s: {text!r}")
+    g = match.groupdict()
+    ra = 15.0 * (int(g["rh"]) + int(g["rm"]) / 60.0 + float(g["rs"]) / 3600.0)
+    dec = int(g["dd"]) + int(g["dm"]) / 60.0 + float(g["ds"]) / 3600.0
+    minutes_seconds = (int(g["rm"]), float(g["rs"]), int(g["dm"]), float(g["ds"]))
+    if ra >= 360.0 or dec > 90.0 or max(minutes_seconds) >= 60:
+        raise ValueError(f"designation out of range: {text!r}")
+    return ra, -dec if g["sign"] == "-" else dec
+
+
+def designation_key(text: str) -> str:
+    """The designation in a canonical form (``J063259.37+045622.5``), '' when it is not one."""
+    match = _DESIGNATION.match(text or "")
+    if match is None:
+        return ""
+    g = match.groupdict()
+    return f"J{g['rh']}{g['rm']}{g['rs']}{g['sign']}{g['dd']}{g['dm']}{g['ds']}"
+
+
+def _angle(text: str, *, hours: bool) -> float:
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from astropy.coordinates import Angle
+
+    return float(Angle(value, unit="hourangle" if hours else "deg").deg)
+
+
+@dataclass(frozen=True)
+class KnownStars:
+    """Known emission-line stars: names and ICRS positions (degrees)."""
+
+    names: list[str]
+    ra: np.ndarray
+    dec: np.ndarray
+    source: str = ""
+    designations: list[str] = field(default_factory=list)
+    """Canonical designations (`designation_key`), '' where the list gives none."""
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def coords(self) -> object:
+        """The positions as an astropy `SkyCoord`."""
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        return SkyCoord(ra=self.ra * u.deg, dec=self.dec * u.deg, frame="icrs")
+
+
+def read_known(path: str | Path) -> KnownStars:
+    """Read a known-star CSV (``designation`` or ``ra``/``dec`` columns; ``name``/``id``).
+
+    Raises `KnownListError` naming the file and line for a missing column or
+    an unreadable position.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise KnownListError(f"{path}: no such file")
+    names: list[str] = []
+    ras: list[float] = []
+    decs: list[float] = []
+    keys: list[str] = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fields = {f.strip().lower(): f for f in reader.fieldnames or []}
+        has_radec = "ra" in fields and "dec" in fields
+        if not has_radec and "designation" not in fields:
+            raise KnownListError(
+                f"{path}: needs a 'designation' column (Jhhmmss.ss+ddmmss.s) or 'ra' and 'dec' "
+                f"columns; it has {', '.join(fields) or 'none'}"
+            )
+        name_key = next((fields[k] for k in ("name", "id", "designation") if k in fields), None)
+        for line, row in enumerate(reader, start=2):
+            try:
+                if has_radec:
+                    ra = _angle(row[fields["ra"]], hours=":" in row[fields["ra"]])
+                    dec = _angle(row[fields["dec"]], hours=False)
+                else:
+                    ra, dec = parse_designation(row[fields["designation"]])
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise KnownListError(f"{path}, line {line}: {exc}") from None
+            if not (math.isfinite(ra) and math.isfinite(dec)):
+                raise KnownListError(f"{path}, line {line}: position is not finite")
+            name = (row.get(name_key) or "").strip() if name_key else ""
+            if "designation" in fields and name_key != fields["designation"]:
+                designation = (row.get(fields["designation"]) or "").strip()
+                name = f"{name} ({designation})" if name and designation else name or designation
+            names.append(name or f"line {line}")
+            ras.append(ra)
+            decs.append(dec)
+            keys.append(designation_key(row.get(fields.get("designation", ""), "") or ""))
+    return KnownStars(
+        names=names, ra=np.array(ras), dec=np.array(decs), source=str(path), designations=keys
+    )
+
+
+@dataclass
+class CrossMatch:
+    """Per known star: what happened to it. ``table`` has one row per known star."""
+
+    table: pd.DataFrame
+    radius_arcsec: float
+    known_source: str = ""
+    pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Every (known star, catalogue spectrum) pair within the radius: name, id, separation."""
+
+    @property
+    def recovered(self) -> int:
+        """Known stars with a spectrum in the catalogue."""
+        return int((self.table["status"] == "recovered").sum())
+
+    @property
+    def in_input(self) -> int:
+        """Known stars with at least one spectrum in the predictions."""
+        return int((self.table["status"] != "not in the input").sum())
+
+    def status_counts(self) -> dict[str, int]:
+        """Known stars per status, most common first."""
+        return {str(k): int(v) for k, v in self.table["status"].value_counts().items()}
+
+    def lines(self) -> list[str]:
+        """A short report for people."""
+        total = len(self.table)
+        out = [
+            f"known stars: {total} (from {self.known_source or 'the list'}), "
+            f"within {self.radius_arcsec:g} arcsec of a classified spectrum: {self.in_input}, "
+            f"recovered: {self.recovered}"
+            + (
+                f" ({self.recovered / self.in_input:.0%} of those in the input)"
+                if self.in_input
+                else ""
+            )
+        ]
+        for status, n in self.status_counts().items():
+            out.append(f"  {status}: {n}")
+        missed = self.table[~self.table["status"].isin(["recovered", "not in the input"])]
+        for row in missed.itertuples():
+            out.append(f"  missed {row.name}: {row.reason}")
+        return out
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write the per-star table (name, position, status, reason, best spectrum)."""
+        self.table.to_csv(path, index=False)
+
+
+def _miss_reason(row: pd.Series, selection: Selection) -> tuple[int, str, str]:
+    """(rank, status, reason) of a spectrum not in the catalogue; lower rank = nearer miss."""
+    predicted = str(row["predicted_class"])
+    if predicted not in selection.classes:
+        p = float(row[probability_column(predicted)])
+        return 2, f"classified as {predicted}", f"classified as {predicted} (p={p:.2f})"
+    p = float(row[probability_column(predicted)])
+    excluded = int(row["quality"]) & int(selection.excluding_flags)
+    low = p < selection.min_prob
+    notes = []
+    if excluded:
+        notes.append(f"filtered by flag {flag_names(excluded)}")
+    if low:
+        notes.append(f"below min-prob (p_{predicted}={p:.2f} < {selection.min_prob:g})")
+    else:
+        notes.append(f"p_{predicted}={p:.2f}")
+    status = f"filtered by flag {flag_names(excluded)}" if excluded else "below min-prob"
+    return (0 if excluded and not low else 1), status, "; ".join(notes)
+
+
+def crossmatch(
+    known: KnownStars,
+    blocks: Iterable[pd.DataFrame],
+    *,
+    selection: Selection,
+    radius_arcsec: float = DEFAULT_RADIUS_ARCSEC,
+) -> CrossMatch:
+    """Find each known star among the predictions and say whether it is a candidate.
+
+    Parameters
+    ----------
+    known
+        The known stars (`read_known`).
+    blocks
+        The predictions table in blocks (`spectraldl.io.predictions.iter_predictions`);
+        streamed, only spectra near a known star are kept.
+    selection
+        The catalogue's cuts (`spectraldl.catalogue.candidates.Selection`).
+    radius_arcsec
+        Match radius.
+    """
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    known_coords = known.coords()
+    by_designation: dict[str, list[int]] = {}
+    for i, key in enumerate(known.designations):
+        if key:
+            by_designation.setdefault(key, []).append(i)
+    radius = radius_arcsec * u.arcsec
+    matched: list[pd.DataFrame] = []
+    for block in blocks:
+        if len(block) == 0 or len(known) == 0:
+            continue
+        ra = block["ra"].to_numpy(dtype=np.float64)
+        dec = block["dec"].to_numpy(dtype=np.float64)
+        good = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+        pairs: set[tuple[int, int]] = set()
+        if len(good):
+            coords = SkyCoord(ra=ra[good] * u.deg, dec=dec[good] * u.deg, frame="icrs")
+            # Returns indices into the argument (this block) first, then into known_coords.
+            idx_block, idx_known, _, _ = known_coords.search_around_sky(coords, radius)
+            pairs.update(zip(idx_known.tolist(), good[idx_block].tolist(), strict=True))
+        if by_designation:
+            for row, text in enumerate(block["object"].astype(str)):
+                for i in by_designation.get(designation_key(text), ()):
+                    pairs.add((i, row))
+        if not pairs:
+            continue
+        ordered = sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+        idx_known_all = np.array([k for k, _ in ordered])
+        idx_rows = np.array([r for _, r in ordered])
+        rows = block.iloc[idx_rows].copy()
+        separation = SkyCoord(
+            ra=ra[idx_rows] * u.deg, dec=dec[idx_rows] * u.deg, frame="icrs"
+        ).separation(known_coords[idx_known_all])
+        rows.insert(0, "known_index", idx_known_all)
+        rows.insert(1, "separation_arcsec", separation.to_value(u.arcsec))
+        matched.append(rows)
+    near = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame()
+    selected = selection.mask(near) if len(near) else np.zeros(0, bool)
+    records = []
+    pairs = []
+    for i, name in enumerate(known.names):
+        record = {
+            "name": name,
+            "ra": known.ra[i],
+            "dec": known.dec[i],
+            "status": "not in the input",
+            "reason": f"no classified spectrum within {radius_arcsec:g} arcsec",
+            "n_spectra": 0,
+            "id": "",
+            "source": "",
+            "separation_arcsec": np.nan,
+            "predicted_class": "",
+            "probability": np.nan,
+            "quality_flags": "",
+        }
+        if len(near):
+            mine = np.flatnonzero(near["known_index"].to_numpy() == i)
+        else:
+            mine = np.zeros(0, int)
+        if len(mine):
+            record["n_spectra"] = len(mine)
+            chosen_sel = mine[selected[mine]]
+            if len(chosen_sel):
+                probs = [
+                    float(near.iloc[j][probability_column(str(near.iloc[j]["predicted_class"]))])
+                    for j in chosen_sel
+                ]
+                best = int(chosen_sel[int(np.argmax(probs))])
+                n_in = len(chosen_sel)
+                status = "recovered"
+                reason = f"in the catalogue ({n_in} spectr{'um' if n_in == 1 else 'a'})"
+                for j in chosen_sel:
+                    pairs.append(
+                        {
+                            "known_name": name,
+                            "id": near.iloc[j]["id"],
+                            "source": near.iloc[j]["source"],
+                            "separation_arcsec": float(near.iloc[j]["separation_arcsec"]),
+                        }
+                    )
+            else:
+                misses = [(*_miss_reason(near.iloc[j], selection), j) for j in mine]
+                _rank, status, reason, best = min(
+                    misses,
+                    key=lambda m: (
+                        m[0],
+                        -float(
+                            near.iloc[m[3]][
+                                probability_column(str(near.iloc[m[3]]["predicted_class"]))
+                            ]
+                        ),
+                    ),
+                )
+            row = near.iloc[best]
+            record.update(
+                status=status,
+                reason=reason,
+                id=row["id"],
+                source=row["source"],
+                separation_arcsec=float(row["separation_arcsec"]),
+                predicted_class=row["predicted_class"],
+                probability=float(row[probability_column(str(row["predicted_class"]))]),
+                quality_flags=row["quality_flags"],
+            )
+        records.append(record)
+    table = pd.DataFrame.from_records(
+        records,
+        columns=[
+            "name",
+            "ra",
+            "dec",
+            "status",
+            "reason",
+            "n_spectra",
+            "id",
+            "source",
+            "separation_arcsec",
+            "predicted_class",
+            "probability",
+            "quality_flags",
+        ],
+    )
+    return CrossMatch(
+        table=table,
+        radius_arcsec=radius_arcsec,
+        known_source=known.source,
+        pairs=pd.DataFrame.from_records(
+            pairs, columns=["known_name", "id", "source", "separation_arcsec"]
+        ),
+    )
+
+
+def known_columns(catalogue: pd.DataFrame, match: CrossMatch) -> tuple[list[str], np.ndarray]:
+    """Per catalogue row: the nearest matched known star's name ('' if none) and separation."""
+    best: dict[tuple[str, str], tuple[str, float]] = {}
+    for row in match.pairs.itertuples():
+        key = (str(row.id), str(row.source))
+        current = best.get(key)
+        if current is None or row.separation_arcsec < current[1]:
+            best[key] = (str(row.known_name), float(row.separation_arcsec))
+    keys = list(zip(catalogue["id"].astype(str), catalogue["source"].astype(str), strict=True))
+    names = [best.get(k, ("", np.nan))[0] for k in keys]
+    seps = np.array([best.get(k, ("", np.nan))[1] for k in keys], dtype=np.float32)
+    return names, seps
+
+
+__all__ = [
+    "DEFAULT_RADIUS_ARCSEC",
+    "CrossMatch",
+    "KnownListError",
+    "KnownStars",
+    "crossmatch",
+    "designation_key",
+    "known_columns",
+    "parse_designation",
+    "read_known",
+]

@@ -1,0 +1,1 @@
+"""The classify stage: a model over datasets or FITS trees -> a predictions table."""

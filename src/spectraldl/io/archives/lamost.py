@@ -1,0 +1,270 @@
+"""LAMOST spectra: low resolution (DR1-DR7 image, DR8+ table) and medium resolution.
+
+Data models followed (LAMOST data release documentation, "Data Production
+Description", and the FITS headers themselves):
+
+* **Low resolution, image form (DR1-DR7)**: the primary HDU is a 5-row image,
+  one row per quantity as the header key ``EXTEN0`` lists them. DR1:
+  ``Flux Inverse Subcontinuum Andmask Ormask`` (float32); DR2 and later:
+  ``Flux, Inverse, Wavelength, Andmask, Ormask`` (float64 in DR2-DR5, float32
+  from DR6). Vacuum wavelengths on a log10-linear grid,
+  ``10**(COEFF0 + COEFF1 * i)`` with ``COEFF1 = 1e-4``. S/N per band in
+  ``SN_U..SN_Z`` (DR1-DR5) or ``SNRU..SNRZ`` (DR6+).
+* **Low resolution, table form (DR8 and later)**: an empty primary HDU with
+  the same keywords, then a one-row BINTABLE (EXTNAME ``COADD``) whose array
+  columns are ``FLUX``, ``IVAR``, ``WAVELENGTH``, ``ANDMASK``, ``ORMASK`` and
+  ``NORMALIZATION``.
+* **Medium resolution (MRS, DR6+)**: empty primary HDU, then BINTABLEs
+  ``COADD_B`` and ``COADD_R`` (``FLUX``, ``IVAR``, ``LOGLAM``, ``ANDMASK``,
+  ``ORMASK``) and one table per exposure. Only the red arm (about
+  6300-6800 Å, R about 7500) covers H-alpha; that is what is read.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+from spectraldl.io.archives import register
+from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
+from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
+from spectraldl.io.archives.order import by_wavelength
+
+LRS_RESOLVING_POWER = 1800.0
+"""Nominal R of the LAMOST low-resolution spectrographs (LAMOST overview, Cui et al. 2012)."""
+
+MRS_RESOLVING_POWER = 7500.0
+"""Nominal R of the LAMOST medium-resolution survey (Liu et al. 2020)."""
+
+_ROW_NAMES = {"flux", "inverse", "subcontinuum", "wavelength", "andmask", "ormask"}
+
+
+def _is_lamost(header: dict[str, HeaderValue]) -> bool:
+    return text(header, "TELESCOP").upper().startswith("LAMOST") or text(
+        header, "ORIGIN"
+    ).upper().startswith("NAOC-LAMOST")
+
+
+def _rows(header: dict[str, HeaderValue]) -> list[str]:
+    names = text(header, "EXTEN0").replace(",", " ").lower().split()
+    return names
+
+
+def _release(header: dict[str, HeaderValue], rows: list[str]) -> str:
+    data_v = text(header, "DATA_V").upper().replace("LAMOST", "").strip()
+    if data_v:
+        return data_v
+    return "DR1" if "subcontinuum" in rows else "DR2-DR5"
+
+
+def _meta(
+    fits_file: FitsFile, header: dict[str, HeaderValue], form: str, release: str, snr: float
+) -> SpectrumMeta:
+    stem = spectrum_stem(text(header, "FILENAME") or fits_file.path.name)
+    date_obs = text(header, "DATE-OBS")
+    mjd = iso_to_mjd(date_obs) if "T" in date_obs else math.nan
+    if not math.isfinite(mjd):
+        mjd = number(header, "MJD")
+    designation = text(header, "DESIG")
+    extra = {
+        key.lower(): header[key]
+        for key in ("CLASS", "SUBCLASS", "Z", "PLANID", "FIBERID", "SPID", "OBJNAME")
+        if key in header
+    }
+    extra["release"] = release
+    extra.update(simulated_extra(fits_file.header))
+    obsid = header.get("OBSID")
+    return SpectrumMeta(
+        id=stem,
+        archive="lamost",
+        form=form,
+        object=designation,
+        ra=number(header, "RA"),
+        dec=number(header, "DEC"),
+        mjd=mjd,
+        date_obs=date_obs,
+        snr=snr,
+        source=str(fits_file.path),
+        obsid="" if obsid is None else str(obsid),
+        designation=designation,
+        resolving_power=LRS_RESOLVING_POWER if form != "mrs" else MRS_RESOLVING_POWER,
+        extra=extra,
+    )
+
+
+def _lrs_spectrum(
+    fits_file: FitsFile,
+    header: dict[str, HeaderValue],
+    form: str,
+    release: str,
+    *,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    wave: np.ndarray | None,
+    andmask: np.ndarray | None,
+) -> Spectrum:
+    if wave is None:
+        coeff0 = number(header, "COEFF0", "CRVAL1")
+        coeff1 = number(header, "COEFF1", "CD1_1", "CDELT1")
+        if not (math.isfinite(coeff0) and math.isfinite(coeff1)):
+            raise SpectrumError(fits_file.path, "no wavelength solution (COEFF0/COEFF1 missing)")
+        wave = _log_linear_wavelengths(coeff0, coeff1, flux.size)
+    wave, flux, ivar, andmask = by_wavelength(wave, flux, ivar, andmask)
+    return Spectrum(
+        wave_aa=wave,
+        flux=flux,
+        medium="vacuum",
+        ivar=ivar,
+        mask=None if andmask is None else andmask != 0,
+        flux_unit="relative flux (LAMOST calibrated)",
+        meta=_meta(fits_file, header, form, release, number(header, "SN_R", "SNRR")),
+    )
+
+
+@lru_cache(maxsize=16)
+def _log_linear_wavelengths(coeff0: float, coeff1: float, n: int) -> np.ndarray:
+    """``10**(coeff0 + coeff1 * i)``, cached read-only: a release shares a handful of grids."""
+    with np.errstate(over="ignore"):  # an absurd solution gives inf, refused by the caller
+        wave = 10.0 ** (coeff0 + coeff1 * np.arange(n))
+    wave.setflags(write=False)
+    return wave
+
+
+def identify_lrs_image(fits_file: FitsFile) -> bool:
+    """A LAMOST primary 2-D image whose rows ``EXTEN0`` names (DR1-DR7)."""
+    header = fits_file.header
+    rows = _rows(header)
+    return (
+        _is_lamost(header)
+        and header.get("NAXIS") == 2
+        and bool(rows)
+        and rows[0] == "flux"
+        and set(rows) <= _ROW_NAMES
+    )
+
+
+def read_lrs_image(fits_file: FitsFile) -> Spectrum:
+    """Read a DR1-DR7 image-form low-resolution spectrum (rows per ``EXTEN0``)."""
+    header = fits_file.header
+    rows = _rows(header)
+    if header.get("BITPIX") not in (-32, -64):
+        raise SpectrumError(
+            fits_file.path,
+            f"BITPIX = {header.get('BITPIX')!r}: a LAMOST spectrum image holds floating-point "
+            "numbers (BITPIX -32); these bytes would be read as other numbers",
+        )
+    image = fits_file.primary_array()
+    if image.ndim != 2 or image.shape[0] != len(rows):
+        raise SpectrumError(
+            fits_file.path,
+            f"wrong layout: EXTEN0 names {len(rows)} rows but the image is {image.shape} "
+            "(rows x pixels)",
+        )
+    row = {name: image[i] for i, name in enumerate(rows)}
+    release = _release(header, rows)
+    form = "lrs-image-dr1" if "subcontinuum" in rows else "lrs-image"
+    return _lrs_spectrum(
+        fits_file,
+        header,
+        form,
+        release,
+        flux=row["flux"],
+        ivar=row.get("inverse", np.full(image.shape[1], np.nan)),
+        wave=row.get("wavelength"),
+        andmask=row.get("andmask"),
+    )
+
+
+def _coadd_columns(fits_file: FitsFile, index: int) -> set[str]:
+    ext = fits_file.extension_header(index)
+    if not ext or text(ext, "XTENSION") != "BINTABLE":
+        return set()
+    count = int(ext.get("TFIELDS", 0) or 0)
+    return {text(ext, f"TTYPE{i}").upper() for i in range(1, count + 1)}
+
+
+def identify_lrs_table(fits_file: FitsFile) -> bool:
+    """A LAMOST DR8+ file: empty primary and a BINTABLE with FLUX and WAVELENGTH."""
+    header = fits_file.header
+    if not _is_lamost(header) or header.get("NAXIS") != 0:
+        return False
+    return {"FLUX", "IVAR", "WAVELENGTH"} <= _coadd_columns(fits_file, 1)
+
+
+def read_lrs_table(fits_file: FitsFile) -> Spectrum:
+    """Read a DR8+ table-form low-resolution spectrum (first row of the COADD table)."""
+    table = fits_file.hdul[1].data
+    if table is None or len(table) == 0:
+        raise SpectrumError(fits_file.path, "the COADD table has no rows")
+    first = table[0]
+    names = {n.upper() for n in table.columns.names}
+    header = fits_file.header
+    return _lrs_spectrum(
+        fits_file,
+        header,
+        "lrs-table",
+        _release(header, []) if text(header, "DATA_V") else "DR8+",
+        flux=np.asarray(first["FLUX"], dtype=np.float64),
+        ivar=np.asarray(first["IVAR"], dtype=np.float64),
+        wave=np.asarray(first["WAVELENGTH"], dtype=np.float64),
+        andmask=np.asarray(first["ANDMASK"]) if "ANDMASK" in names else None,
+    )
+
+
+def identify_mrs(fits_file: FitsFile) -> bool:
+    """A LAMOST medium-resolution file: empty primary and a ``COADD_R`` table."""
+    header = fits_file.header
+    if not _is_lamost(header) or header.get("NAXIS") != 0:
+        return False
+    return any(
+        text(fits_file.extension_header(i) or {}, "EXTNAME").upper() == "COADD_R" for i in (1, 2)
+    )
+
+
+def read_mrs(fits_file: FitsFile) -> Spectrum:
+    """Read the red-arm coadd (``COADD_R``) of a medium-resolution spectrum."""
+    hdu = fits_file.hdul["COADD_R"]
+    table = hdu.data
+    if table is None or len(table) == 0:
+        raise SpectrumError(fits_file.path, "the COADD_R table has no rows")
+    wave, flux, ivar, andmask = by_wavelength(
+        10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64),
+        np.asarray(table["FLUX"], dtype=np.float64),
+        np.asarray(table["IVAR"], dtype=np.float64),
+        np.asarray(table["ANDMASK"]) if "ANDMASK" in table.columns.names else None,
+    )
+    header = fits_file.header
+    meta = _meta(fits_file, header, "mrs", _release(header, []), number(hdu.header, "SNR"))
+    return Spectrum(
+        wave_aa=wave,
+        flux=flux,
+        medium="vacuum",
+        ivar=ivar,
+        mask=None if andmask is None else andmask != 0,
+        flux_unit="counts",
+        meta=meta,
+    )
+
+
+register(
+    "lamost-lrs-image",
+    identify=identify_lrs_image,
+    read=read_lrs_image,
+    data_model="LAMOST DR1-DR7 low-resolution spectrum, primary 5-row image per EXTEN0",
+)
+register(
+    "lamost-lrs-table",
+    identify=identify_lrs_table,
+    read=read_lrs_table,
+    data_model="LAMOST DR8+ low-resolution spectrum, one-row COADD BINTABLE",
+)
+register(
+    "lamost-mrs",
+    identify=identify_mrs,
+    read=read_mrs,
+    data_model="LAMOST medium-resolution spectrum, red-arm COADD_R BINTABLE",
+)

@@ -1,0 +1,107 @@
+"""The real spectra shipped with the package (for the demo, tests and benchmarks).
+
+``data/real/manifest.csv`` lists each file with its archive, label, the label's
+source and a role that keeps our own checks honest:
+
+* ``dev``: ordinary LAMOST stars (plate B6212, fibres <= 125) that simulation
+  and realism work may be tuned against;
+* ``holdout``: ordinary LAMOST stars never used for tuning (the other B6212
+  fibres, other DR1 plates, DR2, DR6, DR7, MRS): the check that ordinary stars
+  stay ordinary;
+* ``eval``: labelled spectra (Ondřejov thesis labels; LAMOST counterparts with
+  weak labels of another epoch), never trained on, reported separately.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """Folder of the bundled data (``spectraldl/data``)."""
+    return Path(str(files("spectraldl") / "data"))
+
+
+def real_dir() -> Path:
+    """Folder of the bundled real spectra, with ``lamost/`` and ``ondrejov/`` below it."""
+    return data_dir() / "real"
+
+
+def real_labels_csv() -> Path:
+    """``id,label,label_source`` CSV of the bundled labelled spectra."""
+    return real_dir() / "labels.csv"
+
+
+def known_be_stars_csv() -> Path:
+    """``id,designation`` CSV of 203 known Be stars in LAMOST DR1 (for cross-matching)."""
+    return real_dir() / "known-be-stars.csv"
+
+
+@dataclass(frozen=True)
+class BundledFile:
+    """One bundled real spectrum and what it is for."""
+
+    path: Path
+    archive: str
+    label: str
+    label_source: str
+    role: str
+    subclass: str
+
+
+def bundled_files(*, archive: str | None = None, role: str | None = None) -> list[BundledFile]:
+    """Bundled real spectra, optionally only of one archive (``lamost``/``ondrejov``) or role."""
+    base = real_dir()
+    with (base / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    out = [
+        BundledFile(
+            path=base / row["path"],
+            archive=row["archive"].split("-")[0],
+            label=row["label"],
+            label_source=row["label_source"],
+            role=row["role"],
+            subclass=row["class_subclass"],
+        )
+        for row in rows
+    ]
+    return [
+        f
+        for f in out
+        if (archive is None or f.archive == archive) and (role is None or f.role == role)
+    ]
+
+
+def replicate_real_tree(out_dir: str | Path, n: int, *, compress: bool = False) -> list[Path]:
+    """Write ``n`` copies of the bundled real LAMOST low-resolution files as distinct spectra.
+
+    Each copy gets a unique FILENAME header card (the LAMOST id) and file name,
+    so a tree of real bytes can stand for a release in benchmarks and resume
+    tests. Returns the paths written, in sorted order.
+    """
+    import gzip
+
+    from spectraldl.io.archives.fitsfile import CARD, FitsFile
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [f.path for f in bundled_files(archive="lamost") if "/dr7-mrs/" not in str(f.path)]
+    originals = [FitsFile.open(p) for p in sources]
+    written = []
+    for i in range(n):
+        original = originals[i % len(originals)]
+        stem = str(original.header["FILENAME"]).removesuffix(".fits")
+        name = f"{stem}-r{i:07d}.fits"
+        card = f"FILENAME= '{name}'".ljust(CARD).encode("ascii")
+        data = bytearray(original.data)
+        at = data.find(b"FILENAME= ")
+        data[at : at + CARD] = card
+        folder = out_dir / f"{i // 1000:04d}"
+        folder.mkdir(exist_ok=True)
+        path = folder / (name + (".gz" if compress else ""))
+        path.write_bytes(gzip.compress(bytes(data), mtime=0) if compress else bytes(data))
+        written.append(path)
+    return sorted(written)

@@ -1,0 +1,374 @@
+"""The HDF5 dataset: preprocessed spectra with ids, labels, quality and metadata.
+
+Layout (readable with plain h5py, no spectraldl needed)::
+
+    /X            float32 (n, 140)  preprocessed flux on the grid
+    /grid_aa      float64 (140,)    the grid, vacuum Å
+    /ids          utf-8 str (n,)    unique ids (LAMOST file stem, Ondřejov ivo:// id)
+    /labels       int8 (n,)         class code, -1 for none; attr ``classes`` names them
+    /quality      int32 (n,)        `spectraldl.core.quality.Quality` bits; attr ``flags``
+    /meta/<name>  (n,)              archive, form, object, ra, dec, mjd, date_obs,
+                                    snr, source, obsid, designation, origin, and the
+                                    H-alpha measurements (`spectraldl.prep.measure`)
+
+Root attributes: ``format`` ("spectraldl-dataset"), ``format_version``,
+``grid_start_aa``, ``grid_stop_aa``, ``grid_n``, ``preprocessing`` (JSON of
+`PreprocessConfig`), ``spectraldl_version``, ``created`` (UTC ISO time).
+Datasets are resizable along rows so that `append_rows` can extend them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from spectraldl import __version__
+from spectraldl.core.quality import Quality
+from spectraldl.io.labels import CLASSES, NO_LABEL
+from spectraldl.prep.measure import MEASUREMENT_COLUMNS
+from spectraldl.prep.preprocess import PreprocessConfig
+
+FORMAT = "spectraldl-dataset"
+FORMAT_VERSION = 1
+
+META_COLUMNS: dict[str, str] = {
+    "archive": "str",
+    "form": "str",
+    "object": "str",
+    "ra": "f8",
+    "dec": "f8",
+    "mjd": "f8",
+    "date_obs": "str",
+    "snr": "f4",
+    "source": "str",
+    "obsid": "str",
+    "designation": "str",
+    "origin": "str",
+    **MEASUREMENT_COLUMNS,
+}
+"""Metadata columns and their kinds. ``origin`` is ``real`` or ``synthetic``; the
+``halpha_*`` and ``profile_type`` columns are `spectraldl.prep.measure.LineMeasurement`'s."""
+META_DEFAULTS: dict[str, str] = {"profile_type": "unmeasurable", "halpha_flag": "not measured"}
+"""Text columns' value in rows made without them (and in datasets written before them);
+numbers default to NaN, other text to ''."""
+
+_STR = h5py.string_dtype("utf-8")
+_CHUNK_ROWS = 4096
+
+
+class DatasetError(ValueError):
+    """A dataset file that is missing, not a spectraldl dataset, or incompatible."""
+
+
+def _empty_meta(n: int = 0) -> dict[str, np.ndarray]:
+    return {name: _default_column(name, n) for name in META_COLUMNS}
+
+
+def _default_column(name: str, n: int) -> np.ndarray:
+    kind = META_COLUMNS[name]
+    if kind == "str":
+        return np.full(n, META_DEFAULTS.get(name, ""), dtype=object)
+    return np.full(n, np.nan, dtype=kind)
+
+
+@dataclass
+class Rows:
+    """A block of dataset rows: what ingest appends and what readers return.
+
+    Attributes
+    ----------
+    X
+        float32 (n, grid_n), preprocessed flux.
+    ids
+        object (n,) of str, unique ids.
+    labels
+        int8 (n,), class codes (`spectraldl.io.labels.CLASSES`), -1 for none.
+    quality
+        int32 (n,), `Quality` bits.
+    meta
+        One array of length n per `META_COLUMNS` name.
+    """
+
+    X: NDArray[np.float32]
+    ids: NDArray[np.object_]
+    labels: NDArray[np.int8]
+    quality: NDArray[np.int32]
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        x = np.asarray(self.X, dtype=np.float32)
+        # reshape(0, -1) is an error in NumPy: keep a (0, grid_n) block as it is.
+        self.X = x if x.ndim == 2 and len(x) == n else x.reshape(n, -1)
+        self.ids = np.asarray(self.ids, dtype=object)
+        self.labels = np.asarray(self.labels, dtype=np.int8)
+        self.quality = np.asarray(self.quality, dtype=np.int32)
+        meta = _empty_meta(n)
+        for name, values in self.meta.items():
+            if name not in META_COLUMNS:
+                raise ValueError(f"unknown meta column {name!r}; known: {', '.join(META_COLUMNS)}")
+            kind = META_COLUMNS[name]
+            meta[name] = np.asarray(values, dtype=object if kind == "str" else kind)
+        self.meta = meta
+        for name, array in [("labels", self.labels), ("quality", self.quality), *meta.items()]:
+            if len(array) != n:
+                raise ValueError(f"{name} has {len(array)} rows, ids has {n}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls, grid_n: int) -> Rows:
+        """No rows, for a grid of ``grid_n`` points."""
+        return cls(
+            X=np.zeros((0, grid_n), np.float32),
+            ids=np.zeros(0, object),
+            labels=np.zeros(0, np.int8),
+            quality=np.zeros(0, np.int32),
+        )
+
+    @classmethod
+    def concat(cls, blocks: Sequence[Rows]) -> Rows:
+        """Rows of all ``blocks`` in order."""
+        return cls(
+            X=np.concatenate([b.X for b in blocks]),
+            ids=np.concatenate([b.ids for b in blocks]),
+            labels=np.concatenate([b.labels for b in blocks]),
+            quality=np.concatenate([b.quality for b in blocks]),
+            meta={k: np.concatenate([b.meta[k] for b in blocks]) for k in META_COLUMNS},
+        )
+
+    def take(self, index: NDArray[np.integer] | NDArray[np.bool_] | slice) -> Rows:
+        """The rows selected by an index array, boolean mask or slice."""
+        return Rows(
+            X=self.X[index],
+            ids=self.ids[index],
+            labels=self.labels[index],
+            quality=self.quality[index],
+            meta={k: v[index] for k, v in self.meta.items()},
+        )
+
+    def meta_frame(self) -> Any:
+        """Ids, labels, quality and metadata as a pandas DataFrame (no flux)."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"id": self.ids, "label": self.labels, "quality": self.quality})
+        for name, values in self.meta.items():
+            frame[name] = values
+        return frame
+
+
+@dataclass
+class Dataset(Rows):
+    """A whole dataset read into memory: rows plus the grid and provenance."""
+
+    grid_aa: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def config(self) -> PreprocessConfig:
+        """The preprocessing the rows went through."""
+        return PreprocessConfig.from_dict(self.preprocessing)
+
+    @property
+    def labelled(self) -> NDArray[np.bool_]:
+        """True for rows with a label."""
+        return self.labels != NO_LABEL
+
+
+def create_dataset(
+    path: str | Path,
+    *,
+    config: PreprocessConfig,
+    attrs: dict[str, Any] | None = None,
+    chunk_rows: int = _CHUNK_ROWS,
+) -> None:
+    """Create an empty dataset at ``path`` (which must not exist) for ``config``'s grid.
+
+    ``chunk_rows`` is the HDF5 chunk height: storage grows in blocks of that many
+    rows, so a small file (an ingest shard) takes a small chunk.
+    """
+    path = Path(path)
+    if path.exists():
+        raise DatasetError(f"{path}: already exists")
+    with h5py.File(path, "w") as h5:
+        n = config.grid_n
+        h5.attrs["format"] = FORMAT
+        h5.attrs["format_version"] = FORMAT_VERSION
+        h5.attrs["grid_start_aa"] = config.grid_start_aa
+        h5.attrs["grid_stop_aa"] = config.grid_stop_aa
+        h5.attrs["grid_n"] = n
+        h5.attrs["medium"] = "vacuum"
+        h5.attrs["preprocessing"] = json.dumps(config.to_dict(), sort_keys=True)
+        h5.attrs["spectraldl_version"] = __version__
+        h5.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        for key, value in (attrs or {}).items():
+            h5.attrs[key] = value
+        grid = h5.create_dataset("grid_aa", data=config.grid_aa)
+        grid.attrs["unit"] = "Angstrom (vacuum)"
+        x = h5.create_dataset(
+            "X", shape=(0, n), maxshape=(None, n), dtype="f4", chunks=(chunk_rows, n)
+        )
+        x.attrs["description"] = "flux on grid_aa, standardised per spectrum"
+        h5.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(chunk_rows,))
+        labels = h5.create_dataset(
+            "labels", shape=(0,), maxshape=(None,), dtype="i1", chunks=(chunk_rows,)
+        )
+        labels.attrs["classes"] = json.dumps(list(CLASSES))
+        labels.attrs["no_label"] = NO_LABEL
+        quality = h5.create_dataset(
+            "quality", shape=(0,), maxshape=(None,), dtype="i4", chunks=(chunk_rows,)
+        )
+        quality.attrs["flags"] = json.dumps({f.name: int(f) for f in Quality})
+        meta = h5.create_group("meta")
+        for name in META_COLUMNS:
+            _create_meta_column(meta, name, 0, chunk_rows)
+
+
+def _create_meta_column(group: h5py.Group, name: str, n: int, chunk_rows: int) -> None:
+    """A resizable ``meta/<name>`` column of ``n`` rows holding the column's default."""
+    kind = META_COLUMNS[name]
+    column = group.create_dataset(
+        name,
+        shape=(n,),
+        maxshape=(None,),
+        dtype=_STR if kind == "str" else kind,
+        chunks=(chunk_rows,),
+    )
+    if n:
+        column[...] = _default_column(name, n)
+
+
+def _open_checked(path: Path, mode: str) -> h5py.File:
+    if not path.exists():
+        raise DatasetError(f"{path}: no such dataset")
+    try:
+        h5 = h5py.File(path, mode)
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
+    if h5.attrs.get("format") != FORMAT:
+        h5.close()
+        raise DatasetError(f"{path}: not a spectraldl dataset (no format={FORMAT!r} attribute)")
+    return h5
+
+
+def append_rows(path: str | Path, rows: Rows) -> None:
+    """Append ``rows`` to the dataset at ``path`` (grid sizes must agree)."""
+    path = Path(path)
+    with _open_checked(path, "r+") as h5:
+        n_old = h5["X"].shape[0]
+        if rows.X.shape[1] != h5["X"].shape[1]:
+            raise DatasetError(
+                f"{path}: rows have {rows.X.shape[1]} grid points, the dataset {h5['X'].shape[1]}"
+            )
+        n_new = n_old + len(rows)
+        columns: list[tuple[str, np.ndarray]] = [
+            ("X", rows.X),
+            ("ids", rows.ids),
+            ("labels", rows.labels),
+            ("quality", rows.quality),
+        ]
+        columns += [(f"meta/{name}", values) for name, values in rows.meta.items()]
+        for name in META_COLUMNS:
+            if name not in h5["meta"]:  # a dataset written before the column existed
+                _create_meta_column(h5["meta"], name, n_old, h5["X"].chunks[0])
+        for name, values in columns:
+            h5[name].resize(n_new, axis=0)
+            h5[name][n_old:n_new] = values
+
+
+def _read_rows(h5: h5py.File, selection: slice) -> Rows:
+    meta = {}
+    for name, kind in META_COLUMNS.items():
+        if name not in h5["meta"]:
+            continue
+        data = h5["meta"][name]
+        meta[name] = data.asstr()[selection] if kind == "str" else data[selection]
+    return Rows(
+        X=h5["X"][selection],
+        ids=h5["ids"].asstr()[selection],
+        labels=h5["labels"][selection],
+        quality=h5["quality"][selection],
+        meta=meta,
+    )
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """Read a whole dataset into memory."""
+    path = Path(path)
+    with _open_checked(path, "r") as h5:
+        rows = _read_rows(h5, slice(None))
+        return Dataset(
+            X=rows.X,
+            ids=rows.ids,
+            labels=rows.labels,
+            quality=rows.quality,
+            meta=rows.meta,
+            grid_aa=h5["grid_aa"][...],
+            preprocessing=json.loads(h5.attrs["preprocessing"]),
+            attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()},
+            path=str(path),
+        )
+
+
+def iter_rows(path: str | Path, *, chunk_rows: int = 65536) -> Iterator[Rows]:
+    """Yield the dataset's rows in blocks of at most ``chunk_rows`` (bounded memory)."""
+    path = Path(path)
+    with _open_checked(path, "r") as h5:
+        total = h5["X"].shape[0]
+        for start in range(0, total, chunk_rows):
+            yield _read_rows(h5, slice(start, min(start + chunk_rows, total)))
+
+
+def read_rows(path: str | Path, *, start: int, stop: int) -> Rows:
+    """Rows ``start`` to ``stop`` (exclusive) of a dataset: one chunk of a parallel job."""
+    with _open_checked(Path(path), "r") as h5:
+        total = h5["X"].shape[0]
+        return _read_rows(h5, slice(max(0, start), min(stop, total)))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset holds, without its rows."""
+
+    path: str
+    n_rows: int
+    config: PreprocessConfig
+    attrs: dict[str, Any]
+
+
+def dataset_info(path: str | Path) -> DatasetInfo:
+    """Row count, preprocessing and attributes of a dataset (reads no rows)."""
+    path = Path(path)
+    with _open_checked(path, "r") as h5:
+        return DatasetInfo(
+            path=str(path),
+            n_rows=int(h5["X"].shape[0]),
+            config=PreprocessConfig.from_dict(json.loads(h5.attrs["preprocessing"])),
+            attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()},
+        )
+
+
+def read_ids(path: str | Path) -> NDArray[np.object_]:
+    """The ids of a dataset, in row order."""
+    with _open_checked(Path(path), "r") as h5:
+        return h5["ids"].asstr()[...]
+
+
+def is_dataset(path: str | Path) -> bool:
+    """True when ``path`` is an HDF5 file carrying the spectraldl dataset format tag."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("format") == FORMAT
+    except OSError:
+        return False

@@ -1,0 +1,616 @@
+"""The predictions table: its columns, units and descriptions, and its files.
+
+One row per spectrum, columns in the order of ``docs/CONVENTIONS.md``::
+
+    id, source, archive, origin, object, ra, dec, mjd, snr, predicted_class,
+    p_<class> (one per model class), quality, quality_flags, novelty, model_id,
+    halpha_ew_aa, halpha_ew_err_aa, halpha_peak_ratio, halpha_fwhm_kms,
+    halpha_peak_sep_kms, halpha_vr, profile_type, halpha_flag
+
+The H-alpha measurements (`spectraldl.prep.measure`) are read as NaN and
+``unmeasurable`` from tables written before them.
+
+The format follows the file's extension: ``.parquet``, ``.fits``, ``.csv`` or
+``.h5``. Every writer streams: it takes the table as blocks (one per committed
+chunk of a classification run), so writing a release-sized table needs the
+memory of one block, not of the table. Files are written under a temporary
+name and renamed when complete, so a reader never sees half a table.
+
+Provenance (model id, classes, sources, settings) travels inside the file:
+Parquet schema metadata, FITS header (``SDL_META``), HDF5 attributes; a CSV
+has no place for it and gets a ``PRED.csv.meta.json`` file beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spectraldl.io.labels import CLASSES
+
+FORMAT = "spectraldl-predictions"
+FORMAT_VERSION = 1
+SUFFIXES = (".parquet", ".fits", ".csv", ".h5")
+"""Extensions a predictions table may have; the format follows it."""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """What a column holds: dtype kind, unit, description and IVOA UCD."""
+
+    kind: str
+    unit: str
+    description: str
+    ucd: str
+    default: str | None = None
+    """Value of the column in a table made without it (older tables, hand-made frames)."""
+
+
+LEADING_COLUMNS: dict[str, ColumnInfo] = {
+    "id": ColumnInfo(
+        "str", "", "Spectrum identifier (LAMOST file stem, Ondrejov ivo:// id)", "meta.id;meta.main"
+    ),
+    "source": ColumnInfo("str", "", "File the spectrum was read from", "meta.file"),
+    "archive": ColumnInfo("str", "", "Archive of the spectrum (lamost, ondrejov)", "meta.id"),
+    "origin": ColumnInfo(
+        "str",
+        "",
+        "real (an observed spectrum) or synthetic (spectraldl simulate wrote it)",
+        "meta.code",
+        default="unknown",
+    ),
+    "object": ColumnInfo("str", "", "Target name or LAMOST designation", "meta.id"),
+    "ra": ColumnInfo("f8", "deg", "Right ascension (ICRS, J2000)", "pos.eq.ra;meta.main"),
+    "dec": ColumnInfo("f8", "deg", "Declination (ICRS, J2000)", "pos.eq.dec;meta.main"),
+    "mjd": ColumnInfo("f8", "d", "Modified Julian Date of the observation", "time.epoch"),
+    "snr": ColumnInfo("f4", "", "Signal-to-noise ratio near H-alpha (LAMOST r band)", "stat.snr"),
+    "predicted_class": ColumnInfo(
+        "str", "", "H-alpha profile class with the largest probability", "meta.code.class"
+    ),
+}
+TRAILING_COLUMNS: dict[str, ColumnInfo] = {
+    "quality": ColumnInfo(
+        "i4",
+        "",
+        "Quality bits (spectraldl.core.quality.Quality), 0 when no doubt",
+        "meta.code.qual",
+    ),
+    "quality_flags": ColumnInfo(
+        "str", "", "Names of the set quality bits joined by '|'", "meta.code.qual"
+    ),
+    "novelty": ColumnInfo(
+        "f4",
+        "",
+        "Novelty score: distance to the training data in the network's feature space",
+        "stat.value",
+    ),
+    "model_id": ColumnInfo("str", "", "Identifier of the model that classified", "meta.id"),
+}
+MEASUREMENT_COLUMNS: dict[str, ColumnInfo] = {
+    "halpha_ew_aa": ColumnInfo(
+        "f4",
+        "Angstrom",
+        "H-alpha equivalent width, positive absorption, negative emission",
+        "spect.line.eqWidth;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_ew_err_aa": ColumnInfo(
+        "f4",
+        "Angstrom",
+        "1-sigma error of halpha_ew_aa (from the inverse variance)",
+        "stat.error;spect.line.eqWidth",
+        default="nan",
+    ),
+    "halpha_peak_ratio": ColumnInfo(
+        "f4",
+        "",
+        "Highest H-alpha flux over the local continuum",
+        "arith.ratio;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_fwhm_kms": ColumnInfo(
+        "f4",
+        "km/s",
+        "Observed FWHM of the H-alpha emission component (instrument included)",
+        "spect.line.width;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_peak_sep_kms": ColumnInfo(
+        "f4",
+        "km/s",
+        "Separation of the two H-alpha emission peaks (double-peaked profiles)",
+        "phys.veloc;arith.diff;em.line.Halpha",
+        default="nan",
+    ),
+    "halpha_vr": ColumnInfo(
+        "f4",
+        "",
+        "Violet over red H-alpha peak height above the continuum (double-peaked profiles)",
+        "arith.ratio;em.line.Halpha",
+        default="nan",
+    ),
+    "profile_type": ColumnInfo(
+        "str",
+        "",
+        "H-alpha profile type measured from the spectrum (spectraldl.prep.measure.PROFILE_TYPES)",
+        "meta.code.class;em.line.Halpha",
+        default="unmeasurable",
+    ),
+    "halpha_flag": ColumnInfo(
+        "str",
+        "",
+        "Why H-alpha is unmeasurable, or a note on its measurement; empty when none",
+        "meta.code.qual;em.line.Halpha",
+        default="not measured",
+    ),
+}
+"""The H-alpha measurements (`spectraldl.prep.measure.LineMeasurement`), last in every table."""
+
+
+def probability_column(class_name: str) -> str:
+    """Column of a class's probability: ``p_`` and the name, hyphens as underscores."""
+    return "p_" + class_name.replace("-", "_")
+
+
+def class_of_column(column: str) -> str:
+    """Class name of a ``p_*`` column (``p_double_peak`` -> ``double-peak`` for known classes)."""
+    name = column.removeprefix("p_")
+    for known in CLASSES:
+        if known.replace("-", "_") == name:
+            return known
+    return name
+
+
+def column_spec(classes: Sequence[str]) -> dict[str, ColumnInfo]:
+    """Every column of a predictions table for a model's ``classes``, in order."""
+    out = dict(LEADING_COLUMNS)
+    for name in classes:
+        out[probability_column(name)] = ColumnInfo(
+            "f4", "", f"Probability of the class {name}", "stat.probability"
+        )
+    out.update(TRAILING_COLUMNS)
+    out.update(MEASUREMENT_COLUMNS)
+    return out
+
+
+def classes_in(frame_columns: Iterable[str]) -> tuple[str, ...]:
+    """The model classes a table holds, from its ``p_*`` columns, in column order."""
+    return tuple(class_of_column(c) for c in frame_columns if c.startswith("p_"))
+
+
+def empty_frame(classes: Sequence[str]) -> pd.DataFrame:
+    """A predictions table without rows (right columns and dtypes)."""
+    return conform(pd.DataFrame({c: [] for c in column_spec(classes)}), classes)
+
+
+def conform(frame: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with exactly the columns of ``classes``' table, in order, with their dtypes.
+
+    Raises `ValueError` naming missing columns.
+    """
+    spec = column_spec(classes)
+    missing = [c for c, info in spec.items() if c not in frame.columns and info.default is None]
+    if missing:
+        raise ValueError(f"predictions table lacks columns: {', '.join(missing)}")
+    out = {}
+    for name, info in spec.items():
+        column = frame[name] if name in frame.columns else pd.Series([info.default] * len(frame))
+        out[name] = _text(column) if info.kind == "str" else column.to_numpy().astype(info.kind)
+    return pd.DataFrame(out)
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """A string column with missing values as '' (vectorised: no Python loop per value)."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.fillna("")
+    values = column.to_numpy(dtype=object)
+    if len(values) and any(isinstance(v, bytes) for v in values[:1]):
+        values = np.array([v.decode("utf-8") for v in values], dtype=object)
+    text = pd.Series(values, dtype=object, index=column.index)
+    return text.where(text.notna(), "").astype(str)
+
+
+def _utf8(column: pd.Series) -> Any:
+    """The column as a pyarrow string array (UTF-8)."""
+    import pyarrow as pa
+
+    return pa.array(column.to_numpy(dtype=object), type=pa.string())
+
+
+# --- writing ------------------------------------------------------------------------------
+
+Frames = pd.DataFrame | Callable[[], Iterable[pd.DataFrame]]
+"""A table, or a function returning a fresh iterator of its blocks (called up to twice)."""
+
+
+def _blocks(frames: Frames) -> Iterable[pd.DataFrame]:
+    return [frames] if isinstance(frames, pd.DataFrame) else frames()
+
+
+def format_of(path: str | Path) -> str:
+    """``parquet``, ``fits``, ``csv`` or ``h5`` from the extension; `ValueError` otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".hdf5":
+        suffix = ".h5"
+    if suffix == ".fit":
+        suffix = ".fits"
+    if suffix not in SUFFIXES:
+        raise ValueError(
+            f"{path}: unknown predictions format {suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUFFIXES)}"
+        )
+    return suffix[1:]
+
+
+def metadata_path(path: str | Path) -> Path:
+    """Where a CSV table's provenance lives: ``PRED.csv.meta.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def write_predictions(
+    path: str | Path,
+    frames: Frames,
+    *,
+    classes: Sequence[str],
+    metadata: dict[str, Any] | None = None,
+    astropy_metadata: bool = True,
+) -> int:
+    """Write a predictions table to ``path`` (format by extension), atomically.
+
+    Parameters
+    ----------
+    path
+        Output file, ``.parquet``, ``.fits``, ``.csv`` or ``.h5``.
+    frames
+        The table, or a function returning its blocks in order (streamed;
+        FITS reads them twice, to size its string columns first).
+    classes
+        The model's classes, giving the ``p_*`` columns.
+    metadata
+        JSON-able provenance stored with the table (`read_metadata`).
+    astropy_metadata
+        Parquet only: also store the column header astropy reads (units, string
+        widths; costs a pass over the blocks). Off for internal files.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    path = Path(path)
+    kind = format_of(path)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(classes)}
+    meta.update(metadata or {})
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    writer = {"fits": _write_fits, "csv": _write_csv, "h5": _write_h5}
+    try:
+        if kind == "parquet":
+            n = _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
+        else:
+            n = writer[kind](tmp, frames, classes, meta)
+        if kind == "csv":
+            side = metadata_path(path)
+            side_tmp = side.with_name(f".{side.name}.tmp")
+            side_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(side_tmp, side)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def _astropy_yaml(classes: Sequence[str], widths: dict[str, int]) -> str:
+    """The column header astropy writes into Parquet files: names, dtypes, units, descriptions."""
+    from astropy.table import Column, Table
+    from astropy.table import meta as table_meta
+
+    spec = column_spec(classes)
+    table = Table(
+        [
+            Column(
+                np.zeros(0, f"U{widths[name]}" if info.kind == "str" else info.kind),
+                name=name,
+                unit=info.unit or None,
+                description=info.description,
+            )
+            for name, info in spec.items()
+        ]
+    )
+    return "\n".join(table_meta.get_yaml_from_table(table))
+
+
+def _arrow_schema(
+    classes: Sequence[str], meta: dict[str, Any], widths: dict[str, int] | None
+) -> Any:
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "f8": pa.float64(), "f4": pa.float32(), "i4": pa.int32()}
+    fields = [
+        pa.field(
+            name,
+            types[info.kind],
+            metadata={b"unit": info.unit.encode(), b"description": info.description.encode()},
+        )
+        for name, info in column_spec(classes).items()
+    ]
+    metadata = {b"spectraldl": json.dumps(meta).encode()}
+    if widths is not None:
+        # What astropy's own Parquet writer stores, so Table.read keeps units and string widths.
+        metadata[b"table_meta_yaml"] = _astropy_yaml(classes, widths).encode()
+        for name, width in widths.items():
+            metadata[f"table::len::{name}".encode()] = str(width).encode()
+    return pa.schema(fields, metadata=metadata)
+
+
+def _write_parquet(
+    tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any], *, astropy: bool
+) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    widths = _string_widths(frames, classes)[0] if astropy else None
+    schema = _arrow_schema(classes, meta, widths)
+    n = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for block in _blocks(frames):
+            block = conform(block, classes)
+            writer.write_table(pa.Table.from_pandas(block, schema=schema, preserve_index=False))
+            n += len(block)
+    return n
+
+
+def _write_csv(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
+    n = 0
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerow(list(column_spec(classes)))
+        for block in _blocks(frames):
+            block = conform(block, classes)
+            block.to_csv(handle, header=False, index=False, lineterminator="\n")
+            n += len(block)
+    return n
+
+
+def _string_widths(frames: Frames, classes: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Bytes (UTF-8) of the longest value of each string column, and the row count."""
+    import pyarrow.compute as pc
+
+    spec = column_spec(classes)
+    widths = {name: 1 for name, info in spec.items() if info.kind == "str"}
+    n = 0
+    for block in _blocks(frames):
+        block = conform(block, classes)
+        n += len(block)
+        if len(block) == 0:
+            continue
+        for name in widths:
+            longest = pc.max(pc.binary_length(_utf8(block[name]))).as_py()
+            widths[name] = max(widths[name], int(longest or 0))
+    return widths, n
+
+
+def _records(block: pd.DataFrame, spec: dict[str, ColumnInfo], dtype: np.dtype) -> np.ndarray:
+    import pyarrow as pa
+
+    records = np.zeros(len(block), dtype=dtype)
+    for name, info in spec.items():
+        if info.kind == "str":
+            encoded = _utf8(block[name]).cast(pa.binary()).to_numpy(zero_copy_only=False)
+            records[name] = encoded.astype(dtype[name]) if len(encoded) else encoded
+        else:
+            records[name] = block[name].to_numpy()
+    return records
+
+
+def _write_h5(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
+    """One compound dataset ``/predictions`` (fixed-width UTF-8 strings), as astropy reads it."""
+    import h5py
+
+    spec = column_spec(classes)
+    widths, n = _string_widths(frames, classes)
+    dtype = np.dtype(
+        [
+            (name, f"S{widths[name]}" if info.kind == "str" else info.kind)
+            for name, info in spec.items()
+        ]
+    )
+    with h5py.File(tmp, "w") as h5:
+        h5.attrs["format"] = FORMAT
+        h5.attrs["spectraldl"] = json.dumps(meta)
+        data = h5.create_dataset(
+            "predictions", shape=(n,), dtype=dtype, chunks=(min(n, 16384),) if n else None
+        )
+        data.attrs["columns"] = json.dumps(list(spec))
+        data.attrs["units"] = json.dumps({k: v.unit for k, v in spec.items()})
+        data.attrs["descriptions"] = json.dumps({k: v.description for k, v in spec.items()})
+        start = 0
+        for block in _blocks(frames):
+            block = conform(block, classes)
+            data[start : start + len(block)] = _records(block, spec, dtype)
+            start += len(block)
+    return n
+
+
+_FITS_FORMATS = {"f8": "D", "f4": "E", "i4": "J"}
+
+
+def _write_fits(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
+    """Stream a binary table: size the string columns in a first pass, then write rows."""
+    from astropy.io import fits
+
+    spec = column_spec(classes)
+    widths, n = _string_widths(frames, classes)
+    cols = [
+        fits.Column(
+            name=name,
+            format=f"{widths[name]}A" if info.kind == "str" else _FITS_FORMATS[info.kind],
+            unit=info.unit or None,
+        )
+        for name, info in spec.items()
+    ]
+    table = fits.BinTableHDU.from_columns(cols, nrows=0)
+    header = table.header
+    header["NAXIS2"] = n
+    header["EXTNAME"] = "PREDICTIONS"
+    for i, info in enumerate(spec.values(), start=1):
+        header[f"TCOMM{i}"] = info.description
+        header[f"TUCD{i}"] = info.ucd
+    header["SDL_FMT"] = (FORMAT, "spectraldl predictions table")
+    header["MODEL_ID"] = str(meta.get("model_id", ""))
+    header["SDL_META"] = json.dumps(meta)
+    dtype = np.dtype(
+        [
+            (name, f"S{widths[name]}" if info.kind == "str" else ">" + info.kind)
+            for name, info in spec.items()
+        ]
+    )
+    written = 0
+    with tmp.open("wb") as handle:
+        handle.write(fits.PrimaryHDU().header.tostring().encode("ascii"))
+        handle.write(header.tostring().encode("ascii"))
+        for block in _blocks(frames):
+            data = _records(conform(block, classes), spec, dtype).tobytes()
+            handle.write(data)
+            written += len(data)
+        handle.write(b"\0" * (-written % 2880))
+    return n
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+class PredictionsError(ValueError):
+    """A predictions file that is missing, unreadable or not a predictions table."""
+
+
+def read_metadata(path: str | Path) -> dict[str, Any] | None:
+    """The provenance stored with a predictions table, or None when it has none."""
+    path = Path(path)
+    kind = format_of(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(path).metadata or {}).get(b"spectraldl")
+            return None if raw is None else json.loads(raw)
+        if kind == "fits":
+            from astropy.io import fits
+
+            with fits.open(path) as hdul:
+                for hdu in hdul[1:]:
+                    if "SDL_META" in hdu.header:
+                        return json.loads(hdu.header["SDL_META"])
+            return None
+        if kind == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                raw = h5.attrs.get("spectraldl")
+                return None if raw is None else json.loads(raw)
+        side = metadata_path(path)
+        return json.loads(side.read_text(encoding="utf-8")) if side.exists() else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise PredictionsError(f"{path}: not a readable predictions table ({exc})") from None
+
+
+def iter_predictions(
+    path: str | Path, *, chunk_rows: int = 100_000, columns: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield a predictions table in blocks of at most ``chunk_rows`` rows (bounded memory).
+
+    ``columns`` restricts the columns read (all by default). Raises
+    `PredictionsError` for a missing or unreadable file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PredictionsError(f"{path}: no such predictions table")
+    kind = format_of(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(path) as handle:
+                empty = True
+                for batch in handle.iter_batches(batch_size=chunk_rows, columns=columns):
+                    empty = False
+                    yield batch.to_pandas()
+                if empty:
+                    schema = handle.schema_arrow
+                    names = schema.names if columns is None else list(columns)
+                    yield schema.empty_table().select(names).to_pandas()
+        elif kind == "csv":
+            head = pd.read_csv(path, nrows=0).columns
+            kinds = _kinds(head)
+            dtypes = {c: (str if kinds[c] == "str" else kinds[c]) for c in head}
+            yield from pd.read_csv(
+                path,
+                chunksize=chunk_rows,
+                usecols=columns,
+                dtype=dtypes,
+                keep_default_na=False,
+                na_values={c: ["", "nan", "NaN"] for c in head if kinds[c] != "str"},
+            )
+        elif kind == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                data = h5["predictions"]
+                names = list(data.dtype.names) if columns is None else list(columns)
+                total = data.shape[0]
+                for start in range(0, max(total, 1), chunk_rows):
+                    block = data[start : min(start + chunk_rows, total)]
+                    yield pd.DataFrame({name: _decoded(block[name]) for name in names})
+        else:
+            yield from _iter_fits(path, chunk_rows, columns)
+    except (OSError, KeyError) as exc:
+        raise PredictionsError(f"{path}: not a readable predictions table ({exc})") from None
+
+
+def _kinds(names: Iterable[str]) -> dict[str, str]:
+    known = {**LEADING_COLUMNS, **TRAILING_COLUMNS, **MEASUREMENT_COLUMNS}
+    return {
+        n: known[n].kind if n in known else ("f4" if n.startswith("p_") else "str") for n in names
+    }
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "SU":
+        return np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values], dtype=object
+        )
+    return values.astype(values.dtype.newbyteorder("="))
+
+
+def _iter_fits(
+    path: Path, chunk_rows: int, columns: Sequence[str] | None
+) -> Iterator[pd.DataFrame]:
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdul:
+        hdu = hdul[1]
+        names = list(hdu.columns.names) if columns is None else list(columns)
+        data = hdu.data
+        total = 0 if data is None else len(data)
+        for start in range(0, max(total, 1), chunk_rows):
+            stop = min(start + chunk_rows, total)
+            yield pd.DataFrame(
+                {
+                    name: _decoded(np.asarray(data[name][start:stop]) if total else np.zeros(0))
+                    for name in names
+                }
+            )
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """Read a whole predictions table (any supported format) into a DataFrame."""
+    blocks = list(iter_predictions(path))
+    return pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]

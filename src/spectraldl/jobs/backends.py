@@ -1,0 +1,216 @@
+"""Where the chunks of a long job run: this process, local worker processes, or Dask.
+
+A job hands a backend a function and a list of tasks (each one repeatable,
+self-contained and picklable) and gets the results back as they finish, with
+at most a few tasks in flight so that memory stays bounded by the chunk size.
+Backends are chosen by the caller and passed in (`open_backend` turns a
+``--scheduler`` string into one); Dask is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from spectraldl.jobs.files import WorkerDied, describe_dead_worker, die_with_parent
+from spectraldl.jobs.processes import pool_context, usable_cores
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Backend(Protocol):
+    """Runs tasks and yields their results in completion order."""
+
+    name: str
+    threads_per_task: int | None
+    """Intra-op threads a task may use (None: leave the library's default)."""
+
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        """Yield ``fn(task)`` for every task, in the order they complete."""
+        ...
+
+
+class SerialBackend:
+    """Every task in this process, one after the other (the default for one worker)."""
+
+    name = "local"
+    threads_per_task: int | None = None
+
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        """Yield ``fn(task)`` for each task in order."""
+        for task in tasks:
+            yield fn(task)
+
+
+class ProcessBackend:
+    """Local worker processes (forkserver), each running one task at a time.
+
+    Workers exit when this process is gone (even after kill -9), and a worker
+    that dies (the out-of-memory killer) ends the run with `WorkerDied`.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int, *, in_flight_per_worker: int = 2) -> None:
+        self.workers = max(1, workers)
+        self.in_flight = self.workers * max(1, in_flight_per_worker)
+        self.threads_per_task: int | None = max(1, usable_cores() // self.workers)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=pool_context(),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
+
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        """Yield results as workers finish, keeping at most ``in_flight`` tasks submitted."""
+        pending: set[Future[R]] = set()
+        try:
+            for task in tasks:
+                pending.add(self._pool.submit(fn, task))
+                if len(pending) >= self.in_flight:
+                    yield from self._finished(pending)
+            while pending:
+                yield from self._finished(pending)
+        except BrokenProcessPool as exc:
+            raise WorkerDied(describe_dead_worker(exc)) from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+    @staticmethod
+    def _finished(pending: set[Future[R]]) -> Iterator[R]:
+        """Wait for at least one task; yield the results of those done, removed from ``pending``."""
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        pending.difference_update(done)
+        for future in done:
+            yield future.result()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskBackend:
+    """Tasks on a Dask distributed cluster through a ``distributed.Client``.
+
+    Functions and tasks are pickled to the workers, which must have spectraldl
+    installed and see the input files and the model directory at the same
+    paths (a shared file system). Results come back to this process.
+    """
+
+    name = "dask"
+
+    def __init__(
+        self, client: Any, *, threads_per_task: int | None = 1, in_flight_per_thread: int = 2
+    ) -> None:
+        self.client = client
+        self.threads_per_task = threads_per_task
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        self.in_flight = max(2, threads * in_flight_per_thread)
+
+    def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""
+        from distributed import as_completed
+
+        queue = iter(tasks)
+        first = [
+            self.client.submit(fn, t, pure=False)
+            for _, t in zip(range(self.in_flight), queue, strict=False)
+        ]
+        if not first:
+            return
+        running = as_completed(first)
+        try:
+            for future in running:
+                result = future.result()
+                future.release()
+                for task in queue:
+                    running.add(self.client.submit(fn, task, pure=False))
+                    break
+                yield result
+        finally:
+            # A copy: the completion thread still updates the set while we cancel.
+            left = list(running.futures)
+            if left:
+                self.client.cancel(left)
+
+
+@contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in the block ignore Ctrl-C (an ignored signal is inherited).
+
+    Ctrl-C then reaches this process only, which stops the run with one
+    message instead of a traceback from every Dask worker.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Backend]:
+    """A backend for a ``--scheduler`` value, closed (and a started cluster stopped) on exit.
+
+    Parameters
+    ----------
+    scheduler
+        ``local`` (this process for one worker, else local processes),
+        ``dask-local`` (a `distributed.LocalCluster` of ``workers`` processes,
+        one thread each) or ``tcp://HOST:PORT`` (an existing Dask scheduler;
+        ``workers`` is ignored, the cluster's workers are used).
+    workers
+        Worker processes for ``local`` and ``dask-local``.
+    """
+    if scheduler == "local":
+        if workers <= 1:
+            yield SerialBackend()
+            return
+        backend = ProcessBackend(workers)
+        try:
+            yield backend
+        finally:
+            backend.close()
+        return
+    if scheduler == "dask-local":
+        from distributed import Client, LocalCluster
+
+        n = max(1, workers)
+        with _children_ignore_ctrl_c():
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
+        with cluster, Client(cluster) as client:
+            yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
+        return
+    if scheduler.startswith(("tcp://", "tls://", "ucx://")):
+        from distributed import Client
+
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise ConnectionError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
+            ) from None
+        try:
+            yield DaskBackend(client, threads_per_task=1)
+        finally:
+            client.close()
+        return
+    raise ValueError(f"unknown scheduler {scheduler!r}: use local, dask-local or tcp://HOST:PORT")

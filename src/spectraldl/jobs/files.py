@@ -1,0 +1,274 @@
+"""What every resumable job shares: bad-file records, the errors file, atomic writes,
+one run per output at a time, workers that die with their parent, and clear I/O failures.
+
+`spectraldl.jobs.ingest` and `spectraldl.classify.inference` (classify) both cut their inputs into
+chunks committed one by one under ``OUT.parts/``; the pieces here are the parts of
+that protocol that must behave the same in both.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import fcntl
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FileError:
+    """An input that did not make it into the output, and why."""
+
+    path: str
+    reason: str
+
+
+class OutputBusy(RuntimeError):
+    """Another run is writing the same output right now."""
+
+
+class JobIOError(RuntimeError):
+    """The output cannot be written (disk full, read-only, no permission): one line for people."""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, perhaps by the out-of-memory killer)."""
+
+
+def printable_path(path: str) -> str:
+    """``path`` as text that can be written anywhere: bytes that are not UTF-8 as ``\\xNN``.
+
+    File names are bytes; Python keeps the undecodable ones as lone surrogates,
+    which no UTF-8 file (an errors CSV, an HDF5 string) can hold.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def errors_csv_path(out: str | Path) -> Path:
+    """Where the bad inputs of ``out`` are listed: the whole output name plus ``.errors.csv``.
+
+    ``all.h5`` and ``all.parquet`` get ``all.h5.errors.csv`` and
+    ``all.parquet.errors.csv``: outputs never share an errors file.
+    """
+    out = Path(out)
+    return out.with_name(out.name + ".errors.csv")
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    Readers see the old file or the complete new one, never a part. On any
+    error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_errors_csv(path: str | Path, errors: Sequence[FileError]) -> None:
+    """Write ``path,reason`` rows atomically."""
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        for error in errors:
+            writer.writerow([printable_path(error.path), error.reason])
+
+
+def read_errors_csv(path: str | Path) -> list[FileError]:
+    """The rows of an errors file (none when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [FileError(row["path"], row["reason"]) for row in csv.DictReader(handle)]
+
+
+def inputs_fingerprint(paths: Iterable[str]) -> str:
+    """A short digest of the paths with each file's size and modification time.
+
+    A chunk committed under this name is stale once any of its files changed
+    (repaired, replaced, truncated): a resumed run reads it again.
+    """
+    sha = hashlib.sha256()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        except OSError as exc:
+            stamp = f"error:{exc.errno}"
+        sha.update(path.encode("utf-8", "surrogateescape") + b"\0" + stamp.encode() + b"\0")
+    return sha.hexdigest()[:16]
+
+
+class FirstOfEachId:
+    """Keeps the first spectrum of each id over a job's chunks, in chunk order.
+
+    A later file with an id already read becomes a bad input ("duplicate id"),
+    as does nothing else; ids in ``present`` (already in the output being
+    appended to) are skipped and counted in ``already_present``.
+    """
+
+    def __init__(self, present: Iterable[str] = ()) -> None:
+        self.present = set(present)
+        self.sources: dict[str, str] = {}
+        self.errors: list[FileError] = []
+        self.already_present = 0
+
+    def keep(self, ids: Iterable[str], sources: Iterable[str]) -> np.ndarray:
+        """The mask of the rows to keep among a chunk's ``ids`` (read from ``sources``)."""
+        mask = []
+        for ident, source in zip(ids, sources, strict=True):
+            if ident in self.present:
+                self.already_present += 1
+                mask.append(False)
+            elif ident in self.sources:
+                reason = f"duplicate id {ident!r}, already read from {self.sources[ident]}"
+                self.errors.append(FileError(source, reason))
+                mask.append(False)
+            else:
+                self.sources[ident] = source
+                mask.append(True)
+        return np.array(mask, dtype=bool)
+
+
+def lock_path(out: str | Path) -> Path:
+    """The lock file of an output: ``OUT.lock`` beside it, there while a run writes ``OUT``."""
+    out = Path(out)
+    return out.with_name(out.name + ".lock")
+
+
+@contextmanager
+def output_lock(out: str | Path) -> Iterator[None]:
+    """Hold the only right to write ``out`` for the block; refuse at once if another run has it.
+
+    The lock is an ``flock`` on ``OUT.lock``, so the kernel releases it when the
+    holder dies (even by kill -9): a later run never waits for a dead one.
+    Raises `OutputBusy` naming the holder (pid, host, start time).
+    """
+    path = lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise JobIOError(describe_os_error(exc, path)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise OutputBusy(
+                f"{out} is being written by another run ({holder}); wait for it to finish, "
+                "or stop it and run the command again to resume"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and lock
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}".encode())
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _errno_of(exc: OSError) -> int | None:
+    """The errno of an OSError, also where HDF5 only names it in the message (as h5py does)."""
+    if exc.errno is not None:
+        return exc.errno
+    text = str(exc)
+    for code in _NO_SPACE + _NOT_WRITABLE:
+        if os.strerror(code) in text or f"errno = {code}," in text:
+            return code
+    return None
+
+
+def is_output_error(exc: BaseException) -> bool:
+    """True for a write that failed for the place: no space, read-only, no permission."""
+    return isinstance(exc, OSError) and _errno_of(exc) in _NO_SPACE + _NOT_WRITABLE
+
+
+def describe_os_error(exc: OSError, where: str | Path | None = None) -> str:
+    """One line for people about a failed write: what happened where, and what to do."""
+    place = where or exc.filename or "the output"
+    code = _errno_of(exc)
+    if code in _NO_SPACE:
+        return (
+            f"{place}: no space left on the device; the finished chunks are kept: free some "
+            "space and run the same command to resume"
+        )
+    if code in _NOT_WRITABLE:
+        return f"{place}: cannot write there ({os.strerror(code)}); choose a writable folder"
+    return f"{place}: {exc.strerror or exc}"
+
+
+# --- worker processes ---------------------------------------------------------------------
+
+
+def _watch_parent(parent: int, every_s: float) -> None:
+    while True:
+        time.sleep(every_s)
+        if not _alive(parent):
+            os._exit(1)  # the run is gone: stop before writing anything else
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def die_with_parent(parent: int, *, every_s: float = 0.5) -> None:
+    """In a worker process: exit when process ``parent`` (the run) is gone.
+
+    A run killed with kill -9 leaves no workers behind to write shards beside a
+    resumed run. Ctrl-C is left to the parent, which stops the pool: a worker
+    ignores SIGINT so that an interrupted run prints one message, not a traceback
+    per worker.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    thread = threading.Thread(
+        target=_watch_parent, args=(parent, every_s), name="die-with-parent", daemon=True
+    )
+    thread.start()
+
+
+def describe_dead_worker(exc: BaseException) -> str:
+    """The message for a worker that died under a run (``BrokenProcessPool``)."""
+    return (
+        f"a worker process died ({exc}); it may have been killed by the out-of-memory killer. "
+        "The finished chunks are kept: run the same command to resume, with fewer --workers "
+        "if memory is short"
+    )

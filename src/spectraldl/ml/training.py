@@ -1,0 +1,1234 @@
+"""Train a network on labelled datasets: split, SMOTE, fit, calibrate, evaluate, save.
+
+The thesis' recipe, made reproducible:
+
+1. labelled rows of one or more datasets (spectraldl HDF5 or the published
+   CSV layout), classes emission, absorption, double-peak and noise where
+   present (``unknown`` is left out, as in the thesis);
+2. real spectra (``meta/origin == "real"``) are evaluation data: kept out of
+   fitting and reported on their own, unless asked otherwise (``real_rows``);
+3. a stratified split of the rest: test 10 %, validation 20 %, training the
+   remaining 70 %, drawn with the seed;
+4. SMOTE (imbalanced-learn) on the training split only;
+5. Adam, cross-entropy on logits, batches of 256, early stopping on the
+   validation loss (the best epoch's weights are kept); the data stay on the
+   device for the whole run; deterministic on CPU for a seed;
+6. temperature scaling fitted on the validation split (Guo et al. 2017),
+   reliability (ECE) reported before and after;
+7. the novelty model fitted on the training split's penultimate features,
+   its threshold the 0.99 quantile of the validation split's scores;
+8. the model directory written atomically (see `spectraldl.ml.modelcard`).
+
+Fine-tuning (``init``, `spectraldl train --init`) starts from a trained model
+instead of random weights: same network, classes and grid (refused otherwise,
+naming what differs). The new labelled rows are all fitted except a held-out
+share of each class (``real_holdout``), and they are mixed with a replay
+sample of the parent's own training split (``replay_ratio`` synthetic rows per
+new row, read from the datasets the parent's card records or from
+``replay``) so that the model does not forget what it knew. The parent's test
+split is the forgetting test; the parent is scored beside the child on the
+same held-out rows, and its id goes into the card.
+
+`load_model` and `TrainedModel` live in `spectraldl.ml.modelcard` and are
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from spectraldl import __version__
+from spectraldl.io.dataset import Dataset, DatasetError, Rows, is_dataset, read_dataset
+from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.io.published_csv import is_published_csv, read_published_csv
+from spectraldl.ml.channels_last import ChannelsLastNet, has_convolutions
+from spectraldl.ml.evaluation import (
+    classification_metrics,
+    fit_temperature,
+    json_safe,
+    plot_confusions,
+    plot_curves,
+    softmax,
+)
+from spectraldl.ml.modelcard import (
+    CARD,
+    CARD_FORMAT,
+    CARD_VERSION,
+    NOVELTY,
+    WEIGHTS,
+    ModelDirError,
+    ModelMismatch,
+    TrainedModel,
+    describe_config,
+    load_model,
+    select_device,
+)
+from spectraldl.ml.models import build_model, count_parameters, flops_per_spectrum
+from spectraldl.ml.novelty import NoveltyModel
+from spectraldl.prep.preprocess import PreprocessConfig
+
+__all__ = [
+    "TRAINABLE_CLASSES",
+    "ModelDirError",
+    "ModelMismatch",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedModel",
+    "TrainingError",
+    "fit_network",
+    "holdout_split",
+    "load_model",
+    "read_dataset_any",
+    "smote_balance",
+    "stratified_split",
+    "train",
+]
+
+TRAINABLE_CLASSES: tuple[str, ...] = ("emission", "absorption", "double-peak", "noise")
+"""Classes a model may learn, in output order; ``unknown`` is never one."""
+
+MIN_ROWS_PER_CLASS = 10
+"""Fewer labelled rows than this in a class cannot be split into training/validation/test."""
+
+REAL_ROWS = ("auto", "evaluate", "fit")
+DEFAULT_REPLAY_RATIO = 2.0
+"""Fine-tuning: rows of the parent's training split replayed per new fitted row. Two to one
+keeps what the parent learnt (its test accuracy) while the new rows still make a third of
+every batch; benchmarks/active_learning.py measures the forgetting."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class TrainingError(ValueError):
+    """Training cannot start or go on: the message says why and which file is at fault."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every choice of a training run; recorded in the model card.
+
+    Attributes
+    ----------
+    model
+        Network name (`spectraldl.ml.models.ARCHITECTURES`): ``cnn``, ``fnn``, ``cnn-small``.
+    epochs
+        Most epochs to run; early stopping usually ends sooner.
+    batch_size, learning_rate
+        Adam's mini-batch size and step size (thesis: 256, 0.001).
+    patience
+        Epochs without a lower validation loss before stopping.
+    seed
+        Seeds the split, SMOTE, the initial weights, dropout and shuffling.
+    test_fraction, val_fraction
+        Shares of the fitted rows held out for test and validation.
+    smote
+        Balance the training split with SMOTE.
+    real_rows
+        ``evaluate``: real rows are only evaluated; ``fit``: they are split
+        and fitted like the rest; ``auto``: ``evaluate`` unless the data has
+        no labelled synthetic rows.
+    calibrate
+        Fit a softmax temperature on the validation split.
+    novelty_quantile
+        Quantile of the validation split's novelty scores used as the threshold.
+    device
+        ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
+    bf16
+        bfloat16 autocast for the forward pass (meant for GPUs).
+    compile
+        ``torch.compile`` the network (meant for GPUs).
+    compile_mode
+        ``torch.compile``'s mode: ``default``, ``reduce-overhead`` (CUDA
+        graphs: fewer kernel launches per step, which dominate at batch 256)
+        or ``max-autotune``.
+    cuda_graph
+        Capture each training step (forward, loss, backward, Adam) in one CUDA
+        graph and replay it: at batch 256 launching the kernels costs more
+        than running them. Batches are then all full (the last one of an
+        epoch wraps around the shuffled order). Not combined with ``compile``.
+    channels_last
+        Run the CNNs' 1-D convolutions as 2-D ones on channels-last tensors
+        (`spectraldl.ml.channels_last`): cuDNN's tensor-core layout on GPUs.
+    replay_ratio
+        Fine-tuning only: rows of the parent's training split replayed per new
+        fitted row (validation alike; the parent's whole test split is the
+        forgetting test). 0 fine-tunes on the new rows alone.
+    real_holdout
+        Fine-tuning only: share of the new labelled rows of each class kept
+        out of fitting for evaluation (at least one row of every class that
+        has two or more, never all of a class).
+    """
+
+    model: str = "cnn"
+    epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 10
+    seed: int = 0
+    test_fraction: float = 0.1
+    val_fraction: float = 0.2
+    smote: bool = True
+    real_rows: str = "auto"
+    calibrate: bool = True
+    novelty_quantile: float = 0.99
+    device: str = "auto"
+    bf16: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+    cuda_graph: bool = False
+    channels_last: bool = False
+    replay_ratio: float = DEFAULT_REPLAY_RATIO
+    real_holdout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.compile and self.cuda_graph:
+            raise TrainingError("choose one of compile and cuda_graph")
+        if self.compile_mode not in COMPILE_MODES:
+            raise TrainingError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}")
+        if self.real_rows not in REAL_ROWS:
+            raise TrainingError(f"real_rows must be one of {', '.join(REAL_ROWS)}")
+        if not (0 < self.test_fraction < 1 and 0 < self.val_fraction < 1):
+            raise TrainingError("test_fraction and val_fraction must be in (0, 1)")
+        if self.test_fraction + self.val_fraction >= 0.9:
+            raise TrainingError("test_fraction + val_fraction leaves too little to train on")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise TrainingError("epochs, batch_size and patience must be >= 1")
+        if not (math.isfinite(self.replay_ratio) and self.replay_ratio >= 0):
+            raise TrainingError(f"replay_ratio must be >= 0, got {self.replay_ratio}")
+        if not 0 < self.real_holdout < 1:
+            raise TrainingError(f"real_holdout must be in (0, 1), got {self.real_holdout}")
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def read_dataset_any(path: str | Path) -> Dataset:
+    """Read a spectraldl HDF5 dataset or a CSV in the thesis' published layout."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    if is_dataset(path):
+        return read_dataset(path)
+    if is_published_csv(path):
+        return read_published_csv(path)
+    raise DatasetError(
+        f"{path}: neither a spectraldl dataset (HDF5) nor a CSV in the published layout "
+        "(id, label, object, ra, dec, expval, gratang, detector, chipid, specfilt, "
+        "date-obs, dichmir, flux...)"
+    )
+
+
+@dataclass
+class LabelledRows:
+    """Rows of one or more datasets, with the dataset each came from."""
+
+    rows: Rows
+    source: NDArray[np.int64]
+    paths: list[str]
+    config: PreprocessConfig
+
+
+def _flux_config(config: PreprocessConfig) -> dict[str, Any]:
+    from spectraldl.ml.modelcard import NOT_AFFECTING_FLUX
+
+    return {k: v for k, v in config.to_dict().items() if k not in NOT_AFFECTING_FLUX}
+
+
+def combine_datasets(datasets: Sequence[Dataset]) -> LabelledRows:
+    """Stack datasets that share a grid and preprocessing; ids must be unique across them."""
+    if not datasets:
+        raise TrainingError("no dataset given")
+    first = datasets[0]
+    for other in datasets[1:]:
+        if _flux_config(other.config) != _flux_config(first.config):
+            raise TrainingError(
+                f"{other.path} was preprocessed otherwise than {first.path}: "
+                f"{describe_config(other.config)} vs {describe_config(first.config)}"
+            )
+    rows = Rows.concat(datasets)
+    seen: dict[str, str] = {}
+    for ds in datasets:
+        for ident in ds.ids:
+            if ident in seen:
+                where = (
+                    f"twice in {ds.path}"
+                    if seen[ident] == ds.path
+                    else (f"in both {seen[ident]} and {ds.path}")
+                )
+                raise TrainingError(
+                    f"id {ident!r} is {where}: a spectrum listed twice could land in "
+                    "training and test at once"
+                )
+            seen[ident] = ds.path
+    source = np.concatenate([np.full(len(ds), i, np.int64) for i, ds in enumerate(datasets)])
+    return LabelledRows(
+        rows=rows, source=source, paths=[ds.path for ds in datasets], config=first.config
+    )
+
+
+def stratified_split(
+    labels: NDArray[np.integer], *, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Indices of training, validation and test rows, stratified by label.
+
+    ``test_fraction`` and ``val_fraction`` are shares of all rows (thesis:
+    0.1 and 0.2). The same labels and seed give the same split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    rest, test = train_test_split(
+        index, test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    train, val = train_test_split(
+        rest,
+        test_size=val_fraction / (1.0 - test_fraction),
+        stratify=labels[rest],
+        random_state=seed + 1,
+    )
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def smote_balance(
+    x: NDArray[np.float32], y: NDArray[np.integer], *, seed: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Oversample the minority classes with SMOTE up to the largest class.
+
+    Give it the training split only: new rows interpolate between a row and
+    one of its nearest same-class neighbours, so any row passed in can leak
+    into the result. The first ``len(x)`` returned rows are ``x`` itself.
+    """
+    from imblearn.over_sampling import SMOTE
+
+    counts = np.bincount(np.asarray(y, dtype=np.int64))
+    present = counts[counts > 0]
+    if len(present) < 2 or present.min() == present.max():
+        return np.asarray(x, np.float32), np.asarray(y, np.int64)
+    k = int(min(5, present.min() - 1))
+    if k < 1:
+        return np.asarray(x, np.float32), np.asarray(y, np.int64)
+    x_res, y_res = SMOTE(k_neighbors=k, random_state=seed).fit_resample(x, y)
+    return np.asarray(x_res, np.float32), np.asarray(y_res, np.int64)
+
+
+# --- the fitting loop ----------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    """A trained network and how the training went."""
+
+    network: torch.nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    seconds: float
+    device: torch.device
+
+
+def _evaluate_loss(
+    network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: int, bf16: bool
+) -> tuple[float, float]:
+    network.eval()
+    loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(x), batch):
+            logits = network(x[start : start + batch]).float()
+            target = y[start : start + batch]
+            loss += torch.nn.functional.cross_entropy(logits, target, reduction="sum").double()
+            correct += (logits.argmax(dim=1) == target).sum()
+    n = max(len(x), 1)
+    return float(loss) / n, float(correct) / n
+
+
+def _check_cuda_graph(config: TrainConfig, device: torch.device) -> None:
+    if config.cuda_graph and device.type != "cuda":
+        raise TrainingError(f"cuda_graph (--cuda-graph) needs a CUDA device, not {device}")
+
+
+class _GraphedStep:
+    """One training step captured in a CUDA graph; calling it replays the graph on a batch.
+
+    The graph gathers the batch from the training data on the device by the
+    indices given, runs forward, loss, backward and Adam, and adds the batch's
+    loss and correct count to running totals, so a step costs the host one
+    small copy and one replay. Three warm-up steps on a side stream settle
+    cuDNN's algorithm choice and the allocator (the PyTorch CUDA-graph
+    recipe); weights, Adam's state and the totals are then reset, so the
+    warm-up leaves no trace.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch: int,
+        *,
+        bf16: bool,
+        forward: torch.nn.Module | None = None,
+    ):
+        self.network, self.optimizer, self.bf16 = network, optimizer, bf16
+        self.forward = forward or network
+        self.x, self.y = x, y
+        self.index = torch.arange(batch, device=x.device)
+        self.loss_sum = torch.zeros((), device=x.device)
+        self.correct = torch.zeros((), device=x.device, dtype=torch.int64)
+        initial = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=True)
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            for key, value in network.state_dict().items():
+                value.copy_(initial[key])
+            for state in optimizer.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value):
+                        value.zero_()
+        self.totals()
+        optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._step()
+
+    def _step(self) -> None:
+        xb, yb = self.x[self.index], self.y[self.index]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
+            logits = self.forward(xb)
+        loss = torch.nn.functional.cross_entropy(logits.float(), yb)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += loss.detach() * len(yb)
+        self.correct += (logits.detach().argmax(dim=1) == yb).sum()
+
+    def __call__(self, index: torch.Tensor) -> None:
+        """Train on the full batch of rows ``index``."""
+        self.index.copy_(index)
+        self.graph.replay()
+
+    def totals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed loss and correct count since the last call (then zeroed)."""
+        totals = self.loss_sum.clone(), self.correct.clone()
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        return totals
+
+
+def fit_network(
+    architecture: str,
+    kwargs: dict[str, Any],
+    x_train: NDArray[np.float32],
+    y_train: NDArray[np.integer],
+    x_val: NDArray[np.float32],
+    y_val: NDArray[np.integer],
+    *,
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    initial_state: dict[str, torch.Tensor] | None = None,
+) -> FitResult:
+    """Build ``architecture`` and fit it with Adam and early stopping on the validation loss.
+
+    ``initial_state`` (a state dict of the same network) replaces the random
+    initial weights: fine-tuning.
+
+    All data go to the device once; each epoch draws a permutation from a
+    seeded generator and indexes mini-batches on the device (no DataLoader,
+    no copies), and the host waits for the device only once per epoch. The
+    weights of the epoch with the lowest validation loss are returned.
+    """
+    device = select_device(config.device)
+    cuda = device.type == "cuda"
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.manual_seed(config.seed)
+        network = build_model(architecture, **kwargs)
+        if initial_state is not None:
+            network.load_state_dict(initial_state)
+        network = network.to(device)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        xt = torch.from_numpy(np.ascontiguousarray(x_train, np.float32)).to(device)
+        yt = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
+        xv = torch.from_numpy(np.ascontiguousarray(x_val, np.float32)).to(device)
+        yv = torch.from_numpy(np.asarray(y_val, np.int64)).to(device)
+        layout: torch.nn.Module = network
+        if config.channels_last and has_convolutions(network):
+            layout = ChannelsLastNet(network)
+        step_net = torch.compile(layout, mode=config.compile_mode) if config.compile else layout
+        graphs = config.compile and cuda and config.compile_mode != "default"  # CUDA graphs
+        n = len(xt)
+        batch = config.batch_size
+        _check_cuda_graph(config, device)
+        graphed = config.cuda_graph and n >= batch  # a tiny set trains without the graph
+        optimizer = torch.optim.Adam(
+            network.parameters(),
+            lr=config.learning_rate,
+            **({"fused": True, "capturable": graphed} if cuda else {}),
+        )
+        generator = torch.Generator().manual_seed(config.seed)
+        history: list[dict[str, float]] = []
+        best_loss, best_epoch, best_state, waited = math.inf, 0, None, 0
+        step: _GraphedStep | None = None
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            network.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            if graphed:
+                order = torch.cat([order, order[: -n % batch]])
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.int64)
+            for start in range(0, len(order), batch):
+                index = order[start : start + batch]
+                if graphed:
+                    if step is None:
+                        with torch.cuda.device(device):  # side stream and capture on its GPU
+                            step = _GraphedStep(
+                                network, optimizer, xt, yt, batch, bf16=config.bf16, forward=layout
+                            )
+                    step(index)
+                    continue
+                xb, yb = xt[index], yt[index]
+                if graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                    logits = step_net(xb)
+                loss = torch.nn.functional.cross_entropy(logits.float(), yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(index)
+                correct += (logits.detach().argmax(dim=1) == yb).sum()
+            if step is not None:
+                loss_sum, correct = step.totals()
+            val_loss, val_accuracy = _evaluate_loss(
+                step_net, xv, yv, batch=8192 if cuda else 1024, bf16=config.bf16
+            )
+            record = {
+                "epoch": epoch,
+                "train_loss": float(loss_sum) / len(order),
+                "train_accuracy": float(correct) / len(order),
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(record)
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+            else:
+                waited += 1
+            if progress:
+                progress(epoch, config.epochs)
+            if on_epoch:
+                on_epoch(record)
+            if waited >= config.patience or not math.isfinite(val_loss):
+                break
+        if best_state is not None:
+            network.load_state_dict(best_state)
+        network.eval()
+    return FitResult(
+        network=network,
+        history=history,
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - started,
+        device=device,
+    )
+
+
+# --- the whole run -------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What `train` wrote and measured."""
+
+    model_dir: Path
+    model: TrainedModel
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card as written."""
+        return self.model.card
+
+
+def _sha256(*parts: bytes) -> str:
+    sha = hashlib.sha256()
+    for part in parts:
+        sha.update(part)
+        sha.update(b"\0")
+    return sha.hexdigest()
+
+
+def _ids_digest(ids: NDArray[np.object_], labels: NDArray[np.integer]) -> str:
+    return _sha256("\n".join(map(str, ids)).encode(), np.asarray(labels, np.int8).tobytes())
+
+
+def _versions() -> dict[str, str]:
+    import imblearn
+    import sklearn
+
+    return {
+        "spectraldl": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "imbalanced-learn": imblearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainingError(f"{out_dir}: exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise TrainingError(
+            f"{out_dir}: already exists and is not empty "
+            "(--overwrite, or overwrite=True, replaces it)"
+        )
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _class_index(codes: NDArray[np.integer], class_codes: list[int]) -> NDArray[np.int64]:
+    lookup = np.full(len(CLASSES), -1, np.int64)
+    lookup[class_codes] = np.arange(len(class_codes))
+    return lookup[np.asarray(codes, np.int64)]
+
+
+@dataclass
+class _Plan:
+    """Which rows a run fits, validates and tests on, in which class order, from which weights."""
+
+    classes: tuple[str, ...]
+    class_codes: list[int]
+    kwargs: dict[str, Any]
+    train_rows: NDArray[np.int64]
+    val_rows: NDArray[np.int64]
+    test_rows: NDArray[np.int64]
+    eval_real_rows: NDArray[np.int64]
+    counts: dict[str, int]
+    real_rows: str
+    parent: TrainedModel | None = None
+    fine_tuning: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fitted(self) -> NDArray[np.int64]:
+        """Rows fitted, validated or tested on (what ``data_sha256`` covers, with the real)."""
+        return np.concatenate([self.train_rows, self.val_rows, self.test_rows])
+
+
+def _scratch_plan(data: LabelledRows, config: TrainConfig) -> _Plan:
+    """The thesis' recipe: a stratified split of the labelled rows (real ones evaluated)."""
+    rows = data.rows
+    trainable = np.isin(rows.labels, [label_code(c) for c in TRAINABLE_CLASSES])
+    is_real = rows.meta["origin"] == "real"
+    real_rows = config.real_rows
+    if real_rows == "auto":
+        real_rows = "evaluate" if (trainable & ~is_real).any() else "fit"
+    fit_mask = trainable & (~is_real if real_rows == "evaluate" else True)
+    if not fit_mask.any():
+        raise TrainingError(
+            f"no labelled rows to fit in {', '.join(data.paths)} "
+            f"(trainable classes: {', '.join(TRAINABLE_CLASSES)})"
+        )
+    fit_codes = rows.labels[fit_mask].astype(np.int64)
+    class_codes = [c for c in (label_code(n) for n in TRAINABLE_CLASSES) if (fit_codes == c).any()]
+    counts = {CLASSES[c]: int((fit_codes == c).sum()) for c in class_codes}
+    if len(class_codes) < 2:
+        raise TrainingError(f"need at least two classes to train, the data has {counts}")
+    small = {k: v for k, v in counts.items() if v < MIN_ROWS_PER_CLASS}
+    if small:
+        raise TrainingError(
+            f"too few labelled rows to split for {small} (at least {MIN_ROWS_PER_CLASS} "
+            "per class); label more spectra or drop the class"
+        )
+    fit_index = np.flatnonzero(fit_mask)
+    tr, va, te = stratified_split(
+        _class_index(rows.labels[fit_index], class_codes),
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    return _Plan(
+        classes=tuple(CLASSES[c] for c in class_codes),
+        class_codes=class_codes,
+        kwargs={"n_classes": len(class_codes), "input_n": int(data.config.grid_n)},
+        train_rows=fit_index[tr],
+        val_rows=fit_index[va],
+        test_rows=fit_index[te],
+        eval_real_rows=np.flatnonzero(is_real & np.isin(rows.labels, class_codes) & ~fit_mask),
+        counts=counts,
+        real_rows=real_rows,
+    )
+
+
+def holdout_split(
+    labels: NDArray[np.integer], *, fraction: float, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Indices kept for fitting and held out, per class: ``fraction`` of each class held out.
+
+    A class with two or more rows always has at least one held out and one
+    kept; a class with a single row is kept (it cannot be both). The same
+    labels and seed give the same split.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    for value in np.unique(labels):
+        index = np.flatnonzero(labels == value)
+        if len(index) < 2:
+            continue
+        k = min(max(1, round(fraction * len(index))), len(index) - 1)
+        out.extend(int(i) for i in rng.choice(index, size=k, replace=False))
+    held = np.array(sorted(out), np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held).astype(np.int64), held
+
+
+def _sample(index: NDArray[np.int64], n: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """``n`` of ``index`` drawn without replacement (all of them when there are fewer)."""
+    if n >= len(index):
+        return index
+    return np.sort(rng.choice(index, size=n, replace=False))
+
+
+def _parent_roles(parent: TrainedModel) -> dict[str, str]:
+    """Id -> role (train/val/test/real) from the parent's ``split.csv``; {} when it has none."""
+    path = Path(parent.path) / "split.csv"
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {row["id"]: row["role"] for row in csv.DictReader(handle)}
+
+
+def _check_parent(parent: TrainedModel, config: TrainConfig, data: Any) -> None:
+    """Refuse a parent of another network or grid than the run asks for, saying what differs."""
+    name = parent.card["architecture"]["name"]
+    if config.model != name:
+        raise TrainingError(
+            f"the parent model {parent.path} is a {name} network, this run asks for "
+            f"{config.model}: fine-tuning keeps the network (leave --model out or give {name})"
+        )
+    try:
+        parent.check_compatible(data)
+    except ModelMismatch as exc:
+        raise TrainingError(f"cannot fine-tune {parent.path} on this data: {exc}") from None
+
+
+def _finetune_plan(
+    data: LabelledRows, n_new: int, parent: TrainedModel, config: TrainConfig
+) -> _Plan:
+    """New rows (sources ``< n_new``) split by `holdout_split`, plus a replay of the parent's."""
+    rows = data.rows
+    class_codes = [label_code(c) for c in parent.classes]
+    classes = parent.classes
+    is_new = data.source < n_new
+    is_real = rows.meta["origin"] == "real"
+    trainable = np.isin(rows.labels, [label_code(c) for c in TRAINABLE_CLASSES])
+    foreign = sorted({CLASSES[c] for c in rows.labels[is_new & trainable]} - set(classes))
+    if foreign:
+        raise TrainingError(
+            f"the new data has labelled {', '.join(foreign)} spectra, a class the parent model "
+            f"{parent.path} does not have (its classes: {', '.join(classes)}): fine-tuning keeps "
+            "the classes; train a new model to add one"
+        )
+    new = np.flatnonzero(is_new & np.isin(rows.labels, class_codes))
+    if len(new) == 0:
+        raise TrainingError(
+            f"no labelled rows of the parent's classes ({', '.join(classes)}) in "
+            f"{', '.join(data.paths[:n_new])}"
+        )
+    keep, held = holdout_split(rows.labels[new], fraction=config.real_holdout, seed=config.seed)
+    if len(held) == 0:
+        raise TrainingError(
+            f"{len(new)} new labelled rows, none of a class with two or more: fine-tuning keeps "
+            "some of every class out for evaluation, so label at least two spectra of a class"
+        )
+    fit_new = new[keep]
+    fit_kept, fit_val = holdout_split(
+        rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
+    )
+    new_train, new_val = fit_new[fit_kept], fit_new[fit_val]
+    held_rows = new[held]
+    roles = _parent_roles(parent)
+    old = ~is_new & np.isin(rows.labels, class_codes)
+    role = np.array([roles.get(str(i), "") for i in rows.ids], dtype=object)
+    replay_train = np.flatnonzero(old & ~is_real & (role == "train"))
+    replay_val = np.flatnonzero(old & ~is_real & (role == "val"))
+    replay_test = np.flatnonzero(old & ~is_real & (role == "test"))
+    n_old = int(old.sum())
+    if config.replay_ratio > 0 and n_old and not len(replay_train):
+        raise TrainingError(
+            f"the replay data ({', '.join(data.paths[n_new:])}) holds none of the rows the "
+            f"parent {parent.path} was trained on (its split.csv): give the parent's training "
+            "data with --replay"
+        )
+    rng = np.random.default_rng(config.seed)
+    n_train = round(config.replay_ratio * len(new_train))
+    replay_train = _sample(replay_train, n_train, rng)
+    share = len(replay_train) / max(int((role == "train").sum()), 1)
+    replay_val = _sample(replay_val, max(round(share * (role == "val").sum()), 1), rng)
+    if config.replay_ratio == 0:
+        replay_val = replay_test = np.zeros(0, np.int64)
+    # Real rows of the parent's data it never fitted stay evaluation rows here too.
+    old_real = np.flatnonzero(old & is_real & np.isin(role, ["real", ""]))
+    held_real = held_rows[is_real[held_rows]]
+    train_rows = np.sort(np.concatenate([new_train, replay_train]))
+    val_rows = np.sort(np.concatenate([new_val, replay_val]))
+    if len(val_rows) == 0:
+        raise TrainingError(
+            "nothing to validate on: too few new rows for a validation share and no replay"
+        )
+    fit_codes = rows.labels[train_rows].astype(np.int64)
+    return _Plan(
+        classes=classes,
+        class_codes=class_codes,
+        kwargs=dict(parent.card["architecture"]["kwargs"]),
+        train_rows=train_rows,
+        val_rows=val_rows,
+        test_rows=np.sort(np.concatenate([replay_test, held_rows[~is_real[held_rows]]])),
+        eval_real_rows=np.sort(np.concatenate([held_real, old_real])),
+        counts={CLASSES[c]: int((fit_codes == c).sum()) for c in class_codes},
+        real_rows="fit",
+        parent=parent,
+        fine_tuning={
+            "parent_model_id": parent.model_id,
+            "parent_path": str(Path(parent.path).resolve()),
+            "replay_ratio": config.replay_ratio,
+            "replay_paths": [str(Path(p).resolve()) for p in data.paths[n_new:]],
+            "new_paths": [str(Path(p).resolve()) for p in data.paths[:n_new]],
+            "n_new_train": len(new_train),
+            "n_new_val": len(new_val),
+            "n_new_held_out": len(held_rows),
+            "n_new_real_held_out": len(held_real),
+            "n_replay_train": len(replay_train),
+            "n_replay_val": len(replay_val),
+            "n_replay_test": len(replay_test),
+            "n_old_real_evaluation": len(old_real),
+            "real_holdout": config.real_holdout,
+        },
+    )
+
+
+def _without_ids(dataset: Dataset, ids: set[str]) -> Dataset:
+    """``dataset`` less the rows whose id is in ``ids`` (the new data's labels win)."""
+    keep = np.array([str(i) not in ids for i in dataset.ids], dtype=bool)
+    if keep.all():
+        return dataset
+    part = dataset.take(keep)
+    return Dataset(
+        X=part.X,
+        ids=part.ids,
+        labels=part.labels,
+        quality=part.quality,
+        meta=part.meta,
+        grid_aa=dataset.grid_aa,
+        preprocessing=dataset.preprocessing,
+        attrs=dataset.attrs,
+        path=dataset.path,
+    )
+
+
+def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> list[Path]:
+    """The parent's training data: ``replay`` when given, else the paths its card records."""
+    if replay:
+        return [Path(p) for p in replay]
+    # A parent's own new rows (labels exported from a database) come back with the next export.
+    renewed = set((parent.card.get("parent") or {}).get("new_paths", []))
+    recorded = [
+        Path(d["path"])
+        for d in parent.card.get("datasets", [])
+        if Path(d["path"]).exists() or d["path"] not in renewed
+    ]
+    missing = [str(p) for p in recorded if not p.exists()]
+    if missing or not recorded:
+        where = ", ".join(missing) if missing else "no datasets"
+        raise TrainingError(
+            f"the parent's training data is not at hand ({where}, recorded in "
+            f"{Path(parent.path) / CARD}): give it with --replay PATH, or --replay-ratio 0 to "
+            "fine-tune on the new rows alone (the model may forget what it knew)"
+        )
+    return recorded
+
+
+def _read_finetune_data(
+    datasets: Sequence[str | Path],
+    parent: TrainedModel,
+    replay: Sequence[str | Path] | None,
+    config: TrainConfig,
+) -> tuple[LabelledRows, int]:
+    """New datasets then the replay datasets (less rows already in the new ones, less repeats)."""
+    new = [read_dataset_any(p) for p in datasets]
+    if config.replay_ratio == 0:
+        return combine_datasets(new), len(new)
+    new_paths = {Path(p).resolve() for p in datasets}
+    new_ids = {str(i) for ds in new for i in ds.ids}
+    old = [
+        _without_ids(read_dataset_any(p), new_ids)
+        for p in dict.fromkeys(p.resolve() for p in _replay_paths(parent, replay))
+        if p not in new_paths
+    ]
+    return combine_datasets(new + old), len(new)
+
+
+def train(
+    datasets: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    init: str | Path | None = None,
+    replay: Sequence[str | Path] | None = None,
+    card_extra: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
+
+    Parameters
+    ----------
+    datasets
+        spectraldl HDF5 datasets or CSVs in the published layout; they must
+        share grid and preprocessing, and ids must be unique across them.
+    out_dir
+        The model directory to write (see `spectraldl.ml.modelcard`); an existing
+        non-empty one is replaced only with ``overwrite``, and only once the
+        new one is complete.
+    config
+        The run's choices (`TrainConfig`).
+    progress
+        Called with (epochs done, most epochs) after each epoch.
+    log
+        Called with one line of text per stage.
+    on_epoch
+        Called after each epoch with its `history.csv` record.
+    init
+        Fine-tune this model (a directory or a shipped model's name) instead of
+        starting from random weights; ``config.model`` must be its network.
+    replay
+        Fine-tuning: the parent's training data, when not at the paths its
+        card records.
+    card_extra
+        More sections for the card (e.g. ``learning``: where the labels came from).
+
+    Returns
+    -------
+    TrainResult
+        The saved model (loaded back from ``out_dir``), metrics and history.
+    """
+    config = config or TrainConfig()
+    _check_cuda_graph(config, select_device(config.device))
+    say = log or (lambda _line: None)
+    out_dir = Path(out_dir)
+    _prepare_out(out_dir, overwrite)
+    if init is None:
+        data = combine_datasets([read_dataset_any(p) for p in datasets])
+        plan = _scratch_plan(data, config)
+    else:
+        from spectraldl.ml.pretrained import resolve_model
+
+        parent = load_model(resolve_model(init), device="cpu")
+        for path in datasets[:1]:  # the parent's grid before reading any replay data
+            _check_parent(parent, config, path)
+        data, n_new = _read_finetune_data(datasets, parent, replay, config)
+        _check_parent(parent, config, data.config)
+        plan = _finetune_plan(data, n_new, parent, config)
+    rows = data.rows
+    classes, class_codes = plan.classes, plan.class_codes
+    train_rows, val_rows = plan.train_rows, plan.val_rows
+    test_rows, eval_real_rows = plan.test_rows, plan.eval_real_rows
+    fit_index = plan.fitted
+    say(
+        f"{len(fit_index)} rows to fit ({', '.join(f'{k} {v}' for k, v in plan.counts.items())} "
+        f"in training): {len(train_rows)} training, {len(val_rows)} validation, "
+        f"{len(test_rows)} test; {len(eval_real_rows)} real rows for evaluation only"
+    )
+    if plan.parent is not None:
+        ft = plan.fine_tuning
+        say(
+            f"fine-tuning {ft['parent_model_id']}: {ft['n_new_train']} new rows and "
+            f"{ft['n_replay_train']} replayed (ratio {ft['replay_ratio']:g}) in training; "
+            f"{ft['n_new_held_out']} new rows held out for evaluation"
+        )
+    x_train = rows.X[train_rows]
+    y_train = _class_index(rows.labels[train_rows], class_codes)
+    y_val = _class_index(rows.labels[val_rows], class_codes)
+    if config.smote:
+        x_train, y_train = smote_balance(x_train, y_train, seed=config.seed)
+        say(f"SMOTE: {len(train_rows)} -> {len(x_train)} training rows")
+    kwargs = plan.kwargs
+    fit = fit_network(
+        config.model,
+        kwargs,
+        x_train,
+        y_train,
+        rows.X[val_rows],
+        y_val,
+        config=config,
+        progress=progress,
+        on_epoch=on_epoch,
+        initial_state=None if plan.parent is None else plan.parent.network.state_dict(),
+    )
+    say(
+        f"trained {config.model} for {len(fit.history)} epochs (best {fit.best_epoch}) "
+        f"in {fit.seconds:.1f} s on {fit.device}"
+    )
+    network = fit.network
+    card: dict[str, Any] = {
+        "format": CARD_FORMAT,
+        "format_version": CARD_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": {
+            "name": config.model,
+            "kwargs": kwargs,
+            "n_parameters": count_parameters(network),
+            "flops_per_spectrum": flops_per_spectrum(network, kwargs["input_n"]),
+            "embedding_dim": network.embedding_dim,
+        },
+        "classes": list(classes),
+        "class_codes": class_codes,
+        "grid": {
+            "start_aa": data.config.grid_start_aa,
+            "stop_aa": data.config.grid_stop_aa,
+            "n": data.config.grid_n,
+            "medium": "vacuum",
+        },
+        "preprocessing": data.config.to_dict(),
+        "temperature": 1.0,
+    }
+    model = TrainedModel(network=network, card=card, device=fit.device)
+    val_logits, _ = model.predict_logits_and_features(rows.X[val_rows])
+    if config.calibrate:
+        card["temperature"] = fit_temperature(val_logits, y_val)
+    metrics = _evaluate_splits(model, rows, class_codes, val_rows, test_rows, eval_real_rows)
+    if plan.parent is not None:
+        plan.parent.network.to(fit.device)
+        plan.parent.device = fit.device
+        metrics["parent"] = _evaluate_splits(
+            plan.parent, rows, class_codes, val_rows, test_rows, eval_real_rows
+        )
+    train_features = model.embed(rows.X[train_rows])
+    novelty = NoveltyModel.fit(
+        train_features,
+        _class_index(rows.labels[train_rows], class_codes),
+        quantile=config.novelty_quantile,
+        calibration=model.embed(rows.X[val_rows]),
+    )
+    metrics["novelty"] = _novelty_metrics(
+        model, novelty, rows, train_features, test_rows, eval_real_rows
+    )
+    metrics["temperature"] = card["temperature"]
+    say(
+        f"temperature {card['temperature']:.3f}; novelty threshold {novelty.threshold:.2f} "
+        f"(quantile {novelty.quantile})"
+    )
+    card["training"] = {
+        **{k: v for k, v in asdict(config).items() if k not in ("device",)},
+        "device": str(fit.device),
+        "real_rows": plan.real_rows,
+        "epochs_run": len(fit.history),
+        "best_epoch": fit.best_epoch,
+        "seconds": round(fit.seconds, 3),
+        "optimizer": "Adam",
+        "loss": "cross-entropy",
+        "early_stopping": "validation loss",
+    }
+    if plan.parent is not None:
+        card["parent"] = {
+            **plan.fine_tuning,
+            "compared": {
+                key: {
+                    "parent_accuracy": metrics["parent"][key]["accuracy"],
+                    "accuracy": metrics[key]["accuracy"],
+                    "n": metrics[key]["n"],
+                    "parent_f1": {
+                        c: v["f1"] for c, v in metrics["parent"][key]["per_class"].items()
+                    },
+                    "f1": {c: v["f1"] for c, v in metrics[key]["per_class"].items()},
+                }
+                for key in ("test", "real")
+            },
+        }
+    card["split"] = {
+        "seed": config.seed,
+        "test_fraction": config.test_fraction,
+        "val_fraction": config.val_fraction,
+        "stratified": plan.parent is None,
+        "n_train": len(train_rows),
+        "n_train_after_smote": len(x_train),
+        "n_val": len(val_rows),
+        "n_test": len(test_rows),
+        "n_real_evaluation": len(eval_real_rows),
+        "class_counts": plan.counts,
+    }
+    used = np.concatenate([fit_index, eval_real_rows])
+    card["datasets"] = [
+        {
+            "path": str(Path(p).resolve()),
+            "n_rows": int((data.source == i).sum()),
+            "ids_sha256": _ids_digest(rows.ids[data.source == i], rows.labels[data.source == i]),
+        }
+        for i, p in enumerate(data.paths)
+    ]
+    card["data_sha256"] = _sha256(
+        "\n".join(map(str, rows.ids[used])).encode(),
+        rows.labels[used].tobytes(),
+        np.ascontiguousarray(rows.X[used]).tobytes(),
+    )
+    card["novelty"] = {
+        "file": NOVELTY,
+        "method": "mahalanobis-shared-covariance",
+        "space": "penultimate features",
+        "threshold": novelty.threshold,
+        "quantile": novelty.quantile,
+        "sha256": novelty.digest,
+    }
+    card["versions"] = _versions()
+    card.update(card_extra or {})
+    card["metrics"] = {
+        key: {k: metrics[key][k] for k in ("n", "accuracy", "ece")}
+        for key in ("validation", "test", "real")
+    }
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        torch.save({k: v.cpu() for k, v in network.state_dict().items()}, tmp / WEIGHTS)
+        (tmp / CARD).write_text(json.dumps(json_safe(card), indent=2) + "\n", encoding="utf-8")
+        novelty.save(tmp / NOVELTY)
+        _write_history(tmp / "history.csv", fit.history)
+        _write_split(tmp / "split.csv", rows, data, train_rows, val_rows, test_rows, eval_real_rows)
+        plot_curves(fit.history, tmp / "curves.png")
+        panels = [("test split", metrics["test"])]
+        if metrics["real"]["n"]:
+            panels.append(("real spectra (not fitted)", metrics["real"]))
+        plot_confusions(panels, tmp / "confusion.png")
+        saved = TrainedModel(network=network, card=json.loads((tmp / CARD).read_text()))
+        metrics = {"model_id": saved.model_id, "classes": list(classes), **metrics}
+        (tmp / "metrics.json").write_text(
+            json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8"
+        )
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    model = load_model(out_dir, device=fit.device)
+    say(f"wrote {out_dir} (model {model.model_id})")
+    return TrainResult(model_dir=out_dir, model=model, metrics=metrics, history=fit.history)
+
+
+def _evaluate_splits(
+    model: TrainedModel,
+    rows: Rows,
+    class_codes: list[int],
+    val_rows: NDArray[np.int64],
+    test_rows: NDArray[np.int64],
+    real_rows: NDArray[np.int64],
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    uncalibrated: dict[str, Any] = {}
+    for key, index in (("validation", val_rows), ("test", test_rows), ("real", real_rows)):
+        logits = model.predict_logits(rows.X[index])
+        y = _class_index(rows.labels[index], class_codes)
+        metrics[key] = classification_metrics(model.proba_from_logits(logits), y, model.classes)
+        raw = classification_metrics(softmax(logits), y, model.classes)
+        uncalibrated[key] = {"ece": raw["ece"], "log_loss": raw["log_loss"]}
+        if key == "real" and len(index):
+            archives = rows.meta["archive"][index]
+            metrics["real_by_archive"] = {
+                str(a): classification_metrics(
+                    model.proba_from_logits(logits[archives == a]), y[archives == a], model.classes
+                )
+                for a in sorted(set(archives))
+            }
+    metrics["test_origin"] = sorted(set(rows.meta["origin"][test_rows]))
+    metrics["uncalibrated"] = uncalibrated
+    return metrics
+
+
+def _novelty_metrics(
+    model: TrainedModel,
+    novelty: NoveltyModel,
+    rows: Rows,
+    train_features: NDArray[np.float32],
+    test_rows: NDArray[np.int64],
+    real_rows: NDArray[np.int64],
+) -> dict[str, Any]:
+    fractions = {"train": float(novelty.is_novel(train_features).mean())}
+    for key, index in (("test", test_rows), ("real", real_rows)):
+        fractions[key] = (
+            float(novelty.is_novel(model.embed(rows.X[index])).mean()) if len(index) else None
+        )
+    return {
+        "threshold": novelty.threshold,
+        "quantile": novelty.quantile,
+        "novel_fraction": fractions,
+    }
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    names = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for record in history:
+            writer.writerow({k: record[k] for k in names})
+
+
+def _write_split(
+    path: Path,
+    rows: Rows,
+    data: LabelledRows,
+    train_rows: NDArray[np.int64],
+    val_rows: NDArray[np.int64],
+    test_rows: NDArray[np.int64],
+    real_rows: NDArray[np.int64],
+) -> None:
+    """``id,dataset,role,label`` for every row the run used (role train/val/test/real)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "dataset", "role", "label"])
+        for role, index in (
+            ("train", train_rows),
+            ("val", val_rows),
+            ("test", test_rows),
+            ("real", real_rows),
+        ):
+            for i in index:
+                dataset = Path(data.paths[data.source[i]]).name
+                writer.writerow([rows.ids[i], dataset, role, CLASSES[rows.labels[i]]])

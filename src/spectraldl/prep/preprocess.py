@@ -1,0 +1,367 @@
+"""Domain adaptation: make any spectrum look like a LAMOST one around H-alpha.
+
+The thesis' steps, each a small pure function with keyword-only parameters
+and units in the names:
+
+1. `air_to_vacuum` (Ondřejov wavelengths are in air, LAMOST's in vacuum);
+2. `blur`, a Gaussian kernel of ``sigma_px`` native pixels (7 for Ondřejov
+   CCD700: about 1.8 Å, bringing R about 13 000 down to LAMOST's about 1 800);
+3. `regrid` onto 140 points linearly spaced on 6519-6732 Å (vacuum);
+4. `standardise` to zero mean and unit variance per spectrum.
+
+`preprocess` chains them for a `Spectrum` according to a `PreprocessConfig`,
+which is recorded in every dataset and model card, and reports `Quality`
+flags. Problems that leave nothing to classify raise `SpectrumError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.ndimage import gaussian_filter1d
+
+from spectraldl.core.errors import SpectrumError
+from spectraldl.core.quality import Quality
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.prep.measure import der_snr, spike_pixels
+
+HALPHA_AIR_AA = 6562.80
+"""H-alpha rest wavelength in air (Å)."""
+
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def air_to_vacuum(wave_aa: ArrayLike) -> NDArray[np.float64]:
+    """Convert air wavelengths (Å) to vacuum with the VALD3 formula (N. Piskunov).
+
+    ``n = 1 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s²)
+    + 1.599740894897e-4 / (38.92568793293 - s²)`` with ``s = 1e4 / λ_air``
+    (λ in Å); ``λ_vac = λ_air · n``. H-alpha 6562.80 Å (air) is 6564.61 Å (vacuum).
+    """
+    wave = np.asarray(wave_aa, dtype=np.float64)
+    s2 = (1e4 / wave) ** 2
+    n = (
+        1.0
+        + 8.336624212083e-5
+        + 2.408926869968e-2 / (130.1065924522 - s2)
+        + 1.599740894897e-4 / (38.92568793293 - s2)
+    )
+    return wave * n
+
+
+HALPHA_VACUUM_AA = float(air_to_vacuum(HALPHA_AIR_AA))
+"""H-alpha rest wavelength in vacuum (Å), about 6564.61."""
+
+
+def vacuum_wavelengths(spectrum: Spectrum) -> NDArray[np.float64]:
+    """The spectrum's wavelengths in vacuum (Å): converted when stored in air, else as stored."""
+    if spectrum.medium == "air":
+        return air_to_vacuum(spectrum.wave_aa)
+    return np.asarray(spectrum.wave_aa, dtype=np.float64)
+
+
+def blur(flux: ArrayLike, *, sigma_px: float) -> NDArray[np.float64]:
+    """Convolve with a Gaussian of standard deviation ``sigma_px`` pixels.
+
+    Edges are extended with the nearest value, so the window's border pixels
+    are not pulled towards zero. ``sigma_px = 0`` returns a copy.
+    """
+    values = np.asarray(flux, dtype=np.float64)
+    if sigma_px < 0:
+        raise ValueError(f"sigma_px must be >= 0, got {sigma_px}")
+    if sigma_px == 0:
+        return values.copy()
+    return gaussian_filter1d(values, sigma=sigma_px, mode="nearest", truncate=4.0)
+
+
+def sigma_px_for_resolution(
+    wave_aa: ArrayLike, *, from_resolving_power: float, to_resolving_power: float
+) -> float:
+    """Gaussian sigma (native pixels) that degrades R ``from`` to R ``to`` at the window centre.
+
+    The kernel adds in quadrature: FWHM_kernel² = (λ/R_to)² - (λ/R_from)²,
+    divided by the pixel size at H-alpha. Returns 0 when no blur is needed.
+    """
+    wave = np.asarray(wave_aa, dtype=np.float64)
+    if to_resolving_power >= from_resolving_power:
+        return 0.0
+    centre = HALPHA_VACUUM_AA
+    fwhm_aa = math.sqrt((centre / to_resolving_power) ** 2 - (centre / from_resolving_power) ** 2)
+    pixel_aa = float(np.median(np.diff(wave[np.abs(wave - centre) < 100.0])))
+    return fwhm_aa / FWHM_PER_SIGMA / pixel_aa
+
+
+def make_grid(*, start_aa: float = 6519.0, stop_aa: float = 6732.0, n: int = 140) -> np.ndarray:
+    """The thesis' grid: ``n`` points linearly spaced on ``[start_aa, stop_aa]`` (vacuum Å)."""
+    return _cached_grid(float(start_aa), float(stop_aa), int(n)).copy()
+
+
+@lru_cache(maxsize=8)
+def _cached_grid(start_aa: float, stop_aa: float, n: int) -> np.ndarray:
+    grid = np.linspace(start_aa, stop_aa, n)
+    grid.setflags(write=False)
+    return grid
+
+
+def regrid(wave_aa: ArrayLike, flux: ArrayLike, *, grid_aa: ArrayLike) -> NDArray[np.float64]:
+    """Linear interpolation of ``flux`` onto ``grid_aa`` (edges extended by the end values)."""
+    return np.interp(
+        np.asarray(grid_aa, dtype=np.float64),
+        np.asarray(wave_aa, dtype=np.float64),
+        np.asarray(flux, dtype=np.float64),
+    )
+
+
+def standardise(flux: ArrayLike) -> NDArray[np.float64]:
+    """Zero mean, unit variance (population std, as ``sklearn.preprocessing.scale``).
+
+    Raises `ValueError` for constant or non-finite input.
+    """
+    values = np.asarray(flux, dtype=np.float64)
+    std = values.std()
+    if not np.isfinite(std) or std == 0:
+        raise ValueError("the flux is constant or not finite over the window")
+    return (values - values.mean()) / std
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Every parameter of the preprocessing, recorded with each dataset and model.
+
+    Attributes
+    ----------
+    grid_start_aa, grid_stop_aa, grid_n
+        The common grid (vacuum Å): 140 points on 6519-6732 Å in the thesis.
+    blur_sigma_px
+        Gaussian sigma in native pixels per archive; the thesis blurred
+        Ondřejov spectra by 7 pixels and nothing else.
+    target_resolving_power
+        Other archives with a resolving power above this (LAMOST MRS) are
+        blurred down to it by `sigma_px_for_resolution`.
+    min_snr
+        Spectra whose S/N (the file's, else measured) is below this get `Quality.LOW_SNR`.
+    max_snr_ratio
+        A file's S/N more than this times the S/N measured from the flux
+        (`measure.der_snr` over the window) gets `Quality.SNR_MISMATCH`.
+    max_bad_fraction
+        Largest fraction of non-finite window pixels that is interpolated
+        over (more is an error), and of pixels with ivar <= 0 or NaN
+        (more gets `Quality.BAD_IVAR`).
+    halpha_margin_aa
+        H-alpha ± this margin must be covered, else the file is refused.
+    """
+
+    grid_start_aa: float = 6519.0
+    grid_stop_aa: float = 6732.0
+    grid_n: int = 140
+    blur_sigma_px: dict[str, float] = field(default_factory=lambda: {"ondrejov": 7.0})
+    target_resolving_power: float = 1800.0
+    min_snr: float = 10.0
+    max_snr_ratio: float = 5.0
+    max_bad_fraction: float = 0.5
+    halpha_margin_aa: float = 10.0
+
+    @property
+    def grid_aa(self) -> np.ndarray:
+        """The grid as a read-only array (vacuum Å)."""
+        return _cached_grid(float(self.grid_start_aa), float(self.grid_stop_aa), int(self.grid_n))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, as stored in datasets and model cards."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
+        """Inverse of `to_dict`; unknown keys (a newer format) and wrong types are a `ValueError`.
+
+        Missing keys take their defaults (older files lack the newer thresholds).
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"preprocessing must be a mapping, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown preprocessing keys {', '.join(map(repr, unknown))}")
+        for name, value in values.items():
+            if name == "blur_sigma_px":
+                ok = isinstance(value, dict) and all(
+                    isinstance(k, str) and _is_number(v) and v >= 0 for k, v in value.items()
+                )
+            elif name == "grid_n":
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+            else:
+                ok = _is_number(value)
+            if not ok:
+                raise ValueError(f"preprocessing {name!r} has an invalid value {value!r}")
+        if "grid_start_aa" in values or "grid_stop_aa" in values:
+            start = values.get("grid_start_aa", cls.grid_start_aa)
+            stop = values.get("grid_stop_aa", cls.grid_stop_aa)
+            if not start < stop:
+                raise ValueError(f"preprocessing grid {start}-{stop} Å is empty")
+        return cls(**values)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """A spectrum on the common grid: the network's input, its quality flags and S/N.
+
+    ``snr`` is the file's S/N, or the one measured from the flux over the
+    window when the file states none (`Quality.SNR_FROM_DATA`).
+    """
+
+    x: NDArray[np.float32]
+    quality: Quality
+    snr: float = float("nan")
+
+
+def fill_nonfinite(wave_aa: ArrayLike, flux: ArrayLike) -> NDArray[np.float64]:
+    """``flux`` with NaN/inf pixels linearly interpolated from their finite neighbours.
+
+    Done before blurring, which would otherwise spread a NaN over its
+    neighbours. Returned unchanged when all pixels (or fewer than two) are finite.
+    """
+    wave = np.asarray(wave_aa, dtype=np.float64)
+    values = np.asarray(flux)
+    finite = np.isfinite(values)
+    if finite.all() or finite.sum() < 2:
+        return values
+    return np.interp(wave, wave[finite], values[finite])
+
+
+def blur_sigma_for(
+    config: PreprocessConfig,
+    *,
+    archive: str,
+    resolving_power: float,
+    wave_aa: ArrayLike,
+    medium: str,
+) -> float:
+    """The Gaussian sigma (native pixels) `preprocess` blurs a spectrum with; 0 for none.
+
+    ``config.blur_sigma_px`` fixes it per archive; a spectrum of another archive
+    whose resolving power is above 1.2 times ``config.target_resolving_power``
+    (LAMOST MRS) is blurred down to it (`sigma_px_for_resolution`).
+    """
+    sigma = config.blur_sigma_px.get(archive)
+    if sigma is not None:
+        return float(sigma)
+    if resolving_power > 1.2 * config.target_resolving_power:
+        return sigma_px_for_resolution(
+            air_to_vacuum(wave_aa) if medium == "air" else wave_aa,
+            from_resolving_power=resolving_power,
+            to_resolving_power=config.target_resolving_power,
+        )
+    return 0.0
+
+
+def _window_flux(
+    spectrum: Spectrum, config: PreprocessConfig, spikes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vacuum wavelengths and (blurred) flux; spikes interpolated, non-finite pixels dropped."""
+    wave = spectrum.wave_aa
+    finite = np.isfinite(spectrum.flux)
+    flux = fill_nonfinite(wave, np.where(spikes, np.nan, spectrum.flux))
+    sigma = blur_sigma_for(
+        config,
+        archive=spectrum.meta.archive,
+        resolving_power=spectrum.meta.resolving_power,
+        wave_aa=wave,
+        medium=spectrum.medium,
+    )
+    if sigma:
+        flux = blur(flux, sigma_px=sigma)
+    if spectrum.medium == "air":
+        wave = air_to_vacuum(wave)
+    return wave[finite], flux[finite]
+
+
+def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Preprocessed:
+    """Turn a `Spectrum` into the network's 140-point input and its quality flags.
+
+    Raises `SpectrumError` (naming the source file) when H-alpha is not
+    covered, too much of the window is NaN/inf, or the flux is flat.
+    """
+    config = config or PreprocessConfig()
+    source = spectrum.meta.source or spectrum.id
+    grid = config.grid_aa
+    wave_vac = vacuum_wavelengths(spectrum)
+    in_window = (wave_vac >= grid[0]) & (wave_vac <= grid[-1])
+    lo, hi = HALPHA_VACUUM_AA - config.halpha_margin_aa, HALPHA_VACUUM_AA + config.halpha_margin_aa
+    if wave_vac[0] > lo or wave_vac[-1] < hi or not in_window.any():
+        raise SpectrumError(
+            source,
+            f"no H-alpha coverage: the spectrum spans {wave_vac[0]:.1f}-{wave_vac[-1]:.1f} Å "
+            f"(vacuum), H-alpha needs {lo:.1f}-{hi:.1f} Å",
+        )
+    quality = Quality(0)
+    finite = np.isfinite(spectrum.flux)
+    bad_in_window = int((~finite & in_window).sum())
+    if bad_in_window:
+        fraction = bad_in_window / int(in_window.sum())
+        if fraction > config.max_bad_fraction:
+            raise SpectrumError(
+                source,
+                f"the flux is NaN or infinite in {bad_in_window} of {int(in_window.sum())} "
+                "pixels around H-alpha",
+            )
+        quality |= Quality.NONFINITE
+    if spectrum.mask is not None and (spectrum.mask & in_window).any():
+        quality |= Quality.MASKED
+    half_step = (grid[1] - grid[0]) / 2.0
+    if wave_vac[0] > grid[0] + half_step or wave_vac[-1] < grid[-1] - half_step:
+        quality |= Quality.PARTIAL_COVERAGE
+    quality |= _ivar_flags(spectrum, in_window, config)
+    window = spectrum.flux[in_window & finite]
+    if window.size and window.min() == window.max():
+        raise SpectrumError(source, f"the flux is constant ({window[0]:g}) over the window")
+    if window.size and np.median(window) <= 0:
+        quality |= Quality.NONPOSITIVE_FLUX
+    spikes = np.zeros(spectrum.flux.size, bool)
+    spikes[np.flatnonzero(in_window & finite)] = spike_pixels(window)
+    if spikes.any():
+        quality |= Quality.SPIKE
+    snr, snr_flags = _snr(spectrum.meta.snr, der_snr(window[~spikes[in_window & finite]]), config)
+    quality |= snr_flags
+    wave, flux = _window_flux(spectrum, config, spikes)
+    try:
+        x = standardise(regrid(wave, flux, grid_aa=grid))
+    except ValueError as exc:
+        raise SpectrumError(source, str(exc)) from None
+    return Preprocessed(x=x.astype(np.float32), quality=quality, snr=snr)
+
+
+def _ivar_flags(spectrum: Spectrum, in_window: np.ndarray, config: PreprocessConfig) -> Quality:
+    """BAD_IVAR when more than ``max_bad_fraction`` of the window has ivar <= 0 or NaN.
+
+    A few such pixels are no reason for doubt: LAMOST zeroes the ivar at the
+    peak of strong emission (saturation), so they set no flag at all.
+    """
+    if spectrum.ivar is None:
+        return Quality(0)
+    ivar = spectrum.ivar[in_window]
+    bad = int((~(ivar > 0) | ~np.isfinite(ivar)).sum())
+    return Quality.BAD_IVAR if bad > config.max_bad_fraction * ivar.size else Quality(0)
+
+
+def _snr(stated: float, measured: float, config: PreprocessConfig) -> tuple[float, Quality]:
+    """The S/N to use (the file's, else the measured one) and its flags."""
+    flags = Quality(0)
+    snr = stated
+    if not math.isfinite(stated):
+        snr = measured
+        flags |= Quality.SNR_FROM_DATA
+    elif math.isfinite(measured) and stated > config.max_snr_ratio * max(measured, 0.0):
+        flags |= Quality.SNR_MISMATCH
+    if math.isfinite(snr) and snr < config.min_snr:
+        flags |= Quality.LOW_SNR
+    return snr, flags

@@ -1,0 +1,352 @@
+"""The active-learning loop: labels and verdicts from the web database -> a fine-tuned model.
+
+`learn` reads, through the web tool's own models and queries
+(`spectraldl.web.store`), every spectrum people labelled (the consensus label:
+more votes than any other, ties left out, undone labels gone) and every
+vetted candidate (the consensus verdict: ``confirm`` = the class the model
+predicted, ``reject`` = absorption, ``noise`` = noise). A spectrum both
+labelled and vetted takes its label (the labeller saw the whole spectrum).
+These rows are written as a dataset beside the new model
+(``NEW_MODEL_DIR.labels.h5``) and the model is fine-tuned on them
+(`spectraldl.ml.training.train` with ``init``: a share of every class held out,
+the parent's training data replayed). Parent and child are scored on the
+same held-out real rows; a child that is worse is not written unless forced.
+The database is only read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectraldl.io.dataset import Rows, append_rows, create_dataset
+from spectraldl.io.labels import label_code
+from spectraldl.ml.modelcard import TrainedModel, load_model
+from spectraldl.ml.pretrained import resolve_model
+from spectraldl.ml.training import TrainConfig, TrainingError, TrainResult, _publish, train
+
+__all__ = ["LabelledSpectra", "LearnError", "LearnResult", "collect_labels", "learn"]
+
+VERDICT_CLASS = {"reject": "absorption", "noise": "noise"}
+"""Class a vetting verdict stands for (``confirm``: the class the model predicted)."""
+
+WORSE_TOLERANCE = 0.0
+"""A child whose accuracy on the held-out real rows is below its parent's by more than this
+(or whose test accuracy, the forgetting check, drops by more than a point) is worse."""
+FORGETTING_POINTS = 1.0
+
+
+class LearnError(ValueError):
+    """The loop cannot run or its result is refused: the message says why and what to do."""
+
+
+@dataclass
+class LabelledSpectra:
+    """What the database holds for learning: rows, where each label came from, what was left."""
+
+    rows: Rows
+    source: list[str]
+    skipped: Counter[str] = field(default_factory=Counter)
+    conflicts: int = 0
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per source (``label``/``verdict``), rows per class."""
+        out: dict[str, Counter[str]] = {}
+        from spectraldl.io.labels import CLASSES
+
+        for origin, code in zip(self.source, self.rows.labels, strict=True):
+            out.setdefault(origin, Counter())[CLASSES[int(code)]] += 1
+        return {k: dict(v) for k, v in out.items()}
+
+
+def collect_labels(db: Any, model: TrainedModel) -> LabelledSpectra:
+    """The consensus labels and vetted verdicts of the database ``db``, for ``model``.
+
+    Spectra whose stored vector is not on the model's grid are left out
+    (``skipped['grid']``), as are labels of classes the model does not have
+    (``skipped['class <name>']``) and verdicts on candidates whose spectrum is
+    not stored (``skipped['verdict without spectrum']``).
+    """
+    from sqlalchemy import select
+
+    from spectraldl.web import store
+    from spectraldl.web.models import Catalogue, Prediction, SpectrumRow
+
+    chosen: dict[int, tuple[str, str]] = {}
+    skipped: Counter[str] = Counter()
+    with db.session() as session:
+        for spectrum_id, votes in store.labels_by_spectrum(session).items():
+            label = store.consensus(votes.values())
+            if label is None:
+                skipped["tied labels"] += 1
+                continue
+            chosen[spectrum_id] = (label, "label")
+        conflicts = 0
+        for catalogue_id in session.scalars(select(Catalogue.id).order_by(Catalogue.id)):
+            given = store.verdicts_by_prediction(session, catalogue_id=catalogue_id)
+            if not given:
+                continue
+            predictions = session.execute(
+                select(Prediction.id, Prediction.spectrum_id, Prediction.predicted_class).where(
+                    Prediction.id.in_(list(given))
+                )
+            )
+            for prediction_id, spectrum_id, predicted in predictions:
+                verdict = store.consensus(given[prediction_id].values())
+                if verdict is None:
+                    skipped["tied verdicts"] += 1
+                    continue
+                if spectrum_id is None:
+                    skipped["verdict without spectrum"] += 1
+                    continue
+                label = predicted if verdict == "confirm" else VERDICT_CLASS[verdict]
+                if spectrum_id in chosen:
+                    conflicts += chosen[spectrum_id][0] != label
+                    continue
+                chosen[spectrum_id] = (label, "verdict")
+        grid = model.config
+        xs, ids, codes, sources, archives, origins, snrs, objects = [], [], [], [], [], [], [], []
+        for row in session.scalars(
+            select(SpectrumRow).where(SpectrumRow.id.in_(list(chosen))).order_by(SpectrumRow.id)
+        ):
+            label, origin = chosen[row.id]
+            if label not in model.classes:
+                skipped[f"class {label}"] += 1
+                continue
+            x = row.vector()
+            on_grid = len(x) == grid.grid_n and np.allclose(
+                (row.grid_start_aa, row.grid_stop_aa), (grid.grid_start_aa, grid.grid_stop_aa)
+            )
+            if not on_grid:
+                skipped["grid"] += 1
+                continue
+            xs.append(x)
+            ids.append(row.ident)
+            codes.append(label_code(label))
+            sources.append(origin)
+            archives.append(row.archive)
+            origins.append(row.origin or "real")
+            snrs.append(np.nan if row.snr is None else row.snr)
+            objects.append(row.object)
+    n = len(ids)
+    rows = Rows(
+        X=np.array(xs, np.float32).reshape(n, grid.grid_n),
+        ids=np.array(ids, dtype=object),
+        labels=np.array(codes, np.int8),
+        quality=np.zeros(n, np.int32),
+        meta={
+            "origin": np.array(origins, dtype=object),
+            "archive": np.array(archives, dtype=object),
+            "snr": np.array(snrs, np.float32),
+            "object": np.array(objects, dtype=object),
+        },
+    )
+    return LabelledSpectra(rows=rows, source=sources, skipped=skipped, conflicts=conflicts)
+
+
+@dataclass
+class LearnResult:
+    """What `learn` did: the data, the training run, the comparison and whether it was kept."""
+
+    labelled: LabelledSpectra
+    result: TrainResult
+    comparison: dict[str, Any]
+    worse: list[str]
+    written: bool
+    out_dir: Path
+    labels_path: Path
+    scored: int = 0
+    """Stored spectra the new model scored into the database (its "most uncertain first" queue)."""
+
+
+def _comparison(card: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Parent vs child on the held-out real rows and the test split; why the child is worse."""
+    compared = card["parent"]["compared"]
+    worse = []
+    real, test = compared["real"], compared["test"]
+    if real["n"] and real["accuracy"] < real["parent_accuracy"] - WORSE_TOLERANCE:
+        worse.append(
+            f"accuracy on the {real['n']} held-out real spectra fell from "
+            f"{real['parent_accuracy']:.3f} to {real['accuracy']:.3f}"
+        )
+    if test["n"] and test["accuracy"] < test["parent_accuracy"] - FORGETTING_POINTS / 100:
+        worse.append(
+            f"accuracy on the parent's {test['n']} test spectra (what it knew) fell from "
+            f"{test['parent_accuracy']:.3f} to {test['accuracy']:.3f}, more than "
+            f"{FORGETTING_POINTS:g} point"
+        )
+    return compared, worse
+
+
+def learn(
+    db_url: str,
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    replay: list[str | Path] | None = None,
+    force: bool = False,
+    overwrite: bool = False,
+    log: Any = None,
+) -> LearnResult:
+    """Fine-tune ``model`` on the labels and verdicts of the database ``db_url``.
+
+    Parameters
+    ----------
+    db_url
+        The web tool's database (SQLAlchemy URL or SQLite path); only read.
+    model
+        The model now in use: a directory or a shipped model's name.
+    out_dir
+        The new model directory. It may be ``model`` itself (replaced only
+        when the new one is not worse, or with ``force``); another existing
+        directory is replaced only with ``overwrite``.
+    config
+        Training choices; the network is the parent's. Default: 20 epochs at
+        most, patience 4, step 3e-4 (fine-tuning starts near a minimum).
+    replay
+        The parent's training data when not where its card says.
+    force
+        Write the new model even when it is worse than the parent.
+    overwrite
+        Replace an existing ``out_dir`` (other than ``model``).
+    log
+        Called with one line of text per stage.
+
+    Returns
+    -------
+    LearnResult
+        Raises `LearnError` when there is nothing to learn from or the
+        result is refused.
+    """
+    say = log or (lambda _line: None)
+    parent_dir = resolve_model(model)
+    parent = load_model(parent_dir, device="cpu")
+    out_dir = Path(out_dir)
+    in_place = out_dir.exists() and out_dir.resolve() == parent_dir.resolve()
+    if out_dir.exists() and any(out_dir.iterdir()) and not (in_place or overwrite):
+        raise LearnError(f"{out_dir}: already exists (--overwrite replaces it)")
+    db = _open_existing(db_url)
+    try:
+        labelled = collect_labels(db, parent)
+    finally:
+        db.dispose()
+    counts = labelled.counts()
+    say(
+        f"{len(labelled.rows)} labelled spectra from the database: "
+        + "; ".join(f"{k}s {v}" for k, v in counts.items())
+        + (f"; left out: {dict(labelled.skipped)}" if labelled.skipped else "")
+        + (f"; {labelled.conflicts} verdicts overruled by labels" if labelled.conflicts else "")
+    )
+    if len(labelled.rows) < 2:
+        raise LearnError(
+            f"{len(labelled.rows)} usable labelled spectra in the database: label more "
+            "(at least two of a class, so that one stays out for evaluation)"
+        )
+    labels_path = out_dir.with_name(out_dir.name + ".labels.h5")
+    labels_path.unlink(missing_ok=True)
+    labels_path.parent.mkdir(parents=True, exist_ok=True)
+    create_dataset(labels_path, config=parent.config, attrs={"exported_from": _safe_url(db_url)})
+    append_rows(labels_path, labelled.rows)
+    config = config or TrainConfig(epochs=20, patience=4, learning_rate=3e-4)
+    config = replace(config, model=parent.card["architecture"]["name"])
+    candidate = out_dir.with_name(f".{out_dir.name}.learn-{os.getpid()}")
+    extra = {
+        "learning": {
+            "database": _safe_url(db_url),
+            "labels_dataset": str(labels_path.resolve()),
+            "rows": counts,
+            "left_out": dict(labelled.skipped),
+            "verdicts_overruled_by_labels": labelled.conflicts,
+            "verdict_classes": {"confirm": "the predicted class", **VERDICT_CLASS},
+        }
+    }
+    try:
+        result = train(
+            [labels_path],
+            candidate,
+            config=config,
+            overwrite=True,
+            log=say,
+            init=parent_dir,
+            replay=replay,
+            card_extra=extra,
+        )
+    except TrainingError as exc:
+        shutil.rmtree(candidate, ignore_errors=True)
+        raise LearnError(str(exc)) from None
+    comparison, worse = _comparison(result.card)
+    keep = force or not worse
+    scored = 0
+    if keep:
+        _publish(candidate, out_dir)
+        result.model_dir = out_dir
+        result.model.path = str(out_dir)
+        scored = _rescore(db_url, out_dir)
+        say(f"the new model scored {scored} stored spectra: the uncertainty queue follows it")
+    else:
+        shutil.rmtree(candidate, ignore_errors=True)
+    return LearnResult(
+        scored=scored,
+        labelled=labelled,
+        result=result,
+        comparison=comparison,
+        worse=worse,
+        written=keep,
+        out_dir=out_dir,
+        labels_path=labels_path,
+    )
+
+
+def _open_existing(db_url: str) -> Any:
+    """Open the web database without creating or migrating anything; `LearnError` if absent."""
+    from sqlalchemy.engine import make_url
+
+    from spectraldl.web.db import DatabaseError, open_database, resolve_url
+
+    url = make_url(resolve_url(db_url))
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise LearnError(f"{url.database}: no such database file")
+    try:
+        db = open_database(db_url, upgrade=False)
+    except DatabaseError as exc:
+        raise LearnError(str(exc)) from None
+    if "spectra" not in db.tables():
+        db.dispose()
+        raise LearnError(f"{_safe_url(db_url)}: not a spectraldl web database (no spectra table)")
+    return db
+
+
+def _rescore(db_url: str, model_dir: Path) -> int:
+    """Score every stored spectrum with the new model, as a catalogue of the database.
+
+    The labelling queue "most uncertain first" and the vetting pages then use
+    the new model's probabilities: the next round of labels goes where it is
+    least sure.
+    """
+    from spectraldl.web.importing import score_with_model
+
+    db = _open_existing(db_url)
+    try:
+        summary = score_with_model(db, model_dir)
+    finally:
+        db.dispose()
+    return sum(rows for _, _, rows in summary.catalogues)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password (for the card)."""
+    from sqlalchemy.engine import make_url
+
+    from spectraldl.web.db import resolve_url
+
+    try:
+        return make_url(resolve_url(url)).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as given, never with a secret in it
+        return "(unparsable URL)"
