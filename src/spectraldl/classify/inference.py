@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl import __version__
+from spectraldl.core.errors import FileError
 from spectraldl.core.quality import Quality, flag_counts, flag_names_array
 from spectraldl.io.discovery import walk
 from spectraldl.io.predictions import (
@@ -49,7 +50,6 @@ from spectraldl.io.predictions import (
     write_predictions,
 )
 from spectraldl.jobs.files import (
-    FileError,
     FirstOfEachId,
     JobIOError,
     atomic_write,

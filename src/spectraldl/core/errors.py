@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -20,3 +22,20 @@ class SpectrumError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class FileError:
+    """An input that did not make it into the output, and why."""
+
+    path: str
+    reason: str
+
+
+def printable_path(path: str) -> str:
+    """``path`` as text that can be written anywhere: bytes that are not UTF-8 as ``\\xNN``.
+
+    File names are bytes; Python keeps the undecodable ones as lone surrogates,
+    which no UTF-8 file (an errors CSV, an HDF5 string) can hold.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

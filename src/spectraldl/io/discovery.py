@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spectraldl.core.errors import FileError, printable_path
 from spectraldl.io.archives.fitsfile import SPECTRUM_SUFFIXES, file_kind
-from spectraldl.jobs.files import FileError, printable_path
 
 
 def is_spectrum_name(name: str) -> bool:

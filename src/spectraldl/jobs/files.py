@@ -19,19 +19,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class FileError:
-    """An input that did not make it into the output, and why."""
-
-    path: str
-    reason: str
+from spectraldl.core.errors import FileError, printable_path
 
 
 class OutputBusy(RuntimeError):
@@ -44,15 +37,6 @@ class JobIOError(RuntimeError):
 
 class WorkerDied(RuntimeError):
     """A worker process died (killed, perhaps by the out-of-memory killer)."""
-
-
-def printable_path(path: str) -> str:
-    """``path`` as text that can be written anywhere: bytes that are not UTF-8 as ``\\xNN``.
-
-    File names are bytes; Python keeps the undecodable ones as lone surrogates,
-    which no UTF-8 file (an errors CSV, an HDF5 string) can hold.
-    """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def errors_csv_path(out: str | Path) -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from spectraldl.core.errors import SpectrumError
+from spectraldl.core.errors import FileError, SpectrumError
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.dataset import (
     META_COLUMNS,
@@ -40,7 +40,6 @@ from spectraldl.io.dataset import (
 from spectraldl.io.discovery import walk
 from spectraldl.io.labels import NO_LABEL, LabelList, LabelReport, read_labels
 from spectraldl.jobs.files import (
-    FileError,
     FirstOfEachId,
     JobIOError,
     WorkerDied,

@@ -22,13 +22,12 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, defer
 
-from spectraldl.core.errors import SpectrumError
+from spectraldl.core.errors import FileError, SpectrumError
 from spectraldl.core.quality import flag_names
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.dataset import Rows
 from spectraldl.io.discovery import is_spectrum_name
 from spectraldl.io.labels import CLASSES, label_code
-from spectraldl.jobs.files import FileError
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.web.db import Database, begin_write
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, VetDecision, utcnow
