@@ -117,7 +117,8 @@ def bench_dataset(
     model_dirs: dict[str, Path], x: np.ndarray, dataset: Path, dataset_rows: int, work: Path
 ) -> list[dict[str, Any]]:
     """Section 1: spectra/s from a dataset on CPU, against a plain fp32 loop."""
-    from spectraldl.classify.inference import Predictor, classify, cpu_has_native_bf16
+    from spectraldl.classify.predictor import Predictor, cpu_has_native_bf16
+    from spectraldl.classify.run import classify
     from spectraldl.ml.modelcard import load_model
 
     rows: list[dict[str, Any]] = []
@@ -187,7 +188,8 @@ def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any) -> float:
     """Start the backend's workers (imports, model load) on a few files; returns seconds."""
     import shutil
 
-    from spectraldl.classify.inference import classify, iter_fits_files
+    from spectraldl.classify.plan import iter_fits_files
+    from spectraldl.classify.run import classify
 
     warm = work / "warm-tree"
     if not warm.exists():
@@ -202,7 +204,9 @@ def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any) -> float:
 
 def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[list, list]:
     """Section 2: FITS tree end to end, 1 and 2 local workers, and where the time goes."""
-    from spectraldl.classify.inference import Predictor, classify, iter_fits_files
+    from spectraldl.classify.plan import iter_fits_files
+    from spectraldl.classify.predictor import Predictor
+    from spectraldl.classify.run import classify
     from spectraldl.io.archives import read_spectrum
     from spectraldl.io.archives.fitsfile import FitsFile
     from spectraldl.jobs.backends import open_backend
@@ -283,7 +287,7 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
 
 def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[dict[str, Any]]:
     """Section 3: Dask LocalCluster with 2 workers against 1."""
-    from spectraldl.classify.inference import classify
+    from spectraldl.classify.run import classify
     from spectraldl.jobs.backends import open_backend
 
     rows = []
@@ -314,7 +318,7 @@ def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[di
 
 def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[dict[str, Any]]:
     """Section 4: spectra/s on a CUDA GPU from in-memory dataset rows."""
-    from spectraldl.classify.inference import Predictor
+    from spectraldl.classify.predictor import Predictor
     from spectraldl.ml.modelcard import load_model
 
     rows = []
@@ -396,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from spectraldl.classify.inference import cpu_has_native_bf16
+    from spectraldl.classify.predictor import cpu_has_native_bf16
     from spectraldl.io.bundled import bundled_files
     from spectraldl.io.dataset import append_rows, create_dataset
     from spectraldl.jobs.ingest import ingest, read_and_preprocess

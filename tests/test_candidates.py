@@ -26,7 +26,7 @@ from spectraldl.catalogue.crossmatch import (
     parse_designation,
     read_known,
 )
-from spectraldl.classify.inference import classify
+from spectraldl.classify.run import classify
 from spectraldl.cli import main
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.bundled import bundled_files

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spectraldl.classify.inference import plan_chunks
+from spectraldl.classify.plan import plan_chunks
 from spectraldl.io.discovery import discover, walk
 
 

@@ -22,16 +22,14 @@ import torch
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.classify.inference import (
+from spectraldl.classify.plan import ClassifyError, plan_chunks
+from spectraldl.classify.predictor import (
     CPU_BF16_ENV,
-    ClassifyError,
     Predictor,
-    classify,
     cpu_has_native_bf16,
-    parts_dir,
-    plan_chunks,
     predictions_frame,
 )
+from spectraldl.classify.run import classify, parts_dir
 from spectraldl.cli import main
 from spectraldl.core.quality import Quality, flag_names
 from spectraldl.io.bundled import bundled_files, replicate_real_tree
@@ -172,7 +170,7 @@ def test_int8_agrees_with_fp32_and_is_the_same_in_every_process(model_dir: Path)
     again, _ = Predictor(model, precision="int8")(rows.X)
     assert np.array_equal(again, p8)
     with pytest.raises(ValueError, match="int8"):
-        from spectraldl.classify.inference import resolve_precision
+        from spectraldl.classify.predictor import resolve_precision
 
         resolve_precision("int8", torch.device("cuda"))
 

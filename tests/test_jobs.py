@@ -21,7 +21,7 @@ import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.classify.inference import classify, parts_dir
+from spectraldl.classify.run import classify, parts_dir
 from spectraldl.cli import main
 from spectraldl.io.bundled import bundled_files, replicate_real_tree
 from spectraldl.io.dataset import read_dataset

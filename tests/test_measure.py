@@ -305,7 +305,7 @@ def real_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Predictions of the tiny test model on the bundled real labelled spectra, read as files."""
     from classify_helpers import trained_model
 
-    from spectraldl.classify.inference import classify
+    from spectraldl.classify.run import classify
 
     folder = tmp_path_factory.mktemp("measure")
     model = trained_model(folder)

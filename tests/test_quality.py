@@ -11,7 +11,7 @@ from astropy.io import fits
 from classify_helpers import trained_model
 
 from spectraldl.catalogue.candidates import Selection
-from spectraldl.classify.inference import classify
+from spectraldl.classify.run import classify
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.quality import UNUSABLE, Quality
 from spectraldl.io.archives import read_spectrum

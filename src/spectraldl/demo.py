@@ -282,7 +282,7 @@ def _train(run: DemoRun) -> str:
 
 
 def _classify(run: DemoRun) -> str:
-    from spectraldl.classify.inference import classify
+    from spectraldl.classify.run import classify
     from spectraldl.jobs.backends import open_backend
 
     with open_backend("local", workers=run.workers) as backend, run.progress("classify") as update:
@@ -322,7 +322,7 @@ def _checks(run: DemoRun) -> str:
     import pandas as pd
 
     from spectraldl.analysis.realchecks import real_spectra_checks
-    from spectraldl.jobs.files import atomic_write
+    from spectraldl.core.atomic import atomic_write
 
     checks = real_spectra_checks(run.out / "model", workers=run.workers)
     catalogue = pd.read_csv(run.out / "candidates.csv", dtype=str, keep_default_na=False)

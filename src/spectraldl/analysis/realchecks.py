@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from spectraldl.catalogue.candidates import Selection
-from spectraldl.classify.inference import classify
+from spectraldl.classify.run import classify
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import read_predictions
 

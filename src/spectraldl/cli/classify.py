@@ -113,7 +113,8 @@ def classify_command(
       spectraldl classify /data/lamost/dr1/ -o dr1.parquet -j 8
       spectraldl classify demo-run/model dataset.h5 -o predictions.parquet --device cuda
     """
-    from spectraldl.classify.inference import ClassifyError, classify
+    from spectraldl.classify.plan import ClassifyError
+    from spectraldl.classify.run import classify
     from spectraldl.io.dataset import DatasetError
     from spectraldl.jobs.backends import open_backend
     from spectraldl.ml.modelcard import ModelDirError, ModelMismatch

@@ -1,7 +1,7 @@
 """What every resumable job shares: bad-file records, the errors file, atomic writes,
 one run per output at a time, workers that die with their parent, and clear I/O failures.
 
-`spectraldl.jobs.ingest` and `spectraldl.classify.inference` (classify) both cut their inputs into
+`spectraldl.jobs.ingest` and `spectraldl.classify.run` (classify) both cut their inputs into
 chunks committed one by one under ``OUT.parts/``; the pieces here are the parts of
 that protocol that must behave the same in both.
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError, printable_path
 
 
@@ -47,24 +48,6 @@ def errors_csv_path(out: str | Path) -> Path:
     """
     out = Path(out)
     return out.with_name(out.name + ".errors.csv")
-
-
-@contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
-
-    Readers see the old file or the complete new one, never a part. On any
-    error the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_errors_csv(path: str | Path, errors: Sequence[FileError]) -> None:

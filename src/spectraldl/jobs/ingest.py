@@ -1,9 +1,11 @@
 """Many spectrum files to one dataset: parallel, resumable, bad files logged.
 
-The file list is cut into fixed chunks. Each chunk is one repeatable task: a
-worker process reads and preprocesses its files and writes a shard (a small
-dataset) to ``OUT.parts/`` under a temporary name, renamed when complete. A
-killed run leaves finished shards behind; the same command again skips them.
+The file list is cut into fixed chunks. Each chunk is one repeatable task on
+the job engine (`spectraldl.jobs.engine`): a worker (a local process or a
+Dask worker) reads and preprocesses its files, and the rows come back to be
+written as a shard (a small dataset) in ``OUT.parts/`` under a temporary
+name, renamed when complete. A killed run leaves finished shards behind; the
+same command again skips them.
 When all shards exist they are merged in chunk order into ``OUT`` (again via
 a temporary file and a rename), so one worker and many give the same file,
 and nothing already in ``OUT`` is lost or duplicated.
@@ -12,20 +14,20 @@ and nothing already in ``OUT`` is lost or duplicated.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError, SpectrumError
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.dataset import (
@@ -39,21 +41,18 @@ from spectraldl.io.dataset import (
 )
 from spectraldl.io.discovery import walk
 from spectraldl.io.labels import NO_LABEL, LabelList, LabelReport, read_labels
+from spectraldl.jobs.backends import Backend, SerialBackend, open_backend
+from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
 from spectraldl.jobs.files import (
     FirstOfEachId,
     JobIOError,
-    WorkerDied,
-    atomic_write,
-    describe_dead_worker,
     describe_os_error,
-    die_with_parent,
     errors_csv_path,
     inputs_fingerprint,
     is_output_error,
     output_lock,
     write_errors_csv,
 )
-from spectraldl.jobs.processes import pool_context
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 
 CHUNK_FILES = 256
@@ -192,48 +191,39 @@ def read_and_preprocess(
 
 # --- shards -----------------------------------------------------------------------------
 
-_worker_state: dict[str, object] = {}
 
-
-def _init_worker(
-    config: PreprocessConfig, labels: LabelList | None, origin: str, parent: int | None = None
-) -> None:
-    if parent is not None:
-        die_with_parent(parent)
-    _worker_state.update(config=config, labels=labels, origin=origin)
-
-
-def _shard_path(parts: Path, index: int, files: Sequence[str]) -> Path:
+def _shard_name(index: int, files: Sequence[str]) -> str:
     """A chunk's shard, named after its files' sizes and times: a changed file, a new shard."""
-    return parts / f"chunk-{index:07d}-{inputs_fingerprint(files)}.h5"
+    return f"chunk-{index:07d}-{inputs_fingerprint(files)}.h5"
 
 
-def _write_shard(path: Path, rows: Rows, errors: list[FileError], config: PreprocessConfig) -> None:
-    with atomic_write(path) as tmp:
-        # Chunks of one shard's height: temporary space stays about the size of the data.
-        create_dataset(tmp, config=config, chunk_rows=max(1, min(len(rows), CHUNK_FILES)))
-        append_rows(tmp, rows)
-        with h5py.File(tmp, "r+") as h5:
-            string = h5py.string_dtype("utf-8")
-            group = h5.create_group("errors")
-            for name in ("path", "reason"):
-                values = np.array([getattr(e, name) for e in errors], dtype=object)
-                group.create_dataset(name, data=values, dtype=string)
+@dataclass(frozen=True)
+class ChunkSettings:
+    """What reading a chunk needs besides its files (sent with every task)."""
+
+    config: PreprocessConfig
+    labels: LabelList | None
+    origin: str
 
 
-def _run_chunk(index: int, files: list[str], parts: str) -> tuple[int, int, int]:
-    config = _worker_state["config"]
-    labels = _worker_state["labels"]
-    origin = _worker_state["origin"]
-    assert isinstance(config, PreprocessConfig)
-    rows, errors = read_and_preprocess(
-        files,
-        config=config,
-        labels=labels if isinstance(labels, LabelList) else None,
-        origin=str(origin),
+def read_chunk(files: list[str], settings: ChunkSettings) -> tuple[Rows, list[FileError]]:
+    """The task of one shard: read and preprocess its files (`read_and_preprocess`)."""
+    return read_and_preprocess(
+        files, config=settings.config, labels=settings.labels, origin=settings.origin
     )
-    _write_shard(_shard_path(Path(parts), index, files), rows, errors, config)
-    return index, len(rows), len(errors)
+
+
+def _write_shard(path: Path, chunk: tuple[Rows, list[FileError]], config: PreprocessConfig) -> None:
+    rows, errors = chunk
+    # Chunks of one shard's height: temporary space stays about the size of the data.
+    create_dataset(path, config=config, chunk_rows=max(1, min(len(rows), CHUNK_FILES)))
+    append_rows(path, rows)
+    with h5py.File(path, "r+") as h5:
+        string = h5py.string_dtype("utf-8")
+        group = h5.create_group("errors")
+        for name in ("path", "reason"):
+            values = np.array([getattr(e, name) for e in errors], dtype=object)
+            group.create_dataset(name, data=values, dtype=string)
 
 
 def _read_shard_errors(path: Path) -> list[FileError]:
@@ -251,12 +241,38 @@ def _digest(items: Iterable[str]) -> str:
     return sha.hexdigest()
 
 
+def _check_existing(out: Path, config: PreprocessConfig) -> None:
+    """Refuse to append to a dataset made with other preprocessing."""
+    if out.exists():
+        existing = dataset_info(out).config
+        if existing != config:
+            raise IngestFailed(
+                f"{out} was made with other preprocessing ({existing.to_dict()}); "
+                "write to a new file instead"
+            )
+
+
+def _manifest(
+    files: Sequence[str], config: PreprocessConfig, labels_csv: str | Path | None, origin: str
+) -> dict[str, Any]:
+    """What a resumed run must match: the files, the settings and the labels' text."""
+    return {
+        "files": _digest(files),
+        "n_files": len(files),
+        "config": config.to_dict(),
+        "labels": None if labels_csv is None else _digest([Path(labels_csv).read_text("utf-8")]),
+        "origin": origin,
+        "chunk_files": CHUNK_FILES,
+    }
+
+
 def ingest(
     paths: Sequence[str | Path],
     out: str | Path,
     *,
     labels_csv: str | Path | None = None,
     workers: int = 1,
+    backend: Backend | None = None,
     strict: bool = False,
     config: PreprocessConfig | None = None,
     origin: str = "real",
@@ -274,7 +290,11 @@ def ingest(
     labels_csv
         Optional ``id,label`` CSV (see `spectraldl.io.labels.read_labels`).
     workers
-        Worker processes; 1 runs in this process. The result does not depend on it.
+        Worker processes when no ``backend`` is given; 1 runs in this process.
+        The result does not depend on it.
+    backend
+        Where the chunks run (`spectraldl.jobs.backends.open_backend`: local
+        processes or Dask); the result does not depend on it.
     strict
         Raise `IngestFailed` if any file is bad (nothing is merged into ``out``).
     config
@@ -297,46 +317,19 @@ def ingest(
     labels = read_labels(labels_csv) if labels_csv is not None else None
     if strict and labels is not None and labels.conflicts:
         raise IngestFailed(f"--strict: {labels.matcher().report().line()}")
-    if out.exists():
-        existing = dataset_info(out).config
-        if existing != config:
-            raise IngestFailed(
-                f"{out} was made with other preprocessing ({existing.to_dict()}); "
-                "write to a new file instead"
-            )
+    _check_existing(out, config)
     found = walk(paths)
     files = list(found)
     unread = list(found.bad)
-    parts = out.with_name(out.name + ".parts")
-    manifest = {
-        "files": _digest(files),
-        "n_files": len(files),
-        "config": config.to_dict(),
-        "labels": None if labels_csv is None else _digest([Path(labels_csv).read_text("utf-8")]),
-        "origin": origin,
-        "chunk_files": CHUNK_FILES,
-    }
-    chunks = [files[i : i + CHUNK_FILES] for i in range(0, len(files), CHUNK_FILES)]
+    manifest = _manifest(files, config, labels_csv, origin)
+    settings = ChunkSettings(config, labels, origin)
     try:
-        with output_lock(out):
-            _prepare_parts(parts, manifest, out)
-            shards = [_shard_path(parts, i, chunk) for i, chunk in enumerate(chunks)]
-            _drop_stale_shards(parts, shards)
-            todo = [i for i, shard in enumerate(shards) if not shard.exists()]
-            done = len(files) - sum(len(chunks[i]) for i in todo)
-
-            def advance(i: int) -> None:
-                nonlocal done
-                done += len(chunks[i])
-                if progress:
-                    progress(done, len(files))
-
-            if progress:
-                progress(done, len(files))
-            state = (config, labels, origin)
-            _run_chunks(todo, chunks, parts, state, workers=workers, advance=advance)
+        with output_lock(out), ExitStack() as stack:
+            if backend is None:
+                backend = stack.enter_context(open_backend("local", workers=workers))
+            shards = _run(files, out, manifest, settings, backend, progress)
             summary = _merge(
-                parts,
+                PartsFolder(out),
                 out,
                 shards,
                 config,
@@ -353,79 +346,56 @@ def ingest(
     return summary
 
 
-def _drop_stale_shards(parts: Path, shards: Sequence[Path]) -> None:
-    """Remove shards of files that changed since they were read, and unfinished temporaries."""
-    keep = {shard.name for shard in shards} | {"manifest.json"}
-    for path in parts.iterdir():
-        if path.name not in keep:
-            path.unlink()
-
-
-def _run_chunks(
-    todo: Sequence[int],
-    chunks: Sequence[list[str]],
-    parts: Path,
-    state: tuple[PreprocessConfig, LabelList | None, str],
-    *,
-    workers: int,
-    advance: Callable[[int], None],
-) -> None:
-    """Write the shards of the chunks in ``todo``: here, or in worker processes."""
-    if workers <= 1 or len(todo) <= 1:
-        _init_worker(*state)
-        for i in todo:
-            _run_chunk(i, chunks[i], str(parts))
-            advance(i)
-        return
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=pool_context(),
-        initializer=_init_worker,
-        initargs=(*state, os.getpid()),
+def _run(
+    files: Sequence[str],
+    out: Path,
+    manifest: dict[str, Any],
+    settings: ChunkSettings,
+    backend: Backend,
+    progress: Callable[[int, int], None] | None,
+) -> list[Path]:
+    """Write the shard of every chunk not written yet (on ``backend``): all shards, in order."""
+    parts = PartsFolder(out)
+    conflict = IngestFailed(
+        f"{parts.path} holds an unfinished ingest of other inputs or settings; "
+        "re-run that command to finish it, or delete the folder to start over"
     )
-    try:
-        futures = {pool.submit(_run_chunk, i, chunks[i], str(parts)): i for i in todo}
-        for future in as_completed(futures):
-            future.result()
-            advance(futures[future])
-    except BrokenProcessPool as exc:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise WorkerDied(describe_dead_worker(exc)) from None
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    parts.prepare(manifest, merged=partial(_merged_into, out), conflict=conflict)
+    chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
+    shards = [Shard(_shard_name(i, c), len(c), c) for i, c in enumerate(chunks)]
+    parts.keep_only(shard.name for shard in shards)
+    done = 0
+
+    def advance(size: int) -> None:
+        nonlocal done
+        done += size
+        if progress:
+            progress(done, len(files))
+
+    if progress:
+        progress(0, len(files))
+    if len(shards) <= 1:
+        backend = SerialBackend()
+    return run_shards(
+        shards,
+        partial(read_chunk, settings=settings),
+        partial(_write_shard, config=settings.config),
+        parts=parts,
+        backend=backend,
+        progress=advance,
+    ).paths
 
 
-def _merged_into(parts: Path, out: Path) -> bool:
-    """True when ``out`` is the result of merging ``parts`` (its run id is the marker's)."""
-    marker = parts / "merged"
-    if not (marker.exists() and out.exists()):
+def _merged_into(out: Path, marker: str) -> bool:
+    """True when ``out`` is the result of merging the parts the marker names (its run id)."""
+    if not out.exists():
         return False
     with h5py.File(out, "r") as h5:
-        return str(h5.attrs.get("last_ingest", "")) == marker.read_text()
-
-
-def _prepare_parts(parts: Path, manifest: dict, out: Path) -> None:
-    manifest_path = parts / "manifest.json"
-    if parts.exists():
-        if _merged_into(parts, out):
-            # Killed after the final rename: the merge is complete, only clean-up is left.
-            shutil.rmtree(parts)
-        elif manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
-            return
-        else:
-            raise IngestFailed(
-                f"{parts} holds an unfinished ingest of other inputs or settings; "
-                "re-run that command to finish it, or delete the folder to start over"
-            )
-    parts.mkdir(parents=True)
-    with atomic_write(manifest_path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+        return str(h5.attrs.get("last_ingest", "")) == marker
 
 
 def _merge(
-    parts: Path,
+    parts: PartsFolder,
     out: Path,
     shards: Sequence[Path],
     config: PreprocessConfig,
@@ -464,8 +434,8 @@ def _merge(
         with h5py.File(tmp, "r+") as h5:
             h5.attrs["last_ingest"] = run
         write_errors_csv(errors_csv, errors)
-        (parts / "merged").write_text(run)
-    shutil.rmtree(parts)
+        parts.mark_merged(run)
+    parts.remove()
     return IngestSummary(
         out=out,
         files=files,

@@ -659,7 +659,7 @@ def score_with_model(
     learning) and can be vetted like any other. Spectra whose vector grid
     differs from the model's are left out (counted as errors).
     """
-    from spectraldl.classify.inference import Predictor, predictions_frame
+    from spectraldl.classify.predictor import Predictor, predictions_frame
     from spectraldl.ml.modelcard import load_model
 
     model = load_model(model_dir, device=device)

@@ -1,0 +1,210 @@
+"""Classify's plan: the inputs (datasets, FITS files and trees) cut into fixed, repeatable chunks.
+
+A chunk is a range of dataset rows or a list of files; its committed part is
+named after its files' sizes and times, so a changed file is classified again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from spectraldl.core.errors import FileError
+from spectraldl.io.dataset import DatasetError, dataset_info, is_dataset
+from spectraldl.io.discovery import walk
+from spectraldl.jobs.files import (
+    inputs_fingerprint,
+)
+
+CHUNK_FILES = 512
+"""FITS files per chunk: fixed for a run (recorded), so a resumed run cuts the list the same way."""
+CHUNK_ROWS = 32768
+"""Dataset rows per chunk."""
+
+
+class ClassifyError(RuntimeError):
+    """Classification cannot start or go on; the message says what to do."""
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One repeatable task: a list of FITS files, or a row range of a dataset."""
+
+    index: int
+    files: tuple[str, ...] = ()
+    dataset: str = ""
+    start: int = 0
+    stop: int = 0
+
+    @property
+    def size(self) -> int:
+        """Inputs in the chunk (files or rows)."""
+        return len(self.files) if self.dataset == "" else self.stop - self.start
+
+    def part_name(self) -> str:
+        """The committed chunk's file name; a file that changed since gives another name."""
+        if self.dataset:
+            return f"chunk-{self.index:07d}.parquet"  # a changed dataset changes the plan
+        return f"chunk-{self.index:07d}-{inputs_fingerprint(self.files)}.parquet"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a dataset (its row count) or a FITS file or directory tree."""
+
+    path: str
+    dataset_rows: int = -1
+
+    @property
+    def is_dataset(self) -> bool:
+        """True for an HDF5 dataset."""
+        return self.dataset_rows >= 0
+
+
+def iter_fits_files(root: str, bad: list[FileError] | None = None) -> Iterator[str]:
+    """Absolute paths of the spectrum files under ``root`` (`spectraldl.io.discovery.walk`).
+
+    A generator: a release of millions of files is walked, never held in
+    memory (the file list of a run is never built; chunks are cut as it streams).
+    Entries that cannot be read (link loops, unreadable folders, FIFOs named
+    like spectra) are added to ``bad`` when the walk ends.
+    """
+    found = walk([os.path.abspath(root)])
+    yield from found
+    if bad is not None:
+        bad.extend(found.bad)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The inputs of a run, counted and fingerprinted; `iter_chunks` cuts them into chunks.
+
+    Only counts and a digest are kept, so planning a release of millions of
+    files takes constant memory; the chunks are produced by walking again.
+    """
+
+    sources: tuple[Source, ...]
+    chunk_files: int
+    chunk_rows: int
+    files: int
+    dataset_rows: int
+    chunks: int
+    digest: str
+    unread: tuple[FileError, ...] = ()
+    """Entries of the FITS trees that cannot be read (`spectraldl.io.discovery`), with reasons."""
+
+    @property
+    def datasets(self) -> list[str]:
+        """The dataset sources."""
+        return [s.path for s in self.sources if s.is_dataset]
+
+    @property
+    def inputs(self) -> int:
+        """Files plus dataset rows."""
+        return self.files + self.dataset_rows
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        """Yield the chunks in order (deterministic: same inputs, same chunks).
+
+        Raises `ClassifyError` when the FITS trees changed since planning.
+        """
+        index = 0
+        files = 0
+        pending: list[str] = []
+        for source in self.sources:
+            if source.is_dataset:
+                if pending:
+                    yield Chunk(index=index, files=tuple(pending))
+                    index, pending = index + 1, []
+                for start in range(0, source.dataset_rows, self.chunk_rows):
+                    stop = min(start + self.chunk_rows, source.dataset_rows)
+                    yield Chunk(index=index, dataset=source.path, start=start, stop=stop)
+                    index += 1
+                continue
+            for path in iter_fits_files(source.path):
+                pending.append(path)
+                files += 1
+                if len(pending) == self.chunk_files:
+                    yield Chunk(index=index, files=tuple(pending))
+                    index, pending = index + 1, []
+        if pending:
+            yield Chunk(index=index, files=tuple(pending))
+            index += 1
+        if files != self.files or index != self.chunks:
+            raise ClassifyError(
+                f"the input trees changed during the run ({self.files} files when planned, "
+                f"{files} now); run the command again"
+            )
+
+
+def _nested(path: str, roots: Sequence[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def plan_chunks(
+    sources: Sequence[str | Path], *, chunk_files: int = CHUNK_FILES, chunk_rows: int = CHUNK_ROWS
+) -> Plan:
+    """Count and fingerprint ``sources`` (datasets, FITS files, directories) for chunking.
+
+    A ``.h5``/``.hdf5`` source must be a spectraldl dataset; anything else is
+    walked for spectrum files (`spectraldl.io.discovery`, as ingest). Paths
+    are made absolute, so that workers on other machines find the same files.
+    A source given twice, or inside a directory given before it, is read once.
+    Chunks follow the order of ``sources``: rows of a dataset, or files.
+    Raises `ClassifyError` for a missing source or an HDF5 file that is not a dataset.
+    """
+
+    if chunk_files < 1 or chunk_rows < 1:
+        raise ValueError("chunk sizes must be >= 1")
+    sha = hashlib.sha256(f"chunk_files={chunk_files};chunk_rows={chunk_rows}".encode())
+    planned: list[Source] = []
+    roots: list[str] = []
+    files = rows = chunks = 0
+    run = 0  # files since the last chunk boundary
+    unread: list[FileError] = []
+    for raw in sources:
+        path = os.path.abspath(raw)
+        if not os.path.lexists(path):
+            raise ClassifyError(f"{raw}: no such file or directory")
+        if _nested(path, roots):
+            continue
+        roots.append(os.path.realpath(path))
+        if os.path.isfile(path) and path.lower().endswith((".h5", ".hdf5")):
+            if not is_dataset(path):
+                raise ClassifyError(f"{raw}: not a spectraldl dataset (no format attribute)")
+            try:
+                info = dataset_info(path)
+            except DatasetError as exc:
+                raise ClassifyError(str(exc)) from None
+            stamp = f"{info.attrs.get('created', '')}/{info.attrs.get('last_ingest', '')}"
+            sha.update(f"dataset:{path}:{info.n_rows}:{stamp}\0".encode())
+            planned.append(Source(path, dataset_rows=info.n_rows))
+            chunks += (run > 0) + -(-info.n_rows // chunk_rows)
+            run = 0
+            rows += info.n_rows
+            continue
+        planned.append(Source(path))
+        for found in iter_fits_files(path, unread):
+            sha.update(found.encode("utf-8", "surrogateescape") + b"\0")
+            files += 1
+            run += 1
+            if run == chunk_files:
+                chunks, run = chunks + 1, 0
+    chunks += run > 0
+    return Plan(
+        sources=tuple(planned),
+        chunk_files=chunk_files,
+        chunk_rows=chunk_rows,
+        files=files,
+        dataset_rows=rows,
+        chunks=chunks,
+        digest=sha.hexdigest(),
+        unread=tuple(unread),
+    )

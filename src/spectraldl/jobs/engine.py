@@ -1,0 +1,148 @@
+"""The one resumable-job engine: shards of work run on a backend and committed one by one.
+
+A job (ingest, classify) cuts its inputs into shards. A shard is one
+repeatable task: a picklable function of picklable arguments, run in this
+process, in local worker processes or on a Dask cluster (`backends`). Its
+result comes back to this process and is committed to ``OUT.parts/NAME``
+through `atomic_write`, so a part is complete or absent, never half written.
+Part names carry a fingerprint of their inputs (sizes and times of the
+files), so a changed input gives a new name and is done again.
+
+``OUT.parts/`` also holds the run's manifest (the inputs and settings a
+resumed run must match) and, between the final rename of ``OUT`` and the
+removal of the folder, a ``merged`` marker: a run killed there (even by
+kill -9) is complete, and the next one only cleans up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from spectraldl.core.atomic import atomic_write
+from spectraldl.jobs.backends import Backend
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MANIFEST = "manifest.json"
+MERGED = "merged"
+
+
+@dataclass(frozen=True)
+class Shard(Generic[T]):
+    """One unit of work: the part it commits, how many inputs it covers, and its task."""
+
+    name: str
+    size: int
+    task: T
+
+
+@dataclass
+class ShardsDone:
+    """Every shard's part, in shard order, and how many were already committed before this run."""
+
+    paths: list[Path] = field(default_factory=list)
+    resumed: int = 0
+
+
+class PartsFolder:
+    """``OUT.parts/``: the committed parts of one run of a job, its manifest and its marker."""
+
+    def __init__(self, out: str | Path) -> None:
+        out = Path(out)
+        self.path = out.with_name(out.name + ".parts")
+
+    def prepare(
+        self,
+        manifest: dict[str, Any],
+        *,
+        merged: Callable[[str], bool],
+        conflict: Exception | None,
+    ) -> None:
+        """Make the folder ready to resume or start a run of ``manifest``.
+
+        ``merged(marker)`` says whether the output is the complete result the
+        marker names (the folder is then removed). Parts of another run raise
+        ``conflict``, or are removed when it is None (the caller's overwrite).
+        """
+        marker = self.path / MERGED
+        if marker.exists() and merged(marker.read_text()):
+            shutil.rmtree(self.path)
+        manifest_path = self.path / MANIFEST
+        if self.path.exists():
+            if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
+                return
+            if conflict is not None:
+                raise conflict
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        with atomic_write(manifest_path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+
+    def keep_only(self, names: Iterable[str]) -> None:
+        """Remove parts not in ``names`` (of inputs changed since) and unfinished temporaries."""
+        keep = {*names, MANIFEST}
+        for path in self.path.iterdir():
+            if path.name not in keep:
+                path.unlink()
+
+    def mark_merged(self, marker: str) -> None:
+        """Record that the output holding ``marker`` is (or is about to be) the complete result."""
+        if self.path.exists():
+            (self.path / MERGED).write_text(marker)
+
+    def remove(self) -> None:
+        """Remove the folder once the output is complete."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:
+    index, task = item
+    return index, work(task)
+
+
+def run_shards(
+    shards: Iterable[Shard[T]],
+    work: Callable[[T], R],
+    commit: Callable[[Path, R], None],
+    *,
+    parts: PartsFolder,
+    backend: Backend,
+    progress: Callable[[int], None] | None = None,
+) -> ShardsDone:
+    """Run every shard whose part is not committed yet and commit its result.
+
+    ``work(task)`` runs where the backend puts it; ``commit(tmp, result)``
+    writes the part here, to a temporary path renamed when it returns.
+    ``progress`` gets the inputs covered by each shard as it is skipped or
+    committed. Shards are read lazily, so a plan of millions of files is
+    never all in memory with its results.
+    """
+    done = ShardsDone()
+    sizes: dict[int, int] = {}
+
+    def todo() -> Iterator[tuple[int, T]]:
+        for shard in shards:
+            index = len(done.paths)
+            done.paths.append(parts.path / shard.name)
+            if done.paths[-1].exists():
+                done.resumed += 1
+                if progress:
+                    progress(shard.size)
+                continue
+            sizes[index] = shard.size
+            yield index, shard.task
+
+    for index, result in backend.run(partial(_numbered, work), todo()):
+        with atomic_write(done.paths[index]) as tmp:
+            commit(tmp, result)
+        size = sizes.pop(index)
+        if progress:
+            progress(size)
+    return done
