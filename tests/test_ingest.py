@@ -129,6 +129,28 @@ def test_one_and_two_workers_give_identical_datasets(tmp_path) -> None:
     ).read_text()
 
 
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_dataset_of_a_local_run(tmp_path) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)
+    labels = real_labels_csv()
+    ingest([tree], tmp_path / "local.h5", labels_csv=labels, workers=1)
+    args = ["ingest", str(tree), "-o", str(tmp_path / "dask.h5"), "--labels", str(labels)]
+    result = CliRunner().invoke(main, [*args, "--scheduler", "dask-local", "-j", "2"])
+    assert result.exit_code == 0, result.output
+    local, dask = read_dataset(tmp_path / "local.h5"), read_dataset(tmp_path / "dask.h5")
+    assert len(local.ids) > 500
+    assert list(local.ids) == list(dask.ids)
+    assert np.array_equal(local.X, dask.X) and np.array_equal(local.labels, dask.labels)
+    assert np.array_equal(local.quality, dask.quality)
+    for key, values in local.meta.items():
+        floats = values.dtype.kind == "f"
+        assert np.array_equal(values, dask.meta[key], equal_nan=floats), key
+    assert (tmp_path / "local.h5.errors.csv").read_text() == (
+        tmp_path / "dask.h5.errors.csv"
+    ).read_text()
+
+
 def test_append_skips_ids_already_present(tmp_path) -> None:
     files = [f.path for f in bundled_files(archive="ondrejov")]
     out = tmp_path / "o.h5"

@@ -23,6 +23,17 @@ def workers_option(help_text: str) -> Callable[[Any], Any]:
     )
 
 
+def scheduler_option() -> Callable[[Any], Any]:
+    """``--scheduler``: where a job's chunks run (`spectraldl.jobs.backends.open_backend`)."""
+    return click.option(
+        "--scheduler",
+        default="local",
+        show_default=True,
+        help="local, dask-local (starts a Dask LocalCluster) or tcp://HOST:PORT (joins a "
+        "running Dask scheduler).",
+    )
+
+
 @contextmanager
 def job_errors() -> Iterator[None]:
     """Turn the failures of a resumable job into one line for people, exit status 1.

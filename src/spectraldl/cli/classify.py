@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import job_errors, workers_option
+from spectraldl.cli._options import job_errors, scheduler_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -66,13 +66,7 @@ from spectraldl.cli._progress import progress_bar
 @click.option(
     "--chunk-rows", default=32768, show_default=True, help="Dataset rows per committed chunk."
 )
-@click.option(
-    "--scheduler",
-    default="local",
-    show_default=True,
-    help="local, dask-local (starts a Dask LocalCluster) or tcp://HOST:PORT (joins a "
-    "running Dask scheduler).",
-)
+@scheduler_option()
 @click.option(
     "--overwrite",
     is_flag=True,

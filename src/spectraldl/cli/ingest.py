@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import job_errors, workers_option
+from spectraldl.cli._options import job_errors, scheduler_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -26,6 +26,7 @@ from spectraldl.cli._progress import progress_bar
     help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3).",
 )
 @workers_option("Worker processes (the result does not depend on it).")
+@scheduler_option()
 @click.option(
     "--strict",
     is_flag=True,
@@ -44,6 +45,7 @@ def ingest_command(
     out: Path,
     labels_csv: Path | None,
     workers: int,
+    scheduler: str,
     strict: bool,
     origin: str,
 ) -> None:
@@ -56,25 +58,33 @@ def ingest_command(
     kill -9) resumes where it stopped when the same command is given again; a
     file changed since it was read is read again.
 
+    With --scheduler the chunks run on a Dask cluster (the workers must see
+    the files at the same paths); the dataset is the same file.
+
     \b
     Example:
       spectraldl ingest ondrejov/ -o training.h5 --labels labels.csv -j 4
     """
     from spectraldl.io.dataset import DatasetError
     from spectraldl.io.labels import LabelError
+    from spectraldl.jobs.backends import open_backend
     from spectraldl.jobs.ingest import IngestFailed, ingest
 
     try:
-        with job_errors(), progress_bar("ingest") as update:
+        with (
+            job_errors(),
+            open_backend(scheduler, workers=workers) as backend,
+            progress_bar("ingest") as update,
+        ):
             summary = ingest(
                 paths,
                 out,
                 labels_csv=labels_csv,
-                workers=workers,
+                backend=backend,
                 strict=strict,
                 origin=origin,
                 progress=update,
             )
-    except (IngestFailed, LabelError, DatasetError, FileNotFoundError) as exc:
+    except (IngestFailed, LabelError, DatasetError, FileNotFoundError, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(summary.line())
