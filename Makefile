@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.spectraldl-installed
 DEMO_OUT ?= demo-run
 
-.PHONY: demo test lint docs system-deps clean
+.PHONY: demo test test-fast lint docs system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,14 +23,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The tests not marked slow or browser: under 3 minutes, for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not browser" -q
+
 # Regenerate the measured figures of README.md and docs/ from the benchmark JSON
 # (tests/test_docs.py fails when a page and its JSON disagree).
 docs: $(STAMP)
 	$(BIN)/python tools/docs.py
 
+# Style, size limits, the layers contract and types (docs/CONVENTIONS.md).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Debian packages the browser and PostgreSQL tests use (needs root or sudo).
 system-deps:

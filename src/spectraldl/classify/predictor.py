@@ -174,12 +174,13 @@ class Predictor:
             return
         size = min(self.batch_size, len(data))
         staging = [torch.empty((size, data.shape[1]), pin_memory=True) for _ in range(2)]
-        copied = [None, None]
+        copied: list[torch.cuda.Event | None] = [None, None]
         for i, start in enumerate(range(0, len(data), self.batch_size)):
             chunk = data[start : start + self.batch_size]
             buffer = staging[i % 2]
-            if copied[i % 2] is not None:
-                copied[i % 2].synchronize()
+            previous = copied[i % 2]
+            if previous is not None:
+                previous.synchronize()
             buffer[: len(chunk)].copy_(chunk)
             batch = buffer[: len(chunk)].to(self.device, non_blocking=True)
             event = torch.cuda.Event()
