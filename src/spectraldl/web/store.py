@@ -581,10 +581,11 @@ def search_spectra(
 
 # --- vetting --------------------------------------------------------------------------------
 
-VetOrder = Literal["probability", "novelty", "uncertainty", "sample"]
-VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty", "sample")
+VetOrder = Literal["probability", "novelty", "uncertainty", "sample", "similarity"]
+VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty", "sample", "similarity")
 """Vetting orders; ``sample`` is a seeded random sample stratified by class and probability
-bin (`sample_order`), for an unbiased precision estimate."""
+bin (`sample_order`), for an unbiased precision estimate; ``similarity`` the grid view's
+order of similar spectra (`spectraldl.web.similarity`, computed before it is asked for)."""
 
 
 def sample_order(rows: Iterable[tuple[int, str, float | None]], *, seed: int = 0) -> list[int]:
@@ -780,7 +781,8 @@ def vet_queue(
 
     ``order``: ``probability`` (of the predicted class, highest first),
     ``novelty`` (most novel first), ``uncertainty`` (highest entropy first) or
-    ``sample`` (`sample_order` with ``seed``: a stratified random sample).
+    ``sample`` (`sample_order` with ``seed``: a stratified random sample) or
+    ``similarity`` (the stored ``similarity_rank``, rows without one last).
     ``classes`` filters by predicted class (None: every row).
     """
     if order not in VET_ORDERS:
@@ -802,12 +804,16 @@ def vet_queue(
         wanted = {int(i) for i in session.scalars(query)}
         ordered_ids = [i for i in sample_order(session.execute(everyone), seed=seed) if i in wanted]
         return ordered_ids[: max(1, min(limit, 500))], len(wanted)
-    column = {
-        "probability": Prediction.probability,
-        "novelty": Prediction.novelty,
-        "uncertainty": Prediction.entropy,
-    }[order]
-    ordered = query.order_by(column.is_(None), column.desc(), Prediction.row_index)
+    if order == "similarity":
+        rank = Prediction.similarity_rank
+        ordered = query.order_by(rank.is_(None), rank, Prediction.row_index)
+    else:
+        column = {
+            "probability": Prediction.probability,
+            "novelty": Prediction.novelty,
+            "uncertainty": Prediction.entropy,
+        }[order]
+        ordered = query.order_by(column.is_(None), column.desc(), Prediction.row_index)
     ids = [int(i) for i in session.scalars(ordered.limit(max(1, min(limit, 500))))]
     remaining = session.scalar(select(func.count()).select_from(query.subquery()))
     return ids, int(remaining or 0)
