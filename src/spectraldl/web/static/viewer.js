@@ -436,5 +436,5 @@
     ];
   }
 
-  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts };
+  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts, lineMarkers };
 })(window);
