@@ -66,7 +66,7 @@ def similarity_order(vectors: np.ndarray, *, seed: int = RANDOM_STATE) -> np.nda
     components = min(PCA_COMPONENTS, n - 1, data.shape[1])
     scores = PCA(n_components=components, random_state=seed).fit_transform(data)
     k = min(n_clusters(n), len(np.unique(scores.round(9), axis=0)))
-    kmeans = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(scores)
+    kmeans = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(scores)
     position = np.empty(k, dtype=np.int64)
     position[cluster_path(kmeans.cluster_centers_)] = np.arange(k)
     return np.lexsort((np.arange(n), scores[:, 0], position[kmeans.labels_]))
