@@ -32,7 +32,7 @@ from spectraldl.web.auth import add_user
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import import_predictions, link_predictions, spectrum_row
 from spectraldl.web.models import Catalogue, Prediction, User, VetDecision
-from spectraldl.web.similarity import ensure_order, similarity_order
+from spectraldl.web.similarity import ensure_order, grid_page, similarity_order
 
 N_WITHOUT_SPECTRUM = 20
 """Catalogue rows whose spectrum is not stored (ranked last)."""
@@ -88,7 +88,7 @@ def ranked_idents(db: Database, catalogue: int) -> list[str]:
     with db.session() as session:
         query = (
             select(Prediction.ident)
-            .where(Prediction.catalogue_id == catalogue, Prediction.similarity_rank.is_not(None))
+            .where(Prediction.catalogue_id == catalogue, Prediction.spectrum_id.is_not(None))
             .order_by(Prediction.similarity_rank)
         )
         return list(session.scalars(query))
@@ -106,11 +106,11 @@ def test_similar_real_spectra_end_up_together(site: dict) -> None:
     assert changes == 1, sequence  # emission and absorption stars each contiguous
     with db.session() as session:
         ranks = session.scalars(
-            select(Prediction.similarity_rank).where(
-                Prediction.catalogue_id == catalogue, Prediction.spectrum_id.is_(None)
-            )
+            select(Prediction.similarity_rank)
+            .where(Prediction.catalogue_id == catalogue, Prediction.spectrum_id.is_(None))
+            .order_by(Prediction.row_index)
         )
-        assert set(ranks) == {None}
+        assert list(ranks) == list(range(len(groups), len(groups) + N_WITHOUT_SPECTRUM))
         assert session.get(Catalogue, catalogue).similarity_spectra == len(groups)
 
 
@@ -144,6 +144,27 @@ def test_a_new_stored_spectrum_recomputes_the_order(tmp_path: Path) -> None:
             session.commit()
             assert ensure_order(session, catalogue) is True
         assert len(ranked_idents(db, catalogue)) == len(groups) + 1
+    finally:
+        db.dispose()
+
+
+def test_a_catalogue_without_stored_spectra_keeps_its_rows_order(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'web.db'}")
+    try:
+        with db.session() as session:
+            alice = add_user(session, "alice", "alice-password")
+            session.commit()
+        write_predictions_file(tmp_path / "p.parquet", [f"far-{i}" for i in range(30)], seed=1)
+        catalogue = import_predictions(db, tmp_path / "p.parquet").catalogues[0][0]
+        with db.session() as session:
+            assert ensure_order(session, catalogue) is True
+            page = grid_page(session, user=alice, catalogue_id=catalogue, size=24, classes=None)
+            assert ensure_order(session, catalogue) is False
+        assert len(page["items"]) == 24 and page["remaining"] == 30
+        assert all(item["vector"] is None and item["ew_aa"] is None for item in page["items"])
+        with db.session() as session:
+            rows = session.scalars(select(Prediction.id).order_by(Prediction.row_index))
+            assert [item["id"] for item in page["items"]] == list(rows)[:24]
     finally:
         db.dispose()
 

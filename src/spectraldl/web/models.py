@@ -217,13 +217,19 @@ class Prediction(Base):
     ``entropy`` (normalised to 0-1) and ``margin`` (top two probabilities'
     difference) rank spectra for active learning; ``row`` keeps every column of
     the file so the vetted catalogue can be written back whole. ``similarity_rank``
-    is the row's place in the grid view's order of similar spectra (None without a
-    stored spectrum; `spectraldl.web.similarity`).
+    is the row's place in the grid view's order of similar spectra (None until it is
+    computed; `spectraldl.web.similarity`), indexed with the class so that a page of the
+    grid reads the index only.
     """
 
     __tablename__ = "predictions"
     __table_args__ = (
-        Index("ix_predictions_catalogue_similarity", "catalogue_id", "similarity_rank"),
+        Index(
+            "ix_predictions_catalogue_similarity",
+            "catalogue_id",
+            "similarity_rank",
+            "predicted_class",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

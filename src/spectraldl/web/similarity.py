@@ -7,8 +7,10 @@ PCA to `PCA_COMPONENTS` scores and clustered by k-means on them
 chained from the one with the lowest first-PC score to the nearest
 unvisited one each time, and the members of a cluster follow each other by
 their first-PC score. Both steps are seeded, so everyone sees the same order.
-The ranks are stored once per catalogue and recomputed only when the number of
-its rows with a stored spectrum changes (`ensure_order`).
+Rows without a stored spectrum follow, in the table's order. The ranks are
+stored once per catalogue and recomputed only when the number of its rows with
+a stored spectrum changes (`ensure_order`); an index on (catalogue, rank, class)
+makes a page of the grid an index scan that stops after the page.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def _with_spectrum(catalogue_id: int) -> Any:
 def ensure_order(session: Session, catalogue_id: int) -> bool:
     """Store the catalogue's similarity ranks unless they are current; True when computed.
 
-    Vectors of another length than most (another grid) are ranked after the rest.
+    Vectors of another length than most (another grid) are ranked after the rest, and
+    rows without a stored spectrum after those, in the table's order.
     """
     catalogue = session.get(Catalogue, catalogue_id)
     if catalogue is None:
@@ -99,14 +102,13 @@ def ensure_order(session: Session, catalogue_id: int) -> bool:
     common = max(set(lengths), key=lengths.count) if lengths else 0
     same = [(pid, x) for (pid, x), size in zip(rows, lengths, strict=True) if size == common]
     other = [pid for (pid, _), size in zip(rows, lengths, strict=True) if size != common]
-    vectors = np.array([np.frombuffer(x, dtype="<f4") for _, x in same]).reshape(len(same), -1)
-    ordered = [same[i][0] for i in similarity_order(vectors)] + other
-    session.execute(
-        update(Prediction)
+    vectors = np.array([np.frombuffer(x, dtype="<f4") for _, x in same] or np.zeros((0, 1)))
+    without = session.scalars(
+        select(Prediction.id)
         .where(Prediction.catalogue_id == catalogue_id, Prediction.spectrum_id.is_(None))
-        .values(similarity_rank=None)
-        .execution_options(synchronize_session=False)
+        .order_by(Prediction.row_index, Prediction.id)
     )
+    ordered = [same[i][0] for i in similarity_order(vectors)] + other + list(without)
     if ordered:
         session.execute(
             update(Prediction),

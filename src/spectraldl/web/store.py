@@ -784,7 +784,7 @@ def vet_queue(
     ``order``: ``probability`` (of the predicted class, highest first),
     ``novelty`` (most novel first), ``uncertainty`` (highest entropy first) or
     ``sample`` (`sample_order` with ``seed``: a stratified random sample) or
-    ``similarity`` (the stored ``similarity_rank``, rows without one last).
+    ``similarity`` (the stored ``similarity_rank``: `spectraldl.web.similarity`).
     ``classes`` filters by predicted class (None: every row).
     """
     if order not in VET_ORDERS:
@@ -807,8 +807,7 @@ def vet_queue(
         ordered_ids = [i for i in sample_order(session.execute(everyone), seed=seed) if i in wanted]
         return ordered_ids[: max(1, min(limit, 500))], len(wanted)
     if order == "similarity":
-        rank = Prediction.similarity_rank
-        ordered = query.order_by(rank.is_(None), rank, Prediction.row_index)
+        ordered = query.order_by(Prediction.similarity_rank, Prediction.id)
     else:
         column = {
             "probability": Prediction.probability,

@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_predictions_catalogue_similarity",
         "predictions",
-        ["catalogue_id", "similarity_rank"],
+        ["catalogue_id", "similarity_rank", "predicted_class"],
         unique=False,
     )
 
