@@ -107,6 +107,11 @@
     head.append(num, what, flip);
     const plot = svgEl("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none" });
     if (item.vector) plot.append(markers(item.vector, halpha), trace(item.vector, range));
+    else {
+      const note = svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "nospec" });
+      note.textContent = "no spectrum stored";
+      plot.append(note);
+    }
     const ident = document.createElement("div");
     ident.className = "ident";
     ident.textContent = item.object ? item.object + " · " + item.ident : item.ident;
@@ -263,6 +268,7 @@
     e.preventDefault();
     state.keys += 1;
     act();
+    status();
   }
 
   document.addEventListener("keydown", onKey);
