@@ -214,3 +214,64 @@ def test_sample_queue_through_the_api(vetted: tuple[Database, int]) -> None:
         bad = client.get(url, params={"order": "sample", "seed": -1})
         assert bad.status_code == 422
         assert "order=sample" in client.get(f"/vet/{catalogue}").text
+
+
+def reference_counts(session, catalogue: int) -> dict[tuple[str, int], Counter]:
+    """Per (class, bin) counts from `store.resolved_verdicts`, one candidate at a time."""
+    resolved = store.resolved_verdicts(session, catalogue)
+    out: dict[tuple[str, int], Counter] = {}
+    rows = session.execute(
+        select(Prediction.id, Prediction.predicted_class, Prediction.probability).where(
+            Prediction.catalogue_id == catalogue
+        )
+    )
+    for pid, name, probability in rows:
+        if name not in store.CANDIDATE_CLASSES:
+            continue
+        cell = out.setdefault((name, min(9, int(probability * 10))), Counter())
+        cell["total"] += 1
+        if pid in resolved:
+            verdict = resolved[pid]
+            cell["ties" if verdict is None else "vetted"] += 1
+            cell["confirmed"] += verdict == "confirm"
+            cell["noise"] += verdict == "noise"
+    return out
+
+
+def test_the_grouped_query_and_its_cache_agree_with_counting_one_by_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "predicted_class": rng.choice(["emission", "double-peak", "absorption"], n),
+            "p_emission": rng.uniform(0, 1, n).round(3),
+            "p_double_peak": rng.uniform(0, 1, n).round(3),
+            "p_absorption": rng.uniform(0, 1, n).round(3),
+        }
+    )
+    db = open_database(f"sqlite:///{tmp_path / 'p.db'}")
+    with db.session() as session:
+        users = [add_user(session, f"user{i}", "a-long-password") for i in range(3)]
+        session.commit()
+        catalogue = import_frame(db, frame, name="random").catalogues[0][0]
+        ids = list(session.scalars(select(Prediction.id)))
+        for round_ in range(3):
+            for user in users:
+                chosen = rng.choice(ids, 150, replace=False).tolist()
+                verdict = ["confirm", "reject", "noise"][(round_ + user.id) % 3]
+                made = store.record_verdicts(
+                    session, user=user, prediction_ids=chosen, verdict=verdict
+                )
+                session.commit()
+                store.undo_verdicts(session, user=user, decision_ids=[d.id for d in made[:20]])
+                session.commit()
+            result = store.catalogue_precision(session, catalogue)
+            assert result == store.catalogue_precision_uncached(session, catalogue)
+            expected = reference_counts(session, catalogue)
+            got = {(b["class"], round(b["p_min"] * 10)): b for b in result["bins"]}
+            assert set(got) == set(expected)
+            for key, counts in expected.items():
+                for field in ("total", "vetted", "confirmed", "ties", "noise"):
+                    assert got[key][field] == counts[field], (key, field)
+    db.dispose()

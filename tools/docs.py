@@ -701,6 +701,44 @@ def web_speed(src: Sources) -> str:
     return "\n".join([*lines, "", measured_on(src, "web")])
 
 
+def web_vetting(src: Sources) -> str:
+    """Vetting at survey scale: the grid view, bulk verdicts, precision."""
+    single = src.row("web", measure="key presses per verdict", view="single")
+    grid = src.row("web", measure="key presses per verdict", view="grid")
+    keyed = src.row("web", measure="grid page of 48 tiles: key press to drawn")
+    drawn = src.row("web", measure="grid page of 48 tiles: JSON arrival to drawn")
+    imported = src.row("web", measure="import a catalogue (upload to ready)")
+    order = src.row("web", measure="similarity order (first grid page)")
+    page = src.row("web", measure="GET grid page of 48 (order stored)")
+    bulk = src.row("web", measure="bulk vetting in calls of 500")
+    cold = src.row("web", measure="GET /api/catalogues/{id}/precision after a new verdict")
+    warm = src.row("web", measure="GET /api/catalogues/{id}/precision, no new verdict")
+    n = num(imported["candidates"])
+    lines = [
+        "| measure | result |",
+        "|---|---|",
+        f"| key presses per verdict, single view | {single['keys_per_verdict']:.2f} "
+        f"({single['keys']} keys, {single['verdicts']} verdicts) |",
+        f"| key presses per verdict, grid view | {grid['keys_per_verdict']:.3f} "
+        f"({grid['keys']} keys, {num(grid['verdicts'])} verdicts) |",
+        f"| grid page of 48 tiles drawn after the key press (Chromium, {keyed['n']} pages) | "
+        f"median {keyed['ms_median']:.0f} ms, 95th percentile {keyed['ms_p95']:.0f} ms |",
+        f"| grid page of 48 tiles drawn after its JSON arrived ({drawn['n']} loads) | "
+        f"median {drawn['ms_median']:.0f} ms, 95th percentile {drawn['ms_p95']:.0f} ms |",
+        f"| upload and import of {n} candidates | {imported['seconds']:.1f} s "
+        f"({num(imported['rows_per_s'])} rows/s) |",
+        f"| their similarity order (once, on the first grid page) | {order['seconds']:.1f} s |",
+        f"| a grid page of 48 of them (`GET .../grid`) | median {page['ms_median']:.0f} ms |",
+        f"| vetting all {n} in bulk, 500 a call | {bulk['seconds']:.1f} s "
+        f"({num(bulk['verdicts_per_s'])} verdicts/s; a call: median "
+        f"{bulk['ms_median']:.0f} ms, 95th percentile {bulk['ms_p95']:.0f} ms) |",
+        f"| `GET /api/catalogues/{{id}}/precision` on {n} verdicts, after a new verdict | "
+        f"median {cold['ms_median']:.0f} ms |",
+        f"| the same, no verdict added since | median {warm['ms_median']:.0f} ms |",
+    ]
+    return "\n".join([*lines, "", measured_on(src, "web")])
+
+
 RENDERERS: dict[str, Callable[[Sources], str]] = {
     "readme-demo": readme_demo,
     "readme-per-million": readme_per_million,
@@ -733,6 +771,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "explore-tsne-wall": explore_tsne_wall,
     "explore-tsne-cpu": explore_tsne_cpu,
     "web-speed": web_speed,
+    "web-vetting": web_vetting,
 }
 
 

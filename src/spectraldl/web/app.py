@@ -35,7 +35,7 @@ from spectraldl.web.db import Database, open_database
 from spectraldl.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginRequired
 from spectraldl.web.jobs import ImportJobs
 from spectraldl.web.limits import BodyLimitMiddleware, BodyLimits
-from spectraldl.web.routes import labelling, notes, session, users, vetting
+from spectraldl.web.routes import grid, labelling, notes, session, users, vetting
 
 __all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "create_app"]
 
@@ -179,6 +179,6 @@ def create_app(
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
-    for module in (session, labelling, vetting, notes, users):
+    for module in (session, labelling, vetting, grid, notes, users):
         app.include_router(module.router)
     return app

@@ -184,6 +184,9 @@ class Catalogue(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    similarity_spectra: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Rows with a stored spectrum when the similarity order was computed (None: never);
+    the order is recomputed when the count differs (`spectraldl.web.similarity`)."""
 
 
 class ImportJob(Base):
@@ -213,10 +216,21 @@ class Prediction(Base):
 
     ``entropy`` (normalised to 0-1) and ``margin`` (top two probabilities'
     difference) rank spectra for active learning; ``row`` keeps every column of
-    the file so the vetted catalogue can be written back whole.
+    the file so the vetted catalogue can be written back whole. ``similarity_rank``
+    is the row's place in the grid view's order of similar spectra (None until it is
+    computed; `spectraldl.web.similarity`), indexed with the class so that a page of the
+    grid reads the index only.
     """
 
     __tablename__ = "predictions"
+    __table_args__ = (
+        Index(
+            "ix_predictions_catalogue_similarity",
+            "catalogue_id",
+            "similarity_rank",
+            "predicted_class",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     catalogue_id: Mapped[int] = mapped_column(
@@ -237,6 +251,7 @@ class Prediction(Base):
     quality_flags: Mapped[str] = mapped_column(String(256), default="")
     probs: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     row: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    similarity_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class VetDecision(Base):

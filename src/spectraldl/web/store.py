@@ -9,18 +9,20 @@ SQLAlchemy constructs with bound parameters.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
 import re
-from collections import Counter, defaultdict
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from spectraldl.core.quality import flag_names
@@ -581,10 +583,11 @@ def search_spectra(
 
 # --- vetting --------------------------------------------------------------------------------
 
-VetOrder = Literal["probability", "novelty", "uncertainty", "sample"]
-VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty", "sample")
+VetOrder = Literal["probability", "novelty", "uncertainty", "sample", "similarity"]
+VET_ORDERS: tuple[str, ...] = ("probability", "novelty", "uncertainty", "sample", "similarity")
 """Vetting orders; ``sample`` is a seeded random sample stratified by class and probability
-bin (`sample_order`), for an unbiased precision estimate."""
+bin (`sample_order`), for an unbiased precision estimate; ``similarity`` the grid view's
+order of similar spectra (`spectraldl.web.similarity`, computed before it is asked for)."""
 
 
 def sample_order(rows: Iterable[tuple[int, str, float | None]], *, seed: int = 0) -> list[int]:
@@ -780,7 +783,8 @@ def vet_queue(
 
     ``order``: ``probability`` (of the predicted class, highest first),
     ``novelty`` (most novel first), ``uncertainty`` (highest entropy first) or
-    ``sample`` (`sample_order` with ``seed``: a stratified random sample).
+    ``sample`` (`sample_order` with ``seed``: a stratified random sample) or
+    ``similarity`` (the stored ``similarity_rank``: `spectraldl.web.similarity`).
     ``classes`` filters by predicted class (None: every row).
     """
     if order not in VET_ORDERS:
@@ -802,12 +806,15 @@ def vet_queue(
         wanted = {int(i) for i in session.scalars(query)}
         ordered_ids = [i for i in sample_order(session.execute(everyone), seed=seed) if i in wanted]
         return ordered_ids[: max(1, min(limit, 500))], len(wanted)
-    column = {
-        "probability": Prediction.probability,
-        "novelty": Prediction.novelty,
-        "uncertainty": Prediction.entropy,
-    }[order]
-    ordered = query.order_by(column.is_(None), column.desc(), Prediction.row_index)
+    if order == "similarity":
+        ordered = query.order_by(Prediction.similarity_rank, Prediction.id)
+    else:
+        column = {
+            "probability": Prediction.probability,
+            "novelty": Prediction.novelty,
+            "uncertainty": Prediction.entropy,
+        }[order]
+        ordered = query.order_by(column.is_(None), column.desc(), Prediction.row_index)
     ids = [int(i) for i in session.scalars(ordered.limit(max(1, min(limit, 500))))]
     remaining = session.scalar(select(func.count()).select_from(query.subquery()))
     return ids, int(remaining or 0)
@@ -970,7 +977,109 @@ def _precision_cell(total: int | None, vetted: int, confirmed: int, extra: dict)
     return cell
 
 
+def _resolved_counts(session: Session, catalogue_id: int, bins: int) -> Any:
+    """One grouped query: per candidate class and probability bin (-1: no probability), the
+    candidates, those with a verdict, confirmed, ties and noise (`resolved_verdicts`' rule).
+    """
+    latest = (
+        select(func.max(VetDecision.id).label("last_id"))
+        .join(Prediction, Prediction.id == VetDecision.prediction_id)
+        .where(Prediction.catalogue_id == catalogue_id)
+        .group_by(VetDecision.prediction_id, VetDecision.user_id)
+        .subquery()
+    )
+    per_verdict = [
+        func.sum(case((VetDecision.verdict == name, 1), else_=0)).label(name) for name in VERDICTS
+    ]
+    votes = (
+        select(VetDecision.prediction_id.label("pid"), *per_verdict)
+        .join(latest, VetDecision.id == latest.c.last_id)
+        .where(VetDecision.verdict.is_not(None))
+        .group_by(VetDecision.prediction_id)
+        .subquery()
+    )
+    confirm, reject, noise = (votes.c[name] for name in VERDICTS)
+    probability = Prediction.probability
+    bin_of = case(
+        (probability.is_(None), -1),
+        *((probability < (i + 1) / bins, i) for i in range(bins - 1)),
+        else_=bins - 1,
+    )
+    won = {
+        "confirm": (confirm > reject) & (confirm > noise),
+        "noise": (noise > confirm) & (noise > reject),
+        "reject": (reject > confirm) & (reject > noise),
+    }
+    tie = votes.c.pid.is_not(None) & ~(won["confirm"] | won["noise"] | won["reject"])
+    query = (
+        select(
+            Prediction.predicted_class,
+            bin_of.label("bin"),
+            func.count(Prediction.id).label("total"),
+            func.count(votes.c.pid).label("voted"),
+            func.sum(case((won["confirm"], 1), else_=0)).label("confirmed"),
+            func.sum(case((tie, 1), else_=0)).label("ties"),
+            func.sum(case((won["noise"], 1), else_=0)).label("noise"),
+        )
+        .outerjoin(votes, votes.c.pid == Prediction.id)
+        .where(
+            Prediction.catalogue_id == catalogue_id,
+            Prediction.predicted_class.in_(CANDIDATE_CLASSES),
+        )
+        .group_by(Prediction.predicted_class, bin_of)
+    )
+    return session.execute(query)
+
+
+def _class_cell(counts: dict[str, int], own: list[dict[str, Any]]) -> dict[str, Any]:
+    """A class's precision cell, with its expected true candidates (see `catalogue_precision`)."""
+    cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], {})
+    cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
+    precision = cell["precision"]
+    cell["expected_true"] = None if precision is None else precision * counts["total"]
+    fair = own and all(b["vetted"] for b in own)
+    cell["expected_true_by_bins"] = sum(b["precision"] * b["total"] for b in own) if fair else None
+    return cell
+
+
+PRECISION_CACHE_SIZE = 32
+"""Precision tables kept (`catalogue_precision`), the least recently computed dropped first."""
+
+_precision_cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_precision_lock = threading.Lock()
+
+
+def _precision_key(session: Session, catalogue: Catalogue, bins: int) -> tuple[Any, ...]:
+    """What a catalogue's precision depends on: the database, the catalogue (as imported)
+    and the verdicts (their count and last id: verdicts are only ever added)."""
+    verdicts = select(func.count(VetDecision.id), func.max(VetDecision.id))
+    count, last = session.execute(verdicts).one()
+    bind = session.get_bind()
+    url = bind.url.render_as_string(hide_password=True) if hasattr(bind, "url") else id(bind)
+    created = catalogue.created_at.isoformat()
+    return (url, catalogue.id, created, catalogue.n_rows, bins, int(count), last)
+
+
 def catalogue_precision(
+    session: Session, catalogue_id: int, *, bins: int = PRECISION_BINS
+) -> dict[str, Any]:
+    """`catalogue_precision_uncached`, kept until a verdict is added (a cheap count tells)."""
+    catalogue = session.get(Catalogue, catalogue_id)
+    if catalogue is None:
+        raise NotFound(f"no catalogue with id {catalogue_id}")
+    key = _precision_key(session, catalogue, bins)
+    with _precision_lock:
+        cached = _precision_cache.get(key)
+    if cached is None:
+        cached = catalogue_precision_uncached(session, catalogue_id, bins=bins)
+        with _precision_lock:
+            _precision_cache[key] = cached
+            while len(_precision_cache) > PRECISION_CACHE_SIZE:
+                _precision_cache.popitem(last=False)
+    return copy.deepcopy(cached)
+
+
+def catalogue_precision_uncached(
     session: Session, catalogue_id: int, *, bins: int = PRECISION_BINS
 ) -> dict[str, Any]:
     """The catalogue's precision as measured by its verdicts, per candidate class and per
@@ -983,34 +1092,28 @@ def catalogue_precision(
     the class's candidates (right when the vetted ones are a fair sample of the class,
     e.g. the ``sample`` order); ``expected_true_by_bins`` sums precision x candidates
     over the probability bins instead, which stays fair when the most probable were
-    vetted first (None while a bin with candidates has none vetted).
+    vetted first (None while a bin with candidates has none vetted). The counting is
+    one grouped SQL query (`_resolved_counts`).
     """
     if session.get(Catalogue, catalogue_id) is None:
         raise NotFound(f"no catalogue with id {catalogue_id}")
-    verdicts = resolved_verdicts(session, catalogue_id)
-    rows = session.execute(
-        select(Prediction.id, Prediction.predicted_class, Prediction.probability).where(
-            Prediction.catalogue_id == catalogue_id,
-            Prediction.predicted_class.in_(CANDIDATE_CLASSES),
-        )
-    )
     zero = {"total": 0, "vetted": 0, "confirmed": 0, "ties": 0, "noise": 0}
     per_class = {name: dict(zero) for name in CANDIDATE_CLASSES}
-    per_bin: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: dict(zero))
-    for pid, name, probability in rows:
-        cells = [per_class[name]]
-        if probability is not None and math.isfinite(probability):
-            index = min(bins - 1, max(0, int(probability * bins)))
-            cells.append(per_bin[(name, index)])
-        verdict = verdicts.get(int(pid), "")
-        for cell in cells:
-            cell["total"] += 1
-            if int(pid) in verdicts and verdict is None:
-                cell["ties"] += 1
-            elif verdict:
-                cell["vetted"] += 1
-                cell["confirmed"] += verdict == "confirm"
-                cell["noise"] += verdict == "noise"
+    per_bin: dict[tuple[str, int], dict[str, int]] = {}
+    for name, index, total, voted, confirmed, ties, noise in _resolved_counts(
+        session, catalogue_id, bins
+    ):
+        counts = {
+            "total": int(total),
+            "vetted": int(voted) - int(ties or 0),
+            "confirmed": int(confirmed or 0),
+            "ties": int(ties or 0),
+            "noise": int(noise or 0),
+        }
+        for key, value in counts.items():
+            per_class[name][key] += value
+        if index >= 0:
+            per_bin[(name, int(index))] = counts
     bin_cells = []
     for (name, index), counts in sorted(
         per_bin.items(), key=lambda item: (CANDIDATE_CLASSES.index(item[0][0]), item[0][1])
@@ -1019,18 +1122,10 @@ def catalogue_precision(
         cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], head)
         cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
         bin_cells.append(cell)
-    classes = {}
-    for name, counts in per_class.items():
-        cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], {})
-        cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
-        precision = cell["precision"]
-        cell["expected_true"] = None if precision is None else precision * counts["total"]
-        own = [b for b in bin_cells if b["class"] == name]
-        fair = own and all(b["vetted"] for b in own)
-        cell["expected_true_by_bins"] = (
-            sum(b["precision"] * b["total"] for b in own) if fair else None
-        )
-        classes[name] = cell
+    classes = {
+        name: _class_cell(counts, [b for b in bin_cells if b["class"] == name])
+        for name, counts in per_class.items()
+    }
     return {"catalogue": catalogue_id, "classes": classes, "bins": bin_cells}
 
 

@@ -33,6 +33,7 @@ from spectraldl.web.deps import (
 )
 from spectraldl.web.jobs import ImportJobs
 from spectraldl.web.models import VERDICTS, Catalogue, ImportJob, Prediction, SpectrumRow, User
+from spectraldl.web.similarity import ensure_order
 
 router = APIRouter()
 
@@ -239,6 +240,8 @@ def get_vet_queue(
     skip = parse_ids(exclude)
     wanted = [c for c in classes.split(",") if c.strip()] or None
     with store_errors():
+        if order == "similarity":
+            ensure_order(session, catalogue_id)
         ids, remaining = store.vet_queue(
             session,
             user=current.user,

@@ -61,7 +61,7 @@
   const LINES_AIR = [
     [6548.05, "[N II]"], [6583.45, "[N II]"], [6678.15, "He I"], [6716.44, "[S II]"], [6730.82, "[S II]"],
     [5577.34, "sky [O I]", 1], [5889.95, "sky Na D", 1], [5895.92, "", 1], [6300.30, "sky [O I]", 1],
-    [6363.78, "sky [O I]", 1], [6553.61, "sky OH", 1], [6577.18, "sky OH", 1],
+    [6363.78, "sky [O I]", 1], [6553.62, "sky OH", 1], [6577.28, "sky OH", 1],
   ];
 
   /* Vacuum wavelength of an air one (Å): the refractive index of Piskunov's formula (VALD),
@@ -436,5 +436,5 @@
     ];
   }
 
-  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts };
+  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts, lineMarkers };
 })(window);
