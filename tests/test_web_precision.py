@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from web_support import ThreadServer, database_url, login
 
-from spectraldl.web import store
+from spectraldl.web import precision, store
 from spectraldl.web.app import create_app
 from spectraldl.web.auth import add_user
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import import_frame
-from spectraldl.web.models import Prediction, User
+from spectraldl.web.models import Prediction, User, VetDecision
 
 ROWS = [  # id, predicted class, probability of that class
     ("e1", "emission", 0.95),
@@ -96,17 +96,17 @@ def vetted(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Dat
 
 def test_wilson_interval_matches_scipy_and_a_hand_value() -> None:
     # 2 of 4: centre 0.5, half-width 1.96/(1+z^2/4) * sqrt(1/16 + z^2/64) = 0.34997
-    assert store.wilson_interval(2, 4) == pytest.approx((0.15003, 0.84997), abs=1e-5)
+    assert precision.wilson_interval(2, 4) == pytest.approx((0.15003, 0.84997), abs=1e-5)
     for k, n in [(0, 1), (1, 1), (3, 7), (40, 41), (500, 1000), (0, 30)]:
         ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        assert store.wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
-    assert store.wilson_interval(0, 0) == (0.0, 1.0)
+        assert precision.wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    assert precision.wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_precision_of_the_hand_computed_case(vetted: tuple[Database, int]) -> None:
     db, catalogue = vetted
     with db.session() as session:
-        result = store.catalogue_precision(session, catalogue)
+        result = precision.catalogue_precision(session, catalogue)
     assert result["catalogue"] == catalogue
     emission = result["classes"]["emission"]
     # vetted: e1 (confirm), e2 (reject), e3 (confirm: alice's undone reject is gone),
@@ -217,8 +217,8 @@ def test_sample_queue_through_the_api(vetted: tuple[Database, int]) -> None:
 
 
 def reference_counts(session, catalogue: int) -> dict[tuple[str, int], Counter]:
-    """Per (class, bin) counts from `store.resolved_verdicts`, one candidate at a time."""
-    resolved = store.resolved_verdicts(session, catalogue)
+    """Per (class, bin) counts from `precision.resolved_verdicts`, one candidate at a time."""
+    resolved = precision.resolved_verdicts(session, catalogue)
     out: dict[tuple[str, int], Counter] = {}
     rows = session.execute(
         select(Prediction.id, Prediction.predicted_class, Prediction.probability).where(
@@ -238,7 +238,9 @@ def reference_counts(session, catalogue: int) -> dict[tuple[str, int], Counter]:
     return out
 
 
-def test_the_grouped_query_and_its_cache_agree_with_counting_one_by_one(tmp_path: Path) -> None:
+def test_the_tally_followed_verdict_by_verdict_agrees_with_counting_one_by_one(
+    tmp_path: Path,
+) -> None:
     rng = np.random.default_rng(4)
     n = 400
     frame = pd.DataFrame(
@@ -266,8 +268,9 @@ def test_the_grouped_query_and_its_cache_agree_with_counting_one_by_one(tmp_path
                 session.commit()
                 store.undo_verdicts(session, user=user, decision_ids=[d.id for d in made[:20]])
                 session.commit()
-            result = store.catalogue_precision(session, catalogue)
-            assert result == store.catalogue_precision_uncached(session, catalogue)
+            result = precision.catalogue_precision(session, catalogue)
+            fresh = precision.new_tally(session, catalogue, store.PRECISION_BINS)
+            assert result == precision.precision_table(fresh, catalogue, store.PRECISION_BINS)
             expected = reference_counts(session, catalogue)
             got = {(b["class"], round(b["p_min"] * 10)): b for b in result["bins"]}
             assert set(got) == set(expected)
@@ -275,3 +278,25 @@ def test_the_grouped_query_and_its_cache_agree_with_counting_one_by_one(tmp_path
                 for field in ("total", "vetted", "confirmed", "ties", "noise"):
                     assert got[key][field] == counts[field], (key, field)
     db.dispose()
+
+
+def test_verdicts_that_cannot_be_followed_rebuild_the_tally(vetted: tuple[Database, int]) -> None:
+    db, catalogue = vetted
+    with db.session() as session:
+        before = precision.catalogue_precision(session, catalogue)
+        tally = precision.new_tally(session, catalogue, store.PRECISION_BINS)
+        assert precision.catch_up(session, tally, catalogue)
+        on_candidates = (
+            select(func.max(VetDecision.id))
+            .join(Prediction)
+            .where(Prediction.predicted_class.in_(store.CANDIDATE_CLASSES))
+        )
+        gone = session.scalar(on_candidates)
+        session.execute(delete(VetDecision).where(VetDecision.undo_of == gone))
+        session.execute(delete(VetDecision).where(VetDecision.id == gone))
+        session.commit()
+        assert not precision.catch_up(session, tally, catalogue)
+        after = precision.catalogue_precision(session, catalogue)
+        fresh = precision.new_tally(session, catalogue, store.PRECISION_BINS)
+        assert after == precision.precision_table(fresh, catalogue, store.PRECISION_BINS)
+        assert after != before

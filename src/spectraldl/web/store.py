@@ -9,20 +9,18 @@ SQLAlchemy constructs with bound parameters.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import math
 import re
-import threading
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from spectraldl.core.quality import flag_names
@@ -924,210 +922,6 @@ def vet_progress(session: Session, *, user: User, catalogue_id: int) -> dict[str
 
 PRECISION_BINS = 10
 """Bins of the predicted class's probability (equal width on 0-1) for the precision table."""
-
-Z_95 = 1.959963984540054
-"""The standard normal quantile of a two-sided 95 % interval."""
-
-
-def wilson_interval(confirmed: int, vetted: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95 % by default); (0, 1) when nothing is
-    vetted. Unlike the normal approximation it stays inside 0-1 and is honest for few
-    verdicts and for proportions near 0 or 1."""
-    if vetted <= 0:
-        return 0.0, 1.0
-    p = confirmed / vetted
-    z2 = z * z / vetted
-    centre = (p + z2 / 2) / (1 + z2)
-    half = z / (1 + z2) * math.sqrt(p * (1 - p) / vetted + z2 / (4 * vetted))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def resolved_verdicts(session: Session, catalogue_id: int) -> dict[int, str | None]:
-    """``{prediction_id: verdict}`` of every candidate someone has vetted: each vetter's
-    latest verdict (an undone one is gone), resolved by majority; None for a tie."""
-    latest = (
-        select(func.max(VetDecision.id).label("last_id"))
-        .join(Prediction, Prediction.id == VetDecision.prediction_id)
-        .where(Prediction.catalogue_id == catalogue_id)
-        .group_by(VetDecision.prediction_id, VetDecision.user_id)
-        .subquery()
-    )
-    query = (
-        select(VetDecision.prediction_id, VetDecision.verdict)
-        .join(latest, VetDecision.id == latest.c.last_id)
-        .where(VetDecision.verdict.is_not(None))
-    )
-    votes: dict[int, list[str]] = defaultdict(list)
-    for prediction_id, verdict in session.execute(query):
-        votes[int(prediction_id)].append(verdict)
-    return {pid: consensus(given) for pid, given in votes.items()}
-
-
-def _precision_cell(total: int | None, vetted: int, confirmed: int, extra: dict) -> dict:
-    low, high = wilson_interval(confirmed, vetted)
-    cell = dict(extra)
-    if total is not None:
-        cell["total"] = total
-    cell.update(
-        vetted=vetted,
-        confirmed=confirmed,
-        precision=confirmed / vetted if vetted else None,
-        interval=[low, high],
-    )
-    return cell
-
-
-def _resolved_counts(session: Session, catalogue_id: int, bins: int) -> Any:
-    """One grouped query: per candidate class and probability bin (-1: no probability), the
-    candidates, those with a verdict, confirmed, ties and noise (`resolved_verdicts`' rule).
-    """
-    latest = (
-        select(func.max(VetDecision.id).label("last_id"))
-        .join(Prediction, Prediction.id == VetDecision.prediction_id)
-        .where(Prediction.catalogue_id == catalogue_id)
-        .group_by(VetDecision.prediction_id, VetDecision.user_id)
-        .subquery()
-    )
-    per_verdict = [
-        func.sum(case((VetDecision.verdict == name, 1), else_=0)).label(name) for name in VERDICTS
-    ]
-    votes = (
-        select(VetDecision.prediction_id.label("pid"), *per_verdict)
-        .join(latest, VetDecision.id == latest.c.last_id)
-        .where(VetDecision.verdict.is_not(None))
-        .group_by(VetDecision.prediction_id)
-        .subquery()
-    )
-    confirm, reject, noise = (votes.c[name] for name in VERDICTS)
-    probability = Prediction.probability
-    bin_of = case(
-        (probability.is_(None), -1),
-        *((probability < (i + 1) / bins, i) for i in range(bins - 1)),
-        else_=bins - 1,
-    )
-    won = {
-        "confirm": (confirm > reject) & (confirm > noise),
-        "noise": (noise > confirm) & (noise > reject),
-        "reject": (reject > confirm) & (reject > noise),
-    }
-    tie = votes.c.pid.is_not(None) & ~(won["confirm"] | won["noise"] | won["reject"])
-    query = (
-        select(
-            Prediction.predicted_class,
-            bin_of.label("bin"),
-            func.count(Prediction.id).label("total"),
-            func.count(votes.c.pid).label("voted"),
-            func.sum(case((won["confirm"], 1), else_=0)).label("confirmed"),
-            func.sum(case((tie, 1), else_=0)).label("ties"),
-            func.sum(case((won["noise"], 1), else_=0)).label("noise"),
-        )
-        .outerjoin(votes, votes.c.pid == Prediction.id)
-        .where(
-            Prediction.catalogue_id == catalogue_id,
-            Prediction.predicted_class.in_(CANDIDATE_CLASSES),
-        )
-        .group_by(Prediction.predicted_class, bin_of)
-    )
-    return session.execute(query)
-
-
-def _class_cell(counts: dict[str, int], own: list[dict[str, Any]]) -> dict[str, Any]:
-    """A class's precision cell, with its expected true candidates (see `catalogue_precision`)."""
-    cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], {})
-    cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
-    precision = cell["precision"]
-    cell["expected_true"] = None if precision is None else precision * counts["total"]
-    fair = own and all(b["vetted"] for b in own)
-    cell["expected_true_by_bins"] = sum(b["precision"] * b["total"] for b in own) if fair else None
-    return cell
-
-
-PRECISION_CACHE_SIZE = 32
-"""Precision tables kept (`catalogue_precision`), the least recently computed dropped first."""
-
-_precision_cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-_precision_lock = threading.Lock()
-
-
-def _precision_key(session: Session, catalogue: Catalogue, bins: int) -> tuple[Any, ...]:
-    """What a catalogue's precision depends on: the database, the catalogue (as imported)
-    and the verdicts (their count and last id: verdicts are only ever added)."""
-    verdicts = select(func.count(VetDecision.id), func.max(VetDecision.id))
-    count, last = session.execute(verdicts).one()
-    bind = session.get_bind()
-    url = bind.url.render_as_string(hide_password=True) if hasattr(bind, "url") else id(bind)
-    created = catalogue.created_at.isoformat()
-    return (url, catalogue.id, created, catalogue.n_rows, bins, int(count), last)
-
-
-def catalogue_precision(
-    session: Session, catalogue_id: int, *, bins: int = PRECISION_BINS
-) -> dict[str, Any]:
-    """`catalogue_precision_uncached`, kept until a verdict is added (a cheap count tells)."""
-    catalogue = session.get(Catalogue, catalogue_id)
-    if catalogue is None:
-        raise NotFound(f"no catalogue with id {catalogue_id}")
-    key = _precision_key(session, catalogue, bins)
-    with _precision_lock:
-        cached = _precision_cache.get(key)
-    if cached is None:
-        cached = catalogue_precision_uncached(session, catalogue_id, bins=bins)
-        with _precision_lock:
-            _precision_cache[key] = cached
-            while len(_precision_cache) > PRECISION_CACHE_SIZE:
-                _precision_cache.popitem(last=False)
-    return copy.deepcopy(cached)
-
-
-def catalogue_precision_uncached(
-    session: Session, catalogue_id: int, *, bins: int = PRECISION_BINS
-) -> dict[str, Any]:
-    """The catalogue's precision as measured by its verdicts, per candidate class and per
-    bin of the predicted class's probability.
-
-    A candidate counts as *vetted* when its vetters' current verdicts have a majority
-    (a tie is left out and counted in ``ties``); *confirmed* when that majority is
-    ``confirm``; ``noise`` counts as vetted and not confirmed. ``precision`` =
-    confirmed / vetted with its Wilson 95 % interval; ``expected_true`` = precision x
-    the class's candidates (right when the vetted ones are a fair sample of the class,
-    e.g. the ``sample`` order); ``expected_true_by_bins`` sums precision x candidates
-    over the probability bins instead, which stays fair when the most probable were
-    vetted first (None while a bin with candidates has none vetted). The counting is
-    one grouped SQL query (`_resolved_counts`).
-    """
-    if session.get(Catalogue, catalogue_id) is None:
-        raise NotFound(f"no catalogue with id {catalogue_id}")
-    zero = {"total": 0, "vetted": 0, "confirmed": 0, "ties": 0, "noise": 0}
-    per_class = {name: dict(zero) for name in CANDIDATE_CLASSES}
-    per_bin: dict[tuple[str, int], dict[str, int]] = {}
-    for name, index, total, voted, confirmed, ties, noise in _resolved_counts(
-        session, catalogue_id, bins
-    ):
-        counts = {
-            "total": int(total),
-            "vetted": int(voted) - int(ties or 0),
-            "confirmed": int(confirmed or 0),
-            "ties": int(ties or 0),
-            "noise": int(noise or 0),
-        }
-        for key, value in counts.items():
-            per_class[name][key] += value
-        if index >= 0:
-            per_bin[(name, int(index))] = counts
-    bin_cells = []
-    for (name, index), counts in sorted(
-        per_bin.items(), key=lambda item: (CANDIDATE_CLASSES.index(item[0][0]), item[0][1])
-    ):
-        head = {"class": name, "p_min": index / bins, "p_max": (index + 1) / bins}
-        cell = _precision_cell(counts["total"], counts["vetted"], counts["confirmed"], head)
-        cell["ties"], cell["noise"] = counts["ties"], counts["noise"]
-        bin_cells.append(cell)
-    classes = {
-        name: _class_cell(counts, [b for b in bin_cells if b["class"] == name])
-        for name, counts in per_class.items()
-    }
-    return {"catalogue": catalogue_id, "classes": classes, "bins": bin_cells}
-
 
 # --- notes and flags ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from spectraldl.web import store
+from spectraldl.web import precision, store
 from spectraldl.web.deps import (
     ID_MAX,
     AdminAuth,
@@ -333,9 +333,9 @@ def post_bulk_undo(body: BulkUndoIn, session: DbSession, current: WriteAuth) -> 
 @router.get("/api/catalogues/{catalogue_id}/precision")
 def get_precision(catalogue_id: Id, session: DbSession, current: CurrentAuth) -> dict[str, Any]:
     """The catalogue's precision measured from its verdicts, per class and probability bin
-    (`store.catalogue_precision`)."""
+    (`spectraldl.web.precision`)."""
     catalogue_or_404(session, catalogue_id)
-    return store.catalogue_precision(session, catalogue_id)
+    return precision.catalogue_precision(session, catalogue_id)
 
 
 def vetted_file(frame: Any, format: str) -> tuple[bytes, str, str]:
@@ -418,9 +418,9 @@ def vet_index_page(
     catalogues = all_catalogues(session, current.user)
     for summary in catalogues:
         if summary["status"] == "ready":
-            precision = store.catalogue_precision(session, summary["id"])
-            summary["precision"] = precision
-            summary["calibration"] = calibration_points(precision["bins"])
+            table = precision.catalogue_precision(session, summary["id"])
+            summary["precision"] = table
+            summary["calibration"] = calibration_points(table["bins"])
     return render(
         request,
         "vet_index.html",
