@@ -15,15 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.ndimage import correlate1d
 
-if TYPE_CHECKING:
-    from spectraldl.core.spectrum import Spectrum
-
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+from spectraldl.core.spectrum import Spectrum
+from spectraldl.prep.lines import FWHM_PER_SIGMA, vacuum_wavelengths
 
 
 def der_snr(flux: ArrayLike) -> float:
@@ -350,8 +349,6 @@ def halpha_window(spectrum: Spectrum) -> HalphaWindow | LineMeasurement:
         The window, or the ``unmeasurable`` measurement when there is none
         (``no coverage``, ``ivar zero``).
     """
-    from spectraldl.prep.preprocess import vacuum_wavelengths
-
     resolving_power = spectrum.meta.resolving_power
     if not resolving_power > 0:
         resolving_power = DEFAULT_RESOLVING_POWER.get(spectrum.meta.archive, 2000.0)
@@ -703,6 +700,40 @@ def _measure_window(
 ) -> tuple[LineMeasurement, HalphaFit | None]:
     """The line in a window around H-alpha: continuum, bad pixels, then `_line`."""
     all_good = bool(good.all())
+    bands = _good_bands(grid, good, all_good)
+    if bands is None:
+        return _NO_CONTINUUM
+    in_bands = bands[2]
+    y = values[in_bands]
+    band_level = _median(y)
+    has_ivar, inverse = _ivar_sigma(ivar)
+    sigma = _pixel_sigma(values, good, bands, band_level, has_ivar, inverse)
+    if sigma is None:
+        return _NO_CONTINUUM
+    xb = grid.x[in_bands]
+    fit = _fit_continuum(xb, y, sigma[in_bands])
+    if fit is None or not all(map(math.isfinite, fit)):
+        return _NO_CONTINUUM
+    a, b = fit[0], fit[1]
+    core = grid.core
+    continuum = a + b * grid.xw
+    if not continuum.min() > 0:
+        return _NO_CONTINUUM
+    line = _core_line(grid, values, good, all_good)
+    if line is None:
+        return LineMeasurement.unmeasurable("masked core"), None
+    note = ""
+    if has_ivar is not None and (good[core] & ~has_ivar[core]).any():
+        note = "core ivar estimated"
+    band_norm = y / (a + b * xb)
+    return _line(grid, line, continuum, sigma[core], band_norm, fit, note, detail)
+
+
+_Bands = tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]
+
+
+def _good_bands(grid: _Grid, good: NDArray[np.bool_], all_good: bool) -> _Bands | None:
+    """The good pixels of the blue band, the red band and both; None when a band is too short."""
     if all_good:
         blue, red, bands = grid.blue, grid.red, grid.bands
         n_blue, n_red = grid.n_blue, grid.n_red
@@ -711,60 +742,70 @@ def _measure_window(
         n_blue, n_red = int(np.count_nonzero(blue)), int(np.count_nonzero(red))
         bands = blue | red
     if n_blue < MIN_BAND_PIXELS or n_red < MIN_BAND_PIXELS:
-        return _NO_CONTINUUM
-    # Noise: from ivar where it is positive, else the bands' scatter scaled by sqrt(flux).
-    y = values[bands]
-    band_level = _median(y)
-    has_ivar = inverse = None
-    all_ivar = False
+        return None
+    return blue, red, bands
+
+
+def _ivar_sigma(
+    ivar: NDArray[np.float64] | None,
+) -> tuple[NDArray[np.bool_] | None, NDArray[np.float64] | None]:
+    """Where ivar is positive (None without ivar) and 1/sqrt(ivar) there (inf elsewhere)."""
+    if ivar is None:
+        return None, None
+    has_ivar = ivar > 0
+    if has_ivar.all():
+        return has_ivar, 1.0 / np.sqrt(ivar)
+    inverse = np.divide(1.0, np.sqrt(ivar), out=np.full(ivar.size, np.inf), where=has_ivar)
+    return has_ivar, inverse
+
+
+def _pixel_sigma(
+    values: NDArray[np.float64],
+    good: NDArray[np.bool_],
+    bands: _Bands,
+    band_level: float,
+    has_ivar: NDArray[np.bool_] | None,
+    inverse: NDArray[np.float64] | None,
+) -> NDArray[np.float64] | None:
+    """Each pixel's noise: from ivar where it is positive, else the bands' scatter scaled
+    by sqrt(flux); ``inverse`` itself when ivar is positive everywhere, None when the
+    bands' level or noise is not positive."""
+    blue, red, in_bands = bands
+    all_ivar = has_ivar is not None and bool(has_ivar.all())
     band_sigma = None
-    if ivar is not None:
-        has_ivar = ivar > 0
-        all_ivar = bool(has_ivar.all())
-        if all_ivar:
-            inverse = 1.0 / np.sqrt(ivar)
-        else:
-            inverse = np.divide(1.0, np.sqrt(ivar), out=np.full(ivar.size, np.inf), where=has_ivar)
-        with_ivar = bands if all_ivar else has_ivar & bands
+    if has_ivar is not None and inverse is not None:
+        with_ivar = in_bands if all_ivar else has_ivar & in_bands
         if all_ivar or np.count_nonzero(with_ivar) >= 2 * MIN_BAND_PIXELS:
             band_sigma = _median(inverse[with_ivar])
     if band_sigma is None:  # no (or too little) ivar
         band_sigma = 0.5 * (der_noise(values[blue]) + der_noise(values[red]))
     band_sigma = max(band_sigma, 1e-9 * band_level)  # noise-free flux (a model) still measures
     if not (band_sigma > 0 and band_level > 0):
-        return _NO_CONTINUUM
-    if all_ivar:
-        sigma = inverse
-    else:
-        level = (values if all_good else np.where(good, values, band_level)) / band_level
-        sigma = band_sigma * np.sqrt(np.maximum(level, 0.05))
-        if has_ivar is not None:
-            sigma = np.where(has_ivar, inverse, sigma)
-    xb = grid.x[bands]
-    sigma_b = sigma[bands]
-    fit = _fit_continuum(xb, y, sigma_b)
-    if fit is None or not all(map(math.isfinite, fit)):
-        return _NO_CONTINUUM
-    a, b = fit[0], fit[1]
-    core = grid.core
-    continuum = a + b * grid.xw
-    if not continuum.min() > 0:
-        return _NO_CONTINUUM
-    # Bad pixels in the line: a few are interpolated over, more make it unmeasurable.
-    line = values[core]
-    note = ""
-    if not all_good:
-        bad = ~good[core]
-        n_bad = int(np.count_nonzero(bad))
-        if n_bad > MAX_BAD_FRACTION * bad.size or _longest_run(bad) > MAX_BAD_RUN_PX:
-            return LineMeasurement.unmeasurable("masked core"), None
-        if n_bad:
-            line = line.copy()
-            line[bad] = np.interp(grid.w[bad], grid.wave[good], values[good])
-    if has_ivar is not None and not all_ivar and (good[core] & ~has_ivar[core]).any():
-        note = "core ivar estimated"
-    band_norm = y / (a + b * xb)
-    return _line(grid, line, continuum, sigma[core], band_norm, fit, note, detail)
+        return None
+    if all_ivar and inverse is not None:
+        return inverse
+    level = (values if good.all() else np.where(good, values, band_level)) / band_level
+    sigma = band_sigma * np.sqrt(np.maximum(level, 0.05))
+    if has_ivar is not None:
+        sigma = np.where(has_ivar, inverse, sigma)
+    return sigma
+
+
+def _core_line(
+    grid: _Grid, values: NDArray[np.float64], good: NDArray[np.bool_], all_good: bool
+) -> NDArray[np.float64] | None:
+    """The line window's flux, a few bad pixels interpolated over; None when too many are bad."""
+    line = values[grid.core]
+    if all_good:
+        return line
+    bad = ~good[grid.core]
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad > MAX_BAD_FRACTION * bad.size or _longest_run(bad) > MAX_BAD_RUN_PX:
+        return None
+    if n_bad:
+        line = line.copy()
+        line[bad] = np.interp(grid.w[bad], grid.wave[good], values[good])
+    return line
 
 
 def _row_medians(values: NDArray[np.float64], keep: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -826,23 +867,11 @@ def _measure_together(
     The same arithmetic as one by one, in operations over all rows; only the
     profile's shape is found row by row (`_profile_shape`).
     """
-    from scipy.ndimage import correlate1d
-
-    bands, core = grid.bands, grid.core
-    y = values[:, bands]
-    band_level = np.median(y, axis=1)
+    core = grid.core
     has_ivar = ivar > 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inverse = 1.0 / np.sqrt(ivar)  # inf where ivar = 0, replaced below
-        band_sigma = np.maximum(
-            _row_medians(inverse[:, bands], has_ivar[:, bands]), 1e-9 * band_level
-        )
-        failed = ~((band_sigma > 0) & (band_level > 0))
-        scale = np.sqrt(np.maximum(values / band_level[:, None], 0.05))
-        sigma = np.where(has_ivar, inverse, band_sigma[:, None] * scale)
-        xb = grid.x[bands]
-        a, b, var_a, cov_ab, var_b, chi2, no_fit = _fit_continua(xb, y, sigma[:, bands])
-        failed |= no_fit
+        sigma, fit, band_norm, failed = _continua_together(grid, values, ivar, has_ivar)
+        a, b = fit[0], fit[1]
         continuum = a[:, None] + b[:, None] * grid.xw
         failed |= ~(continuum.min(axis=1) > 0)
         line = values[:, core]
@@ -850,34 +879,15 @@ def _measure_together(
         noise = sigma[:, core] / continuum
         smooth = correlate1d(norm, grid.kernel, axis=1, mode="nearest")
         photon_s = np.median(noise, axis=1) / grid.noise_div
-        band_norm = y / (a[:, None] + b[:, None] * xb)
         wiggle = correlate1d(band_norm, grid.kernel, axis=1, mode="nearest") - 1.0
         wiggle_s = np.sqrt((wiggle * wiggle).sum(axis=1) / wiggle.shape[1])
         noise_s = np.maximum(photon_s, wiggle_s)
-        # The centre, then the EW over centre ± 15 Å and its error, as `_line`.
-        weight = np.maximum(np.abs(smooth[:, grid.near] - 1.0) - 2.0 * noise_s[:, None], 0.0)
-        total = weight.sum(axis=1)
-        centroid = (weight * grid.w_near).sum(axis=1) / total
-        centre = np.where(
-            total > 0,
-            np.clip(centroid, HALPHA_VACUUM_AA - MAX_SHIFT_AA, HALPHA_VACUUM_AA + MAX_SHIFT_AA),
-            HALPHA_VACUUM_AA,
-        )
-        offset = grid.w - centre[:, None]
-        i0 = np.count_nonzero(offset < -LINE_HALF_WIDTH_AA, axis=1)
-        i1 = np.count_nonzero(offset <= LINE_HALF_WIDTH_AA, axis=1)
-        pixel_index = np.arange(grid.w.size)
-        inner = (pixel_index >= i0[:, None]) & (pixel_index < i1[:, None])
+        centre = _centres_together(grid, smooth, noise_s)
+        i0, i1, inner = _line_pixels_together(grid, centre)
         dl = grid.dl * inner
         ew = ((1.0 - norm) * dl).sum(axis=1)
-        slope = line * dl / continuum**2
-        d_a = slope.sum(axis=1)
-        d_b = (slope * grid.xw).sum(axis=1)
-        pixel = dl * noise
-        var = (pixel * pixel).sum(axis=1) * np.maximum(chi2, 1.0)
-        var += d_a * d_a * var_a + 2.0 * d_a * d_b * cov_ab + d_b * d_b * var_b
         structure = np.maximum(wiggle_s * wiggle_s - photon_s * photon_s, 0.0)
-        var += structure * dl.sum(axis=1) * grid.structure_aa
+        var = _ew_variances_together(grid, line, continuum, noise, dl, fit, structure)
         ew_err = np.sqrt(np.maximum(var, 0.0))
         ew_err[~(var >= 0)] = np.nan
         top = np.argmax(np.where(inner, smooth, -np.inf), axis=1)
@@ -914,16 +924,99 @@ def _measure_together(
         )
         fit = None
         if detail:
-            w = grid.w_list[start:stop]
-            fit = HalphaFit(
-                continuum=(float(a[r]), float(b[r])),
-                centre_aa=float(centre[r]),
-                peaks_aa=tuple(w[p] for p in peaks),
-                peak_heights=tuple(s[p] for p in peaks),
-                troughs_aa=tuple(w[t] for t in troughs),
-            )
+            continuum_ab = (float(a[r]), float(b[r]))
+            fit = _halpha_fit(grid, s, start, continuum_ab, float(centre[r]), peaks, troughs)
         out.append((measurement, fit))
     return out
+
+
+def _continua_together(
+    grid: _Grid, values: NDArray[np.float64], ivar: NDArray[np.float64], has_ivar: NDArray[np.bool_]
+) -> tuple[
+    NDArray[np.float64], tuple[NDArray[np.float64], ...], NDArray[np.float64], NDArray[np.bool_]
+]:
+    """Every row's pixel noise and continuum fit (a, b, var a, cov ab, var b, reduced
+    chi-square), its bands over that continuum, and True where it failed."""
+    bands = grid.bands
+    y = values[:, bands]
+    band_level = np.median(y, axis=1)
+    inverse = 1.0 / np.sqrt(ivar)  # inf where ivar = 0, replaced below
+    band_sigma = np.maximum(_row_medians(inverse[:, bands], has_ivar[:, bands]), 1e-9 * band_level)
+    failed = ~((band_sigma > 0) & (band_level > 0))
+    scale = np.sqrt(np.maximum(values / band_level[:, None], 0.05))
+    sigma = np.where(has_ivar, inverse, band_sigma[:, None] * scale)
+    xb = grid.x[bands]
+    *fit, no_fit = _fit_continua(xb, y, sigma[:, bands])
+    a, b = fit[0], fit[1]
+    band_norm = y / (a[:, None] + b[:, None] * xb)
+    return sigma, tuple(fit), band_norm, failed | no_fit
+
+
+def _centres_together(
+    grid: _Grid, smooth: NDArray[np.float64], noise_s: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """`_centre` of every row."""
+    weight = np.maximum(np.abs(smooth[:, grid.near] - 1.0) - 2.0 * noise_s[:, None], 0.0)
+    total = weight.sum(axis=1)
+    centroid = (weight * grid.w_near).sum(axis=1) / total
+    return np.where(
+        total > 0,
+        np.clip(centroid, HALPHA_VACUUM_AA - MAX_SHIFT_AA, HALPHA_VACUUM_AA + MAX_SHIFT_AA),
+        HALPHA_VACUUM_AA,
+    )
+
+
+def _line_pixels_together(
+    grid: _Grid, centre: NDArray[np.float64]
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.bool_]]:
+    """Every row's first and past-last pixel within its centre ± 15 Å, and those pixels."""
+    offset = grid.w - centre[:, None]
+    i0 = np.count_nonzero(offset < -LINE_HALF_WIDTH_AA, axis=1)
+    i1 = np.count_nonzero(offset <= LINE_HALF_WIDTH_AA, axis=1)
+    pixel_index = np.arange(grid.w.size)
+    inner = (pixel_index >= i0[:, None]) & (pixel_index < i1[:, None])
+    return i0, i1, inner
+
+
+def _ew_variances_together(
+    grid: _Grid,
+    line: NDArray[np.float64],
+    continuum: NDArray[np.float64],
+    noise: NDArray[np.float64],
+    dl: NDArray[np.float64],
+    fit: tuple[NDArray[np.float64], ...],
+    structure: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Every row's EW variance: pixel noise, the continuum's covariance and the bands' structure."""
+    _, _, var_a, cov_ab, var_b, chi2 = fit
+    slope = line * dl / continuum**2
+    d_a = slope.sum(axis=1)
+    d_b = (slope * grid.xw).sum(axis=1)
+    pixel = dl * noise
+    var = (pixel * pixel).sum(axis=1) * np.maximum(chi2, 1.0)
+    var += d_a * d_a * var_a + 2.0 * d_a * d_b * cov_ab + d_b * d_b * var_b
+    var += structure * dl.sum(axis=1) * grid.structure_aa
+    return var
+
+
+def _halpha_fit(
+    grid: _Grid,
+    smooth: list[float],
+    start: int,
+    continuum: tuple[float, float],
+    centre: float,
+    peaks: tuple[int, ...],
+    troughs: list[int],
+) -> HalphaFit:
+    """What was fitted to the line whose smoothed profile from pixel ``start`` is ``smooth``."""
+    w = grid.w_list[start : start + len(smooth)]
+    return HalphaFit(
+        continuum=continuum,
+        centre_aa=centre,
+        peaks_aa=tuple(w[p] for p in peaks),
+        peak_heights=tuple(smooth[p] for p in peaks),
+        troughs_aa=tuple(w[t] for t in troughs),
+    )
 
 
 def _peak_values(
@@ -1008,14 +1101,7 @@ def _line(
     if not detail:
         return measurement, None
     s = smooth[inner].tolist()
-    w = grid.w_list[i0:i1]
-    return measurement, HalphaFit(
-        continuum=(fit[0], fit[1]),
-        centre_aa=centre,
-        peaks_aa=tuple(w[p] for p in peaks),
-        peak_heights=tuple(s[p] for p in peaks),
-        troughs_aa=tuple(w[t] for t in troughs),
-    )
+    return measurement, _halpha_fit(grid, s, i0, (fit[0], fit[1]), centre, peaks, troughs)
 
 
 def _centre(grid: _Grid, smooth: NDArray[np.float64], noise: float) -> float:

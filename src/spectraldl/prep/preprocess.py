@@ -28,41 +28,14 @@ from scipy.ndimage import gaussian_filter1d
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.quality import Quality
 from spectraldl.core.spectrum import Spectrum
+from spectraldl.prep.lines import (
+    FWHM_PER_SIGMA,
+    HALPHA_VACUUM_AA,
+    air_to_vacuum,
+    vacuum_wavelengths,
+)
+from spectraldl.prep.lines import HALPHA_AIR_AA as HALPHA_AIR_AA
 from spectraldl.prep.measure import der_snr, spike_pixels
-
-HALPHA_AIR_AA = 6562.80
-"""H-alpha rest wavelength in air (Å)."""
-
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-
-
-def air_to_vacuum(wave_aa: ArrayLike) -> NDArray[np.float64]:
-    """Convert air wavelengths (Å) to vacuum with the VALD3 formula (N. Piskunov).
-
-    ``n = 1 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s²)
-    + 1.599740894897e-4 / (38.92568793293 - s²)`` with ``s = 1e4 / λ_air``
-    (λ in Å); ``λ_vac = λ_air · n``. H-alpha 6562.80 Å (air) is 6564.61 Å (vacuum).
-    """
-    wave = np.asarray(wave_aa, dtype=np.float64)
-    s2 = (1e4 / wave) ** 2
-    n = (
-        1.0
-        + 8.336624212083e-5
-        + 2.408926869968e-2 / (130.1065924522 - s2)
-        + 1.599740894897e-4 / (38.92568793293 - s2)
-    )
-    return wave * n
-
-
-HALPHA_VACUUM_AA = float(air_to_vacuum(HALPHA_AIR_AA))
-"""H-alpha rest wavelength in vacuum (Å), about 6564.61."""
-
-
-def vacuum_wavelengths(spectrum: Spectrum) -> NDArray[np.float64]:
-    """The spectrum's wavelengths in vacuum (Å): converted when stored in air, else as stored."""
-    if spectrum.medium == "air":
-        return air_to_vacuum(spectrum.wave_aa)
-    return np.asarray(spectrum.wave_aa, dtype=np.float64)
 
 
 def blur(flux: ArrayLike, *, sigma_px: float) -> NDArray[np.float64]:
