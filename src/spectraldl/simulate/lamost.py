@@ -610,6 +610,47 @@ def _observe(
 
     ``plate`` (`plate_systematics`) makes the sky residual the plate's.
     """
+    frame, out = _noisy_frame(rng, wave, model, snr=snr, flux_level=flux_level, sigma_kms=sigma_kms)
+    out["defect_sky_residual"] = _add_sky_residuals(
+        rng, frame, continuum, snr=snr, sigma_kms=sigma_kms, plate=plate
+    )
+    out["defect_cosmic_rays"] = _add_cosmic_rays(rng, frame)
+    out["defect_ivar_zero_peak"] = _zero_ivar_at_emission(
+        rng, frame, model, line_only, continuum, line
+    )
+    out["defect_ivar_zero_scattered"] = _zero_ivar_scattered(rng, frame)
+    out["defect_masked_pixels"] = _mask_run(rng, frame)
+    _clip_pipeline_edges(rng, frame, snr)
+    out["defect_red_end_lost_aa"] = _lose_red_end(rng, frame)
+    out.update(flux=frame.flux, ivar=frame.ivar, andmask=frame.andmask, ormask=frame.ormask)
+    return out
+
+
+@dataclass
+class _Frame:
+    """A spectrum being observed: wavelengths, flux and its noise sigma, ivar, the masks, and
+    the pixels of the H-alpha window; the pipeline's traces are added to it in place."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    sigma: np.ndarray
+    ivar: np.ndarray
+    andmask: np.ndarray
+    ormask: np.ndarray
+    window: np.ndarray
+
+
+def _noisy_frame(
+    rng: np.random.Generator,
+    wave: np.ndarray,
+    model: np.ndarray,
+    *,
+    snr: float,
+    flux_level: float,
+    sigma_kms: float,
+) -> tuple[_Frame, dict[str, Any]]:
+    """The model with correlated noise scaled to ``snr`` and the ivar the pipeline states;
+    the noise's drawn parameters (``noise_*``)."""
     n = wave.size
     scale = float(rng.uniform(*NOISE_SCALE))
     corr = float(rng.uniform(*NOISE_CORRELATION_PX))
@@ -627,17 +668,31 @@ def _observe(
     c = float(np.median(model[rband] / np.sqrt(variance[rband]))) / snr
     sigma = c * np.sqrt(variance)
     flux = model + scale * sigma * correlated_normal(rng, n, sigma_px=corr)
-    ivar = 1.0 / sigma**2 / _pipeline_sigma_excess(wave, sigma_kms)
-    andmask = np.zeros(n)
-    ormask = np.zeros(n)  # no BRIGHTSKY at sky lines: none of the 87 bundled real files has it
-    window = np.flatnonzero((wave > 6519.0) & (wave < 6732.0))
-    out: dict[str, Any] = {
-        "noise_scale": scale,
-        "noise_correlation_px": corr,
-        "noise_sky_ratio": beta,
-    }
-    # Sky-subtraction residuals: derivative-shaped (the subtracted sky sits slightly blueward
-    # of the object's own), at every sky line near H-alpha including H-alpha itself.
+    frame = _Frame(
+        wave=wave,
+        flux=flux,
+        sigma=sigma,
+        ivar=1.0 / sigma**2 / _pipeline_sigma_excess(wave, sigma_kms),
+        andmask=np.zeros(n),
+        ormask=np.zeros(n),  # no BRIGHTSKY at sky lines: none of the 87 bundled real files has it
+        window=np.flatnonzero((wave > 6519.0) & (wave < 6732.0)),
+    )
+    return frame, {"noise_scale": scale, "noise_correlation_px": corr, "noise_sky_ratio": beta}
+
+
+def _add_sky_residuals(
+    rng: np.random.Generator,
+    frame: _Frame,
+    continuum: np.ndarray,
+    *,
+    snr: float,
+    sigma_kms: float,
+    plate: dict[str, Any] | None,
+) -> float:
+    """Sky-subtraction residuals: derivative-shaped (the subtracted sky sits slightly blueward
+    of the object's own), at every sky line near H-alpha including H-alpha itself; returns
+    their signed amplitude."""
+    wave = frame.wave
     log_factor = rng.normal(0.0, SKY_RESIDUAL_SPREAD)
     sign = 1.0 if rng.random() < 0.85 else -1.0
     shift, excess_factor = 0.0, 1.0
@@ -652,22 +707,42 @@ def _observe(
         excess = line_excess * excess_factor
         x = (wave[near] - centre - shift) / (centre * sigma_kms / C_KMS)
         shape = sign * factor * x * np.exp(0.5 - 0.5 * x * x) + excess * np.exp(-0.5 * x * x)
-        flux[near] += amplitude * shape * local
-    residual = sign * amplitude
-    out["defect_sky_residual"] = residual
-    # Cosmic-ray spikes surviving the co-add (assumption: none of the 33 dev spectra shows one
-    # in the window, so 2 % of spectra have 1-2 there, and Poisson(1) over the whole range).
+        frame.flux[near] += amplitude * shape * local
+    return sign * amplitude
+
+
+def _add_cosmic_rays(rng: np.random.Generator, frame: _Frame) -> int:
+    """Cosmic-ray spikes surviving the co-add; returns how many fell in the window.
+
+    An assumption: none of the 33 dev spectra shows one in the window, so 2 % of
+    spectra have 1-2 there, and Poisson(1) over the whole range.
+    """
+    flux, sigma = frame.flux, frame.sigma
     spikes = 0
     if rng.random() < 0.02:
         spikes = int(rng.integers(1, 3))
-        for at in rng.choice(window, size=spikes, replace=False):
+        for at in rng.choice(frame.window, size=spikes, replace=False):
             flux[at] += rng.uniform(5.0, 25.0) * sigma[at]
     elsewhere = rng.poisson(1.0)
-    for at in rng.integers(0, n, size=elsewhere):
+    for at in rng.integers(0, frame.wave.size, size=elsewhere):
         flux[at] += rng.uniform(5.0, 25.0) * sigma[at]
-    out["defect_cosmic_rays"] = spikes
-    # ivar = 0 where strong emission rises above the continuum (the real pipeline's habit:
-    # in both real emission stars every pixel more than 4-15 % above it, flux kept, no mask).
+    return spikes
+
+
+def _zero_ivar_at_emission(
+    rng: np.random.Generator,
+    frame: _Frame,
+    model: np.ndarray,
+    line_only: np.ndarray,
+    continuum: np.ndarray,
+    line: LineParams,
+) -> int:
+    """ivar = 0 where strong emission rises above the continuum; returns the pixels zeroed.
+
+    The real pipeline's habit: in both real emission stars every pixel more
+    than 4-15 % above it, flux kept, no mask.
+    """
+    ivar = frame.ivar
     peak_zero = 0
     if line.kind in ("single", "disc") and line.net_height >= 0.3 and rng.random() < 0.7:
         near_line = (line_only != 0) & (continuum > 0)
@@ -681,46 +756,60 @@ def _observe(
                 if not hit[j]:
                     ivar[j] *= 0.1
         ivar[hit] = 0.0
-    out["defect_ivar_zero_peak"] = peak_zero
-    # Scattered ivar = 0 pixels in the window (8 % of spectra; the dev/holdout files show 3-5).
+    return peak_zero
+
+
+def _zero_ivar_scattered(rng: np.random.Generator, frame: _Frame) -> int:
+    """Scattered ivar = 0 pixels in the window (8 % of spectra; the dev/holdout files show 3-5)."""
     scattered = 0
     if rng.random() < 0.08:
         scattered = int(rng.integers(1, 6))
-        ivar[rng.choice(window, size=scattered, replace=False)] = 0.0
-    out["defect_ivar_zero_scattered"] = scattered
-    # A masked run in the window (2 %): ANDMASK and ORMASK set, ivar = 0, flux kept.
+        frame.ivar[rng.choice(frame.window, size=scattered, replace=False)] = 0.0
+    return scattered
+
+
+def _mask_run(rng: np.random.Generator, frame: _Frame) -> int:
+    """A masked run in the window (2 %): ANDMASK and ORMASK set, ivar = 0, flux kept."""
     masked = 0
     if rng.random() < 0.02:
+        window = frame.window
         masked = int(rng.integers(2, 11))
         start = int(rng.integers(window[0], window[-1] - masked))
         bit = float(rng.choice(ANDMASK_BITS))
-        andmask[start : start + masked] = bit
-        ormask[start : start + masked] = bit
-        ivar[start : start + masked] = 0.0
-    out["defect_masked_pixels"] = masked
-    # Pipeline edges: ivar = 0 runs at the blue end (longer at low S/N), A band, 5-px clips.
+        frame.andmask[start : start + masked] = bit
+        frame.ormask[start : start + masked] = bit
+        frame.ivar[start : start + masked] = 0.0
+    return masked
+
+
+def _clip_pipeline_edges(rng: np.random.Generator, frame: _Frame, snr: float) -> None:
+    """Pipeline edges: ivar = 0 runs at the blue end (longer at low S/N), in the A band and
+    5-pixel clips outside the window; zero flux and ivar at the last pixels."""
+    wave, ivar, window = frame.wave, frame.ivar, frame.window
     blue = int(np.clip(rng.exponential(40.0 * 30.0 / max(snr, 1.0)), 0, 600))
     ivar[:blue] = 0.0
     if rng.random() < 0.3:
         ivar[(wave > 7581.0) & (wave < 7679.0)] = 0.0
-    for at in rng.integers(0, n - 5, size=rng.poisson(6.0)):
+    for at in rng.integers(0, wave.size - 5, size=rng.poisson(6.0)):
         if not (window[0] - 5 <= at <= window[-1]):
             ivar[at : at + 5] = 0.0
     tail = int(rng.integers(2, 20))
-    flux[-tail:] = 0.0
+    frame.flux[-tail:] = 0.0
     ivar[-tail:] = 0.0
-    # A red arm that lost its end (0.5 %): zero flux from 6620-6720 Å on, NODATA.
+
+
+def _lose_red_end(rng: np.random.Generator, frame: _Frame) -> float:
+    """A red arm that lost its end (0.5 %): zero flux from 6620-6720 Å on, NODATA; returns
+    where it starts (Å), 0 when it did not happen."""
     lost = 0.0
     if rng.random() < 0.005:
         lost = float(rng.uniform(6620.0, 6720.0))
-        gone = wave > lost
-        flux[gone] = 0.0
-        ivar[gone] = 0.0
-        andmask[gone] = NODATA
-        ormask[gone] = NODATA
-    out["defect_red_end_lost_aa"] = lost
-    out.update(flux=flux, ivar=ivar, andmask=andmask, ormask=ormask)
-    return out
+        gone = frame.wave > lost
+        frame.flux[gone] = 0.0
+        frame.ivar[gone] = 0.0
+        frame.andmask[gone] = NODATA
+        frame.ormask[gone] = NODATA
+    return lost
 
 
 # --- header ------------------------------------------------------------------------------
