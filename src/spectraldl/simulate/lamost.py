@@ -431,45 +431,140 @@ def simulate_one(
         raise ValueError(f"release must be one of {RELEASES}, not {release!r}")
     templates = load_templates()
     rs = streams(seed, "lamost", index)
-    star_rng = rs.star
-    label = class_of(index, seed=seed, mix=population.mix)
-    profile = noise_profile(star_rng, archive="lamost") if label == "noise" else label
-    types = population.types["absorption" if profile not in population.types else profile]
-    k = choose_template(
-        star_rng, templates, types, archive="lamost", teff_values=population.teff_values
-    )
-    default_snr = lognormal_mixture(star_rng, LAMOST_SNR_LOGNORMAL)
-    snr = draw_snr(star_rng, population, label=label, default=default_snr)
-    rv = float(np.clip(star_rng.normal(*RADIAL_VELOCITY_KMS), -250.0, 250.0))
-    resolving_power = float(np.clip(star_rng.normal(*RESOLVING_POWER), 1000.0, 1900.0))
-    ebv = float(min(star_rng.exponential(0.12), 1.5))
-    line = draw_line(star_rng, profile, archive="lamost", snr=snr, weak=label == "noise")
-    flux_level = 3.0 * snr**1.3 * math.exp(star_rng.normal(0.0, 0.3))
-    cal = (float(star_rng.normal(0.0, 0.15)), float(star_rng.normal(0.0, 0.10)))
-    response_weight = float(star_rng.normal(1.0, RESPONSE_SPREAD))
+    star = _draw_star(rs.star, templates, index=index, seed=seed, population=population)
     plate = None
     if population.plate_systematics:
         plate = plate_systematics(seed, release, index // population.fibres_per_plate)
-        response_weight = _with_plate(response_weight, plate["response_weight"], 1.0)
-        cal = (
-            _with_plate(cal[0], plate["flux_cal"][0], 0.0),
-            _with_plate(cal[1], plate["flux_cal"][1], 0.0),
-        )
-        resolving_power = float(
-            np.clip(
-                _with_plate(resolving_power, plate["resolving_power"], RESOLVING_POWER[0]),
-                1000.0,
-                1900.0,
-            )
-        )
-
+        _apply_plate(star, plate)
     g = _grid_info(release)
+    model, continuum, line_only, ew_emission = _model(templates, star, g, plate)
+    sigma_kms = C_KMS / star.resolving_power / FWHM_PER_SIGMA
+    noisy = _observe(
+        rs.noise,
+        g.wave,
+        model,
+        line_only,
+        continuum,
+        snr=star.snr,
+        flux_level=star.flux_level,
+        line=star.line,
+        sigma_kms=sigma_kms,
+        plate=plate,
+    )
+    ws = g.splice
+    ew_net = equivalent_width_aa(
+        g.wave[ws], model[ws] / continuum[ws], line_aa=HALPHA_VACUUM_AA * (1 + star.rv / C_KMS)
+    )
+    header = _header_values(
+        rs.meta,
+        seed=seed,
+        index=index,
+        release=release,
+        templates=templates,
+        k=star.k,
+        label=star.label,
+        rv=star.rv,
+        noisy=noisy,
+        wave=g.wave,
+        flux_level=star.flux_level,
+        fibres_per_plate=population.fibres_per_plate,
+    )
+    truth = _truth(templates, star, noisy, g, ew_net=ew_net, ew_emission=ew_emission)
+    if plate is not None:
+        truth["plate"] = plate["plate"]
+        truth["plate_sky_shift_aa"] = plate["sky_shift_aa"]
+    return LamostSpectrum(
+        index=index,
+        release=release,
+        wave=g.wave,
+        flux=noisy["flux"],
+        ivar=noisy["ivar"],
+        andmask=noisy["andmask"],
+        ormask=noisy["ormask"],
+        continuum=continuum,
+        header=header,
+        truth=truth,
+    )
+
+
+@dataclass
+class _Star:
+    """What is drawn for one spectrum before it is observed: the star, its line and the
+    instrument's state (resolving power, flux calibration, window response)."""
+
+    label: str
+    profile: str
+    k: int
+    snr: float
+    rv: float
+    resolving_power: float
+    ebv: float
+    line: LineParams
+    flux_level: float
+    cal: tuple[float, float]
+    response_weight: float
+
+
+def _draw_star(
+    rng: np.random.Generator, templates: Any, *, index: int, seed: int, population: Population
+) -> _Star:
+    """Draw spectrum ``index``'s class, template, S/N, velocity, resolution, reddening, line
+    and calibration from its star stream (in this order)."""
+    label = class_of(index, seed=seed, mix=population.mix)
+    profile = noise_profile(rng, archive="lamost") if label == "noise" else label
+    types = population.types["absorption" if profile not in population.types else profile]
+    k = choose_template(rng, templates, types, archive="lamost", teff_values=population.teff_values)
+    default_snr = lognormal_mixture(rng, LAMOST_SNR_LOGNORMAL)
+    snr = draw_snr(rng, population, label=label, default=default_snr)
+    rv = float(np.clip(rng.normal(*RADIAL_VELOCITY_KMS), -250.0, 250.0))
+    resolving_power = float(np.clip(rng.normal(*RESOLVING_POWER), 1000.0, 1900.0))
+    ebv = float(min(rng.exponential(0.12), 1.5))
+    line = draw_line(rng, profile, archive="lamost", snr=snr, weak=label == "noise")
+    flux_level = 3.0 * snr**1.3 * math.exp(rng.normal(0.0, 0.3))
+    cal = (float(rng.normal(0.0, 0.15)), float(rng.normal(0.0, 0.10)))
+    response_weight = float(rng.normal(1.0, RESPONSE_SPREAD))
+    return _Star(
+        label=label,
+        profile=profile,
+        k=k,
+        snr=snr,
+        rv=rv,
+        resolving_power=resolving_power,
+        ebv=ebv,
+        line=line,
+        flux_level=flux_level,
+        cal=cal,
+        response_weight=response_weight,
+    )
+
+
+def _apply_plate(star: _Star, plate: dict[str, Any]) -> None:
+    """Pull the star's window response, flux calibration and resolving power towards its
+    plate's (`plate_systematics`)."""
+    star.response_weight = _with_plate(star.response_weight, plate["response_weight"], 1.0)
+    star.cal = (
+        _with_plate(star.cal[0], plate["flux_cal"][0], 0.0),
+        _with_plate(star.cal[1], plate["flux_cal"][1], 0.0),
+    )
+    star.resolving_power = float(
+        np.clip(
+            _with_plate(star.resolving_power, plate["resolving_power"], RESOLVING_POWER[0]),
+            1000.0,
+            1900.0,
+        )
+    )
+
+
+def _model(
+    templates: Any, star: _Star, g: _GridInfo, plate: dict[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The noiseless spectrum on the release's grid, its continuum and its added line, in
+    flux units; and the emission's EW (Å) as added."""
     wave = g.wave
-    sigma_kms = C_KMS / resolving_power / FWHM_PER_SIGMA
-    window, added, ew_emission = _window_flux(templates, k, line, resolving_power)
-    z = rv / C_KMS
-    broad = np.interp(g.pixel - math.log10(1.0 + z) / COEFF1, g.pixel_mastar, _broad_shape(k))
-    scale = float(_window_broad_mean(k) / window.mean())
+    window, added, ew_emission = _window_flux(templates, star.k, star.line, star.resolving_power)
+    z = star.rv / C_KMS
+    broad = np.interp(g.pixel - math.log10(1.0 + z) / COEFF1, g.pixel_mastar, _broad_shape(star.k))
+    scale = float(_window_broad_mean(star.k) / window.mean())
     ws = g.splice
     rest = wave[ws] / (1.0 + z)
     ramp = np.clip((rest - 6215.0) / 40.0, 0.0, 1.0) * np.clip((6840.0 - rest) / 40.0, 0.0, 1.0)
@@ -479,13 +574,27 @@ def simulate_one(
     )
     continuum = broad.copy()
     continuum[ws] = (1.0 - ramp) * broad[ws] + ramp * scale * np.interp(
-        rest, templates.wave_vac, templates.continuum[k]
+        rest, templates.wave_vac, templates.continuum[star.k]
     )
     line_only = np.zeros_like(model)
     line_only[ws] = ramp * scale * np.interp(rest, templates.wave_vac, added)
-    shaping = np.exp(ebv * g.extinction_term + cal[0] * g.x + cal[1] * g.x * g.x)
+    shaping = _shaping(star, g, plate)
+    model *= shaping
+    norm = star.flux_level / float(model[g.rband].mean())
+    model *= norm
+    continuum *= shaping * norm
+    line_only *= shaping * norm
+    return model, continuum, line_only, ew_emission
+
+
+def _shaping(star: _Star, g: _GridInfo, plate: dict[str, Any] | None) -> np.ndarray:
+    """What multiplies the star's flux on its way: reddening, flux calibration, the window's
+    response (and the plate's bumps), the 6614 Å band."""
+    wave, ws = g.wave, g.splice
+    cal = star.cal
+    shaping = np.exp(star.ebv * g.extinction_term + cal[0] * g.x + cal[1] * g.x * g.x)
     response = np.array(WINDOW_RESPONSE)
-    shaping[ws] *= 1.0 + response_weight * np.interp(
+    shaping[ws] *= 1.0 + star.response_weight * np.interp(
         wave[ws], response[:, 0], response[:, 1], 0.0, 0.0
     )
     if plate is not None:
@@ -493,64 +602,43 @@ def simulate_one(
             shaping[ws] *= 1.0 + amplitude * np.exp(-0.5 * ((wave[ws] - centre) / width) ** 2)
     shaping[ws] *= physics.dib_transmission(
         wave[ws] - g.dib_offset_aa,
-        ebv=ebv,
-        sigma_aa=HALPHA_VACUUM_AA / resolving_power / FWHM_PER_SIGMA,
+        ebv=star.ebv,
+        sigma_aa=HALPHA_VACUUM_AA / star.resolving_power / FWHM_PER_SIGMA,
     )
-    model *= shaping
-    norm = flux_level / float(model[g.rband].mean())
-    model *= norm
-    continuum *= shaping * norm
-    line_only *= shaping * norm
+    return shaping
 
-    noisy = _observe(
-        rs.noise,
-        wave,
-        model,
-        line_only,
-        continuum,
-        snr=snr,
-        flux_level=flux_level,
-        line=line,
-        sigma_kms=sigma_kms,
-        plate=plate,
-    )
-    ew_net = equivalent_width_aa(
-        wave[ws], model[ws] / continuum[ws], line_aa=HALPHA_VACUUM_AA * (1 + z)
-    )
-    header = _header_values(
-        rs.meta,
-        seed=seed,
-        index=index,
-        release=release,
-        templates=templates,
-        k=k,
-        label=label,
-        rv=rv,
-        noisy=noisy,
-        wave=wave,
-        flux_level=flux_level,
-        fibres_per_plate=population.fibres_per_plate,
-    )
-    truth = {
-        "label": label,
-        "profile": profile,
+
+def _truth(
+    templates: Any,
+    star: _Star,
+    noisy: dict[str, Any],
+    g: _GridInfo,
+    *,
+    ew_net: float,
+    ew_emission: float,
+) -> dict[str, Any]:
+    """The truth row's drawn values, in truth.csv's column order."""
+    k = star.k
+    return {
+        "label": star.label,
+        "profile": star.profile,
         "template": str(templates.name[k]),
         "sptype": str(templates.sptype[k]),
         "spclass": str(templates.spclass[k]),
         "teff": float(templates.teff[k]),
         "logg": float(templates.logg[k]),
         "feh": float(templates.feh[k]),
-        "rv_kms": rv,
+        "rv_kms": star.rv,
         "vsini_extra_kms": 0.0,
-        "resolving_power": resolving_power,
-        "ebv": ebv,
-        "snr": snr,
+        "resolving_power": star.resolving_power,
+        "ebv": star.ebv,
+        "snr": star.snr,
         "halpha_ew_aa": ew_net,
         "emission_ew_aa": ew_emission,
-        **line.as_truth(),
-        "flux_cal_c1": cal[0],
-        "flux_cal_c2": cal[1],
-        "window_response_weight": response_weight,
+        **star.line.as_truth(),
+        "flux_cal_c1": star.cal[0],
+        "flux_cal_c2": star.cal[1],
+        "window_response_weight": star.response_weight,
         **{
             key: value
             for key, value in noisy.items()
@@ -558,21 +646,6 @@ def simulate_one(
         },
         "window_ivar_zero": int((noisy["ivar"][g.window] == 0).sum()),
     }
-    if plate is not None:
-        truth["plate"] = plate["plate"]
-        truth["plate_sky_shift_aa"] = plate["sky_shift_aa"]
-    return LamostSpectrum(
-        index=index,
-        release=release,
-        wave=wave,
-        flux=noisy["flux"],
-        ivar=noisy["ivar"],
-        andmask=noisy["andmask"],
-        ormask=noisy["ormask"],
-        continuum=continuum,
-        header=header,
-        truth=truth,
-    )
 
 
 def _window_flux(
