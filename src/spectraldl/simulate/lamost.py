@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -1038,158 +1038,199 @@ def _f(value: float, decimals: int) -> Raw:
     return Raw(f"{value:.{decimals}f}")
 
 
+class _Card(NamedTuple):
+    """One card of the LAMOST primary header as data: ``value`` is a constant or a function
+    of the `_CardContext`; written only for ``releases``."""
+
+    keyword: str
+    value: Any = None
+    comment: str = ""
+    releases: tuple[str, ...] = RELEASES
+
+
+@dataclass(frozen=True)
+class _CardContext:
+    """What card values are made from: the header values, the plate, the release."""
+
+    h: dict[str, Any]
+    plate: dict[str, Any]
+    release: str
+
+    @property
+    def dr1(self) -> bool:
+        """True for DR1, whose headers differ most."""
+        return self.release == "dr1"
+
+
+def _h(key: str, decimals: int | None = None, dr1_decimals: int | None = None) -> Any:
+    """Header value ``key``, formatted with ``decimals`` (``dr1_decimals`` in DR1) when given."""
+    if decimals is None:
+        return lambda c: c.h[key]
+    return lambda c: _f(c.h[key], dr1_decimals if c.dr1 and dr1_decimals else decimals)
+
+
+def _p(key: str, decimals: int) -> Any:
+    """Plate value ``key`` with ``decimals``."""
+    return lambda c: _f(c.plate[key], decimals)
+
+
+def _dr1_or(dr1: Any, other: Any) -> Any:
+    """``dr1`` in DR1 headers, else ``other``."""
+    return lambda c: dr1 if c.dr1 else other
+
+
+def _exposure(c: _CardContext) -> Raw:
+    return _f(c.plate["expt"] * c.plate["nexp"], 2)
+
+
+def _created(c: _CardContext) -> str:
+    created = datetime(2013 + RELEASES.index(c.release) * 2, 11, 13, 1, 49, 27)
+    return created.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+_NEW = ("dr6", "dr8")
+_NOT_DR1 = ("dr2", "dr6", "dr8")
+
+HEADER_CARDS = (
+    _Card("EXTEND", True, "Extensions may be present", ("dr1",)),
+    _Card("EXTEND", True, "", _NOT_DR1),
+    _Card("", releases=_NOT_DR1),
+    _Card("COMMENT", comment="--------FILE INFORMATION"),
+    _Card("FILENAME", _h("FILENAME")),
+    _Card("OBSID", _h("OBSID"), "Unique number ID of this spectrum", _NEW),
+    _Card("AUTHOR", "LAMOST Pipeline", "Who compiled the information"),
+    _Card("DATA_V", lambda c: f"LAMOST {c.release.upper()}", "Data release version", _NEW),
+    _Card("EXTEN0", "COADD", "The extension name of the coadded spectrum", ("dr8",)),
+    _Card("N_EXTEN", 1, "The extension number", ("dr1",)),
+    _Card("EXTEN0", "Flux Inverse Subcontinuum Andmask Ormask", releases=("dr1",)),
+    _Card("EXTEN0", "Flux Inverse Wavelength Andmask Ormask", releases=("dr2",)),
+    _Card("EXTEN0", "Flux, Inverse, Wavelength, Andmask, Ormask", releases=("dr6",)),
+    _Card("N_EXTEN", 1, "The extension number", _NOT_DR1),
+    _Card("EXTNAME", "Flux", "The extension name", ("dr2", "dr6")),
+    _Card("ORIGIN", "NAOC-LAMOST", "Organization responsible for creating this file"),
+    _Card("DATE", _created, "Time when this HDU is created (UTC)"),
+    _Card("COMMENT", comment="--------TELESCOPE PARAMETERS"),
+    _Card("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
+    _Card("LONGITUD", _dr1_or(_f(117.58, 3), _f(117.58, 2)), "[deg] Longitude of site"),
+    _Card("LATITUDE", _dr1_or(_f(40.39, 4), _f(40.39, 2)), "[deg] Latitude of site"),
+    _Card("FOCUS", 19964, "[mm] Telescope focus"),
+    _Card("CAMPRO", "NEWCAM", "Camera program name"),
+    _Card("CAMVER", "v2.0", "Camera program version"),
+    _Card("COMMENT", comment="--------OBSERVATION PARAMETERS"),
+    _Card("DATE-OBS", _h("DATE-OBS"), "The observation median UTC"),
+    _Card("DATE-BEG", _h("DATE-BEG"), "The observation start local time"),
+    _Card("DATE-END", _h("DATE-END"), "The observation end local time"),
+    _Card("LMJD", _h("LMJD"), "Local Modified Julian Day"),
+    _Card("MJD", _h("MJD"), "Modified Julian Day"),
+    _Card("PLANID", _h("PLANID"), "Plan ID in use"),
+    _Card("RA", _h("RA", 6, dr1_decimals=10), "[deg] Right ascension of object"),
+    _Card("DEC", _h("DEC", 6, dr1_decimals=10), "[deg] Declination of object"),
+    _Card("RA_OBS", _h("RA", 6), "[deg] Right ascension during observing", _NOT_DR1),
+    _Card("DEC_OBS", _h("DEC", 6), "[deg] Declination during observing", _NOT_DR1),
+    _Card("OFFSET", False, "Whether there's a offset during observing", _NOT_DR1),
+    _Card("DESIG", _h("DESIG"), "Designation of LAMOST target"),
+    _Card("FIBERID", _h("FIBERID"), "Fiber ID of Object"),
+    _Card("CELL_ID", _h("CELL_ID"), "Fiber Unit ID on the focal plane"),
+    _Card("X_VALUE", _h("X_VALUE", 9), "[mm] X coordinate of object on the focal plane"),
+    _Card("Y_VALUE", _h("Y_VALUE", 9), "[mm] Y coordinate of object on the focal plane"),
+    _Card("OBJNAME", _h("OBJNAME"), "Name of object"),
+    _Card("OBJTYPE", "star", "Object type from input catalog"),
+    _Card("OBJSOURC", "PILOT", "Name of input catalog"),
+    _Card("T_INFO", "NULL", "Target information"),
+    _Card("T_FROM", "NULL", "Target catalog"),
+    _Card("FIBERTYP", "Obj", "Fiber type of object"),
+    _Card("MAGTYPE", "ugrizjh", "Magnitude type of object"),
+    *(
+        _Card(f"MAG{i + 1}", lambda c, i=i: _f(c.h["MAG"][i], 2), f"[mag] Mag{i + 1} of object")
+        for i in range(7)
+    ),
+    _Card("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)"),
+    _Card("OBSCOMM", "Science", "Science, Test"),
+    _Card("RADECSYS", "FK5", "Equatorial coordinate system"),
+    _Card("EQUINOX", _f(2000.0, 2), "Equinox in years"),
+    _Card("COMMENT", comment="--------SPECTROGRAPH PARAMETERS"),
+    _Card("SPID", _h("SPID"), "Spectrograph ID"),
+    _Card("SPRA", _h("SPRA", 4), "[deg] Average RA of this spectrograph"),
+    _Card("SPDEC", _h("SPDEC", 4), "[deg] Average DEC of this spectrograph"),
+    _Card("SLIT_MOD", "x2/3", "Slit mode, x1 ,x2/3 or x1/2"),
+    _Card("COMMENT", comment="--------WEATHER CONDITION"),
+    _Card("SEEING", _p("seeing", 2), "[arcsecond] Seeing during exposure"),
+    _Card("MOONPHA", _p("moon", 2), "[day] Moon phase for a 29.53 days period"),
+    _Card("TEMP_AIR", _p("temp", 2), "[deg] Temperature outside dome"),
+    _Card("COMMENT", comment="--------DATA REDUCTION PARAMETERS"),
+    _Card("SKYLIST", "skylines.dat", "Sky emission line list"),
+    _Card("NEXP", lambda c: c.plate["nexp"], "Number of valid exposures"),
+    _Card("NEXP_B", lambda c: c.plate["nexp"], "Number of valid blue exposures"),
+    _Card("NEXP_R", lambda c: c.plate["nexp"], "Number of valid red exposures"),
+    _Card("EXPT_B", _exposure, "[s] Blue exposure duration time"),
+    _Card("EXPT_R", _exposure, "[s] Red exposure duration time"),
+    _Card("EXPTIME", _exposure, "[s] Minimum of exposure time for all cameras"),
+    _Card("EXTRACT", "aperture", "Extraction method"),
+    _Card("SFLATTEN", True, "Super flat has been applied"),
+    _Card("PCASKYSB", True, "PCA sky-subtraction has been applied"),
+    _Card("NSKIES", 20, "Sky fiber number"),
+    _Card("SKYCHI2", _p("skychi2", 2), "Mean chi^2 of sky-subtraction"),
+    _Card("HELIO", True, "Heliocentric correction"),
+    _Card("HELIO_RV", _p("helio", 5), "[km/s] Heliocentric correction"),
+    _Card("VACUUM", True, "Wavelengths are in vacuum"),
+    _Card("NWORDER", 2, "Number of linear-log10 coefficients"),
+    _Card("WFITTYPE", "LOG-LINEAR", "Linear-log10 dispersion"),
+    _Card(
+        "COEFF0",
+        _dr1_or(Raw("3.56820"), Raw("3.5682")),
+        "Central wavelength (log10) of first pixel",
+    ),
+    _Card("COEFF1", _dr1_or(Raw("0.000100000"), Raw("0.0001")), "Log10 dispersion per pixel"),
+    _Card("WAT0_001", "system=linear"),
+    _Card("WAT1_001", "wtype=linear label=Wavelength units=Angstroms"),
+    _Card(
+        "CRVAL1",
+        _dr1_or(Raw("3.56820"), Raw("3.5682")),
+        "Central wavelength (log10) of first pixel",
+    ),
+    _Card("CD1_1", _dr1_or(Raw("0.000100000"), Raw("0.0001")), "Log10 dispersion per pixel"),
+    _Card("CRPIX1", 1, "Starting pixel (1-indexed)"),
+    _Card("CTYPE1", "LINEAR"),
+    _Card("DC-FLAG", 1, "Log-linear flag"),
+    _Card("COMMENT", comment="--------SPECTRA ANALYSIS RESULTS"),
+    _Card("VERSPIPE", "v2.6.4", "Version of Pipeline", ("dr1",)),
+    _Card("VERSPIPE", "2.7.5", "Version of Pipeline", ("dr2",)),
+    _Card("VERSPIPE", "v2.9.7", "Version of Pipeline", _NEW),
+    _Card("CLASS", _h("CLASS"), "Class of object"),
+    _Card("SUBCLASS", _h("SUBCLASS"), "Subclass of object"),
+    _Card("Z", _h("Z", 8), "Redshift of object"),
+    _Card("Z_ERR", _h("Z_ERR", 8), "Redshift error of object"),
+    *(
+        _Card(
+            f"SN_{band}",
+            lambda c, band=band: _f(_cap(c.h["SN"][band], c.dr1), 2),
+            f"SNR of {band.lower()} filter",
+            ("dr1", "dr2"),
+        )
+        for band in "UGRIZ"
+    ),
+    *(
+        _Card(
+            f"SNR{band}",
+            lambda c, band=band: _f(c.h["SN"][band], 2),
+            f"SNR of {band.lower()} filter",
+            _NEW,
+        )
+        for band in "UGRIZ"
+    ),
+)
+"""The primary header after the axis cards, in the order and format of the real files of
+each release (`header_cards`); the simulated-file card (`fitsbytes.synthetic_card`) follows."""
+
+
 def header_cards(spec: LamostSpectrum) -> list[bytes]:
     """The primary header after the axis cards, in the order and format of the real files."""
-    h = spec.header
-    plate = h["plate"]
-    release = spec.release
-    dr1 = release == "dr1"
-    new = release in ("dr6", "dr8")
+    context = _CardContext(h=spec.header, plate=spec.header["plate"], release=spec.release)
     cards = [
-        card("EXTEND", True, "Extensions may be present" if dr1 else ""),
+        card(row.keyword, row.value(context) if callable(row.value) else row.value, row.comment)
+        for row in HEADER_CARDS
+        if context.release in row.releases
     ]
-    if not dr1:
-        cards.append(card(""))
-    cards += [
-        card("COMMENT", comment="--------FILE INFORMATION"),
-        card("FILENAME", h["FILENAME"]),
-    ]
-    if new:
-        cards.append(card("OBSID", h["OBSID"], "Unique number ID of this spectrum"))
-    cards.append(card("AUTHOR", "LAMOST Pipeline", "Who compiled the information"))
-    if new:
-        cards.append(card("DATA_V", f"LAMOST {release.upper()}", "Data release version"))
-    if release == "dr8":
-        cards.append(card("EXTEN0", "COADD", "The extension name of the coadded spectrum"))
-    elif dr1:
-        cards.append(card("N_EXTEN", 1, "The extension number"))
-        cards.append(card("EXTEN0", "Flux Inverse Subcontinuum Andmask Ormask"))
-    else:
-        rows = (
-            "Flux Inverse Wavelength Andmask Ormask"
-            if release == "dr2"
-            else "Flux, Inverse, Wavelength, Andmask, Ormask"
-        )
-        cards.append(card("EXTEN0", rows))
-    if not dr1:
-        cards.append(card("N_EXTEN", 1, "The extension number"))
-        if release != "dr8":
-            cards.append(card("EXTNAME", "Flux", "The extension name"))
-    created = datetime(2013 + RELEASES.index(release) * 2, 11, 13, 1, 49, 27)
-    cards += [
-        card("ORIGIN", "NAOC-LAMOST", "Organization responsible for creating this file"),
-        card("DATE", created.strftime("%Y-%m-%dT%H:%M:%S"), "Time when this HDU is created (UTC)"),
-        card("COMMENT", comment="--------TELESCOPE PARAMETERS"),
-        card("TELESCOP", "LAMOST", "GuoShouJing Telescope"),
-        card("LONGITUD", _f(117.58, 3 if dr1 else 2), "[deg] Longitude of site"),
-        card("LATITUDE", _f(40.39, 4 if dr1 else 2), "[deg] Latitude of site"),
-        card("FOCUS", 19964, "[mm] Telescope focus"),
-        card("CAMPRO", "NEWCAM", "Camera program name"),
-        card("CAMVER", "v2.0", "Camera program version"),
-        card("COMMENT", comment="--------OBSERVATION PARAMETERS"),
-        card("DATE-OBS", h["DATE-OBS"], "The observation median UTC"),
-        card("DATE-BEG", h["DATE-BEG"], "The observation start local time"),
-        card("DATE-END", h["DATE-END"], "The observation end local time"),
-        card("LMJD", h["LMJD"], "Local Modified Julian Day"),
-        card("MJD", h["MJD"], "Modified Julian Day"),
-        card("PLANID", h["PLANID"], "Plan ID in use"),
-        card("RA", _f(h["RA"], 10 if dr1 else 6), "[deg] Right ascension of object"),
-        card("DEC", _f(h["DEC"], 10 if dr1 else 6), "[deg] Declination of object"),
-    ]
-    if not dr1:
-        cards += [
-            card("RA_OBS", _f(h["RA"], 6), "[deg] Right ascension during observing"),
-            card("DEC_OBS", _f(h["DEC"], 6), "[deg] Declination during observing"),
-            card("OFFSET", False, "Whether there's a offset during observing"),
-        ]
-    cards += [
-        card("DESIG", h["DESIG"], "Designation of LAMOST target"),
-        card("FIBERID", h["FIBERID"], "Fiber ID of Object"),
-        card("CELL_ID", h["CELL_ID"], "Fiber Unit ID on the focal plane"),
-        card("X_VALUE", _f(h["X_VALUE"], 9), "[mm] X coordinate of object on the focal plane"),
-        card("Y_VALUE", _f(h["Y_VALUE"], 9), "[mm] Y coordinate of object on the focal plane"),
-        card("OBJNAME", h["OBJNAME"], "Name of object"),
-        card("OBJTYPE", "star", "Object type from input catalog"),
-        card("OBJSOURC", "PILOT", "Name of input catalog"),
-        card("T_INFO", "NULL", "Target information"),
-        card("T_FROM", "NULL", "Target catalog"),
-        card("FIBERTYP", "Obj", "Fiber type of object"),
-        card("MAGTYPE", "ugrizjh", "Magnitude type of object"),
-    ]
-    cards += [
-        card(f"MAG{i + 1}", _f(m, 2), f"[mag] Mag{i + 1} of object") for i, m in enumerate(h["MAG"])
-    ]
-    cards += [
-        card("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)"),
-        card("OBSCOMM", "Science", "Science, Test"),
-        card("RADECSYS", "FK5", "Equatorial coordinate system"),
-        card("EQUINOX", _f(2000.0, 2), "Equinox in years"),
-        card("COMMENT", comment="--------SPECTROGRAPH PARAMETERS"),
-        card("SPID", h["SPID"], "Spectrograph ID"),
-        card("SPRA", _f(h["SPRA"], 4), "[deg] Average RA of this spectrograph"),
-        card("SPDEC", _f(h["SPDEC"], 4), "[deg] Average DEC of this spectrograph"),
-        card("SLIT_MOD", "x2/3", "Slit mode, x1 ,x2/3 or x1/2"),
-        card("COMMENT", comment="--------WEATHER CONDITION"),
-        card("SEEING", _f(plate["seeing"], 2), "[arcsecond] Seeing during exposure"),
-        card("MOONPHA", _f(plate["moon"], 2), "[day] Moon phase for a 29.53 days period"),
-        card("TEMP_AIR", _f(plate["temp"], 2), "[deg] Temperature outside dome"),
-        card("COMMENT", comment="--------DATA REDUCTION PARAMETERS"),
-        card("SKYLIST", "skylines.dat", "Sky emission line list"),
-        card("NEXP", plate["nexp"], "Number of valid exposures"),
-        card("NEXP_B", plate["nexp"], "Number of valid blue exposures"),
-        card("NEXP_R", plate["nexp"], "Number of valid red exposures"),
-        card("EXPT_B", _f(plate["expt"] * plate["nexp"], 2), "[s] Blue exposure duration time"),
-        card("EXPT_R", _f(plate["expt"] * plate["nexp"], 2), "[s] Red exposure duration time"),
-        card(
-            "EXPTIME",
-            _f(plate["expt"] * plate["nexp"], 2),
-            "[s] Minimum of exposure time for all cameras",
-        ),
-        card("EXTRACT", "aperture", "Extraction method"),
-        card("SFLATTEN", True, "Super flat has been applied"),
-        card("PCASKYSB", True, "PCA sky-subtraction has been applied"),
-        card("NSKIES", 20, "Sky fiber number"),
-        card("SKYCHI2", _f(plate["skychi2"], 2), "Mean chi^2 of sky-subtraction"),
-        card("HELIO", True, "Heliocentric correction"),
-        card("HELIO_RV", _f(plate["helio"], 5), "[km/s] Heliocentric correction"),
-        card("VACUUM", True, "Wavelengths are in vacuum"),
-        card("NWORDER", 2, "Number of linear-log10 coefficients"),
-        card("WFITTYPE", "LOG-LINEAR", "Linear-log10 dispersion"),
-        card(
-            "COEFF0",
-            Raw("3.56820" if dr1 else "3.5682"),
-            "Central wavelength (log10) of first pixel",
-        ),
-        card("COEFF1", Raw("0.000100000" if dr1 else "0.0001"), "Log10 dispersion per pixel"),
-        card("WAT0_001", "system=linear"),
-        card("WAT1_001", "wtype=linear label=Wavelength units=Angstroms"),
-        card(
-            "CRVAL1",
-            Raw("3.56820" if dr1 else "3.5682"),
-            "Central wavelength (log10) of first pixel",
-        ),
-        card("CD1_1", Raw("0.000100000" if dr1 else "0.0001"), "Log10 dispersion per pixel"),
-        card("CRPIX1", 1, "Starting pixel (1-indexed)"),
-        card("CTYPE1", "LINEAR"),
-        card("DC-FLAG", 1, "Log-linear flag"),
-        card("COMMENT", comment="--------SPECTRA ANALYSIS RESULTS"),
-        card(
-            "VERSPIPE",
-            {"dr1": "v2.6.4", "dr2": "2.7.5"}.get(release, "v2.9.7"),
-            "Version of Pipeline",
-        ),
-        card("CLASS", h["CLASS"], "Class of object"),
-        card("SUBCLASS", h["SUBCLASS"], "Subclass of object"),
-        card("Z", _f(h["Z"], 8), "Redshift of object"),
-        card("Z_ERR", _f(h["Z_ERR"], 8), "Redshift error of object"),
-    ]
-    prefix = "SNR" if new else "SN_"
-    for band in "UGRIZ":
-        cards.append(
-            card(
-                f"{prefix}{band}", _f(_cap(h["SN"][band], dr1), 2), f"SNR of {band.lower()} filter"
-            )
-        )
     cards.append(fb.synthetic_card())
     return cards
 
