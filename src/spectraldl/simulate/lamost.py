@@ -50,6 +50,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.archives import identify
 from spectraldl.io.archives.fitsfile import FitsFile, parse_header
 from spectraldl.prep.measure import equivalent_width_aa
 from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
@@ -969,27 +970,16 @@ def _header_values(
     flux_level: float,
     fibres_per_plate: int = FIBRES_PER_PLATE,
 ) -> dict[str, Any]:
+    """Header values of spectrum ``index``: its plate, fibre, position, times, magnitudes,
+    the pipeline's class and redshift, the S/N per band (drawn from ``rng`` in this order)."""
     plate_no, slot = divmod(index, fibres_per_plate)
     plate = _plate(seed, release, plate_no)
     spid, fibre = divmod(slot, 250)
     spid += 1
     fibre += 1
-    radius = 2.5 * math.sqrt(rng.random())
-    angle = rng.uniform(0.0, 2.0 * math.pi)
-    dec = float(np.clip(plate["dec0"] + radius * math.sin(angle), -89.9, 89.9))
-    ra = (plate["ra0"] + radius * math.cos(angle) / max(math.cos(math.radians(dec)), 0.05)) % 360.0
-    flux, ivar = noisy["flux"], noisy["ivar"]
-    bands = {
-        "U": _band_snr(wave, flux, ivar, 3700.0, 4000.0),
-        "G": _band_snr(wave, flux, ivar, 4000.0, 5500.0),
-        "R": _band_snr(wave, flux, ivar, 5500.0, 6900.0),
-        "I": _band_snr(wave, flux, ivar, 6900.0, 8500.0),
-        "Z": _band_snr(wave, flux, ivar, 8500.0, 9100.0),
-    }
+    ra, dec = _fibre_position(rng, plate)
+    bands = _band_snrs(wave, noisy["flux"], noisy["ivar"])
     mag_r = 17.0 - 2.5 * math.log10(max(flux_level, 1e-3) / 300.0) + rng.normal(0.0, 0.15)
-    subclass = str(templates.subclass[k])
-    if subclass[0] in "AB":
-        subclass += "V" if templates.logg[k] > 3.9 else "IV" if templates.logg[k] > 3.5 else "III"
     poor = bands["R"] < 4.0
     start = plate["start"] + timedelta(seconds=float(rng.uniform(0, 60)))
     middle = start + timedelta(seconds=plate["nexp"] * plate["expt"] / 2.0)
@@ -1027,11 +1017,43 @@ def _header_values(
         "Y_VALUE": float(rng.uniform(-900.0, 900.0)),
         "plate": plate,
         "CLASS": "Unknown" if poor else "STAR",
-        "SUBCLASS": "Non" if poor else subclass,
+        "SUBCLASS": "Non" if poor else _subclass(templates, k),
         "Z": rv / C_KMS + rng.normal(0.0, 1e-5),
         "Z_ERR": abs(rng.normal(2e-5, 1e-5)),
         "SN": bands,
     }
+
+
+def _fibre_position(rng: np.random.Generator, plate: dict[str, Any]) -> tuple[float, float]:
+    """RA and Dec (deg) of a fibre drawn uniformly on the plate's 2.5 deg radius."""
+    radius = 2.5 * math.sqrt(rng.random())
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    dec = float(np.clip(plate["dec0"] + radius * math.sin(angle), -89.9, 89.9))
+    ra = (plate["ra0"] + radius * math.cos(angle) / max(math.cos(math.radians(dec)), 0.05)) % 360.0
+    return ra, dec
+
+
+SNR_BANDS_AA = {
+    "U": (3700.0, 4000.0),
+    "G": (4000.0, 5500.0),
+    "R": (5500.0, 6900.0),
+    "I": (6900.0, 8500.0),
+    "Z": (8500.0, 9100.0),
+}
+"""The wavelength ranges (Å) of the header's S/N per band."""
+
+
+def _band_snrs(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> dict[str, float]:
+    """The S/N of each band of `SNR_BANDS_AA`, as the header states them."""
+    return {band: _band_snr(wave, flux, ivar, lo, hi) for band, (lo, hi) in SNR_BANDS_AA.items()}
+
+
+def _subclass(templates: Any, k: int) -> str:
+    """The pipeline's subclass of template ``k``: its type, with a luminosity class for A and B."""
+    subclass = str(templates.subclass[k])
+    if subclass[0] in "AB":
+        subclass += "V" if templates.logg[k] > 3.9 else "IV" if templates.logg[k] > 3.5 else "III"
+    return subclass
 
 
 def _f(value: float, decimals: int) -> Raw:
@@ -1294,8 +1316,6 @@ def file_bytes(spec: LamostSpectrum) -> bytes:
 
 def to_spectrum(spec: LamostSpectrum, data: bytes, path: str | Path) -> Spectrum:
     """The `Spectrum` the project's reader makes of ``data`` (read from memory, same code)."""
-    from spectraldl.io.archives import identify
-
     header, start = parse_header(data)
     fits_file = FitsFile(path=Path(path), data=data, header=header, data_start=start)
     return identify(fits_file).read(fits_file)
