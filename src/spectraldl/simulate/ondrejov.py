@@ -36,14 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from spectraldl.core.spectrum import Spectrum
+from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+from spectraldl.io.archives import identify
+from spectraldl.io.archives.fitsfile import FitsFile, parse_header
 from spectraldl.io.archives.headers import iso_to_mjd
+from spectraldl.io.archives.ondrejov import RESOLVING_POWER as READER_R
 from spectraldl.prep.measure import der_snr, equivalent_width_aa
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
 from spectraldl.simulate.common import choose_template, draw_snr, noise_profile, streams
 from spectraldl.simulate.fitsbytes import Raw, card
-from spectraldl.simulate.halpha import HALPHA_AIR_AA, draw_line, line_addition
+from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, line_addition
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
 from spectraldl.simulate.population import ONDREJOV_COUNTS_LOGNORMAL, Population, class_of
 from spectraldl.simulate.templates import load_templates
@@ -173,100 +176,37 @@ def simulate_one(
         raise ValueError(f"form must be one of {FORMS}, not {form!r}")
     templates = load_templates()
     rs = streams(seed, "ondrejov", index)
-    rng = rs.star
-    label = class_of(index, seed=seed, mix=population.mix)
-    profile = noise_profile(rng, archive="ondrejov") if label == "noise" else label
-    fractions = population.types.get(profile, population.types["absorption"])
-    k = choose_template(
-        rng, templates, fractions, archive="ondrejov", teff_values=population.teff_values
-    )
     night, frame = _night(index)
     chip = PYLON if night >= PYLON_FROM else SITE
-    level = ONDREJOV_COUNTS_LOGNORMAL[0] * math.exp(rng.normal(0.0, ONDREJOV_COUNTS_LOGNORMAL[1]))
-    snr = draw_snr(rng, population, label=label, default=math.sqrt(level * chip.gain))
-    level = snr**2 / chip.gain
-    rv = float(rng.normal(0.0, 25.0))
-    vsini = (
-        float(rng.uniform(100.0, 300.0))
-        if profile in ("emission", "double-peak") and templates.spclass[k] in "OBA"
-        else 0.0
-    )
-    ebv = float(min(rng.exponential(0.15), 1.2))
-    line = draw_line(rng, profile, archive="ondrejov", snr=snr, weak=label == "noise")
-    water = float(rng.exponential(0.4))
-    tilt = (float(rng.normal(0.0, 0.01)), float(rng.normal(0.0, 0.006)))
-    response = (float(rng.normal(0.0, 0.1)), float(rng.uniform(-0.3, -0.03)))
-    partial = rng.random() < 0.01
-
+    star = _draw_star(rs.star, templates, chip, index=index, seed=seed, population=population)
     meta = rs.meta
     start = chip.start_aa + float(meta.normal(0.0, 0.08))
-    if partial:
+    if star.partial:
         start -= float(meta.uniform(40.0, 60.0))
     wave = start + chip.step_aa * np.arange(chip.pixels)
-
-    velocity = _velocity_of_window()
-    photosphere_rest = templates.flux[k] / templates.continuum[k]
-    if vsini > 0:
-        step = float(velocity[1] - velocity[0])
-        taps = np.arange(-math.ceil(vsini / step), math.ceil(vsini / step) + 1) * step
-        kernel = physics.rotation_kernel_kms(taps, vsini_kms=vsini)
-        photosphere_rest = np.convolve(
-            np.pad(photosphere_rest, taps.size, mode="edge"), kernel / kernel.sum(), "same"
-        )[taps.size : -taps.size]
-    sigma_kms = C_KMS / RESOLVING_POWER / FWHM_PER_SIGMA
-    photosphere_v = np.interp(VELOCITY_GRID_KMS, velocity, photosphere_rest)
-    addition, ew_emission = line_addition(line, photosphere_v, instrument_sigma_kms=sigma_kms)
-    rest = wave / (1.0 + rv / C_KMS)
-    normalised = np.interp(rest, templates.wave_air, photosphere_rest)
-    normalised += np.interp(
-        C_KMS * (rest / HALPHA_AIR_AA - 1.0), VELOCITY_GRID_KMS, addition, left=0.0, right=0.0
+    normalised, ew_emission = _normalised(templates, star, wave)
+    truth_ew = equivalent_width_aa(
+        wave, normalised, line_aa=HALPHA_AIR_AA * (1.0 + star.rv / C_KMS)
     )
-    truth_ew = equivalent_width_aa(wave, normalised, line_aa=HALPHA_AIR_AA * (1.0 + rv / C_KMS))
-    sigma_aa = HALPHA_AIR_AA / RESOLVING_POWER / FWHM_PER_SIGMA
-    transmission = physics.absorption_lines(
-        wave,
-        centres_aa=physics.TELLURIC_H2O_AIR_AA,
-        depths=np.clip(0.06 * water * physics.TELLURIC_H2O_RELATIVE_DEPTH, 0.0, 0.6),
-        sigma_aa=sigma_aa,
-    )
-    transmission *= physics.dib_transmission(wave, ebv=ebv, sigma_aa=sigma_aa)
     x = (wave - wave.mean()) / (wave[-1] - wave[0]) * 2.0
-    shape = 1.0 + response[0] * x + response[1] * x * x
-    expected = level * shape * normalised * transmission
-    noise_rng = rs.noise
-    variance = np.clip(expected, 0.0, None) / chip.gain + (chip.read_noise / chip.gain) ** 2 * 6.0
-    counts = expected + np.sqrt(variance) * noise_rng.standard_normal(wave.size)
-    spikes = 0
-    if noise_rng.random() < 0.1:
-        spikes = int(noise_rng.integers(1, 4))
-        for at in noise_rng.integers(5, wave.size - 5, size=spikes):
-            counts[at] += noise_rng.uniform(5.0, 60.0) * math.sqrt(variance[at])
-    normaliser = level * shape * (1.0 + tilt[0] * x + tilt[1] * x * x)
+    shape = 1.0 + star.response[0] * x + star.response[1] * x * x
+    expected = star.level * shape * normalised * _transmission(wave, star)
+    counts, spikes = _counts(rs.noise, expected, chip)
+    tilt = star.tilt
+    normaliser = star.level * shape * (1.0 + tilt[0] * x + tilt[1] * x * x)
     lo, hi = np.searchsorted(wave, SSAP_RANGE_AA)
     hi = min(int(hi), int(lo) + chip.ssap_rows)
     header = _header_values(
-        meta, index=index, chip=chip, night=night, frame=frame, start=start, level=level
+        meta, index=index, chip=chip, night=night, frame=frame, start=start, level=star.level
     )
     truth = {
-        "label": label,
-        "profile": profile,
-        "template": str(templates.name[k]),
-        "sptype": str(templates.sptype[k]),
-        "spclass": str(templates.spclass[k]),
-        "teff": float(templates.teff[k]),
-        "logg": float(templates.logg[k]),
-        "feh": float(templates.feh[k]),
-        "rv_kms": rv,
-        "vsini_extra_kms": vsini,
-        "resolving_power": RESOLVING_POWER,
-        "ebv": ebv,
-        "snr": snr,
+        **_star_truth(templates, star),
         "halpha_ew_aa": truth_ew,
         "emission_ew_aa": ew_emission,
-        **line.as_truth(),
-        "telluric_water": water,
+        **star.line.as_truth(),
+        "telluric_water": star.water,
         "defect_cosmic_rays": spikes,
-        "defect_partial_coverage": bool(partial),
+        "defect_partial_coverage": bool(star.partial),
         "chip": chip.detector,
     }
     return OndrejovSpectrum(
@@ -279,6 +219,144 @@ def simulate_one(
         header=header,
         truth=truth,
     )
+
+
+@dataclass(frozen=True)
+class _Star:
+    """What is drawn for one spectrum from its star stream: the star, its line, the counts
+    level, telluric water, the continuum fit's tilt, the response, a partial coverage."""
+
+    label: str
+    profile: str
+    k: int
+    level: float
+    snr: float
+    rv: float
+    vsini: float
+    ebv: float
+    line: LineParams
+    water: float
+    tilt: tuple[float, float]
+    response: tuple[float, float]
+    partial: bool
+
+
+def _draw_star(
+    rng: np.random.Generator,
+    templates: Any,
+    chip: Chip,
+    *,
+    index: int,
+    seed: int,
+    population: Population,
+) -> _Star:
+    """Draw spectrum ``index``'s star, line and instrument values (in this order)."""
+    label = class_of(index, seed=seed, mix=population.mix)
+    profile = noise_profile(rng, archive="ondrejov") if label == "noise" else label
+    fractions = population.types.get(profile, population.types["absorption"])
+    k = choose_template(
+        rng, templates, fractions, archive="ondrejov", teff_values=population.teff_values
+    )
+    level = ONDREJOV_COUNTS_LOGNORMAL[0] * math.exp(rng.normal(0.0, ONDREJOV_COUNTS_LOGNORMAL[1]))
+    snr = draw_snr(rng, population, label=label, default=math.sqrt(level * chip.gain))
+    rv = float(rng.normal(0.0, 25.0))
+    vsini = (
+        float(rng.uniform(100.0, 300.0))
+        if profile in ("emission", "double-peak") and templates.spclass[k] in "OBA"
+        else 0.0
+    )
+    ebv = float(min(rng.exponential(0.15), 1.2))
+    line = draw_line(rng, profile, archive="ondrejov", snr=snr, weak=label == "noise")
+    return _Star(
+        label=label,
+        profile=profile,
+        k=k,
+        level=snr**2 / chip.gain,
+        snr=snr,
+        rv=rv,
+        vsini=vsini,
+        ebv=ebv,
+        line=line,
+        water=float(rng.exponential(0.4)),
+        tilt=(float(rng.normal(0.0, 0.01)), float(rng.normal(0.0, 0.006))),
+        response=(float(rng.normal(0.0, 0.1)), float(rng.uniform(-0.3, -0.03))),
+        partial=bool(rng.random() < 0.01),
+    )
+
+
+def _normalised(templates: Any, star: _Star, wave: np.ndarray) -> tuple[np.ndarray, float]:
+    """The star's continuum-normalised spectrum on ``wave`` (rotation and H-alpha line
+    included, Doppler-shifted), and the emission's EW (Å) as added."""
+    velocity = _velocity_of_window()
+    photosphere_rest = templates.flux[star.k] / templates.continuum[star.k]
+    if star.vsini > 0:
+        photosphere_rest = _rotated(photosphere_rest, velocity, star.vsini)
+    sigma_kms = C_KMS / RESOLVING_POWER / FWHM_PER_SIGMA
+    photosphere_v = np.interp(VELOCITY_GRID_KMS, velocity, photosphere_rest)
+    addition, ew_emission = line_addition(star.line, photosphere_v, instrument_sigma_kms=sigma_kms)
+    rest = wave / (1.0 + star.rv / C_KMS)
+    normalised = np.interp(rest, templates.wave_air, photosphere_rest)
+    normalised += np.interp(
+        C_KMS * (rest / HALPHA_AIR_AA - 1.0), VELOCITY_GRID_KMS, addition, left=0.0, right=0.0
+    )
+    return normalised, ew_emission
+
+
+def _rotated(flux: np.ndarray, velocity: np.ndarray, vsini: float) -> np.ndarray:
+    """``flux`` (on the ``velocity`` grid, km/s) broadened by rotation at ``vsini``."""
+    step = float(velocity[1] - velocity[0])
+    taps = np.arange(-math.ceil(vsini / step), math.ceil(vsini / step) + 1) * step
+    kernel = physics.rotation_kernel_kms(taps, vsini_kms=vsini)
+    return np.convolve(np.pad(flux, taps.size, mode="edge"), kernel / kernel.sum(), "same")[
+        taps.size : -taps.size
+    ]
+
+
+def _transmission(wave: np.ndarray, star: _Star) -> np.ndarray:
+    """Telluric water lines and the 6614 Å band at CCD700's resolution."""
+    sigma_aa = HALPHA_AIR_AA / RESOLVING_POWER / FWHM_PER_SIGMA
+    transmission = physics.absorption_lines(
+        wave,
+        centres_aa=physics.TELLURIC_H2O_AIR_AA,
+        depths=np.clip(0.06 * star.water * physics.TELLURIC_H2O_RELATIVE_DEPTH, 0.0, 0.6),
+        sigma_aa=sigma_aa,
+    )
+    transmission *= physics.dib_transmission(wave, ebv=star.ebv, sigma_aa=sigma_aa)
+    return transmission
+
+
+def _counts(rng: np.random.Generator, expected: np.ndarray, chip: Chip) -> tuple[np.ndarray, int]:
+    """Counts (ADU) with photon and read noise and, in 10 % of spectra, 1-3 cosmic rays;
+    and how many."""
+    n = expected.size
+    variance = np.clip(expected, 0.0, None) / chip.gain + (chip.read_noise / chip.gain) ** 2 * 6.0
+    counts = expected + np.sqrt(variance) * rng.standard_normal(n)
+    spikes = 0
+    if rng.random() < 0.1:
+        spikes = int(rng.integers(1, 4))
+        for at in rng.integers(5, n - 5, size=spikes):
+            counts[at] += rng.uniform(5.0, 60.0) * math.sqrt(variance[at])
+    return counts, spikes
+
+
+def _star_truth(templates: Any, star: _Star) -> dict[str, Any]:
+    """The truth row's leading columns: class, template and the star's drawn values."""
+    k = star.k
+    return {
+        "label": star.label,
+        "profile": star.profile,
+        "template": str(templates.name[k]),
+        "sptype": str(templates.sptype[k]),
+        "spclass": str(templates.spclass[k]),
+        "teff": float(templates.teff[k]),
+        "logg": float(templates.logg[k]),
+        "feh": float(templates.feh[k]),
+        "rv_kms": star.rv,
+        "vsini_extra_kms": star.vsini,
+        "resolving_power": RESOLVING_POWER,
+        "ebv": star.ebv,
+        "snr": star.snr,
+    }
 
 
 def _sexagesimal(value: float, *, sign: bool) -> str:
@@ -457,11 +535,6 @@ def to_spectrum(spec: OndrejovSpectrum, data: bytes, path: str | Path) -> Spectr
     table reader goes through astropy, so its result is rebuilt here from the
     same values (the tests check the two agree on written files).
     """
-    from spectraldl.core.spectrum import SpectrumMeta
-    from spectraldl.io.archives import identify
-    from spectraldl.io.archives.fitsfile import FitsFile, parse_header
-    from spectraldl.io.archives.ondrejov import RESOLVING_POWER as READER_R
-
     if spec.form == "raw":
         header, start = parse_header(data)
         fits_file = FitsFile(path=Path(path), data=data, header=header, data_start=start)
