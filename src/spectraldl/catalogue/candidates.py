@@ -32,20 +32,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spectraldl.core.quality import UNUSABLE, Quality
+from spectraldl.catalogue.crossmatch import (
+    DEFAULT_RADIUS_ARCSEC,
+    CrossMatch,
+    crossmatch,
+    known_columns,
+    read_known,
+)
+from spectraldl.catalogue.gallery import GallerySummary, write_gallery
+from spectraldl.catalogue.selection import CandidatesError, Selection
+from spectraldl.core.quality import Quality
 from spectraldl.io.predictions import (
     ColumnInfo,
     classes_in,
     column_spec,
     iter_predictions,
-    probability_column,
     read_metadata,
 )
 
-DEFAULT_CLASSES = ("emission", "double-peak")
-DEFAULT_MIN_PROB = 0.9
-"""Arg-max alone made 14 % of LAMOST DR1 candidates in the thesis, mostly noise; 0.9 cuts that."""
-EXCLUDING_FLAGS = Quality.NOVEL | Quality.LOW_SNR | UNUSABLE
 CATALOGUE_SUFFIXES = {
     ".csv": "csv",
     ".ecsv": "ascii.ecsv",
@@ -64,88 +68,6 @@ KNOWN_COLUMNS: dict[str, ColumnInfo] = {
         "f4", "arcsec", "Separation from that known star", "pos.angDistance"
     ),
 }
-
-
-class CandidatesError(ValueError):
-    """Candidates cannot be selected or written (bad class name, unknown format, ...)."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The cuts that make a spectrum a candidate."""
-
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    min_prob: float = DEFAULT_MIN_PROB
-    include_flagged: bool = False
-    min_ew_aa: float | None = None
-    """Least emission equivalent width (Å, > 0): keeps rows with ``halpha_ew_aa <= -min_ew_aa``."""
-    profile_types: tuple[str, ...] = ()
-    """Measured profile types kept (`spectraldl.prep.measure.PROFILE_TYPES`); all when empty."""
-
-    @property
-    def uses_measurements(self) -> bool:
-        """True when the cuts read the H-alpha measurement columns."""
-        return self.min_ew_aa is not None or bool(self.profile_types)
-
-    @property
-    def excluding_flags(self) -> Quality:
-        """Flags that drop a spectrum from the catalogue (none with ``include_flagged``)."""
-        return Quality(0) if self.include_flagged else EXCLUDING_FLAGS
-
-    def check(self, model_classes: Sequence[str]) -> None:
-        """Raise `CandidatesError` when a candidate class is not one of the model's."""
-        unknown = [c for c in self.classes if c not in model_classes]
-        if unknown:
-            raise CandidatesError(
-                f"class {', '.join(unknown)} is not predicted by this model; "
-                f"its classes are {', '.join(model_classes)}"
-            )
-        if not 0.0 <= self.min_prob <= 1.0:
-            raise CandidatesError(f"min-prob must be in [0, 1], got {self.min_prob}")
-        from spectraldl.prep.measure import PROFILE_TYPES
-
-        unknown = [t for t in self.profile_types if t not in PROFILE_TYPES]
-        if unknown:
-            raise CandidatesError(
-                f"profile type {', '.join(unknown)} is unknown; use {', '.join(PROFILE_TYPES)}"
-            )
-
-    def check_columns(self, columns: Iterable[str], source: Any = "") -> None:
-        """Raise `CandidatesError` when the cuts need measurement columns the table lacks."""
-        needed = (["halpha_ew_aa"] if self.min_ew_aa is not None else []) + (
-            ["profile_type"] if self.profile_types else []
-        )
-        missing = [c for c in needed if c not in set(columns)]
-        if missing:
-            raise CandidatesError(
-                f"{source}: the predictions table has no {', '.join(missing)} column (written "
-                "before H-alpha was measured); classify the spectra again to select on it"
-            )
-
-    def predicted_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of each row's predicted class (float32)."""
-        classes = classes_in(frame.columns)
-        matrix = frame[[probability_column(c) for c in classes]].to_numpy(dtype=np.float32)
-        index = pd.Index(classes).get_indexer(frame["predicted_class"].astype(str))
-        out = np.full(len(frame), np.nan, np.float32)
-        ok = index >= 0
-        out[ok] = matrix[np.flatnonzero(ok), index[ok]]
-        return out
-
-    def confident(self, frame: pd.DataFrame) -> np.ndarray:
-        """Rows predicted as a candidate class with at least ``min_prob``."""
-        in_class = frame["predicted_class"].astype(str).isin(self.classes).to_numpy()
-        return in_class & (self.predicted_probability(frame) >= self.min_prob)
-
-    def mask(self, frame: pd.DataFrame) -> np.ndarray:
-        """Rows that are candidates."""
-        clean = (frame["quality"].to_numpy(dtype=np.int64) & int(self.excluding_flags)) == 0
-        keep = self.confident(frame) & clean
-        if self.min_ew_aa is not None:  # NaN (unmeasurable) never passes
-            keep &= frame["halpha_ew_aa"].to_numpy(dtype=np.float64) <= -self.min_ew_aa
-        if self.profile_types:
-            keep &= frame["profile_type"].astype(str).isin(self.profile_types).to_numpy()
-        return keep
 
 
 @dataclass
@@ -354,9 +276,9 @@ class CandidatesSummary:
     catalogue: pd.DataFrame
     counts: Counts
     written: list[Path] = field(default_factory=list)
-    crossmatch: Any = None
+    crossmatch: CrossMatch | None = None
     known_csv: Path | None = None
-    gallery: Any = None
+    gallery: GallerySummary | None = None
 
 
 def _blocks(
@@ -407,19 +329,30 @@ def find_candidates(
     log
         Called with lines of progress for people.
     """
-    from spectraldl.catalogue.crossmatch import (
-        DEFAULT_RADIUS_ARCSEC,
-        crossmatch,
-        known_columns,
-        read_known,
-    )
-
     say = log or (lambda _line: None)
     selection = selection or Selection()
     blocks = _blocks(predictions, chunk_rows)
-    provenance = (
-        read_metadata(predictions) if not isinstance(predictions, pd.DataFrame) else None
-    ) or {}
+    meta = _catalogue_meta(predictions, selection)
+    catalogue, counts = _select(predictions, blocks, selection)
+    summary = CandidatesSummary(catalogue=catalogue, counts=counts)
+    if known is not None:
+        _match_known(summary, blocks, selection, known, radius_arcsec, outs)
+    for out in outs:
+        summary.written.append(write_catalogue(summary.catalogue, out, meta=meta))
+        say(f"wrote {len(summary.catalogue)} candidates to {out}")
+    if gallery is not None:
+        summary.gallery = write_gallery(
+            summary.catalogue, gallery, max_items=gallery_max, workers=workers, log=say
+        )
+    return summary
+
+
+def _select(
+    predictions: str | Path | pd.DataFrame,
+    blocks: Callable[[], Iterable[pd.DataFrame]],
+    selection: Selection,
+) -> tuple[pd.DataFrame, Counts]:
+    """The candidates (most probable first, then by id) and the counts, in one pass."""
     counts: Counts | None = None
     picked: list[pd.DataFrame] = []
     for block in blocks():
@@ -443,25 +376,40 @@ def find_candidates(
     )
     probability = selection.predicted_probability(catalogue)
     order = np.lexsort((catalogue["id"].astype(str).to_numpy(), -probability))
-    catalogue = catalogue.iloc[order].reset_index(drop=True)
-    summary = CandidatesSummary(catalogue=catalogue, counts=counts)
-    if known is not None:
-        stars = read_known(known)
-        match = crossmatch(
-            stars,
-            blocks(),
-            selection=selection,
-            radius_arcsec=DEFAULT_RADIUS_ARCSEC if radius_arcsec is None else radius_arcsec,
-        )
-        names, seps = known_columns(catalogue, match)
-        catalogue = catalogue.assign(known_name=names, known_sep_arcsec=seps)
-        summary.catalogue = catalogue
-        summary.crossmatch = match
-        if outs:
-            first = Path(outs[0])
-            summary.known_csv = first.with_name(first.stem + ".known.csv")
-            match.write_csv(summary.known_csv)
-    meta = {
+    return catalogue.iloc[order].reset_index(drop=True), counts
+
+
+def _match_known(
+    summary: CandidatesSummary,
+    blocks: Callable[[], Iterable[pd.DataFrame]],
+    selection: Selection,
+    known: str | Path,
+    radius_arcsec: float | None,
+    outs: Sequence[str | Path],
+) -> None:
+    """Cross-match the known stars: name them in the catalogue, per star to ``.known.csv``."""
+    stars = read_known(known)
+    match = crossmatch(
+        stars,
+        blocks(),
+        selection=selection,
+        radius_arcsec=DEFAULT_RADIUS_ARCSEC if radius_arcsec is None else radius_arcsec,
+    )
+    names, seps = known_columns(summary.catalogue, match)
+    summary.catalogue = summary.catalogue.assign(known_name=names, known_sep_arcsec=seps)
+    summary.crossmatch = match
+    if outs:
+        first = Path(outs[0])
+        summary.known_csv = first.with_name(first.stem + ".known.csv")
+        match.write_csv(summary.known_csv)
+
+
+def _catalogue_meta(predictions: str | Path | pd.DataFrame, selection: Selection) -> dict[str, Any]:
+    """The catalogue's header: the cuts, the model and the predictions it came from."""
+    provenance = (
+        read_metadata(predictions) if not isinstance(predictions, pd.DataFrame) else None
+    ) or {}
+    meta: dict[str, Any] = {
         "description": "spectraldl emission-line candidates",
         "classes": ",".join(selection.classes),
         "min_prob": selection.min_prob,
@@ -473,13 +421,4 @@ def find_candidates(
         meta["min_ew"] = selection.min_ew_aa
     if selection.profile_types:
         meta["proftype"] = ",".join(selection.profile_types)
-    for out in outs:
-        summary.written.append(write_catalogue(catalogue, out, meta=meta))
-        say(f"wrote {len(catalogue)} candidates to {out}")
-    if gallery is not None:
-        from spectraldl.catalogue.gallery import write_gallery
-
-        summary.gallery = write_gallery(
-            catalogue, gallery, max_items=gallery_max, workers=workers, log=say
-        )
-    return summary
+    return meta

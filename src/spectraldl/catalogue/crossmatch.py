@@ -29,16 +29,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from spectraldl.catalogue.selection import Selection
 from spectraldl.core.quality import flag_names
 from spectraldl.io.predictions import probability_column
-
-if TYPE_CHECKING:
-    from spectraldl.catalogue.candidates import Selection
 
 DEFAULT_RADIUS_ARCSEC = 10.0
 
@@ -229,6 +227,173 @@ def _miss_reason(row: pd.Series, selection: Selection) -> tuple[int, str, str]:
     return (0 if excluded and not low else 1), status, "; ".join(notes)
 
 
+_TABLE_COLUMNS = [
+    "name",
+    "ra",
+    "dec",
+    "status",
+    "reason",
+    "n_spectra",
+    "id",
+    "source",
+    "separation_arcsec",
+    "predicted_class",
+    "probability",
+    "quality_flags",
+]
+_PAIR_COLUMNS = ["known_name", "id", "source", "separation_arcsec"]
+
+
+def _probability(row: pd.Series) -> float:
+    """The probability of a predictions row's predicted class."""
+    return float(row[probability_column(str(row["predicted_class"]))])
+
+
+def _designation_index(known: KnownStars) -> dict[str, list[int]]:
+    """Known stars by canonical designation (stars listed by position only are left out)."""
+    by_designation: dict[str, list[int]] = {}
+    for i, key in enumerate(known.designations):
+        if key:
+            by_designation.setdefault(key, []).append(i)
+    return by_designation
+
+
+def _block_pairs(
+    block: pd.DataFrame,
+    known_coords: Any,
+    by_designation: dict[str, list[int]],
+    radius_arcsec: float,
+) -> pd.DataFrame | None:
+    """The block's rows near a known star (or named by its designation), one per pair.
+
+    Each row gains ``known_index`` and ``separation_arcsec`` in front; None when
+    no row of the block is near a known star.
+    """
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    ra = block["ra"].to_numpy(dtype=np.float64)
+    dec = block["dec"].to_numpy(dtype=np.float64)
+    good = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    pairs: set[tuple[int, int]] = set()
+    if len(good):
+        coords = SkyCoord(ra=ra[good] * u.deg, dec=dec[good] * u.deg, frame="icrs")
+        # Returns indices into the argument (this block) first, then into known_coords.
+        idx_block, idx_known, _, _ = known_coords.search_around_sky(
+            coords, radius_arcsec * u.arcsec
+        )
+        pairs.update(zip(idx_known.tolist(), good[idx_block].tolist(), strict=True))
+    if by_designation:
+        for row, text in enumerate(block["object"].astype(str)):
+            for i in by_designation.get(designation_key(text), ()):
+                pairs.add((i, row))
+    if not pairs:
+        return None
+    ordered = sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+    idx_known_all = np.array([k for k, _ in ordered])
+    idx_rows = np.array([r for _, r in ordered])
+    rows = block.iloc[idx_rows].copy()
+    separation = SkyCoord(
+        ra=ra[idx_rows] * u.deg, dec=dec[idx_rows] * u.deg, frame="icrs"
+    ).separation(known_coords[idx_known_all])
+    rows.insert(0, "known_index", idx_known_all)
+    rows.insert(1, "separation_arcsec", separation.to_value(u.arcsec))
+    return rows
+
+
+def _near_spectra(
+    known: KnownStars, blocks: Iterable[pd.DataFrame], radius_arcsec: float
+) -> pd.DataFrame:
+    """Every (known star, spectrum) pair within the radius, streamed over the blocks."""
+    known_coords = known.coords()
+    by_designation = _designation_index(known)
+    matched: list[pd.DataFrame] = []
+    for block in blocks:
+        if len(block) == 0 or len(known) == 0:
+            continue
+        rows = _block_pairs(block, known_coords, by_designation, radius_arcsec)
+        if rows is not None:
+            matched.append(rows)
+    return pd.concat(matched, ignore_index=True) if matched else pd.DataFrame()
+
+
+def _recovered(
+    near: pd.DataFrame, chosen: np.ndarray, name: str
+) -> tuple[int, str, str, list[dict[str, Any]]]:
+    """(best row, status, reason, catalogue pairs) of a known star with candidate spectra."""
+    probs = [_probability(near.iloc[j]) for j in chosen]
+    best = int(chosen[int(np.argmax(probs))])
+    n_in = len(chosen)
+    reason = f"in the catalogue ({n_in} spectr{'um' if n_in == 1 else 'a'})"
+    pairs = [
+        {
+            "known_name": name,
+            "id": near.iloc[j]["id"],
+            "source": near.iloc[j]["source"],
+            "separation_arcsec": float(near.iloc[j]["separation_arcsec"]),
+        }
+        for j in chosen
+    ]
+    return best, "recovered", reason, pairs
+
+
+def _nearest_miss(
+    near: pd.DataFrame, mine: np.ndarray, selection: Selection
+) -> tuple[int, str, str]:
+    """(best row, status, reason) of a known star none of whose spectra is a candidate."""
+    misses = [(*_miss_reason(near.iloc[j], selection), j) for j in mine]
+    _rank, status, reason, best = min(misses, key=lambda m: (m[0], -_probability(near.iloc[m[3]])))
+    return best, status, reason
+
+
+def _star_outcome(
+    i: int,
+    known: KnownStars,
+    near: pd.DataFrame,
+    selected: np.ndarray,
+    selection: Selection,
+    radius_arcsec: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The table row of known star ``i`` and its pairs with catalogue spectra."""
+    name = known.names[i]
+    record: dict[str, Any] = {
+        "name": name,
+        "ra": known.ra[i],
+        "dec": known.dec[i],
+        "status": "not in the input",
+        "reason": f"no classified spectrum within {radius_arcsec:g} arcsec",
+        "n_spectra": 0,
+        "id": "",
+        "source": "",
+        "separation_arcsec": np.nan,
+        "predicted_class": "",
+        "probability": np.nan,
+        "quality_flags": "",
+    }
+    mine = np.flatnonzero(near["known_index"].to_numpy() == i) if len(near) else np.zeros(0, int)
+    if not len(mine):
+        return record, []
+    record["n_spectra"] = len(mine)
+    chosen = mine[selected[mine]]
+    pairs: list[dict[str, Any]] = []
+    if len(chosen):
+        best, status, reason, pairs = _recovered(near, chosen, name)
+    else:
+        best, status, reason = _nearest_miss(near, mine, selection)
+    row = near.iloc[best]
+    record.update(
+        status=status,
+        reason=reason,
+        id=row["id"],
+        source=row["source"],
+        separation_arcsec=float(row["separation_arcsec"]),
+        predicted_class=row["predicted_class"],
+        probability=_probability(row),
+        quality_flags=row["quality_flags"],
+    )
+    return record, pairs
+
+
 def crossmatch(
     known: KnownStars,
     blocks: Iterable[pd.DataFrame],
@@ -246,141 +411,23 @@ def crossmatch(
         The predictions table in blocks (`spectraldl.io.predictions.iter_predictions`);
         streamed, only spectra near a known star are kept.
     selection
-        The catalogue's cuts (`spectraldl.catalogue.candidates.Selection`).
+        The catalogue's cuts (`spectraldl.catalogue.selection.Selection`).
     radius_arcsec
         Match radius.
     """
-    from astropy import units as u
-    from astropy.coordinates import SkyCoord
-
-    known_coords = known.coords()
-    by_designation: dict[str, list[int]] = {}
-    for i, key in enumerate(known.designations):
-        if key:
-            by_designation.setdefault(key, []).append(i)
-    radius = radius_arcsec * u.arcsec
-    matched: list[pd.DataFrame] = []
-    for block in blocks:
-        if len(block) == 0 or len(known) == 0:
-            continue
-        ra = block["ra"].to_numpy(dtype=np.float64)
-        dec = block["dec"].to_numpy(dtype=np.float64)
-        good = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
-        pairs: set[tuple[int, int]] = set()
-        if len(good):
-            coords = SkyCoord(ra=ra[good] * u.deg, dec=dec[good] * u.deg, frame="icrs")
-            # Returns indices into the argument (this block) first, then into known_coords.
-            idx_block, idx_known, _, _ = known_coords.search_around_sky(coords, radius)
-            pairs.update(zip(idx_known.tolist(), good[idx_block].tolist(), strict=True))
-        if by_designation:
-            for row, text in enumerate(block["object"].astype(str)):
-                for i in by_designation.get(designation_key(text), ()):
-                    pairs.add((i, row))
-        if not pairs:
-            continue
-        ordered = sorted(pairs, key=lambda pair: (pair[1], pair[0]))
-        idx_known_all = np.array([k for k, _ in ordered])
-        idx_rows = np.array([r for _, r in ordered])
-        rows = block.iloc[idx_rows].copy()
-        separation = SkyCoord(
-            ra=ra[idx_rows] * u.deg, dec=dec[idx_rows] * u.deg, frame="icrs"
-        ).separation(known_coords[idx_known_all])
-        rows.insert(0, "known_index", idx_known_all)
-        rows.insert(1, "separation_arcsec", separation.to_value(u.arcsec))
-        matched.append(rows)
-    near = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame()
+    near = _near_spectra(known, blocks, radius_arcsec)
     selected = selection.mask(near) if len(near) else np.zeros(0, bool)
     records = []
-    pairs = []
-    for i, name in enumerate(known.names):
-        record = {
-            "name": name,
-            "ra": known.ra[i],
-            "dec": known.dec[i],
-            "status": "not in the input",
-            "reason": f"no classified spectrum within {radius_arcsec:g} arcsec",
-            "n_spectra": 0,
-            "id": "",
-            "source": "",
-            "separation_arcsec": np.nan,
-            "predicted_class": "",
-            "probability": np.nan,
-            "quality_flags": "",
-        }
-        if len(near):
-            mine = np.flatnonzero(near["known_index"].to_numpy() == i)
-        else:
-            mine = np.zeros(0, int)
-        if len(mine):
-            record["n_spectra"] = len(mine)
-            chosen_sel = mine[selected[mine]]
-            if len(chosen_sel):
-                probs = [
-                    float(near.iloc[j][probability_column(str(near.iloc[j]["predicted_class"]))])
-                    for j in chosen_sel
-                ]
-                best = int(chosen_sel[int(np.argmax(probs))])
-                n_in = len(chosen_sel)
-                status = "recovered"
-                reason = f"in the catalogue ({n_in} spectr{'um' if n_in == 1 else 'a'})"
-                for j in chosen_sel:
-                    pairs.append(
-                        {
-                            "known_name": name,
-                            "id": near.iloc[j]["id"],
-                            "source": near.iloc[j]["source"],
-                            "separation_arcsec": float(near.iloc[j]["separation_arcsec"]),
-                        }
-                    )
-            else:
-                misses = [(*_miss_reason(near.iloc[j], selection), j) for j in mine]
-                _rank, status, reason, best = min(
-                    misses,
-                    key=lambda m: (
-                        m[0],
-                        -float(
-                            near.iloc[m[3]][
-                                probability_column(str(near.iloc[m[3]]["predicted_class"]))
-                            ]
-                        ),
-                    ),
-                )
-            row = near.iloc[best]
-            record.update(
-                status=status,
-                reason=reason,
-                id=row["id"],
-                source=row["source"],
-                separation_arcsec=float(row["separation_arcsec"]),
-                predicted_class=row["predicted_class"],
-                probability=float(row[probability_column(str(row["predicted_class"]))]),
-                quality_flags=row["quality_flags"],
-            )
+    pairs: list[dict[str, Any]] = []
+    for i in range(len(known.names)):
+        record, star_pairs = _star_outcome(i, known, near, selected, selection, radius_arcsec)
         records.append(record)
-    table = pd.DataFrame.from_records(
-        records,
-        columns=[
-            "name",
-            "ra",
-            "dec",
-            "status",
-            "reason",
-            "n_spectra",
-            "id",
-            "source",
-            "separation_arcsec",
-            "predicted_class",
-            "probability",
-            "quality_flags",
-        ],
-    )
+        pairs += star_pairs
     return CrossMatch(
-        table=table,
+        table=pd.DataFrame.from_records(records, columns=_TABLE_COLUMNS),
         radius_arcsec=radius_arcsec,
         known_source=known.source,
-        pairs=pd.DataFrame.from_records(
-            pairs, columns=["known_name", "id", "source", "separation_arcsec"]
-        ),
+        pairs=pd.DataFrame.from_records(pairs, columns=_PAIR_COLUMNS),
     )
 
 

@@ -13,6 +13,7 @@ with a click.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -25,8 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spectraldl.core.errors import SpectrumError
+from spectraldl.io.archives import read_spectrum
 from spectraldl.io.predictions import classes_in, probability_column
-from spectraldl.prep.measure import CONTINUUM_BANDS_AA
+from spectraldl.jobs.processes import pool_context
+from spectraldl.prep.measure import CONTINUUM_BANDS_AA, fit_halpha
+from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, vacuum_wavelengths
 
 ZOOM_AA = (6519.0, 6732.0)
 """The network's window (vacuum Å), shown in the zoom panel."""
@@ -50,8 +55,6 @@ def image_name(identifier: str, source: str = "") -> str:
     """A safe, unique-enough PNG file name for a spectrum id."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", identifier.rsplit("/", 1)[-1]).strip("._") or "spectrum"
     if source:
-        import hashlib
-
         stem += "-" + hashlib.sha1(f"{identifier}|{source}".encode()).hexdigest()[:6]
     return stem[:120] + ".png"
 
@@ -68,8 +71,6 @@ class _Panels:
 
         matplotlib.use("Agg", force=False)
         from matplotlib.figure import Figure
-
-        from spectraldl.prep.preprocess import HALPHA_VACUUM_AA
 
         self.fig = Figure(figsize=(10.0, 3.0))
         self.full, self.zoom = self.fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1.0]})
@@ -97,10 +98,6 @@ class _Panels:
 
     def draw(self, row: dict[str, Any], classes: tuple[str, ...]) -> None:
         """Show the candidate of ``row``: its whole spectrum, the H-alpha zoom and a title."""
-        from spectraldl.io.archives import read_spectrum
-        from spectraldl.prep.measure import fit_halpha
-        from spectraldl.prep.preprocess import vacuum_wavelengths
-
         spectrum = read_spectrum(row["source"])
         wave = vacuum_wavelengths(spectrum)
         flux = spectrum.flux
@@ -193,8 +190,6 @@ def _draw_rows(
     rows: list[dict[str, Any]], out_dir: Path, classes: tuple[str, ...], dpi: int
 ) -> list[str]:
     """Draw ``rows`` into ``out_dir``; per row the reason it failed, or '' when drawn."""
-    from spectraldl.core.errors import SpectrumError
-
     panels = _Panels()
     problems = []
     for row in rows:
@@ -245,8 +240,6 @@ def write_gallery(
     records = rows.to_dict("records")
     if workers > 1 and len(records) > 2 * GALLERY_CHUNK:
         from concurrent.futures import ProcessPoolExecutor
-
-        from spectraldl.jobs.processes import pool_context
 
         chunks = [records[i : i + GALLERY_CHUNK] for i in range(0, len(records), GALLERY_CHUNK)]
         with ProcessPoolExecutor(workers, mp_context=pool_context()) as pool:
