@@ -529,10 +529,11 @@ def scale_rows(folder: Path, n: int) -> list[dict[str, Any]]:
         db.dispose()
         bulk_s, calls = bulk_vet(client, ids)
         precision = f"/api/catalogues/{catalogue}/precision"
-        cold = []
-        for pid in ids[:5]:
+        counted = timed_get(client, precision, 1)
+        followed = []
+        for pid in ids[:20]:
             client.post("/api/vet", json={"prediction_id": pid, "verdict": "noise"})
-            cold += timed_get(client, precision, 1)
+            followed += timed_get(client, precision, 1)
         warm = timed_get(client, precision, 20)
     return [
         {
@@ -554,7 +555,8 @@ def scale_rows(folder: Path, n: int) -> list[dict[str, Any]]:
             seconds=bulk_s,
             verdicts_per_s=n / bulk_s,
         ),
-        spread("GET /api/catalogues/{id}/precision after a new verdict", cold, verdicts=n),
+        spread("GET /api/catalogues/{id}/precision, first (counted)", counted, verdicts=n),
+        spread("GET /api/catalogues/{id}/precision after a new verdict", followed, verdicts=n),
         spread("GET /api/catalogues/{id}/precision, no new verdict", warm, verdicts=n),
     ]
 
