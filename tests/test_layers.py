@@ -101,3 +101,11 @@ def test_no_function_is_longer_than_60_lines() -> None:
             if lines > MAX_LINES:
                 long.append(f"{path.relative_to(SRC)}:{function.lineno} {function.name} {lines}")
     assert long == []
+
+
+def test_the_cycle_finder_finds_a_cycle_through_three_modules() -> None:
+    graph = grimp.ImportGraph()
+    for importer, imported in [("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a"), ("p.c", "p.d")]:
+        graph.add_import(importer=importer, imported=imported)
+    groups = [sorted(g) for g in _strongly_connected(graph) if len(g) > 1]
+    assert groups == [["p.a", "p.b", "p.c"]]
