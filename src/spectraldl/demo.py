@@ -34,8 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from spectraldl import __version__
+from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
+from spectraldl.analysis.explore import explore
+from spectraldl.analysis.realchecks import real_spectra_checks
+from spectraldl.analysis.report import write_report
+from spectraldl.catalogue.candidates import Selection, find_candidates
+from spectraldl.classify.run import classify
+from spectraldl.core.atomic import atomic_write
 from spectraldl.io.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
+from spectraldl.jobs.backends import open_backend
 from spectraldl.jobs.files import errors_csv_path
+from spectraldl.jobs.ingest import ingest
+from spectraldl.ml.training import TrainConfig, train
+from spectraldl.simulate import simulate_archive
+from spectraldl.web.db import open_database
+from spectraldl.web.importing import import_paths, score_with_model
 
 THESIS_MIX = {"emission": 0.39, "absorption": 0.45, "double-peak": 0.11, "noise": 0.05}
 """Class mix of the training set: the thesis' 13 335 labels without `unknown`
@@ -169,9 +182,6 @@ def _training_parts(run: DemoRun) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _simulate_training(run: DemoRun) -> str:
-    from spectraldl.jobs.ingest import ingest
-    from spectraldl.simulate import simulate_archive
-
     base = run.out / "simulated" / "training"
     parts = _training_parts(run)
     for name, args in parts:
@@ -208,8 +218,6 @@ def _simulate_training(run: DemoRun) -> str:
 
 
 def _simulate_archive(run: DemoRun) -> str:
-    from spectraldl.simulate import simulate_archive
-
     archive = run.out / "archive"
     tmp = run.out / "archive.building"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -243,8 +251,6 @@ def _simulate_archive(run: DemoRun) -> str:
 
 
 def _ingest_archive(run: DemoRun) -> str:
-    from spectraldl.jobs.ingest import ingest
-
     # Simulated and real files share the tree; the simulated ones say so in their
     # headers (SIMULATD), so meta/origin tells them apart.
     with run.progress("ingest archive") as update:
@@ -255,8 +261,6 @@ def _ingest_archive(run: DemoRun) -> str:
 
 
 def _train(run: DemoRun) -> str:
-    from spectraldl.ml.training import TrainConfig, train
-
     config = TrainConfig(
         model="cnn",
         epochs=run.sizes.epochs,
@@ -282,9 +286,6 @@ def _train(run: DemoRun) -> str:
 
 
 def _classify(run: DemoRun) -> str:
-    from spectraldl.classify.run import classify
-    from spectraldl.jobs.backends import open_backend
-
     with open_backend("local", workers=run.workers) as backend, run.progress("classify") as update:
         summary = classify(
             run.out / "model",
@@ -297,8 +298,6 @@ def _classify(run: DemoRun) -> str:
 
 
 def _candidates(run: DemoRun) -> str:
-    from spectraldl.catalogue.candidates import Selection, find_candidates
-
     outs = [run.out / f"candidates.{suffix}" for suffix in ("csv", "fits", "vot")]
     tmp_gallery = run.out / "gallery.building"
     shutil.rmtree(tmp_gallery, ignore_errors=True)
@@ -320,9 +319,6 @@ def _candidates(run: DemoRun) -> str:
 def _checks(run: DemoRun) -> str:
     """The figures the README quotes: the real-spectra checks and the candidates' origins."""
     import pandas as pd
-
-    from spectraldl.analysis.realchecks import real_spectra_checks
-    from spectraldl.core.atomic import atomic_write
 
     checks = real_spectra_checks(run.out / "model", workers=run.workers)
     catalogue = pd.read_csv(run.out / "candidates.csv", dtype=str, keep_default_na=False)
@@ -357,8 +353,6 @@ def _checks(run: DemoRun) -> str:
 
 
 def _explore(run: DemoRun) -> str:
-    from spectraldl.analysis.explore import explore
-
     tmp = run.out / "explore.building"
     shutil.rmtree(tmp, ignore_errors=True)
     explore(
@@ -374,8 +368,6 @@ def _explore(run: DemoRun) -> str:
 
 
 def _calibrate(run: DemoRun) -> str:
-    from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
-
     tmp = run.out / "calibration.building"
     shutil.rmtree(tmp, ignore_errors=True)
     result = calibrate_blur(bundled_pairs_csv(), [real_dir()], [real_dir()], seed=run.seed)
@@ -388,9 +380,6 @@ def _calibrate(run: DemoRun) -> str:
 
 
 def _web(run: DemoRun) -> str:
-    from spectraldl.web.db import open_database
-    from spectraldl.web.importing import import_paths, score_with_model
-
     tmp = run.out / "web.db.building"
     tmp.unlink(missing_ok=True)
     db = open_database(f"sqlite:///{tmp}")
@@ -414,8 +403,6 @@ def _benchmarks(run: DemoRun) -> str:
 
 
 def _report(run: DemoRun) -> str:
-    from spectraldl.analysis.report import write_report
-
     _write_run_json(run)
     written = write_report(run.out, run.out / "report.html")
     return f"report in {written.path}"

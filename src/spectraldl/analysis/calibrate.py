@@ -55,8 +55,11 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from spectraldl.analysis.explore import OKABE_ITO, save_figure
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.bundled import real_dir
 from spectraldl.prep.preprocess import (
     FWHM_PER_SIGMA,
     HALPHA_VACUUM_AA,
@@ -107,8 +110,6 @@ class MissingPair:
 
 def bundled_pairs_csv() -> Path:
     """The thesis' 22 cross-matched pairs (8 with both files bundled under `real_dir`)."""
-    from spectraldl.io.bundled import real_dir
-
     return real_dir() / "cross-matched.csv"
 
 
@@ -641,8 +642,6 @@ def calibrate_blur(
     CalibrationError
         When the CSV cannot be read or no pair is usable.
     """
-    from spectraldl.io.archives import read_spectrum
-
     pairs, skipped = find_pairs(pairs_csv, ondrejov_dirs, lamost_dirs)
     fits: list[PairFit] = []
     for done, pair in enumerate(pairs, start=1):
@@ -709,8 +708,6 @@ def plot_pair(
     """
     from matplotlib.figure import Figure
 
-    from spectraldl.analysis.explore import save_figure
-
     lo, hi = window_aa
 
     def scaled(wave: np.ndarray, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -756,8 +753,6 @@ def plot_calibration(result: BlurCalibration, path: str | Path) -> list[Path]:
     Writes ``path`` and, next to it, the other of PNG/SVG; returns both paths.
     """
     from matplotlib.figure import Figure
-
-    from spectraldl.analysis.explore import OKABE_ITO, save_figure
 
     fig = Figure(figsize=(10.0, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2)

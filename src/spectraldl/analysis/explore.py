@@ -39,7 +39,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from spectraldl.io.dataset import dataset_info, iter_rows
 from spectraldl.io.labels import CLASSES, NO_LABEL
+from spectraldl.io.predictions import PredictionsError, iter_predictions
 
 Method = Literal["pca", "tsne", "both"]
 ColourBy = Literal["label", "archive", "class"]
@@ -171,8 +173,6 @@ def load_map_input(
     ExploreError
         When all datasets together hold no rows, or their grids differ.
     """
-    from spectraldl.io.dataset import dataset_info, iter_rows
-
     rng = np.random.default_rng(seed)
     blocks: list[MapInput] = []
     totals: dict[str, int] = {}
@@ -225,8 +225,6 @@ def read_predicted_classes(path: str | Path) -> dict[str, str]:
 
     Raises `ExploreError` naming the file when it cannot be read or lacks the columns.
     """
-    from spectraldl.io.predictions import PredictionsError, iter_predictions
-
     out: dict[str, str] = {}
     try:
         for block in iter_predictions(path, columns=["id", "predicted_class"]):

@@ -20,6 +20,7 @@ from spectraldl.catalogue.candidates import Selection
 from spectraldl.classify.run import classify
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import read_predictions
+from spectraldl.jobs.backends import open_backend
 
 ORDINARY_ROLES = ("dev", "holdout")
 """Roles of the bundled LAMOST files that are ordinary stars, never candidates."""
@@ -33,8 +34,6 @@ def real_spectra_checks(model_dir: str | Path, *, workers: int = 1) -> dict[str,
     labelled spectrum's id, archive, label, predicted class and its
     probability; ``classes`` counts the ordinary stars' predicted classes.
     """
-    from spectraldl.jobs.backends import open_backend
-
     files = bundled_files()
     with tempfile.TemporaryDirectory() as tmp, open_backend("local", workers=workers) as backend:
         out = Path(tmp) / "real.parquet"

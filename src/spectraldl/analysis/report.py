@@ -30,8 +30,17 @@ from typing import Any
 import numpy as np
 
 from spectraldl import __version__
+from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
 from spectraldl.core.quality import Quality
+from spectraldl.io.dataset import DatasetError, dataset_info
 from spectraldl.io.labels import CLASSES, NO_LABEL
+from spectraldl.io.predictions import (
+    SUFFIXES,
+    PredictionsError,
+    iter_predictions,
+    probability_column,
+    read_metadata,
+)
 from spectraldl.jobs.files import errors_csv_path
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -140,8 +149,6 @@ def _read_json(path: Path, problems: list[str]) -> Any:
 
 def _dataset_summary(path: Path, section: Section) -> None:
     import h5py
-
-    from spectraldl.io.dataset import DatasetError, dataset_info
 
     try:
         info = dataset_info(path)
@@ -488,8 +495,6 @@ def _training_section(run: Path) -> Section:
 
 
 def _predictions_path(run: Path) -> Path | None:
-    from spectraldl.io.predictions import SUFFIXES
-
     for suffix in SUFFIXES:
         path = run / f"predictions{suffix}"
         if path.exists():
@@ -498,8 +503,6 @@ def _predictions_path(run: Path) -> Path | None:
 
 
 def _classification_section(run: Path) -> Section:
-    from spectraldl.io.predictions import PredictionsError, iter_predictions
-
     section = Section.empty("classification")
     path = _predictions_path(run)
     if path is None:
@@ -592,8 +595,6 @@ def _candidates_note(path: Path) -> str:
 
 def _precision_note(path: Path) -> str:
     """What arithmetic the network ran in, from the table's metadata."""
-    from spectraldl.io.predictions import read_metadata
-
     try:
         precision = ((read_metadata(path) or {}).get("manifest") or {}).get("precision")
     except ValueError:
@@ -615,9 +616,6 @@ def _precision_note(path: Path) -> str:
 
 def _gallery_section(run: Path, sample: int) -> Section:
     """A sample of the gallery: real candidates first, then the most probable."""
-    from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
-    from spectraldl.io.predictions import probability_column
-
     section = Section.empty("gallery")
     folder = run / "gallery"
     images: list[tuple[Path, str]] = []

@@ -22,12 +22,17 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, defer
 
+from spectraldl.classify.predictor import Predictor, predictions_frame
 from spectraldl.core.errors import FileError, SpectrumError
 from spectraldl.core.quality import flag_names
 from spectraldl.core.spectrum import Spectrum
-from spectraldl.io.dataset import Rows
-from spectraldl.io.discovery import is_spectrum_name
+from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.ssap import SsapError, download_spectrum, query_ssap
+from spectraldl.io.dataset import Rows, dataset_info, is_dataset, iter_rows
+from spectraldl.io.discovery import is_spectrum_name, walk
 from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.io.predictions import PredictionsError, class_of_column, format_of, read_predictions
+from spectraldl.ml.modelcard import load_model
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.web.db import Database, begin_write
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, VetDecision, utcnow
@@ -229,9 +234,6 @@ def import_fits(
     Entries the walk cannot read (link loops, unreadable folders, FIFOs) are
     listed among the summary's bad files, as ingest lists them.
     """
-    from spectraldl.io.archives import read_spectrum
-    from spectraldl.io.discovery import walk
-
     config = config or PreprocessConfig()
     found = walk(paths)
     files = [Path(p) for p in found]
@@ -259,8 +261,6 @@ def import_dataset(
     such spectra show the vector view only. A label in the dataset becomes
     the spectrum's reference label (shown, never counted as anyone's vote).
     """
-    from spectraldl.io.dataset import dataset_info, iter_rows
-
     info = dataset_info(path)
     summary = ImportSummary()
     done = 0
@@ -322,8 +322,6 @@ def _table_read_errors() -> tuple[type[BaseException], ...]:
 
     from astropy.io.registry import IORegistryError
 
-    from spectraldl.io.predictions import PredictionsError
-
     return (
         PredictionsError,
         IORegistryError,
@@ -347,8 +345,6 @@ def read_table(path: str | Path) -> Any:
     ``id`` column.
     """
     import pandas as pd
-
-    from spectraldl.io.predictions import format_of, read_predictions
 
     path = Path(path)
     name = path.name.lower()
@@ -409,8 +405,6 @@ def is_predictions_table(path: str | Path) -> bool:
 
 def _probability_columns(frame: Any) -> tuple[list[str], np.ndarray]:
     """Class names of the ``p_<class>`` columns and their values (rows x classes)."""
-    from spectraldl.io.predictions import class_of_column
-
     p_columns = [c for c in frame.columns if c.startswith("p_")]
     if not p_columns:
         return [], np.zeros((len(frame), 0), dtype=np.float64)
@@ -659,9 +653,6 @@ def score_with_model(
     learning) and can be vetted like any other. Spectra whose vector grid
     differs from the model's are left out (counted as errors).
     """
-    from spectraldl.classify.predictor import Predictor, predictions_frame
-    from spectraldl.ml.modelcard import load_model
-
     model = load_model(model_dir, device=device)
     predictor = Predictor(model, precision="fp32", batch_size=batch_size)
     grid = model.config
@@ -754,8 +745,6 @@ def import_paths(
     Raises `FileNotFoundError` for a path that does not exist; bad spectrum
     files are listed in the summary, never raised.
     """
-    from spectraldl.io.dataset import is_dataset
-
     summary = ImportSummary()
     fits_paths: list[Path] = []
     for raw in paths:
@@ -823,9 +812,6 @@ def import_ssap(
     The SSAP record's columns are kept in the spectrum's ``meta["ssap"]``.
     Raises `spectraldl.io.archives.ssap.SsapError` when the query itself fails.
     """
-    from spectraldl.io.archives import read_spectrum
-    from spectraldl.io.archives.ssap import SsapError, download_spectrum, query_ssap
-
     config = config or PreprocessConfig()
     records = query_ssap(
         service_url,

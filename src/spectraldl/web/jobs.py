@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from spectraldl.web.db import Database, open_database
+from spectraldl.web.importing import ImportFailed, delete_catalogue, import_predictions
 from spectraldl.web.models import Catalogue, ImportJob, utcnow
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ def _set(db: Database, job_id: int, **values: Any) -> None:
 
 def run_job(db: Database, spec: JobSpec) -> None:
     """Import one upload as a catalogue, recording progress and the outcome in its job row."""
-    from spectraldl.web.importing import ImportFailed, import_predictions
-
     _set(db, spec.job_id, status="running")
 
     def progress(done: int, total: int) -> None:
@@ -178,8 +177,6 @@ class ImportJobs:
 
     def _abandon(self, job_id: int, reason: str) -> None:
         """A job whose process died: failed, with its partial catalogue deleted."""
-        from spectraldl.web.importing import delete_catalogue
-
         with self.db.session() as session:
             job = session.get(ImportJob, job_id)
             if job is None or job.status in FINISHED:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from spectraldl.web import precision, store
+from spectraldl.web import importing, precision, store
 from spectraldl.web.deps import (
     ID_MAX,
     AdminAuth,
@@ -215,9 +215,7 @@ def get_import(job_id: Id, session: DbSession, current: CurrentAuth) -> dict[str
 @router.delete("/api/catalogues/{catalogue_id}")
 def delete_catalogue(catalogue_id: Id, request: Request, current: AdminWriteAuth) -> dict[str, Any]:
     """Delete a catalogue with its rows and verdicts (admins only)."""
-    from spectraldl.web.importing import delete_catalogue as delete
-
-    if not delete(request.app.state.db, catalogue_id):
+    if not importing.delete_catalogue(request.app.state.db, catalogue_id):
         raise HTTPException(404, f"no catalogue with id {catalogue_id}")
     return {"deleted": catalogue_id}
 
@@ -460,10 +458,8 @@ def import_page(job_id: Id, request: Request, session: DbSession, current: Curre
 
 @router.post("/vet/{catalogue_id}/delete")
 async def vet_delete(catalogue_id: Id, request: Request, current: AdminAuth) -> Response:
-    from spectraldl.web.importing import delete_catalogue as delete
-
     await form_with_csrf(request, current)
-    if not await run_in_threadpool(delete, request.app.state.db, catalogue_id):
+    if not await run_in_threadpool(importing.delete_catalogue, request.app.state.db, catalogue_id):
         raise HTTPException(404, f"no catalogue with id {catalogue_id}")
     return RedirectResponse("/vet", status_code=303)
 
