@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,10 +15,29 @@ if TYPE_CHECKING:
     from spectraldl.simulate import Population
 
 
+class _SimulatedArchiveChoice(click.Choice):
+    """The registered simulated archives (`spectraldl.simulate.registry`), looked up only
+    when the option is shown or parsed, so that ``spectraldl --help`` stays quick."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[Any]:
+        """The registered archives' names."""
+        from spectraldl.simulate.registry import simulated_archives
+
+        return tuple(simulated_archives())
+
+    @choices.setter
+    def choices(self, value: Sequence[Any]) -> None:
+        """Ignored (`click.Choice.__init__` sets it): the registry is the list."""
+
+
 @click.command("simulate")
 @click.option(
     "--archive",
-    type=click.Choice(["lamost", "ondrejov"]),
+    type=_SimulatedArchiveChoice(),
     required=True,
     help="Which archive to imitate (its file layouts, instrument and population).",
 )
@@ -110,10 +130,12 @@ def simulate_command(
       spectraldl simulate --archive lamost -n 30000 -o out/lamost --release dr1 --junk 0.01
     """
     from spectraldl.simulate import MixError, simulate_archive
+    from spectraldl.simulate.registry import simulated_archive, simulated_archives
 
-    if (plate_systematics or fibres_per_plate) and archive != "lamost":
+    if (plate_systematics or fibres_per_plate) and not simulated_archive(archive).plates:
+        with_plates = " or ".join(a.name for a in simulated_archives().values() if a.plates)
         raise click.UsageError(
-            "--plate-systematics and --fibres-per-plate are for --archive lamost"
+            f"--plate-systematics and --fibres-per-plate are for --archive {with_plates}"
         )
     if fibres_per_plate and not plate_systematics:
         raise click.UsageError("--fibres-per-plate needs --plate-systematics")

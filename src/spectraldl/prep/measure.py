@@ -786,7 +786,7 @@ def _pixel_sigma(
         return inverse
     level = (values if good.all() else np.where(good, values, band_level)) / band_level
     sigma = band_sigma * np.sqrt(np.maximum(level, 0.05))
-    if has_ivar is not None:
+    if has_ivar is not None and inverse is not None:
         sigma = np.where(has_ivar, inverse, sigma)
     return sigma
 
@@ -887,9 +887,7 @@ def _measure_together(
         dl = grid.dl * inner
         ew = ((1.0 - norm) * dl).sum(axis=1)
         structure = np.maximum(wiggle_s * wiggle_s - photon_s * photon_s, 0.0)
-        var = _ew_variances_together(grid, line, continuum, noise, dl, fit, structure)
-        ew_err = np.sqrt(np.maximum(var, 0.0))
-        ew_err[~(var >= 0)] = np.nan
+        ew_err = _ew_errors_together(grid, line, continuum, noise, dl, fit, structure)
         top = np.argmax(np.where(inner, smooth, -np.inf), axis=1)
         peak = _peak_values(norm, smooth, top, grid.inst_sigma_px)
     note = (~has_ivar[:, core]).any(axis=1) & ~has_ivar.all(axis=1)
@@ -922,11 +920,11 @@ def _measure_together(
             **shape,
             halpha_flag="core ivar estimated" if noted else "",
         )
-        fit = None
+        found = None
         if detail:
             continuum_ab = (float(a[r]), float(b[r]))
-            fit = _halpha_fit(grid, s, start, continuum_ab, float(centre[r]), peaks, troughs)
-        out.append((measurement, fit))
+            found = _halpha_fit(grid, s, start, continuum_ab, float(centre[r]), peaks, troughs)
+        out.append((measurement, found))
     return out
 
 
@@ -946,10 +944,11 @@ def _continua_together(
     scale = np.sqrt(np.maximum(values / band_level[:, None], 0.05))
     sigma = np.where(has_ivar, inverse, band_sigma[:, None] * scale)
     xb = grid.x[bands]
-    *fit, no_fit = _fit_continua(xb, y, sigma[:, bands])
+    found = _fit_continua(xb, y, sigma[:, bands])
+    fit, no_fit = found[:6], found[6]
     a, b = fit[0], fit[1]
     band_norm = y / (a[:, None] + b[:, None] * xb)
-    return sigma, tuple(fit), band_norm, failed | no_fit
+    return sigma, fit, band_norm, failed | no_fit
 
 
 def _centres_together(
@@ -978,7 +977,7 @@ def _line_pixels_together(
     return i0, i1, inner
 
 
-def _ew_variances_together(
+def _ew_errors_together(
     grid: _Grid,
     line: NDArray[np.float64],
     continuum: NDArray[np.float64],
@@ -987,7 +986,8 @@ def _ew_variances_together(
     fit: tuple[NDArray[np.float64], ...],
     structure: NDArray[np.float64],
 ) -> NDArray[np.float64]:
-    """Every row's EW variance: pixel noise, the continuum's covariance and the bands' structure."""
+    """Every row's EW error (NaN where its variance is not >= 0): pixel noise, the
+    continuum's covariance and the bands' structure."""
     _, _, var_a, cov_ab, var_b, chi2 = fit
     slope = line * dl / continuum**2
     d_a = slope.sum(axis=1)
@@ -996,7 +996,9 @@ def _ew_variances_together(
     var = (pixel * pixel).sum(axis=1) * np.maximum(chi2, 1.0)
     var += d_a * d_a * var_a + 2.0 * d_a * d_b * cov_ab + d_b * d_b * var_b
     var += structure * dl.sum(axis=1) * grid.structure_aa
-    return var
+    ew_err = np.sqrt(np.maximum(var, 0.0))
+    ew_err[~(var >= 0)] = np.nan
+    return ew_err
 
 
 def _halpha_fit(

@@ -10,7 +10,10 @@ Public API (see docs/simulate.md):
 Modules: `templates` (MILES + MaStar stars), `population` (who is drawn),
 `halpha` and `physics` (line profiles, extinction, sky, tellurics), `lamost`
 and `ondrejov` (instruments, pipelines, file layouts), `junk` (broken files),
-`fitsbytes` (fast FITS writing), `archive` (the factory functions).
+`fitsbytes` (fast FITS writing), `archive` (the factory functions),
+`registry` (each survey's module registers its layouts, writer and default
+population there; the factory functions look it up, so adding a survey is
+adding one module).
 """
 
 from spectraldl.simulate.archive import (

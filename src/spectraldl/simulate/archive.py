@@ -27,10 +27,11 @@ from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.labels import label_code
 from spectraldl.jobs.processes import pool_context
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
-from spectraldl.simulate import fitsbytes, lamost, ondrejov
+from spectraldl.simulate import fitsbytes
 from spectraldl.simulate import junk as junkfiles
 from spectraldl.simulate.common import streams
 from spectraldl.simulate.population import Population, is_junk
+from spectraldl.simulate.registry import simulated_archive
 
 CHUNK = 200
 """Most spectra per task of a parallel run (fewer for small runs, so every worker gets work)."""
@@ -126,17 +127,8 @@ class ArchiveSummary:
 
 
 def _check(archive: str, release: str, form: str) -> str:
-    if archive == "lamost":
-        if release not in lamost.RELEASES:
-            raise ValueError(
-                f"release must be one of {', '.join(lamost.RELEASES)}, not {release!r}"
-            )
-        return release
-    if archive == "ondrejov":
-        if form not in ondrejov.FORMS:
-            raise ValueError(f"form must be one of {', '.join(ondrejov.FORMS)}, not {form!r}")
-        return form
-    raise ValueError(f"archive must be 'lamost' or 'ondrejov', not {archive!r}")
+    """The layout ``release`` or ``form`` names, whichever the archive's layouts are."""
+    return simulated_archive(archive).layout(release=release, form=form)
 
 
 def _population(
@@ -150,9 +142,9 @@ def _population(
 
 
 def _simulate(index: int, *, archive: str, seed: int, population: Population, layout: str) -> Any:
-    if archive == "lamost":
-        return lamost.simulate_one(index, seed=seed, population=population, release=layout)
-    return ondrejov.simulate_one(index, seed=seed, population=population, form=layout)
+    return simulated_archive(archive).simulate_one(
+        index, seed=seed, population=population, layout=layout
+    )
 
 
 def _truth_row(spec: Any, *, archive: str, layout: str, relpath: str, ident: str) -> dict[str, Any]:
@@ -171,12 +163,6 @@ def _truth_row(spec: Any, *, archive: str, layout: str, relpath: str, ident: str
     }
     row.update({k: v for k, v in spec.truth.items() if k != "label"})
     return row
-
-
-def _ident(spec: Any, archive: str) -> str:
-    if archive == "lamost":
-        return spec.stem
-    return ondrejov.PUBLISHER_ID + spec.obs_id if spec.form == "ssap" else spec.obs_id
 
 
 def simulate_spectra(
@@ -217,13 +203,12 @@ def simulate_spectra(
     """
     layout = _check(archive, release, form)
     population = _population(archive, mix, population)
+    survey = simulated_archive(archive)
     spectra, truth = [], []
     for index in range(start, start + n):
         spec = _simulate(index, archive=archive, seed=seed, population=population, layout=layout)
         relpath = spec.relpath
-        data = lamost.file_bytes(spec) if archive == "lamost" else ondrejov.file_bytes(spec)
-        module = lamost if archive == "lamost" else ondrejov
-        spectrum = module.to_spectrum(spec, data, relpath)
+        spectrum = survey.to_spectrum(spec, survey.file_bytes(spec), relpath)
         spectra.append(spectrum)
         truth.append(
             _truth_row(spec, archive=archive, layout=layout, relpath=relpath, ident=spectrum.id)
@@ -308,11 +293,12 @@ def _chunk(
     rows = []
     base = Path(out_dir)
     kinds = junkfiles.kinds_for(archive, compressed=compress)
+    survey = simulated_archive(archive)
     for index in indices:
         spec = _simulate(index, archive=archive, seed=seed, population=population, layout=layout)
         relpath = spec.relpath + (".gz" if compress else "")
         row = _truth_row(
-            spec, archive=archive, layout=layout, relpath=relpath, ident=_ident(spec, archive)
+            spec, archive=archive, layout=layout, relpath=relpath, ident=survey.ident(spec)
         )
         if is_junk(index, seed=seed, fraction=junk_fraction):
             kind = junkfiles.junk_kind(index, seed=seed, kinds=kinds)
@@ -321,7 +307,7 @@ def _chunk(
                 data = fitsbytes.gzip_bytes(data, level=1)
             row.update(label="unknown", junk=kind)
         else:
-            data = lamost.file_bytes(spec) if archive == "lamost" else ondrejov.file_bytes(spec)
+            data = survey.file_bytes(spec)
             if compress:
                 data = fitsbytes.gzip_bytes(data, level=1)
         _write(base / relpath, data)
@@ -381,7 +367,7 @@ def simulate_archive(
         raise ValueError(f"n must be >= 0, got {n}")
     layout = _check(archive, release, form)
     population = _population(archive, mix, population)
-    compress = archive == "lamost" if compress is None else compress
+    compress = simulated_archive(archive).compress if compress is None else compress
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(start, start + n))
@@ -408,22 +394,16 @@ def simulate_archive(
     rows = [row for i in range(len(chunks)) for row in results[i]]
     truth_csv = out / "truth.csv"
     write_truth_csv(truth_csv, rows)
-    settings = {
-        "archive": archive,
-        "n": n,
-        "seed": seed,
-        "start": start,
-        "layout": layout,
-        "junk": junk,
-        "compress": compress,
-        "mix": population.mix,
-        "types": population.types,
-        "snr_values": list(population.snr_values),
-        "spectraldl_version": __version__,
-    }
-    if population.plate_systematics:
-        settings["plate_systematics"] = True
-        settings["fibres_per_plate"] = population.fibres_per_plate
+    settings = _settings(
+        archive=archive,
+        n=n,
+        seed=seed,
+        start=start,
+        layout=layout,
+        junk=junk,
+        compress=compress,
+        population=population,
+    )
     _write(out / "simulation.json", json.dumps(settings, indent=1).encode())
     classes = Counter(row["label"] for row in rows if not row["junk"])
     kinds = Counter(row["junk"] for row in rows if row["junk"])
@@ -439,6 +419,37 @@ def simulate_archive(
         workers=max(1, workers),
         junk_kinds=dict(kinds),
     )
+
+
+def _settings(
+    *,
+    archive: str,
+    n: int,
+    seed: int,
+    start: int,
+    layout: str,
+    junk: float,
+    compress: bool,
+    population: Population,
+) -> dict[str, Any]:
+    """What simulation.json records: the arguments, the population and the package version."""
+    settings: dict[str, Any] = {
+        "archive": archive,
+        "n": n,
+        "seed": seed,
+        "start": start,
+        "layout": layout,
+        "junk": junk,
+        "compress": compress,
+        "mix": population.mix,
+        "types": population.types,
+        "snr_values": list(population.snr_values),
+        "spectraldl_version": __version__,
+    }
+    if population.plate_systematics:
+        settings["plate_systematics"] = True
+        settings["fibres_per_plate"] = population.fibres_per_plate
+    return settings
 
 
 def _csv_value(value: Any) -> Any:

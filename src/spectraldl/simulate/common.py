@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spectraldl.simulate.population import NOISE_SNR_RANGE, Population
+from spectraldl.simulate.population import Population
+from spectraldl.simulate.registry import simulated_archive
 from spectraldl.simulate.templates import CLASS_TEFF_K, TemplateSet, template_weights
-
-ARCHIVE_CODES = {"lamost": 1, "ondrejov": 2}
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,9 @@ class Streams:
 
 def streams(seed: int, archive: str, index: int) -> Streams:
     """The streams of spectrum ``index`` (numpy SeedSequence spawn keys, PCG64)."""
-    root = np.random.SeedSequence(entropy=int(seed), spawn_key=(ARCHIVE_CODES[archive], int(index)))
+    root = np.random.SeedSequence(
+        entropy=int(seed), spawn_key=(simulated_archive(archive).code, int(index))
+    )
     star, noise, meta = root.spawn(3)
     return Streams(*(np.random.Generator(np.random.PCG64(s)) for s in (star, noise, meta)))
 
@@ -99,7 +100,7 @@ def draw_snr(
 ) -> float:
     """S/N of one spectrum: the noise-class range, a resampled real value, or ``default``."""
     if label == "noise":
-        low, high = NOISE_SNR_RANGE[population.archive]
+        low, high = simulated_archive(population.archive).noise_snr
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
     if population.snr_values:
         value = population.snr_values[int(rng.integers(len(population.snr_values)))]
@@ -122,9 +123,8 @@ def lognormal_mixture(
 def noise_profile(rng: np.random.Generator, *, archive: str) -> str:
     """The real profile under a noise-labelled spectrum (mostly ordinary stars)."""
     u = rng.random()
-    if archive == "ondrejov":
-        return "emission" if u < 0.5 else "absorption" if u < 0.9 else "double-peak"
-    return "absorption" if u < 0.7 else "emission" if u < 0.95 else "double-peak"
+    profiles = simulated_archive(archive).noise_profiles
+    return next((profile for limit, profile in profiles if u < limit), profiles[-1][1])
 
 
 def correlated_normal(rng: np.random.Generator, n: int, *, sigma_px: float) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import lamost, ondrejov
 from spectraldl.simulate.fitsbytes import card
+from spectraldl.simulate.registry import simulated_archive
 
 JUNK_KINDS = (
     "zero-byte",
@@ -47,7 +48,8 @@ JUNK_REASONS = {
 
 def kinds_for(archive: str, *, compressed: bool) -> tuple[str, ...]:
     """The junk kinds that make sense for an archive and compression."""
-    kinds = [k for k in JUNK_KINDS if k != "dead-red-arm" or archive == "lamost"]
+    excluded = simulated_archive(archive).junk_excluded
+    kinds = [k for k in JUNK_KINDS if k not in excluded]
     return tuple(k for k in kinds if k != "truncated-gzip" or compressed)
 
 

@@ -67,7 +67,14 @@ from spectraldl.simulate.common import (
 from spectraldl.simulate.fitsbytes import Raw, card
 from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, line_addition
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
-from spectraldl.simulate.population import LAMOST_SNR_LOGNORMAL, Population, class_of
+from spectraldl.simulate.population import (
+    LAMOST_MIX,
+    LAMOST_SNR_LOGNORMAL,
+    LAMOST_TYPES,
+    Population,
+    class_of,
+)
+from spectraldl.simulate.registry import SimulatedArchive, register
 from spectraldl.simulate.templates import MILES_FWHM_AA, load_templates
 
 RELEASES = ("dr1", "dr2", "dr6", "dr8")
@@ -1319,3 +1326,39 @@ def to_spectrum(spec: LamostSpectrum, data: bytes, path: str | Path) -> Spectrum
     header, start = parse_header(data)
     fits_file = FitsFile(path=Path(path), data=data, header=header, data_start=start)
     return identify(fits_file).read(fits_file)
+
+
+NOISE_SNR = (0.8, 4.0)
+"""S/N of spectra labelled ``noise`` (log-uniform): too low to decide a profile
+(assumption, as the thesis' hand-labelled LAMOST noise set)."""
+
+NOISE_PROFILES = ((0.7, "absorption"), (0.95, "emission"), (1.0, "double-peak"))
+"""The real profile under a noise-labelled spectrum: mostly ordinary stars."""
+
+
+def _simulate(index: int, *, seed: int, population: Population, layout: str) -> LamostSpectrum:
+    return simulate_one(index, seed=seed, population=population, release=layout)
+
+
+def _ident(spec: LamostSpectrum) -> str:
+    return spec.stem
+
+
+register(
+    SimulatedArchive(
+        name="lamost",
+        code=1,
+        layout_option="release",
+        layouts=RELEASES,
+        simulate_one=_simulate,
+        file_bytes=file_bytes,
+        to_spectrum=to_spectrum,
+        ident=_ident,
+        mix=LAMOST_MIX,
+        types=LAMOST_TYPES,
+        noise_snr=NOISE_SNR,
+        noise_profiles=NOISE_PROFILES,
+        compress=True,
+        plates=True,
+    )
+)

@@ -48,7 +48,14 @@ from spectraldl.simulate.common import choose_template, draw_snr, noise_profile,
 from spectraldl.simulate.fitsbytes import Raw, card
 from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, line_addition
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
-from spectraldl.simulate.population import ONDREJOV_COUNTS_LOGNORMAL, Population, class_of
+from spectraldl.simulate.population import (
+    ONDREJOV_COUNTS_LOGNORMAL,
+    ONDREJOV_MIX,
+    ONDREJOV_TYPES,
+    Population,
+    class_of,
+)
+from spectraldl.simulate.registry import SimulatedArchive, register
 from spectraldl.simulate.templates import load_templates
 
 FORMS = ("ssap", "raw")
@@ -558,3 +565,37 @@ def to_spectrum(spec: OndrejovSpectrum, data: bytes, path: str | Path) -> Spectr
         extra={"title": f"{title_dir}/{spec.obs_id}.fit", "simulated": True},
     )
     return Spectrum(wave_aa=wave, flux=flux, medium="air", meta=meta, flux_unit="relative")
+
+
+NOISE_SNR = (2.0, 8.0)
+"""S/N of spectra labelled ``noise`` (log-uniform): too low to decide a profile (assumption)."""
+
+NOISE_PROFILES = ((0.5, "emission"), (0.9, "absorption"), (1.0, "double-peak"))
+"""The real profile under a noise-labelled spectrum: the programme's Be stars half the time."""
+
+
+def _simulate(index: int, *, seed: int, population: Population, layout: str) -> OndrejovSpectrum:
+    return simulate_one(index, seed=seed, population=population, form=layout)
+
+
+def _ident(spec: OndrejovSpectrum) -> str:
+    return PUBLISHER_ID + spec.obs_id if spec.form == "ssap" else spec.obs_id
+
+
+register(
+    SimulatedArchive(
+        name="ondrejov",
+        code=2,
+        layout_option="form",
+        layouts=FORMS,
+        simulate_one=_simulate,
+        file_bytes=file_bytes,
+        to_spectrum=to_spectrum,
+        ident=_ident,
+        mix=ONDREJOV_MIX,
+        types=ONDREJOV_TYPES,
+        noise_snr=NOISE_SNR,
+        noise_profiles=NOISE_PROFILES,
+        junk_excluded=frozenset({"dead-red-arm"}),
+    )
+)

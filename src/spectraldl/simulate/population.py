@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.simulate.registry import simulated_archive
 
 SIMULATED_CLASSES = ("emission", "absorption", "double-peak", "noise")
 """Classes the simulator draws (``unknown`` is a human's doubt, not a spectrum kind)."""
@@ -61,10 +62,6 @@ ONDREJOV_COUNTS_LOGNORMAL = (20000.0, 1.0)
 """Continuum level of an Ondřejov spectrum in ADU (median, sigma_ln): the bundled
 raw files hold about 5 600 to 220 000 ADU (assumption: lognormal over that)."""
 
-NOISE_SNR_RANGE = {"lamost": (0.8, 4.0), "ondrejov": (2.0, 8.0)}
-"""S/N of spectra labelled ``noise`` (log-uniform): too low to decide a profile
-(assumption, as the thesis' hand-labelled LAMOST noise set)."""
-
 
 class MixError(ValueError):
     """A class mix that cannot be used (unknown class, negative or zero total)."""
@@ -73,12 +70,12 @@ class MixError(ValueError):
 def parse_mix(mix: str | Mapping[str, float] | None, *, archive: str) -> dict[str, float]:
     """Class fractions from ``"emission=0.4,absorption=0.46,..."`` or a dict, normalised to 1.
 
-    ``None`` gives the archive's default (`ONDREJOV_MIX`, `LAMOST_MIX`).
+    ``None`` gives the archive's default (its registered ``mix``: `ONDREJOV_MIX`, `LAMOST_MIX`).
     Raises `MixError` for an unknown class name or fractions that do not add
     up to something positive.
     """
     if mix is None:
-        return dict(ONDREJOV_MIX if archive == "ondrejov" else LAMOST_MIX)
+        return dict(simulated_archive(archive).mix)
     if isinstance(mix, str):
         items: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in mix.split(","))):
@@ -162,9 +159,7 @@ class Population:
         fibres_per_plate: int = 4000,
     ) -> Population:
         """The archive's defaults, with an optional mix, type override and S/N sample."""
-        if archive not in ("lamost", "ondrejov"):
-            raise ValueError(f"archive must be 'lamost' or 'ondrejov', not {archive!r}")
-        base = LAMOST_TYPES if archive == "lamost" else ONDREJOV_TYPES
+        base = simulated_archive(archive).types
         merged = {k: dict(v) for k, v in base.items()}
         for name, fractions in (types or {}).items():
             merged[name] = dict(fractions)
