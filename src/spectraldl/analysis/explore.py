@@ -628,15 +628,42 @@ def explore(
     out.mkdir(parents=True, exist_ok=True)
     predicted = read_predicted_classes(predictions) if predictions is not None else None
     data = load_map_input(datasets, max_rows_per_dataset=max_rows_per_dataset, seed=seed)
-    colours = categories(data, colour_by, predicted=predicted)
-    legend_title = {"label": "label", "archive": "archive", "class": "predicted class"}[colour_by]
-    groups = data.groups
-    names = " + ".join(_pretty(g) for g in groups)
-    files: list[Path] = []
+    maps = _MapWriter(
+        out=out,
+        data=data,
+        colours=categories(data, colour_by, predicted=predicted),
+        legend_title={"label": "label", "archive": "archive", "class": "predicted class"}[
+            colour_by
+        ],
+        seed=seed,
+    )
+    summary = _input_summary(data, colour_by, seed, predicted, predictions)
+    if method in ("pca", "both"):
+        summary["pca"] = maps.pca()
+    if method in ("tsne", "both"):
+        summary["tsne"] = maps.tsne(
+            max_points=tsne_max_points, perplexity=perplexity, backend=tsne_backend, n_jobs=n_jobs
+        )
+    files = maps.files
+    summary["files"] = sorted(p.name for p in files)
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    files.append(summary_path)
+    return ExploreResult(out_dir=out, files=files, summary=summary)
+
+
+def _input_summary(
+    data: MapInput,
+    colour_by: ColourBy,
+    seed: int,
+    predicted: dict[str, str] | None,
+    predictions: str | Path | None,
+) -> dict[str, Any]:
+    """The summary's account of what was mapped: rows per dataset, group and label."""
     summary: dict[str, Any] = {
         "datasets": {p: {"rows": n} for p, n in data.total_rows.items()},
         "rows_mapped": len(data),
-        "groups": {g: int((data.group == g).sum()) for g in groups},
+        "groups": {g: int((data.group == g).sum()) for g in data.groups},
         "labels": {
             str(k): int(v)
             for k, v in zip(*np.unique(data.label.astype(str), return_counts=True), strict=True)
@@ -649,56 +676,81 @@ def explore(
             "path": str(predictions),
             "matched": int(sum(str(i) in predicted for i in data.ids)),
         }
+    return summary
+
+
+@dataclass
+class _MapWriter:
+    """Draws the maps of one `explore` run into its folder and keeps the files written."""
+
+    out: Path
+    data: MapInput
+    colours: NDArray[np.object_]
+    legend_title: str
+    seed: int
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def names(self) -> str:
+        """The mapped groups for a title (``a + b``)."""
+        return " + ".join(_pretty(g) for g in self.data.groups)
 
     def pca_map(
-        part: MapInput, category: NDArray[np.object_], stem: str, name: str
+        self, part: MapInput, category: NDArray[np.object_], stem: str, name: str
     ) -> dict[str, Any]:
         """PCA of ``part`` as figure and CSV; returns its summary entry."""
-        coords, ratio = pca_coordinates(part.X, n_components=2, seed=seed)
-        files.extend(
+        coords, ratio = pca_coordinates(part.X, n_components=2, seed=self.seed)
+        self.files.extend(
             plot_map(
                 coords,
                 category,
                 part.group,
-                out / f"{stem}.png",
+                self.out / f"{stem}.png",
                 title=f"PCA of {name} ({len(part)} spectra)",
                 xlabel=f"PC 1 ({100 * ratio[0]:.1f} % of variance)",
                 ylabel=f"PC 2 ({100 * ratio[1]:.1f} % of variance)",
-                legend_title=legend_title,
+                legend_title=self.legend_title,
             )
         )
-        files.append(write_coordinates(out / f"{stem}.csv", part, coords))
+        self.files.append(write_coordinates(self.out / f"{stem}.csv", part, coords))
         return {"explained_variance_ratio": [round(float(r), 5) for r in ratio]}
 
-    if method in ("pca", "both"):
-        summary["pca"] = pca_map(data, colours, "pca", names)
-        if len(groups) > 1:
-            summary["pca"]["separation"] = archive_separation(data.X, data.group, seed=seed)
-            for g in groups:
+    def pca(self) -> dict[str, Any]:
+        """PCA of all rows and, for several groups, their separation and each group's own PCA."""
+        data = self.data
+        entry = self.pca_map(data, self.colours, "pca", self.names)
+        if len(data.groups) > 1:
+            entry["separation"] = archive_separation(data.X, data.group, seed=self.seed)
+            for g in data.groups:
                 in_group = data.group == g
                 if in_group.sum() < 3:
                     continue
-                summary["pca"].setdefault("per_group", {})[g] = pca_map(
-                    data.take(in_group), colours[in_group], f"pca-{g}", _pretty(g)
+                entry.setdefault("per_group", {})[g] = self.pca_map(
+                    data.take(in_group), self.colours[in_group], f"pca-{g}", _pretty(g)
                 )
-    if method in ("tsne", "both"):
-        index = balanced_subset(data.group, tsne_max_points, seed=seed)
-        part = data.take(index)
+        return entry
+
+    def tsne(
+        self, *, max_points: int, perplexity: float, backend: TsneBackend, n_jobs: int
+    ) -> dict[str, Any]:
+        """t-SNE of a subset shared evenly between groups; returns its summary entry."""
+        index = balanced_subset(self.data.group, max_points, seed=self.seed)
+        part = self.data.take(index)
         run = tsne_coordinates(
-            part.X, perplexity=perplexity, backend=tsne_backend, n_jobs=n_jobs, seed=seed
+            part.X, perplexity=perplexity, backend=backend, n_jobs=n_jobs, seed=self.seed
         )
-        files += plot_map(
+        self.files += plot_map(
             run.coords,
-            colours[index],
+            self.colours[index],
             part.group,
-            out / "tsne.png",
-            title=f"t-SNE of {names} ({len(part)} spectra)",
+            self.out / "tsne.png",
+            title=f"t-SNE of {self.names} ({len(part)} spectra)",
             xlabel="t-SNE 1",
             ylabel="t-SNE 2",
-            legend_title=legend_title,
+            legend_title=self.legend_title,
         )
-        files.append(write_coordinates(out / "tsne.csv", part, run.coords))
-        summary["tsne"] = {
+        self.files.append(write_coordinates(self.out / "tsne.csv", part, run.coords))
+        return {
             "rows": len(part),
             "groups": {g: int((part.group == g).sum()) for g in part.groups},
             "backend": run.backend,
@@ -707,8 +759,3 @@ def explore(
             "seconds": round(run.seconds, 2),
             "n_jobs": n_jobs,
         }
-    summary["files"] = sorted(p.name for p in files)
-    summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    files.append(summary_path)
-    return ExploreResult(out_dir=out, files=files, summary=summary)
