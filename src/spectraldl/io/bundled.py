@@ -15,9 +15,12 @@ source and a role that keeps our own checks honest:
 from __future__ import annotations
 
 import csv
+import gzip
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+
+from spectraldl.io.archives.fitsfile import CARD, FitsFile
 
 
 def data_dir() -> Path:
@@ -82,10 +85,6 @@ def replicate_real_tree(out_dir: str | Path, n: int, *, compress: bool = False) 
     so a tree of real bytes can stand for a release in benchmarks and resume
     tests. Returns the paths written, in sorted order.
     """
-    import gzip
-
-    from spectraldl.io.archives.fitsfile import CARD, FitsFile
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [f.path for f in bundled_files(archive="lamost") if "/dr7-mrs/" not in str(f.path)]
