@@ -20,6 +20,7 @@ import csv
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,51 +91,14 @@ def read_published_csv(path: str | Path) -> Dataset:
     Raises `DatasetError` naming the file (and line) for a wrong header,
     an unknown label, or a flux row that is not finite or constant.
     """
-    import pandas as pd
-
     path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not a readable CSV ({exc})") from None
-    columns = [str(c).strip() for c in frame.columns]
-    head = tuple(c.lower() for c in columns[: len(META_FIELDS)])
-    if head != META_FIELDS:
-        raise DatasetError(
-            f"{path}: not the published layout; the header must start with "
-            f"{', '.join(META_FIELDS)}, got {', '.join(columns[: len(META_FIELDS)])}"
-        )
-    flux_names = columns[len(META_FIELDS) :]
-    if not flux_names:
-        raise DatasetError(f"{path}: no flux columns after {META_FIELDS[-1]}")
+    frame, flux_names = _read_frame(path)
     config = _grid_config(path, flux_names)
-    flux_frame = frame.iloc[:, len(META_FIELDS) :]
-    try:
-        x = flux_frame.to_numpy(dtype=np.float64)
-    except ValueError:
-        bad = flux_frame.apply(pd.to_numeric, errors="coerce").isna().any(axis=1).to_numpy()
-        line = int(np.argmax(bad)) + 2
-        raise DatasetError(f"{path}, line {line}: a flux value is not a number") from None
-    mean = x.mean(axis=1, keepdims=True)
-    std = x.std(axis=1, keepdims=True)
-    bad = ~np.isfinite(x).all(axis=1) | ~(std[:, 0] > 0)
-    if bad.any():
-        line = int(np.argmax(bad)) + 2
-        raise DatasetError(
-            f"{path}, line {line} (id {frame.iloc[line - 2, 0]}): "
-            "the flux is not finite or constant"
-        )
-    labels = np.empty(len(frame), dtype=np.int8)
-    for i, text in enumerate(frame.iloc[:, 1]):
-        try:
-            labels[i] = label_code(text) if text.strip() else NO_LABEL
-        except ValueError as exc:
-            raise DatasetError(f"{path}, line {i + 2}: {exc}") from None
+    x = _standardised_flux(path, frame)
+    labels = _labels(path, frame)
     n = len(frame)
     rows = Rows(
-        X=((x - mean) / std).astype(np.float32),
+        X=x,
         ids=frame.iloc[:, 0].to_numpy(dtype=object),
         labels=labels,
         quality=np.zeros(n, np.int32),
@@ -161,6 +125,70 @@ def read_published_csv(path: str | Path) -> Dataset:
         attrs={"format": "published-csv"},
         path=str(path),
     )
+
+
+def _read_frame(path: Path) -> tuple[Any, list[str]]:
+    """The CSV as a pandas DataFrame of strings, its header checked; and the flux columns."""
+    import pandas as pd
+
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not a readable CSV ({exc})") from None
+    columns = [str(c).strip() for c in frame.columns]
+    head = tuple(c.lower() for c in columns[: len(META_FIELDS)])
+    if head != META_FIELDS:
+        raise DatasetError(
+            f"{path}: not the published layout; the header must start with "
+            f"{', '.join(META_FIELDS)}, got {', '.join(columns[: len(META_FIELDS)])}"
+        )
+    flux_names = columns[len(META_FIELDS) :]
+    if not flux_names:
+        raise DatasetError(f"{path}: no flux columns after {META_FIELDS[-1]}")
+    return frame, flux_names
+
+
+def _standardised_flux(path: Path, frame: Any) -> np.ndarray:
+    """The flux columns as float32 rows of zero mean and unit variance.
+
+    Raises `DatasetError` naming the first line with a value that is not a
+    number, or whose flux is not finite or constant.
+    """
+    import pandas as pd
+
+    flux_frame = frame.iloc[:, len(META_FIELDS) :]
+    try:
+        x = flux_frame.to_numpy(dtype=np.float64)
+    except ValueError:
+        bad = flux_frame.apply(pd.to_numeric, errors="coerce").isna().any(axis=1).to_numpy()
+        line = int(np.argmax(bad)) + 2
+        raise DatasetError(f"{path}, line {line}: a flux value is not a number") from None
+    mean = x.mean(axis=1, keepdims=True)
+    std = x.std(axis=1, keepdims=True)
+    bad = ~np.isfinite(x).all(axis=1) | ~(std[:, 0] > 0)
+    if bad.any():
+        line = int(np.argmax(bad)) + 2
+        raise DatasetError(
+            f"{path}, line {line} (id {frame.iloc[line - 2, 0]}): "
+            "the flux is not finite or constant"
+        )
+    return ((x - mean) / std).astype(np.float32)
+
+
+def _labels(path: Path, frame: Any) -> np.ndarray:
+    """The label column as class codes (`NO_LABEL` for an empty cell).
+
+    Raises `DatasetError` naming the line of an unknown label.
+    """
+    labels = np.empty(len(frame), dtype=np.int8)
+    for i, text in enumerate(frame.iloc[:, 1]):
+        try:
+            labels[i] = label_code(text) if text.strip() else NO_LABEL
+        except ValueError as exc:
+            raise DatasetError(f"{path}, line {i + 2}: {exc}") from None
+    return labels
 
 
 def write_published_csv(rows: Rows, path: str | Path, *, grid_aa: np.ndarray) -> None:

@@ -272,6 +272,49 @@ def _find_end(data: bytearray, start: int, search_from: int) -> int:
     return end
 
 
+class _Inflater:
+    """A gzip stream inflated on demand into ``out`` (members one after the other)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.out = bytearray()
+        self._inflater = isal_zlib.decompressobj(wbits=31)
+        self._pending = raw
+
+    def fill(self, size: int) -> bool:
+        """Inflate until ``out`` holds ``size`` bytes; False when the stream ended first."""
+        out = self.out
+        while len(out) < size:
+            if self._inflater.eof:  # a gzip file may hold several members, one after the other
+                self._pending = self._inflater.unused_data
+                if not self._pending.strip(b"\0"):
+                    return False
+                self._inflater = isal_zlib.decompressobj(wbits=31)
+            if not self._pending:
+                raise EOFError("the gzip stream ends before its end-of-stream marker")
+            out.extend(self._inflater.decompress(self._pending, size - len(out)))
+            self._pending = self._inflater.unconsumed_tail
+        return True
+
+    def header_end(self, start: int) -> int:
+        """Inflate as far as the END card of the header at ``start``: its offset, or -1 when
+        the stream ends first. Raises `_Bomb` when none comes within `MAX_HEADER_BYTES`."""
+        end = -1
+        while end < 0:
+            searched = len(self.out)
+            more = self.fill(searched + BLOCK)
+            end = _find_end(self.out, start, max(start, searched - CARD))
+            if end < 0 and not more:
+                return -1
+            if end < 0 and len(self.out) - start > MAX_HEADER_BYTES:
+                raise _Bomb(f"no END card in the first {MAX_HEADER_BYTES} inflated bytes")
+        return end
+
+    def refuse_beyond(self, limit: int, what: str) -> None:
+        """Raise `_Bomb` (``what``) when the stream inflates to more than ``limit`` bytes."""
+        if self.fill(limit + 1):
+            raise _Bomb(what)
+
+
 def _inflate(raw: bytes) -> tuple[bytes, tuple[Header, int] | None]:
     """Inflate a gzip stream only as far as the FITS headers inside it promise.
 
@@ -284,63 +327,35 @@ def _inflate(raw: bytes) -> tuple[bytes, tuple[Header, int] | None]:
     more than `MAX_FILE_BYTES`, or when no END card comes within
     `MAX_HEADER_BYTES`; gzip errors propagate as the decompressor raises them.
     """
-    out = bytearray()
-    inflater = isal_zlib.decompressobj(wbits=31)
-    pending = raw
-
-    def fill(size: int) -> bool:
-        """Inflate until ``out`` holds ``size`` bytes; False when the stream ended first."""
-        nonlocal inflater, pending
-        while len(out) < size:
-            if inflater.eof:  # a gzip file may hold several members, one after the other
-                pending = inflater.unused_data
-                if not pending.strip(b"\0"):
-                    return False
-                inflater = isal_zlib.decompressobj(wbits=31)
-            if not pending:
-                raise EOFError("the gzip stream ends before its end-of-stream marker")
-            out.extend(inflater.decompress(pending, size - len(out)))
-            pending = inflater.unconsumed_tail
-        return True
-
+    stream = _Inflater(raw)
+    out = stream.out
     primary: tuple[Header, int] | None = None
-
-    def refuse_beyond(limit: int, what: str) -> tuple[bytes, tuple[Header, int] | None]:
-        if fill(limit + 1):
-            raise _Bomb(what)
-        return bytes(out), primary
-
     start = 0
     while True:
-        end = -1
-        while end < 0:
-            searched = len(out)
-            more = fill(searched + BLOCK)
-            end = _find_end(out, start, max(start, searched - CARD))
-            if end < 0 and not more:
-                return bytes(out), primary  # no END card: parse_header says so
-            if end < 0 and len(out) - start > MAX_HEADER_BYTES:
-                raise _Bomb(f"no END card in the first {MAX_HEADER_BYTES} inflated bytes")
+        if stream.header_end(start) < 0:
+            return bytes(out), primary  # no END card: parse_header says so
         header, data_start = parse_header(out, start)
         primary = primary or (header, data_start)
         try:
             size = data_unit_bytes(header)
         except ValueError:  # unsizable: inflate what there is (within the limit)
-            return refuse_beyond(MAX_FILE_BYTES, f"it inflates to more than {MAX_FILE_BYTES}")
+            stream.refuse_beyond(MAX_FILE_BYTES, f"it inflates to more than {MAX_FILE_BYTES}")
+            return bytes(out), primary
         if data_start + size > MAX_FILE_BYTES:
             raise _Bomb(
                 f"its header promises {data_start + size} bytes, more than any "
                 f"spectrum (limit {MAX_FILE_BYTES})"
             )
         start = data_start + _padded(size)
-        if not fill(start) or not fill(start + BLOCK):
+        if not stream.fill(start) or not stream.fill(start + BLOCK):
             return bytes(out), primary
         if not out.startswith(b"XTENSION=", start):
-            return refuse_beyond(
+            stream.refuse_beyond(
                 start + TRAILING_SLACK,
                 f"it inflates to more than its FITS headers promise ({start} bytes "
                 f"and {TRAILING_SLACK} of slack)",
             )
+            return bytes(out), primary
 
 
 @dataclass
