@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 
 from spectraldl import __version__
@@ -61,6 +62,13 @@ THESIS_DR1_COUNTS = {"emission": 158_115, "absorption": 1_898_095, "double-peak"
 """The thesis' table of CNN predictions on LAMOST DR1 (2 202 000 spectra)."""
 
 _IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+"""The report's page template (``templates/report.html``)."""
 
 
 class ReportError(ValueError):
@@ -824,11 +832,7 @@ def collect_sections(run_dir: str | Path, *, gallery_sample: int = 12) -> list[S
 
 def render_html(sections: list[Section], *, run_dir: str | Path) -> str:
     """The report of ``sections`` (from `collect_sections`) as one HTML string."""
-    import jinja2
-
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    template = environment.from_string(TEMPLATE)
-    return template.render(
+    return _TEMPLATES.get_template("report.html").render(
         run_dir=str(Path(run_dir).resolve()),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         version=__version__,
@@ -865,86 +869,3 @@ def write_report(
         missing=[f"{s.title}: {m}" for s in sections for m in s.missing],
         sections=sections,
     )
-
-
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>spectraldl run report: {{ run_dir }}</title>
-<style>
-  :root { --ink: #1b1b1b; --muted: #5a5a5a; --line: #d8d8d8; --accent: #0072B2;
-          --warn: #D55E00; --bg-alt: #f5f7fa; }
-  body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-         color: var(--ink); max-width: 72rem; margin: 0 auto; padding: 1rem 1.5rem 4rem; }
-  h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
-  h2 { font-size: 1.3rem; border-bottom: 2px solid var(--accent); padding-bottom: 0.2rem;
-       margin-top: 2.5rem; }
-  h3 { font-size: 1rem; margin: 1.4rem 0 0.4rem; }
-  nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem; }
-  nav a { color: var(--accent); text-decoration: none; }
-  .meta, .note, figcaption { color: var(--muted); font-size: 0.9rem; }
-  .missing { border-left: 4px solid var(--warn); background: #fff4ec; padding: 0.5rem 1rem; }
-  .problem { color: var(--warn); }
-  .scroll { overflow-x: auto; max-width: 100%; }
-  table { border-collapse: collapse; margin: 0.3rem 0; font-variant-numeric: tabular-nums; }
-  th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.7rem; text-align: left;
-           vertical-align: top; }
-  th { background: var(--bg-alt); }
-  td:not(:first-child) { text-align: right; }
-  .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
-  figure { margin: 0; flex: 1 1 30rem; max-width: 100%; }
-  figure img { width: 100%; height: auto; border: 1px solid var(--line); }
-  .gallery figure { flex: 1 1 16rem; }
-</style>
-</head>
-<body>
-<header>
-  <h1>spectraldl run report</h1>
-  <p class="meta">Run directory <code>{{ run_dir }}</code>; report made {{ created }} by
-    spectraldl {{ version }}.</p>
-  <nav><ul>
-  {% for s in sections %}<li><a href="#{{ s.key }}">{{ s.title }}</a></li>{% endfor %}
-  </ul></nav>
-  {% if missing %}
-  <div class="missing" id="missing">
-    <strong>Missing from this run</strong> (the report shows what is there):
-    <ul>{% for title, what in missing %}<li>{{ title }}: {{ what }}</li>{% endfor %}</ul>
-  </div>
-  {% else %}
-  <p class="meta" id="missing">Every part of the run is present.</p>
-  {% endif %}
-</header>
-<main>
-{% for s in sections %}
-<section id="{{ s.key }}" data-present="{{ 'yes' if s.present else 'no' }}">
-  <h2>{{ s.title }}</h2>
-  {% for p in s.problems %}<p class="problem">{{ p }}</p>{% endfor %}
-  {% if s.missing %}
-  <p class="missing">Not in this run: {{ s.missing | join("; ") }}.</p>
-  {% endif %}
-  {% if s.images %}
-  <div class="figures{{ ' gallery' if s.key == 'gallery' else '' }}">
-  {% for image in s.images %}
-    <figure><img src="{{ image.uri }}" alt="{{ image.caption }}" data-name="{{ image.name }}">
-      <figcaption>{{ image.caption }}</figcaption></figure>
-  {% endfor %}
-  </div>
-  {% endif %}
-  {% for t in s.tables %}
-  <h3>{{ t.title }}</h3>
-  <div class="scroll"><table>
-    <thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-    <tbody>{% for row in t.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
-    {% endfor %}</tbody>
-  </table></div>
-  {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
-  {% endfor %}
-  {% for n in s.notes %}<p>{{ n }}</p>{% endfor %}
-</section>
-{% endfor %}
-</main>
-</body>
-</html>
-"""

@@ -14,7 +14,6 @@ with a click.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
 import re
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -314,69 +314,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>spectraldl candidates</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1em; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }}
-th {{ cursor: pointer; background: #f3f3f3; position: sticky; top: 0; user-select: none; }}
-th.asc::after {{ content: " \\25B2"; }} th.desc::after {{ content: " \\25BC"; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-img {{ width: 520px; display: block; }}
-.problem {{ color: #a00; }}
-#filter {{ margin-bottom: .6em; width: 30em; }}
-</style></head>
-<body>
-<h1>Emission-line candidates</h1>
-<p>{summary} Click a column header to sort; the filter matches any text in a row.</p>
-<input id="filter" placeholder="filter (id, object, class, flag...)">
-<table id="candidates"><thead><tr>{header}</tr></thead><tbody></tbody></table>
-<script id="data" type="application/json">{data}</script>
-<script>
-const columns = {columns};
-const rows = JSON.parse(document.getElementById("data").textContent);
-const body = document.querySelector("#candidates tbody");
-function cell(row, col) {{
-  const td = document.createElement("td");
-  const v = row[col.key];
-  if (col.key === "image") {{
-    if (v) {{ const a = document.createElement("a"); a.href = v;
-      const img = document.createElement("img"); img.src = v; img.loading = "lazy";
-      img.alt = row.id; a.appendChild(img); td.appendChild(a); }}
-    else {{ td.className = "problem"; td.textContent = row.problem || "no image"; }}
-  }} else if (typeof v === "number") {{
-    td.className = "num"; td.textContent = col.digits === null ? v : v.toFixed(col.digits);
-  }} else {{ td.textContent = v === null || v === undefined ? "" : v; }}
-  return td;
-}}
-function render(list) {{
-  body.replaceChildren(...list.map(row => {{
-    const tr = document.createElement("tr");
-    columns.forEach(col => tr.appendChild(cell(row, col)));
-    return tr; }}));
-}}
-let shown = rows.slice();
-document.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () => {{
-  const key = columns[i].key; const desc = !th.classList.contains("desc");
-  document.querySelectorAll("th").forEach(h => h.classList.remove("asc", "desc"));
-  th.classList.add(desc ? "desc" : "asc");
-  shown.sort((a, b) => {{
-    const x = a[key], y = b[key];
-    if (x === y) return 0; if (x === null || x === undefined) return 1;
-    if (y === null || y === undefined) return -1;
-    return (x < y ? -1 : 1) * (desc ? -1 : 1); }});
-  render(shown);
-}}));
-document.getElementById("filter").addEventListener("input", e => {{
-  const q = e.target.value.toLowerCase();
-  shown = rows.filter(r => JSON.stringify(r).toLowerCase().includes(q)); render(shown);
-}});
-render(shown);
-</script>
-</body></html>
-"""
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+"""The gallery's page templates (``templates/gallery.html``)."""
 
 
 def _write_index(
@@ -403,11 +347,8 @@ def _write_index(
         f" (the {shown} most probable of {total})" if shown < total else ""
     )
     data = json.dumps(entries, ensure_ascii=True, allow_nan=False).replace("</", "<\\/")
-    page = _PAGE.format(
-        summary=html.escape(summary + "."),
-        header="".join(f"<th>{html.escape(c['label'])}</th>" for c in columns),
-        data=data,
-        columns=json.dumps(columns),
+    page = _TEMPLATES.get_template("gallery.html").render(
+        summary=summary, columns=columns, data=data, columns_json=json.dumps(columns)
     )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
