@@ -27,6 +27,16 @@ def air_to_vacuum(wave_aa: ArrayLike) -> NDArray[np.float64]:
     ``n = 1 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s²)
     + 1.599740894897e-4 / (38.92568793293 - s²)`` with ``s = 1e4 / λ_air``
     (λ in Å); ``λ_vac = λ_air · n``. H-alpha 6562.80 Å (air) is 6564.61 Å (vacuum).
+
+    Parameters
+    ----------
+    wave_aa
+        Air wavelengths (Å), a number or an array.
+
+    Returns
+    -------
+    numpy.ndarray
+        Vacuum wavelengths (Å, float64), of the input's shape.
     """
     wave = np.asarray(wave_aa, dtype=np.float64)
     s2 = (1e4 / wave) ** 2
@@ -44,7 +54,18 @@ HALPHA_VACUUM_AA = float(air_to_vacuum(HALPHA_AIR_AA))
 
 
 def vacuum_wavelengths(spectrum: Spectrum) -> NDArray[np.float64]:
-    """The spectrum's wavelengths in vacuum (Å): converted when stored in air, else as stored."""
+    """The spectrum's wavelengths in vacuum (Å): converted when stored in air, else as stored.
+
+    Parameters
+    ----------
+    spectrum
+        Any spectrum (``medium`` ``air`` or ``vacuum``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Its wavelengths in vacuum (Å, float64).
+    """
     if spectrum.medium == "air":
         return air_to_vacuum(spectrum.wave_aa)
     return np.asarray(spectrum.wave_aa, dtype=np.float64)

@@ -29,8 +29,17 @@ def der_snr(flux: ArrayLike) -> float:
     """Signal-to-noise ratio by the DER_SNR estimator (Stoehr et al. 2008, ADASS XVII).
 
     Median flux over the noise estimated from second differences two pixels
-    apart, which ignores features broader than a few pixels. Non-finite pixels
-    are dropped. Returns NaN for fewer than 5 usable pixels or zero noise.
+    apart, which ignores features broader than a few pixels.
+
+    Parameters
+    ----------
+    flux
+        Flux, any units; non-finite pixels are dropped.
+
+    Returns
+    -------
+    float
+        The S/N per pixel; NaN for fewer than 5 usable pixels or zero noise.
     """
     values = np.asarray(flux, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -43,7 +52,15 @@ def der_snr(flux: ArrayLike) -> float:
 def der_noise(flux: ArrayLike) -> float:
     """Noise per pixel by the DER_SNR estimator: the median of second differences two apart.
 
-    Non-finite pixels are dropped; NaN for fewer than 5 usable pixels.
+    Parameters
+    ----------
+    flux
+        Flux, any units; non-finite pixels are dropped.
+
+    Returns
+    -------
+    float
+        The noise in the flux's units; NaN for fewer than 5 usable pixels.
     """
     values = np.asarray(flux, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -60,7 +77,22 @@ def spike_pixels(
     A spike stands more than ``min_noise`` times the `der_noise` from the
     median, and neither neighbour reaches ``max_neighbour`` of its excess (a
     line resolved by the spectrograph spans a few pixels, so its peak's
-    neighbours stand at half its height or more). Non-finite pixels are never spikes.
+    neighbours stand at half its height or more).
+
+    Parameters
+    ----------
+    flux
+        Flux, any units.
+    min_noise
+        Least excess over the median, in units of the `der_noise`.
+    max_neighbour
+        Largest excess of a neighbour on the same side, as a fraction of the spike's.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, True at spikes (never at non-finite pixels; none when fewer
+        than 5 pixels are finite).
     """
     values = np.asarray(flux, dtype=np.float64)
     finite = np.isfinite(values)
@@ -89,8 +121,26 @@ def equivalent_width_aa(
 
     The continuum is the median flux in two side bands ``continuum_aa`` away
     from ``line_aa`` (inner, outer distance); the line is integrated over
-    ``line_aa ± half_width_aa``. Returns NaN when a band is empty or the
-    continuum is not positive.
+    ``line_aa ± half_width_aa`` (trapezoid rule).
+
+    Parameters
+    ----------
+    wave_aa
+        Increasing wavelengths (Å), in the medium of ``line_aa``.
+    flux
+        Flux, any units; non-finite pixels are left out.
+    line_aa
+        The line's centre (Å).
+    half_width_aa
+        Half the integration window (Å).
+    continuum_aa
+        Inner and outer distance (Å) of the continuum bands from ``line_aa``.
+
+    Returns
+    -------
+    float
+        The equivalent width (Å); NaN when the bands or the core hold fewer
+        than 3 finite pixels or the continuum is not positive.
     """
     wave = np.asarray(wave_aa, dtype=np.float64)
     values = np.asarray(flux, dtype=np.float64)
@@ -110,9 +160,22 @@ def line_sigma_ratio(wave_aa: ArrayLike, ivar: ArrayLike, *, line_aa: float) -> 
     """Sigma (from ivar) at a line's pixel over the median sigma 5-12 pixels either side.
 
     Shows how much a sky line, or the pipeline, raises the stated noise; the
-    line's pixel is the largest sigma of the three nearest ``line_aa``. Returns
-    NaN when the line is within 13 pixels of an end, one of those three pixels
-    has ivar = 0 or no side pixel has ivar > 0.
+    line's pixel is the largest sigma of the three nearest ``line_aa``.
+
+    Parameters
+    ----------
+    wave_aa
+        Increasing wavelengths (Å), in the medium of ``line_aa``.
+    ivar
+        Inverse variance of the flux.
+    line_aa
+        The line's wavelength (Å).
+
+    Returns
+    -------
+    float
+        The ratio; NaN when the line is within 13 pixels of an end, one of
+        those three pixels has ivar = 0 or no side pixel has ivar > 0.
     """
     wave = np.asarray(wave_aa, dtype=np.float64)
     values = np.asarray(ivar, dtype=np.float64)
@@ -372,6 +435,16 @@ def measure_halpha_windows(
     a `LineMeasurement` is passed through. A window whose measuring fails
     becomes ``unmeasurable`` with ``measuring failed: <error>`` and never stops
     the others.
+
+    Parameters
+    ----------
+    windows
+        What `halpha_window` returned for each spectrum.
+
+    Returns
+    -------
+    list of LineMeasurement
+        One per window, in order.
     """
     out: list[LineMeasurement | None] = [
         w if isinstance(w, LineMeasurement) else None for w in windows

@@ -43,6 +43,23 @@ def blur(flux: ArrayLike, *, sigma_px: float) -> NDArray[np.float64]:
 
     Edges are extended with the nearest value, so the window's border pixels
     are not pulled towards zero. ``sigma_px = 0`` returns a copy.
+
+    Parameters
+    ----------
+    flux
+        Flux on evenly spaced pixels, any units.
+    sigma_px
+        Standard deviation of the kernel (pixels, >= 0); truncated at 4 sigma.
+
+    Returns
+    -------
+    numpy.ndarray
+        The blurred flux (float64, same length).
+
+    Raises
+    ------
+    ValueError
+        When ``sigma_px`` is negative.
     """
     values = np.asarray(flux, dtype=np.float64)
     if sigma_px < 0:
@@ -59,6 +76,20 @@ def sigma_px_for_resolution(
 
     The kernel adds in quadrature: FWHM_kernel² = (λ/R_to)² - (λ/R_from)²,
     divided by the pixel size at H-alpha. Returns 0 when no blur is needed.
+
+    Parameters
+    ----------
+    wave_aa
+        Vacuum wavelengths (Å) of the spectrum's pixels, covering H-alpha ± 100 Å.
+    from_resolving_power
+        R = λ/Δλ of the spectrum.
+    to_resolving_power
+        R to degrade it to.
+
+    Returns
+    -------
+    float
+        The kernel's sigma in native pixels; 0 when ``to`` is not below ``from``.
     """
     wave = np.asarray(wave_aa, dtype=np.float64)
     if to_resolving_power >= from_resolving_power:
@@ -70,7 +101,20 @@ def sigma_px_for_resolution(
 
 
 def make_grid(*, start_aa: float = 6519.0, stop_aa: float = 6732.0, n: int = 140) -> np.ndarray:
-    """The thesis' grid: ``n`` points linearly spaced on ``[start_aa, stop_aa]`` (vacuum Å)."""
+    """The thesis' grid: ``n`` points linearly spaced on ``[start_aa, stop_aa]`` (vacuum Å).
+
+    Parameters
+    ----------
+    start_aa, stop_aa
+        First and last point (vacuum Å).
+    n
+        Number of points.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``n`` wavelengths (a copy: the caller may write to it).
+    """
     return _cached_grid(float(start_aa), float(stop_aa), int(n)).copy()
 
 
@@ -82,7 +126,22 @@ def _cached_grid(start_aa: float, stop_aa: float, n: int) -> np.ndarray:
 
 
 def regrid(wave_aa: ArrayLike, flux: ArrayLike, *, grid_aa: ArrayLike) -> NDArray[np.float64]:
-    """Linear interpolation of ``flux`` onto ``grid_aa`` (edges extended by the end values)."""
+    """Linear interpolation of ``flux`` onto ``grid_aa`` (edges extended by the end values).
+
+    Parameters
+    ----------
+    wave_aa
+        Increasing wavelengths (Å) of ``flux``.
+    flux
+        Flux, any units.
+    grid_aa
+        Wavelengths to interpolate to, in the same medium as ``wave_aa``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Flux on ``grid_aa`` (float64).
+    """
     return np.interp(
         np.asarray(grid_aa, dtype=np.float64),
         np.asarray(wave_aa, dtype=np.float64),
@@ -93,7 +152,20 @@ def regrid(wave_aa: ArrayLike, flux: ArrayLike, *, grid_aa: ArrayLike) -> NDArra
 def standardise(flux: ArrayLike) -> NDArray[np.float64]:
     """Zero mean, unit variance (population std, as ``sklearn.preprocessing.scale``).
 
-    Raises `ValueError` for constant or non-finite input.
+    Parameters
+    ----------
+    flux
+        Flux, any units.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(flux - mean) / std`` (float64).
+
+    Raises
+    ------
+    ValueError
+        For constant or non-finite input.
     """
     values = np.asarray(flux, dtype=np.float64)
     std = values.std()
@@ -153,6 +225,22 @@ class PreprocessConfig:
         """Inverse of `to_dict`; unknown keys (a newer format) and wrong types are a `ValueError`.
 
         Missing keys take their defaults (older files lack the newer thresholds).
+
+        Parameters
+        ----------
+        values
+            The stored form (`to_dict`'s keys, any subset).
+
+        Returns
+        -------
+        PreprocessConfig
+            The configuration.
+
+        Raises
+        ------
+        ValueError
+            For something not a mapping, an unknown key, a value of the wrong
+            type or range, or an empty grid.
         """
         if not isinstance(values, dict):
             raise ValueError(f"preprocessing must be a mapping, got {type(values).__name__}")
@@ -201,7 +289,20 @@ def fill_nonfinite(wave_aa: ArrayLike, flux: ArrayLike) -> NDArray[np.float64]:
     """``flux`` with NaN/inf pixels linearly interpolated from their finite neighbours.
 
     Done before blurring, which would otherwise spread a NaN over its
-    neighbours. Returned unchanged when all pixels (or fewer than two) are finite.
+    neighbours.
+
+    Parameters
+    ----------
+    wave_aa
+        Increasing wavelengths (Å) of ``flux``.
+    flux
+        Flux, any units, possibly with NaN or inf pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        The filled flux; ``flux`` itself when all pixels (or fewer than two)
+        are finite.
     """
     wave = np.asarray(wave_aa, dtype=np.float64)
     values = np.asarray(flux)
@@ -224,6 +325,24 @@ def blur_sigma_for(
     ``config.blur_sigma_px`` fixes it per archive; a spectrum of another archive
     whose resolving power is above 1.2 times ``config.target_resolving_power``
     (LAMOST MRS) is blurred down to it (`sigma_px_for_resolution`).
+
+    Parameters
+    ----------
+    config
+        The preprocessing.
+    archive
+        The spectrum's archive (``meta.archive``).
+    resolving_power
+        Its resolving power (``meta.resolving_power``).
+    wave_aa
+        Its wavelengths (Å), in ``medium``.
+    medium
+        ``air`` or ``vacuum``.
+
+    Returns
+    -------
+    float
+        Sigma in native pixels; 0 for no blur.
     """
     sigma = config.blur_sigma_px.get(archive)
     if sigma is not None:
@@ -261,8 +380,24 @@ def _window_flux(
 def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Preprocessed:
     """Turn a `Spectrum` into the network's 140-point input and its quality flags.
 
-    Raises `SpectrumError` (naming the source file) when H-alpha is not
-    covered, too much of the window is NaN/inf, or the flux is flat.
+    Parameters
+    ----------
+    spectrum
+        Any archive's spectrum covering H-alpha ± ``config.halpha_margin_aa``.
+    config
+        The preprocessing; `PreprocessConfig()` (the thesis') when None.
+
+    Returns
+    -------
+    Preprocessed
+        The standardised float32 vector on ``config.grid_aa``, its `Quality`
+        flags and the S/N used for them.
+
+    Raises
+    ------
+    SpectrumError
+        Naming the source file, when H-alpha is not covered, too much of the
+        window is NaN/inf, or the flux is flat.
     """
     config = config or PreprocessConfig()
     source = spectrum.meta.source or spectrum.id
