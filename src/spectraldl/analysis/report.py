@@ -155,38 +155,50 @@ def _read_json(path: Path, problems: list[str]) -> Any:
 # --- data --------------------------------------------------------------------------------
 
 
-def _dataset_summary(path: Path, section: Section) -> None:
+@dataclass
+class _DatasetCounts:
+    """Spectra of a dataset per (archive, origin), label and quality flag."""
+
+    groups: Counter[tuple[str, str]] = field(default_factory=Counter)
+    labels: Counter[int] = field(default_factory=Counter)
+    flags: Counter[str] = field(default_factory=Counter)
+    clean: int = 0
+
+
+def _count_dataset(path: Path, n_rows: int) -> _DatasetCounts:
+    """Count a dataset's rows in blocks, reading only its meta, labels and quality."""
     import h5py
 
+    counts = _DatasetCounts()
+    with h5py.File(path, "r") as h5:
+        step = 262_144
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            archive = h5["meta/archive"].asstr()[start:stop]
+            origin = h5["meta/origin"].asstr()[start:stop]
+            counts.groups.update(zip(archive, origin, strict=True))
+            counts.labels.update(np.asarray(h5["labels"][start:stop]).tolist())
+            quality = np.asarray(h5["quality"][start:stop])
+            counts.clean += int((quality == 0).sum())
+            for flag in Quality:
+                counts.flags[str(flag.name)] += int((quality & int(flag)).astype(bool).sum())
+    return counts
+
+
+def _dataset_summary(path: Path, section: Section) -> None:
     try:
         info = dataset_info(path)
     except DatasetError as exc:
         section.problems.append(str(exc))
         return
-    groups: Counter[tuple[str, str]] = Counter()
-    labels: Counter[int] = Counter()
-    flags: Counter[str] = Counter()
-    clean = 0
-    with h5py.File(path, "r") as h5:
-        n = info.n_rows
-        step = 262_144
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            archive = h5["meta/archive"].asstr()[start:stop]
-            origin = h5["meta/origin"].asstr()[start:stop]
-            groups.update(zip(archive, origin, strict=True))
-            labels.update(np.asarray(h5["labels"][start:stop]).tolist())
-            quality = np.asarray(h5["quality"][start:stop])
-            clean += int((quality == 0).sum())
-            for flag in Quality:
-                flags[str(flag.name)] += int((quality & int(flag)).astype(bool).sum())
+    counts = _count_dataset(path, info.n_rows)
     config = info.config
     blur = ", ".join(f"{k} {v:g} px" for k, v in sorted(config.blur_sigma_px.items())) or "none"
     section.tables.append(
         _table(
             f"{path.name}: {_fmt(info.n_rows)} spectra",
             ["archive", "origin", "spectra"],
-            [(a, o, _fmt(c)) for (a, o), c in sorted(groups.items())],
+            [(a, o, _fmt(c)) for (a, o), c in sorted(counts.groups.items())],
             note=(
                 f"grid {config.grid_n} points on {config.grid_start_aa:g}-"
                 f"{config.grid_stop_aa:g} Å (vacuum); blur {blur}; created "
@@ -202,7 +214,7 @@ def _dataset_summary(path: Path, section: Section) -> None:
             ["class", "spectra", "share"],
             [
                 (CLASSES[c] if c != NO_LABEL else "unlabelled", _fmt(k), _percent(k, total))
-                for c, k in sorted(labels.items())
+                for c, k in sorted(counts.labels.items())
             ],
         )
     )
@@ -210,11 +222,16 @@ def _dataset_summary(path: Path, section: Section) -> None:
         _table(
             f"{path.name}: quality flags",
             ["flag", "spectra", "share"],
-            [("none (clean)", _fmt(clean), _percent(clean, total))]
-            + [(name, _fmt(k), _percent(k, total)) for name, k in flags.items() if k],
+            [("none (clean)", _fmt(counts.clean), _percent(counts.clean, total))]
+            + [(name, _fmt(k), _percent(k, total)) for name, k in counts.flags.items() if k],
             note="A spectrum can carry several flags.",
         )
     )
+    _errors_note(path, section)
+
+
+def _errors_note(path: Path, section: Section) -> None:
+    """How many files the dataset's ingest could not read, from its errors CSV."""
     errors = errors_csv_path(path)
     if errors.exists():
         with errors.open(encoding="utf-8") as handle:
@@ -330,64 +347,70 @@ def _calibration_section(run: Path) -> Section:
                 "blur.png",
             )
         )
-    interval = result.get("interval_95_px") or [None, None]
-    section.tables.append(
-        _table(
-            "The measured blur (Gaussian sigma in Ondřejov pixels)",
-            ["", ""],
-            [
-                (
-                    "measured",
-                    f"{_fmt(result.get('sigma_px'))} ± "
-                    f"{_fmt(result.get('uncertainty_px'))} px "
-                    f"({_fmt(result.get('sigma_aa'))} Å)",
-                ),
-                ("95 % bootstrap interval", f"{_fmt(interval[0])} - {_fmt(interval[1])} px"),
-                (
-                    "pairs used / skipped",
-                    f"{_fmt(result.get('pairs'))} / {_fmt(len(result.get('skipped', [])))}",
-                ),
-                ("median of the pairs' own best", _fmt(result.get("median_pair_sigma_px"))),
-                ("predicted by R 13 000 → 1 800", _fmt(result.get("predicted_sigma_px"))),
-                (
-                    "thesis",
-                    f"{_fmt(result.get('thesis_sigma_px'))} "
-                    f"({'inside' if result.get('thesis_in_interval') else 'outside'} "
-                    "the interval)",
-                ),
-                ("comparison space", str(result.get("space", "?"))),
-            ],
-        )
-    )
+    section.tables.append(_blur_table(result))
     pairs = [p for p in result.get("per_pair", []) if isinstance(p, dict)]
     if pairs:
-        section.tables.append(
-            _table(
-                "Each pair",
-                [
-                    "pair",
-                    "object",
-                    "sigma (px)",
-                    "velocity shift (km/s)",
-                    "least mismatch",
-                    "mismatch at 7",
-                ],
-                [
-                    (
-                        p.get("name"),
-                        p.get("object"),
-                        _fmt(p.get("sigma_px")),
-                        _fmt(p.get("velocity_km_s")),
-                        _fmt(p.get("min_mismatch")),
-                        _fmt(p.get("mismatch_at_thesis_sigma")),
-                    )
-                    for p in pairs
-                ],
-                note="Be stars vary between the epochs of a pair: such pairs fit worse at "
-                "every sigma and weigh little in the sum.",
-            )
-        )
+        section.tables.append(_pairs_table(pairs))
     return section
+
+
+def _blur_table(result: dict[str, Any]) -> dict[str, Any]:
+    """The measured blur with its interval, the pairs used and the thesis' value."""
+    interval = result.get("interval_95_px") or [None, None]
+    return _table(
+        "The measured blur (Gaussian sigma in Ondřejov pixels)",
+        ["", ""],
+        [
+            (
+                "measured",
+                f"{_fmt(result.get('sigma_px'))} ± "
+                f"{_fmt(result.get('uncertainty_px'))} px "
+                f"({_fmt(result.get('sigma_aa'))} Å)",
+            ),
+            ("95 % bootstrap interval", f"{_fmt(interval[0])} - {_fmt(interval[1])} px"),
+            (
+                "pairs used / skipped",
+                f"{_fmt(result.get('pairs'))} / {_fmt(len(result.get('skipped', [])))}",
+            ),
+            ("median of the pairs' own best", _fmt(result.get("median_pair_sigma_px"))),
+            ("predicted by R 13 000 → 1 800", _fmt(result.get("predicted_sigma_px"))),
+            (
+                "thesis",
+                f"{_fmt(result.get('thesis_sigma_px'))} "
+                f"({'inside' if result.get('thesis_in_interval') else 'outside'} "
+                "the interval)",
+            ),
+            ("comparison space", str(result.get("space", "?"))),
+        ],
+    )
+
+
+def _pairs_table(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each cross-matched pair's own best sigma, velocity shift and mismatches."""
+    return _table(
+        "Each pair",
+        [
+            "pair",
+            "object",
+            "sigma (px)",
+            "velocity shift (km/s)",
+            "least mismatch",
+            "mismatch at 7",
+        ],
+        [
+            (
+                p.get("name"),
+                p.get("object"),
+                _fmt(p.get("sigma_px")),
+                _fmt(p.get("velocity_km_s")),
+                _fmt(p.get("min_mismatch")),
+                _fmt(p.get("mismatch_at_thesis_sigma")),
+            )
+            for p in pairs
+        ],
+        note="Be stars vary between the epochs of a pair: such pairs fit worse at "
+        "every sigma and weigh little in the sum.",
+    )
 
 
 # --- training ----------------------------------------------------------------------------
@@ -438,18 +461,7 @@ def _training_section(run: Path) -> Section:
     if not model.is_dir():
         section.missing.append("model/ (spectraldl train)")
         return section
-    for name, caption in (
-        ("curves.png", "Training curves: loss and accuracy per epoch, training and validation."),
-        (
-            "confusion.png",
-            "Confusion matrices: the synthetic test split and the real labelled "
-            "spectra, which were never fitted.",
-        ),
-    ):
-        if (model / name).exists():
-            section.images.append(Image(caption, data_uri(model / name), name))
-        else:
-            section.missing.append(f"model/{name}")
+    _training_figures(model, section)
     card = (
         _read_json(model / "card.json", section.problems)
         if (model / "card.json").exists()
@@ -480,13 +492,35 @@ def _training_section(run: Path) -> Section:
             ("temperature", _fmt(card.get("temperature"))),
         ]
         section.tables.append(_table("The model (card.json)", ["", ""], rows))
+    _training_metrics(model, section)
+    return section
+
+
+def _training_figures(model: Path, section: Section) -> None:
+    """The training curves and confusion matrices the model folder holds."""
+    for name, caption in (
+        ("curves.png", "Training curves: loss and accuracy per epoch, training and validation."),
+        (
+            "confusion.png",
+            "Confusion matrices: the synthetic test split and the real labelled "
+            "spectra, which were never fitted.",
+        ),
+    ):
+        if (model / name).exists():
+            section.images.append(Image(caption, data_uri(model / name), name))
+        else:
+            section.missing.append(f"model/{name}")
+
+
+def _training_metrics(model: Path, section: Section) -> None:
+    """Per-class metrics and confusion matrices: test split, real spectra, per archive."""
     metrics_path = model / "metrics.json"
     if not metrics_path.exists():
         section.missing.append("model/metrics.json")
-        return section
+        return
     metrics = _read_json(metrics_path, section.problems)
     if not isinstance(metrics, dict):
-        return section
+        return
     origin = ", ".join(metrics.get("test_origin", [])) or "?"
     for key, name in (("test", f"Test split ({origin})"), ("real", "Real labelled spectra")):
         if isinstance(metrics.get(key), dict) and metrics[key].get("n"):
@@ -496,7 +530,6 @@ def _training_section(run: Path) -> Section:
     for archive, values in (metrics.get("real_by_archive") or {}).items():
         if isinstance(values, dict) and values.get("n"):
             section.tables.extend(_metrics_tables(f"Real labelled spectra, {archive}", values))
-    return section
 
 
 # --- classification ----------------------------------------------------------------------
@@ -510,69 +543,84 @@ def _predictions_path(run: Path) -> Path | None:
     return None
 
 
+@dataclass
+class _PredictionCounts:
+    """Spectra per predicted class: all, with quality flags, and with p >= 0.9; the models."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    flagged: Counter[str] = field(default_factory=Counter)
+    confident: Counter[str] = field(default_factory=Counter)
+    models: set[str] = field(default_factory=set)
+    total: int = 0
+
+    def add(self, block: Any) -> None:
+        """Count one block of the predictions table."""
+        classes = block["predicted_class"].astype(str)
+        self.counts.update(classes)
+        self.total += len(block)
+        if "quality" in block:
+            bad = block["quality"].to_numpy() != 0
+            self.flagged.update(classes[bad])
+        p_columns = [c for c in block.columns if c.startswith("p_")]
+        if p_columns:
+            best = block[p_columns].to_numpy().max(axis=1)
+            self.confident.update(classes[best >= 0.9])
+        if "model_id" in block:
+            self.models.update(block["model_id"].astype(str).unique())
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """One row per class (the thesis' first), then all, beside the thesis' DR1 counts."""
+        thesis_total = sum(THESIS_DR1_COUNTS.values())
+        names = list(dict.fromkeys([*THESIS_DR1_COUNTS, *sorted(self.counts)]))
+        rows = []
+        for name in names:
+            k = self.counts.get(name, 0)
+            thesis = THESIS_DR1_COUNTS.get(name)
+            rows.append(
+                (
+                    name,
+                    _fmt(k),
+                    _percent(k, self.total),
+                    _fmt(self.confident.get(name, 0)),
+                    _fmt(self.flagged.get(name, 0)),
+                    "" if thesis is None else f"{_fmt(thesis)} ({_percent(thesis, thesis_total)})",
+                )
+            )
+        rows.append(
+            (
+                "all",
+                _fmt(self.total),
+                "100 %",
+                _fmt(sum(self.confident.values())),
+                _fmt(sum(self.flagged.values())),
+                f"{_fmt(thesis_total)}",
+            )
+        )
+        return rows
+
+
 def _classification_section(run: Path) -> Section:
     section = Section.empty("classification")
     path = _predictions_path(run)
     if path is None:
         section.missing.append("predictions.parquet (spectraldl classify)")
         return section
-    counts: Counter[str] = Counter()
-    flagged: Counter[str] = Counter()
-    confident: Counter[str] = Counter()
-    models: set[str] = set()
-    total = 0
+    counts = _PredictionCounts()
     try:
         for block in iter_predictions(path):
-            classes = block["predicted_class"].astype(str)
-            counts.update(classes)
-            total += len(block)
-            if "quality" in block:
-                bad = block["quality"].to_numpy() != 0
-                flagged.update(classes[bad])
-            p_columns = [c for c in block.columns if c.startswith("p_")]
-            if p_columns:
-                best = block[p_columns].to_numpy().max(axis=1)
-                confident.update(classes[best >= 0.9])
-            if "model_id" in block:
-                models.update(block["model_id"].astype(str).unique())
+            counts.add(block)
     except (PredictionsError, KeyError, ValueError) as exc:
         section.problems.append(f"{path.name}: {exc}")
         return section
-    thesis_total = sum(THESIS_DR1_COUNTS.values())
-    names = list(dict.fromkeys([*THESIS_DR1_COUNTS, *sorted(counts)]))
-    rows = []
-    for name in names:
-        k = counts.get(name, 0)
-        thesis = THESIS_DR1_COUNTS.get(name)
-        rows.append(
-            (
-                name,
-                _fmt(k),
-                _percent(k, total),
-                _fmt(confident.get(name, 0)),
-                _fmt(flagged.get(name, 0)),
-                "" if thesis is None else f"{_fmt(thesis)} ({_percent(thesis, thesis_total)})",
-            )
-        )
-    rows.append(
-        (
-            "all",
-            _fmt(total),
-            "100 %",
-            _fmt(sum(confident.values())),
-            _fmt(sum(flagged.values())),
-            f"{_fmt(thesis_total)}",
-        )
-    )
     section.tables.append(
         _table(
             f"Spectra per predicted class ({path.name})",
             ["class", "spectra", "share", "p ≥ 0.9", "with quality flags", "thesis, LAMOST DR1"],
-            rows,
+            counts.rows(),
             note=(
                 "As the thesis' table of LAMOST DR1 predictions (its CNN, arg-max, 2 202 000 "
                 "spectra; 14 % emission or double-peak). 'with quality flags': low S/N, masked, "
-                "partial coverage or novel. Model: " + (", ".join(sorted(models)) or "?")
+                "partial coverage or novel. Model: " + (", ".join(sorted(counts.models)) or "?")
             ),
         )
     )
