@@ -64,10 +64,28 @@ class LineParams:
         return {f"line_{k}": v for k, v in vars(self).items()}
 
 
-ONDREJOV_STRONG_SHARE = 0.7
-"""Share of Ondřejov emission/double-peak spectra with a strong line (net peak 0.5-8 x the
-continuum, EW about -5 to -60 Å), the rest weak (0.05-0.5): Be stars' H-alpha EWs are mostly
--5 to -50 Å (Jaschek & Egret 1982; Hanuschik 1986), with weak phases in between."""
+@dataclass(frozen=True)
+class LineStyle:
+    """How one archive's H-alpha lines are drawn (`draw_line`); each survey module has one.
+
+    Attributes
+    ----------
+    fill_share
+        Share of absorption stars with emission filling their core.
+    strong_share
+        Share of emission and double-peak lines that are strong (net peak
+        0.5-8, discs 0.5-4), the rest weak (0.05-0.5); None: heights from
+        6/S/N to 6, so that the line stands out of the noise.
+    min_fwhm_kms
+        Least FWHM of a single-peaked emission line (km/s).
+    min_separation_kms
+        Least separation of a disc's two peaks (km/s).
+    """
+
+    fill_share: float
+    strong_share: float | None
+    min_fwhm_kms: float
+    min_separation_kms: float
 
 
 def _loguniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -75,7 +93,7 @@ def _loguniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def draw_line(
-    rng: np.random.Generator, profile: str, *, archive: str, snr: float, weak: bool = False
+    rng: np.random.Generator, profile: str, *, style: LineStyle, snr: float, weak: bool = False
 ) -> LineParams:
     """Draw the H-alpha emission parameters of one spectrum of class ``profile``.
 
@@ -84,7 +102,7 @@ def draw_line(
     * single-peaked emission: net peak 0.1-6 x continuum at LAMOST (at least
       6/S/N so that it stands out of the noise, log-uniform: most LAMOST
       emitters are weak, Hou et al. 2016); at Ondřejov 70 % strong (0.5-8)
-      and 30 % weak (0.05-0.5), see `ONDREJOV_STRONG_SHARE`; FWHM
+      and 30 % weak (0.05-0.5), see `LineStyle.strong_share`; FWHM
       60-600 km/s at LAMOST (nebular-like and dMe to broad Be/T Tauri lines),
       150-600 km/s for the Be stars at Ondřejov (Hanuschik 1989, Ap&SS 161, 61);
       up to 40 % of the area in Lorentzian wings;
@@ -100,7 +118,7 @@ def draw_line(
     * ``weak``: a noise-class spectrum's underlying line, capped at 0.3.
     """
     if profile == "absorption":
-        if rng.random() < (0.2 if archive == "ondrejov" else 0.12):
+        if rng.random() < style.fill_share:
             return LineParams(
                 kind="fill",
                 net_height=float(rng.uniform(0.1, 0.8)),
@@ -109,8 +127,8 @@ def draw_line(
                 centre_kms=float(rng.normal(0.0, 15.0)),
             )
         return LineParams()
-    if archive == "ondrejov":
-        strong = rng.random() < ONDREJOV_STRONG_SHARE
+    if style.strong_share is not None:
+        strong = rng.random() < style.strong_share
         low, high = (0.5, 8.0 if profile == "emission" else 4.0) if strong else (0.05, 0.5)
     else:
         low, high = max(0.1, 6.0 / max(snr, 1e-3)), 6.0
@@ -122,18 +140,17 @@ def draw_line(
         return LineParams(
             kind="single",
             net_height=height,
-            fwhm_kms=_loguniform(rng, 150.0 if archive == "ondrejov" else 60.0, 600.0),
+            fwhm_kms=_loguniform(rng, style.min_fwhm_kms, 600.0),
             lorentz_fraction=float(rng.uniform(0.0, 0.4)),
             centre_kms=float(rng.normal(0.0, 15.0)),
         )
     if profile == "double-peak":
-        min_sep = 100.0 if archive == "ondrejov" else 250.0
         shell = rng.random() < 0.25
         return LineParams(
             kind="disc",
             net_height=height,
             centre_kms=float(rng.normal(0.0, 10.0)),
-            peak_separation_kms=float(rng.uniform(min_sep, 600.0)),
+            peak_separation_kms=float(rng.uniform(style.min_separation_kms, 600.0)),
             radius_ratio=float(rng.uniform(5.0, 25.0)),
             emissivity_index=float(rng.uniform(2.0, 3.5)),
             local_broadening_kms=float(rng.uniform(10.0, 35.0)),

@@ -65,7 +65,13 @@ from spectraldl.simulate.common import (
     streams,
 )
 from spectraldl.simulate.fitsbytes import Raw, card
-from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, line_addition
+from spectraldl.simulate.halpha import (
+    HALPHA_AIR_AA,
+    LineParams,
+    LineStyle,
+    draw_line,
+    line_addition,
+)
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
 from spectraldl.simulate.population import (
     LAMOST_MIX,
@@ -102,6 +108,11 @@ NOISE_SCALE = (0.65, 1.0)
 """Range of (real scatter)/(sigma from ivar): template fits to the low-S/N dev files leave a
 reduced chi-square of 0.34-0.8 against their ivar (scatter 0.58-0.9 of what ivar claims),
 and their second-difference scatter is 0.6-0.8 of it; `benchmarks/realism.py` compares."""
+LINES = LineStyle(fill_share=0.12, strong_share=None, min_fwhm_kms=60.0, min_separation_kms=250.0)
+"""H-alpha lines (`halpha.draw_line`): 12 % of absorption stars filled in, emission heights
+from the S/N, FWHM from 60 km/s (nebular-like and dMe lines), disc peaks at least 250 km/s
+apart (R ~ 1800, 166 km/s FWHM, cannot separate closer ones)."""
+
 NOISE_CORRELATION_PX = (0.25, 0.45)
 """Gaussian sigma (pixels) of the correlation of neighbouring pixels' noise: the dev files'
 high-passed residuals have lag-1 autocorrelation 0.25-0.45 at low S/N, and this range makes
@@ -527,7 +538,7 @@ def _draw_star(
     rv = float(np.clip(rng.normal(*RADIAL_VELOCITY_KMS), -250.0, 250.0))
     resolving_power = float(np.clip(rng.normal(*RESOLVING_POWER), 1000.0, 1900.0))
     ebv = float(min(rng.exponential(0.12), 1.5))
-    line = draw_line(rng, profile, archive="lamost", snr=snr, weak=label == "noise")
+    line = draw_line(rng, profile, style=LINES, snr=snr, weak=label == "noise")
     flux_level = 3.0 * snr**1.3 * math.exp(rng.normal(0.0, 0.3))
     cal = (float(rng.normal(0.0, 0.15)), float(rng.normal(0.0, 0.10)))
     response_weight = float(rng.normal(1.0, RESPONSE_SPREAD))

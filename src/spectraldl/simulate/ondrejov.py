@@ -46,7 +46,13 @@ from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
 from spectraldl.simulate.common import choose_template, draw_snr, noise_profile, streams
 from spectraldl.simulate.fitsbytes import Raw, card
-from spectraldl.simulate.halpha import HALPHA_AIR_AA, LineParams, draw_line, line_addition
+from spectraldl.simulate.halpha import (
+    HALPHA_AIR_AA,
+    LineParams,
+    LineStyle,
+    draw_line,
+    line_addition,
+)
 from spectraldl.simulate.physics import C_KMS, FWHM_PER_SIGMA, VELOCITY_GRID_KMS
 from spectraldl.simulate.population import (
     ONDREJOV_COUNTS_LOGNORMAL,
@@ -62,6 +68,18 @@ FORMS = ("ssap", "raw")
 RESOLVING_POWER = 13000.0
 SSAP_RANGE_AA = (6282.0, 6733.0)
 PUBLISHER_ID = "ivo://asu.cas.cz/stel/ccd700/"
+
+STRONG_SHARE = 0.7
+"""Share of emission/double-peak spectra with a strong line (net peak 0.5-8 x the continuum,
+EW about -5 to -60 Å), the rest weak (0.05-0.5): Be stars' H-alpha EWs are mostly -5 to
+-50 Å (Jaschek & Egret 1982; Hanuschik 1986), with weak phases in between."""
+
+LINES = LineStyle(
+    fill_share=0.2, strong_share=STRONG_SHARE, min_fwhm_kms=150.0, min_separation_kms=100.0
+)
+"""H-alpha lines (`halpha.draw_line`): 20 % of absorption stars filled in, `STRONG_SHARE`
+strong lines, FWHM from 150 km/s for the Be stars (Hanuschik 1989, Ap&SS 161, 61), disc peaks
+at least 100 km/s apart (Hanuschik et al. 1996, A&AS 116, 309)."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +291,7 @@ def _draw_star(
         else 0.0
     )
     ebv = float(min(rng.exponential(0.15), 1.2))
-    line = draw_line(rng, profile, archive="ondrejov", snr=snr, weak=label == "noise")
+    line = draw_line(rng, profile, style=LINES, snr=snr, weak=label == "noise")
     return _Star(
         label=label,
         profile=profile,
