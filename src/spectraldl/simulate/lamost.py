@@ -1346,6 +1346,15 @@ NOISE_SNR = (0.8, 4.0)
 NOISE_PROFILES = ((0.7, "absorption"), (0.95, "emission"), (1.0, "double-peak"))
 """The real profile under a noise-labelled spectrum: mostly ordinary stars."""
 
+DWARF_FRACTION = {"O": 0.5, "B": 0.6, "A": 0.8, "F": 0.85, "G": 0.75, "K": 0.75, "M": 0.85}
+"""Share of dwarfs (log g >= 3.8) per class: mostly dwarfs, giants a quarter of the G-K
+stars (LAMOST DR1 stellar parameters, Luo et al. 2015, RAA 15, 1095; Wu et al. 2014), M stars
+nearly all dwarfs (the dev files' K3-M2 stars look like dwarfs)."""
+
+METALLICITY = (-0.2, 0.35)
+"""[Fe/H] (mean, sigma) the templates are weighted to: LAMOST stars peak near -0.2 with most
+between -1 and +0.4 (Luo et al. 2015)."""
+
 
 def _simulate(index: int, *, seed: int, population: Population, layout: str) -> LamostSpectrum:
     return simulate_one(index, seed=seed, population=population, release=layout)
@@ -1369,6 +1378,8 @@ register(
         types=LAMOST_TYPES,
         noise_snr=NOISE_SNR,
         noise_profiles=NOISE_PROFILES,
+        dwarf_fraction=DWARF_FRACTION,
+        metallicity=METALLICITY,
         compress=True,
         plates=True,
     )

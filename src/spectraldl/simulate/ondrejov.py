@@ -591,6 +591,14 @@ NOISE_SNR = (2.0, 8.0)
 NOISE_PROFILES = ((0.5, "emission"), (0.9, "absorption"), (1.0, "double-peak"))
 """The real profile under a noise-labelled spectrum: the programme's Be stars half the time."""
 
+DWARF_FRACTION = {"O": 0.5, "B": 0.5, "A": 0.6, "F": 0.6, "G": 0.5, "K": 0.5, "M": 0.5}
+"""Share of dwarfs (log g >= 3.8) per class: bright stars, luminosity classes III-V alike
+(assumption)."""
+
+METALLICITY = (-0.05, 0.25)
+"""[Fe/H] (mean, sigma) the templates are weighted to: the targets are bright, nearby, near
+solar."""
+
 
 def _simulate(index: int, *, seed: int, population: Population, layout: str) -> OndrejovSpectrum:
     return simulate_one(index, seed=seed, population=population, form=layout)
@@ -614,6 +622,8 @@ register(
         types=ONDREJOV_TYPES,
         noise_snr=NOISE_SNR,
         noise_profiles=NOISE_PROFILES,
+        dwarf_fraction=DWARF_FRACTION,
+        metallicity=METALLICITY,
         junk_excluded=frozenset({"dead-red-arm"}),
     )
 )

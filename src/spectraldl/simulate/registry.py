@@ -50,6 +50,11 @@ class SimulatedArchive:
     noise_profiles
         The real profile under a noise-labelled spectrum: ``(limit, profile)``
         pairs, the first whose limit exceeds a uniform draw.
+    dwarf_fraction
+        Share of dwarfs (log g >= 3.8) per spectral class among its targets
+        (`templates.template_weights`; 0.5 for a class not named).
+    metallicity
+        [Fe/H] (mean, sigma) its templates are weighted to.
     compress
         Whether its files are gzipped by default (as the archive serves them).
     plates
@@ -70,6 +75,8 @@ class SimulatedArchive:
     types: Mapping[str, Mapping[str, float]]
     noise_snr: tuple[float, float]
     noise_profiles: tuple[tuple[float, str], ...]
+    dwarf_fraction: Mapping[str, float]
+    metallicity: tuple[float, float]
     compress: bool = False
     plates: bool = False
     junk_excluded: frozenset[str] = field(default_factory=frozenset)

@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectraldl.io.bundled import data_dir
-from spectraldl.prep.preprocess import air_to_vacuum
+from spectraldl.prep.lines import air_to_vacuum
+from spectraldl.simulate.registry import simulated_archive
 
 SPECTRAL_CLASSES = ("O", "B", "A", "F", "G", "K", "M")
 
@@ -120,20 +121,6 @@ class TemplateSet:
         return self.mastar_flux[self.mastar_index[index]] * correction
 
 
-DWARF_FRACTION = {
-    "lamost": {"O": 0.5, "B": 0.6, "A": 0.8, "F": 0.85, "G": 0.75, "K": 0.75, "M": 0.85},
-    "ondrejov": {"O": 0.5, "B": 0.5, "A": 0.6, "F": 0.6, "G": 0.5, "K": 0.5, "M": 0.5},
-}
-"""Share of dwarfs (log g >= 3.8) per class. LAMOST: mostly dwarfs, giants a quarter of the G-K
-stars (LAMOST DR1 stellar parameters, Luo et al. 2015, RAA 15, 1095; Wu et al. 2014), M stars
-nearly all dwarfs (the dev files' K3-M2 stars look like dwarfs);
-Ondřejov: bright stars, luminosity classes III-V alike (assumption). MILES over-represents
-giants and metal-poor stars (it was built for stellar populations), hence the weights."""
-
-METALLICITY = {"lamost": (-0.2, 0.35), "ondrejov": (-0.05, 0.25)}
-"""[Fe/H] (mean, sigma) the templates are weighted to: LAMOST stars peak near -0.2 with most
-between -1 and +0.4 (Luo et al. 2015); Ondřejov targets are bright, nearby, near solar."""
-
 BRIGHT_GIANT_WEIGHT = 0.2
 """Relative weight of log g < 1.5 (bright giants, supergiants): rare among survey targets."""
 
@@ -141,17 +128,21 @@ BRIGHT_GIANT_WEIGHT = 0.2
 def template_weights(templates: TemplateSet, archive: str) -> NDArray[np.float64]:
     """Probability of each template within its spectral class for an archive (sums to 1 per class).
 
-    Dwarfs and giants get the class's `DWARF_FRACTION` shares, and within those
-    [Fe/H] is weighted to `METALLICITY` (a 2 % floor keeps metal-poor stars possible).
+    Dwarfs and giants get the class's shares of the archive's registered
+    ``dwarf_fraction``, and within those [Fe/H] is weighted to its
+    ``metallicity`` (a 2 % floor keeps metal-poor stars possible). MILES
+    over-represents giants and metal-poor stars (it was built for stellar
+    populations), hence the weights.
     """
-    mean, sigma = METALLICITY[archive]
+    survey = simulated_archive(archive)
+    mean, sigma = survey.metallicity
     feh_weight = np.exp(-0.5 * ((templates.feh - mean) / sigma) ** 2) + 0.02
     feh_weight = feh_weight * np.where(templates.logg < 1.5, BRIGHT_GIANT_WEIGHT, 1.0)
     dwarf = templates.logg >= 3.8
     weights = np.zeros(len(templates))
     for letter in np.unique(templates.spclass):
         members = templates.spclass == letter
-        share = DWARF_FRACTION[archive].get(str(letter), 0.5)
+        share = survey.dwarf_fraction.get(str(letter), 0.5)
         for group, fraction in ((members & dwarf, share), (members & ~dwarf, 1.0 - share)):
             if group.any():
                 weights[group] = fraction * feh_weight[group] / feh_weight[group].sum()
