@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -31,6 +32,48 @@ def scheduler_option() -> Callable[[Any], Any]:
         show_default=True,
         help="local, dask-local (starts a Dask LocalCluster) or tcp://HOST:PORT (joins a "
         "running Dask scheduler).",
+    )
+
+
+def out_option(
+    help_text: str,
+    *,
+    folder: bool = False,
+    dest: str = "out",
+    required: bool = False,
+    default: str | None = None,
+    multiple: bool = False,
+) -> Callable[[Any], Any]:
+    """``--out``/``-o``: the file a command writes (a directory with ``folder``)."""
+    shown: dict[str, Any] = {"default": default, "show_default": True} if default else {}
+    return click.option(
+        "-o",
+        "--out",
+        dest,
+        required=required,
+        multiple=multiple,
+        type=click.Path(file_okay=not folder, dir_okay=folder, path_type=Path),
+        help=help_text,
+        **shown,
+    )
+
+
+def seed_option(help_text: str) -> Callable[[Any], Any]:
+    """``--seed``: the seed of a command's random steps, 0 by default."""
+    return click.option("--seed", default=0, show_default=True, help=help_text)
+
+
+DB_HELP = (
+    "Database URL: a SQLite file (sqlite:///path.db or a plain path) or PostgreSQL "
+    "(postgresql+psycopg://user:password@host/db). Default: $SPECTRALDL_DB, else "
+    "./spectraldl.db."
+)
+
+
+def db_option(help_text: str = DB_HELP, *, required: bool = False) -> Callable[[Any], Any]:
+    """``--db URL``: the web tool's database (`spectraldl.web.db.open_database`)."""
+    return click.option(
+        "--db", "db_url", metavar="URL", default=None, required=required, help=help_text
     )
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from spectraldl.cli._options import seed_option
 from spectraldl.cli._progress import progress_bar
+
+if TYPE_CHECKING:
+    from spectraldl.analysis.calibrate import BlurCalibration
 
 
 @click.command("calibrate-blur")
@@ -46,7 +51,7 @@ from spectraldl.cli._progress import progress_bar
     help="Largest velocity shift between the epochs searched (km/s).",
 )
 @click.option("--bootstrap", default=2000, show_default=True, help="Bootstrap resamples.")
-@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@seed_option("Bootstrap seed.")
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"sigma_px", "uncertainty_px", "pairs"} only.'
 )
@@ -96,13 +101,7 @@ def calibrate_blur_command(
     """
     import numpy as np
 
-    from spectraldl.analysis.calibrate import (
-        CalibrationError,
-        calibrate_blur,
-        plot_calibration,
-        plot_pair,
-        write_details,
-    )
+    from spectraldl.analysis.calibrate import CalibrationError, calibrate_blur, write_details
 
     if step <= 0 or max_sigma <= 2 * step:
         raise click.UsageError("--step must be > 0 and --max-sigma at least two steps")
@@ -125,17 +124,7 @@ def calibrate_blur_command(
         raise click.ClickException(str(exc)) from None
     if details is not None:
         write_details(result, details)
-    written = plot_calibration(result, plot) if plot is not None else []
-    if pair_plots is not None:
-        from spectraldl.io.archives import read_spectrum
-
-        for fit in result.fits:
-            written += plot_pair(
-                read_spectrum(fit.ondrejov),
-                read_spectrum(fit.lamost),
-                pair_plots / fit.name,
-                sigma_px=result.sigma_px,
-            )
+    written = _draw(result, plot, pair_plots)
     for missing in result.skipped:
         click.echo(
             f"skipped {Path(missing.ondrejov).name} / {Path(missing.lamost).name}: "
@@ -145,6 +134,30 @@ def calibrate_blur_command(
     if as_json:
         click.echo(json.dumps(result.summary()))
         return
+    _print_result(result, space)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+def _draw(result: BlurCalibration, plot: Path | None, pair_plots: Path | None) -> list[Path]:
+    """The figures asked for: mismatch against sigma, and one per pair; the files written."""
+    from spectraldl.analysis.calibrate import plot_calibration, plot_pair
+    from spectraldl.io.archives import read_spectrum
+
+    written = plot_calibration(result, plot) if plot is not None else []
+    if pair_plots is not None:
+        for fit in result.fits:
+            written += plot_pair(
+                read_spectrum(fit.ondrejov),
+                read_spectrum(fit.lamost),
+                pair_plots / fit.name,
+                sigma_px=result.sigma_px,
+            )
+    return written
+
+
+def _print_result(result: BlurCalibration, space: str) -> None:
+    """Each pair's fit, then the measured sigma beside the prediction and the thesis' 7."""
     click.echo(f"{'pair':<48} {'object':<12} {'sigma px':>8} {'v km/s':>7} {'mismatch':>8}")
     for fit in result.fits:
         click.echo(
@@ -165,5 +178,3 @@ def calibrate_blur_command(
         f"{result.pairs_preferring_measured} of {result.pairs} pairs fit better at "
         f"{result.sigma_px:.2f} than at 7)"
     )
-    for path in written:
-        click.echo(f"wrote {path}")

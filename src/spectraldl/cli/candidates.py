@@ -6,18 +6,15 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import workers_option
+from spectraldl.cli._options import out_option, workers_option
 
 
 @click.command("candidates")
 @click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "outs",
+@out_option(
+    "Catalogue to write: .csv, .ecsv, .fits or .vot (repeat for several formats).",
+    dest="outs",
     multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Catalogue to write: .csv, .ecsv, .fits or .vot (repeat for several formats).",
 )
 @click.option(
     "--classes",

@@ -7,21 +7,14 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import workers_option
+from spectraldl.cli._options import out_option, seed_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
 
 @click.command("demo")
-@click.option(
-    "--out",
-    "-o",
-    default="demo-run",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory (resumed if present).",
-)
+@out_option("Run directory (resumed if present).", folder=True, default="demo-run")
 @click.option("--quick", is_flag=True, help="Small sizes (seconds, not minutes): for tests.")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random step.")
+@seed_option("Seed of every random step.")
 @workers_option("Worker processes (the results do not depend on it).")
 def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     """Run the method end to end on bundled real and simulated spectra into OUT.

@@ -6,20 +6,18 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import workers_option
+from spectraldl.cli._options import out_option, seed_option, workers_option
 
 
 @click.command("explore")
 @click.argument(
     "datasets", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
+@out_option(
+    "Directory for the figures (PNG, SVG), coordinates (CSV) and summary.json.",
+    folder=True,
+    dest="out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for the figures (PNG, SVG), coordinates (CSV) and summary.json.",
 )
 @click.option(
     "--method",
@@ -62,7 +60,7 @@ from spectraldl.cli._options import workers_option
     help="t-SNE implementation (openTSNE measured faster at equal quality).",
 )
 @workers_option("Threads for t-SNE.")
-@click.option("--seed", default=0, show_default=True, help="Random seed (subsets, PCA, t-SNE).")
+@seed_option("Random seed (subsets, PCA, t-SNE).")
 def explore_command(
     datasets: tuple[Path, ...],
     out_dir: Path,

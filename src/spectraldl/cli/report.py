@@ -6,15 +6,12 @@ from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import out_option
+
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="HTML file to write (default: RUN_DIR/report.html).",
-)
+@out_option("HTML file to write (default: RUN_DIR/report.html).")
 @click.option(
     "--gallery-sample",
     default=12,

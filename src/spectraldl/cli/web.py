@@ -13,18 +13,8 @@ from typing import Any
 
 import click
 
+from spectraldl.cli._options import db_option
 from spectraldl.cli._progress import progress_bar
-
-_DB_HELP = (
-    "Database URL: a SQLite file (sqlite:///path.db or a plain path) or PostgreSQL "
-    "(postgresql+psycopg://user:password@host/db). Default: $SPECTRALDL_DB, else "
-    "./spectraldl.db."
-)
-
-
-def db_option(function: Any) -> Any:
-    """The ``--db URL`` option every web command shares."""
-    return click.option("--db", "db_url", metavar="URL", default=None, help=_DB_HELP)(function)
 
 
 def _open(db_url: str | None) -> Any:
@@ -53,7 +43,7 @@ def _print_errors(errors: list[Any], limit: int = 20) -> None:
 
 
 @click.command("serve")
-@db_option
+@db_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -158,98 +148,94 @@ def users_group() -> None:
     """
 
 
-def _user_commands(group: click.Group) -> None:
-    # Defined inside a function so that the command discovery of spectraldl.cli
-    # sees only the group, not its sub-commands, as top-level commands.
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May manage users.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+@db_option()
+def _users_add(name: str, admin: bool, password_stdin: bool, db_url: str | None) -> None:
+    """Add the user NAME (asks for the password unless --password-stdin).
 
-    @group.command("add")
-    @click.argument("name")
-    @click.option("--admin", is_flag=True, help="May manage users.")
-    @click.option(
-        "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
-    )
-    @db_option
-    def users_add(name: str, admin: bool, password_stdin: bool, db_url: str | None) -> None:
-        """Add the user NAME (asks for the password unless --password-stdin).
+    \b
+    Example:
+      spectraldl users add alice --admin --db sqlite:///web.db
+    """
+    from spectraldl.web.auth import UserError, add_user, check_user_name
 
-        \b
-        Example:
-          spectraldl users add alice --admin --db sqlite:///web.db
-        """
-        from spectraldl.web.auth import UserError, add_user, check_user_name
-
+    try:
+        check_user_name(name)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    password = _read_password(password_stdin)
+    db = _open(db_url)
+    with db.session() as session:
         try:
-            check_user_name(name)
+            add_user(session, name, password, admin=admin)
         except UserError as exc:
             raise click.ClickException(str(exc)) from None
-        password = _read_password(password_stdin)
-        db = _open(db_url)
-        with db.session() as session:
-            try:
-                add_user(session, name, password, admin=admin)
-            except UserError as exc:
-                raise click.ClickException(str(exc)) from None
-            session.commit()
-        click.echo(f"user {name!r} added{' (admin)' if admin else ''}")
-
-    @group.command("list")
-    @db_option
-    def users_list(db_url: str | None) -> None:
-        """List the users.
-
-        \b
-        Example:
-          spectraldl users list --db sqlite:///web.db
-        """
-        from sqlalchemy import select
-
-        from spectraldl.web.models import User
-
-        db = _open(db_url)
-        with db.session() as session:
-            for user in session.scalars(select(User).order_by(User.id)):
-                flags = [
-                    f
-                    for f, on in (("admin", user.is_admin), ("inactive", not user.is_active))
-                    if on
-                ]
-                click.echo(f"{user.name}{'  (' + ', '.join(flags) + ')' if flags else ''}")
-
-    @group.command("passwd")
-    @click.argument("name")
-    @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
-    @db_option
-    def users_passwd(name: str, password_stdin: bool, db_url: str | None) -> None:
-        """Set a new password for NAME (ends their sessions).
-
-        \b
-        Example:
-          spectraldl users passwd alice --db sqlite:///web.db
-        """
-        from sqlalchemy import select
-
-        from spectraldl.web.auth import UserError, set_password
-        from spectraldl.web.models import User
-
-        db = _open(db_url)
-        with db.session() as session:
-            user = session.scalar(select(User).where(User.name == name))
-            if user is None:
-                raise click.ClickException(f"no user named {name!r}")
-            try:
-                set_password(session, user, _read_password(password_stdin))
-            except UserError as exc:
-                raise click.ClickException(str(exc)) from None
-            session.commit()
-        click.echo(f"password of {name!r} changed")
+        session.commit()
+    click.echo(f"user {name!r} added{' (admin)' if admin else ''}")
 
 
-_user_commands(users_group)
+@db_option()
+def _users_list(db_url: str | None) -> None:
+    """List the users.
+
+    \b
+    Example:
+      spectraldl users list --db sqlite:///web.db
+    """
+    from sqlalchemy import select
+
+    from spectraldl.web.models import User
+
+    db = _open(db_url)
+    with db.session() as session:
+        for user in session.scalars(select(User).order_by(User.id)):
+            flags = [
+                f for f, on in (("admin", user.is_admin), ("inactive", not user.is_active)) if on
+            ]
+            click.echo(f"{user.name}{'  (' + ', '.join(flags) + ')' if flags else ''}")
+
+
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+@db_option()
+def _users_passwd(name: str, password_stdin: bool, db_url: str | None) -> None:
+    """Set a new password for NAME (ends their sessions).
+
+    \b
+    Example:
+      spectraldl users passwd alice --db sqlite:///web.db
+    """
+    from sqlalchemy import select
+
+    from spectraldl.web.auth import UserError, set_password
+    from spectraldl.web.models import User
+
+    db = _open(db_url)
+    with db.session() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise click.ClickException(f"no user named {name!r}")
+        try:
+            set_password(session, user, _read_password(password_stdin))
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"password of {name!r} changed")
+
+
+# Registered on the group, never bound to a module name as commands, so that the command
+# discovery of spectraldl.cli sees only the group as a top-level command.
+for _name, _callback in (("add", _users_add), ("list", _users_list), ("passwd", _users_passwd)):
+    users_group.command(_name)(_callback)
 
 
 @click.command("import")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@db_option
+@db_option()
 @click.option(
     "--origin",
     type=click.Choice(["real", "synthetic"]),
@@ -355,7 +341,7 @@ def _pair(text: str | None, what: str) -> tuple[float, float] | None:
 
 @click.command("ssap-import")
 @click.argument("service_url")
-@db_option
+@db_option()
 @click.option("--pos", metavar="RA,DEC", help="Position in degrees (ICRS).")
 @click.option("--size", "size_deg", type=float, metavar="DEG", help="Search diameter in degrees.")
 @click.option("--target", help="Target name (SSAP TARGETNAME).")
