@@ -23,18 +23,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from spectraldl.io.labels import CLASSES
+from spectraldl.ml.data import combine_datasets, read_dataset_any
+from spectraldl.ml.modelcard import TrainedModel, load_model, softmax
 
 ECE_BINS = 15
 CLASSES_CODES = {name: code for code, name in enumerate(CLASSES)}
 CLASSES_NAMES = dict(enumerate(CLASSES))
-
-
-def softmax(logits: ArrayLike, *, temperature: float = 1.0) -> NDArray[np.float64]:
-    """Row-wise softmax of ``logits / temperature`` (numerically stable), float64."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def expected_calibration_error(
@@ -308,14 +302,9 @@ def evaluate_model(
         ``physics_baseline`` (``physics_baseline_real`` for the real rows):
         `baseline_metrics`, the measurement-only classifier beside the network.
     """
-    from spectraldl.ml.modelcard import TrainedModel
-    from spectraldl.ml.training import combine_datasets, read_dataset_any
-
     if rows not in ROW_SELECTIONS:
         raise ValueError(f"rows must be one of {', '.join(ROW_SELECTIONS)}, got {rows!r}")
     if not isinstance(model, TrainedModel):
-        from spectraldl.ml.modelcard import load_model
-
         model = load_model(model)
     loaded = [read_dataset_any(p) for p in datasets]
     for dataset in loaded:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from spectraldl.io.dataset import Dataset, DatasetInfo
+from spectraldl.io.dataset import Dataset, DatasetInfo, dataset_info, is_dataset
+from spectraldl.ml.data import describe_config, flux_relevant, read_dataset_any
 from spectraldl.ml.models import SpectrumNet, build_model
 from spectraldl.ml.novelty import NoveltyError, NoveltyModel
 from spectraldl.prep.preprocess import PreprocessConfig
@@ -35,9 +36,6 @@ CARD_VERSION = 1
 WEIGHTS = "model.pt"
 CARD = "card.json"
 NOVELTY = "novelty.npz"
-
-NOT_AFFECTING_FLUX = frozenset({"min_snr", "max_snr_ratio", "max_bad_fraction", "halpha_margin_aa"})
-"""Preprocessing parameters that only set quality flags or refuse files; they may differ."""
 
 
 class ModelDirError(ValueError):
@@ -66,18 +64,12 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _flux_relevant(config: PreprocessConfig) -> dict[str, Any]:
-    return {k: v for k, v in config.to_dict().items() if k not in NOT_AFFECTING_FLUX}
-
-
-def describe_config(config: PreprocessConfig) -> str:
-    """Grid and flux-affecting preprocessing in one line, for messages."""
-    parts = [
-        f"grid {config.grid_start_aa:g}-{config.grid_stop_aa:g} Å x {config.grid_n}",
-        f"blur_sigma_px {config.blur_sigma_px}",
-        f"target_resolving_power {config.target_resolving_power:g}",
-    ]
-    return ", ".join(parts)
+def softmax(logits: ArrayLike, *, temperature: float = 1.0) -> NDArray[np.float64]:
+    """Row-wise softmax of ``logits / temperature`` (numerically stable), float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def dataset_config(source: Any) -> tuple[PreprocessConfig, str]:
@@ -91,9 +83,6 @@ def dataset_config(source: Any) -> tuple[PreprocessConfig, str]:
     if isinstance(source, Mapping):
         return PreprocessConfig.from_dict(dict(source)), "the data"
     if isinstance(source, str | Path):
-        from spectraldl.io.dataset import dataset_info, is_dataset
-        from spectraldl.ml.training import read_dataset_any
-
         if is_dataset(source):
             return dataset_info(source).config, str(source)
         return read_dataset_any(source).config, str(source)
@@ -175,7 +164,7 @@ class TrainedModel:
         (not ``min_snr`` and the other quality thresholds).
         """
         config, name = dataset_config(data)
-        mine, theirs = _flux_relevant(self.config), _flux_relevant(config)
+        mine, theirs = flux_relevant(self.config), flux_relevant(config)
         if mine == theirs:
             return
         differing = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
@@ -231,8 +220,6 @@ class TrainedModel:
 
     def proba_from_logits(self, logits: ArrayLike) -> NDArray[np.float32]:
         """Calibrated class probabilities: softmax of ``logits / temperature`` (float32)."""
-        from spectraldl.ml.evaluation import softmax
-
         return softmax(logits, temperature=self.temperature).astype(np.float32)
 
     def predict_proba(self, x: ArrayLike, *, batch_size: int = 1024) -> NDArray[np.float32]:

@@ -32,8 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from spectraldl.io.bundled import bundled_files
+from spectraldl.jobs.ingest import read_and_preprocess
 from spectraldl.ml.models import SpectrumNet
 from spectraldl.prep.preprocess import PreprocessConfig
+from spectraldl.simulate import simulate_vectors
 
 CALIBRATION_MIX = {"emission": 0.3, "absorption": 0.3, "double-peak": 0.3, "noise": 0.1}
 CALIBRATION_SIMULATED = 384
@@ -68,10 +71,6 @@ def _quiet_deprecations() -> Iterator[None]:
 
 def calibration_rows(config: PreprocessConfig) -> np.ndarray:
     """The fixed calibration set (float32, (n, grid_n)) for a model's preprocessing."""
-    from spectraldl.io.bundled import bundled_files
-    from spectraldl.jobs.ingest import read_and_preprocess
-    from spectraldl.simulate import simulate_vectors
-
     real, _ = read_and_preprocess([f.path for f in bundled_files()], config=config)
     simulated = simulate_vectors(
         CALIBRATION_SIMULATED, archive="lamost", seed=0, mix=CALIBRATION_MIX, config=config

@@ -54,17 +54,16 @@ import torch
 from numpy.typing import NDArray
 
 from spectraldl import __version__
-from spectraldl.io.dataset import Dataset, DatasetError, Rows, is_dataset, read_dataset
+from spectraldl.io.dataset import Dataset, Rows
 from spectraldl.io.labels import CLASSES, label_code
-from spectraldl.io.published_csv import is_published_csv, read_published_csv
 from spectraldl.ml.channels_last import ChannelsLastNet, has_convolutions
+from spectraldl.ml.data import LabelledRows, TrainingError, combine_datasets, read_dataset_any
 from spectraldl.ml.evaluation import (
     classification_metrics,
     fit_temperature,
     json_safe,
     plot_confusions,
     plot_curves,
-    softmax,
 )
 from spectraldl.ml.modelcard import (
     CARD,
@@ -75,13 +74,13 @@ from spectraldl.ml.modelcard import (
     ModelDirError,
     ModelMismatch,
     TrainedModel,
-    describe_config,
     load_model,
     select_device,
+    softmax,
 )
 from spectraldl.ml.models import build_model, count_parameters, flops_per_spectrum
 from spectraldl.ml.novelty import NoveltyModel
-from spectraldl.prep.preprocess import PreprocessConfig
+from spectraldl.ml.pretrained import resolve_model
 
 __all__ = [
     "TRAINABLE_CLASSES",
@@ -114,10 +113,6 @@ every batch; benchmarks/active_learning.py measures the forgetting."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 ProgressCallback = Callable[[int, int], None]
-
-
-class TrainingError(ValueError):
-    """Training cannot start or go on: the message says why and which file is at fault."""
 
 
 @dataclass(frozen=True)
@@ -217,70 +212,6 @@ class TrainConfig:
 
 
 # --- data --------------------------------------------------------------------------------
-
-
-def read_dataset_any(path: str | Path) -> Dataset:
-    """Read a spectraldl HDF5 dataset or a CSV in the thesis' published layout."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file")
-    if is_dataset(path):
-        return read_dataset(path)
-    if is_published_csv(path):
-        return read_published_csv(path)
-    raise DatasetError(
-        f"{path}: neither a spectraldl dataset (HDF5) nor a CSV in the published layout "
-        "(id, label, object, ra, dec, expval, gratang, detector, chipid, specfilt, "
-        "date-obs, dichmir, flux...)"
-    )
-
-
-@dataclass
-class LabelledRows:
-    """Rows of one or more datasets, with the dataset each came from."""
-
-    rows: Rows
-    source: NDArray[np.int64]
-    paths: list[str]
-    config: PreprocessConfig
-
-
-def _flux_config(config: PreprocessConfig) -> dict[str, Any]:
-    from spectraldl.ml.modelcard import NOT_AFFECTING_FLUX
-
-    return {k: v for k, v in config.to_dict().items() if k not in NOT_AFFECTING_FLUX}
-
-
-def combine_datasets(datasets: Sequence[Dataset]) -> LabelledRows:
-    """Stack datasets that share a grid and preprocessing; ids must be unique across them."""
-    if not datasets:
-        raise TrainingError("no dataset given")
-    first = datasets[0]
-    for other in datasets[1:]:
-        if _flux_config(other.config) != _flux_config(first.config):
-            raise TrainingError(
-                f"{other.path} was preprocessed otherwise than {first.path}: "
-                f"{describe_config(other.config)} vs {describe_config(first.config)}"
-            )
-    rows = Rows.concat(datasets)
-    seen: dict[str, str] = {}
-    for ds in datasets:
-        for ident in ds.ids:
-            if ident in seen:
-                where = (
-                    f"twice in {ds.path}"
-                    if seen[ident] == ds.path
-                    else (f"in both {seen[ident]} and {ds.path}")
-                )
-                raise TrainingError(
-                    f"id {ident!r} is {where}: a spectrum listed twice could land in "
-                    "training and test at once"
-                )
-            seen[ident] = ds.path
-    source = np.concatenate([np.full(len(ds), i, np.int64) for i, ds in enumerate(datasets)])
-    return LabelledRows(
-        rows=rows, source=source, paths=[ds.path for ds in datasets], config=first.config
-    )
 
 
 def stratified_split(
@@ -959,8 +890,6 @@ def train(
         data = combine_datasets([read_dataset_any(p) for p in datasets])
         plan = _scratch_plan(data, config)
     else:
-        from spectraldl.ml.pretrained import resolve_model
-
         parent = load_model(resolve_model(init), device="cpu")
         for path in datasets[:1]:  # the parent's grid before reading any replay data
             _check_parent(parent, config, path)

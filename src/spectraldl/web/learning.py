@@ -24,12 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from spectraldl.io.dataset import Rows, append_rows, create_dataset
-from spectraldl.io.labels import label_code
+from spectraldl.io.labels import CLASSES, label_code
 from spectraldl.ml.modelcard import TrainedModel, load_model
 from spectraldl.ml.pretrained import resolve_model
 from spectraldl.ml.training import TrainConfig, TrainingError, TrainResult, _publish, train
+from spectraldl.web import store
+from spectraldl.web.db import DatabaseError, open_database, resolve_url
+from spectraldl.web.importing import score_with_model
+from spectraldl.web.models import Catalogue, Prediction, SpectrumRow
 
 __all__ = ["LabelledSpectra", "LearnError", "LearnResult", "collect_labels", "learn"]
 
@@ -58,8 +64,6 @@ class LabelledSpectra:
     def counts(self) -> dict[str, dict[str, int]]:
         """Per source (``label``/``verdict``), rows per class."""
         out: dict[str, Counter[str]] = {}
-        from spectraldl.io.labels import CLASSES
-
         for origin, code in zip(self.source, self.rows.labels, strict=True):
             out.setdefault(origin, Counter())[CLASSES[int(code)]] += 1
         return {k: dict(v) for k, v in out.items()}
@@ -73,11 +77,6 @@ def collect_labels(db: Any, model: TrainedModel) -> LabelledSpectra:
     (``skipped['class <name>']``) and verdicts on candidates whose spectrum is
     not stored (``skipped['verdict without spectrum']``).
     """
-    from sqlalchemy import select
-
-    from spectraldl.web import store
-    from spectraldl.web.models import Catalogue, Prediction, SpectrumRow
-
     chosen: dict[int, tuple[str, str]] = {}
     skipped: Counter[str] = Counter()
     with db.session() as session:
@@ -306,10 +305,6 @@ def learn(
 
 def _open_existing(db_url: str) -> Any:
     """Open the web database without creating or migrating anything; `LearnError` if absent."""
-    from sqlalchemy.engine import make_url
-
-    from spectraldl.web.db import DatabaseError, open_database, resolve_url
-
     url = make_url(resolve_url(db_url))
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise LearnError(f"{url.database}: no such database file")
@@ -330,8 +325,6 @@ def _rescore(db_url: str, model_dir: Path) -> int:
     the new model's probabilities: the next round of labels goes where it is
     least sure.
     """
-    from spectraldl.web.importing import score_with_model
-
     db = _open_existing(db_url)
     try:
         summary = score_with_model(db, model_dir)
@@ -342,10 +335,6 @@ def _rescore(db_url: str, model_dir: Path) -> int:
 
 def _safe_url(url: str) -> str:
     """The database URL without its password (for the card)."""
-    from sqlalchemy.engine import make_url
-
-    from spectraldl.web.db import resolve_url
-
     try:
         return make_url(resolve_url(url)).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is shown as given, never with a secret in it
