@@ -109,12 +109,29 @@ class MissingPair:
 
 
 def bundled_pairs_csv() -> Path:
-    """The thesis' 22 cross-matched pairs (8 with both files bundled under `real_dir`)."""
+    """The thesis' 22 cross-matched pairs (8 with both files bundled under `real_dir`).
+
+    Returns
+    -------
+    Path
+        The bundled pairs CSV (`read_pairs_csv` reads it).
+    """
     return real_dir() / "cross-matched.csv"
 
 
 def file_stem(name: str) -> str:
-    """File name without .fits, .fit, .fits.gz or .fit.gz (any case)."""
+    """File name without .fits, .fit, .fits.gz or .fit.gz (any case).
+
+    Parameters
+    ----------
+    name
+        A file name (no directory).
+
+    Returns
+    -------
+    str
+        ``name`` without its FITS extension; unchanged when it has none.
+    """
     lower = name.lower()
     for suffix in _SUFFIXES:
         if lower.endswith(suffix):
@@ -126,8 +143,23 @@ def read_pairs_csv(path: str | Path) -> list[tuple[str, str]]:
     """Rows of a pairs CSV: two columns, Ondřejov file and LAMOST file, no header.
 
     Only the file names matter (their directories are ignored). Blank lines
-    and lines starting with ``#`` are skipped; a row without two columns is a
-    `CalibrationError` naming the file and line.
+    and lines starting with ``#`` are skipped.
+
+    Parameters
+    ----------
+    path
+        The pairs CSV.
+
+    Returns
+    -------
+    list of (str, str)
+        (Ondřejov file, LAMOST file) per row, in file order.
+
+    Raises
+    ------
+    CalibrationError
+        When the file cannot be read, has no pairs, or a row lacks two columns
+        (naming the file and line).
     """
     path = Path(path)
     rows: list[tuple[str, str]] = []
@@ -173,7 +205,25 @@ def find_pairs(
 
     A name matches a file with the same stem and any of the extensions .fits,
     .fit, .fits.gz (the CSV's directory part and extension are ignored).
-    Returns the pairs found, in CSV order, and those with a missing file.
+
+    Parameters
+    ----------
+    pairs_csv
+        The pairs CSV (`read_pairs_csv`).
+    ondrejov_dirs, lamost_dirs
+        Directories walked for the Ondřejov and the LAMOST files.
+
+    Returns
+    -------
+    found : list of Pair
+        The pairs whose two files were found, in CSV order.
+    missing : list of MissingPair
+        The pairs with a file not found, and which.
+
+    Raises
+    ------
+    CalibrationError
+        When the CSV cannot be read or a directory does not exist.
     """
     rows = read_pairs_csv(pairs_csv)
     ondrejov = _index_by_stem(ondrejov_dirs)
@@ -205,6 +255,18 @@ def predicted_sigma_px(
 
     ``sigma = sqrt(FWHM_LAMOST² - FWHM_Ondřejov²) / 2.355`` over the pixel size,
     FWHM = λ/R at H-alpha (`spectraldl.prep.preprocess.sigma_px_for_resolution`).
+
+    Parameters
+    ----------
+    ondrejov
+        The spectrum to blur: its pixel size at H-alpha converts Å to pixels.
+    from_resolving_power, to_resolving_power
+        Resolving powers of its spectrograph and of the target (LAMOST).
+
+    Returns
+    -------
+    float
+        The Gaussian sigma in ``ondrejov``'s pixels.
     """
     wave = vacuum_wavelengths(ondrejov)
     return sigma_px_for_resolution(
@@ -425,10 +487,17 @@ def fit_pair(
         Range and coarse step of the velocity scan (refined to 0.05 km/s): the
         whole range at sigma 7, then ± 25 km/s around that shift at each sigma.
 
+    Returns
+    -------
+    PairFit
+        The mismatch and best velocity at each trial sigma, and the pair's best sigma.
+
     Raises
     ------
     SpectrumError
         When a spectrum does not cover the window or is flat there.
+    ValueError
+        When ``sigmas_px`` is not at least three increasing values >= 0.
     """
     config = config or PreprocessConfig()
     sigmas = np.asarray(sigmas_px, dtype=np.float64)
@@ -486,7 +555,23 @@ def _normalised_curves(fits: Sequence[PairFit]) -> NDArray[np.float64]:
 
 
 def combined_curve(fits: Sequence[PairFit]) -> NDArray[np.float64]:
-    """Sum over pairs of (mismatch / its minimum)², on the common sigma grid."""
+    """Sum over pairs of (mismatch / its minimum)², on the common sigma grid.
+
+    Parameters
+    ----------
+    fits
+        The pairs' fits (`fit_pair`), on one sigma grid.
+
+    Returns
+    -------
+    ndarray
+        One value per trial sigma; its minimum is the combined estimate.
+
+    Raises
+    ------
+    CalibrationError
+        When ``fits`` is empty.
+    """
     if not fits:
         raise CalibrationError("no pairs to combine")
     return _normalised_curves(fits).sum(axis=0)
@@ -585,7 +670,33 @@ def combine(
     space: str = "grid",
     skipped: Sequence[MissingPair] = (),
 ) -> BlurCalibration:
-    """Combine per-pair curves into one sigma with a bootstrap uncertainty over pairs."""
+    """Combine per-pair curves into one sigma with a bootstrap uncertainty over pairs.
+
+    Parameters
+    ----------
+    fits
+        The pairs' fits (`fit_pair`), on one sigma grid.
+    n_bootstrap
+        Resamples of the pairs (with replacement) for the uncertainty and interval.
+    seed
+        Seed of the resampling.
+    space
+        The comparison space the fits used (recorded).
+    skipped
+        Pairs left out, with the reason (recorded).
+
+    Returns
+    -------
+    BlurCalibration
+        The combined sigma, its uncertainty and 95 % interval, and the evidence.
+
+    Raises
+    ------
+    CalibrationError
+        When ``fits`` is empty.
+    ValueError
+        When the fits do not share one sigma grid.
+    """
     if not fits:
         raise CalibrationError("no usable pairs: nothing to calibrate")
     sigmas = fits[0].sigmas_px
@@ -637,6 +748,24 @@ def calibrate_blur(
     Pairs whose files are missing, or that cannot be read or compared, are
     skipped and listed in ``BlurCalibration.skipped`` with the reason.
 
+    Parameters
+    ----------
+    pairs_csv
+        The cross-matched pairs (`read_pairs_csv`; `bundled_pairs_csv` for the thesis').
+    ondrejov_dirs, lamost_dirs
+        Directories walked for the pairs' files (`find_pairs`).
+    space, sigmas_px, continuum_degree, max_velocity_km_s, config
+        How each pair is compared (`fit_pair`).
+    n_bootstrap, seed
+        The bootstrap over pairs (`combine`).
+    progress
+        Called with (pairs done, pairs) after each pair.
+
+    Returns
+    -------
+    BlurCalibration
+        The measured sigma with its uncertainty, the per-pair fits and the skipped pairs.
+
     Raises
     ------
     CalibrationError
@@ -668,7 +797,20 @@ def calibrate_blur(
 
 
 def write_details(result: BlurCalibration, path: str | Path) -> Path:
-    """Write every number of ``result`` (`BlurCalibration.to_dict`) as JSON to ``path``."""
+    """Write every number of ``result`` (`BlurCalibration.to_dict`) as JSON to ``path``.
+
+    Parameters
+    ----------
+    result
+        The calibration (`calibrate_blur`).
+    path
+        The JSON file to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import json
 
     path = Path(path)
@@ -681,6 +823,18 @@ def save_calibration(result: BlurCalibration, folder: str | Path) -> list[Path]:
 
     The layout `spectraldl report` shows as its "Blur calibration" section
     when ``folder`` is ``RUN_DIR/calibration``.
+
+    Parameters
+    ----------
+    result
+        The calibration (`calibrate_blur`).
+    folder
+        Created if missing.
+
+    Returns
+    -------
+    list of Path
+        The files written: the JSON, then the PNG and the SVG.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -704,7 +858,23 @@ def plot_pair(
     spectrum as stored (air wavelengths), converted to vacuum, then blurred
     by ``sigma_px``. Fluxes are standardised over the window as the
     preprocessing does (no continuum or velocity fit: what is left is what the
-    network would see). Writes PNG and SVG; returns both paths.
+    network would see).
+
+    Parameters
+    ----------
+    ondrejov, lamost
+        The pair's spectra.
+    path
+        The figure to write; the other of PNG/SVG goes next to it.
+    sigma_px
+        The blur of the third panel (Ondřejov pixels).
+    window_aa
+        Wavelengths shown (Å).
+
+    Returns
+    -------
+    list of Path
+        The PNG and the SVG written.
     """
     from matplotlib.figure import Figure
 
@@ -750,7 +920,17 @@ def plot_pair(
 def plot_calibration(result: BlurCalibration, path: str | Path) -> list[Path]:
     """Mismatch against sigma per pair, and the combined curve with the estimates.
 
-    Writes ``path`` and, next to it, the other of PNG/SVG; returns both paths.
+    Parameters
+    ----------
+    result
+        The calibration (`calibrate_blur`).
+    path
+        The figure to write; the other of PNG/SVG goes next to it.
+
+    Returns
+    -------
+    list of Path
+        The PNG and the SVG written.
     """
     from matplotlib.figure import Figure
 
