@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from spectraldl.catalogue.candidates import Selection
+from spectraldl.catalogue.selection import Selection
 from spectraldl.classify.run import classify
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import read_predictions
