@@ -13,15 +13,17 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
+def atomic_write(path: str | Path, *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
     Readers see the old file or the complete new one, never a part. On any
     error the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    # Hidden, and ending in the same suffix: writers that go by the suffix (tables) still can.
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    # Hidden and ending in .tmp, so no reader takes it for a spectrum; with ``keep_suffix``
+    # it ends in the path's suffix, for writers that choose the format by it (tables).
+    name = f".{path.stem}.tmp{path.suffix}" if keep_suffix else f".{path.name}.tmp"
+    tmp = path.with_name(name)
     tmp.unlink(missing_ok=True)
     try:
         yield tmp

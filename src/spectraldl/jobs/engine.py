@@ -102,7 +102,8 @@ class PartsFolder:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:
+def numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:
+    """``(index, work(task))`` for ``(index, task)``: results that say which task they are."""
     index, task = item
     return index, work(task)
 
@@ -139,8 +140,8 @@ def run_shards(
             sizes[index] = shard.size
             yield index, shard.task
 
-    for index, result in backend.run(partial(_numbered, work), todo()):
-        with atomic_write(done.paths[index]) as tmp:
+    for index, result in backend.run(partial(numbered, work), todo()):
+        with atomic_write(done.paths[index], keep_suffix=True) as tmp:
             commit(tmp, result)
         size = sizes.pop(index)
         if progress:

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spectraldl import __version__
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.labels import label_code
-from spectraldl.jobs.processes import pool_context
+from spectraldl.jobs.backends import open_backend
+from spectraldl.jobs.engine import numbered
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.simulate import fitsbytes
 from spectraldl.simulate import junk as junkfiles
@@ -272,11 +273,31 @@ def simulate_vectors(
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write via a temporary name and rename, so a killed run never leaves half a file."""
+    """Write through `atomic_write`, so a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _run_chunks(
+    chunks: Sequence[Sequence[int]],
+    work: Callable[[Sequence[int]], list[dict[str, Any]]],
+    *,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """Run every chunk on the job backends (here, or local worker processes that die with
+    this one); their truth rows in chunk order, whatever order they finish in."""
+    total = sum(len(chunk) for chunk in chunks)
+    results: dict[int, list[dict[str, Any]]] = {}
+    done = 0
+    with open_backend("local", workers=workers if len(chunks) > 1 else 1) as backend:
+        for i, rows in backend.run(partial(numbered, work), enumerate(chunks)):
+            results[i] = rows
+            done += len(chunks[i])
+            if progress:
+                progress(done, total)
+    return [row for i in range(len(chunks)) for row in results[i]]
 
 
 def _chunk(
@@ -373,25 +394,17 @@ def simulate_archive(
     indices = list(range(start, start + n))
     size = max(1, min(CHUNK, -(-len(indices) // (4 * max(1, workers)))))
     chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
-    args = (str(out), archive, seed, population, layout, junk, compress)
-    results: dict[int, list[dict[str, Any]]] = {}
-    done = 0
-    if workers <= 1 or len(chunks) <= 1:
-        for i, chunk in enumerate(chunks):
-            results[i] = _chunk(chunk, *args)
-            done += len(chunk)
-            if progress:
-                progress(done, n)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
-            futures = {pool.submit(_chunk, chunk, *args): i for i, chunk in enumerate(chunks)}
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                done += len(chunks[i])
-                if progress:
-                    progress(done, n)
-    rows = [row for i in range(len(chunks)) for row in results[i]]
+    work = partial(
+        _chunk,
+        out_dir=str(out),
+        archive=archive,
+        seed=seed,
+        population=population,
+        layout=layout,
+        junk_fraction=junk,
+        compress=compress,
+    )
+    rows = _run_chunks(chunks, work, workers=workers, progress=progress)
     truth_csv = out / "truth.csv"
     write_truth_csv(truth_csv, rows)
     settings = _settings(
@@ -467,13 +480,11 @@ def write_truth_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         for key in row:
             if key not in columns:
                 columns.append(key)
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    os.replace(tmp, path)
 
 
 def read_truth_csv(path: str | Path) -> list[dict[str, str]]:
