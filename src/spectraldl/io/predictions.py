@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spectraldl.core.atomic import atomic_write
 from spectraldl.io.labels import CLASSES
 
 FORMAT = "spectraldl-predictions"
@@ -290,22 +290,15 @@ def write_predictions(
     kind = format_of(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(classes)}
     meta.update(metadata or {})
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
     writer = {"fits": _write_fits, "csv": _write_csv, "h5": _write_h5}
-    try:
+    with atomic_write(path) as tmp:
         if kind == "parquet":
             n = _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
         else:
             n = writer[kind](tmp, frames, classes, meta)
         if kind == "csv":
-            side = metadata_path(path)
-            side_tmp = side.with_name(f".{side.name}.tmp")
-            side_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(side_tmp, side)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            with atomic_write(metadata_path(path)) as side:
+                side.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
     return n
 
 

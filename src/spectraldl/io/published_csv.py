@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spectraldl.core.atomic import atomic_write
 from spectraldl.io.dataset import Dataset, DatasetError, Rows
 from spectraldl.io.labels import NO_LABEL, label_code
 from spectraldl.prep.preprocess import PreprocessConfig
@@ -201,8 +201,7 @@ def write_published_csv(rows: Rows, path: str | Path, *, grid_aa: np.ndarray) ->
     grid = np.asarray(grid_aa, dtype=np.float64)
     if rows.X.shape[1] != len(grid):
         raise ValueError(f"rows have {rows.X.shape[1]} points, the grid {len(grid)}")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([*META_FIELDS, *(f"{w:.3f}" for w in grid)])
         for i in range(len(rows)):
@@ -225,4 +224,3 @@ def write_published_csv(rows: Rows, path: str | Path, *, grid_aa: np.ndarray) ->
                     *(repr(float(v)) for v in rows.X[i]),
                 ]
             )
-    os.replace(tmp, path)
