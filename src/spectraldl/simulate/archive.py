@@ -323,7 +323,9 @@ def _chunk(
         )
         if is_junk(index, seed=seed, fraction=junk_fraction):
             kind = junkfiles.junk_kind(index, seed=seed, kinds=kinds)
-            data = junkfiles.make_junk(kind, spec, streams(seed, archive, index).meta)
+            data = junkfiles.make_junk(
+                kind, spec, streams(seed, archive, index).meta, archive=archive
+            )
             if compress and kind not in ("truncated-gzip", "zero-byte", "text", "random-bytes"):
                 data = fitsbytes.gzip_bytes(data, level=1)
             row.update(label="unknown", junk=kind)

@@ -97,6 +97,15 @@ def data_block(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % BLOCK)
 
 
+def first_data_block(data: bytes) -> int:
+    """The offset of the block after the primary header's END card in a FITS file."""
+    end_card = b"END" + b" " * (CARD - 3)
+    end = data.find(end_card)
+    while end % CARD:
+        end = data.find(end_card, end + 1)
+    return -(-(end + CARD) // BLOCK) * BLOCK
+
+
 def image_hdu(
     cards_after_axes: Sequence[bytes], array: np.ndarray, *, primary: bool = True
 ) -> bytes:

@@ -5,6 +5,10 @@ way real files break: cut off during a copy, emptied, replaced by a log, a
 flux of NaN, a layout no reader knows, a setting without H-alpha, a LAMOST red
 arm that delivered nothing (as the real spec-55862-B6212_sp06-145 does over
 5612-7535 Å). `JUNK_REASONS` holds a word of the error each one must trip.
+
+The kinds that only break bytes are made here; those that need to know a
+survey's file (`SURVEY_KINDS`) are made by the survey's module, registered as
+its ``junk_makers`` (`spectraldl.simulate.registry`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from spectraldl.simulate import fitsbytes as fb
-from spectraldl.simulate import lamost, ondrejov
-from spectraldl.simulate.fitsbytes import card
-from spectraldl.simulate.registry import simulated_archive
+from spectraldl.simulate.registry import SimulatedArchive, simulated_archive
 
 JUNK_KINDS = (
     "zero-byte",
@@ -45,11 +47,14 @@ JUNK_REASONS = {
 }
 """Words (alternatives split by ``|``) that ingest's error reason for each kind contains."""
 
+SURVEY_KINDS = frozenset({"nan-flux", "wrong-layout", "no-halpha", "dead-red-arm"})
+"""Kinds made by each survey's own ``junk_makers``; a survey without a maker has none of them."""
+
 
 def kinds_for(archive: str, *, compressed: bool) -> tuple[str, ...]:
     """The junk kinds that make sense for an archive and compression."""
-    excluded = simulated_archive(archive).junk_excluded
-    kinds = [k for k in JUNK_KINDS if k not in excluded]
+    makers = simulated_archive(archive).junk_makers
+    kinds = [k for k in JUNK_KINDS if k not in SURVEY_KINDS or k in makers]
     return tuple(k for k in kinds if k != "truncated-gzip" or compressed)
 
 
@@ -59,28 +64,29 @@ def junk_kind(index: int, *, seed: int, kinds: tuple[str, ...]) -> str:
     return kinds[word % len(kinds)]
 
 
-def _first_data_block(data: bytes) -> int:
-    end = data.find(b"END" + b" " * 77)
-    while end % fb.CARD:
-        end = data.find(b"END" + b" " * 77, end + 1)
-    return -(-(end + fb.CARD) // fb.BLOCK) * fb.BLOCK
+def make_junk(kind: str, spec: object, rng: np.random.Generator, *, archive: str) -> bytes:
+    """The (uncompressed, except ``truncated-gzip``) bytes of a broken file of ``kind``.
+
+    ``spec`` is a spectrum simulated for ``archive``; survey kinds may change it.
+    """
+    survey = simulated_archive(archive)
+    good = survey.file_bytes(spec)
+    if kind in survey.junk_makers:
+        return survey.junk_makers[kind](spec, good)
+    return _broken_bytes(kind, spec, good, rng, survey)
 
 
-def make_junk(
-    kind: str, spec: lamost.LamostSpectrum | ondrejov.OndrejovSpectrum, rng: np.random.Generator
+def _broken_bytes(
+    kind: str, spec: object, good: bytes, rng: np.random.Generator, survey: SimulatedArchive
 ) -> bytes:
-    """The (uncompressed, except ``truncated-gzip``) bytes of a broken file of ``kind``."""
-    is_lamost = isinstance(spec, lamost.LamostSpectrum)
-    good = lamost.file_bytes(spec) if is_lamost else ondrejov.file_bytes(spec)
+    """A junk file of a kind any FITS file can be broken into, from its valid bytes ``good``."""
     if kind == "zero-byte":
         return b""
     if kind == "truncated-header":
         end = good.find(b"END" + b" " * 77)
         return good[: int(rng.integers(min(160, end - 1), end))]
     if kind == "truncated-data":
-        start = _first_data_block(good)
-        if not is_lamost and spec.form == "ssap":
-            start = len(good) - 3 * fb.BLOCK
+        start = survey.data_start(spec, good)
         return good[: start + int(rng.integers(1, max(2, (len(good) - start) // 2)))]
     if kind == "text":
         return b"observing log: clouds from 23:10, dome closed, see the night report\n"
@@ -89,80 +95,4 @@ def make_junk(
         return b"\x00" + data[1:]
     if kind == "truncated-gzip":
         return fb.gzip_bytes(good, level=1)[: int(rng.integers(300, 3000))]
-    if kind == "nan-flux":
-        return _nan_flux(spec, is_lamost)
-    if kind == "wrong-layout":
-        return _wrong_layout(spec, is_lamost, good)
-    if kind == "no-halpha":
-        return _no_halpha(spec, is_lamost, good)
-    if kind == "dead-red-arm" and is_lamost:
-        dead = (spec.wave > 5612.0) & (spec.wave < 7535.0)
-        spec.flux[dead] = 0.0
-        spec.ivar[dead] = 0.0
-        spec.andmask[dead] = lamost.NODATA
-        spec.ormask[dead] = lamost.NODATA
-        return lamost.file_bytes(spec)
     raise ValueError(f"unknown junk kind {kind!r}")
-
-
-def _nan_flux(spec: lamost.LamostSpectrum | ondrejov.OndrejovSpectrum, is_lamost: bool) -> bytes:
-    if is_lamost:
-        spec.flux[:] = np.nan
-        return lamost.file_bytes(spec)
-    spec.counts[:] = np.nan
-    return ondrejov.file_bytes(spec)
-
-
-def _wrong_layout(
-    spec: lamost.LamostSpectrum | ondrejov.OndrejovSpectrum, is_lamost: bool, good: bytes
-) -> bytes:
-    """A real-looking FITS file that is not a spectrum: unknown LAMOST rows, or a 2-D CCD frame."""
-    if is_lamost and spec.release == "dr8":
-        return good.replace(b"'WAVELENGTH'", b"'SKY_LINES '", 1)
-    if is_lamost:
-        for rows in (
-            b"'Flux Inverse Subcontinuum Andmask Ormask'",
-            b"'Flux, Inverse, Wavelength, Andmask, Ormask'",
-            b"'Flux Inverse Wavelength Andmask Ormask'",
-            b"'COADD   '",
-        ):
-            if rows in good:
-                return good.replace(rows, b"'Sky Arc Flat Bias'".ljust(len(rows)), 1)
-        raise ValueError("no EXTEN0 card to replace")
-    frame = np.zeros((32, 64), dtype=np.float32) + 1000.0
-    cards = [
-        card("OBSERVAT", "ONDREJOV", "Name of observatory (IRAF style)"),
-        card("TELESCOP", "ZEISS-2m", "2m Ondrejov observatory telescope"),
-        card("INSTRUME", "COUDE700", "Coude spectrograph"),
-        card("IMAGETYP", "flat", "Type of observation, eg. FLAT"),
-        card("OBJECT", "flat", "Name of the object observed"),
-        card("CRVAL1", 6252.9),
-    ]
-    return fb.image_hdu(cards, frame)
-
-
-def _no_halpha(
-    spec: lamost.LamostSpectrum | ondrejov.OndrejovSpectrum, is_lamost: bool, good: bytes
-) -> bytes:
-    """A valid spectrum of another wavelength range (a wrong solution, another CCD700 setting)."""
-    if is_lamost:
-        old = (
-            b"COEFF0  =              3.56820"
-            if spec.release == "dr1"
-            else b"COEFF0  =               3.5682"
-        )
-        new = (
-            b"COEFF0  =              3.40000"
-            if spec.release == "dr1"
-            else b"COEFF0  =                  3.4"
-        )
-        if spec.release in ("dr2", "dr6", "dr8"):
-            spec.wave = 10.0 ** (3.4 + lamost.COEFF1 * np.arange(spec.wave.size))
-            good = lamost.file_bytes(spec)
-        return good.replace(old, new, 1).replace(
-            old.replace(b"COEFF0  ", b"CRVAL1  "), new.replace(b"COEFF0  ", b"CRVAL1  "), 1
-        )
-    spec.wave = spec.wave - 2300.0
-    spec.ssap_slice = slice(0, min(spec.wave.size, spec.header["chip"].ssap_rows))
-    spec.header["CRVAL1"] = float(spec.wave[0])
-    return ondrejov.file_bytes(spec)

@@ -1356,6 +1356,59 @@ METALLICITY = (-0.2, 0.35)
 between -1 and +0.4 (Luo et al. 2015)."""
 
 
+def _nan_flux_file(spec: LamostSpectrum, good: bytes) -> bytes:
+    """Junk ``nan-flux``: a valid file whose flux is all NaN."""
+    spec.flux[:] = np.nan
+    return file_bytes(spec)
+
+
+_KNOWN_ROWS = (
+    b"'Flux Inverse Subcontinuum Andmask Ormask'",
+    b"'Flux, Inverse, Wavelength, Andmask, Ormask'",
+    b"'Flux Inverse Wavelength Andmask Ormask'",
+    b"'COADD   '",
+)
+"""The EXTEN0 (or DR8 EXTNAME) values by which the reader knows a release's rows."""
+
+
+def _wrong_layout_file(spec: LamostSpectrum, good: bytes) -> bytes:
+    """Junk ``wrong-layout``: rows no reader knows (DR8: no WAVELENGTH column)."""
+    if spec.release == "dr8":
+        return good.replace(b"'WAVELENGTH'", b"'SKY_LINES '", 1)
+    for rows in _KNOWN_ROWS:
+        if rows in good:
+            return good.replace(rows, b"'Sky Arc Flat Bias'".ljust(len(rows)), 1)
+    raise ValueError("no EXTEN0 card to replace")
+
+
+def _no_halpha_file(spec: LamostSpectrum, good: bytes) -> bytes:
+    """Junk ``no-halpha``: a valid file whose wavelength solution starts at 10**3.4 Å."""
+    dr1 = spec.release == "dr1"
+    old = b"COEFF0  =              3.56820" if dr1 else b"COEFF0  =               3.5682"
+    new = b"COEFF0  =              3.40000" if dr1 else b"COEFF0  =                  3.4"
+    if spec.release in ("dr2", "dr6", "dr8"):
+        spec.wave = 10.0 ** (3.4 + COEFF1 * np.arange(spec.wave.size))
+        good = file_bytes(spec)
+    return good.replace(old, new, 1).replace(
+        old.replace(b"COEFF0  ", b"CRVAL1  "), new.replace(b"COEFF0  ", b"CRVAL1  "), 1
+    )
+
+
+def _dead_red_arm_file(spec: LamostSpectrum, good: bytes) -> bytes:
+    """Junk ``dead-red-arm``: flux, ivar 0 and NODATA at 5612-7535 Å (spec-55862-B6212_sp06-145)."""
+    dead = (spec.wave > 5612.0) & (spec.wave < 7535.0)
+    spec.flux[dead] = 0.0
+    spec.ivar[dead] = 0.0
+    spec.andmask[dead] = NODATA
+    spec.ormask[dead] = NODATA
+    return file_bytes(spec)
+
+
+def _data_start(spec: LamostSpectrum, good: bytes) -> int:
+    """Where a ``truncated-data`` junk file is cut after: the primary header's end."""
+    return fb.first_data_block(good)
+
+
 def _simulate(index: int, *, seed: int, population: Population, layout: str) -> LamostSpectrum:
     return simulate_one(index, seed=seed, population=population, release=layout)
 
@@ -1380,6 +1433,13 @@ register(
         noise_profiles=NOISE_PROFILES,
         dwarf_fraction=DWARF_FRACTION,
         metallicity=METALLICITY,
+        junk_makers={
+            "nan-flux": _nan_flux_file,
+            "wrong-layout": _wrong_layout_file,
+            "no-halpha": _no_halpha_file,
+            "dead-red-arm": _dead_red_arm_file,
+        },
+        data_start=_data_start,
         compress=True,
         plates=True,
     )

@@ -600,6 +600,39 @@ METALLICITY = (-0.05, 0.25)
 solar."""
 
 
+def _nan_flux_file(spec: OndrejovSpectrum, good: bytes) -> bytes:
+    """Junk ``nan-flux``: a valid file whose counts are all NaN."""
+    spec.counts[:] = np.nan
+    return file_bytes(spec)
+
+
+def _wrong_layout_file(spec: OndrejovSpectrum, good: bytes) -> bytes:
+    """Junk ``wrong-layout``: a real-looking FITS file that is not a spectrum, a 2-D flat frame."""
+    frame = np.zeros((32, 64), dtype=np.float32) + 1000.0
+    cards = [
+        card("OBSERVAT", "ONDREJOV", "Name of observatory (IRAF style)"),
+        card("TELESCOP", "ZEISS-2m", "2m Ondrejov observatory telescope"),
+        card("INSTRUME", "COUDE700", "Coude spectrograph"),
+        card("IMAGETYP", "flat", "Type of observation, eg. FLAT"),
+        card("OBJECT", "flat", "Name of the object observed"),
+        card("CRVAL1", 6252.9),
+    ]
+    return fb.image_hdu(cards, frame)
+
+
+def _no_halpha_file(spec: OndrejovSpectrum, good: bytes) -> bytes:
+    """Junk ``no-halpha``: a valid spectrum of another CCD700 setting, 2300 Å bluer."""
+    spec.wave = spec.wave - 2300.0
+    spec.ssap_slice = slice(0, min(spec.wave.size, spec.header["chip"].ssap_rows))
+    spec.header["CRVAL1"] = float(spec.wave[0])
+    return file_bytes(spec)
+
+
+def _data_start(spec: OndrejovSpectrum, good: bytes) -> int:
+    """Where ``truncated-data`` junk is cut after: header end (SSAP: 3 blocks before the end)."""
+    return len(good) - 3 * fb.BLOCK if spec.form == "ssap" else fb.first_data_block(good)
+
+
 def _simulate(index: int, *, seed: int, population: Population, layout: str) -> OndrejovSpectrum:
     return simulate_one(index, seed=seed, population=population, form=layout)
 
@@ -624,6 +657,11 @@ register(
         noise_profiles=NOISE_PROFILES,
         dwarf_fraction=DWARF_FRACTION,
         metallicity=METALLICITY,
-        junk_excluded=frozenset({"dead-red-arm"}),
+        junk_makers={
+            "nan-flux": _nan_flux_file,
+            "wrong-layout": _wrong_layout_file,
+            "no-halpha": _no_halpha_file,
+        },
+        data_start=_data_start,
     )
 )

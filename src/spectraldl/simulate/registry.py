@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from spectraldl.core.spectrum import Spectrum
@@ -59,8 +59,13 @@ class SimulatedArchive:
         Whether its files are gzipped by default (as the archive serves them).
     plates
         Whether it has plates (``plate_systematics`` applies).
-    junk_excluded
-        Junk kinds that make no sense for it (e.g. a dead red arm without arms).
+    junk_makers
+        Its own kinds of broken file (`spectraldl.simulate.junk`): kind ->
+        ``(spec, good)`` -> the broken file's bytes, made from the spectrum and
+        its valid file ``good``. Kinds it has no maker for are not drawn for it.
+    data_start
+        ``(spec, good)`` -> the offset in the valid file after which a
+        ``truncated-data`` junk file is cut.
     """
 
     name: str
@@ -77,9 +82,10 @@ class SimulatedArchive:
     noise_profiles: tuple[tuple[float, str], ...]
     dwarf_fraction: Mapping[str, float]
     metallicity: tuple[float, float]
+    junk_makers: Mapping[str, Callable[[Any, bytes], bytes]]
+    data_start: Callable[[Any, bytes], int]
     compress: bool = False
     plates: bool = False
-    junk_excluded: frozenset[str] = field(default_factory=frozenset)
 
     def layout(self, **options: str) -> str:
         """The layout chosen among ``options`` (``release=..., form=...``), checked.
