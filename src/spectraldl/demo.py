@@ -473,6 +473,5 @@ def _write_run_json(run: DemoRun) -> None:
         "workers": run.workers,
         "steps": run.steps,
     }
-    tmp = run.out / "run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(run.out / "run.json")
+    with atomic_write(run.out / "run.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1))

@@ -32,6 +32,7 @@ import numpy as np
 
 from spectraldl import __version__
 from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.quality import Quality
 from spectraldl.io.dataset import DatasetError, dataset_info
 from spectraldl.io.labels import CLASSES, NO_LABEL
@@ -909,9 +910,8 @@ def write_report(
     sections = collect_sections(run_dir, gallery_sample=gallery_sample)
     text = render_html(sections, run_dir=run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    with atomic_write(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return WrittenReport(
         path=out,
         missing=[f"{s.title}: {m}" for s in sections for m in s.missing],

@@ -22,7 +22,6 @@ descriptions and UCDs on the columns, ready for TOPCAT.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from spectraldl.catalogue.crossmatch import (
 )
 from spectraldl.catalogue.gallery import GallerySummary, write_gallery
 from spectraldl.catalogue.selection import CandidatesError, Selection
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.quality import Quality
 from spectraldl.io.predictions import (
     ColumnInfo,
@@ -216,9 +216,7 @@ def write_catalogue(
     path = Path(path)
     fmt = catalogue_format(path)
     table = catalogue_table(catalogue, meta=meta if fmt != "csv" else None)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_write(path) as tmp:
         if fmt == "fits":
             _write_fits(table, tmp, meta or {})
         elif fmt == "votable":
@@ -231,9 +229,6 @@ def write_catalogue(
             table.write(tmp, format="votable")
         else:
             table.write(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import SpectrumError
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.predictions import classes_in, probability_column
-from spectraldl.jobs.processes import pool_context
+from spectraldl.jobs.backends import open_backend
+from spectraldl.jobs.engine import numbered
 from spectraldl.prep.measure import CONTINUUM_BANDS_AA, fit_halpha
 from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, vacuum_wavelengths
 
@@ -186,6 +189,26 @@ def measurement_caption(values: Mapping[str, Any]) -> str:
     return "   ".join(parts)
 
 
+def _draw_all(
+    records: list[dict[str, Any]],
+    out_dir: Path,
+    classes: tuple[str, ...],
+    dpi: int,
+    *,
+    workers: int,
+) -> list[str]:
+    """Draw every row, in chunks on the job backends (worker processes when there are many);
+    per row, in order, the reason it failed or ''."""
+    chunks = [records[i : i + GALLERY_CHUNK] for i in range(0, len(records), GALLERY_CHUNK)]
+    many = workers > 1 and len(chunks) > 2
+    draw = partial(_draw_rows, out_dir=out_dir, classes=classes, dpi=dpi)
+    drawn: dict[int, list[str]] = {}
+    with open_backend("local", workers=workers if many else 1) as backend:
+        for index, problems in backend.run(partial(numbered, draw), enumerate(chunks)):
+            drawn[index] = problems
+    return [problem for index in range(len(chunks)) for problem in drawn[index]]
+
+
 def _draw_rows(
     rows: list[dict[str, Any]], out_dir: Path, classes: tuple[str, ...], dpi: int
 ) -> list[str]:
@@ -238,21 +261,7 @@ def write_gallery(
     classes = classes_in(catalogue.columns)
     rows = catalogue if max_items is None else catalogue.iloc[: max(0, max_items)]
     records = rows.to_dict("records")
-    if workers > 1 and len(records) > 2 * GALLERY_CHUNK:
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunks = [records[i : i + GALLERY_CHUNK] for i in range(0, len(records), GALLERY_CHUNK)]
-        with ProcessPoolExecutor(workers, mp_context=pool_context()) as pool:
-            drawn = pool.map(
-                _draw_rows,
-                chunks,
-                [out_dir] * len(chunks),
-                [classes] * len(chunks),
-                [dpi] * len(chunks),
-            )
-            problems = [p for chunk in drawn for p in chunk]
-    else:
-        problems = _draw_rows(records, out_dir, classes, dpi)
+    problems = _draw_all(records, out_dir, classes, dpi, workers=workers)
     entries: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     for row, problem in zip(records, problems, strict=True):
@@ -350,6 +359,5 @@ def _write_index(
     page = _TEMPLATES.get_template("gallery.html").render(
         summary=summary, columns=columns, data=data, columns_json=json.dumps(columns)
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
