@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 from web_support import chromium, chromium_missing
 
 from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
@@ -22,6 +23,11 @@ from spectraldl.io.bundled import real_dir, real_labels_csv
 from spectraldl.io.predictions import write_predictions
 from spectraldl.jobs.ingest import ingest
 from spectraldl.ml.evaluation import classification_metrics, plot_confusions, plot_curves
+from spectraldl.web import store
+from spectraldl.web.auth import add_user
+from spectraldl.web.db import open_database
+from spectraldl.web.importing import import_frame
+from spectraldl.web.models import Prediction
 
 CLASSES = ("emission", "absorption", "double-peak")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -435,3 +441,39 @@ def test_gallery_pngs_have_flux_units_on_both_panels() -> None:
         assert panels.full.get_ylabel().startswith(unit)
         assert panels.zoom.get_ylabel() == panels.full.get_ylabel()
         assert panels.full.get_xlabel() == panels.zoom.get_xlabel() == "vacuum wavelength (Å)"
+
+
+def test_report_with_the_web_database_shows_the_measured_precision(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["e1", "e2", "e3", "d1"],
+            "predicted_class": ["emission", "emission", "emission", "double-peak"],
+            "p_emission": [0.95, 0.93, 0.55, 0.1],
+            "p_double_peak": [0.02, 0.03, 0.2, 0.8],
+            "p_absorption": [0.03, 0.04, 0.25, 0.1],
+        }
+    )
+    path = tmp_path / "team.db"
+    db = open_database(f"sqlite:///{path}")
+    with db.session() as session:
+        user = add_user(session, "alice", "a-long-password")
+        session.commit()
+        catalogue = import_frame(db, frame, name="dr1.csv").catalogues[0][0]
+        ids = dict(session.execute(select(Prediction.ident, Prediction.id)).all())
+        for ident, verdict in [("e1", "confirm"), ("e2", "reject"), ("e3", "confirm")]:
+            store.record_verdict(session, user=user, prediction_id=ids[ident], verdict=verdict)
+        session.commit()
+    db.dispose()
+    run = tmp_path / "run"
+    run.mkdir()
+    result = CliRunner().invoke(main, ["report", str(run), "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    text = (run / "report.html").read_text(encoding="utf-8")
+    vetting = text[text.index('id="vetting"') :]
+    vetting = vetting[: vetting.index("</section>")]
+    assert f"dr1.csv (catalogue {catalogue}): per predicted class" in vetting
+    # emission: 3 candidates, 3 vetted, 2 confirmed: 0.667 with Wilson (0.208, 0.939)
+    assert "<td>emission</td><td>3</td><td>3</td><td>2</td><td>0.667 (0.208–0.939)</td>" in vetting
+    assert "<td>double-peak</td><td>1</td><td>0</td><td>0</td><td>–</td>" in vetting
+    missing = CliRunner().invoke(main, ["report", str(run), "--db", str(tmp_path / "no.db")])
+    assert missing.exit_code == 1 and "no.db: no such database file" in missing.output

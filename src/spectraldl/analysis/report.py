@@ -21,7 +21,7 @@ import math
 import platform
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("calibration", "Blur calibration"),
     ("training", "Training"),
     ("classification", "Classification"),
+    ("vetting", "Precision measured from the verdicts"),
     ("gallery", "Candidate gallery"),
     ("performance", "Performance"),
     ("provenance", "Provenance"),
@@ -668,6 +669,78 @@ def _precision_note(path: Path) -> str:
     )
 
 
+# --- vetting -----------------------------------------------------------------------------
+
+
+def _share(cell: dict[str, Any]) -> str:
+    """A precision with its interval, or a dash before any verdict."""
+    if cell["precision"] is None:
+        return "–"
+    low, high = cell["interval"]
+    return f"{cell['precision']:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None) -> Section:
+    """Per vetted catalogue, the precision per class and per probability bin.
+
+    ``vetted`` maps a catalogue's name to its precision table as the web tool
+    measures it (`spectraldl.web.precision.catalogue_precision`); the command
+    reads them from the web database (``spectraldl report --db``).
+    """
+    section = Section.empty("vetting")
+    if vetted is None:
+        section.notes.append(
+            "No verdicts read: `spectraldl report RUN_DIR --db URL` adds the precision "
+            "measured from the web tool's verdicts."
+        )
+        return section
+    for name, table in vetted.items():
+        classes = [
+            [
+                cls,
+                _fmt(c["total"]),
+                _fmt(c["vetted"]),
+                _fmt(c["confirmed"]),
+                _share(c),
+                "–" if c["expected_true"] is None else _fmt(round(c["expected_true"])),
+            ]
+            for cls, c in table["classes"].items()
+        ]
+        section.tables.append(
+            _table(
+                f"{name}: per predicted class",
+                [
+                    "class",
+                    "candidates",
+                    "vetted",
+                    "confirmed",
+                    "precision (Wilson 95 %)",
+                    "expected true",
+                ],
+                classes,
+                note="A candidate counts by its vetters' majority; ties are left out.",
+            )
+        )
+        bins = [
+            [
+                b["class"],
+                f"{b['p_min']:.1f}–{b['p_max']:.1f}",
+                _fmt(b["total"]),
+                _fmt(b["vetted"]),
+                _share(b),
+            ]
+            for b in table["bins"]
+        ]
+        section.tables.append(
+            _table(
+                f"{name}: per probability bin",
+                ["class", "probability", "candidates", "vetted", "precision"],
+                bins,
+            )
+        )
+    return section
+
+
 # --- gallery -----------------------------------------------------------------------------
 
 
@@ -862,8 +935,14 @@ def _provenance_section(run: Path) -> Section:
 # --- assembly ----------------------------------------------------------------------------
 
 
-def collect_sections(run_dir: str | Path, *, gallery_sample: int = 12) -> list[Section]:
-    """Read a run directory into the report's sections (in `SECTIONS` order)."""
+def collect_sections(
+    run_dir: str | Path,
+    *,
+    gallery_sample: int = 12,
+    vetted: Mapping[str, dict[str, Any]] | None = None,
+) -> list[Section]:
+    """Read a run directory (and the precision tables of ``vetted`` catalogues, by name)
+    into the report's sections (in `SECTIONS` order)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ReportError(f"{run}: no such run directory")
@@ -873,6 +952,7 @@ def collect_sections(run_dir: str | Path, *, gallery_sample: int = 12) -> list[S
         _calibration_section(run),
         _training_section(run),
         _classification_section(run),
+        _vetting_section(vetted),
         _gallery_section(run, gallery_sample),
         _performance_section(run),
         _provenance_section(run),
@@ -900,14 +980,19 @@ class WrittenReport:
 
 
 def write_report(
-    run_dir: str | Path, out: str | Path | None = None, *, gallery_sample: int = 12
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    gallery_sample: int = 12,
+    vetted: Mapping[str, dict[str, Any]] | None = None,
 ) -> WrittenReport:
-    """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``).
+    """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``), with
+    the precision of the ``vetted`` catalogues (name -> precision table) when given.
 
     Written to a temporary file and renamed, so a reader never sees half a report.
     """
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
-    sections = collect_sections(run_dir, gallery_sample=gallery_sample)
+    sections = collect_sections(run_dir, gallery_sample=gallery_sample, vetted=vetted)
     text = render_html(sections, run_dir=run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as tmp:

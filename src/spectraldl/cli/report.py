@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from spectraldl.cli._options import out_option
+from spectraldl.cli._options import db_option, out_option
+
+
+def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
+    """The precision table of every ready catalogue of the web database, by name and id."""
+    from sqlalchemy import select
+
+    from spectraldl.web.db import open_existing
+    from spectraldl.web.models import Catalogue
+    from spectraldl.web.precision import catalogue_precision
+
+    db = open_existing(db_url)
+    try:
+        with db.session() as session:
+            ready = session.scalars(select(Catalogue).where(Catalogue.status == "ready"))
+            return {
+                f"{c.name} (catalogue {c.id})": catalogue_precision(session, c.id)
+                for c in ready.all()
+            }
+    finally:
+        db.dispose()
 
 
 @click.command("report")
@@ -18,24 +39,34 @@ from spectraldl.cli._options import out_option
     show_default=True,
     help="Candidate gallery images to embed.",
 )
-def report_command(run_dir: Path, out: Path | None, gallery_sample: int) -> None:
+@db_option(
+    "The web tool's database (URL or SQLite file): adds the precision of each "
+    "catalogue measured from its verdicts."
+)
+def report_command(
+    run_dir: Path, out: Path | None, gallery_sample: int, db_url: str | None
+) -> None:
     """Write one HTML file describing the run in RUN_DIR, images embedded.
 
     Sections: data (archives, counts, classes, quality flags), PCA/t-SNE
     maps, training curves and confusion matrices, classification counts per
-    class (beside the thesis' LAMOST DR1 table), a sample of the candidate
-    gallery, the benchmarks' performance tables and the provenance. Parts
-    missing from the run are named at the top. The file opens offline.
+    class (beside the thesis' LAMOST DR1 table), with --db the precision of
+    the vetted catalogues (per class and probability bin, Wilson intervals),
+    a sample of the candidate gallery, the benchmarks' performance tables and
+    the provenance. Parts missing from the run are named at the top. The file
+    opens offline.
 
     \b
     Example:
-      spectraldl report demo-run -o demo-run/report.html
+      spectraldl report demo-run -o demo-run/report.html --db team.db
     """
     from spectraldl.analysis.report import ReportError, write_report
+    from spectraldl.web.db import DatabaseError
 
     try:
-        report = write_report(run_dir, out, gallery_sample=gallery_sample)
-    except ReportError as exc:
+        vetted = vetted_catalogues(db_url) if db_url else None
+        report = write_report(run_dir, out, gallery_sample=gallery_sample, vetted=vetted)
+    except (ReportError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB)")
     for what in report.missing:

@@ -181,3 +181,22 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
     return Database(
         url=resolved, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False)
     )
+
+
+def open_existing(url: str | None = None) -> Database:
+    """Open a web database that must already exist, migrated to the latest schema.
+
+    For readers of the database (reports, the learning loop): a SQLite file that
+    is not there, or a database without the tool's tables, is a `DatabaseError`
+    instead of a new empty database.
+    """
+    resolved = make_url(resolve_url(url))
+    if resolved.get_backend_name() == "sqlite" and not Path(resolved.database or "").is_file():
+        raise DatabaseError(f"{resolved.database}: no such database file")
+    db = open_database(url, upgrade=False)
+    if "spectra" not in db.tables():
+        shown = db.engine.url.render_as_string(hide_password=True)
+        db.dispose()
+        raise DatabaseError(f"{shown}: not a spectraldl web database (no spectra table)")
+    db.dispose()
+    return open_database(url)
