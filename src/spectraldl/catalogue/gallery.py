@@ -29,6 +29,7 @@ import pandas as pd
 
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import SpectrumError
+from spectraldl.core.jsonsafe import json_safe
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.predictions import classes_in, probability_column
 from spectraldl.jobs.backends import open_backend
@@ -265,7 +266,7 @@ def write_gallery(
     entries: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     for row, problem in zip(records, problems, strict=True):
-        entry = {c: _json_value(row[c]) for c in catalogue.columns}
+        entry = {c: json_safe(row[c]) for c in catalogue.columns}
         entry["image"] = image_name(str(row["id"]), str(row["source"]))
         if problem:
             failed.append((str(row["id"]), problem))
@@ -313,14 +314,6 @@ def sample_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(
         drawn, key=lambda e: (e.get("origin") != "real", -probability(e), str(e.get("id")))
     )
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 _TEMPLATES = jinja2.Environment(

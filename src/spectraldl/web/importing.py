@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, defer
 
 from spectraldl.classify.predictor import Predictor, predictions_frame
 from spectraldl.core.errors import FileError, SpectrumError
+from spectraldl.core.jsonsafe import json_safe
 from spectraldl.core.quality import flag_names
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
@@ -82,25 +83,6 @@ def _finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _json_safe(value: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, NaN/inf as None, bytes decoded."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return str(value)
-
-
 def spectrum_row(
     spectrum: Spectrum,
     *,
@@ -140,7 +122,7 @@ def spectrum_row(
         x=np.ascontiguousarray(result.x, dtype="<f4").tobytes(),
         grid_start_aa=config.grid_start_aa,
         grid_stop_aa=config.grid_stop_aa,
-        meta=_json_safe(meta),
+        meta=json_safe(meta),
         imported_from=imported_from[:1024],
         imported_at=utcnow(),
     )
@@ -299,7 +281,7 @@ def _dataset_row(rows: Rows, i: int, config: PreprocessConfig, path: str) -> Spe
         x=np.ascontiguousarray(rows.X[i], dtype="<f4").tobytes(),
         grid_start_aa=config.grid_start_aa,
         grid_stop_aa=config.grid_stop_aa,
-        meta=_json_safe({"obsid": m["obsid"], "designation": m["designation"]}),
+        meta=json_safe({"obsid": m["obsid"], "designation": m["designation"]}),
         imported_from=path[:1024],
         imported_at=utcnow(),
     )
@@ -456,7 +438,7 @@ def prediction_records(frame: Any, *, first_row: int = 0) -> tuple[list[str], li
     flags = functools.lru_cache(maxsize=None)(flag_names)
     records = []
     for i, raw in enumerate(frame.to_dict(orient="records")):
-        row = _json_safe(raw)
+        row = json_safe(raw)
         predicted = str(row.get("predicted_class") or "") or arg_max[i]
         quality = _finite_or_none(row.get("quality"))
         quality_int = int(quality) if quality is not None else 0

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from spectraldl.core.jsonsafe import json_safe
+
 FITS_MAGIC = b"SIMPLE  ="
 
 _UTYPES: dict[str, tuple[str, ...]] = {
@@ -92,20 +94,6 @@ class SsapRecord:
         digest = hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:10]
         tail = re.sub(r"\.(fits|fit)$", "", tail, flags=re.IGNORECASE) or "spectrum"
         return f"{tail}-{digest}.fits"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ma.core.MaskedConstant):
-        return None
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _pick(record: Any, names: tuple[str, ...], utypes: tuple[str, ...]) -> Any:
@@ -233,7 +221,7 @@ def query_ssap(
         if not url:
             continue
         ra, dec = _position(_pick(record, _NAMES["position"], _UTYPES["position"]), record)
-        meta = {name: _plain(record[name]) for name in results.fieldnames}
+        meta = {name: json_safe(record[name]) for name in results.fieldnames}
         records.append(
             SsapRecord(
                 url=str(url),
