@@ -118,7 +118,8 @@ class Rows:
             kind = META_COLUMNS[name]
             meta[name] = np.asarray(values, dtype=object if kind == "str" else kind)
         self.meta = meta
-        for name, array in [("labels", self.labels), ("quality", self.quality), *meta.items()]:
+        columns: dict[str, np.ndarray] = {"labels": self.labels, "quality": self.quality, **meta}
+        for name, array in columns.items():
             if len(array) != n:
                 raise ValueError(f"{name} has {len(array)} rows, ids has {n}")
 

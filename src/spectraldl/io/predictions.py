@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -227,7 +227,7 @@ def _utf8(column: pd.Series) -> Any:
 
 # --- writing ------------------------------------------------------------------------------
 
-Frames = pd.DataFrame | Callable[[], Iterable[pd.DataFrame]]
+Frames: TypeAlias = pd.DataFrame | Callable[[], Iterable[pd.DataFrame]]
 """A table, or a function returning a fresh iterator of its blocks (called up to twice)."""
 
 

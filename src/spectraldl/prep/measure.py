@@ -891,9 +891,9 @@ def _row_medians(values: NDArray[np.float64], keep: NDArray[np.bool_]) -> NDArra
 
 def _fit_continua(
     x: NDArray[np.float64], y: NDArray[np.float64], sigma: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], ...]:
-    """`_fit_continuum` on every row of ``y`` (one ``x``): a, b, var a, cov ab, var b,
-    reduced chi-square, and True where the fit failed (singular or not finite)."""
+) -> tuple[tuple[NDArray[np.float64], ...], NDArray[np.bool_]]:
+    """`_fit_continuum` on every row of ``y`` (one ``x``): (a, b, var a, cov ab, var b,
+    reduced chi-square), and True where the fit failed (singular or not finite)."""
     n_rows = y.shape[0]
     weight = 1.0 / sigma**2
     keep = np.ones(y.shape, bool)
@@ -929,7 +929,7 @@ def _fit_continua(
     scale = np.maximum(chi2, 1.0) / det
     fit = (a, b, s2 * scale, -s1 * scale, s0 * scale, chi2)
     failed |= ~np.isfinite(np.stack(fit)).all(axis=0)
-    return (*fit, failed)
+    return fit, failed
 
 
 def _measure_together(
@@ -963,7 +963,8 @@ def _measure_together(
         ew_err = _ew_errors_together(grid, line, continuum, noise, dl, fit, structure)
         top = np.argmax(np.where(inner, smooth, -np.inf), axis=1)
         peak = _peak_values(norm, smooth, top, grid.inst_sigma_px)
-    note = (~has_ivar[:, core]).any(axis=1) & ~has_ivar.all(axis=1)
+    # asarray: numpy types a reduction over an axis as "scalar or array"; here it is an array
+    note = np.asarray((~has_ivar[:, core]).any(axis=1) & ~has_ivar.all(axis=1))
     failed |= i1 <= i0
     out: list[tuple[LineMeasurement, HalphaFit | None]] = []
     rows = zip(
@@ -1017,8 +1018,7 @@ def _continua_together(
     scale = np.sqrt(np.maximum(values / band_level[:, None], 0.05))
     sigma = np.where(has_ivar, inverse, band_sigma[:, None] * scale)
     xb = grid.x[bands]
-    found = _fit_continua(xb, y, sigma[:, bands])
-    fit, no_fit = found[:6], found[6]
+    fit, no_fit = _fit_continua(xb, y, sigma[:, bands])
     a, b = fit[0], fit[1]
     band_norm = y / (a[:, None] + b[:, None] * xb)
     return sigma, fit, band_norm, failed | no_fit

@@ -1322,6 +1322,7 @@ def file_bytes(spec: LamostSpectrum) -> bytes:
             nrows=1,
             cards_after=[card("EXTNAME", "COADD", "name of this binary table extension")],
         )
+    dtype: type[np.floating]
     if release == "dr1":
         third, _ = subcontinuum(spec.flux, spec.ivar)
         dtype = np.float32

@@ -79,13 +79,13 @@ def parse_mix(mix: str | Mapping[str, float] | None, *, archive: str) -> dict[st
     if isinstance(mix, str):
         items: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in mix.split(","))):
-            name, sep, value = part.partition("=")
+            name, sep, fraction = part.partition("=")
             if not sep:
                 raise MixError(f"mix item {part!r} is not of the form class=fraction")
             try:
-                items[name.strip()] = float(value)
+                items[name.strip()] = float(fraction)
             except ValueError:
-                raise MixError(f"mix item {part!r}: {value!r} is not a number") from None
+                raise MixError(f"mix item {part!r}: {fraction!r} is not a number") from None
         mix = items
     out: dict[str, float] = {}
     for name, value in mix.items():

@@ -34,7 +34,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from spectraldl.web.models import Catalogue, Prediction, VetDecision
-from spectraldl.web.store import CANDIDATE_CLASSES, PRECISION_BINS, NotFound, consensus
+from spectraldl.web.store import (
+    CANDIDATE_CLASSES,
+    PRECISION_BINS,
+    NotFound,
+    consensus,
+    not_withdrawn,
+)
 
 Z_95 = 1.959963984540054
 """The standard normal quantile of a two-sided 95 % interval."""
@@ -81,7 +87,7 @@ def resolved_verdicts(
     )
     votes: dict[int, list[str]] = defaultdict(list)
     for prediction_id, verdict in session.execute(query):
-        votes[int(prediction_id)].append(verdict)
+        votes[int(prediction_id)].append(not_withdrawn(verdict))
     return {pid: consensus(given) for pid, given in votes.items()}
 
 

@@ -197,7 +197,18 @@ def current_labels(
     )
     if spectrum_ids is not None:
         query = query.where(LabelDecision.spectrum_id.in_(list(spectrum_ids)))
-    return [CurrentLabel(int(s), u, lab, t) for s, u, lab, t in session.execute(query)]
+    rows = session.execute(query)
+    return [CurrentLabel(int(s), u, not_withdrawn(lab), t) for s, u, lab, t in rows]
+
+
+def not_withdrawn(decision: str | None) -> str:
+    """A label or verdict from a query that keeps only current ones (``IS NOT NULL``).
+
+    Raises `ValueError` when a withdrawn one (NULL) got through: the query is wrong.
+    """
+    if decision is None:
+        raise ValueError("a withdrawn decision (NULL) came from a query that leaves them out")
+    return decision
 
 
 def consensus(labels: Iterable[str]) -> str | None:
@@ -439,7 +450,7 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _rounded(values: np.ndarray, digits: int = 6) -> list[float]:
+def _rounded(values: np.ndarray, digits: int = 6) -> list[float | None]:
     """Values rounded to about ``digits`` significant digits (compact JSON), NaN as None."""
     array = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(array)
@@ -842,7 +853,7 @@ def verdicts_by_prediction(
     rows = session.execute(query)
     out: dict[int, dict[str, str]] = defaultdict(dict)
     for prediction_id, name, verdict in rows:
-        out[int(prediction_id)][name] = verdict
+        out[int(prediction_id)][name] = not_withdrawn(verdict)
     return dict(out)
 
 

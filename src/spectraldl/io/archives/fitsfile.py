@@ -160,7 +160,7 @@ class Header(Mapping[str, HeaderValue]):
 _END_CARD = b"END" + b" " * 77
 
 
-def parse_header(data: bytes, start: int = 0) -> tuple[Header, int]:
+def parse_header(data: bytes | bytearray, start: int = 0) -> tuple[Header, int]:
     """Parse a FITS header starting at byte ``start``.
 
     Returns the `Header` and the byte offset where the data unit begins.
@@ -184,11 +184,17 @@ def _axis(header: Mapping[str, HeaderValue], key: str) -> int:
     return value
 
 
-def _dtype_and_shape(header: Mapping[str, HeaderValue]) -> tuple[str, tuple[int, ...]]:
+def _bitpix_and_naxis(header: Mapping[str, HeaderValue]) -> tuple[int, int]:
+    """BITPIX (one of `_BITPIX_DTYPES`) and NAXIS (0-999); `ValueError` for others."""
     bitpix = header.get("BITPIX")
     naxis = header.get("NAXIS")
     if bitpix not in _BITPIX_DTYPES or not isinstance(naxis, int) or not 0 <= naxis <= 999:
         raise ValueError(f"unsupported BITPIX={bitpix!r} or NAXIS={naxis!r}")
+    return int(bitpix), naxis
+
+
+def _dtype_and_shape(header: Mapping[str, HeaderValue]) -> tuple[str, tuple[int, ...]]:
+    bitpix, naxis = _bitpix_and_naxis(header)
     shape = tuple(_axis(header, f"NAXIS{i}") for i in range(naxis, 0, -1))
     return _BITPIX_DTYPES[bitpix], shape
 
@@ -200,10 +206,7 @@ def data_unit_bytes(header: Mapping[str, HeaderValue]) -> int:
     (``GROUPS = T``, ``NAXIS1 = 0``) leave ``NAXIS1`` out. Raises `ValueError`
     for an unsupported BITPIX or a negative axis.
     """
-    bitpix = header.get("BITPIX")
-    naxis = header.get("NAXIS")
-    if bitpix not in _BITPIX_DTYPES or not isinstance(naxis, int) or not 0 <= naxis <= 999:
-        raise ValueError(f"unsupported BITPIX={bitpix!r} or NAXIS={naxis!r}")
+    bitpix, naxis = _bitpix_and_naxis(header)
     if naxis == 0:
         return 0
     first = 2 if header.get("GROUPS") is True and _axis(header, "NAXIS1") == 0 else 1
@@ -212,7 +215,7 @@ def data_unit_bytes(header: Mapping[str, HeaderValue]) -> int:
         count *= _axis(header, f"NAXIS{i}")
     pcount = _axis(header, "PCOUNT")
     gcount = _axis(header, "GCOUNT") if "GCOUNT" in header else 1
-    return abs(int(bitpix)) // 8 * gcount * (pcount + count)
+    return abs(bitpix) // 8 * gcount * (pcount + count)
 
 
 def _padded(nbytes: int) -> int:
@@ -396,7 +399,8 @@ class FitsFile:
                 raw, parsed = _inflate(raw)
             except _Bomb as exc:
                 raise SpectrumError(path, f"refused to inflate the gzip stream: {exc}") from None
-            except (EOFError, OSError, zlib.error, isal_zlib.error) as exc:
+            # isal's stub declares ``error`` as an Exception instance; it is the class IsalError
+            except (EOFError, OSError, zlib.error, isal_zlib.error) as exc:  # type: ignore[misc]
                 reason = f"the gzip stream is truncated or corrupt ({exc})"
                 raise SpectrumError(path, reason) from None
         if not raw.startswith(b"SIMPLE  ="):

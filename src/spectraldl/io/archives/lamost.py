@@ -23,6 +23,7 @@ Description", and the FITS headers themselves):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
@@ -43,18 +44,18 @@ MRS_RESOLVING_POWER = 7500.0
 _ROW_NAMES = {"flux", "inverse", "subcontinuum", "wavelength", "andmask", "ormask"}
 
 
-def _is_lamost(header: dict[str, HeaderValue]) -> bool:
+def _is_lamost(header: Mapping[str, HeaderValue]) -> bool:
     return text(header, "TELESCOP").upper().startswith("LAMOST") or text(
         header, "ORIGIN"
     ).upper().startswith("NAOC-LAMOST")
 
 
-def _rows(header: dict[str, HeaderValue]) -> list[str]:
+def _rows(header: Mapping[str, HeaderValue]) -> list[str]:
     names = text(header, "EXTEN0").replace(",", " ").lower().split()
     return names
 
 
-def _release(header: dict[str, HeaderValue], rows: list[str]) -> str:
+def _release(header: Mapping[str, HeaderValue], rows: list[str]) -> str:
     data_v = text(header, "DATA_V").upper().replace("LAMOST", "").strip()
     if data_v:
         return data_v
@@ -62,7 +63,7 @@ def _release(header: dict[str, HeaderValue], rows: list[str]) -> str:
 
 
 def _meta(
-    fits_file: FitsFile, header: dict[str, HeaderValue], form: str, release: str, snr: float
+    fits_file: FitsFile, header: Mapping[str, HeaderValue], form: str, release: str, snr: float
 ) -> SpectrumMeta:
     stem = spectrum_stem(text(header, "FILENAME") or fits_file.path.name)
     date_obs = text(header, "DATE-OBS")
@@ -98,7 +99,7 @@ def _meta(
 
 def _lrs_spectrum(
     fits_file: FitsFile,
-    header: dict[str, HeaderValue],
+    header: Mapping[str, HeaderValue],
     form: str,
     release: str,
     *,

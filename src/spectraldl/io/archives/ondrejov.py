@@ -16,6 +16,7 @@ Czech Academy of Sciences; the SSAP service at ``https://voarchive.asu.cas.cz``)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -41,7 +42,7 @@ PUBLISHER = "asu.cas.cz"
 _LOG_KEYS = ("EXPVAL", "GRATANG", "DETECTOR", "CHIPID", "SPECFILT", "DICHMIR", "EXPTIME", "HJD")
 
 
-def _table_header(fits_file: FitsFile) -> dict[str, HeaderValue]:
+def _table_header(fits_file: FitsFile) -> Mapping[str, HeaderValue]:
     return fits_file.extension_header(1) or {}
 
 

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
+
+
+@overload
+def by_wavelength(wave: np.ndarray, flux: np.ndarray, /) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def by_wavelength(
+    wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None, /
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]: ...
+
+
+@overload
+def by_wavelength(
+    wave: np.ndarray, *arrays: np.ndarray | None
+) -> tuple[np.ndarray | None, ...]: ...
 
 
 def by_wavelength(wave: np.ndarray, *arrays: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
