@@ -28,7 +28,10 @@ from spectraldl.simulate import (
     simulate_archive,
     simulate_spectra,
 )
-from spectraldl.simulate.junk import kinds_for
+from spectraldl.simulate.common import streams
+from spectraldl.simulate.junk import JUNK_KINDS, SURVEY_KINDS, kinds_for, make_junk
+from spectraldl.simulate.population import Population
+from spectraldl.simulate.registry import simulated_archives
 
 DATA = Path(__file__).parent / "data"
 
@@ -221,6 +224,18 @@ def test_junk_files_trip_ingest_errors_as_listed(tmp_path: Path) -> None:
         assert math.isclose(len(junk) / len(truth), 0.5, abs_tol=0.04)
         results[archive] = summary
     assert results["lamost"].junk_kinds and results["ondrejov"].junk_kinds
+
+
+def test_each_survey_makes_its_own_junk_kinds_and_refuses_others() -> None:
+    for name, survey in simulated_archives().items():
+        assert set(survey.junk_makers) <= SURVEY_KINDS <= set(JUNK_KINDS), name
+        missing = SURVEY_KINDS - set(survey.junk_makers)
+        assert not missing & set(kinds_for(name, compressed=True)), name
+        population = Population.default(name)
+        for kind in missing:
+            spec = survey.simulate_one(0, seed=1, population=population, layout=survey.layouts[0])
+            with pytest.raises(ValueError, match="unknown junk kind"):
+                make_junk(kind, spec, streams(1, name, 0).meta, archive=name)
 
 
 def test_cli_simulate(tmp_path: Path) -> None:
