@@ -174,7 +174,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {
                 "command": "spectraldl demo --out run",
                 "seed": 0,
-                "spectraldl_version": "0.1.0",
+                "versions": {"spectraldl": "0.1.0", "python": "3.11.7"},
                 "steps": [{"step": "training set", "summary": f"{n} spectra", "seconds": 1.0}],
             }
         )

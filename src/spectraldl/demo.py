@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spectraldl import __version__
 from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
 from spectraldl.analysis.explore import explore
 from spectraldl.analysis.realchecks import real_spectra_checks
@@ -41,6 +40,7 @@ from spectraldl.analysis.report import write_report
 from spectraldl.catalogue.candidates import Selection, find_candidates
 from spectraldl.classify.run import classify
 from spectraldl.core.atomic import atomic_write
+from spectraldl.core.versions import versions
 from spectraldl.io.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
 from spectraldl.jobs.backends import open_backend
 from spectraldl.jobs.files import errors_csv_path
@@ -465,13 +465,12 @@ def _write_run_json(run: DemoRun) -> None:
     record = {
         "command": " ".join(sys.argv),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "spectraldl_version": __version__,
-        "python": platform.python_version(),
         "platform": platform.platform(),
         "seed": run.seed,
         "sizes": asdict(run.sizes),
         "workers": run.workers,
         "steps": run.steps,
+        "versions": versions(),
     }
     with atomic_write(run.out / "run.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))

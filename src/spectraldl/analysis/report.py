@@ -18,7 +18,6 @@ import base64
 import html
 import json
 import math
-import platform
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -34,6 +33,7 @@ from spectraldl import __version__
 from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.quality import Quality
+from spectraldl.core.versions import versions
 from spectraldl.io.dataset import DatasetError, dataset_info
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import (
@@ -863,28 +863,6 @@ def _performance_section(run: Path) -> Section:
 # --- provenance --------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"spectraldl": __version__, "python": platform.python_version()}
-    for name in (
-        "numpy",
-        "scipy",
-        "astropy",
-        "h5py",
-        "torch",
-        "scikit-learn",
-        "openTSNE",
-        "matplotlib",
-        "pandas",
-    ):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
 def _provenance_section(run: Path) -> Section:
     section = Section.empty("provenance")
     path = run / "run.json"
@@ -927,7 +905,7 @@ def _provenance_section(run: Path) -> Section:
             elif isinstance(value, list):
                 section.tables.append(_table(f"run.json: {key}", [key], [[_fmt(v)] for v in value]))
     section.tables.append(
-        _table("This report was made with", ["package", "version"], _versions().items())
+        _table("This report was made with", ["package", "version"], versions().items())
     )
     return section
 
