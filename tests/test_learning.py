@@ -171,11 +171,11 @@ def test_a_worse_model_is_named_worse() -> None:
             }
         }
     }
-    _, worse = _comparison(card)
+    _, worse = _comparison(card["parent"]["compared"])
     assert len(worse) == 1 and "0.800 to 0.600" in worse[0]
     card["parent"]["compared"]["real"]["accuracy"] = 0.8
     card["parent"]["compared"]["test"]["accuracy"] = 0.93  # forgot 2 points
-    _, worse = _comparison(card)
+    _, worse = _comparison(card["parent"]["compared"])
     assert len(worse) == 1 and "more than 1 point" in worse[0]
     card["parent"]["compared"]["test"]["accuracy"] = 0.95
-    assert _comparison(card)[1] == []
+    assert _comparison(card["parent"]["compared"])[1] == []

@@ -355,7 +355,7 @@ def test_real_only_data_is_fitted_when_asked_or_when_nothing_else(tmp_path: Path
     with pytest.raises(TrainingError, match="no labelled rows to fit"):
         train([path], tmp_path / "m", config=TrainConfig(**FAST, real_rows="evaluate"))
     result = train([path], tmp_path / "m", config=TrainConfig(**FAST))
-    assert result.card["training"]["real_rows"] == "fit"
+    assert result.card.training["real_rows"] == "fit"
     assert result.metrics["real"]["n"] == 0 and result.metrics["test"]["n"] == 6
 
 

@@ -74,7 +74,7 @@ def test_card_records_the_parent_and_the_mix(parent: Path, child: Path) -> None:
     assert info["replay_ratio"] == 3.0
     assert info["n_replay_train"] == 3 * info["n_new_train"]
     assert card["classes"] == list(old.classes)
-    assert card["architecture"]["kwargs"] == old.card["architecture"]["kwargs"]
+    assert card["architecture"]["kwargs"] == old.card.architecture.kwargs
     assert {"parent_accuracy", "accuracy", "n"} <= set(info["compared"]["real"])
     paths = [d["path"] for d in card["datasets"]]
     assert paths[1:] == info["replay_paths"]  # the child can be a parent in turn
@@ -119,7 +119,7 @@ def test_no_replay_fits_the_new_rows_alone(parent: Path, new_data: Path, tmp_pat
     )
     roles = _roles(tmp_path / "m")
     assert all(i.startswith("new-") for i in roles["train"] | roles["val"] | roles["real"])
-    assert result.card["parent"]["n_replay_train"] == 0
+    assert result.card.parent["n_replay_train"] == 0
 
 
 def test_mismatched_parents_are_refused_saying_what_differs(
@@ -152,7 +152,7 @@ def test_missing_replay_data_names_the_option(parent: Path, new_data: Path, tmp_
     result = train(
         [new_data], tmp_path / "m", config=TrainConfig(**FAST), init=moved, replay=[synthetic]
     )
-    assert result.card["parent"]["n_replay_train"] > 0
+    assert result.card.parent["n_replay_train"] > 0
 
 
 def test_cli_fine_tunes_with_the_parent_network_and_prints_both(

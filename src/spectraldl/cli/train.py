@@ -6,11 +6,14 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from spectraldl.cli._progress import progress_bar
+
+if TYPE_CHECKING:
+    from spectraldl.ml.training import TrainResult
 
 _MODELS = ("cnn", "fnn", "cnn-small")
 
@@ -213,10 +216,8 @@ def train_command(
     from spectraldl.ml.training import ModelDirError, TrainConfig, TrainingError, train
 
     try:
-        if model is None:
-            model = _parent_architecture(init) if init else "cnn"
         config = TrainConfig(
-            model=model,
+            model=model or (_parent_architecture(init) if init else "cnn"),
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -234,7 +235,7 @@ def train_command(
             replay_ratio=replay_ratio,
             real_holdout=real_holdout,
         )
-        with progress_bar(f"train {model}") as update:
+        with progress_bar(f"train {config.model}") as update:
             result = train(
                 datasets,
                 out,
@@ -248,10 +249,15 @@ def train_command(
             )
     except (TrainingError, DatasetError, ModelDirError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    _echo_trained(result, as_json)
+
+
+def _echo_trained(result: TrainResult, as_json: bool) -> None:
+    """A training run's metrics: one JSON object, or tables (the parent beside the child)."""
+    from spectraldl.ml.evaluation import json_safe
+
     metrics = result.metrics
     if as_json:
-        from spectraldl.ml.evaluation import json_safe
-
         click.echo(json.dumps(json_safe(metrics), indent=2))
         return
     click.echo(
@@ -265,7 +271,8 @@ def train_command(
     )
     if "parent" in metrics:
         parent = metrics["parent"]
-        click.echo(f"\nparent {result.card['parent']['parent_model_id']} on the same rows:")
+        parent_id = (result.card.parent or {}).get("parent_model_id")
+        click.echo(f"\nparent {parent_id} on the same rows:")
         click.echo(
             _side_by_side(
                 [

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from spectraldl.io.dataset import Rows
 from spectraldl.io.labels import CLASSES
 from spectraldl.ml.data import combine_datasets, read_dataset_any
 from spectraldl.ml.modelcard import TrainedModel, load_model, softmax
@@ -270,6 +271,78 @@ def read_split_roles(model_dir: str | Path) -> dict[str, str]:
         return {row["id"]: row["role"] for row in csv.DictReader(handle)}
 
 
+def _selected_rows(
+    table: Rows, in_classes: NDArray[np.bool_], roles: dict[str, str], rows: str
+) -> NDArray[np.bool_]:
+    """The rows of the model's classes that ``rows`` (`ROW_SELECTIONS`) picks."""
+    role = np.array([roles.get(str(i), "") for i in table.ids], dtype=object)
+    if rows == "heldout":
+        return in_classes & ~np.isin(role, ["train", "val"])
+    if rows == "test":
+        return in_classes & (role == "test")
+    if rows == "real":
+        return in_classes & (table.meta["origin"] == "real")
+    return in_classes.copy()
+
+
+def _left_out(
+    table: Rows, in_classes: NDArray[np.bool_], selected: NDArray[np.bool_]
+) -> dict[str, Any]:
+    """Labelled rows not scored, and why: unlabelled, not a model class, not selected."""
+    labelled = table.labels >= 0
+    foreign = table.labels[labelled & ~in_classes]
+    return {
+        "unlabelled": int((~labelled).sum()),
+        "label_not_a_model_class": {
+            CLASSES_NAMES[c]: int((foreign == c).sum()) for c in np.unique(foreign)
+        },
+        "not_selected": int((in_classes & ~selected).sum()),
+    }
+
+
+def _scores_by_origin(
+    meta: dict[str, np.ndarray],
+    proba: NDArray[np.float32],
+    y: NDArray[np.int64],
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """``by_origin`` (synthetic and real) and ``real_by_archive`` metrics of the scored rows."""
+    origin = meta["origin"]
+    by_origin = {}
+    for name in ("synthetic", "real"):
+        mask = origin == name
+        if mask.any():
+            by_origin[name] = classification_metrics(proba[mask], y[mask], classes)
+    out: dict[str, Any] = {"by_origin": by_origin}
+    real = origin == "real"
+    if real.any():
+        archives = meta["archive"]
+        out["real_by_archive"] = {
+            str(a): classification_metrics(
+                proba[real & (archives == a)], y[real & (archives == a)], classes
+            )
+            for a in sorted(set(archives[real]))
+        }
+    return out
+
+
+def _baselines(
+    meta: dict[str, np.ndarray],
+    proba: NDArray[np.float32],
+    y: NDArray[np.int64],
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """``physics_baseline`` of the scored rows (and ``physics_baseline_real`` of the real ones)."""
+    picked = {name: meta[name] for name in ("profile_type", "halpha_ew_aa", "halpha_flag")}
+    out = {"physics_baseline": baseline_metrics(picked, y, proba, classes)}
+    real = meta["origin"] == "real"
+    if real.any():
+        out["physics_baseline_real"] = baseline_metrics(
+            {k: v[real] for k, v in picked.items()}, y[real], proba[real], classes
+        )
+    return out
+
+
 def evaluate_model(
     model: Any,
     datasets: list[str | Path] | tuple[str | Path, ...],
@@ -291,6 +364,8 @@ def evaluate_model(
         nor validated on (its test split, real evaluation rows, other data);
         ``test``: only its test split; ``real``: only real spectra
         (``meta/origin == "real"``); ``all``: every labelled row.
+    batch_size
+        Spectra per forward pass.
 
     Returns
     -------
@@ -301,6 +376,13 @@ def evaluate_model(
         ``novel_fraction``, the row counts left out and why, the model id, and
         ``physics_baseline`` (``physics_baseline_real`` for the real rows):
         `baseline_metrics`, the measurement-only classifier beside the network.
+
+    Raises
+    ------
+    ValueError
+        ``rows`` is not one of `ROW_SELECTIONS`.
+    ModelMismatch
+        A dataset was preprocessed otherwise than the model expects.
     """
     if rows not in ROW_SELECTIONS:
         raise ValueError(f"rows must be one of {', '.join(ROW_SELECTIONS)}, got {rows!r}")
@@ -309,66 +391,27 @@ def evaluate_model(
     loaded = [read_dataset_any(p) for p in datasets]
     for dataset in loaded:
         model.check_compatible(dataset)
-    data = combine_datasets(loaded)
-    table = data.rows
+    table = combine_datasets(loaded).rows
     class_codes = [CLASSES_CODES[c] for c in model.classes]
     in_classes = np.isin(table.labels, class_codes)
     roles = read_split_roles(model.path) if model.path else {}
-    role = np.array([roles.get(str(i), "") for i in table.ids], dtype=object)
-    origin = table.meta["origin"]
-    if rows == "heldout":
-        selected = in_classes & ~np.isin(role, ["train", "val"])
-    elif rows == "test":
-        selected = in_classes & (role == "test")
-    elif rows == "real":
-        selected = in_classes & (origin == "real")
-    else:
-        selected = in_classes.copy()
-    labelled = table.labels >= 0
-    skipped_labels = {
-        CLASSES_NAMES[c]: int((table.labels[labelled & ~in_classes] == c).sum())
-        for c in np.unique(table.labels[labelled & ~in_classes])
-    }
+    selected = _selected_rows(table, in_classes, roles, rows)
     index = np.flatnonzero(selected)
     logits, features = model.predict_logits_and_features(table.X[index], batch_size=batch_size)
     proba = model.proba_from_logits(logits)
     lookup = {code: i for i, code in enumerate(class_codes)}
     y = np.array([lookup[int(c)] for c in table.labels[index]], dtype=np.int64)
+    meta = {name: values[index] for name, values in table.meta.items()}
     result: dict[str, Any] = {
         "model": model.path,
         "model_id": model.model_id,
         "datasets": [str(p) for p in datasets],
         "rows": rows,
         **classification_metrics(proba, y, model.classes),
-        "left_out": {
-            "unlabelled": int((~labelled).sum()),
-            "label_not_a_model_class": skipped_labels,
-            "not_selected": int((in_classes & ~selected).sum()),
-        },
+        "left_out": _left_out(table, in_classes, selected),
+        **_scores_by_origin(meta, proba, y, model.classes),
     }
-    by_origin = {}
-    for name in ("synthetic", "real"):
-        mask = origin[index] == name
-        if mask.any():
-            by_origin[name] = classification_metrics(proba[mask], y[mask], model.classes)
-    result["by_origin"] = by_origin
-    real = origin[index] == "real"
-    if real.any():
-        archives = table.meta["archive"][index]
-        result["real_by_archive"] = {
-            str(a): classification_metrics(
-                proba[real & (archives == a)], y[real & (archives == a)], model.classes
-            )
-            for a in sorted(set(archives[real]))
-        }
     if model.novelty is not None and len(index):
-        novel = model.novelty.is_novel(features)
-        result["novel_fraction"] = float(novel.mean())
-    picked = {name: table.meta[name][index] for name in ("profile_type", "halpha_ew_aa")}
-    picked["halpha_flag"] = table.meta["halpha_flag"][index]
-    result["physics_baseline"] = baseline_metrics(picked, y, proba, model.classes)
-    if real.any():
-        result["physics_baseline_real"] = baseline_metrics(
-            {k: v[real] for k, v in picked.items()}, y[real], proba[real], model.classes
-        )
+        result["novel_fraction"] = float(model.novelty.is_novel(features).mean())
+    result.update(_baselines(meta, proba, y, model.classes))
     return result

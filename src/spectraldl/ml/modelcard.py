@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,113 @@ def dataset_config(source: Any) -> tuple[PreprocessConfig, str]:
     raise TypeError(f"cannot tell the preprocessing of a {type(source).__name__}")
 
 
+@dataclass
+class Architecture:
+    """The network of a card: its name in `spectraldl.ml.models.ARCHITECTURES` and arguments."""
+
+    name: str
+    kwargs: dict[str, Any]
+    n_parameters: int | None = None
+    flops_per_spectrum: int | None = None
+    embedding_dim: int | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Architecture:
+        """The ``architecture`` section of ``card.json`` (`TypeError` for unknown keys)."""
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        """The section as ``card.json`` holds it (absent counts left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+_CARD_SECTIONS = (
+    "format",
+    "format_version",
+    "created",
+    "architecture",
+    "classes",
+    "class_codes",
+    "grid",
+    "preprocessing",
+    "temperature",
+    "training",
+    "parent",
+    "split",
+    "datasets",
+    "data_sha256",
+    "novelty",
+    "versions",
+)
+"""The sections of ``card.json`` in the order written; then `ModelCard.extra`, then metrics."""
+
+
+@dataclass
+class ModelCard:
+    """What a network is and what it expects: ``card.json`` as a typed object.
+
+    `from_json` and `to_json` round-trip the JSON: a section absent from the
+    file is None here and stays absent; sections spectraldl does not know
+    (``learning``, say) are kept in ``extra``.
+
+    Attributes
+    ----------
+    classes
+        Class names in the order of the network's outputs.
+    preprocessing
+        `PreprocessConfig.to_dict` of the data the network was trained on.
+    architecture
+        The network (`Architecture`); `network_from_card` builds it.
+    temperature
+        Softmax temperature fitted on the validation split (None: 1.0).
+    training, parent, split, datasets, novelty, versions, metrics
+        How the model was trained, from which parent, on which rows, its
+        novelty model, software versions and headline metrics.
+    extra
+        Further sections, in the order given.
+    """
+
+    classes: list[str]
+    preprocessing: dict[str, Any]
+    architecture: Architecture | None = None
+    format: str | None = None
+    format_version: int | None = None
+    created: str | None = None
+    class_codes: list[int] | None = None
+    grid: dict[str, Any] | None = None
+    temperature: float | None = None
+    training: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None
+    split: dict[str, Any] | None = None
+    datasets: list[dict[str, Any]] | None = None
+    data_sha256: str | None = None
+    novelty: dict[str, Any] | None = None
+    versions: dict[str, str] | None = None
+    metrics: dict[str, dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelCard:
+        """The card of a parsed ``card.json`` (`TypeError` when classes or preprocessing lack)."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        if "architecture" in values:
+            values["architecture"] = Architecture.from_json(values["architecture"])
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    def to_json(self) -> dict[str, Any]:
+        """The card as ``card.json`` holds it: the same keys and values `from_json` read."""
+        out: dict[str, Any] = {}
+        for name in _CARD_SECTIONS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.to_json() if isinstance(value, Architecture) else value
+        out.update(self.extra)
+        if self.metrics is not None:
+            out["metrics"] = self.metrics
+        return out
+
+
 def _weights_digest(network: torch.nn.Module) -> bytes:
     sha = hashlib.sha256()
     for name, tensor in network.state_dict().items():
@@ -106,7 +213,7 @@ class TrainedModel:
     network
         The PyTorch module, in eval mode, on ``device``.
     card
-        The card (a dict as in ``card.json``).
+        The card (`ModelCard`; a mapping as in ``card.json`` is read into one).
     device
         Where the network runs.
     path
@@ -116,33 +223,42 @@ class TrainedModel:
     """
 
     network: SpectrumNet
-    card: dict[str, Any]
+    card: ModelCard
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     path: str = ""
     novelty: NoveltyModel | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.card, Mapping):
+            self.card = ModelCard.from_json(self.card)
         self.network.eval()
 
     @property
     def classes(self) -> tuple[str, ...]:
         """Class names in the order of the network's outputs."""
-        return tuple(self.card["classes"])
+        return tuple(self.card.classes)
+
+    @property
+    def architecture(self) -> Architecture:
+        """The card's network (`ModelDirError` for a card that has none)."""
+        if self.card.architecture is None:
+            raise ModelDirError(f"{self.path or 'the model'}: the card names no architecture")
+        return self.card.architecture
 
     @property
     def config(self) -> PreprocessConfig:
         """The preprocessing the model expects its input to have gone through."""
-        return PreprocessConfig.from_dict(self.card["preprocessing"])
+        return PreprocessConfig.from_dict(self.card.preprocessing)
 
     @property
     def temperature(self) -> float:
         """Softmax temperature fitted on the validation split (1.0: none)."""
-        return float(self.card.get("temperature", 1.0))
+        return float(1.0 if self.card.temperature is None else self.card.temperature)
 
     @property
     def grid_n(self) -> int:
         """Input width (points on the grid)."""
-        return int(self.card["preprocessing"]["grid_n"])
+        return int(self.card.preprocessing["grid_n"])
 
     @cached_property
     def model_id(self) -> str:
@@ -152,7 +268,7 @@ class TrainedModel:
         ``e`` (``123e45678901``) would be read back from a CSV table as a number.
         """
         sha = hashlib.sha256(_weights_digest(self.network))
-        sha.update(json.dumps(self.card, sort_keys=True).encode())
+        sha.update(json.dumps(self.card.to_json(), sort_keys=True).encode())
         return "m" + sha.hexdigest()[:11]
 
     def check_compatible(self, data: Any) -> None:
@@ -240,10 +356,11 @@ class TrainedModel:
         return out
 
 
-def network_from_card(card: Mapping[str, Any]) -> SpectrumNet:
-    """Build the (untrained) network a card describes."""
-    architecture = card["architecture"]
-    return build_model(architecture["name"], **architecture["kwargs"])
+def network_from_card(card: ModelCard) -> SpectrumNet:
+    """Build the (untrained) network a card describes (`KeyError` for a card without one)."""
+    if card.architecture is None:
+        raise KeyError("architecture")
+    return build_model(card.architecture.name, **card.architecture.kwargs)
 
 
 def _read_card(model_dir: Path) -> dict[str, Any]:
@@ -303,9 +420,9 @@ def _card_problem(card: dict[str, Any]) -> str:
     return ""
 
 
-def _check_network(network: SpectrumNet, card: dict[str, Any], card_path: Path) -> None:
+def _check_network(network: SpectrumNet, card: ModelCard, card_path: Path) -> None:
     """Run one spectrum of zeros: the outputs must be the card's classes, the input its grid."""
-    grid_n = int(card["preprocessing"].get("grid_n", PreprocessConfig.grid_n))
+    grid_n = int(card.preprocessing.get("grid_n", PreprocessConfig.grid_n))
     try:
         with torch.inference_mode():
             out = network.eval()(torch.zeros(1, grid_n))
@@ -314,7 +431,7 @@ def _check_network(network: SpectrumNet, card: dict[str, Any], card_path: Path) 
         raise ModelDirError(
             f"{card_path}: the network does not take the card's grid of {grid_n} points ({first})"
         ) from None
-    classes = card["classes"]
+    classes = card.classes
     if tuple(out.shape) != (1, len(classes)):
         raise ModelDirError(
             f"{card_path}: the network has {out.shape[-1]} outputs, the card names "
@@ -322,7 +439,7 @@ def _check_network(network: SpectrumNet, card: dict[str, Any], card_path: Path) 
         )
 
 
-def _load_novelty(path: Path, network: SpectrumNet, card: dict[str, Any]) -> NoveltyModel:
+def _load_novelty(path: Path, network: SpectrumNet, card: ModelCard) -> NoveltyModel:
     """The novelty model beside the weights, checked against the network and the card."""
     try:
         novelty = NoveltyModel.load(path)
@@ -334,12 +451,12 @@ def _load_novelty(path: Path, network: SpectrumNet, card: dict[str, Any]) -> Nov
             f"{network.embedding_dim}: a novelty file of another model"
         )
     labels = np.asarray(novelty.labels)
-    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= len(card["classes"]):
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= len(card.classes):
         raise ModelDirError(
             f"{path}: class labels {labels.tolist()} are not indices of the card's "
-            f"{len(card['classes'])} classes: a novelty file of another model"
+            f"{len(card.classes)} classes: a novelty file of another model"
         )
-    recorded = (card.get("novelty") or {}).get("sha256")
+    recorded = (card.novelty or {}).get("sha256")
     if recorded is not None and recorded != novelty.digest:
         raise ModelDirError(
             f"{path}: not the novelty model this card was saved with (its SHA-256 "
@@ -359,9 +476,10 @@ def load_model(model_dir: str | Path, device: str | torch.device = "auto") -> Tr
     ``novelty.npz`` or one of another model (the card records its SHA-256).
     """
     model_dir = Path(model_dir)
-    card = _read_card(model_dir)
+    card_json = _read_card(model_dir)
     target = select_device(device)
     try:
+        card = ModelCard.from_json(card_json)
         network = network_from_card(card)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelDirError(f"{model_dir / CARD}: cannot build its network ({exc})") from None
@@ -385,7 +503,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "auto") -> Tr
     novelty = None
     if (model_dir / NOVELTY).exists():
         novelty = _load_novelty(model_dir / NOVELTY, network, card)
-    elif (card.get("novelty") or {}).get("sha256"):
+    elif (card.novelty or {}).get("sha256"):
         raise ModelDirError(f"{model_dir}: {NOVELTY} is missing (the card records one)")
     network.to(target)
     return TrainedModel(

@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,6 +71,8 @@ from spectraldl.ml.modelcard import (
     CARD_VERSION,
     NOVELTY,
     WEIGHTS,
+    Architecture,
+    ModelCard,
     ModelDirError,
     ModelMismatch,
     TrainedModel,
@@ -78,9 +80,10 @@ from spectraldl.ml.modelcard import (
     select_device,
     softmax,
 )
-from spectraldl.ml.models import build_model, count_parameters, flops_per_spectrum
+from spectraldl.ml.models import SpectrumNet, build_model, count_parameters, flops_per_spectrum
 from spectraldl.ml.novelty import NoveltyModel
 from spectraldl.ml.pretrained import resolve_model
+from spectraldl.prep.preprocess import PreprocessConfig
 
 __all__ = [
     "TRAINABLE_CLASSES",
@@ -266,7 +269,7 @@ def smote_balance(
 class FitResult:
     """A trained network and how the training went."""
 
-    network: torch.nn.Module
+    network: SpectrumNet
     history: list[dict[str, float]]
     best_epoch: int
     seconds: float
@@ -367,6 +370,153 @@ class _GraphedStep:
         return totals
 
 
+def _tensors(
+    x: NDArray[np.float32], y: NDArray[np.integer], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectra (float32) and class indices (int64) on the device."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(device)
+    yt = torch.from_numpy(np.asarray(y, np.int64)).to(device)
+    return xt, yt
+
+
+@dataclass
+class _Trainer:
+    """What the epochs of a fit share: the network, its optimizer, the training data on the device.
+
+    ``layout`` is the network as the steps run it (channels-last or not),
+    ``step_net`` the same compiled or not; ``graphed``: each step replays a
+    CUDA graph (`_GraphedStep`, captured at the first step); ``graphs``:
+    ``torch.compile`` captures CUDA graphs itself.
+    """
+
+    network: SpectrumNet
+    layout: torch.nn.Module
+    step_net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor
+    y: torch.Tensor
+    config: TrainConfig
+    device: torch.device
+    graphed: bool
+    graphs: bool
+    step: _GraphedStep | None = None
+
+    @classmethod
+    def build(
+        cls,
+        architecture: str,
+        kwargs: dict[str, Any],
+        train_data: tuple[torch.Tensor, torch.Tensor],
+        config: TrainConfig,
+        device: torch.device,
+        initial_state: dict[str, torch.Tensor] | None,
+    ) -> _Trainer:
+        """Build the network (seeded beforehand), its layout, compilation and Adam."""
+        cuda = device.type == "cuda"
+        network = build_model(architecture, **kwargs)
+        if initial_state is not None:
+            network.load_state_dict(initial_state)
+        network = network.to(device)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        layout: torch.nn.Module = network
+        if config.channels_last and has_convolutions(network):
+            layout = ChannelsLastNet(network)
+        step_net = (
+            cast(torch.nn.Module, torch.compile(layout, mode=config.compile_mode))
+            if config.compile
+            else layout
+        )
+        _check_cuda_graph(config, device)
+        graphed = config.cuda_graph and len(train_data[0]) >= config.batch_size  # tiny: no graph
+        optimizer = torch.optim.Adam(
+            network.parameters(),
+            lr=config.learning_rate,
+            **({"fused": True, "capturable": graphed} if cuda else {}),
+        )
+        return cls(
+            network=network,
+            layout=layout,
+            step_net=step_net,
+            optimizer=optimizer,
+            x=train_data[0],
+            y=train_data[1],
+            config=config,
+            device=device,
+            graphed=graphed,
+            graphs=config.compile and cuda and config.compile_mode != "default",
+        )
+
+    def epoch(self, generator: torch.Generator) -> tuple[float, float]:
+        """One pass over the shuffled training rows: mean loss and accuracy of its steps."""
+        n, batch = len(self.x), self.config.batch_size
+        self.network.train()
+        order = torch.randperm(n, generator=generator).to(self.device)
+        if self.graphed:
+            order = torch.cat([order, order[: -n % batch]])
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for start in range(0, len(order), batch):
+            index = order[start : start + batch]
+            if self.graphed:
+                self._graphed_step(index)
+                continue
+            loss, hits = self._eager_step(index)
+            loss_sum += loss
+            correct += hits
+        if self.step is not None:
+            loss_sum, correct = self.step.totals()
+        return float(loss_sum) / len(order), float(correct) / len(order)
+
+    def _graphed_step(self, index: torch.Tensor) -> None:
+        """Replay the captured step on the rows ``index`` (capturing it the first time)."""
+        if self.step is None:
+            with torch.cuda.device(self.device):  # side stream and capture on its GPU
+                self.step = _GraphedStep(
+                    self.network,
+                    self.optimizer,
+                    self.x,
+                    self.y,
+                    self.config.batch_size,
+                    bf16=self.config.bf16,
+                    forward=self.layout,
+                )
+        self.step(index)
+
+    def _eager_step(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, loss, backward and Adam on the rows ``index``: summed loss, correct count."""
+        xb, yb = self.x[index], self.y[index]
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            logits = self.step_net(xb)
+        loss = torch.nn.functional.cross_entropy(logits.float(), yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach() * len(index), (logits.detach().argmax(dim=1) == yb).sum()
+
+
+@dataclass
+class _EarlyStopping:
+    """The epoch with the lowest validation loss so far, its weights, and epochs since."""
+
+    patience: int
+    loss: float = math.inf
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
+
+    def update(self, epoch: int, val_loss: float, network: torch.nn.Module) -> bool:
+        """Record an epoch; True when training should stop."""
+        if val_loss < self.loss:
+            self.loss, self.epoch, self.waited = val_loss, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            self.waited += 1
+        return self.waited >= self.patience or not math.isfinite(val_loss)
+
+
 def fit_network(
     architecture: str,
     kwargs: dict[str, Any],
@@ -395,95 +545,41 @@ def fit_network(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(config.seed)
-        network = build_model(architecture, **kwargs)
-        if initial_state is not None:
-            network.load_state_dict(initial_state)
-        network = network.to(device)
-        if cuda:
-            torch.backends.cudnn.benchmark = True
-        xt = torch.from_numpy(np.ascontiguousarray(x_train, np.float32)).to(device)
-        yt = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
-        xv = torch.from_numpy(np.ascontiguousarray(x_val, np.float32)).to(device)
-        yv = torch.from_numpy(np.asarray(y_val, np.int64)).to(device)
-        layout: torch.nn.Module = network
-        if config.channels_last and has_convolutions(network):
-            layout = ChannelsLastNet(network)
-        step_net = torch.compile(layout, mode=config.compile_mode) if config.compile else layout
-        graphs = config.compile and cuda and config.compile_mode != "default"  # CUDA graphs
-        n = len(xt)
-        batch = config.batch_size
-        _check_cuda_graph(config, device)
-        graphed = config.cuda_graph and n >= batch  # a tiny set trains without the graph
-        optimizer = torch.optim.Adam(
-            network.parameters(),
-            lr=config.learning_rate,
-            **({"fused": True, "capturable": graphed} if cuda else {}),
-        )
+        train_data = _tensors(x_train, y_train, device)
+        xv, yv = _tensors(x_val, y_val, device)
+        trainer = _Trainer.build(architecture, kwargs, train_data, config, device, initial_state)
         generator = torch.Generator().manual_seed(config.seed)
         history: list[dict[str, float]] = []
-        best_loss, best_epoch, best_state, waited = math.inf, 0, None, 0
-        step: _GraphedStep | None = None
+        best = _EarlyStopping(config.patience)
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
-            network.train()
-            order = torch.randperm(n, generator=generator).to(device)
-            if graphed:
-                order = torch.cat([order, order[: -n % batch]])
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.int64)
-            for start in range(0, len(order), batch):
-                index = order[start : start + batch]
-                if graphed:
-                    if step is None:
-                        with torch.cuda.device(device):  # side stream and capture on its GPU
-                            step = _GraphedStep(
-                                network, optimizer, xt, yt, batch, bf16=config.bf16, forward=layout
-                            )
-                    step(index)
-                    continue
-                xb, yb = xt[index], yt[index]
-                if graphs:
-                    torch.compiler.cudagraph_mark_step_begin()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                    logits = step_net(xb)
-                loss = torch.nn.functional.cross_entropy(logits.float(), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(index)
-                correct += (logits.detach().argmax(dim=1) == yb).sum()
-            if step is not None:
-                loss_sum, correct = step.totals()
+            train_loss, train_accuracy = trainer.epoch(generator)
             val_loss, val_accuracy = _evaluate_loss(
-                step_net, xv, yv, batch=8192 if cuda else 1024, bf16=config.bf16
+                trainer.step_net, xv, yv, batch=8192 if cuda else 1024, bf16=config.bf16
             )
             record = {
                 "epoch": epoch,
-                "train_loss": float(loss_sum) / len(order),
-                "train_accuracy": float(correct) / len(order),
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "seconds": time.perf_counter() - t0,
             }
             history.append(record)
-            if val_loss < best_loss:
-                best_loss, best_epoch, waited = val_loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            else:
-                waited += 1
+            stop = best.update(epoch, val_loss, trainer.network)
             if progress:
                 progress(epoch, config.epochs)
             if on_epoch:
                 on_epoch(record)
-            if waited >= config.patience or not math.isfinite(val_loss):
+            if stop:
                 break
-        if best_state is not None:
-            network.load_state_dict(best_state)
-        network.eval()
+        if best.state is not None:
+            trainer.network.load_state_dict(best.state)
+        trainer.network.eval()
     return FitResult(
-        network=network,
+        network=trainer.network,
         history=history,
-        best_epoch=best_epoch,
+        best_epoch=best.epoch,
         seconds=time.perf_counter() - started,
         device=device,
     )
@@ -502,7 +598,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
-    def card(self) -> dict[str, Any]:
+    def card(self) -> ModelCard:
         """The model card as written."""
         return self.model.card
 
@@ -543,7 +639,7 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _publish(tmp: Path, out_dir: Path) -> None:
+def publish_model_dir(tmp: Path, out_dir: Path) -> None:
     """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last."""
     old = None
     if out_dir.exists():
@@ -575,6 +671,10 @@ class _Plan:
     real_rows: str
     parent: TrainedModel | None = None
     fine_tuning: dict[str, Any] = field(default_factory=dict)
+
+    def class_index(self, rows: Rows, index: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The class indices (output order) of the rows ``index``."""
+        return _class_index(rows.labels[index], self.class_codes)
 
     @property
     def fitted(self) -> NDArray[np.int64]:
@@ -667,7 +767,7 @@ def _parent_roles(parent: TrainedModel) -> dict[str, str]:
 
 def _check_parent(parent: TrainedModel, config: TrainConfig, data: Any) -> None:
     """Refuse a parent of another network or grid than the run asks for, saying what differs."""
-    name = parent.card["architecture"]["name"]
+    name = parent.architecture.name
     if config.model != name:
         raise TrainingError(
             f"the parent model {parent.path} is a {name} network, this run asks for "
@@ -679,27 +779,29 @@ def _check_parent(parent: TrainedModel, config: TrainConfig, data: Any) -> None:
         raise TrainingError(f"cannot fine-tune {parent.path} on this data: {exc}") from None
 
 
-def _finetune_plan(
-    data: LabelledRows, n_new: int, parent: TrainedModel, config: TrainConfig
-) -> _Plan:
-    """New rows (sources ``< n_new``) split by `holdout_split`, plus a replay of the parent's."""
+def _check_new_classes(data: LabelledRows, is_new: NDArray[np.bool_], parent: TrainedModel) -> None:
+    """Refuse new labelled rows of a class the parent does not have."""
     rows = data.rows
-    class_codes = [label_code(c) for c in parent.classes]
-    classes = parent.classes
-    is_new = data.source < n_new
-    is_real = rows.meta["origin"] == "real"
     trainable = np.isin(rows.labels, [label_code(c) for c in TRAINABLE_CLASSES])
-    foreign = sorted({CLASSES[c] for c in rows.labels[is_new & trainable]} - set(classes))
+    foreign = sorted({CLASSES[c] for c in rows.labels[is_new & trainable]} - set(parent.classes))
     if foreign:
         raise TrainingError(
             f"the new data has labelled {', '.join(foreign)} spectra, a class the parent model "
-            f"{parent.path} does not have (its classes: {', '.join(classes)}): fine-tuning keeps "
-            "the classes; train a new model to add one"
+            f"{parent.path} does not have (its classes: {', '.join(parent.classes)}): "
+            "fine-tuning keeps the classes; train a new model to add one"
         )
-    new = np.flatnonzero(is_new & np.isin(rows.labels, class_codes))
+
+
+def _split_new_rows(
+    data: LabelledRows, n_new: int, class_codes: list[int], config: TrainConfig
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The new rows (sources ``< n_new``) for training, validation and held out for evaluation."""
+    rows = data.rows
+    new = np.flatnonzero((data.source < n_new) & np.isin(rows.labels, class_codes))
     if len(new) == 0:
+        classes = ", ".join(CLASSES[c] for c in class_codes)
         raise TrainingError(
-            f"no labelled rows of the parent's classes ({', '.join(classes)}) in "
+            f"no labelled rows of the parent's classes ({classes}) in "
             f"{', '.join(data.paths[:n_new])}"
         )
     keep, held = holdout_split(rows.labels[new], fraction=config.real_holdout, seed=config.seed)
@@ -712,46 +814,83 @@ def _finetune_plan(
     fit_kept, fit_val = holdout_split(
         rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
     )
-    new_train, new_val = fit_new[fit_kept], fit_new[fit_val]
-    held_rows = new[held]
+    return fit_new[fit_kept], fit_new[fit_val], new[held]
+
+
+@dataclass
+class _Replay:
+    """The parent's own rows in a fine-tuning run, and its real rows it never fitted."""
+
+    train: NDArray[np.int64]
+    val: NDArray[np.int64]
+    test: NDArray[np.int64]
+    old_real: NDArray[np.int64]
+
+
+def _replay_rows(
+    data: LabelledRows,
+    n_new: int,
+    parent: TrainedModel,
+    config: TrainConfig,
+    n_new_train: int,
+) -> _Replay:
+    """A sample of the parent's training and validation rows, its test split and real rows.
+
+    ``replay_ratio`` parent training rows per new training row; validation
+    rows in the same share of the parent's validation split.
+    """
+    rows = data.rows
+    class_codes = [label_code(c) for c in parent.classes]
+    is_real = rows.meta["origin"] == "real"
     roles = _parent_roles(parent)
-    old = ~is_new & np.isin(rows.labels, class_codes)
+    old = (data.source >= n_new) & np.isin(rows.labels, class_codes)
     role = np.array([roles.get(str(i), "") for i in rows.ids], dtype=object)
     replay_train = np.flatnonzero(old & ~is_real & (role == "train"))
     replay_val = np.flatnonzero(old & ~is_real & (role == "val"))
     replay_test = np.flatnonzero(old & ~is_real & (role == "test"))
-    n_old = int(old.sum())
-    if config.replay_ratio > 0 and n_old and not len(replay_train):
+    if config.replay_ratio > 0 and old.any() and not len(replay_train):
         raise TrainingError(
             f"the replay data ({', '.join(data.paths[n_new:])}) holds none of the rows the "
             f"parent {parent.path} was trained on (its split.csv): give the parent's training "
             "data with --replay"
         )
     rng = np.random.default_rng(config.seed)
-    n_train = round(config.replay_ratio * len(new_train))
-    replay_train = _sample(replay_train, n_train, rng)
+    replay_train = _sample(replay_train, round(config.replay_ratio * n_new_train), rng)
     share = len(replay_train) / max(int((role == "train").sum()), 1)
     replay_val = _sample(replay_val, max(round(share * (role == "val").sum()), 1), rng)
     if config.replay_ratio == 0:
         replay_val = replay_test = np.zeros(0, np.int64)
     # Real rows of the parent's data it never fitted stay evaluation rows here too.
     old_real = np.flatnonzero(old & is_real & np.isin(role, ["real", ""]))
+    return _Replay(train=replay_train, val=replay_val, test=replay_test, old_real=old_real)
+
+
+def _finetune_plan(
+    data: LabelledRows, n_new: int, parent: TrainedModel, config: TrainConfig
+) -> _Plan:
+    """New rows (sources ``< n_new``) split by `holdout_split`, plus a replay of the parent's."""
+    rows = data.rows
+    class_codes = [label_code(c) for c in parent.classes]
+    is_real = rows.meta["origin"] == "real"
+    _check_new_classes(data, data.source < n_new, parent)
+    new_train, new_val, held_rows = _split_new_rows(data, n_new, class_codes, config)
+    replay = _replay_rows(data, n_new, parent, config, len(new_train))
     held_real = held_rows[is_real[held_rows]]
-    train_rows = np.sort(np.concatenate([new_train, replay_train]))
-    val_rows = np.sort(np.concatenate([new_val, replay_val]))
+    train_rows = np.sort(np.concatenate([new_train, replay.train]))
+    val_rows = np.sort(np.concatenate([new_val, replay.val]))
     if len(val_rows) == 0:
         raise TrainingError(
             "nothing to validate on: too few new rows for a validation share and no replay"
         )
     fit_codes = rows.labels[train_rows].astype(np.int64)
     return _Plan(
-        classes=classes,
+        classes=parent.classes,
         class_codes=class_codes,
-        kwargs=dict(parent.card["architecture"]["kwargs"]),
+        kwargs=dict(parent.architecture.kwargs),
         train_rows=train_rows,
         val_rows=val_rows,
-        test_rows=np.sort(np.concatenate([replay_test, held_rows[~is_real[held_rows]]])),
-        eval_real_rows=np.sort(np.concatenate([held_real, old_real])),
+        test_rows=np.sort(np.concatenate([replay.test, held_rows[~is_real[held_rows]]])),
+        eval_real_rows=np.sort(np.concatenate([held_real, replay.old_real])),
         counts={CLASSES[c]: int((fit_codes == c).sum()) for c in class_codes},
         real_rows="fit",
         parent=parent,
@@ -765,10 +904,10 @@ def _finetune_plan(
             "n_new_val": len(new_val),
             "n_new_held_out": len(held_rows),
             "n_new_real_held_out": len(held_real),
-            "n_replay_train": len(replay_train),
-            "n_replay_val": len(replay_val),
-            "n_replay_test": len(replay_test),
-            "n_old_real_evaluation": len(old_real),
+            "n_replay_train": len(replay.train),
+            "n_replay_val": len(replay.val),
+            "n_replay_test": len(replay.test),
+            "n_old_real_evaluation": len(replay.old_real),
             "real_holdout": config.real_holdout,
         },
     )
@@ -798,10 +937,10 @@ def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> 
     if replay:
         return [Path(p) for p in replay]
     # A parent's own new rows (labels exported from a database) come back with the next export.
-    renewed = set((parent.card.get("parent") or {}).get("new_paths", []))
+    renewed = set((parent.card.parent or {}).get("new_paths", []))
     recorded = [
         Path(d["path"])
-        for d in parent.card.get("datasets", [])
+        for d in parent.card.datasets or []
         if Path(d["path"]).exists() or d["path"] not in renewed
     ]
     missing = [str(p) for p in recorded if not p.exists()]
@@ -886,47 +1025,16 @@ def train(
     say = log or (lambda _line: None)
     out_dir = Path(out_dir)
     _prepare_out(out_dir, overwrite)
-    if init is None:
-        data = combine_datasets([read_dataset_any(p) for p in datasets])
-        plan = _scratch_plan(data, config)
-    else:
-        parent = load_model(resolve_model(init), device="cpu")
-        for path in datasets[:1]:  # the parent's grid before reading any replay data
-            _check_parent(parent, config, path)
-        data, n_new = _read_finetune_data(datasets, parent, replay, config)
-        _check_parent(parent, config, data.config)
-        plan = _finetune_plan(data, n_new, parent, config)
-    rows = data.rows
-    classes, class_codes = plan.classes, plan.class_codes
-    train_rows, val_rows = plan.train_rows, plan.val_rows
-    test_rows, eval_real_rows = plan.test_rows, plan.eval_real_rows
-    fit_index = plan.fitted
-    say(
-        f"{len(fit_index)} rows to fit ({', '.join(f'{k} {v}' for k, v in plan.counts.items())} "
-        f"in training): {len(train_rows)} training, {len(val_rows)} validation, "
-        f"{len(test_rows)} test; {len(eval_real_rows)} real rows for evaluation only"
-    )
-    if plan.parent is not None:
-        ft = plan.fine_tuning
-        say(
-            f"fine-tuning {ft['parent_model_id']}: {ft['n_new_train']} new rows and "
-            f"{ft['n_replay_train']} replayed (ratio {ft['replay_ratio']:g}) in training; "
-            f"{ft['n_new_held_out']} new rows held out for evaluation"
-        )
-    x_train = rows.X[train_rows]
-    y_train = _class_index(rows.labels[train_rows], class_codes)
-    y_val = _class_index(rows.labels[val_rows], class_codes)
-    if config.smote:
-        x_train, y_train = smote_balance(x_train, y_train, seed=config.seed)
-        say(f"SMOTE: {len(train_rows)} -> {len(x_train)} training rows")
-    kwargs = plan.kwargs
+    data, plan = _load_and_plan(datasets, config, init, replay)
+    _say_plan(plan, say)
+    x_train, y_train = _training_set(data.rows, plan, config, say)
     fit = fit_network(
         config.model,
-        kwargs,
+        plan.kwargs,
         x_train,
         y_train,
-        rows.X[val_rows],
-        y_val,
+        data.rows.X[plan.val_rows],
+        plan.class_index(data.rows, plan.val_rows),
         config=config,
         progress=progress,
         on_epoch=on_epoch,
@@ -936,56 +1044,137 @@ def train(
         f"trained {config.model} for {len(fit.history)} epochs (best {fit.best_epoch}) "
         f"in {fit.seconds:.1f} s on {fit.device}"
     )
-    network = fit.network
-    card: dict[str, Any] = {
-        "format": CARD_FORMAT,
-        "format_version": CARD_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "architecture": {
-            "name": config.model,
-            "kwargs": kwargs,
-            "n_parameters": count_parameters(network),
-            "flops_per_spectrum": flops_per_spectrum(network, kwargs["input_n"]),
-            "embedding_dim": network.embedding_dim,
-        },
-        "classes": list(classes),
-        "class_codes": class_codes,
-        "grid": {
-            "start_aa": data.config.grid_start_aa,
-            "stop_aa": data.config.grid_stop_aa,
-            "n": data.config.grid_n,
-            "medium": "vacuum",
-        },
-        "preprocessing": data.config.to_dict(),
-        "temperature": 1.0,
-    }
-    model = TrainedModel(network=network, card=card, device=fit.device)
-    val_logits, _ = model.predict_logits_and_features(rows.X[val_rows])
-    if config.calibrate:
-        card["temperature"] = fit_temperature(val_logits, y_val)
-    metrics = _evaluate_splits(model, rows, class_codes, val_rows, test_rows, eval_real_rows)
-    if plan.parent is not None:
-        plan.parent.network.to(fit.device)
-        plan.parent.device = fit.device
-        metrics["parent"] = _evaluate_splits(
-            plan.parent, rows, class_codes, val_rows, test_rows, eval_real_rows
-        )
-    train_features = model.embed(rows.X[train_rows])
-    novelty = NoveltyModel.fit(
-        train_features,
-        _class_index(rows.labels[train_rows], class_codes),
-        quantile=config.novelty_quantile,
-        calibration=model.embed(rows.X[val_rows]),
+    model = TrainedModel(
+        network=fit.network, card=_new_card(config, plan, fit, data.config), device=fit.device
     )
-    metrics["novelty"] = _novelty_metrics(
-        model, novelty, rows, train_features, test_rows, eval_real_rows
-    )
-    metrics["temperature"] = card["temperature"]
+    metrics, novelty = _calibrate_and_score(model, data.rows, plan, config)
     say(
-        f"temperature {card['temperature']:.3f}; novelty threshold {novelty.threshold:.2f} "
+        f"temperature {model.card.temperature:.3f}; novelty threshold {novelty.threshold:.2f} "
         f"(quantile {novelty.quantile})"
     )
-    card["training"] = {
+    card = _complete_card(
+        model.card, config, plan, fit, data, metrics, novelty, len(x_train), card_extra
+    )
+    metrics = _write_model_dir(out_dir, _ModelFiles(fit, card, novelty, metrics, data, plan))
+    model = load_model(out_dir, device=fit.device)
+    say(f"wrote {out_dir} (model {model.model_id})")
+    return TrainResult(model_dir=out_dir, model=model, metrics=metrics, history=fit.history)
+
+
+def _load_and_plan(
+    datasets: Sequence[str | Path],
+    config: TrainConfig,
+    init: str | Path | None,
+    replay: Sequence[str | Path] | None,
+) -> tuple[LabelledRows, _Plan]:
+    """Read the data and plan the run: from scratch, or fine-tuning ``init`` with a replay."""
+    if init is None:
+        data = combine_datasets([read_dataset_any(p) for p in datasets])
+        return data, _scratch_plan(data, config)
+    parent = load_model(resolve_model(init), device="cpu")
+    for path in datasets[:1]:  # the parent's grid before reading any replay data
+        _check_parent(parent, config, path)
+    data, n_new = _read_finetune_data(datasets, parent, replay, config)
+    _check_parent(parent, config, data.config)
+    return data, _finetune_plan(data, n_new, parent, config)
+
+
+def _say_plan(plan: _Plan, say: Callable[[str], None]) -> None:
+    """The rows each split got (and, fine-tuning, the mix of new and replayed rows)."""
+    say(
+        f"{len(plan.fitted)} rows to fit ({', '.join(f'{k} {v}' for k, v in plan.counts.items())} "
+        f"in training): {len(plan.train_rows)} training, {len(plan.val_rows)} validation, "
+        f"{len(plan.test_rows)} test; {len(plan.eval_real_rows)} real rows for evaluation only"
+    )
+    if plan.parent is not None:
+        ft = plan.fine_tuning
+        say(
+            f"fine-tuning {ft['parent_model_id']}: {ft['n_new_train']} new rows and "
+            f"{ft['n_replay_train']} replayed (ratio {ft['replay_ratio']:g}) in training; "
+            f"{ft['n_new_held_out']} new rows held out for evaluation"
+        )
+
+
+def _training_set(
+    rows: Rows, plan: _Plan, config: TrainConfig, say: Callable[[str], None]
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The training split's spectra and class indices, balanced by SMOTE when asked."""
+    x_train = rows.X[plan.train_rows]
+    y_train = plan.class_index(rows, plan.train_rows)
+    if config.smote:
+        x_train, y_train = smote_balance(x_train, y_train, seed=config.seed)
+        say(f"SMOTE: {len(plan.train_rows)} -> {len(x_train)} training rows")
+    return x_train, y_train
+
+
+def _new_card(
+    config: TrainConfig, plan: _Plan, fit: FitResult, preprocessing: PreprocessConfig
+) -> ModelCard:
+    """The card of a fitted network before calibration: network, classes, grid, preprocessing."""
+    network = fit.network
+    return ModelCard(
+        format=CARD_FORMAT,
+        format_version=CARD_VERSION,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        architecture=Architecture(
+            name=config.model,
+            kwargs=plan.kwargs,
+            n_parameters=count_parameters(network),
+            flops_per_spectrum=flops_per_spectrum(network, plan.kwargs["input_n"]),
+            embedding_dim=network.embedding_dim,
+        ),
+        classes=list(plan.classes),
+        class_codes=plan.class_codes,
+        grid={
+            "start_aa": preprocessing.grid_start_aa,
+            "stop_aa": preprocessing.grid_stop_aa,
+            "n": preprocessing.grid_n,
+            "medium": "vacuum",
+        },
+        preprocessing=preprocessing.to_dict(),
+        temperature=1.0,
+    )
+
+
+def _calibrate_and_score(
+    model: TrainedModel, rows: Rows, plan: _Plan, config: TrainConfig
+) -> tuple[dict[str, Any], NoveltyModel]:
+    """Fit the temperature, score every split (the parent's too), fit the novelty model."""
+    val_logits, _ = model.predict_logits_and_features(rows.X[plan.val_rows])
+    if config.calibrate:
+        model.card.temperature = fit_temperature(val_logits, plan.class_index(rows, plan.val_rows))
+    metrics = _evaluate_splits(model, rows, plan)
+    if plan.parent is not None:
+        plan.parent.network.to(model.device)
+        plan.parent.device = model.device
+        metrics["parent"] = _evaluate_splits(plan.parent, rows, plan)
+    train_features = model.embed(rows.X[plan.train_rows])
+    novelty = NoveltyModel.fit(
+        train_features,
+        plan.class_index(rows, plan.train_rows),
+        quantile=config.novelty_quantile,
+        calibration=model.embed(rows.X[plan.val_rows]),
+    )
+    metrics["novelty"] = _novelty_metrics(
+        model, novelty, rows, train_features, plan.test_rows, plan.eval_real_rows
+    )
+    metrics["temperature"] = model.card.temperature
+    return metrics, novelty
+
+
+def _complete_card(
+    card: ModelCard,
+    config: TrainConfig,
+    plan: _Plan,
+    fit: FitResult,
+    data: LabelledRows,
+    metrics: dict[str, Any],
+    novelty: NoveltyModel,
+    n_train_after_smote: int,
+    card_extra: dict[str, Any] | None,
+) -> ModelCard:
+    """The card as written: how it was trained, on which rows, its parent, novelty, metrics."""
+    card.training = {
         **{k: v for k, v in asdict(config).items() if k not in ("device",)},
         "device": str(fit.device),
         "real_rows": plan.real_rows,
@@ -997,48 +1186,10 @@ def train(
         "early_stopping": "validation loss",
     }
     if plan.parent is not None:
-        card["parent"] = {
-            **plan.fine_tuning,
-            "compared": {
-                key: {
-                    "parent_accuracy": metrics["parent"][key]["accuracy"],
-                    "accuracy": metrics[key]["accuracy"],
-                    "n": metrics[key]["n"],
-                    "parent_f1": {
-                        c: v["f1"] for c, v in metrics["parent"][key]["per_class"].items()
-                    },
-                    "f1": {c: v["f1"] for c, v in metrics[key]["per_class"].items()},
-                }
-                for key in ("test", "real")
-            },
-        }
-    card["split"] = {
-        "seed": config.seed,
-        "test_fraction": config.test_fraction,
-        "val_fraction": config.val_fraction,
-        "stratified": plan.parent is None,
-        "n_train": len(train_rows),
-        "n_train_after_smote": len(x_train),
-        "n_val": len(val_rows),
-        "n_test": len(test_rows),
-        "n_real_evaluation": len(eval_real_rows),
-        "class_counts": plan.counts,
-    }
-    used = np.concatenate([fit_index, eval_real_rows])
-    card["datasets"] = [
-        {
-            "path": str(Path(p).resolve()),
-            "n_rows": int((data.source == i).sum()),
-            "ids_sha256": _ids_digest(rows.ids[data.source == i], rows.labels[data.source == i]),
-        }
-        for i, p in enumerate(data.paths)
-    ]
-    card["data_sha256"] = _sha256(
-        "\n".join(map(str, rows.ids[used])).encode(),
-        rows.labels[used].tobytes(),
-        np.ascontiguousarray(rows.X[used]).tobytes(),
-    )
-    card["novelty"] = {
+        card.parent = {**plan.fine_tuning, "compared": _compared(metrics)}
+    card.split = _split_section(config, plan, n_train_after_smote)
+    card.datasets, card.data_sha256 = _data_sections(data, plan)
+    card.novelty = {
         "file": NOVELTY,
         "method": "mahalanobis-shared-covariance",
         "space": "penultimate features",
@@ -1046,54 +1197,122 @@ def train(
         "quantile": novelty.quantile,
         "sha256": novelty.digest,
     }
-    card["versions"] = _versions()
-    card.update(card_extra or {})
-    card["metrics"] = {
+    card.versions = _versions()
+    card = ModelCard.from_json({**card.to_json(), **(card_extra or {})})
+    card.metrics = {
         key: {k: metrics[key][k] for k in ("n", "accuracy", "ece")}
         for key in ("validation", "test", "real")
     }
+    return card
+
+
+def _compared(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Parent and child side by side on the test split and the held-out real rows."""
+    return {
+        key: {
+            "parent_accuracy": metrics["parent"][key]["accuracy"],
+            "accuracy": metrics[key]["accuracy"],
+            "n": metrics[key]["n"],
+            "parent_f1": {c: v["f1"] for c, v in metrics["parent"][key]["per_class"].items()},
+            "f1": {c: v["f1"] for c, v in metrics[key]["per_class"].items()},
+        }
+        for key in ("test", "real")
+    }
+
+
+def _split_section(config: TrainConfig, plan: _Plan, n_train_after_smote: int) -> dict[str, Any]:
+    """The card's ``split``: seed, shares and the rows in each part."""
+    return {
+        "seed": config.seed,
+        "test_fraction": config.test_fraction,
+        "val_fraction": config.val_fraction,
+        "stratified": plan.parent is None,
+        "n_train": len(plan.train_rows),
+        "n_train_after_smote": n_train_after_smote,
+        "n_val": len(plan.val_rows),
+        "n_test": len(plan.test_rows),
+        "n_real_evaluation": len(plan.eval_real_rows),
+        "class_counts": plan.counts,
+    }
+
+
+def _data_sections(data: LabelledRows, plan: _Plan) -> tuple[list[dict[str, Any]], str]:
+    """The card's ``datasets`` (path, rows, ids digest) and ``data_sha256`` of the rows used."""
+    rows = data.rows
+    used = np.concatenate([plan.fitted, plan.eval_real_rows])
+    datasets = [
+        {
+            "path": str(Path(p).resolve()),
+            "n_rows": int((data.source == i).sum()),
+            "ids_sha256": _ids_digest(rows.ids[data.source == i], rows.labels[data.source == i]),
+        }
+        for i, p in enumerate(data.paths)
+    ]
+    digest = _sha256(
+        "\n".join(map(str, rows.ids[used])).encode(),
+        rows.labels[used].tobytes(),
+        np.ascontiguousarray(rows.X[used]).tobytes(),
+    )
+    return datasets, digest
+
+
+@dataclass
+class _ModelFiles:
+    """Everything a model directory is written from."""
+
+    fit: FitResult
+    card: ModelCard
+    novelty: NoveltyModel
+    metrics: dict[str, Any]
+    data: LabelledRows
+    plan: _Plan
+
+
+def _write_model_dir(out_dir: Path, files: _ModelFiles) -> dict[str, Any]:
+    """Write the model directory beside ``out_dir`` and move it in place; the metrics written."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        torch.save({k: v.cpu() for k, v in network.state_dict().items()}, tmp / WEIGHTS)
-        (tmp / CARD).write_text(json.dumps(json_safe(card), indent=2) + "\n", encoding="utf-8")
-        novelty.save(tmp / NOVELTY)
-        _write_history(tmp / "history.csv", fit.history)
-        _write_split(tmp / "split.csv", rows, data, train_rows, val_rows, test_rows, eval_real_rows)
-        plot_curves(fit.history, tmp / "curves.png")
-        panels = [("test split", metrics["test"])]
-        if metrics["real"]["n"]:
-            panels.append(("real spectra (not fitted)", metrics["real"]))
-        plot_confusions(panels, tmp / "confusion.png")
-        saved = TrainedModel(network=network, card=json.loads((tmp / CARD).read_text()))
-        metrics = {"model_id": saved.model_id, "classes": list(classes), **metrics}
-        (tmp / "metrics.json").write_text(
-            json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8"
-        )
-        _publish(tmp, out_dir)
+        metrics = _write_model_files(tmp, files)
+        publish_model_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    model = load_model(out_dir, device=fit.device)
-    say(f"wrote {out_dir} (model {model.model_id})")
-    return TrainResult(model_dir=out_dir, model=model, metrics=metrics, history=fit.history)
+    return metrics
 
 
-def _evaluate_splits(
-    model: TrainedModel,
-    rows: Rows,
-    class_codes: list[int],
-    val_rows: NDArray[np.int64],
-    test_rows: NDArray[np.int64],
-    real_rows: NDArray[np.int64],
-) -> dict[str, Any]:
+def _write_model_files(folder: Path, files: _ModelFiles) -> dict[str, Any]:
+    """Weights, card, novelty model, history, split, figures and metrics into ``folder``."""
+    network, metrics, plan = files.fit.network, files.metrics, files.plan
+    torch.save({k: v.cpu() for k, v in network.state_dict().items()}, folder / WEIGHTS)
+    card_text = json.dumps(json_safe(files.card.to_json()), indent=2) + "\n"
+    (folder / CARD).write_text(card_text, encoding="utf-8")
+    files.novelty.save(folder / NOVELTY)
+    _write_history(folder / "history.csv", files.fit.history)
+    _write_split(folder / "split.csv", files.data, plan)
+    plot_curves(files.fit.history, folder / "curves.png")
+    panels = [("test split", metrics["test"])]
+    if metrics["real"]["n"]:
+        panels.append(("real spectra (not fitted)", metrics["real"]))
+    plot_confusions(panels, folder / "confusion.png")
+    saved = TrainedModel(network=network, card=ModelCard.from_json(json.loads(card_text)))
+    metrics = {"model_id": saved.model_id, "classes": list(plan.classes), **metrics}
+    (folder / "metrics.json").write_text(
+        json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8"
+    )
+    return metrics
+
+
+def _evaluate_splits(model: TrainedModel, rows: Rows, plan: _Plan) -> dict[str, Any]:
+    """Calibrated metrics of ``model`` on the validation, test and real rows (and uncalibrated)."""
     metrics: dict[str, Any] = {}
     uncalibrated: dict[str, Any] = {}
-    for key, index in (("validation", val_rows), ("test", test_rows), ("real", real_rows)):
+    splits = (("validation", plan.val_rows), ("test", plan.test_rows))
+    for key, index in (*splits, ("real", plan.eval_real_rows)):
         logits = model.predict_logits(rows.X[index])
-        y = _class_index(rows.labels[index], class_codes)
+        y = plan.class_index(rows, index)
         metrics[key] = classification_metrics(model.proba_from_logits(logits), y, model.classes)
         raw = classification_metrics(softmax(logits), y, model.classes)
         uncalibrated[key] = {"ece": raw["ece"], "log_loss": raw["log_loss"]}
@@ -1105,7 +1324,7 @@ def _evaluate_splits(
                 )
                 for a in sorted(set(archives))
             }
-    metrics["test_origin"] = sorted(set(rows.meta["origin"][test_rows]))
+    metrics["test_origin"] = sorted(set(rows.meta["origin"][plan.test_rows]))
     metrics["uncalibrated"] = uncalibrated
     return metrics
 
@@ -1118,7 +1337,7 @@ def _novelty_metrics(
     test_rows: NDArray[np.int64],
     real_rows: NDArray[np.int64],
 ) -> dict[str, Any]:
-    fractions = {"train": float(novelty.is_novel(train_features).mean())}
+    fractions: dict[str, float | None] = {"train": float(novelty.is_novel(train_features).mean())}
     for key, index in (("test", test_rows), ("real", real_rows)):
         fractions[key] = (
             float(novelty.is_novel(model.embed(rows.X[index])).mean()) if len(index) else None
@@ -1139,24 +1358,17 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
             writer.writerow({k: record[k] for k in names})
 
 
-def _write_split(
-    path: Path,
-    rows: Rows,
-    data: LabelledRows,
-    train_rows: NDArray[np.int64],
-    val_rows: NDArray[np.int64],
-    test_rows: NDArray[np.int64],
-    real_rows: NDArray[np.int64],
-) -> None:
+def _write_split(path: Path, data: LabelledRows, plan: _Plan) -> None:
     """``id,dataset,role,label`` for every row the run used (role train/val/test/real)."""
+    rows = data.rows
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "dataset", "role", "label"])
         for role, index in (
-            ("train", train_rows),
-            ("val", val_rows),
-            ("test", test_rows),
-            ("real", real_rows),
+            ("train", plan.train_rows),
+            ("val", plan.val_rows),
+            ("test", plan.test_rows),
+            ("real", plan.eval_real_rows),
         ):
             for i in index:
                 dataset = Path(data.paths[data.source[i]]).name

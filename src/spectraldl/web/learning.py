@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from spectraldl.io.dataset import Rows, append_rows, create_dataset
 from spectraldl.io.labels import CLASSES, label_code
 from spectraldl.ml.modelcard import TrainedModel, load_model
 from spectraldl.ml.pretrained import resolve_model
-from spectraldl.ml.training import TrainConfig, TrainingError, TrainResult, _publish, train
+from spectraldl.ml.training import (
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+    publish_model_dir,
+    train,
+)
 from spectraldl.web import store
 from spectraldl.web.db import DatabaseError, open_database, resolve_url
 from spectraldl.web.importing import score_with_model
@@ -69,6 +76,99 @@ class LabelledSpectra:
         return {k: dict(v) for k, v in out.items()}
 
 
+def _consensus_labels(session: Any, skipped: Counter[str]) -> dict[int, tuple[str, str]]:
+    """Spectrum id -> (consensus label, ``label``) for every spectrum people labelled."""
+    chosen: dict[int, tuple[str, str]] = {}
+    for spectrum_id, votes in store.labels_by_spectrum(session).items():
+        label = store.consensus(votes.values())
+        if label is None:
+            skipped["tied labels"] += 1
+            continue
+        chosen[spectrum_id] = (label, "label")
+    return chosen
+
+
+def _add_verdicts(session: Any, chosen: dict[int, tuple[str, str]], skipped: Counter[str]) -> int:
+    """Add the consensus verdicts of spectra not labelled; how many a label overruled."""
+    conflicts = 0
+    for catalogue_id in session.scalars(select(Catalogue.id).order_by(Catalogue.id)):
+        given = store.verdicts_by_prediction(session, catalogue_id=catalogue_id)
+        if not given:
+            continue
+        predictions = session.execute(
+            select(Prediction.id, Prediction.spectrum_id, Prediction.predicted_class).where(
+                Prediction.id.in_(list(given))
+            )
+        )
+        for prediction_id, spectrum_id, predicted in predictions:
+            verdict = store.consensus(given[prediction_id].values())
+            if verdict is None:
+                skipped["tied verdicts"] += 1
+                continue
+            if spectrum_id is None:
+                skipped["verdict without spectrum"] += 1
+                continue
+            label = predicted if verdict == "confirm" else VERDICT_CLASS[verdict]
+            if spectrum_id in chosen:
+                conflicts += chosen[spectrum_id][0] != label
+                continue
+            chosen[spectrum_id] = (label, "verdict")
+    return conflicts
+
+
+def _stored_rows(
+    session: Any,
+    chosen: dict[int, tuple[str, str]],
+    model: TrainedModel,
+    skipped: Counter[str],
+) -> tuple[Rows, list[str]]:
+    """The chosen spectra of the model's classes stored on its grid, as rows; each one's source."""
+    grid = model.config
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("x", "id", "code", "archive", "origin", "snr", "object")
+    }
+    sources = []
+    for row in session.scalars(
+        select(SpectrumRow).where(SpectrumRow.id.in_(list(chosen))).order_by(SpectrumRow.id)
+    ):
+        label, origin = chosen[row.id]
+        if label not in model.classes:
+            skipped[f"class {label}"] += 1
+            continue
+        x = row.vector()
+        on_grid = len(x) == grid.grid_n and np.allclose(
+            (row.grid_start_aa, row.grid_stop_aa), (grid.grid_start_aa, grid.grid_stop_aa)
+        )
+        if not on_grid:
+            skipped["grid"] += 1
+            continue
+        for key, value in (
+            ("x", x),
+            ("id", row.ident),
+            ("code", label_code(label)),
+            ("archive", row.archive),
+            ("origin", row.origin or "real"),
+            ("snr", np.nan if row.snr is None else row.snr),
+            ("object", row.object),
+        ):
+            columns[key].append(value)
+        sources.append(origin)
+    n = len(sources)
+    rows = Rows(
+        X=np.array(columns["x"], np.float32).reshape(n, grid.grid_n),
+        ids=np.array(columns["id"], dtype=object),
+        labels=np.array(columns["code"], np.int8),
+        quality=np.zeros(n, np.int32),
+        meta={
+            "origin": np.array(columns["origin"], dtype=object),
+            "archive": np.array(columns["archive"], dtype=object),
+            "snr": np.array(columns["snr"], np.float32),
+            "object": np.array(columns["object"], dtype=object),
+        },
+    )
+    return rows, sources
+
+
 def collect_labels(db: Any, model: TrainedModel) -> LabelledSpectra:
     """The consensus labels and vetted verdicts of the database ``db``, for ``model``.
 
@@ -77,75 +177,11 @@ def collect_labels(db: Any, model: TrainedModel) -> LabelledSpectra:
     (``skipped['class <name>']``) and verdicts on candidates whose spectrum is
     not stored (``skipped['verdict without spectrum']``).
     """
-    chosen: dict[int, tuple[str, str]] = {}
     skipped: Counter[str] = Counter()
     with db.session() as session:
-        for spectrum_id, votes in store.labels_by_spectrum(session).items():
-            label = store.consensus(votes.values())
-            if label is None:
-                skipped["tied labels"] += 1
-                continue
-            chosen[spectrum_id] = (label, "label")
-        conflicts = 0
-        for catalogue_id in session.scalars(select(Catalogue.id).order_by(Catalogue.id)):
-            given = store.verdicts_by_prediction(session, catalogue_id=catalogue_id)
-            if not given:
-                continue
-            predictions = session.execute(
-                select(Prediction.id, Prediction.spectrum_id, Prediction.predicted_class).where(
-                    Prediction.id.in_(list(given))
-                )
-            )
-            for prediction_id, spectrum_id, predicted in predictions:
-                verdict = store.consensus(given[prediction_id].values())
-                if verdict is None:
-                    skipped["tied verdicts"] += 1
-                    continue
-                if spectrum_id is None:
-                    skipped["verdict without spectrum"] += 1
-                    continue
-                label = predicted if verdict == "confirm" else VERDICT_CLASS[verdict]
-                if spectrum_id in chosen:
-                    conflicts += chosen[spectrum_id][0] != label
-                    continue
-                chosen[spectrum_id] = (label, "verdict")
-        grid = model.config
-        xs, ids, codes, sources, archives, origins, snrs, objects = [], [], [], [], [], [], [], []
-        for row in session.scalars(
-            select(SpectrumRow).where(SpectrumRow.id.in_(list(chosen))).order_by(SpectrumRow.id)
-        ):
-            label, origin = chosen[row.id]
-            if label not in model.classes:
-                skipped[f"class {label}"] += 1
-                continue
-            x = row.vector()
-            on_grid = len(x) == grid.grid_n and np.allclose(
-                (row.grid_start_aa, row.grid_stop_aa), (grid.grid_start_aa, grid.grid_stop_aa)
-            )
-            if not on_grid:
-                skipped["grid"] += 1
-                continue
-            xs.append(x)
-            ids.append(row.ident)
-            codes.append(label_code(label))
-            sources.append(origin)
-            archives.append(row.archive)
-            origins.append(row.origin or "real")
-            snrs.append(np.nan if row.snr is None else row.snr)
-            objects.append(row.object)
-    n = len(ids)
-    rows = Rows(
-        X=np.array(xs, np.float32).reshape(n, grid.grid_n),
-        ids=np.array(ids, dtype=object),
-        labels=np.array(codes, np.int8),
-        quality=np.zeros(n, np.int32),
-        meta={
-            "origin": np.array(origins, dtype=object),
-            "archive": np.array(archives, dtype=object),
-            "snr": np.array(snrs, np.float32),
-            "object": np.array(objects, dtype=object),
-        },
-    )
+        chosen = _consensus_labels(session, skipped)
+        conflicts = _add_verdicts(session, chosen, skipped)
+        rows, sources = _stored_rows(session, chosen, model, skipped)
     return LabelledSpectra(rows=rows, source=sources, skipped=skipped, conflicts=conflicts)
 
 
@@ -164,9 +200,8 @@ class LearnResult:
     """Stored spectra the new model scored into the database (its "most uncertain first" queue)."""
 
 
-def _comparison(card: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Parent vs child on the held-out real rows and the test split; why the child is worse."""
-    compared = card["parent"]["compared"]
+def _comparison(compared: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Parent vs child on held-out real and test rows (card's ``parent.compared``); why worse."""
     worse = []
     real, test = compared["real"], compared["test"]
     if real["n"] and real["accuracy"] < real["parent_accuracy"] - WORSE_TOLERANCE:
@@ -231,41 +266,13 @@ def learn(
     in_place = out_dir.exists() and out_dir.resolve() == parent_dir.resolve()
     if out_dir.exists() and any(out_dir.iterdir()) and not (in_place or overwrite):
         raise LearnError(f"{out_dir}: already exists (--overwrite replaces it)")
-    db = _open_existing(db_url)
-    try:
-        labelled = collect_labels(db, parent)
-    finally:
-        db.dispose()
-    counts = labelled.counts()
-    say(
-        f"{len(labelled.rows)} labelled spectra from the database: "
-        + "; ".join(f"{k}s {v}" for k, v in counts.items())
-        + (f"; left out: {dict(labelled.skipped)}" if labelled.skipped else "")
-        + (f"; {labelled.conflicts} verdicts overruled by labels" if labelled.conflicts else "")
+    labelled = _read_labelled(db_url, parent, say)
+    labels_path = _write_labels(
+        out_dir.with_name(out_dir.name + ".labels.h5"), parent, labelled, db_url
     )
-    if len(labelled.rows) < 2:
-        raise LearnError(
-            f"{len(labelled.rows)} usable labelled spectra in the database: label more "
-            "(at least two of a class, so that one stays out for evaluation)"
-        )
-    labels_path = out_dir.with_name(out_dir.name + ".labels.h5")
-    labels_path.unlink(missing_ok=True)
-    labels_path.parent.mkdir(parents=True, exist_ok=True)
-    create_dataset(labels_path, config=parent.config, attrs={"exported_from": _safe_url(db_url)})
-    append_rows(labels_path, labelled.rows)
     config = config or TrainConfig(epochs=20, patience=4, learning_rate=3e-4)
-    config = replace(config, model=parent.card["architecture"]["name"])
+    config = replace(config, model=parent.architecture.name)
     candidate = out_dir.with_name(f".{out_dir.name}.learn-{os.getpid()}")
-    extra = {
-        "learning": {
-            "database": _safe_url(db_url),
-            "labels_dataset": str(labels_path.resolve()),
-            "rows": counts,
-            "left_out": dict(labelled.skipped),
-            "verdicts_overruled_by_labels": labelled.conflicts,
-            "verdict_classes": {"confirm": "the predicted class", **VERDICT_CLASS},
-        }
-    }
     try:
         result = train(
             [labels_path],
@@ -275,16 +282,16 @@ def learn(
             log=say,
             init=parent_dir,
             replay=replay,
-            card_extra=extra,
+            card_extra={"learning": _learning_section(db_url, labels_path, labelled)},
         )
     except TrainingError as exc:
         shutil.rmtree(candidate, ignore_errors=True)
         raise LearnError(str(exc)) from None
-    comparison, worse = _comparison(result.card)
+    comparison, worse = _comparison((result.card.parent or {})["compared"])
     keep = force or not worse
     scored = 0
     if keep:
-        _publish(candidate, out_dir)
+        publish_model_dir(candidate, out_dir)
         result.model_dir = out_dir
         result.model.path = str(out_dir)
         scored = _rescore(db_url, out_dir)
@@ -301,6 +308,50 @@ def learn(
         out_dir=out_dir,
         labels_path=labels_path,
     )
+
+
+def _read_labelled(
+    db_url: str, parent: TrainedModel, say: Callable[[str], None]
+) -> LabelledSpectra:
+    """The database's labelled spectra for ``parent``; `LearnError` when fewer than two."""
+    db = _open_existing(db_url)
+    try:
+        labelled = collect_labels(db, parent)
+    finally:
+        db.dispose()
+    say(
+        f"{len(labelled.rows)} labelled spectra from the database: "
+        + "; ".join(f"{k}s {v}" for k, v in labelled.counts().items())
+        + (f"; left out: {dict(labelled.skipped)}" if labelled.skipped else "")
+        + (f"; {labelled.conflicts} verdicts overruled by labels" if labelled.conflicts else "")
+    )
+    if len(labelled.rows) < 2:
+        raise LearnError(
+            f"{len(labelled.rows)} usable labelled spectra in the database: label more "
+            "(at least two of a class, so that one stays out for evaluation)"
+        )
+    return labelled
+
+
+def _write_labels(path: Path, parent: TrainedModel, labelled: LabelledSpectra, db_url: str) -> Path:
+    """The labelled spectra as a dataset at ``path`` (replaced), preprocessed as the parent's."""
+    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_dataset(path, config=parent.config, attrs={"exported_from": _safe_url(db_url)})
+    append_rows(path, labelled.rows)
+    return path
+
+
+def _learning_section(db_url: str, labels_path: Path, labelled: LabelledSpectra) -> dict[str, Any]:
+    """The card's ``learning``: where the labels came from and what was left out."""
+    return {
+        "database": _safe_url(db_url),
+        "labels_dataset": str(labels_path.resolve()),
+        "rows": labelled.counts(),
+        "left_out": dict(labelled.skipped),
+        "verdicts_overruled_by_labels": labelled.conflicts,
+        "verdict_classes": {"confirm": "the predicted class", **VERDICT_CLASS},
+    }
 
 
 def _open_existing(db_url: str) -> Any:
