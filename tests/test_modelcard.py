@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from spectraldl.cli import main
 from spectraldl.io.bundled import bundled_files
-from spectraldl.ml.modelcard import ModelDirError, load_model
+from spectraldl.ml.modelcard import ModelCard, ModelDirError, load_model
 from spectraldl.ml.novelty import NoveltyModel
 
 
@@ -125,3 +125,16 @@ def test_classify_says_it_in_one_line_before_reading_any_input(
     assert len(lines) == 1 and message in lines[0], result.output
     assert "no-such-source" not in result.output and "Traceback" not in result.output
     assert not out.exists() and not list(tmp_path.glob("pred.parquet*"))
+
+
+def test_a_shipped_card_round_trips_through_model_card() -> None:
+    path = Path(__file__).parents[1] / "src/spectraldl/data/models/cnn/card.json"
+    text = path.read_text(encoding="utf-8")
+    card = ModelCard.from_json(json.loads(text))
+    assert card.architecture is not None and card.architecture.name == "cnn"
+    assert card.classes == ["emission", "absorption", "double-peak", "noise"]
+    assert card.to_json() == json.loads(text)
+    assert json.dumps(card.to_json(), indent=2) + "\n" == text
+    extra = ModelCard.from_json({**json.loads(text), "learning": {"rows": {}}})
+    assert extra.extra == {"learning": {"rows": {}}}
+    assert list(extra.to_json())[-2:] == ["learning", "metrics"]

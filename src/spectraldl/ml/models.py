@@ -207,7 +207,22 @@ ARCHITECTURES: dict[str, Callable[..., SpectrumNet]] = {
 def build_model(name: str, **kwargs: Any) -> SpectrumNet:
     """Build the network ``name`` (a key of `ARCHITECTURES`) with keyword arguments.
 
-    Raises `ValueError` naming the known networks for an unknown name.
+    Parameters
+    ----------
+    name
+        ``cnn``, ``fnn`` or ``cnn-small``.
+    **kwargs
+        The network's arguments (``n_classes``, ``input_n``, ...).
+
+    Returns
+    -------
+    SpectrumNet
+        The untrained network.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message names the known networks).
     """
     try:
         constructor = ARCHITECTURES[name]
@@ -218,12 +233,39 @@ def build_model(name: str, **kwargs: Any) -> SpectrumNet:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Parameters
+    ----------
+    model
+        Any PyTorch module.
+
+    Returns
+    -------
+    int
+        Elements of the parameters that require gradients.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def flops_per_spectrum(model: SpectrumNet, input_n: int = 140) -> int:
-    """Floating-point operations (2 per multiply-add) of one forward pass of one spectrum."""
+    """Floating-point operations (2 per multiply-add) of one forward pass of one spectrum.
+
+    Counts the convolutions and linear layers (activations, pooling and
+    normalisation are left out).
+
+    Parameters
+    ----------
+    model
+        The network; run once on zeros in eval mode, its mode restored after.
+    input_n
+        Points on the grid of the input spectrum.
+
+    Returns
+    -------
+    int
+        Operations per spectrum.
+    """
     total = 0
     hooks = []
 

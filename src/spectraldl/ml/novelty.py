@@ -75,6 +75,28 @@ class NoveltyModel:
         of the training features themselves; held-out spectra score a little
         higher than the ones the model was fitted on, so calibrating on them
         makes the novel fraction of new ordinary spectra about ``1 - quantile``.
+
+        Parameters
+        ----------
+        features
+            Penultimate-layer features of the training spectra, (n, d).
+        labels
+            Their classes, (n,).
+        quantile
+            Quantile of the calibration scores taken as the threshold, in (0, 1).
+        calibration
+            Features of held-out spectra, (m, d), to set the threshold with.
+
+        Returns
+        -------
+        NoveltyModel
+            Class means, whitening of the shared covariance, and the threshold.
+
+        Raises
+        ------
+        NoveltyError
+            Shapes that do not match, a quantile outside (0, 1), fewer than two
+            features per class, or no calibration features.
         """
         from sklearn.covariance import LedoitWolf
 
@@ -124,7 +146,19 @@ class NoveltyModel:
         return sha.hexdigest()
 
     def check(self, source: str = "the novelty model") -> None:
-        """Raise `NoveltyError` unless the shapes fit together and the numbers are finite."""
+        """Raise `NoveltyError` unless the shapes fit together and the numbers are finite.
+
+        Parameters
+        ----------
+        source
+            What to name in the message (the file read, say).
+
+        Raises
+        ------
+        NoveltyError
+            Means, whitening and labels of mismatched shapes, non-finite
+            numbers, or a threshold or quantile out of range.
+        """
         k, d = self.means.shape if self.means.ndim == 2 else (0, 0)
         problems = []
         if self.means.ndim != 2 or k == 0 or d == 0:
@@ -141,7 +175,23 @@ class NoveltyModel:
             raise NoveltyError(f"{source}: a damaged novelty model ({'; '.join(problems)})")
 
     def distances(self, features: ArrayLike) -> NDArray[np.float64]:
-        """Mahalanobis distance of each row to each class mean, (n, k)."""
+        """Mahalanobis distance of each row to each class mean, (n, k).
+
+        Parameters
+        ----------
+        features
+            Penultimate-layer features, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            Distances (n, k), float64, classes in the order of `labels`.
+
+        Raises
+        ------
+        NoveltyError
+            ``features`` not of shape (n, d).
+        """
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise NoveltyError(f"features must be (n, {self.dim}), got {x.shape}")
@@ -151,15 +201,43 @@ class NoveltyModel:
         return np.sqrt(np.maximum(d2, 0.0))
 
     def score(self, features: ArrayLike) -> NDArray[np.float64]:
-        """Novelty score (n,): distance to the nearest class mean; larger is more novel."""
+        """Novelty score (n,): distance to the nearest class mean; larger is more novel.
+
+        Parameters
+        ----------
+        features
+            Penultimate-layer features, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            Scores (n,), float64.
+        """
         return self.distances(features).min(axis=1)
 
     def is_novel(self, features: ArrayLike) -> NDArray[np.bool_]:
-        """True where the score is above `threshold`."""
+        """True where the score is above `threshold`.
+
+        Parameters
+        ----------
+        features
+            Penultimate-layer features, (n, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            Booleans (n,).
+        """
         return self.score(features) > self.threshold
 
     def save(self, path: str | Path) -> None:
-        """Write the model to an ``.npz`` file (no pickles; readable with plain numpy)."""
+        """Write the model to an ``.npz`` file (no pickles; readable with plain numpy).
+
+        Parameters
+        ----------
+        path
+            The file to write; replaced only once the new one is complete.
+        """
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         labels = np.asarray(self.labels)
@@ -177,7 +255,23 @@ class NoveltyModel:
 
     @classmethod
     def load(cls, path: str | Path) -> NoveltyModel:
-        """Read a model written by `save`; a missing or foreign file is a `NoveltyError`."""
+        """Read a model written by `save`; a missing or foreign file is a `NoveltyError`.
+
+        Parameters
+        ----------
+        path
+            An ``.npz`` file written by `save`.
+
+        Returns
+        -------
+        NoveltyModel
+            The model, checked (`check`).
+
+        Raises
+        ------
+        NoveltyError
+            A missing, truncated, damaged or foreign file.
+        """
         path = Path(path)
         if not path.exists():
             raise NoveltyError(f"{path}: no such novelty file")
