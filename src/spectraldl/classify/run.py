@@ -401,28 +401,14 @@ def classify(
     except ValueError as exc:
         raise ClassifyError(str(exc)) from None
     backend = backend if backend is not None else SerialBackend()
-    if not isinstance(backend, DaskBackend):
-        resolved = select_device(device)  # a clear error for cuda without a GPU, before any work
-        precision_used = resolve_precision(precision, resolved)
-    else:
-        precision_used = precision
+    precision_used = _precision_here(precision, device, backend)
     model = _load(model_dir, "cpu")
     # Build a predictor once here: refuses a model without (or with a mismatched) novelty file.
     Predictor(model, precision="fp32", batch_size=batch_size)
     plan = plan_chunks(sources, chunk_files=chunk_files, chunk_rows=chunk_rows)
     for path in plan.datasets:
         model.check_compatible(dataset_info(path))
-    manifest = {
-        "format": "spectraldl-classify-run",
-        "model_id": model.model_id,
-        "classes": list(model.classes),
-        "preprocessing": model.config.to_dict(),
-        "sources": plan.digest,
-        "files": plan.files,
-        "dataset_rows": plan.dataset_rows,
-        "chunks": plan.chunks,
-        "precision": precision_used,
-    }
+    manifest = _manifest(model, plan, precision_used)
     errors_csv = errors_csv_path(out)
     settings = Settings(
         model_dir=os.path.abspath(model_dir),
@@ -457,6 +443,29 @@ def classify(
         flag_counts=flag_counts,
         timings=timings,
     )
+
+
+def _precision_here(precision: str, device: str, backend: Backend) -> str:
+    """The precision the run records: resolved for this machine's device, or as asked when
+    Dask workers choose (a clear error for CUDA without a GPU comes before any work)."""
+    if isinstance(backend, DaskBackend):
+        return precision
+    return resolve_precision(precision, select_device(device))
+
+
+def _manifest(model: TrainedModel, plan: Plan, precision: str) -> dict[str, Any]:
+    """What a resumed run must match: the model, its classes and preprocessing, the inputs."""
+    return {
+        "format": "spectraldl-classify-run",
+        "model_id": model.model_id,
+        "classes": list(model.classes),
+        "preprocessing": model.config.to_dict(),
+        "sources": plan.digest,
+        "files": plan.files,
+        "dataset_rows": plan.dataset_rows,
+        "chunks": plan.chunks,
+        "precision": precision,
+    }
 
 
 def _already_complete(out: Path, plan: Plan, errors_csv: Path, started: float) -> ClassifySummary:

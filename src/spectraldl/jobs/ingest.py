@@ -29,6 +29,7 @@ import numpy as np
 
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError, SpectrumError
+from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.dataset import (
     META_COLUMNS,
@@ -53,7 +54,14 @@ from spectraldl.jobs.files import (
     output_lock,
     write_errors_csv,
 )
-from spectraldl.prep.preprocess import PreprocessConfig, preprocess
+from spectraldl.prep.measure import (
+    MEASUREMENT_COLUMNS,
+    HalphaWindow,
+    LineMeasurement,
+    halpha_window,
+    measure_halpha_windows,
+)
+from spectraldl.prep.preprocess import PreprocessConfig, Preprocessed, preprocess
 
 CHUNK_FILES = 256
 """Files per shard: fixed, so a resumed run cuts the list the same way whatever --workers."""
@@ -102,6 +110,74 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return [Path(p) for p in walk(paths)]
 
 
+def _read(path: str | Path, config: PreprocessConfig) -> tuple[Spectrum, Preprocessed] | FileError:
+    """One file read and preprocessed, or why it cannot be."""
+    try:
+        spectrum = read_spectrum(path)
+        return spectrum, preprocess(spectrum, config)
+    except SpectrumError as exc:
+        return FileError(str(path), exc.reason)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a reader bug must not stop a release-sized run
+        return FileError(str(path), f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _window(spectrum: Spectrum) -> HalphaWindow | LineMeasurement:
+    """The H-alpha window to measure; a measuring bug must not lose the spectrum's prediction."""
+    try:
+        return halpha_window(spectrum)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        return LineMeasurement.unmeasurable(f"measuring failed: {type(exc).__name__}")
+
+
+def _meta_values(
+    spectrum: Spectrum, result: Preprocessed, path: str | Path, origin: str
+) -> dict[str, object]:
+    """A row's metadata columns (all but the line measurements)."""
+    m = spectrum.meta
+    return {
+        "archive": m.archive,
+        "form": m.form,
+        "object": m.object,
+        "ra": m.ra,
+        "dec": m.dec,
+        "mjd": m.mjd,
+        "date_obs": m.date_obs,
+        "snr": result.snr,
+        "source": str(path),
+        "obsid": m.obsid,
+        "designation": m.designation,
+        "origin": "synthetic" if m.extra.get("simulated") else origin,
+    }
+
+
+@dataclass
+class _Columns:
+    """The rows of a chunk as they are read, column by column."""
+
+    xs: list[np.ndarray] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
+    meta: dict[str, list] = field(default_factory=lambda: {name: [] for name in META_COLUMNS})
+
+    def rows(self, grid_n: int) -> Rows:
+        """The columns as `Rows` (an empty chunk has no rows on a ``grid_n`` grid)."""
+        return Rows(
+            X=np.stack(self.xs) if self.xs else np.zeros((0, grid_n), np.float32),
+            ids=np.array(self.ids, dtype=object),
+            labels=np.array(self.labels, dtype=np.int8),
+            quality=np.array(self.quality, dtype=np.int32),
+            meta={
+                k: np.array(v, dtype=object if META_COLUMNS[k] == "str" else META_COLUMNS[k])
+                for k, v in self.meta.items()
+            },
+        )
+
+
 def read_and_preprocess(
     paths: Sequence[str | Path],
     *,
@@ -117,76 +193,29 @@ def read_and_preprocess(
     whole chunk's windows at once: `spectraldl.prep.measure.measure_halpha_windows`)
     into the rows' measurement columns.
     """
-    from spectraldl.prep.measure import (
-        MEASUREMENT_COLUMNS,
-        HalphaWindow,
-        LineMeasurement,
-        halpha_window,
-        measure_halpha_windows,
-    )
-
-    xs: list[np.ndarray] = []
-    ids: list[str] = []
-    label_codes: list[int] = []
-    quality: list[int] = []
-    meta: dict[str, list] = {name: [] for name in META_COLUMNS}
+    columns = _Columns()
     errors: list[FileError] = []
     windows: list[HalphaWindow | LineMeasurement] = []
     for path in paths:
-        try:
-            spectrum = read_spectrum(path)
-            result = preprocess(spectrum, config)
-        except SpectrumError as exc:
-            errors.append(FileError(str(path), exc.reason))
+        read = _read(path, config)
+        if isinstance(read, FileError):
+            errors.append(read)
             continue
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # a reader bug must not stop a release-sized run
-            errors.append(FileError(str(path), f"unexpected {type(exc).__name__}: {exc}"))
-            continue
-        try:
-            windows.append(halpha_window(spectrum))
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # a measuring bug must not lose the spectrum's prediction
-            windows.append(LineMeasurement.unmeasurable(f"measuring failed: {type(exc).__name__}"))
-        m = spectrum.meta
-        xs.append(result.x)
-        ids.append(m.id)
-        code = labels.lookup(m.id, Path(path).name) if labels is not None else NO_LABEL
-        label_codes.append(code)
-        quality.append(int(result.quality))
-        values = {
-            "archive": m.archive,
-            "form": m.form,
-            "object": m.object,
-            "ra": m.ra,
-            "dec": m.dec,
-            "mjd": m.mjd,
-            "date_obs": m.date_obs,
-            "snr": result.snr,
-            "source": str(path),
-            "obsid": m.obsid,
-            "designation": m.designation,
-            "origin": "synthetic" if m.extra.get("simulated") else origin,
-        }
+        spectrum, result = read
+        windows.append(_window(spectrum))
+        columns.xs.append(result.x)
+        columns.ids.append(spectrum.meta.id)
+        code = labels.lookup(spectrum.meta.id, Path(path).name) if labels is not None else NO_LABEL
+        columns.labels.append(code)
+        columns.quality.append(int(result.quality))
+        values = _meta_values(spectrum, result, path, origin)
         for name in META_COLUMNS:
             if name not in MEASUREMENT_COLUMNS:
-                meta[name].append(values[name])
+                columns.meta[name].append(values[name])
     for line in measure_halpha_windows(windows):
         for name, value in line.as_dict().items():
-            meta[name].append(value)
-    rows = Rows(
-        X=np.stack(xs) if xs else np.zeros((0, config.grid_n), np.float32),
-        ids=np.array(ids, dtype=object),
-        labels=np.array(label_codes, dtype=np.int8),
-        quality=np.array(quality, dtype=np.int32),
-        meta={
-            k: np.array(v, dtype=object if META_COLUMNS[k] == "str" else META_COLUMNS[k])
-            for k, v in meta.items()
-        },
-    )
-    return rows, errors
+            columns.meta[name].append(value)
+    return columns.rows(config.grid_n), errors
 
 
 # --- shards -----------------------------------------------------------------------------
