@@ -20,7 +20,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -570,7 +570,7 @@ class _PredictionCounts:
         if "model_id" in block:
             self.models.update(block["model_id"].astype(str).unique())
 
-    def rows(self) -> list[tuple[str, ...]]:
+    def rows(self) -> Sequence[tuple[str, ...]]:
         """One row per class (the thesis' first), then all, beside the thesis' DR1 counts."""
         thesis_total = sum(THESIS_DR1_COUNTS.values())
         names = list(dict.fromkeys([*THESIS_DR1_COUNTS, *sorted(self.counts)]))
@@ -808,7 +808,9 @@ def _this_run_timings(run: Path, section: Section) -> None:
     """This run's own step times (run.json), kept apart from the shipped benchmarks."""
     path = run / "run.json"
     record = _read_json(path, section.problems) if path.exists() else None
-    steps = record.get("steps") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return
+    steps = record.get("steps")
     if not isinstance(steps, list) or not steps:
         return
     rows = [

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, defer
 
 from spectraldl.classify.predictor import Predictor, predictions_frame
@@ -38,6 +39,9 @@ from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.web.db import Database, begin_write
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, VetDecision, utcnow
 from spectraldl.web.store import CANDIDATE_CLASSES
+
+PREDICTIONS_TABLE = cast(Table, Prediction.__table__)
+"""The predictions table, for bulk inserts through SQLAlchemy Core (no ORM objects)."""
 
 BATCH = 64
 """Spectra per transaction: an interrupted import loses at most this many (they are redone)."""
@@ -147,6 +151,7 @@ def link_predictions(session: Session) -> int:
         .values(spectrum_id=match)
         .execution_options(synchronize_session=False)
     )
+    assert isinstance(result, CursorResult)  # an UPDATE answers with a cursor
     return int(result.rowcount or 0)
 
 
@@ -511,7 +516,7 @@ def _store_predictions(db: Database, catalogue_id: int, records: list[dict[str, 
             for r in records
         ]
         if rows:
-            session.execute(insert(Prediction.__table__), rows)
+            session.execute(insert(PREDICTIONS_TABLE), rows)
         session.commit()
 
 
@@ -590,7 +595,7 @@ def import_frame(
         created_by=created_by,
     )
     summary = ImportSummary()
-    n_rows, model_ids = 0, set()
+    n_rows, model_ids = 0, set[str]()
     try:
         if started:
             started(catalogue_id)
