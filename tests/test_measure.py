@@ -464,6 +464,7 @@ def test_evaluate_reports_the_physics_baseline_on_real_labelled_spectra(
     shown = CliRunner().invoke(main, ["evaluate", str(model_dir), str(dataset), "--rows", "real"])
     assert shown.exit_code == 0, shown.output
     assert "physics baseline" in shown.output and "baseline, real" in shown.output
+    assert "not selected by --rows real," in shown.output
 
 
 def test_physics_baseline_rule() -> None:

@@ -151,8 +151,15 @@ class _Panels:
         )
 
 
-MEASURED = ("halpha_ew_aa", "halpha_ew_err_aa", "halpha_fwhm_kms", "halpha_peak_sep_kms")
-MEASURED += ("halpha_vr", "profile_type", "halpha_flag")
+MEASURED: tuple[str, ...] = (
+    "halpha_ew_aa",
+    "halpha_ew_err_aa",
+    "halpha_fwhm_kms",
+    "halpha_peak_sep_kms",
+    "halpha_vr",
+    "profile_type",
+    "halpha_flag",
+)
 """The measurement columns a panel's caption shows (`spectraldl.prep.measure.LineMeasurement`)."""
 
 CONTINUUM_SPAN_AA = (CONTINUUM_BANDS_AA[0][0], CONTINUUM_BANDS_AA[1][1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _aligned(rows: list[tuple[str, ...]]) -> str:
+def _aligned(rows: Sequence[tuple[str, ...]]) -> str:
     """Rows as a plain-text table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -353,11 +354,11 @@ def evaluate_command(
                 ]
             )
         )
-        rows = [("class", "precision", "recall", "f1", "support")]
+        table = [("class", "precision", "recall", "f1", "support")]
         for name in classes:
             p = result["per_class"][name]
             predicted = sum(row[classes.index(name)] for row in matrix)
-            rows.append(
+            table.append(
                 (
                     name,
                     _fmt(p["precision"]) if predicted else "-",
@@ -366,7 +367,7 @@ def evaluate_command(
                     str(p["support"]),
                 )
             )
-        click.echo("\n" + _aligned(rows))
+        click.echo("\n" + _aligned(table))
     if result.get("novel_fraction") is not None:
         click.echo(f"\nnovel (above the novelty threshold): {result['novel_fraction']:.3f}")
     left = result["left_out"]

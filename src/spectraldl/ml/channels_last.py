@@ -22,7 +22,10 @@ class _Conv1dAs2d(nn.Module):
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()
+        if isinstance(conv.padding, str):
+            raise ValueError(f"padding {conv.padding!r}: only explicit padding runs as 2-D")
         self.conv = conv
+        self.padding = (0, conv.padding[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
@@ -31,7 +34,7 @@ class _Conv1dAs2d(nn.Module):
             conv.weight.unsqueeze(2),
             conv.bias,
             stride=(1, conv.stride[0]),
-            padding=(0, conv.padding[0]),  # type: ignore[index]
+            padding=self.padding,
             dilation=(1, conv.dilation[0]),
             groups=conv.groups,
         )

@@ -429,10 +429,12 @@ class _Trainer:
         )
         _check_cuda_graph(config, device)
         graphed = config.cuda_graph and len(train_data[0]) >= config.batch_size  # tiny: no graph
-        optimizer = torch.optim.Adam(
-            network.parameters(),
-            lr=config.learning_rate,
-            **({"fused": True, "capturable": graphed} if cuda else {}),
+        optimizer = (
+            torch.optim.Adam(
+                network.parameters(), lr=config.learning_rate, fused=True, capturable=graphed
+            )
+            if cuda
+            else torch.optim.Adam(network.parameters(), lr=config.learning_rate)
         )
         return cls(
             network=network,
