@@ -255,7 +255,7 @@ def train_command(
 
 def _echo_trained(result: TrainResult, as_json: bool) -> None:
     """A training run's metrics: one JSON object, or tables (the parent beside the child)."""
-    from spectraldl.ml.evaluation import json_safe
+    from spectraldl.core.jsonsafe import json_safe
 
     metrics = result.metrics
     if as_json:
@@ -321,8 +321,9 @@ def evaluate_command(
     Example:
       spectraldl evaluate model/ other-labelled.h5 --rows real --json
     """
+    from spectraldl.core.jsonsafe import json_safe
     from spectraldl.io.dataset import DatasetError
-    from spectraldl.ml.evaluation import evaluate_model, json_safe
+    from spectraldl.ml.evaluation import evaluate_model
     from spectraldl.ml.modelcard import ModelDirError, ModelMismatch, load_model
     from spectraldl.ml.pretrained import resolve_model
 

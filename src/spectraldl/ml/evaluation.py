@@ -188,17 +188,6 @@ def baseline_metrics(
     return out
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf floats turned into None (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
     """Loss and accuracy per epoch, training and validation, into a PNG."""
     import matplotlib

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from spectraldl.core.atomic import atomic_write
+
 METHOD = "mahalanobis-shared-covariance"
 FORMAT_VERSION = 1
 
@@ -239,8 +241,12 @@ class NoveltyModel:
             The file to write; replaced only once the new one is complete.
         """
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
         labels = np.asarray(self.labels)
+        # np.savez adds .npz to a name without it: the temporary keeps the suffix.
+        with atomic_write(path, keep_suffix=True) as tmp:
+            self._savez(tmp, labels)
+
+    def _savez(self, tmp: Path, labels: np.ndarray) -> None:
         np.savez(
             tmp,
             method=np.array(METHOD),
@@ -251,7 +257,6 @@ class NoveltyModel:
             threshold=np.array(self.threshold),
             quantile=np.array(self.quantile),
         )
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> NoveltyModel:

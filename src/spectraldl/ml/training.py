@@ -40,7 +40,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +52,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from spectraldl import __version__
+from spectraldl.core.jsonsafe import json_safe
+from spectraldl.core.versions import versions
 from spectraldl.io.dataset import Dataset, Rows
 from spectraldl.io.labels import CLASSES, label_code
 from spectraldl.ml.channels_last import ChannelsLastNet, has_convolutions
@@ -61,7 +61,6 @@ from spectraldl.ml.data import LabelledRows, TrainingError, combine_datasets, re
 from spectraldl.ml.evaluation import (
     classification_metrics,
     fit_temperature,
-    json_safe,
     plot_confusions,
     plot_curves,
 )
@@ -615,20 +614,6 @@ def _sha256(*parts: bytes) -> str:
 
 def _ids_digest(ids: NDArray[np.object_], labels: NDArray[np.integer]) -> str:
     return _sha256("\n".join(map(str, ids)).encode(), np.asarray(labels, np.int8).tobytes())
-
-
-def _versions() -> dict[str, str]:
-    import imblearn
-    import sklearn
-
-    return {
-        "spectraldl": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "imbalanced-learn": imblearn.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
@@ -1199,7 +1184,7 @@ def _complete_card(
         "quantile": novelty.quantile,
         "sha256": novelty.digest,
     }
-    card.versions = _versions()
+    card.versions = versions(("torch", "numpy", "scikit-learn", "imbalanced-learn"))
     card = ModelCard.from_json({**card.to_json(), **(card_extra or {})})
     card.metrics = {
         key: {k: metrics[key][k] for k in ("n", "accuracy", "ece")}
