@@ -18,7 +18,7 @@ def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
     from spectraldl.web.models import Catalogue
     from spectraldl.web.precision import catalogue_precision
 
-    db = open_existing(db_url)
+    db = open_existing(db_url, upgrade=True)
     try:
         with db.session() as session:
             ready = session.scalars(select(Catalogue).where(Catalogue.status == "ready"))

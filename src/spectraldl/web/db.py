@@ -183,8 +183,8 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
     )
 
 
-def open_existing(url: str | None = None) -> Database:
-    """Open a web database that must already exist, migrated to the latest schema.
+def open_existing(url: str | None = None, *, upgrade: bool = False) -> Database:
+    """Open a web database that must already exist (migrated only with ``upgrade``).
 
     For readers of the database (reports, the learning loop): a SQLite file that
     is not there, or a database without the tool's tables, is a `DatabaseError`
@@ -198,5 +198,7 @@ def open_existing(url: str | None = None) -> Database:
         shown = db.engine.url.render_as_string(hide_password=True)
         db.dispose()
         raise DatabaseError(f"{shown}: not a spectraldl web database (no spectra table)")
+    if not upgrade:
+        return db
     db.dispose()
     return open_database(url)

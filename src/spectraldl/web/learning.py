@@ -40,7 +40,7 @@ from spectraldl.ml.training import (
     train,
 )
 from spectraldl.web import store
-from spectraldl.web.db import DatabaseError, open_database, resolve_url
+from spectraldl.web.db import DatabaseError, open_existing, resolve_url
 from spectraldl.web.importing import score_with_model
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow
 
@@ -356,17 +356,10 @@ def _learning_section(db_url: str, labels_path: Path, labelled: LabelledSpectra)
 
 def _open_existing(db_url: str) -> Any:
     """Open the web database without creating or migrating anything; `LearnError` if absent."""
-    url = make_url(resolve_url(db_url))
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        raise LearnError(f"{url.database}: no such database file")
     try:
-        db = open_database(db_url, upgrade=False)
+        return open_existing(db_url)
     except DatabaseError as exc:
         raise LearnError(str(exc)) from None
-    if "spectra" not in db.tables():
-        db.dispose()
-        raise LearnError(f"{_safe_url(db_url)}: not a spectraldl web database (no spectra table)")
-    return db
 
 
 def _rescore(db_url: str, model_dir: Path) -> int:
