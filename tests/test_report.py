@@ -259,8 +259,11 @@ def test_report_errors_are_clear(tmp_path: Path) -> None:
     (run / "training.h5").write_text("not hdf5")
     (run / "benchmarks").mkdir()
     (run / "benchmarks" / "broken.json").write_text("{")
+    (run / "model").mkdir()
+    (run / "model" / "card.json").write_text('{"architecture": {"name": "cnn"}}')
     report = write_report(run, run / "report.html")
     text = report.path.read_text(encoding="utf-8")
+    assert "card.json: not a model card" in text
     assert "training.h5" in text and "not a readable HDF5 file" in text
     assert "broken.json: not readable JSON" in text
     result = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])

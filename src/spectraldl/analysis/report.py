@@ -44,6 +44,7 @@ from spectraldl.io.predictions import (
     read_metadata,
 )
 from spectraldl.jobs.files import errors_csv_path
+from spectraldl.ml.modelcard import ModelCard
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("data", "Data"),
@@ -464,38 +465,47 @@ def _training_section(run: Path) -> Section:
         section.missing.append("model/ (spectraldl train)")
         return section
     _training_figures(model, section)
-    card = (
-        _read_json(model / "card.json", section.problems)
-        if (model / "card.json").exists()
-        else None
-    )
-    if isinstance(card, dict):
-        arch = card.get("architecture", {})
-        training = card.get("training", {})
-        split = card.get("split", {})
-        rows = [
-            ("architecture", arch.get("name", "?")),
-            ("parameters", _fmt(arch.get("n_parameters"))),
-            ("classes", ", ".join(card.get("classes", []))),
-            (
-                "epochs",
-                f"{_fmt(training.get('epochs_run'))} (best {_fmt(training.get('best_epoch'))})",
-            ),
-            (
-                "training time",
-                f"{_fmt(training.get('seconds'))} s on {training.get('device', '?')}",
-            ),
-            (
-                "split (train / validation / test / real)",
-                " / ".join(
-                    _fmt(split.get(k)) for k in ("n_train", "n_val", "n_test", "n_real_evaluation")
-                ),
-            ),
-            ("temperature", _fmt(card.get("temperature"))),
-        ]
-        section.tables.append(_table("The model (card.json)", ["", ""], rows))
+    card = _read_card(model / "card.json", section.problems)
+    if card is not None:
+        section.tables.append(_table("The model (card.json)", ["", ""], _card_rows(card)))
     _training_metrics(model, section)
     return section
+
+
+def _read_card(path: Path, problems: list[str]) -> ModelCard | None:
+    """The model card, or None with the reason in ``problems`` (absent or damaged)."""
+    data = _read_json(path, problems) if path.exists() else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return ModelCard.from_json(data)
+    except TypeError as exc:
+        problems.append(f"{path.name}: not a model card ({exc})")
+        return None
+
+
+def _card_rows(card: ModelCard) -> list[tuple[str, str]]:
+    """The card's headline: network, classes, epochs, time, split, temperature."""
+    arch = card.architecture
+    training = card.training or {}
+    split = card.split or {}
+    return [
+        ("architecture", arch.name if arch else "?"),
+        ("parameters", _fmt(arch.n_parameters if arch else None)),
+        ("classes", ", ".join(card.classes)),
+        (
+            "epochs",
+            f"{_fmt(training.get('epochs_run'))} (best {_fmt(training.get('best_epoch'))})",
+        ),
+        ("training time", f"{_fmt(training.get('seconds'))} s on {training.get('device', '?')}"),
+        (
+            "split (train / validation / test / real)",
+            " / ".join(
+                _fmt(split.get(k)) for k in ("n_train", "n_val", "n_test", "n_real_evaluation")
+            ),
+        ),
+        ("temperature", _fmt(card.temperature)),
+    ]
 
 
 def _training_figures(model: Path, section: Section) -> None:
