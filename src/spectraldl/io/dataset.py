@@ -176,6 +176,18 @@ class Dataset(Rows):
     attrs: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
+    @classmethod
+    def of_rows(cls, rows: Rows, **provenance: Any) -> Dataset:
+        """``rows`` with a dataset's grid and provenance (``grid_aa``, ``preprocessing``...)."""
+        return cls(
+            X=rows.X,
+            ids=rows.ids,
+            labels=rows.labels,
+            quality=rows.quality,
+            meta=rows.meta,
+            **provenance,
+        )
+
     @property
     def config(self) -> PreprocessConfig:
         """The preprocessing the rows went through."""
@@ -309,12 +321,8 @@ def read_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     with _open_checked(path, "r") as h5:
         rows = _read_rows(h5, slice(None))
-        return Dataset(
-            X=rows.X,
-            ids=rows.ids,
-            labels=rows.labels,
-            quality=rows.quality,
-            meta=rows.meta,
+        return Dataset.of_rows(
+            rows,
             grid_aa=h5["grid_aa"][...],
             preprocessing=json.loads(h5.attrs["preprocessing"]),
             attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()},

@@ -114,12 +114,8 @@ def read_published_csv(path: str | Path) -> Dataset:
     )
     if len(set(rows.ids)) != n:
         raise DatasetError(f"{path}: ids are not unique")
-    return Dataset(
-        X=rows.X,
-        ids=rows.ids,
-        labels=rows.labels,
-        quality=rows.quality,
-        meta=rows.meta,
+    return Dataset.of_rows(
+        rows,
         grid_aa=config.grid_aa,
         preprocessing=config.to_dict(),
         attrs={"format": "published-csv"},

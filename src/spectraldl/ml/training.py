@@ -905,13 +905,8 @@ def _without_ids(dataset: Dataset, ids: set[str]) -> Dataset:
     keep = np.array([str(i) not in ids for i in dataset.ids], dtype=bool)
     if keep.all():
         return dataset
-    part = dataset.take(keep)
-    return Dataset(
-        X=part.X,
-        ids=part.ids,
-        labels=part.labels,
-        quality=part.quality,
-        meta=part.meta,
+    return Dataset.of_rows(
+        dataset.take(keep),
         grid_aa=dataset.grid_aa,
         preprocessing=dataset.preprocessing,
         attrs=dataset.attrs,
