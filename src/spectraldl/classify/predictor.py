@@ -27,6 +27,7 @@ from spectraldl.io.predictions import (
 from spectraldl.ml.channels_last import ChannelsLastNet, has_convolutions
 from spectraldl.ml.modelcard import TrainedModel
 from spectraldl.ml.quantized import calibration_rows, quantize_network
+from spectraldl.ml.winograd import WinogradNet
 
 CPU_BATCH = 256
 """Spectra per forward pass on CPU: small enough for the activations to stay in cache."""
@@ -101,6 +102,10 @@ class Predictor:
     channels_last
         Run a CNN's convolutions as 2-D ones on channels-last tensors
         (`spectraldl.ml.channels_last`; same outputs, cuDNN's tensor-core layout).
+    winograd
+        On CPU in fp32, run a CNN's kernel-3 convolutions by Winograd's minimal
+        filtering (`spectraldl.ml.winograd`: half the arithmetic, the same
+        probabilities to about 1e-6); networks it does not rearrange run as they are.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class Predictor:
         precision: str = DEFAULT_PRECISION,
         batch_size: int | None = None,
         channels_last: bool = False,
+        winograd: bool = True,
     ):
         if model.novelty is None:
             raise ClassifyError(
@@ -145,6 +151,14 @@ class Predictor:
             self._forward = ChannelsLastNet(model.network).forward_with_features
         if self.precision == "int8":
             self._forward = quantize_network(model.network, calibration_rows(model.config))
+        if (
+            winograd
+            and not channels_last
+            and self.precision == "fp32"
+            and self.device.type == "cpu"
+        ):
+            with contextlib.suppress(ValueError):
+                self._forward = WinogradNet(model.network, model.grid_n).forward_with_features
 
     def _autocast(self) -> Any:
 
