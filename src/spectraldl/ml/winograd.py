@@ -208,20 +208,19 @@ def _conv_steps(
     """Steps of the leading Conv1d, ReLU[, MaxPool1d(2)] groups; next index, (C, L) after."""
     steps: list[ConvStep] = []
     length, channels, i = input_n, 1, 0
-    while i < len(layers) and isinstance(layers[i], nn.Conv1d):
-        conv = layers[i]
+    while i < len(layers) and isinstance(conv := layers[i], nn.Conv1d):
         _check_conv(conv)
         if i + 1 >= len(layers) or not isinstance(layers[i + 1], nn.ReLU):
             raise ValueError(f"{conv}: a convolution without a ReLU after it")
         pool = i + 2 < len(layers) and _is_pool2(layers[i + 2])
-        length -= conv.kernel_size[0] - 1
+        length -= int(conv.kernel_size[0]) - 1
         if length < 1:
             raise ValueError(f"{conv}: no outputs left")
         if not steps and conv.in_channels == 1:
             steps.append(_FirstConv(conv, pool))
         else:
             steps.append(_WinogradConv(conv, length, pool))
-        length, channels = (length // 2 if pool else length), conv.out_channels
+        length, channels = (length // 2 if pool else length), int(conv.out_channels)
         i += 3 if pool else 2
     if not steps:
         raise ValueError("no convolution first")
@@ -243,10 +242,10 @@ class WinogradNet:
         first: tuple[int, int] | None = shape
         self.dense: list[_Dense] = []
         while i < len(layers):
-            if not isinstance(layers[i], nn.Linear):
-                raise ValueError(f"{layers[i]}: not a layer WinogradNet rearranges")
+            if not isinstance(linear := layers[i], nn.Linear):
+                raise ValueError(f"{linear}: not a layer WinogradNet rearranges")
             relu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
-            self.dense.append(_Dense(layers[i], relu, first))
+            self.dense.append(_Dense(linear, relu, first))
             first = None
             i += 2 if relu else 1
         self.head = network.head
