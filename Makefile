@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.spectraldl-installed
 DEMO_OUT ?= demo-run
 
-.PHONY: demo test test-fast lint docs system-deps clean
+.PHONY: demo test test-fast lint docs bench system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,25 @@ test-fast: $(STAMP)
 # Regenerate the measured figures of README.md and docs/ from the benchmark JSON
 # (tests/test_docs.py fails when a page and its JSON disagree).
 docs: $(STAMP)
+	$(BIN)/python tools/docs.py
+
+# Measure the CPU benchmarks (ingest, simulate, classify; each ratio against its baseline
+# measured in the same run), keep their JSON and regenerate the pages' figures: about
+# 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
+# (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_FILES, BENCH_SPECTRA.
+# BENCH_THREADS: PyTorch threads of classify's dataset rows; 1 by default, as on a shared
+# 2-core machine two threads of small batches wait on each other (BENCH_THREADS=0: all).
+BENCH_JSON := src/spectraldl/data/benchmarks
+BENCH_FILES ?= 2000
+BENCH_SPECTRA ?= 30000
+BENCH_THREADS ?= 1
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py --files $(BENCH_FILES) --thesis-files 500 \
+		--json $(BENCH_JSON)/ingest.json
+	$(BIN)/python benchmarks/simulate.py --n $(BENCH_FILES) --json $(BENCH_JSON)/simulate.json
+	$(BIN)/python benchmarks/classify.py --n-files $(BENCH_FILES) --n-spectra $(BENCH_SPECTRA) \
+		--threads $(BENCH_THREADS) --model-dir cnn=src/spectraldl/data/models/cnn \
+		--json $(BENCH_JSON)/classify.json
 	$(BIN)/python tools/docs.py
 
 # Style, size limits, the layers contract and types (docs/CONVENTIONS.md).

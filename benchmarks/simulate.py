@@ -20,6 +20,7 @@ import resource
 import shutil
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,15 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"benchmark": "simulate", "machine": info, "rows": rows}, indent=1)
+            json.dumps(
+                {
+                    "benchmark": "simulate",
+                    "date": date.today().isoformat(),
+                    "machine": info,
+                    "rows": rows,
+                },
+                indent=1,
+            )
         )
 
 

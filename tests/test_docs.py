@@ -121,7 +121,8 @@ def test_shipped_benchmarks_say_where_and_when() -> None:
         assert data["machine"]["cpu"], path.name
         assert len(data["date"]) == 10, path.name
     text = (ROOT / "README.md").read_text()
-    assert "Measured on another machine than yours: 2026-11-26 on AMD EPYC, 2 cores" in text
+    stamp = r"Measured on another machine than yours: \d{4}-\d\d-\d\d on AMD EPYC, 2 cores"
+    assert re.search(stamp, text)
 
 
 def test_every_command_help_has_an_example() -> None:

@@ -29,6 +29,8 @@ BENCHMARKS = Path("src/spectraldl/data/benchmarks")
 PAGES = ("README.md", "docs/*.md")
 THESIS_TRAIN_S = 8 * 60 + 21
 """The thesis' final run, 229 epochs on a GTX 980 (as published, not measured here)."""
+FP32_DEFAULT = "spectraldl Predictor fp32 default (+novelty, start-up)"
+"""The classify benchmark's row of the default CPU predictor (benchmarks/classify.py)."""
 REGION = re.compile(r"<!-- measured: ([\w.-]+) -->(.*?)<!-- /measured -->", re.DOTALL)
 
 
@@ -181,7 +183,7 @@ def readme_performance(src: Sources) -> str:
     )
     gpu_plain = src.row("train-gpu-h100-cuda-graph", speedup=1.0)
     cls = "classify"
-    fp32 = src.row(cls, model="cnn", method="spectraldl Predictor fp32 (+novelty)")
+    fp32 = src.row(cls, model="cnn", method=FP32_DEFAULT)
     int8 = src.row(cls, model="cnn", method="spectraldl Predictor int8 (x86)")
     base = src.row(cls, model="cnn", method="plain fp32 loop (baseline)")
     gpu = "classify-gpu-h100"
@@ -358,7 +360,7 @@ def ingest_two_workers_gzip(src: Sources) -> str:
 
 def cpu_fp32_ratio(src: Sources) -> str:
     """The thesis CNN's predictor vs a plain fp32 loop on CPU."""
-    row = src.row("classify", model="cnn", method="spectraldl Predictor fp32 (+novelty)")
+    row = src.row("classify", model="cnn", method=FP32_DEFAULT)
     return f"{row['ratio']:.2f}x"
 
 
@@ -448,7 +450,7 @@ def training_gpu_best(src: Sources) -> str:
 
 def classify_cpu(src: Sources) -> str:
     """CPU speed from a dataset and from a FITS tree."""
-    fp32 = src.row("classify", model="cnn", method="spectraldl Predictor fp32 (+novelty)")
+    fp32 = src.row("classify", model="cnn", method=FP32_DEFAULT)
     int8 = src.row("classify", model="cnn", method="spectraldl Predictor int8 (x86)")
     base = src.row("classify", model="cnn", method="plain fp32 loop (baseline)")
     tree = "classify-20000-files"

@@ -1,0 +1,58 @@
+"""Winograd's kernel-3 convolutions on CPU: the network's outputs to float32 rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spectraldl.classify.predictor import Predictor
+from spectraldl.ml.modelcard import load_model
+from spectraldl.ml.models import build_model
+from spectraldl.ml.pretrained import resolve_model
+from spectraldl.ml.quantized import calibration_rows
+from spectraldl.ml.winograd import POINTS, WinogradNet, winograd_matrices
+
+
+@pytest.mark.parametrize("m", sorted(POINTS))
+def test_matrices_compute_the_correlation(m: int) -> None:
+    bt, g, at = winograd_matrices(m)
+    rng = np.random.default_rng(m)
+    d, w = torch.from_numpy(rng.normal(size=m + 2)), torch.from_numpy(rng.normal(size=3))
+    expected = torch.stack([(d[i : i + 3] * w).sum() for i in range(m)])
+    torch.testing.assert_close(at @ ((g @ w) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("input_n", [140, 141, 150, 163])
+def test_same_logits_and_features_as_the_network(input_n: int) -> None:
+    torch.manual_seed(0)
+    net = build_model("cnn", n_classes=4, input_n=input_n).eval()
+    x = torch.randn(37, input_n) * 3
+    with torch.inference_mode():
+        logits, features = net.forward_with_features(x)
+        logits2, features2 = WinogradNet(net, input_n).forward_with_features(x)
+    torch.testing.assert_close(logits2, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(features2, features, rtol=1e-5, atol=1e-5)
+
+
+def test_refuses_what_it_does_not_rearrange() -> None:
+    for name in ("fnn", "cnn-small"):  # no convolutions; kernels of 5
+        with pytest.raises(ValueError):
+            WinogradNet(build_model(name, n_classes=3), 140)
+    padded = build_model("cnn", n_classes=3)
+    padded.features[2] = torch.nn.Conv1d(64, 64, 3, padding=1)
+    with pytest.raises(ValueError, match="unpadded"):
+        WinogradNet(padded, 140)
+
+
+def test_predictor_on_the_shipped_cnn_agrees_with_plain_fp32() -> None:
+    model = load_model(resolve_model("cnn"), device="cpu")
+    rows = calibration_rows(model.config)  # the bundled real spectra and simulated ones
+    x = np.concatenate([rows, np.random.default_rng(0).normal(0, 3, (500, rows.shape[1]))])
+    fast = Predictor(model)
+    assert isinstance(fast._forward.__self__, WinogradNet)
+    proba, novelty = fast(x.astype(np.float32))
+    plain_proba, plain_novelty = Predictor(model, winograd=False)(x.astype(np.float32))
+    assert np.abs(proba - plain_proba).max() < 1e-5
+    assert (proba.argmax(1) == plain_proba.argmax(1)).all()
+    np.testing.assert_allclose(novelty, plain_novelty, rtol=1e-5)
