@@ -41,7 +41,7 @@ from spectraldl.cli._progress import progress_bar
     show_default=True,
     help="Arithmetic of the network. fp32 gives the same probabilities on every machine; "
     "the others are faster and differ by up to about 0.01: bf16, fp16 (CUDA), int8 "
-    "(quantized, CPU only, about twice fp32 on AVX2 CPUs), auto (bf16 on CUDA and "
+    "(quantized, CPU only; see docs/classify.md for its speed), auto (bf16 on CUDA and "
     "bf16-capable CPUs, else fp32). Recorded in the output's metadata.",
 )
 @workers_option("Worker processes (local, dask-local); the result does not depend on it.")
