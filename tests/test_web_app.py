@@ -542,7 +542,7 @@ def test_vetting_and_labelling_show_the_halpha_measurements_of_the_catalogue(
     client: httpx.Client, db: Database, tmp_path: Path
 ) -> None:
     from spectraldl.io.predictions import read_predictions, write_predictions
-    from spectraldl.web.store import MEASUREMENT_FIELDS
+    from spectraldl.prep.measure import SHOWN_MEASUREMENTS
 
     token = api_login(client, "alice")
     headers = {"X-CSRF-Token": token}
@@ -581,7 +581,7 @@ def test_vetting_and_labelling_show_the_halpha_measurements_of_the_catalogue(
     assert double["profile_type"] == "double-peak" and double["halpha_peak_sep_kms"] == 172.0
     assert double["halpha_vr"] == 1.02 and double["halpha_ew_err_aa"] == 0.06
     assert unmeasurable == {
-        **dict.fromkeys(MEASUREMENT_FIELDS, None),
+        **dict.fromkeys(SHOWN_MEASUREMENTS, None),
         "profile_type": "unmeasurable",
         "halpha_flag": "masked core",
     }

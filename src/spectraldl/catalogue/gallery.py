@@ -34,7 +34,7 @@ from spectraldl.io.archives import read_spectrum
 from spectraldl.io.predictions import classes_in, probability_column
 from spectraldl.jobs.backends import open_backend
 from spectraldl.jobs.engine import numbered
-from spectraldl.prep.measure import CONTINUUM_BANDS_AA, fit_halpha
+from spectraldl.prep.measure import CONTINUUM_BANDS_AA, SHOWN_MEASUREMENTS, fit_halpha
 from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, vacuum_wavelengths
 
 ZOOM_AA = (6519.0, 6732.0)
@@ -134,7 +134,7 @@ class _Panels:
             peaks = np.array(fit.peaks_aa, dtype=np.float64)
             self.peaks.set_data(peaks, fit.continuum_at(peaks) * np.array(fit.peak_heights))
         self.legend.set_visible(bool(bad.any()) or fit is not None)
-        measured = {k: row[k] for k in MEASURED if k in row} or line.as_dict()
+        measured = {k: row[k] for k in SHOWN_MEASUREMENTS if k in row} or line.as_dict()
         self.caption.set_text(measurement_caption(measured))
         self.zoom.relim()
         self.zoom.autoscale_view()
@@ -151,17 +151,6 @@ class _Panels:
         )
 
 
-MEASURED: tuple[str, ...] = (
-    "halpha_ew_aa",
-    "halpha_ew_err_aa",
-    "halpha_fwhm_kms",
-    "halpha_peak_sep_kms",
-    "halpha_vr",
-    "profile_type",
-    "halpha_flag",
-)
-"""The measurement columns a panel's caption shows (`spectraldl.prep.measure.LineMeasurement`)."""
-
 CONTINUUM_SPAN_AA = (CONTINUUM_BANDS_AA[0][0], CONTINUUM_BANDS_AA[1][1])
 """Where the H-alpha continuum is fitted (vacuum Å), drawn as far as the zoom shows it."""
 
@@ -169,7 +158,7 @@ CONTINUUM_SPAN_AA = (CONTINUUM_BANDS_AA[0][0], CONTINUUM_BANDS_AA[1][1])
 def measurement_caption(values: Mapping[str, Any]) -> str:
     """The H-alpha panel's caption: EW with its error, profile type, FWHM, peak separation, V/R.
 
-    ``values`` holds `MEASURED` columns (a catalogue row, or
+    ``values`` holds `SHOWN_MEASUREMENTS` columns (a catalogue row, or
     `LineMeasurement.as_dict`); numbers that are NaN or missing are left out.
     """
 

@@ -316,6 +316,11 @@ MEASUREMENT_COLUMNS: dict[str, str] = {
 }
 """`LineMeasurement` fields as table columns and their kinds."""
 
+SHOWN_MEASUREMENTS: tuple[str, ...] = tuple(
+    c for c in MEASUREMENT_COLUMNS if c != "halpha_peak_ratio"
+)
+"""The measurements shown to people (gallery captions, the web pages), in column order."""
+
 
 @dataclass(frozen=True)
 class HalphaFit:

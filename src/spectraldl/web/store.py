@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from spectraldl.core.quality import flag_names
 from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.prep.measure import SHOWN_MEASUREMENTS
 from spectraldl.prep.preprocess import (
     HALPHA_AIR_AA,
     HALPHA_VACUUM_AA,
@@ -529,25 +530,13 @@ def spectrum_payload(row: SpectrumRow, *, config: PreprocessConfig | None = None
     return payload
 
 
-MEASUREMENT_FIELDS: tuple[str, ...] = (
-    "halpha_ew_aa",
-    "halpha_ew_err_aa",
-    "halpha_fwhm_kms",
-    "halpha_peak_sep_kms",
-    "halpha_vr",
-    "profile_type",
-    "halpha_flag",
-)
-"""The H-alpha measurement columns (`spectraldl.prep.measure.LineMeasurement`) the pages show."""
-
-
 def measurement_of(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """The H-alpha measurement columns of a catalogue row (NaN as None), or None for a row
     written before they existed (no ``profile_type``, or read as ``not measured``)."""
     if not row or not row.get("profile_type") or row.get("halpha_flag") == "not measured":
         return None
     out = {}
-    for name in MEASUREMENT_FIELDS:
+    for name in SHOWN_MEASUREMENTS:
         value = row.get(name)
         if isinstance(value, float) and not math.isfinite(value):
             value = None
