@@ -115,6 +115,7 @@ def test_without_the_velocity_nuisance_the_estimate_is_biased() -> None:
     assert frozen.sigma_px > fitted.sigma_px + 1.0
 
 
+@pytest.mark.slow
 def test_cli_json_on_written_fits_pairs_skips_missing(tmp_path: Path) -> None:
     ondrejov_dir = tmp_path / "ondrejov"
     lamost_dir = tmp_path / "lamost" / "dr1"

@@ -34,6 +34,7 @@ CONTRACT = (
 )
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     runner = CliRunner()
@@ -80,6 +81,7 @@ def test_training_set_restarts_after_being_killed_in_a_later_ingest(tmp_path: Pa
     assert not building.exists() and not (tmp_path / "training.h5.building.parts").exists()
 
 
+@pytest.mark.slow
 def test_long_steps_report_progress(tmp_path: Path) -> None:
     """Simulating and ingesting the training set draw progress, each up to its total."""
     from contextlib import contextmanager

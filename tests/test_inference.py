@@ -155,6 +155,7 @@ def test_bf16_agrees_with_fp32(model_dir: Path) -> None:
     assert (p32.argmax(1) == p16.argmax(1)).mean() >= 0.95
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_fp32_and_is_the_same_in_every_process(model_dir: Path) -> None:
     model = load_model(model_dir, device="cpu")
     rows, _ = read_and_preprocess(

@@ -301,6 +301,7 @@ def _remount(mount: Path, options: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{options}", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_ingest_on_a_full_disk_says_so_and_resumes_when_there_is_room(
     small_disk: Path, tmp_path: Path
 ) -> None:
@@ -321,6 +322,7 @@ def test_ingest_on_a_full_disk_says_so_and_resumes_when_there_is_room(
     assert list(got.ids) == list(want.ids) and np.array_equal(got.X, want.X)
 
 
+@pytest.mark.slow
 def test_classify_on_a_full_disk_says_so_and_resumes(
     model_dir: Path, small_disk: Path, tmp_path: Path
 ) -> None:
@@ -349,6 +351,7 @@ def test_classify_on_a_full_disk_says_so_and_resumes(
     assert len(read_predictions(out)) + bad == 2500 and bad < 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["ingest", "classify"])
 def test_a_read_only_output_folder_is_one_clear_line(
     command: str, model_dir: Path, small_disk: Path

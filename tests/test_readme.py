@@ -53,6 +53,7 @@ def _bash(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_your_own_data_commands_work_as_written(tmp_path: Path) -> None:
     tree = tmp_path / "lamost" / "dr5"
     for item in bundled_files(archive="lamost")[:20]:

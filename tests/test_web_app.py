@@ -465,6 +465,7 @@ def test_only_admins_manage_users(client: httpx.Client, db: Database, server: Th
 # --- vetting --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_upload_vet_and_export_a_catalogue(
     client: httpx.Client, db: Database, tmp_path: Path
 ) -> None:
@@ -538,6 +539,7 @@ def test_upload_vet_and_export_a_catalogue(
     assert no_id.status_code == 422 and "id" in no_id.json()["detail"]
 
 
+@pytest.mark.slow
 def test_vetting_and_labelling_show_the_halpha_measurements_of_the_catalogue(
     client: httpx.Client, db: Database, tmp_path: Path
 ) -> None:

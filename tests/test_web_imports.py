@@ -70,6 +70,7 @@ def big_csv(n: int) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
+@pytest.mark.slow
 def test_a_large_upload_imports_in_the_background_while_health_stays_fast(
     site: dict, alice: httpx.Client
 ) -> None:
@@ -137,6 +138,7 @@ def test_a_large_upload_imports_in_the_background_while_health_stays_fast(
         ("noid.tsv", b"name\tp_emission\nfoo\t0.5\n"),
     ],
 )
+@pytest.mark.slow
 def test_malformed_uploads_get_422_naming_the_file(
     alice: httpx.Client, name: str, content: bytes
 ) -> None:
@@ -147,6 +149,7 @@ def test_malformed_uploads_get_422_naming_the_file(
     assert alice.get("/api/health").status_code == 200
 
 
+@pytest.mark.slow
 def test_exports_keep_float32_values_short_and_csv_cells_harmless(
     site: dict, alice: httpx.Client
 ) -> None:
@@ -174,6 +177,7 @@ def test_exports_keep_float32_values_short_and_csv_cells_harmless(
     assert payload["probs"]["emission"] == 0.9 and payload["row"]["p_emission"] == 0.9
 
 
+@pytest.mark.slow
 def test_admins_delete_catalogues_with_their_rows_and_verdicts(
     site: dict, alice: httpx.Client
 ) -> None:

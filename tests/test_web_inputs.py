@@ -152,6 +152,7 @@ def test_deactivating_a_user_ends_their_sessions_for_good(site: dict, alice: htt
         assert bob.get("/api/me").json()["user"] == "bob"
 
 
+@pytest.mark.slow
 def test_upload_paths_are_not_kept_as_the_catalogue_source(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'src.db'}")
     with db.session() as session:

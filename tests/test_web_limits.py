@@ -112,6 +112,7 @@ def test_a_streamed_anonymous_body_is_refused_before_it_is_read(server: ServerPr
     assert sent < 50 and rss_bytes(server.process.pid) - before < 20 * MB
 
 
+@pytest.mark.slow
 def test_logged_in_bodies_over_their_caps_get_413(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as client:
         token = login(client, "alice", "alice-password")

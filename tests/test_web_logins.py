@@ -37,6 +37,7 @@ def attempt(client: httpx.Client, name: str, password: str, address: str) -> htt
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trusted", [False, True])
 def test_forwarded_addresses_count_only_from_configured_proxies(
     db: Database, tmp_path: Path, trusted: bool
@@ -53,6 +54,7 @@ def test_forwarded_addresses_count_only_from_configured_proxies(
     assert eleventh.status_code == (200 if trusted else 429), eleventh.text
 
 
+@pytest.mark.slow
 def test_nobody_can_lock_an_account_by_guessing(db: Database) -> None:
     throttle = LoginThrottle(slow_s=0.3)
     app = create_app(db, throttle=throttle)

@@ -38,6 +38,7 @@ def filled_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_two_users_label_the_same_queue_at_once_and_lose_nothing(
     filled_db: str, tmp_path: Path
 ) -> None:
@@ -94,6 +95,7 @@ def test_two_users_label_the_same_queue_at_once_and_lose_nothing(
     db.dispose()
 
 
+@pytest.mark.slow
 def test_a_restarted_server_keeps_users_sessions_and_labels(filled_db: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server = ServerProcess(filled_db, log).start()

@@ -45,6 +45,7 @@ def test_refuses_what_it_does_not_rearrange() -> None:
         WinogradNet(padded, 140)
 
 
+@pytest.mark.slow
 def test_predictor_on_the_shipped_cnn_agrees_with_plain_fp32() -> None:
     model = load_model(resolve_model("cnn"), device="cpu")
     rows = calibration_rows(model.config)  # the bundled real spectra and simulated ones
