@@ -32,8 +32,7 @@ from spectraldl.core.errors import SpectrumError
 from spectraldl.core.jsonsafe import json_safe
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.predictions import classes_in, probability_column
-from spectraldl.jobs.backends import open_backend
-from spectraldl.jobs.engine import numbered
+from spectraldl.jobs.engine import map_in_order
 from spectraldl.prep.measure import CONTINUUM_BANDS_AA, SHOWN_MEASUREMENTS, fit_halpha
 from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, vacuum_wavelengths
 
@@ -199,11 +198,8 @@ def _draw_all(
     chunks = [records[i : i + GALLERY_CHUNK] for i in range(0, len(records), GALLERY_CHUNK)]
     many = workers > 1 and len(chunks) > 2
     draw = partial(_draw_rows, out_dir=out_dir, classes=classes, dpi=dpi)
-    drawn: dict[int, list[str]] = {}
-    with open_backend("local", workers=workers if many else 1) as backend:
-        for index, problems in backend.run(partial(numbered, draw), enumerate(chunks)):
-            drawn[index] = problems
-    return [problem for index in range(len(chunks)) for problem in drawn[index]]
+    drawn = map_in_order(draw, chunks, workers=workers if many else 1)
+    return [problem for problems in drawn for problem in problems]
 
 
 def _draw_rows(

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.jobs.backends import Backend
+from spectraldl.jobs.backends import Backend, open_backend
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -106,6 +106,28 @@ def numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:
     """``(index, work(task))`` for ``(index, task)``: results that say which task they are."""
     index, task = item
     return index, work(task)
+
+
+def map_in_order(
+    work: Callable[[T], R],
+    tasks: Sequence[T],
+    *,
+    workers: int,
+    finished: Callable[[int], None] | None = None,
+) -> list[R]:
+    """``work(task)`` for every task on the local job backends, results in task order.
+
+    For jobs that are not resumed (simulate, the gallery): worker processes
+    that die with this one when ``workers`` > 1 and there is more than one
+    task, else this process. ``finished(i)`` is called as task ``i`` completes.
+    """
+    results: dict[int, R] = {}
+    with open_backend("local", workers=workers if len(tasks) > 1 else 1) as backend:
+        for index, result in backend.run(partial(numbered, work), enumerate(tasks)):
+            results[index] = result
+            if finished:
+                finished(index)
+    return [results[index] for index in range(len(tasks))]
 
 
 def run_shards(

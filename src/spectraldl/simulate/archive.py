@@ -25,8 +25,7 @@ from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.labels import label_code
-from spectraldl.jobs.backends import open_backend
-from spectraldl.jobs.engine import numbered
+from spectraldl.jobs.engine import map_in_order
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.simulate import fitsbytes
 from spectraldl.simulate import junk as junkfiles
@@ -289,15 +288,16 @@ def _run_chunks(
     """Run every chunk on the job backends (here, or local worker processes that die with
     this one); their truth rows in chunk order, whatever order they finish in."""
     total = sum(len(chunk) for chunk in chunks)
-    results: dict[int, list[dict[str, Any]]] = {}
     done = 0
-    with open_backend("local", workers=workers if len(chunks) > 1 else 1) as backend:
-        for i, rows in backend.run(partial(numbered, work), enumerate(chunks)):
-            results[i] = rows
-            done += len(chunks[i])
-            if progress:
-                progress(done, total)
-    return [row for i in range(len(chunks)) for row in results[i]]
+
+    def finished(index: int) -> None:
+        nonlocal done
+        done += len(chunks[index])
+        if progress:
+            progress(done, total)
+
+    results = map_in_order(work, chunks, workers=workers, finished=finished)
+    return [row for rows in results for row in rows]
 
 
 def _chunk(
