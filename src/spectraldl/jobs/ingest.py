@@ -54,6 +54,7 @@ from spectraldl.jobs.files import (
     output_lock,
     write_errors_csv,
 )
+from spectraldl.prep.batch import preprocess_many
 from spectraldl.prep.measure import (
     MEASUREMENT_COLUMNS,
     HalphaWindow,
@@ -61,7 +62,7 @@ from spectraldl.prep.measure import (
     halpha_window,
     measure_halpha_windows,
 )
-from spectraldl.prep.preprocess import PreprocessConfig, Preprocessed, preprocess
+from spectraldl.prep.preprocess import PreprocessConfig, Preprocessed
 
 CHUNK_FILES = 256
 """Files per shard: fixed, so a resumed run cuts the list the same way whatever --workers."""
@@ -110,17 +111,39 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return [Path(p) for p in walk(paths)]
 
 
-def _read(path: str | Path, config: PreprocessConfig) -> tuple[Spectrum, Preprocessed] | FileError:
-    """One file read and preprocessed, or why it cannot be."""
+def _read(path: str | Path) -> Spectrum | FileError:
+    """One file read, or why it cannot be."""
     try:
-        spectrum = read_spectrum(path)
-        return spectrum, preprocess(spectrum, config)
+        return read_spectrum(path)
     except SpectrumError as exc:
         return FileError(str(path), exc.reason)
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a reader bug must not stop a release-sized run
         return FileError(str(path), f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _read_all(
+    paths: Sequence[str | Path], config: PreprocessConfig
+) -> list[tuple[Spectrum, Preprocessed] | FileError]:
+    """Each file read and preprocessed (`preprocess_many`: a chunk's shared grid at once),
+    or why it cannot be."""
+    read = [_read(path) for path in paths]
+    spectra = [r for r in read if isinstance(r, Spectrum)]
+    outcomes = iter(preprocess_many(spectra, config))
+    results: list[tuple[Spectrum, Preprocessed] | FileError] = []
+    for path, spectrum in zip(paths, read, strict=True):
+        if isinstance(spectrum, FileError):
+            results.append(spectrum)
+            continue
+        outcome = next(outcomes)
+        if isinstance(outcome, SpectrumError):
+            results.append(FileError(str(path), outcome.reason))
+        elif isinstance(outcome, Exception):
+            results.append(FileError(str(path), f"unexpected {type(outcome).__name__}: {outcome}"))
+        else:
+            results.append((spectrum, outcome))
+    return results
 
 
 def _window(spectrum: Spectrum) -> HalphaWindow | LineMeasurement:
@@ -196,8 +219,7 @@ def read_and_preprocess(
     columns = _Columns()
     errors: list[FileError] = []
     windows: list[HalphaWindow | LineMeasurement] = []
-    for path in paths:
-        read = _read(path, config)
+    for path, read in zip(paths, _read_all(paths, config), strict=True):
         if isinstance(read, FileError):
             errors.append(read)
             continue

@@ -438,7 +438,8 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
     spikes[np.flatnonzero(in_window & finite)] = spike_pixels(window)
     if spikes.any():
         quality |= Quality.SPIKE
-    snr, snr_flags = _snr(spectrum.meta.snr, der_snr(window[~spikes[in_window & finite]]), config)
+    measured = der_snr(window[~spikes[in_window & finite]])
+    snr, snr_flags = snr_and_flags(spectrum.meta.snr, measured, config)
     quality |= snr_flags
     wave, flux = _window_flux(spectrum, config, spikes)
     try:
@@ -461,8 +462,10 @@ def _ivar_flags(spectrum: Spectrum, in_window: np.ndarray, config: PreprocessCon
     return Quality.BAD_IVAR if bad > config.max_bad_fraction * ivar.size else Quality(0)
 
 
-def _snr(stated: float, measured: float, config: PreprocessConfig) -> tuple[float, Quality]:
-    """The S/N to use (the file's, else the measured one) and its flags."""
+def snr_and_flags(
+    stated: float, measured: float, config: PreprocessConfig
+) -> tuple[float, Quality]:
+    """The S/N to use (the file's, else the one measured from the flux) and its Quality flags."""
     flags = Quality(0)
     snr = stated
     if not math.isfinite(stated):
