@@ -193,11 +193,11 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     parts = tmp_path / "out.h5.parts"
     process = _ingest_process(tree, out, quiet=True)
     deadline = time.monotonic() + 60
-    while not list(parts.glob("chunk-*.h5")) and time.monotonic() < deadline:
+    while not list(parts.glob("chunk-*.npz")) and time.monotonic() < deadline:
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert list(parts.glob("chunk-*.h5")), "the run finished before it could be killed"
+    assert list(parts.glob("chunk-*.npz")), "the run finished before it could be killed"
     still = read_dataset(out)
     assert list(still.ids) == list(before.ids) and np.array_equal(still.X, before.X)
 

@@ -160,7 +160,7 @@ def test_temporary_shards_take_about_the_space_of_the_data(tmp_path: Path) -> No
     (tree / "broken.fits").write_bytes(b"SIMPLE  =")
     with pytest.raises(IngestFailed):
         ingest([tree], tmp_path / "kept.h5", strict=True)  # leaves its shards
-    shards = sum(p.stat().st_size for p in (tmp_path / "kept.h5.parts").glob("chunk-*.h5"))
+    shards = sum(p.stat().st_size for p in (tmp_path / "kept.h5.parts").glob("chunk-*.npz"))
     ingest([tree], tmp_path / "full.h5")
     data = (tmp_path / "full.h5").stat().st_size
     assert shards <= 2 * data, (shards, data)
@@ -246,7 +246,7 @@ def test_workers_die_with_a_run_killed_by_kill_9(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while not list(parts.glob("chunk-*.h5")) and time.monotonic() < deadline:
+    while not list(parts.glob("chunk-*.npz")) and time.monotonic() < deadline:
         time.sleep(0.01)
     workers = _descendants(run.pid)
     assert len(workers) >= 2, "no worker processes seen"
