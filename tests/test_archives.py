@@ -294,3 +294,30 @@ def test_impossible_header_values_are_unknown_not_numbers() -> None:
     assert np.isnan(lying.ra) and np.isnan(lying.dec) and np.isnan(lying.snr)
     fine = SpectrumMeta(id="y", archive="lamost", ra=359.9, dec=-90.0, snr=0.5)
     assert (fine.ra, fine.dec, fine.snr) == (359.9, -90.0, 0.5)
+
+
+@pytest.mark.parametrize("path", [f.path for f in bundled_files()], ids=lambda p: p.name)
+def test_every_header_keyword_reads_as_astropy_reads_it(path: Path) -> None:
+    """Keys, first-occurrence values and absent keys of the fast header, against astropy's."""
+    ours = FitsFile.open(path).header
+    with _astropy(path) as hdul:
+        theirs = hdul[0].header
+        valued = [card.keyword for card in theirs.cards if card.image[8:10] == "= "]
+        keywords = [k for k in dict.fromkeys(valued) if k not in ("COMMENT", "HISTORY")]
+        assert [k for k in ours if len(k) <= 8] == [k for k in keywords if len(k) <= 8]
+        for key in keywords:
+            if len(key) > 8:  # HIERARCH cards: astropy's extension, not read here
+                continue
+            expected = theirs[key]
+            got = ours[key]
+            if got is None:  # a card with no value: astropy gives its Undefined (printed '')
+                assert expected is None or not str(expected), key
+            elif isinstance(expected, float):
+                assert got == pytest.approx(expected, rel=1e-15), key
+            elif isinstance(expected, str):
+                assert got == expected.rstrip(), key
+            else:
+                assert got == expected and type(got) is type(expected), key
+    assert "NO_SUCH" not in ours and ours.get("NO_SUCH", 7) == 7 and 5 not in ours
+    with pytest.raises(KeyError):
+        ours["NO_SUCH"]

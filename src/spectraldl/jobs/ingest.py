@@ -283,7 +283,7 @@ def _write_shard(path: Path, chunk: tuple[Rows, list[FileError]]) -> None:
     for name, values in rows.meta.items():
         arrays[f"meta.{name}"] = _text(values) if META_COLUMNS[name] == "str" else values
     with path.open("wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
 
 def _shard_rows(path: Path) -> Rows:

@@ -30,7 +30,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,56 +102,82 @@ def _parse_value(text: str) -> HeaderValue:
         body = body.replace("''", "'").rstrip()
         return body if body.isascii() else _non_ascii(body)
     value = text.split("/", 1)[0].strip()
+    if not value:  # only a comment: an undefined value, as astropy reads it
+        return None
     if value == "T":
         return True
     if value == "F":
         return False
-    try:
-        return int(value)
-    except ValueError:
-        pass
+    if "." not in value:  # int() refuses any text with a point: no need to try
+        try:
+            return int(value)
+        except ValueError:
+            pass
     try:
         return float(value.replace("D", "E"))
     except ValueError:
         return value
 
 
+_CARD_FIELDS = np.dtype([("key", "S8"), ("indicator", "S2"), ("rest", "S70")])
+"""A header card's fixed columns: keyword, value indicator (``= ``), value and comment."""
+
+
+_ABSENT: Any = object()
+
+
+@lru_cache(maxsize=1024)
+def _card_key(key: str) -> bytes:
+    """A keyword as its card's first eight bytes (blank-padded), the index's key."""
+    return f"{key:<8}".encode("latin-1", errors="replace")
+
+
 class Header(Mapping[str, HeaderValue]):
     """A primary or extension header: keyword -> value, parsed on first access.
 
     A LAMOST header has about 130 cards of which a reader uses a dozen: the
-    keywords are indexed once (their card offsets), values are parsed only
-    when asked for. The first occurrence of a keyword wins; COMMENT, HISTORY
-    and blank cards are not values.
+    keywords are indexed once (their card offsets, found by one NumPy view of
+    the cards' fixed columns), values are parsed only when asked for. The first
+    occurrence of a keyword wins; COMMENT, HISTORY and blank cards are not values.
     """
 
     __slots__ = ("_index", "_text", "_values")
 
     def __init__(self, text: str) -> None:
         self._text = text
-        offsets = range(0, len(text), CARD)
-        keys = [text[i : i + 8].rstrip() for i in offsets]
-        self._index = {
-            key: i
-            for key, i in zip(reversed(keys), reversed(offsets), strict=True)
-            if text[i + 8 : i + 10] == "= "
-        }
+        whole = len(text) - len(text) % CARD
+        cards = np.frombuffer(text[:whole].encode("latin-1"), dtype=_CARD_FIELDS)
+        valued = np.flatnonzero(cards["indicator"] == b"= ")
+        keys = cards["key"][valued].tolist()
+        offsets = (valued * CARD).tolist()
+        self._index: dict[bytes, int] = dict(zip(reversed(keys), reversed(offsets), strict=True))
+        for commentary in (b"COMMENT ", b"HISTORY "):  # commentary even when written "KEY = "
+            self._index.pop(commentary, None)
         self._values: dict[str, HeaderValue] = {}
 
     def __getitem__(self, key: str) -> HeaderValue:
-        try:
-            return self._values[key]
-        except KeyError:
-            pos = self._index[key]
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The keyword's value, or ``default`` when the header has no such card."""
+        value = self._values.get(key, _ABSENT)
+        if value is _ABSENT:
+            pos = self._index.get(_card_key(key)) if isinstance(key, str) else None
+            if pos is None:
+                return default
             value = _parse_value(self._text[pos + 10 : pos + CARD])
             self._values[key] = value
-            return value
+        return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._index
+        return isinstance(key, str) and _card_key(key) in self._index
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
+        in_file_order = sorted(self._index, key=self._index.__getitem__)
+        return (key.decode("latin-1").rstrip() for key in in_file_order)
 
     def __len__(self) -> int:
         return len(self._index)

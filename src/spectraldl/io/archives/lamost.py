@@ -174,7 +174,7 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
         form,
         release,
         flux=row["flux"],
-        ivar=row.get("inverse", np.full(image.shape[1], np.nan)),
+        ivar=row["inverse"] if "inverse" in row else np.full(image.shape[1], np.nan),
         wave=row.get("wavelength"),
         andmask=row.get("andmask"),
     )
