@@ -109,3 +109,12 @@ def test_kill_9_leaves_only_whole_parts_and_the_rerun_finishes(tmp_path, workers
     assert sorted(final) == [f"part-{i:03d}.json" for i in range(40)]
     assert all(v["square"] == v["n"] ** 2 for v in final.values())
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_warm_up_starts_every_worker_before_the_first_task() -> None:
+    with open_backend("local", workers=2) as backend:
+        backend.warm_up(square)
+        assert len(backend._pool._processes) == 2  # the executor's own record of its workers
+        results = sorted(r["square"] for r in backend.run(square, [(3, 0.0), (4, 0.0)]))
+    assert results == [9, 16]
+    SerialBackend().warm_up(square)  # nothing to start, and no error

@@ -69,6 +69,9 @@ class _StopAfter:
     def __init__(self, n: int) -> None:
         self.n = n
 
+    def warm_up(self, fn: Callable) -> None:
+        """Nothing to start."""
+
     def run(self, fn: Callable, tasks: Iterable) -> Iterator:
         for i, task in enumerate(tasks):
             if i == self.n:

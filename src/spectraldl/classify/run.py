@@ -401,6 +401,7 @@ def classify(
     except ValueError as exc:
         raise ClassifyError(str(exc)) from None
     backend = backend if backend is not None else SerialBackend()
+    backend.warm_up(classify_chunk)  # workers import PyTorch while this process plans
     precision_used = _precision_here(precision, device, backend)
     model = _load(model_dir, "cpu")
     # Build a predictor once here: refuses a model without (or with a mismatched) novelty file.

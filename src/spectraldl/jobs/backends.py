@@ -36,6 +36,18 @@ class Backend(Protocol):
         """Yield ``fn(task)`` for every task, in the order they complete."""
         ...
 
+    def warm_up(self, fn: Callable[..., Any]) -> None:
+        """Start the workers now and have them load ``fn``'s code (no-op where nothing starts).
+
+        A worker process spends about 0.4 s importing the stages; called before
+        the caller lists its inputs, that time overlaps the listing.
+        """
+        ...
+
+
+def _loaded(fn: Callable[..., Any]) -> None:
+    """Nothing: unpickling ``fn`` to call this has imported its module in the worker."""
+
 
 class SerialBackend:
     """Every task in this process, one after the other (the default for one worker)."""
@@ -47,6 +59,9 @@ class SerialBackend:
         """Yield ``fn(task)`` for each task in order."""
         for task in tasks:
             yield fn(task)
+
+    def warm_up(self, fn: Callable[..., Any]) -> None:
+        """Nothing to start: tasks run in this process."""
 
 
 class ProcessBackend:
@@ -68,6 +83,11 @@ class ProcessBackend:
             initializer=die_with_parent,
             initargs=(os.getpid(),),
         )
+
+    def warm_up(self, fn: Callable[..., Any]) -> None:
+        """Start every worker now, each loading ``fn``'s code, while the caller prepares."""
+        for _ in range(self.workers):
+            self._pool.submit(_loaded, fn)
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as workers finish, keeping at most ``in_flight`` tasks submitted."""
@@ -115,6 +135,9 @@ class DaskBackend:
         self.threads_per_task = threads_per_task
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         self.in_flight = max(2, threads * in_flight_per_thread)
+
+    def warm_up(self, fn: Callable[..., Any]) -> None:
+        """Nothing to start: the cluster's workers are running."""
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""

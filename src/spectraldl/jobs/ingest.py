@@ -393,15 +393,16 @@ def ingest(
     if strict and labels is not None and labels.conflicts:
         raise IngestFailed(f"--strict: {labels.matcher().report().line()}")
     _check_existing(out, config)
-    found = walk(paths)
-    files = list(found)
-    unread = list(found.bad)
-    manifest = _manifest(files, config, labels_csv, origin)
     settings = ChunkSettings(config, labels, origin)
     try:
         with output_lock(out), ExitStack() as stack:
             if backend is None:
                 backend = stack.enter_context(open_backend("local", workers=workers))
+            backend.warm_up(partial(read_chunk, settings=settings))
+            found = walk(paths)
+            files = list(found)
+            unread = list(found.bad)
+            manifest = _manifest(files, config, labels_csv, origin)
             shards = _run(files, out, manifest, settings, backend, progress)
             summary = _merge(
                 PartsFolder(out),
