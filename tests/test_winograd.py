@@ -35,6 +35,20 @@ def test_same_logits_and_features_as_the_network(input_n: int) -> None:
     torch.testing.assert_close(features2, features, rtol=1e-5, atol=1e-5)
 
 
+def test_buffers_reused_across_calls_of_any_batch_size() -> None:
+    """Each step keeps its intermediates between calls; a new batch size must not read stale ones."""
+    torch.manual_seed(1)
+    net = build_model("cnn", n_classes=4, input_n=140).eval()
+    fast = WinogradNet(net, 140)
+    with torch.inference_mode():
+        for n in (64, 64, 5, 128, 1, 64):
+            x = torch.randn(n, 140) * 2
+            logits, _ = net.forward_with_features(x)
+            torch.testing.assert_close(
+                fast.forward_with_features(x)[0].clone(), logits, rtol=1e-5, atol=1e-5
+            )
+
+
 def test_refuses_what_it_does_not_rearrange() -> None:
     for name in ("fnn", "cnn-small"):  # no convolutions; kernels of 5
         with pytest.raises(ValueError):
