@@ -36,7 +36,7 @@ def test_same_logits_and_features_as_the_network(input_n: int) -> None:
 
 
 def test_buffers_reused_across_calls_of_any_batch_size() -> None:
-    """Each step keeps its intermediates between calls; a new batch size must not read stale ones."""
+    """Steps keep their intermediates between calls; a new batch size must not read stale ones."""
     torch.manual_seed(1)
     net = build_model("cnn", n_classes=4, input_n=140).eval()
     fast = WinogradNet(net, 140)
