@@ -35,15 +35,17 @@ docs: $(STAMP)
 # Measure the CPU benchmarks (ingest, simulate, classify; each ratio against its baseline
 # measured in the same run), keep their JSON and regenerate the pages' figures: about
 # 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
-# (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_FILES, BENCH_SPECTRA.
+# (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_INGEST_FILES (ingest's
+# tree), BENCH_FILES (simulate, classify's FITS tree), BENCH_SPECTRA.
 # BENCH_THREADS: PyTorch threads of classify's dataset rows; 1 by default, as on a shared
 # 2-core machine two threads of small batches wait on each other (BENCH_THREADS=0: all).
 BENCH_JSON := src/spectraldl/data/benchmarks
 BENCH_FILES ?= 2000
+BENCH_INGEST_FILES ?= 5000
 BENCH_SPECTRA ?= 30000
 BENCH_THREADS ?= 1
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py --files $(BENCH_FILES) --thesis-files 500 \
+	$(BIN)/python benchmarks/ingest.py --files $(BENCH_INGEST_FILES) --thesis-files 500 \
 		--json $(BENCH_JSON)/ingest.json
 	$(BIN)/python benchmarks/simulate.py --n $(BENCH_FILES) --json $(BENCH_JSON)/simulate.json
 	$(BIN)/python benchmarks/classify.py --n-files $(BENCH_FILES) --n-spectra $(BENCH_SPECTRA) \
