@@ -341,6 +341,19 @@ def gpu_small_millions(src: Sources) -> str:
     return millions(_gpu_classify(src, "cnn-small")["spectra_per_s"], 1)
 
 
+def tree_dr1_minutes(src: Sources) -> str:
+    """DR1 projected from the 20 000-file tree, 2 workers, the network and minutes."""
+    row = src.row(
+        "classify-20000-files", section="fits-tree", case="classify FITS tree, local, 2 worker(s)"
+    )
+    return f"{row['projected_dr1_min']:.0f} minutes with {_tree_model(row)}"
+
+
+def simulate_lamost_rate(src: Sources) -> str:
+    """`spectraldl simulate --archive lamost` with 2 workers, files/s."""
+    return num(src.row("simulate", case="lamost dr1 archive", workers=2)["files_per_s"])
+
+
 def _second_worker(src: Sources, files: str) -> str:
     """The gain of a second ingest worker: start-up left out, and whole runs."""
 
@@ -772,6 +785,8 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "realism-plate-plate": realism_plate_plate,
     "gpu-cnn-millions": gpu_cnn_millions,
     "gpu-small-millions": gpu_small_millions,
+    "tree-dr1-minutes": tree_dr1_minutes,
+    "simulate-lamost-rate": simulate_lamost_rate,
     "ingest-2-workers-plain": ingest_two_workers_plain,
     "ingest-2-workers-gzip": ingest_two_workers_gzip,
     "cpu-fp32-ratio": cpu_fp32_ratio,
