@@ -35,8 +35,8 @@ def test_same_logits_and_features_as_the_network(input_n: int) -> None:
     torch.testing.assert_close(features2, features, rtol=1e-5, atol=1e-5)
 
 
-def test_buffers_reused_across_calls_of_any_batch_size() -> None:
-    """Steps keep their intermediates between calls; a new batch size must not read stale ones."""
+def test_calls_of_any_batch_size_one_after_another() -> None:
+    """Batches of changing sizes through one WinogradNet, each as the network computes it."""
     torch.manual_seed(1)
     net = build_model("cnn", n_classes=4, input_n=140).eval()
     fast = WinogradNet(net, 140)

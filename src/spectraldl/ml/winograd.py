@@ -91,34 +91,11 @@ TAIL_ROWS = 8
 """Zeroed rows after the last spectrum's activations: F(m, 3) tiles read up to m - 2 past it."""
 
 
-class _Buffers:
-    """One step's intermediate tensors, kept from one forward pass to the next.
-
-    A pass over 128 spectra needs tens of MB of intermediates. Allocated afresh
-    each time, blocks that large are mapped and unmapped by the C library and
-    their pages faulted in again, which costs as much as the arithmetic (the
-    64-channel convolution: 13 ms with fresh tensors, 7.7 ms reusing them). A
-    tensor is reallocated only when its shape changes (another batch size).
-    """
-
-    def __init__(self) -> None:
-        self._tensors: dict[str, torch.Tensor] = {}
-
-    def get(self, name: str, *shape: int) -> torch.Tensor:
-        """The tensor called ``name`` of ``shape`` (contents left from its last use)."""
-        tensor = self._tensors.get(name)
-        if tensor is None or tuple(tensor.shape) != shape:
-            tensor = self._tensors[name] = torch.empty(shape)
-        return tensor
-
-    def activations(self, n: int, rows: int, channels: int) -> torch.Tensor:
-        """An (n, rows, channels) tensor followed in memory by `TAIL_ROWS` zeroed rows."""
-        size = (n * rows + TAIL_ROWS) * channels
-        storage = self._tensors.get("activations")
-        if storage is None or storage.numel() != size:
-            storage = self._tensors["activations"] = torch.empty(size)
-            storage[n * rows * channels :] = 0.0
-        return storage[: n * rows * channels].view(n, rows, channels)
+def _activations(n: int, rows: int, channels: int) -> torch.Tensor:
+    """An empty (n, rows, channels) tensor followed in memory by `TAIL_ROWS` zeroed rows."""
+    storage = torch.empty((n * rows + TAIL_ROWS) * channels)
+    storage[n * rows * channels :] = 0.0
+    return storage[: n * rows * channels].view(n, rows, channels)
 
 
 class _WinogradConv:
@@ -126,7 +103,6 @@ class _WinogradConv:
 
     The spectra's last tile may reach past their valid length: those outputs
     (from the next spectrum's rows or the zeroed tail) are never read as valid.
-    The output is this step's buffer, overwritten by its next call.
     """
 
     def __init__(self, conv: nn.Conv1d, length_out: int, pool: bool) -> None:
@@ -140,31 +116,22 @@ class _WinogradConv:
             self.bias[POINTS[self.m].index(1), 0] = conv.bias.detach()
         self.bt, self.at = bt.float(), at.float()
         self.pool = pool
-        self.buffers = _Buffers()
 
     def __call__(self, h: torch.Tensor, valid: int) -> tuple[torch.Tensor, int]:
         n, rows, channels = h.shape
-        alpha, m, out_channels = self.m + 2, self.m, self.weight.shape[2]
+        alpha, m = self.m + 2, self.m
         tiles = -(-(valid - 2) // m)
-        buffers = self.buffers
         strides = (channels, rows * channels, m * channels, 1)
-        windows = buffers.get("windows", alpha, n * tiles * channels)
-        windows.view(alpha, n, tiles, channels).copy_(
-            h.as_strided((alpha, n, tiles, channels), strides)
-        )
-        u = buffers.get("u", alpha, n * tiles * channels)
-        torch.mm(self.bt, windows, out=u)
-        products = buffers.get("products", alpha, n * tiles, out_channels)
-        torch.baddbmm(self.bias, u.view(alpha, n * tiles, channels), self.weight, out=products)
-        y = buffers.get("y", m, n * tiles * out_channels)
-        torch.mm(self.at, products.view(alpha, -1), out=y)
-        y = y.view(m, n, tiles, out_channels)
+        windows = h.as_strided((alpha, n, tiles, channels), strides)
+        u = torch.mm(self.bt, windows.reshape(alpha, -1)).view(alpha, n * tiles, channels)
+        products = torch.baddbmm(self.bias, u, self.weight)
+        out_channels = products.shape[2]
+        y = torch.mm(self.at, products.view(alpha, -1)).view(m, n, tiles, out_channels)
         valid -= 2
         if self.pool:
-            pooled = buffers.get("pooled", m // 2, n, tiles, out_channels)
-            y = torch.maximum(y[0::2], y[1::2], out=pooled)
+            y = torch.maximum(y[0::2], y[1::2])
             m, valid = m // 2, valid // 2
-        out = buffers.activations(n, tiles * m, out_channels)
+        out = _activations(n, tiles * m, out_channels)
         torch.clamp(y, min=0.0, out=out.view(n, tiles, m, out_channels).permute(2, 0, 1, 3))
         return out, valid
 
@@ -177,20 +144,17 @@ class _FirstConv:
         self.weight = conv.weight.detach()[:, 0, :].t().contiguous()  # (k, out)
         self.bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.pool = pool
-        self.buffers = _Buffers()
 
     def __call__(self, x: torch.Tensor, valid: int) -> tuple[torch.Tensor, int]:
         n, channels = x.shape[0], self.weight.shape[1]
         columns = x.unfold(1, self.kernel, 1).reshape(-1, self.kernel)
         valid -= self.kernel - 1
         if not self.pool:
-            out = self.buffers.activations(n, valid, channels)
+            out = _activations(n, valid, channels)
             torch.addmm(self.bias, columns, self.weight, out=out.view(-1, channels))
             return out.relu_(), valid
-        h = self.buffers.get("h", n * valid, channels)
-        torch.addmm(self.bias, columns, self.weight, out=h)
-        out = self.buffers.activations(n, valid // 2, channels)
-        h = h.view(n, valid, channels)
+        h = torch.addmm(self.bias, columns, self.weight).view(n, valid, channels)
+        out = _activations(n, valid // 2, channels)
         torch.amax(h[:, : valid // 2 * 2].unflatten(1, (valid // 2, 2)), 2, out=out)
         return out.relu_(), valid // 2
 
