@@ -17,7 +17,7 @@ import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -122,27 +122,31 @@ def _read(path: str | Path) -> Spectrum | FileError:
         return FileError(str(path), f"unexpected {type(exc).__name__}: {exc}")
 
 
+PREPROCESS_BATCH = 32
+"""Files read, then preprocessed together (`preprocess_many`). Their spectra are held
+until then (about 70 kB each for LAMOST), so memory is bounded by this, not the chunk."""
+
+
 def _read_all(
     paths: Sequence[str | Path], config: PreprocessConfig
-) -> list[tuple[Spectrum, Preprocessed] | FileError]:
-    """Each file read and preprocessed (`preprocess_many`: a chunk's shared grid at once),
-    or why it cannot be."""
-    read = [_read(path) for path in paths]
-    spectra = [r for r in read if isinstance(r, Spectrum)]
-    outcomes = iter(preprocess_many(spectra, config))
-    results: list[tuple[Spectrum, Preprocessed] | FileError] = []
-    for path, spectrum in zip(paths, read, strict=True):
-        if isinstance(spectrum, FileError):
-            results.append(spectrum)
-            continue
-        outcome = next(outcomes)
-        if isinstance(outcome, SpectrumError):
-            results.append(FileError(str(path), outcome.reason))
-        elif isinstance(outcome, Exception):
-            results.append(FileError(str(path), f"unexpected {type(outcome).__name__}: {outcome}"))
-        else:
-            results.append((spectrum, outcome))
-    return results
+) -> Iterator[tuple[Spectrum, Preprocessed] | FileError]:
+    """Each file read and preprocessed, or why it cannot be, in batches of `PREPROCESS_BATCH`
+    (those on a shared wavelength grid at once)."""
+    for start in range(0, len(paths), PREPROCESS_BATCH):
+        batch = paths[start : start + PREPROCESS_BATCH]
+        read = [_read(path) for path in batch]
+        outcomes = iter(preprocess_many([r for r in read if isinstance(r, Spectrum)], config))
+        for path, spectrum in zip(batch, read, strict=True):
+            if isinstance(spectrum, FileError):
+                yield spectrum
+                continue
+            outcome = next(outcomes)
+            if isinstance(outcome, SpectrumError):
+                yield FileError(str(path), outcome.reason)
+            elif isinstance(outcome, Exception):
+                yield FileError(str(path), f"unexpected {type(outcome).__name__}: {outcome}")
+            else:
+                yield spectrum, outcome
 
 
 def _window(spectrum: Spectrum) -> HalphaWindow | LineMeasurement:
