@@ -341,6 +341,25 @@ def gpu_small_millions(src: Sources) -> str:
     return millions(_gpu_classify(src, "cnn-small")["spectra_per_s"], 1)
 
 
+def measure_cost(src: Sources) -> str:
+    """What measuring H-alpha adds to reading and preprocessing a file, per archive."""
+    cost = {row["archive"]: row for row in src.json("measure")["cost"]}
+    lamost, ondrejov = cost["lamost"], cost["ondrejov"]
+
+    def base(row: dict[str, Any]) -> float:
+        return row["read_ms"] + row["preprocess_ms"]
+
+    return (
+        f"Measuring adds about {lamost['measure_over_read_preprocess']:.0%} to reading and "
+        f"preprocessing a LAMOST file ({lamost['measure_ms']:.2f} ms against "
+        f"{base(lamost):.2f} ms: a chunk's files share a wavelength grid and their H-alpha "
+        "windows are measured together, `spectraldl.prep.measure.measure_halpha_windows`; one "
+        f"at a time, `measure_halpha`, {lamost['measure_one_by_one_ms']:.2f} ms) and about "
+        f"{ondrejov['measure_over_read_preprocess']:.0%} for an Ondřejov file "
+        f"({ondrejov['measure_ms']:.2f} ms against {base(ondrejov):.2f} ms)."
+    )
+
+
 def tree_dr1_minutes(src: Sources) -> str:
     """DR1 projected from the 20 000-file tree, 2 workers, the network and minutes."""
     row = src.row(
@@ -785,6 +804,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "realism-plate-plate": realism_plate_plate,
     "gpu-cnn-millions": gpu_cnn_millions,
     "gpu-small-millions": gpu_small_millions,
+    "measure-cost": measure_cost,
     "tree-dr1-minutes": tree_dr1_minutes,
     "simulate-lamost-rate": simulate_lamost_rate,
     "ingest-2-workers-plain": ingest_two_workers_plain,

@@ -95,7 +95,9 @@ def _der_noise(values: NDArray[np.float64]) -> NDArray[np.float64]:
     return 0.6052697 * _median(second)
 
 
-def _spiky(values: NDArray[np.float64], median: NDArray[np.float64], noise: NDArray[np.float64]):
+def _spiky(
+    values: NDArray[np.float64], median: NDArray[np.float64], noise: NDArray[np.float64]
+) -> NDArray[np.bool_]:
     """Rows with a spike by `spectraldl.prep.measure.spike_pixels` (all pixels finite)."""
     excess = values - median[:, None]
     size = np.abs(excess)
@@ -104,7 +106,8 @@ def _spiky(values: NDArray[np.float64], median: NDArray[np.float64], noise: NDAr
     same_side = np.maximum(
         np.maximum(padded[:, :-2] * sign, 0.0), np.maximum(padded[:, 2:] * sign, 0.0)
     )
-    return ((size > 20.0 * noise[:, None]) & (same_side < 0.2 * size)).any(axis=1)
+    spikes = (size > 20.0 * noise[:, None]) & (same_side < 0.2 * size)
+    return np.asarray(spikes.any(axis=1))
 
 
 def _interp(flux: NDArray[np.float64], plan: _GridPlan) -> NDArray[np.float64]:
