@@ -341,6 +341,19 @@ def gpu_small_millions(src: Sources) -> str:
     return millions(_gpu_classify(src, "cnn-small")["spectra_per_s"], 1)
 
 
+def classify_memory(src: Sources) -> str:
+    """Peak memory and temporary space of classify as the tree grows (benchmarks/memory.py)."""
+    data = src.json("memory")
+    rows = [r for r in data["rows"] if "seconds" in r]
+    peaks = ", ".join(f"{num(r['peak_rss_mib'])} MiB at {num(r['files'])} files" for r in rows)
+    parts = max(r["peak_parts_mib"] for r in rows)
+    return (
+        f"Memory (`benchmarks/memory.py`, the thesis CNN, 2 workers, trees of distinct real "
+        f"gzipped LAMOST files; {machine(src, 'memory')}, {data['date']}): peak resident memory "
+        f"of the whole process tree {peaks}; `PRED.parts/` at most {parts:.1f} MiB."
+    )
+
+
 def measure_cost(src: Sources) -> str:
     """What measuring H-alpha adds to reading and preprocessing a file, per archive."""
     cost = {row["archive"]: row for row in src.json("measure")["cost"]}
@@ -805,6 +818,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "gpu-cnn-millions": gpu_cnn_millions,
     "gpu-small-millions": gpu_small_millions,
     "measure-cost": measure_cost,
+    "classify-memory": classify_memory,
     "tree-dr1-minutes": tree_dr1_minutes,
     "simulate-lamost-rate": simulate_lamost_rate,
     "ingest-2-workers-plain": ingest_two_workers_plain,
