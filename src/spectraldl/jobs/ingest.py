@@ -110,6 +110,11 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return [Path(p) for p in walk(paths)]
 
 
+def _unexpected(path: str | Path, exc: Exception) -> FileError:
+    """A reader or preprocessing bug, reported for the file instead of stopping the run."""
+    return FileError(str(path), f"unexpected {type(exc).__name__}: {exc}")
+
+
 def _read(path: str | Path) -> Spectrum | FileError:
     """One file read, or why it cannot be."""
     try:
@@ -119,7 +124,7 @@ def _read(path: str | Path) -> Spectrum | FileError:
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a reader bug must not stop a release-sized run
-        return FileError(str(path), f"unexpected {type(exc).__name__}: {exc}")
+        return _unexpected(path, exc)
 
 
 PREPROCESS_BATCH = 32
@@ -144,7 +149,7 @@ def _read_all(
             if isinstance(outcome, SpectrumError):
                 yield FileError(str(path), outcome.reason)
             elif isinstance(outcome, Exception):
-                yield FileError(str(path), f"unexpected {type(outcome).__name__}: {outcome}")
+                yield _unexpected(path, outcome)
             else:
                 yield spectrum, outcome
 

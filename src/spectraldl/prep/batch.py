@@ -21,11 +21,15 @@ from numpy.typing import NDArray
 
 from spectraldl.core.quality import Quality
 from spectraldl.core.spectrum import Spectrum
-from spectraldl.prep.lines import HALPHA_VACUUM_AA, vacuum_wavelengths
+from spectraldl.prep.lines import vacuum_wavelengths
+from spectraldl.prep.measure import DER_NOISE_SCALE, SPIKE_MAX_NEIGHBOUR, SPIKE_MIN_NOISE
 from spectraldl.prep.preprocess import (
     PreprocessConfig,
     Preprocessed,
     blur_sigma_for,
+    halpha_span,
+    ivar_flags,
+    partly_covered,
     preprocess,
     snr_and_flags,
 )
@@ -60,7 +64,7 @@ def _plan(wave_vac: NDArray[np.float64], config: PreprocessConfig) -> _GridPlan 
     """The grid's plan, or None when `preprocess` must see each spectrum (coverage refused)."""
     grid = np.asarray(config.grid_aa, dtype=np.float64)
     inside = np.flatnonzero((wave_vac >= grid[0]) & (wave_vac <= grid[-1]))
-    lo, hi = HALPHA_VACUUM_AA - config.halpha_margin_aa, HALPHA_VACUUM_AA + config.halpha_margin_aa
+    lo, hi = halpha_span(config)
     if wave_vac[0] > lo or wave_vac[-1] < hi or inside.size < 5:
         return None
     # np.interp: j with xp[j] <= x < xp[j+1]; before the first pixel the first value,
@@ -72,7 +76,6 @@ def _plan(wave_vac: NDArray[np.float64], config: PreprocessConfig) -> _GridPlan 
     inner = (j >= 0) & (j < last)
     jj = np.clip(j, 0, last - 1)
     exact = ~inner | (wave_vac[jj] == grid)
-    half_step = (grid[1] - grid[0]) / 2.0
     return _GridPlan(
         window=slice(int(inside[0]) - start, int(inside[-1]) + 1 - start),
         used=slice(start, stop),
@@ -80,7 +83,7 @@ def _plan(wave_vac: NDArray[np.float64], config: PreprocessConfig) -> _GridPlan 
         offset=grid - wave_vac[jj],
         step=wave_vac[jj + 1] - wave_vac[jj],
         exact=exact,
-        partial=bool(wave_vac[0] > grid[0] + half_step or wave_vac[-1] < grid[-1] - half_step),
+        partial=partly_covered(wave_vac, grid),
     )
 
 
@@ -92,7 +95,7 @@ def _median(values: NDArray[np.float64]) -> NDArray[np.float64]:
 def _der_noise(values: NDArray[np.float64]) -> NDArray[np.float64]:
     """`spectraldl.prep.measure.der_noise` of each row (all finite, at least 5 pixels)."""
     second = np.abs(2.0 * values[:, 2:-2] - values[:, :-4] - values[:, 4:])
-    return 0.6052697 * _median(second)
+    return DER_NOISE_SCALE * _median(second)
 
 
 def _spiky(
@@ -106,7 +109,7 @@ def _spiky(
     same_side = np.maximum(
         np.maximum(padded[:, :-2] * sign, 0.0), np.maximum(padded[:, 2:] * sign, 0.0)
     )
-    spikes = (size > 20.0 * noise[:, None]) & (same_side < 0.2 * size)
+    spikes = (size > SPIKE_MIN_NOISE * noise[:, None]) & (same_side < SPIKE_MAX_NEIGHBOUR * size)
     return np.asarray(spikes.any(axis=1))
 
 
@@ -127,11 +130,7 @@ def _flags(spectra: Sequence[Spectrum], plan: _GridPlan, config: PreprocessConfi
         quality = base
         if spectrum.mask is not None and spectrum.mask[window].any():
             quality |= Quality.MASKED
-        if spectrum.ivar is not None:
-            ivar = spectrum.ivar[window]
-            bad = int((~(ivar > 0) | ~np.isfinite(ivar)).sum())
-            if bad > config.max_bad_fraction * ivar.size:
-                quality |= Quality.BAD_IVAR
+        quality |= ivar_flags(spectrum, window, config)
         flags.append(int(quality))
     return flags
 

@@ -24,6 +24,15 @@ from scipy.ndimage import correlate1d
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.prep.lines import FWHM_PER_SIGMA, vacuum_wavelengths
 
+DER_NOISE_SCALE = 0.6052697
+"""DER_SNR's factor from the median absolute second difference to the noise per pixel."""
+
+SPIKE_MIN_NOISE = 20.0
+"""`spike_pixels`: least excess over the median, in units of the `der_noise`."""
+
+SPIKE_MAX_NEIGHBOUR = 0.2
+"""`spike_pixels`: largest excess of a neighbour on the same side, as a fraction of the spike's."""
+
 
 def der_snr(flux: ArrayLike) -> float:
     """Signal-to-noise ratio by the DER_SNR estimator (Stoehr et al. 2008, ADASS XVII).
@@ -66,11 +75,15 @@ def der_noise(flux: ArrayLike) -> float:
     values = values[np.isfinite(values)]
     if values.size < 5:
         return float("nan")
-    return float(0.6052697 * np.median(np.abs(2.0 * values[2:-2] - values[:-4] - values[4:])))
+    second = np.abs(2.0 * values[2:-2] - values[:-4] - values[4:])
+    return float(DER_NOISE_SCALE * np.median(second))
 
 
 def spike_pixels(
-    flux: ArrayLike, *, min_noise: float = 20.0, max_neighbour: float = 0.2
+    flux: ArrayLike,
+    *,
+    min_noise: float = SPIKE_MIN_NOISE,
+    max_neighbour: float = SPIKE_MAX_NEIGHBOUR,
 ) -> NDArray[np.bool_]:
     """True at one-pixel spikes: cosmic rays and corrupt values, not lines.
 

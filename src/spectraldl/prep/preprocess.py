@@ -404,7 +404,7 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
     grid = config.grid_aa
     wave_vac = vacuum_wavelengths(spectrum)
     in_window = (wave_vac >= grid[0]) & (wave_vac <= grid[-1])
-    lo, hi = HALPHA_VACUUM_AA - config.halpha_margin_aa, HALPHA_VACUUM_AA + config.halpha_margin_aa
+    lo, hi = halpha_span(config)
     if wave_vac[0] > lo or wave_vac[-1] < hi or not in_window.any():
         raise SpectrumError(
             source,
@@ -425,10 +425,9 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
         quality |= Quality.NONFINITE
     if spectrum.mask is not None and (spectrum.mask & in_window).any():
         quality |= Quality.MASKED
-    half_step = (grid[1] - grid[0]) / 2.0
-    if wave_vac[0] > grid[0] + half_step or wave_vac[-1] < grid[-1] - half_step:
+    if partly_covered(wave_vac, grid):
         quality |= Quality.PARTIAL_COVERAGE
-    quality |= _ivar_flags(spectrum, in_window, config)
+    quality |= ivar_flags(spectrum, in_window, config)
     window = spectrum.flux[in_window & finite]
     if window.size and window.min() == window.max():
         raise SpectrumError(source, f"the flux is constant ({window[0]:g}) over the window")
@@ -449,7 +448,20 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
     return Preprocessed(x=x.astype(np.float32), quality=quality, snr=snr)
 
 
-def _ivar_flags(spectrum: Spectrum, in_window: np.ndarray, config: PreprocessConfig) -> Quality:
+def halpha_span(config: PreprocessConfig) -> tuple[float, float]:
+    """H-alpha ± ``config.halpha_margin_aa`` (vacuum Å): what a spectrum must cover."""
+    return HALPHA_VACUUM_AA - config.halpha_margin_aa, HALPHA_VACUUM_AA + config.halpha_margin_aa
+
+
+def partly_covered(wave_vac: np.ndarray, grid: np.ndarray) -> bool:
+    """True when the wavelengths miss the grid's ends by more than half a grid step."""
+    half_step = (grid[1] - grid[0]) / 2.0
+    return bool(wave_vac[0] > grid[0] + half_step or wave_vac[-1] < grid[-1] - half_step)
+
+
+def ivar_flags(
+    spectrum: Spectrum, in_window: np.ndarray | slice, config: PreprocessConfig
+) -> Quality:
     """BAD_IVAR when more than ``max_bad_fraction`` of the window has ivar <= 0 or NaN.
 
     A few such pixels are no reason for doubt: LAMOST zeroes the ivar at the
