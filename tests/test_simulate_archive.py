@@ -7,6 +7,7 @@ import hashlib
 import math
 import re
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from spectraldl.simulate import (
     simulate_spectra,
 )
 from spectraldl.simulate.common import streams
+from spectraldl.simulate.fitsbytes import gzip_bytes
 from spectraldl.simulate.junk import JUNK_KINDS, SURVEY_KINDS, kinds_for, make_junk
 from spectraldl.simulate.population import Population
 from spectraldl.simulate.registry import simulated_archives
@@ -186,6 +188,23 @@ def test_gzip_is_byte_stable_and_readable(tmp_path: Path) -> None:
     with fits.open(path) as hdul:  # astropy recognises the .gz and reads it
         assert hdul[0].header["TELESCOP"] == "LAMOST"
     assert gzip.decompress(data).startswith(b"SIMPLE  =")
+
+
+def test_gzip_writes_the_bytes_zlib_writes(tmp_path: Path) -> None:
+    # zlib-ng's run-length deflate replaced zlib's for speed: the archives it writes must be
+    # the very bytes zlib wrote, on simulated files of each release and on real files.
+    simulate_archive(tmp_path / "a", archive="lamost", n=6, seed=2, junk=0.3, compress=False)
+    simulate_archive(tmp_path / "b", archive="lamost", n=3, seed=2, release="dr8", compress=False)
+    inputs = [p.read_bytes() for p in sorted(tmp_path.rglob("*.fits"))]
+    inputs += [gzip.decompress(p.read_bytes()) for p in sorted(real_dir().rglob("*.gz"))[:10]]
+    inputs += [b"", bytes(100_000), np.random.default_rng(0).bytes(50_000)]
+    assert len(inputs) > 15
+    for data in inputs:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+        expected = compressor.compress(data) + compressor.flush()
+        written = gzip_bytes(data, level=1)
+        assert written[10:-8] == expected
+        assert gzip.decompress(written) == data
 
 
 def test_truth_csv_agrees_with_ingested_files(tmp_path: Path) -> None:
