@@ -29,11 +29,17 @@ class Streams:
 
 def streams(seed: int, archive: str, index: int) -> Streams:
     """The streams of spectrum ``index`` (numpy SeedSequence spawn keys, PCG64)."""
-    root = np.random.SeedSequence(
-        entropy=int(seed), spawn_key=(simulated_archive(archive).code, int(index))
+    # The three children of SeedSequence(seed, spawn_key=(code, index)), made directly as
+    # its spawn() makes them (the parent's own state is never used).
+    key = (simulated_archive(archive).code, int(index))
+    return Streams(
+        *(
+            np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(*key, child)))
+            )
+            for child in range(3)
+        )
     )
-    star, noise, meta = root.spawn(3)
-    return Streams(*(np.random.Generator(np.random.PCG64(s)) for s in (star, noise, meta)))
 
 
 def choose_template(

@@ -192,6 +192,10 @@ pairs' amplitudes leaves 0.008 of its 0.021 rms. H-alpha's excess is the G-M sta
 A-F stars add a stellar core mismatch). The holdout stars show the same pattern at about
 two thirds of the amplitude."""
 
+_SKY_RESIDUAL_CENTRES, _SKY_RESIDUAL_FACTORS, _SKY_RESIDUAL_EXCESS = np.array(
+    SKY_RESIDUAL_LINES
+).T.copy()
+
 WINDOW_RESPONSE = (
     (6400.0, -0.0018),
     (6410.0, -0.0025),
@@ -793,13 +797,20 @@ def _add_sky_residuals(
         sign, shift = plate["sky_sign"], plate["sky_shift_aa"]
         excess_factor = plate["sky_excess_factor"]
     amplitude = SKY_RESIDUAL_AMPLITUDE * math.exp(log_factor) * (30.0 / max(snr, 3.0)) ** 0.8
-    near = np.abs(wave - 6600.0) < 150.0
-    local = continuum[near]
-    for centre, factor, line_excess in SKY_RESIDUAL_LINES:
-        excess = line_excess * excess_factor
-        x = (wave[near] - centre - shift) / (centre * sigma_kms / C_KMS)
-        shape = sign * factor * x * np.exp(0.5 - 0.5 * x * x) + excess * np.exp(-0.5 * x * x)
-        frame.flux[near] += amplitude * shape * local
+    near = np.flatnonzero(np.abs(wave - 6600.0) < 150.0)
+    span = slice(near[0], near[-1] + 1)  # the grid is sorted: one run of pixels
+    # Every line's shape at once (lines x pixels), then added line by line as before.
+    x = (wave[span] - _SKY_RESIDUAL_CENTRES[:, None] - shift) / (
+        _SKY_RESIDUAL_CENTRES[:, None] * sigma_kms / C_KMS
+    )
+    excess = _SKY_RESIDUAL_EXCESS[:, None] * excess_factor
+    shapes = sign * _SKY_RESIDUAL_FACTORS[:, None] * x * np.exp(0.5 - 0.5 * x * x)
+    shapes += excess * np.exp(-0.5 * x * x)
+    shapes *= amplitude
+    shapes *= continuum[span]
+    flux = frame.flux[span]
+    for shape in shapes:
+        flux += shape
     return sign * amplitude
 
 
@@ -939,17 +950,13 @@ def _throughput(wave: np.ndarray) -> np.ndarray:
     return _throughput_on(wave.size)
 
 
-def _band_snr(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, lo: float, hi: float) -> float:
-    a, b = np.searchsorted(wave, (lo, hi))
-    iv = ivar[a:b]
-    sel = iv > 0
-    if not sel.any():
+def _band_snr(snr: np.ndarray, good: np.ndarray, a: int, b: int) -> float:
+    """The (upper) median of the per-pixel S/N ``snr`` over the ``good`` pixels of a:b."""
+    values = snr[a:b][good[a:b]]
+    if not values.size:
         return 0.0
-    values = flux[a:b][sel] * np.sqrt(iv[sel])
     middle = values.size // 2
-    return float(
-        np.partition(values, middle)[middle]
-    )  # the (upper) median, without np.median's overhead
+    return float(np.partition(values, middle)[middle])  # without np.median's overhead
 
 
 def _pipeline_sigma_excess(wave: np.ndarray, sigma_kms: float) -> np.ndarray:
@@ -1059,11 +1066,17 @@ SNR_BANDS_AA = {
     "Z": (8500.0, 9100.0),
 }
 """The wavelength ranges (Å) of the header's S/N per band."""
+_SNR_BAND_EDGES = np.array([edge for band in SNR_BANDS_AA.values() for edge in band])
 
 
 def _band_snrs(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> dict[str, float]:
     """The S/N of each band of `SNR_BANDS_AA`, as the header states them."""
-    return {band: _band_snr(wave, flux, ivar, lo, hi) for band, (lo, hi) in SNR_BANDS_AA.items()}
+    good = ivar > 0
+    snr = flux * np.sqrt(np.where(good, ivar, 0.0))
+    edges = np.searchsorted(wave, _SNR_BAND_EDGES).tolist()
+    return {
+        band: _band_snr(snr, good, *edges[2 * i : 2 * i + 2]) for i, band in enumerate(SNR_BANDS_AA)
+    }
 
 
 def _subclass(templates: Any, k: int) -> str:
