@@ -129,6 +129,20 @@ def test_one_and_two_workers_give_identical_datasets(tmp_path) -> None:
     ).read_text()
 
 
+def test_copies_with_a_shared_gzip_tail_ingest_as_whole_gzipped_copies(tmp_path) -> None:
+    # The memory benchmark's million-file trees: two gzip members per copy, the same spectra.
+    whole = replicate_real_tree(tmp_path / "whole", 90, compress=True)
+    shared = replicate_real_tree(tmp_path / "shared", 90, compress=True, shared_tail=True)
+    assert [p.name for p in whole] == [p.name for p in shared]
+    assert all(b.read_bytes() != a.read_bytes() for a, b in zip(whole, shared, strict=True))
+    ingest([tmp_path / "whole"], tmp_path / "whole.h5")
+    ingest([tmp_path / "shared"], tmp_path / "shared.h5")
+    one, two = read_dataset(tmp_path / "whole.h5"), read_dataset(tmp_path / "shared.h5")
+    assert len(one) > 80 and len(set(one.ids)) == len(one)
+    assert list(one.ids) == list(two.ids)
+    assert np.array_equal(one.X, two.X) and np.array_equal(one.quality, two.quality)
+
+
 @pytest.mark.slow
 def test_a_dask_cluster_gives_the_dataset_of_a_local_run(tmp_path) -> None:
     tree = tmp_path / "tree"
