@@ -347,10 +347,23 @@ def classify_memory(src: Sources) -> str:
     rows = [r for r in data["rows"] if "seconds" in r]
     peaks = ", ".join(f"{num(r['peak_rss_mib'])} MiB at {num(r['files'])} files" for r in rows)
     parts = max(r["peak_parts_mib"] for r in rows)
+    largest = rows[-1]
     return (
         f"Memory (`benchmarks/memory.py`, the thesis CNN, 2 workers, trees of distinct real "
         f"gzipped LAMOST files; {machine(src, 'memory')}, {data['date']}): peak resident memory "
-        f"of the whole process tree {peaks}; `PRED.parts/` at most {parts:.1f} MiB."
+        f"of the whole process tree {peaks}; `PRED.parts/` at most {parts:.1f} MiB. The "
+        f"{num(largest['files'])}-file run took {largest['seconds'] / 60:.1f} min "
+        f"({num(largest['files_per_s'])} files/s)."
+    )
+
+
+def memory_largest(src: Sources) -> str:
+    """classify's peak memory at the largest and the smallest tree measured, for README."""
+    rows = [r for r in src.json("memory")["rows"] if "seconds" in r]
+    small, large = rows[0], rows[-1]
+    return (
+        f"{num(large['peak_rss_mib'])} MiB with {num(large['files'])} files "
+        f"({num(small['peak_rss_mib'])} MiB with {num(small['files'])})"
     )
 
 
@@ -819,6 +832,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "gpu-small-millions": gpu_small_millions,
     "measure-cost": measure_cost,
     "classify-memory": classify_memory,
+    "memory-largest": memory_largest,
     "tree-dr1-minutes": tree_dr1_minutes,
     "simulate-lamost-rate": simulate_lamost_rate,
     "ingest-2-workers-plain": ingest_two_workers_plain,

@@ -1276,13 +1276,22 @@ HEADER_CARDS = (
 each release (`header_cards`); the simulated-file card (`fitsbytes.synthetic_card`) follows."""
 
 
+@lru_cache(maxsize=len(RELEASES))
+def _release_cards(release: str) -> tuple[bytes | _Card, ...]:
+    """A release's rows of `HEADER_CARDS`: constant cards written once, the rest to fill."""
+    return tuple(
+        row if callable(row.value) else card(row.keyword, row.value, row.comment)
+        for row in HEADER_CARDS
+        if release in row.releases
+    )
+
+
 def header_cards(spec: LamostSpectrum) -> list[bytes]:
     """The primary header after the axis cards, in the order and format of the real files."""
     context = _CardContext(h=spec.header, plate=spec.header["plate"], release=spec.release)
     cards = [
-        card(row.keyword, row.value(context) if callable(row.value) else row.value, row.comment)
-        for row in HEADER_CARDS
-        if context.release in row.releases
+        row if isinstance(row, bytes) else card(row.keyword, row.value(context), row.comment)
+        for row in _release_cards(spec.release)
     ]
     cards.append(fb.synthetic_card())
     return cards
