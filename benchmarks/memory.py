@@ -142,7 +142,7 @@ def main() -> None:
     base = rows[0]
     for row in rows:
         row["rss_vs_smallest"] = row["peak_rss_mib"] / base["peak_rss_mib"]
-    if 1 < len(rows) and rows[-1]["files"] < 1_000_000:
+    if len(rows) > 1 and rows[-1]["files"] < 1_000_000:
         slope = (rows[-1]["peak_rss_mib"] - base["peak_rss_mib"]) / (
             rows[-1]["files"] - base["files"]
         )

@@ -102,7 +102,7 @@ def replicate_real_tree(
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [f.path for f in bundled_files(archive="lamost") if "/dr7-mrs/" not in str(f.path)]
     originals = [FitsFile.open(p) for p in sources]
-    tails = [gzip.compress(bytes(o.data[BLOCK:]), mtime=0) for o in originals] if shared_tail else []
+    tails = [gzip.compress(o.data[BLOCK:], mtime=0) for o in originals] if shared_tail else []
     written = []
     for i in range(first, first + n):
         original = originals[i % len(originals)]
