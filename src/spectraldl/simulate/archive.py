@@ -394,7 +394,7 @@ def simulate_archive(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(start, start + n))
-    size = max(1, min(CHUNK, -(-len(indices) // (4 * max(1, workers)))))
+    size = max(1, min(CHUNK, -(-len(indices) // (16 * max(1, workers)))))
     chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
     work = partial(
         _chunk,
