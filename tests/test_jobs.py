@@ -398,6 +398,9 @@ def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As in a terminal: a suite started in the background (`make test &`) ignores SIGINT,
+        # and its children would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not list(parts_dir(out).glob("chunk-*.parquet")) and time.monotonic() < deadline:
