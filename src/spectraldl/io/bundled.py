@@ -95,8 +95,9 @@ def replicate_real_tree(
 
     With ``compress`` and ``shared_tail``, a copy is two gzip members: its
     first 2 880-byte block (with the FILENAME card) and the rest of the
-    original, compressed once per original. That writes million-file trees
-    about twenty times faster; gzip readers read the members as one stream.
+    original, compressed once per original (a whole member where FILENAME lies
+    beyond that block). That writes million-file trees about twenty times
+    faster; gzip readers read the members as one stream.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
