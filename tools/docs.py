@@ -341,10 +341,15 @@ def gpu_small_millions(src: Sources) -> str:
     return millions(_gpu_classify(src, "cnn-small")["spectra_per_s"], 1)
 
 
+def _memory_runs(src: Sources) -> list[dict[str, Any]]:
+    """The measured rows of memory.json, smallest tree first (a projection row has no time)."""
+    return [r for r in src.json("memory")["rows"] if "seconds" in r]
+
+
 def classify_memory(src: Sources) -> str:
     """Peak memory and temporary space of classify as the tree grows (benchmarks/memory.py)."""
     data = src.json("memory")
-    rows = [r for r in data["rows"] if "seconds" in r]
+    rows = _memory_runs(src)
     peaks = ", ".join(f"{num(r['peak_rss_mib'])} MiB at {num(r['files'])} files" for r in rows)
     parts = max(r["peak_parts_mib"] for r in rows)
     largest = rows[-1]
@@ -359,7 +364,7 @@ def classify_memory(src: Sources) -> str:
 
 def memory_largest(src: Sources) -> str:
     """classify's peak memory at the largest and the smallest tree measured, for README."""
-    rows = [r for r in src.json("memory")["rows"] if "seconds" in r]
+    rows = _memory_runs(src)
     small, large = rows[0], rows[-1]
     return (
         f"{num(large['peak_rss_mib'])} MiB with {num(large['files'])} files "
