@@ -37,13 +37,12 @@ docs: $(STAMP)
 # 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
 # (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_INGEST_FILES (ingest's
 # tree), BENCH_FILES (simulate, classify's FITS tree), BENCH_SPECTRA.
-# BENCH_THREADS: PyTorch threads of classify's dataset rows; 1 by default, as on a shared
-# 2-core machine two threads of small batches wait on each other (BENCH_THREADS=0: all).
+# BENCH_THREADS: PyTorch thread counts of classify's dataset rows, each measured (0: all cores).
 BENCH_JSON := src/spectraldl/data/benchmarks
 BENCH_FILES ?= 2000
 BENCH_INGEST_FILES ?= 5000
 BENCH_SPECTRA ?= 30000
-BENCH_THREADS ?= 1
+BENCH_THREADS ?= 1,0
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --files $(BENCH_INGEST_FILES) --thesis-files 500 \
 		--json $(BENCH_JSON)/ingest.json

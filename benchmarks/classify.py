@@ -8,7 +8,8 @@ Every figure comes with its baseline measured in the same run:
    score from one pass; fp32 with its default options, its construction timed
    too, and without Winograd's convolutions; bf16 autocast; int8) and against `classify` from the
    HDF5 file end to end (read, predict, write Parquet). Agreement: the share of
-   spectra whose arg-max class equals the plain fp32 loop's.
+   spectra whose arg-max class equals the plain fp32 loop's. Measured on one
+   PyTorch thread and on all cores (``--threads``), the baseline on as many.
 2. From a FITS tree (synthetic LAMOST DR1 files, gzipped, from
    `spectraldl.simulate`): `classify` with one and two local worker processes,
    files/s and the projected time for LAMOST DR1's 2.2 million files; where the
@@ -117,7 +118,8 @@ def plain_loop(network: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.n
 def bench_dataset(
     model_dirs: dict[str, Path], x: np.ndarray, dataset: Path, dataset_rows: int, work: Path
 ) -> list[dict[str, Any]]:
-    """Section 1: spectra/s from a dataset on CPU, against a plain fp32 loop."""
+    """Section 1: spectra/s from a dataset on CPU, against a plain fp32 loop, both on
+    this process's PyTorch threads."""
     from spectraldl.classify.predictor import Predictor, cpu_has_native_bf16
     from spectraldl.classify.run import classify
     from spectraldl.ml.modelcard import load_model
@@ -167,6 +169,7 @@ def bench_dataset(
             rows.append(
                 {
                     "model": name,
+                    "threads": torch.get_num_threads(),
                     "method": method,
                     "batch": batch,
                     "spectra_per_s": speed,
@@ -186,6 +189,7 @@ def bench_dataset(
         rows.append(
             {
                 "model": name,
+                "threads": torch.get_num_threads(),
                 "method": "spectraldl classify dataset.h5 -> .parquet",
                 "batch": 256,
                 "spectra_per_s": speed,
@@ -418,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--threads", type=int, default=None, help="PyTorch threads for section 1 (default: all)"
+        "--threads",
+        default="1,0",
+        help="PyTorch thread counts for section 1, each measured in turn (0: all cores)",
     )
     args = parser.parse_args(argv)
 
@@ -496,16 +502,19 @@ def main(argv: list[str] | None = None) -> int:
         assert dataset_info(big).n_rows >= args.n_spectra
     dataset_rows = len(base) * reps
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"section 1: from a dataset ({torch.get_num_threads()} PyTorch threads) ...", flush=True)
-    rows1 = bench_dataset({n: model_dirs[n] for n in names}, x, big, dataset_rows, work)
-    print_table(
-        f"classify from a dataset, CPU, {len(x)} spectra, {torch.get_num_threads()} PyTorch "
-        "threads (ratio: to the plain fp32 loop, batch 4096)",
-        rows1,
-        ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
-    )
+    rows1: list[dict[str, Any]] = []
+    for count in dict.fromkeys(int(t) or (os.cpu_count() or 1) for t in args.threads.split(",")):
+        torch.set_num_threads(count)
+        print(f"section 1: from a dataset ({count} PyTorch threads) ...", flush=True)
+        rows = bench_dataset({n: model_dirs[n] for n in names}, x, big, dataset_rows, work)
+        print_table(
+            f"classify from a dataset, CPU, {len(x)} spectra, {count} PyTorch threads "
+            "(ratio: to the plain fp32 loop, batch 4096, on as many threads)",
+            rows,
+            ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
+        )
+        rows1 += rows
+    torch.set_num_threads(os.cpu_count() or 1)
 
     print("section 2: FITS tree ...", flush=True)
     rows2, breakdown = bench_tree(model_dirs[args.tree_model], tree, n_files, work)
@@ -563,7 +572,6 @@ def main(argv: list[str] | None = None) -> int:
         "classify",
         all_rows,
         gpu="skipped: no GPU" if not rows4 else "measured",
-        torch_threads=torch.get_num_threads(),
         cpu_native_bf16=cpu_has_native_bf16(),
         torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )

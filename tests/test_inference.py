@@ -44,6 +44,8 @@ from spectraldl.jobs.backends import open_backend
 from spectraldl.jobs.files import errors_csv_path
 from spectraldl.jobs.ingest import discover, ingest, read_and_preprocess
 from spectraldl.ml.modelcard import ModelMismatch, load_model
+from spectraldl.ml.pretrained import resolve_model
+from spectraldl.ml.quantized import calibration_rows
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +124,25 @@ def test_predictor_is_one_pass_of_probabilities_and_novelty(model_dir: Path) -> 
     assert proba.dtype == np.float32 and novelty.shape == (300,)
     # Random noise is unlike the training data: most of it is flagged.
     assert (novelty > model.novelty.threshold).mean() > 0.5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_batches_side_by_side_on_threads_give_the_one_thread_numbers(precision: str) -> None:
+    model = load_model(resolve_model("cnn"), device="cpu")  # the shipped CNN: Winograd in fp32
+    rows = calibration_rows(model.config)  # the bundled real spectra and simulated ones
+    x = np.resize(rows, (1000, rows.shape[1])).astype(np.float32)
+    predictor = Predictor(model, precision=precision, batch_size=96)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = predictor(x)
+        torch.set_num_threads(3)
+        three = predictor(x)
+        assert torch.get_num_threads() == 3  # the caller's setting is kept
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(one[1], three[1])
 
 
 @pytest.mark.parametrize("native_bf16", ["0", "1"], ids=["plain-cpu", "native-bf16-cpu"])
