@@ -62,7 +62,6 @@ from spectraldl.io.predictions import (
 from spectraldl.jobs.backends import Backend, DaskBackend, SerialBackend
 from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
 from spectraldl.jobs.files import (
-    FirstOfEachId,
     JobIOError,
     describe_os_error,
     errors_csv_path,
@@ -71,6 +70,7 @@ from spectraldl.jobs.files import (
     read_errors_csv,
     write_errors_csv,
 )
+from spectraldl.jobs.first_ids import FirstOfEachId
 from spectraldl.jobs.ingest import read_and_preprocess
 from spectraldl.ml.modelcard import TrainedModel, load_model, select_device
 from spectraldl.ml.pretrained import resolve_model
@@ -257,7 +257,12 @@ def _without_duplicates(
     A later file with an id already read is listed as a bad file, not given a
     second row. Also counts the kept rows per class and per quality flag.
     """
-    first = FirstOfEachId()
+
+    def lookup(index: int) -> tuple[np.ndarray, np.ndarray]:
+        frame = pd.concat(iter_predictions(paths[index], columns=["id", "source"]))
+        return frame["id"].to_numpy(dtype=object), frame["source"].to_numpy(dtype=object)
+
+    first = FirstOfEachId(lookup)
     keeps: list[np.ndarray] = []
     classes: Counter[str] = Counter()
     flags: Counter[str] = Counter()

@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError, printable_path
 
@@ -83,37 +81,6 @@ def inputs_fingerprint(paths: Iterable[str]) -> str:
             stamp = f"error:{exc.errno}"
         sha.update(path.encode("utf-8", "surrogateescape") + b"\0" + stamp.encode() + b"\0")
     return sha.hexdigest()[:16]
-
-
-class FirstOfEachId:
-    """Keeps the first spectrum of each id over a job's chunks, in chunk order.
-
-    A later file with an id already read becomes a bad input ("duplicate id"),
-    as does nothing else; ids in ``present`` (already in the output being
-    appended to) are skipped and counted in ``already_present``.
-    """
-
-    def __init__(self, present: Iterable[str] = ()) -> None:
-        self.present = set(present)
-        self.sources: dict[str, str] = {}
-        self.errors: list[FileError] = []
-        self.already_present = 0
-
-    def keep(self, ids: Iterable[str], sources: Iterable[str]) -> np.ndarray:
-        """The mask of the rows to keep among a chunk's ``ids`` (read from ``sources``)."""
-        mask = []
-        for ident, source in zip(ids, sources, strict=True):
-            if ident in self.present:
-                self.already_present += 1
-                mask.append(False)
-            elif ident in self.sources:
-                reason = f"duplicate id {ident!r}, already read from {self.sources[ident]}"
-                self.errors.append(FileError(source, reason))
-                mask.append(False)
-            else:
-                self.sources[ident] = source
-                mask.append(True)
-        return np.array(mask, dtype=bool)
 
 
 def lock_path(out: str | Path) -> Path:

@@ -44,7 +44,6 @@ from spectraldl.io.labels import NO_LABEL, LabelList, LabelReport, read_labels
 from spectraldl.jobs.backends import Backend, SerialBackend, open_backend
 from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
 from spectraldl.jobs.files import (
-    FirstOfEachId,
     JobIOError,
     describe_os_error,
     errors_csv_path,
@@ -53,6 +52,7 @@ from spectraldl.jobs.files import (
     output_lock,
     write_errors_csv,
 )
+from spectraldl.jobs.first_ids import FirstOfEachId
 from spectraldl.prep.batch import preprocess_many
 from spectraldl.prep.measure import (
     MEASUREMENT_COLUMNS,
@@ -490,7 +490,11 @@ def _merge(
     unread: Sequence[FileError] = (),
     labels: LabelList | None = None,
 ) -> IngestSummary:
-    first = FirstOfEachId(read_ids(out) if out.exists() else ())
+    def lookup(index: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, sources, _ = _shard_index(shards[index])
+        return ids, sources
+
+    first = FirstOfEachId(lookup, read_ids(out) if out.exists() else ())
     errors = list(unread)
     keeps = []
     for shard in shards:
