@@ -502,8 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         assert dataset_info(big).n_rows >= args.n_spectra
     dataset_rows = len(base) * reps
 
+    from spectraldl.jobs.processes import usable_cores
+
     rows1: list[dict[str, Any]] = []
-    for count in dict.fromkeys(int(t) or (os.cpu_count() or 1) for t in args.threads.split(",")):
+    for count in dict.fromkeys(int(t) or usable_cores() for t in args.threads.split(",")):
         torch.set_num_threads(count)
         print(f"section 1: from a dataset ({count} PyTorch threads) ...", flush=True)
         rows = bench_dataset({n: model_dirs[n] for n in names}, x, big, dataset_rows, work)
@@ -514,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
         )
         rows1 += rows
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
 
     print("section 2: FITS tree ...", flush=True)
     rows2, breakdown = bench_tree(model_dirs[args.tree_model], tree, n_files, work)

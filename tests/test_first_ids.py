@@ -85,3 +85,16 @@ def test_a_million_ids_cost_tens_of_bytes_each_not_their_strings() -> None:
     # 16 bytes per id in sorted runs; the ids and paths as strings in a dict took 221.
     assert held / n < 24, f"{held / n:.0f} bytes per id"
     assert first.errors == []
+
+
+def test_ids_with_undecodable_bytes_are_told_apart_and_repeats_found() -> None:
+    # The stem of an Ondřejov file whose name is not UTF-8, as os.fsdecode gives it.
+    odd = "a201402110019-\udcff"
+    chunks = [
+        (np.array([odd, "a201402110019-x"], dtype=object), np.array(["/o/1.fit", "/o/2.fit"])),
+        (np.array(["a201402110019-x", odd], dtype=object), np.array(["/o/3.fit", "/o/4.fit"])),
+    ]
+    masks, errors, _ = _run(chunks)
+    assert [m.tolist() for m in masks] == [[True, True], [False, False]]
+    assert [e.path for e in errors] == ["/o/3.fit", "/o/4.fit"]
+    assert errors[1].reason == f"duplicate id {odd!r}, already read from /o/1.fit"

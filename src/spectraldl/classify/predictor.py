@@ -220,13 +220,14 @@ class Predictor:
         return torch.cat([proba, novelty], dim=1)
 
     def _score_in_threads(self, data: torch.Tensor, result: torch.Tensor, threads: int) -> None:
-        """Score CPU batches on ``threads`` threads of one PyTorch thread each.
+        """Score CPU batches on up to ``threads`` threads of one PyTorch thread each.
 
         Whole batches side by side scale better than one batch split across
         threads (PyTorch's intra-op threads meet at every small operation; measured
-        4 400 against 3 200 spectra/s for the thesis CNN on 2 cores), and each
-        batch is computed as on one thread, so the numbers do not change. The
-        process's PyTorch thread count is 1 during the call, and restored after it.
+        4 400 against 3 200 spectra/s for the thesis CNN on 2 cores). Every batch,
+        a lone one too, is computed on one PyTorch thread, so the numbers do not
+        depend on the thread count. The process's PyTorch thread count is 1
+        during the call, and restored after it.
         """
 
         def run(start: int) -> None:
@@ -234,12 +235,19 @@ class Predictor:
                 batch = data[start : start + self.batch_size]
                 result[start : start + len(batch)] = self._score(batch)
 
+        starts = range(0, len(data), self.batch_size)
         torch.set_num_threads(1)
         try:
-            with ThreadPoolExecutor(
-                threads, initializer=torch.set_num_threads, initargs=(1,)
-            ) as pool:
-                list(pool.map(run, range(0, len(data), self.batch_size)))
+            if len(starts) == 1:
+                run(0)
+                return
+            pool = ThreadPoolExecutor(
+                min(threads, len(starts)), initializer=torch.set_num_threads, initargs=(1,)
+            )
+            try:
+                list(pool.map(run, starts))
+            finally:  # on Ctrl-C or an error, the batches not started are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
         finally:
             torch.set_num_threads(threads)
 
@@ -257,7 +265,7 @@ class Predictor:
         threads = torch.get_num_threads()
         with torch.inference_mode():
             result = torch.empty((n, k + 1), dtype=torch.float32, device=self.device)
-            if self.device.type == "cpu" and threads > 1 and n > self.batch_size:
+            if self.device.type == "cpu" and threads > 1 and n > 0:
                 self._score_in_threads(torch.from_numpy(array), result, threads)
             else:
                 for start, batch in self._batches(array):

@@ -26,8 +26,16 @@ _ROW_MASK = (1 << _ROW_BITS) - 1
 
 
 def id_hashes(ids: np.ndarray) -> np.ndarray:
-    """64-bit hashes (uint64) of an object array of ids, vectorised (pandas' SipHash)."""
-    return pd.util.hash_array(ids, categorize=False)
+    """64-bit hashes (uint64) of an object array of ids, vectorised (pandas' SipHash).
+
+    Ids with undecodable bytes (stems of file names that are not UTF-8) are
+    hashed as their bytes; a valid id hashes the same either way.
+    """
+    try:
+        return pd.util.hash_array(ids, categorize=False)
+    except UnicodeEncodeError:
+        raw = np.array([str(i).encode("utf-8", "surrogateescape") for i in ids], dtype=object)
+        return pd.util.hash_array(raw, categorize=False)
 
 
 class FirstOfEachId:
@@ -45,7 +53,7 @@ class FirstOfEachId:
         self.present = set(present)
         self.errors: list[FileError] = []
         self.already_present = 0
-        self._lookup = lru_cache(maxsize=4)(lookup)
+        self._lookup = lru_cache(maxsize=8)(lookup)
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # sorted hashes, their positions
         self._others: dict[str, int] = {}  # kept ids whose hash an earlier kept id has
         self._chunk = 0
@@ -70,6 +78,7 @@ class FirstOfEachId:
         suspects = np.flatnonzero(mask & ((earlier >= 0) | repeated))
         run = mask.copy()  # rows whose hash enters the sorted runs
         here: dict[str, int] = {}  # suspects kept in this chunk: id -> row
+        here_hashes: set[int] = set()
         for row in suspects:
             ident = ids[row]
             if ident in here:
@@ -83,11 +92,13 @@ class FirstOfEachId:
                 self._duplicate(ident, sources[row], self._source_at(first))
                 mask[row] = run[row] = False
                 continue
-            if earlier[row] >= 0 or any(hashes[r] == hashes[row] for r in here.values()):
+            digest = int(hashes[row])
+            if earlier[row] >= 0 or digest in here_hashes:
                 # Another id has this hash: this one is looked up by its id.
                 self._others[ident] = (chunk << _ROW_BITS) | int(row)
                 run[row] = False
             here[ident] = int(row)
+            here_hashes.add(digest)
         rows = np.flatnonzero(run)
         self._add(hashes[rows], (np.uint64(chunk) << np.uint64(_ROW_BITS)) | rows.astype(np.uint64))
         return mask

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -58,15 +59,46 @@ class _LogitsAndFeatures(nn.Module):
         return self.head(features), features
 
 
-@contextlib.contextmanager
-def _quiet_deprecations() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\..*")
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*")
-        warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated.*")
-        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*")
-        warnings.filterwarnings("ignore", message=r".*quant_min and quant_max.*")
-        yield
+class _QuietDeprecations:
+    """PyTorch's quantization deprecation warnings ignored while any thread is inside.
+
+    `warnings.catch_warnings` swaps the process-wide filter list and is not safe
+    when threads overlap (the Predictor runs int8 batches side by side): here
+    the first thread in installs the filters and the last one out restores them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved: warnings.catch_warnings | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = warnings.catch_warnings()
+                self._saved.__enter__()
+                warnings.filterwarnings(
+                    "ignore", category=DeprecationWarning, module=r"torch\.ao\..*"
+                )
+                warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*")
+                warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated.*")
+                warnings.filterwarnings(
+                    "ignore", message=r".*quantized tensor creation functions.*"
+                )
+                warnings.filterwarnings("ignore", message=r".*quant_min and quant_max.*")
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0 and self._saved is not None:
+                    self._saved.__exit__(None, None, None)
+                    self._saved = None
+
+
+_quiet_deprecations = _QuietDeprecations()
 
 
 def calibration_rows(config: PreprocessConfig) -> np.ndarray:
