@@ -145,6 +145,42 @@ def test_batches_side_by_side_on_threads_give_the_one_thread_numbers(precision: 
     np.testing.assert_array_equal(one[1], three[1])
 
 
+def test_int8_threads_overlapping_keep_warnings_silenced_and_leave_the_filters() -> None:
+    import threading
+    import warnings
+
+    from spectraldl.ml.quantized import _quiet_deprecations
+
+    before = list(warnings.filters)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    caught: list[list[warnings.WarningMessage]] = []
+
+    def first() -> None:  # in first, out first: while the second is still inside
+        with _quiet_deprecations():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with _quiet_deprecations():
+            second_in.set()
+            first_out.wait(10)
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.warn(
+                    "torch.ao.quantization is deprecated", DeprecationWarning, stacklevel=1
+                )
+            caught.append(seen)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert caught == [[]]  # still silenced after the first thread left
+    assert warnings.filters == before
+
+
 @pytest.mark.parametrize("native_bf16", ["0", "1"], ids=["plain-cpu", "native-bf16-cpu"])
 def test_auto_precision_is_a_choice_recorded_in_the_output(
     model_dir: Path, real_tree: Path, tmp_path: Path, monkeypatch, native_bf16: str
