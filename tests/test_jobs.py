@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import signal
@@ -279,6 +280,36 @@ def test_a_worker_killed_by_the_system_is_a_clear_error() -> None:
             list(backend.run(_killed_by_the_system, range(4)))
     finally:
         backend.close()
+
+
+def test_workers_start_with_the_task_module_imported_once_by_the_forkserver(
+    tmp_path: Path,
+) -> None:
+    """Workers fork from a forkserver that imported the task's module (PyTorch, the stages)
+    once, instead of each worker importing it again; in a fresh process, as a run is."""
+    (tmp_path / "task_module.py").write_text(
+        "import os\nIMPORTED_BY = os.getpid()\n\n\n"
+        "def where(_task):\n    return os.getpid(), IMPORTED_BY\n"
+    )
+    script = (
+        "import functools, json\n"
+        "from spectraldl.jobs.backends import ProcessBackend\n"
+        "from task_module import where\n"
+        "if __name__ == '__main__':\n"
+        "    backend = ProcessBackend(2)\n"
+        "    backend.warm_up(functools.partial(where))\n"
+        "    print(json.dumps(list(backend.run(where, range(6)))))\n"
+        "    backend.close()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    pairs = json.loads(done.stdout)
+    workers = {worker for worker, _ in pairs}
+    importers = {importer for _, importer in pairs}
+    assert len(importers) == 1 and not importers & workers, pairs
 
 
 # --- full and read-only disks -------------------------------------------------------------

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from spectraldl.jobs.files import WorkerDied, describe_dead_worker, die_with_parent
-from spectraldl.jobs.processes import pool_context, usable_cores
+from spectraldl.jobs.processes import pool_context, preload_in_workers, usable_cores
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,14 +84,23 @@ class ProcessBackend:
             initializer=die_with_parent,
             initargs=(os.getpid(),),
         )
+        self._started = False
 
     def warm_up(self, fn: Callable[..., Any]) -> None:
         """Start every worker now, each loading ``fn``'s code, while the caller prepares."""
+        self._start(fn)
         for _ in range(self.workers):
             self._pool.submit(_loaded, fn)
 
+    def _start(self, fn: Callable[..., Any]) -> None:
+        """Before the first worker starts: its forkserver imports ``fn``'s code once for all."""
+        if not self._started:
+            self._started = True
+            preload_in_workers(fn)
+
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as workers finish, keeping at most ``in_flight`` tasks submitted."""
+        self._start(fn)
         pending: set[Future[R]] = set()
         try:
             for task in tasks:
