@@ -115,8 +115,26 @@ def plain_loop(network: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.n
     return np.concatenate(out)
 
 
+def paired_ratios(ours: Any, baseline: Any, rounds: int) -> list[float]:
+    """``rounds`` speed ratios of ``ours()`` to ``baseline()``, each of one call of both in
+    turn: a shared machine's slow spells hit both sides of a pair alike."""
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        baseline()
+        middle = time.perf_counter()
+        ours()
+        out.append((middle - start) / (time.perf_counter() - middle))
+    return out
+
+
 def bench_dataset(
-    model_dirs: dict[str, Path], x: np.ndarray, dataset: Path, dataset_rows: int, work: Path
+    model_dirs: dict[str, Path],
+    x: np.ndarray,
+    dataset: Path,
+    dataset_rows: int,
+    work: Path,
+    rounds: int = 5,
 ) -> list[dict[str, Any]]:
     """Section 1: spectra/s from a dataset on CPU, against a plain fp32 loop, both on
     this process's PyTorch threads."""
@@ -180,6 +198,10 @@ def bench_dataset(
                     else f"no native bf16 here; timed on {len(sample)}",
                 }
             )
+            if fn is default and rounds:
+                rows[-1]["paired_ratios"] = paired_ratios(
+                    default, lambda net=net: plain_loop(net, x, 4096), rounds
+                )
         out = work / f"from-dataset-{name}.parquet"
 
         def end_to_end(model_dir: Path = model_dir, out: Path = out) -> None:
@@ -426,6 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         default="1,0",
         help="PyTorch thread counts for section 1, each measured in turn (0: all cores)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="section 1: the default predictor and the baseline timed in turn this many times",
+    )
     args = parser.parse_args(argv)
 
     from spectraldl.classify.predictor import cpu_has_native_bf16
@@ -508,13 +536,23 @@ def main(argv: list[str] | None = None) -> int:
     for count in dict.fromkeys(int(t) or usable_cores() for t in args.threads.split(",")):
         torch.set_num_threads(count)
         print(f"section 1: from a dataset ({count} PyTorch threads) ...", flush=True)
-        rows = bench_dataset({n: model_dirs[n] for n in names}, x, big, dataset_rows, work)
+        rows = bench_dataset(
+            {n: model_dirs[n] for n in names}, x, big, dataset_rows, work, args.rounds
+        )
         print_table(
             f"classify from a dataset, CPU, {len(x)} spectra, {count} PyTorch threads "
             "(ratio: to the plain fp32 loop, batch 4096, on as many threads)",
             rows,
             ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
         )
+        for row in rows:
+            if "paired_ratios" in row:
+                pairs = row["paired_ratios"]
+                print(
+                    f"{row['model']}: the default predictor timed in turn with the baseline, "
+                    f"{len(pairs)} times: ratio median {np.median(pairs):.2f} "
+                    f"({min(pairs):.2f}-{max(pairs):.2f})"
+                )
         rows1 += rows
     torch.set_num_threads(usable_cores())
 
