@@ -27,6 +27,7 @@ refuses, with `ValueError`, any layer sequence it does not reproduce exactly;
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -112,9 +113,7 @@ class Workspace:
 
     def take(self, name: str, *shape: int) -> torch.Tensor:
         """A contiguous tensor of ``shape`` in buffer ``name`` (its former contents undefined)."""
-        numel = 1
-        for size in shape:
-            numel *= size
+        numel = math.prod(shape)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.numel() < numel:
             buffer = self._buffers[name] = torch.empty(numel)
