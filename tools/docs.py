@@ -466,9 +466,7 @@ def spread(row: dict[str, Any]) -> str:
     pairs = row.get("paired_ratios")
     if not pairs:
         return ""
-    return (
-        f"median of {len(pairs)} runs in turn with the baseline, {min(pairs):.2f}-{max(pairs):.2f}"
-    )
+    return f"median of {len(pairs)} runs in turn with the baseline, {span(pairs, '{:.2f}'.format)}"
 
 
 def _with(main: str, *notes: str) -> str:
