@@ -24,6 +24,7 @@ from spectraldl.simulate import (
     simulate_vectors,
 )
 from spectraldl.simulate import fitsbytes as fb
+from spectraldl.simulate import lamost as lamost_sim
 from spectraldl.simulate.halpha import LineParams, line_addition
 from spectraldl.simulate.physics import VELOCITY_GRID_KMS, VELOCITY_STEP_KMS
 from spectraldl.simulate.population import class_of
@@ -197,6 +198,21 @@ def _ivar_sigma_ratio(spectra: list, centre_aa: float) -> float:
     """Median over spectra of `line_sigma_ratio` at one line."""
     ratios = [line_sigma_ratio(s.wave_aa, s.ivar, line_aa=centre_aa) for s in spectra]
     return float(np.nanmedian(ratios))
+
+
+def test_sky_lines_are_summed_as_line_by_line_addition_sums_them() -> None:
+    # The sky is one bincount over the lines' pixels; overlapping lines must add in the
+    # order and to the bits of adding each line's pixels in turn.
+    g = lamost_sim._grid_info("dr1")
+    for sigma_kms in (60.0, 95.0, 140.0):
+        expected = np.zeros(g.wave.size)
+        for line, pixels in enumerate(g.sky_pixels):
+            sigma_aa = lamost_sim.SKY_LINES_VAC_AA[line] * sigma_kms / lamost_sim.C_KMS
+            shape = np.exp(
+                -0.5 * ((g.wave[pixels] - lamost_sim.SKY_LINES_VAC_AA[line]) / sigma_aa) ** 2
+            )
+            np.add.at(expected, pixels, lamost_sim.SKY_LINE_STRENGTH[line] * shape)
+        assert np.array_equal(lamost_sim._sky_lines(g, sigma_kms), expected)
 
 
 def test_lamost_ivar_at_sky_lines_and_near_halpha_follows_the_real_dev_files() -> None:

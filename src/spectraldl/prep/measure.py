@@ -162,7 +162,7 @@ def equivalent_width_aa(
     core = (offset <= half_width_aa) & np.isfinite(values)
     if side.sum() < 3 or core.sum() < 3:
         return float("nan")
-    continuum = float(np.median(values[side]))
+    continuum = finite_median(values[side])
     if continuum <= 0:
         return float("nan")
     depth = 1.0 - values[core] / continuum
@@ -667,7 +667,7 @@ class _Grid:
         self.w = w = wave[self.core]
         self.xw = x[self.core]
         self.w_list = w.tolist()
-        step_aa = _median(np.diff(w))
+        step_aa = finite_median(np.diff(w))
         # Smooth by half the instrument's sigma (at least one pixel) to find peaks and troughs.
         inst_sigma_aa = HALPHA_VACUUM_AA / resolving_power / FWHM_PER_SIGMA
         smooth_px = max(1.0, 0.5 * inst_sigma_aa / step_aa)
@@ -695,15 +695,15 @@ def _span(flags: NDArray[np.bool_]) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
 
 
-def _median(values: NDArray[np.float64]) -> float:
-    """`numpy.median` of finite values, without its overhead on small arrays."""
+def finite_median(values: NDArray[np.float64]) -> float:
+    """`numpy.median` of finite values (the same bits), without its overhead on small arrays."""
     n = values.size
     if n == 0:
         return float("nan")
-    ordered = np.sort(values)
     half = n // 2
     if n % 2:
-        return float(ordered[half])
+        return float(np.partition(values, half)[half])
+    ordered = np.partition(values, (half - 1, half))
     return float((ordered[half - 1] + ordered[half]) / 2.0)
 
 
@@ -796,7 +796,7 @@ def _measure_window(
         return _NO_CONTINUUM
     in_bands = bands[2]
     y = values[in_bands]
-    band_level = _median(y)
+    band_level = finite_median(y)
     has_ivar, inverse = _ivar_sigma(ivar)
     sigma = _pixel_sigma(values, good, bands, band_level, has_ivar, inverse)
     if sigma is None:
@@ -867,7 +867,7 @@ def _pixel_sigma(
     if has_ivar is not None and inverse is not None:
         with_ivar = in_bands if all_ivar else has_ivar & in_bands
         if all_ivar or np.count_nonzero(with_ivar) >= 2 * MIN_BAND_PIXELS:
-            band_sigma = _median(inverse[with_ivar])
+            band_sigma = finite_median(inverse[with_ivar])
     if band_sigma is None:  # no (or too little) ivar
         band_sigma = 0.5 * (der_noise(values[blue]) + der_noise(values[red]))
     band_sigma = max(band_sigma, 1e-9 * band_level)  # noise-free flux (a model) still measures
@@ -900,7 +900,7 @@ def _core_line(
 
 
 def _row_medians(values: NDArray[np.float64], keep: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Each row's median of its kept values (`_median`'s arithmetic), at least one kept."""
+    """Each row's median of its kept values (`finite_median`'s arithmetic), at least one kept."""
     count = np.count_nonzero(keep, axis=1)
     ordered = np.sort(np.where(keep, values, np.inf), axis=1)
     rows = np.arange(values.shape[0])
@@ -1157,7 +1157,7 @@ def _line(
     norm = line / continuum
     noise = sigma / continuum
     smooth = _smooth(norm, grid.kernel)
-    photon_s = _median(noise) / grid.noise_div
+    photon_s = finite_median(noise) / grid.noise_div
     # The continuum bands' own wiggles (weak lines, a curved continuum) count as noise too.
     wiggle = _smooth(band_norm, grid.kernel) - 1.0
     wiggle_s = math.sqrt(float(np.dot(wiggle, wiggle)) / wiggle.size)

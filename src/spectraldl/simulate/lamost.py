@@ -52,7 +52,7 @@ from scipy.ndimage import gaussian_filter1d
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import identify
 from spectraldl.io.archives.fitsfile import FitsFile, parse_header
-from spectraldl.prep.measure import equivalent_width_aa
+from spectraldl.prep.measure import equivalent_width_aa, finite_median
 from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
@@ -246,6 +246,7 @@ stars, H-alpha ±14 Å interpolated over, smoothed by 8 Å): a 1 % depression at
 the weak 6500 Å telluric water band lies (LAMOST does not correct it) and a 1 % rise across
 H-alpha (the flux calibration's response near the standards' H-alpha; shallower real wings).
 Each spectrum gets it times N(1, 0.5); the holdout files show the same shape at 60 %."""
+_RESPONSE_WAVE, _RESPONSE_VALUE = np.array(WINDOW_RESPONSE).T.copy()
 
 ANDMASK_BITS = (1, 2, 4, 8, 16)
 NODATA = 32
@@ -317,7 +318,14 @@ class _GridInfo:
     rband: slice
     splice: slice
     window: slice
+    window_pixels: np.ndarray
     dib_offset_aa: float
+    throughput: np.ndarray
+    sky_pixels: np.ndarray
+    sky_offsets_aa: np.ndarray
+    sky_residual_span: slice
+    halpha_span: slice
+    snr_band_edges: tuple[int, ...]
 
 
 @lru_cache(maxsize=8)
@@ -332,6 +340,13 @@ def _grid_info(release: str) -> _GridInfo:
         a, b = np.searchsorted(wave, (lo, hi))
         return slice(int(a), int(b))
 
+    window = span(6519.0, 6732.0)
+    throughput = np.array(THROUGHPUT)
+    sky_pixels = np.clip(
+        np.searchsorted(wave, SKY_LINES_VAC_AA)[:, None] + np.arange(-8, 9)[None, :],
+        0,
+        wave.size - 1,
+    )
     return _GridInfo(
         wave=wave,
         pixel=np.arange(wave.size, dtype=np.float64),
@@ -340,8 +355,15 @@ def _grid_info(release: str) -> _GridInfo:
         extinction_term=-0.4 * math.log(10.0) * (a_per_ebv - a_halpha),
         rband=span(5500.0, 6900.0),
         splice=span(6200.0, 6860.0),
-        window=span(6519.0, 6732.0),
+        window=window,
+        window_pixels=np.arange(window.start, window.stop),
         dib_offset_aa=float(air_to_vacuum(physics.DIB_6614_AIR_AA) - physics.DIB_6614_AIR_AA),
+        throughput=np.interp(wave, throughput[:, 0], throughput[:, 1]),
+        sky_pixels=sky_pixels,
+        sky_offsets_aa=wave[sky_pixels] - SKY_LINES_VAC_AA[:, None],
+        sky_residual_span=span(6450.0, 6750.0),
+        halpha_span=span(HALPHA_VACUUM_AA - 40.0, HALPHA_VACUUM_AA + 40.0),
+        snr_band_edges=tuple(np.searchsorted(wave, _SNR_BAND_EDGES).tolist()),
     )
 
 
@@ -464,7 +486,7 @@ def simulate_one(
     sigma_kms = C_KMS / star.resolving_power / FWHM_PER_SIGMA
     noisy = _observe(
         rs.noise,
-        g.wave,
+        g,
         model,
         line_only,
         continuum,
@@ -488,7 +510,7 @@ def simulate_one(
         label=star.label,
         rv=star.rv,
         noisy=noisy,
-        wave=g.wave,
+        g=g,
         flux_level=star.flux_level,
         fibres_per_plate=population.fibres_per_plate,
     )
@@ -616,9 +638,8 @@ def _shaping(star: _Star, g: _GridInfo, plate: dict[str, Any] | None) -> np.ndar
     wave, ws = g.wave, g.splice
     cal = star.cal
     shaping = np.exp(star.ebv * g.extinction_term + cal[0] * g.x + cal[1] * g.x * g.x)
-    response = np.array(WINDOW_RESPONSE)
     shaping[ws] *= 1.0 + star.response_weight * np.interp(
-        wave[ws], response[:, 0], response[:, 1], 0.0, 0.0
+        wave[ws], _RESPONSE_WAVE, _RESPONSE_VALUE, 0.0, 0.0
     )
     if plate is not None:
         for centre, width, amplitude in plate["bumps"]:
@@ -691,7 +712,7 @@ def _window_flux(
 
 def _observe(
     rng: np.random.Generator,
-    wave: np.ndarray,
+    g: _GridInfo,
     model: np.ndarray,
     line_only: np.ndarray,
     continuum: np.ndarray,
@@ -706,7 +727,7 @@ def _observe(
 
     ``plate`` (`plate_systematics`) makes the sky residual the plate's.
     """
-    frame, out = _noisy_frame(rng, wave, model, snr=snr, flux_level=flux_level, sigma_kms=sigma_kms)
+    frame, out = _noisy_frame(rng, g, model, snr=snr, flux_level=flux_level, sigma_kms=sigma_kms)
     out["defect_sky_residual"] = _add_sky_residuals(
         rng, frame, continuum, snr=snr, sigma_kms=sigma_kms, plate=plate
     )
@@ -727,6 +748,7 @@ class _Frame:
     """A spectrum being observed: wavelengths, flux and its noise sigma, ivar, the masks, and
     the pixels of the H-alpha window; the pipeline's traces are added to it in place."""
 
+    grid: _GridInfo
     wave: np.ndarray
     flux: np.ndarray
     sigma: np.ndarray
@@ -738,7 +760,7 @@ class _Frame:
 
 def _noisy_frame(
     rng: np.random.Generator,
-    wave: np.ndarray,
+    g: _GridInfo,
     model: np.ndarray,
     *,
     snr: float,
@@ -747,7 +769,7 @@ def _noisy_frame(
 ) -> tuple[_Frame, dict[str, Any]]:
     """The model with correlated noise scaled to ``snr`` and the ivar the pipeline states;
     the noise's drawn parameters (``noise_*``)."""
-    n = wave.size
+    wave, n = g.wave, g.wave.size
     scale = float(rng.uniform(*NOISE_SCALE))
     corr = float(rng.uniform(*NOISE_CORRELATION_PX))
     beta = float(
@@ -755,23 +777,23 @@ def _noisy_frame(
             math.exp(rng.uniform(math.log(0.1), math.log(1.0))) * 30.0 / max(snr, 0.5), 0.02, 30.0
         )
     )
-    sky_lines = _sky_lines(wave, sigma_kms)
+    sky_lines = _sky_lines(g, sigma_kms)
     sky = beta * flux_level * (1.0 + 4.0 * sky_lines)
     # Counts are flux x throughput: the noise in flux units is sqrt(counts) / throughput.
-    throughput = _throughput(wave)
-    variance = (np.clip(model, 0.0, None) + sky) / throughput
-    rband = (wave > 5500.0) & (wave < 6900.0)
-    c = float(np.median(model[rband] / np.sqrt(variance[rband]))) / snr
+    variance = (np.clip(model, 0.0, None) + sky) / g.throughput
+    rband = g.rband
+    c = finite_median(model[rband] / np.sqrt(variance[rband])) / snr
     sigma = c * np.sqrt(variance)
     flux = model + scale * sigma * correlated_normal(rng, n, sigma_px=corr)
     frame = _Frame(
+        grid=g,
         wave=wave,
         flux=flux,
         sigma=sigma,
-        ivar=1.0 / sigma**2 / _pipeline_sigma_excess(wave, sigma_kms),
+        ivar=1.0 / sigma**2 / _pipeline_sigma_excess(g, sigma_kms),
         andmask=np.zeros(n),
         ormask=np.zeros(n),  # no BRIGHTSKY at sky lines: none of the 87 bundled real files has it
-        window=np.flatnonzero((wave > 6519.0) & (wave < 6732.0)),
+        window=g.window_pixels,
     )
     return frame, {"noise_scale": scale, "noise_correlation_px": corr, "noise_sky_ratio": beta}
 
@@ -797,8 +819,7 @@ def _add_sky_residuals(
         sign, shift = plate["sky_sign"], plate["sky_shift_aa"]
         excess_factor = plate["sky_excess_factor"]
     amplitude = SKY_RESIDUAL_AMPLITUDE * math.exp(log_factor) * (30.0 / max(snr, 3.0)) ** 0.8
-    near = np.flatnonzero(np.abs(wave - 6600.0) < 150.0)
-    span = slice(near[0], near[-1] + 1)  # the grid is sorted: one run of pixels
+    span = frame.grid.sky_residual_span  # 6450-6750 Å
     # Every line's shape at once (lines x pixels), then added line by line as before.
     x = (wave[span] - _SKY_RESIDUAL_CENTRES[:, None] - shift) / (
         _SKY_RESIDUAL_CENTRES[:, None] * sigma_kms / C_KMS
@@ -939,17 +960,6 @@ dev files, the ivar-based S/N in 6519-6732 Å is about 1.3 x SN_R (the r-band me
 includes the dichroic's low-throughput 5500-6100 Å)."""
 
 
-@lru_cache(maxsize=8)
-def _throughput_on(release_pixels: int) -> np.ndarray:
-    wave = 10.0 ** (COEFF0 + COEFF1 * np.arange(release_pixels))
-    points = np.array(THROUGHPUT)
-    return np.interp(wave, points[:, 0], points[:, 1])
-
-
-def _throughput(wave: np.ndarray) -> np.ndarray:
-    return _throughput_on(wave.size)
-
-
 def _band_snr(snr: np.ndarray, good: np.ndarray, a: int, b: int) -> float:
     """The (upper) median of the per-pixel S/N ``snr`` over the ``good`` pixels of a:b."""
     values = snr[a:b][good[a:b]]
@@ -959,25 +969,26 @@ def _band_snr(snr: np.ndarray, good: np.ndarray, a: int, b: int) -> float:
     return float(np.partition(values, middle)[middle])  # without np.median's overhead
 
 
-def _pipeline_sigma_excess(wave: np.ndarray, sigma_kms: float) -> np.ndarray:
-    """Squared ratio of the pipeline's sigma to the flux's near H-alpha (1 elsewhere)."""
-    out = np.ones(wave.size)
-    near = np.flatnonzero(np.abs(wave - HALPHA_VACUUM_AA) < 40.0)
+def _pipeline_sigma_excess(g: _GridInfo, sigma_kms: float) -> np.ndarray:
+    """Squared ratio of the pipeline's sigma to the flux's within 40 Å of H-alpha (1 elsewhere)."""
+    out = np.ones(g.wave.size)
+    near = g.halpha_span
     for centre, ratio in PIPELINE_SIGMA_NEAR_HALPHA:
-        x = (wave[near] - centre) / (centre * sigma_kms / C_KMS)
+        x = (g.wave[near] - centre) / (centre * sigma_kms / C_KMS)
         out[near] += (ratio**2 - 1.0) * np.exp(-0.5 * x * x)
     return out
 
 
-def _sky_lines(wave: np.ndarray, sigma_kms: float) -> np.ndarray:
+def _sky_lines(g: _GridInfo, sigma_kms: float) -> np.ndarray:
     """Night-sky lines at the instrument's resolution, peak 1 per unit `SKY_LINE_STRENGTH`."""
-    centre_px = np.searchsorted(wave, SKY_LINES_VAC_AA)
-    at = np.clip(centre_px[:, None] + np.arange(-8, 9)[None, :], 0, wave.size - 1)
     sigma_aa = SKY_LINES_VAC_AA[:, None] * sigma_kms / C_KMS
-    shapes = np.exp(-0.5 * ((wave[at] - SKY_LINES_VAC_AA[:, None]) / sigma_aa) ** 2)
-    total = np.zeros(wave.size)
-    np.add.at(total, at, SKY_LINE_STRENGTH[:, None] * shapes)
-    return total
+    shapes = np.exp(-0.5 * (g.sky_offsets_aa / sigma_aa) ** 2)
+    # Summed pixel by pixel in the order of the lines (as np.add.at adds), 20x faster.
+    return np.bincount(
+        g.sky_pixels.ravel(),
+        weights=(SKY_LINE_STRENGTH[:, None] * shapes).ravel(),
+        minlength=g.wave.size,
+    )
 
 
 def _header_values(
@@ -991,7 +1002,7 @@ def _header_values(
     label: str,
     rv: float,
     noisy: dict[str, Any],
-    wave: np.ndarray,
+    g: _GridInfo,
     flux_level: float,
     fibres_per_plate: int = FIBRES_PER_PLATE,
 ) -> dict[str, Any]:
@@ -1003,7 +1014,7 @@ def _header_values(
     spid += 1
     fibre += 1
     ra, dec = _fibre_position(rng, plate)
-    bands = _band_snrs(wave, noisy["flux"], noisy["ivar"])
+    bands = _band_snrs(g, noisy["flux"], noisy["ivar"])
     mag_r = 17.0 - 2.5 * math.log10(max(flux_level, 1e-3) / 300.0) + rng.normal(0.0, 0.15)
     poor = bands["R"] < 4.0
     start = plate["start"] + timedelta(seconds=float(rng.uniform(0, 60)))
@@ -1069,11 +1080,11 @@ SNR_BANDS_AA = {
 _SNR_BAND_EDGES = np.array([edge for band in SNR_BANDS_AA.values() for edge in band])
 
 
-def _band_snrs(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> dict[str, float]:
+def _band_snrs(g: _GridInfo, flux: np.ndarray, ivar: np.ndarray) -> dict[str, float]:
     """The S/N of each band of `SNR_BANDS_AA`, as the header states them."""
     good = ivar > 0
     snr = flux * np.sqrt(np.where(good, ivar, 0.0))
-    edges = np.searchsorted(wave, _SNR_BAND_EDGES).tolist()
+    edges = g.snr_band_edges
     return {
         band: _band_snr(snr, good, *edges[2 * i : 2 * i + 2]) for i, band in enumerate(SNR_BANDS_AA)
     }
@@ -1305,22 +1316,33 @@ def _cap(value: float, dr1: bool) -> float:
 # --- files -------------------------------------------------------------------------------
 
 
+_SUBCONTINUUM_BLOCK = 64
+
+
+@lru_cache(maxsize=8)
+def _subcontinuum_blocks(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel positions, block numbers and block centres of `subcontinuum` for ``n`` pixels."""
+    width = _SUBCONTINUUM_BLOCK
+    block = np.arange(-(-n // width))
+    centres = block * width + np.minimum(width, n - block * width) / 2.0
+    return np.arange(n), block, centres
+
+
 def subcontinuum(flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DR1's Subcontinuum row: flux over a smooth upper continuum (80th percentile per 64 px)."""
     n = flux.size
-    width = 64
-    blocks = -(-n // width)
-    padded = np.full(blocks * width, -np.inf)
+    width = _SUBCONTINUUM_BLOCK
+    pixels, block, centres = _subcontinuum_blocks(n)
+    padded = np.full(block.size * width, -np.inf)
     padded[:n] = np.where(ivar > 0, flux, -np.inf)
-    table = np.sort(padded.reshape(blocks, width), axis=1)
+    table = np.sort(padded.reshape(block.size, width), axis=1)
     good = np.isfinite(table).sum(axis=1)
     usable = good >= 8
     if usable.sum() < 2:
         return np.zeros(n), np.ones(n)
     pick = width - good + np.floor(0.8 * (good - 1)).astype(int)
-    levels = table[np.arange(blocks), np.clip(pick, 0, width - 1)]
-    centres = np.arange(blocks) * width + np.minimum(width, n - np.arange(blocks) * width) / 2.0
-    cont = np.interp(np.arange(n), centres[usable], levels[usable])
+    levels = table[block, np.clip(pick, 0, width - 1)]
+    cont = np.interp(pixels, centres[usable], levels[usable])
     ratio = np.where(cont > 0, flux / np.where(cont > 0, cont, 1.0), 0.0)
     return ratio, cont
 
@@ -1344,14 +1366,15 @@ def file_bytes(spec: LamostSpectrum) -> bytes:
             nrows=1,
             cards_after=[card("EXTNAME", "COADD", "name of this binary table extension")],
         )
-    dtype: type[np.floating]
     if release == "dr1":
         third, _ = subcontinuum(spec.flux, spec.ivar)
-        dtype = np.float32
     else:
         third = spec.wave
-        dtype = np.float32 if release == "dr6" else np.float64
-    image = np.stack([spec.flux, spec.ivar, third, spec.andmask, spec.ormask]).astype(dtype)
+    rows = (spec.flux, spec.ivar, third, spec.andmask, spec.ormask)
+    # Converted once, straight to FITS' big-endian floats.
+    image = np.empty((len(rows), spec.flux.size), ">f8" if release == "dr2" else ">f4")
+    for row, values in zip(image, rows, strict=True):
+        row[:] = values
     return fb.image_hdu(cards, image)
 
 
