@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import click
@@ -22,14 +23,19 @@ import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
-from spectraldl.classify.run import classify, parts_dir
+from spectraldl.classify.run import classify, classify_chunk, parts_dir
+from spectraldl.cli import classify as classify_cli
+from spectraldl.cli import ingest as ingest_cli
 from spectraldl.cli import main
+from spectraldl.cli import simulate as simulate_cli
 from spectraldl.io.bundled import bundled_files, replicate_real_tree
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.predictions import read_predictions
 from spectraldl.jobs.backends import ProcessBackend
 from spectraldl.jobs.files import WorkerDied, errors_csv_path, lock_path, output_lock
-from spectraldl.jobs.ingest import IngestFailed, ingest
+from spectraldl.jobs.ingest import IngestFailed, ingest, read_chunk
+from spectraldl.jobs.processes import task_modules
+from spectraldl.simulate.archive import _chunk as simulate_chunk
 
 LAMOST = [f.path for f in bundled_files(archive="lamost")]
 
@@ -310,6 +316,47 @@ def test_workers_start_with_the_task_module_imported_once_by_the_forkserver(
     workers = {worker for worker, _ in pairs}
     importers = {importer for _, importer in pairs}
     assert len(importers) == 1 and not importers & workers, pairs
+
+
+def test_a_prestarted_forkserver_imports_the_task_while_this_process_imports_it_too(
+    tmp_path: Path,
+) -> None:
+    """A command starts its workers' server first thing: the server's import of the task's
+    code (slow, here 2 s) runs beside the command's own, and the workers fork from it."""
+    (tmp_path / "slow_task.py").write_text(
+        "import os, time\nSTARTED = time.time()\ntime.sleep(2.0)\nIMPORTED_BY = os.getpid()\n\n\n"
+        "def where(_task):\n    return os.getpid(), IMPORTED_BY, STARTED\n"
+    )
+    script = (
+        "import json, os\n"
+        "from spectraldl.jobs.backends import ProcessBackend, prestart_local_workers\n"
+        "if __name__ == '__main__':\n"
+        "    prestart_local_workers('local', 2, ['slow_task'])\n"
+        "    import slow_task\n"
+        "    backend = ProcessBackend(2)\n"
+        "    rows = list(backend.run(slow_task.where, range(4)))\n"
+        "    backend.close()\n"
+        "    print(json.dumps({'me': os.getpid(), 'started': slow_task.STARTED, 'rows': rows}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    workers = {row[0] for row in run["rows"]}
+    servers = {(row[1], row[2]) for row in run["rows"]}
+    assert len(servers) == 1, run
+    ((server, server_started),) = servers
+    assert server not in workers | {run["me"]}
+    # The server began importing while this process was still inside its own 2 s import.
+    assert server_started < run["started"] + 2.0, run
+
+
+def test_commands_prestart_the_modules_their_workers_run() -> None:
+    assert task_modules(classify_chunk) == list(classify_cli.WORKER_MODULES)
+    assert task_modules(partial(read_chunk, settings=None)) == list(ingest_cli.WORKER_MODULES)
+    assert task_modules(partial(simulate_chunk, out_dir="x")) == list(simulate_cli.WORKER_MODULES)
 
 
 # --- full and read-only disks -------------------------------------------------------------

@@ -9,6 +9,9 @@ import click
 from spectraldl.cli._options import job_errors, scheduler_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
+WORKER_MODULES = ("spectraldl.classify.run",)
+"""The module of the task local workers run (`classify_chunk`), which their server imports first."""
+
 
 @click.command("classify")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -107,10 +110,12 @@ def classify_command(
       spectraldl classify /data/lamost/dr1/ -o dr1.parquet -j 8
       spectraldl classify demo-run/model dataset.h5 -o predictions.parquet --device cuda
     """
+    from spectraldl.jobs.backends import open_backend, prestart_local_workers
+
+    prestart_local_workers(scheduler, workers, WORKER_MODULES)
     from spectraldl.classify.plan import ClassifyError
     from spectraldl.classify.run import classify
     from spectraldl.io.dataset import DatasetError
-    from spectraldl.jobs.backends import open_backend
     from spectraldl.ml.modelcard import ModelDirError, ModelMismatch
     from spectraldl.ml.novelty import NoveltyError
 

@@ -9,6 +9,9 @@ import click
 from spectraldl.cli._options import job_errors, scheduler_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
+WORKER_MODULES = ("spectraldl.jobs.ingest",)
+"""The module of the task local workers run (`read_chunk`), which their server imports first."""
+
 
 @click.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -65,9 +68,11 @@ def ingest_command(
     Example:
       spectraldl ingest ondrejov/ -o training.h5 --labels labels.csv -j 4
     """
+    from spectraldl.jobs.backends import open_backend, prestart_local_workers
+
+    prestart_local_workers(scheduler, workers, WORKER_MODULES)
     from spectraldl.io.dataset import DatasetError
     from spectraldl.io.labels import LabelError
-    from spectraldl.jobs.backends import open_backend
     from spectraldl.jobs.ingest import IngestFailed, ingest
 
     try:

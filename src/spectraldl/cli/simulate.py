@@ -11,6 +11,9 @@ import click
 from spectraldl.cli._options import workers_option
 from spectraldl.cli._progress import progress_bar
 
+WORKER_MODULES = ("spectraldl.simulate.archive",)
+"""The module of the task local workers run (`_chunk`), which their server imports first."""
+
 if TYPE_CHECKING:
     from spectraldl.simulate import Population
 
@@ -129,6 +132,9 @@ def simulate_command(
     Example:
       spectraldl simulate --archive lamost -n 30000 -o out/lamost --release dr1 --junk 0.01
     """
+    from spectraldl.jobs.backends import prestart_local_workers
+
+    prestart_local_workers("local", workers if n > 1 else 1, WORKER_MODULES)
     from spectraldl.simulate import MixError, simulate_archive
     from spectraldl.simulate.registry import simulated_archive, simulated_archives
 

@@ -13,14 +13,19 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from spectraldl.jobs.files import WorkerDied, describe_dead_worker, die_with_parent
-from spectraldl.jobs.processes import pool_context, preload_in_workers, usable_cores
+from spectraldl.jobs.processes import (
+    pool_context,
+    preload_in_workers,
+    start_forkserver,
+    usable_cores,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -191,6 +196,16 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def prestart_local_workers(scheduler: str, workers: int, modules: Sequence[str]) -> None:
+    """Where `open_backend` will start local worker processes, start their server now.
+
+    Called first thing by a command, before it imports ``modules`` itself (the
+    task's code): both imports then run at once (`start_forkserver`).
+    """
+    if scheduler == "local" and workers > 1:
+        start_forkserver(modules)
 
 
 @contextmanager

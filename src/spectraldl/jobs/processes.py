@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.forkserver
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -48,3 +49,17 @@ def preload_in_workers(fn: Callable[..., Any]) -> None:
     context = pool_context()
     if isinstance(context, multiprocessing.context.ForkServerContext):
         context.set_forkserver_preload(task_modules(fn))
+
+
+def start_forkserver(modules: Sequence[str]) -> None:
+    """Start this process's forkserver now, importing ``modules``, while this process goes on.
+
+    A command that will run local workers calls it before its own imports: the
+    server's import of the stages (PyTorch's included, about 2 s) then runs on
+    another core beside this process's instead of after it, and the workers
+    later fork from it ready. No effect once the forkserver runs, or without one.
+    """
+    context = pool_context()
+    if isinstance(context, multiprocessing.context.ForkServerContext):
+        context.set_forkserver_preload(list(modules))
+        multiprocessing.forkserver.ensure_running()
