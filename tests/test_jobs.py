@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -288,6 +289,16 @@ def test_a_worker_killed_by_the_system_is_a_clear_error() -> None:
         backend.close()
 
 
+def _json_of_fresh_process(script: str, modules: Path) -> Any:
+    """What ``script`` prints as JSON, run in a new Python process that sees ``modules``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(modules), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_workers_start_with_the_task_module_imported_once_by_the_forkserver(
     tmp_path: Path,
 ) -> None:
@@ -307,12 +318,7 @@ def test_workers_start_with_the_task_module_imported_once_by_the_forkserver(
         "    print(json.dumps(list(backend.run(where, range(6)))))\n"
         "    backend.close()\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    pairs = json.loads(done.stdout)
+    pairs = _json_of_fresh_process(script, tmp_path)
     workers = {worker for worker, _ in pairs}
     importers = {importer for _, importer in pairs}
     assert len(importers) == 1 and not importers & workers, pairs
@@ -338,12 +344,7 @@ def test_a_prestarted_forkserver_imports_the_task_while_this_process_imports_it_
         "    backend.close()\n"
         "    print(json.dumps({'me': os.getpid(), 'started': slow_task.STARTED, 'rows': rows}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    run = json.loads(done.stdout)
+    run = _json_of_fresh_process(script, tmp_path)
     workers = {row[0] for row in run["rows"]}
     servers = {(row[1], row[2]) for row in run["rows"]}
     assert len(servers) == 1, run
