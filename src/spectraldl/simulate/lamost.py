@@ -745,17 +745,25 @@ def _observe(
 
 @dataclass
 class _Frame:
-    """A spectrum being observed: wavelengths, flux and its noise sigma, ivar, the masks, and
-    the pixels of the H-alpha window; the pipeline's traces are added to it in place."""
+    """A spectrum being observed on its release's grid: flux and its noise sigma, ivar and
+    the masks; the pipeline's traces are added to it in place."""
 
     grid: _GridInfo
-    wave: np.ndarray
     flux: np.ndarray
     sigma: np.ndarray
     ivar: np.ndarray
     andmask: np.ndarray
     ormask: np.ndarray
-    window: np.ndarray
+
+    @property
+    def wave(self) -> np.ndarray:
+        """The pixels' vacuum wavelengths (Å)."""
+        return self.grid.wave
+
+    @property
+    def window(self) -> np.ndarray:
+        """The pixels of the H-alpha window, 6519-6732 Å."""
+        return self.grid.window_pixels
 
 
 def _noisy_frame(
@@ -769,7 +777,7 @@ def _noisy_frame(
 ) -> tuple[_Frame, dict[str, Any]]:
     """The model with correlated noise scaled to ``snr`` and the ivar the pipeline states;
     the noise's drawn parameters (``noise_*``)."""
-    wave, n = g.wave, g.wave.size
+    n = g.wave.size
     scale = float(rng.uniform(*NOISE_SCALE))
     corr = float(rng.uniform(*NOISE_CORRELATION_PX))
     beta = float(
@@ -787,13 +795,11 @@ def _noisy_frame(
     flux = model + scale * sigma * correlated_normal(rng, n, sigma_px=corr)
     frame = _Frame(
         grid=g,
-        wave=wave,
         flux=flux,
         sigma=sigma,
         ivar=1.0 / sigma**2 / _pipeline_sigma_excess(g, sigma_kms),
         andmask=np.zeros(n),
         ormask=np.zeros(n),  # no BRIGHTSKY at sky lines: none of the 87 bundled real files has it
-        window=g.window_pixels,
     )
     return frame, {"noise_scale": scale, "noise_correlation_px": corr, "noise_sky_ratio": beta}
 
