@@ -80,7 +80,7 @@ def identify(fits_file: FitsFile) -> Reader:
     raise SpectrumError(
         fits_file.path,
         f"not a spectrum of a known archive or layout ({hint or 'no identifying keys'}); "
-        f"known forms: {', '.join(r.name for r in readers())}",
+        f"known forms: {', '.join(sorted(r.name for r in readers()))}",
     )
 
 
