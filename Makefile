@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/docs.py
 
-# Measure the CPU benchmarks (ingest, simulate, classify; each ratio against its baseline
+# Measure the CPU benchmarks (ingest, simulate, DR8 tables, classify; each ratio against its baseline
 # measured in the same run), keep their JSON and regenerate the pages' figures: about
 # 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
 # (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_INGEST_FILES (ingest's
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --files $(BENCH_INGEST_FILES) --thesis-files 500 \
 		--json $(BENCH_JSON)/ingest.json
 	$(BIN)/python benchmarks/simulate.py --n $(BENCH_FILES) --json $(BENCH_JSON)/simulate.json
+	$(BIN)/python benchmarks/tables.py --files 1000 --json $(BENCH_JSON)/tables.json
 	$(BIN)/python benchmarks/classify.py --n-files $(BENCH_FILES) --n-spectra $(BENCH_SPECTRA) \
 		--threads $(BENCH_THREADS) --model-dir cnn=src/spectraldl/data/models/cnn \
 		--json $(BENCH_JSON)/classify.json

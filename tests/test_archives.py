@@ -15,6 +15,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from spectraldl.core.errors import SpectrumError
 from spectraldl.io.archives import FitsFile, read_spectrum, readers
+from spectraldl.io.archives.bintable import first_row
 from spectraldl.io.bundled import bundled_files
 
 
@@ -96,6 +97,81 @@ def test_dr8_table_form_equals_the_dr7_image_it_was_built_from(data_dir: Path) -
     assert table.id == image.id and table.meta.obsid == "677503031"
 
 
+def _dr8_like(path: Path, columns: list[fits.Column], *, primary: Path) -> Path:
+    """A DR8-style file: ``primary``'s primary header (no data) and a one-row COADD table."""
+    with _astropy(primary) as hdul:
+        header = hdul[0].header.copy()
+    fits.HDUList(
+        [fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(columns, name="COADD")]
+    ).writeto(path)
+    return path
+
+
+def _table_columns(n: int, rng: np.random.Generator, dim: str | None = None) -> list[fits.Column]:
+    """A COADD table with the columns around the spectrum a reader must step over."""
+    wave = 10 ** (3.5682 + 1e-4 * np.arange(n))[None, :]
+    return [
+        fits.Column(name="OBJNAME", format="20A", array=np.array(["x" * 20])),
+        fits.Column(name="flags", format="13X", array=np.ones((1, 13), bool)),
+        fits.Column(name="GOOD", format="L", array=np.array([True])),
+        fits.Column(name="FLUX", format=f"{n}E", array=rng.normal(size=(1, n)), dim=dim),
+        fits.Column(name="NEXP", format="J", array=np.array([3])),
+        fits.Column(name="IVAR", format=f"{n}D", array=rng.random((1, n))),
+        fits.Column(name="WAVELENGTH", format=f"{n}D", array=wave),
+        fits.Column(name="ANDMASK", format=f"{n}J", array=rng.integers(0, 4, (1, n))),
+    ]
+
+
+def test_dr8_tables_are_read_from_the_bytes_as_astropy_reads_them(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # The plain tables of DR8+ files are viewed in the file's bytes; every column read must
+    # be astropy's, values and types, also with other columns of other types around them.
+    made = _dr8_like(
+        tmp_path / "mixed.fits",
+        _table_columns(3909, np.random.default_rng(1)),
+        primary=data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits",
+    )
+    for path in (data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits", made):
+        fast = first_row(FitsFile.open(path), 1, ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK"))
+        assert fast is not None
+        rows, row = fast
+        with _astropy(path) as hdul:
+            table = hdul[1].data
+            assert rows == len(table)
+            for name, values in row.items():
+                assert values.dtype == table[0][name].dtype
+                assert np.array_equal(values, table[0][name])
+            assert set(row) == {"FLUX", "IVAR", "WAVELENGTH", "ANDMASK"}
+    spectrum = read_spectrum(made)
+    with _astropy(made) as hdul:
+        assert np.array_equal(spectrum.flux, hdul[1].data[0]["FLUX"].astype(float))
+        assert spectrum.mask is not None
+        assert np.array_equal(spectrum.mask, hdul[1].data[0]["ANDMASK"] != 0)
+
+
+def test_a_table_with_shaped_columns_is_left_to_astropy(data_dir: Path, tmp_path: Path) -> None:
+    primary = data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits"
+    rng = np.random.default_rng(2)
+    plain = _dr8_like(tmp_path / "plain.fits", _table_columns(3909, rng), primary=primary)
+    rng = np.random.default_rng(2)
+    shaped = _dr8_like(
+        tmp_path / "shaped.fits", _table_columns(3909, rng, dim="(3909)"), primary=primary
+    )
+    assert first_row(FitsFile.open(shaped), 1, ("FLUX",)) is None
+    assert np.array_equal(read_spectrum(shaped).flux, read_spectrum(plain).flux)
+
+
+def test_a_truncated_dr8_table_is_refused_at_once_with_its_sizes(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    data = (data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits").read_bytes()
+    cut = tmp_path / "spec-cut.fits"
+    cut.write_bytes(data[: len(data) - 4 * 2880])
+    with pytest.raises(SpectrumError, match=r"truncated: the table's header promises \d+ bytes"):
+        read_spectrum(cut)
+
+
 def test_releases_and_forms(data_dir: Path) -> None:
     dr1 = read_spectrum(data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits")
     dr2 = read_spectrum(data_dir / "lamost-dr2/spec-56257-GAC089N38V2_sp01-009.fit")
@@ -171,7 +247,7 @@ def test_truncated_data_and_unknown_layout(data_dir: Path, tmp_path: Path) -> No
         read_spectrum(cut)
     image = tmp_path / "image.fits"
     fits.PrimaryHDU(np.zeros((3, 4, 5), np.float32)).writeto(image)
-    with pytest.raises(SpectrumError, match="known forms: lamost-lrs-image"):
+    with pytest.raises(SpectrumError, match="known forms: lamost-lrs-image, lamost-lrs-table"):
         read_spectrum(image)
 
 

@@ -192,6 +192,8 @@ def readme_performance(src: Sources) -> str:
         num(src.row(n, files="plain", method="spectraldl ingest, 2 workers")["n_files"])
         for n in ("ingest", "ingest-20000-files")
     )
+    dr8 = src.row("tables", method="spectraldl read_spectrum")
+    dr8_0 = src.row("tables", method="astropy: the COADD table's first row (baseline)")
     writer = src.row("simulate", case="write+gzip DR1: fitsbytes")
     writer0 = src.row("simulate", case="write+gzip DR1: astropy HDUList.writeto (baseline)")
     train = src.row("train", section="cpu train", model="cnn", method="spectraldl")
@@ -242,6 +244,13 @@ def readme_performance(src: Sources) -> str:
             f"(gzipped: {files_s(two['gzip'], 'files_per_s')})",
             f"1 worker: {ratios(two['plain'])}x (gzipped: {ratios(two['gzip'])}x); {sizes} files",
             "ingest",
+        ),
+        (
+            "read DR8+ table-form files (simulated, gzipped), 1 core",
+            f"{num(dr8['files_per_s'])} files/s",
+            f"astropy reading the COADD table's first row {num(dr8_0['files_per_s'])} files/s: "
+            f"{dr8['vs_baseline']:.1f}x",
+            "tables",
         ),
         (
             "simulate: write + gzip a LAMOST file",

@@ -7,8 +7,9 @@ data block with NumPy costs tens of microseconds. Across a whole release that
 is the difference between hours and minutes (``benchmarks/ingest.py``). The
 tests compare every array read here with astropy's on every real file.
 
-Files with extensions (tables) are still read with astropy, from the same
-in-memory bytes, so a file is read from disk once. Gzipped files (how LAMOST
+Files with extensions are read with astropy, from the same in-memory bytes
+(a file is read from disk once), except binary tables of plain numeric array
+columns such as LAMOST DR8+ files' (`spectraldl.io.archives.bintable`). Gzipped files (how LAMOST
 distributes its releases) are recognised by their magic bytes and inflated
 with ISA-L (python-isal), about 1.6 times faster than zlib on these files;
 inflating is the largest single cost of reading a gzipped spectrum.
@@ -489,9 +490,14 @@ class FitsFile:
     def extension_header(self, index: int) -> Header | None:
         """Parse the header of extension ``index`` (1-based) without astropy, or None.
 
-        Walks the HDUs by their sizes; used by readers to identify table forms
-        cheaply.
+        Used by readers to identify table forms cheaply.
         """
+        found = self.extension(index)
+        return None if found is None else found[0]
+
+    def extension(self, index: int) -> tuple[Header, int] | None:
+        """The header of extension ``index`` (1-based) and where its data unit starts, parsed
+        without astropy by walking the HDUs by their sizes; None when there is no such HDU."""
         pos = self.data_start
         header = self.header
         for _ in range(index):
@@ -506,4 +512,4 @@ class FitsFile:
                 header, pos = parse_header(self.data, pos)
             except ValueError:
                 return None
-        return header
+        return header, pos

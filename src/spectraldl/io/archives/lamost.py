@@ -31,6 +31,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
+from spectraldl.io.archives.bintable import first_row
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
 from spectraldl.io.archives.order import by_wavelength
@@ -196,13 +197,28 @@ def identify_lrs_table(fits_file: FitsFile) -> bool:
     return {"FLUX", "IVAR", "WAVELENGTH"} <= _coadd_columns(fits_file, 1)
 
 
+_COADD_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK")
+
+
+def _coadd_first_row(fits_file: FitsFile) -> dict[str, np.ndarray]:
+    """The first row's `_COADD_COLUMNS` of the COADD table (those it has): read from the
+    bytes where the table is plain (`bintable.first_row`), else by astropy."""
+    fast = first_row(fits_file, 1, _COADD_COLUMNS)
+    if fast is not None:
+        rows, row = fast
+    else:
+        table = fits_file.hdul[1].data
+        rows = 0 if table is None else len(table)
+        names = {n.upper() for n in table.columns.names} if rows else set()
+        row = {name: table[0][name] for name in _COADD_COLUMNS if name in names}
+    if rows == 0:
+        raise SpectrumError(fits_file.path, "the COADD table has no rows")
+    return row
+
+
 def read_lrs_table(fits_file: FitsFile) -> Spectrum:
     """Read a DR8+ table-form low-resolution spectrum (first row of the COADD table)."""
-    table = fits_file.hdul[1].data
-    if table is None or len(table) == 0:
-        raise SpectrumError(fits_file.path, "the COADD table has no rows")
-    first = table[0]
-    names = {n.upper() for n in table.columns.names}
+    first = _coadd_first_row(fits_file)
     header = fits_file.header
     return _lrs_spectrum(
         fits_file,
@@ -212,7 +228,7 @@ def read_lrs_table(fits_file: FitsFile) -> Spectrum:
         flux=np.asarray(first["FLUX"], dtype=np.float64),
         ivar=np.asarray(first["IVAR"], dtype=np.float64),
         wave=np.asarray(first["WAVELENGTH"], dtype=np.float64),
-        andmask=np.asarray(first["ANDMASK"]) if "ANDMASK" in names else None,
+        andmask=np.asarray(first["ANDMASK"]) if "ANDMASK" in first else None,
     )
 
 
