@@ -1,11 +1,13 @@
-"""Reading DR8+ LAMOST files (table form): `read_spectrum` against astropy, one core.
+"""Reading table-form spectra: `read_spectrum` against astropy, one core.
 
-Since DR8 LAMOST writes each spectrum as an empty primary HDU and a one-row
-COADD binary table. The rows: simulated, gzipped DR8 files read by
-`spectraldl.io.archives.read_spectrum` (a whole `Spectrum`: arrays and header
-metadata), against the baseline of astropy opening each file and converting
-only the COADD table's first row to arrays, which is how the reader read such
-tables before it viewed them in the file's bytes (`spectraldl.io.archives.bintable`).
+Two archives write a spectrum as an empty primary HDU and a binary table:
+LAMOST since DR8 (one row of array columns, COADD) and Ondřejov's SSAP
+service (a row a pixel: spectral, flux). The rows: simulated files of each,
+read by `spectraldl.io.archives.read_spectrum` (a whole `Spectrum`: arrays
+and header metadata), against the baseline of astropy opening each file and
+converting only the table's spectrum columns to arrays, which is how the
+readers read such tables before they viewed them in the file's bytes
+(`spectraldl.io.archives.bintable`).
 
     .venv/bin/python benchmarks/tables.py [--files 1000] [--json tables.json]
 """
@@ -15,25 +17,38 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from _common import print_table, write_json
 
+LAYOUTS = {
+    "simulated LAMOST DR8, gzipped": (
+        {"archive": "lamost", "release": "dr8"},
+        ("FLUX", "IVAR", "WAVELENGTH"),
+        "the COADD table's first row",
+    ),
+    "simulated Ondřejov SSAP": (
+        {"archive": "ondrejov", "form": "ssap"},
+        ("spectral", "flux"),
+        "the table's spectral and flux columns",
+    ),
+}
+"""Files read: ``simulate_archive`` arguments, the columns astropy converts, in words."""
 
-def astropy_first_rows(paths: list[Path]) -> int:
-    """astropy opens each file and converts its COADD table's first row to arrays."""
+
+def astropy_columns(paths: list[Path], names: tuple[str, ...], first_row: bool) -> int:
+    """astropy opens each file and converts the table's ``names`` columns to arrays."""
     from astropy.io import fits
 
     done = 0
     for path in paths:
         with fits.open(path, memmap=False) as hdul:
-            row = hdul[1].data[0]
-            flux, _, _ = (
-                np.asarray(row[c], dtype=np.float64) for c in ("FLUX", "IVAR", "WAVELENGTH")
-            )
-            done += bool(flux.size)
+            table = hdul[1].data
+            source = table[0] if first_row else table
+            arrays = [np.asarray(source[name], dtype=np.float64) for name in names]
+            done += bool(arrays[0].size)
     return done
 
 
@@ -46,37 +61,43 @@ def spectraldl_reads(paths: list[Path]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--files", type=int, default=1000, help="simulated DR8 files read")
+    parser.add_argument("--files", type=int, default=1000, help="simulated files per archive")
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args()
 
     from spectraldl.simulate import simulate_archive
 
-    runs: tuple[tuple[str, Callable[[list[Path]], int]], ...] = (
-        ("astropy: the COADD table's first row (baseline)", astropy_first_rows),
-        ("spectraldl read_spectrum", spectraldl_reads),
-    )
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        simulate_archive(tmp, archive="lamost", n=args.files, seed=4, release="dr8", workers=2)
-        paths = sorted(Path(tmp).rglob("*.fits.gz"))
-        for name, run in runs:
-            start = time.perf_counter()
-            run(paths)
-            seconds = time.perf_counter() - start
-            rows.append(
-                {
-                    "files": "simulated DR8, gzipped",
-                    "method": name,
-                    "n_files": len(paths),
-                    "seconds": seconds,
-                    "files_per_s": len(paths) / seconds,
-                }
+    for files, (layout, names, words) in LAYOUTS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            simulate_archive(tmp, n=args.files, seed=4, workers=2, **layout)
+            paths = sorted(p for p in Path(tmp).rglob("*.fits*"))
+            baseline = partial(
+                astropy_columns, names=names, first_row=layout["archive"] == "lamost"
             )
-    for row in rows:
-        row["vs_baseline"] = row["files_per_s"] / rows[0]["files_per_s"]
+            runs = (
+                (f"astropy: {words} (baseline)", baseline),
+                ("spectraldl read_spectrum", spectraldl_reads),
+            )
+            measured = []
+            for name, run in runs:
+                start = time.perf_counter()
+                run(paths)
+                seconds = time.perf_counter() - start
+                measured.append(
+                    {
+                        "files": files,
+                        "method": name,
+                        "n_files": len(paths),
+                        "seconds": seconds,
+                        "files_per_s": len(paths) / seconds,
+                    }
+                )
+        for row in measured:
+            row["vs_baseline"] = row["files_per_s"] / measured[0]["files_per_s"]
+        rows += measured
     print_table(
-        f"Reading {len(paths)} DR8+ table-form files, one core",
+        f"Reading table-form spectra ({args.files} files each), one core",
         rows,
         ["files", "method", "n_files", "seconds", "files_per_s", "vs_baseline"],
     )

@@ -15,7 +15,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from spectraldl.core.errors import SpectrumError
 from spectraldl.io.archives import FitsFile, read_spectrum, readers
-from spectraldl.io.archives.bintable import first_row
+from spectraldl.io.archives.bintable import columns
 from spectraldl.io.bundled import bundled_files
 
 
@@ -122,6 +122,37 @@ def _table_columns(n: int, rng: np.random.Generator, dim: str | None = None) -> 
     ]
 
 
+def _assert_columns_are_astropys(path: Path, names: set[str]) -> None:
+    """`bintable.columns` reads ``names`` of ``path``'s first table as astropy does."""
+    fast = columns(FitsFile.open(path), 1, names)
+    assert fast is not None
+    rows, found = fast
+    assert set(found) == names
+    with _astropy(path) as hdul:
+        table = hdul[1].data
+        assert rows == len(table)
+        for name, values in found.items():
+            assert values.dtype == table[name].dtype and values.shape == table[name].shape
+            assert np.array_equal(values, table[name])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f.path for f in bundled_files(archive="ondrejov") if f.path.parent.name == "ssap"],
+    ids=lambda p: p.name,
+)
+def test_real_ondrejov_ssap_tables_are_read_from_the_bytes_as_astropy_reads_them(
+    path: Path,
+) -> None:
+    assert read_spectrum(path).meta.form == "ssap"
+    _assert_columns_are_astropys(path, {"SPECTRAL", "FLUX"})
+    spectrum = read_spectrum(path)
+    with _astropy(path) as hdul:
+        order = np.argsort(hdul[1].data["spectral"], kind="stable")
+        assert np.array_equal(spectrum.wave_aa, hdul[1].data["spectral"][order].astype(float))
+        assert np.array_equal(spectrum.flux, hdul[1].data["flux"][order].astype(float))
+
+
 def test_dr8_tables_are_read_from_the_bytes_as_astropy_reads_them(
     data_dir: Path, tmp_path: Path
 ) -> None:
@@ -133,16 +164,7 @@ def test_dr8_tables_are_read_from_the_bytes_as_astropy_reads_them(
         primary=data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits",
     )
     for path in (data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits", made):
-        fast = first_row(FitsFile.open(path), 1, ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK"))
-        assert fast is not None
-        rows, row = fast
-        with _astropy(path) as hdul:
-            table = hdul[1].data
-            assert rows == len(table)
-            for name, values in row.items():
-                assert values.dtype == table[0][name].dtype
-                assert np.array_equal(values, table[0][name])
-            assert set(row) == {"FLUX", "IVAR", "WAVELENGTH", "ANDMASK"}
+        _assert_columns_are_astropys(path, {"FLUX", "IVAR", "WAVELENGTH", "ANDMASK"})
     spectrum = read_spectrum(made)
     with _astropy(made) as hdul:
         assert np.array_equal(spectrum.flux, hdul[1].data[0]["FLUX"].astype(float))
@@ -158,7 +180,7 @@ def test_a_table_with_shaped_columns_is_left_to_astropy(data_dir: Path, tmp_path
     shaped = _dr8_like(
         tmp_path / "shaped.fits", _table_columns(3909, rng, dim="(3909)"), primary=primary
     )
-    assert first_row(FitsFile.open(shaped), 1, ("FLUX",)) is None
+    assert columns(FitsFile.open(shaped), 1, ("FLUX",)) is None
     assert np.array_equal(read_spectrum(shaped).flux, read_spectrum(plain).flux)
 
 

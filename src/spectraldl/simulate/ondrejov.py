@@ -554,11 +554,11 @@ def file_bytes(spec: OndrejovSpectrum) -> bytes:
 
 
 def to_spectrum(spec: OndrejovSpectrum, data: bytes, path: str | Path) -> Spectrum:
-    """The `Spectrum` the project's reader makes of the file (same values, without astropy).
+    """The `Spectrum` the project's reader makes of the file (same values).
 
     The raw form is read by the reader itself from memory; the SSAP form's
-    table reader goes through astropy, so its result is rebuilt here from the
-    same values (the tests check the two agree on written files).
+    is rebuilt here from the values the table was written from, which skips
+    parsing it back (the tests check the two agree on written files).
     """
     if spec.form == "raw":
         header, start = parse_header(data)

@@ -1,12 +1,13 @@
 """Columns of a FITS binary table read straight from the file's bytes, without astropy.
 
 A LAMOST DR8+ spectrum is an empty primary HDU and a one-row ``BINTABLE`` of
-array columns (``3909E``: FLUX, IVAR, WAVELENGTH, ...). Opening it with
-astropy (HDU list, column objects, the record array) cost about 5 ms a file,
-eight times the reading of a DR1-DR7 image; a column of such a table is a
-run of big-endian numbers at a fixed offset in its row, which NumPy views in
-microseconds. Only the plainest tables are read here: fixed-size rows, the
-wanted columns numeric arrays without scaling (``TSCALn``/``TZEROn``) or
+array columns (``3909E``: FLUX, IVAR, WAVELENGTH, ...); an Ondřejov spectrum
+served by SSAP a table of one row a pixel (``spectral``, ``flux``). Opening
+them with astropy (HDU list, column objects, the record array) cost 3-5 ms a
+file, five to eight times the reading of a LAMOST DR1-DR7 image; a column of
+such a table is big-endian numbers at a fixed offset in each row, which NumPy
+views in microseconds. Only the plainest tables are read here: fixed-size
+rows, the wanted columns numeric without scaling (``TSCALn``/``TZEROn``) or
 shape (``TDIMn``); anything else answers None and is read with astropy, so
 the arrays are always the ones astropy gives (the tests compare them).
 """
@@ -34,12 +35,13 @@ def _int(header: Header, key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def first_row(
+def columns(
     fits_file: FitsFile, index: int, names: Collection[str]
 ) -> tuple[int, dict[str, NDArray[np.generic]]] | None:
-    """The table in extension ``index``: its number of rows and its first row's ``names``
-    columns (upper-case names, those it has), as astropy's ``hdul[index].data[0]`` holds
-    them (read-only views of the file's bytes); None where astropy must read the table.
+    """The table in extension ``index``: its number of rows and its ``names`` columns (upper
+    case, those it has) as astropy's ``hdul[index].data[name]`` holds them, read-only views
+    of the file's bytes (one value a row, or an array a row); None where astropy must read
+    the table.
 
     Raises `SpectrumError` when the file ends before the rows its header promises.
     """
@@ -64,7 +66,7 @@ def first_row(
         code = match.group(2)
         name = str(header.get(f"TTYPE{i}", "")).strip().upper()
         if name in names and name not in wanted:
-            plain = code in _ARRAY_DTYPES and repeat > 1 and not match.group(3)
+            plain = code in _ARRAY_DTYPES and repeat > 0 and not match.group(3)
             if not plain or any(f"{key}{i}" in header for key in _SHAPING):
                 return None
             wanted[name] = (offset, _ARRAY_DTYPES[code], repeat)
@@ -83,12 +85,20 @@ def first_row(
             f"the data unit is truncated: the table's header promises {width * rows} bytes, "
             f"the file holds {max(available, 0)}",
         )
-    row = (
-        {
-            name: np.frombuffer(fits_file.data, dtype=dtype, count=count, offset=start + at)
-            for name, (at, dtype, count) in wanted.items()
-        }
-        if rows
-        else {}
+    if rows == 0:
+        return 0, {}
+    return rows, {
+        name: _column(fits_file.data, start + at, width, rows, np.dtype(dtype), repeat)
+        for name, (at, dtype, repeat) in wanted.items()
+    }
+
+
+def _column(
+    data: bytes, offset: int, width: int, rows: int, dtype: np.dtype, repeat: int
+) -> NDArray[np.generic]:
+    """A column in the rows' bytes: (rows,) for one value a row, else (rows, repeat)."""
+    if repeat == 1:
+        return np.ndarray((rows,), dtype, buffer=data, offset=offset, strides=(width,))
+    return np.ndarray(
+        (rows, repeat), dtype, buffer=data, offset=offset, strides=(width, dtype.itemsize)
     )
-    return rows, row

@@ -1,4 +1,4 @@
-"""A FITS file held in memory: the primary header parsed fast, the rest via astropy.
+"""A FITS file held in memory: its headers parsed fast, its data viewed with NumPy.
 
 A LAMOST low-resolution spectrum is a primary header and one block of
 big-endian floats. Opening it with astropy costs milliseconds (card objects,
@@ -7,12 +7,13 @@ data block with NumPy costs tens of microseconds. Across a whole release that
 is the difference between hours and minutes (``benchmarks/ingest.py``). The
 tests compare every array read here with astropy's on every real file.
 
-Files with extensions are read with astropy, from the same in-memory bytes
-(a file is read from disk once), except binary tables of plain numeric array
-columns such as LAMOST DR8+ files' (`spectraldl.io.archives.bintable`). Gzipped files (how LAMOST
-distributes its releases) are recognised by their magic bytes and inflated
-with ISA-L (python-isal), about 1.6 times faster than zlib on these files;
-inflating is the largest single cost of reading a gzipped spectrum.
+Binary tables of plain numeric columns (LAMOST DR8+, Ondřejov SSAP) are read
+from the bytes too (`spectraldl.io.archives.bintable`); other extensions with
+astropy, from the same in-memory bytes, so a file is read from disk once.
+Gzipped files (how LAMOST distributes its releases) are recognised by their
+magic bytes and inflated with ISA-L (python-isal), about 1.6 times faster
+than zlib on these files; inflating is the largest single cost of reading a
+gzipped spectrum.
 
 Nothing is trusted before it is checked: only regular files are opened (a
 FIFO or a device named ``*.fits`` would block or never end), a gzip stream is

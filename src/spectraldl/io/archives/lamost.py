@@ -31,7 +31,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
-from spectraldl.io.archives.bintable import first_row
+from spectraldl.io.archives.bintable import columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
 from spectraldl.io.archives.order import by_wavelength
@@ -202,10 +202,11 @@ _COADD_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK")
 
 def _coadd_first_row(fits_file: FitsFile) -> dict[str, np.ndarray]:
     """The first row's `_COADD_COLUMNS` of the COADD table (those it has): read from the
-    bytes where the table is plain (`bintable.first_row`), else by astropy."""
-    fast = first_row(fits_file, 1, _COADD_COLUMNS)
+    bytes where the table is plain (`bintable.columns`), else by astropy."""
+    fast = columns(fits_file, 1, _COADD_COLUMNS)
     if fast is not None:
-        rows, row = fast
+        rows, found = fast
+        row = {name: values[0] for name, values in found.items()}
     else:
         table = fits_file.hdul[1].data
         rows = 0 if table is None else len(table)

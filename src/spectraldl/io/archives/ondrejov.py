@@ -23,6 +23,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
+from spectraldl.io.archives.bintable import columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import (
     iso_to_mjd,
@@ -65,13 +66,19 @@ def read_ssap(fits_file: FitsFile) -> Spectrum:
     Header values come from the package's own parser, which keeps bytes outside
     ASCII distinct (astropy turns each into ``?``, so two ids could collide).
     """
-    table = fits_file.hdul[1].data
-    if table is None or len(table) < 2:
+    fast = columns(fits_file, 1, ("SPECTRAL", "FLUX"))
+    if fast is not None:
+        rows, table = fast
+    else:  # a table the bytes are not read for: astropy's
+        data = fits_file.hdul[1].data
+        rows = 0 if data is None else len(data)
+        table = {name: data[name] for name in ("SPECTRAL", "FLUX")} if rows >= 2 else {}
+    if rows < 2:
         raise SpectrumError(fits_file.path, "the spectrum table has fewer than two rows")
     header = _table_header(fits_file)
     wave, flux = by_wavelength(
-        np.asarray(table["spectral"], dtype=np.float64),
-        np.asarray(table["flux"], dtype=np.float64),
+        np.asarray(table["SPECTRAL"], dtype=np.float64),
+        np.asarray(table["FLUX"], dtype=np.float64),
     )
     ident = text(header, "DS_IDPUB") or spectrum_stem(fits_file.path.name)
     date_obs = text(header, "DATE")
