@@ -138,6 +138,16 @@ def _demo_classes(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
+def readme_demo_time(src: Sources) -> str:
+    """How long the stored demo run took, and its training step, in minutes."""
+    demo = src.json("demo")
+    train = next(step["seconds"] for step in demo["steps"] if step["step"] == "train")
+    return (
+        f"{demo['seconds'] / 60:.1f} minutes on {demo['machine']['cores']} cores "
+        f"({train / 60:.1f} of them training the thesis CNN on CPU; run of {demo['date']})"
+    )
+
+
 def readme_demo(src: Sources) -> str:
     """The README's paragraph on what the demo gave, from ``demo.json`` (``--from-demo``)."""
     demo = src.json("demo")
@@ -896,6 +906,7 @@ def web_vetting(src: Sources) -> str:
 
 RENDERERS: dict[str, Callable[[Sources], str]] = {
     "readme-demo": readme_demo,
+    "readme-demo-time": readme_demo_time,
     "readme-per-million": readme_per_million,
     "active-learning": active_learning,
     "readme-performance": readme_performance,
