@@ -153,6 +153,30 @@ def test_real_ondrejov_ssap_tables_are_read_from_the_bytes_as_astropy_reads_them
         assert np.array_equal(spectrum.flux, hdul[1].data["flux"][order].astype(float))
 
 
+def test_an_ssap_table_with_scaled_columns_is_read_by_astropy(tmp_path: Path) -> None:
+    # TZEROn/TSCALn: the values are not the bytes, so astropy reads the table.
+    real = next(f.path for f in bundled_files(archive="ondrejov") if f.path.parent.name == "ssap")
+    with _astropy(real) as hdul:
+        table = hdul[1]
+        raw = np.round((table.data["spectral"] - 6000.0) * 100).astype(np.int32)
+        scaled = fits.BinTableHDU.from_columns(
+            [
+                fits.Column(name="spectral", format="J", array=raw),
+                fits.Column(name="flux", format="D", array=table.data["flux"]),
+            ],
+            header=table.header,
+        )
+        scaled.header["TSCAL1"], scaled.header["TZERO1"] = 0.01, 6000.0
+        fits.HDUList([hdul[0].copy(), scaled]).writeto(tmp_path / "scaled.fits")
+    path = tmp_path / "scaled.fits"
+    assert columns(FitsFile.open(path), 1, ("SPECTRAL", "FLUX")) is None
+    spectrum = read_spectrum(path)
+    with _astropy(path) as hdul:
+        order = np.argsort(hdul[1].data["spectral"], kind="stable")
+        assert np.array_equal(spectrum.wave_aa, hdul[1].data["spectral"][order].astype(float))
+        assert np.array_equal(spectrum.flux, hdul[1].data["flux"][order].astype(float))
+
+
 def test_dr8_tables_are_read_from_the_bytes_as_astropy_reads_them(
     data_dir: Path, tmp_path: Path
 ) -> None:

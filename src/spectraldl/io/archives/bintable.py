@@ -93,6 +93,19 @@ def columns(
     }
 
 
+def table_columns(
+    fits_file: FitsFile, index: int, names: Collection[str]
+) -> tuple[int, dict[str, NDArray[np.generic]]]:
+    """As `columns`, from the file's bytes where it can be, else as astropy reads the table."""
+    fast = columns(fits_file, index, names)
+    if fast is not None:
+        return fast
+    table = fits_file.hdul[index].data
+    rows = 0 if table is None else len(table)
+    present = {name.upper() for name in table.columns.names} if rows else set()
+    return rows, {name: table[name] for name in names if name in present}
+
+
 def _column(
     data: bytes, offset: int, width: int, rows: int, dtype: np.dtype, repeat: int
 ) -> NDArray[np.generic]:

@@ -31,7 +31,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
-from spectraldl.io.archives.bintable import columns
+from spectraldl.io.archives.bintable import table_columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
 from spectraldl.io.archives.order import by_wavelength
@@ -197,29 +197,12 @@ def identify_lrs_table(fits_file: FitsFile) -> bool:
     return {"FLUX", "IVAR", "WAVELENGTH"} <= _coadd_columns(fits_file, 1)
 
 
-_COADD_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK")
-
-
-def _coadd_first_row(fits_file: FitsFile) -> dict[str, np.ndarray]:
-    """The first row's `_COADD_COLUMNS` of the COADD table (those it has): read from the
-    bytes where the table is plain (`bintable.columns`), else by astropy."""
-    fast = columns(fits_file, 1, _COADD_COLUMNS)
-    if fast is not None:
-        rows, found = fast
-        row = {name: values[0] for name, values in found.items()}
-    else:
-        table = fits_file.hdul[1].data
-        rows = 0 if table is None else len(table)
-        names = {n.upper() for n in table.columns.names} if rows else set()
-        row = {name: table[0][name] for name in _COADD_COLUMNS if name in names}
-    if rows == 0:
-        raise SpectrumError(fits_file.path, "the COADD table has no rows")
-    return row
-
-
 def read_lrs_table(fits_file: FitsFile) -> Spectrum:
     """Read a DR8+ table-form low-resolution spectrum (first row of the COADD table)."""
-    first = _coadd_first_row(fits_file)
+    rows, found = table_columns(fits_file, 1, ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK"))
+    if rows == 0:
+        raise SpectrumError(fits_file.path, "the COADD table has no rows")
+    first = {name: values[0] for name, values in found.items()}
     header = fits_file.header
     return _lrs_spectrum(
         fits_file,

@@ -23,7 +23,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
-from spectraldl.io.archives.bintable import columns
+from spectraldl.io.archives.bintable import table_columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import (
     iso_to_mjd,
@@ -66,13 +66,7 @@ def read_ssap(fits_file: FitsFile) -> Spectrum:
     Header values come from the package's own parser, which keeps bytes outside
     ASCII distinct (astropy turns each into ``?``, so two ids could collide).
     """
-    fast = columns(fits_file, 1, ("SPECTRAL", "FLUX"))
-    if fast is not None:
-        rows, table = fast
-    else:  # a table the bytes are not read for: astropy's
-        data = fits_file.hdul[1].data
-        rows = 0 if data is None else len(data)
-        table = {name: data[name] for name in ("SPECTRAL", "FLUX")} if rows >= 2 else {}
+    rows, table = table_columns(fits_file, 1, ("SPECTRAL", "FLUX"))
     if rows < 2:
         raise SpectrumError(fits_file.path, "the spectrum table has fewer than two rows")
     header = _table_header(fits_file)
