@@ -26,6 +26,7 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -92,6 +93,13 @@ def command_rate(n: int, workers: int) -> dict[str, object]:
     }
 
 
+def against_one_worker(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (1 worker first) with their rate's ratio to the first's."""
+    for row in rows:
+        row["ratio_vs_baseline"] = row["files_per_s"] / rows[0]["files_per_s"]
+    return rows
+
+
 def _cpu_seconds() -> float:
     """CPU seconds of this process and its finished children (load-independent cost)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
@@ -150,20 +158,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     rows = write_step(args.n_write)
-    base = None
     for archive, layout in (("lamost", {"release": "dr1"}), ("ondrejov", {"form": "ssap"})):
-        for workers in (1, 2):
-            row = archive_rate(archive, args.n, workers, **layout)
-            if workers == 1:
-                base = row["files_per_s"]
-            row["ratio_vs_baseline"] = row["files_per_s"] / base
-            rows.append(row)
-    for workers in (1, 2):
-        row = command_rate(args.n, workers)
-        if workers == 1:
-            base = row["files_per_s"]
-        row["ratio_vs_baseline"] = row["files_per_s"] / base
-        rows.append(row)
+        rows += against_one_worker([archive_rate(archive, args.n, w, **layout) for w in (1, 2)])
+    rows += against_one_worker([command_rate(args.n, w) for w in (1, 2)])
     info = machine()
     print(f"# simulate speed ({info['cpu']}, {info['cores']} cores)")
     print("| case | workers | files | seconds | files/s | CPU ms/file | ratio vs baseline |")
