@@ -122,14 +122,14 @@ def _table_columns(n: int, rng: np.random.Generator, dim: str | None = None) -> 
     ]
 
 
-def _assert_columns_are_astropys(path: Path, names: set[str]) -> None:
-    """`bintable.columns` reads ``names`` of ``path``'s first table as astropy does."""
-    fast = columns(FitsFile.open(path), 1, names)
+def _assert_columns_are_astropys(path: Path, names: set[str], index: int = 1) -> None:
+    """`bintable.columns` reads ``names`` of ``path``'s table ``index`` as astropy does."""
+    fast = columns(FitsFile.open(path), index, names)
     assert fast is not None
     rows, found = fast
     assert set(found) == names
     with _astropy(path) as hdul:
-        table = hdul[1].data
+        table = hdul[index].data
         assert rows == len(table)
         for name, values in found.items():
             assert values.dtype == table[name].dtype and values.shape == table[name].shape
@@ -151,6 +151,18 @@ def test_real_ondrejov_ssap_tables_are_read_from_the_bytes_as_astropy_reads_them
         order = np.argsort(hdul[1].data["spectral"], kind="stable")
         assert np.array_equal(spectrum.wave_aa, hdul[1].data["spectral"][order].astype(float))
         assert np.array_equal(spectrum.flux, hdul[1].data["flux"][order].astype(float))
+
+
+def test_the_real_mrs_coadd_is_read_from_the_bytes_as_astropy_reads_it() -> None:
+    (path,) = [f.path for f in bundled_files(archive="lamost") if f.path.parent.name == "dr7-mrs"]
+    _assert_columns_are_astropys(path, {"LOGLAM", "FLUX", "IVAR", "ANDMASK"}, index=2)
+    spectrum = read_spectrum(path)
+    with _astropy(path) as hdul:
+        red = hdul["COADD_R"]
+        order = np.argsort(red.data["LOGLAM"], kind="stable")
+        assert np.array_equal(spectrum.flux, red.data["FLUX"][order].astype(float))
+        assert np.array_equal(spectrum.mask, red.data["ANDMASK"][order] != 0)
+        assert spectrum.meta.snr == red.header["SNR"]
 
 
 def test_an_ssap_table_with_scaled_columns_is_read_by_astropy(tmp_path: Path) -> None:

@@ -2,11 +2,11 @@
 
 A LAMOST DR8+ spectrum is an empty primary HDU and a one-row ``BINTABLE`` of
 array columns (``3909E``: FLUX, IVAR, WAVELENGTH, ...); an Ondřejov spectrum
-served by SSAP a table of one row a pixel (``spectral``, ``flux``). Opening
-them with astropy (HDU list, column objects, the record array) cost 3-5 ms a
-file, five to eight times the reading of a LAMOST DR1-DR7 image; a column of
-such a table is big-endian numbers at a fixed offset in each row, which NumPy
-views in microseconds. Only the plainest tables are read here: fixed-size
+served by SSAP, and a LAMOST medium-resolution coadd, a table of one row a
+pixel. Opening them with astropy (HDU list, column objects, the record array)
+cost 3-5 ms a file, five to eight times the reading of a LAMOST DR1-DR7
+image; a column of such a table is big-endian numbers at a fixed offset in
+each row, which NumPy views in microseconds. Only the plainest tables are read here: fixed-size
 rows, the wanted columns numeric without scaling (``TSCALn``/``TZEROn``) or
 shape (``TDIMn``); anything else answers None and is read with astropy, so
 the arrays are always the ones astropy gives (the tests compare them).

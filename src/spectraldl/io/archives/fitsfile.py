@@ -7,7 +7,7 @@ data block with NumPy costs tens of microseconds. Across a whole release that
 is the difference between hours and minutes (``benchmarks/ingest.py``). The
 tests compare every array read here with astropy's on every real file.
 
-Binary tables of plain numeric columns (LAMOST DR8+, Ondřejov SSAP) are read
+Binary tables of plain numeric columns (LAMOST DR8+ and MRS, Ondřejov SSAP) are read
 from the bytes too (`spectraldl.io.archives.bintable`); other extensions with
 astropy, from the same in-memory bytes, so a file is read from disk once.
 Gzipped files (how LAMOST distributes its releases) are recognised by their

@@ -216,30 +216,39 @@ def read_lrs_table(fits_file: FitsFile) -> Spectrum:
     )
 
 
+def _red_coadd(fits_file: FitsFile) -> int | None:
+    """Which of the first two extensions is the red-arm coadd (``COADD_R``), if either."""
+    for index in (1, 2):
+        if text(fits_file.extension_header(index) or {}, "EXTNAME").upper() == "COADD_R":
+            return index
+    return None
+
+
 def identify_mrs(fits_file: FitsFile) -> bool:
     """A LAMOST medium-resolution file: empty primary and a ``COADD_R`` table."""
     header = fits_file.header
     if not _is_lamost(header) or header.get("NAXIS") != 0:
         return False
-    return any(
-        text(fits_file.extension_header(i) or {}, "EXTNAME").upper() == "COADD_R" for i in (1, 2)
-    )
+    return _red_coadd(fits_file) is not None
 
 
 def read_mrs(fits_file: FitsFile) -> Spectrum:
     """Read the red-arm coadd (``COADD_R``) of a medium-resolution spectrum."""
-    hdu = fits_file.hdul["COADD_R"]
-    table = hdu.data
-    if table is None or len(table) == 0:
+    index = _red_coadd(fits_file)
+    if index is None:
+        raise SpectrumError(fits_file.path, "no COADD_R table in the first two extensions")
+    rows, table = table_columns(fits_file, index, ("LOGLAM", "FLUX", "IVAR", "ANDMASK"))
+    if rows == 0:
         raise SpectrumError(fits_file.path, "the COADD_R table has no rows")
     wave, flux, ivar, andmask = by_wavelength(
         10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64),
         np.asarray(table["FLUX"], dtype=np.float64),
         np.asarray(table["IVAR"], dtype=np.float64),
-        np.asarray(table["ANDMASK"]) if "ANDMASK" in table.columns.names else None,
+        np.asarray(table["ANDMASK"]) if "ANDMASK" in table else None,
     )
     header = fits_file.header
-    meta = _meta(fits_file, header, "mrs", _release(header, []), number(hdu.header, "SNR"))
+    red: Mapping[str, HeaderValue] = fits_file.extension_header(index) or {}
+    meta = _meta(fits_file, header, "mrs", _release(header, []), number(red, "SNR"))
     return Spectrum(
         wave_aa=wave,
         flux=flux,
