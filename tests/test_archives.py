@@ -165,6 +165,16 @@ def test_the_real_mrs_coadd_is_read_from_the_bytes_as_astropy_reads_it() -> None
         assert spectrum.meta.snr == red.header["SNR"]
 
 
+def test_an_extension_header_is_parsed_once_for_identifying_and_reading(data_dir: Path) -> None:
+    fits_file = FitsFile.open(
+        data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits"
+    )
+    first = fits_file.extension(1)
+    assert first is not None and fits_file.extension(1) is first
+    assert fits_file.extension_header(1) is first[0]
+    assert fits_file.extension(2) is None
+
+
 def test_an_ssap_table_with_scaled_columns_is_read_by_astropy(tmp_path: Path) -> None:
     # TZEROn/TSCALn: the values are not the bytes, so astropy reads the table.
     real = next(f.path for f in bundled_files(archive="ondrejov") if f.path.parent.name == "ssap")

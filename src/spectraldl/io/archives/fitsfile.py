@@ -7,9 +7,10 @@ data block with NumPy costs tens of microseconds. Across a whole release that
 is the difference between hours and minutes (``benchmarks/ingest.py``). The
 tests compare every array read here with astropy's on every real file.
 
-Binary tables of plain numeric columns (LAMOST DR8+ and MRS, Ondřejov SSAP) are read
-from the bytes too (`spectraldl.io.archives.bintable`); other extensions with
-astropy, from the same in-memory bytes, so a file is read from disk once.
+Binary tables of plain numeric columns (LAMOST DR8+ and MRS, Ondřejov SSAP)
+are read from the bytes too (`spectraldl.io.archives.bintable`); other
+extensions with astropy, from the same in-memory bytes, so a file is read from
+disk once.
 Gzipped files (how LAMOST distributes its releases) are recognised by their
 magic bytes and inflated with ISA-L (python-isal), about 1.6 times faster
 than zlib on these files; inflating is the largest single cost of reading a
@@ -31,7 +32,7 @@ import stat
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -413,6 +414,9 @@ class FitsFile:
     data: bytes
     header: Header
     data_start: int
+    _extensions: dict[int, tuple[Header, int] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def open(cls, path: str | Path) -> FitsFile:
@@ -498,7 +502,13 @@ class FitsFile:
 
     def extension(self, index: int) -> tuple[Header, int] | None:
         """The header of extension ``index`` (1-based) and where its data unit starts, parsed
-        without astropy by walking the HDUs by their sizes; None when there is no such HDU."""
+        without astropy by walking the HDUs by their sizes (once: identifying the layout and
+        reading it ask again); None when there is no such HDU."""
+        if index not in self._extensions:
+            self._extensions[index] = self._walk_to(index)
+        return self._extensions[index]
+
+    def _walk_to(self, index: int) -> tuple[Header, int] | None:
         pos = self.data_start
         header = self.header
         for _ in range(index):
