@@ -12,7 +12,11 @@ from typing import Any
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, logical cores, memory and GPU (if PyTorch sees one)."""
+    """CPU model, logical cores, memory, native bf16 and GPU (if PyTorch sees one).
+
+    Native bf16 (AVX-512 BF16 or AMX) changes which CPU code is fastest, so the
+    same benchmark on two EPYCs of different generations can differ widely.
+    """
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -36,6 +40,9 @@ def machine() -> dict[str, Any]:
 
         info["torch"] = torch.__version__
         info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        from spectraldl.classify.predictor import cpu_has_native_bf16
+
+        info["native_bf16"] = cpu_has_native_bf16()
     except ImportError:
         info["gpu"] = None
     with contextlib.suppress(OSError):

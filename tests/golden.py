@@ -6,8 +6,10 @@ tree with the shipped `cnn-small`, and `candidates` with its catalogue and
 gallery. Each output becomes a fingerprint: exact digests of bytes, strings
 and integers; for floating-point arrays their shape, NaN count and three
 float64 sums (plain, squared, and weighted by fixed random signs), compared
-to a relative 1e-6, so a CPU whose vector maths rounds the last bit
-differently still passes while any real change of a value does not.
+to a relative 1e-6; single floats (header cards, attributes, JSON values, the
+gallery's data) to 9 significant digits. So a CPU whose vector maths or BLAS
+kernels round the last bit differently (AVX-512 against AVX2) still passes
+while any real change of a value does not.
 
     .venv/bin/python tests/golden.py --write   # only when a change of behaviour is meant
 
@@ -56,6 +58,11 @@ def _volatile(name: str) -> bool:
     return any(word.lower() in low for word in VOLATILE)
 
 
+def _rounded(value: Any) -> Any:
+    """A float as text to 9 significant digits (last-bit rounding hidden); others unchanged."""
+    return format(value, ".9g") if isinstance(value, float) else value
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -92,7 +99,7 @@ def _hdu_fingerprints(path: Path) -> list[dict[str, Any]]:
     with fits.open(path, memmap=False) as hdus:
         for hdu in hdus:
             cards = [
-                [card.keyword, repr(card.value)]
+                [card.keyword, repr(_rounded(card.value))]
                 for card in hdu.header.cards
                 if not _volatile(card.keyword)
             ]
@@ -112,7 +119,9 @@ def h5_fingerprint(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def visit(name: str, node: Any) -> None:
-        attrs = {k: Paths.normal(str(v)) for k, v in node.attrs.items() if not _volatile(k)}
+        attrs = {
+            k: Paths.normal(str(_rounded(v))) for k, v in node.attrs.items() if not _volatile(k)
+        }
         out[name + "@attrs"] = _digest(json.dumps(attrs, sort_keys=True).encode())
         if isinstance(node, h5py.Dataset):
             out[name] = array_fingerprint(node[()])
@@ -143,9 +152,32 @@ def json_fingerprint(path: Path) -> str:
             return {k: clean(v) for k, v in value.items() if not _volatile(k)}
         if isinstance(value, list):
             return [clean(v) for v in value]
-        return Paths.normal(value) if isinstance(value, str) else value
+        return Paths.normal(value) if isinstance(value, str) else _rounded(value)
 
     return _digest(json.dumps(clean(json.loads(path.read_text())), sort_keys=True).encode())
+
+
+GALLERY_DATA = re.compile(r'(<script id="data" type="application/json">)(.*?)(</script>)', re.S)
+
+
+def html_fingerprint(path: Path) -> dict[str, Any]:
+    """A page's text; a gallery's data block (its candidates' rows) column by column."""
+    text = Paths.normal(path.read_text())
+    found = GALLERY_DATA.search(text)
+    if found is None:
+        return {"text": _digest(text.encode())}
+    rows = json.loads(found.group(2))
+    data = {}
+    for column in sorted({key for row in rows for key in row}):
+        values = [row.get(column) for row in rows]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+            array = np.array([np.nan if v is None else v for v in values], dtype=float)
+        else:
+            array = np.array([json.dumps(v) for v in values])
+        data[column] = array_fingerprint(array)
+    page = text[: found.start(2)] + text[found.end(2) :]
+    return {"text": _digest(page.encode()), "data": data}
 
 
 def output_fingerprint(path: Path) -> Any:
@@ -162,7 +194,7 @@ def output_fingerprint(path: Path) -> Any:
     if name.endswith(".png"):
         return {"png": True}
     if name.endswith(".html"):
-        return {"text": _digest(Paths.normal(path.read_text()).encode())}
+        return html_fingerprint(path)
     return {"bytes": _digest(path.read_bytes())}
 
 

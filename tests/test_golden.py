@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from golden import REFERENCE, array_fingerprint, differences, fingerprint_run, run_pipeline
+from astropy.io import fits
+from golden import (
+    REFERENCE,
+    array_fingerprint,
+    differences,
+    fingerprint_run,
+    run_pipeline,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +53,22 @@ def test_a_changed_reference_entry_is_reported_by_path() -> None:
     found = copy.deepcopy(expected)
     found.pop(next(iter(found)))
     assert any("missing" in line for line in differences(found, expected))
+
+
+def test_single_floats_hide_the_last_bit_but_not_a_change(tmp_path: Path) -> None:
+    value = 249.90625901686917
+    cases = {"same": value, "last bit": float(np.nextafter(value, 1e3)), "changed": value * 1.00001}
+    prints = {}
+    for name, ra in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        header = fits.Header([("RA", ra)])
+        fits.HDUList([fits.PrimaryHDU(header=header)]).writeto(folder / "spectrum.fits")
+        row = {"id": "a", "novelty": ra, "halpha_vr": None}
+        (folder / "index.html").write_text(
+            f'<p>x</p><script id="data" type="application/json">{json.dumps([row])}</script>'
+        )
+        prints[name] = fingerprint_run(folder)
+    assert differences(prints["last bit"], prints["same"]) == []
+    changed = differences(prints["changed"], prints["same"])
+    assert {line.split("/")[1] for line in changed} == {"index.html", "spectrum.fits"}

@@ -109,9 +109,11 @@ def span(values: Iterable[float], fmt: Callable[[float], str]) -> str:
 
 
 def machine(src: Sources, name: str) -> str:
-    """The machine of one JSON in words: GPU, or CPU model and cores."""
+    """The machine of one JSON in words: GPU, or CPU model (native bf16 or not, where
+    recorded) and cores."""
     info = src.json(name)["machine"]
-    return info.get("gpu") or f"{info['cpu']}, {info['cores']} cores"
+    bf16 = {True: " (native bf16)", False: " (no native bf16)"}.get(info.get("native_bf16"), "")
+    return info.get("gpu") or f"{info['cpu']}{bf16}, {info['cores']} cores"
 
 
 def measured_on(src: Sources, *names: str) -> str:
