@@ -456,7 +456,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from spectraldl.classify.predictor import cpu_has_native_bf16
     from spectraldl.io.bundled import bundled_files
     from spectraldl.io.dataset import append_rows, create_dataset
     from spectraldl.jobs.ingest import ingest, read_and_preprocess
@@ -612,7 +611,6 @@ def main(argv: list[str] | None = None) -> int:
         "classify",
         all_rows,
         gpu="skipped: no GPU" if not rows4 else "measured",
-        cpu_native_bf16=cpu_has_native_bf16(),
         torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )
     if temp is not None:

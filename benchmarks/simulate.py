@@ -15,39 +15,25 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_json
+
 from spectraldl.simulate import lamost as lamost_sim
 from spectraldl.simulate import simulate_archive
 from spectraldl.simulate.fitsbytes import gzip_bytes
 from spectraldl.simulate.population import Population
-
-
-def machine() -> dict[str, object]:
-    """CPU model and core count."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def archive_rate(archive: str, n: int, workers: int, **layout: str) -> dict[str, object]:
@@ -172,19 +158,7 @@ def main() -> None:
             f"{r['files_per_s']:.0f} | {cpu} | {r['ratio_vs_baseline']:.2f} |"
         )
     print("(archive and command rows: baseline = the same with 1 worker)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "benchmark": "simulate",
-                    "date": date.today().isoformat(),
-                    "machine": info,
-                    "rows": rows,
-                },
-                indent=1,
-            )
-        )
+    write_json(args.json, "simulate", rows)
 
 
 if __name__ == "__main__":
