@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,27 @@ def test_serve_help_teaches_the_options() -> None:
         assert option in result.output
     users = run("users", "--help")
     assert "add" in users.output and "passwd" in users.output
+
+
+def test_commands_run_in_process_leave_no_connection_open(tmp_path: Path) -> None:
+    """Each command closes its database connections when it ends, not at a garbage
+    collection some time later (the cyclic collector is off here, as it may be off
+    for a long while in a caller's process)."""
+    path = tmp_path / "closed.db"
+    db_url = f"sqlite:///{path}"
+
+    def open_handles() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if fd.is_symlink() and fd.resolve() == path)
+
+    gc.disable()
+    try:
+        added = run("users", "add", "ann", "--password-stdin", "--db", db_url, input="x" * 10)
+        assert added.exit_code == 0, added.output
+        assert open_handles() == 0
+        listing = run("users", "list", "--db", db_url)
+        assert listing.output.strip() == "ann" and open_handles() == 0
+        changed = run("users", "passwd", "ann", "--password-stdin", "--db", db_url, input="y" * 10)
+        assert changed.exit_code == 0 and open_handles() == 0
+    finally:
+        gc.enable()

@@ -8,6 +8,8 @@ directory. The database is created and migrated on first use.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,20 @@ from spectraldl.cli._options import db_option
 from spectraldl.cli._progress import progress_bar
 
 
-def _open(db_url: str | None) -> Any:
+@contextmanager
+def _opened(db_url: str | None) -> Iterator[Any]:
+    """The web database for one command, its connections closed when the command ends
+    (a command run in-process, as tests and scripts do, leaves none open)."""
     from spectraldl.web.db import DatabaseError, open_database
 
     try:
-        return open_database(db_url)
+        db = open_database(db_url)
     except DatabaseError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def _read_password(password_stdin: bool, *, confirm: bool = True) -> str:
@@ -104,21 +113,21 @@ def serve_command(
     from spectraldl.web.app import create_app
     from spectraldl.web.limits import BodyLimits
 
-    db = _open(db_url)
-    _announce(db, host, port)
     limits = BodyLimits(
         body_bytes=int(max_body_mb * 1024 * 1024), upload_bytes=int(max_upload_mb * 1024 * 1024)
     )
-    app = create_app(db, secure_cookies=secure_cookies, limits=limits)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=log_level == "debug",
-        proxy_headers=forwarded_allow_ips is not None,
-        forwarded_allow_ips=forwarded_allow_ips or "",
-    )
+    with _opened(db_url) as db:
+        _announce(db, host, port)
+        app = create_app(db, secure_cookies=secure_cookies, limits=limits)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=log_level == "debug",
+            proxy_headers=forwarded_allow_ips is not None,
+            forwarded_allow_ips=forwarded_allow_ips or "",
+        )
 
 
 def _announce(db: Any, host: str, port: int) -> None:
@@ -168,8 +177,7 @@ def _users_add(name: str, admin: bool, password_stdin: bool, db_url: str | None)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     password = _read_password(password_stdin)
-    db = _open(db_url)
-    with db.session() as session:
+    with _opened(db_url) as db, db.session() as session:
         try:
             add_user(session, name, password, admin=admin)
         except UserError as exc:
@@ -190,8 +198,7 @@ def _users_list(db_url: str | None) -> None:
 
     from spectraldl.web.models import User
 
-    db = _open(db_url)
-    with db.session() as session:
+    with _opened(db_url) as db, db.session() as session:
         for user in session.scalars(select(User).order_by(User.id)):
             flags = [
                 f for f, on in (("admin", user.is_admin), ("inactive", not user.is_active)) if on
@@ -214,8 +221,7 @@ def _users_passwd(name: str, password_stdin: bool, db_url: str | None) -> None:
     from spectraldl.web.auth import UserError, set_password
     from spectraldl.web.models import User
 
-    db = _open(db_url)
-    with db.session() as session:
+    with _opened(db_url) as db, db.session() as session:
         user = session.scalar(select(User).where(User.name == name))
         if user is None:
             raise click.ClickException(f"no user named {name!r}")
@@ -299,30 +305,30 @@ def import_command(
             label_code(name)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--classes") from None
-    db = _open(db_url)
     summary = ImportSummary()
-    if paths:
-        try:
-            with progress_bar("import") as update:
-                summary = import_paths(
-                    db,
-                    paths,
-                    origin=origin,
-                    fetch_sources=fetch_sources,
-                    min_probability=min_probability,
-                    classes=classes,
-                    progress=update,
-                )
-        except (FileNotFoundError, ImportFailed) as exc:
-            raise click.ClickException(str(exc)) from None
-    if model_dir is not None:
-        from spectraldl.ml.modelcard import ModelDirError, ModelMismatch
-        from spectraldl.web.importing import score_with_model
+    with _opened(db_url) as db:
+        if paths:
+            try:
+                with progress_bar("import") as update:
+                    summary = import_paths(
+                        db,
+                        paths,
+                        origin=origin,
+                        fetch_sources=fetch_sources,
+                        min_probability=min_probability,
+                        classes=classes,
+                        progress=update,
+                    )
+            except (FileNotFoundError, ImportFailed) as exc:
+                raise click.ClickException(str(exc)) from None
+        if model_dir is not None:
+            from spectraldl.ml.modelcard import ModelDirError, ModelMismatch
+            from spectraldl.web.importing import score_with_model
 
-        try:
-            summary.merge(score_with_model(db, model_dir))
-        except (ModelDirError, ModelMismatch) as exc:
-            raise click.ClickException(str(exc)) from None
+            try:
+                summary.merge(score_with_model(db, model_dir))
+            except (ModelDirError, ModelMismatch) as exc:
+                raise click.ClickException(str(exc)) from None
     _print_errors(summary.errors)
     click.echo(summary.line())
 
@@ -397,9 +403,8 @@ def ssap_import_command(
         if not stop:
             raise click.BadParameter("--time must be START/END in ISO format")
         time_pair = (start, stop)
-    db = _open(db_url)
     try:
-        with progress_bar("ssap-import") as update:
+        with _opened(db_url) as db, progress_bar("ssap-import") as update:
             summary = import_ssap(
                 db,
                 service_url,
