@@ -32,6 +32,8 @@ from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner
 
+from spectraldl.catalogue.gallery import DATA_BLOCK
+
 REFERENCE = Path(__file__).parent / "data" / "golden.json"
 RTOL = 1e-6
 # Header cards and dataset attributes that carry the moment or the machine of a run.
@@ -157,16 +159,13 @@ def json_fingerprint(path: Path) -> str:
     return _digest(json.dumps(clean(json.loads(path.read_text())), sort_keys=True).encode())
 
 
-GALLERY_DATA = re.compile(r'(<script id="data" type="application/json">)(.*?)(</script>)', re.S)
-
-
 def html_fingerprint(path: Path) -> dict[str, Any]:
     """A page's text; a gallery's data block (its candidates' rows) column by column."""
     text = Paths.normal(path.read_text())
-    found = GALLERY_DATA.search(text)
+    found = DATA_BLOCK.search(text)
     if found is None:
         return {"text": _digest(text.encode())}
-    rows = json.loads(found.group(2))
+    rows = json.loads(found.group(1))
     data = {}
     for column in sorted({key for row in rows for key in row}):
         values = [row.get(column) for row in rows]
@@ -176,7 +175,7 @@ def html_fingerprint(path: Path) -> dict[str, Any]:
         else:
             array = np.array([json.dumps(v) for v in values])
         data[column] = array_fingerprint(array)
-    page = text[: found.start(2)] + text[found.end(2) :]
+    page = text[: found.start(1)] + text[found.end(1) :]
     return {"text": _digest(page.encode()), "data": data}
 
 

@@ -274,13 +274,17 @@ def write_gallery(
     )
 
 
+DATA_BLOCK = re.compile(r'<script id="data" type="application/json">(.*?)</script>', re.S)
+"""The candidates' rows as JSON in a gallery's ``index.html`` (group 1), as its template writes."""
+
+
 def read_gallery_entries(index: str | Path) -> list[dict[str, Any]]:
     """The candidates of a gallery's ``index.html`` (one dict per row, as `write_gallery` wrote).
 
     An index without the data block (not written by `write_gallery`) gives ``[]``.
     """
     text = Path(index).read_text(encoding="utf-8", errors="replace")
-    found = re.search(r'<script id="data" type="application/json">(.*?)</script>', text, re.S)
+    found = DATA_BLOCK.search(text)
     if found is None:
         return []
     try:
