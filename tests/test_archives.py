@@ -165,6 +165,23 @@ def test_the_real_mrs_coadd_is_read_from_the_bytes_as_astropy_reads_it() -> None
         assert spectrum.meta.snr == red.header["SNR"]
 
 
+def test_an_mrs_coadd_without_a_column_the_reader_needs_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    # The real MRS file with COADD_R's LOGLAM column renamed: still an MRS file by its
+    # header, and the error names the file, the table and the column (a bare KeyError before).
+    (real,) = [f.path for f in bundled_files(archive="lamost") if f.path.parent.name == "dr7-mrs"]
+    data = gzip.decompress(real.read_bytes())
+    table = data.rindex(b"XTENSION= 'BINTABLE'", 0, data.index(b"'COADD_R '"))
+    at = data.index(b"= 'LOGLAM  '", table)
+    broken = tmp_path / real.name.removesuffix(".gz")
+    broken.write_bytes(data[:at] + b"= 'LOGWAVE '" + data[at + 12 :])
+    with pytest.raises(SpectrumError) as caught:
+        read_spectrum(broken)
+    assert caught.value.path == str(broken)
+    assert caught.value.reason == "the COADD_R table has no LOGLAM column"
+
+
 def test_an_extension_header_is_parsed_once_for_identifying_and_reading(data_dir: Path) -> None:
     fits_file = FitsFile.open(
         data_dir / "lamost-dr8-table/spec-58397-EG014118N254444M01_sp03-031.fits"

@@ -106,6 +106,23 @@ def table_columns(
     return rows, {name: table[name] for name in names if name in present}
 
 
+def require_columns(
+    fits_file: FitsFile, table: str, found: Collection[str], needed: Collection[str]
+) -> None:
+    """Raise `SpectrumError` naming the file, the table and the columns of ``needed`` it lacks.
+
+    A reader asks for its columns by name; a table without one of them is a file of
+    another form or a broken one, which a person is told as such (not a bare KeyError).
+    """
+    missing = [name for name in needed if name not in found]
+    if missing:
+        raise SpectrumError(
+            fits_file.path,
+            f"the {table} table has no {', '.join(missing)} column"
+            f"{'s' if len(missing) > 1 else ''}",
+        )
+
+
 def _column(
     data: bytes, offset: int, width: int, rows: int, dtype: np.dtype, repeat: int
 ) -> NDArray[np.generic]:

@@ -31,7 +31,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
-from spectraldl.io.archives.bintable import table_columns
+from spectraldl.io.archives.bintable import require_columns, table_columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
 from spectraldl.io.archives.order import by_wavelength
@@ -240,6 +240,7 @@ def read_mrs(fits_file: FitsFile) -> Spectrum:
     rows, table = table_columns(fits_file, index, ("LOGLAM", "FLUX", "IVAR", "ANDMASK"))
     if rows == 0:
         raise SpectrumError(fits_file.path, "the COADD_R table has no rows")
+    require_columns(fits_file, "COADD_R", table, ("LOGLAM", "FLUX", "IVAR"))
     wave, flux, ivar, andmask = by_wavelength(
         10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64),
         np.asarray(table["FLUX"], dtype=np.float64),
