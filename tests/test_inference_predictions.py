@@ -20,6 +20,7 @@ from spectraldl.io.predictions import (
     iter_predictions,
     probability_column,
     read_metadata,
+    read_parquet_table,
     read_predictions,
     write_predictions,
 )
@@ -88,6 +89,38 @@ def test_every_format_round_trips_in_blocks(tmp_path: Path, suffix: str) -> None
     meta = read_metadata(out)
     assert meta["model_id"] == "x" and meta["classes"] == list(CLASSES)
     assert not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_parquet_tables_as_arrow_blocks_write_the_same_file_as_their_frames(
+    tmp_path: Path, suffix: str
+) -> None:
+    # A merge hands its Parquet parts over as Arrow tables, skipping pandas: every format
+    # must get the same table from them (rows, dtypes, empty strings, string widths).
+    blocks = [_block(7, 0, 1), _block(0, 7, 2), _block(5, 7, 3)]
+    parts = []
+    for i, block in enumerate(blocks):
+        parts.append(tmp_path / f"part-{i}.parquet")
+        write_predictions(parts[-1], block, classes=CLASSES, astropy_metadata=False)
+    from_frames = tmp_path / f"frames{suffix}"
+    from_arrow = tmp_path / f"arrow{suffix}"
+    write_predictions(from_frames, lambda: iter(blocks), classes=CLASSES, metadata={"m": 1})
+    n = write_predictions(
+        from_arrow,
+        lambda: (read_parquet_table(p) for p in parts),
+        classes=CLASSES,
+        metadata={"m": 1},
+    )
+    assert n == 12
+    pd.testing.assert_frame_equal(read_predictions(from_arrow), read_predictions(from_frames))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_schema(from_arrow).equals(pq.read_schema(from_frames), check_metadata=True)
+    else:
+        assert from_arrow.read_bytes() == from_frames.read_bytes()
+    with pytest.raises(PredictionsError, match="not a readable predictions table"):
+        read_parquet_table(tmp_path / "missing.parquet")
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)

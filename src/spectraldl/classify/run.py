@@ -56,7 +56,7 @@ from spectraldl.io.predictions import (
     format_of,
     iter_predictions,
     read_metadata,
-    read_predictions,
+    read_parquet_table,
     write_predictions,
 )
 from spectraldl.jobs.backends import Backend, DaskBackend, SerialBackend
@@ -306,8 +306,8 @@ def _merge(
     write_predictions(
         out,
         lambda: (
-            frame if keep.all() else frame[keep].reset_index(drop=True)
-            for frame, keep in zip((read_predictions(p) for p in paths), keeps, strict=True)
+            table if keep.all() else table.filter(keep)
+            for table, keep in zip((read_parquet_table(p) for p in paths), keeps, strict=True)
         ),
         classes=classes,
         metadata=metadata,
