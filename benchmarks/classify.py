@@ -41,7 +41,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json
+from _peak import datasheet_bf16_tflops, matmul_gflops, network_rate
 
+GPU_COLUMNS = [
+    "model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "gflops",
+    "of_matmul", "of_datasheet_bf16",
+]  # fmt: skip
+"""The GPU table's columns: speed, agreement, and the network's rate against the peaks."""
 DR1_FILES = 2_202_000
 """LAMOST DR1 spectra, as the thesis classified."""
 
@@ -128,6 +134,21 @@ def paired_ratios(ours: Any, baseline: Any, rounds: int) -> list[float]:
     return out
 
 
+def matmul_peaks(device: str, *, bf16: bool) -> dict[str, float]:
+    """GFLOP/s of a large matrix product on ``device`` on this process's threads, fp32 and
+    (where the hardware has it natively) bf16: the yardstick of the rows' ``of_matmul``."""
+    n = 2048 if device == "cpu" else 16384
+    peaks = {"fp32": matmul_gflops(device, torch.float32, n=n)}
+    if bf16:
+        peaks["bf16"] = matmul_gflops(device, torch.bfloat16, n=n)
+    print(
+        f"matrix product ({n} x {n}) on {device}, {torch.get_num_threads()} threads: "
+        + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items()),
+        flush=True,
+    )
+    return peaks
+
+
 def bench_dataset(
     model_dirs: dict[str, Path],
     x: np.ndarray,
@@ -148,6 +169,7 @@ def bench_dataset(
     # bf16 runs natively only with AVX-512 BF16/AMX; elsewhere PyTorch emulates it slowly,
     # so there it is timed on a slice.
     sample = x if native else x[: min(n, 1024)]
+    peaks = matmul_peaks("cpu", bf16=native)
     for name, model_dir in model_dirs.items():
         model = load_model(model_dir, device="cpu")
         net = model.network
@@ -193,6 +215,13 @@ def bench_dataset(
                     "spectra_per_s": speed,
                     "ratio": speed / base,
                     "argmax_agreement": float((argmax == reference[: len(argmax)]).mean()),
+                    **network_rate(
+                        speed,
+                        model.card.architecture.flops_per_spectrum,
+                        peaks.get("bf16" if "bf16" in method else "fp32", None)
+                        if "int8" not in method
+                        else None,
+                    ),
                     "note": ""
                     if native or "bf16" not in method
                     else f"no native bf16 here; timed on {len(sample)}",
@@ -312,7 +341,13 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
     predictor(x)
     start = time.perf_counter()
     predictor(x)
-    stage["predict + novelty (default fp32, 1 thread)"] = time.perf_counter() - start
+    network = "predict + novelty (default fp32, 1 thread)"
+    stage[network] = time.perf_counter() - start
+    network_row = network_rate(
+        len(x) / stage[network],
+        model.card.architecture.flops_per_spectrum,
+        matmul_peaks("cpu", bf16=False)["fp32"],
+    )
     torch.set_num_threads(threads)
     one = rows[0]
     total_per_file = one["seconds"] / n_files
@@ -325,10 +360,48 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
             "stage": name,
             "ms_per_file": seconds / len(files) * 1e3,
             "share": seconds / len(files) / total_per_file,
+            **(network_row if name == network else {}),
         }
         for name, seconds in stage.items()
     ]
     return rows, breakdown
+
+
+def bench_merge(table: Path, work: Path) -> list[dict[str, Any]]:
+    """Section 2b: the merge's writing of a run's parts into the table, from DataFrames (as
+    until 2026-12-05, the baseline) and from the parts' Arrow tables (what `classify` does)."""
+    from spectraldl.io.predictions import (
+        read_metadata,
+        read_parquet_table,
+        read_predictions,
+        write_predictions,
+    )
+    from spectraldl.jobs.ingest import CHUNK_FILES
+
+    whole = read_predictions(table)
+    classes = read_metadata(table)["classes"]
+    parts = []
+    for start in range(0, len(whole), CHUNK_FILES):
+        parts.append(work / f"merge-part-{start}.parquet")
+        write_predictions(
+            parts[-1], whole[start : start + CHUNK_FILES], classes=classes, astropy_metadata=False
+        )
+    cases = {
+        "parts as DataFrames (baseline)": lambda: (read_predictions(p) for p in parts),
+        "parts as Arrow tables": lambda: (read_parquet_table(p) for p in parts),
+    }
+    rows = []
+    for method, blocks in cases.items():
+        speed, _ = rate(
+            lambda b=blocks: write_predictions(work / "merged.parquet", b, classes=classes),
+            len(whole),
+        )
+        rows.append(
+            {"method": method, "rows": len(whole), "parts": len(parts), "rows_per_s": speed}
+        )
+    for row in rows:
+        row["ratio"] = row["rows_per_s"] / rows[0]["rows_per_s"]
+    return rows
 
 
 def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[dict[str, Any]]:
@@ -369,8 +442,11 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
 
     rows = []
     tiled = np.ascontiguousarray(np.resize(x, (n_gpu, x.shape[1])))
+    peaks = matmul_peaks("cuda", bf16=True)
+    datasheet = datasheet_bf16_tflops(torch.cuda.get_device_name())
     for name, model_dir in model_dirs.items():
         model = load_model(model_dir, device="cuda")
+        flops = model.card.architecture.flops_per_spectrum
         net = model.network
         base_n = min(n_gpu, 1_000_000)
 
@@ -392,6 +468,7 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
                 "spectra_per_s": base,
                 "ratio": 1.0,
                 "argmax_agreement": 1.0,
+                **network_rate(base, flops, peaks["fp32"]),
             }
         )
         for precision, batch, channels_last in (
@@ -417,6 +494,10 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
                     "argmax_agreement": float(
                         (proba[: len(reference)].argmax(1) == reference).mean()
                     ),
+                    **network_rate(speed, flops, peaks[precision]),
+                    "of_datasheet_bf16": speed * flops / 1e12 / datasheet
+                    if datasheet and flops and precision == "bf16"
+                    else None,
                 }
             )
     return rows
@@ -485,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             "GPU from a dataset (ratio: to the plain fp32 loop)",
             rows4,
-            ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement"],
+            GPU_COLUMNS,
         )
         write_json(args.json, "classify", [{"section": "gpu", **r} for r in rows4], gpu="measured")
         return 0
@@ -542,7 +623,17 @@ def main(argv: list[str] | None = None) -> int:
             f"classify from a dataset, CPU, {len(x)} spectra, {count} PyTorch threads "
             "(ratio: to the plain fp32 loop, batch 4096, on as many threads)",
             rows,
-            ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement", "note"],
+            [
+                "model",
+                "method",
+                "batch",
+                "spectra_per_s",
+                "ratio",
+                "argmax_agreement",
+                "gflops",
+                "of_matmul",
+                "note",
+            ],
         )
         for row in rows:
             if "paired_ratios" in row:
@@ -574,8 +665,16 @@ def main(argv: list[str] | None = None) -> int:
             "worker_start_s",
         ],
     )
+    merge = bench_merge(work / "tree-1.parquet", work)
     print_table(
-        "where the time goes (one process, per file)", breakdown, ["stage", "ms_per_file", "share"]
+        "merging a run's parts into its table (Parquet; ratio: to the baseline)",
+        merge,
+        ["method", "rows", "parts", "rows_per_s", "ratio"],
+    )
+    print_table(
+        "where the time goes (one process, per file)",
+        breakdown,
+        ["stage", "ms_per_file", "share", "gflops", "of_matmul"],
     )
 
     rows3: list[dict[str, Any]] = []
@@ -591,11 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     rows4: list[dict[str, Any]] = []
     if torch.cuda.is_available():
         rows4 = bench_gpu({n: model_dirs[n] for n in names}, x, args.n_gpu)
-        print_table(
-            "GPU from a dataset (ratio: to the plain fp32 loop)",
-            rows4,
-            ["model", "method", "batch", "spectra_per_s", "ratio", "argmax_agreement"],
-        )
+        print_table("GPU from a dataset (ratio: to the plain fp32 loop)", rows4, GPU_COLUMNS)
     else:
         print("\nGPU: skipped: no GPU")
 
@@ -603,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         [{"section": "dataset-cpu", **r} for r in rows1]
         + [{"section": "fits-tree", **r} for r in rows2]
         + [{"section": "fits-tree-stages", **r} for r in breakdown]
+        + [{"section": "merge", **r} for r in merge]
         + [{"section": "dask", **r} for r in rows3]
         + [{"section": "gpu", **r} for r in rows4]
     )
