@@ -252,7 +252,7 @@ def bench_dataset(
     return rows
 
 
-def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any) -> float:
+def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any, device: str = "auto") -> float:
     """Start the backend's workers (imports, model load) on a few files; returns seconds."""
     import shutil
 
@@ -266,7 +266,7 @@ def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any) -> float:
             shutil.copy(path, warm / Path(path).name)
     start = time.perf_counter()
     classify(model_dir, [warm], work / "warm.parquet", backend=backend, chunk_files=1,
-             overwrite=True)  # fmt: skip
+             overwrite=True, device=device)  # fmt: skip
     return time.perf_counter() - start
 
 
@@ -365,6 +365,42 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
         for name, seconds in stage.items()
     ]
     return rows, breakdown
+
+
+def bench_host_tree(
+    model_dir: Path, tree: Path, n_files: int, work: Path, devices: list[str]
+) -> list[dict[str, Any]]:
+    """Section 5: the FITS tree with one worker per core, the network on each of ``devices``
+    in turn (a GPU host's goal: 20 000 files/s with the reading spread over its cores)."""
+    from spectraldl.classify.run import classify
+    from spectraldl.jobs.backends import open_backend
+    from spectraldl.jobs.processes import usable_cores
+
+    workers = usable_cores()
+    rows: list[dict[str, Any]] = []
+    for device in devices:
+        out = work / f"host-tree-{device}.parquet"
+        with open_backend("local", workers=workers) as backend:
+            startup = warm_up(model_dir, tree, work, backend, device)
+            start = time.perf_counter()
+            classify(model_dir, [tree], out, backend=backend, device=device, overwrite=True)
+            seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "case": f"classify FITS tree, {workers} workers, network on {device}",
+                "device": device,
+                "workers": workers,
+                "files": n_files,
+                "seconds": seconds,
+                "files_per_s": n_files / seconds,
+                "ratio": n_files
+                / seconds
+                / (rows[0]["files_per_s"] if rows else n_files / seconds),
+                "projected_dr1_min": DR1_FILES / (n_files / seconds) / 60,
+                "worker_start_s": startup,
+            }
+        )
+    return rows
 
 
 def bench_merge(table: Path, work: Path) -> list[dict[str, Any]]:
@@ -521,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
         "--gpu-only", action="store_true", help="only section 4, on the real LAMOST spectra tiled"
     )
     parser.add_argument(
+        "--host-tree",
+        default="",
+        help="only section 5: the FITS tree with a worker per core, the network on each of "
+        "these devices in turn (e.g. cuda,cpu on a GPU host)",
+    )
+    parser.add_argument(
         "--work", help="folder for the trees and models (a temporary one by default)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -540,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     from spectraldl.io.bundled import bundled_files
     from spectraldl.io.dataset import append_rows, create_dataset
     from spectraldl.jobs.ingest import ingest, read_and_preprocess
+    from spectraldl.jobs.processes import usable_cores
     from spectraldl.prep.preprocess import PreprocessConfig
     from spectraldl.simulate import simulate_archive
 
@@ -580,9 +623,22 @@ def main(argv: list[str] | None = None) -> int:
             n=args.n_files,
             seed=args.seed + 1,
             release="dr1",
-            workers=min(2, os.cpu_count() or 1),
+            workers=usable_cores(),
         )
     n_files = args.n_files
+    if args.host_tree:
+        rows5 = bench_host_tree(
+            model_dirs[args.tree_model], tree, n_files, work, args.host_tree.split(",")
+        )
+        print_table(
+            f"classify a FITS tree on this host ({n_files} gzipped LAMOST DR1 files, model "
+            f"{args.tree_model}; ratio: to the first device)",
+            rows5,
+            ["case", "files", "seconds", "files_per_s", "ratio", "projected_dr1_min",
+             "worker_start_s"],
+        )  # fmt: skip
+        write_json(args.json, "classify", [{"section": "host-tree", **r} for r in rows5])
+        return 0
 
     # Dataset rows: the simulated tree, ingested, tiled to --n-spectra (plus the real spectra).
     archive_h5 = work / f"archive-{args.n_files}.h5"
@@ -609,8 +665,6 @@ def main(argv: list[str] | None = None) -> int:
 
         assert dataset_info(big).n_rows >= args.n_spectra
     dataset_rows = len(base) * reps
-
-    from spectraldl.jobs.processes import usable_cores
 
     rows1: list[dict[str, Any]] = []
     for count in dict.fromkeys(int(t) or usable_cores() for t in args.threads.split(",")):

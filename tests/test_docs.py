@@ -174,6 +174,29 @@ def test_every_command_help_has_an_example() -> None:
         assert re.search(r"Example:\n +spectraldl ", result.output), " ".join(args)
 
 
+def test_the_gpu_host_goal_is_read_from_its_run_once_there_is_one(checkout: Path) -> None:
+    """Without benchmarks/gpu.sh's JSON the row says not measured; with it, its figure."""
+    readme = checkout / "README.md"
+    docs.run(checkout, check=False)
+    assert "| GPU machine, FITS tree to predictions: >= 20 000 files/s | not measured" in (
+        readme.read_text()
+    )
+    path = checkout / docs.BENCHMARKS / "classify-host-tree.json"
+    for rate, met in ((19_999.0, "**no**"), (25_000.0, "yes")):
+        rows = [
+            {"section": "host-tree", "device": device, "workers": 16, "files_per_s": speed,
+             "projected_dr1_min": 2_202_000 / speed / 60}
+            for device, speed in (("cuda", rate), ("cpu", 9_000.0))
+        ]  # fmt: skip
+        machine = {"cpu": "Xeon", "cores": 16, "gpu": "NVIDIA H100 80GB HBM3"}
+        path.write_text(json.dumps({"date": "2027-01-01", "machine": machine, "rows": rows}))
+        docs.run(checkout, check=False)
+        assert (
+            f"| {docs.num(rate)} files/s with 16 workers, the network on the GPU (DR1 in "
+            f"{2_202_000 / rate / 60:.1f} min) | {met} | NVIDIA H100 80GB HBM3, 2027-01-01 |"
+        ) in readme.read_text()
+
+
 def test_a_goal_is_marked_met_from_its_measurement(checkout: Path) -> None:
     """The README's goals table says met or not from the JSON, not by hand."""
     path = checkout / docs.BENCHMARKS / "simulate.json"

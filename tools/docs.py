@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import json
 import re
 import statistics
@@ -42,8 +43,12 @@ GOALS = {
     "dr1-minutes": 10.0,
     "gpu-spectra-per-s": 5e6,
     "memory-mib": 2048.0,
+    "gpu-host-files-per-s": 20000.0,
 }
 """The performance goals of the issue on performance, each compared with its measurement."""
+THESIS_CNN_CARD = Path("src/spectraldl/data/models/cnn/card.json")
+"""The shipped thesis CNN's card: its FLOPs per spectrum, the same for every model of its
+architecture, for GPU runs that did not record them."""
 REGION = re.compile(r"<!-- measured: ([\w.-]+) -->(.*?)<!-- /measured -->", re.DOTALL)
 
 
@@ -371,9 +376,29 @@ def _yardstick(src: Sources, pair: str) -> float:
 
 
 def realism_plate_synthetic(src: Sources) -> str:
-    """Real F-G-K stars (dev, other plates) vs synthetic: the AUC range."""
-    pairs = ("real dev vs synthetic", "real other plates vs synthetic")
+    """Real F-G-K stars (dev, its plate's other fibres, other plates) vs synthetic: the AUCs."""
+    pairs = (
+        "real dev vs synthetic",
+        "real same plate vs synthetic",
+        "real other plates vs synthetic",
+    )
     return span((_yardstick(src, p) for p in pairs), lambda v: f"{v:.2f}")
+
+
+def realism_real_plates(src: Sources) -> str:
+    """Real stars of plate B6212 (dev, other fibres) vs other plates: the AUCs."""
+    pairs = ("real dev vs real other plates", "real same plate vs real other plates")
+    return span((_yardstick(src, p) for p in pairs), lambda v: f"{v:.2f}")
+
+
+def sky_lines_matched(src: Sources) -> str:
+    """At how many night-sky lines the synthetic ivar's excess matches the dev files' to 10 %."""
+    lines = src.json("realism")["sky_line_sigma"]
+    close = sum(
+        abs(synthetic / real - 1) <= 0.1
+        for real, synthetic in zip(lines["dev_real"], lines["dev_synthetic"], strict=True)
+    )
+    return f"{close} of the {len(lines['dev_real'])} lines to within 10 %"
 
 
 def realism_plate_plate(src: Sources) -> str:
@@ -384,6 +409,28 @@ def realism_plate_plate(src: Sources) -> str:
 def _gpu_classify(src: Sources, model: str) -> dict[str, Any]:
     return src.row(
         "classify-gpu-h100", model=model, method="spectraldl Predictor bf16", batch=262144
+    )
+
+
+def _datasheet_bf16_tflops(gpu: str) -> float | None:
+    """The GPU's dense bf16 TFLOP/s from its datasheet (the table the benchmarks use)."""
+    spec = importlib.util.spec_from_file_location("_peak", ROOT / "benchmarks" / "_peak.py")
+    assert spec is not None and spec.loader is not None
+    peak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peak)
+    return peak.datasheet_bf16_tflops(gpu)
+
+
+def gpu_cnn_peak_share(src: Sources) -> str:
+    """The thesis CNN's best GPU rate in TFLOP/s and as a share of the GPU's bf16 peak."""
+    row = _gpu_classify(src, "cnn")
+    flops = json.loads((ROOT / THESIS_CNN_CARD).read_text())["architecture"]["flops_per_spectrum"]
+    tflops = row["spectra_per_s"] * flops / 1e12
+    gpu = src.json("classify-gpu-h100")["machine"]["gpu"]
+    peak = _datasheet_bf16_tflops(gpu)
+    share = f", {100 * tflops / peak:.1f} % of the {gpu.removeprefix('NVIDIA ')}'s dense bf16 "
+    return f"{tflops:.0f} TFLOP/s at {flops / 1e6:.0f} MFLOP per spectrum" + (
+        f"{share}peak ({peak:.0f} TFLOP/s, datasheet)" if peak else ""
     )
 
 
@@ -447,12 +494,33 @@ def measure_cost(src: Sources) -> str:
     )
 
 
-def tree_dr1_minutes(src: Sources) -> str:
-    """DR1 projected from the 20 000-file tree, 2 workers, the network and minutes."""
+def _tree_stages(src: Sources) -> list[dict[str, Any]]:
+    """Where a file's time goes in the 20 000-file tree (one process), stage by stage."""
+    return [
+        r for r in src.json("classify-20000-files")["rows"] if r["section"] == "fits-tree-stages"
+    ]
+
+
+def reading_rate(src: Sources) -> str:
+    """Files/s one CPU process reads, preprocesses and writes when the network is elsewhere."""
+    stages = _tree_stages(src)
+    rest = sum(r["ms_per_file"] for r in stages if not r["stage"].startswith("predict"))
+    return num(round(1000 / rest, -2))
+
+
+def dr1_goal(src: Sources) -> str:
+    """DR1's projection with what one core spends per file and the network's share of it."""
     row = src.row(
         "classify-20000-files", section="fits-tree", case="classify FITS tree, local, 2 worker(s)"
     )
-    return f"{row['projected_dr1_min']:.0f} minutes with {_tree_model(row)}"
+    stages = _tree_stages(src)
+    (network,) = [r for r in stages if r["stage"].startswith("predict")]
+    return (
+        f"{row['projected_dr1_min']:.1f} min ({num(row['files_per_s'])} files/s); one core "
+        f"spends {sum(r['ms_per_file'] for r in stages):.2f} ms a file, "
+        f"{network['ms_per_file']:.2f} ms of it in the network, which runs at "
+        f"{network['of_matmul']:.2f}x the core's fp32 matrix-product rate"
+    )
 
 
 def simulate_lamost_rate(src: Sources) -> str:
@@ -468,7 +536,7 @@ def _second_worker(src: Sources, files: str) -> str:
         return [src.row(n, files=files, method=method) for n in ("ingest", "ingest-20000-files")]
 
     def ratios(method: str) -> str:
-        return span((r["vs_1_worker"] for r in rows(method)), lambda v: f"{v:.1f}") + "x"
+        return span((r["vs_1_worker"] for r in rows(method)), lambda v: f"{v:.2f}") + "x"
 
     whole = "spectraldl ingest, 2 workers"
     sizes = span((r["n_files"] for r in rows(whole)), num)
@@ -502,7 +570,7 @@ def _ingest_vs_thesis(src: Sources) -> tuple[str, bool]:
     whole = times("spectraldl ingest, 1 worker")
     n_files = num(src.row("ingest", files="plain", method="spectraldl ingest, 1 worker")["n_files"])
     text = (
-        f"{steady['plain']:.1f}x on plain files, {steady['gzip']:.1f}x gzipped (whole commands "
+        f"{steady['plain']:.2f}x on plain files, {steady['gzip']:.2f}x gzipped (whole commands "
         f"on {n_files} files, start-up included: {whole['plain']:.1f}x, {whole['gzip']:.1f}x)"
     )
     return text, min(steady.values()) >= GOALS["ingest-vs-thesis"]
@@ -559,14 +627,15 @@ def readme_goals(src: Sources) -> str:
         (
             "FITS tree to predictions on 2 cores: LAMOST DR1 (2.2 million files) in "
             f"<= {GOALS['dr1-minutes']:.0f} min",
-            tree_dr1_minutes(src),
+            dr1_goal(src),
             tree["projected_dr1_min"] <= GOALS["dr1-minutes"],
             ["classify-20000-files"],
         ),
         (
             f"GPU, thesis CNN from a dataset: >= {millions(GOALS['gpu-spectra-per-s'], 0)} million "
             "spectra/s",
-            f"{gpu_cnn_millions(src)} million/s bf16 (`cnn-small` {gpu_small_millions(src)})",
+            f"{gpu_cnn_millions(src)} million/s bf16: {gpu_cnn_peak_share(src)} "
+            f"(`cnn-small` {gpu_small_millions(src)} million/s)",
             _gpu_classify(src, "cnn")["spectra_per_s"] >= GOALS["gpu-spectra-per-s"],
             ["classify-gpu-h100"],
         ),
@@ -584,11 +653,28 @@ def readme_goals(src: Sources) -> str:
             sorted({f"{machine(src, n)}, {src.json(n).get('date', 'undated')}" for n in names})
         )
         lines.append(f"| {goal} | {measured} | {'yes' if met else '**no**'} | {where} |")
-    lines.append(
-        "| GPU machine (16 cores), FITS tree to predictions: >= 20 000 files/s | not measured: "
-        "no GPU machine has been lent to this work since the goal was set | **no** | - |"
-    )
+    lines.append(_gpu_host_goal(src))
     return "\n".join(lines)
+
+
+def _gpu_host_goal(src: Sources) -> str:
+    """The GPU host's goal row: from ``classify-host-tree.json`` (benchmarks/gpu.sh) once a
+    GPU machine has run it."""
+    goal = f"GPU machine, FITS tree to predictions: >= {num(GOALS['gpu-host-files-per-s'])} files/s"
+    name = "classify-host-tree"
+    if not (src.root / BENCHMARKS / f"{name}.json").exists():
+        return (
+            f"| {goal} | not measured: no GPU machine has been lent to this work since "
+            "`benchmarks/gpu.sh` measures it | **no** | - |"
+        )
+    cuda = src.row(name, device="cuda")
+    measured = (
+        f"{num(cuda['files_per_s'])} files/s with {cuda['workers']} workers, the network on the "
+        f"GPU (DR1 in {cuda['projected_dr1_min']:.1f} min)"
+    )
+    met = cuda["files_per_s"] >= GOALS["gpu-host-files-per-s"]
+    where = f"{machine(src, name)}, {src.json(name)['date']}"
+    return f"| {goal} | {measured} | {'yes' if met else '**no**'} | {where} |"
 
 
 def ratio(row: dict[str, Any]) -> float:
@@ -664,9 +750,47 @@ def training_small_vs_cnn(src: Sources) -> str:
     return f"{src.row('train', section='cpu inference', model='cnn-small')['speedup']:.0f}"
 
 
-def training_cnn_inference(src: Sources) -> str:
-    """The thesis CNN's inference speed on CPU (spectra/s)."""
-    return num(src.row("train", section="cpu inference", model="cnn")["spectra_per_s"])
+def classify_small_vs_cnn(src: Sources) -> str:
+    """cnn-small against the thesis CNN, both through classify's default predictor, one thread."""
+    rows = [
+        r
+        for r in src.json("classify")["rows"]
+        if r["section"] == "dataset-cpu" and r["method"] == FP32_DEFAULT and r["threads"] == 1
+    ]
+    speed = {r["model"]: r["spectra_per_s"] for r in rows}
+    return (
+        f"{speed['cnn-small'] / speed['cnn']:.0f} times through `classify`'s default predictor "
+        f"({num(speed['cnn-small'])} against {num(speed['cnn'])} spectra/s on one thread, "
+        f"{machine(src, 'classify')}, {src.json('classify')['date']})"
+    )
+
+
+def training_cpu_speedups(src: Sources) -> str:
+    """The trainer's speed-up over a plain loop on CPU, per network."""
+    speedups = [
+        f"{src.row('train', section='cpu train', model=m, method='spectraldl')['speedup']:.2f}x "
+        f"for {m}"
+        for m in ("cnn", "cnn-small")
+    ]
+    return ", ".join(speedups)
+
+
+def int8_agreement(src: Sources) -> str:
+    """The share of spectra int8 gives the plain fp32 loop's class, in per cent (worst run)."""
+    rows = [r for r in src.json("classify")["rows"] if r.get("method") == INT8]
+    return f"{100 * min(r['argmax_agreement'] for r in rows):.1f}"
+
+
+def int8_vs_fp32(src: Sources) -> str:
+    """int8 against the default fp32 predictor on one thread, the thesis CNN."""
+    one = dataset_rows(src, INT8)[0]
+    fp32 = dataset_rows(src, FP32_DEFAULT)[0]
+    return f"{one['spectra_per_s'] / fp32['spectra_per_s']:.1f}"
+
+
+def chunk_seconds(src: Sources) -> str:
+    """Seconds of one core's work for a chunk of 512 LAMOST files (the per-stage times)."""
+    return f"{512 * sum(r['ms_per_file'] for r in _tree_stages(src)) / 1000:.1f}"
 
 
 def training_gpu_vs_thesis(src: Sources) -> str:
@@ -739,16 +863,37 @@ def classify_cpu(src: Sources) -> str:
         f"| Dask LocalCluster, 2 workers ({num(d2['files'])} files) | {num(d2['files_per_s'])} "
         f"files/s | 1 worker: {num(d1['files_per_s'])} files/s | {d2['ratio']:.2f} |",
     ]
-    stages = [r for r in src.json(tree)["rows"] if r.get("section") == "fits-tree-stages"]
-    per_file = ", ".join(f"{r['stage']} {r['ms_per_file']:.2f} ms" for r in stages)
+    per_file = ", ".join(f"{r['stage']} {r['ms_per_file']:.2f} ms" for r in _tree_stages(src))
     return "\n".join(
         [
             *lines,
             "",
             f"Per file (one process, {num(t2['files'])} files): {per_file}.",
             "",
+            network_vs_matmul(src),
+            "",
             measured_on(src, "classify", tree),
         ]
+    )
+
+
+def network_vs_matmul(src: Sources) -> str:
+    """The thesis CNN's CPU rate in GFLOP/s against a matrix product timed in the same run."""
+    fp32 = dataset_rows(src, FP32_DEFAULT)[0]
+    bf16 = dataset_rows(src, "spectraldl Predictor bf16 autocast")[0]
+    direct = dataset_rows(src, "spectraldl Predictor fp32 without Winograd")[0]
+    bf16_text = (
+        f"; bf16 {bf16['gflops']:.0f} GFLOP/s, {bf16['of_matmul']:.2f}x the bf16 product"
+        if bf16["of_matmul"] is not None
+        else ""
+    )
+    return (
+        f"On one thread the thesis CNN's default fp32 predictor runs at {fp32['gflops']:.0f} "
+        "GFLOP/s, counting its convolutions and dense layers as direct multiply-adds, "
+        f"{fp32['of_matmul']:.2f}x a 2 048 x 2 048 fp32 matrix product timed on the same "
+        f"core in the same run (without Winograd's convolutions {direct['of_matmul']:.2f}x: "
+        f"Winograd does fewer multiplications than the count){bf16_text}. In fp32 the network "
+        "is at the core's arithmetic limit; what is left to gain on a CPU is in the reading."
     )
 
 
@@ -768,7 +913,7 @@ def readme_per_million(src: Sources) -> str:
     """Expected minutes per million LAMOST files: measured on 2 cores, derived for a GPU host."""
     name = "classify-20000-files"
     two = src.row(name, section="fits-tree", case="classify FITS tree, local, 2 worker(s)")
-    stages = [r for r in src.json(name)["rows"] if r["section"] == "fits-tree-stages"]
+    stages = _tree_stages(src)
     total = sum(r["ms_per_file"] for r in stages)
     network = sum(r["ms_per_file"] for r in stages if r["stage"].startswith("predict"))
     return (
@@ -1030,12 +1175,13 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "realism-plate-synthetic": realism_plate_synthetic,
     "realism-plate-plate": realism_plate_plate,
     "gpu-cnn-millions": gpu_cnn_millions,
+    "gpu-cnn-peak-share": gpu_cnn_peak_share,
+    "reading-rate": reading_rate,
     "gpu-small-millions": gpu_small_millions,
     "measure-cost": measure_cost,
     "classify-memory": classify_memory,
     "memory-largest": memory_largest,
     "readme-goals": readme_goals,
-    "tree-dr1-minutes": tree_dr1_minutes,
     "simulate-lamost-rate": simulate_lamost_rate,
     "ingest-2-workers-plain": ingest_two_workers_plain,
     "ingest-2-workers-gzip": ingest_two_workers_gzip,
@@ -1043,7 +1189,13 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "cpu-int8-ratio": cpu_int8_ratio,
     "training-cpu-speed": training_cpu_speed,
     "training-small-vs-cnn": training_small_vs_cnn,
-    "training-cnn-inference": training_cnn_inference,
+    "classify-small-vs-cnn": classify_small_vs_cnn,
+    "training-cpu-speedups": training_cpu_speedups,
+    "int8-agreement": int8_agreement,
+    "int8-vs-fp32": int8_vs_fp32,
+    "chunk-seconds": chunk_seconds,
+    "realism-real-plates": realism_real_plates,
+    "sky-lines-matched": sky_lines_matched,
     "training-gpu-vs-thesis": training_gpu_vs_thesis,
     "training-gpu": training_gpu,
     "training-gpu-best": training_gpu_best,
