@@ -40,11 +40,13 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Datab
             }
         )
         catalogue = import_frame(db, frame, name="notes.csv").catalogues[0][0]
-        with ThreadServer(create_app(db)) as server:
-            try:
+        try:
+            with ThreadServer(create_app(db)) as server:
                 yield db, catalogue, server.url
-            finally:
-                db.dispose()
+        finally:
+            # After the server has stopped: a connection its threads still held would
+            # escape dispose() and be closed only by a later garbage collection.
+            db.dispose()
 
 
 def client(url: str, name: str) -> httpx.Client:
