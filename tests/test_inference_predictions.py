@@ -124,6 +124,27 @@ def test_parquet_tables_as_arrow_blocks_write_the_same_file_as_their_frames(
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
+def test_arrow_blocks_lacking_columns_or_text_are_conformed_like_frames(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Parts of an older version lack later columns (origin, the H-alpha measurements); a
+    # missing text is null in Arrow. Both get conform's defaults, as their DataFrames do.
+    import pyarrow as pa
+
+    blocks = [_block(6, 0, 1), _block(4, 6, 2)]
+    blocks[1].loc[2, "object"] = None
+    tables = [pa.Table.from_pandas(b, preserve_index=False) for b in blocks]
+    assert "origin" not in tables[0].column_names and tables[1]["object"].null_count == 1
+    from_frames = tmp_path / f"frames{suffix}"
+    from_arrow = tmp_path / f"arrow{suffix}"
+    write_predictions(from_frames, lambda: iter(blocks), classes=CLASSES, metadata={"m": 1})
+    write_predictions(from_arrow, lambda: iter(tables), classes=CLASSES, metadata={"m": 1})
+    back = read_predictions(from_arrow)
+    pd.testing.assert_frame_equal(back, read_predictions(from_frames))
+    assert list(back["origin"]) == ["unknown"] * 10 and back["object"][8] == ""
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 def test_an_empty_table_keeps_its_columns(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"empty{suffix}"
     assert write_predictions(out, empty_frame(CLASSES), classes=CLASSES) == 0

@@ -116,11 +116,8 @@ def require_columns(
     """
     missing = [name for name in needed if name not in found]
     if missing:
-        raise SpectrumError(
-            fits_file.path,
-            f"the {table} table has no {', '.join(missing)} column"
-            f"{'s' if len(missing) > 1 else ''}",
-        )
+        names = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} or {missing[-1]}"
+        raise SpectrumError(fits_file.path, f"the {table} table has no {names} column")
 
 
 def _column(
