@@ -10,13 +10,19 @@ Every figure comes with its baseline measured in the same run:
    HDF5 file end to end (read, predict, write Parquet). Agreement: the share of
    spectra whose arg-max class equals the plain fp32 loop's. Measured on one
    PyTorch thread and on all cores (``--threads``), the baseline on as many.
+   The network's rate is also given in GFLOP/s (the model card's direct count) and
+   as a fraction of a large matrix product timed in the same run (`_peak`).
 2. From a FITS tree (synthetic LAMOST DR1 files, gzipped, from
    `spectraldl.simulate`): `classify` with one and two local worker processes,
    files/s and the projected time for LAMOST DR1's 2.2 million files; where the
    time goes per file (read + gunzip + header, rest of the reader, preprocessing,
-   prediction, table and writing).
+   prediction, table and writing); the merge's writing of the parts from
+   DataFrames (the baseline) against from the parts' Arrow tables.
 3. Dask: a `LocalCluster` with 2 workers against 1, same tree.
-4. GPU (CUDA): spectra/s from a dataset in bf16 and fp32; "skipped: no GPU" without one.
+4. GPU (CUDA): spectra/s from a dataset in bf16 and fp32, with the share of the
+   GPU's datasheet bf16 peak; "skipped: no GPU" without one.
+5. ``--host-tree cuda,cpu`` alone (benchmarks/gpu.sh): the FITS tree with a worker
+   per core, the network on each device in turn (a GPU host's files/s).
 
 The networks are trained for a few epochs on simulated spectra with the
 project's trainer (or use ``--model-dir``); speed does not depend on how well
@@ -134,6 +140,12 @@ def paired_ratios(ours: Any, baseline: Any, rounds: int) -> list[float]:
     return out
 
 
+def flops_of(model: Any) -> int | None:
+    """The network's FLOPs per spectrum from its model card (None when not recorded)."""
+    architecture = model.card.architecture
+    return architecture.flops_per_spectrum if architecture else None
+
+
 def matmul_peaks(device: str, *, bf16: bool) -> dict[str, float]:
     """GFLOP/s of a large matrix product on ``device`` on this process's threads, fp32 and
     (where the hardware has it natively) bf16: the yardstick of the rows' ``of_matmul``."""
@@ -217,10 +229,8 @@ def bench_dataset(
                     "argmax_agreement": float((argmax == reference[: len(argmax)]).mean()),
                     **network_rate(
                         speed,
-                        model.card.architecture.flops_per_spectrum,
-                        peaks.get("bf16" if "bf16" in method else "fp32", None)
-                        if "int8" not in method
-                        else None,
+                        None if "int8" in method else flops_of(model),  # not floating point
+                        peaks.get("bf16" if "bf16" in method else "fp32"),
                     ),
                     "note": ""
                     if native or "bf16" not in method
@@ -252,17 +262,22 @@ def bench_dataset(
     return rows
 
 
-def warm_up(model_dir: Path, tree: Path, work: Path, backend: Any, device: str = "auto") -> float:
-    """Start the backend's workers (imports, model load) on a few files; returns seconds."""
+def warm_up(
+    model_dir: Path, tree: Path, work: Path, backend: Any, workers: int, device: str = "auto"
+) -> float:
+    """Start the backend's workers (imports, model load) on a one-file chunk each, twice over,
+    so that no worker starts inside the timed run; returns seconds."""
     import shutil
+    from itertools import islice
 
     from spectraldl.classify.plan import iter_fits_files
     from spectraldl.classify.run import classify
 
-    warm = work / "warm-tree"
+    files = max(8, 2 * workers)
+    warm = work / f"warm-tree-{files}"
     if not warm.exists():
         warm.mkdir()
-        for path in list(iter_fits_files(str(tree)))[:8]:
+        for path in islice(iter_fits_files(str(tree)), files):
             shutil.copy(path, warm / Path(path).name)
     start = time.perf_counter()
     classify(model_dir, [warm], work / "warm.parquet", backend=backend, chunk_files=1,
@@ -288,7 +303,7 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
     for workers in (1, 2):
         out = work / f"tree-{workers}.parquet"
         with open_backend("local", workers=workers) as backend:
-            startup = warm_up(model_dir, tree, work, backend)
+            startup = warm_up(model_dir, tree, work, backend, workers)
             start = time.perf_counter()
             summary = classify(model_dir, [tree], out, backend=backend, overwrite=True)
             seconds = time.perf_counter() - start
@@ -345,7 +360,7 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
     stage[network] = time.perf_counter() - start
     network_row = network_rate(
         len(x) / stage[network],
-        model.card.architecture.flops_per_spectrum,
+        flops_of(model),
         matmul_peaks("cpu", bf16=False)["fp32"],
     )
     torch.set_num_threads(threads)
@@ -381,7 +396,7 @@ def bench_host_tree(
     for device in devices:
         out = work / f"host-tree-{device}.parquet"
         with open_backend("local", workers=workers) as backend:
-            startup = warm_up(model_dir, tree, work, backend, device)
+            startup = warm_up(model_dir, tree, work, backend, workers, device)
             start = time.perf_counter()
             classify(model_dir, [tree], out, backend=backend, device=device, overwrite=True)
             seconds = time.perf_counter() - start
@@ -406,16 +421,16 @@ def bench_host_tree(
 def bench_merge(table: Path, work: Path) -> list[dict[str, Any]]:
     """Section 2b: the merge's writing of a run's parts into the table, from DataFrames (as
     until 2026-12-05, the baseline) and from the parts' Arrow tables (what `classify` does)."""
+    from spectraldl.classify.plan import CHUNK_FILES
     from spectraldl.io.predictions import (
         read_metadata,
         read_parquet_table,
         read_predictions,
         write_predictions,
     )
-    from spectraldl.jobs.ingest import CHUNK_FILES
 
     whole = read_predictions(table)
-    classes = read_metadata(table)["classes"]
+    classes = (read_metadata(table) or {})["classes"]
     parts = []
     for start in range(0, len(whole), CHUNK_FILES):
         parts.append(work / f"merge-part-{start}.parquet")
@@ -451,7 +466,7 @@ def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[di
         out = work / f"dask-{workers}.parquet"
         start = time.perf_counter()
         with open_backend("dask-local", workers=workers) as backend:
-            warm_up(model_dir, tree, work, backend)
+            warm_up(model_dir, tree, work, backend, workers)
             started = time.perf_counter()
             classify(model_dir, [tree], out, backend=backend, overwrite=True)
             seconds = time.perf_counter() - started
@@ -482,7 +497,7 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
     datasheet = datasheet_bf16_tflops(torch.cuda.get_device_name())
     for name, model_dir in model_dirs.items():
         model = load_model(model_dir, device="cuda")
-        flops = model.card.architecture.flops_per_spectrum
+        flops = flops_of(model)
         net = model.network
         base_n = min(n_gpu, 1_000_000)
 
@@ -504,7 +519,8 @@ def bench_gpu(model_dirs: dict[str, Path], x: np.ndarray, n_gpu: int) -> list[di
                 "spectra_per_s": base,
                 "ratio": 1.0,
                 "argmax_agreement": 1.0,
-                **network_rate(base, flops, peaks["fp32"]),
+                # cuDNN convolves in TF32 here by default: no strict fp32 peak to compare with.
+                **network_rate(base, flops, None),
             }
         )
         for precision, batch, channels_last in (
