@@ -370,6 +370,64 @@ def realism_naive_auc(src: Sources) -> str:
     return f"{src.row('realism', set='dev')['auc_naive_baseline']:.2f}"
 
 
+def realism_details(src: Sources) -> str:
+    """The realism benchmark's other measurements: EW per class, slope and scatter tests,
+    and the Ondřejov comparison with the labelled real spectra."""
+    realism = src.json("realism")
+    sets = {r["set"]: r for r in realism["rows"]}
+
+    def ews(name: str) -> str:
+        per_class = realism["details"][name]["ew_per_class"]
+        return ", ".join(
+            f"{c} {v['ew_real_median']:.1f} / {v['ew_synthetic_median']:.1f}"
+            for c, v in per_class.items()
+        )
+
+    def pair(key: str) -> str:
+        return f"{sets['dev'][key]:.2f} (dev), {sets['holdout'][key]:.2f} (holdout)"
+
+    ondrejov = realism["ondrejov_sets"]
+    lines = ondrejov["ew_per_class"]
+    absorption, emission = lines["absorption"], lines["emission"]
+    return (
+        "Other measurements (the benchmark run of the table above): EW(H-alpha) per class, "
+        f"real / synthetic median (Å), dev: {ews('dev')}; holdout: {ews('holdout')} "
+        f"(KS p {pair('ew_ks_p')}). Continuum slope across the window (H-alpha masked): "
+        f"KS p {pair('slope_ks_p')}. High-frequency scatter of the vectors: KS p "
+        f"{pair('hf_noise_ks_p')}. Ondřejov, measured against the {ondrejov['n_real']} "
+        "labelled real spectra (eval, never tuned): absorption EWs real "
+        f"{min(absorption['ew_real']):.1f} to {max(absorption['ew_real']):.1f} Å vs synthetic "
+        f"10-90 % {absorption['ew_synthetic_quartiles'][0]:.1f} to "
+        f"{absorption['ew_synthetic_quartiles'][-1]:.1f} Å; emission real "
+        f"{max(emission['ew_real']):.0f} to {min(emission['ew_real']):.0f} Å vs synthetic "
+        f"{emission['ew_synthetic_quartiles'][0]:.0f} to "
+        f"{emission['ew_synthetic_quartiles'][-1]:+.0f} Å (weak emitters included on purpose); "
+        f"HF scatter {ondrejov['hf_real_median']:.3f} vs {ondrejov['hf_synthetic_median']:.3f}; "
+        f"discriminator AUC {ondrejov['auc']:.2f} ± {ondrejov['auc_sd']:.2f} (indicative only "
+        f"with {ondrejov['n_real']} real files)."
+    )
+
+
+def ondrejov_template_resolution(src: Sources) -> str:
+    """How much degrading real Ondřejov spectra to MILES' resolution changes their vectors."""
+    r = src.json("realism")["ondrejov_resolution"]
+    return (
+        f"RMS {r['rms_after_blur_median']:.3f} (median; {r['rms_after_blur_max']:.3f} at most) "
+        f"in units of their standard deviation, against {r['rms_without_blur_median']:.2f} "
+        f"({r['rms_without_blur_max']:.2f} at most) without the blur"
+    )
+
+
+def high_snr_scatter(src: Sources) -> str:
+    """Synthetic vs real high-frequency scatter of the dev files in the highest S/N bin."""
+    (top,) = [
+        b for b in src.json("realism")["details"]["dev"]["noise_vs_snr"] if b["snr"] == "40-inf"
+    ]
+    return (
+        f"HF scatter {top['synthetic_median']:.2f} vs {top['real_median']:.2f} above SN_R 40 on dev"
+    )
+
+
 def _yardstick(src: Sources, pair: str) -> float:
     rows = [r for r in src.json("realism")["plate_yardstick"] if r["pair"] == pair]
     if len(rows) != 1:
@@ -461,7 +519,8 @@ def classify_memory(src: Sources) -> str:
     return (
         f"Memory (`benchmarks/memory.py`, the thesis CNN, 2 workers, trees of distinct real "
         f"gzipped LAMOST files; {machine(src, 'memory')}, {data['date']}): peak resident memory "
-        f"of the whole process tree {peaks}; `PRED.parts/` at most {parts:.1f} MiB. The "
+        f"of the whole process tree {peaks}; `PRED.parts/` at most {parts:.1f} MiB, "
+        f"{largest['peak_parts_mib'] / largest['table_mib']:.2f} times the final table. The "
         f"{num(largest['files'])}-file run took {largest['seconds'] / 60:.1f} min "
         f"({num(largest['files_per_s'])} files/s)."
     )
@@ -1179,6 +1238,9 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "readme-performance": readme_performance,
     "realism-auc": realism_auc,
     "realism-naive-auc": realism_naive_auc,
+    "realism-details": realism_details,
+    "ondrejov-template-resolution": ondrejov_template_resolution,
+    "high-snr-scatter": high_snr_scatter,
     "realism-plate-synthetic": realism_plate_synthetic,
     "realism-plate-plate": realism_plate_plate,
     "gpu-cnn-millions": gpu_cnn_millions,
