@@ -857,6 +857,25 @@ def chunk_seconds(src: Sources) -> str:
     return f"{512 * sum(r['ms_per_file'] for r in _tree_stages(src)) / 1000:.1f}"
 
 
+def _first_seconds(src: Sources, name: str, method: str) -> float:
+    """What a GPU run spent beyond its steady epochs: warm-up, compiling, graph capture."""
+    row = src.row(name, method=method)
+    return row["seconds"] - row["epochs"] * row["s_per_epoch_steady"]
+
+
+def training_compile_seconds(src: Sources) -> str:
+    """Seconds torch.compile's default mode adds to a run (beyond its steady epochs)."""
+    return f"{_first_seconds(src, 'train-gpu-h100', 'spectraldl bf16 + torch.compile'):.0f}"
+
+
+def training_first_seconds(src: Sources) -> str:
+    """The CUDA-graph run's first seconds without and with channels-last."""
+    name = "train-gpu-h100-cuda-graph"
+    graph = _first_seconds(src, name, "spectraldl bf16 + CUDA graph")
+    last = _first_seconds(src, name, "spectraldl bf16 + CUDA graph + channels-last")
+    return f"about {graph:.1f} s to about {last:.1f} s"
+
+
 def training_gpu_vs_thesis(src: Sources) -> str:
     """How many times the thesis' 8 min 21 s is the fastest 229-epoch run."""
     row = src.row(
@@ -1265,6 +1284,8 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "chunk-seconds": chunk_seconds,
     "sky-lines-matched": sky_lines_matched,
     "training-gpu-vs-thesis": training_gpu_vs_thesis,
+    "training-compile-seconds": training_compile_seconds,
+    "training-first-seconds": training_first_seconds,
     "training-gpu": training_gpu,
     "training-gpu-best": training_gpu_best,
     "classify-cpu": classify_cpu,
