@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from spectraldl.jobs import engine
 from spectraldl.jobs.backends import SerialBackend, open_backend
 from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
 
@@ -82,6 +83,44 @@ def test_parts_of_another_run_are_refused_or_replaced(tmp_path) -> None:
     parts.mark_merged("run-1")
     parts.prepare({"n": 2}, merged=lambda marker: marker == "run-1", conflict=None)
     assert sorted(p.name for p in parts.path.iterdir()) == ["manifest.json"]
+
+
+def test_a_run_killed_while_starting_does_not_block_the_next(tmp_path, monkeypatch) -> None:
+    # Killed after making the parts folder but before its manifest, a run used to leave a
+    # folder that the same command then refused as "another run's parts".
+    parts = PartsFolder(tmp_path / "out.h5")
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args: object, **kwargs: object) -> str:
+        raise Killed
+
+    monkeypatch.setattr(engine.json, "dumps", killed)
+    with pytest.raises(Killed):
+        parts.prepare({"n": 1}, merged=lambda _: False, conflict=RuntimeError("other run"))
+    monkeypatch.undo()
+    assert not parts.path.exists()
+    parts.prepare({"n": 1}, merged=lambda _: False, conflict=RuntimeError("other run"))
+    assert sorted(p.name for p in parts.path.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5.parts"]
+    # A removal killed half-way leaves the renamed folder, which the next run clears; the
+    # parts folder itself is never left half removed.
+    (parts.path / "part-000.json").write_text("{}")
+    rmtree = engine.shutil.rmtree
+
+    def killed_while_removing(path: Path, **kwargs: object) -> None:
+        if Path(path).exists():
+            raise Killed
+        rmtree(path, **kwargs)
+
+    monkeypatch.setattr(engine.shutil, "rmtree", killed_while_removing)
+    with pytest.raises(Killed):
+        parts.prepare({"n": 2}, merged=lambda _: False, conflict=None)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5.parts.old"]
+    parts.prepare({"n": 2}, merged=lambda _: False, conflict=RuntimeError("other run"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5.parts"]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ kill -9) is complete, and the next one only cleans up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,6 +58,8 @@ class PartsFolder:
     def __init__(self, out: str | Path) -> None:
         out = Path(out)
         self.path = out.with_name(out.name + ".parts")
+        self._staging = out.with_name(out.name + ".parts.new")
+        self._discarded = out.with_name(out.name + ".parts.old")
 
     def prepare(
         self,
@@ -71,19 +74,25 @@ class PartsFolder:
         marker names (the folder is then removed). Parts of another run raise
         ``conflict``, or are removed when it is None (the caller's overwrite).
         """
+        # The folder appears with its manifest and goes as a whole, each by one rename: a
+        # folder without its manifest would read as another run's parts and refuse the
+        # resume. What a run killed in between leaves is one of these siblings, cleared
+        # here (runs of one output are locked, `output_lock`).
+        for stale in (self._staging, self._discarded):
+            shutil.rmtree(stale, ignore_errors=True)
         marker = self.path / MERGED
         if marker.exists() and merged(marker.read_text()):
-            shutil.rmtree(self.path)
+            self.remove()
         manifest_path = self.path / MANIFEST
         if self.path.exists():
             if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
                 return
             if conflict is not None:
                 raise conflict
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
-        with atomic_write(manifest_path) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=1))
+            self.remove()
+        self._staging.mkdir(parents=True)
+        (self._staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        self._staging.rename(self.path)
 
     def keep_only(self, names: Iterable[str]) -> None:
         """Remove parts not in ``names`` (of inputs changed since) and unfinished temporaries."""
@@ -98,8 +107,11 @@ class PartsFolder:
             (self.path / MERGED).write_text(marker)
 
     def remove(self) -> None:
-        """Remove the folder once the output is complete."""
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the folder (once the output is complete, or to start over)."""
+        shutil.rmtree(self._discarded, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.rename(self._discarded)
+        shutil.rmtree(self._discarded, ignore_errors=True)
 
 
 def numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:
