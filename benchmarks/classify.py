@@ -285,42 +285,50 @@ def warm_up(
     return time.perf_counter() - start
 
 
+def tree_run(
+    model_dir: Path, tree: Path, n_files: int, out: Path, workers: int, device: str = "auto"
+) -> dict[str, Any]:
+    """`classify` of the tree into ``out`` on ``workers`` local processes, timed once they
+    have started: files/s, DR1 projected, bad files and the workers' start-up."""
+    from spectraldl.classify.run import classify
+    from spectraldl.jobs.backends import open_backend
+
+    with open_backend("local", workers=workers) as backend:
+        startup = warm_up(model_dir, tree, out.parent, backend, workers, device)
+        start = time.perf_counter()
+        summary = classify(model_dir, [tree], out, backend=backend, device=device, overwrite=True)
+        seconds = time.perf_counter() - start
+    return {
+        "files": n_files,
+        "seconds": seconds,
+        "files_per_s": n_files / seconds,
+        "projected_dr1_min": DR1_FILES / (n_files / seconds) / 60,
+        "bad_files": len(summary.errors),
+        "worker_start_s": startup,
+    }
+
+
+def rows_speed(rows: list[dict[str, Any]], run: dict[str, Any]) -> float:
+    """The files/s the rows' ratios are to: the first row's, or this run's when it is first."""
+    return float(rows[0]["files_per_s"] if rows else run["files_per_s"])
+
+
 def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[list, list]:
     """Section 2: FITS tree end to end, 1 and 2 local workers, and where the time goes."""
     from spectraldl.classify.plan import iter_fits_files
     from spectraldl.classify.predictor import Predictor
-    from spectraldl.classify.run import classify
     from spectraldl.io.archives import read_spectrum
     from spectraldl.io.archives.fitsfile import FitsFile
-    from spectraldl.jobs.backends import open_backend
     from spectraldl.jobs.ingest import CHUNK_FILES
     from spectraldl.ml.modelcard import load_model
     from spectraldl.prep.batch import preprocess_many
     from spectraldl.prep.measure import halpha_window, measure_halpha_windows
 
     rows = []
-    first = None
     for workers in (1, 2):
-        out = work / f"tree-{workers}.parquet"
-        with open_backend("local", workers=workers) as backend:
-            startup = warm_up(model_dir, tree, work, backend, workers)
-            start = time.perf_counter()
-            summary = classify(model_dir, [tree], out, backend=backend, overwrite=True)
-            seconds = time.perf_counter() - start
-        speed = n_files / seconds
-        first = first or speed
-        rows.append(
-            {
-                "case": f"classify FITS tree, local, {workers} worker(s)",
-                "files": n_files,
-                "seconds": seconds,
-                "files_per_s": speed,
-                "ratio": speed / first,
-                "projected_dr1_min": DR1_FILES / speed / 60,
-                "bad_files": len(summary.errors),
-                "worker_start_s": startup,
-            }
-        )
+        run = tree_run(model_dir, tree, n_files, work / f"tree-{workers}.parquet", workers)
+        case = f"classify FITS tree, local, {workers} worker(s)"
+        rows.append({"case": case, **run, "ratio": run["files_per_s"] / rows_speed(rows, run)})
     # Where the time goes, one process, per file.
     files = list(iter_fits_files(str(tree)))[:600]
     model = load_model(model_dir, device="cpu")
@@ -387,34 +395,18 @@ def bench_host_tree(
 ) -> list[dict[str, Any]]:
     """Section 5: the FITS tree with one worker per core, the network on each of ``devices``
     in turn (a GPU host's goal: 20 000 files/s with the reading spread over its cores)."""
-    from spectraldl.classify.run import classify
-    from spectraldl.jobs.backends import open_backend
     from spectraldl.jobs.processes import usable_cores
 
     workers = usable_cores()
     rows: list[dict[str, Any]] = []
     for device in devices:
         out = work / f"host-tree-{device}.parquet"
-        with open_backend("local", workers=workers) as backend:
-            startup = warm_up(model_dir, tree, work, backend, workers, device)
-            start = time.perf_counter()
-            classify(model_dir, [tree], out, backend=backend, device=device, overwrite=True)
-            seconds = time.perf_counter() - start
+        run = tree_run(model_dir, tree, n_files, out, workers, device)
+        case = f"classify FITS tree, {workers} workers, network on {device}"
         rows.append(
-            {
-                "case": f"classify FITS tree, {workers} workers, network on {device}",
-                "device": device,
-                "workers": workers,
-                "files": n_files,
-                "seconds": seconds,
-                "files_per_s": n_files / seconds,
-                "ratio": n_files
-                / seconds
-                / (rows[0]["files_per_s"] if rows else n_files / seconds),
-                "projected_dr1_min": DR1_FILES / (n_files / seconds) / 60,
-                "worker_start_s": startup,
-            }
-        )
+            {"case": case, "device": device, "workers": workers, **run,
+             "ratio": run["files_per_s"] / rows_speed(rows, run)}
+        )  # fmt: skip
     return rows
 
 
