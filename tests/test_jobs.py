@@ -354,6 +354,41 @@ def test_a_prestarted_forkserver_imports_the_task_while_this_process_imports_it_
     assert server_started < run["started"] + 2.0, run
 
 
+HEAVY_MODULES = ("numpy", "scipy", "torch", "h5py", "astropy", "importlib.metadata")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate", "--archive", "lamost", "-n", "4", "-o", "{out}"],
+        ["ingest", "{tree}", "-o", "{out}/x.h5"],
+        ["classify", "{tree}", "-o", "{out}/x.parquet"],
+    ],
+    ids=["simulate", "ingest", "classify"],
+)
+def test_commands_start_their_workers_server_before_importing_anything_heavy(
+    args: list[str], tmp_path: Path
+) -> None:
+    """The server's import of the stages overlaps the command's own only if the command
+    starts it before importing them itself (parsing ``--archive`` once imported the whole
+    simulation first, and ``import spectraldl`` NumPy and the package metadata)."""
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 2)
+    argv = [a.format(out=tmp_path, tree=tree) for a in args] + ["-j", "2"]
+    script = (
+        "import json, os, sys\n"
+        "import multiprocessing.forkserver as server\n"
+        "def started():\n"
+        f"    print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))\n"
+        "    sys.stdout.flush()\n"
+        "    os._exit(0)\n"
+        "server.ensure_running = started\n"
+        "from spectraldl.cli import main\n"
+        f"main({argv!r})\n"
+    )
+    assert _json_of_fresh_process(script, tmp_path) == []
+
+
 def test_commands_prestart_the_modules_their_workers_run() -> None:
     assert task_modules(classify_chunk) == list(classify_cli.WORKER_MODULES)
     assert task_modules(partial(read_chunk, settings=None)) == list(ingest_cli.WORKER_MODULES)

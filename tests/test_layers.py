@@ -15,8 +15,10 @@ import grimp
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "spectraldl"
 MAX_LINES = 60
-LAZY_IMPORTS_ALLOWED = ("cli",)
-"""Commands import their stage inside the command, so `spectraldl --help` does not load torch."""
+LAZY_IMPORTS_ALLOWED = ("cli", "__init__.py")
+"""Commands import their stage inside the command, so `spectraldl --help` does not load torch;
+the package root makes its names on first use, so a command starts its workers' server before
+NumPy loads."""
 
 
 def _sources() -> Iterator[tuple[Path, ast.Module]]:
@@ -109,3 +111,31 @@ def test_the_cycle_finder_finds_a_cycle_through_three_modules() -> None:
         graph.add_import(importer=importer, imported=imported)
     groups = [sorted(g) for g in _strongly_connected(graph) if len(g) > 1]
     assert groups == [["p.a", "p.b", "p.c"]]
+
+
+def test_the_package_root_makes_its_names_when_first_asked_for() -> None:
+    import importlib.metadata
+
+    import spectraldl
+    from spectraldl.core import spectrum
+
+    assert spectraldl.Spectrum is spectrum.Spectrum
+    assert spectraldl.SpectrumMeta is spectrum.SpectrumMeta
+    assert spectraldl.__version__ == importlib.metadata.version("spectraldl")
+    try:
+        spectraldl.Spectra  # noqa: B018
+    except AttributeError as exc:
+        assert "no attribute 'Spectra'" in str(exc)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_the_version_option_reads_the_package_version() -> None:
+    from click.testing import CliRunner
+
+    import spectraldl
+    from spectraldl.cli import main
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"spectraldl, version {spectraldl.__version__}\n"

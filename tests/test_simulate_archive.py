@@ -335,3 +335,18 @@ def test_simulate_command_asks_for_plate_systematics(tmp_path: Path) -> None:
     assert data("plates") == data("again") != data("plain")
     code, output = run("lonely", "--fibres-per-plate", "4")
     assert code == 2 and "needs --plate-systematics" in output
+
+
+def test_simulate_command_names_the_archives_it_knows(tmp_path: Path) -> None:
+    """An unknown ``--archive`` (checked after parsing, once the workers' server has started)
+    is the usage error click gives for a choice, and writes nothing."""
+    out = tmp_path / "out"
+    args = ["simulate", "--archive", "sdss", "-n", "4", "-o", str(out), "-j", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "Invalid value for '--archive': 'sdss' is not one of 'lamost', 'ondrejov'" in (
+        result.output
+    )
+    assert not out.exists()
+    shown = CliRunner().invoke(main, ["simulate", "--help"]).output
+    assert "--archive [lamost|ondrejov]" in shown

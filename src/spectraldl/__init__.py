@@ -2,15 +2,44 @@
 
 The stages meet through typed containers: `Spectrum` (one observed spectrum),
 the HDF5 dataset (`spectraldl.io.dataset`), and the predictions table.
+
+The names below are looked up on first use (PEP 562), so that importing a
+submodule, as every ``spectraldl`` command does first, loads neither NumPy nor
+the package metadata: a command that runs worker processes starts their
+server that much sooner (`spectraldl.jobs.processes.start_forkserver`).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("spectraldl")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from spectraldl.core.spectrum import Spectrum, SpectrumMeta
+
+    __version__: str
 
 __all__ = ["Spectrum", "SpectrumMeta", "__version__"]
+
+
+def _version() -> str:
+    """The installed distribution's version; ``0+unknown`` when run from an uninstalled tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spectraldl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    """`Spectrum`, `SpectrumMeta` and ``__version__``, each made once, when first asked for."""
+    if name == "__version__":
+        value: Any = _version()
+    elif name in ("Spectrum", "SpectrumMeta"):
+        from spectraldl.core import spectrum
+
+        value = getattr(spectrum, name)
+    else:
+        raise AttributeError(f"module 'spectraldl' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -14,8 +14,6 @@ import pkgutil
 
 import click
 
-from spectraldl import __version__
-
 
 class _DiscoveringGroup(click.Group):
     """A group that collects the click commands defined in this package's modules."""
@@ -48,8 +46,25 @@ class _DiscoveringGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the version, read from the package metadata only when asked for."""
+    if not value or ctx.resilient_parsing:
+        return
+    from spectraldl import __version__
+
+    click.echo(f"spectraldl, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=_DiscoveringGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="spectraldl")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """Find emission-line stars in spectral archives with deep learning.
 

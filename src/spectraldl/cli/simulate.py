@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 
 class _SimulatedArchiveChoice(click.Choice):
-    """The registered simulated archives (`spectraldl.simulate.registry`), looked up only
-    when the option is shown or parsed, so that ``spectraldl --help`` stays quick."""
+    """The registered simulated archives (`spectraldl.simulate.registry`).
+
+    Listing them imports every survey's simulation, so they are looked up only
+    when the option is shown, or checked by the command (`checked`) once it
+    has started its workers' server: parsing would otherwise import them first
+    and delay the workers by as much.
+    """
 
     def __init__(self) -> None:
         super().__init__(())
@@ -35,6 +40,17 @@ class _SimulatedArchiveChoice(click.Choice):
     @choices.setter
     def choices(self, value: Sequence[Any]) -> None:
         """Ignored (`click.Choice.__init__` sets it): the registry is the list."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value as given: `checked` checks it."""
+        return value
+
+    @staticmethod
+    def checked(value: str) -> str:
+        """``value`` if it names a registered archive, else the usage error click gives."""
+        ctx = click.get_current_context()
+        param = next(p for p in ctx.command.params if p.name == "archive")
+        return str(click.Choice(_SimulatedArchiveChoice().choices).convert(value, param, ctx))
 
 
 @click.command("simulate")
@@ -135,6 +151,7 @@ def simulate_command(
     from spectraldl.jobs.backends import prestart_local_workers
 
     prestart_local_workers("local", workers if n > 1 else 1, WORKER_MODULES)
+    archive = _SimulatedArchiveChoice.checked(archive)
     from spectraldl.simulate import MixError, simulate_archive
     from spectraldl.simulate.registry import simulated_archive, simulated_archives
 
