@@ -43,10 +43,12 @@ BENCH_FILES ?= 2000
 BENCH_INGEST_FILES ?= 5000
 BENCH_SPECTRA ?= 30000
 BENCH_THREADS ?= 1,0
+# simulate runs first: it times the making of thousands of files, which is slower for a while
+# after others were deleted (benchmarks/simulate.py says why), as ingest's trees are at its end.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/simulate.py --n $(BENCH_FILES) --json $(BENCH_JSON)/simulate.json
 	$(BIN)/python benchmarks/ingest.py --files $(BENCH_INGEST_FILES) --thesis-files 500 \
 		--json $(BENCH_JSON)/ingest.json
-	$(BIN)/python benchmarks/simulate.py --n $(BENCH_FILES) --json $(BENCH_JSON)/simulate.json
 	$(BIN)/python benchmarks/tables.py --files 1000 --json $(BENCH_JSON)/tables.json
 	$(BIN)/python benchmarks/classify.py --n-files $(BENCH_FILES) --n-spectra $(BENCH_SPECTRA) \
 		--threads $(BENCH_THREADS) --model-dir cnn=src/spectraldl/data/models/cnn \
