@@ -8,10 +8,15 @@ layers contract cannot see.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import grimp
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "spectraldl"
 MAX_LINES = 60
@@ -114,20 +119,29 @@ def test_the_cycle_finder_finds_a_cycle_through_three_modules() -> None:
 
 
 def test_the_package_root_makes_its_names_when_first_asked_for() -> None:
-    import importlib.metadata
-
+    """In a fresh process (this one has NumPy loaded already): importing the package loads
+    neither NumPy nor the package metadata, yet its names are listed and made when asked."""
+    script = (
+        "import importlib.util, json, sys\n"
+        "import spectraldl\n"
+        "loaded = [m for m in ('numpy', 'importlib.metadata') if m in sys.modules]\n"
+        "listed = sorted(set(spectraldl.__all__) & set(dir(spectraldl)))\n"
+        "from spectraldl import Spectrum\n"
+        "from spectraldl.core import spectrum\n"
+        "print(json.dumps({'loaded': loaded, 'listed': listed,\n"
+        "    'same': Spectrum is spectrum.Spectrum, 'version': spectraldl.__version__}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["loaded"] == []
+    assert found["listed"] == ["Spectrum", "SpectrumMeta", "__version__"]
+    assert found["same"] is True
+    assert found["version"] == importlib.metadata.version("spectraldl")
     import spectraldl
-    from spectraldl.core import spectrum
 
-    assert spectraldl.Spectrum is spectrum.Spectrum
-    assert spectraldl.SpectrumMeta is spectrum.SpectrumMeta
-    assert spectraldl.__version__ == importlib.metadata.version("spectraldl")
-    try:
+    with pytest.raises(AttributeError, match="no attribute 'Spectra'"):
         spectraldl.Spectra  # noqa: B018
-    except AttributeError as exc:
-        assert "no attribute 'Spectra'" in str(exc)
-    else:
-        raise AssertionError("an unknown name must raise AttributeError")
 
 
 def test_the_version_option_reads_the_package_version() -> None:

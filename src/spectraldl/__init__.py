@@ -31,15 +31,22 @@ def _version() -> str:
         return "0+unknown"
 
 
-def __getattr__(name: str) -> Any:
-    """`Spectrum`, `SpectrumMeta` and ``__version__``, each made once, when first asked for."""
-    if name == "__version__":
-        value: Any = _version()
-    elif name in ("Spectrum", "SpectrumMeta"):
-        from spectraldl.core import spectrum
+if not TYPE_CHECKING:  # type checkers see the names above, and no catch-all for typos
 
-        value = getattr(spectrum, name)
-    else:
-        raise AttributeError(f"module 'spectraldl' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        """`Spectrum`, `SpectrumMeta` and ``__version__``, each made once, when first asked for."""
+        if name == "__version__":
+            value = _version()
+        elif name in ("Spectrum", "SpectrumMeta"):
+            from spectraldl.core import spectrum
+
+            value = getattr(spectrum, name)
+        else:
+            raise AttributeError(f"module 'spectraldl' has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    """The module's names with those made on first use, for ``dir()``, ``help()`` and completion."""
+    return sorted({*globals(), *__all__})

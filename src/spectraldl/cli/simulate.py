@@ -47,10 +47,14 @@ class _SimulatedArchiveChoice(click.Choice):
 
     @staticmethod
     def checked(value: str) -> str:
-        """``value`` if it names a registered archive, else the usage error click gives."""
+        """``value`` if it names a registered archive, else the usage error click gives.
+
+        Checked after the other options, so a missing one is reported first.
+        """
         ctx = click.get_current_context()
         param = next(p for p in ctx.command.params if p.name == "archive")
-        return str(click.Choice(_SimulatedArchiveChoice().choices).convert(value, param, ctx))
+        assert isinstance(param.type, _SimulatedArchiveChoice)
+        return str(click.Choice.convert(param.type, value, param, ctx))
 
 
 @click.command("simulate")
