@@ -8,17 +8,18 @@ composing FITS bytes ourselves (`spectraldl.simulate.fitsbytes`) against the
 baseline of astropy's writer (``HDUList.writeto``) for the same spectra,
 measured in the same run. The tests show astropy reads our bytes identically.
 
-Every archive stays on disk until the last run has ended. Deleting one before
-the next run made that run measure the file system instead: for a minute or
-more after thousands of files are deleted (longer while the inode tables are
-not yet written back), ext4 without a journal passes over their inodes one by
-one when it makes a new file, and a profile (perf) of a 2-worker run put a
-quarter of its CPU time in that search (``recently_deleted``) and in the two
-workers waiting for each other's folder lock. Deletions by others (a test run,
-an earlier benchmark) count too, so the 1-worker rows give the CPU time per
-file in the kernel (``sys``) beside the total, which shows when a run paid for
-it; ``make bench`` runs this benchmark first. The "file system" row writes as
-many files of the same size with no simulation: the disk's own cost.
+Every archive stays on disk until the last run has ended (about 1 GB at the
+default ``--n``). Deleting one before the next run made that run measure the
+file system instead: ext4 without a journal passes over the inodes freed in
+the last minute (six, while their inode table is not yet written back) one by
+one when it makes a new file, and a profile (perf) of a 2-worker run just after
+such a deletion found a quarter of its samples in that search
+(``recently_deleted``) and in the two workers waiting for each other's folder
+lock. Deletions by others (a test run, an earlier benchmark) count too, so the
+1-worker rows give the CPU time per file in the kernel (``sys``) beside the
+total, which shows when a run paid for it; ``make bench`` runs this benchmark
+first. The "file system" row makes as many files of the same size through a
+temporary name with no simulation: the file system's own cost.
 
 Run: ``.venv/bin/python benchmarks/simulate.py [--n 4000] [--json PATH]``.
 """
@@ -86,6 +87,7 @@ def command_rate(root: Path, n: int, workers: int) -> dict[str, object]:
         "seconds": seconds,
         "files_per_s": n / seconds,
         "cpu_ms_per_file": None,
+        "sys_ms_per_file": None,
     }
 
 
@@ -94,7 +96,7 @@ def file_system_rate(root: Path, n: int, size: int) -> dict[str, object]:
     `simulate_archive` writes each file (`atomic_write`), with no simulation: files per second."""
     folder = Path(tempfile.mkdtemp(prefix="files-", dir=root))
     data = bytes(size)
-    started = time.perf_counter()
+    started, cpu, kernel = time.perf_counter(), _cpu_seconds(), _kernel_seconds()
     for i in range(n):
         with atomic_write(folder / f"{i}.fits.gz") as tmp:
             tmp.write_bytes(data)
@@ -105,7 +107,8 @@ def file_system_rate(root: Path, n: int, size: int) -> dict[str, object]:
         "files": n,
         "seconds": seconds,
         "files_per_s": n / seconds,
-        "cpu_ms_per_file": None,
+        "cpu_ms_per_file": (_cpu_seconds() - cpu) / n * 1e3,
+        "sys_ms_per_file": (_kernel_seconds() - kernel) / n * 1e3,
         "ratio_vs_baseline": None,
     }
 
@@ -165,6 +168,7 @@ def write_step(n: int) -> list[dict[str, object]]:
                 "seconds": seconds,
                 "files_per_s": n / seconds,
                 "cpu_ms_per_file": cpu / n * 1e3,
+                "sys_ms_per_file": None,
             }
         )
     rows[1]["ratio_vs_baseline"] = rows[0]["seconds"] / rows[1]["seconds"]
@@ -194,13 +198,11 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     info = machine()
     print(f"# simulate speed ({info['cpu']}, {info['cores']} cores)")
-    print(
-        "| case | workers | files | seconds | files/s | CPU ms/file | of it sys | ratio vs base |"
-    )
+    print("| case | workers | files | seconds | files/s | CPU ms/file | of it kernel | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         cpu = "-" if r["cpu_ms_per_file"] is None else f"{r['cpu_ms_per_file']:.2f}"
-        sys_ms = "-" if r.get("sys_ms_per_file") is None else f"{r['sys_ms_per_file']:.2f}"
+        sys_ms = "-" if r["sys_ms_per_file"] is None else f"{r['sys_ms_per_file']:.2f}"
         ratio = "-" if r["ratio_vs_baseline"] is None else f"{r['ratio_vs_baseline']:.2f}"
         print(
             f"| {r['case']} | {r['workers']} | {r['files']} | {r['seconds']:.2f} | "

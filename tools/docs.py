@@ -1058,7 +1058,7 @@ def simulate_speed(src: Sources) -> str:
         lines.append(
             f"| {label.get(row['case'], row['case'])} | {row['workers']} | {num(row['files'])} | "
             f"{row['seconds']:.2f} | {num(row['files_per_s'])} | {ms(row['cpu_ms_per_file'])} | "
-            f"{ms(row.get('sys_ms_per_file'))} | {ratio} |"
+            f"{ms(row['sys_ms_per_file'])} | {ratio} |"
         )
     return "\n".join([*lines, "", measured_on(src, "simulate")])
 
