@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.ndimage import correlate1d
 
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.prep.lines import FWHM_PER_SIGMA, vacuum_wavelengths
+from spectraldl.prep.smoothing import correlate1d, gaussian_weights
 
 DER_NOISE_SCALE = 0.6052697
 """DER_SNR's factor from the median absolute second difference to the noise per pixel."""
@@ -671,7 +671,7 @@ class _Grid:
         # Smooth by half the instrument's sigma (at least one pixel) to find peaks and troughs.
         inst_sigma_aa = HALPHA_VACUUM_AA / resolving_power / FWHM_PER_SIGMA
         smooth_px = max(1.0, 0.5 * inst_sigma_aa / step_aa)
-        self.kernel = _gaussian_weights(smooth_px)
+        self.kernel = gaussian_weights(smooth_px)
         self.noise_div = math.sqrt(2.0 * math.sqrt(math.pi) * smooth_px)
         self.smooth_fwhm_kms = FWHM_PER_SIGMA * smooth_px * step_aa / HALPHA_VACUUM_AA * C_KMS
         self.inst_sigma_px = inst_sigma_aa / step_aa
@@ -710,7 +710,7 @@ def finite_median(values: NDArray[np.float64]) -> float:
 def _smooth(values: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray[np.float64]:
     """``values`` convolved with a symmetric ``kernel``, ends extended with the nearest value.
 
-    As `scipy.ndimage.gaussian_filter1d` (mode ``nearest``) to rounding, at a
+    As `spectraldl.prep.smoothing.correlate1d` (mode ``nearest``) to rounding, at a
     fraction of its cost on the few dozen pixels of a line.
     """
     n, radius = values.size, kernel.size // 2
@@ -723,14 +723,6 @@ def _smooth(values: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray
 
 
 _PADS: dict[tuple[int, int], NDArray[np.intp]] = {}
-
-
-def _gaussian_weights(sigma_px: float) -> NDArray[np.float64]:
-    """The weights `scipy.ndimage.gaussian_filter1d` correlates with (truncated at 4 sigma)."""
-    radius = int(4.0 * sigma_px + 0.5)
-    t = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma_px * sigma_px) * t**2)
-    return np.ascontiguousarray((phi / phi.sum())[::-1])
 
 
 def _bands(wave: NDArray[np.float64], resolving_power: float) -> NDArray[np.bool_]:

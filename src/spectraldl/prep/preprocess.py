@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.ndimage import gaussian_filter1d
 
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.quality import Quality
@@ -36,6 +35,7 @@ from spectraldl.prep.lines import (
 )
 from spectraldl.prep.lines import HALPHA_AIR_AA as HALPHA_AIR_AA
 from spectraldl.prep.measure import der_snr, spike_pixels
+from spectraldl.prep.smoothing import gaussian_filter1d
 
 
 def blur(flux: ArrayLike, *, sigma_px: float) -> NDArray[np.float64]:

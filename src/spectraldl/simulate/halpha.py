@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import gaussian_filter1d
 
+from spectraldl.prep.smoothing import gaussian_filter1d
 from spectraldl.simulate import physics
 from spectraldl.simulate.physics import C_KMS, VELOCITY_GRID_KMS, VELOCITY_STEP_KMS
 

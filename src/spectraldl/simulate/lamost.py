@@ -47,13 +47,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import identify
 from spectraldl.io.archives.fitsfile import FitsFile, parse_header
 from spectraldl.prep.measure import equivalent_width_aa, finite_median
 from spectraldl.prep.preprocess import HALPHA_VACUUM_AA, air_to_vacuum
+from spectraldl.prep.smoothing import gaussian_filter1d
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
 from spectraldl.simulate.common import (

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.ndimage import gaussian_filter1d
+
+from spectraldl.prep.smoothing import gaussian_filter1d
 
 C_KMS = 299792.458
 """Speed of light (km/s)."""
