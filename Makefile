@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/docs.py
 
-# Measure the CPU benchmarks (ingest, simulate, DR8 tables, classify; each ratio against its baseline
+# Measure the CPU benchmarks (simulate, ingest, DR8 tables, classify, smoothing; each ratio against its baseline
 # measured in the same run), keep their JSON and regenerate the pages' figures: about
 # 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
 # (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_INGEST_FILES (ingest's
@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/classify.py --n-files $(BENCH_FILES) --n-spectra $(BENCH_SPECTRA) \
 		--threads $(BENCH_THREADS) --model-dir cnn=src/spectraldl/data/models/cnn \
 		--json $(BENCH_JSON)/classify.json
+	$(BIN)/python benchmarks/smoothing.py --json $(BENCH_JSON)/smoothing.json
 	$(BIN)/python tools/docs.py
 
 # Style, size limits, the layers contract and types (docs/CONVENTIONS.md).

@@ -354,7 +354,8 @@ def test_a_prestarted_forkserver_imports_the_task_while_this_process_imports_it_
     assert server_started < run["started"] + 2.0, run
 
 
-HEAVY_MODULES = ("numpy", "scipy", "torch", "h5py", "astropy", "importlib.metadata")
+HEAVY_MODULES = ("numpy", "scipy", "torch", "h5py", "astropy", "importlib.metadata", "rich")
+"""Not loaded when a command starts its workers' server (rich: only to draw a bar, later)."""
 
 
 @pytest.mark.parametrize(
@@ -387,6 +388,25 @@ def test_commands_start_their_workers_server_before_importing_anything_heavy(
         f"main({argv!r})\n"
     )
     assert _json_of_fresh_process(script, tmp_path) == []
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_and_nothing_otherwise() -> None:
+    """Without a terminal the bar writes nothing and never loads rich (in a fresh process);
+    asked for, it draws the count on stderr."""
+    script = (
+        "import sys\n"
+        "from spectraldl.cli._progress import progress_bar\n"
+        "with progress_bar('files', enabled={enabled}) as update:\n"
+        "    update(3, 4)\n"
+        "print('rich' in sys.modules)\n"
+    )
+    for enabled, drawn in ((False, ""), (True, "3/4")):
+        done = subprocess.run(
+            [sys.executable, "-c", script.format(enabled=enabled)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"{enabled}\n"
+        assert (drawn in done.stderr) and (done.stderr == "") == (not enabled)
 
 
 def test_commands_prestart_the_modules_their_workers_run() -> None:

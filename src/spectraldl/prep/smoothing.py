@@ -70,59 +70,60 @@ def correlate1d(
         raise ValueError(f"weights must be 1-D and not empty, got shape {w.shape}")
     if mode not in ("nearest", "constant"):
         raise ValueError(f"mode must be 'nearest' or 'constant', got {mode!r}")
-    last = axis in (-1, array.ndim - 1)
-    lines = array if last else np.moveaxis(array, axis, -1)
+    # The filtered axis first: every step below then runs over whole rows of pixels at once.
+    first = axis in (0, -array.ndim)
+    lines = array if first else np.moveaxis(array, axis, 0)
     with np.errstate(all="ignore"):  # scipy's C loop does not warn on inf or NaN
-        out = _correlate_lines(lines, w, mode, cval)
-    out = out if array.dtype == np.float64 else out.astype(array.dtype)
-    return out if last else np.moveaxis(out, -1, axis)
+        out = _correlate_axis0(lines, w, mode, cval).astype(array.dtype, copy=False)
+    return out if first else np.moveaxis(out, 0, axis)
 
 
-def _correlate_lines(
+def _correlate_axis0(
     lines: NDArray[np.floating], w: NDArray[np.float64], mode: Mode, cval: float
 ) -> NDArray[np.float64]:
-    """`correlate1d` along the last axis, in float64."""
-    n, size = lines.shape[-1], w.size
+    """`correlate1d` along the first axis, in float64."""
+    n, size = lines.shape[0], w.size
     left = size // 2
     padded = _extend(lines, left, size - left - 1, mode, cval)
     # Row k of `shifted` is the input k - left pixels from each output pixel (a view).
-    step = padded.strides[-1]
+    step = padded.strides[0]
     shifted = np.lib.stride_tricks.as_strided(
-        padded, (*lines.shape[:-1], size, n), (*padded.strides[:-1], step, step), writeable=False
+        padded, (size, n, *lines.shape[1:]), (step, *padded.strides), writeable=False
     )
     mirrored = _mirrored(w.tolist()) if size % 2 else 0
     # The terms scipy adds for each output pixel (NI_Correlate1D), one row each, in its order.
-    terms = np.empty((*lines.shape[:-1], left + 1 if mirrored else size, n))
+    terms = np.empty((left + 1 if mirrored else size, *lines.shape))
+    weights = w.reshape(-1, *([1] * lines.ndim))
     if mirrored:
         # For (anti)symmetric weights: the centre, then the pairs from the outside in.
-        np.multiply(shifted[..., left, :], w[left], out=terms[..., 0, :])
+        np.multiply(shifted[left], w[left], out=terms[0])
         pair = np.add if mirrored > 0 else np.subtract
-        pair(shifted[..., :left, :], shifted[..., :left:-1, :], out=terms[..., 1:, :])
-        terms[..., 1:, :] *= w[:left, None]
+        pair(shifted[:left], shifted[:left:-1], out=terms[1:])
+        terms[1:] *= weights[:left]
     else:
         # For any other weights: the last, then from the first on.
-        np.multiply(shifted[..., -1, :], w[-1], out=terms[..., 0, :])
-        np.multiply(shifted[..., :-1, :], w[:-1, None], out=terms[..., 1:, :])
+        np.multiply(shifted[-1], w[-1], out=terms[0])
+        np.multiply(shifted[:-1], weights[:-1], out=terms[1:])
     return _sum_rows(terms)
 
 
 def _sum_rows(terms: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The rows of ``terms`` (axis -2) added one after the other, first to last, as scipy does.
+    """The rows of ``terms`` (axis 0) added one after the other, first to last, as scipy does.
 
-    NumPy's reduction over an axis that is not the innermost adds row after row too, but it
-    starts from +0.0, not from the first row: the sums differ only where every term is -0.0
-    (scipy's stays -0.0), which is put right. With one pixel per row the rows would become
-    the innermost axis, which NumPy sums pairwise: rounded otherwise, so added in a loop.
+    NumPy's reduction over the outermost axis adds row after row too, but it starts from
+    +0.0, not from the first row: the sums differ only where every term is -0.0 (scipy's
+    stays -0.0), which is put right. With one value per row the rows would become the
+    innermost axis, which NumPy sums pairwise: rounded otherwise, so added in a loop.
     """
-    if terms.shape[-1] < 2:
-        out = terms[..., 0, :].copy()
-        for k in range(1, terms.shape[-2]):
-            out += terms[..., k, :]
+    if terms[0].size < 2:
+        out = terms[0].copy()
+        for row in terms[1:]:
+            out += row
         return out
-    out = np.add.reduce(terms, axis=-2)
+    out = np.add.reduce(terms, axis=0)
     zero = out == 0
     if zero.any():
-        out[zero & np.signbit(terms).all(axis=-2)] = -0.0
+        out[zero & np.signbit(terms).all(axis=0)] = -0.0
     return out
 
 
@@ -141,14 +142,15 @@ def _mirrored(w: list[float]) -> int:
 def _extend(
     lines: NDArray[np.floating], left: int, right: int, mode: Mode, cval: float
 ) -> NDArray[np.float64]:
-    """The lines in float64 with ``left`` and ``right`` pixels added at their ends."""
-    n = lines.shape[-1]
-    out = np.empty((*lines.shape[:-1], left + n + right))
-    out[..., left : left + n] = lines
+    """The lines (along the first axis) in float64, with ``left`` and ``right`` pixels added
+    at their ends."""
+    n = lines.shape[0]
+    out = np.empty((left + n + right, *lines.shape[1:]))
+    out[left : left + n] = lines
     if mode == "constant" or n == 0:
-        out[..., :left] = cval
-        out[..., left + n :] = cval
+        out[:left] = cval
+        out[left + n :] = cval
     else:
-        out[..., :left] = lines[..., :1]
-        out[..., left + n :] = lines[..., -1:]
+        out[:left] = lines[:1]
+        out[left + n :] = lines[-1:]
     return out

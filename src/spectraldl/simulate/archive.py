@@ -310,7 +310,8 @@ def _chunk(
     junk_fraction: float,
     compress: bool,
 ) -> list[dict[str, Any]]:
-    """Simulate and write the files of ``indices``; return their truth rows."""
+    """Simulate and write the files of ``indices``; return their truth rows, with the values
+    as truth.csv writes them."""
     rows = []
     base = Path(out_dir)
     kinds = junkfiles.kinds_for(archive, compressed=compress)
@@ -334,7 +335,8 @@ def _chunk(
             if compress:
                 data = fitsbytes.gzip_bytes(data, level=1)
         _write(base / relpath, data)
-        rows.append(row)
+        # As truth.csv writes them: formatted here, in the workers, not after them.
+        rows.append({key: _csv_value(value) for key, value in row.items()})
     return rows
 
 
@@ -477,16 +479,13 @@ def _csv_value(value: Any) -> Any:
 
 def write_truth_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write truth rows atomically: `TRUTH_FIRST_COLUMNS`, then every other key in order."""
-    columns = list(TRUTH_FIRST_COLUMNS)
+    columns = dict.fromkeys(TRUTH_FIRST_COLUMNS)
     for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
+        columns.update(dict.fromkeys(row))
     with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows([_csv_value(row[c]) if c in row else "" for c in columns] for row in rows)
 
 
 def read_truth_csv(path: str | Path) -> list[dict[str, str]]:
