@@ -271,9 +271,17 @@ def simulate_vectors(
 # --- archives on disk --------------------------------------------------------------------
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write through `atomic_write`, so a killed run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(path: Path, data: bytes, folders: set[Path] | None = None) -> None:
+    """Write through `atomic_write`, so a killed run never leaves half a file.
+
+    ``folders`` are those known to exist already (the folder is added): each
+    folder is made once per chunk, not once per file.
+    """
+    folder = path.parent
+    if folders is None or folder not in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if folders is not None:
+            folders.add(folder)
     with atomic_write(path) as tmp:
         tmp.write_bytes(data)
 
@@ -314,6 +322,7 @@ def _chunk(
     as truth.csv writes them."""
     rows = []
     base = Path(out_dir)
+    folders: set[Path] = set()
     kinds = junkfiles.kinds_for(archive, compressed=compress)
     survey = simulated_archive(archive)
     for index in indices:
@@ -334,7 +343,7 @@ def _chunk(
             data = survey.file_bytes(spec)
             if compress:
                 data = fitsbytes.gzip_bytes(data, level=1)
-        _write(base / relpath, data)
+        _write(base / relpath, data, folders)
         # As truth.csv writes them: formatted here, in the workers, not after them.
         rows.append({key: _csv_value(value) for key, value in row.items()})
     return rows

@@ -58,6 +58,7 @@ from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
 from spectraldl.simulate.common import (
     choose_template,
+    clamp,
     correlated_normal,
     draw_snr,
     lognormal_mixture,
@@ -561,8 +562,8 @@ def _draw_star(
     k = choose_template(rng, templates, types, archive="lamost", teff_values=population.teff_values)
     default_snr = lognormal_mixture(rng, LAMOST_SNR_LOGNORMAL)
     snr = draw_snr(rng, population, label=label, default=default_snr)
-    rv = float(np.clip(rng.normal(*RADIAL_VELOCITY_KMS), -250.0, 250.0))
-    resolving_power = float(np.clip(rng.normal(*RESOLVING_POWER), 1000.0, 1900.0))
+    rv = clamp(rng.normal(*RADIAL_VELOCITY_KMS), -250.0, 250.0)
+    resolving_power = clamp(rng.normal(*RESOLVING_POWER), 1000.0, 1900.0)
     ebv = float(min(rng.exponential(0.12), 1.5))
     line = draw_line(rng, profile, style=LINES, snr=snr, weak=label == "noise")
     flux_level = 3.0 * snr**1.3 * math.exp(rng.normal(0.0, 0.3))
@@ -780,10 +781,8 @@ def _noisy_frame(
     n = g.wave.size
     scale = float(rng.uniform(*NOISE_SCALE))
     corr = float(rng.uniform(*NOISE_CORRELATION_PX))
-    beta = float(
-        np.clip(
-            math.exp(rng.uniform(math.log(0.1), math.log(1.0))) * 30.0 / max(snr, 0.5), 0.02, 30.0
-        )
+    beta = clamp(
+        math.exp(rng.uniform(math.log(0.1), math.log(1.0))) * 30.0 / max(snr, 0.5), 0.02, 30.0
     )
     sky_lines = _sky_lines(g, sigma_kms)
     sky = beta * flux_level * (1.0 + 4.0 * sky_lines)
@@ -916,7 +915,7 @@ def _clip_pipeline_edges(rng: np.random.Generator, frame: _Frame, snr: float) ->
     """Pipeline edges: ivar = 0 runs at the blue end (longer at low S/N), in the A band and
     5-pixel clips outside the window; zero flux and ivar at the last pixels."""
     wave, ivar, window = frame.wave, frame.ivar, frame.window
-    blue = int(np.clip(rng.exponential(40.0 * 30.0 / max(snr, 1.0)), 0, 600))
+    blue = int(clamp(rng.exponential(40.0 * 30.0 / max(snr, 1.0)), 0, 600))
     ivar[:blue] = 0.0
     if rng.random() < 0.3:
         ivar[(wave > 7581.0) & (wave < 7679.0)] = 0.0
@@ -1070,7 +1069,7 @@ def _fibre_position(rng: np.random.Generator, plate: dict[str, Any]) -> tuple[fl
     """RA and Dec (deg) of a fibre drawn uniformly on the plate's 2.5 deg radius."""
     radius = 2.5 * math.sqrt(rng.random())
     angle = rng.uniform(0.0, 2.0 * math.pi)
-    dec = float(np.clip(plate["dec0"] + radius * math.sin(angle), -89.9, 89.9))
+    dec = clamp(plate["dec0"] + radius * math.sin(angle), -89.9, 89.9)
     ra = (plate["ra0"] + radius * math.cos(angle) / max(math.cos(math.radians(dec)), 0.05)) % 360.0
     return ra, dec
 
