@@ -32,9 +32,9 @@ test-fast: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/docs.py
 
-# Measure the CPU benchmarks (simulate, ingest, DR8 tables, classify, smoothing; each ratio against its baseline
-# measured in the same run), keep their JSON and regenerate the pages' figures: about
-# 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
+# Measure the CPU benchmarks (simulate, ingest, DR8 tables, classify, smoothing; each ratio
+# against its baseline measured in the same run), keep their JSON and regenerate the pages'
+# figures: about 10-15 minutes on 2 cores. classify's GPU rows say "skipped: no GPU" without one
 # (benchmarks/gpu.sh measures them on a GPU machine). Sizes: BENCH_INGEST_FILES (ingest's
 # tree), BENCH_FILES (simulate, classify's FITS tree), BENCH_SPECTRA.
 # BENCH_THREADS: PyTorch thread counts of classify's dataset rows, each measured (0: all cores).

@@ -7,7 +7,7 @@ The two give the same bits (tests/test_smoothing.py). What changed is time:
   the first file), with scipy.ndimage imported first (before: the stages
   imported it) and without (now); the median of ``--starts`` fresh processes
   each, alternated;
-* per call: `gaussian_filter1d` and `correlate1d` on the sizes the stages smooth
+* per call: `gaussian_filter1d` (a Gaussian `correlate1d`) on the sizes the stages smooth
   (the LAMOST simulation's template window and H-alpha line, the Ondřejov blur
   of preprocessing, a chunk of line windows measured at once), scipy's against ours.
 

@@ -75,7 +75,8 @@ def correlate1d(
     lines = array if first else np.moveaxis(array, axis, 0)
     with np.errstate(all="ignore"):  # scipy's C loop does not warn on inf or NaN
         out = _correlate_axis0(lines, w, mode, cval).astype(array.dtype, copy=False)
-    return out if first else np.moveaxis(out, 0, axis)
+    # In C order as scipy's, whatever the axis: later sums over it depend on the layout.
+    return out if first else np.ascontiguousarray(np.moveaxis(out, 0, axis))
 
 
 def _correlate_axis0(

@@ -275,7 +275,8 @@ def _write(path: Path, data: bytes, folders: set[Path] | None = None) -> None:
     """Write through `atomic_write`, so a killed run never leaves half a file.
 
     ``folders`` are those known to exist already (the folder is added): each
-    folder is made once per chunk, not once per file.
+    folder is made once per chunk, not once per file (one deleted during the
+    chunk is not made again: the write fails, naming the file).
     """
     folder = path.parent
     if folders is None or folder not in folders:
