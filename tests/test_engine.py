@@ -72,6 +72,43 @@ def test_parts_are_committed_in_shard_order_whatever_the_backend(tmp_path, worke
     assert again.resumed == 6
 
 
+def test_results_are_handed_on_in_shard_order_and_a_slow_shard_does_not_pile_them_up(
+    tmp_path,
+) -> None:
+    # The first shard is slow, so the other worker finishes all the rest before it: every
+    # shard still reaches in_order in shard order, as soon as those before it are done, and
+    # no more than HELD_RESULTS of the early finishers are held (the rest come as None, for
+    # the job to read back from their parts).
+    parts = PartsFolder(tmp_path / "out.h5")
+    parts.prepare({"n": 16}, merged=lambda _: False, conflict=RuntimeError("other run"))
+    n = engine.HELD_RESULTS + 8
+    shards = [Shard(f"part-{i:03d}.json", 1, (i, 1.5 if i == 0 else 0.0)) for i in range(n)]
+    handed: list[tuple[str, dict[str, int] | None, int]] = []
+
+    def in_order(part: Path, result: dict[str, int] | None) -> None:
+        handed.append((part.name, result, len(list(parts.path.glob("part-*.json")))))
+
+    with open_backend("local", workers=2) as backend:
+        run_shards(shards, square, commit, parts=parts, backend=backend, in_order=in_order)
+    assert [name for name, _, _ in handed] == [s.name for s in shards]
+    held = [result for _, result, _ in handed if result is not None]
+    assert all(result == json.loads((parts.path / name).read_text())
+               for name, result, _ in handed if result is not None)  # fmt: skip
+    assert handed[0][1] is not None  # the shard everyone waited for is not read back
+    assert len(held) <= engine.HELD_RESULTS + 1
+    assert any(result is None for _, result, _ in handed)
+    # Resumed: every part is read back, none is run again, and the order holds.
+    (parts.path / "part-003.json").unlink()
+    handed.clear()
+    done = run_shards(shards, square, commit, parts=parts, backend=SerialBackend(),
+                      in_order=in_order)  # fmt: skip
+    assert done.resumed == n - 1
+    assert [(name, result is None) for name, result, _ in handed] == [
+        (s.name, s.name != "part-003.json") for s in shards
+    ]
+    assert handed[3][2] == n  # handed on once committed
+
+
 def test_parts_of_another_run_are_refused_or_replaced(tmp_path) -> None:
     parts = PartsFolder(tmp_path / "out.h5")
     parts.prepare({"n": 1}, merged=lambda _: False, conflict=RuntimeError("other run"))

@@ -212,6 +212,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert list(parts.glob("chunk-*.npz")), "the run finished before it could be killed"
+    assert (tmp_path / ".out.h5.tmp").exists()  # the new dataset, merged while chunks are read
     still = read_dataset(out)
     assert list(still.ids) == list(before.ids) and np.array_equal(still.X, before.X)
 
@@ -224,4 +225,5 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     assert np.array_equal(resumed.labels[len(before) :], full.labels)
     assert len(set(resumed.ids)) == len(resumed)
     assert not parts.exists()
+    assert sorted(p.name for p in tmp_path.glob(".*")) == []  # the killed run's new file went
     assert _errors(tmp_path / "out.h5.errors.csv") == _errors(tmp_path / "reference.h5.errors.csv")

@@ -142,6 +142,12 @@ def map_in_order(
     return [results[index] for index in range(len(tasks))]
 
 
+HELD_RESULTS = 8
+"""Finished shards whose results are kept in memory until their turn (`run_shards`'s
+``in_order``); later ones are read back from their parts, so a slow shard cannot make
+this process hold the results of all those that overtook it."""
+
+
 def run_shards(
     shards: Iterable[Shard[T]],
     work: Callable[[T], R],
@@ -150,17 +156,38 @@ def run_shards(
     parts: PartsFolder,
     backend: Backend,
     progress: Callable[[int], None] | None = None,
+    in_order: Callable[[Path, R | None], None] | None = None,
 ) -> ShardsDone:
     """Run every shard whose part is not committed yet and commit its result.
 
     ``work(task)`` runs where the backend puts it; ``commit(tmp, result)``
     writes the part here, to a temporary path renamed when it returns.
     ``progress`` gets the inputs covered by each shard as it is skipped or
-    committed. Shards are read lazily, so a plan of millions of files is
-    never all in memory with its results.
+    committed. ``in_order(part, result)`` is called for every shard in shard
+    order as soon as it and all before it are committed, so a job can merge
+    while later shards run; ``result`` is None where the part must be read
+    back (a resumed shard, or one kept waiting past `HELD_RESULTS`). Shards
+    are read lazily, so a plan of millions of files is never all in memory
+    with its results.
     """
     done = ShardsDone()
     sizes: dict[int, int] = {}
+    finished: dict[int, R | None] = {}  # committed, waiting for their turn in in_order
+    turn = held = 0
+
+    def hand_on(index: int, result: R | None) -> None:
+        nonlocal turn, held
+        if in_order is None:
+            return
+        if result is not None and index != turn and held >= HELD_RESULTS:
+            result = None
+        finished[index] = result
+        held += result is not None
+        while turn in finished:
+            ready = finished.pop(turn)
+            held -= ready is not None
+            in_order(done.paths[turn], ready)
+            turn += 1
 
     def todo() -> Iterator[tuple[int, T]]:
         for shard in shards:
@@ -168,6 +195,7 @@ def run_shards(
             done.paths.append(parts.path / shard.name)
             if done.paths[-1].exists():
                 done.resumed += 1
+                hand_on(index, None)
                 if progress:
                     progress(shard.size)
                 continue
@@ -177,6 +205,7 @@ def run_shards(
     for index, result in backend.run(partial(numbered, work), todo()):
         with atomic_write(done.paths[index], keep_suffix=True) as tmp:
             commit(tmp, result)
+        hand_on(index, result)
         size = sizes.pop(index)
         if progress:
             progress(size)

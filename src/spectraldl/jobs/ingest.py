@@ -6,9 +6,10 @@ Dask worker) reads and preprocesses its files, and the rows come back to be
 written as a shard (an uncompressed ``.npz`` of its columns) in ``OUT.parts/`` under a temporary
 name, renamed when complete. A killed run leaves finished shards behind; the
 same command again skips them.
-When all shards exist they are merged in chunk order into ``OUT`` (again via
-a temporary file and a rename), so one worker and many give the same file,
-and nothing already in ``OUT`` is lost or duplicated.
+Shards are merged in chunk order, each as soon as those before it are
+written, into a new copy of ``OUT`` that replaces it by a rename once all
+are in: the merge runs beside the workers, one worker and many give the
+same file, and nothing already in ``OUT`` is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -265,10 +266,17 @@ class ChunkSettings:
     origin: str
 
 
-def read_chunk(files: list[str], settings: ChunkSettings) -> tuple[Rows, list[FileError]]:
+ShardArrays = dict[str, np.ndarray]
+"""A shard's rows and bad files as named arrays, text as NumPy unicode: the ``.npz`` of its
+part and, until merged, the result a worker sends back (`_shard_arrays`)."""
+
+
+def read_chunk(files: list[str], settings: ChunkSettings) -> ShardArrays:
     """The task of one shard: read and preprocess its files (`read_and_preprocess`)."""
-    return read_and_preprocess(
-        files, config=settings.config, labels=settings.labels, origin=settings.origin
+    return _shard_arrays(
+        *read_and_preprocess(
+            files, config=settings.config, labels=settings.labels, origin=settings.origin
+        )
     )
 
 
@@ -277,10 +285,9 @@ def _text(values: Iterable[str]) -> np.ndarray:
     return np.array(list(values), dtype=str)
 
 
-def _write_shard(path: Path, chunk: tuple[Rows, list[FileError]]) -> None:
-    """A shard as one uncompressed ``.npz``: a few milliseconds, where an HDF5 file of the
-    same rows took tens (the parent writes every shard; its time is the workers' wait)."""
-    rows, errors = chunk
+def _shard_arrays(rows: Rows, errors: Sequence[FileError]) -> ShardArrays:
+    """A chunk's rows and bad files as the arrays of its shard (made in the worker, so the
+    parent, which commits and merges every shard, only writes them)."""
     arrays = {
         "X": rows.X,
         "ids": _text(rows.ids),
@@ -291,30 +298,39 @@ def _write_shard(path: Path, chunk: tuple[Rows, list[FileError]]) -> None:
     }
     for name, values in rows.meta.items():
         arrays[f"meta.{name}"] = _text(values) if META_COLUMNS[name] == "str" else values
+    return arrays
+
+
+def _write_shard(path: Path, arrays: ShardArrays) -> None:
+    """A shard as one uncompressed ``.npz``: a few milliseconds, where an HDF5 file of the
+    same rows took tens (the parent writes every shard; its time is the workers' wait)."""
     with path.open("wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
 
-def _shard_rows(path: Path) -> Rows:
-    """The rows of a shard `_write_shard` wrote."""
-    with np.load(path, allow_pickle=False) as shard:
-        return Rows(
-            X=shard["X"],
-            ids=shard["ids"],
-            labels=shard["labels"],
-            quality=shard["quality"],
-            meta={name: shard[f"meta.{name}"] for name in META_COLUMNS if f"meta.{name}" in shard},
-        )
+def _shard_rows(shard: Mapping[str, np.ndarray]) -> Rows:
+    """The rows of a shard's arrays (held, or read from its ``.npz``)."""
+    return Rows(
+        X=shard["X"],
+        ids=shard["ids"],
+        labels=shard["labels"],
+        quality=shard["quality"],
+        meta={name: shard[f"meta.{name}"] for name in META_COLUMNS if f"meta.{name}" in shard},
+    )
 
 
-def _shard_index(path: Path) -> tuple[np.ndarray, np.ndarray, list[FileError]]:
-    """A shard's ids, sources and files' errors, without its rows (read lazily from the file)."""
+def _shard_errors(shard: Mapping[str, np.ndarray]) -> list[FileError]:
+    """The bad files of a shard's arrays."""
+    return [
+        FileError(str(p), str(r))
+        for p, r in zip(shard["error_paths"], shard["error_reasons"], strict=True)
+    ]
+
+
+def _shard_ids(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A committed shard's ids and sources, without its rows (read lazily from the file)."""
     with np.load(path, allow_pickle=False) as shard:
-        errors = [
-            FileError(str(p), str(r))
-            for p, r in zip(shard["error_paths"], shard["error_reasons"], strict=True)
-        ]
-        return shard["ids"], shard["meta.source"], errors
+        return shard["ids"], shard["meta.source"]
 
 
 def _digest(items: Iterable[str]) -> str:
@@ -412,17 +428,15 @@ def ingest(
             files = list(found)
             unread = list(found.bad)
             manifest = _manifest(files, config, labels_csv, origin)
-            shards = _run(files, out, manifest, settings, backend, progress)
-            summary = _merge(
-                PartsFolder(out),
-                out,
-                shards,
-                config,
-                strict=strict,
-                files=len(files) + len(unread),
-                unread=unread,
-                labels=labels,
-            )
+            parts = _prepare_parts(out, manifest)
+            with atomic_write(out) as tmp:
+                merge = _Merge(tmp, out, config)
+                _run(files, parts, settings, backend, progress, merge.add)
+                summary = merge.finish(
+                    parts, strict=strict, files=len(files) + len(unread), unread=unread,
+                    labels=labels,
+                )  # fmt: skip
+            parts.remove()
     except OSError as exc:
         if is_output_error(exc):
             raise JobIOError(describe_os_error(exc)) from None
@@ -431,21 +445,27 @@ def ingest(
     return summary
 
 
-def _run(
-    files: Sequence[str],
-    out: Path,
-    manifest: dict[str, Any],
-    settings: ChunkSettings,
-    backend: Backend,
-    progress: Callable[[int, int], None] | None,
-) -> list[Path]:
-    """Write the shard of every chunk not written yet (on ``backend``): all shards, in order."""
+def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
+    """``OUT.parts/`` ready to resume or start the run of ``manifest``."""
     parts = PartsFolder(out)
     conflict = IngestFailed(
         f"{parts.path} holds an unfinished ingest of other inputs or settings; "
         "re-run that command to finish it, or delete the folder to start over"
     )
     parts.prepare(manifest, merged=partial(_merged_into, out), conflict=conflict)
+    return parts
+
+
+def _run(
+    files: Sequence[str],
+    parts: PartsFolder,
+    settings: ChunkSettings,
+    backend: Backend,
+    progress: Callable[[int, int], None] | None,
+    in_order: Callable[[Path, ShardArrays | None], None],
+) -> None:
+    """Write the shard of every chunk not written yet (on ``backend``), each handed to
+    ``in_order`` in chunk order as soon as it and those before it are written."""
     chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
     shards = [Shard(_shard_name(i, c), len(c), c) for i, c in enumerate(chunks)]
     parts.keep_only(shard.name for shard in shards)
@@ -461,14 +481,15 @@ def _run(
         progress(0, len(files))
     if len(shards) <= 1:
         backend = SerialBackend()
-    return run_shards(
+    run_shards(
         shards,
         partial(read_chunk, settings=settings),
         _write_shard,
         parts=parts,
         backend=backend,
         progress=advance,
-    ).paths
+        in_order=in_order,
+    )
 
 
 def _merged_into(out: Path, marker: str) -> bool:
@@ -479,62 +500,86 @@ def _merged_into(out: Path, marker: str) -> bool:
         return str(h5.attrs.get("last_ingest", "")) == marker
 
 
-def _merge(
-    parts: PartsFolder,
-    out: Path,
-    shards: Sequence[Path],
-    config: PreprocessConfig,
-    *,
-    strict: bool,
-    files: int,
-    unread: Sequence[FileError] = (),
-    labels: LabelList | None = None,
-) -> IngestSummary:
-    def lookup(index: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, sources, _ = _shard_index(shards[index])
-        return ids, sources
+class _Merge:
+    """The new dataset ``tmp`` (a copy of ``out``, or empty), growing shard by shard in chunk
+    order while later chunks are still read: the first row of each id is appended (ids
+    already in ``out`` are skipped), later ones are listed as duplicates."""
 
-    first = FirstOfEachId(lookup, read_ids(out) if out.exists() else ())
-    errors = list(unread)
-    keeps = []
-    for shard in shards:
-        ids, sources, shard_errors = _shard_index(shard)
-        errors += shard_errors
-        keeps.append(first.keep(ids.astype(object), sources.astype(object)))
-    errors += first.errors
-    already = first.already_present
-    errors_csv = errors_csv_path(out)
-    if strict and errors:
-        write_errors_csv(errors_csv, errors)
-        listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:3])
-        raise IngestFailed(
-            f"{len(errors)} bad files with --strict, {out} not written; all listed in "
-            f"{errors_csv}; first: {listing}"
-        )
-    with atomic_write(out) as tmp:
+    def __init__(self, tmp: Path, out: Path, config: PreprocessConfig) -> None:
+        self.tmp = tmp
+        self.out = out
+        self._parts: list[Path] = []
+        self._first = FirstOfEachId(self._lookup, read_ids(out) if out.exists() else ())
+        self._errors: list[FileError] = []
+        self._pending: list[Rows] = []
+        self._pending_rows = 0
+        self.added = 0
         if out.exists():
             shutil.copyfile(out, tmp)
         else:
             create_dataset(tmp, config=config)
-        added = _append_kept(tmp, shards, keeps)
-        report = _apply_labels(tmp, labels) if labels is not None else None
+
+    def _lookup(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return _shard_ids(self._parts[index])
+
+    def add(self, part: Path, arrays: ShardArrays | None) -> None:
+        """Merge the next shard: its arrays as held, or read back from its ``part``."""
+        self._parts.append(part)
+        if arrays is None:
+            with np.load(part, allow_pickle=False) as shard:
+                arrays = dict(shard.items())
+        self._errors += _shard_errors(arrays)
+        keep = self._first.keep(arrays["ids"].astype(object), arrays["meta.source"].astype(object))
+        if keep.any():
+            self._pending.append(_shard_rows(arrays).take(keep))
+            self._pending_rows += len(self._pending[-1])
+            self.added += int(keep.sum())
+        if self._pending_rows >= MERGE_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            append_rows(self.tmp, Rows.concat(self._pending))
+        self._pending, self._pending_rows = [], 0
+
+    def finish(
+        self,
+        parts: PartsFolder,
+        *,
+        strict: bool,
+        files: int,
+        unread: Sequence[FileError] = (),
+        labels: LabelList | None = None,
+    ) -> IngestSummary:
+        """Complete ``tmp`` once every shard is merged: labels, the run's mark, the bad files'
+        list. With ``strict``, any bad file raises `IngestFailed` (``tmp`` is then dropped)."""
+        errors = [*unread, *self._errors, *self._first.errors]
+        errors_csv = errors_csv_path(self.out)
+        if strict and errors:
+            write_errors_csv(errors_csv, errors)
+            listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:3])
+            raise IngestFailed(
+                f"{len(errors)} bad files with --strict, {self.out} not written; all listed in "
+                f"{errors_csv}; first: {listing}"
+            )
+        self._flush()
+        report = _apply_labels(self.tmp, labels) if labels is not None else None
         if strict and report is not None and report.problems:
-            raise IngestFailed(f"--strict: {report.line()}; {out} not written")
+            raise IngestFailed(f"--strict: {report.line()}; {self.out} not written")
         run = uuid.uuid4().hex
-        with h5py.File(tmp, "r+") as h5:
+        with h5py.File(self.tmp, "r+") as h5:
             h5.attrs["last_ingest"] = run
         write_errors_csv(errors_csv, errors)
         parts.mark_merged(run)
-    parts.remove()
-    return IngestSummary(
-        out=out,
-        files=files,
-        added=added,
-        already_present=already,
-        errors=errors,
-        errors_csv=errors_csv,
-        labels=report,
-    )
+        return IngestSummary(
+            out=self.out,
+            files=files,
+            added=self.added,
+            already_present=self._first.already_present,
+            errors=errors,
+            errors_csv=errors_csv,
+            labels=report,
+        )
 
 
 def _apply_labels(path: Path, labels: LabelList) -> LabelReport:
@@ -559,19 +604,3 @@ def _apply_labels(path: Path, labels: LabelList) -> LabelReport:
         if relabelled:
             h5["labels"][...] = wanted
     return matcher.report(relabelled=relabelled)
-
-
-def _append_kept(path: Path, shards: Sequence[Path], keeps: Sequence[np.ndarray]) -> int:
-    """Append each shard's kept rows to the dataset ``path``, in shard order; the rows added."""
-    added = 0
-    pending: list[Rows] = []
-    for shard, keep in zip(shards, keeps, strict=True):
-        if keep.any():
-            pending.append(_shard_rows(shard).take(keep))
-            added += int(keep.sum())
-        if sum(len(block) for block in pending) >= MERGE_ROWS:
-            append_rows(path, Rows.concat(pending))
-            pending = []
-    if pending:
-        append_rows(path, Rows.concat(pending))
-    return added
