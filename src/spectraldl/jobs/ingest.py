@@ -525,13 +525,17 @@ class _Merge:
     def add(self, part: Path, arrays: ShardArrays | None) -> None:
         """Merge the next shard: its arrays as held, or read back from its ``part``."""
         self._parts.append(part)
-        if arrays is None:
-            with np.load(part, allow_pickle=False) as shard:
-                arrays = dict(shard.items())
-        self._errors += _shard_errors(arrays)
-        keep = self._first.keep(arrays["ids"].astype(object), arrays["meta.source"].astype(object))
+        if arrays is not None:
+            self._take(arrays)
+            return
+        with np.load(part, allow_pickle=False) as shard:  # arrays read as used: rows if kept
+            self._take(shard)
+
+    def _take(self, shard: Mapping[str, np.ndarray]) -> None:
+        self._errors += _shard_errors(shard)
+        keep = self._first.keep(shard["ids"].astype(object), shard["meta.source"].astype(object))
         if keep.any():
-            self._pending.append(_shard_rows(arrays).take(keep))
+            self._pending.append(_shard_rows(shard).take(keep))
             self._pending_rows += len(self._pending[-1])
             self.added += int(keep.sum())
         if self._pending_rows >= MERGE_ROWS:
