@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 
 from spectraldl.core.errors import FileError
 
@@ -26,16 +25,14 @@ _ROW_MASK = (1 << _ROW_BITS) - 1
 
 
 def id_hashes(ids: np.ndarray) -> np.ndarray:
-    """64-bit hashes (uint64) of an object array of ids, vectorised (pandas' SipHash).
+    """64-bit hashes (uint64) of an array of ids: Python's own string hash (SipHash).
 
-    Ids with undecodable bytes (stems of file names that are not UTF-8) are
-    hashed as their bytes; a valid id hashes the same either way.
+    It differs from one process to the next, which is all the merge needs: the
+    hashes live in this process's memory only, and a shared hash is checked
+    against the ids themselves. Twice as fast as pandas' ``hash_array``, and
+    without importing pandas (0.3 s) in every ingest and its workers' server.
     """
-    try:
-        return pd.util.hash_array(ids, categorize=False)
-    except UnicodeEncodeError:
-        raw = np.array([str(i).encode("utf-8", "surrogateescape") for i in ids], dtype=object)
-        return pd.util.hash_array(raw, categorize=False)
+    return np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids)).view(np.uint64)
 
 
 class FirstOfEachId:

@@ -271,7 +271,9 @@ def _read_regular_file(path: Path) -> bytes:
     """The bytes of ``path``, refusing anything but a regular file before opening it.
 
     A FIFO would block and a device never end; the file is opened without
-    blocking and checked again (it could have been swapped in between).
+    blocking and checked again (it could have been swapped in between). Read
+    by `os.read` on the descriptor, without the buffered file object that
+    `open` would build around it (a fifth of this function's time per file).
     """
     try:
         mode = os.stat(path).st_mode
@@ -280,20 +282,35 @@ def _read_regular_file(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise SpectrumError(path, f"cannot read the file ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise SpectrumError(path, f"{file_kind(info.st_mode)}, not a regular file; not read")
-        if info.st_size > MAX_FILE_BYTES:
+        return _read_to_end(path, fd, info.st_size)
+    except OSError as exc:
+        raise SpectrumError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_to_end(path: Path, fd: int, size: int) -> bytes:
+    """Everything ``fd`` holds, ``size`` bytes as its stat said, or more if it has grown since;
+    `SpectrumError` beyond `MAX_FILE_BYTES`."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        if max(size, total) > MAX_FILE_BYTES:
             raise SpectrumError(
                 path,
-                f"the file is {info.st_size} bytes, more than any spectrum "
+                f"the file is {max(size, total)} bytes, more than any spectrum "
                 f"(limit {MAX_FILE_BYTES}); not read",
             )
-        try:
-            return handle.read()
-        except OSError as exc:
-            raise SpectrumError(path, f"cannot read the file ({exc.strerror or exc})") from None
+        chunk = os.read(fd, max(size - total, 0) + 1)  # one byte more: the end, or growth
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _Bomb(ValueError):
