@@ -317,7 +317,7 @@ class _Bomb(ValueError):
     """A gzip stream that inflates beyond what its FITS headers promise."""
 
 
-def _find_end(data: bytearray, start: int, search_from: int) -> int:
+def _find_end(data: bytes | bytearray, start: int, search_from: int) -> int:
     """Offset of the END card of the header starting at ``start`` (card-aligned), or -1."""
     end = data.find(_END_CARD, search_from)
     while end >= 0 and (end - start) % CARD:
@@ -326,17 +326,21 @@ def _find_end(data: bytearray, start: int, search_from: int) -> int:
 
 
 class _Inflater:
-    """A gzip stream inflated on demand into ``out`` (members one after the other)."""
+    """A gzip stream inflated on demand into ``out`` (members one after the other).
+
+    ``out`` is the first inflated piece itself while it is the only one (a whole
+    LAMOST file comes out of one call), and a bytearray the later pieces extend:
+    the common case makes no copy of the file (two, before).
+    """
 
     def __init__(self, raw: bytes) -> None:
-        self.out = bytearray()
+        self.out: bytes | bytearray = b""
         self._inflater = isal_zlib.decompressobj(wbits=31)
         self._pending = raw
 
     def fill(self, size: int) -> bool:
         """Inflate until ``out`` holds ``size`` bytes; False when the stream ended first."""
-        out = self.out
-        while len(out) < size:
+        while len(self.out) < size:
             if self._inflater.eof:  # a gzip file may hold several members, one after the other
                 self._pending = self._inflater.unused_data
                 if not self._pending.strip(b"\0"):
@@ -344,9 +348,19 @@ class _Inflater:
                 self._inflater = isal_zlib.decompressobj(wbits=31)
             if not self._pending:
                 raise EOFError("the gzip stream ends before its end-of-stream marker")
-            out.extend(self._inflater.decompress(self._pending, size - len(out)))
+            piece = self._inflater.decompress(self._pending, size - len(self.out))
             self._pending = self._inflater.unconsumed_tail
+            if not self.out:
+                self.out = piece
+            elif piece:
+                if isinstance(self.out, bytes):
+                    self.out = bytearray(self.out)
+                self.out.extend(piece)
         return True
+
+    def data(self) -> bytes:
+        """What was inflated, as bytes."""
+        return self.out if isinstance(self.out, bytes) else bytes(self.out)
 
     def header_end(self, start: int) -> int:
         """Inflate as far as the END card of the header at ``start``: its offset, or -1 when
@@ -381,19 +395,18 @@ def _inflate(raw: bytes) -> tuple[bytes, tuple[Header, int] | None]:
     `MAX_HEADER_BYTES`; gzip errors propagate as the decompressor raises them.
     """
     stream = _Inflater(raw)
-    out = stream.out
     primary: tuple[Header, int] | None = None
     start = 0
     while True:
         if stream.header_end(start) < 0:
-            return bytes(out), primary  # no END card: parse_header says so
-        header, data_start = parse_header(out, start)
+            return stream.data(), primary  # no END card: parse_header says so
+        header, data_start = parse_header(stream.out, start)
         primary = primary or (header, data_start)
         try:
             size = data_unit_bytes(header)
         except ValueError:  # unsizable: inflate what there is (within the limit)
             stream.refuse_beyond(MAX_FILE_BYTES, f"it inflates to more than {MAX_FILE_BYTES}")
-            return bytes(out), primary
+            return stream.data(), primary
         if data_start + size > MAX_FILE_BYTES:
             raise _Bomb(
                 f"its header promises {data_start + size} bytes, more than any "
@@ -401,14 +414,14 @@ def _inflate(raw: bytes) -> tuple[bytes, tuple[Header, int] | None]:
             )
         start = data_start + _padded(size)
         if not stream.fill(start) or not stream.fill(start + BLOCK):
-            return bytes(out), primary
-        if not out.startswith(b"XTENSION=", start):
+            return stream.data(), primary
+        if not stream.out.startswith(b"XTENSION=", start):
             stream.refuse_beyond(
                 start + TRAILING_SLACK,
                 f"it inflates to more than its FITS headers promise ({start} bytes "
                 f"and {TRAILING_SLACK} of slack)",
             )
-            return bytes(out), primary
+            return stream.data(), primary
 
 
 @dataclass
