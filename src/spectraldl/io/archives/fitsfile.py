@@ -330,7 +330,7 @@ class _Inflater:
 
     ``out`` is the first inflated piece itself while it is the only one (a whole
     LAMOST file comes out of one call), and a bytearray the later pieces extend:
-    the common case makes no copy of the file (two, before).
+    the common case copies nothing.
     """
 
     def __init__(self, raw: bytes) -> None:
