@@ -534,10 +534,11 @@ class _Merge:
     def _take(self, shard: Mapping[str, np.ndarray]) -> None:
         self._errors += _shard_errors(shard)
         keep = self._first.keep(shard["ids"].astype(object), shard["meta.source"].astype(object))
-        if keep.any():
+        kept = int(keep.sum())
+        if kept:
             self._pending.append(_shard_rows(shard).take(keep))
-            self._pending_rows += len(self._pending[-1])
-            self.added += int(keep.sum())
+            self._pending_rows += kept
+            self.added += kept
         if self._pending_rows >= MERGE_ROWS:
             self._flush()
 

@@ -299,10 +299,11 @@ def _read_to_end(path: Path, fd: int, size: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
-        if max(size, total) > MAX_FILE_BYTES:
+        known = max(size, total)
+        if known > MAX_FILE_BYTES:
             raise SpectrumError(
                 path,
-                f"the file is {max(size, total)} bytes, more than any spectrum "
+                f"the file is {known} bytes, more than any spectrum "
                 f"(limit {MAX_FILE_BYTES}); not read",
             )
         chunk = os.read(fd, max(size - total, 0) + 1)  # one byte more: the end, or growth
