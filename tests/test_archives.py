@@ -482,3 +482,38 @@ def test_every_header_keyword_reads_as_astropy_reads_it(path: Path) -> None:
     assert "NO_SUCH" not in ours and ours.get("NO_SUCH", 7) == 7 and 5 not in ours
     with pytest.raises(KeyError):
         ours["NO_SUCH"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["it's", "a / b", "''", "'", "x'' / y", "ends in a quote'", "  lead", "O'Neil's 'star'"],
+)
+def test_quoted_header_strings_read_back_as_astropy_writes_them(value: str) -> None:
+    """Quotes written doubled, slashes and blanks inside a string value, a comment after.
+
+    FITS 4.0 sect. 4.2.1.1: astropy's own reader takes ``'x'''' / y'`` for ``x''``;
+    the standard, and this reader, for ``x'' / y``.
+    """
+    from spectraldl.io.archives.fitsfile import parse_header
+
+    cards = fits.Header([("SIMPLE", True), ("OBJECT", value, "a comment / with a slash")])
+    header, _ = parse_header(cards.tostring().encode("ascii"))
+    assert header["OBJECT"] == value.rstrip()
+
+
+def test_headers_of_one_layout_share_an_index_and_keep_their_own_values() -> None:
+    """The card index is built once per layout of keywords, bounded; values stay per header."""
+    from spectraldl.io.archives import fitsfile
+
+    def header(**cards: object) -> fitsfile.Header:
+        block = fits.Header([("SIMPLE", True), *cards.items()]).tostring().encode("ascii")
+        return fitsfile.parse_header(block)[0]
+
+    first, second = header(OBJECT="a", RA=1.5), header(OBJECT="b", RA=2.5)
+    assert (first["OBJECT"], first["RA"], second["OBJECT"], second["RA"]) == ("a", 1.5, "b", 2.5)
+    assert first._index is second._index
+    swapped = header(RA=3.5, OBJECT="c")
+    assert swapped._index is not first._index and (swapped["OBJECT"], swapped["RA"]) == ("c", 3.5)
+    for n in range(2 * fitsfile._MAX_INDEXES):
+        assert header(**{f"KEY{n}": n})[f"KEY{n}"] == n
+    assert len(fitsfile._INDEXES) <= fitsfile._MAX_INDEXES
