@@ -26,6 +26,7 @@ bytes outside ASCII are decoded without loss, so two such ids never collide.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import stat
@@ -54,6 +55,8 @@ _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 """File names the spectrum readers accept (any case); the content decides how a file is read."""
 
+_LONGEST_SUFFIX_FIRST = tuple(sorted(SPECTRUM_SUFFIXES, key=len, reverse=True))
+
 MAX_FILE_BYTES = 1 << 30
 """The largest (inflated) FITS file read: 1 GiB. One spectrum of a supported archive is
 kilobytes to a few MB (a LAMOST MRS file with every exposure about 10 MB); anything
@@ -80,7 +83,7 @@ matched at once), 8x faster than one alternative per character on a 40-character
 def spectrum_stem(name: str) -> str:
     """``name`` without a spectrum suffix (`SPECTRUM_SUFFIXES`, any case)."""
     lower = name.lower()
-    for suffix in sorted(SPECTRUM_SUFFIXES, key=len, reverse=True):
+    for suffix in _LONGEST_SUFFIX_FIRST:
         if lower.endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -514,7 +517,7 @@ class FitsFile:
             dtype, shape = _dtype_and_shape(self.header)
         except ValueError as exc:
             raise SpectrumError(self.path, str(exc)) from None
-        count = int(np.prod(shape)) if shape else 0
+        count = math.prod(shape) if shape else 0
         nbytes = count * np.dtype(dtype).itemsize
         available = len(self.data) - self.data_start
         if available < nbytes:

@@ -44,6 +44,8 @@ MRS_RESOLVING_POWER = 7500.0
 
 _ROW_NAMES = {"flux", "inverse", "subcontinuum", "wavelength", "andmask", "ormask"}
 
+_ABSENT = object()
+
 
 def _is_lamost(header: Mapping[str, HeaderValue]) -> bool:
     return text(header, "TELESCOP").upper().startswith("LAMOST") or text(
@@ -73,9 +75,9 @@ def _meta(
         mjd = number(header, "MJD")
     designation = text(header, "DESIG")
     extra = {
-        key.lower(): header[key]
+        key.lower(): value
         for key in ("CLASS", "SUBCLASS", "Z", "PLANID", "FIBERID", "SPID", "OBJNAME")
-        if key in header
+        if (value := header.get(key, _ABSENT)) is not _ABSENT
     }
     extra["release"] = release
     extra.update(simulated_extra(fits_file.header))
