@@ -601,8 +601,9 @@ def _second_worker(src: Sources, files: str) -> str:
 
     whole = "spectraldl ingest, 2 workers"
     sizes = span((r["n_files"] for r in rows(whole)), num)
-    rounds = min(len(r.get("round_ratios", [])) for r in rows(whole + ", start-up left out"))
-    paired = f", medians of {rounds} rounds alternated with 1 worker" if rounds > 1 else ""
+    counts = [len(r.get("round_ratios", [])) for r in rows(whole + ", start-up left out")]
+    rounds = span(counts, str)
+    paired = f", medians of {rounds} rounds alternated with 1 worker" if min(counts) > 1 else ""
     return (
         f"{ratios(whole + ', start-up left out')} once start-up is left out{paired} "
         f"({ratios(whole)} for whole runs of {sizes} files)"
