@@ -215,7 +215,7 @@ def _card_index(cards: bytes) -> dict[bytes, int]:
         for commentary in (b"COMMENT ", b"HISTORY "):  # commentary even when written "KEY = "
             index.pop(commentary, None)
         if len(_INDEXES) >= _MAX_INDEXES:
-            del _INDEXES[next(iter(_INDEXES))]
+            _INDEXES.clear()  # one call: safe beside threads reading other headers
         _INDEXES[heads] = index
     return index
 
