@@ -517,3 +517,19 @@ def test_headers_of_one_layout_share_an_index_and_keep_their_own_values() -> Non
     for n in range(2 * fitsfile._MAX_INDEXES):
         assert header(**{f"KEY{n}": n})[f"KEY{n}"] == n
     assert len(fitsfile._INDEXES) <= fitsfile._MAX_INDEXES
+
+
+def test_a_long_header_is_read_but_its_index_is_not_kept() -> None:
+    """A file with a huge header (a hostile download, say) cannot leave megabytes behind in
+    the shared index table once it is closed: only headers of a normal size are kept."""
+    from spectraldl.io.archives import fitsfile
+
+    many = fitsfile._MAX_SHARED_CARDS + 1
+    cards = [("SIMPLE", True), *((f"K{n}", n) for n in range(many))]
+    block = fits.Header(cards).tostring().encode("ascii")
+    fitsfile._INDEXES.clear()
+    header = fitsfile.parse_header(block)[0]
+    assert (header["K0"], header[f"K{many - 1}"], len(header)) == (0, many - 1, many + 1)
+    assert not fitsfile._INDEXES
+    normal = fitsfile.parse_header(fits.Header(cards[:100]).tostring().encode("ascii"))[0]
+    assert normal["K98"] == 98 and list(fitsfile._INDEXES.values()) == [normal._index]

@@ -143,6 +143,10 @@ release share a layout, so most headers reuse an index instead of building one."
 
 _MAX_INDEXES = 64
 
+_MAX_SHARED_CARDS = 1000
+"""Headers of more cards than this (the archives' have a few hundred) get an index of their
+own, freed with them: the table then holds at most 64 x 1000 cards whatever files are read."""
+
 
 _ABSENT: Any = object()
 
@@ -202,21 +206,30 @@ class Header(Mapping[str, HeaderValue]):
 def _card_index(cards: bytes) -> dict[bytes, int]:
     """Keyword (card bytes 0-8) -> byte offset of its first valued card, for whole cards.
 
-    Shared, never changed: built once per layout of card heads (`_INDEXES`).
+    Shared, never changed: built once per layout of card heads (`_INDEXES`), except for
+    headers longer than `_MAX_SHARED_CARDS`.
     """
+    if len(cards) > _MAX_SHARED_CARDS * CARD:
+        return _new_index(cards)
     heads = np.frombuffer(cards, dtype=_CARD_HEADS)["head"].tobytes()
     index = _INDEXES.get(heads)
     if index is None:
-        fields = np.frombuffer(cards, dtype=_CARD_FIELDS)
-        valued = np.flatnonzero(fields["indicator"] == b"= ")
-        keys = fields["key"][valued].tolist()
-        offsets = (valued * CARD).tolist()
-        index = dict(zip(reversed(keys), reversed(offsets), strict=True))
-        for commentary in (b"COMMENT ", b"HISTORY "):  # commentary even when written "KEY = "
-            index.pop(commentary, None)
+        index = _new_index(cards)
         if len(_INDEXES) >= _MAX_INDEXES:
             _INDEXES.clear()  # one call: safe beside threads reading other headers
         _INDEXES[heads] = index
+    return index
+
+
+def _new_index(cards: bytes) -> dict[bytes, int]:
+    """`_card_index` built from the cards."""
+    fields = np.frombuffer(cards, dtype=_CARD_FIELDS)
+    valued = np.flatnonzero(fields["indicator"] == b"= ")
+    keys = fields["key"][valued].tolist()
+    offsets = (valued * CARD).tolist()
+    index = dict(zip(reversed(keys), reversed(offsets), strict=True))
+    for commentary in (b"COMMENT ", b"HISTORY "):  # commentary even when written "KEY = "
+        index.pop(commentary, None)
     return index
 
 
