@@ -533,3 +533,30 @@ def test_a_long_header_is_read_but_its_index_is_not_kept() -> None:
     assert not fitsfile._INDEXES
     normal = fitsfile.parse_header(fits.Header(cards[:100]).tostring().encode("ascii"))[0]
     assert normal["K98"] == 98 and list(fitsfile._INDEXES.values()) == [normal._index]
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_header_longer_than_the_limit_is_refused_naming_the_file(
+    tmp_path: Path, gzipped: bool
+) -> None:
+    """A plain file is held to the same header limit as a gzipped one: no index of millions
+    of cards is built. A header just within the limit is still read."""
+    from spectraldl.io.archives import fitsfile
+
+    per_block = fitsfile.BLOCK // fitsfile.CARD
+
+    def write(name: str, cards: int) -> Path:
+        first = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 0)]).tostring()[:240]
+        more = "".join(str(fits.Card(f"K{n}", n)) for n in range(cards - 4))
+        data = (first + more + f"{'END':<80}").encode("ascii")
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(data) if gzipped else data)
+        return path
+
+    most = fitsfile.MAX_HEADER_BYTES // fitsfile.CARD
+    assert FitsFile.open(write("fits.fits", most)).header[f"K{most - 5}"] == most - 5
+    too_long = write("long.fits", most + per_block)
+    with pytest.raises(SpectrumError, match=f"first {fitsfile.MAX_HEADER_BYTES} "):
+        FitsFile.open(too_long)
+    with pytest.raises(SpectrumError, match=r"long\.fits"):
+        FitsFile.open(too_long)

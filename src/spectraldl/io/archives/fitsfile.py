@@ -240,11 +240,15 @@ def parse_header(data: bytes | bytearray, start: int = 0) -> tuple[Header, int]:
     """Parse a FITS header starting at byte ``start``.
 
     Returns the `Header` and the byte offset where the data unit begins.
-    Raises `ValueError` when no END card is found.
+    Raises `ValueError` when no END card is found, or none within `MAX_HEADER_BYTES`
+    (a damaged file: its header would take gigabytes to index).
     """
-    end = data.find(_END_CARD, start)
+    limit = start + MAX_HEADER_BYTES + CARD
+    end = data.find(_END_CARD, start, limit)
     while end >= 0 and (end - start) % CARD:
-        end = data.find(_END_CARD, end + 1)
+        end = data.find(_END_CARD, end + 1, limit)
+    if end < 0 and len(data) > limit:
+        raise ValueError(f"no END card in the first {MAX_HEADER_BYTES} bytes of the header")
     if end < 0:
         raise ValueError("the header has no END card (file truncated or not FITS)")
     text = bytes(data[start:end]).decode("latin-1")
@@ -416,7 +420,8 @@ class _Inflater:
             end = _find_end(self.out, start, max(start, searched - CARD))
             if end < 0 and not more:
                 return -1
-            if end < 0 and len(self.out) - start > MAX_HEADER_BYTES:
+            searched_to = end if end >= 0 else len(self.out)
+            if searched_to - start > MAX_HEADER_BYTES:
                 raise _Bomb(f"no END card in the first {MAX_HEADER_BYTES} inflated bytes")
         return end
 
