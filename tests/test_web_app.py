@@ -312,6 +312,10 @@ def test_label_api_needs_the_csrf_token_and_keeps_every_decision(
         {"spectrum_id": 1, "label": "<b>bold</b>"},
     ):
         assert client.post("/api/labels", json=bad, headers=headers).status_code == 422
+    for label, says in (("abs", "expected one of emission, "), ("2", "not a number")):
+        wrong = client.post("/api/labels", json={"spectrum_id": 1, "label": label}, headers=headers)
+        detail = wrong.json()["detail"]
+        assert wrong.status_code == 422 and says in detail and "0-4" not in detail
     assert (
         client.post(
             "/api/labels", json={"spectrum_id": 999, "label": "emission"}, headers=headers

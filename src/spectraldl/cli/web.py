@@ -82,6 +82,14 @@ def _print_errors(errors: list[Any], limit: int = 20) -> None:
     help="Largest catalogue upload accepted from a logged-in user (MiB).",
 )
 @click.option(
+    "--head-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a request's line and headers before its connection "
+    "is closed (a client sending nothing, or a byte now and then, would otherwise hold it).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -95,6 +103,7 @@ def serve_command(
     forwarded_allow_ips: str | None,
     max_body_mb: float,
     max_upload_mb: float,
+    head_timeout: float,
     log_level: str,
 ) -> None:
     """Run the web tool: label spectra and vet candidates in a browser.
@@ -111,6 +120,7 @@ def serve_command(
     import uvicorn
 
     from spectraldl.web.app import create_app
+    from spectraldl.web.connections import head_deadline_protocol
     from spectraldl.web.limits import BodyLimits
 
     limits = BodyLimits(
@@ -127,6 +137,7 @@ def serve_command(
             access_log=log_level == "debug",
             proxy_headers=forwarded_allow_ips is not None,
             forwarded_allow_ips=forwarded_allow_ips or "",
+            http=head_deadline_protocol(head_timeout),
         )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -31,8 +31,14 @@ from spectraldl import __version__
 from spectraldl.io.labels import CLASSES
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import auth
-from spectraldl.web.db import Database, open_database
-from spectraldl.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginRequired
+from spectraldl.web.db import Database, open_database, pool_capacity
+from spectraldl.web.deps import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    LoginRequired,
+    refuse_nul_text,
+)
+from spectraldl.web.gate import RESERVED_CONNECTIONS, RequestGate
 from spectraldl.web.jobs import ImportJobs
 from spectraldl.web.limits import BodyLimitMiddleware, BodyLimits
 from spectraldl.web.routes import grid, labelling, notes, session, users, vetting
@@ -166,6 +172,7 @@ def create_app(
         redoc_url=None,
         openapi_url=None,  # served to logged-in users only, by routes.session
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_text)],
     )
     app.state.db = db
     app.state.config = config or PreprocessConfig()
@@ -176,6 +183,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
     app.add_middleware(BodyLimitMiddleware, db=db, limits=limits or BodyLimits())
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestGate, slots=pool_capacity(db) - RESERVED_CONNECTIONS)
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -60,6 +60,17 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+POOLS = {"sqlite": (8, 56), "postgresql": (10, 20)}
+"""Connections kept open and opened beyond them, per dialect: a SQLite connection is a few
+file handles; a PostgreSQL server allows about 100 in all by default."""
+
+
+def pool_capacity(db: Database) -> int:
+    """Connections ``db``'s requests may hold at once: its pool's size and overflow."""
+    size, overflow = POOLS.get(db.dialect, POOLS["sqlite"])
+    return size + overflow
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (SQLite gets WAL, a busy timeout and foreign keys)."""
     parsed = make_url(url)
@@ -69,10 +80,18 @@ def make_engine(url: str) -> Engine:
             parent = Path(database).expanduser().parent
             if not parent.is_dir():
                 raise DatabaseError(f"{database}: the folder {parent} does not exist")
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        pool = {} if database in ("", ":memory:") else _pool_args("sqlite")
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **_pool_args("postgresql"))
+
+
+def _pool_args(dialect: str) -> dict[str, int]:
+    size, overflow = POOLS[dialect]
+    return {"pool_size": size, "max_overflow": overflow}
 
 
 def begin_write(session: Session) -> None:

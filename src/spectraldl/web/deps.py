@@ -1,5 +1,5 @@
 """What the routes share: the request's database session and login, CSRF checks, bounded
-integer inputs, and turning the store's errors into HTTP ones.
+integer inputs, text without NUL characters, and turning the store's errors into HTTP ones.
 
 The login dependencies raise `LoginRequired`, which the app answers with 401
 (API, writes) or a redirect to the login page (pages).
@@ -7,6 +7,7 @@ The login dependencies raise `LoginRequired`, which the app answers with 401
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,30 @@ ID_MAX = 2**31 - 1
 
 Id = Annotated[int, Path(ge=1, le=ID_MAX)]
 """A row id in a URL path: 422 unless 1 <= id <= `ID_MAX`."""
+
+
+NUL_REFUSED = "text may not contain NUL characters (U+0000)"
+
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+"""A NUL written as JSON writes it (``\\u0000`` after an even run of backslashes)."""
+
+
+async def refuse_nul_text(request: Request) -> None:
+    """400 for a NUL character in the path, the query or a JSON or form body (not in file
+    uploads): PostgreSQL cannot store one in text (it answered with an error page) and
+    SQLite would keep it in names and notes."""
+    if "\x00" in request.url.path or any(
+        "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
+    ):
+        raise HTTPException(400, NUL_REFUSED)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        if _JSON_NUL.search(await request.body()):
+            raise HTTPException(400, NUL_REFUSED)
+    elif kind == "application/x-www-form-urlencoded":
+        form = await request.form()
+        if any("\x00" in key or "\x00" in str(value) for key, value in form.multi_items()):
+            raise HTTPException(400, NUL_REFUSED)
 
 
 class LoginRequired(Exception):

@@ -76,12 +76,13 @@ def canonical_label(label: str) -> str:
     digit keys number the classes differently, so only names are unambiguous.
     """
     text = label.strip()
+    names = ", ".join(CLASSES)
+    if text.lstrip("+-").isdigit():
+        raise DecisionError(f"use a class name, not a number: {names}")
     try:
-        if text.lstrip("+-").isdigit():
-            raise ValueError(f"use a class name, not a number: {', '.join(CLASSES)}")
         return CLASSES[label_code(text)]
-    except ValueError as exc:
-        raise DecisionError(str(exc)) from None
+    except ValueError:
+        raise DecisionError(f"unknown class {label!r}; expected one of {names}") from None
 
 
 def _lock_row(session: Session, model: Any, row_id: int) -> bool:
