@@ -7,6 +7,7 @@ science functions downstream can trust shapes and dtypes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -124,7 +125,10 @@ class Spectrum:
             )
         if wave.size < 2:
             raise ValueError("a spectrum needs at least two pixels")
-        if not (wave[1:] > wave[:-1]).all():
+        # Increasing, so finite when both ends are (an infinite end passes the comparison).
+        if not (
+            math.isfinite(wave[0]) and math.isfinite(wave[-1]) and (wave[1:] > wave[:-1]).all()
+        ):
             raise ValueError("wavelengths must be finite and strictly increasing")
         if self.medium not in ("air", "vacuum"):
             raise ValueError(f"medium must be 'air' or 'vacuum', not {self.medium!r}")

@@ -15,13 +15,13 @@ the arrays are always the ones astropy gives (the tests compare them).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
 from spectraldl.core.errors import SpectrumError
-from spectraldl.io.archives.fitsfile import FitsFile, Header
+from spectraldl.io.archives.fitsfile import FitsFile, Header, HeaderValue
 
 _TFORM = re.compile(r"(\d*)([LXBIJKAEDCMPQ])(.*)")
 _FIELD_BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16}
@@ -30,9 +30,20 @@ _ARRAY_DTYPES = {"B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D":
 _SHAPING = ("TSCAL", "TZERO", "TDIM")
 
 
+MAX_FIELDS = 999
+"""The most columns a FITS table may have (TFIELDS, the FITS standard's limit)."""
+
+
 def _int(header: Header, key: str) -> int | None:
     value = header.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def field_count(header: Mapping[str, HeaderValue]) -> int | None:
+    """A table header's TFIELDS when it is a whole number of 0-999 (0 when absent), else None."""
+    fields = header.get("TFIELDS", 0)
+    valid = isinstance(fields, int) and not isinstance(fields, bool) and 0 <= fields <= MAX_FIELDS
+    return fields if valid else None
 
 
 def columns(
@@ -51,9 +62,14 @@ def columns(
     header, start = found
     if header.get("XTENSION") != "BINTABLE" or header.get("NAXIS") != 2:
         return None
-    width, rows, fields = _int(header, "NAXIS1"), _int(header, "NAXIS2"), _int(header, "TFIELDS")
-    if width is None or rows is None or fields is None or rows < 0 or fields < 0:
-        return None
+    width, rows, fields = _int(header, "NAXIS1"), _int(header, "NAXIS2"), field_count(header)
+    if width is None or rows is None or fields is None or width < 0 or rows < 0:
+        raise SpectrumError(
+            fits_file.path,
+            f"table {index}'s header is invalid: NAXIS1 = {header.get('NAXIS1')!r}, "
+            f"NAXIS2 = {header.get('NAXIS2')!r}, TFIELDS = {header.get('TFIELDS')!r} "
+            f"(whole numbers >= 0, TFIELDS at most {MAX_FIELDS})",
+        )
     if header.get("BITPIX") != 8 or header.get("GCOUNT", 1) != 1:
         return None
     wanted: dict[str, tuple[int, str, int]] = {}
@@ -100,10 +116,19 @@ def table_columns(
     fast = columns(fits_file, index, names)
     if fast is not None:
         return fast
-    table = fits_file.hdul[index].data
-    rows = 0 if table is None else len(table)
-    present = {name.upper() for name in table.columns.names} if rows else set()
-    return rows, {name: table[name] for name in names if name in present}
+    from astropy.io.fits import BinTableHDU, TableHDU
+    from astropy.io.fits.verify import VerifyError
+
+    hdu = fits_file.hdul[index] if index < len(fits_file.hdul) else None
+    if not isinstance(hdu, BinTableHDU | TableHDU):
+        raise SpectrumError(fits_file.path, f"extension {index} is not a readable table")
+    try:
+        table = hdu.data
+        rows = 0 if table is None else len(table)
+        present = {name.upper() for name in table.columns.names} if rows else set()
+        return rows, {name: table[name] for name in names if name in present}
+    except (VerifyError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise SpectrumError(fits_file.path, f"astropy cannot read table {index} ({exc})") from None
 
 
 def require_columns(

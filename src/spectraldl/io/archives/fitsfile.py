@@ -57,8 +57,8 @@ SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 
 _LONGEST_SUFFIX_FIRST = tuple(sorted(SPECTRUM_SUFFIXES, key=len, reverse=True))
 
-MAX_FILE_BYTES = 1 << 30
-"""The largest (inflated) FITS file read: 1 GiB. One spectrum of a supported archive is
+MAX_FILE_BYTES = 1 << 28
+"""The largest (inflated) FITS file read: 256 MiB. One spectrum of a supported archive is
 kilobytes to a few MB (a LAMOST MRS file with every exposure about 10 MB); anything
 bigger is a damaged header or a decompression bomb, refused before it is held in memory."""
 
@@ -68,6 +68,10 @@ TRAILING_SLACK = 64 * BLOCK
 INFLATE_STEP = 64 * BLOCK
 """Bytes inflated at a time while looking for a header's END card (184 kB): a whole LAMOST
 spectrum (90 kB) comes out of one call instead of five (10 us less per file)."""
+
+MAX_GZIP_MEMBERS = 10_000
+"""The most gzip members (streams one after the other) a file may hold: a spectrum is one,
+or a few dozen blocks from ``bgzip``; each costs a copy of the rest of the file."""
 
 MAX_HEADER_BYTES = 1000 * BLOCK
 """The longest header searched for its END card (36 000 cards; LAMOST's have about 130)."""
@@ -385,6 +389,7 @@ class _Inflater:
         self.out: bytes | bytearray = b""
         self._inflater = isal_zlib.decompressobj(wbits=31)
         self._pending = raw
+        self._members = 1
 
     def fill(self, size: int) -> bool:
         """Inflate until ``out`` holds ``size`` bytes; False when the stream ended first."""
@@ -393,6 +398,9 @@ class _Inflater:
                 self._pending = self._inflater.unused_data
                 if not self._pending.strip(b"\0"):
                     return False
+                self._members += 1
+                if self._members > MAX_GZIP_MEMBERS:
+                    raise _Bomb(f"it holds more than {MAX_GZIP_MEMBERS} gzip members")
                 self._inflater = isal_zlib.decompressobj(wbits=31)
             if not self._pending:
                 raise EOFError("the gzip stream ends before its end-of-stream marker")
@@ -567,7 +575,8 @@ class FitsFile:
             warnings.simplefilter("ignore", AstropyWarning)
             try:
                 hdul = fits.open(io.BytesIO(self.data), memmap=False, lazy_load_hdus=False)
-            except (OSError, ValueError, TypeError) as exc:
+            # a damaged header can make astropy fail in many ways (huge BITPIX: OverflowError)
+            except (OSError, ValueError, TypeError, OverflowError, AttributeError) as exc:
                 raise SpectrumError(self.path, f"astropy cannot parse the file ({exc})") from None
         return hdul
 

@@ -31,7 +31,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
-from spectraldl.io.archives.bintable import require_columns, table_columns
+from spectraldl.io.archives.bintable import field_count, require_columns, table_columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
 from spectraldl.io.archives.order import by_wavelength
@@ -187,7 +187,7 @@ def _coadd_columns(fits_file: FitsFile, index: int) -> set[str]:
     ext = fits_file.extension_header(index)
     if not ext or text(ext, "XTENSION") != "BINTABLE":
         return set()
-    count = int(ext.get("TFIELDS", 0) or 0)
+    count = field_count(ext) or 0
     return {text(ext, f"TTYPE{i}").upper() for i in range(1, count + 1)}
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import register
-from spectraldl.io.archives.bintable import table_columns
+from spectraldl.io.archives.bintable import field_count, table_columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import (
     iso_to_mjd,
@@ -54,7 +54,7 @@ def identify_ssap(fits_file: FitsFile) -> bool:
     ext = _table_header(fits_file)
     if text(ext, "XTENSION") != "BINTABLE":
         return False
-    count = int(ext.get("TFIELDS", 0) or 0)
+    count = field_count(ext) or 0
     columns = {text(ext, f"TTYPE{i}").lower() for i in range(1, count + 1)}
     publisher = " ".join(text(ext, k) for k in ("DS_IDPUB", "VOPUB", "TITLE")).lower()
     return {"spectral", "flux"} <= columns and (PUBLISHER in publisher or "ccd700" in publisher)
