@@ -17,9 +17,6 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-HEAD_TIMEOUT_S = 10.0
-"""Default seconds a client has to send a request's line and headers."""
-
 
 def head_deadline_protocol(head_timeout_s: float) -> type[H11Protocol]:
     """uvicorn's HTTP/1.1 protocol (``uvicorn.run(http=...)``) closing a connection whose

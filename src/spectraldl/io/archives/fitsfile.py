@@ -248,9 +248,7 @@ def parse_header(data: bytes | bytearray, start: int = 0) -> tuple[Header, int]:
     (a damaged file: its header would take gigabytes to index).
     """
     limit = start + MAX_HEADER_BYTES + CARD
-    end = data.find(_END_CARD, start, limit)
-    while end >= 0 and (end - start) % CARD:
-        end = data.find(_END_CARD, end + 1, limit)
+    end = _find_end(data, start, start, limit)
     if end < 0 and len(data) > limit:
         raise ValueError(f"no END card in the first {MAX_HEADER_BYTES} bytes of the header")
     if end < 0:
@@ -369,11 +367,14 @@ class _Bomb(ValueError):
     """A gzip stream that inflates beyond what its FITS headers promise."""
 
 
-def _find_end(data: bytes | bytearray, start: int, search_from: int) -> int:
-    """Offset of the END card of the header starting at ``start`` (card-aligned), or -1."""
-    end = data.find(_END_CARD, search_from)
+def _find_end(
+    data: bytes | bytearray, start: int, search_from: int, stop: int | None = None
+) -> int:
+    """Offset of the END card of the header starting at ``start`` (card-aligned, wholly
+    before ``stop``), or -1."""
+    end = data.find(_END_CARD, search_from, stop)
     while end >= 0 and (end - start) % CARD:
-        end = data.find(_END_CARD, end + 1)
+        end = data.find(_END_CARD, end + 1, stop)
     return end
 
 
