@@ -42,8 +42,9 @@ def _int(header: Header, key: str) -> int | None:
 def field_count(header: Mapping[str, HeaderValue]) -> int | None:
     """A table header's TFIELDS when it is a whole number of 0-999 (0 when absent), else None."""
     fields = header.get("TFIELDS", 0)
-    valid = isinstance(fields, int) and not isinstance(fields, bool) and 0 <= fields <= MAX_FIELDS
-    return fields if valid else None
+    if isinstance(fields, int) and not isinstance(fields, bool) and 0 <= fields <= MAX_FIELDS:
+        return fields
+    return None
 
 
 def columns(
