@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectraldl.core.errors import SpectrumError
-from spectraldl.io.archives.fitsfile import FitsFile, Header, HeaderValue
+from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue
 
 _TFORM = re.compile(r"(\d*)([LXBIJKAEDCMPQ])(.*)")
 _FIELD_BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16}
@@ -34,17 +34,15 @@ MAX_FIELDS = 999
 """The most columns a FITS table may have (TFIELDS, the FITS standard's limit)."""
 
 
-def _int(header: Header, key: str) -> int | None:
+def _int(header: Mapping[str, HeaderValue], key: str) -> int | None:
     value = header.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def field_count(header: Mapping[str, HeaderValue]) -> int | None:
     """A table header's TFIELDS when it is a whole number of 0-999 (0 when absent), else None."""
-    fields = header.get("TFIELDS", 0)
-    if isinstance(fields, int) and not isinstance(fields, bool) and 0 <= fields <= MAX_FIELDS:
-        return fields
-    return None
+    fields = _int(header, "TFIELDS") if "TFIELDS" in header else 0
+    return fields if fields is not None and 0 <= fields <= MAX_FIELDS else None
 
 
 def columns(
