@@ -9,12 +9,16 @@ fallback must not escape with its own errors, and an infinite wavelength is no s
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spectraldl.core.errors import SpectrumError
 from spectraldl.io.archives import read_spectrum
+from spectraldl.jobs.ingest import ingest, read_and_preprocess
+from spectraldl.prep.preprocess import PreprocessConfig
 
 DATA = Path(__file__).parent / "data"
 SSAP = DATA / "ondrejov-ssap" / "uk220017.fits"
@@ -44,15 +48,27 @@ def changed(path: Path, hdu: int, **cards: str) -> bytes:
     return data
 
 
+def added(path: Path, **cards: str) -> bytes:
+    """The (plain) file with cards added to its primary header, in place of its END card and
+    the blank cards after it."""
+    data = path.read_bytes()
+    end = next(at for at in range(0, len(data), 80) if data[at : at + 8] == b"END     ")
+    new = b"".join(f"{key:<8}= {value}".ljust(80).encode() for key, value in cards.items())
+    assert data[end + 80 : end + 80 + len(new)].strip() == b"", "no room in the header block"
+    return data[:end] + new + data[end : end + 80] + data[end + 80 + len(new) :]
+
+
 CASES = {
     "ssap-tfields-text": (lambda: changed(SSAP, 1, TFIELDS="'abc'"), "not a spectrum of a known"),
     "ssap-tfields-huge": (lambda: changed(SSAP, 1, TFIELDS="1000000000"), "not a spectrum"),
     "dr8-tfields-nan": (lambda: changed(DR8, 1, TFIELDS="NAN"), "not a spectrum of a known"),
     "ssap-tform-unknown": (lambda: changed(SSAP, 1, TFORM2="5"), "astropy cannot read table"),
-    "ssap-bitpix-huge": (lambda: changed(SSAP, 1, BITPIX="1E38"), "astropy cannot parse"),
+    "ssap-bitpix-huge": (lambda: changed(SSAP, 1, BITPIX="1E38"), "HDU 1's header is invalid"),
     "mrs-table-is-image": (lambda: changed(MRS, 2, XTENSION="'IMAGE   '"), "not a readable table"),
     "mrs-negative-width": (lambda: changed(MRS, 2, NAXIS1="-1"), "NAXIS1 = -1"),
     "mrs-tfields-1e8": (lambda: changed(MRS, 2, TFIELDS="100000000"), "TFIELDS at most 999"),
+    # astropy re-reads such a chain without end, its memory growing
+    "mrs-negative-gcount": (lambda: changed(MRS, 2, GCOUNT="-1"), "HDU 2's header is invalid"),
     "dr1-last-wavelength-infinite": (
         lambda: changed(DR1, 0, COEFF0="0.0", COEFF1=repr(308.3 / 3903)),
         "finite and strictly increasing",
@@ -80,3 +96,51 @@ def test_the_cases_change_files_that_read() -> None:
     comes from its damage)."""
     for path in (SSAP, RAW, DR1, DR8, MRS):
         assert read_spectrum(path).wave_aa.size > 100
+
+
+def _image_extension(size: int) -> bytes:
+    """An IMAGE extension of ``size`` zero bytes (none: NAXIS = 0), padded to its blocks."""
+    axes = ("NAXIS", "1"), ("NAXIS1", str(size))
+    cards = [("XTENSION", "'IMAGE   '"), ("BITPIX", "8"), *(axes if size else [("NAXIS", "0")])]
+    cards += [("PCOUNT", "0"), ("GCOUNT", "1")]
+    header = b"".join(f"{k:<8}= {v:>20}".ljust(80).encode() for k, v in cards)
+    header += b"END".ljust(80)
+    padded = -(-size // BLOCK) * BLOCK
+    return header.ljust(BLOCK) + bytes(padded)
+
+
+def test_a_gzipped_file_of_many_hdus_reads_as_its_plain_bytes(tmp_path: Path) -> None:
+    """Headers already inflated with an earlier data unit are searched for their END card
+    (they were not: every HDU inflated 184 kB more, until the file counted as a bomb)."""
+    data = RAW.read_bytes() + _image_extension(0) * 20 + _image_extension(3_000_000)
+    plain, packed = tmp_path / "many.fits", tmp_path / "many.fits.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data, mtime=0))
+    expected, got = read_spectrum(plain), read_spectrum(packed)
+    assert np.array_equal(got.flux, expected.flux) and got.meta.id == expected.meta.id
+
+
+def test_control_characters_in_header_strings_are_escaped(tmp_path: Path) -> None:
+    """A NUL in a header string (which no HDF5 string holds: the whole ingest failed at
+    its merge) or a newline reads as a visible escape, and the file is ingested."""
+    path = tmp_path / "nul.fits"
+    path.write_bytes(changed(DR1, 0, DESIG="'LAMOST J0\x001'", OBJNAME="'a\nb'"))
+    spectrum = read_spectrum(path)
+    assert spectrum.meta.designation == "LAMOST J0\\x001"
+    summary = ingest([path], tmp_path / "out.h5")
+    assert summary.added == 1 and not summary.errors
+
+
+def test_overflowing_values_are_refused_without_numpy_warnings(tmp_path: Path) -> None:
+    """BSCALE = 1E300 (flux overflows) and a wavelength solution from 0 Å are bad files,
+    reported as such, with no RuntimeWarning printed on the way."""
+    files = [tmp_path / "bscale.fits", tmp_path / "zero-wave.fits", tmp_path / "good.fits"]
+    files[0].write_bytes(added(DR1, BSCALE="1E300"))
+    files[1].write_bytes(changed(DR1, 0, COEFF0="0.0", COEFF1="1E-6"))
+    files[2].write_bytes(DR1.read_bytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows, errors = read_and_preprocess(files, config=PreprocessConfig())
+    assert [error.path for error in errors] == [str(p) for p in files[:2]]
+    assert len(rows.ids) == 1
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

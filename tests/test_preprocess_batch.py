@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,16 @@ def test_small_groups_and_mixed_grids(real_files: list[Path]) -> None:
 
 def test_an_empty_chunk() -> None:
     assert preprocess_many([], CONFIG) == []
+
+
+def test_a_group_with_infinite_flux_gives_no_numpy_warnings(real_files: list[Path]) -> None:
+    """A spectrum with inf in its window goes to `preprocess` without the group's arithmetic
+    on it printing RuntimeWarnings to the user."""
+    spectrum = next(s for s in map(read_spectrum, real_files) if s.meta.archive == "lamost")
+    flux = spectrum.flux.copy()
+    flux[np.searchsorted(spectrum.wave_aa, 6600.0)] = np.inf
+    spectra = [spectrum] * MIN_GROUP + [dataclasses.replace(spectrum, flux=flux)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _assert_same(spectra)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

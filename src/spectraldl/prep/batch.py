@@ -141,18 +141,20 @@ def _group_outcomes(
     """The group's results; None where `preprocess` must see the spectrum itself."""
     flux = np.stack([s.flux[plan.used] for s in spectra])
     window = flux[:, plan.window]
-    median = _median(window)
-    noise = _der_noise(window)
-    simple = (
-        np.isfinite(flux).all(axis=1)
-        & (window.min(axis=1) != window.max(axis=1))
-        & ~_spiky(window, median, noise)
-    )
-    values = _interp(flux, plan)
-    mean = values.mean(axis=1, keepdims=True)
-    std = values.std(axis=1)
-    simple &= np.isfinite(std) & (std != 0)
-    x = ((values - mean) / np.where(simple, std, 1.0)[:, None]).astype(np.float32)
+    # Rows with inf or NaN give NaN here without a word: they go to `preprocess` (not simple).
+    with np.errstate(invalid="ignore", over="ignore"):
+        median = _median(window)
+        noise = _der_noise(window)
+        simple = (
+            np.isfinite(flux).all(axis=1)
+            & (window.min(axis=1) != window.max(axis=1))
+            & ~_spiky(window, median, noise)
+        )
+        values = _interp(flux, plan)
+        mean = values.mean(axis=1, keepdims=True)
+        std = values.std(axis=1)
+        simple &= np.isfinite(std) & (std != 0)
+        x = ((values - mean) / np.where(simple, std, 1.0)[:, None]).astype(np.float32)
     flags = _flags(spectra, plan, config)
     out: list[Outcome | None] = []
     for i, spectrum in enumerate(spectra):

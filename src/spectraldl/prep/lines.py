@@ -39,7 +39,8 @@ def air_to_vacuum(wave_aa: ArrayLike) -> NDArray[np.float64]:
         Vacuum wavelengths (Å, float64), of the input's shape.
     """
     wave = np.asarray(wave_aa, dtype=np.float64)
-    s2 = (1e4 / wave) ** 2
+    with np.errstate(divide="ignore", over="ignore"):  # 0 Å gives inf: no H-alpha there
+        s2 = (1e4 / wave) ** 2
     n = (
         1.0
         + 8.336624212083e-5
