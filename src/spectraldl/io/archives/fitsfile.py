@@ -600,7 +600,8 @@ class FitsFile:
             try:
                 pos += _padded(data_unit_bytes(header))
             except ValueError as exc:
-                raise SpectrumError(self.path, f"HDU {number}'s header is invalid ({exc})") from None
+                message = f"HDU {number}'s header is invalid ({exc})"
+                raise SpectrumError(self.path, message) from None
             if pos >= len(self.data):
                 return
             try:
