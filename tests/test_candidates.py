@@ -392,3 +392,23 @@ def test_candidates_command_errors_are_clear(real_predictions: Path, tmp_path: P
     broken.write_bytes(broken.read_bytes()[:100])
     result = runner.invoke(main, ["candidates", str(broken)])
     assert result.exit_code == 1 and "broken.parquet" in result.output
+
+
+def test_no_output_is_written_over_an_input(real_predictions: Path, tmp_path: Path) -> None:
+    """-o naming the predictions table, or a first catalogue whose ``.known.csv`` is the
+    known-stars list, is refused before anything is written (both were overwritten)."""
+    predictions = tmp_path / "p.parquet"
+    shutil.copy(real_predictions, predictions)
+    known = tmp_path / "be.known.csv"
+    known.write_text("name,ra,dec\nstar,10.0,20.0\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["candidates", str(predictions), "-o", str(predictions)])
+    assert result.exit_code == 1 and "is also an input" in result.output
+    result = runner.invoke(
+        main,
+        ["candidates", str(predictions), "-o", str(tmp_path / "be.csv"), "--known", str(known)],
+    )
+    assert result.exit_code == 1 and "be.known.csv: is also an input" in result.output
+    assert known.read_text() == "name,ra,dec\nstar,10.0,20.0\n"
+    assert predictions.read_bytes() == real_predictions.read_bytes()
+    assert not (tmp_path / "be.csv").exists()

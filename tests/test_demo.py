@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -117,3 +118,19 @@ def test_the_demo_prints_commands_that_work_without_an_active_environment(
     assert _this_command() == "env/bin/spectraldl"
     monkeypatch.setattr("sys.argv", ["/usr/bin/pytest"])
     assert _this_command() == "spectraldl"
+
+
+def test_a_demo_folder_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
+    """A full demo into a --quick demo's folder (or another seed) would skip every step and
+    present the quick results as its own: refused, naming the settings found."""
+    out = tmp_path / "run"
+    run_json = {"seed": 0, "sizes": dataclasses.asdict(QUICK), "steps": []}
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(run_json))
+    result = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 1 and "other settings (--quick --seed 0)" in result.output
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick", "--seed", "1"])
+    assert result.exit_code == 1 and "--seed 0" in result.output
+    assert json.loads((out / "run.json").read_text()) == run_json
+    result = CliRunner().invoke(main, ["demo", "--out", ""])
+    assert result.exit_code == 2 and "an empty path" in result.output

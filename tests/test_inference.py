@@ -396,6 +396,18 @@ def test_a_dataset_on_another_grid_is_refused(model_dir: Path, tmp_path: Path) -
     assert not parts_dir(tmp_path / "pred.parquet").exists()
 
 
+def test_the_output_is_never_an_input(model_dir: Path, tmp_path: Path) -> None:
+    """``-o`` naming the dataset being classified, even with --overwrite, is refused before
+    any work (the predictions replaced the dataset)."""
+    dataset = tmp_path / "same.h5"
+    ingest([f.path for f in bundled_files(archive="ondrejov")][:3], dataset)
+    before = dataset.read_bytes()
+    args = ("classify", str(model_dir), str(dataset), "-o", str(dataset), "--overwrite")
+    code, output = _run(*args)
+    assert code == 1 and "same.h5: is an input of this run" in output
+    assert dataset.read_bytes() == before and not parts_dir(dataset).exists()
+
+
 def test_an_unknown_output_format_is_refused(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ClassifyError, match=r"\.txt"):
         classify(model_dir, [bundled_files()[0].path], tmp_path / "pred.txt")

@@ -179,3 +179,18 @@ def test_a_worse_model_is_named_worse() -> None:
     assert len(worse) == 1 and "more than 1 point" in worse[0]
     card["parent"]["compared"]["test"]["accuracy"] = 0.95
     assert _comparison(card["parent"]["compared"])[1] == []
+
+
+def test_overwrite_never_deletes_the_database_it_learns_from(parent: Path, tmp_path: Path) -> None:
+    """``-o`` naming the folder of the team's database: --overwrite would delete it with the
+    folder (it did, then said the database was missing); refused, the database kept."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    open_database(f"sqlite:///{sandbox / 'team.db'}").dispose()
+    args = ["learn", "--db", str(sandbox / "team.db"), "--model", str(parent), "-o", str(sandbox)]
+    result = CliRunner().invoke(main, [*args, "--overwrite", "--force"])
+    assert result.exit_code == 1 and "not a model folder" in result.output
+    (sandbox / "card.json").write_text("{}")
+    result = CliRunner().invoke(main, [*args, "--overwrite", "--force"])
+    assert result.exit_code == 1 and "team.db, an input of this run" in result.output
+    assert (sandbox / "team.db").stat().st_size > 0

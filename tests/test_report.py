@@ -269,6 +269,10 @@ def test_report_errors_are_clear(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert "nowhere" in result.output
+    (run / "candidates.csv").write_text("id,class\n")  # -o naming a run's file: refused, kept
+    result = CliRunner().invoke(main, ["report", str(run), "-o", str(run / "candidates.csv")])
+    assert result.exit_code == 1 and "not an HTML page" in result.output
+    assert (run / "candidates.csv").read_text() == "id,class\n"
 
 
 @pytest.mark.browser

@@ -245,3 +245,24 @@ def test_train_on_cuda_with_a_cpu_only_pytorch_says_what_to_install(
     assert result.exit_code == 1, result.output
     assert "CPU-only build" in result.output and "install a CUDA build" in result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_overwrite_replaces_only_a_model_folder_without_inputs(
+    workdir: Path, dataset: Path, model_dir: Path
+) -> None:
+    """--overwrite deletes the old folder whole: a folder that is no model (a user's work
+    folder) or one holding the training data is refused, and nothing in it is touched."""
+    runner = CliRunner()
+    sandbox = workdir / "sandbox"
+    sandbox.mkdir()
+    (sandbox / "thesis.tex").write_text("years of work")
+    inside = sandbox / "training.h5"
+    inside.write_bytes(dataset.read_bytes())
+    args = ["--epochs", "1", "--overwrite"]
+    result = runner.invoke(main, ["train", str(inside), "-o", str(sandbox), *args])
+    assert result.exit_code == 1 and "not a model folder (no card.json)" in result.output
+    assert (sandbox / "thesis.tex").read_text() == "years of work" and inside.exists()
+    (sandbox / "card.json").write_text("{}")  # a model folder that holds its own data
+    result = runner.invoke(main, ["train", str(inside), "-o", str(sandbox), *args])
+    assert result.exit_code == 1 and "an input of this run" in result.output
+    assert read_dataset(inside).X.shape == (414, 140)

@@ -436,15 +436,11 @@ def run_demo(
         ingesting, training, classifying); none by default.
     """
     out = Path(out)
+    sizes = QUICK if quick else FULL
+    _check_resumable(out, sizes, seed)
     out.mkdir(parents=True, exist_ok=True)
-    run = DemoRun(
-        out=out,
-        sizes=QUICK if quick else FULL,
-        seed=seed,
-        workers=workers,
-        log=log,
-        progress=progress,
-    )
+    run = DemoRun(out=out, sizes=sizes, seed=seed, workers=workers, log=log, progress=progress)
+    _write_run_json(run)  # the settings, for a later run to resume only the same demo
     run.step("simulate training set", out / "training.h5", lambda: _simulate_training(run))
     run.step("simulate archive", out / "archive", lambda: _simulate_archive(run))
     run.step("ingest archive", out / "archive.h5", lambda: _ingest_archive(run))
@@ -459,6 +455,28 @@ def run_demo(
     run.step("report", out / "report.html", lambda: _report(run))
     _write_run_json(run)
     return run
+
+
+class DemoError(ValueError):
+    """A demo folder that cannot be resumed with these settings."""
+
+
+def _check_resumable(out: Path, sizes: DemoSizes, seed: int) -> None:
+    """Raise `DemoError` when ``out`` holds a demo of other sizes (``--quick``) or seed:
+    resuming it would skip its steps and present their results as this run's."""
+    try:
+        record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise DemoError(f"{out / 'run.json'}: unreadable ({exc}); use another --out") from None
+    before = (record.get("sizes"), record.get("seed"))
+    if before != (asdict(sizes), seed):
+        quick = "--quick " if record.get("sizes") == asdict(QUICK) else ""
+        raise DemoError(
+            f"{out} holds a demo run with other settings ({quick}--seed {record.get('seed')}); "
+            "resuming it would mix the two: use another --out, or delete it"
+        )
 
 
 def _write_run_json(run: DemoRun) -> None:

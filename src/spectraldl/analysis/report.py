@@ -982,6 +982,11 @@ def write_report(
     Written to a temporary file and renamed, so a reader never sees half a report.
     """
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
+    if out.exists() and (not out.is_file() or out.suffix.lower() not in (".html", ".htm")):
+        raise ReportError(
+            f"{out}: exists and is not an HTML page; a report replaces only an earlier "
+            "report: give -o a new name ending in .html"
+        )
     sections = collect_sections(run_dir, gallery_sample=gallery_sample, vetted=vetted)
     text = render_html(sections, run_dir=run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from spectraldl.catalogue.crossmatch import (
 from spectraldl.catalogue.gallery import GallerySummary, write_gallery
 from spectraldl.catalogue.selection import CandidatesError, Selection
 from spectraldl.core.atomic import atomic_write
+from spectraldl.core.paths import output_over_input
 from spectraldl.core.quality import Quality
 from spectraldl.io.predictions import (
     ColumnInfo,
@@ -325,6 +326,7 @@ def find_candidates(
         Called with lines of progress for people.
     """
     say = log or (lambda _line: None)
+    _refuse_outputs_over_inputs(predictions, outs, known)
     selection = selection or Selection()
     blocks = _blocks(predictions, chunk_rows)
     meta = _catalogue_meta(predictions, selection)
@@ -394,9 +396,28 @@ def _match_known(
     summary.catalogue = summary.catalogue.assign(known_name=names, known_sep_arcsec=seps)
     summary.crossmatch = match
     if outs:
-        first = Path(outs[0])
-        summary.known_csv = first.with_name(first.stem + ".known.csv")
+        summary.known_csv = _known_csv(outs)
         match.write_csv(summary.known_csv)
+
+
+def _known_csv(outs: Sequence[str | Path]) -> Path:
+    """Where the per-star cross-match goes: beside the first catalogue, ``.known.csv``."""
+    first = Path(outs[0])
+    return first.with_name(first.stem + ".known.csv")
+
+
+def _refuse_outputs_over_inputs(
+    predictions: str | Path | pd.DataFrame, outs: Sequence[str | Path], known: str | Path | None
+) -> None:
+    """Raise `CandidatesError` before anything is written when an output is an input."""
+    inputs = [p for p in (predictions, known) if isinstance(p, str | Path)]
+    outputs = [*outs, *([_known_csv(outs)] if known is not None and outs else [])]
+    clash = output_over_input(outputs, inputs)
+    if clash:
+        raise CandidatesError(
+            f"{clash[0]}: is also an input ({clash[1]}) and would be overwritten; "
+            "write the catalogue to another file"
+        )
 
 
 def _catalogue_meta(predictions: str | Path | pd.DataFrame, selection: Selection) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from spectraldl.classify.predictor import (
     resolve_precision,
 )
 from spectraldl.core.errors import FileError
+from spectraldl.core.paths import output_over_input
 from spectraldl.core.quality import flag_counts
 from spectraldl.io.dataset import dataset_info, read_rows
 from spectraldl.io.predictions import (
@@ -405,6 +406,8 @@ def classify(
         format_of(out)
     except ValueError as exc:
         raise ClassifyError(str(exc)) from None
+    if output_over_input([out, errors_csv_path(out)], sources):
+        raise ClassifyError(f"{out}: is an input of this run; write the predictions elsewhere")
     backend = backend if backend is not None else SerialBackend()
     backend.warm_up(classify_chunk)  # workers import PyTorch while this process plans
     precision_used = _precision_here(precision, device, backend)

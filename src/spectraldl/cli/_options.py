@@ -35,6 +35,15 @@ def scheduler_option() -> Callable[[Any], Any]:
     )
 
 
+class _OutPath(click.Path):
+    """`click.Path` that refuses an empty name (it would mean the current folder)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path names no file or folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def out_option(
     help_text: str,
     *,
@@ -52,7 +61,7 @@ def out_option(
         dest,
         required=required,
         multiple=multiple,
-        type=click.Path(file_okay=not folder, dir_okay=folder, path_type=Path),
+        type=_OutPath(file_okay=not folder, dir_okay=folder, path_type=Path),
         help=help_text,
         **shown,
     )

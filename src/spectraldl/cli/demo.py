@@ -32,11 +32,14 @@ def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     """
     # Idle OpenMP threads spinning on a busy 2-core machine slow everything else.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from spectraldl.demo import run_demo
+    from spectraldl.demo import DemoError, run_demo
 
-    run = run_demo(
-        out, quick=quick, seed=seed, workers=workers, log=click.echo, progress=progress_bar
-    )
+    try:
+        run = run_demo(
+            out, quick=quick, seed=seed, workers=workers, log=click.echo, progress=progress_bar
+        )
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"\nResults are in {run.out.resolve()}/ ; open {run.out / 'report.html'}")
     for name in sorted(p.name for p in run.out.iterdir() if not p.name.startswith(".")):
         click.echo(f"  {name}")

@@ -616,14 +616,41 @@ def _ids_digest(ids: NDArray[np.object_], labels: NDArray[np.integer]) -> str:
     return _sha256("\n".join(map(str, ids)).encode(), np.asarray(labels, np.int8).tobytes())
 
 
-def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+def _prepare_out(out_dir: Path, overwrite: bool, inputs: Sequence[str | Path]) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainingError(f"{out_dir}: exists and is not a directory")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise TrainingError(
-            f"{out_dir}: already exists and is not empty "
-            "(--overwrite, or overwrite=True, replaces it)"
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise TrainingError(
+                f"{out_dir}: already exists and is not empty "
+                "(--overwrite, or overwrite=True, replaces it)"
+            )
+        problem = replace_problem(out_dir, inputs)
+        if problem:
+            raise TrainingError(problem)
+
+
+def replace_problem(out_dir: Path, inputs: Sequence[str | Path]) -> str | None:
+    """Why the existing folder ``out_dir`` must not be replaced by a new model, or None.
+
+    Replacing deletes the old folder whole: only a model folder (one with its
+    card) is replaced, and never one that holds an input of the run (the
+    training data, the web tool's database), which would be deleted with it.
+    """
+    if not (out_dir / CARD).is_file():
+        return (
+            f"{out_dir}: not a model folder (no {CARD}); only a model folder is replaced, "
+            "with everything in it: write the model to a new or empty folder"
         )
+    root = out_dir.resolve()
+    for path in inputs:
+        resolved = Path(path).resolve()
+        if resolved == root or root in resolved.parents:
+            return (
+                f"{out_dir}: holds {path}, an input of this run, which replacing the folder "
+                "would delete: write the model to another folder"
+            )
+    return None
 
 
 def publish_model_dir(tmp: Path, out_dir: Path) -> None:
@@ -1006,7 +1033,7 @@ def train(
     _check_cuda_graph(config, select_device(config.device))
     say = log or (lambda _line: None)
     out_dir = Path(out_dir)
-    _prepare_out(out_dir, overwrite)
+    _prepare_out(out_dir, overwrite, [*datasets, *(replay or ())])
     data, plan = _load_and_plan(datasets, config, init, replay)
     _say_plan(plan, say)
     x_train, y_train = _training_set(data.rows, plan, config, say)

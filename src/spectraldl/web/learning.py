@@ -37,6 +37,7 @@ from spectraldl.ml.training import (
     TrainingError,
     TrainResult,
     publish_model_dir,
+    replace_problem,
     train,
 )
 from spectraldl.web import store
@@ -264,8 +265,12 @@ def learn(
     parent = load_model(parent_dir, device="cpu")
     out_dir = Path(out_dir)
     in_place = out_dir.exists() and out_dir.resolve() == parent_dir.resolve()
-    if out_dir.exists() and any(out_dir.iterdir()) and not (in_place or overwrite):
-        raise LearnError(f"{out_dir}: already exists (--overwrite replaces it)")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (in_place or overwrite):
+            raise LearnError(f"{out_dir}: already exists (--overwrite replaces it)")
+        problem = replace_problem(out_dir, [*_database_file(db_url), *(replay or ())])
+        if problem:
+            raise LearnError(problem)
     labelled = _read_labelled(db_url, parent, say)
     labels_path = _write_labels(
         out_dir.with_name(out_dir.name + ".labels.h5"), parent, labelled, db_url
@@ -308,6 +313,12 @@ def learn(
         out_dir=out_dir,
         labels_path=labels_path,
     )
+
+
+def _database_file(db_url: str) -> list[Path]:
+    """The SQLite file of ``db_url`` (none for a server database)."""
+    url = make_url(resolve_url(db_url))
+    return [Path(url.database)] if url.get_backend_name() == "sqlite" and url.database else []
 
 
 def _read_labelled(
