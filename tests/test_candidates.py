@@ -392,6 +392,10 @@ def test_candidates_command_errors_are_clear(real_predictions: Path, tmp_path: P
     broken.write_bytes(broken.read_bytes()[:100])
     result = runner.invoke(main, ["candidates", str(broken)])
     assert result.exit_code == 1 and "broken.parquet" in result.output
+    nowhere = tmp_path / "missing-folder" / "c.csv"  # a write that fails: one line, no traceback
+    result = runner.invoke(main, ["candidates", str(real_predictions), "-o", str(nowhere)])
+    assert result.exit_code == 1 and "missing-folder" in result.output
+    assert "No such file or directory" in result.output and result.exc_info[0] is SystemExit
 
 
 def test_no_output_is_written_over_an_input(real_predictions: Path, tmp_path: Path) -> None:

@@ -408,6 +408,31 @@ def test_the_output_is_never_an_input(model_dir: Path, tmp_path: Path) -> None:
     assert dataset.read_bytes() == before and not parts_dir(dataset).exists()
 
 
+def test_a_full_disk_keeps_the_errors_file_with_its_table(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table's write failing (no space) leaves the errors file of the same run beside it
+    (it was replaced by the failed run's), and the message names the output."""
+    import errno
+
+    import spectraldl.classify.run as run_module
+
+    files = [str(f.path) for f in bundled_files(archive="ondrejov")][:3]
+    bad = tmp_path / "bad.fits"
+    bad.write_text("not FITS")
+    out = tmp_path / "pred.parquet"
+    classify(model_dir, [*files, bad], out)
+    table, errors = out.read_bytes(), errors_csv_path(out).read_bytes()
+
+    def full_disk(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_module, "write_predictions", full_disk)
+    code, output = _run("classify", str(model_dir), *files, "-o", str(out), "--overwrite")
+    assert code == 1 and "pred.parquet: no space left on the device" in output
+    assert out.read_bytes() == table and errors_csv_path(out).read_bytes() == errors
+
+
 def test_an_unknown_output_format_is_refused(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ClassifyError, match=r"\.txt"):
         classify(model_dir, [bundled_files()[0].path], tmp_path / "pred.txt")

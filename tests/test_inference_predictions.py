@@ -176,3 +176,23 @@ def test_a_failed_write_leaves_the_old_table_untouched(tmp_path: Path) -> None:
         write_predictions(out, broken, classes=CLASSES)
     assert out.read_bytes() == before
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_csv_table_is_renamed_before_its_metadata(tmp_path: Path, monkeypatch) -> None:
+    """Killed between the two renames, the old metadata (another run's manifest) must not
+    vouch for new rows: so the table comes first (it came second: a stale table was taken
+    as the new run's complete output)."""
+    import spectraldl.core.atomic as atomic
+
+    out = tmp_path / "p.csv"
+    renamed: list[str] = []
+    real_replace = atomic.os.replace
+
+    def recording(source: Path, target: Path) -> None:
+        renamed.append(Path(target).name)
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", recording)
+    write_predictions(out, _block(3, 0, 1), classes=CLASSES, metadata={"run": 1})
+    assert renamed == ["p.csv", "p.csv.meta.json"]
+    assert read_metadata(out)["run"] == 1

@@ -567,3 +567,20 @@ def test_every_command_names_its_workers_the_same_way() -> None:
             with_workers.append(name)
             assert option.default == usable_cores(), name
     assert {"ingest", "classify", "candidates", "explore", "simulate", "demo"} <= set(with_workers)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_the_prestarted_worker_server_ignores_ctrl_c_while_it_imports() -> None:
+    """Ctrl-C in a command's first seconds reached the worker server while it imported the
+    stages, and it printed a KeyboardInterrupt traceback: it now starts ignoring Ctrl-C."""
+    script = (
+        "import multiprocessing.forkserver as f\n"
+        "from spectraldl.jobs.backends import prestart_local_workers\n"
+        "prestart_local_workers('local', 2, ['json'])\n"
+        "status = open(f'/proc/{f._forkserver._forkserver_pid}/status').read()\n"
+        "line = next(l for l in status.splitlines() if l.startswith('SigIgn'))\n"
+        "print(bool(int(line.split()[1], 16) >> (2 - 1) & 1))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

@@ -49,6 +49,7 @@ from spectraldl.classify.predictor import (
     predictions_frame,
     resolve_precision,
 )
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError
 from spectraldl.core.paths import output_over_input
 from spectraldl.core.quality import flag_counts
@@ -302,17 +303,19 @@ def _merge(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "spectraldl_version": __version__,
     }
-    errors_csv = errors_csv_path(out)
-    write_errors_csv(errors_csv, errors)
-    write_predictions(
-        out,
-        lambda: (
-            table if keep.all() else table.filter(keep)
-            for table, keep in zip((read_parquet_table(p) for p in paths), keeps, strict=True)
-        ),
-        classes=classes,
-        metadata=metadata,
-    )
+    # The errors file is renamed just after the table, kept back if writing the table fails
+    # (a full disk): the two always describe one run.
+    with atomic_write(errors_csv_path(out)) as errors_csv:
+        write_errors_csv(errors_csv, errors)
+        write_predictions(
+            out,
+            lambda: (
+                table if keep.all() else table.filter(keep)
+                for table, keep in zip((read_parquet_table(p) for p in paths), keeps, strict=True)
+            ),
+            classes=classes,
+            metadata=metadata,
+        )
     parts = PartsFolder(out)
     parts.mark_merged(manifest["model_id"])
     parts.remove()
@@ -437,7 +440,7 @@ def classify(
             )
     except OSError as exc:
         if is_output_error(exc):
-            raise JobIOError(describe_os_error(exc)) from None
+            raise JobIOError(describe_os_error(exc, where=exc.filename or out)) from None
         raise
     return ClassifySummary(
         out=out,

@@ -103,6 +103,7 @@ def candidates_command(
     from spectraldl.catalogue.crossmatch import KnownListError
     from spectraldl.io.labels import label_code
     from spectraldl.io.predictions import PredictionsError
+    from spectraldl.jobs.files import describe_os_error
 
     try:
         names = tuple(c.strip().replace("_", "-") for c in classes.split(",") if c.strip())
@@ -128,6 +129,8 @@ def candidates_command(
         )
     except (CandidatesError, KnownListError, PredictionsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a read-only or missing folder
+        raise click.ClickException(describe_os_error(exc)) from None
     click.echo("")
     click.echo(summary.counts.table())
     click.echo("")

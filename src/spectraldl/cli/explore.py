@@ -96,6 +96,7 @@ def explore_command(
 
     from spectraldl.analysis.explore import ExploreError, explore
     from spectraldl.io.dataset import DatasetError
+    from spectraldl.jobs.files import describe_os_error
 
     if colour_by == "class" and predictions is None:
         raise click.UsageError("--color-by class needs --predictions TABLE")
@@ -115,6 +116,8 @@ def explore_command(
         )
     except (DatasetError, ExploreError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a read-only or missing folder
+        raise click.ClickException(describe_os_error(exc)) from None
     summary = result.summary
     click.echo(f"{summary['rows_mapped']} spectra mapped into {result.out_dir}:")
     for name in summary["files"]:

@@ -61,6 +61,7 @@ def report_command(
       spectraldl report demo-run -o demo-run/report.html --db team.db
     """
     from spectraldl.analysis.report import ReportError, write_report
+    from spectraldl.jobs.files import describe_os_error
     from spectraldl.web.db import DatabaseError
 
     try:
@@ -68,6 +69,8 @@ def report_command(
         report = write_report(run_dir, out, gallery_sample=gallery_sample, vetted=vetted)
     except (ReportError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a full disk, a read-only or missing folder
+        raise click.ClickException(describe_os_error(exc)) from None
     click.echo(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB)")
     for what in report.missing:
         click.echo(f"missing from the run: {what}")

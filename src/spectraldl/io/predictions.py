@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -334,13 +335,16 @@ def write_predictions(
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(classes)}
     meta.update(metadata or {})
     writer = {"fits": _write_fits, "csv": _write_csv, "h5": _write_h5}
-    with atomic_write(path) as tmp:
-        if kind == "parquet":
-            n = _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
-        else:
-            n = writer[kind](tmp, frames, classes, meta)
-        if kind == "csv":
-            with atomic_write(metadata_path(path)) as side:
+    # A CSV's metadata is renamed just after its table: killed between the two, the old
+    # metadata (another run's manifest) never vouches for the new rows, and resuming redoes them.
+    with ExitStack() as stack:
+        side = stack.enter_context(atomic_write(metadata_path(path))) if kind == "csv" else None
+        with atomic_write(path) as tmp:
+            if kind == "parquet":
+                n = _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
+            else:
+                n = writer[kind](tmp, frames, classes, meta)
+            if side is not None:
                 side.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
     return n
 

@@ -205,7 +205,8 @@ def prestart_local_workers(scheduler: str, workers: int, modules: Sequence[str])
     task's code): both imports then run at once (`start_forkserver`).
     """
     if scheduler == "local" and workers > 1:
-        start_forkserver(modules)
+        with _children_ignore_ctrl_c():  # Ctrl-C during its imports: no traceback from it
+            start_forkserver(modules)
 
 
 @contextmanager
