@@ -217,6 +217,21 @@ def test_cli_errors_name_the_file(tmp_path: Path) -> None:
         tsne_coordinates(np.zeros((3, 140)))
 
 
+def test_cli_refuses_a_damaged_dataset_naming_it(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import h5py
+
+    short_labels = tmp_path / "short-labels.h5"
+    short_labels.write_bytes(datasets[0].read_bytes())
+    with h5py.File(short_labels, "r+") as h5:
+        h5["labels"].resize(3, axis=0)
+    result = CliRunner().invoke(main, ["explore", str(short_labels), "-o", str(tmp_path / "o")])
+    problem = f"labels has shape (3,), X has {rows_of(datasets[0])} rows"
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {short_labels}: {problem}"), result.output
+
+
 def test_map_title_fits_and_legend_covers_no_point() -> None:
     """A long title wraps inside the figure; the legend sits outside the axes."""
     from spectraldl.analysis.explore import map_figure

@@ -396,6 +396,14 @@ def test_a_dataset_on_another_grid_is_refused(model_dir: Path, tmp_path: Path) -
     assert not parts_dir(tmp_path / "pred.parquet").exists()
 
 
+def test_a_damaged_dataset_is_refused_naming_the_file(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred.parquet"
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    code, output = _run("classify", str(model_dir), str(empty), "-o", str(out))
+    assert code == 1 and output == f"Error: {empty}: empty file (0 bytes)\n"
+
+
 def test_an_unknown_output_format_is_refused(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ClassifyError, match=r"\.txt"):
         classify(model_dir, [bundled_files()[0].path], tmp_path / "pred.txt")

@@ -245,3 +245,57 @@ def test_train_on_cuda_with_a_cpu_only_pytorch_says_what_to_install(
     assert result.exit_code == 1, result.output
     assert "CPU-only build" in result.output and "install a CUDA build" in result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def _damaged_copy(source: Path, target: Path, damage: str) -> Path:
+    """``source`` copied to ``target`` with one damage the dataset readers must refuse."""
+    import shutil
+
+    import h5py
+
+    data = source.read_bytes()
+    if damage == "empty":
+        target.write_bytes(b"")
+        return target
+    if damage == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+        return target
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as h5:
+        if damage == "swapped":
+            classes = ["absorption", "emission", "unknown", "double-peak", "noise"]
+            h5["labels"].attrs["classes"] = json.dumps(classes)
+        elif damage == "future":
+            h5.attrs["format_version"] = 99
+        elif damage == "no-X":
+            del h5["X"]
+    return target
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("empty", "empty file (0 bytes)"),
+        ("truncated", "truncated HDF5 file"),
+        ("swapped", "its label codes would be misread"),
+        ("future", "written by a newer spectraldl"),
+        ("no-X", "lacks dataset 'X'"),
+    ],
+)
+def test_train_and_evaluate_refuse_a_damaged_dataset_naming_it(
+    workdir: Path, dataset: Path, model_dir: Path, damage: str, problem: str
+) -> None:
+    bad = _damaged_copy(dataset, workdir / f"{damage}.h5", damage)
+    out = workdir / f"model-{damage}"
+    runner = CliRunner()
+    for args in (
+        ["train", str(bad), "-o", str(out), "--model", "fnn", "--epochs", "1"],
+        ["evaluate", str(model_dir), str(bad), "--rows", "all"],
+    ):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"Error: {bad}: ") and problem in result.output, (
+            result.output
+        )
+        assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    assert not out.exists()
