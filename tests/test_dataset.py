@@ -172,6 +172,34 @@ def test_a_damaged_layout_is_refused_by_every_reader_naming_the_file(
             read()
 
 
+def test_rows_with_non_finite_flux_are_refused_naming_them(tmp_path: Path) -> None:
+    path = _written(tmp_path / "d.h5", 10)
+    with h5py.File(path, "r+") as h5:
+        h5["X"][3, 7] = np.nan
+        h5["X"][8, 0] = -np.inf
+    message = f"{path}: 2 rows with non-finite values (rows 3, 8); ingest again"
+    with pytest.raises(DatasetError, match=f"^{re.escape(message)}$"):
+        read_dataset(path)
+    with pytest.raises(DatasetError, match=re.escape("1 rows with non-finite values (rows 8)")):
+        read_rows(path, start=5, stop=10)  # row numbers count from the file's start
+    with pytest.raises(DatasetError, match=re.escape("(rows 3)")):
+        list(iter_rows(path, chunk_rows=5))
+    assert len(read_rows(path, start=0, stop=3)) == 3
+
+
+def test_unknown_label_codes_are_refused_and_no_label_is_kept(tmp_path: Path) -> None:
+    path = _written(tmp_path / "d.h5", 8)
+    assert (read_dataset(path).labels == -1).sum() == 2  # NO_LABEL: unlabelled rows
+    with h5py.File(path, "r+") as h5:
+        h5["labels"][2] = 9
+        h5["labels"][5] = -5
+    message = f"{path}: 2 rows with unknown label codes -5, 9 (rows 2, 5)"
+    with pytest.raises(DatasetError, match=f"^{re.escape(message)}"):
+        read_dataset(path)
+    with pytest.raises(DatasetError, match=re.escape("(rows 5)")):
+        read_rows(path, start=4, stop=8)
+
+
 def test_empty_truncated_and_foreign_files_are_named_for_what_they_are(tmp_path: Path) -> None:
     good = _written(tmp_path / "good.h5", 200)
     data = good.read_bytes()

@@ -278,11 +278,14 @@ def test_damaged_datasets_are_listed_as_problems(run_dir: Path, tmp_path: Path) 
     run.mkdir()
     for name in ("training.h5", "extra.h5"):
         shutil.copy(run_dir / "training.h5", run / name)
+    with h5py.File(run / "training.h5", "r+") as h5:
+        h5["labels"][1] = 9
     with h5py.File(run / "extra.h5", "r+") as h5:
         del h5["X"]
     result = CliRunner().invoke(main, ["report", str(run)])
     assert result.exit_code == 0, result.output
     text = (run / "report.html").read_text(encoding="utf-8")
+    assert "training.h5: 1 rows with unknown label codes 9 (rows 1)" in text
     assert "extra.h5: lacks dataset &#39;X&#39;" in text
 
 

@@ -262,11 +262,15 @@ def _damaged_copy(source: Path, target: Path, damage: str) -> Path:
         return target
     shutil.copy(source, target)
     with h5py.File(target, "r+") as h5:
-        if damage == "swapped":
+        if damage == "nan":
+            h5["X"][4] = np.nan
+        elif damage == "swapped":
             classes = ["absorption", "emission", "unknown", "double-peak", "noise"]
             h5["labels"].attrs["classes"] = json.dumps(classes)
         elif damage == "future":
             h5.attrs["format_version"] = 99
+        elif damage == "labels":
+            h5["labels"][0] = 9
         elif damage == "no-X":
             del h5["X"]
     return target
@@ -277,8 +281,10 @@ def _damaged_copy(source: Path, target: Path, damage: str) -> Path:
     [
         ("empty", "empty file (0 bytes)"),
         ("truncated", "truncated HDF5 file"),
+        ("nan", "1 rows with non-finite values (rows 4); ingest again"),
         ("swapped", "its label codes would be misread"),
         ("future", "written by a newer spectraldl"),
+        ("labels", "1 rows with unknown label codes 9 (rows 0)"),
         ("no-X", "lacks dataset 'X'"),
     ],
 )

@@ -34,7 +34,7 @@ from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.quality import Quality
 from spectraldl.core.versions import versions
-from spectraldl.io.dataset import DatasetError, dataset_info
+from spectraldl.io.dataset import DatasetError, check_label_codes, dataset_info
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import (
     SUFFIXES,
@@ -169,7 +169,10 @@ class _DatasetCounts:
 
 
 def _count_dataset(path: Path, n_rows: int) -> _DatasetCounts:
-    """Count a dataset's rows in blocks, reading only its meta, labels and quality."""
+    """Count a dataset's rows in blocks, reading only its meta, labels and quality.
+
+    Raises `DatasetError` for a label code that names no class.
+    """
     import h5py
 
     counts = _DatasetCounts()
@@ -180,7 +183,9 @@ def _count_dataset(path: Path, n_rows: int) -> _DatasetCounts:
             archive = _meta_text(h5, "archive", start, stop)
             origin = _meta_text(h5, "origin", start, stop)
             counts.groups.update(zip(archive, origin, strict=True))
-            counts.labels.update(np.asarray(h5["labels"][start:stop]).tolist())
+            labels = np.asarray(h5["labels"][start:stop])
+            check_label_codes(path, labels, start)
+            counts.labels.update(labels.tolist())
             quality = np.asarray(h5["quality"][start:stop])
             counts.clean += int((quality == 0).sum())
             for flag in Quality:

@@ -390,7 +390,13 @@ def append_rows(path: str | Path, rows: Rows) -> None:
             h5[name][n_old:n_new] = values
 
 
-def _read_rows(h5: h5py.File, selection: slice) -> Rows:
+def _read_rows(path: Path, h5: h5py.File, selection: slice) -> Rows:
+    """Rows of ``selection``, refused when their flux is not finite or a label code unknown."""
+    x = h5["X"][selection]
+    labels = h5["labels"][selection]
+    first = selection.start or 0
+    check_finite(path, x, first)
+    check_label_codes(path, labels, first)
     meta = {}
     for name, kind in META_COLUMNS.items():
         if name not in h5["meta"]:
@@ -398,19 +404,46 @@ def _read_rows(h5: h5py.File, selection: slice) -> Rows:
         data = h5["meta"][name]
         meta[name] = data.asstr()[selection] if kind == "str" else data[selection]
     return Rows(
-        X=h5["X"][selection],
+        X=x,
         ids=h5["ids"].asstr()[selection],
-        labels=h5["labels"][selection],
+        labels=labels,
         quality=h5["quality"][selection],
         meta=meta,
     )
+
+
+def check_finite(path: str | Path, x: NDArray[np.floating], first: int = 0) -> None:
+    """Refuse flux rows holding NaN or infinity (``first``: the row number of ``x[0]``)."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise DatasetError(
+            f"{path}: {bad.size} rows with non-finite values (rows {_row_list(bad + first)}); "
+            "ingest again"
+        )
+
+
+def check_label_codes(path: str | Path, labels: NDArray[np.integer], first: int = 0) -> None:
+    """Refuse label codes that name no class and are not `NO_LABEL` (the unlabelled rows)."""
+    bad = np.flatnonzero((labels != NO_LABEL) & ((labels < 0) | (labels >= len(CLASSES))))
+    if bad.size:
+        codes = ", ".join(str(c) for c in np.unique(labels[bad]))
+        raise DatasetError(
+            f"{path}: {bad.size} rows with unknown label codes {codes} (rows "
+            f"{_row_list(bad + first)}); codes are 0-{len(CLASSES) - 1} and {NO_LABEL} for none"
+        )
+
+
+def _row_list(rows: NDArray[np.integer], shown: int = 5) -> str:
+    """The first few row numbers of ``rows`` for a message, with '...' when there are more."""
+    text = ", ".join(str(r) for r in rows[:shown])
+    return text + ", ..." if rows.size > shown else text
 
 
 def read_dataset(path: str | Path) -> Dataset:
     """Read a whole dataset into memory."""
     path = Path(path)
     with _open_checked(path, "r") as h5:
-        rows = _read_rows(h5, slice(None))
+        rows = _read_rows(path, h5, slice(None))
         return Dataset.of_rows(
             rows,
             grid_aa=h5["grid_aa"][...],
@@ -426,7 +459,7 @@ def iter_rows(path: str | Path, *, chunk_rows: int = 65536) -> Iterator[Rows]:
     with _open_checked(path, "r") as h5:
         total = h5["X"].shape[0]
         for start in range(0, total, chunk_rows):
-            yield _read_rows(h5, slice(start, min(start + chunk_rows, total)))
+            yield _read_rows(path, h5, slice(start, min(start + chunk_rows, total)))
 
 
 def read_rows(path: str | Path, *, start: int, stop: int) -> Rows:
@@ -434,7 +467,7 @@ def read_rows(path: str | Path, *, start: int, stop: int) -> Rows:
     path = Path(path)
     with _open_checked(path, "r") as h5:
         total = h5["X"].shape[0]
-        return _read_rows(h5, slice(max(0, start), min(stop, total)))
+        return _read_rows(path, h5, slice(max(0, start), min(stop, total)))
 
 
 @dataclass(frozen=True)
