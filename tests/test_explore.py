@@ -217,6 +217,27 @@ def test_cli_errors_name_the_file(tmp_path: Path) -> None:
         tsne_coordinates(np.zeros((3, 140)))
 
 
+def test_cli_refuses_a_damaged_dataset_naming_it(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import h5py
+
+    nan_rows, short_labels = tmp_path / "nan-rows.h5", tmp_path / "short-labels.h5"
+    for path in (nan_rows, short_labels):
+        path.write_bytes(datasets[0].read_bytes())
+    with h5py.File(nan_rows, "r+") as h5:
+        h5["X"][2, 0] = np.inf
+    with h5py.File(short_labels, "r+") as h5:
+        h5["labels"].resize(3, axis=0)
+    for path, problem in (
+        (nan_rows, "1 rows with non-finite values (rows 2)"),
+        (short_labels, f"labels has shape (3,), X has {rows_of(datasets[0])} rows"),
+    ):
+        result = CliRunner().invoke(main, ["explore", str(path), "-o", str(tmp_path / "o")])
+        assert result.exit_code == 1
+        assert result.output.startswith(f"Error: {path}: {problem}"), result.output
+
+
 def test_map_title_fits_and_legend_covers_no_point() -> None:
     """A long title wraps inside the figure; the legend sits outside the axes."""
     from spectraldl.analysis.explore import map_figure

@@ -433,6 +433,24 @@ def test_a_full_disk_keeps_the_errors_file_with_its_table(
     assert out.read_bytes() == table and errors_csv_path(out).read_bytes() == errors
 
 
+def test_a_damaged_dataset_is_refused_naming_the_file(model_dir: Path, tmp_path: Path) -> None:
+    import h5py
+
+    dataset = tmp_path / "nan-rows.h5"
+    ingest([f.path for f in bundled_files(archive="ondrejov")][:4], dataset)
+    with h5py.File(dataset, "r+") as h5:
+        h5["X"][1, 5] = np.nan
+    out = tmp_path / "pred.parquet"
+    code, output = _run("classify", str(model_dir), str(dataset), "-o", str(out))
+    assert code == 1
+    assert output == f"Error: {dataset}: 1 rows with non-finite values (rows 1); ingest again\n"
+    assert not out.exists()
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    code, output = _run("classify", str(model_dir), str(empty), "-o", str(out))
+    assert code == 1 and output == f"Error: {empty}: empty file (0 bytes)\n"
+
+
 def test_an_unknown_output_format_is_refused(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ClassifyError, match=r"\.txt"):
         classify(model_dir, [bundled_files()[0].path], tmp_path / "pred.txt")

@@ -264,7 +264,7 @@ def test_report_errors_are_clear(tmp_path: Path) -> None:
     report = write_report(run, run / "report.html")
     text = report.path.read_text(encoding="utf-8")
     assert "card.json: not a model card" in text
-    assert "training.h5" in text and "not a readable HDF5 file" in text
+    assert "training.h5" in text and "not an HDF5 file" in text
     assert "broken.json: not readable JSON" in text
     result = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
@@ -273,6 +273,24 @@ def test_report_errors_are_clear(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", str(run), "-o", str(run / "candidates.csv")])
     assert result.exit_code == 1 and "not an HTML page" in result.output
     assert (run / "candidates.csv").read_text() == "id,class\n"
+
+
+def test_damaged_datasets_are_listed_as_problems(run_dir: Path, tmp_path: Path) -> None:
+    import h5py
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("training.h5", "extra.h5"):
+        shutil.copy(run_dir / "training.h5", run / name)
+    with h5py.File(run / "training.h5", "r+") as h5:
+        h5["labels"][1] = 9
+    with h5py.File(run / "extra.h5", "r+") as h5:
+        del h5["X"]
+    result = CliRunner().invoke(main, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    text = (run / "report.html").read_text(encoding="utf-8")
+    assert "training.h5: 1 rows with unknown label codes 9 (rows 1)" in text
+    assert "extra.h5: lacks dataset &#39;X&#39;" in text
 
 
 @pytest.mark.browser

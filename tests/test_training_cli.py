@@ -266,3 +266,63 @@ def test_overwrite_replaces_only_a_model_folder_without_inputs(
     result = runner.invoke(main, ["train", str(inside), "-o", str(sandbox), *args])
     assert result.exit_code == 1 and "an input of this run" in result.output
     assert read_dataset(inside).X.shape == (414, 140)
+
+
+def _damaged_copy(source: Path, target: Path, damage: str) -> Path:
+    """``source`` copied to ``target`` with one damage the dataset readers must refuse."""
+    import shutil
+
+    import h5py
+
+    data = source.read_bytes()
+    if damage == "empty":
+        target.write_bytes(b"")
+        return target
+    if damage == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+        return target
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as h5:
+        if damage == "nan":
+            h5["X"][4] = np.nan
+        elif damage == "swapped":
+            classes = ["absorption", "emission", "unknown", "double-peak", "noise"]
+            h5["labels"].attrs["classes"] = json.dumps(classes)
+        elif damage == "future":
+            h5.attrs["format_version"] = 99
+        elif damage == "labels":
+            h5["labels"][0] = 9
+        elif damage == "no-X":
+            del h5["X"]
+    return target
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("empty", "empty file (0 bytes)"),
+        ("truncated", "truncated HDF5 file"),
+        ("nan", "1 rows with non-finite values (rows 4); ingest again"),
+        ("swapped", "its label codes would be misread"),
+        ("future", "written by a newer spectraldl"),
+        ("labels", "1 rows with unknown label codes 9 (rows 0)"),
+        ("no-X", "lacks dataset 'X'"),
+    ],
+)
+def test_train_and_evaluate_refuse_a_damaged_dataset_naming_it(
+    workdir: Path, dataset: Path, model_dir: Path, damage: str, problem: str
+) -> None:
+    bad = _damaged_copy(dataset, workdir / f"{damage}.h5", damage)
+    out = workdir / f"model-{damage}"
+    runner = CliRunner()
+    for args in (
+        ["train", str(bad), "-o", str(out), "--model", "fnn", "--epochs", "1"],
+        ["evaluate", str(model_dir), str(bad), "--rows", "all"],
+    ):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"Error: {bad}: ") and problem in result.output, (
+            result.output
+        )
+        assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    assert not out.exists()

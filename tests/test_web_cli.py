@@ -133,6 +133,19 @@ def test_import_command_takes_fits_trees_datasets_and_predictions(tmp_path: Path
     db.dispose()
 
 
+def test_import_refuses_a_dataset_with_non_finite_flux_naming_it(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    dataset = tmp_path / "nan.h5"
+    ingest(ondrejov_files()[:3], dataset, workers=1)
+    with h5py.File(dataset, "r+") as h5:
+        h5["X"][0, 3] = np.nan
+    result = run("import", str(dataset), "--db", f"sqlite:///{tmp_path / 'i.db'}")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {dataset}: 1 rows with non-finite values (rows 0)")
+
+
 def test_serve_help_teaches_the_options() -> None:
     result = run("serve", "--help")
     assert result.exit_code == 0

@@ -34,7 +34,7 @@ from spectraldl.catalogue.gallery import read_gallery_entries, sample_order
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.quality import Quality
 from spectraldl.core.versions import versions
-from spectraldl.io.dataset import DatasetError, dataset_info
+from spectraldl.io.dataset import DatasetError, check_label_codes, dataset_info
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import (
     SUFFIXES,
@@ -169,7 +169,10 @@ class _DatasetCounts:
 
 
 def _count_dataset(path: Path, n_rows: int) -> _DatasetCounts:
-    """Count a dataset's rows in blocks, reading only its meta, labels and quality."""
+    """Count a dataset's rows in blocks, reading only its meta, labels and quality.
+
+    Raises `DatasetError` for a label code that names no class.
+    """
     import h5py
 
     counts = _DatasetCounts()
@@ -177,10 +180,12 @@ def _count_dataset(path: Path, n_rows: int) -> _DatasetCounts:
         step = 262_144
         for start in range(0, n_rows, step):
             stop = min(start + step, n_rows)
-            archive = h5["meta/archive"].asstr()[start:stop]
-            origin = h5["meta/origin"].asstr()[start:stop]
+            archive = _meta_text(h5, "archive", start, stop)
+            origin = _meta_text(h5, "origin", start, stop)
             counts.groups.update(zip(archive, origin, strict=True))
-            counts.labels.update(np.asarray(h5["labels"][start:stop]).tolist())
+            labels = np.asarray(h5["labels"][start:stop])
+            check_label_codes(path, labels, start)
+            counts.labels.update(labels.tolist())
             quality = np.asarray(h5["quality"][start:stop])
             counts.clean += int((quality == 0).sum())
             for flag in Quality:
@@ -188,13 +193,20 @@ def _count_dataset(path: Path, n_rows: int) -> _DatasetCounts:
     return counts
 
 
+def _meta_text(h5: Any, name: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the text column ``meta/<name>``, '' for a dataset without it."""
+    if name not in h5["meta"]:
+        return np.full(stop - start, "", dtype=object)
+    return np.asarray(h5["meta"][name].asstr()[start:stop], dtype=object)
+
+
 def _dataset_summary(path: Path, section: Section) -> None:
     try:
         info = dataset_info(path)
+        counts = _count_dataset(path, info.n_rows)
     except DatasetError as exc:
         section.problems.append(str(exc))
         return
-    counts = _count_dataset(path, info.n_rows)
     config = info.config
     blur = ", ".join(f"{k} {v:g} px" for k, v in sorted(config.blur_sigma_px.items())) or "none"
     section.tables.append(

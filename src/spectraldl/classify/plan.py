@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spectraldl.core.errors import FileError
-from spectraldl.io.dataset import DatasetError, dataset_info, is_dataset
+from spectraldl.io.dataset import HDF5_SUFFIXES, DatasetError, dataset_info
 from spectraldl.io.discovery import walk
 from spectraldl.jobs.files import (
     inputs_fingerprint,
@@ -176,9 +176,7 @@ def plan_chunks(
         if _nested(path, roots):
             continue
         roots.append(os.path.realpath(path))
-        if os.path.isfile(path) and path.lower().endswith((".h5", ".hdf5")):
-            if not is_dataset(path):
-                raise ClassifyError(f"{raw}: not a spectraldl dataset (no format attribute)")
+        if os.path.isfile(path) and path.lower().endswith(HDF5_SUFFIXES):
             try:
                 info = dataset_info(path)
             except DatasetError as exc:

@@ -307,6 +307,7 @@ def import_command(
     """
     if not paths and model_dir is None:
         raise click.UsageError("give PATHS to import, or --model to score the stored spectra")
+    from spectraldl.io.dataset import DatasetError
     from spectraldl.io.labels import label_code
     from spectraldl.web.importing import ImportFailed, ImportSummary, import_paths
 
@@ -330,7 +331,7 @@ def import_command(
                         classes=classes,
                         progress=update,
                     )
-            except (FileNotFoundError, ImportFailed) as exc:
+            except (FileNotFoundError, ImportFailed, DatasetError) as exc:
                 raise click.ClickException(str(exc)) from None
         if model_dir is not None:
             from spectraldl.ml.modelcard import ModelDirError, ModelMismatch

@@ -60,6 +60,9 @@ META_DEFAULTS: dict[str, str] = {"profile_type": "unmeasurable", "halpha_flag": 
 """Text columns' value in rows made without them (and in datasets written before them);
 numbers default to NaN, other text to ''."""
 
+HDF5_SUFFIXES = (".h5", ".hdf5")
+"""File name endings taken for HDF5 (a dataset, or a predictions table)."""
+
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_ROWS = 4096
 
@@ -263,16 +266,103 @@ def _create_meta_column(group: h5py.Group, name: str, n: int, chunk_rows: int) -
 
 
 def _open_checked(path: Path, mode: str) -> h5py.File:
+    """Open ``path`` after checking that it is a whole dataset this version can read.
+
+    Every reader and `append_rows` come through here, so a damaged or foreign
+    file is refused once, naming the file, instead of failing later in h5py.
+    """
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetError(f"{path}: empty file (0 bytes)")
     try:
         h5 = h5py.File(path, mode)
     except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({exc})") from None
-    if h5.attrs.get("format") != FORMAT:
+        raise DatasetError(f"{path}: {_unreadable(exc)}") from None
+    try:
+        _check_layout(path, h5)
+    except DatasetError:
         h5.close()
-        raise DatasetError(f"{path}: not a spectraldl dataset (no format={FORMAT!r} attribute)")
+        raise
     return h5
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why h5py could not open a file, in words: truncated, not HDF5, or its own message."""
+    text = str(exc)
+    if "truncated file" in text:
+        return f"truncated HDF5 file (copied or written only in part?) ({text})"
+    if "file signature not found" in text:
+        return "not an HDF5 file"
+    return f"not a readable HDF5 file ({text})"
+
+
+def _check_layout(path: Path, h5: h5py.File) -> None:
+    """Refuse a file whose format tag, version, datasets, shapes or classes are not the layout
+    `create_dataset` writes (reads attributes and shapes only, no rows)."""
+    if h5.attrs.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not a spectraldl dataset (no format={FORMAT!r} attribute)")
+    version = h5.attrs.get("format_version")
+    if not isinstance(version, int | np.integer):
+        raise DatasetError(f"{path}: format_version attribute missing or not a whole number")
+    if version > FORMAT_VERSION:
+        raise DatasetError(
+            f"{path}: dataset format version {version}, written by a newer spectraldl "
+            f"(this one reads up to {FORMAT_VERSION}); upgrade spectraldl"
+        )
+    not_ours = "not written by spectraldl ingest?"
+    for name in ("X", "ids", "labels", "quality", "grid_aa"):
+        if not isinstance(h5.get(name), h5py.Dataset):
+            raise DatasetError(f"{path}: lacks dataset {name!r} ({not_ours})")
+    if not isinstance(h5.get("meta"), h5py.Group):
+        raise DatasetError(f"{path}: lacks group 'meta' ({not_ours})")
+    _check_shapes(path, h5)
+    if h5py.check_string_dtype(h5["ids"].dtype) is None:
+        raise DatasetError(f"{path}: ids are {h5['ids'].dtype}, not text")
+    _check_classes(path, h5["labels"])
+    _preprocessing(path, h5)
+
+
+def _check_shapes(path: Path, h5: h5py.File) -> None:
+    """X is (rows, grid points) of floats on grid_aa; every column has X's row count."""
+    x = h5["X"]
+    if x.ndim != 2 or x.dtype.kind != "f" or h5["grid_aa"].shape != (x.shape[1],):
+        raise DatasetError(
+            f"{path}: X is {x.dtype} {x.shape}, grid_aa {h5['grid_aa'].shape}; "
+            "expected floats (rows, grid points) on grid_aa"
+        )
+    meta = h5["meta"]
+    columns = [("ids", h5["ids"]), ("labels", h5["labels"]), ("quality", h5["quality"])]
+    columns += [(f"meta/{name}", meta[name]) for name in META_COLUMNS if name in meta]
+    for name, column in columns:
+        if column.shape != (x.shape[0],):
+            raise DatasetError(f"{path}: {name} has shape {column.shape}, X has {x.shape[0]} rows")
+
+
+def _check_classes(path: Path, labels: h5py.Dataset) -> None:
+    """The label codes must mean this spectraldl's classes, in its order."""
+    raw = labels.attrs.get("classes")
+    try:
+        classes = json.loads(raw) if isinstance(raw, str | bytes) else None
+    except ValueError:
+        classes = None
+    if classes != list(CLASSES):
+        raise DatasetError(
+            f"{path}: labels attribute 'classes' is {raw!r}, not this spectraldl's "
+            f"{json.dumps(list(CLASSES))}; its label codes would be misread"
+        )
+
+
+def _preprocessing(path: Path, h5: h5py.File) -> dict[str, Any]:
+    """The ``preprocessing`` attribute, parsed and checked to make a `PreprocessConfig`."""
+    try:
+        value = json.loads(h5.attrs["preprocessing"])
+        PreprocessConfig.from_dict(value)
+    except KeyError:
+        raise DatasetError(f"{path}: lacks attribute 'preprocessing'") from None
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"{path}: preprocessing attribute is not valid ({exc})") from None
+    return dict(value)
 
 
 def append_rows(path: str | Path, rows: Rows) -> None:
@@ -300,7 +390,13 @@ def append_rows(path: str | Path, rows: Rows) -> None:
             h5[name][n_old:n_new] = values
 
 
-def _read_rows(h5: h5py.File, selection: slice) -> Rows:
+def _read_rows(path: Path, h5: h5py.File, selection: slice) -> Rows:
+    """Rows of ``selection``, refused when their flux is not finite or a label code unknown."""
+    x = h5["X"][selection]
+    labels = h5["labels"][selection]
+    first = selection.start or 0
+    check_finite(path, x, first)
+    check_label_codes(path, labels, first)
     meta = {}
     for name, kind in META_COLUMNS.items():
         if name not in h5["meta"]:
@@ -308,23 +404,50 @@ def _read_rows(h5: h5py.File, selection: slice) -> Rows:
         data = h5["meta"][name]
         meta[name] = data.asstr()[selection] if kind == "str" else data[selection]
     return Rows(
-        X=h5["X"][selection],
+        X=x,
         ids=h5["ids"].asstr()[selection],
-        labels=h5["labels"][selection],
+        labels=labels,
         quality=h5["quality"][selection],
         meta=meta,
     )
+
+
+def check_finite(path: str | Path, x: NDArray[np.floating], first: int = 0) -> None:
+    """Refuse flux rows holding NaN or infinity (``first``: the row number of ``x[0]``)."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise DatasetError(
+            f"{path}: {bad.size} rows with non-finite values (rows {_row_list(bad + first)}); "
+            "ingest again"
+        )
+
+
+def check_label_codes(path: str | Path, labels: NDArray[np.integer], first: int = 0) -> None:
+    """Refuse label codes that name no class and are not `NO_LABEL` (the unlabelled rows)."""
+    bad = np.flatnonzero((labels != NO_LABEL) & ((labels < 0) | (labels >= len(CLASSES))))
+    if bad.size:
+        codes = ", ".join(str(c) for c in np.unique(labels[bad]))
+        raise DatasetError(
+            f"{path}: {bad.size} rows with unknown label codes {codes} (rows "
+            f"{_row_list(bad + first)}); codes are 0-{len(CLASSES) - 1} and {NO_LABEL} for none"
+        )
+
+
+def _row_list(rows: NDArray[np.integer], shown: int = 5) -> str:
+    """The first few row numbers of ``rows`` for a message, with '...' when there are more."""
+    text = ", ".join(str(r) for r in rows[:shown])
+    return text + ", ..." if rows.size > shown else text
 
 
 def read_dataset(path: str | Path) -> Dataset:
     """Read a whole dataset into memory."""
     path = Path(path)
     with _open_checked(path, "r") as h5:
-        rows = _read_rows(h5, slice(None))
+        rows = _read_rows(path, h5, slice(None))
         return Dataset.of_rows(
             rows,
             grid_aa=h5["grid_aa"][...],
-            preprocessing=json.loads(h5.attrs["preprocessing"]),
+            preprocessing=_preprocessing(path, h5),
             attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()},
             path=str(path),
         )
@@ -336,14 +459,15 @@ def iter_rows(path: str | Path, *, chunk_rows: int = 65536) -> Iterator[Rows]:
     with _open_checked(path, "r") as h5:
         total = h5["X"].shape[0]
         for start in range(0, total, chunk_rows):
-            yield _read_rows(h5, slice(start, min(start + chunk_rows, total)))
+            yield _read_rows(path, h5, slice(start, min(start + chunk_rows, total)))
 
 
 def read_rows(path: str | Path, *, start: int, stop: int) -> Rows:
     """Rows ``start`` to ``stop`` (exclusive) of a dataset: one chunk of a parallel job."""
-    with _open_checked(Path(path), "r") as h5:
+    path = Path(path)
+    with _open_checked(path, "r") as h5:
         total = h5["X"].shape[0]
-        return _read_rows(h5, slice(max(0, start), min(stop, total)))
+        return _read_rows(path, h5, slice(max(0, start), min(stop, total)))
 
 
 @dataclass(frozen=True)
@@ -363,7 +487,7 @@ def dataset_info(path: str | Path) -> DatasetInfo:
         return DatasetInfo(
             path=str(path),
             n_rows=int(h5["X"].shape[0]),
-            config=PreprocessConfig.from_dict(json.loads(h5.attrs["preprocessing"])),
+            config=PreprocessConfig.from_dict(_preprocessing(path, h5)),
             attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()},
         )
 
@@ -379,5 +503,13 @@ def is_dataset(path: str | Path) -> bool:
     try:
         with h5py.File(path, "r") as h5:
             return h5.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
+def is_hdf5(path: str | Path) -> bool:
+    """True when ``path`` starts with the HDF5 signature (whole or not, a dataset or not)."""
+    try:
+        return bool(h5py.is_hdf5(path))
     except OSError:
         return False

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from spectraldl.io.dataset import Dataset, DatasetError, Rows, is_dataset, read_dataset
+from spectraldl.io.dataset import (
+    HDF5_SUFFIXES,
+    Dataset,
+    DatasetError,
+    Rows,
+    is_hdf5,
+    read_dataset,
+)
 from spectraldl.io.published_csv import is_published_csv, read_published_csv
 from spectraldl.prep.preprocess import PreprocessConfig
 
@@ -43,12 +50,18 @@ def describe_config(config: PreprocessConfig) -> str:
 
 
 def read_dataset_any(path: str | Path) -> Dataset:
-    """Read a spectraldl HDF5 dataset or a CSV in the thesis' published layout."""
+    """Read a spectraldl HDF5 dataset or a CSV in the thesis' published layout.
+
+    A file named .h5/.hdf5 or starting with the HDF5 signature is read as a dataset, so
+    that an empty, truncated or foreign one is refused for what it is.
+    """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
-    if is_dataset(path):
-        return read_dataset(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() in HDF5_SUFFIXES or is_hdf5(path):
+        return read_dataset(path)  # refuses a damaged or foreign HDF5 file saying how
     if is_published_csv(path):
         return read_published_csv(path)
     raise DatasetError(
