@@ -245,7 +245,8 @@ def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool
         return True
     conflict = ClassifyError(
         f"{parts.path} holds an unfinished run of another model, other sources or other "
-        "settings; re-run that command to finish it, or use --overwrite to start over"
+        "settings (a file added, moved or deleted since it started counts as other sources); "
+        "re-run the command that started it on the same files, or use --overwrite to start over"
     )
     parts.prepare(manifest, merged=lambda _: False, conflict=None if overwrite else conflict)
     return False

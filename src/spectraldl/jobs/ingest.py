@@ -449,8 +449,9 @@ def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
     """``OUT.parts/`` ready to resume or start the run of ``manifest``."""
     parts = PartsFolder(out)
     conflict = IngestFailed(
-        f"{parts.path} holds an unfinished ingest of other inputs or settings; "
-        "re-run that command to finish it, or delete the folder to start over"
+        f"{parts.path} holds an unfinished ingest of other inputs or settings (a file added, "
+        "moved or deleted since it started counts as other inputs); re-run the command that "
+        "started it on the same files to finish it, or delete the folder to start over"
     )
     parts.prepare(manifest, merged=partial(_merged_into, out), conflict=conflict)
     return parts
