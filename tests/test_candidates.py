@@ -198,6 +198,42 @@ def test_known_lists_with_designations_or_ra_dec(tmp_path: Path) -> None:
         read_known(nocol)
 
 
+@pytest.mark.parametrize(
+    ("text", "encoding", "message"),
+    [
+        (
+            "name,ra,dec\nétoile,10.5,20.1\n",
+            "latin-1",
+            r"stars\.csv: not UTF-8 text: byte 12 \(0xe9\)",
+        ),
+        ("name,ra,dec\nA,10.5,20.1\n", "utf-16", r"stars\.csv: not UTF-8 text \(UTF-16"),
+        ("name,ra,dec\nA,10.5,120.1\n", "utf-8", r"line 2: Dec 120\.1 is outside -90\.\.90"),
+        ("name,ra,dec\nA,-10,20\n", "utf-8", r"line 2: RA -10 is outside 0\.\.360"),
+        ("name,ra,dec\nA,25:00:00,20\n", "utf-8", r"line 2: RA '25:00:00' is not .*hours"),
+        ("name,ra,dec\nA,10,20\n\nB\n", "utf-8", r"line 4: 1 field where the header has 3"),
+        ("name,ra,dec\nA,10,20,x\n", "utf-8", r"line 2: 4 fields .*quote values"),
+        ("name,ra,dec\nA,,20\n", "utf-8", r"line 2: no RA"),
+        ("name,ra,dec\nA,abc,20\n", "utf-8", r"line 2: RA 'abc' is not degrees nor dd:mm:ss"),
+        ("name;ra;dec\nA;10;20\n", "utf-8", r"it has name;ra;dec \(.*separated by semicolons"),
+    ],
+)
+def test_a_bad_known_list_names_the_file_the_line_and_the_problem(
+    tmp_path: Path, text: str, encoding: str, message: str
+) -> None:
+    known = tmp_path / "stars.csv"
+    known.write_bytes(text.encode(encoding))
+    with pytest.raises(KnownListError, match=message):
+        read_known(known)
+
+
+def test_known_positions_on_the_edges_of_the_sky_are_read(tmp_path: Path) -> None:
+    known = tmp_path / "edges.csv"
+    known.write_text("name,ra,dec,\nA,0,-90,\nB,360,90,\n\n", encoding="utf-8-sig")
+    stars = read_known(known)
+    assert stars.names == ["A", "B"]
+    np.testing.assert_array_equal(stars.dec, [-90.0, 90.0])
+
+
 # --- on real spectra -----------------------------------------------------------------------
 
 
