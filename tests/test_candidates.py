@@ -199,6 +199,70 @@ def test_known_lists_with_designations_or_ra_dec(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("drop", "option"),
+    [
+        ("id", ""),
+        ("predicted_class", ""),
+        ("quality", ""),
+        ("ra", "--known"),
+        ("dec", "--known"),
+        ("source", "--known"),
+        ("source", "--gallery"),
+        ("object", "--gallery"),
+    ],
+)
+def test_a_table_lacking_a_column_the_command_needs_is_named(
+    tmp_path: Path, drop: str, option: str
+) -> None:
+    table = tmp_path / "preds.csv"
+    _frame([{"p": (0.95, 0.03, 0.02)}, {}]).drop(columns=[drop]).to_csv(table, index=False)
+    known = tmp_path / "known.csv"
+    known.write_text("name,ra,dec\nA,10,20\n")
+    extra = {
+        "": [],
+        "--known": ["--known", str(known)],
+        "--gallery": ["--gallery", str(tmp_path / "g")],
+    }
+    args = ["candidates", str(table), "-o", str(tmp_path / "c.csv"), *extra[option]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"preds.csv: not a predictions table: lacks column {drop}\n" in result.output
+    assert isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "c.csv").exists() and not (tmp_path / "c.known.csv").exists()
+    if option:  # without the option that reads it, the column is not needed
+        args = ["candidates", str(table), "-o", str(tmp_path / "c.csv")]
+        assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_a_semicolon_table_or_one_without_probabilities_is_not_a_predictions_table(
+    tmp_path: Path,
+) -> None:
+    frame = _frame([{"p": (0.95, 0.03, 0.02)}])
+    semicolon = tmp_path / "semicolon.csv"
+    frame.to_csv(semicolon, index=False, sep=";")
+    foreign = tmp_path / "foreign.parquet"
+    frame.drop(columns=[c for c in frame.columns if c.startswith("p_")]).to_parquet(foreign)
+    for path, hint in ((semicolon, "separated by semicolons"), (foreign, "p_<class>")):
+        result = CliRunner().invoke(main, ["candidates", str(path)])
+        assert result.exit_code == 1
+        assert f"{path.name}: not a predictions table: lacks column" in result.output
+        assert hint in result.output
+
+
+def test_a_column_spectraldl_does_not_define_goes_into_every_catalogue(tmp_path: Path) -> None:
+    frame = _frame([{"p": (0.95, 0.03, 0.02)}, {"p": (0.9, 0.0, 0.1)}])
+    frame = frame.assign(field="north", exposure=np.array([600.0, 1200.0]))
+    outs = [tmp_path / f"c.{suffix}" for suffix in ("csv", "ecsv", "fits", "vot")]
+    find_candidates(frame, outs)
+    from astropy.table import Table
+
+    for out in outs:
+        table = Table.read(out, format="csv") if out.suffix == ".csv" else Table.read(out)
+        assert list(table["exposure"]) == [600.0, 1200.0], out
+        assert [str(v) for v in table["field"]] == ["north", "north"], out
+
+
+@pytest.mark.parametrize(
     ("text", "encoding", "message"),
     [
         (
