@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from spectraldl.catalogue.candidates import (
     Counts,
     Selection,
     find_candidates,
+    fits_text,
     write_catalogue,
 )
 from spectraldl.catalogue.crossmatch import (
@@ -260,6 +262,27 @@ def test_a_column_spectraldl_does_not_define_goes_into_every_catalogue(tmp_path:
         table = Table.read(out, format="csv") if out.suffix == ".csv" else Table.read(out)
         assert list(table["exposure"]) == [600.0, 1200.0], out
         assert [str(v) for v in table["field"]] == ["north", "north"], out
+
+
+def test_a_fits_catalogue_of_a_table_with_a_non_ascii_or_long_name_is_written(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / ("prédictions ř " + "x" * 80)
+    folder.mkdir()
+    table = folder / "dr1 é.csv"
+    _frame([{"p": (0.95, 0.03, 0.02)}]).to_csv(table, index=False)
+    out = tmp_path / "c.fits"
+    result = CliRunner().invoke(
+        main, ["candidates", str(table), "-o", str(out), "-o", str(tmp_path / "c.vot")]
+    )
+    assert result.exit_code == 0, result.output
+    from astropy.io import fits
+
+    with fits.open(out) as hdul:
+        written = hdul["CANDIDATES"].header["SOURCE"]
+    assert written.isascii() and "pr\\xe9dictions \\u0159 " in written
+    assert codecs.decode(written, "unicode_escape") == str(table)
+    assert fits_text("a\tb\udce9") == "a\\tb\\udce9"
 
 
 @pytest.mark.parametrize(

@@ -275,8 +275,21 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
             hdu.header[f"TUCD{i}"] = column.meta["ucd"]
     for key, value in meta.items():
         if isinstance(value, str | int | float) and len(key) <= 8:
-            hdu.header[key.upper()] = value
+            hdu.header[key.upper()] = fits_text(value) if isinstance(value, str) else value
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+
+
+def fits_text(value: str) -> str:
+    """``value`` as a FITS header string: printable ASCII, anything else as a Python escape.
+
+    FITS headers hold only printable ASCII; a predictions file named
+    ``prédictions.csv`` goes in as ``pr\\xe9dictions.csv`` (``ř`` as ``\\u0159``, a
+    newline as ``\\n``), which ``codecs.decode(text, "unicode_escape")`` turns back.
+    Long values need nothing: astropy writes them with the CONTINUE convention.
+    """
+    return "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in value
+    )
 
 
 @dataclass
