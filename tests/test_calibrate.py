@@ -207,6 +207,27 @@ def test_bad_pairs_csv_names_the_file_and_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_a_pairs_csv_in_another_encoding_or_separator_says_so(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("étoile.fits,spec.fits\n".encode("latin-1"))
+    with pytest.raises(CalibrationError, match=r"latin1\.csv: not UTF-8 text.*CSV UTF-8"):
+        read_pairs_csv(latin1)
+    result = CliRunner().invoke(main, ["calibrate-blur", "--pairs", str(latin1), str(tmp_path)])
+    assert result.exit_code == 1 and "latin1.csv: not UTF-8 text" in result.output
+    assert "Traceback" not in result.output
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text("a.fits,b.fits\n", encoding="utf-16")
+    with pytest.raises(CalibrationError, match=r"utf16\.csv: not UTF-8 text \(UTF-16"):
+        read_pairs_csv(utf16)
+    semicolon = tmp_path / "semicolon.csv"
+    semicolon.write_text("a.fits;b.fits\n")
+    with pytest.raises(CalibrationError, match=r"line 1.*separated by semicolons"):
+        read_pairs_csv(semicolon)
+    bom = tmp_path / "bom.csv"
+    bom.write_text("a.fits,b.fits\n", encoding="utf-8-sig")
+    assert read_pairs_csv(bom) == [("a.fits", "b.fits")]
+
+
 def test_no_usable_pair_is_a_clear_error(tmp_path: Path) -> None:
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("x1.fits,y1.fits\n")

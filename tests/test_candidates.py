@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from spectraldl.catalogue.candidates import (
     Counts,
     Selection,
     find_candidates,
+    fits_text,
     write_catalogue,
 )
 from spectraldl.catalogue.crossmatch import (
@@ -196,6 +198,127 @@ def test_known_lists_with_designations_or_ra_dec(tmp_path: Path) -> None:
     nocol.write_text("id,name\n1,x\n")
     with pytest.raises(KnownListError, match="designation"):
         read_known(nocol)
+
+
+@pytest.mark.parametrize(
+    ("drop", "option"),
+    [
+        ("id", ""),
+        ("predicted_class", ""),
+        ("quality", ""),
+        ("ra", "--known"),
+        ("dec", "--known"),
+        ("source", "--known"),
+        ("source", "--gallery"),
+        ("object", "--gallery"),
+    ],
+)
+def test_a_table_lacking_a_column_the_command_needs_is_named(
+    tmp_path: Path, drop: str, option: str
+) -> None:
+    table = tmp_path / "preds.csv"
+    _frame([{"p": (0.95, 0.03, 0.02)}, {}]).drop(columns=[drop]).to_csv(table, index=False)
+    known = tmp_path / "known.csv"
+    known.write_text("name,ra,dec\nA,10,20\n")
+    extra = {
+        "": [],
+        "--known": ["--known", str(known)],
+        "--gallery": ["--gallery", str(tmp_path / "g")],
+    }
+    args = ["candidates", str(table), "-o", str(tmp_path / "c.csv"), *extra[option]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"preds.csv: not a predictions table: lacks column {drop}\n" in result.output
+    assert isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "c.csv").exists() and not (tmp_path / "c.known.csv").exists()
+    if option:  # without the option that reads it, the column is not needed
+        args = ["candidates", str(table), "-o", str(tmp_path / "c.csv")]
+        assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_a_semicolon_table_or_one_without_probabilities_is_not_a_predictions_table(
+    tmp_path: Path,
+) -> None:
+    frame = _frame([{"p": (0.95, 0.03, 0.02)}])
+    semicolon = tmp_path / "semicolon.csv"
+    frame.to_csv(semicolon, index=False, sep=";")
+    foreign = tmp_path / "foreign.parquet"
+    frame.drop(columns=[c for c in frame.columns if c.startswith("p_")]).to_parquet(foreign)
+    for path, hint in ((semicolon, "separated by semicolons"), (foreign, "p_<class>")):
+        result = CliRunner().invoke(main, ["candidates", str(path)])
+        assert result.exit_code == 1
+        assert f"{path.name}: not a predictions table: lacks column" in result.output
+        assert hint in result.output
+
+
+def test_a_column_spectraldl_does_not_define_goes_into_every_catalogue(tmp_path: Path) -> None:
+    frame = _frame([{"p": (0.95, 0.03, 0.02)}, {"p": (0.9, 0.0, 0.1)}])
+    frame = frame.assign(field="north", exposure=np.array([600.0, 1200.0]))
+    outs = [tmp_path / f"c.{suffix}" for suffix in ("csv", "ecsv", "fits", "vot")]
+    find_candidates(frame, outs)
+    from astropy.table import Table
+
+    for out in outs:
+        table = Table.read(out, format="csv") if out.suffix == ".csv" else Table.read(out)
+        assert list(table["exposure"]) == [600.0, 1200.0], out
+        assert [str(v) for v in table["field"]] == ["north", "north"], out
+
+
+def test_a_fits_catalogue_of_a_table_with_a_non_ascii_or_long_name_is_written(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / ("prédictions ř " + "x" * 80)
+    folder.mkdir()
+    table = folder / "dr1 é.csv"
+    _frame([{"p": (0.95, 0.03, 0.02)}]).to_csv(table, index=False)
+    out = tmp_path / "c.fits"
+    result = CliRunner().invoke(
+        main, ["candidates", str(table), "-o", str(out), "-o", str(tmp_path / "c.vot")]
+    )
+    assert result.exit_code == 0, result.output
+    from astropy.io import fits
+
+    with fits.open(out) as hdul:
+        written = hdul["CANDIDATES"].header["SOURCE"]
+    assert written.isascii() and "pr\\xe9dictions \\u0159 " in written
+    assert codecs.decode(written, "unicode_escape") == str(table)
+    assert fits_text("a\tb\udce9") == "a\\tb\\udce9"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "message"),
+    [
+        (
+            "name,ra,dec\nétoile,10.5,20.1\n",
+            "latin-1",
+            r"stars\.csv: not UTF-8 text: byte 12 \(0xe9\)",
+        ),
+        ("name,ra,dec\nA,10.5,20.1\n", "utf-16", r"stars\.csv: not UTF-8 text \(UTF-16"),
+        ("name,ra,dec\nA,10.5,120.1\n", "utf-8", r"line 2: Dec 120\.1 is outside -90\.\.90"),
+        ("name,ra,dec\nA,-10,20\n", "utf-8", r"line 2: RA -10 is outside 0\.\.360"),
+        ("name,ra,dec\nA,25:00:00,20\n", "utf-8", r"line 2: RA '25:00:00' is not .*hours"),
+        ("name,ra,dec\nA,10,20\n\nB\n", "utf-8", r"line 4: 1 field where the header has 3"),
+        ("name,ra,dec\nA,10,20,x\n", "utf-8", r"line 2: 4 fields .*quote values"),
+        ("name,ra,dec\nA,,20\n", "utf-8", r"line 2: no RA"),
+        ("name,ra,dec\nA,abc,20\n", "utf-8", r"line 2: RA 'abc' is not degrees nor dd:mm:ss"),
+        ("name;ra;dec\nA;10;20\n", "utf-8", r"it has name;ra;dec \(.*separated by semicolons"),
+    ],
+)
+def test_a_bad_known_list_names_the_file_the_line_and_the_problem(
+    tmp_path: Path, text: str, encoding: str, message: str
+) -> None:
+    known = tmp_path / "stars.csv"
+    known.write_bytes(text.encode(encoding))
+    with pytest.raises(KnownListError, match=message):
+        read_known(known)
+
+
+def test_known_positions_on_the_edges_of_the_sky_are_read(tmp_path: Path) -> None:
+    known = tmp_path / "edges.csv"
+    known.write_text("name,ra,dec,\nA,0,-90,\nB,360,90,\n\n", encoding="utf-8-sig")
+    stars = read_known(known)
+    assert stars.names == ["A", "B"]
+    np.testing.assert_array_equal(stars.dec, [-90.0, 90.0])
 
 
 # --- on real spectra -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from spectraldl.io.predictions import (
     read_metadata,
     read_parquet_table,
     read_predictions,
+    require_columns,
     write_predictions,
 )
 
@@ -161,6 +162,66 @@ def test_a_missing_column_or_unknown_format_is_refused(tmp_path: Path) -> None:
         write_predictions(tmp_path / "p.xlsx", _block(3, 0, 1), classes=CLASSES)
     with pytest.raises(PredictionsError, match="no such"):
         read_predictions(tmp_path / "absent.parquet")
+
+
+def _csv_lines(tmp_path: Path) -> list[str]:
+    """The lines of a real CSV table of 5 rows (header first)."""
+    out = tmp_path / "good.csv"
+    write_predictions(out, _block(5, 0, 1), classes=CLASSES)
+    return out.read_text(encoding="utf-8").splitlines()
+
+
+def _edit(lines: list[str], line: int, column: str, value: str) -> list[str]:
+    """``lines`` with the cell of ``column`` on ``line`` (1 = the header) set to ``value``."""
+    at = lines[0].split(",").index(column)
+    cells = lines[line - 1].split(",")
+    cells[at] = value
+    return [*lines[: line - 1], ",".join(cells), *lines[line:]]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda lines: [], "empty file, not a predictions table"),
+        (lambda lines: _edit(lines, 3, "p_noise", "high"), "line 3, column p_noise: 'high' is "),
+        (lambda lines: _edit(lines, 4, "quality", "x"), "line 4, column quality: 'x' is not a"),
+        (lambda lines: _edit(lines, 2, "quality", "0.5"), "quality: '0.5' is not a whole number"),
+        (lambda lines: _edit(lines, 6, "ra", "abc"), "line 6, column ra: 'abc' is not a number"),
+        (
+            lambda lines: [*lines[:3], "", lines[3][:40]],
+            r"line 5: 3 fields, the header 26 \(cut short",
+        ),
+        (lambda lines: _edit(lines, 5, "quality", ""), "line 5, column quality: empty, where"),
+    ],
+)
+def test_a_csv_table_that_cannot_be_read_names_the_file_line_and_column(
+    tmp_path: Path, damage, message: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(damage(_csv_lines(tmp_path))), encoding="utf-8")
+    with pytest.raises(PredictionsError, match=rf"bad\.csv: .*{message}"):
+        read_predictions(bad)
+
+
+def test_a_csv_table_with_blank_lines_and_nan_reads(tmp_path: Path) -> None:
+    lines = _edit(_csv_lines(tmp_path), 2, "snr", "nan")
+    path = tmp_path / "blank.csv"
+    path.write_text("\n".join([*lines[:3], "", *lines[3:]]) + "\n", encoding="utf-8")
+    back = read_predictions(path)
+    assert len(back) == 5 and np.isnan(back["snr"].iloc[0])
+
+
+def test_required_columns_are_named_with_a_delimiter_hint() -> None:
+    columns = list(column_spec(CLASSES))
+    require_columns(columns, ["id", "quality"], "p.csv")
+    with pytest.raises(
+        PredictionsError, match=r"^p\.csv: not a predictions table: lacks column id$"
+    ):
+        require_columns([c for c in columns if c != "id"], ["id", "quality"], "p.csv")
+    with pytest.raises(PredictionsError, match=r"lacks column p_<class>"):
+        require_columns(["id", "quality", "other"], ["id"], "p.parquet")
+    with pytest.raises(PredictionsError, match=r"lacks columns id, quality, p_<class>.*semicolons"):
+        require_columns([";".join(columns)], ["id", "quality"], "p.csv")
 
 
 def test_a_failed_write_leaves_the_old_table_untouched(tmp_path: Path) -> None:

@@ -79,6 +79,14 @@ def _repeated_class(card: dict) -> None:
     card["classes"][-1] = card["classes"][0]
 
 
+def _other_classes(card: dict) -> None:
+    card["classes"] = ["star", "galaxy", "qso", "agn"][: len(card["classes"])]
+
+
+def _one_foreign_class(card: dict) -> None:
+    card["classes"][-1] = "double_peak"
+
+
 DAMAGE = {
     "truncated novelty": (_truncate_novelty, "novelty.npz: "),
     "foreign novelty": (_foreign_novelty, "novelty.npz: not the novelty model this card"),
@@ -88,6 +96,12 @@ DAMAGE = {
     "unknown key": (_edit_card(_unknown_key), "unknown preprocessing keys 'sky_subtract'"),
     "text temperature": (_edit_card(_text_temperature), "'temperature' must be a number"),
     "repeated class": (_edit_card(_repeated_class), "appear more than once"),
+    "other classes": (
+        _edit_card(_other_classes),
+        "card.json: class names 'star', 'galaxy', 'qso' are not spectraldl's; its classes are "
+        "emission, absorption, unknown, double-peak, noise",
+    ),
+    "foreign class": (_edit_card(_one_foreign_class), "class name 'double_peak' is not"),
 }
 
 
@@ -110,7 +124,9 @@ def test_a_damaged_model_directory_is_refused_at_load(
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("damage", ["truncated novelty", "foreign novelty", "unknown key"])
+@pytest.mark.parametrize(
+    "damage", ["truncated novelty", "foreign novelty", "unknown key", "other classes"]
+)
 def test_classify_says_it_in_one_line_before_reading_any_input(
     model_dir: Path, tmp_path: Path, damage: str
 ) -> None:

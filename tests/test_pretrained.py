@@ -84,3 +84,19 @@ def test_classify_without_a_model_uses_the_pretrained_one(lamost_tree: Path, tmp
 def test_a_model_without_sources_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["classify", str(SHIPPED), "-o", str(tmp_path / "x.csv")])
     assert result.exit_code == 2 and "give the SOURCES" in result.output
+
+
+@pytest.mark.parametrize("parts", [("model.pt",), ("novelty.npz",), ("model.pt", "novelty.npz")])
+def test_a_model_folder_that_lost_its_card_is_refused_not_replaced_by_the_default(
+    lamost_tree: Path, tmp_path: Path, parts: tuple[str, ...]
+) -> None:
+    model = tmp_path / "no-card"
+    model.mkdir()
+    for name in parts:
+        shutil.copy(SHIPPED / name, model / name)
+    out = tmp_path / "p.parquet"
+    result = CliRunner().invoke(main, ["classify", str(model), str(lamost_tree), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"{model}: not a model directory (no card.json), though it holds" in result.output
+    assert " and ".join(parts) in result.output
+    assert not out.exists()

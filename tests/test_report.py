@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from web_support import chromium, chromium_missing
 
+import spectraldl
 from spectraldl.analysis.calibrate import bundled_pairs_csv, calibrate_blur, save_calibration
 from spectraldl.analysis.explore import explore
 from spectraldl.analysis.report import SECTIONS, write_report
@@ -408,6 +409,27 @@ def test_shipped_benchmarks_are_labelled_apart_from_this_run(run_dir: Path, tmp_
     assert this_run["rows"][0][0] == "training set" and this_run["rows"][-1][0] == "all steps"
     assert "measured on another machine on 2026-11-26" in benchmark["title"]
     assert "test cpu" in benchmark["note"] and "not measured in this run" in benchmark["note"]
+
+
+def test_the_shipped_demo_timing_the_demo_copies_is_shown_not_a_problem(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shipped = Path(spectraldl.__file__).parent / "data" / "benchmarks" / "demo.json"
+    shutil.copy(shipped, run / "benchmarks" / "demo.json")
+    (run / "benchmarks" / "odd.json").write_text(json.dumps({"steps": "none"}))
+    report = write_report(run, run / "report.html")
+    performance = next(s for s in report.sections if s.key == "performance")
+    assert performance.problems == ["odd.json: not a benchmark file (no 'rows' list)"]
+    demo = next(t for t in performance.tables if "(demo.json)" in t["title"])
+    recorded = json.loads(shipped.read_text())
+    assert demo["title"].startswith("Shipped demo run (demo.json): seconds per step")
+    assert f"measured on another machine on {recorded['date']}" in demo["title"]
+    assert [row[0] for row in demo["rows"]] == [s["step"] for s in recorded["steps"]] + [
+        "all steps"
+    ]
+    assert "not measured in this run" in demo["note"]
 
 
 def test_every_table_scrolls_sideways_instead_of_being_cut(run_dir: Path, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ over bootstrap resamples of the pairs.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -56,7 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectraldl.analysis.explore import OKABE_ITO, save_figure
-from spectraldl.core.errors import SpectrumError
+from spectraldl.core.errors import NotUTF8Error, SpectrumError, decode_utf8, delimiter_hint
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.bundled import real_dir
@@ -164,19 +165,27 @@ def read_pairs_csv(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     rows: list[tuple[str, str]] = []
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            for line, row in enumerate(csv.reader(handle), start=1):
-                cells = [c.strip() for c in row]
-                if not cells or not any(cells) or cells[0].startswith("#"):
-                    continue
-                if len(cells) < 2 or not cells[0] or not cells[1]:
-                    raise CalibrationError(
-                        f"{path}, line {line}: expected two columns (Ondřejov file, LAMOST "
-                        f"file), got {row}"
-                    )
-                rows.append((cells[0], cells[1]))
+        text = decode_utf8(path.read_bytes(), path)
     except OSError as exc:
         raise CalibrationError(f"{path}: cannot read the pairs CSV ({exc.strerror})") from None
+    except NotUTF8Error as exc:
+        raise CalibrationError(str(exc)) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            if len(cells) < 2 or not cells[0] or not cells[1]:
+                raise CalibrationError(
+                    f"{path}, line {reader.line_num}: expected two columns (Ondřejov file, "
+                    f"LAMOST file), got {row}" + delimiter_hint(row)
+                )
+            rows.append((cells[0], cells[1]))
+    except csv.Error as exc:
+        raise CalibrationError(
+            f"{path}, line {reader.line_num}: not a readable CSV ({exc})"
+        ) from None
     if not rows:
         raise CalibrationError(f"{path}: no pairs in the file")
     return rows

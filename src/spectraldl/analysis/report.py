@@ -826,22 +826,25 @@ def _gallery_section(run: Path, sample: int) -> Section:
 # --- performance -------------------------------------------------------------------------
 
 
+def _step_rows(steps: Any) -> list[tuple[Any, str]]:
+    """(step, seconds) rows of a run's steps and a total row; [] when there are none."""
+    if not isinstance(steps, list) or not steps:
+        return []
+    timed = [s for s in steps if isinstance(s, dict) and isinstance(s.get("seconds"), int | float)]
+    rows = [(s.get("step", "?"), _fmt(s.get("seconds"))) for s in timed]
+    rows.append(("all steps", _fmt(round(sum(float(s["seconds"]) for s in timed), 1))))
+    return rows
+
+
 def _this_run_timings(run: Path, section: Section) -> None:
     """This run's own step times (run.json), kept apart from the shipped benchmarks."""
     path = run / "run.json"
     record = _read_json(path, section.problems) if path.exists() else None
     if not isinstance(record, dict):
         return
-    steps = record.get("steps")
-    if not isinstance(steps, list) or not steps:
+    rows = _step_rows(record.get("steps"))
+    if not rows:
         return
-    rows = [
-        (s.get("step", "?"), _fmt(s.get("seconds")))
-        for s in steps
-        if isinstance(s, dict) and isinstance(s.get("seconds"), int | float)
-    ]
-    total = sum(float(s["seconds"]) for s in steps if isinstance(s, dict) and "seconds" in s)
-    rows.append(("all steps", _fmt(round(total, 1))))
     section.tables.append(
         _table(
             f"This run: seconds per step, on {record.get('platform') or 'its machine'}",
@@ -861,6 +864,9 @@ def _performance_section(run: Path) -> Section:
         return section
     for path in files:
         payload = _read_json(path, section.problems)
+        if isinstance(payload, dict) and "rows" not in payload and _step_rows(payload.get("steps")):
+            section.tables.append(_shipped_demo_table(path, payload))
+            continue
         if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
             section.problems.append(f"{path.name}: not a benchmark file (no 'rows' list)")
             continue
@@ -882,6 +888,23 @@ def _performance_section(run: Path) -> Section:
             )
         )
     return section
+
+
+def _shipped_demo_table(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """A shipped record of a whole demo run (``demo.json``: its steps' seconds, no rows)."""
+    machine = payload.get("machine")
+    machine = machine if isinstance(machine, dict) else {}
+    date = payload.get("date", "an unrecorded date")
+    return _table(
+        f"Shipped demo run ({path.name}): seconds per step, measured on another machine on {date}",
+        ["step", "seconds"],
+        _step_rows(payload.get("steps")),
+        note=(
+            f"A whole `spectraldl demo` run measured on {date} on {machine.get('cpu', '?')}, "
+            f"{machine.get('cores', '?')} cores, GPU: {machine.get('gpu') or 'none'}; "
+            "shipped with spectraldl, not measured in this run or on this machine."
+        ),
+    )
 
 
 # --- provenance --------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from spectraldl.io.predictions import (
     column_spec,
     iter_predictions,
     read_metadata,
+    require_columns,
 )
 
 CATALOGUE_SUFFIXES = {
@@ -69,6 +70,14 @@ KNOWN_COLUMNS: dict[str, ColumnInfo] = {
         "f4", "arcsec", "Separation from that known star", "pos.angDistance"
     ),
 }
+
+
+SELECTION_COLUMNS = ("id", "predicted_class", "quality")
+"""Columns (besides the ``p_*`` ones) every selection reads."""
+KNOWN_NEEDS = ("ra", "dec", "object", "source", "quality_flags")
+"""Columns the cross-match with known stars reads (positions, designations, the per-star table)."""
+GALLERY_NEEDS = ("source", "object", "snr", "novelty", "quality_flags")
+"""Columns the gallery reads (the spectrum's file, the titles)."""
 
 
 @dataclass
@@ -185,8 +194,8 @@ def catalogue_table(catalogue: pd.DataFrame, *, meta: dict[str, Any] | None = No
     spec = {**column_spec(classes), **KNOWN_COLUMNS}
     table = Table(meta=dict(meta or {}))
     for name in catalogue.columns:
-        info = spec[name]
         values = catalogue[name].to_numpy()
+        info = spec.get(name) or _extra_column(values)
         if info.kind == "str":
             values = (
                 np.array([str(v) for v in values], dtype=str) if len(values) else np.zeros(0, "U1")
@@ -203,6 +212,12 @@ def catalogue_table(catalogue: pd.DataFrame, *, meta: dict[str, Any] | None = No
             )
         )
     return table
+
+
+def _extra_column(values: np.ndarray) -> ColumnInfo:
+    """What a column the predictions table does not define is: text, or numbers as they are."""
+    kind = values.dtype.str if values.dtype.kind in "biuf" else "str"
+    return ColumnInfo(kind, "", "Column of the predictions table (not spectraldl's)", "")
 
 
 def write_catalogue(
@@ -261,8 +276,21 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
             hdu.header[f"TUCD{i}"] = column.meta["ucd"]
     for key, value in meta.items():
         if isinstance(value, str | int | float) and len(key) <= 8:
-            hdu.header[key.upper()] = value
+            hdu.header[key.upper()] = fits_text(value) if isinstance(value, str) else value
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+
+
+def fits_text(value: str) -> str:
+    """``value`` as a FITS header string: printable ASCII, anything else as a Python escape.
+
+    FITS headers hold only printable ASCII; a predictions file named
+    ``prédictions.csv`` goes in as ``pr\\xe9dictions.csv`` (``ř`` as ``\\u0159``, a
+    newline as ``\\n``), which ``codecs.decode(text, "unicode_escape")`` turns back.
+    Long values need nothing: astropy writes them with the CONTINUE convention.
+    """
+    return "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in value
+    )
 
 
 @dataclass
@@ -330,7 +358,9 @@ def find_candidates(
     selection = selection or Selection()
     blocks = _blocks(predictions, chunk_rows)
     meta = _catalogue_meta(predictions, selection)
-    catalogue, counts = _select(predictions, blocks, selection)
+    needed = SELECTION_COLUMNS + (KNOWN_NEEDS if known is not None else ())
+    needed += GALLERY_NEEDS if gallery is not None else ()
+    catalogue, counts = _select(predictions, blocks, selection, needed)
     summary = CandidatesSummary(catalogue=catalogue, counts=counts)
     if known is not None:
         _match_known(summary, blocks, selection, known, radius_arcsec, outs)
@@ -348,17 +378,21 @@ def _select(
     predictions: str | Path | pd.DataFrame,
     blocks: Callable[[], Iterable[pd.DataFrame]],
     selection: Selection,
+    needed: Sequence[str] = SELECTION_COLUMNS,
 ) -> tuple[pd.DataFrame, Counts]:
-    """The candidates (most probable first, then by id) and the counts, in one pass."""
+    """The candidates (most probable first, then by id) and the counts, in one pass.
+
+    The first block's columns are checked against ``needed`` (and the cuts').
+    """
     counts: Counts | None = None
     picked: list[pd.DataFrame] = []
+    source = predictions if not isinstance(predictions, pd.DataFrame) else "table"
     for block in blocks():
         if counts is None:
+            require_columns(block.columns, dict.fromkeys(needed), source)
             model_classes = classes_in(block.columns)
             selection.check(model_classes)
-            selection.check_columns(
-                block.columns, predictions if not isinstance(predictions, pd.DataFrame) else "table"
-            )
+            selection.check_columns(block.columns, source)
             counts = Counts(selection=selection, classes=model_classes)
         counts.add(block)
         chosen = block[selection.mask(block)]

@@ -24,6 +24,7 @@ is in the catalogue), ``not in the input`` (no spectrum within the radius),
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl.catalogue.selection import Selection
+from spectraldl.core.errors import NotUTF8Error, decode_utf8, delimiter_hint
 from spectraldl.core.quality import flag_names
 from spectraldl.io.predictions import probability_column
 
@@ -78,7 +80,7 @@ def designation_key(text: str) -> str:
     return f"J{g['rh']}{g['rm']}{g['rs']}{g['sign']}{g['dd']}{g['dm']}{g['ds']}"
 
 
-def _angle(text: str, *, hours: bool) -> float:
+def _angle(text: str, *, hours: bool, what: str) -> float:
     value = text.strip()
     try:
         return float(value)
@@ -86,7 +88,11 @@ def _angle(text: str, *, hours: bool) -> float:
         pass
     from astropy.coordinates import Angle
 
-    return float(Angle(value, unit="hourangle" if hours else "deg").deg)
+    try:
+        return float(Angle(value, unit="hourangle" if hours else "deg").deg)
+    except ValueError as exc:
+        form = "hh:mm:ss" if hours else "dd:mm:ss"
+        raise ValueError(f"{what} {value!r} is not degrees nor {form} ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -114,48 +120,102 @@ class KnownStars:
 def read_known(path: str | Path) -> KnownStars:
     """Read a known-star CSV (``designation`` or ``ra``/``dec`` columns; ``name``/``id``).
 
-    Raises `KnownListError` naming the file and line for a missing column or
-    an unreadable position.
+    UTF-8 (with or without Excel's BOM), comma-separated. Raises
+    `KnownListError` naming the file, and the line where there is one, for
+    another encoding, a missing column (with a hint when the file is
+    separated by semicolons or tabs), a row of another length than the
+    header, or a position that cannot be read or is off the sky (RA outside
+    0..360 degrees, Dec outside -90..90).
     """
     path = Path(path)
-    if not path.exists():
-        raise KnownListError(f"{path}: no such file")
-    names: list[str] = []
-    ras: list[float] = []
-    decs: list[float] = []
-    keys: list[str] = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = {f.strip().lower(): f for f in reader.fieldnames or []}
-        has_radec = "ra" in fields and "dec" in fields
-        if not has_radec and "designation" not in fields:
-            raise KnownListError(
-                f"{path}: needs a 'designation' column (Jhhmmss.ss+ddmmss.s) or 'ra' and 'dec' "
-                f"columns; it has {', '.join(fields) or 'none'}"
-            )
-        name_key = next((fields[k] for k in ("name", "id", "designation") if k in fields), None)
-        for line, row in enumerate(reader, start=2):
-            try:
-                if has_radec:
-                    ra = _angle(row[fields["ra"]], hours=":" in row[fields["ra"]])
-                    dec = _angle(row[fields["dec"]], hours=False)
-                else:
-                    ra, dec = parse_designation(row[fields["designation"]])
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise KnownListError(f"{path}, line {line}: {exc}") from None
-            if not (math.isfinite(ra) and math.isfinite(dec)):
-                raise KnownListError(f"{path}, line {line}: position is not finite")
-            name = (row.get(name_key) or "").strip() if name_key else ""
-            if "designation" in fields and name_key != fields["designation"]:
-                designation = (row.get(fields["designation"]) or "").strip()
-                name = f"{name} ({designation})" if name and designation else name or designation
-            names.append(name or f"line {line}")
-            ras.append(ra)
-            decs.append(dec)
-            keys.append(designation_key(row.get(fields.get("designation", ""), "") or ""))
+    try:
+        text = decode_utf8(path.read_bytes(), path)
+    except FileNotFoundError:
+        raise KnownListError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise KnownListError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except NotUTF8Error as exc:
+        raise KnownListError(str(exc)) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
+        columns = _known_columns(path, header)
+        stars = [_known_star(path, reader.line_num, cells, header, columns) for cells in reader]
+    except csv.Error as exc:
+        raise KnownListError(
+            f"{path}, line {reader.line_num}: not a readable CSV ({exc})"
+        ) from None
+    kept = [star for star in stars if star is not None]
     return KnownStars(
-        names=names, ra=np.array(ras), dec=np.array(decs), source=str(path), designations=keys
+        names=[s[0] for s in kept],
+        ra=np.array([s[1] for s in kept], dtype=np.float64),
+        dec=np.array([s[2] for s in kept], dtype=np.float64),
+        source=str(path),
+        designations=[s[3] for s in kept],
     )
+
+
+def _known_columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Index of each (lower-case) column of a known-star list's header; checks it has a position."""
+    columns = {f.strip().lower(): i for i, f in enumerate(header)}
+    if not ("ra" in columns and "dec" in columns) and "designation" not in columns:
+        raise KnownListError(
+            f"{path}: needs a 'designation' column (Jhhmmss.ss+ddmmss.s) or 'ra' and 'dec' "
+            f"columns; it has {', '.join(h.strip() for h in header) or 'none'}"
+            + delimiter_hint(header)
+        )
+    return columns
+
+
+def _known_star(
+    path: Path, line: int, cells: list[str], header: list[str], columns: dict[str, int]
+) -> tuple[str, float, float, str] | None:
+    """(name, RA, Dec, designation key) of one row of a known-star list; None for a blank line."""
+    if not any(c.strip() for c in cells):
+        return None
+    extra = cells[len(header) :]
+    if len(cells) < len(header) or any(c.strip() for c in extra):
+        plural = "" if len(cells) == 1 else "s"
+        raise KnownListError(
+            f"{path}, line {line}: {len(cells)} field{plural} where the header has "
+            f"{len(header)} ({', '.join(h.strip() for h in header)})"
+            + (delimiter_hint(cells) or ("; quote values holding commas" if extra else ""))
+        )
+    try:
+        ra, dec = _known_position(cells, columns)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise KnownListError(f"{path}, line {line}: {exc}") from None
+
+    def cell(column: str) -> str:
+        return cells[columns[column]].strip() if column in columns else ""
+
+    name = next((cell(k) for k in ("name", "id", "designation") if k in columns), "")
+    designation = cell("designation")
+    if designation and ("name" in columns or "id" in columns):
+        name = f"{name} ({designation})" if name else designation
+    return name or f"line {line}", ra, dec, designation_key(designation)
+
+
+def _known_position(cells: list[str], columns: dict[str, int]) -> tuple[float, float]:
+    """RA and Dec (degrees) of a known-star row: ``ra``/``dec`` columns, else the designation."""
+    if "ra" in columns and "dec" in columns:
+        ra_text, dec_text = cells[columns["ra"]].strip(), cells[columns["dec"]].strip()
+        if not ra_text or not dec_text:
+            raise ValueError(f"no {'RA' if not ra_text else 'Dec'}")
+        ra = _angle(ra_text, hours=":" in ra_text, what="RA")
+        dec = _angle(dec_text, hours=False, what="Dec")
+    else:
+        ra_text = dec_text = cells[columns["designation"]].strip()
+        if not ra_text:
+            raise ValueError("no designation")
+        ra, dec = parse_designation(ra_text)
+    if not (math.isfinite(ra) and math.isfinite(dec)):
+        raise ValueError("position is not finite")
+    if not 0.0 <= ra <= 360.0:
+        raise ValueError(f"RA {ra_text} is outside 0..360 degrees")
+    if not -90.0 <= dec <= 90.0:
+        raise ValueError(f"Dec {dec_text} is outside -90..90 degrees")
+    return ra, dec
 
 
 @dataclass

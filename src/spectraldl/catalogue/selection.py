@@ -56,7 +56,7 @@ class Selection:
         if unknown:
             raise CandidatesError(
                 f"class {', '.join(unknown)} is not predicted by this model; "
-                f"its classes are {', '.join(model_classes)}"
+                f"its classes are {', '.join(model_classes) or 'none (no p_<class> column)'}"
             )
         if not 0.0 <= self.min_prob <= 1.0:
             raise CandidatesError(f"min-prob must be in [0, 1], got {self.min_prob}")

@@ -165,4 +165,10 @@ def _model_and_sources(model: str | None, inputs: tuple[Path, ...]) -> tuple[Pat
         if len(inputs) == 1:
             raise click.UsageError(f"{inputs[0]} is a model: give the SOURCES to classify too")
         return first, list(inputs[1:])
+    parts = [name for name in ("model.pt", "novelty.npz") if (first / name).is_file()]
+    if parts:  # a model whose card was lost: never classify with the default model instead
+        raise click.ClickException(
+            f"{inputs[0]}: not a model directory (no card.json), though it holds "
+            f"{' and '.join(parts)}; restore its card.json"
+        )
     return resolve_model(DEFAULT_MODEL), list(inputs)

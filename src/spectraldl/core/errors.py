@@ -39,3 +39,44 @@ def printable_path(path: str) -> str:
     which no UTF-8 file (an errors CSV, an HDF5 string) can hold.
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+class NotUTF8Error(ValueError):
+    """A text file (a CSV) in another encoding: names the file and how to save it instead."""
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """``raw`` (the bytes of ``path``) as text: UTF-8, with or without Excel's BOM.
+
+    Raises `NotUTF8Error` naming the file for UTF-16 (Excel's 'Unicode text'),
+    binary data and other code pages (latin-1), with the way to save it as UTF-8.
+    """
+    if raw[:2] in _UTF16_BOMS or b"\0" in raw:
+        raise NotUTF8Error(
+            f"{path}: not UTF-8 text (UTF-16, as Excel's 'Unicode text', or binary: it holds "
+            "NUL bytes); save it as CSV UTF-8"
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotUTF8Error(
+            f"{path}: not UTF-8 text: byte {exc.start} (0x{raw[exc.start]:02x}) cannot be "
+            "decoded (latin-1 or another code page?); save it as CSV UTF-8"
+        ) from None
+
+
+def delimiter_hint(fields: list[str] | tuple[str, ...]) -> str:
+    """A hint for a CSV header or row read as one field holding ``;`` or a tab, else ''.
+
+    Such a file is separated by something other than commas (a European
+    Excel writes semicolons); the hint says so, to follow a message that
+    shows the fields.
+    """
+    text = " ".join(str(f) for f in fields)
+    for char, name in ((";", "semicolons"), ("\t", "tabs")):
+        if char in text and "," not in text:
+            return f" (the file seems separated by {name}, not commas: save it as comma-separated)"
+    return ""

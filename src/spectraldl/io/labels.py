@@ -12,13 +12,13 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spectraldl.core.errors import NotUTF8Error, decode_utf8, delimiter_hint
+
 CLASSES: tuple[str, ...] = ("emission", "absorption", "unknown", "double-peak", "noise")
 """Every class name, indexed by its integer code."""
 
 NO_LABEL = -1
 """Label code of a spectrum nobody has labelled."""
-
-_UTF16 = (b"\xff\xfe", b"\xfe\xff")
 
 _ALIASES = {"double_peak": "double-peak", "doublepeak": "double-peak", "double peak": "double-peak"}
 
@@ -166,22 +166,17 @@ def read_labels(path: str | Path) -> LabelList:
         raw = path.read_bytes()
     except OSError as exc:
         raise LabelError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if raw[:2] in _UTF16 or b"\0" in raw:
-        raise LabelError(
-            f"{path}: not UTF-8 text (UTF-16, as Excel's 'Unicode text', or binary: it holds "
-            "NUL bytes); save it as CSV UTF-8"
-        )
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LabelError(
-            f"{path}: not UTF-8 text: byte {exc.start} (0x{raw[exc.start]:02x}) cannot be "
-            "decoded (latin-1 or another code page?); save it as CSV UTF-8"
-        ) from None
+        text = decode_utf8(raw, path)
+    except NotUTF8Error as exc:
+        raise LabelError(str(exc)) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = [f.strip().lower() for f in reader.fieldnames or []]
     if "id" not in fields or "label" not in fields:
-        raise LabelError(f"{path}: needs a header with columns 'id' and 'label', got {fields}")
+        raise LabelError(
+            f"{path}: needs a header with columns 'id' and 'label', got {fields}"
+            + delimiter_hint(fields)
+        )
     reader.fieldnames = fields
     given: dict[str, set[int]] = {}
     try:

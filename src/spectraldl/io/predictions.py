@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl.core.atomic import atomic_write
+from spectraldl.core.errors import delimiter_hint
 from spectraldl.io.labels import CLASSES
 
 FORMAT = "spectraldl-predictions"
@@ -586,17 +587,7 @@ def iter_predictions(
                     names = schema.names if columns is None else list(columns)
                     yield schema.empty_table().select(names).to_pandas()
         elif kind == "csv":
-            head = pd.read_csv(path, nrows=0).columns
-            kinds = _kinds(head)
-            dtypes = {c: (str if kinds[c] == "str" else kinds[c]) for c in head}
-            yield from pd.read_csv(
-                path,
-                chunksize=chunk_rows,
-                usecols=columns,
-                dtype=dtypes,
-                keep_default_na=False,
-                na_values={c: ["", "nan", "NaN"] for c in head if kinds[c] != "str"},
-            )
+            yield from _iter_csv(path, chunk_rows, columns)
         elif kind == "h5":
             import h5py
 
@@ -609,8 +600,113 @@ def iter_predictions(
                     yield pd.DataFrame({name: _decoded(block[name]) for name in names})
         else:
             yield from _iter_fits(path, chunk_rows, columns)
-    except (OSError, KeyError) as exc:
+    except (OSError, KeyError, ValueError) as exc:
+        if isinstance(exc, PredictionsError):
+            raise
         raise PredictionsError(f"{path}: not a readable predictions table ({exc})") from None
+
+
+def require_columns(columns: Iterable[str], needed: Iterable[str], source: Any) -> None:
+    """Raise `PredictionsError` when a table lacks any of ``needed`` or has no ``p_*`` column.
+
+    The message names ``source`` (the file) and every missing column, with a
+    hint when the header reads as one field holding semicolons or tabs.
+    """
+    have = list(columns)
+    missing = [c for c in needed if c not in set(have)]
+    if not any(c.startswith("p_") for c in have):
+        missing.append("p_<class> (one per model class)")
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise PredictionsError(
+            f"{source}: not a predictions table: lacks column{plural} {', '.join(missing)}"
+            + delimiter_hint(have)
+        )
+
+
+def _iter_csv(path: Path, chunk_rows: int, columns: Sequence[str] | None) -> Iterator[pd.DataFrame]:
+    """A CSV table in blocks, numbers as their dtypes; a cell that is none names its line."""
+    try:
+        head = pd.read_csv(path, nrows=0).columns
+    except pd.errors.EmptyDataError:
+        raise PredictionsError(f"{path}: empty file, not a predictions table") from None
+    kinds = _kinds(head)
+    dtypes = {c: (str if kinds[c] == "str" else kinds[c]) for c in head}
+    try:
+        with pd.read_csv(
+            path,
+            chunksize=chunk_rows,
+            usecols=columns,
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values={c: ["", "nan", "NaN"] for c in head if kinds[c] != "str"},
+        ) as reader:
+            yield from reader
+    except ValueError as exc:
+        problem = _csv_problem(path, kinds) or str(exc)
+        raise PredictionsError(f"{path}: not a readable predictions table ({problem})") from None
+
+
+def _csv_problem(path: Path, kinds: dict[str, str]) -> str | None:
+    """The first cell of a CSV table that is not the number its column needs, in words.
+
+    Only called once reading failed (pandas names neither line nor column), so
+    this second pass reads every cell as text. None when no such cell is found.
+    """
+    with pd.read_csv(
+        path, dtype=str, keep_default_na=False, skip_blank_lines=False, chunksize=100_000
+    ) as reader:
+        for block in reader:
+            lines = block[~(block.fillna("") == "").all(axis=1)]  # pandas skips blank lines
+            found = [
+                (int(bad[0]), name)
+                for name, kind in kinds.items()
+                if kind != "str" and len(bad := np.flatnonzero(_suspect(lines[name], kind)))
+            ]
+            if found:
+                row, name = min(found)
+                line = int(lines.index[row]) + 2
+                fields = _fields_on_line(path, line)
+                if fields < len(kinds):
+                    return f"line {line}: {fields} fields, the header {len(kinds)} (cut short?)"
+                problem = _cell_problem(lines[name].iloc[row], kinds[name])
+                return f"line {line}, column {name}: {problem}"
+    return None
+
+
+def _fields_on_line(path: Path, line: int) -> int:
+    """How many fields the CSV row on ``line`` (1 = the header) has."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        for cells in reader:
+            if reader.line_num >= line:
+                return len(cells)
+    return 0
+
+
+def _suspect(values: pd.Series, kind: str) -> np.ndarray:
+    """Cells (text or missing) that cannot be numbers of ``kind`` (vectorised `_cell_problem`)."""
+    text = values.fillna("").str.strip()
+    blank = text.isin(["", "nan", "NaN"]).to_numpy()
+    number = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(dtype=np.float64)
+    bad = values.isna().to_numpy() | (~blank & np.isnan(number))
+    if kind == "i4":
+        bad |= blank | (np.isfinite(number) & (number % 1 != 0))
+    return bad
+
+
+def _cell_problem(value: Any, kind: str) -> str:
+    """Why a CSV cell cannot be a number of ``kind`` ('' when it can)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if text in ("", "nan", "NaN"):
+        return "empty, where a whole number is needed" if kind == "i4" else ""
+    try:
+        number = float(text)
+    except ValueError:
+        return f"{text!r} is not a number"
+    if kind == "i4" and not number.is_integer():
+        return f"{text!r} is not a whole number"
+    return ""
 
 
 def _kinds(names: Iterable[str]) -> dict[str, str]:

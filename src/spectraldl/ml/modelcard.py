@@ -26,6 +26,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from spectraldl.io.dataset import Dataset, DatasetInfo, dataset_info, is_dataset
+from spectraldl.io.labels import CLASSES
 from spectraldl.ml.data import describe_config, flux_relevant, read_dataset_any
 from spectraldl.ml.models import SpectrumNet, build_model
 from spectraldl.ml.novelty import NoveltyError, NoveltyModel
@@ -401,6 +402,13 @@ def _card_problem(card: dict[str, Any]) -> str:
     repeated = sorted({c for c in classes if classes.count(c) > 1})
     if repeated:
         return f"class names {', '.join(map(repr, repeated))} appear more than once in {classes}"
+    foreign = [c for c in classes if c not in CLASSES]
+    if foreign:
+        return (
+            f"class {'names' if len(foreign) > 1 else 'name'} {', '.join(map(repr, foreign))} "
+            f"{'are' if len(foreign) > 1 else 'is'} not spectraldl's; "
+            f"its classes are {', '.join(CLASSES)}"
+        )
     try:
         config = PreprocessConfig.from_dict(card["preprocessing"])
     except ValueError as exc:
