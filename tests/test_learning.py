@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,26 @@ def test_learn_refuses_what_it_cannot_use(parent: Path, tmp_path: Path) -> None:
         main, ["learn", "--db", str(tmp_path / "empty.db"), "--model", str(parent), "-o", "x"]
     )
     assert nothing.exit_code == 1 and "0 usable labelled spectra" in nothing.output
+
+
+def test_learn_puts_back_the_model_a_killed_run_moved_aside(parent: Path, tmp_path: Path) -> None:
+    """``learn -o`` equal to ``--model``, killed between publish_model_dir's two renames, left
+    only ``.NAME.old-PID``: the model in use was gone. The next learn puts it back first."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    model = tmp_path / "model"
+    shutil.copytree(parent, tmp_path / f".model.old-{process.pid}")
+    empty = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    empty.dispose()
+    args = ["learn", "--db", str(tmp_path / "empty.db"), "--model", str(model), "-o", str(model)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "0 usable labelled spectra" in result.output
+    assert f"restored {model}" in result.output
+    assert (model / "model.pt").read_bytes() == (parent / "model.pt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "model"]
 
 
 def test_a_worse_model_is_named_worse() -> None:

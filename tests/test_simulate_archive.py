@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import math
 import re
 import warnings
@@ -350,3 +351,59 @@ def test_simulate_command_names_the_archives_it_knows(tmp_path: Path) -> None:
     assert not out.exists()
     shown = CliRunner().invoke(main, ["simulate", "--help"]).output
     assert "--archive [lamost|ondrejov]" in shown
+
+
+def test_start_extends_a_set_and_keeps_its_truth(tmp_path: Path) -> None:
+    """``start`` into a folder of the same settings adds rows to truth.csv (it replaced them:
+    the labels of the files already there were lost), and simulation.json lists the indices."""
+    whole = tmp_path / "whole"
+    simulate_archive(whole, archive="lamost", n=40, seed=5, junk=0.2)
+    out = tmp_path / "out"
+    simulate_archive(out, archive="lamost", n=30, seed=5, junk=0.2)
+    summary = simulate_archive(out, archive="lamost", n=10, seed=5, junk=0.2, start=30)
+    # One long run and a run extended by a second: the same files, the same truth.csv.
+    assert _digest(out) == _digest(whole)
+    assert summary.files == 10 and summary.truth_rows == 40 and "40 files in all" in summary.line()
+    settings = json.loads((out / "simulation.json").read_text())
+    assert (settings["n"], settings["start"], settings["ranges"]) == (40, 0, [[0, 40]])
+    # A rerun of a range replaces its rows with the same bytes.
+    simulate_archive(out, archive="lamost", n=10, seed=5, junk=0.2, start=10)
+    assert _digest(out) == _digest(whole)
+    # A gap is recorded as two ranges; truth.csv stays in index order.
+    simulate_archive(out, archive="lamost", n=5, seed=5, junk=0.2, start=50)
+    settings = json.loads((out / "simulation.json").read_text())
+    assert (settings["n"], settings["start"], settings["ranges"]) == (45, 0, [[0, 40], [50, 55]])
+    truth = read_truth_csv(out / "truth.csv")
+    assert [int(row["index"]) for row in truth] == [*range(40), *range(50, 55)]
+    assert truth[:40] == read_truth_csv(whole / "truth.csv")
+    assert len(_files(out)) == 45
+
+
+def test_start_into_a_set_of_other_settings_is_refused(tmp_path: Path) -> None:
+    """Another seed, archive, layout, mix or junk fraction into a simulated folder would mix
+    two simulations in one tree: refused before anything is written, naming what differs."""
+    out = tmp_path / "out"
+    simulate_archive(out, archive="lamost", n=12, seed=5, junk=0.2)
+    before = _digest(out)
+    settings = (out / "simulation.json").read_bytes()
+    others = [
+        ({"archive": "lamost", "seed": 6, "junk": 0.2}, "seed 5 there, 6 asked"),
+        ({"archive": "lamost", "seed": 5, "junk": 0.0}, "junk 0.2 there, 0.0 asked"),
+        ({"archive": "lamost", "seed": 5, "junk": 0.2, "release": "dr8"}, "layout"),
+        ({"archive": "lamost", "seed": 5, "junk": 0.2, "mix": "emission=1"}, "mix"),
+        ({"archive": "ondrejov", "seed": 5, "junk": 0.2}, "archive"),
+    ]
+    for args, differs in others:
+        with pytest.raises(ValueError, match="simulation of other settings") as caught:
+            simulate_archive(out, n=4, start=12, **args)
+        assert str(out / "simulation.json") in str(caught.value)
+        assert differs in str(caught.value)
+    assert _digest(out) == before and (out / "simulation.json").read_bytes() == settings
+    args = ["simulate", "--archive", "lamost", "-n", "4", "--start", "12", "-o", str(out)]
+    result = CliRunner().invoke(main, [*args, "--seed", "7", "--junk", "0.2", "-j", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("\n") == 1 and "seed 5 there, 7 asked" in result.output
+    (out / "simulation.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"not a simulation\.json"):
+        simulate_archive(out, archive="lamost", n=4, seed=5, junk=0.2)
+    assert _digest(out) == before

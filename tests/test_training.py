@@ -276,6 +276,55 @@ def test_existing_model_directory_is_kept(trained: dict[str, Any], dataset: Path
     assert (trained["out"] / "model.pt").read_bytes() == before
 
 
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_run_cleans_up_after_runs_killed_while_writing(
+    trained: dict[str, Any], dataset: Path, tmp_path: Path
+) -> None:
+    """kill -9 while writing leaves ``.NAME.tmp-PID`` (one more per kill), and between
+    publish_model_dir's two renames leaves no NAME, only ``.NAME.old-PID``: the next run
+    puts the old model back (saying so) and removes the dead runs' folders, not a live
+    run's. The state such kills leave is made on disk here."""
+    import os
+
+    dead = _dead_pid()
+    out = tmp_path / "model"
+    old = tmp_path / f".model.old-{dead}"
+    shutil.copytree(trained["out"], old)
+    weights = (old / "model.pt").read_bytes()
+    for pid in (dead, _dead_pid()):
+        (tmp_path / f".model.tmp-{pid}").mkdir()
+        (tmp_path / f".model.tmp-{pid}" / "model.pt").write_bytes(b"half")
+    live = tmp_path / f".model.tmp-{os.getppid()}"  # another run, still writing
+    live.mkdir()
+    lines: list[str] = []
+    # The model put back is there: without --overwrite the run is refused, the model kept.
+    with pytest.raises(TrainingError, match="already exists"):
+        train([dataset], out, config=TrainConfig(**FAST), log=lines.append)
+    assert (out / "model.pt").read_bytes() == weights
+    assert load_model(out).model_id == trained["result"].model.model_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "model"]
+    assert any(f"restored {out} from {old.name}" in line for line in lines)
+    assert sum("left by a killed run" in line for line in lines) == 2
+    # An old model beside a complete new one (killed while deleting it) is removed; one
+    # beside a folder that is no model is kept.
+    shutil.copytree(out, old)
+    training.recover_model_dir(out)
+    assert not old.exists()
+    shutil.copytree(out, old)
+    (out / "card.json").unlink()
+    training.recover_model_dir(out)
+    assert old.is_dir()
+
+
 # --- reproducibility and learning ---------------------------------------------------------
 
 

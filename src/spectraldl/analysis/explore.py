@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from spectraldl.core.atomic import atomic_write
 from spectraldl.io.dataset import dataset_info, iter_rows
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import PredictionsError, iter_predictions
@@ -90,14 +91,17 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 200) -> list[Path]:
     """Save a matplotlib figure as PNG and SVG with ``path``'s stem; return both paths.
 
     ``path`` may end in .png, .svg or nothing. The SVG carries no date, so
-    the same figure gives the same file.
+    the same figure gives the same file. Each file is written through
+    `atomic_write`: a run killed while saving leaves the earlier file whole.
     """
     path = Path(path)
     stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg") else path
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")
-    fig.savefig(png, dpi=dpi, metadata={"Software": None})
-    fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    with atomic_write(png, keep_suffix=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    with atomic_write(svg, keep_suffix=True) as tmp:
+        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
     return [png, svg]
 
 
@@ -532,11 +536,12 @@ def map_figure(
 
 
 def write_coordinates(path: str | Path, data: MapInput, coords: NDArray[np.floating]) -> Path:
-    """CSV with columns ``id, archive, label, x, y`` (archive: the row's group)."""
+    """CSV with columns ``id, archive, label, x, y`` (archive: the row's group), written
+    through `atomic_write`."""
     import pandas as pd
 
     path = Path(path)
-    pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "id": data.ids.astype(str),
             "archive": data.group.astype(str),
@@ -544,7 +549,9 @@ def write_coordinates(path: str | Path, data: MapInput, coords: NDArray[np.float
             "x": coords[:, 0],
             "y": coords[:, 1],
         }
-    ).to_csv(path, index=False, float_format="%.6g")
+    )
+    with atomic_write(path, keep_suffix=True) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
     return path
 
 
@@ -647,7 +654,8 @@ def explore(
     files = maps.files
     summary["files"] = sorted(p.name for p in files)
     summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with atomic_write(summary_path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     files.append(summary_path)
     return ExploreResult(out_dir=out, files=files, summary=summary)
 

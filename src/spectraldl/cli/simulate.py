@@ -148,9 +148,16 @@ def simulate_command(
     lists every file with its label and every parameter drawn; pass it to
     `spectraldl ingest --labels`.
 
+    An OUT that holds a simulation already (its simulation.json) is extended
+    by a run of the same settings with another --start: truth.csv keeps its
+    rows and gains the new ones (in index order), and simulation.json lists
+    the indices covered. A run of other settings into it is refused, naming
+    those that differ.
+
     \b
     Example:
       spectraldl simulate --archive lamost -n 30000 -o out/lamost --release dr1 --junk 0.01
+      spectraldl simulate --archive lamost -n 1000 --start 30000 -o out/lamost --junk 0.01
     """
     from spectraldl.jobs.backends import prestart_local_workers
 

@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -654,7 +655,14 @@ def replace_problem(out_dir: Path, inputs: Sequence[str | Path]) -> str | None:
 
 
 def publish_model_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last."""
+    """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last.
+
+    The old model is first renamed ``.NAME.old-PID``, then ``tmp`` becomes ``out_dir``,
+    then the old one is deleted. A run killed between the two renames leaves no
+    ``out_dir`` but the old model whole beside it, and one killed while writing leaves its
+    ``.NAME.tmp-PID``: `recover_model_dir`, which every run calls first, puts the old model
+    back and removes such leftovers.
+    """
     old = None
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
@@ -662,6 +670,90 @@ def publish_model_dir(tmp: Path, out_dir: Path) -> None:
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old)
+
+
+_LEFTOVER = re.compile(r"(?P<learn>\.learn-[0-9]+)?\.(?P<kind>tmp|old|learn)-(?P<pid>[0-9]+)")
+"""What follows ``.NAME`` in the name of a run's work folder beside the model folder NAME
+(and ``..NAME``: the work folders of `learn`'s own ``.NAME.learn-PID``)."""
+
+
+def recover_model_dir(out_dir: Path, say: Callable[[str], None] | None = None) -> list[str]:
+    """Clean up after runs killed while writing the model folder ``out_dir``; what was done.
+
+    A run writes its model into ``.NAME.tmp-PID`` (`learn`: ``.NAME.learn-PID``) beside
+    ``out_dir`` and publishes it with `publish_model_dir`, which moves an old model to
+    ``.NAME.old-PID`` for a moment. For each such folder whose process PID is gone (one
+    whose PID is alive, or this process's, is another run's or this run's: left alone):
+
+    * ``.NAME.old-PID`` when ``out_dir`` is missing (killed between the two renames) is
+      renamed back to ``out_dir``: the model that was there before that run (the most
+      recent, should there be several). When ``out_dir`` is a model folder (holds its
+      card), the old one is what the run had replaced and was deleting: it is removed.
+    * ``.NAME.tmp-PID`` and ``.NAME.learn-PID`` (the unpublished result of a killed run)
+      are removed, and so are ``..NAME.learn-PID.tmp-PID`` (that of its training).
+
+    Each action is passed to ``say`` as one line. PIDs are this machine's: a run on
+    another machine writing into the same shared folder would be taken for a dead one.
+    Raises TrainingError naming the folder when one cannot be moved or removed.
+    """
+    lines: list[str] = []
+
+    def done(line: str) -> None:
+        lines.append(line)
+        if say:
+            say(line)
+
+    parent, name = out_dir.parent, out_dir.name
+    try:
+        entries = [e for e in parent.iterdir() if e.name.startswith(f".{name}.")]
+        entries += [e for e in parent.iterdir() if e.name.startswith(f"..{name}.learn-")]
+    except (FileNotFoundError, NotADirectoryError):
+        return lines
+    except OSError as exc:
+        raise TrainingError(f"{parent}: cannot list it ({exc.strerror})") from None
+    dead: dict[str, list[Path]] = {"tmp": [], "old": [], "learn": []}
+    for entry in entries:
+        nested = entry.name.startswith(f"..{name}.")
+        match = _LEFTOVER.fullmatch(entry.name[len(name) + 1 + nested :])
+        # ..NAME.learn-PID.KIND-PID only of a learn folder, and only its tmp or old.
+        if not match or bool(match["learn"]) != nested or (nested and match["kind"] == "learn"):
+            continue
+        pid = int(match["pid"])
+        mine = pid == os.getpid()
+        if entry.is_dir() and not entry.is_symlink() and not mine and not _process_alive(pid):
+            dead["tmp" if nested else match["kind"]].append(entry)
+    try:
+        olds = sorted(dead["old"], key=lambda p: p.stat().st_mtime)
+        if olds and not out_dir.exists() and not out_dir.is_symlink():
+            restored = olds.pop()
+            os.replace(restored, out_dir)
+            done(
+                f"restored {out_dir} from {restored.name}: a run killed while replacing it "
+                "had moved it aside"
+            )
+        for folder in [*dead["tmp"], *dead["learn"], *olds]:
+            if folder in olds and not (out_dir / CARD).is_file():
+                continue  # out_dir is no model: keep the model moved aside for a person to see
+            shutil.rmtree(folder)
+            done(f"removed {folder.name} beside {out_dir}, left by a killed run")
+    except OSError as exc:
+        raise TrainingError(
+            f"{exc.filename or out_dir}: cannot clean up after a killed run ({exc.strerror})"
+        ) from None
+    return lines
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True  # cannot tell: keep its folder
+    return True
 
 
 def _class_index(codes: NDArray[np.integer], class_codes: list[int]) -> NDArray[np.int64]:
@@ -1006,7 +1098,9 @@ def train(
     out_dir
         The model directory to write (see `spectraldl.ml.modelcard`); an existing
         non-empty one is replaced only with ``overwrite``, and only once the
-        new one is complete.
+        new one is complete. First, the leftovers of runs killed while writing
+        it are cleaned up (`recover_model_dir`, said in ``log``): a model such a
+        run had moved aside is put back, its unfinished folders removed.
     config
         The run's choices (`TrainConfig`).
     progress
@@ -1033,6 +1127,7 @@ def train(
     _check_cuda_graph(config, select_device(config.device))
     say = log or (lambda _line: None)
     out_dir = Path(out_dir)
+    recover_model_dir(out_dir, say)
     _prepare_out(out_dir, overwrite, [*datasets, *(replay or ())])
     data, plan = _load_and_plan(datasets, config, init, replay)
     _say_plan(plan, say)

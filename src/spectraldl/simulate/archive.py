@@ -114,14 +114,18 @@ class ArchiveSummary:
     seconds: float
     workers: int
     junk_kinds: dict[str, int] = field(default_factory=dict)
+    truth_rows: int | None = None
+    """Rows of truth.csv: this run's files and those of earlier runs it extended."""
 
     def line(self) -> str:
         """One line for people."""
         rate = self.files / self.seconds if self.seconds > 0 else float("inf")
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.classes.items()))
+        listed = self.truth_rows if self.truth_rows is not None else self.files
+        in_all = f" ({listed} files in all)" if listed != self.files else ""
         return (
             f"{self.files} {self.archive} files ({self.layout}) in {self.out_dir}: {counts}; "
-            f"{self.junk} junk; truth in {self.truth_csv}; {self.seconds:.1f} s "
+            f"{self.junk} junk; truth in {self.truth_csv}{in_all}; {self.seconds:.1f} s "
             f"({rate:.0f} files/s, {self.workers} workers)"
         )
 
@@ -374,7 +378,13 @@ def simulate_archive(
         Directory to write into (created). LAMOST files go to
         ``YYYYMMDD/PLANID/spec-LMJD-PLANID_spSS-FFF.fits[.gz]`` as in a release
         tree; Ondřejov files to ``<obs>.fits``. Files of the same names are
-        overwritten (with the same bytes for the same arguments).
+        overwritten (with the same bytes for the same arguments). A directory
+        that already holds a ``simulation.json`` is extended: with the same
+        settings (all but ``n`` and ``start``) truth.csv becomes the union of its
+        rows and this run's, in index order (this run's replace those of the
+        same indices, with the same bytes), and simulation.json records the
+        indices covered; other settings raise ValueError naming the ones that
+        differ, before anything is written.
     archive, n, seed, mix, release, form, start, population
         As `simulate_spectra`.
     junk
@@ -392,8 +402,12 @@ def simulate_archive(
     Returns
     -------
     ArchiveSummary
-        Counts per class and junk kind, and where truth.csv is. Also writes
-        ``simulation.json`` (the arguments and package version).
+        Counts per class and junk kind of this run's files, and where truth.csv
+        is. Also writes ``simulation.json``: the arguments, the population and
+        the package version, with ``n`` (the spectra truth.csv lists), ``start``
+        (the first index) and ``ranges`` (``[first, end)`` of each run of
+        consecutive indices; one pair when contiguous). It is written before the
+        first file, so a killed run's folder is claimed for its settings too.
     """
     started = time.perf_counter()
     if not 0.0 <= junk <= 1.0:
@@ -405,6 +419,23 @@ def simulate_archive(
     compress = simulated_archive(archive).compress if compress is None else compress
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(
+        archive=archive,
+        n=n,
+        seed=seed,
+        start=start,
+        layout=layout,
+        junk=junk,
+        compress=compress,
+        population=population,
+    )
+    settings_json = out / SETTINGS_JSON
+    earlier = _earlier_settings(settings_json, settings)
+    truth_csv = out / "truth.csv"
+    if earlier is None:
+        # Claim the folder for these settings before the first file is written, so that a
+        # run killed now still refuses a later run of other settings into it.
+        _write_settings(settings_json, settings, [])
     indices = list(range(start, start + n))
     size = max(1, min(CHUNK, -(-len(indices) // (16 * max(1, workers)))))
     chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
@@ -419,19 +450,10 @@ def simulate_archive(
         compress=compress,
     )
     rows = _run_chunks(chunks, work, workers=workers, progress=progress)
-    truth_csv = out / "truth.csv"
-    write_truth_csv(truth_csv, rows)
-    settings = _settings(
-        archive=archive,
-        n=n,
-        seed=seed,
-        start=start,
-        layout=layout,
-        junk=junk,
-        compress=compress,
-        population=population,
-    )
-    _write(out / "simulation.json", json.dumps(settings, indent=1).encode())
+    kept = _earlier_rows(truth_csv, indices) if earlier is not None else []
+    union = sorted([*kept, *rows], key=lambda row: int(row["index"]))
+    write_truth_csv(truth_csv, union)
+    _write_settings(settings_json, settings, [int(row["index"]) for row in union])
     classes = Counter(row["label"] for row in rows if not row["junk"])
     kinds = Counter(row["junk"] for row in rows if row["junk"])
     return ArchiveSummary(
@@ -445,7 +467,110 @@ def simulate_archive(
         seconds=time.perf_counter() - started,
         workers=max(1, workers),
         junk_kinds=dict(kinds),
+        truth_rows=len(union),
     )
+
+
+SETTINGS_JSON = "simulation.json"
+"""The file beside truth.csv that records a simulated folder's settings and indices."""
+
+EXTENT_KEYS = ("n", "start", "ranges", "spectraldl_version")
+"""simulation.json's keys that a run may change in a folder: which spectra it holds (and
+the version that wrote it last). Every other key must match for a run to extend it."""
+
+
+def _write_settings(path: Path, settings: Mapping[str, Any], indices: Sequence[int]) -> None:
+    """Write simulation.json: ``settings`` with the extent of ``indices`` (sorted, unique).
+
+    ``n`` is how many spectra truth.csv lists, ``start`` the first index, ``ranges`` the
+    ``[first, end)`` pair of each run of consecutive indices (one pair when contiguous).
+    """
+    ranges: list[list[int]] = []
+    for index in indices:
+        if ranges and ranges[-1][1] == index:
+            ranges[-1][1] = index + 1
+        else:
+            ranges.append([index, index + 1])
+    extent = {
+        "n": len(indices),
+        "start": indices[0] if indices else settings["start"],
+        "ranges": ranges,
+    }
+    data: dict[str, Any] = {}
+    for key, value in settings.items():
+        data[key] = extent.get(key, value)
+        if key == "start":
+            data["ranges"] = ranges
+    _write(path, json.dumps(data, indent=1).encode())
+
+
+def _earlier_settings(path: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The settings of the simulation already in ``path``'s folder, or None if there is none.
+
+    Raises ValueError naming ``path`` if it cannot be read or records other settings than
+    ``settings`` (apart from `EXTENT_KEYS`): extending a set only adds the same simulation's
+    spectra, never another's.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read it ({exc})") from None
+    try:
+        earlier = json.loads(text)
+    except ValueError:
+        earlier = None
+    if not isinstance(earlier, dict) or "archive" not in earlier:
+        raise ValueError(
+            f"{path}: not a simulation.json written by spectraldl simulate; "
+            "write to another folder or remove it"
+        )
+    asked = json.loads(json.dumps(settings))
+    differ = [
+        f"{key} {_short(earlier.get(key))} there, {_short(asked.get(key))} asked"
+        for key in dict.fromkeys([*earlier, *asked])
+        if key not in EXTENT_KEYS and earlier.get(key) != asked.get(key)
+    ]
+    if differ:
+        raise ValueError(
+            f"{path}: the folder holds a simulation of other settings ({'; '.join(differ)}); "
+            "extend it with the same settings or write to another folder"
+        )
+    return dict(earlier)
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _earlier_rows(truth_csv: Path, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows of ``truth_csv`` (if any) of spectra other than ``indices``."""
+    replaced = set(indices)
+    try:
+        rows = read_truth_csv(truth_csv)
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{truth_csv}: cannot read it ({exc})") from None
+    kept = []
+    for number, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise ValueError(
+                f"{truth_csv}: line {number} has another number of fields than the header; "
+                "write to another folder or remove the file"
+            )
+        try:
+            index = int(row.get("index") or "")
+        except ValueError:
+            raise ValueError(
+                f"{truth_csv}: line {number} has no spectrum index; "
+                "write to another folder or remove the file"
+            ) from None
+        if index not in replaced:
+            kept.append(row)
+    return kept
 
 
 def _settings(

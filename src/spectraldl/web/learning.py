@@ -37,6 +37,7 @@ from spectraldl.ml.training import (
     TrainingError,
     TrainResult,
     publish_model_dir,
+    recover_model_dir,
     replace_problem,
     train,
 )
@@ -241,7 +242,10 @@ def learn(
     out_dir
         The new model directory. It may be ``model`` itself (replaced only
         when the new one is not worse, or with ``force``); another existing
-        directory is replaced only with ``overwrite``.
+        directory is replaced only with ``overwrite``. First, the leftovers of
+        runs killed while writing it are cleaned up (`recover_model_dir`, said
+        in ``log``): a model such a run had moved aside (``model`` itself when
+        they are the same) is put back, its unfinished folders removed.
     config
         Training choices; the network is the parent's. Default: 20 epochs at
         most, patience 4, step 3e-4 (fine-tuning starts near a minimum).
@@ -261,6 +265,10 @@ def learn(
         result is refused.
     """
     say = log or (lambda _line: None)
+    try:
+        recover_model_dir(Path(out_dir), say)
+    except TrainingError as exc:
+        raise LearnError(str(exc)) from None
     parent_dir = resolve_model(model)
     parent = load_model(parent_dir, device="cpu")
     out_dir = Path(out_dir)
