@@ -117,3 +117,11 @@ def test_the_demo_prints_commands_that_work_without_an_active_environment(
     assert _this_command() == "env/bin/spectraldl"
     monkeypatch.setattr("sys.argv", ["/usr/bin/pytest"])
     assert _this_command() == "spectraldl"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--seed", "-1"), ("--seed", "4294967296")])
+def test_a_seed_no_library_takes_is_a_usage_error(tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run"), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert not (tmp_path / "run").exists()
