@@ -350,3 +350,18 @@ def test_simulate_command_names_the_archives_it_knows(tmp_path: Path) -> None:
     assert not out.exists()
     shown = CliRunner().invoke(main, ["simulate", "--help"]).output
     assert "--archive [lamost|ondrejov]" in shown
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--seed", "-1"), ("--start", "-1"), ("--junk", "nan"), ("-j", "0")]
+)
+def test_simulate_refuses_meaningless_numbers_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    out = tmp_path / "sim"
+    args = ["simulate", "--archive", "lamost", "-n", "2", "-o", str(out), option, value]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output
+    assert option in result.output or "--workers" in result.output
+    assert not out.exists()
