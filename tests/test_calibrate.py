@@ -249,3 +249,34 @@ def test_a_spectrum_without_finite_flux_is_refused_naming_its_file() -> None:
     )
     with pytest.raises(SpectrumError, match=r"uk220017\.fits: fewer than two finite"):
         fit_pair(blank, lamost)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--continuum-degree", "-1"),
+        ("--continuum-degree", "11"),
+        ("--max-velocity", "-5"),
+        ("--max-velocity", "nan"),
+        ("--bootstrap", "0"),
+        ("--bootstrap", "-1"),
+        ("--max-sigma", "nan"),
+        ("--max-sigma", "0"),
+        ("--step", "nan"),
+        ("--step", "1e-6"),
+        ("--step", "-0.25"),
+        ("--seed", "-1"),
+    ],
+)
+def test_meaningless_numbers_are_usage_errors_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """Negative counts, NaN and values that measure nothing stop before any pair is read."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a.fits,b.fits\n")
+    result = CliRunner().invoke(
+        main, ["calibrate-blur", "--pairs", str(pairs), str(tmp_path), option, value]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert "Traceback" not in result.output

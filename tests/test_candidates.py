@@ -509,7 +509,7 @@ def test_candidates_command_errors_are_clear(real_predictions: Path, tmp_path: P
     )
     assert result.exit_code == 1 and "unknown catalogue format" in result.output
     result = runner.invoke(main, ["candidates", str(real_predictions), "--classes", "flare"])
-    assert result.exit_code == 1 and "flare" in result.output
+    assert result.exit_code == 2 and "flare" in result.output and "--classes" in result.output
     broken = tmp_path / "broken.parquet"
     shutil.copy(real_predictions, broken)
     broken.write_bytes(broken.read_bytes()[:100])
@@ -539,3 +539,56 @@ def test_no_output_is_written_over_an_input(real_predictions: Path, tmp_path: Pa
     assert known.read_text() == "name,ra,dec\nstar,10.0,20.0\n"
     assert predictions.read_bytes() == real_predictions.read_bytes()
     assert not (tmp_path / "be.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--radius-arcsec", "-5"),
+        ("--radius-arcsec", "nan"),
+        ("--radius-arcsec", "0"),
+        ("--radius-arcsec", "1e9"),
+        ("--gallery-max", "-1"),
+        ("--gallery-max", "0"),
+        ("--min-ew", "nan"),
+        ("--min-ew", "inf"),
+        ("--min-prob", "nan"),
+        ("--classes", ""),
+        ("--classes", " , "),
+        ("--classes", "flare"),
+        ("--profile-type", ","),
+        ("--workers", "0"),
+    ],
+)
+def test_meaningless_options_are_usage_errors_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """No silent default classes, no all-but-one gallery, no cross-match that matches anything."""
+    table = tmp_path / "p.csv"
+    table.write_text("id\n")
+    result = CliRunner().invoke(main, ["candidates", str(table), option, value])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and option in result.output
+    assert "Traceback" not in result.output
+
+
+def test_classes_by_code_alias_or_case_select_the_same_candidates(real_predictions: Path) -> None:
+    runner = CliRunner()
+    plain = runner.invoke(main, ["candidates", str(real_predictions), "--min-prob", "0"])
+    spelled = runner.invoke(
+        main, ["candidates", str(real_predictions), "--min-prob", "0", "--classes", "0,Double_Peak"]
+    )
+    assert plain.exit_code == 0 and spelled.exit_code == 0, plain.output + spelled.output
+    counts = [re.search(r"(\d+) candidates", r.output) for r in (plain, spelled)]
+    assert counts[0] and counts[1] and counts[0].group(1) == counts[1].group(1)
+
+
+def test_too_many_workers_are_lowered_once_with_a_note(real_predictions: Path) -> None:
+    """-j 100000 would start as many processes; it is capped at 4 per usable core."""
+    from spectraldl.jobs.processes import usable_cores
+
+    result = CliRunner().invoke(main, ["candidates", str(real_predictions), "-j", "100000"])
+    assert result.exit_code == 0, result.output
+    note = f"--workers 100000 is more than 4 per usable core ({usable_cores()} here): using "
+    assert result.stderr.count(note) == 1
+    assert result.stderr.count(f"{note}{4 * usable_cores()}") == 1

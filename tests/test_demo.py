@@ -134,3 +134,11 @@ def test_a_demo_folder_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text()) == run_json
     result = CliRunner().invoke(main, ["demo", "--out", ""])
     assert result.exit_code == 2 and "an empty path" in result.output
+
+
+@pytest.mark.parametrize(("option", "value"), [("--seed", "-1"), ("--seed", "4294967296")])
+def test_a_seed_no_library_takes_is_a_usage_error(tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run"), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert not (tmp_path / "run").exists()

@@ -312,3 +312,39 @@ def test_map_title_fits_and_legend_covers_no_point() -> None:
     assert not legend_box.overlaps(ax.get_window_extent(renderer))
     assert legend_box.x1 <= figure_box.x1
     assert len(legend.get_texts()) == 6
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-rows", "-5"),
+        ("--max-rows", "1"),
+        ("--tsne-max", "0"),
+        ("--tsne-max", "-3"),
+        ("--perplexity", "0"),
+        ("--perplexity", "-1"),
+        ("--perplexity", "nan"),
+        ("--perplexity", "inf"),
+        ("--seed", "-1"),
+        ("--workers", "0"),
+    ],
+)
+def test_meaningless_numbers_are_usage_errors_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """Checked before any dataset is read (this one does not exist)."""
+    result = CliRunner().invoke(
+        main, ["explore", str(tmp_path / "x.h5"), "-o", str(tmp_path / "o"), option, value]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"'{option}'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_single_spectrum_is_refused_not_a_traceback(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """PCA of one row has one component: the map's second axis would be an IndexError."""
+    with pytest.raises(ExploreError, match="at least 2 spectra"):
+        explore([datasets[0]], tmp_path / "o", method="pca", max_rows_per_dataset=1)

@@ -700,3 +700,17 @@ def test_gpu_predictions_match_cpu(model_dir: Path, real_tree: Path, tmp_path: P
     np.testing.assert_allclose(gpu32[p].to_numpy(), cpu[p].to_numpy(), atol=1e-5)
     assert list(gpu32["predicted_class"]) == list(cpu["predicted_class"])
     assert (gpu16["predicted_class"] == cpu["predicted_class"]).mean() > 0.95
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--chunk-files", "0"), ("--chunk-rows", "-1"), ("--device", "foo"), ("--threads", "0")],
+)
+def test_classify_refuses_meaningless_options_naming_them(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    out = tmp_path / "p.parquet"
+    code, output = _run("classify", str(tmp_path / "x.h5"), "-o", str(out), option, value)
+    assert code == 2, output
+    assert f"Invalid value for '{option}'" in output
+    assert not out.exists()

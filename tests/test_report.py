@@ -524,3 +524,11 @@ def test_report_with_the_web_database_shows_the_measured_precision(tmp_path: Pat
     assert "<td>double-peak</td><td>1</td><td>0</td><td>0</td><td>–</td>" in vetting
     missing = CliRunner().invoke(main, ["report", str(run), "--db", str(tmp_path / "no.db")])
     assert missing.exit_code == 1 and "no.db: no such database file" in missing.output
+
+
+def test_a_negative_gallery_sample_is_a_usage_error(tmp_path: Path) -> None:
+    """--gallery-sample -1 would embed all images but one (a slice [:-1])."""
+    result = CliRunner().invoke(main, ["report", str(tmp_path), "--gallery-sample", "-1"])
+    assert result.exit_code == 2, result.output
+    assert "'--gallery-sample'" in result.output
+    assert not (tmp_path / "report.html").exists()

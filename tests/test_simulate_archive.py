@@ -407,3 +407,18 @@ def test_start_into_a_set_of_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"not a simulation\.json"):
         simulate_archive(out, archive="lamost", n=4, seed=5, junk=0.2)
     assert _digest(out) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--seed", "-1"), ("--start", "-1"), ("--junk", "nan"), ("-j", "0")]
+)
+def test_simulate_refuses_meaningless_numbers_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    out = tmp_path / "sim"
+    args = ["simulate", "--archive", "lamost", "-n", "2", "-o", str(out), option, value]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output
+    assert option in result.output or "--workers" in result.output
+    assert not out.exists()

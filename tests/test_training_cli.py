@@ -326,3 +326,53 @@ def test_train_and_evaluate_refuse_a_damaged_dataset_naming_it(
         )
         assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("train", "--lr", "0"),
+        ("train", "--lr", "-1"),
+        ("train", "--lr", "nan"),
+        ("train", "--lr", "inf"),
+        ("train", "--epochs", "0"),
+        ("train", "--patience", "0"),
+        ("train", "--batch-size", "0"),
+        ("train", "--seed", "-1"),
+        ("train", "--replay-ratio", "nan"),
+        ("train", "--replay-ratio", "-1"),
+        ("train", "--real-holdout", "1"),
+        ("train", "--real-holdout", "nan"),
+        ("train", "--device", "foo"),
+        ("evaluate", "--device", "foo"),
+        ("learn", "--device", "foo"),
+        ("learn", "--lr", "nan"),
+        ("learn", "--lr", "-1"),
+        ("learn", "--epochs", "0"),
+        ("learn", "--seed", "-1"),
+        ("learn", "--replay-ratio", "-1"),
+    ],
+)
+def test_meaningless_options_are_usage_errors_naming_the_option(
+    tmp_path: Path, command: str, option: str, value: str
+) -> None:
+    """Refused while parsing: before SMOTE, a NaN epoch or a model written after no training."""
+    data = tmp_path / "data.h5"
+    args = {
+        "train": ["train", str(data), "-o", str(tmp_path / "m")],
+        "evaluate": ["evaluate", str(tmp_path / "m"), str(data)],
+        "learn": ["learn", "--db", str(tmp_path / "w.db"), "--model", "pretrained"],
+    }[command]
+    if command == "learn":
+        args += ["-o", str(tmp_path / "m")]
+    result = CliRunner().invoke(main, [*args, option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_evaluate_learn_and_classify_share_one_device_option() -> None:
+    """One option, one set of values: a typo is refused by all four, and --help lists them."""
+    for command in ("train", "evaluate", "learn", "classify"):
+        shown = CliRunner().invoke(main, [command, "--help"]).output
+        assert "[auto|cpu|cuda]" in shown, command

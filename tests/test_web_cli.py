@@ -177,3 +177,35 @@ def test_commands_run_in_process_leave_no_connection_open(tmp_path: Path) -> Non
         assert changed.exit_code == 0 and open_handles() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["serve", "--port", "0"], "--port"),
+        (["serve", "--port", "70000"], "--port"),
+        (["serve", "--max-body-mb", "nan"], "--max-body-mb"),
+        (["serve", "--max-upload-mb", "inf"], "--max-upload-mb"),
+        (["serve", "--head-timeout", "nan"], "--head-timeout"),
+        (["import", "x.h5", "--min-probability", "nan"], "--min-probability"),
+        (["ssap-import", "http://localhost:1/ssap", "--size", "-1"], "--size"),
+        (["ssap-import", "http://localhost:1/ssap", "--size", "nan"], "--size"),
+        (["ssap-import", "http://localhost:1/ssap", "--limit", "0"], "--limit"),
+        (["ssap-import", "http://localhost:1/ssap", "--timeout", "nan"], "--timeout"),
+        (["ssap-import", "http://localhost:1/ssap", "--timeout", "0"], "--timeout"),
+        (["ssap-import", "http://localhost:1/ssap", "--pos", "nan,1"], "--pos"),
+        (["ssap-import", "http://localhost:1/ssap", "--pos", "400,0"], "--pos"),
+        (["ssap-import", "http://localhost:1/ssap", "--pos", "10,-91"], "--pos"),
+        (["ssap-import", "http://localhost:1/ssap", "--band", "7000,6000"], "--band"),
+        (["ssap-import", "http://localhost:1/ssap", "--band", "inf,1"], "--band"),
+    ],
+)
+def test_meaningless_numbers_are_usage_errors_naming_the_option(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    """Refused before the database is opened or a service asked."""
+    db = tmp_path / "web.db"
+    result = run(*args, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and option in result.output
+    assert not db.exists()

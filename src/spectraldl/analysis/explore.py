@@ -635,6 +635,8 @@ def explore(
     out.mkdir(parents=True, exist_ok=True)
     predicted = read_predicted_classes(predictions) if predictions is not None else None
     data = load_map_input(datasets, max_rows_per_dataset=max_rows_per_dataset, seed=seed)
+    if len(data) < 2:
+        raise ExploreError(f"a map needs at least 2 spectra, the datasets give {len(data)}")
     maps = _MapWriter(
         out=out,
         data=data,

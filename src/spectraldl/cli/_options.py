@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,15 +13,54 @@ import click
 from spectraldl.jobs.processes import usable_cores
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses ``nan`` and ``inf`` (click's ranges let ``nan`` through:
+    every comparison with it is false), for options whose value must be a real number."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value as a float in the range, or click's usage error naming the option."""
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+LEARNING_RATE = FiniteFloatRange(0.0, 1.0, min_open=True)
+"""Adam's step size (``--lr`` of train and learn): 0 trains nothing, above 1 only diverges."""
+
+SEED_RANGE = click.IntRange(0, 2**32 - 1)
+"""Seeds every random library accepts (NumPy, scikit-learn's random_state, PyTorch)."""
+
+WORKERS_PER_CORE = 4
+"""``--workers`` (and ``--threads``) above this many per usable core is lowered to it, with a
+note on stderr: more only compete for the same cores (and each worker process costs memory)."""
+
+
+def capped_per_core(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """An option's callback: ``value``, or `WORKERS_PER_CORE` per usable core when it asks for
+    more (said once on stderr)."""
+    limit = WORKERS_PER_CORE * usable_cores()
+    if value is not None and value > limit:
+        click.echo(
+            f"{param.opts[0]} {value} is more than {WORKERS_PER_CORE} per usable core "
+            f"({usable_cores()} here): using {limit}",
+            err=True,
+        )
+        return limit
+    return value
+
+
 def workers_option(help_text: str) -> Callable[[Any], Any]:
-    """``--workers``/``-j``: worker processes or threads, all usable cores by default."""
+    """``--workers``/``-j``: worker processes or threads, all usable cores by default, at most
+    `WORKERS_PER_CORE` per usable core (more would only compete for the same cores)."""
     return click.option(
         "--workers",
         "-j",
         type=click.IntRange(min=1),
         default=usable_cores(),
         show_default="number of CPUs",
-        help=help_text,
+        callback=capped_per_core,
+        help=f"{help_text} At most {WORKERS_PER_CORE} per usable core: more are lowered to that.",
     )
 
 
@@ -69,7 +109,20 @@ def out_option(
 
 def seed_option(help_text: str) -> Callable[[Any], Any]:
     """``--seed``: the seed of a command's random steps, 0 by default."""
-    return click.option("--seed", default=0, show_default=True, help=help_text)
+    return click.option("--seed", type=SEED_RANGE, default=0, show_default=True, help=help_text)
+
+
+def device_option(
+    help_text: str = "Where the network runs (auto: CUDA when available).",
+) -> Callable[[Any], Any]:
+    """``--device``: where PyTorch runs the network (`spectraldl.ml.modelcard.select_device`)."""
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help=help_text,
+    )
 
 
 DB_HELP = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spectraldl.cli._options import seed_option
+from spectraldl.cli._options import FiniteFloatRange, seed_option
 from spectraldl.cli._progress import progress_bar
 
 if TYPE_CHECKING:
@@ -36,21 +36,41 @@ if TYPE_CHECKING:
     show_default=True,
     help="Compare on the 140-point grid (what the network sees) or at LAMOST's own pixels.",
 )
-@click.option("--max-sigma", default=16.0, show_default=True, help="Largest trial sigma (px).")
-@click.option("--step", default=0.25, show_default=True, help="Trial sigma step (px).")
+@click.option(
+    "--max-sigma",
+    type=FiniteFloatRange(0.0, 100.0, min_open=True),
+    default=16.0,
+    show_default=True,
+    help="Largest trial sigma (px).",
+)
+@click.option(
+    "--step",
+    type=FiniteFloatRange(0.01, 10.0),
+    default=0.25,
+    show_default=True,
+    help="Trial sigma step (px).",
+)
 @click.option(
     "--continuum-degree",
+    type=click.IntRange(0, 10),
     default=2,
     show_default=True,
     help="Degree of the fitted continuum ratio polynomial.",
 )
 @click.option(
     "--max-velocity",
+    type=FiniteFloatRange(0.0, 1000.0),
     default=150.0,
     show_default=True,
     help="Largest velocity shift between the epochs searched (km/s).",
 )
-@click.option("--bootstrap", default=2000, show_default=True, help="Bootstrap resamples.")
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=2),
+    default=2000,
+    show_default=True,
+    help="Bootstrap resamples.",
+)
 @seed_option("Bootstrap seed.")
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"sigma_px", "uncertainty_px", "pairs"} only.'

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import out_option, workers_option
+from spectraldl.cli._options import FiniteFloatRange, out_option, workers_option
+
+MAX_RADIUS_ARCSEC = 3600.0
+"""The widest cross-match (1 degree): wider, every known star is "recovered" by chance."""
 
 
 @click.command("candidates")
@@ -26,7 +29,7 @@ from spectraldl.cli._options import out_option, workers_option
     "--min-prob",
     default=0.9,
     show_default=True,
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloatRange(0.0, 1.0),
     help="Least probability of the predicted class.",
 )
 @click.option(
@@ -37,7 +40,7 @@ from spectraldl.cli._options import out_option, workers_option
 @click.option(
     "--min-ew",
     "min_ew",
-    type=click.FloatRange(min=0.0),
+    type=FiniteFloatRange(min=0.0),
     default=None,
     metavar="AA",
     help="Keep only H-alpha emission at least this strong: equivalent width <= -AA Å "
@@ -46,7 +49,7 @@ from spectraldl.cli._options import out_option, workers_option
 @click.option(
     "--profile-type",
     "profile_types",
-    default="",
+    default=None,
     metavar="NAMES",
     help="Keep only these measured H-alpha profile types (comma-separated): emission, "
     "double-peak, emission-in-absorption, double-peak-in-absorption, p-cygni, "
@@ -58,7 +61,10 @@ from spectraldl.cli._options import out_option, workers_option
     help="Folder for one PNG per candidate and an offline index.html contact sheet.",
 )
 @click.option(
-    "--gallery-max", type=int, default=None, help="Draw only the N most probable candidates."
+    "--gallery-max",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Draw only the N most probable candidates.",
 )
 @workers_option("Processes drawing the gallery.")
 @click.option(
@@ -67,7 +73,11 @@ from spectraldl.cli._options import out_option, workers_option
     help="CSV of known emission-line stars (designation, or ra and dec columns) to cross-match.",
 )
 @click.option(
-    "--radius-arcsec", default=10.0, show_default=True, help="Cross-match radius in arcseconds."
+    "--radius-arcsec",
+    type=FiniteFloatRange(0.0, MAX_RADIUS_ARCSEC, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Cross-match radius in arcseconds.",
 )
 def candidates_command(
     predictions: Path,
@@ -76,7 +86,7 @@ def candidates_command(
     min_prob: float,
     include_flagged: bool,
     min_ew: float | None,
-    profile_types: str,
+    profile_types: str | None,
     gallery: Path | None,
     gallery_max: int | None,
     workers: int,
@@ -101,21 +111,17 @@ def candidates_command(
     """
     from spectraldl.catalogue.candidates import CandidatesError, Selection, find_candidates
     from spectraldl.catalogue.crossmatch import KnownListError
-    from spectraldl.io.labels import label_code
     from spectraldl.io.predictions import PredictionsError
     from spectraldl.jobs.files import describe_os_error
 
+    selection = Selection(
+        classes=_class_names(classes),
+        min_prob=min_prob,
+        include_flagged=include_flagged,
+        min_ew_aa=min_ew,
+        profile_types=_names(profile_types, "--profile-type") if profile_types is not None else (),
+    )
     try:
-        names = tuple(c.strip().replace("_", "-") for c in classes.split(",") if c.strip())
-        for name in names:
-            label_code(name)
-        selection = Selection(
-            classes=names,
-            min_prob=min_prob,
-            include_flagged=include_flagged,
-            min_ew_aa=min_ew,
-            profile_types=tuple(t.strip() for t in profile_types.split(",") if t.strip()),
-        )
         summary = find_candidates(
             predictions,
             outs,
@@ -141,3 +147,22 @@ def candidates_command(
             click.echo(line)
         if summary.known_csv is not None:
             click.echo(f"per-star cross-match: {summary.known_csv}")
+
+
+def _names(text: str, option: str) -> tuple[str, ...]:
+    """The comma-separated names of ``option``; none at all is a usage error."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter(f"{text!r} names nothing: give at least one", param_hint=option)
+    return names
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    """``--classes`` as class names (`spectraldl.io.labels.CLASSES`; codes and aliases taken)."""
+    from spectraldl.io.labels import CLASSES, label_code
+
+    try:
+        codes = [label_code(name.replace("_", "-")) for name in _names(text, "--classes")]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--classes") from None
+    return tuple(dict.fromkeys(CLASSES[code] for code in codes))

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import job_errors, scheduler_option, workers_option
+from spectraldl.cli._options import (
+    WORKERS_PER_CORE,
+    capped_per_core,
+    device_option,
+    job_errors,
+    scheduler_option,
+    workers_option,
+)
 from spectraldl.cli._progress import progress_bar
 
 WORKER_MODULES = ("spectraldl.classify.run",)
@@ -30,13 +37,7 @@ WORKER_MODULES = ("spectraldl.classify.run",)
     type=click.Path(dir_okay=False, path_type=Path),
     help="Predictions table; the format follows the extension: .parquet, .fits, .csv, .h5.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the network runs (auto: CUDA when available).",
-)
+@device_option()
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "auto", "bf16", "fp16", "int8"]),
@@ -58,16 +59,23 @@ WORKER_MODULES = ("spectraldl.classify.run",)
     "--threads",
     type=click.IntRange(1),
     default=None,
-    help="PyTorch threads per worker (default: cores / workers; 1 per Dask worker thread).",
+    callback=capped_per_core,
+    help="PyTorch threads per worker (default: cores / workers; 1 per Dask worker thread; "
+    f"at most {WORKERS_PER_CORE} per usable core).",
 )
 @click.option(
     "--chunk-files",
+    type=click.IntRange(min=1),
     default=512,
     show_default=True,
     help="FITS files per committed chunk (bounds memory; fixed for a run).",
 )
 @click.option(
-    "--chunk-rows", default=32768, show_default=True, help="Dataset rows per committed chunk."
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=32768,
+    show_default=True,
+    help="Dataset rows per committed chunk.",
 )
 @scheduler_option()
 @click.option(

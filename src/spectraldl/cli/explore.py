@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import out_option, seed_option, workers_option
+from spectraldl.cli._options import FiniteFloatRange, out_option, seed_option, workers_option
+
+
+def _all_or_at_least(least: int, param: click.Parameter, value: int) -> int:
+    """``value`` when it is 0 (all) or at least ``least``; else click's usage error."""
+    if 0 < value < least:
+        raise click.BadParameter(f"{value} is too few: 0 (all) or at least {least}", param=param)
+    return value
 
 
 @click.command("explore")
@@ -41,17 +48,27 @@ from spectraldl.cli._options import out_option, seed_option, workers_option
 )
 @click.option(
     "--max-rows",
+    type=click.IntRange(min=0),
     default=50_000,
     show_default=True,
-    help="Random subset of each larger dataset (0: all rows).",
+    callback=lambda ctx, param, value: _all_or_at_least(2, param, value),
+    help="Random subset of each larger dataset (0: all rows; else at least 2).",
 )
 @click.option(
     "--tsne-max",
+    type=click.IntRange(min=5),
     default=20_000,
     show_default=True,
     help="Most spectra in the t-SNE map, shared evenly between archives.",
 )
-@click.option("--perplexity", default=40.0, show_default=True, help="t-SNE perplexity.")
+@click.option(
+    "--perplexity",
+    type=FiniteFloatRange(min=1.0),
+    default=40.0,
+    show_default=True,
+    help="t-SNE perplexity (about the neighbours each point keeps; lowered to a third of "
+    "the spectra mapped when larger).",
+)
 @click.option(
     "--tsne-backend",
     type=click.Choice(["opentsne", "sklearn"]),

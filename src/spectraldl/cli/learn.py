@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from spectraldl.cli._options import LEARNING_RATE, FiniteFloatRange, device_option, seed_option
+
 
 @click.command("learn")
 @click.option(
@@ -27,11 +29,25 @@ import click
     type=click.Path(file_okay=False, path_type=Path),
     help="The new model directory (may be --model itself: replaced only if not worse).",
 )
-@click.option("--epochs", default=20, show_default=True, help="Most epochs (early stopping).")
-@click.option("--lr", "learning_rate", default=3e-4, show_default=True, help="Adam step size.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split, replay and weights.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Most epochs (early stopping).",
+)
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=LEARNING_RATE,
+    default=3e-4,
+    show_default=True,
+    help="Adam step size.",
+)
+@seed_option("Seed of the split, replay and weights.")
 @click.option(
     "--replay-ratio",
+    type=FiniteFloatRange(min=0.0),
     default=2.0,
     show_default=True,
     help="Rows of the parent's training data replayed per new labelled row.",
@@ -42,7 +58,7 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="The parent's training data, when not where its card says (repeatable).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option()
 @click.option("--force", is_flag=True, help="Write the new model even when it is worse.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT (other than --model).")
 def learn_command(

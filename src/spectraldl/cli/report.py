@@ -35,6 +35,7 @@ def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
 @out_option("HTML file to write (default: RUN_DIR/report.html).")
 @click.option(
     "--gallery-sample",
+    type=click.IntRange(min=0),
     default=12,
     show_default=True,
     help="Candidate gallery images to embed.",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spectraldl.cli._options import workers_option
+from spectraldl.cli._options import FiniteFloatRange, seed_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
 WORKER_MODULES = ("spectraldl.simulate.archive",)
@@ -74,7 +74,7 @@ class _SimulatedArchiveChoice(click.Choice):
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to write the FITS files, truth.csv and simulation.json into.",
 )
-@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes (any --workers).")
+@seed_option("Same seed, same bytes (any --workers).")
 @click.option(
     "--mix",
     default=None,
@@ -83,7 +83,7 @@ class _SimulatedArchiveChoice(click.Choice):
 )
 @click.option(
     "--junk",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloatRange(0.0, 1.0),
     default=0.0,
     show_default=True,
     help="Fraction of broken files (empty, truncated, not FITS, NaN flux, unknown layout, "
@@ -111,7 +111,11 @@ class _SimulatedArchiveChoice(click.Choice):
     help="Compress the files (default: LAMOST yes, Ondřejov no).",
 )
 @click.option(
-    "--start", default=0, show_default=True, help="Index of the first spectrum (to extend a set)."
+    "--start",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Index of the first spectrum (to extend a set).",
 )
 @click.option(
     "--plate-systematics",

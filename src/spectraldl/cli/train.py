@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from spectraldl.cli._options import (
+    LEARNING_RATE,
+    FiniteFloatRange,
+    device_option,
+    seed_option,
+)
 from spectraldl.cli._progress import progress_bar
 
 if TYPE_CHECKING:
@@ -98,20 +104,37 @@ def _parent_architecture(init: str) -> str:
     help="Network: the thesis' CNN or FNN, or the small CNN for fast CPU inference "
     "[default: cnn; with --init the parent's].",
 )
-@click.option("--epochs", default=100, show_default=True, help="Most epochs (early stopping).")
 @click.option(
-    "--patience", default=10, show_default=True, help="Epochs without a better validation loss."
-)
-@click.option("--batch-size", default=256, show_default=True, help="Mini-batch size.")
-@click.option("--lr", "learning_rate", default=1e-3, show_default=True, help="Adam step size.")
-@click.option("--seed", default=0, show_default=True, help="Seed of split, SMOTE, weights.")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=100,
     show_default=True,
-    help="auto = CUDA when available.",
+    help="Most epochs (early stopping).",
 )
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Epochs without a better validation loss.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Mini-batch size.",
+)
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=LEARNING_RATE,
+    default=1e-3,
+    show_default=True,
+    help="Adam step size.",
+)
+@seed_option("Seed of split, SMOTE, weights.")
+@device_option("auto = CUDA when available.")
 @click.option("--no-smote", is_flag=True, help="Do not balance the training split with SMOTE.")
 @click.option(
     "--real",
@@ -157,12 +180,14 @@ def _parent_architecture(init: str) -> str:
 )
 @click.option(
     "--replay-ratio",
+    type=FiniteFloatRange(min=0.0),
     default=2.0,
     show_default=True,
     help="With --init: rows of the parent's training split replayed per new fitted row.",
 )
 @click.option(
     "--real-holdout",
+    type=FiniteFloatRange(0.0, 1.0, min_open=True, max_open=True),
     default=0.3,
     show_default=True,
     help="With --init: share of each class of the new rows kept out for evaluation.",
@@ -305,7 +330,7 @@ def _echo_trained(result: TrainResult, as_json: bool) -> None:
     help="heldout: every row the model was not fitted or validated on; test: its test "
     "split; real: real spectra only; all: every labelled row.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate_command(
     model_dir: Path, datasets: tuple[Path, ...], rows: str, device: str, as_json: bool

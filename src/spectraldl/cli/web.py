@@ -7,6 +7,7 @@ directory. The database is created and migrated on first use.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from spectraldl.cli._options import db_option
+from spectraldl.cli._options import FiniteFloatRange, db_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -54,7 +55,13 @@ def _print_errors(errors: list[Any], limit: int = 20) -> None:
 @click.command("serve")
 @db_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--secure-cookies",
     is_flag=True,
@@ -69,21 +76,21 @@ def _print_errors(errors: list[Any], limit: int = 20) -> None:
 )
 @click.option(
     "--max-body-mb",
-    type=click.FloatRange(0.01, 1024),
+    type=FiniteFloatRange(0.01, 1024),
     default=2.0,
     show_default=True,
     help="Largest JSON or form body accepted (MiB).",
 )
 @click.option(
     "--max-upload-mb",
-    type=click.FloatRange(0.01, 1024 * 64),
+    type=FiniteFloatRange(0.01, 1024 * 64),
     default=512.0,
     show_default=True,
     help="Largest catalogue upload accepted from a logged-in user (MiB).",
 )
 @click.option(
     "--head-timeout",
-    type=click.FloatRange(0.1, 3600),
+    type=FiniteFloatRange(0.1, 3600),
     default=10.0,
     show_default=True,
     help="Seconds a client has to send a request's line and headers before its connection "
@@ -268,7 +275,7 @@ for _name, _callback in (("add", _users_add), ("list", _users_list), ("passwd", 
 )
 @click.option(
     "--min-probability",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloatRange(0.0, 1.0),
     help="For a predictions file: keep rows whose predicted class has at least this probability.",
 )
 @click.option(
@@ -346,27 +353,57 @@ def import_command(
 
 
 def _pair(text: str | None, what: str) -> tuple[float, float] | None:
-    """Two numbers separated by ',' or '/' (``--pos``, ``--band``), or None."""
+    """Two finite numbers separated by ',' or '/' (``--pos``, ``--band``), or None."""
     if text is None:
         return None
     parts = text.replace("/", ",").split(",")
     try:
         first, second = (float(p) for p in parts)
     except ValueError:
-        raise click.BadParameter(f"{what} must be two numbers, e.g. 10.5,41.2") from None
+        raise click.BadParameter("must be two numbers, e.g. 10.5,41.2", param_hint=what) from None
+    if not (math.isfinite(first) and math.isfinite(second)):
+        raise click.BadParameter(f"{text!r} is not two finite numbers", param_hint=what)
     return first, second
+
+
+def _position(text: str | None) -> tuple[float, float] | None:
+    """``--pos RA,DEC`` in degrees: RA in [0, 360), Dec in [-90, 90]."""
+    pos = _pair(text, "--pos")
+    if pos is not None and not (0 <= pos[0] < 360 and -90 <= pos[1] <= 90):
+        raise click.BadParameter(
+            f"{text!r}: RA must be in [0, 360) and Dec in [-90, 90]", param_hint="--pos"
+        )
+    return pos
+
+
+def _band(text: str | None) -> tuple[float, float] | None:
+    """``--band MIN,MAX`` in Å: 0 <= MIN < MAX."""
+    band = _pair(text, "--band")
+    if band is not None and not 0 <= band[0] < band[1]:
+        raise click.BadParameter(
+            f"{text!r}: must be MIN,MAX in Å, 0 <= MIN < MAX", param_hint="--band"
+        )
+    return band
 
 
 @click.command("ssap-import")
 @click.argument("service_url")
 @db_option()
 @click.option("--pos", metavar="RA,DEC", help="Position in degrees (ICRS).")
-@click.option("--size", "size_deg", type=float, metavar="DEG", help="Search diameter in degrees.")
+@click.option(
+    "--size",
+    "size_deg",
+    type=FiniteFloatRange(0.0, 360.0, min_open=True),
+    metavar="DEG",
+    help="Search diameter in degrees.",
+)
 @click.option("--target", help="Target name (SSAP TARGETNAME).")
 @click.option("--band", metavar="MIN,MAX", help="Wavelength range in Å that spectra must overlap.")
 @click.option("--time", "time_range", metavar="START/END", help="ISO observation time range.")
 @click.option("--format", "format_", help="SSAP FORMAT (e.g. fits, application/fits).")
-@click.option("--limit", type=int, help="At most this many spectra (SSAP MAXREC).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="At most this many spectra (SSAP MAXREC)."
+)
 @click.option(
     "--download-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -377,7 +414,7 @@ def _pair(text: str | None, what: str) -> tuple[float, float] | None:
 @click.option(
     "--timeout",
     "timeout_s",
-    type=float,
+    type=FiniteFloatRange(0.0, 86400.0, min_open=True),
     default=120.0,
     show_default=True,
     help="Seconds to wait for the service's answer and for each download.",
@@ -409,6 +446,7 @@ def ssap_import_command(
     from spectraldl.io.archives.ssap import SsapError
     from spectraldl.web.importing import import_ssap
 
+    pos_pair, band_pair = _position(pos), _band(band)
     time_pair = None
     if time_range is not None:
         start, _, stop = time_range.partition("/")
@@ -421,10 +459,10 @@ def ssap_import_command(
                 db,
                 service_url,
                 download_dir=download_dir,
-                pos=_pair(pos, "--pos"),
+                pos=pos_pair,
                 size_deg=size_deg,
                 target=target,
-                band_aa=_pair(band, "--band"),
+                band_aa=band_pair,
                 time=time_pair,
                 format=format_,
                 limit=limit,
