@@ -400,7 +400,7 @@ def test_ssap_import_command(service: SsapService, tmp_path: Path) -> None:
     )
     assert again.exit_code == 0 and "1 already in the database" in again.output
     bad = runner.invoke(main, ["ssap-import", f"{service.url}/ssap", "--db", db_url, "--pos", "12"])
-    assert bad.exit_code == 2 and "--pos must be two numbers" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for --pos: must be two numbers" in bad.output
     service.error_status = "overloaded"
     failed = runner.invoke(main, ["ssap-import", f"{service.url}/ssap", "--db", db_url])
     assert failed.exit_code == 1 and "overloaded" in failed.output
