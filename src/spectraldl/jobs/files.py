@@ -170,16 +170,18 @@ def describe_os_error(exc: OSError, where: str | Path | None = None) -> str:
 def _watch_parent(parent: int, every_s: float) -> None:
     while True:
         time.sleep(every_s)
-        if not _alive(parent):
+        if not process_alive(parent):
             os._exit(1)  # the run is gone: stop before writing anything else
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (another user's counts; so does one
+    the system will not say about: what it guards is kept)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:
         return True
     return True
 

@@ -57,6 +57,7 @@ from spectraldl.core.jsonsafe import json_safe
 from spectraldl.core.versions import versions
 from spectraldl.io.dataset import Dataset, Rows
 from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.jobs.files import process_alive
 from spectraldl.ml.channels_last import ChannelsLastNet, has_convolutions
 from spectraldl.ml.data import LabelledRows, TrainingError, combine_datasets, read_dataset_any
 from spectraldl.ml.evaluation import (
@@ -720,7 +721,7 @@ def recover_model_dir(out_dir: Path, say: Callable[[str], None] | None = None) -
             continue
         pid = int(match["pid"])
         mine = pid == os.getpid()
-        if entry.is_dir() and not entry.is_symlink() and not mine and not _process_alive(pid):
+        if entry.is_dir() and not entry.is_symlink() and not mine and not process_alive(pid):
             dead["tmp" if nested else match["kind"]].append(entry)
     try:
         olds = sorted(dead["old"], key=lambda p: p.stat().st_mtime)
@@ -741,19 +742,6 @@ def recover_model_dir(out_dir: Path, say: Callable[[str], None] | None = None) -
             f"{exc.filename or out_dir}: cannot clean up after a killed run ({exc.strerror})"
         ) from None
     return lines
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True  # cannot tell: keep its folder
-    return True
 
 
 def _class_index(codes: NDArray[np.integer], class_codes: list[int]) -> NDArray[np.int64]:
