@@ -93,3 +93,24 @@ def test_a_table_without_measurements_is_captioned_from_the_spectrum(tmp_path: P
     assert panels.caption.get_text().startswith(f"EW {line.halpha_ew_aa:.2f}")
     summary = write_gallery(pd.DataFrame([old]), tmp_path / "gallery")
     assert summary.images == 1 and not summary.failed
+
+
+def test_a_redraw_stopped_while_saving_keeps_the_earlier_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images are written beside their name and renamed: a rerun stopped inside savefig (a
+    full disk, a kill) leaves the earlier image whole (it left a part of one)."""
+    from matplotlib.figure import Figure
+
+    table = pd.DataFrame([row_for(DATA / "ondrejov-ssap" / "uk220017.fits")])
+    write_gallery(table, tmp_path / "gallery")
+    [image] = (tmp_path / "gallery").glob("*.png")
+    before = image.read_bytes()
+
+    def stopped(self: Figure, target: Any, **_kwargs: Any) -> None:
+        Path(target).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", stopped)
+    summary = write_gallery(table, tmp_path / "gallery")
+    assert summary.failed and image.read_bytes() == before

@@ -211,7 +211,10 @@ def _draw_rows(
     for row in rows:
         try:
             panels.draw(row, classes)
-            panels.fig.savefig(out_dir / image_name(str(row["id"]), str(row["source"])), dpi=dpi)
+            # Whole or absent: a run killed while saving leaves the earlier image as it was.
+            image = out_dir / image_name(str(row["id"]), str(row["source"]))
+            with atomic_write(image, keep_suffix=True) as tmp:
+                panels.fig.savefig(tmp, dpi=dpi)
             problems.append("")
         except (SpectrumError, OSError, ValueError) as exc:
             problems.append(str(exc) or type(exc).__name__)
