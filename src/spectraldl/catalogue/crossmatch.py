@@ -174,7 +174,10 @@ def _known_star(
     if not any(c.strip() for c in cells):
         return None
     extra = cells[len(header) :]
-    if len(cells) < len(header) or any(c.strip() for c in extra):
+    # A row may leave out trailing cells, not those the list is read by (RA, Dec, a name).
+    used = ("ra", "dec", "designation", "name", "id")
+    short = any(columns[key] >= len(cells) for key in used if key in columns)
+    if short or any(c.strip() for c in extra):
         plural = "" if len(cells) == 1 else "s"
         raise KnownListError(
             f"{path}, line {line}: {len(cells)} field{plural} where the header has "
@@ -211,8 +214,10 @@ def _known_position(cells: list[str], columns: dict[str, int]) -> tuple[float, f
         ra, dec = parse_designation(ra_text)
     if not (math.isfinite(ra) and math.isfinite(dec)):
         raise ValueError("position is not finite")
+    if -180.0 <= ra < 0.0:  # catalogues in the -180..180 convention
+        ra += 360.0
     if not 0.0 <= ra <= 360.0:
-        raise ValueError(f"RA {ra_text} is outside 0..360 degrees")
+        raise ValueError(f"RA {ra_text} is outside 0..360 degrees (or -180..180)")
     if not -90.0 <= dec <= 90.0:
         raise ValueError(f"Dec {dec_text} is outside -90..90 degrees")
     return ra, dec
