@@ -283,6 +283,8 @@ def test_a_fits_catalogue_of_a_table_with_a_non_ascii_or_long_name_is_written(
     assert written.isascii() and "pr\\xe9dictions \\u0159 " in written
     assert codecs.decode(written, "unicode_escape") == str(table)
     assert fits_text("a\tb\udce9") == "a\\tb\\udce9"
+    windows = "C:\\new\\ř.csv"  # a backslash before n is not a newline on the way back
+    assert codecs.decode(fits_text(windows), "unicode_escape") == windows
 
 
 @pytest.mark.parametrize(
@@ -295,7 +297,7 @@ def test_a_fits_catalogue_of_a_table_with_a_non_ascii_or_long_name_is_written(
         ),
         ("name,ra,dec\nA,10.5,20.1\n", "utf-16", r"stars\.csv: not UTF-8 text \(UTF-16"),
         ("name,ra,dec\nA,10.5,120.1\n", "utf-8", r"line 2: Dec 120\.1 is outside -90\.\.90"),
-        ("name,ra,dec\nA,-10,20\n", "utf-8", r"line 2: RA -10 is outside 0\.\.360"),
+        ("name,ra,dec\nA,-190,20\n", "utf-8", r"line 2: RA -190 is outside 0\.\.360"),
         ("name,ra,dec\nA,25:00:00,20\n", "utf-8", r"line 2: RA '25:00:00' is not .*hours"),
         ("name,ra,dec\nA,10,20\n\nB\n", "utf-8", r"line 4: 1 field where the header has 3"),
         ("name,ra,dec\nA,10,20,x\n", "utf-8", r"line 2: 4 fields .*quote values"),
@@ -315,10 +317,11 @@ def test_a_bad_known_list_names_the_file_the_line_and_the_problem(
 
 def test_known_positions_on_the_edges_of_the_sky_are_read(tmp_path: Path) -> None:
     known = tmp_path / "edges.csv"
-    known.write_text("name,ra,dec,\nA,0,-90,\nB,360,90,\n\n", encoding="utf-8-sig")
-    stars = read_known(known)
-    assert stars.names == ["A", "B"]
-    np.testing.assert_array_equal(stars.dec, [-90.0, 90.0])
+    known.write_text("name,ra,dec,notes\nA,0,-90,\nB,360,90,\nC,-10,0\n\n", encoding="utf-8-sig")
+    stars = read_known(known)  # C leaves out its last cell and gives RA in -180..180
+    assert stars.names == ["A", "B", "C"]
+    np.testing.assert_array_equal(stars.dec, [-90.0, 90.0, 0.0])
+    assert stars.ra[2] == 350.0
 
 
 # --- on real spectra -----------------------------------------------------------------------

@@ -285,11 +285,13 @@ def fits_text(value: str) -> str:
 
     FITS headers hold only printable ASCII; a predictions file named
     ``prédictions.csv`` goes in as ``pr\\xe9dictions.csv`` (``ř`` as ``\\u0159``, a
-    newline as ``\\n``), which ``codecs.decode(text, "unicode_escape")`` turns back.
+    newline as ``\\n``, a backslash doubled), which ``codecs.decode(text, "unicode_escape")``
+    turns back.
     Long values need nothing: astropy writes them with the CONTINUE convention.
     """
     return "".join(
-        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in value
+        c if " " <= c <= "~" and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in value
     )
 
 
