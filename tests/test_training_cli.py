@@ -375,4 +375,15 @@ def test_train_evaluate_learn_and_classify_share_one_device_option() -> None:
     """One option, one set of values: a typo is refused by all four, and --help lists them."""
     for command in ("train", "evaluate", "learn", "classify"):
         shown = CliRunner().invoke(main, [command, "--help"]).output
-        assert "[auto|cpu|cuda]" in shown, command
+        assert "[auto|cpu|cuda|cuda:N]" in shown, command
+
+
+def test_a_gpu_of_several_is_a_device(dataset: Path, model_dir: Path) -> None:
+    """``--device cuda:1`` (the second GPU) is a device, not a usage error; here, without
+    CUDA, the device check says why it cannot be used."""
+    result = CliRunner().invoke(
+        main, ["evaluate", str(model_dir), str(dataset), "--device", "cuda:1"]
+    )
+    assert result.exit_code != 2, result.output
+    if not torch.cuda.is_available():
+        assert result.exit_code == 1 and "cuda" in result.output

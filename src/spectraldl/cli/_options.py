@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,16 +113,27 @@ def seed_option(help_text: str) -> Callable[[Any], Any]:
     return click.option("--seed", type=SEED_RANGE, default=0, show_default=True, help=help_text)
 
 
+class _Device(click.ParamType):
+    """auto, cpu, cuda or cuda:N (the N-th GPU of a machine with several)."""
+
+    name = "[auto|cpu|cuda|cuda:N]"
+
+    def get_metavar(self, *_args: Any, **_kwargs: Any) -> str:
+        return self.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip().lower()
+        if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+            return text
+        self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
+
+
 def device_option(
     help_text: str = "Where the network runs (auto: CUDA when available).",
 ) -> Callable[[Any], Any]:
     """``--device``: where PyTorch runs the network (`spectraldl.ml.modelcard.select_device`)."""
     return click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda"]),
-        default="auto",
-        show_default=True,
-        help=help_text,
+        "--device", type=_Device(), default="auto", show_default=True, help=help_text
     )
 
 
