@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -323,6 +324,31 @@ def test_a_run_cleans_up_after_runs_killed_while_writing(
     (out / "card.json").unlink()
     training.recover_model_dir(out)
     assert old.is_dir()
+
+
+def test_a_leftover_another_run_cleaned_first_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs starting at once both find a dead run's folders: the one that comes second
+    finds them gone, and goes on (it failed, "cannot clean up after a killed run")."""
+    dead = _dead_pid()
+    out = tmp_path / "model"
+    (tmp_path / f".model.tmp-{dead}").mkdir()
+    (tmp_path / f".model.old-{dead}").mkdir()
+    real_rmtree, real_replace = shutil.rmtree, os.replace
+
+    def first_removed(path: Path, *args: Any, **kwargs: Any) -> None:
+        real_rmtree(path)  # the other run, a moment before
+        real_rmtree(path, *args, **kwargs)
+
+    def first_restored(source: Path, target: Path) -> None:
+        real_replace(source, target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(training.shutil, "rmtree", first_removed)
+    monkeypatch.setattr(training.os, "replace", first_restored)
+    assert training.recover_model_dir(out) == []
+    assert out.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 # --- reproducibility and learning ---------------------------------------------------------

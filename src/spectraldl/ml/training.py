@@ -35,7 +35,9 @@ re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -646,8 +648,7 @@ def replace_problem(out_dir: Path, inputs: Sequence[str | Path]) -> str | None:
         )
     root = out_dir.resolve()
     for path in inputs:
-        resolved = Path(path).resolve()
-        if resolved == root or root in resolved.parents:
+        if Path(path).resolve().is_relative_to(root):
             return (
                 f"{out_dir}: holds {path}, an input of this run, which replacing the folder "
                 "would delete: write the model to another folder"
@@ -723,25 +724,39 @@ def recover_model_dir(out_dir: Path, say: Callable[[str], None] | None = None) -
         mine = pid == os.getpid()
         if entry.is_dir() and not entry.is_symlink() and not mine and not process_alive(pid):
             dead["tmp" if nested else match["kind"]].append(entry)
+    # Two runs starting at once may both find a leftover: one acts, the other finds it gone.
     try:
-        olds = sorted(dead["old"], key=lambda p: p.stat().st_mtime)
+        olds = sorted(dead["old"], key=_mtime_or_zero)
         if olds and not out_dir.exists() and not out_dir.is_symlink():
             restored = olds.pop()
-            os.replace(restored, out_dir)
-            done(
-                f"restored {out_dir} from {restored.name}: a run killed while replacing it "
-                "had moved it aside"
-            )
+            try:
+                os.replace(restored, out_dir)
+                done(
+                    f"restored {out_dir} from {restored.name}: a run killed while replacing it "
+                    "had moved it aside"
+                )
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+                    raise
         for folder in [*dead["tmp"], *dead["learn"], *olds]:
             if folder in olds and not (out_dir / CARD).is_file():
                 continue  # out_dir is no model: keep the model moved aside for a person to see
-            shutil.rmtree(folder)
-            done(f"removed {folder.name} beside {out_dir}, left by a killed run")
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(folder)
+                done(f"removed {folder.name} beside {out_dir}, left by a killed run")
     except OSError as exc:
         raise TrainingError(
             f"{exc.filename or out_dir}: cannot clean up after a killed run ({exc.strerror})"
         ) from None
     return lines
+
+
+def _mtime_or_zero(path: Path) -> float:
+    """When ``path`` last changed; 0 once another run has removed it."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _class_index(codes: NDArray[np.integer], class_codes: list[int]) -> NDArray[np.int64]:
