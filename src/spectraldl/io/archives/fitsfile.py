@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -595,20 +596,28 @@ class FitsFile:
         600 MB after 20 s and grew), so it is never given one. The walk stops
         where no header parses: what follows is astropy's to judge.
         """
-        header, pos, number = self.header, self.data_start, 0
+        walked = 0
+        try:
+            for _ in self._chain():
+                walked += 1
+        except ValueError as exc:  # raised after the offending header was yielded
+            message = f"HDU {walked - 1}'s header is invalid ({exc})"
+            raise SpectrumError(self.path, message) from None
+
+    def _chain(self) -> Iterator[tuple[Header, int]]:
+        """Each HDU's header and where its data unit starts, the primary first, walked by the
+        sizes the headers state, without astropy; ends where no header follows. Raises
+        `ValueError` after yielding a header that states no valid size."""
+        header, pos = self.header, self.data_start
         while True:
-            try:
-                pos += _padded(data_unit_bytes(header))
-            except ValueError as exc:
-                message = f"HDU {number}'s header is invalid ({exc})"
-                raise SpectrumError(self.path, message) from None
+            yield header, pos
+            pos += _padded(data_unit_bytes(header))
             if pos >= len(self.data):
                 return
             try:
                 header, pos = parse_header(self.data, pos)
             except ValueError:
                 return
-            number += 1
 
     def extension_header(self, index: int) -> Header | None:
         """Parse the header of extension ``index`` (1-based) without astropy, or None.
@@ -627,18 +636,7 @@ class FitsFile:
         return self._extensions[index]
 
     def _walk_to(self, index: int) -> tuple[Header, int] | None:
-        pos = self.data_start
-        header = self.header
-        for _ in range(index):
-            try:
-                size = data_unit_bytes(header)
-            except ValueError:
-                return None
-            pos += _padded(size)
-            if pos >= len(self.data):
-                return None
-            try:
-                header, pos = parse_header(self.data, pos)
-            except ValueError:
-                return None
-        return header, pos
+        try:
+            return next(islice(self._chain(), index, None), None)
+        except ValueError:  # a header before it states no valid size
+            return None
