@@ -481,6 +481,12 @@ def test_an_existing_output_is_resumed_only_for_the_same_model_and_sources(
     again = classify(model_dir, files, out)
     assert again.already_complete and again.rows == first.rows
     assert not parts_dir(out).exists()
+    errors_csv = tmp_path / "pred.fits.errors.csv"
+    kept = errors_csv.read_bytes()
+    errors_csv.write_bytes(b"\xff\xfe p\x00")
+    with pytest.raises(ClassifyError, match="pred.fits.errors.csv: not an errors file"):
+        classify(model_dir, files, out)
+    errors_csv.write_bytes(kept)
 
     other = tmp_path / "other-model"
     shutil.copytree(model_dir, other)

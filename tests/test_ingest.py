@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +174,37 @@ def test_append_skips_ids_already_present(tmp_path) -> None:
     assert first.added == 6 and second.added == len(files) - 6
     assert second.already_present == 6
     assert len(read_dataset(out)) == len(files)
+
+
+def test_appending_keeps_earlier_runs_bad_files_listed(bad_tree, tmp_path) -> None:
+    root, expect, good = bad_tree
+    out = tmp_path / "o.h5"
+    ingest([root / "bad"], out)
+    assert set(_errors(tmp_path / "o.h5.errors.csv")) == set(expect)
+    repaired_name = next(iter(expect))
+    repaired = root / "bad" / repaired_name
+    repaired.unlink()
+    shutil.copy(good[0], repaired)
+    second = ingest([repaired], out)
+    listed = _errors(tmp_path / "o.h5.errors.csv")
+    assert set(listed) == set(expect) - {repaired_name}
+    assert second.added == 1 and second.errors == []
+    assert second.earlier_errors == len(expect) - 1
+    assert f"with {len(expect) - 1} of earlier runs" in second.line()
+    again = ingest([root / "bad"], out)
+    assert set(_errors(tmp_path / "o.h5.errors.csv")) == set(expect) - {repaired_name}
+    assert again.earlier_errors == 0
+
+
+def test_damaged_errors_file_of_an_append_is_named(tmp_path) -> None:
+    files = [f.path for f in bundled_files(archive="ondrejov")]
+    out = tmp_path / "o.h5"
+    ingest(files[:2], out)
+    (tmp_path / "o.h5.errors.csv").write_text("id;why\nx;y\n")
+    before = (tmp_path / "o.h5").read_bytes()
+    with pytest.raises(IngestFailed, match="o.h5.errors.csv: not an errors file"):
+        ingest(files, out)
+    assert (tmp_path / "o.h5").read_bytes() == before
 
 
 def test_interrupted_run_of_other_inputs_is_refused(tmp_path) -> None:

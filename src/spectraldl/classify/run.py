@@ -64,6 +64,7 @@ from spectraldl.io.predictions import (
 from spectraldl.jobs.backends import Backend, DaskBackend, SerialBackend
 from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
 from spectraldl.jobs.files import (
+    ErrorsFileDamaged,
     JobIOError,
     describe_os_error,
     errors_csv_path,
@@ -484,11 +485,15 @@ def _manifest(model: TrainedModel, plan: Plan, precision: str) -> dict[str, Any]
 def _already_complete(out: Path, plan: Plan, errors_csv: Path, started: float) -> ClassifySummary:
     """The summary of a run whose table was already complete."""
     meta = read_metadata(out) or {}
+    try:
+        errors = read_errors_csv(errors_csv)
+    except ErrorsFileDamaged as exc:
+        raise ClassifyError(str(exc)) from None
     return ClassifySummary(
         out=out,
         inputs=plan.inputs + len(plan.unread),
         rows=int(meta.get("rows", 0)),
-        errors=read_errors_csv(errors_csv),
+        errors=errors,
         errors_csv=errors_csv,
         seconds=time.perf_counter() - started,
         chunks=plan.chunks,

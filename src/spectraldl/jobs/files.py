@@ -57,13 +57,37 @@ def write_errors_csv(path: str | Path, errors: Sequence[FileError]) -> None:
             writer.writerow([printable_path(error.path), error.reason])
 
 
+class ErrorsFileDamaged(ValueError):
+    """An errors file that is not the ``path,reason`` CSV a job writes: names the file."""
+
+
 def read_errors_csv(path: str | Path) -> list[FileError]:
-    """The rows of an errors file (none when it does not exist)."""
+    """The rows of an errors file (none when it does not exist).
+
+    Raises `ErrorsFileDamaged` when it is not UTF-8 ``path,reason`` CSV.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [FileError(row["path"], row["reason"]) for row in csv.DictReader(handle)]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames != ["path", "reason"]:
+                raise ErrorsFileDamaged(
+                    f"{path}: not an errors file (its header is not 'path,reason'); "
+                    "move it away or delete it"
+                )
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ErrorsFileDamaged(
+            f"{path}: not an errors file ({exc}); move it away or delete it"
+        ) from None
+    if any(row["reason"] is None or None in row for row in rows):
+        raise ErrorsFileDamaged(
+            f"{path}: not an errors file (a row without exactly two fields); "
+            "move it away or delete it"
+        )
+    return [FileError(row["path"], row["reason"]) for row in rows]
 
 
 def inputs_fingerprint(paths: Iterable[str]) -> str:

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.core.errors import FileError, SpectrumError
+from spectraldl.core.errors import FileError, SpectrumError, printable_path
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.dataset import (
@@ -45,12 +45,14 @@ from spectraldl.io.labels import NO_LABEL, LabelList, LabelReport, read_labels
 from spectraldl.jobs.backends import Backend, SerialBackend, open_backend
 from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
 from spectraldl.jobs.files import (
+    ErrorsFileDamaged,
     JobIOError,
     describe_os_error,
     errors_csv_path,
     inputs_fingerprint,
     is_output_error,
     output_lock,
+    read_errors_csv,
     write_errors_csv,
 )
 from spectraldl.jobs.first_ids import FirstOfEachId
@@ -86,6 +88,8 @@ class IngestSummary:
     already_present: int
     errors: list[FileError] = field(default_factory=list)
     errors_csv: Path | None = None
+    earlier_errors: int = 0
+    """Bad files of earlier ingests into ``out`` that this run did not read, still listed."""
     seconds: float = 0.0
     labels: LabelReport | None = None
     """How the ``--labels`` list met the dataset (ids matching nothing, conflicts, relabelled)."""
@@ -97,7 +101,8 @@ class IngestSummary:
             text += f", {self.already_present} already there"
         text += f"; {len(self.errors)} bad files"
         if self.errors_csv is not None:
-            text += f" (listed in {self.errors_csv})"
+            earlier = f", with {self.earlier_errors} of earlier runs" if self.earlier_errors else ""
+            text += f" (listed in {self.errors_csv}{earlier})"
         rate = self.files / self.seconds if self.seconds > 0 else float("inf")
         text = f"{text}; {self.files} files in {self.seconds:.1f} s ({rate:.0f} files/s)"
         return text if self.labels is None else f"{text}\n{self.labels.line()}"
@@ -428,13 +433,14 @@ def ingest(
             files = list(found)
             unread = list(found.bad)
             manifest = _manifest(files, config, labels_csv, origin)
+            earlier = _earlier_errors(out, files, unread)
             parts = _prepare_parts(out, manifest)
             with atomic_write(out) as tmp:
                 merge = _Merge(tmp, out, config)
                 _run(files, parts, settings, backend, progress, merge.add)
                 summary = merge.finish(
                     parts, strict=strict, files=len(files) + len(unread), unread=unread,
-                    labels=labels,
+                    labels=labels, earlier=earlier,
                 )  # fmt: skip
             parts.remove()
     except OSError as exc:
@@ -443,6 +449,28 @@ def ingest(
         raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _earlier_errors(
+    out: Path, files: Sequence[str], unread: Sequence[FileError]
+) -> list[FileError]:
+    """The bad files that earlier ingests into ``out`` listed and this run does not read.
+
+    They are still missing from ``out``, so its errors file keeps them; a file
+    this run reads again is listed, or not, by this run alone.
+    """
+    if not out.exists():
+        return []
+    try:
+        listed = {error.path: error for error in read_errors_csv(errors_csv_path(out))}
+    except ErrorsFileDamaged as exc:
+        raise IngestFailed(str(exc)) from None
+    if listed:
+        for path in files:
+            listed.pop(printable_path(path), None)
+        for error in unread:
+            listed.pop(error.path, None)
+    return list(listed.values())
 
 
 def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
@@ -556,13 +584,15 @@ class _Merge:
         files: int,
         unread: Sequence[FileError] = (),
         labels: LabelList | None = None,
+        earlier: Sequence[FileError] = (),
     ) -> IngestSummary:
         """Complete ``tmp`` once every shard is merged: labels, the run's mark, the bad files'
-        list. With ``strict``, any bad file raises `IngestFailed` (``tmp`` is then dropped)."""
+        list (this run's after the ``earlier`` runs' still missing from ``out``). With
+        ``strict``, any bad file raises `IngestFailed` (``tmp`` is then dropped)."""
         errors = [*unread, *self._errors, *self._first.errors]
         errors_csv = errors_csv_path(self.out)
         if strict and errors:
-            write_errors_csv(errors_csv, errors)
+            write_errors_csv(errors_csv, [*earlier, *errors])
             listing = "; ".join(f"{e.path}: {e.reason}" for e in errors[:3])
             raise IngestFailed(
                 f"{len(errors)} bad files with --strict, {self.out} not written; all listed in "
@@ -575,7 +605,7 @@ class _Merge:
         run = uuid.uuid4().hex
         with h5py.File(self.tmp, "r+") as h5:
             h5.attrs["last_ingest"] = run
-        write_errors_csv(errors_csv, errors)
+        write_errors_csv(errors_csv, [*earlier, *errors])
         parts.mark_merged(run)
         return IngestSummary(
             out=self.out,
@@ -584,6 +614,7 @@ class _Merge:
             already_present=self._first.already_present,
             errors=errors,
             errors_csv=errors_csv,
+            earlier_errors=len(earlier),
             labels=report,
         )
 
