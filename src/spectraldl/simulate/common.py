@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -153,3 +154,17 @@ def clamp(value: float, low: float, high: float) -> float:
     """``value`` limited to [low, high]: `numpy.clip` of one number (NaN stays NaN), without
     its dispatch, which costs more than the rest of a draw."""
     return float(min(max(value, low), high))
+
+
+def template_truth(templates: TemplateSet, k: int, *, label: str, profile: str) -> dict[str, Any]:
+    """A truth row's leading columns, the same for both archives: the class and template ``k``."""
+    return {
+        "label": label,
+        "profile": profile,
+        "template": str(templates.name[k]),
+        "sptype": str(templates.sptype[k]),
+        "spclass": str(templates.spclass[k]),
+        "teff": float(templates.teff[k]),
+        "logg": float(templates.logg[k]),
+        "feh": float(templates.feh[k]),
+    }

@@ -64,6 +64,7 @@ from spectraldl.simulate.common import (
     lognormal_mixture,
     noise_profile,
     streams,
+    template_truth,
 )
 from spectraldl.simulate.fitsbytes import Raw, card
 from spectraldl.simulate.halpha import (
@@ -663,16 +664,8 @@ def _truth(
     ew_emission: float,
 ) -> dict[str, Any]:
     """The truth row's drawn values, in truth.csv's column order."""
-    k = star.k
     return {
-        "label": star.label,
-        "profile": star.profile,
-        "template": str(templates.name[k]),
-        "sptype": str(templates.sptype[k]),
-        "spclass": str(templates.spclass[k]),
-        "teff": float(templates.teff[k]),
-        "logg": float(templates.logg[k]),
-        "feh": float(templates.feh[k]),
+        **template_truth(templates, star.k, label=star.label, profile=star.profile),
         "rv_kms": star.rv,
         "vsini_extra_kms": 0.0,
         "resolving_power": star.resolving_power,

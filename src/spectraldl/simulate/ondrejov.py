@@ -44,7 +44,13 @@ from spectraldl.io.archives.ondrejov import RESOLVING_POWER as READER_R
 from spectraldl.prep.measure import der_snr, equivalent_width_aa
 from spectraldl.simulate import fitsbytes as fb
 from spectraldl.simulate import physics
-from spectraldl.simulate.common import choose_template, draw_snr, noise_profile, streams
+from spectraldl.simulate.common import (
+    choose_template,
+    draw_snr,
+    noise_profile,
+    streams,
+    template_truth,
+)
 from spectraldl.simulate.fitsbytes import Raw, card
 from spectraldl.simulate.halpha import (
     HALPHA_AIR_AA,
@@ -366,16 +372,8 @@ def _counts(rng: np.random.Generator, expected: np.ndarray, chip: Chip) -> tuple
 
 def _star_truth(templates: Any, star: _Star) -> dict[str, Any]:
     """The truth row's leading columns: class, template and the star's drawn values."""
-    k = star.k
     return {
-        "label": star.label,
-        "profile": star.profile,
-        "template": str(templates.name[k]),
-        "sptype": str(templates.sptype[k]),
-        "spclass": str(templates.spclass[k]),
-        "teff": float(templates.teff[k]),
-        "logg": float(templates.logg[k]),
-        "feh": float(templates.feh[k]),
+        **template_truth(templates, star.k, label=star.label, profile=star.profile),
         "rv_kms": star.rv,
         "vsini_extra_kms": star.vsini,
         "resolving_power": RESOLVING_POWER,
