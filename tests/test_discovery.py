@@ -65,8 +65,9 @@ def test_classify_plans_what_ingest_walks(tmp_path: Path) -> None:
     found = walk([tree])
     files = list(found)
     plan = plan_chunks([tree], chunk_files=2)
-    assert plan.files == len(files) and plan.chunks == 4
-    assert [c for chunk in plan.iter_chunks() for c in chunk.files] == files
+    chunks = list(plan.iter_chunks())
+    assert plan.files == len(files) and plan.chunks == len(chunks) >= 2
+    assert [c for chunk in chunks for c in chunk.files] == files
     assert sorted(e.path for e in plan.unread) == sorted(b.path for b in found.bad)
 
 

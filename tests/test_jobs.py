@@ -24,6 +24,7 @@ import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
 
+from spectraldl.classify.plan import ClassifyError
 from spectraldl.classify.run import classify, classify_chunk, parts_dir
 from spectraldl.cli import classify as classify_cli
 from spectraldl.cli import ingest as ingest_cli
@@ -33,8 +34,9 @@ from spectraldl.io.bundled import bundled_files, replicate_real_tree
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.predictions import read_predictions
 from spectraldl.jobs.backends import ProcessBackend
+from spectraldl.jobs.engine import cut_files
 from spectraldl.jobs.files import WorkerDied, errors_csv_path, lock_path, output_lock
-from spectraldl.jobs.ingest import IngestFailed, ingest, read_chunk
+from spectraldl.jobs.ingest import IngestFailed, discover, ingest, read_chunk
 from spectraldl.jobs.processes import task_modules
 from spectraldl.simulate.archive import _chunk as simulate_chunk
 
@@ -69,13 +71,15 @@ def _tree(root: Path, files: Iterable[Path]) -> Path:
 
 
 class _StopAfter:
-    """A backend that runs ``n`` tasks in this process, then is interrupted (Ctrl-C)."""
+    """A backend that runs ``n`` tasks in this process (all when None), then is interrupted
+    (Ctrl-C); the tasks it ran are listed in ``seen``."""
 
     name = "local"
     threads_per_task = 1
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int | None) -> None:
         self.n = n
+        self.seen: list[Any] = []
 
     def warm_up(self, fn: Callable) -> None:
         """Nothing to start."""
@@ -84,6 +88,7 @@ class _StopAfter:
         for i, task in enumerate(tasks):
             if i == self.n:
                 raise KeyboardInterrupt
+            self.seen.append(task)
             yield fn(task)
 
 
@@ -126,13 +131,89 @@ def test_a_file_repaired_during_an_interrupted_classify_is_read_again(
     broken.write_bytes(LAMOST[0].read_bytes()[:3000])
     out = tmp_path / "pred.parquet"
     with pytest.raises(KeyboardInterrupt):
-        classify(model_dir, [tree], out, chunk_files=2, backend=_StopAfter(2))
+        classify(model_dir, [tree], out, chunk_files=1, backend=_StopAfter(2))
     assert len(list(parts_dir(out).glob("chunk-*.parquet"))) == 2
     shutil.copy(LAMOST[0], broken)
-    summary = classify(model_dir, [tree], out, chunk_files=2)
+    summary = classify(model_dir, [tree], out, chunk_files=1)
     assert summary.chunks_resumed == 1  # the second chunk; the first was read again
     assert summary.rows == 6 and not summary.errors
     assert str(broken.resolve()) in {str(Path(s).resolve()) for s in read_predictions(out).source}
+
+
+def test_chunks_are_cut_where_the_file_names_say() -> None:
+    names = [f"/a/{i:05d}/spec-{i * 7919 % 100_003}.fits.gz" for i in range(20_000)]
+    chunks = list(cut_files(names, 64))
+    assert [n for chunk in chunks for n in chunk] == names
+    sizes = [len(chunk) for chunk in chunks[:-1]]
+    assert min(sizes) >= 16 and max(sizes) <= 128 and 56 < np.mean(sizes) < 72
+    assert [len(c) for c in cut_files(names[:50], 1)] == [1] * 50
+    # A file added and another deleted change the chunks around them only.
+    changed = [*names[:5_000], "/a/new/spec-added.fits.gz", *names[5_000:12_000], *names[12_001:]]
+    before = {tuple(chunk) for chunk in chunks}
+    after = {tuple(chunk) for chunk in cut_files(changed, 64)}
+    assert len(after - before) <= 6 and len(before - after) <= 6
+    moved = {tuple(c) for c in cut_files([n.replace("/a/", "/mnt/b/") for n in names], 64)}
+    assert [len(c) for c in sorted(moved)] == [len(c) for c in sorted(before)]
+
+
+def _grow_and_shrink(tree: Path) -> None:
+    """Delete the tree's fifth file and add a copy of its last under a new name and id."""
+    discover([tree])[4].unlink()
+    replicate_real_tree(tree, 1, first=10_000)
+
+
+def test_an_ingest_resumed_after_files_were_added_and_deleted_redoes_their_chunks_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("spectraldl.jobs.ingest.CHUNK_FILES", 4)
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 60)
+    out = tmp_path / "out.h5"
+    with pytest.raises(KeyboardInterrupt):
+        ingest([tree], out, backend=_StopAfter(12))
+    _grow_and_shrink(tree)
+    resumed = _StopAfter(None)
+    summary = ingest([tree], out, backend=resumed)
+    reference = tmp_path / "reference.h5"
+    fresh = ingest([tree], reference)
+    assert summary.added == fresh.added > 50 and summary.errors == fresh.errors
+    done, again = read_dataset(out), read_dataset(reference)
+    assert list(done.ids) == list(again.ids) and np.array_equal(done.X, again.X)
+    chunks = sum(1 for _ in cut_files(map(str, discover([tree])), 4))
+    assert chunks - 12 < len(resumed.seen) <= chunks - 12 + 4, (len(resumed.seen), chunks)
+
+
+def test_a_classify_resumed_after_files_were_added_and_deleted_redoes_their_chunks_only(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 60)
+    out = tmp_path / "pred.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        classify(model_dir, [tree], out, chunk_files=4, backend=_StopAfter(12))
+    _grow_and_shrink(tree)
+    resumed = _StopAfter(None)
+    summary = classify(model_dir, [tree], out, chunk_files=4, backend=resumed)
+    fresh = classify(model_dir, [tree], tmp_path / "reference.parquet", chunk_files=4)
+    assert summary.rows == fresh.rows > 50 and summary.chunks_resumed >= 12 - 4
+    assert summary.chunks_resumed + len(resumed.seen) == summary.chunks
+    done, again = read_predictions(out), read_predictions(tmp_path / "reference.parquet")
+    assert done.equals(again)
+
+
+def test_a_resume_with_other_paths_given_is_still_refused(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("spectraldl.jobs.ingest.CHUNK_FILES", 1)
+    tree = _tree(tmp_path / "tree", LAMOST[:6])
+    with pytest.raises(KeyboardInterrupt):
+        classify(model_dir, [tree], tmp_path / "p.parquet", chunk_files=1, backend=_StopAfter(2))
+    with pytest.raises(ClassifyError, match="unfinished run of another model, other sources"):
+        classify(model_dir, [tree, LAMOST[7]], tmp_path / "p.parquet", chunk_files=1)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([tree], tmp_path / "o.h5", backend=_StopAfter(0))
+    with pytest.raises(IngestFailed, match="unfinished ingest of other paths"):
+        ingest([tree / LAMOST[0].name], tmp_path / "o.h5")
 
 
 # --- strict and duplicates ----------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Classify's plan: the inputs (datasets, FITS files and trees) cut into fixed, repeatable chunks.
 
 A chunk is a range of dataset rows or a list of files; its committed part is
-named after its files' sizes and times, so a changed file is classified again.
+named after its files' paths, sizes and times, so a changed file is classified
+again, and lists of files are cut where their paths say
+(`spectraldl.jobs.engine.ChunkCutter`), so a file added or deleted since changes
+only the chunks around it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from pathlib import Path
 from spectraldl.core.errors import FileError
 from spectraldl.io.dataset import HDF5_SUFFIXES, DatasetError, dataset_info
 from spectraldl.io.discovery import walk
-from spectraldl.jobs.files import (
-    inputs_fingerprint,
-)
+from spectraldl.jobs.engine import ChunkCutter
+from spectraldl.jobs.files import inputs_fingerprint
 
 CHUNK_FILES = 512
-"""FITS files per chunk: fixed for a run (recorded), so a resumed run cuts the list the same way."""
+"""FITS files per chunk on average: fixed for a run (recorded), so a resumed run cuts the list
+the same way."""
 CHUNK_ROWS = 32768
 """Dataset rows per chunk."""
 
@@ -48,10 +51,11 @@ class Chunk:
         return len(self.files) if self.dataset == "" else self.stop - self.start
 
     def part_name(self) -> str:
-        """The committed chunk's file name; a file that changed since gives another name."""
+        """The committed chunk's file name; a file or dataset that changed since gives another."""
         if self.dataset:
-            return f"chunk-{self.index:07d}.parquet"  # a changed dataset changes the plan
-        return f"chunk-{self.index:07d}-{inputs_fingerprint(self.files)}.parquet"
+            stamp = inputs_fingerprint([self.dataset])
+            return f"rows-{stamp}-{self.start:09d}-{self.stop:09d}.parquet"
+        return f"chunk-{inputs_fingerprint(self.files)}.parquet"
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,13 @@ class Plan:
         index = 0
         files = 0
         pending: list[str] = []
+        cutter = ChunkCutter(self.chunk_files)
         for source in self.sources:
             if source.is_dataset:
                 if pending:
                     yield Chunk(index=index, files=tuple(pending))
                     index, pending = index + 1, []
+                cutter.restart()
                 for start in range(0, source.dataset_rows, self.chunk_rows):
                     stop = min(start + self.chunk_rows, source.dataset_rows)
                     yield Chunk(index=index, dataset=source.path, start=start, stop=stop)
@@ -130,7 +136,7 @@ class Plan:
             for path in iter_fits_files(source.path):
                 pending.append(path)
                 files += 1
-                if len(pending) == self.chunk_files:
+                if cutter.cut_after(path):
                     yield Chunk(index=index, files=tuple(pending))
                     index, pending = index + 1, []
         if pending:
@@ -161,8 +167,9 @@ def plan_chunks(
     Raises `ClassifyError` for a missing source or an HDF5 file that is not a dataset.
     """
 
-    if chunk_files < 1 or chunk_rows < 1:
+    if chunk_rows < 1:
         raise ValueError("chunk sizes must be >= 1")
+    cutter = ChunkCutter(chunk_files)
     sha = hashlib.sha256(f"chunk_files={chunk_files};chunk_rows={chunk_rows}".encode())
     planned: list[Source] = []
     roots: list[str] = []
@@ -186,6 +193,7 @@ def plan_chunks(
             planned.append(Source(path, dataset_rows=info.n_rows))
             chunks += (run > 0) + -(-info.n_rows // chunk_rows)
             run = 0
+            cutter.restart()
             rows += info.n_rows
             continue
         planned.append(Source(path))
@@ -193,7 +201,7 @@ def plan_chunks(
             sha.update(found.encode("utf-8", "surrogateescape") + b"\0")
             files += 1
             run += 1
-            if run == chunk_files:
+            if cutter.cut_after(found):
                 chunks, run = chunks + 1, 0
     chunks += run > 0
     return Plan(

@@ -246,10 +246,14 @@ def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool
         return True
     conflict = ClassifyError(
         f"{parts.path} holds an unfinished run of another model, other sources or other "
-        "settings (a file added, moved or deleted since it started counts as other sources); "
-        "re-run the command that started it on the same files, or use --overwrite to start over"
+        "settings; re-run the command that started it, or use --overwrite to start over"
     )
-    parts.prepare(manifest, merged=lambda _: False, conflict=None if overwrite else conflict)
+    parts.prepare(
+        manifest,
+        merged=lambda _: False,
+        conflict=None if overwrite else conflict,
+        inputs=INPUTS,
+    )
     return False
 
 
@@ -467,13 +471,21 @@ def _precision_here(precision: str, device: str, backend: Backend) -> str:
     return resolve_precision(precision, select_device(device))
 
 
+INPUTS = ("sources", "files", "dataset_rows", "chunks")
+"""The manifest's keys that describe what the sources hold: a run resumed after files were
+added or deleted under them keeps the parts of the chunks that did not change (a complete
+table is the result of one set of inputs: it must match them all)."""
+
+
 def _manifest(model: TrainedModel, plan: Plan, precision: str) -> dict[str, Any]:
-    """What a resumed run must match: the model, its classes and preprocessing, the inputs."""
+    """What a resumed run must match: the model, its classes and preprocessing, the sources
+    given (and, in `INPUTS`, what they hold)."""
     return {
         "format": "spectraldl-classify-run",
         "model_id": model.model_id,
         "classes": list(model.classes),
         "preprocessing": model.config.to_dict(),
+        "paths": [source.path for source in plan.sources],
         "sources": plan.digest,
         "files": plan.files,
         "dataset_rows": plan.dataset_rows,

@@ -68,7 +68,8 @@ WORKER_MODULES = ("spectraldl.classify.run",)
     type=click.IntRange(min=1),
     default=512,
     show_default=True,
-    help="FITS files per committed chunk (bounds memory; fixed for a run).",
+    help="FITS files per committed chunk on average, twice that at most (bounds memory; fixed "
+    "for a run).",
 )
 @click.option(
     "--chunk-rows",

@@ -6,7 +6,10 @@ process, in local worker processes or on a Dask cluster (`backends`). Its
 result comes back to this process and is committed to ``OUT.parts/NAME``
 through `atomic_write`, so a part is complete or absent, never half written.
 Part names carry a fingerprint of their inputs (sizes and times of the
-files), so a changed input gives a new name and is done again.
+files), so a changed input gives a new name and is done again. Lists of files
+are cut where their paths say (`ChunkCutter`), not every N files, so a file
+added or deleted since changes one or two chunks and a resumed run keeps the
+others' parts.
 
 ``OUT.parts/`` also holds the run's manifest (the inputs and settings a
 resumed run must match) and, between the final rename of ``OUT`` and the
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,6 +38,53 @@ R = TypeVar("R")
 
 MANIFEST = "manifest.json"
 MERGED = "merged"
+
+
+class ChunkCutter:
+    """Where a list of files is cut into chunks: after a file whose name hashes to a boundary.
+
+    A boundary depends on the file name there and on the distance from the previous
+    one, not on its position in the list: after a file is added or deleted the
+    boundaries fall again where they fell before within a chunk or two, so the
+    other chunks keep their files and their committed parts. Chunks hold
+    ``target`` files on average, between ``target // 4`` and ``2 * target``.
+    """
+
+    def __init__(self, target: int) -> None:
+        if target < 1:
+            raise ValueError("chunk sizes must be >= 1")
+        self.smallest = max(1, target // 4)
+        self.largest = 2 * target
+        self._modulus = target - self.smallest + 1  # the mean is smallest - 1 + modulus
+        self._size = 0
+
+    def cut_after(self, path: str) -> bool:
+        """Count ``path`` into the chunk; True when the chunk ends with it."""
+        self._size += 1
+        if self._size < self.smallest:
+            return False
+        name = os.fsencode(os.path.basename(path))  # the same wherever the tree is mounted
+        if self._size < self.largest and zlib.crc32(name) % self._modulus:
+            return False
+        self._size = 0
+        return True
+
+    def restart(self) -> None:
+        """Begin a new chunk here (where something other than files comes between)."""
+        self._size = 0
+
+
+def cut_files(paths: Iterable[str], target: int) -> Iterator[list[str]]:
+    """The chunks `ChunkCutter` cuts ``paths`` into, in order."""
+    cutter = ChunkCutter(target)
+    chunk: list[str] = []
+    for path in paths:
+        chunk.append(path)
+        if cutter.cut_after(path):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @dataclass(frozen=True)
@@ -67,12 +119,16 @@ class PartsFolder:
         *,
         merged: Callable[[str], bool],
         conflict: Exception | None,
+        inputs: Collection[str] = (),
     ) -> None:
         """Make the folder ready to resume or start a run of ``manifest``.
 
         ``merged(marker)`` says whether the output is the complete result the
         marker names (the folder is then removed). Parts of another run raise
         ``conflict``, or are removed when it is None (the caller's overwrite).
+        The manifest's keys named in ``inputs`` describe what the given paths
+        hold (files added or deleted since): a run that differs only there is
+        resumed, its parts of unchanged chunks kept.
         """
         # The folder appears with its manifest and goes as a whole, each by one rename: a
         # folder without its manifest would read as another run's parts and refuse the
@@ -85,7 +141,12 @@ class PartsFolder:
             self.remove()
         manifest_path = self.path / MANIFEST
         if self.path.exists():
-            if manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest:
+            found = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+            if found == manifest:
+                return
+            if found is not None and _besides(found, inputs) == _besides(manifest, inputs):
+                with atomic_write(manifest_path) as tmp:
+                    tmp.write_text(json.dumps(manifest, indent=1))
                 return
             if conflict is not None:
                 raise conflict
@@ -112,6 +173,11 @@ class PartsFolder:
         with contextlib.suppress(FileNotFoundError):
             self.path.rename(self._discarded)
         shutil.rmtree(self._discarded, ignore_errors=True)
+
+
+def _besides(manifest: dict[str, Any], keys: Collection[str]) -> dict[str, Any]:
+    """``manifest`` without ``keys``."""
+    return {key: value for key, value in manifest.items() if key not in keys}
 
 
 def numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:

@@ -15,6 +15,7 @@ same file, and nothing already in ``OUT`` is lost or duplicated.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 import uuid
@@ -43,7 +44,7 @@ from spectraldl.io.dataset import (
 from spectraldl.io.discovery import walk
 from spectraldl.io.labels import NO_LABEL, LabelList, LabelReport, read_labels
 from spectraldl.jobs.backends import Backend, SerialBackend, open_backend
-from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
+from spectraldl.jobs.engine import PartsFolder, Shard, cut_files, run_shards
 from spectraldl.jobs.files import (
     ErrorsFileDamaged,
     JobIOError,
@@ -67,7 +68,8 @@ from spectraldl.prep.measure import (
 from spectraldl.prep.preprocess import PreprocessConfig, Preprocessed
 
 CHUNK_FILES = 256
-"""Files per shard: fixed, so a resumed run cuts the list the same way whatever --workers."""
+"""Files per shard on average (`spectraldl.jobs.engine.ChunkCutter`): fixed, so a resumed run
+cuts the list the same way whatever --workers."""
 
 MERGE_ROWS = 65_536
 """Rows gathered from the shards before one append to the dataset (about 37 MB of flux):
@@ -257,9 +259,10 @@ def read_and_preprocess(
 # --- shards -----------------------------------------------------------------------------
 
 
-def _shard_name(index: int, files: Sequence[str]) -> str:
-    """A chunk's shard, named after its files' sizes and times: a changed file, a new shard."""
-    return f"chunk-{index:07d}-{inputs_fingerprint(files)}.npz"
+def _shard_name(files: Sequence[str]) -> str:
+    """A chunk's shard, named after its files' paths, sizes and times: a changed file, a new
+    shard."""
+    return f"chunk-{inputs_fingerprint(files)}.npz"
 
 
 @dataclass(frozen=True)
@@ -357,11 +360,22 @@ def _check_existing(out: Path, config: PreprocessConfig) -> None:
             )
 
 
+INPUTS = ("files", "n_files")
+"""The manifest's keys that describe what the given paths hold: a run resumed after files
+were added or deleted under them keeps the parts of the chunks that did not change."""
+
+
 def _manifest(
-    files: Sequence[str], config: PreprocessConfig, labels_csv: str | Path | None, origin: str
+    paths: Sequence[str | Path],
+    files: Sequence[str],
+    config: PreprocessConfig,
+    labels_csv: str | Path | None,
+    origin: str,
 ) -> dict[str, Any]:
-    """What a resumed run must match: the files, the settings and the labels' text."""
+    """What a resumed run must match: the paths given, the settings and the labels' text
+    (and, in `INPUTS`, the files found under the paths)."""
     return {
+        "paths": [os.path.abspath(path) for path in paths],
         "files": _digest(files),
         "n_files": len(files),
         "config": config.to_dict(),
@@ -432,7 +446,7 @@ def ingest(
             found = walk(paths)
             files = list(found)
             unread = list(found.bad)
-            manifest = _manifest(files, config, labels_csv, origin)
+            manifest = _manifest(paths, files, config, labels_csv, origin)
             earlier = _earlier_errors(out, files, unread)
             parts = _prepare_parts(out, manifest)
             with atomic_write(out) as tmp:
@@ -477,11 +491,10 @@ def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
     """``OUT.parts/`` ready to resume or start the run of ``manifest``."""
     parts = PartsFolder(out)
     conflict = IngestFailed(
-        f"{parts.path} holds an unfinished ingest of other inputs or settings (a file added, "
-        "moved or deleted since it started counts as other inputs); re-run the command that "
-        "started it on the same files to finish it, or delete the folder to start over"
+        f"{parts.path} holds an unfinished ingest of other paths or settings; re-run the "
+        "command that started it to finish it, or delete the folder to start over"
     )
-    parts.prepare(manifest, merged=partial(_merged_into, out), conflict=conflict)
+    parts.prepare(manifest, merged=partial(_merged_into, out), conflict=conflict, inputs=INPUTS)
     return parts
 
 
@@ -495,8 +508,7 @@ def _run(
 ) -> None:
     """Write the shard of every chunk not written yet (on ``backend``), each handed to
     ``in_order`` in chunk order as soon as it and those before it are written."""
-    chunks = [list(files[i : i + CHUNK_FILES]) for i in range(0, len(files), CHUNK_FILES)]
-    shards = [Shard(_shard_name(i, c), len(c), c) for i, c in enumerate(chunks)]
+    shards = [Shard(_shard_name(c), len(c), c) for c in cut_files(files, CHUNK_FILES)]
     parts.keep_only(shard.name for shard in shards)
     done = 0
 
