@@ -90,18 +90,22 @@ def lock_path(out: str | Path) -> Path:
 
 
 @contextmanager
-def output_lock(out: str | Path) -> Iterator[None]:
+def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
     """Hold the only right to write ``out`` for the block; refuse at once if another run has it.
 
     The lock is an ``flock`` on ``OUT.lock``, so the kernel releases it when the
     holder dies (even by kill -9): a later run never waits for a dead one.
-    Raises `OutputBusy` naming the holder (pid, host, start time).
+    Raises `OutputBusy` naming the holder (pid, host, start time). ``out``'s folder is
+    created unless ``make_folder`` is false: then a missing one is a `JobIOError` naming ``out``.
     """
     path = lock_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError as exc:  # no folder: name the output people gave, not its lock
+            raise JobIOError(describe_os_error(exc, out)) from None
         except OSError as exc:
             raise JobIOError(describe_os_error(exc, path)) from None
         try:
