@@ -23,7 +23,8 @@ descriptions and UCDs on the columns, ready for TOPCAT.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from spectraldl.io.predictions import (
     read_metadata,
     require_columns,
 )
+from spectraldl.jobs.files import output_lock
 
 CATALOGUE_SUFFIXES = {
     ".csv": "csv",
@@ -358,22 +360,46 @@ def find_candidates(
     say = log or (lambda _line: None)
     _refuse_outputs_over_inputs(predictions, outs, known)
     selection = selection or Selection()
-    blocks = _blocks(predictions, chunk_rows)
-    meta = _catalogue_meta(predictions, selection)
-    needed = SELECTION_COLUMNS + (KNOWN_NEEDS if known is not None else ())
-    needed += GALLERY_NEEDS if gallery is not None else ()
-    catalogue, counts = _select(predictions, blocks, selection, needed)
-    summary = CandidatesSummary(catalogue=catalogue, counts=counts)
-    if known is not None:
-        _match_known(summary, blocks, selection, known, radius_arcsec, outs)
-    for out in outs:
-        summary.written.append(write_catalogue(summary.catalogue, out, meta=meta))
-        say(f"wrote {len(summary.catalogue)} candidates to {out}")
-    if gallery is not None:
-        summary.gallery = write_gallery(
-            summary.catalogue, gallery, max_items=gallery_max, workers=workers, log=say
-        )
-    return summary
+    with _outputs_held(outs, known, gallery):
+        blocks = _blocks(predictions, chunk_rows)
+        meta = _catalogue_meta(predictions, selection)
+        needed = SELECTION_COLUMNS + (KNOWN_NEEDS if known is not None else ())
+        needed += GALLERY_NEEDS if gallery is not None else ()
+        catalogue, counts = _select(predictions, blocks, selection, needed)
+        summary = CandidatesSummary(catalogue=catalogue, counts=counts)
+        if known is not None:
+            _match_known(summary, blocks, selection, known, radius_arcsec, outs)
+        for out in outs:
+            summary.written.append(write_catalogue(summary.catalogue, out, meta=meta))
+            say(f"wrote {len(summary.catalogue)} candidates to {out}")
+        if gallery is not None:
+            summary.gallery = write_gallery(
+                summary.catalogue, gallery, max_items=gallery_max, workers=workers, log=say
+            )
+        return summary
+
+
+@contextmanager
+def _outputs_held(
+    outs: Sequence[str | Path], known: str | Path | None, gallery: str | Path | None
+) -> Iterator[None]:
+    """Hold `output_lock` on every output of the run (catalogues, ``.known.csv``, gallery).
+
+    A second run on any of them is refused at once: `atomic_write`'s temporary
+    names are fixed, so two runs would rename each other's half-written files.
+    A catalogue's missing folder is an error, as writing it was; the gallery's is made.
+    """
+    files = [*outs, *([_known_csv(outs)] if known is not None and outs else [])]
+    wanted = [(Path(p), False) for p in files]
+    wanted += [(Path(gallery), True)] if gallery is not None else []
+    with ExitStack() as stack:
+        held: set[Path] = set()
+        for path, make_folder in wanted:
+            resolved = path.resolve()  # one lock per file, however it is named; "." has a name
+            if resolved not in held:
+                held.add(resolved)
+                stack.enter_context(output_lock(resolved, make_folder=make_folder))
+        yield
 
 
 def _select(
