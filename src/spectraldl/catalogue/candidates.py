@@ -52,7 +52,7 @@ from spectraldl.io.predictions import (
     read_metadata,
     require_columns,
 )
-from spectraldl.jobs.files import output_lock
+from spectraldl.jobs.files import lock_path, output_lock
 
 CATALOGUE_SUFFIXES = {
     ".csv": "csv",
@@ -395,10 +395,9 @@ def _outputs_held(
     with ExitStack() as stack:
         held: set[Path] = set()
         for path, make_folder in wanted:
-            resolved = path.resolve()  # one lock per file, however it is named; "." has a name
-            if resolved not in held:
-                held.add(resolved)
-                stack.enter_context(output_lock(resolved, make_folder=make_folder))
+            if lock_path(path) not in held:  # a file named twice (c.csv, ./c.csv) locks once
+                held.add(lock_path(path))
+                stack.enter_context(output_lock(path, make_folder=make_folder))
         yield
 
 

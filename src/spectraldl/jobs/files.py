@@ -84,8 +84,11 @@ def inputs_fingerprint(paths: Iterable[str]) -> str:
 
 
 def lock_path(out: str | Path) -> Path:
-    """The lock file of an output: ``OUT.lock`` beside it, there while a run writes ``OUT``."""
-    out = Path(out)
+    """The lock file of an output: ``OUT.lock`` beside it, there while a run writes ``OUT``.
+
+    ``.`` and ``..`` (a folder output) name the folder they stand for, from any working folder.
+    """
+    out = Path(os.path.abspath(out))
     return out.with_name(out.name + ".lock")
 
 
