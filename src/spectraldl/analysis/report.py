@@ -43,7 +43,7 @@ from spectraldl.io.predictions import (
     probability_column,
     read_metadata,
 )
-from spectraldl.jobs.files import errors_csv_path
+from spectraldl.jobs.files import errors_csv_path, output_lock
 from spectraldl.ml.modelcard import ModelCard
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -1022,11 +1022,13 @@ def write_report(
             f"{out}: exists and is not an HTML page; a report replaces only an earlier "
             "report: give -o a new name ending in .html"
         )
-    sections = collect_sections(run_dir, gallery_sample=gallery_sample, vetted=vetted)
-    text = render_html(sections, run_dir=run_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    # One run per report: two would rename each other's half-written page (`atomic_write`'s
+    # temporary name is fixed), or one would fail when the other removed it.
+    with output_lock(out):
+        sections = collect_sections(run_dir, gallery_sample=gallery_sample, vetted=vetted)
+        text = render_html(sections, run_dir=run_dir)
+        with atomic_write(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return WrittenReport(
         path=out,
         missing=[f"{s.title}: {m}" for s in sections for m in s.missing],
