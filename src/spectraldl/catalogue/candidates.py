@@ -23,8 +23,7 @@ descriptions and UCDs on the columns, ready for TOPCAT.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from spectraldl.io.predictions import (
     read_metadata,
     require_columns,
 )
-from spectraldl.jobs.files import lock_path, output_lock
+from spectraldl.jobs.files import output_locks
 
 CATALOGUE_SUFFIXES = {
     ".csv": "csv",
@@ -360,7 +359,9 @@ def find_candidates(
     say = log or (lambda _line: None)
     _refuse_outputs_over_inputs(predictions, outs, known)
     selection = selection or Selection()
-    with _outputs_held(outs, known, gallery):
+    # One run per output: `atomic_write`'s temporary names are fixed, so two runs would
+    # rename each other's half-written files; a second is refused at once (`OutputBusy`).
+    with output_locks(_outputs(outs, known, gallery)):
         blocks = _blocks(predictions, chunk_rows)
         meta = _catalogue_meta(predictions, selection)
         needed = SELECTION_COLUMNS + (KNOWN_NEEDS if known is not None else ())
@@ -379,26 +380,13 @@ def find_candidates(
         return summary
 
 
-@contextmanager
-def _outputs_held(
+def _outputs(
     outs: Sequence[str | Path], known: str | Path | None, gallery: str | Path | None
-) -> Iterator[None]:
-    """Hold `output_lock` on every output of the run (catalogues, ``.known.csv``, gallery).
-
-    A second run on any of them is refused at once: `atomic_write`'s temporary
-    names are fixed, so two runs would rename each other's half-written files.
-    A catalogue's missing folder is an error, as writing it was; the gallery's is made.
-    """
+) -> list[tuple[str | Path, bool]]:
+    """Every output of the run (catalogues, ``.known.csv``, gallery), each with whether
+    its folder is made: a catalogue's missing folder is an error, as writing it was."""
     files = [*outs, *([_known_csv(outs)] if known is not None and outs else [])]
-    wanted = [(Path(p), False) for p in files]
-    wanted += [(Path(gallery), True)] if gallery is not None else []
-    with ExitStack() as stack:
-        held: set[Path] = set()
-        for path, make_folder in wanted:
-            if lock_path(path) not in held:  # a file named twice (c.csv, ./c.csv) locks once
-                held.add(lock_path(path))
-                stack.enter_context(output_lock(path, make_folder=make_folder))
-        yield
+    return [*((p, False) for p in files), *([(gallery, True)] if gallery is not None else [])]
 
 
 def _select(

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,6 +135,19 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+@contextmanager
+def output_locks(outputs: Iterable[tuple[str | Path, bool]]) -> Iterator[None]:
+    """`output_lock` on each ``(out, make_folder)`` for the block: a run of several outputs
+    holds them all, and an output named twice (``c.csv``, ``./c.csv``) is locked once."""
+    with ExitStack() as stack:
+        held: set[Path] = set()
+        for out, make_folder in outputs:
+            if lock_path(out) not in held:
+                held.add(lock_path(out))
+                stack.enter_context(output_lock(out, make_folder=make_folder))
+        yield
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
