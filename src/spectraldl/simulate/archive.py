@@ -292,6 +292,13 @@ def _write(path: Path, data: bytes, folders: set[Path] | None = None) -> None:
         tmp.write_bytes(data)
 
 
+def _chunks(indices: list[int], workers: int) -> list[list[int]]:
+    """``indices`` cut into tasks: at most `CHUNK` each, fewer for small runs (about 16 per
+    worker), so that every worker gets work."""
+    size = max(1, min(CHUNK, -(-len(indices) // (16 * max(1, workers)))))
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
 def _run_chunks(
     chunks: Sequence[Sequence[int]],
     work: Callable[[Sequence[int]], list[dict[str, Any]]],
@@ -409,6 +416,9 @@ def simulate_archive(
         (the first index) and ``ranges`` (``[first, end)`` of each run of
         consecutive indices; one pair when contiguous). It is written before the
         first file, so a killed run's folder is claimed for its settings too.
+
+    One run per folder at a time (`output_lock`; a second raises `OutputBusy`): two would
+    each write truth.csv as the earlier rows plus their own, losing the other's.
     """
     started = time.perf_counter()
     if not 0.0 <= junk <= 1.0:
@@ -429,8 +439,6 @@ def simulate_archive(
         compress=compress,
         population=population,
     )
-    # One run per folder: two would each write truth.csv as the earlier rows plus their
-    # own, losing the other's, and could both claim a new folder for other settings.
     with output_lock(out):
         out.mkdir(exist_ok=True)
         settings_json = out / SETTINGS_JSON
@@ -441,8 +449,6 @@ def simulate_archive(
             # run killed now still refuses a later run of other settings into it.
             _write_settings(settings_json, settings, [])
         indices = list(range(start, start + n))
-        size = max(1, min(CHUNK, -(-len(indices) // (16 * max(1, workers)))))
-        chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
         work = partial(
             _chunk,
             out_dir=str(out),
@@ -453,7 +459,7 @@ def simulate_archive(
             junk_fraction=junk,
             compress=compress,
         )
-        rows = _run_chunks(chunks, work, workers=workers, progress=progress)
+        rows = _run_chunks(_chunks(indices, workers), work, workers=workers, progress=progress)
         kept = _earlier_rows(truth_csv, indices) if earlier is not None else []
         union = sorted([*kept, *rows], key=lambda row: int(row["index"]))
         write_truth_csv(truth_csv, union)
