@@ -614,7 +614,8 @@ def explore(
     datasets
         spectraldl HDF5 datasets (any number, any archives; same grid).
     out_dir
-        Created if missing. Receives ``pca.{png,svg,csv}``, for several groups
+        Created if missing; held for the run (`output_lock`: another run's raises
+        `OutputBusy`). Receives ``pca.{png,svg,csv}``, for several groups
         also ``pca-<group>.{png,svg,csv}`` (each group's own PCA), ``tsne.*``
         and ``summary.json``.
     method

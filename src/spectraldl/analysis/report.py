@@ -1014,7 +1014,8 @@ def write_report(
     """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``), with
     the precision of the ``vetted`` catalogues (name -> precision table) when given.
 
-    Written to a temporary file and renamed, so a reader never sees half a report.
+    Written to a temporary file and renamed, so a reader never sees half a report; ``out``
+    is held for the run (`output_lock`: one another run writes raises `OutputBusy`).
     """
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     if out.exists() and (not out.is_file() or out.suffix.lower() not in (".html", ".htm")):

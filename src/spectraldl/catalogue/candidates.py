@@ -355,6 +355,9 @@ def find_candidates(
         Rows per block read from the predictions table.
     log
         Called with lines of progress for people.
+
+    Every output is held for the run (`spectraldl.jobs.files.output_locks`): one another run
+    writes raises `OutputBusy`, a catalogue in a missing folder `JobIOError`.
     """
     say = log or (lambda _line: None)
     _refuse_outputs_over_inputs(predictions, outs, known)
