@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.bundled import real_dir
+from spectraldl.jobs.files import output_lock
 from spectraldl.prep.preprocess import air_to_vacuum, blur
 
 GAMMA_CAS_RAW = real_dir() / "ondrejov/raw/uk220017.fits"
@@ -194,6 +198,46 @@ def test_bundled_real_pairs(tmp_path: Path) -> None:
     files = plot_calibration(result, tmp_path / "calibration")
     assert [f.suffix for f in files] == [".png", ".svg"]
     assert all(f.stat().st_size > 10_000 for f in files)
+
+
+@pytest.mark.parametrize("held", ["details", "plot"])
+def test_a_second_run_on_an_output_another_run_writes_is_refused_and_touches_nothing(
+    tmp_path: Path, held: str
+) -> None:
+    """While this process holds one output as a first run would, a real second
+    `calibrate-blur` process stops at once with one line naming it, and writes none of its
+    outputs: --details (written in place) and the figures' half-written temporaries."""
+    first = {
+        tmp_path / "blur.json": b"{}",
+        tmp_path / "blur.png": b"the first run's figure",
+        tmp_path / ".blur.tmp.svg": b"<svg the first run's figure, half written",
+    }
+    for path, data in first.items():
+        path.write_bytes(data)
+    locked = {"details": tmp_path / "blur.json", "plot": tmp_path / "blur.png"}[held]
+    args = ["calibrate-blur", "--pairs", str(bundled_pairs_csv()), str(real_dir())]
+    args += ["--plot", str(tmp_path / "blur.png"), "--details", str(tmp_path / "blur.json")]
+    args += ["--pair-plots", str(tmp_path / "steps"), "--bootstrap", "2"]
+    with output_lock(locked):
+        second = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert second.returncode == 1, second.stdout + second.stderr
+    (line,) = second.stderr.splitlines()
+    assert line.startswith(f"Error: {locked} is being written by another run (pid {os.getpid()} ")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == first
+
+
+def test_details_in_a_missing_folder_is_one_line_before_any_work(tmp_path: Path) -> None:
+    nowhere = tmp_path / "missing-folder" / "blur.json"
+    args = ["calibrate-blur", "--pairs", str(bundled_pairs_csv()), str(real_dir())]
+    result = CliRunner().invoke(main, [*args, "--details", str(nowhere), "--bootstrap", "2"])
+    assert result.exit_code == 1 and result.exc_info and result.exc_info[0] is SystemExit
+    assert result.output == f"Error: {nowhere}: No such file or directory\n"
+    assert not nowhere.parent.exists()
 
 
 def test_bad_pairs_csv_names_the_file_and_line(tmp_path: Path) -> None:

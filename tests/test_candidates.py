@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from spectraldl.cli import main
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import column_spec, conform, read_predictions
+from spectraldl.jobs.files import output_lock
 
 CLASSES = ("emission", "absorption", "double-peak")
 BE_STARS = Path("/work/shared/data/labels/lamost-ml_lamost-dr1-be-stars.csv")
@@ -474,6 +478,8 @@ def test_candidates_command_end_to_end(real_predictions: Path, tmp_path: Path) -
         str(out / "candidates.fits"),
         "-o",
         str(out / "candidates.vot"),
+        "-o",
+        f"{out}/./candidates.csv",  # one file named twice: one lock, not a clash with itself
         "--min-prob",
         "0.0",
         "--include-flagged",
@@ -495,6 +501,7 @@ def test_candidates_command_end_to_end(real_predictions: Path, tmp_path: Path) -
         assert len(cat) == len(expected)
         assert "known_name" in cat.colnames
     assert len(list((out / "gallery").glob("*.png"))) == min(3, len(expected))
+    assert not list(tmp_path.rglob("*.lock")), "the locks go with the run"
     known_csv = pd.read_csv(out / "candidates.known.csv")
     assert len(known_csv) == 203 + 3
     assert "predicted class" in result.output and "quality flag" in result.output
@@ -522,6 +529,7 @@ def test_candidates_command_errors_are_clear(real_predictions: Path, tmp_path: P
     result = runner.invoke(main, ["candidates", str(real_predictions), "-o", str(nowhere)])
     assert result.exit_code == 1 and "missing-folder" in result.output
     assert "No such file or directory" in result.output and result.exc_info[0] is SystemExit
+    assert not nowhere.parent.exists()
 
 
 def test_no_output_is_written_over_an_input(real_predictions: Path, tmp_path: Path) -> None:
@@ -542,6 +550,47 @@ def test_no_output_is_written_over_an_input(real_predictions: Path, tmp_path: Pa
     assert known.read_text() == "name,ra,dec\nstar,10.0,20.0\n"
     assert predictions.read_bytes() == real_predictions.read_bytes()
     assert not (tmp_path / "be.csv").exists()
+
+
+# --- one run per output -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("held", ["catalogue", "known.csv", "gallery"])
+def test_a_second_run_on_an_output_another_run_writes_is_refused_and_touches_nothing(
+    real_predictions: Path, tmp_path: Path, held: str
+) -> None:
+    """This process holds one output's lock as a first run would; a real second
+    `candidates` process on the same outputs stops at once with one line naming it, and
+    leaves every file of the first run as it was (its half-written temporary too)."""
+    known = _known_from(read_predictions(real_predictions).iloc[:3], tmp_path / "be.csv")
+    out, gallery = tmp_path / "run" / "c.csv", tmp_path / "run" / "gallery"
+    gallery.mkdir(parents=True)
+    first = {
+        out: b"the first run's catalogue\n",
+        out.with_name(".c.csv.tmp"): b"the first run's catalogue, half written",
+        out.with_name(".c.fits.tmp"): b"SIMPLE  =",
+        out.with_name("c.known.csv"): b"the first run's cross-match\n",
+        gallery / "index.html": b"the first run's gallery",
+    }
+    for path, data in first.items():
+        path.write_bytes(data)
+    locked = {"catalogue": out, "known.csv": out.with_name("c.known.csv"), "gallery": gallery}
+    args = ["-o", str(out), "-o", str(out.with_suffix(".fits")), "--known", str(known)]
+    args += ["--gallery", str(gallery), "--gallery-max", "1", "--min-prob", "0"]
+    with output_lock(locked[held]):
+        second = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", "candidates", str(real_predictions), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert second.stdout == ""
+    (line,) = second.stderr.splitlines()
+    busy = f"{locked[held]} is being written by another run (pid {os.getpid()} on "
+    assert line.startswith(f"Error: {busy}"), line
+    assert all(path.read_bytes() == data for path, data in first.items())
+    assert sorted((tmp_path / "run").rglob("*")) == sorted([*first, gallery])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from spectraldl.analysis.explore import (
 from spectraldl.cli import main
 from spectraldl.io.bundled import real_dir, real_labels_csv
 from spectraldl.io.predictions import write_predictions
+from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -143,6 +147,35 @@ def test_a_rerun_stopped_while_writing_leaves_the_earlier_files_whole(
             assert data.endswith(b"</svg>\n"), name
         else:
             assert data == before[name], name
+
+
+def test_a_second_run_into_a_folder_another_run_writes_is_refused_and_touches_nothing(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """While this process holds the folder as a first run would, a real second `explore`
+    process on it stops at once with one line naming it: it neither renames the first's
+    half-written figures nor leaves its own maps beside the first's summary.json."""
+    ondrejov, _ = datasets
+    out = tmp_path / "maps"
+    explore([ondrejov], out, method="pca")
+    (out / ".pca.tmp.png").write_bytes(b"the first run's figure, half written")
+
+    def files() -> dict[str, tuple[int, bytes]]:
+        return {p.name: (p.stat().st_ino, p.read_bytes()) for p in out.iterdir()}
+
+    before = files()
+    with output_lock(out):
+        second = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", "explore", str(ondrejov), "-o", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert second.returncode == 1, second.stdout + second.stderr
+    (line,) = second.stderr.splitlines()
+    assert line.startswith(f"Error: {out} is being written by another run (pid {os.getpid()} ")
+    assert files() == before
+    assert sorted(tmp_path.iterdir()) == [out]
 
 
 def test_separation_tells_apart_shifted_data_and_not_identical_halves() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from spectraldl.analysis.report import SECTIONS, write_report
 from spectraldl.cli import main
 from spectraldl.io.bundled import real_dir, real_labels_csv
 from spectraldl.io.predictions import write_predictions
+from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 from spectraldl.ml.evaluation import classification_metrics, plot_confusions, plot_curves
 from spectraldl.web import store
@@ -274,6 +278,34 @@ def test_report_errors_are_clear(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", str(run), "-o", str(run / "candidates.csv")])
     assert result.exit_code == 1 and "not an HTML page" in result.output
     assert (run / "candidates.csv").read_text() == "id,class\n"
+
+
+def test_a_second_report_on_a_page_another_run_writes_is_refused_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    """While this process holds report.html as a first run would, a real second `report`
+    process stops at once with one line naming it, and neither replaces the page nor removes
+    the first's half-written temporary (whose rename would then fail)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    out = write_report(run).path
+    (run / ".report.html.tmp").write_text("<html>the first run's page, half written")
+
+    def files() -> dict[str, tuple[int, bytes]]:
+        return {p.name: (p.stat().st_ino, p.read_bytes()) for p in run.iterdir()}
+
+    before = files()
+    with output_lock(out):
+        second = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", "report", str(run)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert second.returncode == 1, second.stdout + second.stderr
+    (line,) = second.stderr.splitlines()
+    assert line.startswith(f"Error: {out} is being written by another run (pid {os.getpid()} ")
+    assert files() == before
 
 
 def test_damaged_datasets_are_listed_as_problems(run_dir: Path, tmp_path: Path) -> None:

@@ -6,7 +6,10 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -23,6 +26,7 @@ from spectraldl.io.archives.fitsfile import FitsFile
 from spectraldl.io.bundled import real_dir
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.labels import CLASSES
+from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 from spectraldl.simulate import (
     JUNK_REASONS,
@@ -407,6 +411,36 @@ def test_start_into_a_set_of_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"not a simulation\.json"):
         simulate_archive(out, archive="lamost", n=4, seed=5, junk=0.2)
     assert _digest(out) == before
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "."])
+def test_a_second_run_into_a_folder_another_run_writes_is_refused(
+    tmp_path: Path, spelling: str
+) -> None:
+    """Two runs extending one folder would each write truth.csv as the earlier rows plus
+    their own, losing the other's: while this process holds the folder as a first run
+    would, a real second `simulate` process (given the folder by any name) stops at once
+    with one line naming it and writes nothing."""
+    out = tmp_path / "out"
+    simulate_archive(out, archive="lamost", n=6, seed=5)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    name = str(out) if spelling == "absolute" else "."
+    here = os.pathsep.join(sys.path)  # the spectraldl under test, from the folder's cwd too
+    args = ["simulate", "--archive", "lamost", "-n", "3", "--start", "6", "--seed", "5"]
+    with output_lock(out):
+        second = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", *args, "-o", name, "-j", "1"],
+            cwd=out,
+            env={**os.environ, "PYTHONPATH": here},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert second.returncode == 1, second.stdout + second.stderr
+    (line,) = second.stderr.splitlines()
+    assert line.startswith(f"Error: {name} is being written by another run (pid {os.getpid()} ")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(tmp_path.iterdir()) == [out]
 
 
 @pytest.mark.parametrize(

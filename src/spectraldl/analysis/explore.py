@@ -43,6 +43,7 @@ from spectraldl.core.atomic import atomic_write
 from spectraldl.io.dataset import dataset_info, iter_rows
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import PredictionsError, iter_predictions
+from spectraldl.jobs.files import output_lock
 
 Method = Literal["pca", "tsne", "both"]
 ColourBy = Literal["label", "archive", "class"]
@@ -613,7 +614,8 @@ def explore(
     datasets
         spectraldl HDF5 datasets (any number, any archives; same grid).
     out_dir
-        Created if missing. Receives ``pca.{png,svg,csv}``, for several groups
+        Created if missing; held for the run (`output_lock`: another run's raises
+        `OutputBusy`). Receives ``pca.{png,svg,csv}``, for several groups
         also ``pca-<group>.{png,svg,csv}`` (each group's own PCA), ``tsne.*``
         and ``summary.json``.
     method
@@ -632,33 +634,39 @@ def explore(
         t-SNE settings; the same seed gives the same maps.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    predicted = read_predicted_classes(predictions) if predictions is not None else None
-    data = load_map_input(datasets, max_rows_per_dataset=max_rows_per_dataset, seed=seed)
-    if len(data) < 2:
-        raise ExploreError(f"a map needs at least 2 spectra, the datasets give {len(data)}")
-    maps = _MapWriter(
-        out=out,
-        data=data,
-        colours=categories(data, colour_by, predicted=predicted),
-        legend_title={"label": "label", "archive": "archive", "class": "predicted class"}[
-            colour_by
-        ],
-        seed=seed,
-    )
-    summary = _input_summary(data, colour_by, seed, predicted, predictions)
-    if method in ("pca", "both"):
-        summary["pca"] = maps.pca()
-    if method in ("tsne", "both"):
-        summary["tsne"] = maps.tsne(
-            max_points=tsne_max_points, perplexity=perplexity, backend=tsne_backend, n_jobs=n_jobs
+    # One run per folder: two would rename each other's half-written figures (`atomic_write`'s
+    # temporary names are fixed) and leave maps of one beside summary.json of the other.
+    with output_lock(out):
+        out.mkdir(exist_ok=True)
+        predicted = read_predicted_classes(predictions) if predictions is not None else None
+        data = load_map_input(datasets, max_rows_per_dataset=max_rows_per_dataset, seed=seed)
+        if len(data) < 2:
+            raise ExploreError(f"a map needs at least 2 spectra, the datasets give {len(data)}")
+        maps = _MapWriter(
+            out=out,
+            data=data,
+            colours=categories(data, colour_by, predicted=predicted),
+            legend_title={"label": "label", "archive": "archive", "class": "predicted class"}[
+                colour_by
+            ],
+            seed=seed,
         )
-    files = maps.files
-    summary["files"] = sorted(p.name for p in files)
-    summary_path = out / "summary.json"
-    with atomic_write(summary_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    files.append(summary_path)
+        summary = _input_summary(data, colour_by, seed, predicted, predictions)
+        if method in ("pca", "both"):
+            summary["pca"] = maps.pca()
+        if method in ("tsne", "both"):
+            summary["tsne"] = maps.tsne(
+                max_points=tsne_max_points,
+                perplexity=perplexity,
+                backend=tsne_backend,
+                n_jobs=n_jobs,
+            )
+        files = maps.files
+        summary["files"] = sorted(p.name for p in files)
+        summary_path = out / "summary.json"
+        with atomic_write(summary_path) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        files.append(summary_path)
     return ExploreResult(out_dir=out, files=files, summary=summary)
 
 

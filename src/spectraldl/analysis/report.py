@@ -43,7 +43,7 @@ from spectraldl.io.predictions import (
     probability_column,
     read_metadata,
 )
-from spectraldl.jobs.files import errors_csv_path
+from spectraldl.jobs.files import errors_csv_path, output_lock
 from spectraldl.ml.modelcard import ModelCard
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -1014,7 +1014,8 @@ def write_report(
     """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``), with
     the precision of the ``vetted`` catalogues (name -> precision table) when given.
 
-    Written to a temporary file and renamed, so a reader never sees half a report.
+    Written to a temporary file and renamed, so a reader never sees half a report; ``out``
+    is held for the run (`output_lock`: one another run writes raises `OutputBusy`).
     """
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     if out.exists() and (not out.is_file() or out.suffix.lower() not in (".html", ".htm")):
@@ -1022,11 +1023,13 @@ def write_report(
             f"{out}: exists and is not an HTML page; a report replaces only an earlier "
             "report: give -o a new name ending in .html"
         )
-    sections = collect_sections(run_dir, gallery_sample=gallery_sample, vetted=vetted)
-    text = render_html(sections, run_dir=run_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    # One run per report: two would rename each other's half-written page (`atomic_write`'s
+    # temporary name is fixed), or one would fail when the other removed it.
+    with output_lock(out):
+        sections = collect_sections(run_dir, gallery_sample=gallery_sample, vetted=vetted)
+        text = render_html(sections, run_dir=run_dir)
+        with atomic_write(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return WrittenReport(
         path=out,
         missing=[f"{s.title}: {m}" for s in sections for m in s.missing],

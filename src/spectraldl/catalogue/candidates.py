@@ -51,6 +51,7 @@ from spectraldl.io.predictions import (
     read_metadata,
     require_columns,
 )
+from spectraldl.jobs.files import output_locks
 
 CATALOGUE_SUFFIXES = {
     ".csv": "csv",
@@ -354,26 +355,41 @@ def find_candidates(
         Rows per block read from the predictions table.
     log
         Called with lines of progress for people.
+
+    Every output is held for the run (`spectraldl.jobs.files.output_locks`): one another run
+    writes raises `OutputBusy`, a catalogue in a missing folder `JobIOError`.
     """
     say = log or (lambda _line: None)
     _refuse_outputs_over_inputs(predictions, outs, known)
     selection = selection or Selection()
-    blocks = _blocks(predictions, chunk_rows)
-    meta = _catalogue_meta(predictions, selection)
-    needed = SELECTION_COLUMNS + (KNOWN_NEEDS if known is not None else ())
-    needed += GALLERY_NEEDS if gallery is not None else ()
-    catalogue, counts = _select(predictions, blocks, selection, needed)
-    summary = CandidatesSummary(catalogue=catalogue, counts=counts)
-    if known is not None:
-        _match_known(summary, blocks, selection, known, radius_arcsec, outs)
-    for out in outs:
-        summary.written.append(write_catalogue(summary.catalogue, out, meta=meta))
-        say(f"wrote {len(summary.catalogue)} candidates to {out}")
-    if gallery is not None:
-        summary.gallery = write_gallery(
-            summary.catalogue, gallery, max_items=gallery_max, workers=workers, log=say
-        )
-    return summary
+    # One run per output: `atomic_write`'s temporary names are fixed, so two runs would
+    # rename each other's half-written files; a second is refused at once (`OutputBusy`).
+    with output_locks(_outputs(outs, known, gallery)):
+        blocks = _blocks(predictions, chunk_rows)
+        meta = _catalogue_meta(predictions, selection)
+        needed = SELECTION_COLUMNS + (KNOWN_NEEDS if known is not None else ())
+        needed += GALLERY_NEEDS if gallery is not None else ()
+        catalogue, counts = _select(predictions, blocks, selection, needed)
+        summary = CandidatesSummary(catalogue=catalogue, counts=counts)
+        if known is not None:
+            _match_known(summary, blocks, selection, known, radius_arcsec, outs)
+        for out in outs:
+            summary.written.append(write_catalogue(summary.catalogue, out, meta=meta))
+            say(f"wrote {len(summary.catalogue)} candidates to {out}")
+        if gallery is not None:
+            summary.gallery = write_gallery(
+                summary.catalogue, gallery, max_items=gallery_max, workers=workers, log=say
+            )
+        return summary
+
+
+def _outputs(
+    outs: Sequence[str | Path], known: str | Path | None, gallery: str | Path | None
+) -> list[tuple[str | Path, bool]]:
+    """Every output of the run (catalogues, ``.known.csv``, gallery), each with whether
+    its folder is made: a catalogue's missing folder is an error, as writing it was."""
+    files = [*outs, *([_known_csv(outs)] if known is not None and outs else [])]
+    return [*((p, False) for p in files), *([(gallery, True)] if gallery is not None else [])]
 
 
 def _select(

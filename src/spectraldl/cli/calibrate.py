@@ -122,29 +122,35 @@ def calibrate_blur_command(
     import numpy as np
 
     from spectraldl.analysis.calibrate import CalibrationError, calibrate_blur, write_details
+    from spectraldl.jobs.files import JobIOError, OutputBusy, output_locks
 
     if step <= 0 or max_sigma <= 2 * step:
         raise click.UsageError("--step must be > 0 and --max-sigma at least two steps")
     sigmas = np.round(np.arange(0.0, max_sigma + 1e-9, step), 4)
+    # One run per output: two would rename each other's half-written figures or write
+    # --details (not atomic) at once; the figures' folders are made, --details' is not.
+    outputs = [(p, True) for p in (plot, pair_plots) if p is not None]
+    outputs += [(details, False)] if details is not None else []
     try:
-        with progress_bar("pairs", enabled=None if not as_json else False) as update:
-            result = calibrate_blur(
-                pairs_csv,
-                directories,
-                directories,
-                space=space,  # type: ignore[arg-type]
-                sigmas_px=sigmas,
-                continuum_degree=continuum_degree,
-                max_velocity_km_s=max_velocity,
-                n_bootstrap=bootstrap,
-                seed=seed,
-                progress=update,
-            )
-    except CalibrationError as exc:
+        with output_locks(outputs):
+            with progress_bar("pairs", enabled=None if not as_json else False) as update:
+                result = calibrate_blur(
+                    pairs_csv,
+                    directories,
+                    directories,
+                    space=space,  # type: ignore[arg-type]
+                    sigmas_px=sigmas,
+                    continuum_degree=continuum_degree,
+                    max_velocity_km_s=max_velocity,
+                    n_bootstrap=bootstrap,
+                    seed=seed,
+                    progress=update,
+                )
+            if details is not None:
+                write_details(result, details)
+            written = _draw(result, plot, pair_plots)
+    except (CalibrationError, OutputBusy, JobIOError) as exc:
         raise click.ClickException(str(exc)) from None
-    if details is not None:
-        write_details(result, details)
-    written = _draw(result, plot, pair_plots)
     for missing in result.skipped:
         click.echo(
             f"skipped {Path(missing.ondrejov).name} / {Path(missing.lamost).name}: "

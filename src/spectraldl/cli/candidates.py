@@ -112,7 +112,7 @@ def candidates_command(
     from spectraldl.catalogue.candidates import CandidatesError, Selection, find_candidates
     from spectraldl.catalogue.crossmatch import KnownListError
     from spectraldl.io.predictions import PredictionsError
-    from spectraldl.jobs.files import describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
 
     selection = Selection(
         classes=_class_names(classes),
@@ -134,6 +134,8 @@ def candidates_command(
             log=click.echo,
         )
     except (CandidatesError, KnownListError, PredictionsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except (OutputBusy, JobIOError) as exc:  # another run writes an output; no such folder
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a read-only or missing folder
         raise click.ClickException(describe_os_error(exc)) from None

@@ -113,7 +113,7 @@ def explore_command(
 
     from spectraldl.analysis.explore import ExploreError, explore
     from spectraldl.io.dataset import DatasetError
-    from spectraldl.jobs.files import describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
 
     if colour_by == "class" and predictions is None:
         raise click.UsageError("--color-by class needs --predictions TABLE")
@@ -131,7 +131,7 @@ def explore_command(
             n_jobs=workers,
             seed=seed,
         )
-    except (DatasetError, ExploreError) as exc:
+    except (DatasetError, ExploreError, OutputBusy, JobIOError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a read-only or missing folder
         raise click.ClickException(describe_os_error(exc)) from None

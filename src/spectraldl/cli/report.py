@@ -62,13 +62,13 @@ def report_command(
       spectraldl report demo-run -o demo-run/report.html --db team.db
     """
     from spectraldl.analysis.report import ReportError, write_report
-    from spectraldl.jobs.files import describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
     from spectraldl.web.db import DatabaseError
 
     try:
         vetted = vetted_catalogues(db_url) if db_url else None
         report = write_report(run_dir, out, gallery_sample=gallery_sample, vetted=vetted)
-    except (ReportError, DatabaseError) as exc:
+    except (ReportError, DatabaseError, OutputBusy, JobIOError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a read-only or missing folder
         raise click.ClickException(describe_os_error(exc)) from None

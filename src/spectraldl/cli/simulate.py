@@ -167,7 +167,7 @@ def simulate_command(
 
     prestart_local_workers("local", workers if n > 1 else 1, WORKER_MODULES)
     archive = _SimulatedArchiveChoice.checked(archive)
-    from spectraldl.jobs.files import describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
     from spectraldl.simulate import MixError, simulate_archive
     from spectraldl.simulate.registry import simulated_archive, simulated_archives
 
@@ -196,7 +196,7 @@ def simulate_command(
                 population=_population(archive, mix, plate_systematics, fibres_per_plate),
                 progress=update,
             )
-    except (MixError, ValueError) as exc:
+    except (MixError, ValueError, OutputBusy, JobIOError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # a full disk, a read-only folder: the path, not only the errno
         raise click.ClickException(describe_os_error(exc, where=exc.filename or out)) from None

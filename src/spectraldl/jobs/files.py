@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -108,24 +108,31 @@ def inputs_fingerprint(paths: Iterable[str]) -> str:
 
 
 def lock_path(out: str | Path) -> Path:
-    """The lock file of an output: ``OUT.lock`` beside it, there while a run writes ``OUT``."""
-    out = Path(out)
+    """The lock file of an output: ``OUT.lock`` beside it, there while a run writes ``OUT``.
+
+    ``.`` and ``..`` (a folder output) name the folder they stand for, from any working folder.
+    """
+    out = Path(os.path.abspath(out))
     return out.with_name(out.name + ".lock")
 
 
 @contextmanager
-def output_lock(out: str | Path) -> Iterator[None]:
+def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
     """Hold the only right to write ``out`` for the block; refuse at once if another run has it.
 
     The lock is an ``flock`` on ``OUT.lock``, so the kernel releases it when the
     holder dies (even by kill -9): a later run never waits for a dead one.
-    Raises `OutputBusy` naming the holder (pid, host, start time).
+    Raises `OutputBusy` naming the holder (pid, host, start time). ``out``'s folder is
+    created unless ``make_folder`` is false: then a missing one is a `JobIOError` naming ``out``.
     """
     path = lock_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError as exc:  # no folder: name the output people gave, not its lock
+            raise JobIOError(describe_os_error(exc, out)) from None
         except OSError as exc:
             raise JobIOError(describe_os_error(exc, path)) from None
         try:
@@ -152,6 +159,19 @@ def output_lock(out: str | Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+@contextmanager
+def output_locks(outputs: Iterable[tuple[str | Path, bool]]) -> Iterator[None]:
+    """`output_lock` on each ``(out, make_folder)`` for the block: a run of several outputs
+    holds them all, and an output named twice (``c.csv``, ``./c.csv``) is locked once."""
+    with ExitStack() as stack:
+        held: set[Path] = set()
+        for out, make_folder in outputs:
+            if lock_path(out) not in held:
+                held.add(lock_path(out))
+                stack.enter_context(output_lock(out, make_folder=make_folder))
+        yield
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

@@ -26,6 +26,7 @@ from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.labels import label_code
 from spectraldl.jobs.engine import map_in_order
+from spectraldl.jobs.files import output_lock
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
 from spectraldl.simulate import fitsbytes
 from spectraldl.simulate import junk as junkfiles
@@ -291,6 +292,13 @@ def _write(path: Path, data: bytes, folders: set[Path] | None = None) -> None:
         tmp.write_bytes(data)
 
 
+def _chunks(indices: list[int], workers: int) -> list[list[int]]:
+    """``indices`` cut into tasks: at most `CHUNK` each, fewer for small runs (about 16 per
+    worker), so that every worker gets work."""
+    size = max(1, min(CHUNK, -(-len(indices) // (16 * max(1, workers)))))
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
 def _run_chunks(
     chunks: Sequence[Sequence[int]],
     work: Callable[[Sequence[int]], list[dict[str, Any]]],
@@ -408,6 +416,9 @@ def simulate_archive(
         (the first index) and ``ranges`` (``[first, end)`` of each run of
         consecutive indices; one pair when contiguous). It is written before the
         first file, so a killed run's folder is claimed for its settings too.
+
+    One run per folder at a time (`output_lock`; a second raises `OutputBusy`): two would
+    each write truth.csv as the earlier rows plus their own, losing the other's.
     """
     started = time.perf_counter()
     if not 0.0 <= junk <= 1.0:
@@ -418,7 +429,6 @@ def simulate_archive(
     population = _population(archive, mix, population)
     compress = simulated_archive(archive).compress if compress is None else compress
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     settings = _settings(
         archive=archive,
         n=n,
@@ -429,31 +439,31 @@ def simulate_archive(
         compress=compress,
         population=population,
     )
-    settings_json = out / SETTINGS_JSON
-    earlier = _earlier_settings(settings_json, settings)
-    truth_csv = out / "truth.csv"
-    if earlier is None:
-        # Claim the folder for these settings before the first file is written, so that a
-        # run killed now still refuses a later run of other settings into it.
-        _write_settings(settings_json, settings, [])
-    indices = list(range(start, start + n))
-    size = max(1, min(CHUNK, -(-len(indices) // (16 * max(1, workers)))))
-    chunks = [indices[i : i + size] for i in range(0, len(indices), size)]
-    work = partial(
-        _chunk,
-        out_dir=str(out),
-        archive=archive,
-        seed=seed,
-        population=population,
-        layout=layout,
-        junk_fraction=junk,
-        compress=compress,
-    )
-    rows = _run_chunks(chunks, work, workers=workers, progress=progress)
-    kept = _earlier_rows(truth_csv, indices) if earlier is not None else []
-    union = sorted([*kept, *rows], key=lambda row: int(row["index"]))
-    write_truth_csv(truth_csv, union)
-    _write_settings(settings_json, settings, [int(row["index"]) for row in union])
+    with output_lock(out):
+        out.mkdir(exist_ok=True)
+        settings_json = out / SETTINGS_JSON
+        earlier = _earlier_settings(settings_json, settings)
+        truth_csv = out / "truth.csv"
+        if earlier is None:
+            # Claim the folder for these settings before the first file is written, so that a
+            # run killed now still refuses a later run of other settings into it.
+            _write_settings(settings_json, settings, [])
+        indices = list(range(start, start + n))
+        work = partial(
+            _chunk,
+            out_dir=str(out),
+            archive=archive,
+            seed=seed,
+            population=population,
+            layout=layout,
+            junk_fraction=junk,
+            compress=compress,
+        )
+        rows = _run_chunks(_chunks(indices, workers), work, workers=workers, progress=progress)
+        kept = _earlier_rows(truth_csv, indices) if earlier is not None else []
+        union = sorted([*kept, *rows], key=lambda row: int(row["index"]))
+        write_truth_csv(truth_csv, union)
+        _write_settings(settings_json, settings, [int(row["index"]) for row in union])
     classes = Counter(row["label"] for row in rows if not row["junk"])
     kinds = Counter(row["junk"] for row in rows if row["junk"])
     return ArchiveSummary(
