@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -157,7 +158,9 @@ def test_designations_parse_as_astropy_reads_sexagesimal() -> None:
             parse_designation(bad)
 
 
-def test_real_lamost_designations_and_header_positions(tmp_path: Path) -> None:
+def test_real_lamost_designations_and_header_positions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from astropy import units as u
     from astropy.coordinates import SkyCoord
 
@@ -183,6 +186,26 @@ def test_real_lamost_designations_and_header_positions(tmp_path: Path) -> None:
     match = crossmatch(read_known(known), [frame], selection=Selection(), radius_arcsec=3.0)
     assert list(match.table["status"]) == ["recovered", "recovered"]
     assert (match.table["separation_arcsec"] > 3.0).all()
+    # The per-star table is written whole or not at all: a failed rewrite keeps the earlier.
+    out = tmp_path / "c.known.csv"
+    match.write_csv(out)
+    written = out.read_bytes()
+    assert written.startswith(b"name,")
+
+    class Full(OSError):
+        """No space left."""
+
+    def half_then_full(frame: pd.DataFrame, path: Any, **_: Any) -> None:
+        Path(path).write_bytes(written[:40])
+        raise Full
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pd.DataFrame, "to_csv", half_then_full)
+        with pytest.raises(Full):
+            match.write_csv(out)
+    assert out.read_bytes() == written and [p.name for p in tmp_path.glob("*c.known*")] == [
+        "c.known.csv"
+    ]
 
 
 def test_known_lists_with_designations_or_ra_dec(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from spectraldl.catalogue.selection import Selection
+from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import NotUTF8Error, decode_utf8, delimiter_hint
 from spectraldl.core.quality import flag_names
 from spectraldl.io.predictions import probability_column
@@ -268,8 +269,10 @@ class CrossMatch:
         return out
 
     def write_csv(self, path: str | Path) -> None:
-        """Write the per-star table (name, position, status, reason, best spectrum)."""
-        self.table.to_csv(path, index=False)
+        """Write the per-star table (name, position, status, reason, best spectrum), whole or
+        not at all (a run killed while writing leaves the earlier file)."""
+        with atomic_write(path) as tmp:
+            self.table.to_csv(tmp, index=False)
 
 
 def _miss_reason(row: pd.Series, selection: Selection) -> tuple[int, str, str]:
