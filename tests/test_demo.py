@@ -14,6 +14,7 @@ from spectraldl.cli import main
 from spectraldl.demo import QUICK, DemoRun, _simulate_training, _training_parts
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.dataset import read_dataset
+from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 from spectraldl.simulate import simulate_archive
 
@@ -134,6 +135,22 @@ def test_a_demo_folder_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text()) == run_json
     result = CliRunner().invoke(main, ["demo", "--out", ""])
     assert result.exit_code == 2 and "an empty path" in result.output
+
+
+def test_a_second_demo_in_a_folder_another_demo_writes_is_refused_at_once(tmp_path: Path) -> None:
+    """Two demos in one folder would delete each other's half-built steps: the second is
+    refused before it reads anything (here even the folder's settings, which would also be
+    refused: the lock comes first, so no demo runs whatever the code does)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    run_json = {"seed": 5, "sizes": dataclasses.asdict(QUICK), "steps": []}
+    (out / "run.json").write_text(json.dumps(run_json))
+    with output_lock(out):
+        result = CliRunner().invoke(main, ["demo", "--out", str(out), "--quick"])
+    assert result.exit_code == 1, result.output
+    assert "is being written by another run" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
+    assert json.loads((out / "run.json").read_text()) == run_json
 
 
 @pytest.mark.parametrize(("option", "value"), [("--seed", "-1"), ("--seed", "4294967296")])

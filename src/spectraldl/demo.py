@@ -43,7 +43,7 @@ from spectraldl.core.atomic import atomic_write
 from spectraldl.core.versions import versions
 from spectraldl.io.bundled import bundled_files, known_be_stars_csv, real_dir, real_labels_csv
 from spectraldl.jobs.backends import open_backend
-from spectraldl.jobs.files import errors_csv_path
+from spectraldl.jobs.files import errors_csv_path, output_lock
 from spectraldl.jobs.ingest import ingest
 from spectraldl.ml.training import TrainConfig, train
 from spectraldl.simulate import simulate_archive
@@ -434,9 +434,26 @@ def run_demo(
     progress
         Makes a progress display for each long piece of work (simulating,
         ingesting, training, classifying); none by default.
+
+    Raises
+    ------
+    spectraldl.jobs.files.OutputBusy
+        Another demo runs in ``out`` (two would delete each other's half-built steps).
     """
     out = Path(out)
-    sizes = QUICK if quick else FULL
+    with output_lock(out):
+        return _run_steps(out, QUICK if quick else FULL, seed, workers, log, progress)
+
+
+def _run_steps(
+    out: Path,
+    sizes: DemoSizes,
+    seed: int,
+    workers: int,
+    log: Callable[[str], None],
+    progress: ProgressFactory,
+) -> DemoRun:
+    """`run_demo`'s steps, each skipped where its result is there (the caller holds the lock)."""
     _check_resumable(out, sizes, seed)
     out.mkdir(parents=True, exist_ok=True)
     run = DemoRun(out=out, sizes=sizes, seed=seed, workers=workers, log=log, progress=progress)

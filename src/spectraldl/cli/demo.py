@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import out_option, seed_option, workers_option
+from spectraldl.cli._options import job_errors, out_option, seed_option, workers_option
 from spectraldl.cli._progress import progress_bar
 
 
@@ -35,9 +35,10 @@ def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     from spectraldl.demo import DemoError, run_demo
 
     try:
-        run = run_demo(
-            out, quick=quick, seed=seed, workers=workers, log=click.echo, progress=progress_bar
-        )
+        with job_errors():
+            run = run_demo(
+                out, quick=quick, seed=seed, workers=workers, log=click.echo, progress=progress_bar
+            )
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"\nResults are in {run.out.resolve()}/ ; open {run.out / 'report.html'}")
