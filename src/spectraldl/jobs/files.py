@@ -141,8 +141,8 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
             holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
             raise OutputBusy(
-                f"{out} is being written by another run ({holder}); wait for it to finish, "
-                "or stop it and run the command again to resume"
+                f"{out} is being written by another run ({holder}); wait for it to finish "
+                "or stop it, then run the command again"
             ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
