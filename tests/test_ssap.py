@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,6 +99,8 @@ class SsapService:
     error_status: str = ""
     delay_s: float = 0.0
     """Seconds the server waits before answering a query (a slow or stuck service)."""
+    gate: threading.Event | None = None
+    """When set, a download waits for it before its file is sent (a download in progress)."""
 
     def votable(self, params: dict[str, str]) -> bytes:
         rows = list(self.entries)
@@ -211,7 +214,10 @@ def _handler(service: SsapService) -> type[BaseHTTPRequestHandler]:
                     self._send(404, b"no such file", "text/plain")
                     return
                 service.downloads[name] += 1
-                if name in service.failing:
+                failing = name in service.failing  # as when the download started
+                if service.gate is not None:
+                    service.gate.wait(timeout=30)
+                if failing:
                     self._send(500, b"archive busy", "text/plain")
                 elif name in service.garbage:
                     self._send(200, b"<html>maintenance</html>", "text/html")
@@ -308,6 +314,51 @@ def test_download_is_atomic_and_refuses_what_is_not_fits(
     with pytest.raises(SsapError, match="HTML page instead of a FITS file"):
         download_spectrum(records[1], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+def test_two_runs_downloading_one_file_at_once_fetch_it_once(
+    service: SsapService, tmp_path: Path, first_fails: bool
+) -> None:
+    """Two imports of one query at once: the second waits for the first's download instead of
+    writing into the same part (or, when the first fails, downloads it itself)."""
+    record = query_ssap(f"{service.url}/ssap", limit=1)[0]
+    name = Path(record.url).name
+    service.gate = threading.Event()
+    if first_fails:
+        service.failing.add(name)
+    results: dict[str, Any] = {}
+
+    def fetch(who: str) -> None:
+        try:
+            results[who] = download_spectrum(record, tmp_path)
+        except SsapError as exc:
+            results[who] = exc
+
+    first = threading.Thread(target=fetch, args=("first",))
+    first.start()
+    while service.downloads[name] == 0:  # the first is downloading, held at the gate
+        time.sleep(0.01)
+    second = threading.Thread(target=fetch, args=("second",))
+    second.start()
+    for _ in range(100):  # a second request reaching the server while the first is held
+        if service.downloads[name] > 1:
+            break
+        time.sleep(0.01)
+    assert service.downloads[name] == 1
+    service.failing.discard(name)
+    service.gate.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    path = tmp_path / record.file_name()
+    assert path.read_bytes() == (SSAP_DIR / name).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    if first_fails:
+        assert isinstance(results["first"], SsapError) and results["second"] == (path, True)
+        assert service.downloads[name] == 2
+    else:
+        assert results == {"first": (path, True), "second": (path, False)}
+        assert service.downloads[name] == 1
 
 
 # --- imports --------------------------------------------------------------------------------

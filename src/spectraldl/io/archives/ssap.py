@@ -17,6 +17,8 @@ This module is not an archive reader (the package's registry skips it).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import math
 import os
@@ -26,7 +28,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -245,35 +247,65 @@ def download_spectrum(
     """Save one spectrum into ``directory``; returns its path and whether it was downloaded now.
 
     A file already there (from an earlier, possibly interrupted run) is reused.
-    The download goes to ``NAME.part`` and is renamed when complete. Raises
-    `SsapError` naming the URL when the server fails or sends something that
-    is not FITS.
+    The download goes to ``NAME.part`` and is renamed when complete; the part
+    is locked (``flock``, released by the system even when the process is
+    killed) while it is written, so a run that wants the same file at the same
+    time (two imports of one query) waits for it instead of writing into it.
+    Raises `SsapError` naming the URL when the server fails or sends something
+    that is not FITS.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / record.file_name()
     if path.exists():
         return path, False
-    part = path.with_name(path.name + ".part")
     if urllib.parse.urlsplit(record.url).scheme not in ("http", "https"):
         raise SsapError(f"{record.url}: only http and https downloads are supported")
+    part = path.with_name(path.name + ".part")
+    while True:
+        with part.open("ab+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if path.exists():  # another run downloaded it while this one waited
+                _remove_if_same(part, handle.fileno())
+                return path, False
+            if _is_same(part, handle.fileno()):
+                _download_into(handle, part, record.url, timeout_s)
+                os.replace(part, path)
+                return path, True
+        # The run this one waited for failed and removed its part: start again.
+
+
+def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> None:
+    """Write the file at ``url`` into the locked, open ``part``; checks it is FITS (or gzip)."""
+    handle.truncate(0)
     try:
-        with (
-            urllib.request.urlopen(record.url, timeout=timeout_s) as response,
-            part.open("wb") as handle,
-        ):
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             shutil.copyfileobj(response, handle, length=1 << 16)
+        handle.flush()
     except (OSError, ValueError) as exc:
-        part.unlink(missing_ok=True)
-        raise SsapError(f"{record.url}: download failed ({exc})") from None
-    with part.open("rb") as handle:
-        head = handle.read(len(FITS_MAGIC))
+        _remove_if_same(part, handle.fileno())
+        raise SsapError(f"{url}: download failed ({exc})") from None
+    handle.seek(0)
+    head = handle.read(len(FITS_MAGIC))
     if head != FITS_MAGIC and head[:2] != b"\x1f\x8b":
-        part.unlink(missing_ok=True)
+        _remove_if_same(part, handle.fileno())
         kind = "a VOTable or HTML page" if head.lstrip().startswith(b"<") else "not FITS"
         raise SsapError(
-            f"{record.url}: the service sent {kind} instead of a FITS file "
+            f"{url}: the service sent {kind} instead of a FITS file "
             "(ask for FITS with --format fits)"
         )
-    os.replace(part, path)
-    return path, True
+
+
+def _is_same(part: Path, fd: int) -> bool:
+    """Whether ``part`` is still the file open as ``fd`` (not removed, nor made again since)."""
+    try:
+        return os.stat(part).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _remove_if_same(part: Path, fd: int) -> None:
+    """Remove ``part`` if it is still the file open as ``fd`` (not one a later run made)."""
+    if _is_same(part, fd):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
