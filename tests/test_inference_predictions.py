@@ -192,6 +192,10 @@ def _edit(lines: list[str], line: int, column: str, value: str) -> list[str]:
             r"line 5: 3 fields, the header 26 \(cut short",
         ),
         (lambda lines: _edit(lines, 5, "quality", ""), "line 5, column quality: empty, where"),
+        (  # a quoted id holding a line break: records and lines differ after it
+            lambda lines: _edit(_edit(lines, 4, "quality", "x"), 2, "id", '"a\nb"'),
+            "line 5, column quality: 'x' is not a",
+        ),
     ],
 )
 def test_a_csv_table_that_cannot_be_read_names_the_file_line_and_column(

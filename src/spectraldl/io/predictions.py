@@ -665,8 +665,7 @@ def _csv_problem(path: Path, kinds: dict[str, str]) -> str | None:
             ]
             if found:
                 row, name = min(found)
-                line = int(lines.index[row]) + 2
-                fields = _fields_on_line(path, line)
+                line, fields = _record_at(path, int(lines.index[row]) + 1)
                 if fields < len(kinds):
                     return f"line {line}: {fields} fields, the header {len(kinds)} (cut short?)"
                 problem = _cell_problem(lines[name].iloc[row], kinds[name])
@@ -674,14 +673,19 @@ def _csv_problem(path: Path, kinds: dict[str, str]) -> str | None:
     return None
 
 
-def _fields_on_line(path: Path, line: int) -> int:
-    """How many fields the CSV row on ``line`` (1 = the header) has."""
+def _record_at(path: Path, record: int) -> tuple[int, int]:
+    """The line the CSV record ``record`` (0 = the header) starts on, and its field count.
+
+    Records and lines differ once a quoted cell holds a line break.
+    """
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.reader(handle)
-        for cells in reader:
-            if reader.line_num >= line:
-                return len(cells)
-    return 0
+        start = 1
+        for index, cells in enumerate(reader):
+            if index == record:
+                return start, len(cells)
+            start = reader.line_num + 1
+    return start, 0
 
 
 def _suspect(values: pd.Series, kind: str) -> np.ndarray:
