@@ -21,6 +21,7 @@ import pytest
 import torch
 from classify_helpers import trained_model
 from click.testing import CliRunner
+from process_helpers import left_in_group
 
 from spectraldl.classify.plan import ClassifyError, plan_chunks
 from spectraldl.classify.predictor import (
@@ -563,6 +564,45 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_pat
     committed = len(list(parts.glob("chunk-*.parquet")))
     assert 3 <= committed < 30, "the run was not killed part-way"
     assert not out.exists()
+
+    finish = _classify_process(model_dir, tree, out, quiet=False)
+    output = finish.communicate(timeout=300)[0].decode()
+    assert finish.returncode == 0, output
+    assert "chunks were already done" in output
+    pd.testing.assert_frame_equal(read_predictions(out), read_predictions(reference))
+    assert _errors(tmp_path / "out.parquet.errors.csv") == _errors(
+        tmp_path / "reference.parquet.errors.csv"
+    )
+    assert not parts.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_path: Path):
+    """SIGTERM (kill PID, systemd, a batch scheduler) to the run: one line and status 143,
+    its workers stopped, nothing half written, the committed chunks kept to resume."""
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)
+    reference = tmp_path / "reference.parquet"
+    classify(model_dir, [tree], reference, chunk_files=20, threads=1)
+
+    out = tmp_path / "out.parquet"
+    parts = parts_dir(out)
+    process = _classify_process(model_dir, tree, out, quiet=False)
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("chunk-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 143, output
+    assert output.splitlines() == [
+        "Error: terminated (SIGTERM); the finished chunks are kept: run the same command to resume"
+    ]
+    assert not left_in_group(process.pid), "processes outlived the run"
+    assert list(parts.glob("chunk-*.parquet"))
+    left = {p.name for p in tmp_path.iterdir()} - {"tree", "reference.parquet"}
+    assert left == {"reference.parquet.errors.csv", "out.parquet.parts"}  # no temporaries, no lock
+    assert not list(parts.glob(".*"))
 
     finish = _classify_process(model_dir, tree, out, quiet=False)
     output = finish.communicate(timeout=300)[0].decode()

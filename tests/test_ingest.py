@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from process_helpers import left_in_group
 
 from spectraldl.cli import main
 from spectraldl.io.bundled import bundled_files, real_labels_csv, replicate_real_tree
@@ -259,3 +260,67 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     assert not parts.exists()
     assert sorted(p.name for p in tmp_path.glob(".*")) == []  # the killed run's new file went
     assert _errors(tmp_path / "out.h5.errors.csv") == _errors(tmp_path / "reference.h5.errors.csv")
+
+
+@pytest.fixture(scope="module")
+def tree_and_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """3000 real files in a tree, and their dataset from an uninterrupted run."""
+    folder = tmp_path_factory.mktemp("sigterm")
+    replicate_real_tree(folder / "tree", 3000)
+    ingest([folder / "tree"], folder / "reference.h5", workers=2)
+    return folder / "tree", folder / "reference.h5"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("to_group", [False, True], ids=["run-only", "process-group"])
+def test_sigterm_then_resume_equals_an_uninterrupted_run(
+    tree_and_reference: tuple[Path, Path], tmp_path: Path, to_group: bool
+) -> None:
+    """Schedulers stop a job with SIGTERM, to the run (kill PID) or its whole process group
+    (timeout, SLURM): one line and status 143, no process left, the chunks kept to resume."""
+    tree, reference = tree_and_reference
+    out = tmp_path / "out.h5"
+    ingest([f.path for f in bundled_files(archive="ondrejov")], out)  # must survive untouched
+    before = read_dataset(out)
+    parts = tmp_path / "out.h5.parts"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spectraldl.cli", "ingest", str(tree), "-o", str(out), "-j", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("chunk-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if to_group:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert stderr.splitlines() == [
+        "Error: terminated (SIGTERM); the finished chunks are kept: run the same command to resume"
+    ]
+    assert not left_in_group(process.pid), "processes outlived the run"
+    assert list(parts.glob("chunk-*.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.h5",
+        "out.h5.errors.csv",
+        "out.h5.parts",
+    ]
+    still = read_dataset(out)
+    assert list(still.ids) == list(before.ids) and np.array_equal(still.X, before.X)
+
+    finish = _ingest_process(tree, out)
+    output = finish.communicate(timeout=300)[0].decode()
+    assert finish.returncode == 0, output
+    resumed, full = read_dataset(out), read_dataset(reference)
+    assert list(resumed.ids) == list(before.ids) + list(full.ids)
+    assert np.array_equal(resumed.X[len(before) :], full.X)
+    assert np.array_equal(resumed.labels[len(before) :], full.labels)
+    assert not parts.exists()
+    assert _errors(tmp_path / "out.h5.errors.csv") == _errors(
+        reference.with_name("reference.h5.errors.csv")
+    )

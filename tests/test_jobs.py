@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
+from process_helpers import left_in_group
 
 from spectraldl.classify.plan import ClassifyError
 from spectraldl.classify.run import classify, classify_chunk, parts_dir
@@ -586,16 +587,12 @@ def test_a_read_only_output_folder_is_one_clear_line(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-# --- Ctrl-C -------------------------------------------------------------------------------
+# --- Ctrl-C and SIGTERM ---------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("scheduler", ["local", "dask-local"])
-def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler: str) -> None:
-    tree = tmp_path / "tree"
-    replicate_real_tree(tree, 3000)
-    out = tmp_path / "pred.parquet"
-    run = subprocess.Popen(
+def _classify_run(model_dir: Path, tree: Path, out: Path, scheduler: str) -> subprocess.Popen:
+    """classify in its own session, 2 workers of ``scheduler``, chunks of 50 files."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -620,14 +617,132 @@ def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler:
         # and its children would inherit that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def _first_chunk(out: Path) -> None:
+    """Wait (at most 2 minutes) until a run of ``out`` committed its first chunk."""
     deadline = time.monotonic() + 120
     while not list(parts_dir(out).glob("chunk-*.parquet")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["local", "dask-local"])
+def test_ctrl_c_is_one_clean_message(model_dir: Path, tmp_path: Path, scheduler: str) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 3000)
+    out = tmp_path / "pred.parquet"
+    run = _classify_run(model_dir, tree, out, scheduler)
+    _first_chunk(out)
     os.killpg(run.pid, signal.SIGINT)  # what a terminal does: the whole process group
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 1, stderr
     assert "interrupted" in stderr and "resume" in stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_to_the_process_group_stops_a_dask_local_cluster_cleanly(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """timeout and SLURM send SIGTERM to the whole group: the cluster's worker processes get
+    it too, and the run still ends with one line, status 143 and no process left."""
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 3000)
+    out = tmp_path / "pred.parquet"
+    run = _classify_run(model_dir, tree, out, "dask-local")
+    _first_chunk(out)
+    os.killpg(run.pid, signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stderr
+    assert stderr.splitlines() == [
+        "Error: terminated (SIGTERM); the finished chunks are kept: run the same command to resume"
+    ]
+    assert not left_in_group(run.pid), "processes outlived the run"
+
+
+class _OutsideHandler(Exception):
+    """Raised by the SIGTERM handler a test sets before running a command in this process."""
+
+
+def _outside_handler(_signum: int, _frame: Any) -> None:
+    raise _OutsideHandler
+
+
+def _signalled(*_args: Any, **_kwargs: Any) -> None:
+    """A command's work, replaced: this process gets SIGTERM (handled before this returns)."""
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _ctrl_c(*_args: Any, **_kwargs: Any) -> None:
+    raise KeyboardInterrupt
+
+
+LONG_COMMANDS = {
+    "ingest": (["ingest", "a.fits", "-o", "out.h5", "-j", "1"], "spectraldl.jobs.ingest.ingest"),
+    "classify": (
+        ["classify", "a.fits", "-o", "out.parquet", "-j", "1"],
+        "spectraldl.classify.run.classify",
+    ),
+    "simulate": (
+        ["simulate", "--archive", "lamost", "-n", "1", "-o", "sim", "-j", "1"],
+        "spectraldl.simulate.simulate_archive",
+    ),
+    "train": (["train", "a.h5", "-o", "model"], "spectraldl.ml.training.train"),
+    "learn": (
+        ["learn", "--db", "web.db", "--model", "pretrained", "-o", "model"],
+        "spectraldl.web.learning.learn",
+    ),
+    "demo": (["demo", "--out", "run"], "spectraldl.demo.run_demo"),
+    "explore": (["explore", "a.h5", "-o", "maps"], "spectraldl.analysis.explore.explore"),
+    "candidates": (
+        ["candidates", "pred.csv", "-o", "cand.csv"],
+        "spectraldl.catalogue.candidates.find_candidates",
+    ),
+    "import": (["import", "a.fits", "--db", "web.db"], "spectraldl.web.importing.import_paths"),
+    "ssap-import": (
+        ["ssap-import", "http://localhost:9/ssap", "--db", "web.db"],
+        "spectraldl.web.importing.import_ssap",
+    ),
+}
+"""Each long command's arguments and the library function that does its work."""
+
+RESUMES = {
+    "ingest": "the finished chunks are kept: run the same command to resume",
+    "classify": "the finished chunks are kept: run the same command to resume",
+    "demo": "the finished steps are kept: run the same command to resume",
+    "simulate": "truth.csv does not list this run's files yet: run the same command to finish",
+    "import": "the spectra imported so far are kept: run the same command to finish",
+    "ssap-import": "the downloads and the spectra imported so far are kept: run the same "
+    "command to finish",
+}
+"""What each command that goes on where it stopped says; the others start again."""
+
+
+@pytest.mark.parametrize("command", sorted(LONG_COMMANDS))
+def test_sigterm_ends_a_long_command_as_ctrl_c_does(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM ends the command with one line (status 143), Ctrl-C with the same words
+    (status 1); the handler set before the command is back after it."""
+    args, work = LONG_COMMANDS[command]
+    monkeypatch.chdir(tmp_path)
+    Path("pred.csv").write_text("id\n")
+    resume = RESUMES.get(command, "run the same command to start again")
+    previous = signal.signal(signal.SIGTERM, _outside_handler)
+    try:
+        monkeypatch.setattr(work, _signalled)
+        terminated = CliRunner().invoke(main, args)
+        assert signal.getsignal(signal.SIGTERM) is _outside_handler
+        monkeypatch.setattr(work, _ctrl_c)
+        interrupted = CliRunner().invoke(main, args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert terminated.exit_code == 143, terminated.output
+    assert terminated.stderr == f"Error: terminated (SIGTERM); {resume}\n"
+    assert interrupted.exit_code == 1, interrupted.output
+    assert interrupted.stderr == f"Error: interrupted; {resume}\n"
 
 
 # --- one option name ----------------------------------------------------------------------

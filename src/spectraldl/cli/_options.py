@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
@@ -155,17 +159,89 @@ def db_option(help_text: str = DB_HELP, *, required: bool = False) -> Callable[[
 def job_errors() -> Iterator[None]:
     """Turn the failures of a resumable job into one line for people, exit status 1.
 
-    Another run on the same output, a full or read-only disk, a dead worker
-    and Ctrl-C each end the command with a message that says what to do;
-    the finished chunks stay for the resumed run.
+    Another run on the same output, a full or read-only disk and a dead worker
+    each end the command with a message that says what to do; the finished
+    chunks stay for the resumed run (Ctrl-C and SIGTERM: `stops_cleanly`).
     """
     from spectraldl.jobs.files import JobIOError, OutputBusy, WorkerDied
 
     try:
         yield
-    except KeyboardInterrupt:
-        raise click.ClickException(
-            "interrupted; the finished chunks are kept: run the same command to resume"
-        ) from None
     except (JobIOError, OutputBusy, WorkerDied) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+RESUME_CHUNKS = "the finished chunks are kept: run the same command to resume"
+"""What an interrupted ingest or classify keeps and how it goes on (`stops_cleanly`)."""
+
+START_AGAIN = "run the same command to start again"
+"""What to do after interrupting a command that does not resume (`stops_cleanly`)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: every cleanup written for
+    Ctrl-C (workers stopped, temporaries removed, the output's lock released) runs for it."""
+
+
+class _TerminatedExit(click.ClickException):
+    """The one line of a command stopped by SIGTERM; exit status 143 (128 + 15), what a
+    shell reports for a process killed by SIGTERM."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+    """The SIGTERM handler of `_sigterm_raises`."""
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """In the block SIGTERM raises `Terminated` in the main thread; the previous handler after.
+
+    Batch schedulers, systemd and ``timeout`` stop a job with SIGTERM, whose
+    default kills the process at once. Only the main thread may set a handler
+    (and Python runs handlers there), so elsewhere nothing changes; so it does
+    where SIGTERM is ignored or handled outside Python. Worker processes start
+    from a fresh interpreter (forkserver, spawn): they keep the default.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous in (
+        signal.SIG_IGN,
+        None,
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def stops_cleanly(resume: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A long command's decorator: Ctrl-C and SIGTERM end it with one line, no traceback.
+
+    The line says it was interrupted (exit status 1) or terminated (143) and
+    then ``resume``: what is kept and how to go on. Put it under the click
+    decorators, on the command's function.
+    """
+
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with _sigterm_raises():
+                try:
+                    return command(*args, **kwargs)
+                except Terminated:
+                    raise _TerminatedExit(f"terminated (SIGTERM); {resume}") from None
+                except KeyboardInterrupt:
+                    raise click.ClickException(f"interrupted; {resume}") from None
+
+        return run
+
+    return decorate

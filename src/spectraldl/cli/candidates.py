@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import FiniteFloatRange, out_option, workers_option
+from spectraldl.cli._options import (
+    START_AGAIN,
+    FiniteFloatRange,
+    out_option,
+    stops_cleanly,
+    workers_option,
+)
 
 MAX_RADIUS_ARCSEC = 3600.0
 """The widest cross-match (1 degree): wider, every known star is "recovered" by chance."""
@@ -79,6 +85,7 @@ MAX_RADIUS_ARCSEC = 3600.0
     show_default=True,
     help="Cross-match radius in arcseconds.",
 )
+@stops_cleanly(START_AGAIN)
 def candidates_command(
     predictions: Path,
     outs: tuple[Path, ...],

@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from spectraldl.cli._options import (
+    RESUME_CHUNKS,
     WORKERS_PER_CORE,
     capped_per_core,
     device_option,
     job_errors,
     scheduler_option,
+    stops_cleanly,
     workers_option,
 )
 from spectraldl.cli._progress import progress_bar
@@ -84,6 +86,7 @@ WORKER_MODULES = ("spectraldl.classify.run",)
     is_flag=True,
     help="Replace an output (or unfinished run) made by another model, sources or settings.",
 )
+@stops_cleanly(RESUME_CHUNKS)
 def classify_command(
     inputs: tuple[Path, ...],
     model: str | None,
@@ -109,10 +112,11 @@ def classify_command(
     the class probabilities, the quality flags of preprocessing and NOVEL
     where the spectrum is unlike the training data.
 
-    Chunks are committed as they finish: an interrupted run (even kill -9)
-    resumes where it stopped when the same command is given again. Bad files
-    never stop the run; they are listed with a reason in OUT.errors.csv (OUT's
-    whole name: dr1.parquet.errors.csv); a spectrum found twice gets one row.
+    Chunks are committed as they finish: an interrupted run (Ctrl-C, SIGTERM,
+    even kill -9) resumes where it stopped when the same command is given
+    again. Bad files never stop the run; they are listed with a reason in
+    OUT.errors.csv (OUT's whole name: dr1.parquet.errors.csv); a spectrum
+    found twice gets one row.
 
     \b
     Example:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import job_errors, out_option, seed_option, workers_option
+from spectraldl.cli._options import (
+    job_errors,
+    out_option,
+    seed_option,
+    stops_cleanly,
+    workers_option,
+)
 from spectraldl.cli._progress import progress_bar
 
 
@@ -16,6 +22,7 @@ from spectraldl.cli._progress import progress_bar
 @click.option("--quick", is_flag=True, help="Small sizes (seconds, not minutes): for tests.")
 @seed_option("Seed of every random step.")
 @workers_option("Worker processes (the results do not depend on it).")
+@stops_cleanly("the finished steps are kept: run the same command to resume")
 def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
     """Run the method end to end on bundled real and simulated spectra into OUT.
 

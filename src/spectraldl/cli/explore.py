@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import FiniteFloatRange, out_option, seed_option, workers_option
+from spectraldl.cli._options import (
+    START_AGAIN,
+    FiniteFloatRange,
+    out_option,
+    seed_option,
+    stops_cleanly,
+    workers_option,
+)
 
 
 def _all_or_at_least(least: int, param: click.Parameter, value: int) -> int:
@@ -78,6 +85,7 @@ def _all_or_at_least(least: int, param: click.Parameter, value: int) -> int:
 )
 @workers_option("Threads for t-SNE.")
 @seed_option("Random seed (subsets, PCA, t-SNE).")
+@stops_cleanly(START_AGAIN)
 def explore_command(
     datasets: tuple[Path, ...],
     out_dir: Path,

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import job_errors, scheduler_option, workers_option
+from spectraldl.cli._options import (
+    RESUME_CHUNKS,
+    job_errors,
+    scheduler_option,
+    stops_cleanly,
+    workers_option,
+)
 from spectraldl.cli._progress import progress_bar
 
 WORKER_MODULES = ("spectraldl.jobs.ingest",)
@@ -43,6 +49,7 @@ WORKER_MODULES = ("spectraldl.jobs.ingest",)
     show_default=True,
     help="Recorded per row in meta/origin; files spectraldl simulate wrote are synthetic anyway.",
 )
+@stops_cleanly(RESUME_CHUNKS)
 def ingest_command(
     paths: tuple[Path, ...],
     out: Path,
@@ -57,9 +64,9 @@ def ingest_command(
     Directories are walked for .fits, .fit and .fits.gz files; a file named
     here is always tried. Bad files never stop the run: they are listed with a
     reason in OUT.errors.csv (OUT's whole name: all.h5.errors.csv). Another run
-    writing OUT at the same time is refused at once. An interrupted run (even
-    kill -9) resumes where it stopped when the same command is given again; a
-    file changed since it was read is read again.
+    writing OUT at the same time is refused at once. An interrupted run (Ctrl-C,
+    SIGTERM, even kill -9) resumes where it stopped when the same command is
+    given again; a file changed since it was read is read again.
 
     With --scheduler the chunks run on a Dask cluster (the workers must see
     the files at the same paths); the dataset is the same file.

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from spectraldl.cli._options import LEARNING_RATE, FiniteFloatRange, device_option, seed_option
+from spectraldl.cli._options import (
+    LEARNING_RATE,
+    START_AGAIN,
+    FiniteFloatRange,
+    device_option,
+    seed_option,
+    stops_cleanly,
+)
 
 
 @click.command("learn")
@@ -61,6 +68,7 @@ from spectraldl.cli._options import LEARNING_RATE, FiniteFloatRange, device_opti
 @device_option()
 @click.option("--force", is_flag=True, help="Write the new model even when it is worse.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT (other than --model).")
+@stops_cleanly(START_AGAIN)
 def learn_command(
     db_url: str,
     model: str,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spectraldl.cli._options import FiniteFloatRange, seed_option, workers_option
+from spectraldl.cli._options import FiniteFloatRange, seed_option, stops_cleanly, workers_option
 from spectraldl.cli._progress import progress_bar
 
 WORKER_MODULES = ("spectraldl.simulate.archive",)
@@ -129,6 +129,7 @@ class _SimulatedArchiveChoice(click.Choice):
     default=None,
     help="With --plate-systematics: spectra per plate [default: LAMOST's 4000].",
 )
+@stops_cleanly("truth.csv does not list this run's files yet: run the same command to finish")
 def simulate_command(
     archive: str,
     n: int,

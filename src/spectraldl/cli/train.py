@@ -13,9 +13,11 @@ import click
 
 from spectraldl.cli._options import (
     LEARNING_RATE,
+    START_AGAIN,
     FiniteFloatRange,
     device_option,
     seed_option,
+    stops_cleanly,
 )
 from spectraldl.cli._progress import progress_bar
 
@@ -194,6 +196,7 @@ def _parent_architecture(init: str) -> str:
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of tables.")
+@stops_cleanly(START_AGAIN)
 def train_command(
     datasets: tuple[Path, ...],
     out: Path,

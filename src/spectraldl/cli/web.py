@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from spectraldl.cli._options import FiniteFloatRange, db_option
+from spectraldl.cli._options import FiniteFloatRange, db_option, stops_cleanly
 from spectraldl.cli._progress import progress_bar
 
 
@@ -290,6 +290,7 @@ for _name, _callback in (("add", _users_add), ("list", _users_list), ("passwd", 
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Score every stored spectrum with this model (feeds the 'most uncertain first' queue).",
 )
+@stops_cleanly("the spectra imported so far are kept: run the same command to finish")
 def import_command(
     paths: tuple[Path, ...],
     db_url: str | None,
@@ -418,6 +419,9 @@ def _band(text: str | None) -> tuple[float, float] | None:
     default=120.0,
     show_default=True,
     help="Seconds to wait for the service's answer and for each download.",
+)
+@stops_cleanly(
+    "the downloads and the spectra imported so far are kept: run the same command to finish"
 )
 def ssap_import_command(
     service_url: str,
