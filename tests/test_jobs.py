@@ -36,7 +36,13 @@ from spectraldl.io.dataset import read_dataset
 from spectraldl.io.predictions import read_predictions
 from spectraldl.jobs.backends import ProcessBackend
 from spectraldl.jobs.engine import cut_files
-from spectraldl.jobs.files import WorkerDied, errors_csv_path, lock_path, output_lock
+from spectraldl.jobs.files import (
+    WorkerDied,
+    errors_csv_path,
+    lock_path,
+    output_lock,
+    process_alive,
+)
 from spectraldl.jobs.ingest import IngestFailed, discover, ingest, read_chunk
 from spectraldl.jobs.processes import task_modules
 from spectraldl.simulate.archive import _chunk as simulate_chunk
@@ -354,6 +360,18 @@ def test_workers_die_with_a_run_killed_by_kill_9(tmp_path: Path) -> None:
     assert {p.name for p in parts.glob("chunk-*")} == shards, "something still writes shards"
     summary = ingest([tree], out)
     assert summary.added + len(summary.errors) == 3000
+
+
+def test_a_dead_run_not_yet_reaped_is_not_alive_for_its_workers() -> None:
+    """A run killed under a harness that has not reaped it stays a zombie: its workers
+    must still see it gone (they kept running, and kept its pipes open, before)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped
+    try:
+        assert not process_alive(child.pid)
+    finally:
+        child.wait()
+    assert not process_alive(child.pid) and process_alive(os.getpid())
 
 
 def _killed_by_the_system(task: int) -> int:

@@ -220,14 +220,25 @@ def _watch_parent(parent: int, every_s: float) -> None:
 
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine (another user's counts; so does one
-    the system will not say about: what it guards is kept)."""
+    the system will not say about: what it guards is kept).
+
+    A zombie, dead and waiting for its parent to notice (a run killed under a
+    harness that has not reaped it), is not running.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:  # gone since, or no /proc to ask (not Linux)
+        return not os.path.isdir("/proc")
+    except OSError:
+        return True
+    state = stat[stat.rfind(b")") + 2 :][:1]  # the field after "(command)"
+    return state not in (b"Z", b"X")
 
 
 def die_with_parent(parent: int, *, every_s: float = 0.5) -> None:
