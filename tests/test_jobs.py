@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -360,6 +361,48 @@ def test_workers_die_with_a_run_killed_by_kill_9(tmp_path: Path) -> None:
     assert {p.name for p in parts.glob("chunk-*")} == shards, "something still writes shards"
     summary = ingest([tree], out)
     assert summary.added + len(summary.errors) == 3000
+
+
+_LOCK_AS_NOBODY = """
+import json, sys
+from pathlib import Path
+from spectraldl.jobs.files import OutputBusy, output_lock
+out = Path(sys.argv[1])
+with output_lock(out):
+    inside = sorted(p.name for p in out.iterdir())
+    try:
+        with output_lock(out):
+            second = "taken"
+    except OutputBusy as exc:
+        second = str(exc)
+after = sorted(p.name for p in out.iterdir())
+print(json.dumps({"inside": inside, "second": second, "after": after}))
+"""
+
+
+def test_a_folder_output_in_a_read_only_folder_is_locked_inside_it() -> None:
+    """``--out .`` in a folder whose parent cannot be written: the lock goes inside the folder
+    (run as an unprivileged user: root writes everywhere)."""
+    root = Path(tempfile.mkdtemp())
+    try:
+        (root / "work").mkdir()
+        (root / "work").chmod(0o777)
+        root.chmod(0o555)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        as_nobody = nobody if os.geteuid() == 0 else []
+        done = subprocess.run(
+            [*as_nobody, sys.executable, "-c", _LOCK_AS_NOBODY, str(root / "work")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        root.chmod(0o755)
+        shutil.rmtree(root)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["inside"] == [".lock"] and result["after"] == []
+    assert "is being written by another run" in result["second"]
 
 
 def test_a_dead_run_not_yet_reaped_is_not_alive_for_its_workers() -> None:

@@ -121,7 +121,9 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
     """Hold the only right to write ``out`` for the block; refuse at once if another run has it.
 
     The lock is an ``flock`` on ``OUT.lock``, so the kernel releases it when the
-    holder dies (even by kill -9): a later run never waits for a dead one.
+    holder dies (even by kill -9): a later run never waits for a dead one. A
+    folder output whose parent cannot be written (``--out .`` in a folder of
+    a read-only one) is locked by ``OUT/.lock`` inside it instead.
     Raises `OutputBusy` naming the holder (pid, host, start time). ``out``'s folder is
     created unless ``make_folder`` is false: then a missing one is a `JobIOError` naming ``out``.
     """
@@ -134,6 +136,10 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
         except FileNotFoundError as exc:  # no folder: name the output people gave, not its lock
             raise JobIOError(describe_os_error(exc, out)) from None
         except OSError as exc:
+            inside = Path(os.path.abspath(out), ".lock")
+            if _errno_of(exc) in _NOT_WRITABLE and path != inside and inside.parent.is_dir():
+                path = inside
+                continue
             raise JobIOError(describe_os_error(exc, path)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
