@@ -197,6 +197,24 @@ def test_appending_keeps_earlier_runs_bad_files_listed(bad_tree, tmp_path) -> No
     assert again.earlier_errors == 0
 
 
+def test_a_bad_file_deleted_after_a_strict_failure_is_no_longer_listed(
+    bad_tree, tmp_path, monkeypatch
+) -> None:
+    root, expect, good = bad_tree
+    out = tmp_path / "o.h5"
+    ingest(good[:2], out)
+    with pytest.raises(IngestFailed, match="bad files with --strict"):
+        ingest([root / "bad"], out, strict=True)
+    assert set(_errors(tmp_path / "o.h5.errors.csv")) == set(expect)
+    deleted = next(iter(expect))
+    (root / "bad" / deleted).unlink()
+    monkeypatch.chdir(root)  # the same folder named relatively this time: listed once
+    ingest(["bad"], out)
+    with (tmp_path / "o.h5.errors.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(set(expect) - {deleted})
+
+
 def test_damaged_errors_file_of_an_append_is_named(tmp_path) -> None:
     files = [f.path for f in bundled_files(archive="ondrejov")]
     out = tmp_path / "o.h5"

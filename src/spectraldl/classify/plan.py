@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spectraldl.core.errors import FileError
+from spectraldl.core.paths import within
 from spectraldl.io.dataset import HDF5_SUFFIXES, DatasetError, dataset_info
 from spectraldl.io.discovery import walk
 from spectraldl.jobs.engine import ChunkCutter
@@ -149,11 +150,6 @@ class Plan:
             )
 
 
-def _nested(path: str, roots: Sequence[str]) -> bool:
-    real = os.path.realpath(path)
-    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
-
-
 def plan_chunks(
     sources: Sequence[str | Path], *, chunk_files: int = CHUNK_FILES, chunk_rows: int = CHUNK_ROWS
 ) -> Plan:
@@ -180,7 +176,7 @@ def plan_chunks(
         path = os.path.abspath(raw)
         if not os.path.lexists(path):
             raise ClassifyError(f"{raw}: no such file or directory")
-        if _nested(path, roots):
+        if within(os.path.realpath(path), roots):
             continue
         roots.append(os.path.realpath(path))
         if os.path.isfile(path) and path.lower().endswith(HDF5_SUFFIXES):

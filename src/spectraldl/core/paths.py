@@ -1,9 +1,9 @@
-"""Outputs checked against inputs: a job never writes over a file it reads."""
+"""Paths compared: a job never writes over a file it reads; what lies within given folders."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
@@ -25,3 +25,9 @@ def output_over_input(
             if same_file(output, source):
                 return Path(output), Path(source)
     return None
+
+
+def within(path: str, roots: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies in one of them (as text: make both
+    absolute, or real, first)."""
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)

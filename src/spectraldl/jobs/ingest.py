@@ -31,6 +31,7 @@ import numpy as np
 
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError, SpectrumError, printable_path
+from spectraldl.core.paths import within
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.dataset import (
@@ -447,7 +448,7 @@ def ingest(
             files = list(found)
             unread = list(found.bad)
             manifest = _manifest(paths, files, config, labels_csv, origin)
-            earlier = _earlier_errors(out, files, unread)
+            earlier = _earlier_errors(out, paths)
             parts = _prepare_parts(out, manifest)
             with atomic_write(out) as tmp:
                 merge = _Merge(tmp, out, config)
@@ -465,26 +466,21 @@ def ingest(
     return summary
 
 
-def _earlier_errors(
-    out: Path, files: Sequence[str], unread: Sequence[FileError]
-) -> list[FileError]:
-    """The bad files that earlier ingests into ``out`` listed and this run does not read.
+def _earlier_errors(out: Path, paths: Sequence[str | Path]) -> list[FileError]:
+    """The bad files that earlier ingests into ``out`` listed outside this run's ``paths``.
 
-    They are still missing from ``out``, so its errors file keeps them; a file
-    this run reads again is listed, or not, by this run alone.
+    They are still missing from ``out``, so its errors file keeps them; what lies
+    under the paths given now (bad again, repaired or deleted since) is listed,
+    or not, by this run's walk alone. Paths are compared made absolute.
     """
     if not out.exists():
         return []
     try:
-        listed = {error.path: error for error in read_errors_csv(errors_csv_path(out))}
+        listed = read_errors_csv(errors_csv_path(out))
     except ErrorsFileDamaged as exc:
         raise IngestFailed(str(exc)) from None
-    if listed:
-        for path in files:
-            listed.pop(printable_path(path), None)
-        for error in unread:
-            listed.pop(error.path, None)
-    return list(listed.values())
+    roots = [printable_path(os.path.abspath(path)) for path in paths]
+    return [error for error in listed if not within(os.path.abspath(error.path), roots)]
 
 
 def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
