@@ -218,6 +218,8 @@ def test_a_resume_with_other_paths_given_is_still_refused(
         classify(model_dir, [tree], tmp_path / "p.parquet", chunk_files=1, backend=_StopAfter(2))
     with pytest.raises(ClassifyError, match="unfinished run of another model, other sources"):
         classify(model_dir, [tree, LAMOST[7]], tmp_path / "p.parquet", chunk_files=1)
+    with pytest.raises(ClassifyError, match="other settings"):  # chunks of another size
+        classify(model_dir, [tree], tmp_path / "p.parquet", chunk_files=2)
     with pytest.raises(KeyboardInterrupt):
         ingest([tree], tmp_path / "o.h5", backend=_StopAfter(0))
     with pytest.raises(IngestFailed, match="unfinished ingest of other paths"):

@@ -226,7 +226,7 @@ def _complete(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool:
         return True
     if not overwrite:
         what = (
-            "was made by another model, other sources or other settings"
+            "was made by another model, other sources or other settings (or by an older spectraldl)"
             if existing is not None
             else "is not a spectraldl predictions table"
         )
@@ -246,7 +246,8 @@ def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool
         return True
     conflict = ClassifyError(
         f"{parts.path} holds an unfinished run of another model, other sources or other "
-        "settings; re-run the command that started it, or use --overwrite to start over"
+        "settings, or one an older spectraldl started; re-run the command that started it, "
+        "or use --overwrite to start over"
     )
     parts.prepare(
         manifest,
@@ -486,6 +487,8 @@ def _manifest(model: TrainedModel, plan: Plan, precision: str) -> dict[str, Any]
         "classes": list(model.classes),
         "preprocessing": model.config.to_dict(),
         "paths": [source.path for source in plan.sources],
+        "chunk_files": plan.chunk_files,
+        "chunk_rows": plan.chunk_rows,
         "sources": plan.digest,
         "files": plan.files,
         "dataset_rows": plan.dataset_rows,

@@ -487,8 +487,9 @@ def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
     """``OUT.parts/`` ready to resume or start the run of ``manifest``."""
     parts = PartsFolder(out)
     conflict = IngestFailed(
-        f"{parts.path} holds an unfinished ingest of other paths or settings; re-run the "
-        "command that started it to finish it, or delete the folder to start over"
+        f"{parts.path} holds an unfinished ingest of other paths or settings, or one an older "
+        "spectraldl started; re-run the command that started it to finish it, or delete the "
+        "folder to start over"
     )
     parts.prepare(manifest, merged=partial(_merged_into, out), conflict=conflict, inputs=INPUTS)
     return parts
