@@ -1,4 +1,4 @@
-"""Classify's plan: the inputs (datasets, FITS files and trees) cut into fixed, repeatable chunks.
+"""Classify's plan: the inputs (datasets, FITS files and trees) cut into repeatable chunks.
 
 A chunk is a range of dataset rows or a list of files; its committed part is
 named after its files' paths, sizes and times, so a changed file is classified

@@ -1,12 +1,12 @@
 """Classify a dataset or a whole FITS release into a predictions table, resumably, anywhere.
 
-The inputs (HDF5 datasets and FITS files or trees) are cut into fixed chunks:
-a range of dataset rows, or a list of files that are read and preprocessed on
-the fly (no intermediate dataset, memory bounded by the chunk). Each chunk is
-one repeatable task, run by whatever backend is passed in (this process,
-local processes, a Dask cluster: `spectraldl.jobs.backends`), and returns its rows
-of predictions; this process commits each chunk atomically to
-``PRED.parts/chunk-NNNNNNN.parquet`` (temporary name, then rename). A killed
+The inputs (HDF5 datasets and FITS files or trees) are cut into repeatable chunks
+(`spectraldl.classify.plan`): a range of dataset rows, or a list of files that
+are read and preprocessed on the fly (no intermediate dataset, memory bounded by
+the chunk). Each chunk is one repeatable task, run by whatever backend is passed
+in (this process, local processes, a Dask cluster: `spectraldl.jobs.backends`),
+and returns its rows of predictions; this process commits each chunk atomically
+to ``PRED.parts/`` under a name its inputs fingerprint (temporary name, then rename). A killed
 run leaves finished chunks behind and the same command finishes the rest.
 When every chunk is there they are streamed, in chunk order, into ``PRED``
 (format by extension; `spectraldl.io.predictions`), so the table does not depend

@@ -1,7 +1,8 @@
 """Many spectrum files to one dataset: parallel, resumable, bad files logged.
 
-The file list is cut into fixed chunks. Each chunk is one repeatable task on
-the job engine (`spectraldl.jobs.engine`): a worker (a local process or a
+The file list is cut into chunks where the file names say
+(`spectraldl.jobs.engine.ChunkCutter`). Each chunk is one repeatable task on
+the job engine: a worker (a local process or a
 Dask worker) reads and preprocesses its files, and the rows come back to be
 written as a shard (an uncompressed ``.npz`` of its columns) in ``OUT.parts/`` under a temporary
 name, renamed when complete. A killed run leaves finished shards behind; the
