@@ -26,6 +26,7 @@ from classify_helpers import trained_model
 from click.testing import CliRunner
 from process_helpers import left_in_group
 
+from spectraldl.classify import run as run_module
 from spectraldl.classify.plan import ClassifyError
 from spectraldl.classify.run import classify, classify_chunk, parts_dir
 from spectraldl.cli import classify as classify_cli
@@ -226,6 +227,31 @@ def test_a_resume_with_other_paths_given_is_still_refused(
         ingest([tree / LAMOST[0].name], tmp_path / "o.h5")
 
 
+def test_a_classify_stopped_between_its_table_and_errors_file_writes_both_again(
+    model_dir: Path, bad_tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table is renamed first, its errors file just after: a run stopped between the two
+    left a complete table without its bad files, and the rerun called it done."""
+    root, expect, _ = bad_tree
+    out = tmp_path / "pred.parquet"
+    written = run_module.write_predictions
+
+    def table_then_stop(*args: Any, **kwargs: Any) -> None:
+        written(*args, **kwargs)
+        if Path(args[0]) == out:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_predictions", table_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        classify(model_dir, [root], out)
+    monkeypatch.undo()
+    assert out.exists() and not errors_csv_path(out).exists()
+    summary = classify(model_dir, [root], out)
+    assert not summary.already_complete and set(_errors(errors_csv_path(out))) == set(expect)
+    assert not parts_dir(out).exists()
+    assert classify(model_dir, [root], out).already_complete
+
+
 # --- strict and duplicates ----------------------------------------------------------------
 
 
@@ -405,6 +431,56 @@ def test_a_folder_output_in_a_read_only_folder_is_locked_inside_it() -> None:
     result = json.loads(done.stdout)
     assert result["inside"] == [".lock"] and result["after"] == []
     assert "is being written by another run" in result["second"]
+
+
+_LOCK_HELD_BY_ANOTHER_USER = """
+import sys
+from spectraldl.jobs.files import OutputBusy, output_lock
+try:
+    with output_lock(sys.argv[1]):
+        print("taken")
+except OutputBusy as exc:
+    print(exc)
+"""
+
+
+def test_an_output_another_user_writes_is_refused() -> None:
+    """The other user's lock file beside the folder cannot be opened to write: it is locked
+    read-only, not passed over for a lock inside the folder (which both would then hold)."""
+    root = Path(tempfile.mkdtemp())
+    try:
+        root.chmod(0o777)
+        (root / "work").mkdir()
+        (root / "work").chmod(0o777)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        as_nobody = nobody if os.geteuid() == 0 else []
+        with output_lock(root / "work"):
+            (root / "work.lock").chmod(0o644)
+            done = subprocess.run(
+                [*as_nobody, sys.executable, "-c", _LOCK_HELD_BY_ANOTHER_USER, str(root / "work")],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+    finally:
+        shutil.rmtree(root)
+    assert done.returncode == 0, done.stderr
+    assert "is being written by another run (pid" in done.stdout
+
+
+def test_a_pid_namespace_of_its_own_trusts_the_kernel_not_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a PID namespace whose /proc is another's, /proc cannot say: a live process read
+    there as gone made every worker quit at once."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    try:
+        assert not process_alive(child.pid)
+        monkeypatch.setattr("spectraldl.jobs.files.os.readlink", lambda _path: "1")
+        assert process_alive(child.pid) and process_alive(os.getpid())
+    finally:
+        child.wait()
 
 
 def test_a_dead_run_not_yet_reaped_is_not_alive_for_its_workers() -> None:
@@ -768,6 +844,12 @@ LONG_COMMANDS = {
         ["ssap-import", "http://localhost:9/ssap", "--db", "web.db"],
         "spectraldl.web.importing.import_ssap",
     ),
+    "evaluate": (["evaluate", "pretrained", "a.h5"], "spectraldl.ml.modelcard.load_model"),
+    "calibrate-blur": (
+        ["calibrate-blur", "--pairs", "pairs.csv", "folder"],
+        "spectraldl.analysis.calibrate.calibrate_blur",
+    ),
+    "report": (["report", "folder"], "spectraldl.analysis.report.write_report"),
 }
 """Each long command's arguments and the library function that does its work."""
 
@@ -791,7 +873,9 @@ def test_sigterm_ends_a_long_command_as_ctrl_c_does(
     (status 1); the handler set before the command is back after it."""
     args, work = LONG_COMMANDS[command]
     monkeypatch.chdir(tmp_path)
-    Path("pred.csv").write_text("id\n")
+    for name in ("pred.csv", "pairs.csv", "a.h5"):
+        Path(name).write_text("id\n")
+    Path("folder").mkdir()
     resume = RESUMES.get(command, "run the same command to start again")
     previous = signal.signal(signal.SIGTERM, _outside_handler)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,25 @@ def test_learn_end_to_end(filled: dict[str, Any], parent: Path, tmp_path: Path) 
     assert again.exit_code == 0, again.output
     card3 = json.loads((tmp_path / "m3" / "card.json").read_text())
     assert card3["parent"]["parent_model_id"] != card["parent"]["parent_model_id"]
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_learn_stopped_while_scoring_says_the_model_is_written(
+    filled: dict[str, Any], parent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM after the new model is published: "start again" would fine-tune it twice."""
+    out = tmp_path / "model-2"
+    monkeypatch.setattr(
+        "spectraldl.web.learning._rescore", lambda *_: signal.raise_signal(signal.SIGTERM)
+    )
+    args = ["learn", "--db", filled["url"], "--model", str(parent), "-o", str(out)]
+    result = CliRunner().invoke(main, [*args, "--epochs", "1", "--force"])
+    assert result.exit_code == 143, result.output
+    assert f"the new model is written to {out}; only its scoring" in result.stderr
+    assert f"spectraldl import --model {out}" in result.stderr
+    assert json.loads((out / "card.json").read_text())["parent"]["parent_path"] == str(
+        parent.resolve()
+    )
 
 
 def test_learn_refuses_what_it_cannot_use(parent: Path, tmp_path: Path) -> None:

@@ -240,10 +240,12 @@ def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool
     if (parts.path / "merged").exists() and out.exists():
         # Killed after the final rename: the table is complete, only clean-up is left.
         parts.remove()
-    if _complete(out, manifest, overwrite):
+    if _complete(out, manifest, overwrite) and not parts.holds(manifest):
         # Chunks left by a kill between the final rename and the clean-up go.
         parts.remove()
         return True
+    # The parts of this very run beside its table: killed between the renames of the table
+    # and of its errors file. The table is merged again from them, with its errors file.
     conflict = ClassifyError(
         f"{parts.path} holds an unfinished run of another model, other sources or other "
         "settings, or one an older spectraldl started; re-run the command that started it, "

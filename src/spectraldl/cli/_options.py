@@ -6,15 +6,14 @@ import functools
 import math
 import re
 import signal
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from spectraldl.core.signals import Terminated, stops_raise
 from spectraldl.jobs.processes import usable_cores
 
 
@@ -178,45 +177,11 @@ START_AGAIN = "run the same command to start again"
 """What to do after interrupting a command that does not resume (`stops_cleanly`)."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: every cleanup written for
-    Ctrl-C (workers stopped, temporaries removed, the output's lock released) runs for it."""
-
-
 class _TerminatedExit(click.ClickException):
     """The one line of a command stopped by SIGTERM; exit status 143 (128 + 15), what a
     shell reports for a process killed by SIGTERM."""
 
     exit_code = 128 + signal.SIGTERM
-
-
-def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
-    """The SIGTERM handler of `_sigterm_raises`."""
-    raise Terminated
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """In the block SIGTERM raises `Terminated` in the main thread; the previous handler after.
-
-    Batch schedulers, systemd and ``timeout`` stop a job with SIGTERM, whose
-    default kills the process at once. Only the main thread may set a handler
-    (and Python runs handlers there), so elsewhere nothing changes; so it does
-    where SIGTERM is ignored or handled outside Python. Worker processes start
-    from a fresh interpreter (forkserver, spawn): they keep the default.
-    """
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or previous in (
-        signal.SIG_IGN,
-        None,
-    ):
-        yield
-        return
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 P = ParamSpec("P")
@@ -227,20 +192,24 @@ def stops_cleanly(resume: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """A long command's decorator: Ctrl-C and SIGTERM end it with one line, no traceback.
 
     The line says it was interrupted (exit status 1) or terminated (143) and
-    then ``resume``: what is kept and how to go on. Put it under the click
+    then ``resume``: what is kept and how to go on (or what the interrupted
+    step put in the exception's first argument, where it knows better;
+    `spectraldl.core.signals`: a second signal ends the command at once). Put it under the click
     decorators, on the command's function.
     """
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            with _sigterm_raises():
+            with stops_raise():
                 try:
                     return command(*args, **kwargs)
-                except Terminated:
-                    raise _TerminatedExit(f"terminated (SIGTERM); {resume}") from None
-                except KeyboardInterrupt:
-                    raise click.ClickException(f"interrupted; {resume}") from None
+                except Terminated as stop:
+                    then = stop.args[0] if stop.args else resume
+                    raise _TerminatedExit(f"terminated (SIGTERM); {then}") from None
+                except KeyboardInterrupt as stop:
+                    then = stop.args[0] if stop.args else resume
+                    raise click.ClickException(f"interrupted; {then}") from None
 
         return run
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from spectraldl.cli._options import FiniteFloatRange, seed_option
+from spectraldl.cli._options import START_AGAIN, FiniteFloatRange, seed_option, stops_cleanly
 from spectraldl.cli._progress import progress_bar
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write every number (per-pair curves, skipped pairs) as JSON here.",
 )
+@stops_cleanly(START_AGAIN)
 def calibrate_blur_command(
     pairs_csv: Path,
     directories: tuple[Path, ...],

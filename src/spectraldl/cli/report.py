@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spectraldl.cli._options import db_option, out_option
+from spectraldl.cli._options import START_AGAIN, db_option, out_option, stops_cleanly
 
 
 def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
@@ -44,6 +44,7 @@ def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
     "The web tool's database (URL or SQLite file): adds the precision of each "
     "catalogue measured from its verdicts."
 )
+@stops_cleanly(START_AGAIN)
 def report_command(
     run_dir: Path, out: Path | None, gallery_sample: int, db_url: str | None
 ) -> None:

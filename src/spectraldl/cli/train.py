@@ -335,6 +335,7 @@ def _echo_trained(result: TrainResult, as_json: bool) -> None:
 )
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@stops_cleanly(START_AGAIN)
 def evaluate_command(
     model_dir: Path, datasets: tuple[Path, ...], rows: str, device: str, as_json: bool
 ) -> None:

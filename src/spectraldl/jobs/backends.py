@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+from spectraldl.core.signals import held_stops
 from spectraldl.jobs.files import WorkerDied, describe_dead_worker, die_with_parent
 from spectraldl.jobs.processes import (
     pool_context,
@@ -237,7 +238,7 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
         from distributed import Client, LocalCluster
 
         n = max(1, workers)
-        with _children_ignore_ctrl_c():
+        with held_stops(), _children_ignore_ctrl_c():  # a half-started cluster prints pages
             cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,

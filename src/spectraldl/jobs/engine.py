@@ -155,6 +155,15 @@ class PartsFolder:
         (self._staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self._staging.rename(self.path)
 
+    def holds(self, manifest: dict[str, Any]) -> bool:
+        """Whether the folder holds the parts of the run of ``manifest`` (and no marker)."""
+        if (self.path / MERGED).exists():
+            return False
+        try:
+            return bool(json.loads((self.path / MANIFEST).read_text()) == manifest)
+        except FileNotFoundError:
+            return False
+
     def keep_only(self, names: Iterable[str]) -> None:
         """Remove parts not in ``names`` (of inputs changed since) and unfinished temporaries."""
         keep = {*names, MANIFEST}

@@ -8,6 +8,7 @@ that protocol that must behave the same in both.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import fcntl
@@ -121,9 +122,7 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
     """Hold the only right to write ``out`` for the block; refuse at once if another run has it.
 
     The lock is an ``flock`` on ``OUT.lock``, so the kernel releases it when the
-    holder dies (even by kill -9): a later run never waits for a dead one. A
-    folder output whose parent cannot be written (``--out .`` in a folder of
-    a read-only one) is locked by ``OUT/.lock`` inside it instead.
+    holder dies (even by kill -9): a later run never waits for a dead one.
     Raises `OutputBusy` naming the holder (pid, host, start time). ``out``'s folder is
     created unless ``make_folder`` is false: then a missing one is a `JobIOError` naming ``out``.
     """
@@ -131,16 +130,7 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError as exc:  # no folder: name the output people gave, not its lock
-            raise JobIOError(describe_os_error(exc, out)) from None
-        except OSError as exc:
-            inside = Path(os.path.abspath(out), ".lock")
-            if _errno_of(exc) in _NOT_WRITABLE and path != inside and inside.parent.is_dir():
-                path = inside
-                continue
-            raise JobIOError(describe_os_error(exc, path)) from None
+        fd, path, writable = _open_lock(path, out)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -157,14 +147,43 @@ def output_lock(out: str | Path, *, make_folder: bool = True) -> Iterator[None]:
         if same:
             break
         os.close(fd)  # the previous holder removed the file between our open and lock
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}".encode())
+    if writable:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}".encode())
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # another user's file in a sticky folder stays
+            path.unlink(missing_ok=True)
         os.close(fd)
+
+
+def _open_lock(path: Path, out: str | Path) -> tuple[int, Path, bool]:
+    """``out``'s lock file opened: (descriptor, its path, whether it was opened to write).
+
+    Another user's lock file is opened to read (``flock`` works so too). A
+    folder output whose parent cannot be written (``--out .`` in a folder of a
+    read-only one) is locked by ``OUT/.lock`` inside it instead.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644), path, True
+    except FileNotFoundError as exc:  # no folder: name the output people gave, not its lock
+        raise JobIOError(describe_os_error(exc, out)) from None
+    except OSError as exc:
+        if _errno_of(exc) not in _NOT_WRITABLE:
+            raise JobIOError(describe_os_error(exc, path)) from None
+        refused = exc
+    try:
+        return os.open(path, os.O_RDONLY), path, False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise JobIOError(describe_os_error(exc, path)) from None
+    inside = Path(os.path.abspath(out), ".lock")
+    if inside != path and inside.parent.is_dir():
+        return _open_lock(inside, out)
+    raise JobIOError(describe_os_error(refused, path))
 
 
 @contextmanager
@@ -238,8 +257,10 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return True
     try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return True  # no /proc (not Linux), or another PID namespace's: it cannot say
         stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:  # gone since, or no /proc to ask (not Linux)
+    except FileNotFoundError:  # gone since
         return not os.path.isdir("/proc")
     except OSError:
         return True
@@ -251,11 +272,14 @@ def die_with_parent(parent: int, *, every_s: float = 0.5) -> None:
     """In a worker process: exit when process ``parent`` (the run) is gone.
 
     A run killed with kill -9 leaves no workers behind to write shards beside a
-    resumed run. Ctrl-C is left to the parent, which stops the pool: a worker
-    ignores SIGINT so that an interrupted run prints one message, not a traceback
-    per worker.
+    resumed run. Ctrl-C and SIGTERM are left to the parent, which stops the pool:
+    a worker ignores them, so that an interrupted run prints one message, not a
+    traceback per worker, and a worker stopped with its process group (as
+    ``timeout`` and batch schedulers stop a job) cannot die halfway through
+    sending a result, which left the pool waiting for the rest of it for ever.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     thread = threading.Thread(
         target=_watch_parent, args=(parent, every_s), name="die-with-parent", daemon=True
     )

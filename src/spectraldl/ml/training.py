@@ -56,6 +56,7 @@ import torch
 from numpy.typing import NDArray
 
 from spectraldl.core.jsonsafe import json_safe
+from spectraldl.core.signals import held_stops
 from spectraldl.core.versions import versions
 from spectraldl.io.dataset import Dataset, Rows
 from spectraldl.io.labels import CLASSES, label_code
@@ -660,16 +661,18 @@ def publish_model_dir(tmp: Path, out_dir: Path) -> None:
     """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last.
 
     The old model is first renamed ``.NAME.old-PID``, then ``tmp`` becomes ``out_dir``,
-    then the old one is deleted. A run killed between the two renames leaves no
+    then the old one is deleted; Ctrl-C and SIGTERM wait for the two renames
+    (`spectraldl.core.signals.held_stops`). A run killed between them leaves no
     ``out_dir`` but the old model whole beside it, and one killed while writing leaves its
     ``.NAME.tmp-PID``: `recover_model_dir`, which every run calls first, puts the old model
     back and removes such leftovers.
     """
     old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
+    with held_stops():  # Ctrl-C or SIGTERM between the renames would unpublish both models
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old)
 

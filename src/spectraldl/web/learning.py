@@ -307,7 +307,14 @@ def learn(
         publish_model_dir(candidate, out_dir)
         result.model_dir = out_dir
         result.model.path = str(out_dir)
-        scored = _rescore(db_url, out_dir)
+        try:
+            scored = _rescore(db_url, out_dir)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the model is written already
+            stop.args = (
+                f"the new model is written to {out_dir}; only its scoring of the stored spectra "
+                f"stopped: run spectraldl import --model {out_dir} --db ... to score them",
+            )
+            raise
         say(f"the new model scored {scored} stored spectra: the uncertainty queue follows it")
     else:
         shutil.rmtree(candidate, ignore_errors=True)
