@@ -215,6 +215,32 @@ def test_a_bad_file_deleted_after_a_strict_failure_is_no_longer_listed(
     assert sorted(Path(row["path"]).name for row in rows) == sorted(set(expect) - {deleted})
 
 
+def test_errors_of_an_older_spectraldl_with_relative_paths_are_kept_unless_read_again(
+    tmp_path, monkeypatch
+) -> None:
+    """An older spectraldl wrote paths as given, relative to a working folder unknown now:
+    such a row goes only when this run reads that very path again; new rows are absolute."""
+    files = [f.path for f in bundled_files(archive="ondrejov")]
+    for folder in ("dr5/fits", "dr6/fits"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "dr5/fits/broken.fits").write_bytes(b"SIMPLE  =")
+    (tmp_path / "dr6/fits/broken.fits").write_bytes(b"SIMPLE  =")
+    out = tmp_path / "all.h5"
+    ingest(files[:2], out)
+    (tmp_path / "all.h5.errors.csv").write_text("path,reason\nfits/broken.fits,not FITS\n")
+    monkeypatch.chdir(tmp_path / "dr6")
+    ingest([files[2]], out)
+    assert _errors_rows(tmp_path / "all.h5.errors.csv") == [("fits/broken.fits", "not FITS")]
+    ingest(["fits"], out)
+    rows = _errors_rows(tmp_path / "all.h5.errors.csv")
+    assert [path for path, _ in rows] == [str(tmp_path / "dr6/fits/broken.fits")]
+
+
+def _errors_rows(path: Path) -> list[tuple[str, str]]:
+    with path.open(newline="") as handle:
+        return [(row["path"], row["reason"]) for row in csv.DictReader(handle)]
+
+
 def test_damaged_errors_file_of_an_append_is_named(tmp_path) -> None:
     files = [f.path for f in bundled_files(archive="ondrejov")]
     out = tmp_path / "o.h5"

@@ -449,7 +449,7 @@ def ingest(
             files = list(found)
             unread = list(found.bad)
             manifest = _manifest(paths, files, config, labels_csv, origin)
-            earlier = _earlier_errors(out, paths)
+            earlier = _earlier_errors(out, paths, files, unread)
             parts = _prepare_parts(out, manifest)
             with atomic_write(out) as tmp:
                 merge = _Merge(tmp, out, config)
@@ -467,12 +467,16 @@ def ingest(
     return summary
 
 
-def _earlier_errors(out: Path, paths: Sequence[str | Path]) -> list[FileError]:
+def _earlier_errors(
+    out: Path, paths: Sequence[str | Path], files: Sequence[str], unread: Sequence[FileError]
+) -> list[FileError]:
     """The bad files that earlier ingests into ``out`` listed outside this run's ``paths``.
 
     They are still missing from ``out``, so its errors file keeps them; what lies
     under the paths given now (bad again, repaired or deleted since) is listed,
-    or not, by this run's walk alone. Paths are compared made absolute.
+    or not, by this run's walk alone. The errors file lists absolute paths; a
+    relative one (written by an older spectraldl, from a working folder unknown
+    now) is dropped only where this run reads that very path again.
     """
     if not out.exists():
         return []
@@ -480,8 +484,17 @@ def _earlier_errors(out: Path, paths: Sequence[str | Path]) -> list[FileError]:
         listed = read_errors_csv(errors_csv_path(out))
     except ErrorsFileDamaged as exc:
         raise IngestFailed(str(exc)) from None
-    roots = [printable_path(os.path.abspath(path)) for path in paths]
-    return [error for error in listed if not within(os.path.abspath(error.path), roots)]
+    roots = [_absolute(path) for path in paths]
+    kept = [e for e in listed if not (os.path.isabs(e.path) and within(e.path, roots))]
+    if any(not os.path.isabs(error.path) for error in kept):
+        read = {printable_path(path) for path in files} | {error.path for error in unread}
+        kept = [error for error in kept if error.path not in read]
+    return kept
+
+
+def _absolute(path: str | Path) -> str:
+    """``path`` made absolute, as the errors file writes it."""
+    return printable_path(os.path.abspath(path))
 
 
 def _prepare_parts(out: Path, manifest: dict[str, Any]) -> PartsFolder:
@@ -599,7 +612,10 @@ class _Merge:
         """Complete ``tmp`` once every shard is merged: labels, the run's mark, the bad files'
         list (this run's after the ``earlier`` runs' still missing from ``out``). With
         ``strict``, any bad file raises `IngestFailed` (``tmp`` is then dropped)."""
-        errors = [*unread, *self._errors, *self._first.errors]
+        errors = [
+            FileError(_absolute(error.path), error.reason)
+            for error in (*unread, *self._errors, *self._first.errors)
+        ]
         errors_csv = errors_csv_path(self.out)
         if strict and errors:
             write_errors_csv(errors_csv, [*earlier, *errors])
