@@ -565,15 +565,19 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_pat
     assert 3 <= committed < 30, "the run was not killed part-way"
     assert not out.exists()
 
+    _resume_equals(model_dir, tree, out, reference)
+
+
+def _resume_equals(model_dir: Path, tree: Path, out: Path, reference: Path) -> None:
+    """The same command again finishes the interrupted run: table and errors file equal the
+    uninterrupted run's, the parts folder gone."""
     finish = _classify_process(model_dir, tree, out, quiet=False)
     output = finish.communicate(timeout=300)[0].decode()
     assert finish.returncode == 0, output
     assert "chunks were already done" in output
     pd.testing.assert_frame_equal(read_predictions(out), read_predictions(reference))
-    assert _errors(tmp_path / "out.parquet.errors.csv") == _errors(
-        tmp_path / "reference.parquet.errors.csv"
-    )
-    assert not parts.exists()
+    assert _errors(errors_csv_path(out)) == _errors(errors_csv_path(reference))
+    assert not parts_dir(out).exists()
 
 
 @pytest.mark.slow
@@ -604,15 +608,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_pa
     assert left == {"reference.parquet.errors.csv", "out.parquet.parts"}  # no temporaries, no lock
     assert not list(parts.glob(".*"))
 
-    finish = _classify_process(model_dir, tree, out, quiet=False)
-    output = finish.communicate(timeout=300)[0].decode()
-    assert finish.returncode == 0, output
-    assert "chunks were already done" in output
-    pd.testing.assert_frame_equal(read_predictions(out), read_predictions(reference))
-    assert _errors(tmp_path / "out.parquet.errors.csv") == _errors(
-        tmp_path / "reference.parquet.errors.csv"
-    )
-    assert not parts.exists()
+    _resume_equals(model_dir, tree, out, reference)
 
 
 # --- backends ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from process_helpers import left_in_group
 
 from spectraldl.cli import main
 from spectraldl.io.bundled import bundled_files, real_labels_csv, replicate_real_tree
-from spectraldl.io.dataset import read_dataset
+from spectraldl.io.dataset import Dataset, read_dataset
 from spectraldl.io.labels import CLASSES, LabelError, read_labels
 from spectraldl.jobs.ingest import IngestFailed, discover, ingest
 
@@ -260,6 +260,19 @@ def test_interrupted_run_of_other_inputs_is_refused(tmp_path) -> None:
         ingest(files, tmp_path / "o.h5")
 
 
+def _resume_appends(tree: Path, out: Path, before: Dataset, reference: Path) -> Dataset:
+    """The same command again finishes the interrupted run: ``before``'s rows, then those of
+    the uninterrupted run ``reference``; the finished dataset."""
+    finish = _ingest_process(tree, out)
+    output = finish.communicate(timeout=300)[0].decode()
+    assert finish.returncode == 0, output
+    resumed, full = read_dataset(out), read_dataset(reference)
+    assert list(resumed.ids) == list(before.ids) + list(full.ids)
+    assert np.array_equal(resumed.X[len(before) :], full.X)
+    assert np.array_equal(resumed.labels[len(before) :], full.labels)
+    return resumed
+
+
 def _ingest_process(tree: Path, out: Path, *, quiet: bool = False) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "spectraldl.cli", "ingest", str(tree), "-o", str(out), "-j", "2"],
@@ -293,13 +306,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     still = read_dataset(out)
     assert list(still.ids) == list(before.ids) and np.array_equal(still.X, before.X)
 
-    finish = _ingest_process(tree, out)
-    output = finish.communicate(timeout=300)[0].decode()
-    assert finish.returncode == 0, output
-    resumed, full = read_dataset(out), read_dataset(reference)
-    assert list(resumed.ids) == list(before.ids) + list(full.ids)
-    assert np.array_equal(resumed.X[len(before) :], full.X)
-    assert np.array_equal(resumed.labels[len(before) :], full.labels)
+    resumed = _resume_appends(tree, out, before, reference)
     assert len(set(resumed.ids)) == len(resumed)
     assert not parts.exists()
     assert sorted(p.name for p in tmp_path.glob(".*")) == []  # the killed run's new file went
@@ -357,13 +364,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(
     still = read_dataset(out)
     assert list(still.ids) == list(before.ids) and np.array_equal(still.X, before.X)
 
-    finish = _ingest_process(tree, out)
-    output = finish.communicate(timeout=300)[0].decode()
-    assert finish.returncode == 0, output
-    resumed, full = read_dataset(out), read_dataset(reference)
-    assert list(resumed.ids) == list(before.ids) + list(full.ids)
-    assert np.array_equal(resumed.X[len(before) :], full.X)
-    assert np.array_equal(resumed.labels[len(before) :], full.labels)
+    _resume_appends(tree, out, before, reference)
     assert not parts.exists()
     assert _errors(tmp_path / "out.h5.errors.csv") == _errors(
         reference.with_name("reference.h5.errors.csv")
