@@ -1,9 +1,17 @@
-"""What is left of a command run in its own session (``start_new_session=True``) once it ended."""
+"""Commands run as processes of their own: what is left of one run in its own session
+(``start_new_session=True``) once it ended, and one refused while another holds its output."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from spectraldl.jobs.files import output_lock
 
 
 def running_in_group(pgid: int) -> list[int]:
@@ -31,3 +39,23 @@ def left_in_group(pgid: int, *, within_s: float = 15.0) -> list[int]:
     while (left := running_in_group(pgid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+def refused_while_locked(
+    locked: str | Path, args: Sequence[str], *, named: str | Path | None = None, **run: Any
+) -> None:
+    """``spectraldl ARGS`` in a process of its own, while this one holds ``locked``'s lock:
+    refused at once with one line naming the output (as ``named``, default ``locked``) and
+    this process as the run writing it."""
+    with output_lock(locked):
+        second = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            **run,
+        )
+    assert second.returncode == 1, second.stdout + second.stderr
+    (line,) = second.stderr.splitlines()
+    who = named if named is not None else locked
+    assert line.startswith(f"Error: {who} is being written by another run (pid {os.getpid()} ")

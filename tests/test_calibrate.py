@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from process_helpers import refused_while_locked
 
 from spectraldl.analysis.calibrate import (
     C_KM_S,
@@ -28,7 +26,6 @@ from spectraldl.core.errors import SpectrumError
 from spectraldl.core.spectrum import Spectrum, SpectrumMeta
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.bundled import real_dir
-from spectraldl.jobs.files import output_lock
 from spectraldl.prep.preprocess import air_to_vacuum, blur
 
 GAMMA_CAS_RAW = real_dir() / "ondrejov/raw/uk220017.fits"
@@ -218,16 +215,7 @@ def test_a_second_run_on_an_output_another_run_writes_is_refused_and_touches_not
     args = ["calibrate-blur", "--pairs", str(bundled_pairs_csv()), str(real_dir())]
     args += ["--plot", str(tmp_path / "blur.png"), "--details", str(tmp_path / "blur.json")]
     args += ["--pair-plots", str(tmp_path / "steps"), "--bootstrap", "2"]
-    with output_lock(locked):
-        second = subprocess.run(
-            [sys.executable, "-m", "spectraldl.cli", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    assert second.returncode == 1, second.stdout + second.stderr
-    (line,) = second.stderr.splitlines()
-    assert line.startswith(f"Error: {locked} is being written by another run (pid {os.getpid()} ")
+    refused_while_locked(locked, args)
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == first
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from process_helpers import refused_while_locked
 
 from spectraldl.analysis.explore import (
     ExploreError,
@@ -24,7 +22,6 @@ from spectraldl.analysis.explore import (
 from spectraldl.cli import main
 from spectraldl.io.bundled import real_dir, real_labels_csv
 from spectraldl.io.predictions import write_predictions
-from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -164,16 +161,7 @@ def test_a_second_run_into_a_folder_another_run_writes_is_refused_and_touches_no
         return {p.name: (p.stat().st_ino, p.read_bytes()) for p in out.iterdir()}
 
     before = files()
-    with output_lock(out):
-        second = subprocess.run(
-            [sys.executable, "-m", "spectraldl.cli", "explore", str(ondrejov), "-o", str(out)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    assert second.returncode == 1, second.stdout + second.stderr
-    (line,) = second.stderr.splitlines()
-    assert line.startswith(f"Error: {out} is being written by another run (pid {os.getpid()} ")
+    refused_while_locked(out, ["explore", str(ondrejov), "-o", str(out)])
     assert files() == before
     assert sorted(tmp_path.iterdir()) == [out]
 

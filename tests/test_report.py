@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from process_helpers import refused_while_locked
 from sqlalchemy import select
 from web_support import chromium, chromium_missing
 
@@ -25,7 +23,6 @@ from spectraldl.analysis.report import SECTIONS, write_report
 from spectraldl.cli import main
 from spectraldl.io.bundled import real_dir, real_labels_csv
 from spectraldl.io.predictions import write_predictions
-from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 from spectraldl.ml.evaluation import classification_metrics, plot_confusions, plot_curves
 from spectraldl.web import store
@@ -295,16 +292,7 @@ def test_a_second_report_on_a_page_another_run_writes_is_refused_and_touches_not
         return {p.name: (p.stat().st_ino, p.read_bytes()) for p in run.iterdir()}
 
     before = files()
-    with output_lock(out):
-        second = subprocess.run(
-            [sys.executable, "-m", "spectraldl.cli", "report", str(run)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    assert second.returncode == 1, second.stdout + second.stderr
-    (line,) = second.stderr.splitlines()
-    assert line.startswith(f"Error: {out} is being written by another run (pid {os.getpid()} ")
+    refused_while_locked(out, ["report", str(run)])
     assert files() == before
 
 

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import warnings
 import zlib
@@ -19,6 +18,7 @@ import pytest
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from click.testing import CliRunner
+from process_helpers import refused_while_locked
 
 from spectraldl.cli import main
 from spectraldl.io.archives import read_spectrum
@@ -26,7 +26,6 @@ from spectraldl.io.archives.fitsfile import FitsFile
 from spectraldl.io.bundled import real_dir
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.labels import CLASSES
-from spectraldl.jobs.files import output_lock
 from spectraldl.jobs.ingest import ingest
 from spectraldl.simulate import (
     JUNK_REASONS,
@@ -427,18 +426,13 @@ def test_a_second_run_into_a_folder_another_run_writes_is_refused(
     name = str(out) if spelling == "absolute" else "."
     here = os.pathsep.join(sys.path)  # the spectraldl under test, from the folder's cwd too
     args = ["simulate", "--archive", "lamost", "-n", "3", "--start", "6", "--seed", "5"]
-    with output_lock(out):
-        second = subprocess.run(
-            [sys.executable, "-m", "spectraldl.cli", *args, "-o", name, "-j", "1"],
-            cwd=out,
-            env={**os.environ, "PYTHONPATH": here},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    assert second.returncode == 1, second.stdout + second.stderr
-    (line,) = second.stderr.splitlines()
-    assert line.startswith(f"Error: {name} is being written by another run (pid {os.getpid()} ")
+    refused_while_locked(
+        out,
+        [*args, "-o", name, "-j", "1"],
+        named=name,
+        cwd=out,
+        env={**os.environ, "PYTHONPATH": here},
+    )
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(tmp_path.iterdir()) == [out]
 
