@@ -307,14 +307,7 @@ def learn(
         publish_model_dir(candidate, out_dir)
         result.model_dir = out_dir
         result.model.path = str(out_dir)
-        try:
-            scored = _rescore(db_url, out_dir)
-        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the model is written already
-            stop.args = (
-                f"the new model is written to {out_dir}; only its scoring of the stored spectra "
-                f"stopped: run spectraldl import --model {out_dir} --db ... to score them",
-            )
-            raise
+        scored = _score_published(db_url, out_dir)
         say(f"the new model scored {scored} stored spectra: the uncertainty queue follows it")
     else:
         shutil.rmtree(candidate, ignore_errors=True)
@@ -386,6 +379,19 @@ def _open_existing(db_url: str) -> Any:
         return open_existing(db_url)
     except DatabaseError as exc:
         raise LearnError(str(exc)) from None
+
+
+def _score_published(db_url: str, model_dir: Path) -> int:
+    """`_rescore` with the model already published: Ctrl-C or SIGTERM now says so (running
+    the command again would fine-tune the new model a second time)."""
+    try:
+        return _rescore(db_url, model_dir)
+    except KeyboardInterrupt as stop:
+        stop.args = (
+            f"the new model is written to {model_dir}; only its scoring of the stored spectra "
+            f"stopped: run spectraldl import --model {model_dir} --db ... to score them",
+        )
+        raise
 
 
 def _rescore(db_url: str, model_dir: Path) -> int:
