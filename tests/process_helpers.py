@@ -59,3 +59,15 @@ def refused_while_locked(
     (line,) = second.stderr.splitlines()
     who = named if named is not None else locked
     assert line.startswith(f"Error: {who} is being written by another run (pid {os.getpid()} ")
+
+
+def run_unprivileged(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -c SCRIPT ARGS`` as the user nobody where this runs as root (root reads and
+    writes every folder, so permissions would test nothing), else as this user."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return subprocess.run(
+        [*(nobody if os.geteuid() == 0 else []), sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

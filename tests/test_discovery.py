@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from process_helpers import run_unprivileged
 
 from spectraldl.classify.plan import plan_chunks
 from spectraldl.io.discovery import discover, walk
@@ -89,14 +88,8 @@ def test_an_unreadable_folder_is_reported() -> None:
         (root / "locked").mkdir()
         (root / "locked" / "b.fits").write_bytes(b"SIMPLE  =")
         (root / "locked").chmod(0)
-        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        done = subprocess.run(
-            [*(nobody if os.geteuid() == 0 else []), sys.executable, "-c", _AS_NOBODY, str(root)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
+        done = run_unprivileged(_AS_NOBODY, str(root))
+        assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
     finally:
         (root / "locked").chmod(0o755)

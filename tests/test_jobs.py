@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from classify_helpers import trained_model
 from click.testing import CliRunner
-from process_helpers import left_in_group
+from process_helpers import left_in_group, run_unprivileged
 
 from spectraldl.classify import run as run_module
 from spectraldl.classify.plan import ClassifyError
@@ -416,14 +416,7 @@ def test_a_folder_output_in_a_read_only_folder_is_locked_inside_it() -> None:
         (root / "work").mkdir()
         (root / "work").chmod(0o777)
         root.chmod(0o555)
-        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        as_nobody = nobody if os.geteuid() == 0 else []
-        done = subprocess.run(
-            [*as_nobody, sys.executable, "-c", _LOCK_AS_NOBODY, str(root / "work")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_unprivileged(_LOCK_AS_NOBODY, str(root / "work"))
     finally:
         root.chmod(0o755)
         shutil.rmtree(root)
@@ -452,16 +445,9 @@ def test_an_output_another_user_writes_is_refused() -> None:
         root.chmod(0o777)
         (root / "work").mkdir()
         (root / "work").chmod(0o777)
-        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        as_nobody = nobody if os.geteuid() == 0 else []
         with output_lock(root / "work"):
             (root / "work.lock").chmod(0o644)
-            done = subprocess.run(
-                [*as_nobody, sys.executable, "-c", _LOCK_HELD_BY_ANOTHER_USER, str(root / "work")],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = run_unprivileged(_LOCK_HELD_BY_ANOTHER_USER, str(root / "work"))
     finally:
         shutil.rmtree(root)
     assert done.returncode == 0, done.stderr
