@@ -192,10 +192,10 @@ def stops_cleanly(resume: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """A long command's decorator: Ctrl-C and SIGTERM end it with one line, no traceback.
 
     The line says it was interrupted (exit status 1) or terminated (143) and
-    then ``resume``: what is kept and how to go on (or what the interrupted
-    step put in the exception's first argument, where it knows better;
-    `spectraldl.core.signals`: a second signal ends the command at once). Put it under the click
-    decorators, on the command's function.
+    then ``resume``: what is kept and how to go on, or what the interrupted step
+    put in the exception's first argument where it knows better. A second
+    signal ends the command at once (`spectraldl.core.signals`). Put it under
+    the click decorators, on the command's function.
     """
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:

@@ -238,7 +238,8 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
         from distributed import Client, LocalCluster
 
         n = max(1, workers)
-        with held_stops(), _children_ignore_ctrl_c():  # a half-started cluster prints pages
+        # SIGTERM waits for the cluster to be up: a half-started one printed pages of tracebacks.
+        with held_stops(), _children_ignore_ctrl_c():
             cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,

@@ -5,11 +5,11 @@ repeatable task: a picklable function of picklable arguments, run in this
 process, in local worker processes or on a Dask cluster (`backends`). Its
 result comes back to this process and is committed to ``OUT.parts/NAME``
 through `atomic_write`, so a part is complete or absent, never half written.
-Part names carry a fingerprint of their inputs (sizes and times of the
+Part names carry a fingerprint of their inputs (paths, sizes and times of the
 files), so a changed input gives a new name and is done again. Lists of files
-are cut where their paths say (`ChunkCutter`), not every N files, so a file
-added or deleted since changes one or two chunks and a resumed run keeps the
-others' parts.
+are cut where their names say (`ChunkCutter`), not every N files, so a file
+added or deleted since changes the chunk it falls in and at most a few after
+it, and a resumed run keeps the others' parts.
 
 ``OUT.parts/`` also holds the run's manifest (the inputs and settings a
 resumed run must match) and, between the final rename of ``OUT`` and the
@@ -139,13 +139,12 @@ class PartsFolder:
         marker = self.path / MERGED
         if marker.exists() and merged(marker.read_text()):
             self.remove()
-        manifest_path = self.path / MANIFEST
         if self.path.exists():
-            found = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+            found = self._manifest()
             if found == manifest:
                 return
             if found is not None and _besides(found, inputs) == _besides(manifest, inputs):
-                with atomic_write(manifest_path) as tmp:
+                with atomic_write(self.path / MANIFEST) as tmp:
                     tmp.write_text(json.dumps(manifest, indent=1))
                 return
             if conflict is not None:
@@ -157,12 +156,15 @@ class PartsFolder:
 
     def holds(self, manifest: dict[str, Any]) -> bool:
         """Whether the folder holds the parts of the run of ``manifest`` (and no marker)."""
-        if (self.path / MERGED).exists():
-            return False
+        return not (self.path / MERGED).exists() and self._manifest() == manifest
+
+    def _manifest(self) -> dict[str, Any] | None:
+        """The manifest in the folder (None without one)."""
         try:
-            return bool(json.loads((self.path / MANIFEST).read_text()) == manifest)
+            found: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
         except FileNotFoundError:
-            return False
+            return None
+        return found
 
     def keep_only(self, names: Iterable[str]) -> None:
         """Remove parts not in ``names`` (of inputs changed since) and unfinished temporaries."""

@@ -258,10 +258,13 @@ def process_alive(pid: int) -> bool:
         return True
     try:
         if os.readlink("/proc/self") != str(os.getpid()):
-            return True  # no /proc (not Linux), or another PID namespace's: it cannot say
+            return True  # another PID namespace's /proc: it cannot say
+    except OSError:
+        return True  # no /proc (not Linux)
+    try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:  # gone since
-        return not os.path.isdir("/proc")
+    except FileNotFoundError:
+        return False  # gone since
     except OSError:
         return True
     state = stat[stat.rfind(b")") + 2 :][:1]  # the field after "(command)"
