@@ -330,12 +330,15 @@ def run_pipeline(root: Path) -> None:
 
 
 def fingerprint_run(root: Path) -> dict[str, Any]:
-    """Fingerprints of every file under ``root``, by relative path."""
+    """Fingerprints of every file under ``root``, by relative path (a classify table's kept
+    parts aside: they hold the table's rows, in chunks)."""
     Paths.root = str(root)
     return {
         Paths.normal(str(path.relative_to(root))): output_fingerprint(path)
         for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.name.endswith(".lock")
+        if path.is_file()
+        and not path.name.endswith(".lock")
+        and not path.parent.name.endswith(".parts")
     }
 
 

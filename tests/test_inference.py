@@ -113,7 +113,7 @@ def test_rows_agree_with_the_model_api_on_real_files(
     assert (table["quality"].to_numpy() & int(Quality.LOW_SNR)).any()
     # The errors file lists exactly what read_and_preprocess refuses.
     assert _errors(errors_csv_path(out)) == {e.path: e.reason for e in errors}
-    assert not parts_dir(out).exists()
+    assert (parts_dir(out) / "merged").exists()  # kept for a later update of the table
 
 
 def test_predictor_is_one_pass_of_probabilities_and_novelty(model_dir: Path) -> None:
@@ -478,7 +478,11 @@ def test_an_existing_output_is_resumed_only_for_the_same_model_and_sources(
     files = [str(f.path) for f in bundled_files(archive="ondrejov")]
     out = tmp_path / "pred.fits"
     first = classify(model_dir, files, out)
-    # As if killed between the final rename and the clean-up: the leftovers go, nothing is redone.
+    again = classify(model_dir, files, out)
+    assert again.already_complete and again.rows == first.rows
+    assert (parts_dir(out) / "merged").exists()
+    # Parts of no run beside the complete table (killed while a folder was made): they go.
+    shutil.rmtree(parts_dir(out))
     parts_dir(out).mkdir()
     (parts_dir(out) / "chunk-0000000.parquet").write_bytes(b"stale")
     again = classify(model_dir, files, out)
@@ -570,14 +574,14 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_pat
 
 def _resume_equals(model_dir: Path, tree: Path, out: Path, reference: Path) -> None:
     """The same command again finishes the interrupted run: table and errors file equal the
-    uninterrupted run's, the parts folder gone."""
+    uninterrupted run's, the parts kept and marked merged."""
     finish = _classify_process(model_dir, tree, out, quiet=False)
     output = finish.communicate(timeout=300)[0].decode()
     assert finish.returncode == 0, output
     assert "chunks were already done" in output
     pd.testing.assert_frame_equal(read_predictions(out), read_predictions(reference))
     assert _errors(errors_csv_path(out)) == _errors(errors_csv_path(reference))
-    assert not parts_dir(out).exists()
+    assert (parts_dir(out) / "merged").exists()
 
 
 @pytest.mark.slow
@@ -605,7 +609,8 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(model_dir: Path, tmp_pa
     assert not left_in_group(process.pid), "processes outlived the run"
     assert list(parts.glob("chunk-*.parquet"))
     left = {p.name for p in tmp_path.iterdir()} - {"tree", "reference.parquet"}
-    assert left == {"reference.parquet.errors.csv", "out.parquet.parts"}  # no temporaries, no lock
+    kept = {"reference.parquet.errors.csv", "reference.parquet.parts", "out.parquet.parts"}
+    assert left == kept  # no temporaries, no lock
     assert not list(parts.glob(".*"))
 
     _resume_equals(model_dir, tree, out, reference)

@@ -210,6 +210,39 @@ def test_a_classify_resumed_after_files_were_added_and_deleted_redoes_their_chun
     assert done.equals(again)
 
 
+def test_a_complete_table_is_updated_after_files_changed_redoing_their_chunks_only(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """A file repaired, one replaced, one deleted and one added under the sources of a complete
+    table: the same command classifies the changed chunks only, and the table equals a fresh
+    run's (before, it said "already complete" and kept the stale rows and bad files)."""
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 60)
+    files = discover([tree])
+    repaired, replaced = files[7], files[30]
+    good = repaired.read_bytes()
+    repaired.write_bytes(good[:3000])  # a truncated download
+    out = tmp_path / "pred.parquet"
+    first = classify(model_dir, [tree], out, chunk_files=4)
+    assert repaired.name in _errors(errors_csv_path(out))
+    repaired.write_bytes(good)
+    replaced.write_bytes(files[31].read_bytes())  # another spectrum now: a duplicate id
+    _grow_and_shrink(tree)
+    update = _StopAfter(None)
+    summary = classify(model_dir, [tree], out, chunk_files=4, backend=update)
+    fresh = classify(model_dir, [tree], tmp_path / "reference.parquet", chunk_files=4)
+    assert not summary.already_complete and summary.rows == fresh.rows
+    assert summary.chunks_resumed + len(update.seen) == summary.chunks
+    assert 3 <= len(update.seen) <= 3 + 6 < first.chunks
+    assert read_predictions(out).equals(read_predictions(fresh.out))
+    assert _errors(errors_csv_path(out)) == _errors(errors_csv_path(fresh.out))
+    assert repaired.name not in _errors(errors_csv_path(out))
+    assert classify(model_dir, [tree], out, chunk_files=4).already_complete
+    again = _StopAfter(None)
+    classify(model_dir, [tree], out, chunk_files=4, backend=again, overwrite=True)
+    assert len(again.seen) == summary.chunks  # --overwrite classifies everything again
+
+
 def test_a_resume_with_other_paths_given_is_still_refused(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,7 +281,7 @@ def test_a_classify_stopped_between_its_table_and_errors_file_writes_both_again(
     assert out.exists() and not errors_csv_path(out).exists()
     summary = classify(model_dir, [root], out)
     assert not summary.already_complete and set(_errors(errors_csv_path(out))) == set(expect)
-    assert not parts_dir(out).exists()
+    assert (parts_dir(out) / "merged").exists()
     assert classify(model_dir, [root], out).already_complete
 
 

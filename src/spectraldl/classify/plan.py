@@ -20,7 +20,7 @@ from spectraldl.core.paths import within
 from spectraldl.io.dataset import HDF5_SUFFIXES, DatasetError, dataset_info
 from spectraldl.io.discovery import walk
 from spectraldl.jobs.engine import ChunkCutter
-from spectraldl.jobs.files import inputs_fingerprint
+from spectraldl.jobs.files import file_stamp, inputs_fingerprint
 
 CHUNK_FILES = 512
 """FITS files per chunk on average: fixed for a run (recorded), so a resumed run cuts the list
@@ -159,7 +159,9 @@ def plan_chunks(
     walked for spectrum files (`spectraldl.io.discovery`, as ingest). Paths
     are made absolute, so that workers on other machines find the same files.
     A source given twice, or inside a directory given before it, is read once.
-    Chunks follow the order of ``sources``: rows of a dataset, or files.
+    Chunks follow the order of ``sources``: rows of a dataset, or files. The digest covers
+    every file's size, time and inode (`file_stamp`), so a complete table is known to be
+    stale once a file under the sources changed.
     Raises `ClassifyError` for a missing source or an HDF5 file that is not a dataset.
     """
 
@@ -194,7 +196,7 @@ def plan_chunks(
             continue
         planned.append(Source(path))
         for found in iter_fits_files(path, unread):
-            sha.update(found.encode("utf-8", "surrogateescape") + b"\0")
+            sha.update(file_stamp(found))
             files += 1
             run += 1
             if cutter.cut_after(found):

@@ -10,7 +10,9 @@ to ``PRED.parts/`` under a name its inputs fingerprint (temporary name, then ren
 run leaves finished chunks behind and the same command finishes the rest.
 When every chunk is there they are streamed, in chunk order, into ``PRED``
 (format by extension; `spectraldl.io.predictions`), so the table does not depend
-on the backend, the number of workers or interruptions.
+on the backend, the number of workers or interruptions. The parts stay beside the
+table: after files under the sources were added, changed or deleted, the same
+command classifies only the chunks that changed and merges the table again.
 
 Every row carries the preprocessing `Quality` flags plus `Quality.NOVEL`
 where the novelty score (`spectraldl.ml.novelty`, computed from the network's
@@ -62,7 +64,7 @@ from spectraldl.io.predictions import (
     write_predictions,
 )
 from spectraldl.jobs.backends import Backend, DaskBackend, SerialBackend
-from spectraldl.jobs.engine import PartsFolder, Shard, run_shards
+from spectraldl.jobs.engine import PartsFolder, Shard, run_shards, same_run
 from spectraldl.jobs.files import (
     ErrorsFileDamaged,
     JobIOError,
@@ -198,7 +200,7 @@ class ClassifySummary:
 
 
 def parts_dir(out: str | Path) -> Path:
-    """Where a run keeps its committed chunks until the table is complete: ``PRED.parts/``."""
+    """Where a run keeps its committed chunks, beside the table once complete: ``PRED.parts/``."""
     return PartsFolder(out).path
 
 
@@ -214,38 +216,46 @@ def _commit(path: Path, result: ChunkResult, *, classes: Sequence[str], run: str
     write_predictions(path, result.frame, classes=classes, metadata=meta, astropy_metadata=False)
 
 
-def _complete(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool:
-    """True when ``out`` is this run's complete table; refuses another run's without overwrite."""
+def _table_manifest(out: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The manifest of the existing table ``out`` (None without one); a file that is not a
+    spectraldl predictions table is refused without overwrite."""
     if not out.exists():
-        return False
+        return None
     try:
         existing = read_metadata(out)
     except ValueError:
         existing = None
-    if existing is not None and existing.get("manifest") == manifest and not overwrite:
-        return True
-    if not overwrite:
-        what = (
-            "was made by another model, other sources or other settings (or by an older spectraldl)"
-            if existing is not None
-            else "is not a spectraldl predictions table"
+    if existing is None and not overwrite:
+        raise ClassifyError(
+            f"{out} exists and is not a spectraldl predictions table; use --overwrite to replace it"
         )
-        raise ClassifyError(f"{out} exists and {what}; use --overwrite to replace it")
-    return False
+    return None if existing is None else existing.get("manifest", {})
 
 
 def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool:
-    """Make ``PRED.parts/`` ready for this run; True when ``out`` is already its complete table."""
+    """Make ``PRED.parts/`` ready for this run; True when ``out`` is already its complete table.
+
+    The parts stay beside a complete table (marked merged), so that a later run after files
+    under the sources were added, changed or deleted redoes only the chunks that changed.
+    """
     parts = PartsFolder(out)
-    if (parts.path / "merged").exists() and out.exists():
-        # Killed after the final rename: the table is complete, only clean-up is left.
-        parts.remove()
-    if _complete(out, manifest, overwrite) and not parts.holds(manifest):
-        # Chunks left by a kill between the final rename and the clean-up go.
-        parts.remove()
-        return True
-    # The parts of this very run beside its table: killed between the renames of the table
-    # and of its errors file. The table is merged again from them, with its errors file.
+    existing = _table_manifest(out, overwrite)
+    if overwrite:
+        if parts.merged():
+            parts.remove()  # a complete run's parts: --overwrite classifies everything again
+    elif existing == manifest:
+        if not parts.holds(manifest):
+            # Complete. Parts beside it of no run (a kill while they were made) go.
+            if not parts.merged():
+                parts.remove()
+            return True
+        # The parts of this very run beside its table, not marked merged: killed between the
+        # renames of the table and of its errors file. Both are merged again from them.
+    elif existing is not None and not same_run(existing, manifest, INPUTS):
+        raise ClassifyError(
+            f"{out} exists and was made by another model, other sources or other settings "
+            "(or by an older spectraldl); use --overwrite to replace it"
+        )
     conflict = ClassifyError(
         f"{parts.path} holds an unfinished run of another model, other sources or other "
         "settings, or one an older spectraldl started; re-run the command that started it, "
@@ -325,9 +335,7 @@ def _merge(
             classes=classes,
             metadata=metadata,
         )
-    parts = PartsFolder(out)
-    parts.mark_merged(manifest["model_id"])
-    parts.remove()
+    PartsFolder(out).mark_merged(manifest["model_id"])
     ordered = {c: int(classes_count.get(c, 0)) for c in classes}
     return rows, errors, ordered, dict(flags_count), dict(timings)
 
@@ -476,8 +484,8 @@ def _precision_here(precision: str, device: str, backend: Backend) -> str:
 
 INPUTS = ("sources", "files", "dataset_rows", "chunks")
 """The manifest's keys that describe what the sources hold: a run resumed after files were
-added or deleted under them keeps the parts of the chunks that did not change (a complete
-table is the result of one set of inputs: it must match them all)."""
+added, changed or deleted under them keeps the parts of the chunks that did not change, and so
+does a run that updates a complete table made from the sources as they were."""
 
 
 def _manifest(model: TrainedModel, plan: Plan, precision: str) -> dict[str, Any]:
@@ -545,12 +553,16 @@ def _run_chunks(
     if progress:
         progress(0, plan.inputs)
     shards = (Shard(chunk.part_name(), chunk.size, chunk) for chunk in plan.iter_chunks())
+    parts = PartsFolder(out)
     result = run_shards(
         shards,
         partial(classify_chunk, settings=settings),
         partial(_commit, classes=classes, run=settings.model_id),
-        parts=PartsFolder(out),
+        parts=parts,
         backend=backend,
         progress=advance,
     )
+    # Parts of chunks whose files changed since go, and with them the merged marker of an
+    # earlier complete table: the folder now holds this run's parts only, not yet merged.
+    parts.keep_only(path.name for path in result.paths)
     return result.paths, result.resumed

@@ -114,7 +114,9 @@ def classify_command(
 
     Chunks are committed as they finish: an interrupted run (Ctrl-C, SIGTERM,
     even kill -9) resumes where it stopped when the same command is given
-    again. Bad files never stop the run; they are listed with a reason in
+    again. Given again after files under the sources were added, changed or
+    deleted, it updates OUT, classifying only the chunks that changed (kept in
+    OUT.parts/). Bad files never stop the run; they are listed with a reason in
     OUT.errors.csv (OUT's whole name: dr1.parquet.errors.csv); a spectrum
     found twice gets one row.
 

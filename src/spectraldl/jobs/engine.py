@@ -143,7 +143,7 @@ class PartsFolder:
             found = self._manifest()
             if found == manifest:
                 return
-            if found is not None and _besides(found, inputs) == _besides(manifest, inputs):
+            if found is not None and same_run(found, manifest, inputs):
                 with atomic_write(self.path / MANIFEST) as tmp:
                     tmp.write_text(json.dumps(manifest, indent=1))
                 return
@@ -156,7 +156,11 @@ class PartsFolder:
 
     def holds(self, manifest: dict[str, Any]) -> bool:
         """Whether the folder holds the parts of the run of ``manifest`` (and no marker)."""
-        return not (self.path / MERGED).exists() and self._manifest() == manifest
+        return not self.merged() and self._manifest() == manifest
+
+    def merged(self) -> bool:
+        """Whether the folder's parts are marked merged into their complete output."""
+        return (self.path / MERGED).exists()
 
     def _manifest(self) -> dict[str, Any] | None:
         """The manifest in the folder (None without one)."""
@@ -186,9 +190,11 @@ class PartsFolder:
         shutil.rmtree(self._discarded, ignore_errors=True)
 
 
-def _besides(manifest: dict[str, Any], keys: Collection[str]) -> dict[str, Any]:
-    """``manifest`` without ``keys``."""
-    return {key: value for key, value in manifest.items() if key not in keys}
+def same_run(found: dict[str, Any], manifest: dict[str, Any], inputs: Collection[str]) -> bool:
+    """Whether two manifests are of one run, what the paths hold (the keys ``inputs``) aside."""
+    return {k: v for k, v in found.items() if k not in inputs} == {
+        k: v for k, v in manifest.items() if k not in inputs
+    }
 
 
 def numbered(work: Callable[[T], R], item: tuple[int, T]) -> tuple[int, R]:

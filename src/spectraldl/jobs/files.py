@@ -91,20 +91,26 @@ def read_errors_csv(path: str | Path) -> list[FileError]:
     return [FileError(row["path"], row["reason"]) for row in rows]
 
 
+def file_stamp(path: str) -> bytes:
+    """The path with its file's size, modification time and inode: what changes when the file
+    is repaired, replaced or truncated."""
+    try:
+        st = os.stat(path)
+        stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    except OSError as exc:
+        stamp = f"error:{exc.errno}"
+    return path.encode("utf-8", "surrogateescape") + b"\0" + stamp.encode() + b"\0"
+
+
 def inputs_fingerprint(paths: Iterable[str]) -> str:
-    """A short digest of the paths with each file's size and modification time.
+    """A short digest of the paths' `file_stamp`.
 
     A chunk committed under this name is stale once any of its files changed
     (repaired, replaced, truncated): a resumed run reads it again.
     """
     sha = hashlib.sha256()
     for path in paths:
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-        except OSError as exc:
-            stamp = f"error:{exc.errno}"
-        sha.update(path.encode("utf-8", "surrogateescape") + b"\0" + stamp.encode() + b"\0")
+        sha.update(file_stamp(path))
     return sha.hexdigest()[:16]
 
 
