@@ -265,6 +265,31 @@ def test_a_chunk_measured_together_equals_one_by_one(monkeypatch: pytest.MonkeyP
                 assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-9, nan_ok=True)
 
 
+def test_a_corrupt_pixel_at_halpha_is_not_measured_as_the_line() -> None:
+    """One absurd pixel (a cosmic ray, a flipped byte) at H-alpha of a real emission-line star:
+    the measurements interpolate over it as the network's input does, alone or in a batch
+    (before, the EW came out near -2.5e35 Å and passed candidate cuts on EW)."""
+    import spectraldl.prep.measure as measure
+
+    path = next(f.path for f in bundled_files(archive="lamost") if "sp14-183" in f.path.name)
+    clean = read_spectrum(path)
+    peak = int(np.argmin(np.abs(clean.wave_aa - 6564.6)))
+    hit = []
+    for value in (3e38, 1e30, -1e30):
+        flux = clean.flux.copy()
+        flux[peak] = value
+        hit.append(Spectrum(clean.wave_aa, flux, clean.medium, clean.meta, ivar=clean.ivar))
+    expected = measure_halpha(clean).halpha_ew_aa
+    assert expected < -30  # a strong emission line
+    alone = [measure_halpha(s) for s in hit]
+    batch = measure.measure_halpha_windows([measure.halpha_window(s) for s in [clean] * 10 + hit])[
+        10:
+    ]
+    for m in [*alone, *batch]:
+        assert m.halpha_ew_aa == pytest.approx(expected, rel=0.1)
+        assert abs(m.halpha_peak_ratio) < 100
+
+
 def test_as_dict_follows_the_columns() -> None:
     m = LineMeasurement.unmeasurable("no coverage")
     assert list(m.as_dict()) == list(MEASUREMENT_COLUMNS)

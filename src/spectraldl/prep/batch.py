@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from spectraldl.core.quality import Quality
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.prep.lines import vacuum_wavelengths
-from spectraldl.prep.measure import DER_NOISE_SCALE, SPIKE_MAX_NEIGHBOUR, SPIKE_MIN_NOISE
+from spectraldl.prep.measure import row_der_noise, row_spikes
 from spectraldl.prep.preprocess import (
     PreprocessConfig,
     Preprocessed,
@@ -87,30 +87,11 @@ def _plan(wave_vac: NDArray[np.float64], config: PreprocessConfig) -> _GridPlan 
     )
 
 
-def _median(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Row medians, as `np.median` of each row (the same partition, the same mean of two)."""
-    return np.median(values, axis=1)
-
-
-def _der_noise(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """`spectraldl.prep.measure.der_noise` of each row (all finite, at least 5 pixels)."""
-    second = np.abs(2.0 * values[:, 2:-2] - values[:, :-4] - values[:, 4:])
-    return DER_NOISE_SCALE * _median(second)
-
-
 def _spiky(
     values: NDArray[np.float64], median: NDArray[np.float64], noise: NDArray[np.float64]
 ) -> NDArray[np.bool_]:
     """Rows with a spike by `spectraldl.prep.measure.spike_pixels` (all pixels finite)."""
-    excess = values - median[:, None]
-    size = np.abs(excess)
-    sign = np.sign(excess)
-    padded = np.pad(excess, ((0, 0), (1, 1)))
-    same_side = np.maximum(
-        np.maximum(padded[:, :-2] * sign, 0.0), np.maximum(padded[:, 2:] * sign, 0.0)
-    )
-    spikes = (size > SPIKE_MIN_NOISE * noise[:, None]) & (same_side < SPIKE_MAX_NEIGHBOUR * size)
-    return np.asarray(spikes.any(axis=1))
+    return np.asarray(row_spikes(values, median, noise).any(axis=1))
 
 
 def _interp(flux: NDArray[np.float64], plan: _GridPlan) -> NDArray[np.float64]:
@@ -143,8 +124,8 @@ def _group_outcomes(
     window = flux[:, plan.window]
     # Rows with inf or NaN give NaN here without a word: they go to `preprocess` (not simple).
     with np.errstate(invalid="ignore", over="ignore"):
-        median = _median(window)
-        noise = _der_noise(window)
+        median = np.median(window, axis=1)
+        noise = row_der_noise(window)
         simple = (
             np.isfinite(flux).all(axis=1)
             & (window.min(axis=1) != window.max(axis=1))

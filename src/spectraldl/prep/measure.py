@@ -13,7 +13,7 @@ vectorised operations, the same numbers to float rounding.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +120,26 @@ def spike_pixels(
         np.maximum(padded[2:] * np.sign(excess), 0.0),
     )
     return finite & (size > min_noise * noise) & (same_side < max_neighbour * size)
+
+
+def row_der_noise(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """`der_noise` of each row (all finite, at least 5 pixels), the same arithmetic."""
+    second = np.abs(2.0 * values[:, 2:-2] - values[:, :-4] - values[:, 4:])
+    return DER_NOISE_SCALE * np.median(second, axis=1)
+
+
+def row_spikes(
+    values: NDArray[np.float64], median: NDArray[np.float64], noise: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """`spike_pixels` of each row (all finite), given the rows' medians and `row_der_noise`."""
+    excess = values - median[:, None]
+    size = np.abs(excess)
+    sign = np.sign(excess)
+    padded = np.pad(excess, ((0, 0), (1, 1)))
+    same_side = np.maximum(
+        np.maximum(padded[:, :-2] * sign, 0.0), np.maximum(padded[:, 2:] * sign, 0.0)
+    )
+    return (size > SPIKE_MIN_NOISE * noise[:, None]) & (same_side < SPIKE_MAX_NEIGHBOUR * size)
 
 
 def equivalent_width_aa(
@@ -611,21 +631,45 @@ def _measure_windows(
         if w.together():
             groups.setdefault(id(w.grid), []).append(i)
         else:
-            out[i] = _measure_window(w.grid, w.values, w.good, w.ivar, detail)
+            out[i] = _measure_alone(w, detail)
     for members in groups.values():
         if len(members) < MIN_TOGETHER:  # too few to repay the batch's fixed cost
             for i in members:
-                w = windows[i]
-                out[i] = _measure_window(w.grid, w.values, w.good, w.ivar, detail)
+                out[i] = _measure_alone(windows[i], detail)
             continue
         for first in range(0, len(members), BATCH_ROWS):
             rows = members[first : first + BATCH_ROWS]
-            grid = windows[rows[0]].grid
-            values = np.stack([windows[i].values for i in rows])
-            ivar = np.stack([windows[i].ivar for i in rows])  # type: ignore[misc]
-            for i, result in zip(rows, _measure_together(grid, values, ivar, detail), strict=True):
+            for i, result in _measure_batch([windows[i] for i in rows], rows, detail):
                 out[i] = result
     return out  # type: ignore[return-value]
+
+
+def _measure_alone(w: HalphaWindow, detail: bool) -> tuple[LineMeasurement, HalphaFit | None]:
+    """One window measured by itself, its one-pixel spikes (`spike_pixels`) interpolated over
+    as bad pixels, as preprocessing does for the network: a cosmic ray or a corrupt value at
+    H-alpha must not become the line."""
+    good = w.good.copy()
+    good[good] = ~spike_pixels(w.values[good])
+    return _measure_window(w.grid, w.values, good, w.ivar, detail)
+
+
+def _measure_batch(
+    batch: Sequence[HalphaWindow], rows: Sequence[int], detail: bool
+) -> Iterator[tuple[int, tuple[LineMeasurement, HalphaFit | None]]]:
+    """Windows of one grid, every pixel good, measured together; those with a spike (found
+    for all at once, `row_spikes`) alone, each as `_measure_alone` would."""
+    values = np.stack([w.values for w in batch])
+    spikes = row_spikes(values, np.median(values, axis=1), row_der_noise(values))
+    spiky = [bool(spike) for spike in np.asarray(spikes.any(axis=1))]
+    for k in (k for k, spike in enumerate(spiky) if spike):
+        w = batch[k]
+        yield rows[k], _measure_window(w.grid, w.values, ~spikes[k], w.ivar, detail)
+    clean = [k for k, spike in enumerate(spiky) if not spike]
+    if not clean:
+        return
+    ivar = np.stack([batch[k].ivar for k in clean])  # type: ignore[misc]
+    together = _measure_together(batch[0].grid, values[clean], ivar, detail)
+    yield from zip((rows[k] for k in clean), together, strict=True)
 
 
 class _Grid:
