@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from spectraldl.core.errors import SpectrumError
+from spectraldl.core.quality import Quality
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.archives.fitsfile import FitsFile
 from spectraldl.jobs.ingest import ingest, read_and_preprocess
@@ -238,3 +239,39 @@ def test_descending_lamost_wavelengths_still_read_in_order(tmp_path: Path) -> No
     )
     a, b = read_spectrum(DR2), read_spectrum(path)
     assert np.array_equal(a.wave_aa, b.wave_aa) and np.array_equal(a.flux, b.flux)
+
+
+def test_absurd_numbers_are_handled_without_runtime_warnings(tmp_path: Path) -> None:
+    """SN_R = 1E300 is no S/N (measured from the data instead: SNR_FROM_DATA, a finite snr),
+    and a flux pixel of 1E300 or float64's largest is a corrupt pixel (NaN, NONFINITE);
+    nothing overflows on the way, so no RuntimeWarning reaches the terminal."""
+    files = {name: tmp_path / f"{name}.fits" for name in ("snr", "spike", "max")}
+    files["snr"].write_bytes(changed(DR1, 0, SN_R="1E300"))
+    for name, value in (("spike", 1e300), ("max", np.finfo(np.float64).max)):
+        fits_file = FitsFile.open(SSAP)
+        header, start = fits_file.extension(1)
+        table = np.frombuffer(fits_file.data, ">f8", count=2 * header["NAXIS2"], offset=start)
+        table = table.copy().reshape(-1, 2)
+        table[np.argmin(np.abs(table[:, 0] - 6562.8)), 1] = value
+        data = fits_file.data
+        files[name].write_bytes(data[:start] + table.tobytes() + data[start + table.nbytes :])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows, errors = read_and_preprocess(list(files.values()), config=PreprocessConfig())
+    assert not errors and not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert np.isfinite(rows.meta["snr"]).all()
+    assert rows.quality[0] & Quality.SNR_FROM_DATA
+    assert (rows.quality[1:] & Quality.NONFINITE).all()
+    assert np.isnan(read_spectrum(files["snr"]).meta.snr)
+
+
+def test_wavelengths_in_messages_are_compact(tmp_path: Path) -> None:
+    """CDELT1 = 1E300 is told in a few digits, not the 300 of a fixed-point number."""
+    path = tmp_path / "wide.fits"
+    path.write_bytes(changed(RAW, 0, CDELT1="1E300"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, errors = read_and_preprocess([path], config=PreprocessConfig())
+    reason = errors[0].reason
+    assert reason.startswith("no H-alpha coverage") and "e+303 Å" in reason and len(reason) < 120
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
