@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from spectraldl.core.errors import SpectrumError
+from spectraldl.core.quality import Quality
 from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.fitsfile import FitsFile
 from spectraldl.jobs.ingest import ingest, read_and_preprocess
 from spectraldl.prep.preprocess import PreprocessConfig
 
@@ -143,4 +145,133 @@ def test_overflowing_values_are_refused_without_numpy_warnings(tmp_path: Path) -
         rows, errors = read_and_preprocess(files, config=PreprocessConfig())
     assert [error.path for error in errors] == [str(p) for p in files[:2]]
     assert len(rows.ids) == 1
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+# --- files cut short, and data that contradicts its header (reader review, items 1-4) -----
+
+DR2 = DATA / "lamost-dr2" / "spec-56257-GAC089N38V2_sp01-009.fit"  # its or-mask ends non-zero
+
+
+def _mrs(extra: int = 0) -> bytes:
+    """The MRS fixture (primary, COADD_B, COADD_R) and ``extra`` bytes of one more HDU after
+    them (a copy of COADD_R, as a full file's exposures follow its coadds)."""
+    data = gzip.decompress(MRS.read_bytes())
+    return data + data[_hdu_starts(data)[2] :][:extra]
+
+
+def _wavelength_row_shuffled() -> bytes:
+    """The DR2 fixture with its Wavelength row (row 2) in a shuffled order."""
+    fits_file = FitsFile.open(DR2)
+    image = np.array(fits_file.primary_array())
+    np.random.default_rng(1).shuffle(image[2])
+    start, data = fits_file.data_start, fits_file.data
+    return data[:start] + image.tobytes() + data[start + image.nbytes :]
+
+
+CUT = {  # what is left of a real file -> the words its refusal must hold
+    "mrs-cut-after-its-coadds": (
+        lambda: _mrs(extra=30000),
+        "truncated: the file ends inside HDU 3's data unit",
+    ),
+    "mrs-cut-in-coadd-b": (lambda: _mrs()[:30000], "truncated: the file ends inside HDU 1's data"),
+    "mrs-cut-in-a-header": (
+        lambda: _mrs(extra=1000),
+        "truncated: the file ends inside HDU 3's header",
+    ),
+    "ssap-cut-after-primary": (
+        lambda: SSAP.read_bytes()[: _hdu_starts(SSAP.read_bytes())[1]],
+        "a primary header alone",
+    ),
+    "dr2-naxis1-understated": (
+        lambda: changed(DR2, 0, NAXIS1="3799"),
+        "unused non-zero bytes",
+    ),
+    "dr2-wavelengths-shuffled": (_wavelength_row_shuffled, "the Wavelength row is not in order"),
+    "ssap-tfields-undefined": (
+        lambda: changed(SSAP, 1, TFIELDS="9"),
+        "table 1's header declares 9 fields (TFIELDS) but defines 2",
+    ),
+    "ssap-naxis1-narrow": (
+        lambda: changed(SSAP, 1, NAXIS1="8"),
+        "table 1's NAXIS1 (8) does not match its columns' width (16",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CUT))
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "gzip"])
+def test_a_cut_or_contradicted_file_is_refused_for_what_it_is(
+    case: str, packed: bool, tmp_path: Path
+) -> None:
+    """A cut inside any HDU (not only the ones a reader uses) is called truncated, where it
+    read as a spectrum or as an unknown layout; a header the data contradicts says how."""
+    make, says = CUT[case]
+    data = make()
+    path = tmp_path / (f"{case}.fits.gz" if packed else f"{case}.fits")
+    path.write_bytes(gzip.compress(data, mtime=0) if packed else data)
+    with pytest.raises(SpectrumError) as caught:
+        read_spectrum(path)
+    assert path.name in str(caught.value) and says in str(caught.value)
+
+
+def test_a_file_that_ends_at_an_hdu_boundary_or_in_zeros_reads(tmp_path: Path) -> None:
+    """An MRS file that ends where an HDU ends (here its coadds and one more), or with zero
+    blocks after that, is whole."""
+    whole = _mrs(extra=10**6)
+    short, padded = tmp_path / "short.fits", tmp_path / "padded.fits"
+    short.write_bytes(whole)
+    padded.write_bytes(whole + bytes(2 * BLOCK))
+    expected = read_spectrum(MRS)
+    for path in (short, padded):
+        assert np.array_equal(read_spectrum(path).flux, expected.flux)
+    assert read_spectrum(DR2).wave_aa.size > 100  # the fixture reads, undamaged
+
+
+def test_descending_lamost_wavelengths_still_read_in_order(tmp_path: Path) -> None:
+    """Only wavelengths out of order are refused: a monotonic row, either way, is sorted."""
+    fits_file = FitsFile.open(DR2)
+    image = np.array(fits_file.primary_array())[:, ::-1]
+    start, data = fits_file.data_start, fits_file.data
+    path = tmp_path / "reversed.fits"
+    path.write_bytes(
+        data[:start] + np.ascontiguousarray(image).tobytes() + data[start + image.nbytes :]
+    )
+    a, b = read_spectrum(DR2), read_spectrum(path)
+    assert np.array_equal(a.wave_aa, b.wave_aa) and np.array_equal(a.flux, b.flux)
+
+
+def test_absurd_numbers_are_handled_without_runtime_warnings(tmp_path: Path) -> None:
+    """SN_R = 1E300 is no S/N (measured from the data instead: SNR_FROM_DATA, a finite snr),
+    and a flux pixel of 1E300 or float64's largest is a corrupt pixel (NaN, NONFINITE);
+    nothing overflows on the way, so no RuntimeWarning reaches the terminal."""
+    files = {name: tmp_path / f"{name}.fits" for name in ("snr", "spike", "max")}
+    files["snr"].write_bytes(changed(DR1, 0, SN_R="1E300"))
+    for name, value in (("spike", 1e300), ("max", np.finfo(np.float64).max)):
+        fits_file = FitsFile.open(SSAP)
+        header, start = fits_file.extension(1)
+        table = np.frombuffer(fits_file.data, ">f8", count=2 * header["NAXIS2"], offset=start)
+        table = table.copy().reshape(-1, 2)
+        table[np.argmin(np.abs(table[:, 0] - 6562.8)), 1] = value
+        data = fits_file.data
+        files[name].write_bytes(data[:start] + table.tobytes() + data[start + table.nbytes :])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows, errors = read_and_preprocess(list(files.values()), config=PreprocessConfig())
+    assert not errors and not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert np.isfinite(rows.meta["snr"]).all()
+    assert rows.quality[0] & Quality.SNR_FROM_DATA
+    assert (rows.quality[1:] & Quality.NONFINITE).all()
+    assert np.isnan(read_spectrum(files["snr"]).meta.snr)
+
+
+def test_wavelengths_in_messages_are_compact(tmp_path: Path) -> None:
+    """CDELT1 = 1E300 is told in a few digits, not the 300 of a fixed-point number."""
+    path = tmp_path / "wide.fits"
+    path.write_bytes(changed(RAW, 0, CDELT1="1E300"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, errors = read_and_preprocess([path], config=PreprocessConfig())
+    reason = errors[0].reason
+    assert reason.startswith("no H-alpha coverage") and "e+303 Å" in reason and len(reason) < 120
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

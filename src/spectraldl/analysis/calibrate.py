@@ -312,7 +312,7 @@ class _Comparison:
         if self.o_wave_vac[0] > lo + 5.0 or self.o_wave_vac[-1] < hi - 5.0:
             raise SpectrumError(
                 source,
-                f"covers {self.o_wave_vac[0]:.1f}-{self.o_wave_vac[-1]:.1f} Å (vacuum), "
+                f"covers {self.o_wave_vac[0]:.6g}-{self.o_wave_vac[-1]:.6g} Å (vacuum), "
                 f"not the window {lo:.0f}-{hi:.0f} Å",
             )
         l_source = lamost.meta.source or lamost.id

@@ -20,7 +20,8 @@ class Quality(IntFlag):
     NO_HALPHA = 1
     """H-alpha itself is not covered (such spectra are refused, never stored)."""
     NONFINITE = 2
-    """NaN or infinite flux in the window, interpolated over."""
+    """NaN or infinite flux in the window (or beyond float32's range: held as NaN), interpolated
+    over."""
     MASKED = 4
     """Pixels in the window flagged bad by the archive's and-mask.
 

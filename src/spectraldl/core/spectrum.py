@@ -16,6 +16,14 @@ from numpy.typing import NDArray
 
 Medium = Literal["air", "vacuum"]
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest value a flux or an S/N can have as a measurement (3.4e38, float32's largest).
+
+LAMOST stores float32, and the dataset's S/N column is float32. A larger number (1e300 in
+a damaged float64 table or header) is a corrupt value, whose squares and differences
+overflow: a spectrum holds such a flux pixel as NaN, and such an S/N as unknown.
+"""
+
 
 @dataclass(frozen=True)
 class SpectrumMeta:
@@ -72,17 +80,27 @@ class SpectrumMeta:
         """A header's impossible values become unknown (NaN), never numbers to trust.
 
         A position outside the sky (RA not in [0, 360), Dec not in [-90, 90]) and
-        an S/N that is not positive are what a damaged or lying header says; S/N
-        unknown is then measured from the data (`spectraldl.prep.preprocess`).
+        an S/N that is not positive or beyond `FLOAT32_MAX` are what a damaged or lying
+        header says; S/N unknown is then measured from the data
+        (`spectraldl.prep.preprocess`, `spectraldl.core.quality.Quality.SNR_FROM_DATA`).
         """
         checks = {
             "ra": 0.0 <= self.ra < 360.0,
             "dec": -90.0 <= self.dec <= 90.0,
-            "snr": self.snr > 0.0,
+            "snr": 0.0 < self.snr <= FLOAT32_MAX,
         }
         for name, plausible in checks.items():
             if not plausible:
                 object.__setattr__(self, name, float("nan"))
+
+
+def _absurd_as_nan(flux: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``flux`` with finite values beyond `FLOAT32_MAX` as NaN (corrupt pixels, which every
+    later stage then treats as it treats NaN); itself when it has none."""
+    absurd = np.abs(flux) > FLOAT32_MAX
+    if not absurd.any():
+        return flux
+    return np.where(absurd & np.isfinite(flux), np.nan, flux)
 
 
 @dataclass(frozen=True)
@@ -94,7 +112,8 @@ class Spectrum:
     wave_aa
         float64 (n,), strictly increasing wavelengths in Ångström.
     flux
-        float64 (n,), flux in the archive's units (see ``flux_unit``).
+        float64 (n,), flux in the archive's units (see ``flux_unit``); a finite value
+        beyond `FLOAT32_MAX` (a corrupt pixel) is held as NaN.
     medium
         ``"air"`` or ``"vacuum"``: the medium the wavelengths are measured in.
     meta
@@ -133,7 +152,7 @@ class Spectrum:
         if self.medium not in ("air", "vacuum"):
             raise ValueError(f"medium must be 'air' or 'vacuum', not {self.medium!r}")
         object.__setattr__(self, "wave_aa", wave)
-        object.__setattr__(self, "flux", flux)
+        object.__setattr__(self, "flux", _absurd_as_nan(flux))
         if self.ivar is not None:
             ivar = np.asarray(self.ivar, dtype=np.float64)
             if ivar.shape != wave.shape:

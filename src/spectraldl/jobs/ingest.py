@@ -33,7 +33,7 @@ import numpy as np
 from spectraldl.core.atomic import atomic_write
 from spectraldl.core.errors import FileError, SpectrumError, printable_path
 from spectraldl.core.paths import within
-from spectraldl.core.spectrum import Spectrum
+from spectraldl.core.spectrum import FLOAT32_MAX, Spectrum
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.dataset import (
     META_COLUMNS,
@@ -212,11 +212,22 @@ class _Columns:
             ids=np.array(self.ids, dtype=object),
             labels=np.array(self.labels, dtype=np.int8),
             quality=np.array(self.quality, dtype=np.int32),
-            meta={
-                k: np.array(v, dtype=object if META_COLUMNS[k] == "str" else META_COLUMNS[k])
-                for k, v in self.meta.items()
-            },
+            meta={k: _meta_column(v, META_COLUMNS[k]) for k, v in self.meta.items()},
         )
+
+
+def _meta_column(values: list, kind: str) -> np.ndarray:
+    """One metadata column as its dataset kind (`META_COLUMNS`).
+
+    A finite number beyond what a float32 column holds (an H-alpha width measured on
+    corrupt flux) is stored as NaN, not measured, rather than overflowing to infinity.
+    """
+    if kind == "str":
+        return np.array(values, dtype=object)
+    column = np.array(values, dtype=np.float64)
+    if kind == "f4":
+        column[np.isfinite(column) & (np.abs(column) > FLOAT32_MAX)] = np.nan
+    return column.astype(kind)
 
 
 def read_and_preprocess(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from spectraldl.core.spectrum import Spectrum
+from spectraldl.core.spectrum import FLOAT32_MAX, Spectrum
 from spectraldl.prep.lines import FWHM_PER_SIGMA, vacuum_wavelengths
 from spectraldl.prep.smoothing import correlate1d, gaussian_weights
 
@@ -34,6 +34,13 @@ SPIKE_MAX_NEIGHBOUR = 0.2
 """`spike_pixels`: largest excess of a neighbour on the same side, as a fraction of the spike's."""
 
 
+def _usable(flux: ArrayLike) -> NDArray[np.float64]:
+    """The pixels of ``flux`` that are measurements: finite and within float32's range (a
+    pixel of 1e300 would overflow the second differences)."""
+    values = np.asarray(flux, dtype=np.float64)
+    return values[np.abs(values) <= FLOAT32_MAX]
+
+
 def der_snr(flux: ArrayLike) -> float:
     """Signal-to-noise ratio by the DER_SNR estimator (Stoehr et al. 2008, ADASS XVII).
 
@@ -43,15 +50,15 @@ def der_snr(flux: ArrayLike) -> float:
     Parameters
     ----------
     flux
-        Flux, any units; non-finite pixels are dropped.
+        Flux, any units; non-finite pixels, and those beyond
+        `spectraldl.core.spectrum.FLOAT32_MAX` (corrupt), are dropped.
 
     Returns
     -------
     float
         The S/N per pixel; NaN for fewer than 5 usable pixels or zero noise.
     """
-    values = np.asarray(flux, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    values = _usable(flux)
     noise = der_noise(values)
     if not noise > 0:
         return float("nan")
@@ -64,15 +71,15 @@ def der_noise(flux: ArrayLike) -> float:
     Parameters
     ----------
     flux
-        Flux, any units; non-finite pixels are dropped.
+        Flux, any units; non-finite pixels, and those beyond
+        `spectraldl.core.spectrum.FLOAT32_MAX` (corrupt), are dropped.
 
     Returns
     -------
     float
         The noise in the flux's units; NaN for fewer than 5 usable pixels.
     """
-    values = np.asarray(flux, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    values = _usable(flux)
     if values.size < 5:
         return float("nan")
     second = np.abs(2.0 * values[2:-2] - values[:-4] - values[4:])

@@ -263,7 +263,7 @@ class PreprocessConfig:
             start = values.get("grid_start_aa", cls.grid_start_aa)
             stop = values.get("grid_stop_aa", cls.grid_stop_aa)
             if not start < stop:
-                raise ValueError(f"preprocessing grid {start}-{stop} Å is empty")
+                raise ValueError(f"preprocessing grid {start:.6g}-{stop:.6g} Å is empty")
         return cls(**values)
 
 
@@ -408,8 +408,8 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
     if wave_vac[0] > lo or wave_vac[-1] < hi or not in_window.any():
         raise SpectrumError(
             source,
-            f"no H-alpha coverage: the spectrum spans {wave_vac[0]:.1f}-{wave_vac[-1]:.1f} Å "
-            f"(vacuum), H-alpha needs {lo:.1f}-{hi:.1f} Å",
+            f"no H-alpha coverage: the spectrum spans {wave_vac[0]:.6g}-{wave_vac[-1]:.6g} Å "
+            f"(vacuum), H-alpha needs {lo:.6g}-{hi:.6g} Å",
         )
     quality = Quality(0)
     finite = np.isfinite(spectrum.flux)
@@ -419,8 +419,8 @@ def preprocess(spectrum: Spectrum, config: PreprocessConfig | None = None) -> Pr
         if fraction > config.max_bad_fraction:
             raise SpectrumError(
                 source,
-                f"the flux is NaN or infinite in {bad_in_window} of {int(in_window.sum())} "
-                "pixels around H-alpha",
+                f"the flux is NaN or infinite (or beyond float32's range) in {bad_in_window} "
+                f"of {int(in_window.sum())} pixels around H-alpha",
             )
         quality |= Quality.NONFINITE
     if spectrum.mask is not None and (spectrum.mask & in_window).any():

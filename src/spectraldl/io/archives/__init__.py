@@ -67,6 +67,16 @@ def _load_archive_modules() -> None:
     _loaded = True
 
 
+def _header_alone(fits_file: FitsFile) -> bool:
+    """A primary header without a data unit or an extension, only zeros (if anything) after it:
+    what is left of a file cut after its first header."""
+    return (
+        fits_file.header.get("NAXIS") == 0
+        and fits_file.extension(1) is None
+        and not fits_file.data[fits_file.data_start :].strip(b"\0")
+    )
+
+
 def identify(fits_file: FitsFile) -> Reader:
     """Return the reader whose ``identify`` accepts the file.
 
@@ -76,6 +86,13 @@ def identify(fits_file: FitsFile) -> Reader:
         if reader.identify(fits_file):
             return reader
     header = fits_file.header
+    if _header_alone(fits_file):
+        follows = ", although EXTEND = T says extensions may follow" if header.get("EXTEND") else ""
+        raise SpectrumError(
+            fits_file.path,
+            f"no spectrum: the file is a primary header alone, without data or extensions"
+            f"{follows} (was it cut after its first header?)",
+        )
     hint = ", ".join(f"{k}={header[k]!r}" for k in ("TELESCOP", "INSTRUME", "NAXIS") if k in header)
     raise SpectrumError(
         fits_file.path,

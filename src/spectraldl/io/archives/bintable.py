@@ -53,7 +53,8 @@ def columns(
     of the file's bytes (one value a row, or an array a row); None where astropy must read
     the table.
 
-    Raises `SpectrumError` when the file ends before the rows its header promises.
+    Raises `SpectrumError` when the file ends before the rows its header promises, and
+    when the header's TFIELDS or NAXIS1 disagrees with its columns.
     """
     found = fits_file.extension(index)
     if found is None:
@@ -71,6 +72,37 @@ def columns(
         )
     if header.get("BITPIX") != 8 or header.get("GCOUNT", 1) != 1:
         return None
+    _refuse_undefined_fields(fits_file, index, header, fields)
+    layout = _layout(header, fields, names)
+    if layout is None:
+        return None
+    wanted, offset = layout
+    if offset != width:
+        raise SpectrumError(
+            fits_file.path,
+            f"table {index}'s NAXIS1 ({width}) does not match its columns' width "
+            f"({offset} bytes a row by their TFORMs)",
+        )
+    available = len(fits_file.data) - start
+    if width * rows > available:
+        raise SpectrumError(
+            fits_file.path,
+            f"the data unit is truncated: the table's header promises {width * rows} bytes, "
+            f"the file holds {max(available, 0)}",
+        )
+    if rows == 0:
+        return 0, {}
+    return rows, {
+        name: _column(fits_file.data, start + at, width, rows, np.dtype(dtype), repeat)
+        for name, (at, dtype, repeat) in wanted.items()
+    }
+
+
+def _layout(
+    header: Mapping[str, HeaderValue], fields: int, names: Collection[str]
+) -> tuple[dict[str, tuple[int, str, int]], int] | None:
+    """Where each of ``names`` lies in a row (offset, dtype, repeat) and the row's width by
+    the TFORMs; None when a TFORM is not understood or a wanted column is not plain."""
     wanted: dict[str, tuple[int, str, int]] = {}
     offset = 0
     for i in range(1, fields + 1):
@@ -91,21 +123,24 @@ def columns(
             offset += -(-repeat // 8)
         else:
             offset += repeat * _FIELD_BYTES[code]
-    if offset != width:
-        return None
-    available = len(fits_file.data) - start
-    if width * rows > available:
+    return wanted, offset
+
+
+def _refuse_undefined_fields(
+    fits_file: FitsFile, index: int, header: Mapping[str, HeaderValue], fields: int
+) -> None:
+    """Raise `SpectrumError` when TFIELDS counts columns that have no TFORMn card.
+
+    astropy would fail on such a table with a bare ``'recformat'``; the header itself
+    says what is wrong.
+    """
+    defined = sum(f"TFORM{i}" in header for i in range(1, fields + 1))
+    if defined < fields:
         raise SpectrumError(
             fits_file.path,
-            f"the data unit is truncated: the table's header promises {width * rows} bytes, "
-            f"the file holds {max(available, 0)}",
+            f"table {index}'s header declares {fields} fields (TFIELDS) but defines "
+            f"{defined} (TFORMn cards)",
         )
-    if rows == 0:
-        return 0, {}
-    return rows, {
-        name: _column(fits_file.data, start + at, width, rows, np.dtype(dtype), repeat)
-        for name, (at, dtype, repeat) in wanted.items()
-    }
 
 
 def table_columns(

@@ -370,6 +370,10 @@ def _read_to_end(path: Path, fd: int, size: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class _Truncated(ValueError):
+    """A file that ends inside an HDU: in its header, or before its data unit's last byte."""
+
+
 class _Bomb(ValueError):
     """A gzip stream that inflates beyond what its FITS headers promise."""
 
@@ -539,7 +543,9 @@ class FitsFile:
             header, data_start = parsed or parse_header(raw)
         except ValueError as exc:
             raise SpectrumError(path, str(exc)) from None
-        return cls(path=path, data=raw, header=header, data_start=data_start)
+        fits_file = cls(path=path, data=raw, header=header, data_start=data_start)
+        fits_file._refuse_truncated()
+        return fits_file
 
     def primary_array(self) -> NDArray[Any]:
         """Return the primary data array exactly as astropy would (BSCALE/BZERO applied).
@@ -567,6 +573,19 @@ class FitsFile:
             with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN: refused by callers
                 array = array * float(bscale or 1) + float(bzero or 0)
         return array
+
+    def unused_bytes_after_primary(self) -> int:
+        """Non-zero bytes after the primary data unit that no HDU holds: in its padding (zeros
+        in FITS) and, when no extension follows, on to the end of the file.
+
+        A primary header whose axes understate its image leaves the image's last pixels
+        there; zeros are padding some writers leave.
+        """
+        size = data_unit_bytes(self.header)
+        end = self.data_start + size
+        has_next = self.extension(1) is not None
+        stop = self.data_start + _padded(size) if has_next else len(self.data)
+        return int(np.count_nonzero(np.frombuffer(memoryview(self.data)[end:stop], np.uint8)))
 
     @cached_property
     def hdul(self) -> HDUList:
@@ -604,20 +623,53 @@ class FitsFile:
             message = f"HDU {walked - 1}'s header is invalid ({exc})"
             raise SpectrumError(self.path, message) from None
 
+    def _refuse_truncated(self) -> None:
+        """Raise `SpectrumError` when the file ends inside an HDU, its header or its data unit.
+
+        Walks every HDU once (keeping the extensions' headers for `extension`): a reader
+        looks at one or two of them, and a cut further on would otherwise pass unseen, or
+        read as a file of another layout. A header that states no valid size ends the
+        walk: its readers, or astropy, say what is wrong with it.
+        """
+        try:
+            for index, found in enumerate(self._chain()):
+                if index:
+                    self._extensions[index] = found
+        except _Truncated as exc:
+            raise SpectrumError(self.path, f"truncated: {exc}") from None
+        except ValueError:
+            return
+
     def _chain(self) -> Iterator[tuple[Header, int]]:
         """Each HDU's header and where its data unit starts, the primary first, walked by the
-        sizes the headers state, without astropy; ends where no header follows. Raises
-        `ValueError` after yielding a header that states no valid size."""
-        header, pos = self.header, self.data_start
+        sizes the headers state, without astropy.
+
+        Ends at the end of the file or at bytes that begin no extension (the padding some
+        writers leave). Raises `_Truncated` where the file ends inside a data unit or an
+        extension's header, and `ValueError` after yielding a header that states no valid
+        size.
+        """
+        header, pos, index = self.header, self.data_start, 0
         while True:
             yield header, pos
-            pos += _padded(data_unit_bytes(header))
-            if pos >= len(self.data):
+            size = data_unit_bytes(header)
+            if pos + size > len(self.data):
+                raise _Truncated(
+                    f"the file ends inside HDU {index}'s data unit: its header promises "
+                    f"{size} bytes, the file holds {max(len(self.data) - pos, 0)}"
+                )
+            pos += _padded(size)
+            if not self.data.startswith(b"XTENSION=", pos):
                 return
+            index += 1
             try:
                 header, pos = parse_header(self.data, pos)
             except ValueError:
-                return
+                if len(self.data) - pos > MAX_HEADER_BYTES + CARD:
+                    return  # a header too long to search: not a cut, left to astropy
+                raise _Truncated(
+                    f"the file ends inside HDU {index}'s header (no END card follows)"
+                ) from None
 
     def extension_header(self, index: int) -> Header | None:
         """Parse the header of extension ``index`` (1-based) without astropy, or None.

@@ -34,7 +34,7 @@ from spectraldl.io.archives import register
 from spectraldl.io.archives.bintable import field_count, require_columns, table_columns
 from spectraldl.io.archives.fitsfile import FitsFile, HeaderValue, spectrum_stem
 from spectraldl.io.archives.headers import iso_to_mjd, number, simulated_extra, text
-from spectraldl.io.archives.order import by_wavelength
+from spectraldl.io.archives.order import by_wavelength, first_out_of_order
 
 LRS_RESOLVING_POWER = 1800.0
 """Nominal R of the LAMOST low-resolution spectrographs (LAMOST overview, Cui et al. 2012)."""
@@ -117,6 +117,9 @@ def _lrs_spectrum(
         if not (math.isfinite(coeff0) and math.isfinite(coeff1)):
             raise SpectrumError(fits_file.path, "no wavelength solution (COEFF0/COEFF1 missing)")
         wave = _log_linear_wavelengths(coeff0, coeff1, flux.size)
+    else:
+        column = "Wavelength row" if form == "lrs-image" else "COADD table's WAVELENGTH column"
+        _refuse_unordered(fits_file, wave, column)
     wave, flux, ivar, andmask = by_wavelength(wave, flux, ivar, andmask)
     return Spectrum(
         wave_aa=wave,
@@ -127,6 +130,21 @@ def _lrs_spectrum(
         flux_unit="relative flux (LAMOST calibrated)",
         meta=_meta(fits_file, header, form, release, number(header, "SN_R", "SNRR")),
     )
+
+
+def _refuse_unordered(fits_file: FitsFile, wave: np.ndarray, column: str) -> None:
+    """Raise `SpectrumError` when the file's wavelengths are not monotonic.
+
+    LAMOST writes one log-linear grid in pixel order: wavelengths out of order are
+    damaged data, not a layout to sort (sorting would pair them with other pixels' flux).
+    """
+    at = first_out_of_order(wave)
+    if at is not None:
+        raise SpectrumError(
+            fits_file.path,
+            f"the {column} is not in order: pixel {at} holds {wave[at]:.6g} Å after "
+            f"{wave[at - 1]:.6g} Å at pixel {at - 1} (corrupt data)",
+        )
 
 
 @lru_cache(maxsize=16)
@@ -167,6 +185,14 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
             fits_file.path,
             f"wrong layout: EXTEN0 names {len(rows)} rows but the image is {image.shape} "
             "(rows x pixels)",
+        )
+    unused = fits_file.unused_bytes_after_primary()
+    if unused:
+        raise SpectrumError(
+            fits_file.path,
+            f"the image is smaller than the file holds ({unused} unused non-zero bytes after "
+            f"it): NAXIS1 = {header.get('NAXIS1')!r} or NAXIS2 = {header.get('NAXIS2')!r} "
+            "understates it, and its rows would be read misaligned",
         )
     row = {name: image[i] for i, name in enumerate(rows)}
     release = _release(header, rows)
@@ -243,8 +269,10 @@ def read_mrs(fits_file: FitsFile) -> Spectrum:
     if rows == 0:
         raise SpectrumError(fits_file.path, "the COADD_R table has no rows")
     require_columns(fits_file, "COADD_R", table, ("LOGLAM", "FLUX", "IVAR"))
+    wave = 10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64)
+    _refuse_unordered(fits_file, wave, "COADD_R table's LOGLAM column")
     wave, flux, ivar, andmask = by_wavelength(
-        10.0 ** np.asarray(table["LOGLAM"], dtype=np.float64),
+        wave,
         np.asarray(table["FLUX"], dtype=np.float64),
         np.asarray(table["IVAR"], dtype=np.float64),
         np.asarray(table["ANDMASK"]) if "ANDMASK" in table else None,

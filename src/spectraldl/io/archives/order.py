@@ -35,3 +35,17 @@ def by_wavelength(wave: np.ndarray, *arrays: np.ndarray | None) -> tuple[np.ndar
         return (wave, *arrays)
     order = np.argsort(wave, kind="stable")
     return (wave[order], *(None if a is None else np.asarray(a)[order] for a in arrays))
+
+
+def first_out_of_order(wave: np.ndarray) -> int | None:
+    """The first pixel at which finite ``wave`` stops being strictly monotonic, or None.
+
+    None too when ``wave`` holds NaN or infinities: the spectrum's own check refuses those
+    with its own words. Either direction is monotonic (see `by_wavelength`).
+    """
+    wave = np.asarray(wave)
+    if wave.size < 3 or not np.isfinite(wave).all():
+        return None
+    step = np.sign(np.diff(wave))
+    broken = np.flatnonzero(step != step[0]) if step[0] else np.array([0])
+    return None if broken.size == 0 else int(broken[0]) + 1
