@@ -60,7 +60,7 @@ LEADING_COLUMNS: dict[str, ColumnInfo] = {
     "id": ColumnInfo(
         "str", "", "Spectrum identifier (LAMOST file stem, Ondrejov ivo:// id)", "meta.id;meta.main"
     ),
-    "source": ColumnInfo("str", "", "File the spectrum was read from", "meta.file"),
+    "source": ColumnInfo("str", "", "File the spectrum was read from", "meta.ref;meta.file"),
     "archive": ColumnInfo("str", "", "Archive of the spectrum (lamost, ondrejov)", "meta.id"),
     "origin": ColumnInfo(
         "str",
@@ -115,7 +115,7 @@ MEASUREMENT_COLUMNS: dict[str, ColumnInfo] = {
         "f4",
         "",
         "Highest H-alpha flux over the local continuum",
-        "arith.ratio;em.line.Halpha",
+        "spect.line.intensity;arith.ratio;em.line.Halpha",
         default="nan",
     ),
     "halpha_fwhm_kms": ColumnInfo(
@@ -136,7 +136,7 @@ MEASUREMENT_COLUMNS: dict[str, ColumnInfo] = {
         "f4",
         "",
         "Violet over red H-alpha peak height above the continuum (double-peaked profiles)",
-        "arith.ratio;em.line.Halpha",
+        "spect.line.intensity;arith.ratio;em.line.Halpha",
         default="nan",
     ),
     "profile_type": ColumnInfo(

@@ -1,0 +1,109 @@
+"""spectraldl candidates' files: strict VOTables, valid UCDs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from classify_helpers import trained_model
+
+from spectraldl.catalogue.candidates import (
+    KNOWN_COLUMNS,
+    Selection,
+    find_candidates,
+)
+from spectraldl.classify.run import classify
+from spectraldl.io.bundled import bundled_files
+from spectraldl.io.predictions import (
+    column_spec,
+    read_predictions,
+    write_predictions,
+)
+
+SUFFIXES = ("csv", "ecsv", "fits", "vot")
+BE_STARS = Path("/work/shared/data/labels/lamost-ml_lamost-dr1-be-stars.csv")
+
+
+@pytest.fixture(scope="module")
+def int8_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Predictions of the tiny model, run in int8, on every bundled real LAMOST spectrum."""
+    folder = tmp_path_factory.mktemp("exports")
+    out = folder / "predictions.parquet"
+    lamost = [f.path for f in bundled_files(archive="lamost")]
+    classify(trained_model(folder), lamost, out, precision="int8")
+    return out
+
+
+def _check_ucds(ucds: dict[str, str], where: Path | str) -> None:
+    """Every UCD is valid UCD1+ (astropy's check, with the controlled vocabulary)."""
+    from astropy.io.votable.ucd import check_ucd
+
+    bad = {name: ucd for name, ucd in ucds.items() if not check_ucd(ucd, True)}
+    assert not bad, f"{where}: invalid UCDs {bad}"
+
+
+def test_every_exported_votable_parses_strictly_and_every_ucd_is_valid(
+    int8_predictions: Path, tmp_path: Path
+) -> None:
+    from astropy.io import fits
+    from astropy.io.votable import parse
+    from astropy.table import Table
+
+    _check_ucds({n: i.ucd for n, i in {**column_spec(CLASSES), **KNOWN_COLUMNS}.items()}, "spec")
+    known = tmp_path / "known.csv"
+    designations = read_predictions(int8_predictions)["object"].str.removeprefix("LAMOST ")
+    known.write_text(
+        BE_STARS.read_text() + "".join(f"T{i},{d}\n" for i, d in enumerate(designations[:3]))
+    )
+    every = Selection(min_prob=0.0, include_flagged=True)
+    full = [tmp_path / f"full.{suffix}" for suffix in SUFFIXES]
+    find_candidates(int8_predictions, full, selection=every, known=known)
+    empty = [tmp_path / f"empty.{suffix}" for suffix in SUFFIXES]
+    find_candidates(_frame().iloc[1:], empty)  # absorption only: no candidate
+    for vot in (tmp_path / "full.vot", tmp_path / "empty.vot"):
+        fields = parse(str(vot), verify="exception").get_first_table().fields
+        _check_ucds({field.name: field.ucd for field in fields}, vot)
+    names = Table.read(tmp_path / "full.vot").colnames
+    assert {"source", "known_name", "halpha_vr", "halpha_peak_ratio"} <= set(names)
+    ecsv = Table.read(tmp_path / "full.ecsv")
+    _check_ucds({c.name: c.meta["ucd"] for c in ecsv.itercols()}, "full.ecsv")
+    written = tmp_path / "full.fits", tmp_path / "predictions.fits"
+    write_predictions(written[1], _frame(), classes=CLASSES)
+    for path in written:
+        with fits.open(path) as hdul:
+            header = hdul[1].header
+            ucds = {k: str(v) for k, v in header.items() if k.startswith("TUCD")}
+        assert len(ucds) == header["TFIELDS"], path
+        _check_ucds(ucds, path)
+
+
+CLASSES = ("emission", "absorption", "double-peak")
+
+
+def _frame() -> pd.DataFrame:
+    """Two rows of a predictions table, one an emission candidate, one absorption."""
+    rows: list[dict[str, Any]] = []
+    for i, p in enumerate([(0.95, 0.03, 0.02), (0.1, 0.8, 0.1)]):
+        rows.append(
+            {
+                "id": f"s{i}",
+                "source": f"/data/dr1/ř-{i}.fits",
+                "archive": "lamost",
+                "object": f"LAMOST J{i:06d}",
+                "ra": 10.0 + i,
+                "dec": 20.0,
+                "mjd": 55000.0,
+                "snr": 30.0,
+                "predicted_class": CLASSES[p.index(max(p))],
+                "p_emission": p[0],
+                "p_absorption": p[1],
+                "p_double_peak": p[2],
+                "quality": 0,
+                "quality_flags": "",
+                "novelty": 1.0,
+                "model_id": "m",
+            }
+        )
+    return pd.DataFrame(rows)
