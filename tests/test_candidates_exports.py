@@ -1,23 +1,31 @@
-"""spectraldl candidates' files: strict VOTables, valid UCDs."""
+"""spectraldl candidates' files: the provenance every format records, strict VOTables."""
 
 from __future__ import annotations
 
+import codecs
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from classify_helpers import trained_model
+from click.testing import CliRunner
 
+from spectraldl import __version__
 from spectraldl.catalogue.candidates import (
+    CATALOGUE_META,
     KNOWN_COLUMNS,
     Selection,
     find_candidates,
 )
 from spectraldl.classify.run import classify
+from spectraldl.cli import main
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import (
     column_spec,
+    metadata_path,
+    read_metadata,
     read_predictions,
     write_predictions,
 )
@@ -34,6 +42,54 @@ def int8_predictions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lamost = [f.path for f in bundled_files(archive="lamost")]
     classify(trained_model(folder), lamost, out, precision="int8")
     return out
+
+
+def _provenance(path: Path) -> dict[str, str]:
+    """The provenance a catalogue records, as text, read as its format is read by others."""
+    from astropy.io import fits
+    from astropy.io.votable import parse
+    from astropy.table import Table
+
+    if path.suffix == ".csv":
+        found = json.loads(metadata_path(path).read_text(encoding="utf-8"))
+    elif path.suffix == ".ecsv":
+        found = dict(Table.read(path).meta)
+    elif path.suffix == ".vot":
+        found = {info.name: info.value for info in parse(str(path)).resources[0].infos}
+    else:
+        header = fits.getheader(path, "CANDIDATES")
+        found = {
+            key: codecs.decode(value, "unicode_escape") if isinstance(value, str) else value
+            for key, (keyword, _) in CATALOGUE_META.items()
+            if (value := header.get(keyword)) is not None
+        }
+    return {key: str(value) for key, value in found.items() if key != "description"}
+
+
+def test_every_catalogue_format_records_the_same_provenance(
+    int8_predictions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(int8_predictions.parent)  # the table named as a user in its folder would
+    outs = [tmp_path / f"c.{suffix}" for suffix in SUFFIXES]
+    args = ["candidates", int8_predictions.name, "--min-prob", "0.5", "--min-ew", "1"]
+    args += ["--profile-type", "emission,double-peak"]
+    result = CliRunner().invoke(main, [*args, *(f"-o{out}" for out in outs)])
+    assert result.exit_code == 0, result.output
+    expected = {
+        "classes": "emission,double-peak",
+        "min_prob": "0.5",
+        "incflag": "0",
+        "min_ew": "1.0",
+        "proftype": "emission,double-peak",
+        "model_id": str((read_metadata(int8_predictions) or {})["model_id"]),
+        "precision": "int8",
+        "spectraldl_version": __version__,
+        "predictions_version": __version__,
+        "source": str(int8_predictions.resolve()),
+    }
+    assert set(expected) == set(CATALOGUE_META)
+    for out in outs:
+        assert _provenance(out) == expected, out
 
 
 def _check_ucds(ucds: dict[str, str], where: Path | str) -> None:
