@@ -1,4 +1,4 @@
-"""spectraldl candidates' files: the provenance every format records, strict VOTables."""
+"""spectraldl candidates' files: the provenance every format records, and strict VOTables."""
 
 from __future__ import annotations
 
@@ -133,6 +133,17 @@ def test_every_exported_votable_parses_strictly_and_every_ucd_is_valid(
             ucds = {k: str(v) for k, v in header.items() if k.startswith("TUCD")}
         assert len(ucds) == header["TFIELDS"], path
         _check_ucds(ucds, path)
+
+
+def test_a_fits_catalogue_keeps_a_non_ascii_file_name_as_utf8_and_says_so(tmp_path: Path) -> None:
+    from astropy.io import fits
+
+    out = tmp_path / "c.fits"
+    find_candidates(_frame(), [out])
+    assert list(read_predictions(out)["source"]) == ["/data/dr1/ř-0.fits"]  # opens the file
+    with fits.open(out) as hdul:
+        assert hdul["CANDIDATES"].data["source"][0] == "/data/dr1/ř-0.fits".encode()
+        assert "UTF-8" in str(hdul["CANDIDATES"].header["COMMENT"])
 
 
 CLASSES = ("emission", "absorption", "double-peak")

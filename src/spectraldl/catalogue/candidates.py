@@ -250,6 +250,9 @@ def write_catalogue(
     and TUCDn cards, which TOPCAT shows). ``meta`` (the provenance, `CATALOGUE_META`)
     goes into the ECSV header, FITS header cards, VOTable INFO elements, and a CSV's
     ``CAT.csv.meta.json`` beside it (as a predictions CSV has), published just after it.
+    FITS text columns hold UTF-8 (the standard asks for ASCII): a non-ASCII file name stays
+    the name that opens the file, as astropy and `read_predictions` read it back; the
+    header's strings, which astropy keeps ASCII, are escaped (`fits_text`).
     """
     path = Path(path)
     fmt = catalogue_format(path)
@@ -297,7 +300,8 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
     encoded.meta = {}
     for column in encoded.itercols():
         if column.dtype.kind == "U":
-            # FITS strings are bytes: encode as UTF-8 so non-ASCII file names survive.
+            # FITS strings are ASCII by the standard; UTF-8 keeps a non-ASCII file name the
+            # name that opens the file (astropy and `read_predictions` decode it back).
             encoded.replace_column(
                 column.name,
                 type(column)(
@@ -310,6 +314,7 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
             )
     hdu = fits.table_to_hdu(encoded)
     hdu.header["EXTNAME"] = "CANDIDATES"
+    hdu.header.add_comment("Text columns are UTF-8: ASCII unless a file name is not.")
     for i, column in enumerate(table.itercols(), start=1):
         if column.description:
             hdu.header[f"TCOMM{i}"] = column.description
