@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import shutil
 from html.parser import HTMLParser
@@ -552,3 +553,30 @@ def test_a_negative_gallery_sample_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "'--gallery-sample'" in result.output
     assert not (tmp_path / "report.html").exists()
+
+
+def test_the_flagged_column_counts_every_quality_flag_and_its_caption_says_so(
+    tmp_path: Path,
+) -> None:
+    flags = {"": 0, "SPIKE": 256, "SNR_FROM_DATA": 1024, "NOVEL": 32}
+    frame = pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(len(flags))],
+            "predicted_class": "emission",
+            "p_emission": 0.95,
+            "p_absorption": 0.03,
+            "p_double_peak": 0.02,
+            "quality": list(flags.values()),
+            "quality_flags": list(flags),
+            **{c: "" for c in ("source", "archive", "object", "model_id")},
+            **{c: 0.0 for c in ("ra", "dec", "mjd", "snr", "novelty")},
+        }
+    )
+    write_predictions(tmp_path / "predictions.parquet", frame, classes=CLASSES)
+    text = write_report(tmp_path).path.read_text(encoding="utf-8")
+    section = text[text.index('id="classification"') :]
+    section = html.unescape(section[: section.index("</section>")])
+    assert "<td>emission</td><td>4</td><td>100.0 %</td><td>4</td><td>3</td>" in section
+    caption = section[section.index("'with quality flags'") :]
+    for flag in ("SPIKE", "SNR_FROM_DATA", "NOVEL", "LOW_SNR", "MASKED"):
+        assert flag in caption.split(". Model:")[0], flag

@@ -567,9 +567,17 @@ def _predictions_path(run: Path) -> Path | None:
     return None
 
 
+FLAGGED_NOTE = (
+    "'with quality flags': spectra with any Quality flag set ("
+    + ", ".join(str(flag.name) for flag in Quality)
+    + ")."
+)
+"""What the class table's 'with quality flags' column counts (`_PredictionCounts`), in words."""
+
+
 @dataclass
 class _PredictionCounts:
-    """Spectra per predicted class: all, with quality flags, and with p >= 0.9; the models."""
+    """Spectra per predicted class: all, with any quality flag, and with p >= 0.9; the models."""
 
     counts: Counter[str] = field(default_factory=Counter)
     flagged: Counter[str] = field(default_factory=Counter)
@@ -643,8 +651,10 @@ def _classification_section(run: Path) -> Section:
             counts.rows(),
             note=(
                 "As the thesis' table of LAMOST DR1 predictions (its CNN, arg-max, 2 202 000 "
-                "spectra; 14 % emission or double-peak). 'with quality flags': low S/N, masked, "
-                "partial coverage or novel. Model: " + (", ".join(sorted(counts.models)) or "?")
+                "spectra; 14 % emission or double-peak). "
+                + FLAGGED_NOTE
+                + " Model: "
+                + (", ".join(sorted(counts.models)) or "?")
             ),
         )
     )
