@@ -712,12 +712,36 @@ def _share(cell: dict[str, Any]) -> str:
     return f"{cell['precision']:.3f} ({low:.3f}–{high:.3f})"
 
 
-def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None) -> Section:
-    """Per vetted catalogue, the precision per class and per probability bin.
+def _run_models(run: Path) -> set[str]:
+    """The ids of the models this run used: its predictions table's, else its model's."""
+    path = _predictions_path(run)
+    try:
+        found = str((read_metadata(path) or {}).get("model_id", "")) if path else ""
+    except PredictionsError:
+        found = ""
+    if not found and (run / "model" / "metrics.json").is_file():
+        metrics = _read_json(run / "model" / "metrics.json", [])  # the training section says why
+        found = str(metrics.get("model_id", "")) if isinstance(metrics, dict) else ""
+    return {found} if found else set()
+
+
+def _catalogue_title(name: str, model: str, run_models: set[str]) -> str:
+    """A vetted catalogue's name with its model(s) (the web tool joins several with commas),
+    marked when one is not this run's model."""
+    models = set(model.split(",")) - {""}
+    title = f"{name}, model {model}" if models else f"{name}, model not recorded"
+    if run_models and not models <= run_models:
+        title += f" (another model than this run's {', '.join(sorted(run_models))})"
+    return title
+
+
+def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None, run_models: set[str]) -> Section:
+    """Per vetted catalogue, its model and the precision per class and per probability bin.
 
     ``vetted`` maps a catalogue's name to its precision table as the web tool
-    measures it (`spectraldl.web.precision.catalogue_precision`); the command
-    reads them from the web database (``spectraldl report --db``).
+    measures it (`spectraldl.web.precision.catalogue_precision`) with its ``model_id``;
+    the command reads them from the web database (``spectraldl report --db``), which
+    may hold catalogues of other models than ``run_models``: their titles say so.
     """
     section = Section.empty("vetting")
     if vetted is None:
@@ -726,7 +750,8 @@ def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None) -> Section:
             "measured from the web tool's verdicts."
         )
         return section
-    for name, table in vetted.items():
+    for catalogue, table in vetted.items():
+        name = _catalogue_title(catalogue, str(table.get("model_id", "")), run_models)
         classes = [
             [
                 cls,
@@ -987,7 +1012,7 @@ def collect_sections(
         _calibration_section(run),
         _training_section(run),
         _classification_section(run),
-        _vetting_section(vetted),
+        _vetting_section(vetted, _run_models(run)),
         _gallery_section(run, gallery_sample),
         _performance_section(run),
         _provenance_section(run),
