@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import shutil
 from html.parser import HTMLParser
@@ -22,7 +23,7 @@ from spectraldl.analysis.explore import explore
 from spectraldl.analysis.report import SECTIONS, write_report
 from spectraldl.cli import main
 from spectraldl.io.bundled import real_dir, real_labels_csv
-from spectraldl.io.predictions import write_predictions
+from spectraldl.io.predictions import empty_frame, write_predictions
 from spectraldl.jobs.ingest import ingest
 from spectraldl.ml.evaluation import classification_metrics, plot_confusions, plot_curves
 from spectraldl.web import store
@@ -538,7 +539,7 @@ def test_report_with_the_web_database_shows_the_measured_precision(tmp_path: Pat
     text = (run / "report.html").read_text(encoding="utf-8")
     vetting = text[text.index('id="vetting"') :]
     vetting = vetting[: vetting.index("</section>")]
-    assert f"dr1.csv (catalogue {catalogue}): per predicted class" in vetting
+    assert f"dr1.csv (catalogue {catalogue}), model not recorded: per predicted class" in vetting
     # emission: 3 candidates, 3 vetted, 2 confirmed: 0.667 with Wilson (0.208, 0.939)
     assert "<td>emission</td><td>3</td><td>3</td><td>2</td><td>0.667 (0.208–0.939)</td>" in vetting
     assert "<td>double-peak</td><td>1</td><td>0</td><td>0</td><td>–</td>" in vetting
@@ -552,3 +553,57 @@ def test_a_negative_gallery_sample_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "'--gallery-sample'" in result.output
     assert not (tmp_path / "report.html").exists()
+
+
+def test_the_flagged_column_counts_every_quality_flag_and_its_caption_says_so(
+    tmp_path: Path,
+) -> None:
+    flags = {"": 0, "SPIKE": 256, "SNR_FROM_DATA": 1024, "NOVEL": 32}
+    frame = pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(len(flags))],
+            "predicted_class": "emission",
+            "p_emission": 0.95,
+            "p_absorption": 0.03,
+            "p_double_peak": 0.02,
+            "quality": list(flags.values()),
+            "quality_flags": list(flags),
+            **{c: "" for c in ("source", "archive", "object", "model_id")},
+            **{c: 0.0 for c in ("ra", "dec", "mjd", "snr", "novelty")},
+        }
+    )
+    write_predictions(tmp_path / "predictions.parquet", frame, classes=CLASSES)
+    text = write_report(tmp_path).path.read_text(encoding="utf-8")
+    section = text[text.index('id="classification"') :]
+    section = html.unescape(section[: section.index("</section>")])
+    assert "<td>emission</td><td>4</td><td>100.0 %</td><td>4</td><td>3</td>" in section
+    caption = section[section.index("'with quality flags'") :]
+    for flag in ("SPIKE", "SNR_FROM_DATA", "NOVEL", "LOW_SNR", "MASKED"):
+        assert flag in caption.split(". Model:")[0], flag
+
+
+def test_vetted_catalogues_name_their_model_and_those_of_another_model_say_so(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    write_predictions(
+        run / "predictions.parquet",
+        empty_frame(("emission",)),
+        classes=("emission",),
+        metadata={"model_id": "mRUN"},
+    )
+    path = tmp_path / "team.db"
+    db = open_database(f"sqlite:///{path}")
+    frame = pd.DataFrame({"id": ["e1"], "predicted_class": ["emission"], "p_emission": [0.9]})
+    ours = import_frame(db, frame.assign(model_id="mRUN"), name="ours.csv").catalogues[0][0]
+    other = import_frame(db, frame.assign(id="e2", model_id="mOLD"), name="old.csv")
+    db.dispose()
+    result = CliRunner().invoke(main, ["report", str(run), "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    text = html.unescape((run / "report.html").read_text(encoding="utf-8"))
+    vetting = text[text.index('id="vetting"') :]
+    vetting = vetting[: vetting.index("</section>")]
+    assert f"ours.csv (catalogue {ours}), model mRUN: per predicted class" in vetting
+    old = f"old.csv (catalogue {other.catalogues[0][0]}), model mOLD"
+    assert f"{old} (another model than this run's mRUN): per predicted class" in vetting

@@ -567,9 +567,17 @@ def _predictions_path(run: Path) -> Path | None:
     return None
 
 
+FLAGGED_NOTE = (
+    "'with quality flags': spectra with any Quality flag set ("
+    + ", ".join(str(flag.name) for flag in Quality)
+    + ")."
+)
+"""What the class table's 'with quality flags' column counts (`_PredictionCounts`), in words."""
+
+
 @dataclass
 class _PredictionCounts:
-    """Spectra per predicted class: all, with quality flags, and with p >= 0.9; the models."""
+    """Spectra per predicted class: all, with any quality flag, and with p >= 0.9; the models."""
 
     counts: Counter[str] = field(default_factory=Counter)
     flagged: Counter[str] = field(default_factory=Counter)
@@ -643,8 +651,10 @@ def _classification_section(run: Path) -> Section:
             counts.rows(),
             note=(
                 "As the thesis' table of LAMOST DR1 predictions (its CNN, arg-max, 2 202 000 "
-                "spectra; 14 % emission or double-peak). 'with quality flags': low S/N, masked, "
-                "partial coverage or novel. Model: " + (", ".join(sorted(counts.models)) or "?")
+                "spectra; 14 % emission or double-peak). "
+                + FLAGGED_NOTE
+                + " Model: "
+                + (", ".join(sorted(counts.models)) or "?")
             ),
         )
     )
@@ -702,12 +712,36 @@ def _share(cell: dict[str, Any]) -> str:
     return f"{cell['precision']:.3f} ({low:.3f}–{high:.3f})"
 
 
-def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None) -> Section:
-    """Per vetted catalogue, the precision per class and per probability bin.
+def _run_models(run: Path) -> set[str]:
+    """The ids of the models this run used: its predictions table's, else its model's."""
+    path = _predictions_path(run)
+    try:
+        found = str((read_metadata(path) or {}).get("model_id", "")) if path else ""
+    except PredictionsError:
+        found = ""
+    if not found and (run / "model" / "metrics.json").is_file():
+        metrics = _read_json(run / "model" / "metrics.json", [])  # the training section says why
+        found = str(metrics.get("model_id", "")) if isinstance(metrics, dict) else ""
+    return {found} if found else set()
+
+
+def _catalogue_title(name: str, model: str, run_models: set[str]) -> str:
+    """A vetted catalogue's name with its model(s) (the web tool joins several with commas),
+    marked when one is not this run's model."""
+    models = set(model.split(",")) - {""}
+    title = f"{name}, model {model}" if models else f"{name}, model not recorded"
+    if run_models and not models <= run_models:
+        title += f" (another model than this run's {', '.join(sorted(run_models))})"
+    return title
+
+
+def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None, run_models: set[str]) -> Section:
+    """Per vetted catalogue, its model and the precision per class and per probability bin.
 
     ``vetted`` maps a catalogue's name to its precision table as the web tool
-    measures it (`spectraldl.web.precision.catalogue_precision`); the command
-    reads them from the web database (``spectraldl report --db``).
+    measures it (`spectraldl.web.precision.catalogue_precision`) with its ``model_id``;
+    the command reads them from the web database (``spectraldl report --db``), which
+    may hold catalogues of other models than ``run_models``: their titles say so.
     """
     section = Section.empty("vetting")
     if vetted is None:
@@ -716,7 +750,8 @@ def _vetting_section(vetted: Mapping[str, dict[str, Any]] | None) -> Section:
             "measured from the web tool's verdicts."
         )
         return section
-    for name, table in vetted.items():
+    for catalogue, table in vetted.items():
+        name = _catalogue_title(catalogue, str(table.get("model_id", "")), run_models)
         classes = [
             [
                 cls,
@@ -977,7 +1012,7 @@ def collect_sections(
         _calibration_section(run),
         _training_section(run),
         _classification_section(run),
-        _vetting_section(vetted),
+        _vetting_section(vetted, _run_models(run)),
         _gallery_section(run, gallery_sample),
         _performance_section(run),
         _provenance_section(run),

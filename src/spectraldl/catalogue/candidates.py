@@ -17,11 +17,14 @@ strong (EW <= -min_ew_aa), ``profile_types`` keeps only those profile types.
 The predictions are streamed (`spectraldl.io.predictions.iter_predictions`), so
 a release-sized table needs the memory of one block plus the candidates.
 The catalogue is written with astropy (CSV, ECSV, FITS, VOTable) with units,
-descriptions and UCDs on the columns, ready for TOPCAT.
+descriptions and UCDs on the columns, ready for TOPCAT, and the same provenance
+in every format (`CATALOGUE_META`: the cuts, model, precision, versions and the
+predictions table).
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spectraldl import __version__
 from spectraldl.catalogue.crossmatch import (
     DEFAULT_RADIUS_ARCSEC,
     CrossMatch,
@@ -45,6 +49,7 @@ from spectraldl.core.paths import output_over_input
 from spectraldl.core.quality import Quality
 from spectraldl.io.predictions import (
     ColumnInfo,
+    atomic_csv_with_metadata,
     classes_in,
     column_spec,
     iter_predictions,
@@ -72,6 +77,20 @@ KNOWN_COLUMNS: dict[str, ColumnInfo] = {
     ),
 }
 
+CATALOGUE_META: dict[str, tuple[str, str]] = {
+    "classes": ("CLASSES", "Predicted classes of a candidate"),
+    "min_prob": ("MIN_PROB", "Least probability of that class"),
+    "incflag": ("INCFLAG", "1: NOVEL, LOW_SNR, unusable kept"),
+    "min_ew": ("MIN_EW", "[Angstrom] kept: H-alpha EW <= -MIN_EW"),
+    "proftype": ("PROFTYPE", "H-alpha profile types kept"),
+    "model_id": ("MODEL_ID", "Model that classified"),
+    "precision": ("PRECISN", "Arithmetic it ran in: fp32, fp16, int8"),
+    "spectraldl_version": ("SDL_VERS", "spectraldl that wrote this catalogue"),
+    "predictions_version": ("PRED_VER", "spectraldl that wrote the predictions"),
+    "source": ("SOURCE", "Predictions table (absolute path)"),
+}
+"""The provenance every catalogue records (`find_candidates`): its key in ECSV, VOTable
+(INFO elements) and a CSV's ``.meta.json``, its FITS keyword, and what it says."""
 
 SELECTION_COLUMNS = ("id", "predicted_class", "quality")
 """Columns (besides the ``p_*`` ones) every selection reads."""
@@ -228,25 +247,49 @@ def write_catalogue(
 
     CSV is plain (one header line, readable by any tool); ECSV, FITS and
     VOTable carry the units, descriptions and UCDs (FITS as TUNITn, TCOMMn
-    and TUCDn cards, which TOPCAT shows).
+    and TUCDn cards, which TOPCAT shows). ``meta`` (the provenance, `CATALOGUE_META`)
+    goes into the ECSV header, FITS header cards, VOTable INFO elements, and a CSV's
+    ``CAT.csv.meta.json`` beside it (as a predictions CSV has), published just after it.
+    FITS text columns hold UTF-8 (the standard asks for ASCII): a non-ASCII file name stays
+    the name that opens the file, as astropy and `read_predictions` read it back; the
+    header's strings, which astropy keeps ASCII, are escaped (`fits_text`).
     """
     path = Path(path)
     fmt = catalogue_format(path)
+    meta = dict(meta or {})
     table = catalogue_table(catalogue, meta=meta if fmt != "csv" else None)
+    if fmt == "csv":
+        with atomic_csv_with_metadata(path, meta) as tmp:
+            table.write(tmp, format="csv")
+        return path
     with atomic_write(path) as tmp:
         if fmt == "fits":
-            _write_fits(table, tmp, meta or {})
+            _write_fits(table, tmp, meta)
         elif fmt == "votable":
-            import astropy.units as u
-
-            table.meta = {"description": (meta or {}).get("description", "spectraldl candidates")}
-            for column in table.itercols():
-                if column.unit == u.AA:  # VOUnit deprecates Angstrom: the same length as 0.1nm
-                    column.unit = u.Unit("0.1 nm")
-            table.write(tmp, format="votable")
+            _write_votable(table, tmp, meta)
         else:
             table.write(tmp, format=fmt)
     return path
+
+
+def _write_votable(table: Any, path: Path, meta: dict[str, Any]) -> None:
+    """A VOTable: the description on the table, every other item of ``meta`` an INFO element
+    of the resource (what it says as its text, for the `CATALOGUE_META` keys)."""
+    import astropy.units as u
+    from astropy.io.votable.tree import Info, VOTableFile
+
+    table.meta = {"description": meta.get("description", "spectraldl candidates")}
+    for column in table.itercols():
+        if column.unit == u.AA:  # VOUnit deprecates Angstrom: the same length as 0.1nm
+            column.unit = u.Unit("0.1 nm")
+    votable = VOTableFile.from_table(table)
+    for key, value in meta.items():
+        if key != "description":
+            # The ID astropy would give (the name) may be a FIELD's too (source): IDs are unique.
+            info = Info(ID=f"info_{key}", name=key, value=str(value))
+            info.content = CATALOGUE_META.get(key, ("", ""))[1] or None
+            votable.resources[0].infos.append(info)
+    votable.to_xml(str(path))
 
 
 def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
@@ -257,7 +300,8 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
     encoded.meta = {}
     for column in encoded.itercols():
         if column.dtype.kind == "U":
-            # FITS strings are bytes: encode as UTF-8 so non-ASCII file names survive.
+            # FITS strings are ASCII by the standard; UTF-8 keeps a non-ASCII file name the
+            # name that opens the file (astropy and `read_predictions` decode it back).
             encoded.replace_column(
                 column.name,
                 type(column)(
@@ -270,15 +314,27 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
             )
     hdu = fits.table_to_hdu(encoded)
     hdu.header["EXTNAME"] = "CANDIDATES"
+    hdu.header.add_comment("Text columns are UTF-8: ASCII unless a file name is not.")
     for i, column in enumerate(table.itercols(), start=1):
         if column.description:
             hdu.header[f"TCOMM{i}"] = column.description
         if column.meta.get("ucd"):
             hdu.header[f"TUCD{i}"] = column.meta["ucd"]
     for key, value in meta.items():
-        if isinstance(value, str | int | float) and len(key) <= 8:
-            hdu.header[key.upper()] = fits_text(value) if isinstance(value, str) else value
+        keyword, comment = CATALOGUE_META.get(key, (key.upper(), ""))
+        if isinstance(value, str | int | float) and len(keyword) <= 8:
+            text = fits_text(value) if isinstance(value, str) else value
+            hdu.header[keyword] = (text, comment) if _fits_comment_fits(text, comment) else text
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+
+
+def _fits_comment_fits(value: str | int | float, comment: str) -> bool:
+    """Whether ``comment`` fits on the one card of ``value`` (astropy would cut it short)."""
+    if not comment:
+        return False
+    if isinstance(value, str):  # KEYWORD = 'value' / comment, quotes doubled
+        return len(value.replace("'", "''")) + len(comment) <= 65
+    return len(comment) <= 47  # a number is right-justified in 20 columns
 
 
 def fits_text(value: str) -> str:
@@ -473,17 +529,23 @@ def _refuse_outputs_over_inputs(
 
 
 def _catalogue_meta(predictions: str | Path | pd.DataFrame, selection: Selection) -> dict[str, Any]:
-    """The catalogue's header: the cuts, the model and the predictions it came from."""
-    provenance = (
-        read_metadata(predictions) if not isinstance(predictions, pd.DataFrame) else None
-    ) or {}
+    """The catalogue's provenance, the same in every format (`CATALOGUE_META`): the cuts, the
+    model and its precision, the spectraldl versions and the predictions table it came from."""
+    from_file = not isinstance(predictions, pd.DataFrame)
+    provenance = (read_metadata(predictions) if from_file else None) or {}
+    manifest = provenance.get("manifest")  # a catalogue's own sidecar has it at the top
+    precision = (manifest if isinstance(manifest, dict) else provenance).get("precision", "")
     meta: dict[str, Any] = {
         "description": "spectraldl emission-line candidates",
         "classes": ",".join(selection.classes),
         "min_prob": selection.min_prob,
         "incflag": int(selection.include_flagged),
         "model_id": str(provenance.get("model_id", "")),
-        "source": str(predictions) if not isinstance(predictions, pd.DataFrame) else "",
+        "precision": str(precision),
+        "spectraldl_version": __version__,
+        "predictions_version": str(provenance.get("spectraldl_version", "")),
+        # Absolute: the catalogue is read from elsewhere than the folder it was made in.
+        "source": os.path.abspath(predictions) if from_file else "",
     }
     if selection.min_ew_aa is not None:
         meta["min_ew"] = selection.min_ew_aa

@@ -11,7 +11,8 @@ from spectraldl.cli._options import START_AGAIN, db_option, out_option, stops_cl
 
 
 def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
-    """The precision table of every ready catalogue of the web database, by name and id."""
+    """The precision table of every ready catalogue of the web database, by name and id,
+    each with the id of the model that made it (``model_id``: '' when not recorded)."""
     from sqlalchemy import select
 
     from spectraldl.web.db import open_existing
@@ -23,7 +24,10 @@ def vetted_catalogues(db_url: str) -> dict[str, dict[str, Any]]:
         with db.session() as session:
             ready = session.scalars(select(Catalogue).where(Catalogue.status == "ready"))
             return {
-                f"{c.name} (catalogue {c.id})": catalogue_precision(session, c.id)
+                f"{c.name} (catalogue {c.id})": {
+                    **catalogue_precision(session, c.id),
+                    "model_id": c.model_id,
+                }
                 for c in ready.all()
             }
     finally:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -60,7 +60,7 @@ LEADING_COLUMNS: dict[str, ColumnInfo] = {
     "id": ColumnInfo(
         "str", "", "Spectrum identifier (LAMOST file stem, Ondrejov ivo:// id)", "meta.id;meta.main"
     ),
-    "source": ColumnInfo("str", "", "File the spectrum was read from", "meta.file"),
+    "source": ColumnInfo("str", "", "File the spectrum was read from", "meta.ref;meta.file"),
     "archive": ColumnInfo("str", "", "Archive of the spectrum (lamost, ondrejov)", "meta.id"),
     "origin": ColumnInfo(
         "str",
@@ -115,7 +115,7 @@ MEASUREMENT_COLUMNS: dict[str, ColumnInfo] = {
         "f4",
         "",
         "Highest H-alpha flux over the local continuum",
-        "arith.ratio;em.line.Halpha",
+        "spect.line.intensity;arith.ratio;em.line.Halpha",
         default="nan",
     ),
     "halpha_fwhm_kms": ColumnInfo(
@@ -136,7 +136,7 @@ MEASUREMENT_COLUMNS: dict[str, ColumnInfo] = {
         "f4",
         "",
         "Violet over red H-alpha peak height above the continuum (double-peaked profiles)",
-        "arith.ratio;em.line.Halpha",
+        "spect.line.intensity;arith.ratio;em.line.Halpha",
         default="nan",
     ),
     "profile_type": ColumnInfo(
@@ -301,6 +301,19 @@ def metadata_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+@contextmanager
+def atomic_csv_with_metadata(path: str | Path, metadata: dict[str, Any]) -> Iterator[Path]:
+    """Yield a temporary path for the CSV ``path``; publish it, then its ``.meta.json``.
+
+    A CSV has no place for provenance, so it goes beside it (`metadata_path`). The
+    metadata is renamed just after its table: killed between the two, the old metadata
+    (another run's manifest) never vouches for the new rows. On any error neither changes.
+    """
+    with atomic_write(metadata_path(path)) as side, atomic_write(path) as tmp:
+        yield tmp
+        side.write_text(json.dumps(metadata, indent=1, sort_keys=True), encoding="utf-8")
+
+
 def write_predictions(
     path: str | Path,
     frames: Frames,
@@ -335,19 +348,16 @@ def write_predictions(
     kind = format_of(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(classes)}
     meta.update(metadata or {})
-    writer = {"fits": _write_fits, "csv": _write_csv, "h5": _write_h5}
-    # A CSV's metadata is renamed just after its table: killed between the two, the old
-    # metadata (another run's manifest) never vouches for the new rows, and resuming redoes them.
-    with ExitStack() as stack:
-        side = stack.enter_context(atomic_write(metadata_path(path))) if kind == "csv" else None
-        with atomic_write(path) as tmp:
-            if kind == "parquet":
-                n = _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
-            else:
-                n = writer[kind](tmp, frames, classes, meta)
-            if side is not None:
-                side.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-    return n
+    writer = {"fits": _write_fits, "h5": _write_h5}
+    # A CSV's metadata goes beside it, renamed just after the table (resuming then redoes
+    # the rows no metadata vouches for).
+    opened = atomic_csv_with_metadata(path, meta) if kind == "csv" else atomic_write(path)
+    with opened as tmp:
+        if kind == "parquet":
+            return _write_parquet(tmp, frames, classes, meta, astropy=astropy_metadata)
+        if kind == "csv":
+            return _write_csv(tmp, frames, classes)
+        return writer[kind](tmp, frames, classes, meta)
 
 
 def _astropy_yaml(classes: Sequence[str], widths: dict[str, int]) -> str:
@@ -408,7 +418,7 @@ def _write_parquet(
     return n
 
 
-def _write_csv(tmp: Path, frames: Frames, classes: Sequence[str], meta: dict[str, Any]) -> int:
+def _write_csv(tmp: Path, frames: Frames, classes: Sequence[str]) -> int:
     n = 0
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerow(list(column_spec(classes)))
