@@ -29,11 +29,12 @@ from spectraldl.io.labels import CLASSES
 from spectraldl.ml.modelcard import load_model
 from spectraldl.ml.training import TrainConfig, train
 from spectraldl.prep.preprocess import PreprocessConfig
+from spectraldl.simulate.archive import simulate_archive
 from spectraldl.web import store
 from spectraldl.web.auth import hash_password
 from spectraldl.web.db import open_database
 from spectraldl.web.importing import import_predictions, spectrum_row
-from spectraldl.web.learning import _comparison
+from spectraldl.web.learning import _comparison, collect_labels
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, User
 
 
@@ -235,3 +236,26 @@ def test_overwrite_never_deletes_the_database_it_learns_from(parent: Path, tmp_p
     result = CliRunner().invoke(main, [*args, "--overwrite", "--force"])
     assert result.exit_code == 1 and "team.db, an input of this run" in result.output
     assert (sandbox / "team.db").stat().st_size > 0
+
+
+def test_learn_takes_simulated_spectra_stored_as_real_for_synthetic(
+    parent: Path, tmp_path: Path
+) -> None:
+    """Earlier imports stored simulated files as ``origin='real'``; their metadata still says
+    ``simulated``: `collect_labels` rows are synthetic, never held-out real spectra."""
+    simulate_archive(tmp_path / "sim", archive="lamost", n=2, seed=0)
+    db = open_database(f"sqlite:///{tmp_path / 'old.db'}")
+    with db.session() as session:
+        alice = User(name="alice", password_hash=hash_password("a-pw"), is_active=True)
+        session.add(alice)
+        paths = [*sorted((tmp_path / "sim").rglob("*.fits*")), ondrejov_files()[0]]
+        for path in paths:
+            row = spectrum_row(read_spectrum(path), config=PreprocessConfig())
+            row.origin = "real"  # what an import before this fix stored
+            session.add(row)
+            session.flush()
+            store.record_label(session, user=alice, spectrum_id=row.id, label="absorption")
+        session.commit()
+    rows = collect_labels(db, load_model(parent, device="cpu")).rows
+    db.dispose()
+    assert sorted(rows.meta["origin"]) == ["real", "synthetic", "synthetic"]

@@ -118,6 +118,13 @@ def _add_verdicts(session: Any, chosen: dict[int, tuple[str, str]], skipped: Cou
     return conflicts
 
 
+def _stored_origin(row: SpectrumRow) -> str:
+    """``synthetic`` or ``real``: a simulated file's metadata says synthetic, whatever the row's
+    column says (earlier imports stored such files as real)."""
+    meta = row.meta if isinstance(row.meta, dict) else {}
+    return "synthetic" if meta.get("simulated") else (row.origin or "real")
+
+
 def _stored_rows(
     session: Any,
     chosen: dict[int, tuple[str, str]],
@@ -149,7 +156,7 @@ def _stored_rows(
             ("id", row.ident),
             ("code", label_code(label)),
             ("archive", row.archive),
-            ("origin", row.origin or "real"),
+            ("origin", _stored_origin(row)),
             ("snr", np.nan if row.snr is None else row.snr),
             ("object", row.object),
         ):
