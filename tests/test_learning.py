@@ -259,3 +259,38 @@ def test_learn_takes_simulated_spectra_stored_as_real_for_synthetic(
     rows = collect_labels(db, load_model(parent, device="cpu")).rows
     db.dispose()
     assert sorted(rows.meta["origin"]) == ["real", "synthetic", "synthetic"]
+
+
+def _roles(model_dir: Path) -> dict[str, str]:
+    with (model_dir / "split.csv").open(newline="") as handle:
+        return {row["id"]: row["role"] for row in csv.DictReader(handle)}
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_second_round_never_holds_out_what_the_parent_fitted(
+    filled: dict[str, Any], parent: Path, tmp_path: Path
+) -> None:
+    """Learning again from a learnt model split every labelled row afresh: rows the parent
+    had fitted became "held-out real" rows on which parent and child were compared."""
+    first, second = tmp_path / "model-2", tmp_path / "model-3"
+    args = ["learn", "--db", filled["url"], "--epochs", "1", "--force"]
+    done = CliRunner().invoke(main, [*args, "--model", str(parent), "-o", str(first)])
+    assert done.exit_code == 0, done.output
+    # Another seed draws another share to hold out: as changed labels do.
+    again = CliRunner().invoke(
+        main, [*args, "--model", str(first), "-o", str(second), "--seed", "3"]
+    )
+    assert again.exit_code == 0, again.output
+    before, after = _roles(first), _roles(second)
+    labelled = {i for i in filled["expected"] if i in after}
+    held = {i for i in labelled if after[i] == "real"}
+    fitted_before = {i for i in labelled if before.get(i) in ("train", "val")}
+    assert held and fitted_before and not held & fitted_before
+    assert held >= {i for i in labelled if before.get(i) == "real"}  # still held out
+    card = json.loads((second / "card.json").read_text())["parent"]
+    assert card["n_new_fitted_by_parent"] == len(fitted_before)
+    assert card["compared"]["real"]["n"] == len(held)
+    assert f"{len(held)} held-out real spectra (none of them fitted by the old model)" in (
+        again.stdout
+    )
+    assert f"{len(fitted_before)} labelled spectra the old model was fitted on" in again.stdout

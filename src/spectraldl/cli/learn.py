@@ -122,8 +122,13 @@ def learn_command(
         )
     except (LearnError, TrainingError, ModelDirError, DatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    metrics = done.result.metrics
-    click.echo("held-out real spectra and the parent's test split, old and new model:")
+    metrics, parent = done.result.metrics, done.result.card.parent or {}
+    click.echo(
+        f"{done.comparison['real']['n']} held-out real spectra (none of them fitted by the "
+        f"old model) and the parent's {done.comparison['test']['n']} test spectra, old and "
+        f"new model ({parent.get('n_new_fitted_by_parent', 0)} labelled spectra the old model "
+        "was fitted on were fitted again, never held out):"
+    )
     click.echo(
         _side_by_side(
             [

@@ -904,11 +904,31 @@ def _check_new_classes(data: LabelledRows, is_new: NDArray[np.bool_], parent: Tr
         )
 
 
+@dataclass
+class _NewSplit:
+    """The new rows for training, validation and held out for evaluation, and why held."""
+
+    train: NDArray[np.int64]
+    val: NDArray[np.int64]
+    held: NDArray[np.int64]
+    refitted: int
+    """New rows the parent was fitted or validated on: fitted again, never held out."""
+    held_by_parent: int
+    """New rows the parent held out too (test or real in its split.csv): held out again."""
+
+
 def _split_new_rows(
-    data: LabelledRows, n_new: int, class_codes: list[int], config: TrainConfig
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """The new rows (sources ``< n_new``) for training, validation and held out for evaluation."""
+    data: LabelledRows, n_new: int, parent: TrainedModel, config: TrainConfig
+) -> _NewSplit:
+    """The new rows (sources ``< n_new``) for training, validation and held out for evaluation.
+
+    Parent and child are compared on the held-out rows, so none of them may be a
+    row the parent fitted or validated (its ``split.csv``): such rows are fitted
+    again. Rows the parent held out stay held out; of the rest, ``real_holdout``
+    of each class is held out (`holdout_split`).
+    """
     rows = data.rows
+    class_codes = [label_code(c) for c in parent.classes]
     new = np.flatnonzero((data.source < n_new) & np.isin(rows.labels, class_codes))
     if len(new) == 0:
         classes = ", ".join(CLASSES[c] for c in class_codes)
@@ -916,17 +936,30 @@ def _split_new_rows(
             f"no labelled rows of the parent's classes ({classes}) in "
             f"{', '.join(data.paths[:n_new])}"
         )
-    keep, held = holdout_split(rows.labels[new], fraction=config.real_holdout, seed=config.seed)
-    if len(held) == 0:
+    roles = _parent_roles(parent)
+    role = np.array([roles.get(str(i), "") for i in rows.ids[new]], dtype=object)
+    refit, pinned = np.isin(role, ["train", "val"]), np.isin(role, ["test", "real"])
+    fresh = new[~refit & ~pinned]
+    keep, held = holdout_split(rows.labels[fresh], fraction=config.real_holdout, seed=config.seed)
+    held_rows = np.sort(np.concatenate([new[pinned], fresh[held]]))
+    if len(held_rows) == 0:
         raise TrainingError(
-            f"{len(new)} new labelled rows, none of a class with two or more: fine-tuning keeps "
-            "some of every class out for evaluation, so label at least two spectra of a class"
+            f"{len(new)} new labelled rows, none to hold out for evaluation: "
+            f"{int(refit.sum())} the parent {parent.path} was fitted on (its split.csv), which "
+            "cannot show whether the new model is better, and no other class with two or "
+            "more; label at least two more spectra of a class"
         )
-    fit_new = new[keep]
+    fit_new = np.sort(np.concatenate([new[refit], fresh[keep]]))
     fit_kept, fit_val = holdout_split(
         rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
     )
-    return fit_new[fit_kept], fit_new[fit_val], new[held]
+    return _NewSplit(
+        train=fit_new[fit_kept],
+        val=fit_new[fit_val],
+        held=held_rows,
+        refitted=int(refit.sum()),
+        held_by_parent=int(pinned.sum()),
+    )
 
 
 @dataclass
@@ -985,7 +1018,8 @@ def _finetune_plan(
     class_codes = [label_code(c) for c in parent.classes]
     is_real = rows.meta["origin"] == "real"
     _check_new_classes(data, data.source < n_new, parent)
-    new_train, new_val, held_rows = _split_new_rows(data, n_new, class_codes, config)
+    split = _split_new_rows(data, n_new, parent, config)
+    new_train, new_val, held_rows = split.train, split.val, split.held
     replay = _replay_rows(data, n_new, parent, config, len(new_train))
     held_real = held_rows[is_real[held_rows]]
     train_rows = np.sort(np.concatenate([new_train, replay.train]))
@@ -1016,6 +1050,8 @@ def _finetune_plan(
             "n_new_val": len(new_val),
             "n_new_held_out": len(held_rows),
             "n_new_real_held_out": len(held_real),
+            "n_new_held_out_by_parent": split.held_by_parent,
+            "n_new_fitted_by_parent": split.refitted,
             "n_replay_train": len(replay.train),
             "n_replay_val": len(replay.val),
             "n_replay_test": len(replay.test),
@@ -1201,7 +1237,10 @@ def _say_plan(plan: _Plan, say: Callable[[str], None]) -> None:
         say(
             f"fine-tuning {ft['parent_model_id']}: {ft['n_new_train']} new rows and "
             f"{ft['n_replay_train']} replayed (ratio {ft['replay_ratio']:g}) in training; "
-            f"{ft['n_new_held_out']} new rows held out for evaluation"
+            f"{ft['n_new_held_out']} new rows held out for evaluation "
+            f"({ft['n_new_held_out_by_parent']} of them held out by the parent too); "
+            f"{ft['n_new_fitted_by_parent']} new rows the parent was fitted on fitted again, "
+            "never held out"
         )
 
 
