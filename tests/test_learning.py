@@ -294,3 +294,35 @@ def test_second_round_never_holds_out_what_the_parent_fitted(
         again.stdout
     )
     assert f"{len(fitted_before)} labelled spectra the old model was fitted on" in again.stdout
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_in_place_learn_publishes_the_labels_with_the_model_only(
+    filled: dict[str, Any], parent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``learn -o MODEL`` wrote MODEL.labels.h5 before training: a refused or stopped run left
+    the old model with another labels file than its card names. Now the labels are published
+    with the model, a refused or stopped run leaves both as they were, and the card of a model
+    that replaced its parent names the parent by its id (its path is the child's now)."""
+    model, labels = tmp_path / "model", tmp_path / "model.labels.h5"
+    shutil.copytree(parent, model)
+    args = ["learn", "--db", filled["url"], "--model", str(model), "-o", str(model)]
+    kept = CliRunner().invoke(main, [*args, "--epochs", "1", "--force"])
+    assert kept.exit_code == 0, kept.output
+    card = json.loads((model / "card.json").read_text())
+    assert card["parent"]["parent_path"] is None and card["parent"]["parent_replaced"]
+    assert card["parent"]["parent_model_id"] == load_model(parent, device="cpu").model_id
+    assert card["learning"]["labels_dataset"] == str(labels.resolve())
+    assert card["datasets"][0]["path"] == str(labels.resolve())
+    assert f"wrote {model} (model {load_model(model, device='cpu').model_id})" in kept.stderr
+    published = {p.name: p.read_bytes() for p in (labels, model / "card.json")}
+    # A diverging step size forgets what the parent knew: refused, nothing changes.
+    refused = CliRunner().invoke(main, [*args, "--epochs", "3", "--lr", "1", "--seed", "5"])
+    assert refused.exit_code == 1 and "not written: the new model is worse" in refused.output
+    assert "wrote" not in refused.output
+    stopped_in_training = lambda *_a, **_k: signal.raise_signal(signal.SIGTERM)  # noqa: E731
+    monkeypatch.setattr("spectraldl.web.learning.train", stopped_in_training)
+    stopped = CliRunner().invoke(main, [*args, "--epochs", "1", "--force"])
+    assert stopped.exit_code == 143, stopped.output
+    assert {p.name: p.read_bytes() for p in (labels, model / "card.json")} == published
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

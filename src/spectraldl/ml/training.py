@@ -45,7 +45,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -657,15 +657,16 @@ def replace_problem(out_dir: Path, inputs: Sequence[str | Path]) -> str | None:
     return None
 
 
-def publish_model_dir(tmp: Path, out_dir: Path) -> None:
+def publish_model_dir(tmp: Path, out_dir: Path, *, also: Sequence[tuple[Path, Path]] = ()) -> None:
     """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last.
 
-    The old model is first renamed ``.NAME.old-PID``, then ``tmp`` becomes ``out_dir``,
-    then the old one is deleted; Ctrl-C and SIGTERM wait for the two renames
-    (`spectraldl.core.signals.held_stops`). A run killed between them leaves no
-    ``out_dir`` but the old model whole beside it, and one killed while writing leaves its
-    ``.NAME.tmp-PID``: `recover_model_dir`, which every run calls first, puts the old model
-    back and removes such leftovers.
+    The old model is first renamed ``.NAME.old-PID``, then ``tmp`` becomes ``out_dir``
+    (then each ``(source, target)`` of ``also`` is renamed: files published with the
+    model, such as `learn`'s labels dataset), then the old one is deleted; Ctrl-C and
+    SIGTERM wait for the renames (`spectraldl.core.signals.held_stops`). A run killed
+    (kill -9) between the first two leaves no ``out_dir`` but the old model whole beside
+    it, and one killed while writing leaves its ``.NAME.tmp-PID``: `recover_model_dir`,
+    which every run calls first, puts the old model back and removes such leftovers.
     """
     old = None
     with held_stops():  # Ctrl-C or SIGTERM between the renames would unpublish both models
@@ -673,6 +674,8 @@ def publish_model_dir(tmp: Path, out_dir: Path) -> None:
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
+        for source, target in also:
+            os.replace(source, target)
     if old is not None:
         shutil.rmtree(old)
 
@@ -1129,6 +1132,7 @@ def train(
     init: str | Path | None = None,
     replay: Sequence[str | Path] | None = None,
     card_extra: dict[str, Any] | None = None,
+    published_as: Mapping[Path, Path] | None = None,
 ) -> TrainResult:
     """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
 
@@ -1159,6 +1163,11 @@ def train(
         card records.
     card_extra
         More sections for the card (e.g. ``learning``: where the labels came from).
+    published_as
+        The path each of ``datasets`` and ``out_dir`` is published under by the caller
+        after the run, when written under a temporary name (`learn`): the card and
+        ``split.csv`` record it. A parent replaced by the new model (``init`` is where it
+        is published) is named by its ``parent_model_id`` alone (``parent_path`` null).
 
     Returns
     -------
@@ -1171,7 +1180,8 @@ def train(
     out_dir = Path(out_dir)
     recover_model_dir(out_dir, say)
     _prepare_out(out_dir, overwrite, [*datasets, *(replay or ())])
-    data, plan = _load_and_plan(datasets, config, init, replay)
+    data, plan = _load_and_plan(datasets, config, init, replay, published_as or {})
+    _mark_replaced_parent(plan, out_dir, published_as or {})
     _say_plan(plan, say)
     x_train, y_train = _training_set(data.rows, plan, config, say)
     fit = fit_network(
@@ -1212,17 +1222,31 @@ def _load_and_plan(
     config: TrainConfig,
     init: str | Path | None,
     replay: Sequence[str | Path] | None,
+    published_as: Mapping[Path, Path],
 ) -> tuple[LabelledRows, _Plan]:
     """Read the data and plan the run: from scratch, or fine-tuning ``init`` with a replay."""
+    final = {p.resolve(): str(q) for p, q in published_as.items()}
     if init is None:
         data = combine_datasets([read_dataset_any(p) for p in datasets])
+        data.paths = [final.get(Path(p).resolve(), p) for p in data.paths]
         return data, _scratch_plan(data, config)
     parent = load_model(resolve_model(init), device="cpu")
     for path in datasets[:1]:  # the parent's grid before reading any replay data
         _check_parent(parent, config, path)
     data, n_new = _read_finetune_data(datasets, parent, replay, config)
+    data.paths = [final.get(Path(p).resolve(), p) for p in data.paths]
     _check_parent(parent, config, data.config)
     return data, _finetune_plan(data, n_new, parent, config)
+
+
+def _mark_replaced_parent(plan: _Plan, out_dir: Path, published_as: Mapping[Path, Path]) -> None:
+    """A parent the new model replaces (published where it is): its path names the child once
+    published, so the card records ``parent_path`` null and ``parent_replaced``."""
+    if plan.parent is None:
+        return
+    final = {p.resolve(): q for p, q in published_as.items()}.get(out_dir.resolve(), out_dir)
+    if Path(plan.parent.path).resolve() == final.resolve():
+        plan.fine_tuning.update(parent_path=None, parent_replaced=True)
 
 
 def _say_plan(plan: _Plan, say: Callable[[str], None]) -> None:
