@@ -27,6 +27,7 @@ from spectraldl.io.bundled import real_labels_csv
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.labels import CLASSES
 from spectraldl.ml.modelcard import load_model
+from spectraldl.ml.pretrained import resolve_model
 from spectraldl.ml.training import TrainConfig, train
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.simulate.archive import simulate_archive
@@ -326,3 +327,35 @@ def test_in_place_learn_publishes_the_labels_with_the_model_only(
     assert stopped.exit_code == 143, stopped.output
     assert {p.name: p.read_bytes() for p in (labels, model / "card.json")} == published
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_learn_from_a_shipped_model_says_what_to_pass(tmp_path: Path) -> None:
+    """``learn --model pretrained`` stopped on the missing demo data of the model's card;
+    the message names the options that work here."""
+    shipped = load_model(resolve_model("pretrained"), device="cpu")
+    db = open_database(f"sqlite:///{tmp_path / 'w.db'}")
+    with db.session() as session:
+        alice = User(name="alice", password_hash=hash_password("a-pw"), is_active=True)
+        session.add(alice)
+        for path in ondrejov_files()[:4]:
+            row = spectrum_row(read_spectrum(path), config=shipped.config)
+            session.add(row)
+            session.flush()
+            store.record_label(session, user=alice, spectrum_id=row.id, label="absorption")
+        session.commit()
+    db.dispose()
+    args = ["learn", "--db", str(tmp_path / "w.db"), "--model", "pretrained", "-o"]
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "m2")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the shipped model cnn was trained on a demo run's training.h5" in result.output
+    assert "--replay-ratio 0" in result.output and "--replay DIR/training.h5" in result.output
+    assert not (tmp_path / "m2.labels.h5").exists()
+    alone = CliRunner().invoke(main, [*args, str(tmp_path / "m2"), "--replay-ratio", "0"])
+    assert alone.exit_code in (0, 1) and "Traceback" not in alone.output, alone.output
+    assert "training data is not at hand" not in alone.output
+
+
+def test_learn_help_says_what_it_writes_into_the_database() -> None:
+    """``--db`` was documented as only read, yet a written model scores into a catalogue."""
+    text = CliRunner().invoke(main, ["learn", "--help"]).output
+    assert "only read" not in text and "new catalogue" in text

@@ -86,7 +86,7 @@ from spectraldl.ml.modelcard import (
 )
 from spectraldl.ml.models import SpectrumNet, build_model, count_parameters, flops_per_spectrum
 from spectraldl.ml.novelty import NoveltyModel
-from spectraldl.ml.pretrained import resolve_model
+from spectraldl.ml.pretrained import models_dir, resolve_model
 from spectraldl.prep.preprocess import PreprocessConfig
 
 __all__ = [
@@ -1092,10 +1092,17 @@ def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> 
     missing = [str(p) for p in recorded if not p.exists()]
     if missing or not recorded:
         where = ", ".join(missing) if missing else "no datasets"
+        alone = "--replay-ratio 0 to fine-tune on the new rows alone (it may forget what it knew)"
+        if Path(parent.path).resolve().is_relative_to(models_dir().resolve()):
+            raise TrainingError(
+                f"the shipped model {Path(parent.path).name} was trained on a demo run's "
+                f"training.h5 ({where}), which is not shipped with spectraldl: pass {alone}, "
+                "or make that data with `spectraldl demo --out DIR` and pass --replay "
+                "DIR/training.h5"
+            )
         raise TrainingError(
             f"the parent's training data is not at hand ({where}, recorded in "
-            f"{Path(parent.path) / CARD}): give it with --replay PATH, or --replay-ratio 0 to "
-            "fine-tune on the new rows alone (the model may forget what it knew)"
+            f"{Path(parent.path) / CARD}): give it with --replay PATH, or {alone}"
         )
     return recorded
 

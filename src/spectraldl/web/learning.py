@@ -11,7 +11,9 @@ These rows are written as a dataset, published beside the new model
 (`spectraldl.ml.training.train` with ``init``: a share of every class held out,
 the parent's training data replayed). Parent and child are scored on the
 same held-out real rows; a child that is worse is not written unless forced.
-The database is only read.
+The database's labels and verdicts are only read; a child that is written
+scores every stored spectrum into a new catalogue there (the labelling queue's
+"most uncertain first" follows it).
 """
 
 from __future__ import annotations
@@ -244,7 +246,9 @@ def learn(
     Parameters
     ----------
     db_url
-        The web tool's database (SQLAlchemy URL or SQLite path); only read.
+        The web tool's database (SQLAlchemy URL or SQLite path): its labels and verdicts
+        are read; a new model that is written scores the stored spectra into a new
+        catalogue there.
     model
         The model now in use: a directory or a shipped model's name.
     out_dir
