@@ -27,13 +27,15 @@ from spectraldl.io.bundled import real_labels_csv
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.labels import CLASSES
 from spectraldl.ml.modelcard import load_model
+from spectraldl.ml.pretrained import resolve_model
 from spectraldl.ml.training import TrainConfig, train
 from spectraldl.prep.preprocess import PreprocessConfig
+from spectraldl.simulate.archive import simulate_archive
 from spectraldl.web import store
 from spectraldl.web.auth import hash_password
 from spectraldl.web.db import open_database
 from spectraldl.web.importing import import_predictions, spectrum_row
-from spectraldl.web.learning import _comparison
+from spectraldl.web.learning import _comparison, collect_labels
 from spectraldl.web.models import Catalogue, Prediction, SpectrumRow, User
 
 
@@ -235,3 +237,125 @@ def test_overwrite_never_deletes_the_database_it_learns_from(parent: Path, tmp_p
     result = CliRunner().invoke(main, [*args, "--overwrite", "--force"])
     assert result.exit_code == 1 and "team.db, an input of this run" in result.output
     assert (sandbox / "team.db").stat().st_size > 0
+
+
+def test_learn_takes_simulated_spectra_stored_as_real_for_synthetic(
+    parent: Path, tmp_path: Path
+) -> None:
+    """Earlier imports stored simulated files as ``origin='real'``; their metadata still says
+    ``simulated``: `collect_labels` rows are synthetic, never held-out real spectra."""
+    simulate_archive(tmp_path / "sim", archive="lamost", n=2, seed=0)
+    db = open_database(f"sqlite:///{tmp_path / 'old.db'}")
+    with db.session() as session:
+        alice = User(name="alice", password_hash=hash_password("a-pw"), is_active=True)
+        session.add(alice)
+        paths = [*sorted((tmp_path / "sim").rglob("*.fits*")), ondrejov_files()[0]]
+        for path in paths:
+            row = spectrum_row(read_spectrum(path), config=PreprocessConfig())
+            row.origin = "real"  # what an import before this fix stored
+            session.add(row)
+            session.flush()
+            store.record_label(session, user=alice, spectrum_id=row.id, label="absorption")
+        session.commit()
+    rows = collect_labels(db, load_model(parent, device="cpu")).rows
+    db.dispose()
+    assert sorted(rows.meta["origin"]) == ["real", "synthetic", "synthetic"]
+
+
+def _roles(model_dir: Path) -> dict[str, str]:
+    with (model_dir / "split.csv").open(newline="") as handle:
+        return {row["id"]: row["role"] for row in csv.DictReader(handle)}
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_second_round_never_holds_out_what_the_parent_fitted(
+    filled: dict[str, Any], parent: Path, tmp_path: Path
+) -> None:
+    """Learning again from a learnt model split every labelled row afresh: rows the parent
+    had fitted became "held-out real" rows on which parent and child were compared."""
+    first, second = tmp_path / "model-2", tmp_path / "model-3"
+    args = ["learn", "--db", filled["url"], "--epochs", "1", "--force"]
+    done = CliRunner().invoke(main, [*args, "--model", str(parent), "-o", str(first)])
+    assert done.exit_code == 0, done.output
+    # Another seed draws another share to hold out: as changed labels do.
+    again = CliRunner().invoke(
+        main, [*args, "--model", str(first), "-o", str(second), "--seed", "3"]
+    )
+    assert again.exit_code == 0, again.output
+    before, after = _roles(first), _roles(second)
+    labelled = {i for i in filled["expected"] if i in after}
+    held = {i for i in labelled if after[i] == "real"}
+    fitted_before = {i for i in labelled if before.get(i) in ("train", "val")}
+    assert held and fitted_before and not held & fitted_before
+    assert held >= {i for i in labelled if before.get(i) == "real"}  # still held out
+    card = json.loads((second / "card.json").read_text())["parent"]
+    assert card["n_new_fitted_by_parent"] == len(fitted_before)
+    assert card["compared"]["real"]["n"] == len(held)
+    assert f"{len(held)} held-out real spectra (none of them fitted by the old model)" in (
+        again.stdout
+    )
+    assert f"{len(fitted_before)} labelled spectra the old model was fitted on" in again.stdout
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_in_place_learn_publishes_the_labels_with_the_model_only(
+    filled: dict[str, Any], parent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``learn -o MODEL`` wrote MODEL.labels.h5 before training: a refused or stopped run left
+    the old model with another labels file than its card names. Now the labels are published
+    with the model, a refused or stopped run leaves both as they were, and the card of a model
+    that replaced its parent names the parent by its id (its path is the child's now)."""
+    model, labels = tmp_path / "model", tmp_path / "model.labels.h5"
+    shutil.copytree(parent, model)
+    args = ["learn", "--db", filled["url"], "--model", str(model), "-o", str(model)]
+    kept = CliRunner().invoke(main, [*args, "--epochs", "1", "--force"])
+    assert kept.exit_code == 0, kept.output
+    card = json.loads((model / "card.json").read_text())
+    assert card["parent"]["parent_path"] is None and card["parent"]["parent_replaced"]
+    assert card["parent"]["parent_model_id"] == load_model(parent, device="cpu").model_id
+    assert card["learning"]["labels_dataset"] == str(labels.resolve())
+    assert card["datasets"][0]["path"] == str(labels.resolve())
+    assert f"wrote {model} (model {load_model(model, device='cpu').model_id})" in kept.stderr
+    published = {p.name: p.read_bytes() for p in (labels, model / "card.json")}
+    # A diverging step size forgets what the parent knew: refused, nothing changes.
+    refused = CliRunner().invoke(main, [*args, "--epochs", "3", "--lr", "1", "--seed", "5"])
+    assert refused.exit_code == 1 and "not written: the new model is worse" in refused.output
+    assert "wrote" not in refused.output
+    stopped_in_training = lambda *_a, **_k: signal.raise_signal(signal.SIGTERM)  # noqa: E731
+    monkeypatch.setattr("spectraldl.web.learning.train", stopped_in_training)
+    stopped = CliRunner().invoke(main, [*args, "--epochs", "1", "--force"])
+    assert stopped.exit_code == 143, stopped.output
+    assert {p.name: p.read_bytes() for p in (labels, model / "card.json")} == published
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_learn_from_a_shipped_model_says_what_to_pass(tmp_path: Path) -> None:
+    """``learn --model pretrained`` stopped on the missing demo data of the model's card;
+    the message names the options that work here."""
+    shipped = load_model(resolve_model("pretrained"), device="cpu")
+    db = open_database(f"sqlite:///{tmp_path / 'w.db'}")
+    with db.session() as session:
+        alice = User(name="alice", password_hash=hash_password("a-pw"), is_active=True)
+        session.add(alice)
+        for path in ondrejov_files()[:4]:
+            row = spectrum_row(read_spectrum(path), config=shipped.config)
+            session.add(row)
+            session.flush()
+            store.record_label(session, user=alice, spectrum_id=row.id, label="absorption")
+        session.commit()
+    db.dispose()
+    args = ["learn", "--db", str(tmp_path / "w.db"), "--model", "pretrained", "-o"]
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "m2")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the shipped model cnn was trained on a demo run's training.h5" in result.output
+    assert "--replay-ratio 0" in result.output and "--replay DIR/training.h5" in result.output
+    assert not (tmp_path / "m2.labels.h5").exists()
+    alone = CliRunner().invoke(main, [*args, str(tmp_path / "m2"), "--replay-ratio", "0"])
+    assert alone.exit_code in (0, 1) and "Traceback" not in alone.output, alone.output
+    assert "training data is not at hand" not in alone.output
+
+
+def test_learn_help_says_what_it_writes_into_the_database() -> None:
+    """``--db`` was documented as only read, yet a written model scores into a catalogue."""
+    text = CliRunner().invoke(main, ["learn", "--help"]).output
+    assert "only read" not in text and "new catalogue" in text

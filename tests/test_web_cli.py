@@ -12,6 +12,7 @@ from web_support import ondrejov_files, write_predictions_file
 
 from spectraldl.cli import main
 from spectraldl.jobs.ingest import ingest
+from spectraldl.simulate.archive import simulate_archive
 from spectraldl.web.auth import authenticate
 from spectraldl.web.db import DatabaseError, open_database, resolve_url
 from spectraldl.web.models import Catalogue, SpectrumRow, User
@@ -209,3 +210,33 @@ def test_meaningless_numbers_are_usage_errors_naming_the_option(
     assert result.exit_code == 2, result.output
     assert "Invalid value for" in result.output and option in result.output
     assert not db.exists()
+
+
+def test_import_keeps_simulated_and_synthetic_spectra_synthetic(tmp_path: Path) -> None:
+    """Files `spectraldl simulate` wrote (SIMULATD = T) were stored as real, and so were the
+    candidates of a predictions table whose origin column says synthetic: `learn` then took
+    them for the held-out real spectra that decide whether a new model is worse."""
+    db_url = f"sqlite:///{tmp_path / 'o.db'}"
+    simulate_archive(tmp_path / "sim", archive="lamost", n=3, seed=0)
+    simulated = sorted((tmp_path / "sim").rglob("*.fits*"))
+    assert len(simulated) == 3
+    result = run("import", *map(str, simulated), "--db", db_url)
+    assert result.exit_code == 0 and "3 spectra added" in result.output, result.output
+    files = ondrejov_files()[:2]
+    frame = write_predictions_file(
+        tmp_path / "p.csv", [p.stem for p in files], sources=[str(p) for p in files]
+    )
+    frame["predicted_class"] = "emission"
+    frame["origin"] = ["synthetic", "real"]
+    frame.to_csv(tmp_path / "preds.csv", index=False)
+    result = run("import", str(tmp_path / "preds.csv"), "--db", db_url)
+    assert result.exit_code == 0 and "2 spectra added" in result.output, result.output
+    db = open_database(db_url)
+    with db.session() as session:
+        origins = {r.source: r.origin for r in session.scalars(select(SpectrumRow))}
+    db.dispose()
+    assert origins == {
+        **{str(p): "synthetic" for p in simulated},
+        str(files[0]): "synthetic",
+        str(files[1]): "real",
+    }

@@ -21,7 +21,8 @@ from spectraldl.cli._options import (
     "--db",
     "db_url",
     required=True,
-    help="The web tool's database: SQLAlchemy URL or SQLite file (only read).",
+    help="The web tool's database: SQLAlchemy URL or SQLite file (its labels and verdicts are "
+    "read; a new model that is written scores the stored spectra into a new catalogue there).",
 )
 @click.option(
     "--model",
@@ -89,7 +90,13 @@ def learn_command(
     noise) become a dataset OUT.labels.h5; MODEL is fine-tuned on it with a
     replay of its own training data, a share of every class held out. Old and
     new model are scored side by side on the held-out real spectra; a new
-    model that is worse is not written unless --force.
+    model that is worse is not written unless --force. A model that is written
+    scores every stored spectrum into a new catalogue of the database, so that
+    the "most uncertain first" labelling queue follows it.
+
+    A shipped model (pretrained) was trained on a demo run's data, which is not
+    shipped: give --replay-ratio 0, or --replay DIR/training.h5 from
+    `spectraldl demo --out DIR`.
 
     \b
     Example:
@@ -122,8 +129,13 @@ def learn_command(
         )
     except (LearnError, TrainingError, ModelDirError, DatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    metrics = done.result.metrics
-    click.echo("held-out real spectra and the parent's test split, old and new model:")
+    metrics, parent = done.result.metrics, done.result.card.parent or {}
+    click.echo(
+        f"{done.comparison['real']['n']} held-out real spectra (none of them fitted by the "
+        f"old model) and the parent's {done.comparison['test']['n']} test spectra, old and "
+        f"new model ({parent.get('n_new_fitted_by_parent', 0)} labelled spectra the old model "
+        "was fitted on were fitted again, never held out):"
+    )
     click.echo(
         _side_by_side(
             [

@@ -265,7 +265,8 @@ for _name, _callback in (("add", _users_add), ("list", _users_list), ("passwd", 
     type=click.Choice(["real", "synthetic"]),
     default="real",
     show_default=True,
-    help="Recorded with each spectrum read from FITS.",
+    help="Recorded with each spectrum read from FITS (files spectraldl simulate wrote are "
+    "always synthetic; a predictions file's candidates keep its origin column).",
 )
 @click.option(
     "--fetch-sources/--no-fetch-sources",

@@ -45,7 +45,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +86,7 @@ from spectraldl.ml.modelcard import (
 )
 from spectraldl.ml.models import SpectrumNet, build_model, count_parameters, flops_per_spectrum
 from spectraldl.ml.novelty import NoveltyModel
-from spectraldl.ml.pretrained import resolve_model
+from spectraldl.ml.pretrained import models_dir, resolve_model
 from spectraldl.prep.preprocess import PreprocessConfig
 
 __all__ = [
@@ -657,15 +657,16 @@ def replace_problem(out_dir: Path, inputs: Sequence[str | Path]) -> str | None:
     return None
 
 
-def publish_model_dir(tmp: Path, out_dir: Path) -> None:
+def publish_model_dir(tmp: Path, out_dir: Path, *, also: Sequence[tuple[Path, Path]] = ()) -> None:
     """Move the finished ``tmp`` directory to ``out_dir``, replacing an old model last.
 
-    The old model is first renamed ``.NAME.old-PID``, then ``tmp`` becomes ``out_dir``,
-    then the old one is deleted; Ctrl-C and SIGTERM wait for the two renames
-    (`spectraldl.core.signals.held_stops`). A run killed between them leaves no
-    ``out_dir`` but the old model whole beside it, and one killed while writing leaves its
-    ``.NAME.tmp-PID``: `recover_model_dir`, which every run calls first, puts the old model
-    back and removes such leftovers.
+    The old model is first renamed ``.NAME.old-PID``, then ``tmp`` becomes ``out_dir``
+    (then each ``(source, target)`` of ``also`` is renamed: files published with the
+    model, such as `learn`'s labels dataset), then the old one is deleted; Ctrl-C and
+    SIGTERM wait for the renames (`spectraldl.core.signals.held_stops`). A run killed
+    (kill -9) between the first two leaves no ``out_dir`` but the old model whole beside
+    it, and one killed while writing leaves its ``.NAME.tmp-PID``: `recover_model_dir`,
+    which every run calls first, puts the old model back and removes such leftovers.
     """
     old = None
     with held_stops():  # Ctrl-C or SIGTERM between the renames would unpublish both models
@@ -673,6 +674,8 @@ def publish_model_dir(tmp: Path, out_dir: Path) -> None:
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
+        for source, target in also:
+            os.replace(source, target)
     if old is not None:
         shutil.rmtree(old)
 
@@ -904,11 +907,31 @@ def _check_new_classes(data: LabelledRows, is_new: NDArray[np.bool_], parent: Tr
         )
 
 
+@dataclass
+class _NewSplit:
+    """The new rows for training, validation and held out for evaluation, and why held."""
+
+    train: NDArray[np.int64]
+    val: NDArray[np.int64]
+    held: NDArray[np.int64]
+    refitted: int
+    """New rows the parent was fitted or validated on: fitted again, never held out."""
+    held_by_parent: int
+    """New rows the parent held out too (test or real in its split.csv): held out again."""
+
+
 def _split_new_rows(
-    data: LabelledRows, n_new: int, class_codes: list[int], config: TrainConfig
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """The new rows (sources ``< n_new``) for training, validation and held out for evaluation."""
+    data: LabelledRows, n_new: int, parent: TrainedModel, config: TrainConfig
+) -> _NewSplit:
+    """The new rows (sources ``< n_new``) for training, validation and held out for evaluation.
+
+    Parent and child are compared on the held-out rows, so none of them may be a
+    row the parent fitted or validated (its ``split.csv``): such rows are fitted
+    again. Rows the parent held out stay held out; of the rest, ``real_holdout``
+    of each class is held out (`holdout_split`).
+    """
     rows = data.rows
+    class_codes = [label_code(c) for c in parent.classes]
     new = np.flatnonzero((data.source < n_new) & np.isin(rows.labels, class_codes))
     if len(new) == 0:
         classes = ", ".join(CLASSES[c] for c in class_codes)
@@ -916,17 +939,30 @@ def _split_new_rows(
             f"no labelled rows of the parent's classes ({classes}) in "
             f"{', '.join(data.paths[:n_new])}"
         )
-    keep, held = holdout_split(rows.labels[new], fraction=config.real_holdout, seed=config.seed)
-    if len(held) == 0:
+    roles = _parent_roles(parent)
+    role = np.array([roles.get(str(i), "") for i in rows.ids[new]], dtype=object)
+    refit, pinned = np.isin(role, ["train", "val"]), np.isin(role, ["test", "real"])
+    fresh = new[~refit & ~pinned]
+    keep, held = holdout_split(rows.labels[fresh], fraction=config.real_holdout, seed=config.seed)
+    held_rows = np.sort(np.concatenate([new[pinned], fresh[held]]))
+    if len(held_rows) == 0:
         raise TrainingError(
-            f"{len(new)} new labelled rows, none of a class with two or more: fine-tuning keeps "
-            "some of every class out for evaluation, so label at least two spectra of a class"
+            f"{len(new)} new labelled rows, none to hold out for evaluation: "
+            f"{int(refit.sum())} the parent {parent.path} was fitted on (its split.csv), which "
+            "cannot show whether the new model is better, and no other class with two or "
+            "more; label at least two more spectra of a class"
         )
-    fit_new = new[keep]
+    fit_new = np.sort(np.concatenate([new[refit], fresh[keep]]))
     fit_kept, fit_val = holdout_split(
         rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
     )
-    return fit_new[fit_kept], fit_new[fit_val], new[held]
+    return _NewSplit(
+        train=fit_new[fit_kept],
+        val=fit_new[fit_val],
+        held=held_rows,
+        refitted=int(refit.sum()),
+        held_by_parent=int(pinned.sum()),
+    )
 
 
 @dataclass
@@ -985,7 +1021,8 @@ def _finetune_plan(
     class_codes = [label_code(c) for c in parent.classes]
     is_real = rows.meta["origin"] == "real"
     _check_new_classes(data, data.source < n_new, parent)
-    new_train, new_val, held_rows = _split_new_rows(data, n_new, class_codes, config)
+    split = _split_new_rows(data, n_new, parent, config)
+    new_train, new_val, held_rows = split.train, split.val, split.held
     replay = _replay_rows(data, n_new, parent, config, len(new_train))
     held_real = held_rows[is_real[held_rows]]
     train_rows = np.sort(np.concatenate([new_train, replay.train]))
@@ -1016,6 +1053,8 @@ def _finetune_plan(
             "n_new_val": len(new_val),
             "n_new_held_out": len(held_rows),
             "n_new_real_held_out": len(held_real),
+            "n_new_held_out_by_parent": split.held_by_parent,
+            "n_new_fitted_by_parent": split.refitted,
             "n_replay_train": len(replay.train),
             "n_replay_val": len(replay.val),
             "n_replay_test": len(replay.test),
@@ -1053,10 +1092,17 @@ def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> 
     missing = [str(p) for p in recorded if not p.exists()]
     if missing or not recorded:
         where = ", ".join(missing) if missing else "no datasets"
+        alone = "--replay-ratio 0 to fine-tune on the new rows alone (it may forget what it knew)"
+        if Path(parent.path).resolve().is_relative_to(models_dir().resolve()):
+            raise TrainingError(
+                f"the shipped model {Path(parent.path).name} was trained on a demo run's "
+                f"training.h5 ({where}), which is not shipped with spectraldl: pass {alone}, "
+                "or make that data with `spectraldl demo --out DIR` and pass --replay "
+                "DIR/training.h5"
+            )
         raise TrainingError(
             f"the parent's training data is not at hand ({where}, recorded in "
-            f"{Path(parent.path) / CARD}): give it with --replay PATH, or --replay-ratio 0 to "
-            "fine-tune on the new rows alone (the model may forget what it knew)"
+            f"{Path(parent.path) / CARD}): give it with --replay PATH, or {alone}"
         )
     return recorded
 
@@ -1093,6 +1139,7 @@ def train(
     init: str | Path | None = None,
     replay: Sequence[str | Path] | None = None,
     card_extra: dict[str, Any] | None = None,
+    published_as: Mapping[Path, Path] | None = None,
 ) -> TrainResult:
     """Train a network on the labelled rows of ``datasets`` and write ``out_dir``.
 
@@ -1123,6 +1170,11 @@ def train(
         card records.
     card_extra
         More sections for the card (e.g. ``learning``: where the labels came from).
+    published_as
+        The path each of ``datasets`` and ``out_dir`` is published under by the caller
+        after the run, when written under a temporary name (`learn`): the card and
+        ``split.csv`` record it. A parent replaced by the new model (``init`` is where it
+        is published) is named by its ``parent_model_id`` alone (``parent_path`` null).
 
     Returns
     -------
@@ -1135,7 +1187,8 @@ def train(
     out_dir = Path(out_dir)
     recover_model_dir(out_dir, say)
     _prepare_out(out_dir, overwrite, [*datasets, *(replay or ())])
-    data, plan = _load_and_plan(datasets, config, init, replay)
+    data, plan = _load_and_plan(datasets, config, init, replay, published_as or {})
+    _mark_replaced_parent(plan, out_dir, published_as or {})
     _say_plan(plan, say)
     x_train, y_train = _training_set(data.rows, plan, config, say)
     fit = fit_network(
@@ -1176,17 +1229,31 @@ def _load_and_plan(
     config: TrainConfig,
     init: str | Path | None,
     replay: Sequence[str | Path] | None,
+    published_as: Mapping[Path, Path],
 ) -> tuple[LabelledRows, _Plan]:
     """Read the data and plan the run: from scratch, or fine-tuning ``init`` with a replay."""
+    final = {p.resolve(): str(q) for p, q in published_as.items()}
     if init is None:
         data = combine_datasets([read_dataset_any(p) for p in datasets])
+        data.paths = [final.get(Path(p).resolve(), p) for p in data.paths]
         return data, _scratch_plan(data, config)
     parent = load_model(resolve_model(init), device="cpu")
     for path in datasets[:1]:  # the parent's grid before reading any replay data
         _check_parent(parent, config, path)
     data, n_new = _read_finetune_data(datasets, parent, replay, config)
+    data.paths = [final.get(Path(p).resolve(), p) for p in data.paths]
     _check_parent(parent, config, data.config)
     return data, _finetune_plan(data, n_new, parent, config)
+
+
+def _mark_replaced_parent(plan: _Plan, out_dir: Path, published_as: Mapping[Path, Path]) -> None:
+    """A parent the new model replaces (published where it is): its path names the child once
+    published, so the card records ``parent_path`` null and ``parent_replaced``."""
+    if plan.parent is None:
+        return
+    final = {p.resolve(): q for p, q in published_as.items()}.get(out_dir.resolve(), out_dir)
+    if Path(plan.parent.path).resolve() == final.resolve():
+        plan.fine_tuning.update(parent_path=None, parent_replaced=True)
 
 
 def _say_plan(plan: _Plan, say: Callable[[str], None]) -> None:
@@ -1201,7 +1268,10 @@ def _say_plan(plan: _Plan, say: Callable[[str], None]) -> None:
         say(
             f"fine-tuning {ft['parent_model_id']}: {ft['n_new_train']} new rows and "
             f"{ft['n_replay_train']} replayed (ratio {ft['replay_ratio']:g}) in training; "
-            f"{ft['n_new_held_out']} new rows held out for evaluation"
+            f"{ft['n_new_held_out']} new rows held out for evaluation "
+            f"({ft['n_new_held_out_by_parent']} of them held out by the parent too); "
+            f"{ft['n_new_fitted_by_parent']} new rows the parent was fitted on fitted again, "
+            "never held out"
         )
 
 

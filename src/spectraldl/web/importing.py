@@ -97,10 +97,14 @@ def spectrum_row(
 ) -> SpectrumRow:
     """A database row for a `Spectrum` (preprocessed with ``config``).
 
+    A file `spectraldl simulate` wrote (``SIMULATD = T``, ``meta.extra["simulated"]``)
+    is stored ``synthetic`` whatever ``origin`` says, as `spectraldl.jobs.ingest` does:
+    the learning loop evaluates on the real ones only.
     Raises `SpectrumError` when the spectrum cannot be preprocessed.
     """
     result = preprocess(spectrum, config)
     m = spectrum.meta
+    origin = "synthetic" if m.extra.get("simulated") else origin
     meta = {**m.extra, "resolving_power": m.resolving_power, "obsid": m.obsid}
     if m.designation:
         meta["designation"] = m.designation
@@ -699,17 +703,24 @@ def score_with_model(
 def _fetch_sources(
     db: Database, records: list[dict[str, Any]], *, config: PreprocessConfig | None
 ) -> ImportSummary:
+    """Import the candidates' spectra from their source files, with the table's origin."""
     wanted = [
         r for r in records if r["predicted_class"] in CANDIDATE_CLASSES and r["row"].get("source")
     ]
     with db.session() as session:
         present = existing_idents(session, (r["ident"] for r in wanted))
-    paths = []
+    by_origin: dict[str, dict[Path, None]] = {"real": {}, "synthetic": {}}
     for record in wanted:
         source = Path(str(record["row"]["source"]))
         if record["ident"] not in present and source.is_file():
-            paths.append(source)
-    return import_fits(db, list(dict.fromkeys(paths)), config=config) if paths else ImportSummary()
+            # The table's origin (ingest's --origin or the file's SIMULATD) stays the spectrum's.
+            synthetic = str(record["row"].get("origin") or "") == "synthetic"
+            by_origin["synthetic" if synthetic else "real"][source] = None
+    summary = ImportSummary()
+    for origin, paths in by_origin.items():
+        if paths:
+            summary.merge(import_fits(db, list(paths), config=config, origin=origin))
+    return summary
 
 
 def import_paths(

@@ -6,12 +6,14 @@ more votes than any other, ties left out, undone labels gone) and every
 vetted candidate (the consensus verdict: ``confirm`` = the class the model
 predicted, ``reject`` = absorption, ``noise`` = noise). A spectrum both
 labelled and vetted takes its label (the labeller saw the whole spectrum).
-These rows are written as a dataset beside the new model
-(``NEW_MODEL_DIR.labels.h5``) and the model is fine-tuned on them
+These rows are written as a dataset, published beside the new model
+(``NEW_MODEL_DIR.labels.h5``) together with it, and the model is fine-tuned on them
 (`spectraldl.ml.training.train` with ``init``: a share of every class held out,
 the parent's training data replayed). Parent and child are scored on the
 same held-out real rows; a child that is worse is not written unless forced.
-The database is only read.
+The database's labels and verdicts are only read; a child that is written
+scores every stored spectrum into a new catalogue there (the labelling queue's
+"most uncertain first" follows it).
 """
 
 from __future__ import annotations
@@ -118,6 +120,13 @@ def _add_verdicts(session: Any, chosen: dict[int, tuple[str, str]], skipped: Cou
     return conflicts
 
 
+def _stored_origin(row: SpectrumRow) -> str:
+    """``synthetic`` or ``real``: a simulated file's metadata says synthetic, whatever the row's
+    column says (earlier imports stored such files as real)."""
+    meta = row.meta if isinstance(row.meta, dict) else {}
+    return "synthetic" if meta.get("simulated") else (row.origin or "real")
+
+
 def _stored_rows(
     session: Any,
     chosen: dict[int, tuple[str, str]],
@@ -149,7 +158,7 @@ def _stored_rows(
             ("id", row.ident),
             ("code", label_code(label)),
             ("archive", row.archive),
-            ("origin", row.origin or "real"),
+            ("origin", _stored_origin(row)),
             ("snr", np.nan if row.snr is None else row.snr),
             ("object", row.object),
         ):
@@ -198,6 +207,7 @@ class LearnResult:
     written: bool
     out_dir: Path
     labels_path: Path
+    """The labels dataset beside ``out_dir``: written only with the model."""
     scored: int = 0
     """Stored spectra the new model scored into the database (its "most uncertain first" queue)."""
 
@@ -236,7 +246,9 @@ def learn(
     Parameters
     ----------
     db_url
-        The web tool's database (SQLAlchemy URL or SQLite path); only read.
+        The web tool's database (SQLAlchemy URL or SQLite path): its labels and verdicts
+        are read; a new model that is written scores the stored spectra into a new
+        catalogue there.
     model
         The model now in use: a directory or a shipped model's name.
     out_dir
@@ -280,37 +292,70 @@ def learn(
         if problem:
             raise LearnError(problem)
     labelled = _read_labelled(db_url, parent, say)
-    labels_path = _write_labels(
-        out_dir.with_name(out_dir.name + ".labels.h5"), parent, labelled, db_url
-    )
     config = config or TrainConfig(epochs=20, patience=4, learning_rate=3e-4)
     config = replace(config, model=parent.architecture.name)
-    candidate = out_dir.with_name(f".{out_dir.name}.learn-{os.getpid()}")
+    work = out_dir.with_name(f".{out_dir.name}.learn-{os.getpid()}")  # recover_model_dir's
+    try:
+        return _train_and_publish(
+            _Run(db_url, parent_dir, out_dir, work, config, replay, say), parent, labelled, force
+        )
+    finally:  # refused, failed or stopped: nothing of the run stays, the labels neither
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class _Run:
+    """Where one `learn` run reads and writes, and how it trains."""
+
+    db_url: str
+    parent_dir: Path
+    out_dir: Path
+    work: Path
+    config: TrainConfig
+    replay: list[str | Path] | None
+    say: Callable[[str], None]
+
+    @property
+    def labels_path(self) -> Path:
+        """Where the labels dataset is published, beside the model."""
+        return self.out_dir.with_name(self.out_dir.name + ".labels.h5")
+
+
+def _train_and_publish(
+    run: _Run, parent: TrainedModel, labelled: LabelledSpectra, force: bool
+) -> LearnResult:
+    """Train in ``run.work`` and publish model and labels together, unless worse.
+
+    The labels dataset is written inside the work folder and renamed beside the
+    model with it (`publish_model_dir`), so a refused or stopped run never changes
+    the labels file an existing model's card names.
+    """
+    run.work.mkdir(parents=True)
+    staged = _write_labels(run.work / run.labels_path.name, parent, labelled, run.db_url)
+    candidate = run.work / "model"
     try:
         result = train(
-            [labels_path],
+            [staged],
             candidate,
-            config=config,
-            overwrite=True,
-            log=say,
-            init=parent_dir,
-            replay=replay,
-            card_extra={"learning": _learning_section(db_url, labels_path, labelled)},
+            config=run.config,
+            log=lambda line: None if line.startswith(f"wrote {candidate} ") else run.say(line),
+            init=run.parent_dir,
+            replay=run.replay,
+            card_extra={"learning": _learning_section(run.db_url, run.labels_path, labelled)},
+            published_as={staged: run.labels_path, candidate: run.out_dir},
         )
     except TrainingError as exc:
-        shutil.rmtree(candidate, ignore_errors=True)
         raise LearnError(str(exc)) from None
     comparison, worse = _comparison((result.card.parent or {})["compared"])
     keep = force or not worse
     scored = 0
     if keep:
-        publish_model_dir(candidate, out_dir)
-        result.model_dir = out_dir
-        result.model.path = str(out_dir)
-        scored = _score_published(db_url, out_dir)
-        say(f"the new model scored {scored} stored spectra: the uncertainty queue follows it")
-    else:
-        shutil.rmtree(candidate, ignore_errors=True)
+        publish_model_dir(candidate, run.out_dir, also=[(staged, run.labels_path)])
+        result.model_dir = run.out_dir
+        result.model.path = str(run.out_dir)
+        run.say(f"wrote {run.out_dir} (model {result.model.model_id}) and {run.labels_path}")
+        scored = _score_published(run.db_url, run.out_dir)
+        run.say(f"the new model scored {scored} stored spectra: the uncertainty queue follows it")
     return LearnResult(
         scored=scored,
         labelled=labelled,
@@ -318,8 +363,8 @@ def learn(
         comparison=comparison,
         worse=worse,
         written=keep,
-        out_dir=out_dir,
-        labels_path=labels_path,
+        out_dir=run.out_dir,
+        labels_path=run.labels_path,
     )
 
 
