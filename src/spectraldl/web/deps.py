@@ -39,12 +39,14 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 
 async def refuse_nul_text(request: Request) -> None:
     """400 for a NUL character in the path, the query or a JSON or form body (not in file
-    uploads): PostgreSQL cannot store one in text (it answered with an error page) and
-    SQLite would keep it in names and notes."""
+    uploads; a GET's body is never read): PostgreSQL cannot store one in text (it answered
+    with an error page) and SQLite would keep it in names and notes."""
     if "\x00" in request.url.path or any(
         "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
     ):
         raise HTTPException(400, NUL_REFUSED)
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return  # their bodies are never read
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         if _JSON_NUL.search(await request.body()):
