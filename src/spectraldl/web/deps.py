@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from spectraldl.web import auth, store
@@ -29,6 +30,13 @@ ID_MAX = 2**31 - 1
 
 Id = Annotated[int, Path(ge=1, le=ID_MAX)]
 """A row id in a URL path: 422 unless 1 <= id <= `ID_MAX`."""
+
+
+class JsonBody(BaseModel):
+    """A JSON request body, validated strictly: ``true`` or ``"6"`` is no id (they were
+    taken as 1 and 6), ``1`` is no name."""
+
+    model_config = ConfigDict(strict=True)
 
 
 NUL_REFUSED = "text may not contain NUL characters (U+0000)"

@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from spectraldl.web.deps import (
     SESSION_COOKIE,
     CurrentAuth,
     DbSession,
+    JsonBody,
     WriteAuth,
     form_with_csrf,
     render,
@@ -32,7 +33,7 @@ from spectraldl.web.models import User
 router = APIRouter()
 
 
-class LoginIn(BaseModel):
+class LoginIn(JsonBody):
     """Credentials for ``POST /api/login``."""
 
     username: str = Field(max_length=64)
