@@ -31,7 +31,7 @@ from spectraldl.web.deps import (
     render,
     store_errors,
 )
-from spectraldl.web.jobs import ImportJobs
+from spectraldl.web.jobs import ImportJobs, upload_folder
 from spectraldl.web.models import VERDICTS, Catalogue, ImportJob, Prediction, SpectrumRow, User
 from spectraldl.web.similarity import ensure_order
 
@@ -143,7 +143,7 @@ async def save_upload(form: Any) -> tuple[Path, str]:
         raise HTTPException(422, "choose a predictions file to upload")
     name = Path(str(upload.filename)).name
     suffix = upload_suffix(name)
-    folder = Path(tempfile.mkdtemp(prefix="spectraldl-upload-"))
+    folder = upload_folder()
     path = folder / f"upload{suffix}"
     try:
         with path.open("wb") as handle:
