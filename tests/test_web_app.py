@@ -202,12 +202,14 @@ def test_login_throttle_refuses_pairs_and_addresses_and_slows_names() -> None:
     throttle = LoginThrottle(pair_limit=3, address_limit=5, name_limit=3, slow_s=0.5, window_s=0.3)
     for _ in range(3):
         assert throttle.attempt("Eve", "10.0.0.1").wait_s == 0
-    assert 0 < throttle.attempt("eve", "10.0.0.1").wait_s <= 0.3  # the pair
+    pair = throttle.attempt("eve", "10.0.0.1")
+    assert 0 < pair.wait_s <= 0.3 and pair.refused == "pair"
     fresh = throttle.attempt("eve", "10.0.0.2")  # the name from an address that has not failed
     assert fresh.wait_s == 0 and fresh.delay_s == 0.5  # slowed, never refused
-    assert throttle.attempt("bob", "10.0.0.1") == (0, 0)  # other names from the address
-    assert throttle.attempt("carol", "10.0.0.1") == (0, 0)
-    assert throttle.attempt("dave", "10.0.0.1").wait_s > 0  # 5 failures: the address
+    assert throttle.attempt("bob", "10.0.0.1") == (0, 0, "")  # other names from the address
+    assert throttle.attempt("carol", "10.0.0.1") == (0, 0, "")
+    address = throttle.attempt("dave", "10.0.0.1")  # 5 failures: the address
+    assert address.wait_s > 0 and address.refused == "address"
     throttle.succeeded("eve", "10.0.0.2")
     assert throttle.attempt("eve", "10.0.0.2").delay_s == 0.5  # three failures still count
     # IPv6 clients are counted by their /64: one host cannot hop addresses.
@@ -217,7 +219,7 @@ def test_login_throttle_refuses_pairs_and_addresses_and_slows_names() -> None:
     import time
 
     time.sleep(0.35)
-    assert throttle.attempt("eve", "10.0.0.1") == (0, 0)
+    assert throttle.attempt("eve", "10.0.0.1") == (0, 0, "")
 
 
 def test_login_throttle_counts_concurrent_attempts_and_forgets_old_ones() -> None:

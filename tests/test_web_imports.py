@@ -7,9 +7,11 @@ from __future__ import annotations
 import io
 import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,6 +21,7 @@ from astropy.table import Table
 from sqlalchemy import func, select
 from web_support import ServerProcess, login, write_predictions_file
 
+from spectraldl.jobs.files import process_alive
 from spectraldl.web.auth import add_user
 from spectraldl.web.db import open_database
 from spectraldl.web.models import Catalogue, Prediction, VetDecision
@@ -206,3 +209,60 @@ def test_admins_delete_catalogues_with_their_rows_and_verdicts(
     gone = alice.post(f"/vet/{second}/delete", data={"csrf_token": csrf})
     assert gone.status_code == 303
     assert alice.get(f"/api/catalogues/{second}/queue").status_code == 404
+
+
+def children_of(pid: int) -> list[int]:
+    """The running child processes of ``pid``, read from /proc (zombies left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # not a process, or gone meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_import_leaves_no_import_running_nor_its_upload(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of the server during a background import: the import's process ends with it
+    (it went on and overwrote the job's row after the restart), the restarted server says
+    the import was interrupted, and the upload's temporary folder is deleted."""
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    db = open_database(url)
+    with db.session() as session:
+        add_user(session, "alice", "alice-password", admin=True)
+        session.commit()
+    db.dispose()
+    server = ServerProcess(url, tmp_path / "server.log").start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            client.headers["X-CSRF-Token"] = login(client, "alice", "alice-password")
+            before = set(Path(tempfile.gettempdir()).glob("spectraldl-upload-*"))
+            started = upload(client, "big.csv", big_csv(IMPORT_ROWS), wait=0)
+            job = started.json()["job"]
+            while not client.get(f"/api/imports/{job}").json()["rows_done"]:
+                time.sleep(0.05)
+        assert server.process is not None
+        pid = server.process.pid
+        uploads = set(Path(tempfile.gettempdir()).glob("spectraldl-upload-*")) - before
+        children = children_of(pid)
+        assert uploads and children
+        server.process.kill()
+        server.process.wait()
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 5  # it checks on its server every 0.5 s
+    while any(process_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(process_alive(c) for c in children)
+    restarted = ServerProcess(url, tmp_path / "server.log")
+    with restarted, httpx.Client(base_url=restarted.url, timeout=60) as client:
+        login(client, "alice", "alice-password")
+        info = client.get(f"/api/imports/{job}").json()
+    assert info["status"] == "failed"
+    assert info["error"] == "interrupted: the server stopped during the import"
+    assert not any(folder.exists() for folder in uploads)

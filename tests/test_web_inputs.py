@@ -116,6 +116,18 @@ def test_the_api_takes_class_names_not_numbers(alice: httpx.Client) -> None:
         assert made.status_code == 201 and made.json()["label"] == stored
 
 
+def test_ids_in_json_bodies_must_be_json_integers(alice: httpx.Client) -> None:
+    """``true`` was taken as spectrum 1 and ``"6"`` as 6."""
+    for wrong in (True, "6", 2.0, "2"):
+        for path, body in (
+            ("/api/labels", {"spectrum_id": wrong, "label": "noise"}),
+            ("/api/labels/undo", {"decision_id": wrong}),
+        ):
+            refused = alice.post(path, json=body)
+            assert refused.status_code == 422, (path, wrong, refused.text)
+    assert alice.post("/api/labels", json={"spectrum_id": 2, "label": "noise"}).status_code == 201
+
+
 def test_the_labelling_queue_can_keep_one_archive(site: dict, alice: httpx.Client) -> None:
     assert alice.get("/api/archives").json()["archives"] == ["lamost", "ondrejov"]
     lamost = alice.get("/api/queue", params={"archive": "lamost", "limit": 50}).json()

@@ -77,3 +77,21 @@ def test_nobody_can_lock_an_account_by_guessing(db: Database) -> None:
             assert attempt(client, f"user{i}", "guess", "10.0.0.9").status_code in (401, 200)
         assert attempt(client, "alice", "alice-password", "10.0.0.9").status_code == 429
         assert attempt(client, "alice", "alice-password", "10.0.0.8").status_code == 200
+
+
+def test_a_refused_address_is_told_apart_from_a_refused_pair(db: Database) -> None:
+    """After failures with many names from one address, bob's right password from it gets
+    429 saying the address is refused, not "this user from this address"."""
+    throttle = LoginThrottle(pair_limit=3, address_limit=5)
+    server = ThreadServer(create_app(db, throttle=throttle), proxy_ips="127.0.0.1")
+    with server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for i in range(5):
+            assert attempt(client, f"user{i}", "guess", "10.0.0.9").status_code == 401
+        refused = attempt(client, "bob", "bob-password", "10.0.0.9")
+        for _ in range(3):
+            assert attempt(client, "alice", "guess", "10.0.0.7").status_code == 401
+        pair = attempt(client, "alice", "alice-password", "10.0.0.7")
+    assert refused.status_code == 429
+    assert "from this address (whatever the user name)" in refused.json()["detail"]
+    assert pair.status_code == 429
+    assert "for this user from this address" in pair.json()["detail"]

@@ -19,6 +19,9 @@ import click
 from spectraldl.cli._options import FiniteFloatRange, db_option, stops_cleanly
 from spectraldl.cli._progress import progress_bar
 
+SHUTDOWN_GRACE_S = 5
+"""Seconds a stopping server lets requests in progress finish before it closes them."""
+
 
 @contextmanager
 def _opened(db_url: str | None) -> Iterator[Any]:
@@ -97,6 +100,14 @@ def _print_errors(errors: list[Any], limit: int = 20) -> None:
     "is closed (a client sending nothing, or a byte now and then, would otherwise hold it).",
 )
 @click.option(
+    "--body-timeout",
+    type=FiniteFloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds a client has to send a request's body (a catalogue upload: each part of it) "
+    "before it is answered 408 and its connection closed.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -111,6 +122,7 @@ def serve_command(
     max_body_mb: float,
     max_upload_mb: float,
     head_timeout: float,
+    body_timeout: float,
     log_level: str,
 ) -> None:
     """Run the web tool: label spectra and vet candidates in a browser.
@@ -135,7 +147,9 @@ def serve_command(
     )
     with _opened(db_url) as db:
         _announce(db, host, port)
-        app = create_app(db, secure_cookies=secure_cookies, limits=limits)
+        app = create_app(
+            db, secure_cookies=secure_cookies, limits=limits, body_timeout_s=body_timeout
+        )
         uvicorn.run(
             app,
             host=host,
@@ -145,6 +159,7 @@ def serve_command(
             proxy_headers=forwarded_allow_ips is not None,
             forwarded_allow_ips=forwarded_allow_ips or "",
             http=head_deadline_protocol(head_timeout),
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
 
 

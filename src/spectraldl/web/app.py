@@ -5,7 +5,8 @@ Pages (Jinja2, autoescaped) carry the CSRF token; the small scripts in
 write needs a logged-in user and the session's CSRF token (a form field or
 the ``X-CSRF-Token`` header); user management and deleting catalogues need
 an admin. Request bodies are capped and anonymous writes refused before
-their bodies are read (`spectraldl.web.limits`); catalogue uploads are
+their bodies are read (`spectraldl.web.limits`), bodies must arrive in time
+(`spectraldl.web.bodies`); catalogue uploads are
 imported in the background (`spectraldl.web.jobs`). No file is loaded from
 another site: the app works offline. The routes live in
 `spectraldl.web.routes`.
@@ -31,6 +32,7 @@ from spectraldl import __version__
 from spectraldl.io.labels import CLASSES
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import auth
+from spectraldl.web.bodies import BODY_TIMEOUT_S, BodyDeadline
 from spectraldl.web.db import Database, open_database, pool_capacity
 from spectraldl.web.deps import (
     LOGIN_CSRF_COOKIE,
@@ -38,7 +40,7 @@ from spectraldl.web.deps import (
     LoginRequired,
     refuse_nul_text,
 )
-from spectraldl.web.gate import RESERVED_CONNECTIONS, RequestGate
+from spectraldl.web.gate import LOGIN_SLOTS, RESERVED_CONNECTIONS, RequestGate
 from spectraldl.web.jobs import ImportJobs
 from spectraldl.web.limits import BodyLimitMiddleware, BodyLimits
 from spectraldl.web.routes import grid, labelling, notes, session, users, vetting
@@ -140,6 +142,7 @@ def create_app(
     secure_cookies: bool = False,
     limits: BodyLimits | None = None,
     throttle: auth.LoginThrottle | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """Build the web app on ``database`` (an open `Database`, a URL, or None for the default).
 
@@ -155,6 +158,8 @@ def create_app(
         Request-body caps (`BodyLimits`: 2 MiB for JSON and forms, 512 MiB uploads).
     throttle
         The login throttle (`auth.LoginThrottle` with its defaults).
+    body_timeout_s
+        Seconds a client has to send a request body (`spectraldl.web.bodies`).
     """
     db = database if isinstance(database, Database) else open_database(database)
     jobs = ImportJobs(db)
@@ -181,9 +186,13 @@ def create_app(
     app.state.templates = templates()
     app.state.jobs = jobs
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
+    # The last added runs first: headers on every answer, then the body deadlines (a login's
+    # body read whole), then the slots, then the body caps and the session check.
     app.add_middleware(BodyLimitMiddleware, db=db, limits=limits or BodyLimits())
+    slots = pool_capacity(db) - RESERVED_CONNECTIONS - LOGIN_SLOTS
+    app.add_middleware(RequestGate, slots=slots, login_slots=LOGIN_SLOTS)
+    app.add_middleware(BodyDeadline, timeout_s=body_timeout_s)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(RequestGate, slots=pool_capacity(db) - RESERVED_CONNECTIONS)
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -62,11 +62,13 @@ def address_key(address: str) -> str:
 
 
 class Admission(NamedTuple):
-    """The throttle's answer to a login attempt: refused for ``wait_s`` seconds (> 0), or
-    let through after ``delay_s`` seconds."""
+    """The throttle's answer to a login attempt: refused for ``wait_s`` seconds (> 0) because
+    of ``refused`` (``"pair"``: this name from this address; ``"address"``: any name from
+    it), or let through after ``delay_s`` seconds."""
 
     wait_s: float = 0.0
     delay_s: float = 0.0
+    refused: str = ""
 
 
 class LoginThrottle:
@@ -133,12 +135,16 @@ class LoginThrottle:
         with self._lock:
             self._sweep(now)
             waits = [
-                times[0] + self.window_s - now
-                for key, limit in ((pair, self.pair_limit), (addr, self.address_limit))
+                (times[0] + self.window_s - now, why)
+                for key, limit, why in (
+                    (pair, self.pair_limit, "pair"),
+                    (addr, self.address_limit, "address"),
+                )
                 if len(times := self._recent(key, now)) >= limit
             ]
             if waits:
-                return Admission(wait_s=max(waits))
+                wait_s, why = max(waits)
+                return Admission(wait_s=wait_s, refused=why)
             slowed = len(self._recent(user, now)) >= self.name_limit
             for key in (pair, addr, user):
                 self._failures.setdefault(key, deque()).append(now)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from spectraldl.web import auth, store
@@ -31,6 +32,13 @@ Id = Annotated[int, Path(ge=1, le=ID_MAX)]
 """A row id in a URL path: 422 unless 1 <= id <= `ID_MAX`."""
 
 
+class JsonBody(BaseModel):
+    """A JSON request body, validated strictly: ``true`` or ``"6"`` is no id (they were
+    taken as 1 and 6), ``1`` is no name."""
+
+    model_config = ConfigDict(strict=True)
+
+
 NUL_REFUSED = "text may not contain NUL characters (U+0000)"
 
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
@@ -39,12 +47,14 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 
 async def refuse_nul_text(request: Request) -> None:
     """400 for a NUL character in the path, the query or a JSON or form body (not in file
-    uploads): PostgreSQL cannot store one in text (it answered with an error page) and
-    SQLite would keep it in names and notes."""
+    uploads; a GET's body is never read): PostgreSQL cannot store one in text (it answered
+    with an error page) and SQLite would keep it in names and notes."""
     if "\x00" in request.url.path or any(
         "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
     ):
         raise HTTPException(400, NUL_REFUSED)
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return  # their bodies are never read
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         if _JSON_NUL.search(await request.body()):

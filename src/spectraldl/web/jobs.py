@@ -7,7 +7,10 @@ it for the interpreter lock, and its memory is returned when it ends. The
 job reports its progress (rows read of rows in the table) in its row, which
 the pages and ``GET /api/imports/{id}`` show. A job whose process dies is
 marked failed and its partial catalogue deleted; jobs left unfinished by a
-stopped server are marked failed when the next one starts.
+stopped server are marked failed when the next one starts, and the upload
+folders of servers that are gone are deleted then. A job's process ends with
+its server, even one killed with kill -9 (`die_with_parent`), and once a job
+is marked finished nothing overwrites its row.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import queue
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from spectraldl.jobs.files import die_with_parent, process_alive
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import ImportFailed, delete_catalogue, import_predictions
 from spectraldl.web.models import Catalogue, ImportJob, utcnow
@@ -31,6 +37,23 @@ from spectraldl.web.models import Catalogue, ImportJob, utcnow
 log = logging.getLogger(__name__)
 
 FINISHED = ("done", "failed")
+
+UPLOAD_PREFIX = "spectraldl-upload-"
+"""Upload folders are ``UPLOAD_PREFIX`` + the server's process id + ``-`` + a random part,
+in the system's temporary folder."""
+
+
+def upload_folder() -> Path:
+    """A new temporary folder for one upload, named after this server process."""
+    return Path(tempfile.mkdtemp(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-"))
+
+
+def remove_stale_uploads() -> None:
+    """Delete the upload folders of server processes that are gone (killed mid-import)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{UPLOAD_PREFIX}*-*"):
+        pid = folder.name[len(UPLOAD_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -44,8 +67,10 @@ class JobSpec:
 
 
 def _set(db: Database, job_id: int, **values: Any) -> None:
+    """Update an unfinished job's row (a finished one keeps what it says)."""
+    unfinished = (ImportJob.id == job_id, ImportJob.status.not_in(FINISHED))
     with db.session() as session:
-        session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
+        session.execute(update(ImportJob).where(*unfinished).values(**values))
         session.commit()
 
 
@@ -88,8 +113,10 @@ def _fail(db: Database, job_id: int, reason: str) -> None:
     _set(db, job_id, status="failed", error=reason[:2000], finished_at=utcnow())
 
 
-def _process_main(url: str, spec: JobSpec) -> None:
-    """The job process: open the database by URL and run the job."""
+def _process_main(url: str, spec: JobSpec, server: int) -> None:
+    """The job process: open the database by URL and run the job, ending if process
+    ``server`` goes."""
+    die_with_parent(server)
     db = open_database(url, upgrade=False)
     try:
         run_job(db, spec)
@@ -110,7 +137,9 @@ class ImportJobs:
         self._lock = threading.Lock()
 
     def recover(self) -> None:
-        """Mark jobs a stopped server left unfinished as failed (their catalogues deleted)."""
+        """Mark jobs a stopped server left unfinished as failed (their catalogues deleted)
+        and delete the upload folders of servers that are gone."""
+        remove_stale_uploads()
         with self.db.session() as session:
             stale = session.scalars(select(ImportJob.id).where(ImportJob.status.not_in(FINISHED)))
             for job_id in list(stale):
@@ -147,7 +176,7 @@ class ImportJobs:
         self._queue.put(None)
         process = self._process
         if process is not None and process.is_alive():
-            process.terminate()
+            process.kill()  # it ignores SIGTERM (die_with_parent)
 
     def _dispatch(self) -> None:
         while (spec := self._queue.get()) is not None:
@@ -166,7 +195,9 @@ class ImportJobs:
             return
         context = multiprocessing.get_context("spawn")
         self._process = context.Process(
-            target=_process_main, args=(self.db.url, spec), name=f"import-{spec.job_id}"
+            target=_process_main,
+            args=(self.db.url, spec, os.getpid()),
+            name=f"import-{spec.job_id}",
         )
         self._process.start()
         self._process.join()

@@ -83,7 +83,8 @@ def _session_token(scope: Scope) -> str | None:
     return morsel.value if morsel else None
 
 
-def _declared_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``, or None (absent or not a number)."""
     value = _header(scope, b"content-length")
     try:
         return int(value) if value is not None else None
@@ -91,13 +92,16 @@ def _declared_length(scope: Scope) -> int | None:
         return None
 
 
-async def _answer(send: Send, status: int, detail: str) -> None:
+async def answer(send: Send, status: int, detail: str, *, retry_after: int | None = None) -> None:
+    """Answer ``{"detail": ...}`` with ``status`` (and ``Retry-After``), closing the connection."""
     body = json.dumps({"detail": detail}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
     ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -120,19 +124,19 @@ class BodyLimitMiddleware:
             return
         path = scope.get("path", "")
         upload = path in UPLOAD_PATHS
-        declared = _declared_length(scope)
+        declared = declared_length(scope)
         most = self.limits.upload_bytes if upload else self.limits.body_bytes
         if declared is not None and declared > most:
-            await _answer(send, 413, too_large_detail(most))
+            await answer(send, 413, too_large_detail(most))
             return
         cap = self.limits.body_bytes
         if scope.get("method") not in ("GET", "HEAD", "OPTIONS") and path not in OPEN_PATHS:
             if not await run_in_threadpool(self._has_session, _session_token(scope)):
-                await _answer(send, 401, "login required")
+                await answer(send, 401, "login required")
                 return
             cap = most
         if declared is not None and declared > cap:
-            await _answer(send, 413, too_large_detail(cap))
+            await answer(send, 413, too_large_detail(cap))
             return
         await self._guarded(scope, receive, send, cap)
 
@@ -159,4 +163,4 @@ class BodyLimitMiddleware:
             await self.app(scope, counted, tracked)
         except BodyTooLarge:
             if not started:
-                await _answer(send, 413, too_large_detail(cap))
+                await answer(send, 413, too_large_detail(cap))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from spectraldl.web import store
@@ -16,6 +16,7 @@ from spectraldl.web.deps import (
     CurrentAuth,
     DbSession,
     Id,
+    JsonBody,
     WriteAuth,
     parse_ids,
     render,
@@ -29,14 +30,14 @@ PER_PAGE = 50
 """Spectra per page of the Spectra list."""
 
 
-class LabelIn(BaseModel):
+class LabelIn(JsonBody):
     """A labelling decision: a class name, or null to withdraw."""
 
     spectrum_id: int = Field(ge=1, le=ID_MAX)
     label: str | None = Field(default=None, max_length=32)
 
 
-class UndoIn(BaseModel):
+class UndoIn(JsonBody):
     """The decision to undo."""
 
     decision_id: int = Field(ge=1, le=ID_MAX)

@@ -7,16 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from spectraldl.web import store
-from spectraldl.web.deps import CurrentAuth, DbSession, WriteAuth, render, store_errors
+from spectraldl.web.deps import CurrentAuth, DbSession, JsonBody, WriteAuth, render, store_errors
 from spectraldl.web.models import NOTE_FLAGS
 
 router = APIRouter()
 
 
-class NoteIn(BaseModel):
+class NoteIn(JsonBody):
     """The note and flags of one spectrum or candidate (by its id in the archive)."""
 
     ident: str = Field(min_length=1, max_length=512)

@@ -7,9 +7,11 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +23,7 @@ from spectraldl.web.deps import (
     SESSION_COOKIE,
     CurrentAuth,
     DbSession,
+    JsonBody,
     WriteAuth,
     form_with_csrf,
     render,
@@ -30,7 +33,7 @@ from spectraldl.web.models import User
 router = APIRouter()
 
 
-class LoginIn(BaseModel):
+class LoginIn(JsonBody):
     """Credentials for ``POST /api/login``."""
 
     username: str = Field(max_length=64)
@@ -50,9 +53,28 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+PASSWORD_CHECKS = 2
+"""Passwords checked at once: each Argon2 check takes 64 MiB and half a second of a core."""
+
+REFUSED = {
+    "pair": "too many failed logins for this user from this address",
+    "address": "too many failed logins from this address (whatever the user name)",
+}
+
+
+def password_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The app's threads for password checks, apart from the shared thread pool (made on
+    first use, in the server's event loop)."""
+    state = request.app.state
+    if getattr(state, "password_limiter", None) is None:
+        state.password_limiter = anyio.CapacityLimiter(PASSWORD_CHECKS)
+    return state.password_limiter
+
+
 async def check_login(session: Session, request: Request, name: str, password: str) -> User | None:
     """`auth.authenticate` behind the throttle: 429 while the pair or address is refused,
-    a pause first while the name is slowed; the password is checked off the event loop."""
+    a pause first while the name is slowed; the password is checked off the event loop,
+    `PASSWORD_CHECKS` at a time, in threads of its own so that pages never wait behind it."""
     throttle: auth.LoginThrottle = request.app.state.throttle
     address = client_address(request)
     admission = throttle.attempt(name, address)
@@ -60,13 +82,14 @@ async def check_login(session: Session, request: Request, name: str, password: s
         minutes = max(1, round(admission.wait_s / 60))
         raise HTTPException(
             429,
-            f"too many failed logins for this user from this address; try again in {minutes} min",
+            f"{REFUSED[admission.refused]}; try again in {minutes} min",
             headers={"Retry-After": str(int(admission.wait_s) + 1)},
         )
     if admission.delay_s > 0:
         await asyncio.sleep(admission.delay_s)
-    # argon2 takes tens of ms: not on the event loop
-    user = await run_in_threadpool(auth.authenticate, session, name, password)
+    user = await anyio.to_thread.run_sync(
+        auth.authenticate, session, name, password, limiter=password_limiter(request)
+    )
     if user is not None:
         throttle.succeeded(name, address)
     return user

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from spectraldl.web.deps import (
     AdminWriteAuth,
     Auth,
     DbSession,
+    JsonBody,
     bounded_id,
     form_with_csrf,
     render,
@@ -28,7 +29,7 @@ router = APIRouter()
 USER_ACTIONS = ("deactivate", "activate", "make-admin", "drop-admin")
 
 
-class UserIn(BaseModel):
+class UserIn(JsonBody):
     """A new user (admins only)."""
 
     name: str = Field(max_length=64)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,13 +24,14 @@ from spectraldl.web.deps import (
     CurrentAuth,
     DbSession,
     Id,
+    JsonBody,
     WriteAuth,
     form_with_csrf,
     parse_ids,
     render,
     store_errors,
 )
-from spectraldl.web.jobs import ImportJobs
+from spectraldl.web.jobs import ImportJobs, upload_folder
 from spectraldl.web.models import VERDICTS, Catalogue, ImportJob, Prediction, SpectrumRow, User
 from spectraldl.web.similarity import ensure_order
 
@@ -46,14 +46,14 @@ VERDICT_KEYS: dict[str, str] = {"confirm": "c", "reject": "r", "noise": "n"}
 """Keyboard key of each verdict on the vetting page (digits 1-3 too)."""
 
 
-class VerdictIn(BaseModel):
+class VerdictIn(JsonBody):
     """A vetting verdict: confirm, reject, noise, or null to withdraw."""
 
     prediction_id: int = Field(ge=1, le=ID_MAX)
     verdict: str | None = Field(default=None, max_length=16)
 
 
-class UndoIn(BaseModel):
+class UndoIn(JsonBody):
     """The verdict to undo."""
 
     decision_id: int = Field(ge=1, le=ID_MAX)
@@ -62,14 +62,14 @@ class UndoIn(BaseModel):
 BoundedId = Annotated[int, Field(ge=1, le=ID_MAX)]
 
 
-class BulkVerdictIn(BaseModel):
+class BulkVerdictIn(JsonBody):
     """One verdict (confirm, reject, noise) on many candidates."""
 
     prediction_ids: list[BoundedId] = Field(min_length=1, max_length=store.MAX_BULK)
     verdict: str = Field(max_length=16)
 
 
-class BulkUndoIn(BaseModel):
+class BulkUndoIn(JsonBody):
     """Verdicts to undo together (a page of the grid view)."""
 
     decision_ids: list[BoundedId] = Field(min_length=1, max_length=store.MAX_BULK)
@@ -143,7 +143,7 @@ async def save_upload(form: Any) -> tuple[Path, str]:
         raise HTTPException(422, "choose a predictions file to upload")
     name = Path(str(upload.filename)).name
     suffix = upload_suffix(name)
-    folder = Path(tempfile.mkdtemp(prefix="spectraldl-upload-"))
+    folder = upload_folder()
     path = folder / f"upload{suffix}"
     try:
         with path.open("wb") as handle:
