@@ -183,6 +183,19 @@ def test_login_form_refuses_wrong_passwords_missing_csrf_and_foreign_redirects(
     assert client.post("/api/login", data={"username": "a", "password": "b"}).status_code == 422
 
 
+def test_the_login_page_says_how_many_decisions_an_ended_session_lost(
+    client: httpx.Client,
+) -> None:
+    assert "Your session ended; log in again" in client.get("/login?ended=1&unsaved=x").text
+    assert "session ended" not in client.get("/login?unsaved=3").text.lower()
+    page = client.get("/login?next=%2Flabel&ended=1&unsaved=3")
+    assert "your last 3 decisions were not saved" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"username": "alice", "password": "wrong-one", "csrf_token": token, "next": "/label"}
+    wrong = client.post("/login", data={**form, "ended": "1", "unsaved": "3"})
+    assert wrong.headers["location"] == "/login?next=%2Flabel&error=1&ended=1&unsaved=3"
+
+
 def test_password_guessing_is_refused_per_name_and_address(client: httpx.Client) -> None:
     for _ in range(10):
         wrong = client.post("/api/login", json={"username": "bob", "password": "guess"})

@@ -25,10 +25,10 @@ from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import write_predictions
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import store
-from spectraldl.web.auth import add_user
+from spectraldl.web.auth import add_user, end_user_sessions
 from spectraldl.web.db import open_database
 from spectraldl.web.importing import import_fits, import_predictions, spectrum_row
-from spectraldl.web.models import LabelDecision, Prediction, SpectrumRow, VetDecision
+from spectraldl.web.models import LabelDecision, Prediction, SpectrumRow, User, VetDecision
 
 pytestmark = [
     pytest.mark.browser,
@@ -313,3 +313,39 @@ def test_a_note_and_flags_from_the_vetting_page(browser, site: dict) -> None:
     press(browser, Keys.ESCAPE)
     press_and_wait_for_next(browser, "j")
     assert browser.find_element(By.ID, "note-text").get_attribute("value") == ""
+
+
+def test_a_decision_lost_with_the_session_is_reported_at_login(browser, site: dict) -> None:
+    """A session ended under the labelling page (expiry, password change): the key pressed
+    next is not stored, the login page says so, and logging in returns to the page."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+    browser.get(site["server"].url + "/label?mode=nobody")
+    wait(browser, lambda d: current_id(d) is not None)
+    press_and_wait_for_next(browser, "e")
+    db = open_database(site["url"])
+
+    def decisions() -> int:
+        with db.session() as session:
+            return len(list(session.scalars(select(LabelDecision.id))))
+
+    wait(browser, lambda d: "this session: 1" in d.find_element(By.ID, "status").text)
+    stored = decisions()
+    with db.session() as session:
+        alice = session.scalar(select(User).where(User.name == "alice"))
+        end_user_sessions(session, alice)
+        session.commit()
+    press(browser, "a")
+    wait(browser, lambda d: "/login" in d.current_url)
+    text = wait(browser, lambda d: d.find_element(By.ID, "session-ended").text)
+    assert text == (
+        "Your session ended; your last decision was not saved — log in and make it again."
+    )
+    assert decisions() == stored
+    db.dispose()
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys("alice-password")
+    browser.find_element(By.ID, "login").click()
+    wait(browser, lambda d: current_id(d) is not None)
+    assert browser.current_url == site["server"].url + "/label?mode=nobody"

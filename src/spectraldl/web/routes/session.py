@@ -138,11 +138,34 @@ def openapi(request: Request, current: CurrentAuth) -> dict[str, Any]:
     return request.app.openapi()
 
 
+def unsaved_count(value: str | None) -> int:
+    """The number of decisions a page lost when its session ended (``unsaved=`` of the login
+    page's address, set by the viewer's script); 0 for anything but a small whole number."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
+
+
+def ended_query(ended: str | None, unsaved: int) -> str:
+    """The login page's query parameters that keep saying the session ended (empty if not)."""
+    return f"&ended=1&unsaved={unsaved}" if ended == "1" else ""
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/label", error: str = "") -> Response:
+def login_page(
+    request: Request, next: str = "/label", error: str = "", ended: str = "", unsaved: str = ""
+) -> Response:
+    """The login form; after a session ended under a page, it says how many decisions
+    that page could not save, so that they are made again instead of vanishing."""
     token = secrets.token_urlsafe(32)
     response = render(
-        request, "login.html", None, next=safe_next(next), error=error, login_csrf=token
+        request,
+        "login.html",
+        None,
+        next=safe_next(next),
+        error=error,
+        login_csrf=token,
+        ended=ended == "1",
+        unsaved=unsaved_count(unsaved),
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
@@ -166,7 +189,10 @@ async def login_submit(request: Request, session: DbSession) -> Response:
     user = await check_login(session, request, name, str(form.get("password") or "")[:1024])
     tokens = await run_in_threadpool(conclude_login, session, user)
     if tokens is None:
-        return RedirectResponse(f"/login?next={quote(target, safe='')}&error=1", status_code=303)
+        ended = ended_query(str(form.get("ended") or ""), unsaved_count(str(form.get("unsaved"))))
+        return RedirectResponse(
+            f"/login?next={quote(target, safe='')}&error=1{ended}", status_code=303
+        )
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, tokens[0])
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")

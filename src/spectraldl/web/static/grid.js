@@ -11,7 +11,7 @@
 "use strict";
 
 (function (global) {
-  const { api, fmt, lineMarkers } = global.SDL;
+  const { api, fmt, lineMarkers, notSaved } = global.SDL;
   const SVG = "http://www.w3.org/2000/svg";
   const W = 200, H = 64;
   const body = document.body.dataset;
@@ -207,6 +207,7 @@
     state.pages.push(entry);
     state.verdicts += ids.length;
     promise.then(() => { say(""); }).catch((err) => {
+      if (err.status === 401) notSaved(ids.length);
       say("Not saved: a page of " + ids.length + " (" + err.message + "); its candidates come back later.");
       state.verdicts -= ids.length;
       state.pages = state.pages.filter((e) => e !== entry);

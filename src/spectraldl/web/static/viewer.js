@@ -15,6 +15,38 @@
     constructor(status, detail) { super(detail); this.status = status; }
   }
 
+  /* The login session: once the server answers 401 (logged out, expired, password changed)
+   * no more writes are sent; the page goes to the login page when the writes in flight have
+   * settled, with the number of decisions that were not saved (`notSaved`), so that the
+   * login page can say so instead of the decisions vanishing with the page. */
+  const login = { ended: false, writes: 0, unsaved: 0, leaving: false };
+
+  function sessionEnded() { return login.ended; }
+
+  function notSaved(count) { login.unsaved += count; }
+
+  function leaveWhenSettled() {
+    /* A timeout runs after every promise handler: the failed writes' handlers have counted. */
+    global.setTimeout(() => {
+      if (login.leaving || login.writes > 0) return;
+      login.leaving = true;
+      const next = encodeURIComponent(global.location.pathname + global.location.search);
+      global.location.assign("/login?next=" + next + "&ended=1&unsaved=" + login.unsaved);
+    }, 0);
+  }
+
+  async function send(path, opts) {
+    if (opts.method === "GET") return fetch(path, opts);
+    if (login.ended) { leaveWhenSettled(); throw new ApiError(401, "session ended"); }
+    login.writes += 1;
+    try {
+      return await fetch(path, opts);
+    } finally {
+      login.writes -= 1;
+      if (login.ended) leaveWhenSettled();
+    }
+  }
+
   async function api(path, options) {
     const opts = Object.assign({ method: "GET", credentials: "same-origin", headers: {} }, options || {});
     if (opts.json !== undefined) {
@@ -23,10 +55,11 @@
       delete opts.json;
     }
     if (opts.method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
-    const response = await fetch(path, opts);
+    const response = await send(path, opts);
     if (response.status === 401) {
-      global.location.assign("/login?next=" + encodeURIComponent(global.location.pathname + global.location.search));
-      throw new ApiError(401, "login required");
+      login.ended = true;
+      leaveWhenSettled();
+      throw new ApiError(401, "session ended");
     }
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
@@ -332,6 +365,7 @@
 
     choose(choice) {
       const payload = this.current;
+      if (sessionEnded()) { this.say("Your session ended: key not taken; going to the login page."); return; }
       if (!payload) return;
       performance.clearMarks("sdl-key");
       performance.mark("sdl-key");
@@ -343,7 +377,10 @@
       this.done += 1;
       this.choiceTimes.push(performance.now());
       promise.then(() => { this.say(""); this.updateStatus(); }).catch((err) => {
-        this.say("Not saved: " + this.cfg.describe(payload) + " (" + err.message + "). Press the key again on that item.");
+        if (err.status === 401) notSaved(1);
+        this.say(err.status === 401
+          ? "Your session ended: " + this.cfg.describe(payload) + " not saved; going to the login page."
+          : "Not saved: " + this.cfg.describe(payload) + " (" + err.message + "). Press the key again on that item.");
         this.cfg.setMine(payload, null);
         this.done -= 1;
         this.undoStack = this.undoStack.filter((e) => e !== entry);
@@ -436,5 +473,5 @@
     ];
   }
 
-  global.SDL = { api, ApiError, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts, lineMarkers };
+  global.SDL = { api, ApiError, sessionEnded, notSaved, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts, lineMarkers };
 })(window);
