@@ -267,6 +267,42 @@ def test_expired_sessions_are_deleted_at_the_next_login(client: httpx.Client, db
         assert len(rows) == 1 and rows[0].expires_at.year > 2000
 
 
+def test_a_used_session_is_renewed_up_to_the_maximum(client: httpx.Client, db: Database) -> None:
+    from datetime import timedelta
+
+    from spectraldl.web.auth import SESSION_LIFETIME, SESSION_MAX_LIFETIME
+    from spectraldl.web.models import utcnow
+
+    api_login(client, "bob")
+
+    def shift(created_days: float, left_hours: float) -> tuple:
+        """Make bob's login ``created_days`` old with ``left_hours`` to go; its two times."""
+        now = utcnow()
+        with db.session() as session:
+            row = session.scalars(select(LoginSession)).one()
+            row.created_at = now - timedelta(days=created_days)
+            row.expires_at = now + timedelta(hours=left_hours)
+            session.commit()
+            return row.created_at, row.expires_at
+
+    def expiry() -> object:
+        with db.session() as session:
+            return session.scalars(select(LoginSession)).one().expires_at
+
+    shift(13.9, 2)  # used daily, but near the end of its first 14 days
+    used_at = utcnow()
+    assert client.get("/api/queue").status_code == 200
+    assert used_at + SESSION_LIFETIME <= expiry() <= utcnow() + SESSION_LIFETIME
+    created, _ = shift(59.9, 1)  # renewed, but never past the maximum after the login
+    assert client.get("/api/queue").status_code == 200
+    assert expiry() == created + SESSION_MAX_LIFETIME
+    _, before = shift(1, 24 * 13.99)  # fresh: no write per request
+    assert client.get("/api/queue").status_code == 200
+    assert expiry() == before
+    shift(60, -1)  # expired stays expired
+    assert client.get("/api/queue").status_code == 401
+
+
 def test_deactivated_users_lose_their_sessions(client: httpx.Client, db: Database) -> None:
     token = api_login(client, "bob")
     assert client.get("/api/queue").status_code == 200

@@ -4,7 +4,8 @@ Passwords are hashed with Argon2id (argon2-cffi). A login creates a random
 session token: the browser keeps it in an HttpOnly, SameSite cookie, the
 database only its SHA-256, next to the session's CSRF token, which every form
 and every API write must echo back. Sessions live in the database, so a
-restarted server keeps everyone logged in; expired ones are deleted at the
+restarted server keeps everyone logged in; a session in use is renewed (sliding
+expiry, bounded by `SESSION_MAX_LIFETIME`); expired ones are deleted at the
 next login. Repeated failed logins are throttled (`LoginThrottle`): refused for
 a (name, address) pair or an address, slowed for a name, so passwords cannot
 be guessed at the rate the server answers and nobody can lock anyone out.
@@ -20,18 +21,24 @@ import secrets
 import threading
 import time
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from spectraldl.web.models import LoginSession, User, utcnow
 
 SESSION_LIFETIME = timedelta(days=14)
-"""How long a login lasts."""
+"""How long a login lasts unused: each use renews it (`renew_session`), up to the maximum."""
+
+SESSION_MAX_LIFETIME = timedelta(days=60)
+"""How long a login lasts at most, however often it is used: then the password is asked again."""
+
+SESSION_RENEW_STEP = timedelta(hours=1)
+"""A renewal is written only when it moves the expiry this far: not one write per request."""
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
@@ -268,6 +275,30 @@ def find_session(session: Session, token: str | None) -> tuple[User, LoginSessio
     if user is None or not user.is_active:
         return None
     return user, row
+
+
+def renewed_expiry(row: LoginSession, now: datetime) -> datetime | None:
+    """The expiry a use at ``now`` gives a login (`SESSION_LIFETIME` on, never past
+    `SESSION_MAX_LIFETIME` after the login), or None while that moves it less than
+    `SESSION_RENEW_STEP`."""
+    target = min(now + SESSION_LIFETIME, row.created_at + SESSION_MAX_LIFETIME)
+    return target if target - row.expires_at >= SESSION_RENEW_STEP else None
+
+
+def renew_session(session: Session, row: LoginSession) -> bool:
+    """Slide a used login's expiry forward (the caller commits); whether there was anything
+    to write. A login ended meanwhile (logout, password change) stays ended: only a row
+    that still exists unexpired is updated."""
+    now = utcnow()
+    expiry = renewed_expiry(row, now)
+    if expiry is None:
+        return False
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.token_hash == row.token_hash, LoginSession.expires_at > now)
+        .values(expires_at=expiry)
+    )
+    return True
 
 
 def end_session(session: Session, token: str | None) -> None:

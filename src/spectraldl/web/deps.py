@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from spectraldl.web import auth, store
@@ -92,10 +93,26 @@ def get_session(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_session)]
 
 
+def renew_login(request: Request, login: LoginSession) -> None:
+    """Renew a used login (`auth.renew_session`) in a short transaction of its own, so that
+    the request's session keeps its objects; a database too busy to take the write leaves
+    the login as it was (it stays valid until its expiry, and the next use tries again)."""
+    database: Database = request.app.state.db
+    with database.session() as session:
+        try:
+            if auth.renew_session(session, login):
+                session.commit()
+        except OperationalError:
+            session.rollback()
+
+
 def optional_auth(request: Request, session: DbSession) -> Auth | None:
-    """The request's login, if its cookie names a valid session."""
+    """The request's login, if its cookie names a valid session (renewed by this use)."""
     found = auth.find_session(session, request.cookies.get(SESSION_COOKIE))
-    return None if found is None else Auth(user=found[0], login=found[1])
+    if found is None:
+        return None
+    renew_login(request, found[1])
+    return Auth(user=found[0], login=found[1])
 
 
 OptionalAuth = Annotated[Auth | None, Depends(optional_auth)]

@@ -113,11 +113,12 @@ def end_login(session: Session, token: str | None) -> None:
 
 
 def set_session_cookie(request: Request, response: Response, token: str) -> None:
-    """The login cookie: HttpOnly, SameSite=Lax, Secure with ``--secure-cookies``."""
+    """The login cookie: HttpOnly, SameSite=Lax, Secure with ``--secure-cookies``; kept by
+    the browser for the longest a login can last (the server ends an unused one sooner)."""
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=int(auth.SESSION_LIFETIME.total_seconds()),
+        max_age=int(auth.SESSION_MAX_LIFETIME.total_seconds()),
         httponly=True,
         samesite="lax",
         secure=request.app.state.secure_cookies,
