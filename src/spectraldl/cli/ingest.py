@@ -75,8 +75,9 @@ def ingest_command(
 ) -> None:
     """Read, preprocess and store spectra from PATHS (files or directory trees).
 
-    Directories are walked for .fits, .fit and .fits.gz files; a file named
-    here is always tried. Bad files never stop the run: they are listed with a
+    Directories are walked for .fits, .fit and .fts files, each also gzipped
+    (.fits.gz, .fit.gz, .fts.gz), in any letter case; a file named here is
+    always tried. Bad files never stop the run: they are listed with a
     reason in OUT.errors.csv (OUT's whole name: all.h5.errors.csv). Another run
     writing OUT at the same time is refused at once. An interrupted run (Ctrl-C,
     SIGTERM, even kill -9) resumes where it stopped when the same command is
