@@ -63,10 +63,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-# Debian packages the browser and PostgreSQL tests use (needs root or sudo).
+# Debian packages: python3-venv (`python3 -m venv` with Debian's own Python), and the ones
+# the browser and PostgreSQL tests use (needs root or sudo).
 system-deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver postgresql >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv chromium chromium-driver \
+		postgresql >/dev/null
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,15 @@ import pytest
 from click.testing import CliRunner
 
 from spectraldl.cli import main
-from spectraldl.demo import QUICK, DemoRun, _simulate_training, _training_parts
+from spectraldl.demo import (
+    FULL,
+    LAMOST_RELEASES,
+    QUICK,
+    THESIS_MIX,
+    DemoRun,
+    _simulate_training,
+    _training_parts,
+)
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.dataset import read_dataset
 from spectraldl.jobs.files import output_lock
@@ -159,3 +169,72 @@ def test_a_seed_no_library_takes_is_a_usage_error(tmp_path: Path, option: str, v
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output
     assert not (tmp_path / "run").exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _number(text: str) -> int:
+    """An integer as the pages write it: ``13 335``, ``24 000``."""
+    return int(text.replace(" ", ""))
+
+
+def _page_calls() -> tuple[dict[str, object], list[tuple[dict[str, object], str]]]:
+    """The "In the demo" example of docs/simulate.md: its names and each
+    ``simulate_archive`` call's literal arguments with the comment ending its last line."""
+    page = (ROOT / "docs" / "simulate.md").read_text()
+    section = page[page.index("## In the demo\n") :]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    lines = code.group(1).splitlines()
+    tree = ast.parse(code.group(1))
+    names = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+    }
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "simulate_archive":
+            args: dict[str, object] = {}
+            for keyword in node.keywords:
+                try:
+                    args[str(keyword.arg)] = ast.literal_eval(keyword.value)
+                except ValueError:
+                    args[str(keyword.arg)] = ast.unparse(keyword.value)
+            args["folder"] = ast.unparse(node.args[0])
+            assert node.end_lineno is not None
+            calls.append((args, lines[node.end_lineno - 1].partition("#")[2].strip()))
+        elif isinstance(node, ast.For):
+            names["releases"] = ast.literal_eval(node.iter.args[0])
+    return names, calls
+
+
+def test_the_pages_state_the_demo_sizes_of_demo_py() -> None:
+    """docs/simulate.md's "In the demo" and the README's demo summary give the sizes, seeds
+    and mix that `spectraldl.demo` uses (FULL and QUICK): a change there fails here."""
+    names, calls = _page_calls()
+    assert names["mix"] == THESIS_MIX and tuple(names["releases"]) == LAMOST_RELEASES
+    training = _training_parts(DemoRun(out=Path("run"), sizes=FULL, workers=2))
+    quick = {name: args["n"] for name, args in _training_parts(DemoRun(Path("run"), QUICK))}
+    assert len(calls) == len(training) + 1
+    for (page, comment), (name, args) in zip(calls, training, strict=False):
+        assert page["folder"] == f"training / {name!r}"
+        assert {k: v for k, v in page.items() if k != "folder"} == {**args, "mix": "mix"}
+        assert comment == f"--quick: n={quick[name]}"
+    archive, comment = calls[-1]
+    assert (archive["n"], archive["junk"], archive["seed"]) == (
+        FULL.lamost_per_release, FULL.junk, 1,
+    )  # fmt: skip
+    assert comment == f"--quick: n={QUICK.lamost_per_release}, junk={QUICK.junk}"
+    total = FULL.ondrejov_ssap + FULL.ondrejov_raw + FULL.lamost_training
+    files = len(LAMOST_RELEASES) * FULL.lamost_per_release
+    page = (ROOT / "docs" / "simulate.md").read_text()
+    section = page[page.index("## In the demo\n") :]
+    readme = (ROOT / "README.md").read_text()
+    for text in (section, readme):
+        stated = re.search(r"(\d[\d ]*) (?:labelled )?spectra", text)
+        archive_files = re.search(r"(\d[\d ]*)-file LAMOST", text)
+        assert stated and _number(stated.group(1)) == total
+        assert archive_files and _number(archive_files.group(1)) == files
+    assert f"{len(LAMOST_RELEASES)} x {FULL.lamost_per_release} files" in section

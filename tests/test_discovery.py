@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from process_helpers import run_unprivileged
 
 from spectraldl.classify.plan import plan_chunks
+from spectraldl.cli import main
+from spectraldl.io.archives.fitsfile import SPECTRUM_SUFFIXES
 from spectraldl.io.discovery import discover, walk
 
 
@@ -99,3 +103,18 @@ def test_an_unreadable_folder_is_reported() -> None:
     assert result["files"] == [str(root / "open" / "a.fits")]
     reason = "cannot read the folder (Permission denied); its files were not read"
     assert result["bad"] == [[str(root / "locked"), reason]]
+
+
+def test_the_texts_name_every_suffix_the_walk_takes(tmp_path: Path) -> None:
+    """`ingest --help` and docs/classify.md list what a tree is walked for: every suffix the
+    walk accepts (.fts and the gzipped forms too), in any letter case."""
+    for suffix in SPECTRUM_SUFFIXES:
+        (tmp_path / f"x{suffix.upper()}").write_bytes(b"")
+    assert len(list(walk([tmp_path]))) == len(SPECTRUM_SUFFIXES)
+    help_text = " ".join(CliRunner().invoke(main, ["ingest", "--help"]).output.split())
+    page = Path(__file__).resolve().parents[1] / "docs" / "classify.md"
+    row = next(line for line in page.read_text().splitlines() if line.startswith("| `SOURCE...`"))
+    for suffix in SPECTRUM_SUFFIXES:
+        assert re.search(re.escape(suffix) + r"(?![\w.])", help_text), suffix
+        assert f"`{suffix}`" in row, suffix
+    assert "any letter case" in help_text and "any letter case" in row

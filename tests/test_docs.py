@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -209,3 +210,67 @@ def test_a_goal_is_marked_met_from_its_measurement(checkout: Path) -> None:
         path.write_text(json.dumps(data))
         docs.run(checkout, check=False)
         assert row.format(f"{shown} files/s", met) in (checkout / "README.md").read_text()
+
+
+def _python_imports() -> list[tuple[str, str]]:
+    """(page, statement) for every spectraldl import in the pages' ```python blocks."""
+    found = []
+    for path in docs.pages(ROOT):
+        for block in re.findall(r"```python\n(.*?)```", path.read_text(), re.DOTALL):
+            joined = re.sub(r"\([^)]*\)", lambda m: m.group(0).replace("\n", " "), block)
+            for line in joined.splitlines():
+                line = line.split("#")[0].strip()
+                if re.match(r"(from|import) spectraldl\b", line):
+                    found.append((str(path.relative_to(ROOT)), line))
+    return found
+
+
+def _dotted_names() -> list[tuple[str, str]]:
+    """(page, name) for every `spectraldl.a.b...` the pages name in backticks."""
+    found = []
+    for path in docs.pages(ROOT):
+        for name in re.findall(r"`(spectraldl(?:\.\w+){2,})", path.read_text()):
+            found.append((str(path.relative_to(ROOT)), name))
+    return found
+
+
+_RESOLVE = """
+import importlib, sys
+failed = []
+for page, kind, text in CASES:
+    try:
+        if kind == "import":
+            exec(text, {})
+        else:
+            parts = text.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:cut]))
+                    break
+                except ModuleNotFoundError:
+                    continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+    except Exception as exc:
+        failed.append(f"{page}: {text}: {type(exc).__name__}: {exc}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def test_the_pages_python_names_exist() -> None:
+    """Every import in the pages' Python examples, and every dotted `spectraldl.x.y` they
+    name, resolves: a renamed module cannot leave an example that fails on its first line."""
+    imports = _python_imports()
+    assert len(imports) >= 10
+    cases = [(page, "import", line) for page, line in imports]
+    cases += [(page, "name", name) for page, name in _dotted_names()]
+    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-c", f"CASES = {cases!r}\n{_RESOLVE}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

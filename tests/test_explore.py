@@ -273,6 +273,11 @@ def test_cli_errors_name_the_file(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "not-a-dataset.h5" in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # a refused input leaves no empty folder behind
+    fits = next((real_dir() / "lamost").rglob("*.fits*"))
+    result = runner.invoke(main, ["explore", str(fits), "-o", str(tmp_path / "maps")])
+    assert result.exit_code == 1 and f"{fits}: not an HDF5 file" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-dataset.h5"]
     result = runner.invoke(
         main, ["explore", str(bogus), "-o", str(tmp_path / "o"), "--color-by", "class"]
     )

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from process_helpers import left_in_group
 
 from spectraldl.cli import main
+from spectraldl.cli.ingest import DATASET_SUFFIXES
 from spectraldl.io.bundled import bundled_files, real_labels_csv, replicate_real_tree
-from spectraldl.io.dataset import Dataset, read_dataset
+from spectraldl.io.dataset import HDF5_SUFFIXES, Dataset, read_dataset
 from spectraldl.io.labels import CLASSES, LabelError, read_labels
 from spectraldl.jobs.ingest import IngestFailed, discover, ingest
 
@@ -369,3 +370,23 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(
     assert _errors(tmp_path / "out.h5.errors.csv") == _errors(
         reference.with_name("reference.h5.errors.csv")
     )
+
+
+def test_a_dataset_given_as_input_is_named_an_hdf5_file(tmp_path) -> None:
+    """Ingesting a spectraldl dataset again: its reason says it is HDF5 and ingested already."""
+    dataset = tmp_path / "real.h5"
+    ingest([f.path for f in bundled_files(archive="lamost")[:2]], dataset)
+    result = CliRunner().invoke(main, ["ingest", str(dataset), "-o", str(tmp_path / "again.h5")])
+    assert result.exit_code == 0 and "0 spectra added" in result.output
+    reason = _errors(tmp_path / "again.h5.errors.csv")[dataset.name]
+    assert "not a FITS file but an HDF5 file" in reason and "ingested already" in reason
+
+
+@pytest.mark.parametrize("name", ["x.fits", "x", "x.parquet"])
+def test_an_output_not_named_h5_is_a_usage_error(tmp_path, name: str) -> None:
+    """`-o x.fits` once wrote an HDF5 dataset under a FITS name; now nothing is written."""
+    source = str(bundled_files(archive="lamost")[0].path)
+    result = CliRunner().invoke(main, ["ingest", source, "-o", str(tmp_path / name)])
+    assert result.exit_code == 2 and "name it .h5 or .hdf5" in result.output
+    assert list(tmp_path.iterdir()) == []
+    assert DATASET_SUFFIXES == HDF5_SUFFIXES

@@ -529,6 +529,37 @@ def test_a_worker_killed_by_the_system_is_a_clear_error() -> None:
         backend.close()
 
 
+_SIMULATE_SCRIPT = """from spectraldl.simulate import simulate_archive
+{guard}simulate_archive("out", archive="lamost", n=30, seed=3, release="dr1", workers=2)
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_the_main_guard_is_told_so(tmp_path: Path, guarded: bool) -> None:
+    """Workers re-run a script's top level: without `if __name__ == "__main__":` each one
+    starts the work again and dies, and the error says that instead of blaming memory."""
+    script = tmp_path / "simulate_it.py"
+    guard = 'if __name__ == "__main__":\n    ' if guarded else ""
+    script.write_text(_SIMULATE_SCRIPT.format(guard=guard))
+    src = Path(simulate_cli.__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if guarded:
+        assert result.returncode == 0, result.stderr
+        assert len(list((tmp_path / "out").rglob("*.fits*"))) >= 29
+        return
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"{script} line 2 starts this work outside" in last, result.stderr
+    assert '`if __name__ == "__main__":`' in last and "out-of-memory" not in last
+
+
 def _json_of_fresh_process(script: str, modules: Path) -> Any:
     """What ``script`` prints as JSON, run in a new Python process that sees ``modules``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(modules), *sys.path])}

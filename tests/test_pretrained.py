@@ -100,3 +100,27 @@ def test_a_model_folder_that_lost_its_card_is_refused_not_replaced_by_the_defaul
     assert f"{model}: not a model directory (no card.json), though it holds" in result.output
     assert " and ".join(parts) in result.output
     assert not out.exists()
+
+
+def test_a_mistyped_or_untrained_model_is_named_as_a_model(
+    lamost_tree: Path, tmp_path: Path
+) -> None:
+    """A mistyped shipped name gets the closest one and the list; a model folder not trained
+    yet, given first, is a missing model (not a missing source); a missing source stays one."""
+    out = tmp_path / "p.parquet"
+    runner = CliRunner()
+    typo = runner.invoke(
+        main, ["classify", "--model", "cnn-smal", str(lamost_tree), "-o", str(out)]
+    )
+    assert typo.exit_code == 1, typo.output
+    assert "cnn-smal: no such model directory" in typo.output
+    assert "did you mean cnn-small? shipped: cnn, cnn-small, pretrained" in typo.output
+    assert "`spectraldl models`" in typo.output
+    for first in (f"{tmp_path / 'mine'}/", str(tmp_path / "my-model")):
+        untrained = runner.invoke(main, ["classify", first, str(lamost_tree), "-o", str(out)])
+        assert untrained.exit_code == 1, untrained.output
+        assert f"{first}: no such model directory" in untrained.output
+        assert "train one with `spectraldl train`" in untrained.output
+    source = runner.invoke(main, ["classify", str(tmp_path / "dr5"), "-o", str(out)])
+    assert source.exit_code == 1 and "dr5: no such file or directory" in source.output
+    assert not out.exists()

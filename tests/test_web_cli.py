@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,18 @@ def test_serve_help_teaches_the_options() -> None:
         assert option in result.output
     users = run("users", "--help")
     assert "add" in users.output and "passwd" in users.output
+
+
+def test_serve_on_a_port_in_use_says_so_before_announcing_a_url(tmp_path: Path) -> None:
+    """Another program listens on the port: one line naming it and --port, no URL first."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        db = f"sqlite:///{tmp_path / 'web.db'}"
+        result = run("serve", "--db", db, "--port", str(port))
+    assert result.exit_code == 1, result.output
+    assert result.output == f"Error: port {port} is in use on 127.0.0.1; pick another with --port\n"
 
 
 def test_commands_run_in_process_leave_no_connection_open(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ QUICK = DemoSizes(
     patience=2,
     tsne_points=600,
 )
-"""Seconds instead of minutes, for the test suite."""
+"""About a minute on 2 cores instead of several, for the test suite and a first check."""
 
 LAMOST_RELEASES = ("dr1", "dr2", "dr8")
 

@@ -614,8 +614,8 @@ def explore(
     datasets
         spectraldl HDF5 datasets (any number, any archives; same grid).
     out_dir
-        Created if missing; held for the run (`output_lock`: another run's raises
-        `OutputBusy`). Receives ``pca.{png,svg,csv}``, for several groups
+        Created if missing, once the inputs are read; held for the run (`output_lock`:
+        another run's raises `OutputBusy`). Receives ``pca.{png,svg,csv}``, for several groups
         also ``pca-<group>.{png,svg,csv}`` (each group's own PCA), ``tsne.*``
         and ``summary.json``.
     method
@@ -637,11 +637,11 @@ def explore(
     # One run per folder: two would rename each other's half-written figures (`atomic_write`'s
     # temporary names are fixed) and leave maps of one beside summary.json of the other.
     with output_lock(out):
-        out.mkdir(exist_ok=True)
         predicted = read_predicted_classes(predictions) if predictions is not None else None
         data = load_map_input(datasets, max_rows_per_dataset=max_rows_per_dataset, seed=seed)
         if len(data) < 2:
             raise ExploreError(f"a map needs at least 2 spectra, the datasets give {len(data)}")
+        out.mkdir(exist_ok=True)  # after the inputs are read: a refused one leaves no folder
         maps = _MapWriter(
             out=out,
             data=data,

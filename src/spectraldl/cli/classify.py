@@ -23,7 +23,7 @@ WORKER_MODULES = ("spectraldl.classify.run",)
 
 
 @click.command("classify")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--model",
     "-m",
@@ -88,7 +88,7 @@ WORKER_MODULES = ("spectraldl.classify.run",)
 )
 @stops_cleanly(RESUME_CHUNKS)
 def classify_command(
-    inputs: tuple[Path, ...],
+    inputs: tuple[str, ...],
     model: str | None,
     out: Path,
     device: str,
@@ -168,22 +168,26 @@ def classify_command(
     click.echo(summary.line())
 
 
-def _model_and_sources(model: str | None, inputs: tuple[Path, ...]) -> tuple[Path, list[Path]]:
+def _model_and_sources(model: str | None, inputs: tuple[str, ...]) -> tuple[Path, list[Path]]:
     """The model and the sources: --model, else the first input when it is a model, else
     the shipped default."""
-    from spectraldl.ml.pretrained import DEFAULT_MODEL, resolve_model
+    from spectraldl.ml.pretrained import DEFAULT_MODEL, missing_model, resolve_model
 
     if model is not None:
-        return resolve_model(model), list(inputs)
+        return resolve_model(model), [Path(raw) for raw in inputs]
     first = resolve_model(inputs[0])
+    named_as_model = inputs[0].endswith("/") or "model" in first.name.lower()
+    if len(inputs) > 1 and not first.exists() and named_as_model:
+        # `classify my-model/ DIR` before `spectraldl train`: a missing model, not a source
+        raise click.ClickException(missing_model(inputs[0]))
     if (first / "card.json").exists():
         if len(inputs) == 1:
             raise click.UsageError(f"{inputs[0]} is a model: give the SOURCES to classify too")
-        return first, list(inputs[1:])
+        return first, [Path(raw) for raw in inputs[1:]]
     parts = [name for name in ("model.pt", "novelty.npz") if (first / name).is_file()]
     if parts:  # a model whose card was lost: never classify with the default model instead
         raise click.ClickException(
             f"{inputs[0]}: not a model directory (no card.json), though it holds "
             f"{' and '.join(parts)}; restore its card.json"
         )
-    return resolve_model(DEFAULT_MODEL), list(inputs)
+    return resolve_model(DEFAULT_MODEL), [Path(raw) for raw in inputs]

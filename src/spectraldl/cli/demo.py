@@ -19,7 +19,12 @@ from spectraldl.cli._progress import progress_bar
 
 @click.command("demo")
 @out_option("Run directory (resumed if present).", folder=True, default="demo-run")
-@click.option("--quick", is_flag=True, help="Small sizes (seconds, not minutes): for tests.")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Small sizes (about a minute on 2 cores): a check that every step works, for tests; "
+    "not a model to use.",
+)
 @seed_option("Seed of every random step.")
 @workers_option("Worker processes (the results do not depend on it).")
 @stops_cleanly("the finished steps are kept: run the same command to resume")
@@ -34,8 +39,8 @@ def demo_command(out: Path, quick: bool, seed: int, workers: int) -> None:
 
     \b
     Example:
-      spectraldl demo --out demo-run        # about 10 minutes on 2 cores
-      spectraldl demo --out quick --quick   # about 2 minutes
+      spectraldl demo --out demo-run        # several minutes (README.md: the measured time)
+      spectraldl demo --out quick --quick   # about a minute on 2 cores
     """
     # Idle OpenMP threads spinning on a busy 2-core machine slow everything else.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

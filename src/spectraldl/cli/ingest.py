@@ -18,6 +18,19 @@ from spectraldl.cli._progress import progress_bar
 WORKER_MODULES = ("spectraldl.jobs.ingest",)
 """The module of the task local workers run (`read_chunk`), which their server imports first."""
 
+DATASET_SUFFIXES = (".h5", ".hdf5")
+"""`spectraldl.io.dataset.HDF5_SUFFIXES`, named here so that parsing imports no h5py."""
+
+
+def _dataset_path(_ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
+    """OUT named as what it is, an HDF5 dataset: ``x.fits`` would hide one under a FITS name."""
+    if value.suffix.lower() not in DATASET_SUFFIXES:
+        raise click.BadParameter(
+            f"{value}: the dataset ingest writes is an HDF5 file; name it .h5 or .hdf5 "
+            "(FITS files are its inputs)"
+        )
+    return value
+
 
 @click.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -26,7 +39,8 @@ WORKER_MODULES = ("spectraldl.jobs.ingest",)
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Dataset (.h5) to create, resume or append to.",
+    callback=_dataset_path,
+    help="Dataset (.h5 or .hdf5) to create, resume or append to.",
 )
 @click.option(
     "--labels",
@@ -61,8 +75,9 @@ def ingest_command(
 ) -> None:
     """Read, preprocess and store spectra from PATHS (files or directory trees).
 
-    Directories are walked for .fits, .fit and .fits.gz files; a file named
-    here is always tried. Bad files never stop the run: they are listed with a
+    Directories are walked for .fits, .fit and .fts files, each also gzipped
+    (.fits.gz, .fit.gz, .fts.gz), in any letter case; a file named here is
+    always tried. Bad files never stop the run: they are listed with a
     reason in OUT.errors.csv (OUT's whole name: all.h5.errors.csv). Another run
     writing OUT at the same time is refused at once. An interrupted run (Ctrl-C,
     SIGTERM, even kill -9) resumes where it stopped when the same command is

@@ -145,6 +145,7 @@ def serve_command(
     limits = BodyLimits(
         body_bytes=int(max_body_mb * 1024 * 1024), upload_bytes=int(max_upload_mb * 1024 * 1024)
     )
+    _check_port(host, port)
     with _opened(db_url) as db:
         _announce(db, host, port)
         app = create_app(
@@ -161,6 +162,25 @@ def serve_command(
             http=head_deadline_protocol(head_timeout),
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on before announcing the URL (binding as
+    uvicorn does: SO_REUSEADDR, IPv6 for an address with a colon)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} is in use on {host}; pick another with --port"
+                ) from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 def _announce(db: Any, host: str, port: int) -> None:

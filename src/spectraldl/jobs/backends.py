@@ -25,6 +25,7 @@ from spectraldl.jobs.processes import (
     pool_context,
     preload_in_workers,
     start_forkserver,
+    unguarded_main_call,
     usable_cores,
 )
 
@@ -116,7 +117,7 @@ class ProcessBackend:
             while pending:
                 yield from self._finished(pending)
         except BrokenProcessPool as exc:
-            raise WorkerDied(describe_dead_worker(exc)) from None
+            raise WorkerDied(describe_dead_worker(exc, unguarded_main_call())) from None
         finally:
             for future in pending:
                 future.cancel()

@@ -295,8 +295,19 @@ def die_with_parent(parent: int, *, every_s: float = 0.5) -> None:
     thread.start()
 
 
-def describe_dead_worker(exc: BaseException) -> str:
-    """The message for a worker that died under a run (``BrokenProcessPool``)."""
+def describe_dead_worker(exc: BaseException, unguarded: str | None = None) -> str:
+    """The message for a worker that died under a run (``BrokenProcessPool``).
+
+    ``unguarded`` (`spectraldl.jobs.processes.unguarded_main_call`) names the script line
+    that every worker re-ran at start-up: the cause then, not memory.
+    """
+    if unguarded is not None:
+        return (
+            "a worker process died at start-up: each worker runs the main script again, "
+            f'and {unguarded} starts this work outside `if __name__ == "__main__":`, '
+            "so every worker started it once more and failed. Put the code that starts "
+            "the work under that guard (e.g. a main() called from it)"
+        )
     return (
         f"a worker process died ({exc}); it may have been killed by the out-of-memory killer. "
         "The finished chunks are kept: run the same command to resume, with fewer --workers "

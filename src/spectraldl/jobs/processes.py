@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
+import multiprocessing.spawn
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -63,3 +68,54 @@ def start_forkserver(modules: Sequence[str]) -> None:
     if isinstance(context, multiprocessing.context.ForkServerContext):
         context.set_forkserver_preload(list(modules))
         multiprocessing.forkserver.ensure_running()
+
+
+def _workers_rerun_main() -> bool:
+    """Whether a new worker runs this process's main module again (as ``__mp_main__``).
+
+    The rule of `multiprocessing.spawn`: a script run by path is re-run, a module run
+    with ``-m`` is re-imported unless it is a package's ``__main__``.
+    """
+    data = multiprocessing.spawn.get_preparation_data("worker")
+    name = data.get("init_main_from_name")
+    if name is not None:
+        return name != "__main__" and not name.endswith(".__main__")
+    return "init_main_from_path" in data
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """Whether ``node`` is ``if __name__ == "__main__":`` (either side first)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)}
+    texts = {s.value for s in sides if isinstance(s, ast.Constant)}
+    return names == {"__name__"} and texts == {"__main__"}
+
+
+def _main_frame() -> FrameType | None:
+    """The frame running the main module's top level, if this call comes from it."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def unguarded_main_call() -> str | None:
+    """``SCRIPT line N`` when this call comes from the main script's top level outside
+    ``if __name__ == "__main__":``: every worker re-runs that line at start-up and dies."""
+    frame = _main_frame()
+    if frame is None or not _workers_rerun_main():
+        return None
+    path = frame.f_code.co_filename
+    try:
+        tree = ast.parse(Path(path).read_bytes(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in tree.body:
+        if _is_main_guard(node) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            return None
+    return f"{path} line {line}"

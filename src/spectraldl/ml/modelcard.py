@@ -30,6 +30,7 @@ from spectraldl.io.labels import CLASSES
 from spectraldl.ml.data import describe_config, flux_relevant, read_dataset_any
 from spectraldl.ml.models import SpectrumNet, build_model
 from spectraldl.ml.novelty import NoveltyError, NoveltyModel
+from spectraldl.ml.pretrained import missing_model
 from spectraldl.prep.preprocess import PreprocessConfig
 
 CARD_FORMAT = "spectraldl-model"
@@ -366,7 +367,7 @@ def network_from_card(card: ModelCard) -> SpectrumNet:
 
 def _read_card(model_dir: Path) -> dict[str, Any]:
     if not model_dir.exists():
-        raise ModelDirError(f"{model_dir}: no such model directory")
+        raise ModelDirError(missing_model(model_dir))
     if not model_dir.is_dir():
         raise ModelDirError(f"{model_dir}: not a directory (a model is a directory with {CARD})")
     card_path = model_dir / CARD

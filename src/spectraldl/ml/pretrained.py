@@ -11,6 +11,7 @@ Wherever a command takes a model directory it also takes a shipped model's name.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +95,16 @@ def resolve_model(model: str | Path) -> Path:
     if (shipped / "card.json").exists():
         return shipped
     return path
+
+
+def missing_model(model: str | Path) -> str:
+    """Why ``model`` names no model: the shipped names (the closest first) and where models
+    come from, for a mistyped name or a model not trained yet."""
+    names = sorted({*ALIASES, *(card.parent.name for card in models_dir().glob("*/card.json"))})
+    close = difflib.get_close_matches(Path(model).name, names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (
+        f"{model}: no such model directory, and no shipped model of that name ({hint}shipped: "
+        f"{', '.join(names)}; `spectraldl models` describes them); train one with "
+        "`spectraldl train`"
+    )

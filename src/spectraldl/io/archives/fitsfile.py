@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 BLOCK = 2880
 CARD = 80
 _GZIP_MAGIC = b"\x1f\x8b"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_HDF5_REASON = (
+    "not a FITS file but an HDF5 file: a spectraldl dataset is ingested already "
+    "(give it to train, classify or explore as it is)"
+)
 _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -537,6 +542,8 @@ class FitsFile:
             except (EOFError, OSError, zlib.error, isal_zlib.error) as exc:  # type: ignore[misc]
                 reason = f"the gzip stream is truncated or corrupt ({exc})"
                 raise SpectrumError(path, reason) from None
+        if raw.startswith(_HDF5_MAGIC):
+            raise SpectrumError(path, _HDF5_REASON)
         if not raw.startswith(b"SIMPLE  ="):
             raise SpectrumError(path, "not a FITS file (it does not start with a SIMPLE card)")
         try:
