@@ -298,6 +298,26 @@ def test_second_round_never_holds_out_what_the_parent_fitted(
 
 
 @pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_labels_only_on_spectra_the_parent_held_out_stop_with_a_message(
+    filled: dict[str, Any], parent: Path, tmp_path: Path
+) -> None:
+    """Every labelled spectrum one the parent held out (as in a demo run's model, whose real
+    spectra all are): they stay held out, nothing is left to fit; this was a ZeroDivisionError
+    traceback from the trainer."""
+    model = tmp_path / "model"
+    shutil.copytree(parent, model)
+    with (model / "split.csv").open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        for spectrum_id, label in filled["expected"].items():
+            writer.writerow([spectrum_id, "real-spectra.h5", "real", label])
+    args = ["learn", "--db", filled["url"], "--model", str(model), "-o", str(tmp_path / "new")]
+    result = CliRunner().invoke(main, [*args, "--epochs", "1", "--force"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "nothing new to fit" in result.output and "held out for evaluation" in result.output
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
 def test_in_place_learn_publishes_the_labels_with_the_model_only(
     filled: dict[str, Any], parent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -953,6 +953,13 @@ def _split_new_rows(
             "more; label at least two more spectra of a class"
         )
     fit_new = np.sort(np.concatenate([new[refit], fresh[keep]]))
+    if len(fit_new) == 0:
+        raise TrainingError(
+            f"nothing new to fit: all {len(new)} new labelled rows are spectra the parent "
+            f"{parent.path} held out for evaluation (its split.csv), and they stay held out so "
+            "that the two models are compared on the same spectra; label spectra the parent "
+            "has not seen (e.g. candidates of a classified archive)"
+        )
     fit_kept, fit_val = holdout_split(
         rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
     )
