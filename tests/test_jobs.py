@@ -243,6 +243,38 @@ def test_a_complete_table_is_updated_after_files_changed_redoing_their_chunks_on
     assert len(again.seen) == summary.chunks  # --overwrite classifies everything again
 
 
+def test_an_update_stopped_between_a_csv_and_its_metadata_is_finished_by_the_next_run(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update of a CSV table stopped between the table's rename and its metadata's: the old
+    metadata still vouches for the sources as they were. With those sources back, the next run
+    took the new rows for complete and dropped the update's parts."""
+    import spectraldl.core.atomic as atomic
+
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 30)
+    out = tmp_path / "pred.csv"
+    classify(model_dir, [tree], out, chunk_files=4)
+    added = replicate_real_tree(tree, 1, first=10_000)
+    replace = os.replace
+
+    def table_then_stop(src: Any, dst: Any) -> None:
+        replace(src, dst)
+        if Path(dst) == out:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "replace", table_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        classify(model_dir, [tree], out, chunk_files=4)
+    monkeypatch.undo()
+    for path in added:
+        Path(path).unlink()
+    summary = classify(model_dir, [tree], out, chunk_files=4)
+    fresh = classify(model_dir, [tree], tmp_path / "fresh.csv", chunk_files=4)
+    assert not summary.already_complete and summary.rows == fresh.rows
+    assert read_predictions(out).equals(read_predictions(fresh.out))
+
+
 def test_a_resume_with_other_paths_given_is_still_refused(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

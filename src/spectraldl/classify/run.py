@@ -244,13 +244,14 @@ def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool
         if parts.merged():
             parts.remove()  # a complete run's parts: --overwrite classifies everything again
     elif existing == manifest:
-        if not parts.holds(manifest):
+        if parts.merged() or not parts.of_run(manifest, INPUTS):
             # Complete. Parts beside it of no run (a kill while they were made) go.
             if not parts.merged():
                 parts.remove()
             return True
-        # The parts of this very run beside its table, not marked merged: killed between the
-        # renames of the table and of its errors file. Both are merged again from them.
+        # Parts of this run beside its table, not marked merged: killed between the renames
+        # of the table and of its errors file (or, for a CSV, of its metadata), perhaps while
+        # updating it. The run is finished from them, and the table merged again.
     elif existing is not None and not same_run(existing, manifest, INPUTS):
         raise ClassifyError(
             f"{out} exists and was made by another model, other sources or other settings "

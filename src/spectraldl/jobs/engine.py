@@ -140,10 +140,9 @@ class PartsFolder:
         if marker.exists() and merged(marker.read_text()):
             self.remove()
         if self.path.exists():
-            found = self._manifest()
-            if found == manifest:
+            if self._manifest() == manifest:
                 return
-            if found is not None and same_run(found, manifest, inputs):
+            if self.of_run(manifest, inputs):
                 with atomic_write(self.path / MANIFEST) as tmp:
                     tmp.write_text(json.dumps(manifest, indent=1))
                 return
@@ -161,6 +160,12 @@ class PartsFolder:
     def merged(self) -> bool:
         """Whether the folder's parts are marked merged into their complete output."""
         return (self.path / MERGED).exists()
+
+    def of_run(self, manifest: dict[str, Any], inputs: Collection[str]) -> bool:
+        """Whether the folder holds parts of the run of ``manifest``, what the paths hold
+        (the keys ``inputs``) aside: an unfinished run that `prepare` resumes."""
+        found = self._manifest()
+        return found is not None and same_run(found, manifest, inputs)
 
     def _manifest(self) -> dict[str, Any] | None:
         """The manifest in the folder (None without one)."""
