@@ -18,7 +18,7 @@ import pytest
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.quality import Quality
 from spectraldl.io.archives import read_spectrum
-from spectraldl.io.archives.fitsfile import FitsFile
+from spectraldl.io.archives.fitsfile import FitsFile, data_unit_bytes
 from spectraldl.jobs.ingest import ingest, read_and_preprocess
 from spectraldl.prep.preprocess import PreprocessConfig
 
@@ -169,6 +169,16 @@ def _wavelength_row_shuffled() -> bytes:
     return data[:start] + image.tobytes() + data[start + image.nbytes :]
 
 
+def _image_spilling() -> bytes:
+    """The DR2 fixture with non-zero bytes in its image's padding: where the last pixels of an
+    image whose axes understate it lie."""
+    fits_file = FitsFile.open(DR2)
+    end = fits_file.data_start + data_unit_bytes(fits_file.header)
+    data = bytearray(fits_file.data)
+    data[end : end + 40] = b"\x01" * 40
+    return bytes(data)
+
+
 CUT = {  # what is left of a real file -> the words its refusal must hold
     "mrs-cut-after-its-coadds": (
         lambda: _mrs(extra=30000),
@@ -185,8 +195,9 @@ CUT = {  # what is left of a real file -> the words its refusal must hold
     ),
     "dr2-naxis1-understated": (
         lambda: changed(DR2, 0, NAXIS1="3799"),
-        "unused non-zero bytes",
+        "the Wavelength row is not in order",
     ),
+    "dr2-image-spilling-into-its-padding": (_image_spilling, "unused non-zero bytes"),
     "dr2-wavelengths-shuffled": (_wavelength_row_shuffled, "the Wavelength row is not in order"),
     "ssap-tfields-undefined": (
         lambda: changed(SSAP, 1, TFIELDS="9"),
@@ -226,6 +237,11 @@ def test_a_file_that_ends_at_an_hdu_boundary_or_in_zeros_reads(tmp_path: Path) -
     for path in (short, padded):
         assert np.array_equal(read_spectrum(path).flux, expected.flux)
     assert read_spectrum(DR2).wave_aa.size > 100  # the fixture reads, undamaged
+    # A newline or a block of blanks appended to a whole LAMOST image: junk astropy reads past.
+    for tail in (b"\n", b" " * BLOCK):
+        junk = tmp_path / f"junk-{len(tail)}.fits"
+        junk.write_bytes(DR2.read_bytes() + tail)
+        assert np.array_equal(read_spectrum(junk).flux, read_spectrum(DR2).flux)
 
 
 def test_descending_lamost_wavelengths_still_read_in_order(tmp_path: Path) -> None:

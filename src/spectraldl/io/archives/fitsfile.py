@@ -582,16 +582,14 @@ class FitsFile:
         return array
 
     def unused_bytes_after_primary(self) -> int:
-        """Non-zero bytes after the primary data unit that no HDU holds: in its padding (zeros
-        in FITS) and, when no extension follows, on to the end of the file.
+        """Non-zero bytes in the padding of the primary data unit (zeros in FITS).
 
         A primary header whose axes understate its image leaves the image's last pixels
-        there; zeros are padding some writers leave.
+        there, just after the unit it states. Bytes after the padding are not counted: a
+        newline or blanks appended to a whole file are trailing junk astropy reads past.
         """
         size = data_unit_bytes(self.header)
-        end = self.data_start + size
-        has_next = self.extension(1) is not None
-        stop = self.data_start + _padded(size) if has_next else len(self.data)
+        end, stop = self.data_start + size, self.data_start + _padded(size)
         return int(np.count_nonzero(np.frombuffer(memoryview(self.data)[end:stop], np.uint8)))
 
     @cached_property
