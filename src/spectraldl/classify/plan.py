@@ -108,10 +108,9 @@ class Plan:
     digest: str
     unread: tuple[FileError, ...] = ()
     """Entries of the FITS trees that cannot be read (`spectraldl.io.discovery`), with reasons."""
-    named: bytes = b""
-    """Per chunk, in order, `NAMED` bytes: a digest of its files' paths, then the fingerprint
-    that names its part (from their `file_stamp` when planned, so no file is looked at
-    twice); zeros for rows of a dataset. 16 bytes a chunk: a few MB for any release."""
+    named: tuple[tuple[str, str], ...] = ()
+    """Per chunk, in order: a digest of its files' paths and its part's name (from their
+    `file_stamp` when planned, so no file is looked at twice); empty for rows of a dataset."""
 
     @property
     def datasets(self) -> list[str]:
@@ -158,10 +157,9 @@ class Plan:
     def _files_chunk(self, index: int, files: list[str]) -> Chunk:
         """The chunk ``index`` of ``files``, named as planned; the trees changed if it is
         not the planned chunk."""
-        planned = self.named[index * NAMED : (index + 1) * NAMED]
-        if planned[: NAMED // 2] != paths_digest(files):
+        if index >= len(self.named) or self.named[index][0] != paths_digest(files):
             raise self._changed(None)
-        return Chunk(index=index, files=tuple(files), name=_part_name(planned[NAMED // 2 :]))
+        return Chunk(index=index, files=tuple(files), name=self.named[index][1])
 
     def _changed(self, files: int | None) -> ClassifyError:
         """The error for trees that changed since planning."""
@@ -172,16 +170,12 @@ class Plan:
         )
 
 
-NAMED = 16
-"""Bytes a chunk takes in `Plan.named`: two 8-byte digests."""
-
-
-def paths_digest(paths: Sequence[str]) -> bytes:
-    """An 8-byte digest of the paths alone: which files a chunk holds."""
+def paths_digest(paths: Sequence[str]) -> str:
+    """A digest of the paths alone: which files a chunk holds."""
     sha = hashlib.sha256()
     for path in paths:
         sha.update(path.encode("utf-8", "surrogateescape") + b"\0")
-    return sha.digest()[: NAMED // 2]
+    return sha.hexdigest()[:16]
 
 
 def plan_chunks(
@@ -236,21 +230,16 @@ def plan_chunks(
         chunk_rows=chunk_rows,
         files=files,
         dataset_rows=rows,
-        chunks=len(names.named) // NAMED,
+        chunks=len(names.named),
         digest=names.sha.hexdigest(),
         unread=tuple(unread),
-        named=bytes(names.named),
+        named=tuple(names.named),
     )
 
 
 def files_part_name(files: Sequence[str]) -> str:
     """The part's name of a chunk of files: their `inputs_fingerprint`."""
     return f"chunk-{inputs_fingerprint(files)}.parquet"
-
-
-def _part_name(fingerprint: bytes) -> str:
-    """`files_part_name` from the fingerprint's bytes."""
-    return f"chunk-{fingerprint.hex()}.parquet"
 
 
 class _ChunkNames:
@@ -260,7 +249,7 @@ class _ChunkNames:
     def __init__(self, settings: str) -> None:
         self.sha = hashlib.sha256(settings.encode())
         self.pending: list[str] = []
-        self.named = bytearray()
+        self.named: list[tuple[str, str]] = []
 
     def add_file(self, path: str, *, cut: bool) -> None:
         """One more file of the current chunk, the chunk's last when ``cut``."""
@@ -272,12 +261,12 @@ class _ChunkNames:
         """A dataset's ``chunks`` of rows, after the chunk of files before it."""
         self.close()
         self.sha.update(stamp.encode() + b"\0")
-        self.named += bytes(NAMED * chunks)
+        self.named.extend([("", "")] * chunks)
 
     def close(self) -> None:
         """End the current chunk of files, if any."""
         if self.pending:
-            fingerprint = bytes.fromhex(inputs_fingerprint(self.pending))
-            self.sha.update(fingerprint)
-            self.named += paths_digest(self.pending) + fingerprint
+            name = files_part_name(self.pending)
+            self.sha.update(name.encode() + b"\0")
+            self.named.append((paths_digest(self.pending), name))
             self.pending = []
