@@ -18,10 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_web_limits import rss_bytes
-from web_support import ServerProcess, login
-
-from spectraldl.web.auth import add_user
-from spectraldl.web.db import open_database
+from web_support import ServerProcess, login, with_alice
 
 HALF_LOGIN = (
     b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -32,13 +29,7 @@ HALF_LOGIN = (
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
     """A SQLite database with alice."""
-    database = f"sqlite:///{tmp_path / 'web.db'}"
-    db = open_database(database)
-    with db.session() as session:
-        add_user(session, "alice", "alice-password")
-        session.commit()
-    db.dispose()
-    yield database
+    yield with_alice(f"sqlite:///{tmp_path / 'web.db'}")
 
 
 def half_sent(port: int, n: int, head: bytes = HALF_LOGIN) -> list[socket.socket]:

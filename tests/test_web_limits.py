@@ -13,10 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from web_support import ServerProcess, login
-
-from spectraldl.web.auth import add_user
-from spectraldl.web.db import open_database
+from web_support import ServerProcess, login, with_alice
 
 MB = 1024 * 1024
 
@@ -33,12 +30,7 @@ def rss_bytes(pid: int) -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with alice, a 1 MiB JSON cap and a 3 MiB upload cap."""
     folder = tmp_path_factory.mktemp("limits")
-    url = f"sqlite:///{folder / 'web.db'}"
-    db = open_database(url)
-    with db.session() as session:
-        add_user(session, "alice", "alice-password")
-        session.commit()
-    db.dispose()
+    url = with_alice(f"sqlite:///{folder / 'web.db'}")
     args = ("--max-body-mb", "1", "--max-upload-mb", "3")
     with ServerProcess(url, folder / "server.log", extra_args=args) as running:
         yield running

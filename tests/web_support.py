@@ -33,6 +33,8 @@ import pandas as pd
 from spectraldl.core.quality import flag_names
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import write_predictions
+from spectraldl.web.auth import add_user
+from spectraldl.web.db import open_database
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -238,6 +240,16 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 # --- data -----------------------------------------------------------------------------------
+
+
+def with_alice(url: str) -> str:
+    """``url``: its database made, with the user alice (password alice-password)."""
+    db = open_database(url)
+    with db.session() as session:
+        add_user(session, "alice", "alice-password")
+        session.commit()
+    db.dispose()
+    return url
 
 
 def ondrejov_files() -> list[Path]:
