@@ -590,7 +590,8 @@ class FitsFile:
         """
         size = data_unit_bytes(self.header)
         end, stop = self.data_start + size, self.data_start + _padded(size)
-        return int(np.count_nonzero(np.frombuffer(memoryview(self.data)[end:stop], np.uint8)))
+        padding = self.data[end:stop]
+        return len(padding) - padding.count(0)
 
     @cached_property
     def hdul(self) -> HDUList:
