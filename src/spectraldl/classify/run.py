@@ -244,10 +244,10 @@ def _prepare_parts(out: Path, manifest: dict[str, Any], overwrite: bool) -> bool
         if parts.merged():
             parts.remove()  # a complete run's parts: --overwrite classifies everything again
     elif existing == manifest:
-        if parts.merged() or not parts.of_run(manifest, INPUTS):
-            # Complete. Parts beside it of no run (a kill while they were made) go.
-            if not parts.merged():
-                parts.remove()
+        if parts.merged():
+            return True  # complete, its parts kept for a later update
+        if not parts.of_run(manifest, INPUTS):
+            parts.remove()  # complete; parts beside it of no run (killed while made) go
             return True
         # Parts of this run beside its table, not marked merged: killed between the renames
         # of the table and of its errors file (or, for a CSV, of its metadata), perhaps while

@@ -153,10 +153,6 @@ class PartsFolder:
         (self._staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self._staging.rename(self.path)
 
-    def holds(self, manifest: dict[str, Any]) -> bool:
-        """Whether the folder holds the parts of the run of ``manifest`` (and no marker)."""
-        return not self.merged() and self._manifest() == manifest
-
     def merged(self) -> bool:
         """Whether the folder's parts are marked merged into their complete output."""
         return (self.path / MERGED).exists()
