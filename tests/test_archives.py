@@ -6,6 +6,7 @@ import gzip
 import os
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from astropy.utils.exceptions import AstropyWarning
 from spectraldl.core.errors import SpectrumError
 from spectraldl.io.archives import FitsFile, read_spectrum, readers
 from spectraldl.io.archives.bintable import columns
+from spectraldl.io.archives.fitsfile import _inflate_whole
 from spectraldl.io.bundled import bundled_files
 
 
@@ -305,6 +307,34 @@ def test_gzipped_and_plain_read_identically(data_dir: Path, tmp_path: Path) -> N
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     a, b = read_spectrum(plain), read_spectrum(packed)
     assert np.array_equal(a.flux, b.flux) and a.id == b.id
+
+
+def test_one_gzip_member_or_several_read_as_the_plain_file(data_dir: Path, tmp_path: Path) -> None:
+    """A single member inflates in one libdeflate call; several members, NUL padding after
+    the member or a trailer that lies take the streaming path. All read as the plain file,
+    or are refused as damaged."""
+    plain = (data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits").read_bytes()
+    one = gzip.compress(plain, mtime=0)
+    forms = {
+        "one member": one,
+        "two members": gzip.compress(plain[:50_000], mtime=0) + gzip.compress(plain[50_000:]),
+        "NUL padding": one + bytes(512),
+    }
+    assert _inflate_whole(one) == plain
+    assert all(_inflate_whole(forms[name]) is None for name in ("two members", "NUL padding"))
+    expected = read_spectrum(data_dir / "lamost-dr1/spec-55862-B6212_sp06-003.fits")
+    for name, packed in forms.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.fits.gz"
+        path.write_bytes(packed)
+        got = read_spectrum(path)
+        assert np.array_equal(got.flux, expected.flux), name
+        assert np.array_equal(got.ivar, expected.ivar), name
+        assert replace(got.meta, source="") == replace(expected.meta, source=""), name
+    lying = tmp_path / "lying.fits.gz"  # the trailer's size field one byte short
+    lying.write_bytes(one[:-4] + (len(plain) - 1).to_bytes(4, "little"))
+    assert _inflate_whole(lying.read_bytes()) is None
+    with pytest.raises(SpectrumError, match="gzip stream is truncated or corrupt"):
+        read_spectrum(lying)
 
 
 @pytest.mark.parametrize(
