@@ -44,7 +44,9 @@ def first_out_of_order(wave: np.ndarray) -> int | None:
     with its own words. Either direction is monotonic (see `by_wavelength`).
     """
     wave = np.asarray(wave)
-    if wave.size < 3 or not np.isfinite(wave).all():
+    if wave.size < 3 or bool((wave[1:] > wave[:-1]).all()):  # ascending: the common case
+        return None
+    if not np.isfinite(wave).all():
         return None
     step = np.sign(np.diff(wave))
     broken = np.flatnonzero(step != step[0]) if step[0] else np.array([0])
