@@ -146,6 +146,25 @@ def test_a_rerun_stopped_while_writing_leaves_the_earlier_files_whole(
             assert data == before[name], name
 
 
+def test_a_rerun_removes_the_maps_of_the_earlier_run_it_does_not_redraw(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A folder holds one run: after a PCA-only run of one archive, the earlier run's t-SNE
+    map and per-archive maps (of other data) are gone, not shown (by `report`) beside a
+    summary.json that does not describe them. Files explore does not write are kept."""
+    ondrejov, lamost = datasets
+    out = tmp_path / "maps"
+    explore([ondrejov, lamost], out, n_jobs=1)
+    assert (out / "tsne.png").exists() and (out / "pca-lamost.png").exists()
+    (out / "notes.txt").write_text("mine\n", encoding="utf-8")
+    result = explore([ondrejov], out, method="pca")
+    summary = json.loads((out / "summary.json").read_text())
+    left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert left == sorted([*summary["files"], "summary.json", "notes.txt"])
+    assert left == sorted(["pca.png", "pca.svg", "pca.csv", "summary.json", "notes.txt"])
+    assert sorted(p.name for p in result.files) == sorted(set(left) - {"notes.txt"})
+
+
 def test_a_second_run_into_a_folder_another_run_writes_is_refused_and_touches_nothing(
     datasets: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 import time
 from collections.abc import Sequence
@@ -667,7 +668,25 @@ def explore(
         with atomic_write(summary_path) as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         files.append(summary_path)
+        _remove_stale_maps(out, files)
     return ExploreResult(out_dir=out, files=files, summary=summary)
+
+
+_MAP_FILE = re.compile(r"(pca|pca-.+|tsne)\.(png|svg|csv)")
+"""The names of the maps `explore` writes (`_remove_stale_maps` removes earlier runs' ones)."""
+
+
+def _remove_stale_maps(out: Path, written: Sequence[Path]) -> None:
+    """Remove the maps of an earlier run in ``out`` that this run did not draw again.
+
+    Left there (a t-SNE map when only PCA was asked, the per-archive maps of other
+    data), they would be read (by `report`, by people) as this run's maps beside a
+    summary.json that does not describe them. Files of other names are kept.
+    """
+    keep = {p.name for p in written}
+    for path in out.iterdir():
+        if path.name not in keep and _MAP_FILE.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def _input_summary(
