@@ -479,3 +479,39 @@ def test_gpu_training_matches_cpu_quality(
     on_cpu = load_model(tmp_path / "gpu", device="cpu").predict_proba(x)
     on_gpu = load_model(tmp_path / "gpu", device="cuda").predict_proba(x)
     assert np.allclose(on_cpu, on_gpu, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_epochs", [1, 2, 7])
+def test_training_curves_show_every_epoch_at_whole_epochs(n_epochs: int) -> None:
+    """Each epoch is a visible point (a one-epoch run, or a short fine-tuning, drew empty
+    axes: a line through one point has no length) and the epoch axis has whole ticks
+    only (it read 0.96, 0.98, ... or 1.25, 1.5: epochs that do not exist)."""
+    import matplotlib.pyplot as plt
+
+    from spectraldl.ml.evaluation import curves_figure
+
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1.0 / e,
+            "train_accuracy": 0.5 + e / 20,
+            "val_loss": 1.1 / e,
+            "val_accuracy": 0.5 + e / 25,
+            "seconds": 0.1,
+        }
+        for e in range(1, n_epochs + 1)
+    ]
+    fig = curves_figure(history)
+    try:
+        fig.canvas.draw()
+        for ax in fig.axes:
+            curves = [line for line in ax.get_lines() if line.get_label() != "best epoch"]
+            assert len(curves) == 2
+            for line in curves:
+                assert list(line.get_xdata()) == list(range(1, n_epochs + 1))
+                assert line.get_marker() not in (None, "", "None", " ")
+            lo, hi = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)

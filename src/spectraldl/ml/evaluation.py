@@ -188,27 +188,42 @@ def baseline_metrics(
     return out
 
 
-def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
-    """Loss and accuracy per epoch, training and validation, into a PNG."""
+def curves_figure(history: list[dict[str, float]]) -> Any:
+    """A matplotlib figure of loss and accuracy per epoch, training and validation.
+
+    Each epoch is a marked point (a run of one epoch is one point, which a bare line
+    does not show) and the epoch axis has whole ticks only.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("train", "training"), ("val", "validation")):
-        ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], label=label)
-        ax_acc.plot(epochs, [h[f"{key}_accuracy"] for h in history], label=label)
+        for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            values = [h[f"{key}_{metric}"] for h in history]
+            ax.plot(epochs, values, label=label, marker="o", markersize=3)
     best = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
     for ax, name in ((ax_loss, "cross-entropy loss"), (ax_acc, "accuracy")):
         if best is not None:
             ax.axvline(best, color="grey", linestyle="--", linewidth=1, label="best epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
+    """Loss and accuracy per epoch, training and validation, into a PNG (`curves_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(history)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
