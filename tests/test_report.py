@@ -607,3 +607,24 @@ def test_vetted_catalogues_name_their_model_and_those_of_another_model_say_so(
     assert f"ours.csv (catalogue {ours}), model mRUN: per predicted class" in vetting
     old = f"old.csv (catalogue {other.catalogues[0][0]}), model mOLD"
     assert f"{old} (another model than this run's mRUN): per predicted class" in vetting
+
+
+def test_scores_a_class_does_not_have_are_dashes_not_zeros(tmp_path: Path) -> None:
+    """Real spectra rarely hold every class: a class with no true rows has no recall, one
+    never predicted no precision. The report printed 0 for both (precision 0: every
+    prediction wrong, of none), unlike `evaluate`, which prints a dash."""
+    classes = ("emission", "absorption", "double-peak", "noise")
+    y = np.array([0, 0, 1, 1, 1, 2])  # no noise row; double-peak called emission
+    proba = np.eye(len(classes))[[0, 0, 1, 1, 1, 0]]
+    real = classification_metrics(proba, y, classes)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "metrics.json").write_text(
+        json.dumps({"model_id": "m", "classes": list(classes), "real": real})
+    )
+    text = html.unescape(write_report(tmp_path).path.read_text(encoding="utf-8"))
+    section = text[text.index('id="training"') :]
+    section = section[: section.index("</section>")]
+    assert "<td>emission</td><td>0.667</td><td>1</td><td>0.8</td><td>2</td>" in section
+    assert "<td>double-peak</td><td>-</td><td>0</td><td>-</td><td>1</td>" in section
+    assert "<td>noise</td><td>-</td><td>-</td><td>-</td><td>0</td>" in section

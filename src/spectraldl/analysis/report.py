@@ -431,6 +431,20 @@ def _pairs_table(pairs: list[dict[str, Any]]) -> dict[str, Any]:
 # --- training ----------------------------------------------------------------------------
 
 
+def _class_scores(
+    name: str, scores: dict[str, Any], classes: list[str] | None, matrix: list[list[int]] | None
+) -> tuple[str, ...]:
+    """One class's row: a dash for a precision of no predictions or a recall of no rows."""
+    support = scores.get("support")
+    predicted = None
+    if classes and matrix and name in classes:
+        predicted = sum(int(row[classes.index(name)]) for row in matrix)
+    precision = "-" if predicted == 0 else _fmt(scores.get("precision"))
+    recall = "-" if support == 0 else _fmt(scores.get("recall"))
+    f1 = "-" if support == 0 or predicted == 0 else _fmt(scores.get("f1"))
+    return (name, precision, recall, f1, _fmt(support))
+
+
 def _metrics_tables(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     per_class = metrics.get("per_class") or {}
@@ -439,26 +453,17 @@ def _metrics_tables(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
         f"{name}: {_fmt(n)} spectra, accuracy {_fmt(metrics.get('accuracy'))}, "
         f"ECE {_fmt(metrics.get('ece'))}"
     )
+    confusion = metrics.get("confusion") or {}
+    classes = confusion.get("classes")
+    matrix = confusion.get("matrix")
     if per_class:
         out.append(
             _table(
                 head,
                 ["class", "precision", "recall", "F1", "support"],
-                [
-                    (
-                        c,
-                        _fmt(v.get("precision")),
-                        _fmt(v.get("recall")),
-                        _fmt(v.get("f1")),
-                        _fmt(v.get("support")),
-                    )
-                    for c, v in per_class.items()
-                ],
+                [_class_scores(c, v, classes, matrix) for c, v in per_class.items()],
             )
         )
-    confusion = metrics.get("confusion") or {}
-    classes = confusion.get("classes")
-    matrix = confusion.get("matrix")
     if classes and matrix:
         out.append(
             _table(
