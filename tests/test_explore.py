@@ -165,6 +165,23 @@ def test_a_rerun_removes_the_maps_of_the_earlier_run_it_does_not_redraw(
     assert sorted(p.name for p in result.files) == sorted(set(left) - {"notes.txt"})
 
 
+def test_a_dataset_named_twice_is_refused_not_mapped_twice(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The same file given twice (also by another spelling of its path) mapped every
+    spectrum twice: counts in the legends and summary.json doubled, and summary.json's
+    rows per dataset said the single count beside them."""
+    ondrejov, _ = datasets
+    other_spelling = ondrejov.parent / "." / ondrejov.name
+    result = CliRunner().invoke(
+        main, ["explore", str(ondrejov), str(other_spelling), "-o", str(tmp_path / "maps")]
+    )
+    assert result.exit_code == 1
+    assert "given twice" in result.output and str(ondrejov.name) in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "maps").exists()
+
+
 def test_a_second_run_into_a_folder_another_run_writes_is_refused_and_touches_nothing(
     datasets: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -164,6 +164,20 @@ def _group_names(archive: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return out
 
 
+def _refuse_repeated(paths: Sequence[str | Path]) -> None:
+    """Raise `ExploreError` for a dataset named twice: each of its spectra would be mapped
+    (and counted) twice."""
+    seen: dict[Path, str | Path] = {}
+    for raw in paths:
+        key = Path(raw).resolve()
+        if key in seen:
+            raise ExploreError(
+                f"{raw}: given twice (also as {seen[key]}); each of its spectra would be "
+                "mapped twice: name each dataset once"
+            )
+        seen[key] = raw
+
+
 def load_map_input(
     paths: Sequence[str | Path], *, max_rows_per_dataset: int | None = 50_000, seed: int = 0
 ) -> MapInput:
@@ -177,8 +191,9 @@ def load_map_input(
     spectraldl.io.dataset.DatasetError
         For a missing file or one that is not a dataset (names the file).
     ExploreError
-        When all datasets together hold no rows, or their grids differ.
+        When all datasets together hold no rows, their grids differ, or one is named twice.
     """
+    _refuse_repeated(paths)
     rng = np.random.default_rng(seed)
     blocks: list[MapInput] = []
     totals: dict[str, int] = {}
