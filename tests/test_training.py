@@ -455,6 +455,10 @@ def test_clear_errors_for_unusable_data(tmp_path: Path) -> None:
         TrainConfig(compile=True, compile_mode="fastest")
     with pytest.raises(TrainingError, match="is in both"):
         train([one, twice], tmp_path / "m", config=TrainConfig(**FAST))
+    # One file named twice: said so, not "id ... is twice in one.h5" (it is there once).
+    with pytest.raises(TrainingError, match=r"one\.h5: given twice") as named_twice:
+        train([one, tmp_path / "." / "one.h5"], tmp_path / "m", config=TrainConfig(**FAST))
+    assert "is twice in" not in str(named_twice.value)
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="neither a spectraldl dataset"):
         train([tmp_path / "notes.csv"], tmp_path / "m", config=TrainConfig(**FAST))

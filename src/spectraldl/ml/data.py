@@ -93,7 +93,15 @@ def _check_same_preprocessing(datasets: Sequence[Dataset]) -> None:
 
 
 def _check_unique_ids(datasets: Sequence[Dataset]) -> None:
-    """Refuse an id that appears twice, in one dataset or across them."""
+    """Refuse a dataset named twice, and an id that appears twice, in one or across them."""
+    named: dict[Path, str] = {}
+    for ds in (ds for ds in datasets if ds.path):  # in-memory datasets have no path
+        key = Path(ds.path).resolve()
+        if key in named:
+            raise TrainingError(
+                f"{ds.path}: given twice (also as {named[key]}); name each dataset once"
+            )
+        named[key] = ds.path
     seen: dict[str, str] = {}
     for ds in datasets:
         for ident in ds.ids:
