@@ -32,6 +32,9 @@ from spectraldl.jobs.processes import (
 T = TypeVar("T")
 R = TypeVar("R")
 
+DASK_SCHEMES = ("tcp://", "tls://", "ucx://")
+"""The addresses of a running Dask scheduler that `open_backend` joins."""
+
 
 class Backend(Protocol):
     """Runs tasks and yields their results in completion order."""
@@ -253,7 +256,7 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
         with cluster, Client(cluster) as client:
             yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
         return
-    if scheduler.startswith(("tcp://", "tls://", "ucx://")):
+    if scheduler.startswith(DASK_SCHEMES):
         from distributed import Client
 
         try:
