@@ -1009,3 +1009,73 @@ def test_the_prestarted_worker_server_ignores_ctrl_c_while_it_imports() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+# --- a Dask cluster joined over TCP ---------------------------------------------------------
+
+
+def _dask(command: str) -> list[str]:
+    """``dask COMMAND`` (scheduler, worker) with this Python."""
+    return [sys.executable, "-m", f"distributed.cli.dask_{command}"]
+
+
+@contextlib.contextmanager
+def _dask_cluster(
+    folder: Path, *, workers: int = 1, worker_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``dask scheduler`` and ``dask worker`` processes on loopback, as a user starts
+    them: (the scheduler's address, its process). ``worker_env`` is added to the workers'."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = folder / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    where = ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0"]
+    scheduler = subprocess.Popen(
+        [*_dask("scheduler"), *where, "--scheduler-file", str(info)], **quiet
+    )
+    started = [scheduler]
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        address = json.loads(info.read_text())["address"]
+        env = {**os.environ, **(worker_env or {})}
+        for _ in range(workers):
+            args = [*_dask("worker"), address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
+            started.append(subprocess.Popen(args, env=env, cwd=folder, **quiet))
+        yield address, scheduler
+    finally:
+        for process in started:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _wait_for_workers(address: str, n: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(n, timeout=60)
+
+
+def test_a_dask_scheduler_killed_mid_run_ends_with_one_line_and_resumes(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 1500)
+    reference = tmp_path / "local.parquet"
+    classify(model_dir, [tree], reference, chunk_files=50)
+    out = tmp_path / "pred.parquet"
+    with _dask_cluster(tmp_path / "cluster") as (address, scheduler):
+        _wait_for_workers(address, 1)
+        run = _classify_run(model_dir, tree, out, address)
+        _first_chunk(out)
+        scheduler.kill()
+        _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert stderr.splitlines() == [
+        f"Error: lost the Dask scheduler at {address}; the finished chunks are kept: start the "
+        "cluster again and run the same command to resume"
+    ]
+    done = len(list(parts_dir(out).glob("chunk-*.parquet")))
+    assert 0 < done < len(list(cut_files(map(str, discover([tree])), 50)))
+    classify(model_dir, [tree], out, chunk_files=50)
+    assert read_predictions(out).equals(read_predictions(reference))

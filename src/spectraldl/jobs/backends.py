@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -162,6 +162,7 @@ class DaskBackend:
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""
         from distributed import as_completed
+        from distributed.comm import CommClosedError
 
         queue = iter(tasks)
         first = [
@@ -173,7 +174,14 @@ class DaskBackend:
         running = as_completed(first)
         try:
             for future in running:
-                result = future.result()
+                try:
+                    result = future.result()
+                except (CancelledError, CommClosedError):  # we cancel nothing: it left
+                    raise ConnectionError(
+                        f"lost the Dask scheduler at {self.client.scheduler.address}; the "
+                        "finished chunks are kept: start the cluster again and run the same "
+                        "command to resume"
+                    ) from None
                 future.release()
                 for task in queue:
                     running.add(self.client.submit(fn, task, pure=False))
@@ -257,17 +265,31 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
             yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
         return
     if scheduler.startswith(DASK_SCHEMES):
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout="20s")
-        except OSError as exc:
-            raise ConnectionError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
-            ) from None
-        try:
+        with _joined(scheduler) as client:
             yield DaskBackend(client, threads_per_task=1)
-        finally:
-            client.close()
         return
     raise ValueError(f"unknown scheduler {scheduler!r}: use local, dask-local or tcp://HOST:PORT")
+
+
+@contextmanager
+def _joined(scheduler: str) -> Iterator[Any]:
+    """A `distributed.Client` of the running scheduler at ``scheduler``.
+
+    Raises `ConnectionError` saying what to do when the scheduler cannot be
+    reached. The client's own log of a lost scheduler (a traceback page) is silenced:
+    the run ends with one line saying so instead.
+    """
+    from distributed import Client
+
+    log = logging.getLogger("distributed.client")
+    level = log.level
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield client
+    finally:
+        client.close()
+        log.setLevel(level)
