@@ -36,6 +36,7 @@ from spectraldl.cli import simulate as simulate_cli
 from spectraldl.io.bundled import bundled_files, replicate_real_tree
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.predictions import read_predictions
+from spectraldl.jobs import backends as backends_module
 from spectraldl.jobs.backends import ProcessBackend
 from spectraldl.jobs.engine import cut_files
 from spectraldl.jobs.files import (
@@ -1079,3 +1080,71 @@ def test_a_dask_scheduler_killed_mid_run_ends_with_one_line_and_resumes(
     assert 0 < done < len(list(cut_files(map(str, discover([tree])), 50)))
     classify(model_dir, [tree], out, chunk_files=50)
     assert read_predictions(out).equals(read_predictions(reference))
+
+
+def test_a_dask_scheduler_without_workers_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    # The run used to wait for ever, its progress bar at 0.
+    monkeypatch.setattr(backends_module, "WORKER_WAIT_S", 2.0)
+    tree = _tree(tmp_path / "tree", LAMOST[:8])
+    with _dask_cluster(tmp_path / "cluster", workers=0) as (address, _):
+        args = ["ingest", str(tree), "-o", str(tmp_path / "o.h5"), "--scheduler", address]
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.endswith(
+        f"Error: the Dask scheduler at {address} has no workers (waited 2 s): start them "
+        f"with `dask worker {address}`\n"
+    )
+    assert not (tmp_path / "o.h5").exists()
+
+
+def _worker_without_spectraldl(folder: Path) -> dict[str, str]:
+    """A worker environment whose Python finds no spectraldl (its sys.path entries removed)."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p, 'spectraldl'))]\n"
+    )
+    return {"PYTHONPATH": str(folder)}
+
+
+def _worker_with_other_code(folder: Path) -> dict[str, str]:
+    """A worker environment with another spectraldl of the same version (one file changed)."""
+    package = Path(backends_module.__file__).parents[1]
+    ignore = shutil.ignore_patterns("data", "__pycache__")
+    shutil.copytree(package, folder / "spectraldl", ignore=ignore)
+    with (folder / "spectraldl" / "jobs" / "backends.py").open("a") as handle:
+        handle.write("\n# a later commit\n")
+    return {"PYTHONPATH": str(folder)}
+
+
+@pytest.mark.parametrize(
+    ("worker", "problem"),
+    [
+        (_worker_without_spectraldl, "cannot run spectraldl (ModuleNotFoundError"),
+        (_worker_with_other_code, "runs other code (spectraldl code "),
+    ],
+    ids=["no-spectraldl", "other-code"],
+)
+def test_a_dask_worker_that_cannot_run_this_spectraldl_is_named(
+    tmp_path: Path, worker: Callable[[Path], dict[str, str]], problem: str
+) -> None:
+    # A worker without spectraldl died on its first task and the run waited for ever; one with
+    # another checkout read the files with other code. 600 files: more than one chunk, which
+    # ingest would run in this process.
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)
+    env = worker(tmp_path / "env")
+    with _dask_cluster(tmp_path / "cluster", worker_env=env) as (address, _):
+        _wait_for_workers(address, 1)
+        args = ["ingest", str(tree), "-o", str(tmp_path / "o.h5"), "--scheduler", address]
+        result = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    line = f"Error: the Dask worker {address.rsplit(':', 1)[0]}:"
+    assert result.stderr.startswith(line) and problem in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "o.h5").exists()
