@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -1022,10 +1022,15 @@ def _dask(command: str) -> list[str]:
 
 @contextlib.contextmanager
 def _dask_cluster(
-    folder: Path, *, workers: int = 1, worker_env: dict[str, str] | None = None
+    folder: Path,
+    *,
+    workers: int = 1,
+    worker_env: dict[str, str] | None = None,
+    worker_prefix: Sequence[str] = (),
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A real ``dask scheduler`` and ``dask worker`` processes on loopback, as a user starts
-    them: (the scheduler's address, its process). ``worker_env`` is added to the workers'."""
+    them: (the scheduler's address, its process). ``worker_env`` is added to the workers',
+    ``worker_prefix`` comes before their command."""
     folder.mkdir(parents=True, exist_ok=True)
     info = folder / "scheduler.json"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -1042,7 +1047,7 @@ def _dask_cluster(
         env = {**os.environ, **(worker_env or {})}
         for _ in range(workers):
             args = [*_dask("worker"), address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
-            started.append(subprocess.Popen(args, env=env, cwd=folder, **quiet))
+            started.append(subprocess.Popen([*worker_prefix, *args], env=env, cwd=folder, **quiet))
         yield address, scheduler
     finally:
         for process in started:
@@ -1148,3 +1153,34 @@ def test_a_dask_worker_that_cannot_run_this_spectraldl_is_named(
     assert result.stderr.startswith(line) and problem in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not (tmp_path / "o.h5").exists()
+
+
+def _blind(folder: Path) -> list[str]:
+    """A command prefix: the command runs where ``folder`` is an empty file system of its own
+    (a node whose mount of the shared file system is missing)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a mount namespace")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
+    return ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(folder)]
+
+
+def test_a_dask_worker_that_cannot_see_the_files_is_a_clear_error(tmp_path: Path) -> None:
+    # It listed every file as bad ("No such file"): a table of 0 rows that a second run, on
+    # a cluster that sees the files, called complete.
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)  # more than one chunk: ingest runs one in this process
+    out = tmp_path / "o.h5"
+    with _dask_cluster(tmp_path / "cluster", worker_prefix=_blind(tree)) as (address, _):
+        _wait_for_workers(address, 1)
+        done = _cli("ingest", str(tree), "-o", str(out), "--scheduler", address)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"Error: {tree}/"), done.stderr
+    assert done.stderr.endswith(
+        ": a worker found no such file, though this machine sees it: the workers must see the "
+        "inputs at the same absolute paths (a shared file system); the finished chunks are "
+        "kept: run the same command once they do\n"
+    )
+    assert not out.exists() and not list((tmp_path / "o.h5.parts").glob("chunk-*"))
+    assert ingest([tree], out).added > 500  # the same command, where the files are seen

@@ -173,11 +173,11 @@ def job_errors() -> Iterator[None]:
     each end the command with a message that says what to do; the finished
     chunks stay for the resumed run (Ctrl-C and SIGTERM: `stops_cleanly`).
     """
-    from spectraldl.jobs.files import JobIOError, OutputBusy, WorkerDied
+    from spectraldl.jobs.files import InputsUnseen, JobIOError, OutputBusy, WorkerDied
 
     try:
         yield
-    except (JobIOError, OutputBusy, WorkerDied) as exc:
+    except (JobIOError, OutputBusy, WorkerDied, InputsUnseen) as exc:
         raise click.ClickException(str(exc)) from None
 
 
