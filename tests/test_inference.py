@@ -679,7 +679,7 @@ def test_an_unknown_scheduler_is_a_clear_error(model_dir: Path, tmp_path: Path) 
         "--scheduler",
         "yarn",
     )
-    assert code == 1 and "unknown scheduler" in output
+    assert code == 2 and "unknown scheduler" in output
 
 
 # --- memory ---------------------------------------------------------------------------------

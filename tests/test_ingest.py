@@ -168,6 +168,16 @@ def test_a_dask_cluster_gives_the_dataset_of_a_local_run(tmp_path) -> None:
     ).read_text()
 
 
+def test_an_unknown_scheduler_is_a_usage_error_before_any_work(tmp_path) -> None:
+    # `--scheduler 127.0.0.1:8786` (the scheme forgotten) printed a traceback page.
+    out = tmp_path / "o.h5"
+    path = str(bundled_files(archive="lamost")[0].path)
+    result = CliRunner().invoke(main, ["ingest", path, "-o", str(out), "--scheduler", "h:8786"])
+    assert result.exit_code == 2, result.output
+    assert "unknown scheduler 'h:8786': use local, dask-local or tcp://HOST:PORT" in result.output
+    assert "Traceback" not in result.output and not list(tmp_path.iterdir())
+
+
 def test_append_skips_ids_already_present(tmp_path) -> None:
     files = [f.path for f in bundled_files(archive="ondrejov")]
     out = tmp_path / "o.h5"

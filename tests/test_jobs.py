@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from spectraldl.cli import simulate as simulate_cli
 from spectraldl.io.bundled import bundled_files, replicate_real_tree
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.predictions import read_predictions
+from spectraldl.jobs import backends as backends_module
 from spectraldl.jobs.backends import ProcessBackend
 from spectraldl.jobs.engine import cut_files
 from spectraldl.jobs.files import (
@@ -1009,3 +1010,177 @@ def test_the_prestarted_worker_server_ignores_ctrl_c_while_it_imports() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+# --- a Dask cluster joined over TCP ---------------------------------------------------------
+
+
+def _dask(command: str) -> list[str]:
+    """``dask COMMAND`` (scheduler, worker) with this Python."""
+    return [sys.executable, "-m", f"distributed.cli.dask_{command}"]
+
+
+@contextlib.contextmanager
+def _dask_cluster(
+    folder: Path,
+    *,
+    workers: int = 1,
+    worker_env: dict[str, str] | None = None,
+    worker_prefix: Sequence[str] = (),
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``dask scheduler`` and ``dask worker`` processes on loopback, as a user starts
+    them: (the scheduler's address, its process). ``worker_env`` is added to the workers',
+    ``worker_prefix`` comes before their command."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = folder / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    where = ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0"]
+    scheduler = subprocess.Popen(
+        [*_dask("scheduler"), *where, "--scheduler-file", str(info)], **quiet
+    )
+    started = [scheduler]
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        address = json.loads(info.read_text())["address"]
+        env = {**os.environ, **(worker_env or {})}
+        for _ in range(workers):
+            args = [*_dask("worker"), address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
+            started.append(subprocess.Popen([*worker_prefix, *args], env=env, cwd=folder, **quiet))
+        yield address, scheduler
+    finally:
+        for process in started:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _wait_for_workers(address: str, n: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.wait_for_workers(n, timeout=60)
+
+
+def test_a_dask_scheduler_killed_mid_run_ends_with_one_line_and_resumes(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 1500)
+    reference = tmp_path / "local.parquet"
+    classify(model_dir, [tree], reference, chunk_files=50)
+    out = tmp_path / "pred.parquet"
+    with _dask_cluster(tmp_path / "cluster") as (address, scheduler):
+        _wait_for_workers(address, 1)
+        run = _classify_run(model_dir, tree, out, address)
+        _first_chunk(out)
+        scheduler.kill()
+        _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert stderr.splitlines() == [
+        f"Error: lost the Dask scheduler at {address}; the finished chunks are kept: start the "
+        "cluster again and run the same command to resume"
+    ]
+    done = len(list(parts_dir(out).glob("chunk-*.parquet")))
+    assert 0 < done < len(list(cut_files(map(str, discover([tree])), 50)))
+    classify(model_dir, [tree], out, chunk_files=50)
+    assert read_predictions(out).equals(read_predictions(reference))
+
+
+def test_a_dask_scheduler_without_workers_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    # The run used to wait for ever, its progress bar at 0.
+    monkeypatch.setattr(backends_module, "WORKER_WAIT_S", 2.0)
+    tree = _tree(tmp_path / "tree", LAMOST[:8])
+    with _dask_cluster(tmp_path / "cluster", workers=0) as (address, _):
+        args = ["ingest", str(tree), "-o", str(tmp_path / "o.h5"), "--scheduler", address]
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.endswith(
+        f"Error: the Dask scheduler at {address} has no workers (waited 2 s): start them "
+        f"with `dask worker {address}`\n"
+    )
+    assert not (tmp_path / "o.h5").exists()
+
+
+def _worker_without_spectraldl(folder: Path) -> dict[str, str]:
+    """A worker environment whose Python finds no spectraldl (its sys.path entries removed)."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "sys.path[:] = [p for p in sys.path if not os.path.isdir(os.path.join(p, 'spectraldl'))]\n"
+    )
+    return {"PYTHONPATH": str(folder)}
+
+
+def _worker_with_other_code(folder: Path) -> dict[str, str]:
+    """A worker environment with another spectraldl of the same version (one file changed)."""
+    package = Path(backends_module.__file__).parents[1]
+    ignore = shutil.ignore_patterns("data", "__pycache__")
+    shutil.copytree(package, folder / "spectraldl", ignore=ignore)
+    with (folder / "spectraldl" / "jobs" / "backends.py").open("a") as handle:
+        handle.write("\n# a later commit\n")
+    return {"PYTHONPATH": str(folder)}
+
+
+@pytest.mark.parametrize(
+    ("worker", "problem"),
+    [
+        (_worker_without_spectraldl, "cannot run spectraldl (ModuleNotFoundError"),
+        (_worker_with_other_code, "runs other code (spectraldl code "),
+    ],
+    ids=["no-spectraldl", "other-code"],
+)
+def test_a_dask_worker_that_cannot_run_this_spectraldl_is_named(
+    tmp_path: Path, worker: Callable[[Path], dict[str, str]], problem: str
+) -> None:
+    # A worker without spectraldl died on its first task and the run waited for ever; one with
+    # another checkout read the files with other code. 600 files: more than one chunk, which
+    # ingest would run in this process.
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)
+    env = worker(tmp_path / "env")
+    with _dask_cluster(tmp_path / "cluster", worker_env=env) as (address, _):
+        _wait_for_workers(address, 1)
+        args = ["ingest", str(tree), "-o", str(tmp_path / "o.h5"), "--scheduler", address]
+        result = subprocess.run(
+            [sys.executable, "-m", "spectraldl.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    line = f"Error: the Dask worker {address.rsplit(':', 1)[0]}:"
+    assert result.stderr.startswith(line) and problem in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "o.h5").exists()
+
+
+def _blind(folder: Path) -> list[str]:
+    """A command prefix: the command runs where ``folder`` is an empty file system of its own
+    (a node whose mount of the shared file system is missing)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a mount namespace")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
+    return ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(folder)]
+
+
+def test_a_dask_worker_that_cannot_see_the_files_is_a_clear_error(tmp_path: Path) -> None:
+    # It listed every file as bad ("No such file"): a table of 0 rows that a second run, on
+    # a cluster that sees the files, called complete.
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)  # more than one chunk: ingest runs one in this process
+    out = tmp_path / "o.h5"
+    with _dask_cluster(tmp_path / "cluster", worker_prefix=_blind(tree)) as (address, _):
+        _wait_for_workers(address, 1)
+        done = _cli("ingest", str(tree), "-o", str(out), "--scheduler", address)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"Error: {tree}/"), done.stderr
+    assert done.stderr.endswith(
+        ": a worker found no such file, though this machine sees it: the workers must see the "
+        "inputs at the same absolute paths (a shared file system); the finished chunks are "
+        "kept: run the same command once they do\n"
+    )
+    assert not out.exists() and not list((tmp_path / "o.h5.parts").glob("chunk-*"))
+    assert ingest([tree], out).added > 500  # the same command, where the files are seen

@@ -68,6 +68,7 @@ from spectraldl.jobs.engine import PartsFolder, Shard, run_shards, same_run
 from spectraldl.jobs.files import (
     ErrorsFileDamaged,
     JobIOError,
+    check_inputs_seen,
     describe_os_error,
     errors_csv_path,
     is_output_error,
@@ -205,7 +206,10 @@ def parts_dir(out: str | Path) -> Path:
 
 
 def _commit(path: Path, result: ChunkResult, *, classes: Sequence[str], run: str) -> None:
-    """Write a classified chunk as a part: its rows, with its bad files and timings as metadata."""
+    """Write a classified chunk as a part: its rows, with its bad files and timings as metadata.
+
+    A chunk read where its files cannot be seen is refused (`check_inputs_seen`)."""
+    check_inputs_seen(result.errors)
     meta = {
         "chunk": result.index,
         "run": run,

@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from spectraldl.core.signals import Terminated, stops_raise
+from spectraldl.jobs.backends import DASK_SCHEMES
 from spectraldl.jobs.processes import usable_cores
 
 
@@ -68,12 +69,22 @@ def workers_option(help_text: str) -> Callable[[Any], Any]:
     )
 
 
+def _known_scheduler(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``--scheduler``'s value when `open_backend` knows it, else a usage error before any work."""
+    if value in ("local", "dask-local") or value.startswith(DASK_SCHEMES):
+        return value
+    raise click.BadParameter(
+        f"unknown scheduler {value!r}: use local, dask-local or tcp://HOST:PORT"
+    )
+
+
 def scheduler_option() -> Callable[[Any], Any]:
     """``--scheduler``: where a job's chunks run (`spectraldl.jobs.backends.open_backend`)."""
     return click.option(
         "--scheduler",
         default="local",
         show_default=True,
+        callback=_known_scheduler,
         help="local, dask-local (starts a Dask LocalCluster) or tcp://HOST:PORT (joins a "
         "running Dask scheduler).",
     )
@@ -162,11 +173,11 @@ def job_errors() -> Iterator[None]:
     each end the command with a message that says what to do; the finished
     chunks stay for the resumed run (Ctrl-C and SIGTERM: `stops_cleanly`).
     """
-    from spectraldl.jobs.files import JobIOError, OutputBusy, WorkerDied
+    from spectraldl.jobs.files import InputsUnseen, JobIOError, OutputBusy, WorkerDied
 
     try:
         yield
-    except (JobIOError, OutputBusy, WorkerDied) as exc:
+    except (JobIOError, OutputBusy, WorkerDied, InputsUnseen) as exc:
         raise click.ClickException(str(exc)) from None
 
 

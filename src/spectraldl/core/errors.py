@@ -24,6 +24,11 @@ class SpectrumError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+NO_SUCH_FILE = "cannot read the file (No such file or directory)"
+"""The reason of an input that was not there when read: deleted since it was listed, or,
+where the task ran on another machine, a file that machine cannot see."""
+
+
 @dataclass(frozen=True)
 class FileError:
     """An input that did not make it into the output, and why."""

@@ -9,17 +9,20 @@ Backends are chosen by the caller and passed in (`open_backend` turns a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from spectraldl.core.signals import held_stops
+from spectraldl.core.versions import versions
 from spectraldl.jobs.files import WorkerDied, describe_dead_worker, die_with_parent
 from spectraldl.jobs.processes import (
     pool_context,
@@ -31,6 +34,9 @@ from spectraldl.jobs.processes import (
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+DASK_SCHEMES = ("tcp://", "tls://", "ucx://")
+"""The addresses of a running Dask scheduler that `open_backend` joins."""
 
 
 class Backend(Protocol):
@@ -159,6 +165,7 @@ class DaskBackend:
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""
         from distributed import as_completed
+        from distributed.comm import CommClosedError
 
         queue = iter(tasks)
         first = [
@@ -170,7 +177,14 @@ class DaskBackend:
         running = as_completed(first)
         try:
             for future in running:
-                result = future.result()
+                try:
+                    result = future.result()
+                except (CancelledError, CommClosedError):  # we cancel nothing: it left
+                    raise ConnectionError(
+                        f"lost the Dask scheduler at {self.client.scheduler.address}; the "
+                        "finished chunks are kept: start the cluster again and run the same "
+                        "command to resume"
+                    ) from None
                 future.release()
                 for task in queue:
                     running.add(self.client.submit(fn, task, pure=False))
@@ -253,18 +267,79 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
         with cluster, Client(cluster) as client:
             yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
         return
-    if scheduler.startswith(("tcp://", "tls://", "ucx://")):
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout="20s")
-        except OSError as exc:
-            raise ConnectionError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
-            ) from None
-        try:
+    if scheduler.startswith(DASK_SCHEMES):
+        with _joined(scheduler) as client:
             yield DaskBackend(client, threads_per_task=1)
-        finally:
-            client.close()
         return
     raise ValueError(f"unknown scheduler {scheduler!r}: use local, dask-local or tcp://HOST:PORT")
+
+
+WORKER_WAIT_S = 60.0
+"""How long joining a Dask scheduler waits for its first worker before saying it has none."""
+
+
+@contextmanager
+def _joined(scheduler: str) -> Iterator[Any]:
+    """A `distributed.Client` of the running scheduler at ``scheduler``, its workers checked.
+
+    Raises `ConnectionError` saying what to do when the scheduler cannot be
+    reached, has no workers, or has workers that cannot run this spectraldl.
+    The client's own log of a lost scheduler (a traceback page) is silenced:
+    the run ends with one line saying so instead.
+    """
+    from distributed import Client
+
+    log = logging.getLogger("distributed.client")
+    level = log.level
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    log.setLevel(logging.CRITICAL)
+    try:
+        _check_workers(client, scheduler)
+        yield client
+    finally:
+        client.close()
+        log.setLevel(level)
+
+
+def worker_code() -> dict[str, str]:
+    """What every Dask worker must share with this process: the versions of `versions` and
+    a digest of spectraldl's code (two checkouts of one version differ there)."""
+    sha = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        sha.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    found = versions(("numpy", "torch"))
+    found.pop("python")  # another patch release of Python gives the same results
+    return {**found, "spectraldl code": sha.hexdigest()[:12]}
+
+
+def _check_workers(client: Any, scheduler: str) -> None:
+    """Raise `ConnectionError` for a cluster without workers or with a worker that cannot run
+    this spectraldl (missing, or another version): its tasks would fail, or never run."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise ConnectionError(
+            f"the Dask scheduler at {scheduler} has no workers (waited {WORKER_WAIT_S:.0f} s): "
+            f"start them with `dask worker {scheduler}`"
+        ) from None
+    here = worker_code()
+    for worker, found in client.run(worker_code, on_error="return").items():
+        if isinstance(found, BaseException):
+            raise ConnectionError(
+                f"the Dask worker {worker} cannot run spectraldl ({found}): install on every "
+                "worker the spectraldl this machine runs"
+            )
+        if found != here:
+            differ = ", ".join(
+                f"{k} {found.get(k, 'missing')} there, {here[k]} here"
+                for k in here
+                if found.get(k) != here[k]
+            )
+            raise ConnectionError(
+                f"the Dask worker {worker} runs other code ({differ}): install the same "
+                "versions on every worker and this machine"
+            )

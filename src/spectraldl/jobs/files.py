@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.core.errors import FileError, printable_path
+from spectraldl.core.errors import NO_SUCH_FILE, FileError, printable_path
 
 
 class OutputBusy(RuntimeError):
@@ -37,6 +37,25 @@ class JobIOError(RuntimeError):
 
 class WorkerDied(RuntimeError):
     """A worker process died (killed, perhaps by the out-of-memory killer)."""
+
+
+class InputsUnseen(RuntimeError):
+    """A worker found no file where this process sees one: it does not share the file system."""
+
+
+def check_inputs_seen(errors: Iterable[FileError]) -> None:
+    """Raise `InputsUnseen` for a file a worker found missing that this process sees.
+
+    Called before a chunk is committed: such a chunk would list every file as
+    bad, and a resumed run would keep it (its files unchanged here).
+    """
+    for error in errors:
+        if error.reason == NO_SUCH_FILE and os.path.lexists(error.path):
+            raise InputsUnseen(
+                f"{printable_path(error.path)}: a worker found no such file, though this machine "
+                "sees it: the workers must see the inputs at the same absolute paths (a shared "
+                "file system); the finished chunks are kept: run the same command once they do"
+            )
 
 
 def errors_csv_path(out: str | Path) -> Path:

@@ -50,6 +50,7 @@ from spectraldl.jobs.engine import PartsFolder, Shard, cut_files, run_shards
 from spectraldl.jobs.files import (
     ErrorsFileDamaged,
     JobIOError,
+    check_inputs_seen,
     describe_os_error,
     errors_csv_path,
     inputs_fingerprint,
@@ -324,7 +325,9 @@ def _shard_arrays(rows: Rows, errors: Sequence[FileError]) -> ShardArrays:
 
 def _write_shard(path: Path, arrays: ShardArrays) -> None:
     """A shard as one uncompressed ``.npz``: a few milliseconds, where an HDF5 file of the
-    same rows took tens (the parent writes every shard; its time is the workers' wait)."""
+    same rows took tens (the parent writes every shard; its time is the workers' wait).
+    A shard read where its files cannot be seen is refused (`check_inputs_seen`)."""
+    check_inputs_seen(_shard_errors(arrays))
     with path.open("wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 

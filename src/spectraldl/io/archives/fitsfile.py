@@ -45,7 +45,7 @@ import numpy as np
 from isal import isal_zlib
 from numpy.typing import NDArray
 
-from spectraldl.core.errors import SpectrumError
+from spectraldl.core.errors import NO_SUCH_FILE, SpectrumError
 
 if TYPE_CHECKING:
     from astropy.io.fits import HDUList
@@ -348,6 +348,8 @@ def _read_regular_file(path: Path) -> bytes:
         if not stat.S_ISREG(mode):
             raise SpectrumError(path, f"{file_kind(mode)}, not a regular file; never opened")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise SpectrumError(path, NO_SUCH_FILE) from None
     except OSError as exc:
         raise SpectrumError(path, f"cannot read the file ({exc.strerror or exc})") from None
     try:
