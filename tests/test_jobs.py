@@ -1178,9 +1178,10 @@ def test_a_dask_worker_that_cannot_see_the_files_is_a_clear_error(tmp_path: Path
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"Error: {tree}/"), done.stderr
     assert done.stderr.endswith(
-        ": a worker found no such file, though this machine sees it: the workers must see the "
+        ": a worker found no such file, though this machine sees it now: workers must see the "
         "inputs at the same absolute paths (a shared file system); the finished chunks are "
-        "kept: run the same command once they do\n"
+        "kept: run the same command once they do (or at once, if the file was only now "
+        "created)\n"
     )
     assert not out.exists() and not list((tmp_path / "o.h5.parts").glob("chunk-*"))
     assert ingest([tree], out).added > 500  # the same command, where the files are seen

@@ -53,8 +53,9 @@ def check_inputs_seen(errors: Iterable[FileError]) -> None:
         if error.reason == NO_SUCH_FILE and os.path.lexists(error.path):
             raise InputsUnseen(
                 f"{printable_path(error.path)}: a worker found no such file, though this machine "
-                "sees it: the workers must see the inputs at the same absolute paths (a shared "
-                "file system); the finished chunks are kept: run the same command once they do"
+                "sees it now: workers must see the inputs at the same absolute paths (a shared "
+                "file system); the finished chunks are kept: run the same command once they do "
+                "(or at once, if the file was only now created)"
             )
 
 
