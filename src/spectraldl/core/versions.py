@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
-from importlib.metadata import PackageNotFoundError, version
 
 LIBRARIES = (
     "numpy",
@@ -32,6 +31,10 @@ def versions(libraries: Iterable[str] = LIBRARIES) -> dict[str, str]:
 
 
 def _version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None (importlib.metadata is imported
+    here: modules that commands load before their workers start import this one)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(distribution)
     except PackageNotFoundError:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from spectraldl.core.signals import held_stops
+from spectraldl.core.versions import versions
 from spectraldl.jobs.files import WorkerDied, describe_dead_worker, die_with_parent
 from spectraldl.jobs.processes import (
     pool_context,
@@ -306,8 +307,6 @@ def _joined(scheduler: str) -> Iterator[Any]:
 def worker_code() -> dict[str, str]:
     """What every Dask worker must share with this process: the versions of `versions` and
     a digest of spectraldl's code (two checkouts of one version differ there)."""
-    from spectraldl.core.versions import versions  # importlib.metadata: not before workers start
-
     sha = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*.py")):
