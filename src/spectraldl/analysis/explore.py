@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.io.dataset import dataset_info, iter_rows
+from spectraldl.io.dataset import dataset_info, first_repeated, iter_rows
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import PredictionsError, iter_predictions
 from spectraldl.jobs.files import output_lock
@@ -167,15 +167,12 @@ def _group_names(archive: np.ndarray, origin: np.ndarray) -> np.ndarray:
 def _refuse_repeated(paths: Sequence[str | Path]) -> None:
     """Raise `ExploreError` for a dataset named twice: each of its spectra would be mapped
     (and counted) twice."""
-    seen: dict[Path, str | Path] = {}
-    for raw in paths:
-        key = Path(raw).resolve()
-        if key in seen:
-            raise ExploreError(
-                f"{raw}: given twice (also as {seen[key]}); each of its spectra would be "
-                "mapped twice: name each dataset once"
-            )
-        seen[key] = raw
+    repeated = first_repeated(paths)
+    if repeated is not None:
+        raise ExploreError(
+            f"{repeated[0]}: given twice (also as {repeated[1]}); each of its spectra would be "
+            "mapped twice: name each dataset once"
+        )
 
 
 def load_map_input(

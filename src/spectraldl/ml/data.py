@@ -20,6 +20,7 @@ from spectraldl.io.dataset import (
     Dataset,
     DatasetError,
     Rows,
+    first_repeated,
     is_hdf5,
     read_dataset,
 )
@@ -94,14 +95,11 @@ def _check_same_preprocessing(datasets: Sequence[Dataset]) -> None:
 
 def _check_unique_ids(datasets: Sequence[Dataset]) -> None:
     """Refuse a dataset named twice, and an id that appears twice, in one or across them."""
-    named: dict[Path, str] = {}
-    for ds in (ds for ds in datasets if ds.path):  # in-memory datasets have no path
-        key = Path(ds.path).resolve()
-        if key in named:
-            raise TrainingError(
-                f"{ds.path}: given twice (also as {named[key]}); name each dataset once"
-            )
-        named[key] = ds.path
+    repeated = first_repeated(ds.path for ds in datasets if ds.path)  # in memory: no path
+    if repeated is not None:
+        raise TrainingError(
+            f"{repeated[0]}: given twice (also as {repeated[1]}); name each dataset once"
+        )
     seen: dict[str, str] = {}
     for ds in datasets:
         for ident in ds.ids:
