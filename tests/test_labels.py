@@ -65,6 +65,40 @@ def test_conflicting_duplicates_are_left_unlabelled_and_listed(tmp_path: Path) -
     assert labels.conflicts["uk220017"] == ("emission", "absorption")
 
 
+def test_several_lists_are_read_as_one_and_disagreements_between_them_are_conflicts(
+    inputs: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("id,label\nuk220017.fits,emission\nspec-55862-B6212_sp06-003,absorption\n")
+    second = tmp_path / "second.csv"
+    second.write_text(
+        "id,label\na201504150031,double-peak\nspec-55862-B6212_sp06-003.fits,emission\n"
+    )
+    out = tmp_path / "d.h5"
+    result = CliRunner().invoke(
+        main,
+        ["ingest", str(inputs), "-o", str(out), "--labels", str(first), "--labels", str(second)],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"labels {first}, {second}: 2 ids have conflicting labels" in result.output
+    assert _labels_by_stem(out) == {
+        "uk220017": CLASSES.index("emission"),
+        "a201504150031": CLASSES.index("double-peak"),
+        "spec-55862-B6212_sp06-003": NO_LABEL,
+    }
+    # The same list twice, however spelled, is refused before anything is written.
+    again = tmp_path / "again.h5"
+    spelled = tmp_path / "sub" / ".." / "first.csv"
+    (tmp_path / "sub").mkdir()
+    result = CliRunner().invoke(
+        main,
+        ["ingest", str(inputs), "-o", str(again), "--labels", str(first), "--labels", str(spelled)],
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Error: {spelled}: given twice (also as {first})" in result.output
+    assert not again.exists()
+
+
 @pytest.fixture
 def inputs(data_dir: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "in"

@@ -41,7 +41,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.io.dataset import dataset_info, first_repeated, iter_rows
+from spectraldl.core.paths import first_repeated
+from spectraldl.io.dataset import dataset_info, iter_rows
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import PredictionsError, iter_predictions
 from spectraldl.jobs.files import output_lock

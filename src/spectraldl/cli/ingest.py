@@ -46,7 +46,9 @@ def _dataset_path(_ctx: click.Context, _param: click.Parameter, value: Path) -> 
     "--labels",
     "labels_csv",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3).",
+    multiple=True,
+    help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3); "
+    "repeat for several lists, read as one (an id they label differently is left unlabelled).",
 )
 @workers_option("Worker processes (the result does not depend on it).")
 @scheduler_option()
@@ -67,7 +69,7 @@ def _dataset_path(_ctx: click.Context, _param: click.Parameter, value: Path) -> 
 def ingest_command(
     paths: tuple[Path, ...],
     out: Path,
-    labels_csv: Path | None,
+    labels_csv: tuple[Path, ...],
     workers: int,
     scheduler: str,
     strict: bool,

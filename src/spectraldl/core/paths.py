@@ -27,6 +27,18 @@ def output_over_input(
     return None
 
 
+def first_repeated(paths: Iterable[str | Path]) -> tuple[str | Path, str | Path] | None:
+    """The first of ``paths`` naming a file an earlier one names too (however spelled), with
+    that earlier one; None when each names its own. Its rows would count twice."""
+    seen: dict[Path, str | Path] = {}
+    for raw in paths:
+        key = Path(raw).resolve()
+        if key in seen:
+            return raw, seen[key]
+        seen[key] = raw
+    return None
+
+
 def within(path: str, roots: Sequence[str]) -> bool:
     """Whether ``path`` is one of ``roots`` or lies in one of them (as text: make both
     absolute, or real, first)."""

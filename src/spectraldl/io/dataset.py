@@ -20,7 +20,7 @@ Datasets are resizable along rows so that `append_rows` can extend them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,18 +69,6 @@ _CHUNK_ROWS = 4096
 
 class DatasetError(ValueError):
     """A dataset file that is missing, not a spectraldl dataset, or incompatible."""
-
-
-def first_repeated(paths: Iterable[str | Path]) -> tuple[str | Path, str | Path] | None:
-    """The first of ``paths`` naming a file an earlier one names too (however spelled), with
-    that earlier one; None when each names its own. Its rows would count twice."""
-    seen: dict[Path, str | Path] = {}
-    for raw in paths:
-        key = Path(raw).resolve()
-        if key in seen:
-            return raw, seen[key]
-        seen[key] = raw
-    return None
 
 
 def _empty_meta(n: int = 0) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectraldl.core.errors import NotUTF8Error, decode_utf8, delimiter_hint
+from spectraldl.core.paths import first_repeated
 
 CLASSES: tuple[str, ...] = ("emission", "absorption", "unknown", "double-peak", "noise")
 """Every class name, indexed by its integer code."""
@@ -152,16 +153,43 @@ def _examples(ids: list[str], n: int = 3) -> str:
     return f"e.g. {shown}" + (", ..." if len(ids) > n else "")
 
 
-def read_labels(path: str | Path) -> LabelList:
-    """Read a labels CSV with columns ``id,label`` (UTF-8, with or without Excel's BOM).
+def read_labels(*paths: str | Path) -> LabelList:
+    """Read one or more labels CSVs with columns ``id,label`` (UTF-8, with or without Excel's BOM).
 
     ``id`` is a file name (with or without extension), stem or ivo:// id;
     ``label`` a class name or the thesis' integer. An unknown label, another
     encoding (UTF-16, latin-1) or a missing header is a `LabelError` naming
-    the file. Ids given different labels are listed in ``conflicts`` and left
-    unlabelled; an id repeated with the same label is harmless.
+    the file. Ids given different labels, in one file or across files, are
+    listed in ``conflicts`` and left unlabelled; an id repeated with the same
+    label is harmless. A file named twice is refused: its labels would only
+    seem to agree with themselves.
     """
-    path = Path(path)
+    if not paths:
+        raise TypeError("read_labels needs at least one path")
+    repeated = first_repeated(paths)
+    if repeated is not None:
+        raise LabelError(f"{repeated[0]}: given twice (also as {repeated[1]})")
+    given: dict[str, set[int]] = {}
+    for path in paths:
+        _read_one(Path(path), given)
+    # Ids sharing any form (a file name and its stem) must agree, else all of them are conflicts.
+    sharing: dict[str, set[str]] = {}
+    for ident in given:
+        for key in id_keys(ident):
+            sharing.setdefault(key, set()).add(ident)
+    conflicts: dict[str, tuple[str, ...]] = {}
+    for ident, codes in given.items():
+        seen = set(codes).union(*(given[o] for k in id_keys(ident) for o in sharing[k]))
+        if len(seen) > 1:
+            conflicts[ident] = tuple(CLASSES[c] for c in sorted(seen))
+    entries = {i: min(codes) for i, codes in given.items() if i not in conflicts}
+    by_key = {key: code for ident, code in entries.items() for key in id_keys(ident)}
+    source = ", ".join(str(path) for path in paths)
+    return LabelList(by_key=by_key, source=source, entries=entries, conflicts=conflicts)
+
+
+def _read_one(path: Path, given: dict[str, set[int]]) -> None:
+    """Add the codes the CSV ``path`` gives each id to ``given``."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -178,7 +206,6 @@ def read_labels(path: str | Path) -> LabelList:
             + delimiter_hint(fields)
         )
     reader.fieldnames = fields
-    given: dict[str, set[int]] = {}
     try:
         for line, row in enumerate(reader, start=2):
             try:
@@ -191,16 +218,3 @@ def read_labels(path: str | Path) -> LabelList:
             given.setdefault(ident, set()).add(code)
     except csv.Error as exc:
         raise LabelError(f"{path}: not a readable CSV ({exc})") from None
-    # Ids sharing any form (a file name and its stem) must agree, else all of them are conflicts.
-    sharing: dict[str, set[str]] = {}
-    for ident in given:
-        for key in id_keys(ident):
-            sharing.setdefault(key, set()).add(ident)
-    conflicts: dict[str, tuple[str, ...]] = {}
-    for ident, codes in given.items():
-        seen = set(codes).union(*(given[o] for k in id_keys(ident) for o in sharing[k]))
-        if len(seen) > 1:
-            conflicts[ident] = tuple(CLASSES[c] for c in sorted(seen))
-    entries = {i: min(codes) for i, codes in given.items() if i not in conflicts}
-    by_key = {key: code for ident, code in entries.items() for key in id_keys(ident)}
-    return LabelList(by_key=by_key, source=str(path), entries=entries, conflicts=conflicts)

@@ -385,7 +385,7 @@ def _manifest(
     paths: Sequence[str | Path],
     files: Sequence[str],
     config: PreprocessConfig,
-    labels_csv: str | Path | None,
+    label_files: Sequence[str | Path],
     origin: str,
 ) -> dict[str, Any]:
     """What a resumed run must match: the paths given, the settings and the labels' text
@@ -395,7 +395,7 @@ def _manifest(
         "files": _digest(files),
         "n_files": len(files),
         "config": config.to_dict(),
-        "labels": None if labels_csv is None else _digest([Path(labels_csv).read_text("utf-8")]),
+        "labels": _digest(Path(f).read_text("utf-8") for f in label_files) if label_files else None,
         "origin": origin,
         "chunk_files": CHUNK_FILES,
     }
@@ -405,7 +405,7 @@ def ingest(
     paths: Sequence[str | Path],
     out: str | Path,
     *,
-    labels_csv: str | Path | None = None,
+    labels_csv: str | Path | Sequence[str | Path] | None = None,
     workers: int = 1,
     backend: Backend | None = None,
     strict: bool = False,
@@ -423,7 +423,8 @@ def ingest(
         Dataset to create or, when it exists, to append to (ids already there
         are skipped and counted, not duplicated).
     labels_csv
-        Optional ``id,label`` CSV (see `spectraldl.io.labels.read_labels`).
+        Optional ``id,label`` CSV, or several read as one list (see
+        `spectraldl.io.labels.read_labels`).
     workers
         Worker processes when no ``backend`` is given; 1 runs in this process.
         The result does not depend on it.
@@ -449,7 +450,8 @@ def ingest(
     started = time.perf_counter()
     out = Path(out)
     config = config or PreprocessConfig()
-    labels = read_labels(labels_csv) if labels_csv is not None else None
+    label_files = [labels_csv] if isinstance(labels_csv, str | Path) else list(labels_csv or ())
+    labels = read_labels(*label_files) if label_files else None
     if strict and labels is not None and labels.conflicts:
         raise IngestFailed(f"--strict: {labels.matcher().report().line()}")
     _check_existing(out, config)
@@ -462,7 +464,7 @@ def ingest(
             found = walk(paths)
             files = list(found)
             unread = list(found.bad)
-            manifest = _manifest(paths, files, config, labels_csv, origin)
+            manifest = _manifest(paths, files, config, label_files, origin)
             earlier = _earlier_errors(out, paths, files, unread)
             parts = _prepare_parts(out, manifest)
             with atomic_write(out) as tmp:

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from spectraldl.core.paths import first_repeated
 from spectraldl.io.dataset import (
     HDF5_SUFFIXES,
     Dataset,
     DatasetError,
     Rows,
-    first_repeated,
     is_hdf5,
     read_dataset,
 )
