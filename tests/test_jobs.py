@@ -1038,21 +1038,43 @@ def _dask_cluster(
     scheduler = subprocess.Popen(
         [*_dask("scheduler"), *where, "--scheduler-file", str(info)], **quiet
     )
-    started = [scheduler]
-    try:
+    with _killed_at_exit([scheduler]) as started:
         deadline = time.monotonic() + 60
         while not info.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         address = json.loads(info.read_text())["address"]
-        env = {**os.environ, **(worker_env or {})}
         for _ in range(workers):
-            args = [*_dask("worker"), address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
-            started.append(subprocess.Popen([*worker_prefix, *args], env=env, cwd=folder, **quiet))
+            started.append(_dask_worker(address, folder, worker_env, worker_prefix))
         yield address, scheduler
+
+
+@contextlib.contextmanager
+def _killed_at_exit(processes: list[subprocess.Popen]) -> Iterator[list[subprocess.Popen]]:
+    """``processes``, a list that may grow, each killed and waited for on exit."""
+    try:
+        yield processes
     finally:
-        for process in started:
+        for process in processes:
             process.kill()
             process.wait(timeout=30)
+
+
+def _dask_worker(
+    address: str,
+    folder: Path,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+) -> subprocess.Popen:
+    """A ``dask worker`` process (one thread, no nanny) of the scheduler at ``address``: ``env``
+    is added to its environment, ``prefix`` comes before its command."""
+    args = [*_dask("worker"), address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
+    return subprocess.Popen(
+        [*prefix, *args],
+        env={**os.environ, **(env or {})},
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_for_workers(address: str, n: int) -> None:
@@ -1153,6 +1175,74 @@ def test_a_dask_worker_that_cannot_run_this_spectraldl_is_named(
     assert result.stderr.startswith(line) and problem in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not (tmp_path / "o.h5").exists()
+
+
+def _replace_workers(
+    client: Any, folder: Path, workers: list[subprocess.Popen], env: dict[str, str] | None = None
+) -> str:
+    """Kill ``workers``, the cluster's only ones, and start one with ``env`` (added to
+    ``workers``): its address, once the scheduler has that worker only."""
+    before = set(client.ncores())
+    for process in workers:
+        process.kill()
+        process.wait(timeout=30)
+    workers.append(_dask_worker(client.scheduler.address, folder, env))
+    deadline = time.monotonic() + 120
+    while len(now := set(client.ncores())) != 1 or now & before:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster has workers {now}, not one new one")
+        time.sleep(0.1)
+    return now.pop()
+
+
+@pytest.mark.parametrize(
+    ("worker", "problem"),
+    [
+        (_worker_without_spectraldl, "cannot run spectraldl (ModuleNotFoundError"),
+        (_worker_with_other_code, "runs other code (spectraldl code "),
+    ],
+    ids=["no-spectraldl", "other-code"],
+)
+def test_a_dask_worker_that_joins_after_the_start_is_checked_before_its_first_task(
+    tmp_path: Path, monkeypatch, worker: Callable[[Path], dict[str, str]], problem: str
+) -> None:
+    # Workers were checked when the command joined only: a later one (an adaptive cluster adds
+    # them for minutes) read the files with other code, or without spectraldl died on its first
+    # task, which Dask gave to the next worker (here none: a scheduler allowing no such death
+    # fails the task at once instead of waiting for ever).
+    from distributed import Client
+
+    monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "0")
+    tree = tmp_path / "tree"
+    replicate_real_tree(tree, 600)  # more than one chunk: ingest runs one in this process
+    out, folder = tmp_path / "o.h5", tmp_path / "cluster"
+    late: list[str] = []
+    env = worker(tmp_path / "env")
+    join_check = backends_module._check_workers
+
+    def checked_then_replaced(client: Any, scheduler: str) -> None:
+        join_check(client, scheduler)  # the good worker passes
+        if not late:
+            late.append(_replace_workers(client, folder, workers, env))
+
+    monkeypatch.setattr(backends_module, "_check_workers", checked_then_replaced)
+    args = ["ingest", str(tree), "-o", str(out), "--scheduler"]
+    with _dask_cluster(folder, workers=0) as (address, _), _killed_at_exit([]) as workers:
+        workers.append(_dask_worker(address, folder))
+        failed = CliRunner().invoke(main, [*args, address])
+        left = [out.exists(), *(tmp_path / "o.h5.parts").glob("chunk-*")]
+        with Client(address, timeout="30s") as client:
+            _replace_workers(client, folder, workers)
+        done = CliRunner().invoke(main, [*args, address])
+    assert failed.exit_code == 1, failed.output
+    assert failed.output.startswith(f"Error: the Dask worker {late[0]} {problem}"), failed.output
+    assert failed.output.endswith(
+        "; the finished chunks are kept: run the same command to resume\n"
+    ), failed.output
+    assert len(failed.output.splitlines()) == 1, failed.output
+    assert left == [False]  # no output, no chunk committed
+    assert done.exit_code == 0, done.output
+    assert len(read_dataset(out)) > 500
 
 
 def _blind(folder: Path) -> list[str]:

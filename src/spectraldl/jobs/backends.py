@@ -9,9 +9,11 @@ Backends are chosen by the caller and passed in (`open_backend` turns a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -146,7 +148,10 @@ class DaskBackend:
 
     Functions and tasks are pickled to the workers, which must have spectraldl
     installed and see the input files and the model directory at the same
-    paths (a shared file system). Results come back to this process.
+    paths (a shared file system). Results come back to this process. Every
+    worker is checked before its first task of ours (`checked_call`), however
+    late it joined: a worker that cannot run this spectraldl ends the run with
+    one line naming it.
     """
 
     name = "dask"
@@ -158,36 +163,62 @@ class DaskBackend:
         self.threads_per_task = threads_per_task
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         self.in_flight = max(2, threads * in_flight_per_thread)
+        self.code = worker_code()
 
     def warm_up(self, fn: Callable[..., Any]) -> None:
         """Nothing to start: the cluster's workers are running."""
 
+    def _submit(self, fn: Callable[[T], R], task: T) -> Any:
+        """``fn(task)`` as a task that only a worker with this process's code runs.
+
+        The call travels pickled inside the task (`_Call`): a worker without
+        spectraldl then fails that task, which reaches us, instead of dying
+        while it reads the task, which Dask retries elsewhere or waits on.
+        """
+        call = pickle.dumps(_Call(checked_call, self.code, fn, task))
+        return self.client.submit(pickle.loads, call, pure=False)
+
+    def _result(self, future: Any) -> Any:
+        """The result of a finished task; `ConnectionError` for a lost scheduler or a worker
+        that cannot run this spectraldl."""
+        from distributed.comm import CommClosedError
+
+        try:
+            return future.result()
+        except (CancelledError, CommClosedError):  # we cancel nothing: it left
+            raise ConnectionError(
+                f"lost the Dask scheduler at {self.client.scheduler.address}; the finished "
+                "chunks are kept: start the cluster again and run the same command to resume"
+            ) from None
+        except WorkerCodeDiffers as exc:
+            raise ConnectionError(f"{exc}; {KEPT}") from None
+        except (ImportError, AttributeError) as exc:
+            # How a worker that cannot read the task (no spectraldl, or an older one) fails
+            # it: the join's check names that worker.
+            problem = _workers_problem(self.client, self.code)
+            if problem is None and isinstance(exc, ImportError):
+                problem = (
+                    f"a Dask worker cannot run spectraldl ({type(exc).__name__}: {exc}): {INSTALL}"
+                )
+            if problem is None:
+                raise
+            raise ConnectionError(f"{problem}; {KEPT}") from None
+
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""
         from distributed import as_completed
-        from distributed.comm import CommClosedError
 
         queue = iter(tasks)
-        first = [
-            self.client.submit(fn, t, pure=False)
-            for _, t in zip(range(self.in_flight), queue, strict=False)
-        ]
+        first = [self._submit(fn, t) for _, t in zip(range(self.in_flight), queue, strict=False)]
         if not first:
             return
         running = as_completed(first)
         try:
             for future in running:
-                try:
-                    result = future.result()
-                except (CancelledError, CommClosedError):  # we cancel nothing: it left
-                    raise ConnectionError(
-                        f"lost the Dask scheduler at {self.client.scheduler.address}; the "
-                        "finished chunks are kept: start the cluster again and run the same "
-                        "command to resume"
-                    ) from None
+                result = self._result(future)
                 future.release()
                 for task in queue:
-                    running.add(self.client.submit(fn, task, pure=False))
+                    running.add(self._submit(fn, task))
                     break
                 yield result
         finally:
@@ -195,6 +226,44 @@ class DaskBackend:
             left = list(running.futures)
             if left:
                 self.client.cancel(left)
+
+
+class _Call:
+    """``fn(*args)``, called when this object is unpickled (``pickle.loads(pickle.dumps(c))``).
+
+    A Dask task ``pickle.loads(bytes)`` is one that any worker can receive.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.fn = fn
+        self.args = args
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Unpickled, this object is the call's result."""
+        return self.fn, self.args
+
+
+class WorkerCodeDiffers(Exception):
+    """A Dask worker whose `worker_code` is not the client's: its address, what it runs, and
+    what the client runs."""
+
+    def __init__(self, worker: str, found: dict[str, str], here: dict[str, str]) -> None:
+        super().__init__(worker, found, here)
+        self.worker, self.found, self.here = worker, found, here
+
+    def __str__(self) -> str:
+        return _other_code(self.worker, self.found, self.here)
+
+
+def checked_call(expected: dict[str, str], fn: Callable[[T], R], task: T) -> R:
+    """``fn(task)`` on a Dask worker whose `worker_code` is ``expected`` (the client's); else
+    raise `WorkerCodeDiffers` naming the worker. The worker's code is digested once."""
+    found = worker_code()
+    if found != expected:
+        from distributed import get_worker
+
+        raise WorkerCodeDiffers(get_worker().address, found, expected)
+    return fn(task)
 
 
 @contextmanager
@@ -304,9 +373,17 @@ def _joined(scheduler: str) -> Iterator[Any]:
         log.setLevel(level)
 
 
+INSTALL = "install on every worker the spectraldl this machine runs"
+"""What to do about a Dask worker that cannot import spectraldl."""
+
+KEPT = "the finished chunks are kept: run the same command to resume"
+"""Said when a worker stops a run that had started."""
+
+
+@functools.cache
 def worker_code() -> dict[str, str]:
     """What every Dask worker must share with this process: the versions of `versions` and
-    a digest of spectraldl's code (two checkouts of one version differ there)."""
+    a digest of spectraldl's code (two checkouts of one version differ there). Once a process."""
     sha = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*.py")):
@@ -314,6 +391,39 @@ def worker_code() -> dict[str, str]:
     found = versions(("numpy", "torch"))
     found.pop("python")  # another patch release of Python gives the same results
     return {**found, "spectraldl code": sha.hexdigest()[:12]}
+
+
+def _worker_problem(
+    worker: str, found: dict[str, str] | BaseException, here: dict[str, str]
+) -> str | None:
+    """Why the Dask worker ``worker`` cannot run this spectraldl, given its `worker_code` (or the
+    error computing it) and this process's; None when it can."""
+    if isinstance(found, BaseException):
+        return f"the Dask worker {worker} cannot run spectraldl ({found}): {INSTALL}"
+    return None if found == here else _other_code(worker, found, here)
+
+
+def _other_code(worker: str, found: dict[str, str], here: dict[str, str]) -> str:
+    """The Dask worker ``worker`` runs ``found``, not ``here``: what differs, and what to do."""
+    differ = ", ".join(
+        f"{k} {found.get(k, 'missing')} there, {here[k]} here"
+        for k in here
+        if found.get(k) != here[k]
+    )
+    return (
+        f"the Dask worker {worker} runs other code ({differ}): install the same versions on "
+        "every worker and this machine"
+    )
+
+
+def _workers_problem(client: Any, here: dict[str, str]) -> str | None:
+    """Why the first of the workers now on ``client``'s cluster that cannot run this spectraldl
+    cannot (`_worker_problem`); None when all can."""
+    for worker, found in client.run(worker_code, on_error="return").items():
+        problem = _worker_problem(worker, found, here)
+        if problem:
+            return problem
+    return None
 
 
 def _check_workers(client: Any, scheduler: str) -> None:
@@ -326,20 +436,6 @@ def _check_workers(client: Any, scheduler: str) -> None:
             f"the Dask scheduler at {scheduler} has no workers (waited {WORKER_WAIT_S:.0f} s): "
             f"start them with `dask worker {scheduler}`"
         ) from None
-    here = worker_code()
-    for worker, found in client.run(worker_code, on_error="return").items():
-        if isinstance(found, BaseException):
-            raise ConnectionError(
-                f"the Dask worker {worker} cannot run spectraldl ({found}): install on every "
-                "worker the spectraldl this machine runs"
-            )
-        if found != here:
-            differ = ", ".join(
-                f"{k} {found.get(k, 'missing')} there, {here[k]} here"
-                for k in here
-                if found.get(k) != here[k]
-            )
-            raise ConnectionError(
-                f"the Dask worker {worker} runs other code ({differ}): install the same "
-                "versions on every worker and this machine"
-            )
+    problem = _workers_problem(client, worker_code())
+    if problem:
+        raise ConnectionError(problem)
