@@ -1275,3 +1275,25 @@ def test_a_dask_worker_that_cannot_see_the_files_is_a_clear_error(tmp_path: Path
     )
     assert not out.exists() and not list((tmp_path / "o.h5.parts").glob("chunk-*"))
     assert ingest([tree], out).added > 500  # the same command, where the files are seen
+
+
+def test_a_dask_worker_that_cannot_see_the_model_folder_is_a_clear_error(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # It was a model error ("no such model directory, and no shipped model of that name"), as
+    # if the model were broken.
+    model = shutil.copytree(model_dir, tmp_path / "shared" / "model")
+    tree = _tree(tmp_path / "tree", LAMOST[:8])
+    out = tmp_path / "pred.parquet"
+    blind = _blind(tmp_path / "shared")
+    with _dask_cluster(tmp_path / "cluster", worker_prefix=blind) as (address, _):
+        _wait_for_workers(address, 1)
+        done = _cli("classify", str(model), str(tree), "-o", str(out), "--scheduler", address)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"Error: {model}: a worker could not see this model folder, though this machine sees "
+        "it now: workers must see the model at the same absolute path (a shared file system); "
+        "the finished chunks are kept: run the same command once they do\n"
+    )
+    assert not out.exists()
+    assert classify(model, [tree], out).rows == 8  # the same command, where the model is seen

@@ -106,6 +106,31 @@ class ChunkResult:
     timings: dict[str, float]
 
 
+class ModelUnseen(ClassifyError):
+    """Raised where a task runs that finds no model folder at the path it was given."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: no such model folder where the task ran"
+
+
+def model_unseen(path: str) -> ClassifyError:
+    """The error for a model folder a worker could not see: workers must see it where this
+    machine does, or, where this machine no longer sees it either, it was deleted."""
+    if os.path.isdir(path):
+        return ClassifyError(
+            f"{path}: a worker could not see this model folder, though this machine sees it "
+            "now: workers must see the model at the same absolute path (a shared file "
+            "system); the finished chunks are kept: run the same command once they do"
+        )
+    return ClassifyError(
+        f"{path}: the model folder was deleted during the run; the finished chunks are kept"
+    )
+
+
 _PREDICTORS: dict[tuple[str, str, str, str, int | None], Predictor] = {}
 
 
@@ -124,6 +149,8 @@ def _predictor(settings: Settings) -> Predictor:
     )
     predictor = _PREDICTORS.get(key)
     if predictor is None:
+        if not os.path.exists(settings.model_dir):
+            raise ModelUnseen(settings.model_dir)
         model = _load(settings.model_dir, settings.device)
         if model.model_id != settings.model_id:
             raise ClassifyError(
@@ -559,14 +586,17 @@ def _run_chunks(
         progress(0, plan.inputs)
     shards = (Shard(chunk.part_name(), chunk.size, chunk) for chunk in plan.iter_chunks())
     parts = PartsFolder(out)
-    result = run_shards(
-        shards,
-        partial(classify_chunk, settings=settings),
-        partial(_commit, classes=classes, run=settings.model_id),
-        parts=parts,
-        backend=backend,
-        progress=advance,
-    )
+    try:
+        result = run_shards(
+            shards,
+            partial(classify_chunk, settings=settings),
+            partial(_commit, classes=classes, run=settings.model_id),
+            parts=parts,
+            backend=backend,
+            progress=advance,
+        )
+    except ModelUnseen as exc:
+        raise model_unseen(exc.path) from None
     # Parts of chunks whose files changed since go, and with them the merged marker of an
     # earlier complete table: the folder now holds this run's parts only, not yet merged.
     parts.keep_only(path.name for path in result.paths)
