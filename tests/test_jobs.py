@@ -1124,6 +1124,36 @@ def test_a_dask_scheduler_without_workers_is_a_clear_error(tmp_path: Path, monke
     assert not (tmp_path / "o.h5").exists()
 
 
+def _most_at_once(intervals: Iterable[tuple[float, float]]) -> int:
+    """The most of the (start, end) intervals that overlap at one moment."""
+    events = sorted((t, step) for start, end in intervals for t, step in ((start, 1), (end, -1)))
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_dask_workers_that_join_during_a_run_get_work(tmp_path: Path) -> None:
+    # The tasks kept submitted were counted once, from the workers present at the start: an
+    # adaptive cluster that starts with one worker ran two tasks at a time however many joined.
+    from distributed import Client
+
+    task = ["sh", "-c", "date +%s.%N; sleep 0.4; date +%s.%N"]  # its start and end times
+    with (
+        _dask_cluster(tmp_path / "cluster") as (address, _),
+        Client(address, timeout="30s") as client,
+    ):
+        client.wait_for_workers(1, timeout=60)
+        backend = backends_module.DaskBackend(client)
+        assert backend.in_flight == 2
+        with _killed_at_exit([_dask_worker(address, tmp_path) for _ in range(2)]):
+            client.wait_for_workers(3, timeout=60)
+            times = [out.split() for out in backend.run(subprocess.check_output, [task] * 24)]
+    assert len(times) == 24 and backend.in_flight == 6
+    assert _most_at_once((float(a), float(b)) for a, b in times) == 3
+
+
 def _worker_without_spectraldl(folder: Path) -> dict[str, str]:
     """A worker environment whose Python finds no spectraldl (its sys.path entries removed)."""
     folder.mkdir()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import pickle
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -143,6 +145,10 @@ class ProcessBackend:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+IN_FLIGHT_RECOUNT_S = 1.0
+"""How often a Dask run counts the cluster's threads again (a round trip to the scheduler)."""
+
+
 class DaskBackend:
     """Tasks on a Dask distributed cluster through a ``distributed.Client``.
 
@@ -161,9 +167,14 @@ class DaskBackend:
     ) -> None:
         self.client = client
         self.threads_per_task = threads_per_task
-        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-        self.in_flight = max(2, threads * in_flight_per_thread)
+        self.in_flight_per_thread = in_flight_per_thread
+        self.in_flight = self._cluster_in_flight()
         self.code = worker_code()
+
+    def _cluster_in_flight(self) -> int:
+        """Tasks to keep submitted for the cluster's threads now: workers come and go."""
+        threads = sum(self.client.nthreads().values())
+        return max(2, threads * self.in_flight_per_thread)
 
     def warm_up(self, fn: Callable[..., Any]) -> None:
         """Nothing to start: the cluster's workers are running."""
@@ -205,21 +216,27 @@ class DaskBackend:
             raise ConnectionError(f"{problem}; {KEPT}") from None
 
     def run(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
-        """Yield results as the cluster finishes them, at most ``in_flight`` at a time."""
+        """Yield results as the cluster finishes them, at most ``in_flight`` at a time.
+
+        ``in_flight`` follows the cluster's threads, counted again at most every
+        `IN_FLIGHT_RECOUNT_S`: workers that join an adaptive cluster get work.
+        """
         from distributed import as_completed
 
         queue = iter(tasks)
-        first = [self._submit(fn, t) for _, t in zip(range(self.in_flight), queue, strict=False)]
+        first = [self._submit(fn, t) for t in itertools.islice(queue, self.in_flight)]
         if not first:
             return
         running = as_completed(first)
+        counted = time.monotonic()
         try:
             for future in running:
                 result = self._result(future)
                 future.release()
-                for task in queue:
+                if time.monotonic() - counted >= IN_FLIGHT_RECOUNT_S:
+                    self.in_flight, counted = self._cluster_in_flight(), time.monotonic()
+                for task in itertools.islice(queue, max(0, self.in_flight - running.count())):
                     running.add(self._submit(fn, task))
-                    break
                 yield result
         finally:
             # A copy: the completion thread still updates the set while we cancel.
