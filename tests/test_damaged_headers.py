@@ -169,6 +169,15 @@ def _wavelength_row_shuffled() -> bytes:
     return data[:start] + image.tobytes() + data[start + image.nbytes :]
 
 
+def _dr1_mask_pixel(row: int, value: float) -> bytes:
+    """The DR1 fixture with pixel 100 of mask row ``row`` (3 and-mask, 4 or-mask) = ``value``."""
+    fits_file = FitsFile.open(DR1)
+    image = np.array(fits_file.primary_array())
+    image[row, 100] = value
+    start, data = fits_file.data_start, fits_file.data
+    return data[:start] + image.tobytes() + data[start + image.nbytes :]
+
+
 def _image_spilling() -> bytes:
     """The DR2 fixture with non-zero bytes in its image's padding: where the last pixels of an
     image whose axes understate it lie."""
@@ -198,6 +207,26 @@ CUT = {  # what is left of a real file -> the words its refusal must hold
         "the Wavelength row is not in order",
     ),
     "dr2-image-spilling-into-its-padding": (_image_spilling, "unused non-zero bytes"),
+    # DR1 (WCS wavelengths, no Wavelength row to fall out of order; its or-mask ends in
+    # zeros): each row r starts r pixels early per pixel understated, so the and-mask row
+    # begins with the Subcontinuum row's tail (1.0 there, then fractions) and the or-mask
+    # row with the and-mask's zeros.
+    "dr1-naxis1-understated-by-1": (
+        lambda: changed(DR1, 0, NAXIS1="3903"),
+        "the Andmask row sets bits at pixel 0 that the Ormask row lacks",
+    ),
+    "dr1-naxis1-understated-by-9": (
+        lambda: changed(DR1, 0, NAXIS1="3895"),
+        "misaligned (NAXIS1 = 3895 would understate them)",
+    ),
+    "dr1-naxis1-understated-by-1000": (
+        lambda: changed(DR1, 0, NAXIS1="2904"),
+        "the Andmask row is no bit mask: pixel 0 holds 0.95",
+    ),
+    "dr1-andmask-fraction": (lambda: _dr1_mask_pixel(3, 0.5), "pixel 100 holds 0.5, not a whole"),
+    "dr1-ormask-negative": (lambda: _dr1_mask_pixel(4, -1.0), "the Ormask row is no bit mask"),
+    "dr1-ormask-nan": (lambda: _dr1_mask_pixel(4, np.nan), "pixel 100 holds nan"),
+    "dr1-ormask-2-to-the-31": (lambda: _dr1_mask_pixel(4, 2.0**31), "holds 2.14748e+09"),
     "dr2-wavelengths-shuffled": (_wavelength_row_shuffled, "the Wavelength row is not in order"),
     "ssap-tfields-undefined": (
         lambda: changed(SSAP, 1, TFIELDS="9"),

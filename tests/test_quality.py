@@ -14,11 +14,18 @@ from spectraldl.catalogue.candidates import Selection
 from spectraldl.classify.run import classify
 from spectraldl.core.errors import SpectrumError
 from spectraldl.core.quality import UNUSABLE, Quality
+from spectraldl.core.spectrum import CORRUPT_FACTOR, Spectrum
 from spectraldl.io.archives import read_spectrum
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import read_predictions
-from spectraldl.prep.measure import der_snr, spike_pixels
-from spectraldl.prep.preprocess import PreprocessConfig, preprocess, vacuum_wavelengths
+from spectraldl.prep.batch import MIN_GROUP, preprocess_many
+from spectraldl.prep.measure import der_snr, halpha_window, measure_halpha, spike_pixels
+from spectraldl.prep.preprocess import (
+    PreprocessConfig,
+    Preprocessed,
+    preprocess,
+    vacuum_wavelengths,
+)
 
 DR1 = "lamost-dr1/spec-55862-B6212_sp06-003.fits"
 """A real ordinary F9 star, SN_R = 99, no flags."""
@@ -73,9 +80,10 @@ def test_zero_flux_over_the_window_is_refused(star) -> None:
 
 
 def test_a_huge_spike_is_flagged_and_interpolated_over(star) -> None:
+    """A thousand times the flux (beyond a million times it, a value is corrupt: below)."""
     clean = preprocess(star)
     flux = star.flux.copy()
-    flux[np.flatnonzero(_window(star))[40]] = 1e30
+    flux[np.flatnonzero(_window(star))[40]] = 1e3 * np.median(star.flux[_window(star)])
     spiked = preprocess(_with(star, flux=flux))
     assert spiked.quality == Quality.SPIKE
     assert np.abs(spiked.x - clean.x).max() < 0.2
@@ -117,13 +125,69 @@ def test_pure_noise_claiming_a_high_snr_is_flagged(star) -> None:
 
 def test_no_real_bundled_spectrum_gains_a_flag() -> None:
     """The measured thresholds leave every real spectrum as flagged as before."""
-    new = UNUSABLE | Quality.SPIKE | Quality.SNR_FROM_DATA
+    new = UNUSABLE | Quality.SPIKE | Quality.SNR_FROM_DATA | Quality.NONFINITE
     for entry in bundled_files():
         try:
             result = preprocess(read_spectrum(entry.path))
         except SpectrumError:
             continue  # the dead red arm of sp06-145, refused as before
         assert not result.quality & new, (entry.path, result.quality)
+
+
+def _blocked(spectrum: Spectrum, at_aa: float, width: int = 7, value: float = 1e30) -> Spectrum:
+    """``spectrum`` with ``width`` pixels about the one nearest ``at_aa`` (vacuum) = ``value``."""
+    start = int(np.argmin(np.abs(vacuum_wavelengths(spectrum) - at_aa))) - width // 2
+    flux = spectrum.flux.copy()
+    flux[start : start + width] = value
+    return _with(spectrum, flux=flux)
+
+
+def test_a_block_of_absurd_values_is_corrupt_not_a_line(star) -> None:
+    """Seven pixels of 1e30 (no spike: each has a neighbour as high) are corrupt values, as
+    NaN would be: NONFINITE in the window and interpolated over; at H-alpha the line is then
+    unmeasurable, never an enormous one. Outside the window nothing changes. The batched
+    path gives the same bits (before, the block at H-alpha set no flag at all)."""
+    clean = preprocess(star)
+    blocks = {
+        "halpha": _blocked(star, 6564.6),
+        "halpha-negative": _blocked(star, 6564.6, value=-1e30),
+        "in-window": _blocked(star, 6700.0),
+        "one-pixel": _blocked(star, 6564.6, width=1),
+        "outside-window": _blocked(star, 6490.0),
+    }
+    results = {name: preprocess(spectrum) for name, spectrum in blocks.items()}
+    for name, result in results.items():
+        assert np.isfinite(result.x).all() and np.abs(result.x).max() < 10, name
+        assert result.quality == (Quality(0) if name == "outside-window" else Quality.NONFINITE)
+    assert np.array_equal(results["outside-window"].x, clean.x)
+    limit = CORRUPT_FACTOR * np.median(np.abs(star.flux))
+    for spectrum in blocks.values():
+        values = halpha_window(spectrum).values  # what a chunk keeps to measure
+        assert not (np.abs(values) > limit).any()
+    for name in ("halpha", "halpha-negative"):
+        assert measure_halpha(blocks[name]).halpha_flag == "masked core"
+    batch = preprocess_many([star] * MIN_GROUP + list(blocks.values()))[MIN_GROUP:]
+    for got, want in zip(batch, results.values(), strict=True):
+        assert isinstance(got, Preprocessed)
+        assert np.array_equal(got.x, want.x) and got.quality == want.quality
+
+
+def test_strong_real_emission_is_no_corrupt_value() -> None:
+    """A real star with strong H-alpha emission (EW below -40 Å) keeps every pixel, and so
+    does the same line ten thousand times stronger: the bound is relative and far away."""
+    path = next(f.path for f in bundled_files(archive="lamost") if "sp14-183" in f.path.name)
+    emitter = read_spectrum(path)
+    assert measure_halpha(emitter).halpha_ew_aa < -40
+    with fits.open(path) as hdul:
+        assert np.array_equal(emitter.flux, hdul[0].data[0].astype(np.float64))
+    continuum = np.median(emitter.flux)
+    line = np.abs(vacuum_wavelengths(emitter) - 6564.6) < 10
+    flux = emitter.flux.copy()
+    flux[line] = continuum + 1e4 * (flux[line] - continuum)
+    stronger = _with(emitter, flux=flux)
+    assert np.array_equal(stronger.flux, flux)
+    for spectrum in (emitter, stronger):
+        assert not preprocess(spectrum).quality & Quality.NONFINITE
 
 
 def _crafted(source: Path, folder: Path) -> dict[str, Quality]:
@@ -148,7 +212,8 @@ def _crafted(source: Path, folder: Path) -> dict[str, Quality]:
     add("ivar-nan", lambda r: r[1].__setitem__(window, np.nan), Quality.BAD_IVAR)
     add("ivar-negative", lambda r: r[1].__setitem__(window, -1.0), Quality.BAD_IVAR)
     add("negative", lambda r: r[0].__setitem__(window, -r[0][window]), Quality.NONPOSITIVE_FLUX)
-    add("spike", lambda r: r[0].__setitem__(np.flatnonzero(window)[70], 1e30), Quality.SPIKE)
+    spike = 1e3 * float(np.median(data[0][window]))  # a cosmic ray, not a corrupt value
+    add("spike", lambda r: r[0].__setitem__(np.flatnonzero(window)[70], spike), Quality.SPIKE)
     add("no-snr", lambda r: None, Quality.SNR_FROM_DATA, drop="SN_R")
     add(
         "noise",

@@ -20,8 +20,9 @@ class Quality(IntFlag):
     NO_HALPHA = 1
     """H-alpha itself is not covered (such spectra are refused, never stored)."""
     NONFINITE = 2
-    """NaN or infinite flux in the window (or beyond float32's range: held as NaN), interpolated
-    over."""
+    """NaN or infinite flux in the window, or corrupt values held as NaN (beyond float32's range,
+    or 10^6 times the spectrum's median absolute flux: `spectraldl.core.spectrum.CORRUPT_FACTOR`),
+    interpolated over."""
     MASKED = 4
     """Pixels in the window flagged bad by the archive's and-mask.
 

@@ -94,13 +94,37 @@ class SpectrumMeta:
                 object.__setattr__(self, name, float("nan"))
 
 
+CORRUPT_FACTOR = 1e6
+"""A flux pixel beyond this many times the spectrum's median absolute flux is a corrupt value.
+
+Archives' flux units differ by 10^4, so no absolute bound serves, but one relative to the
+spectrum's own scale does: real emission lines, even planetary nebulae's, stay orders of
+magnitude below it (the real spectra here peak at most 20 times their median). A block of
+1e30 at H-alpha, which no spike test sees, would otherwise be measured as a line.
+"""
+
+
 def _absurd_as_nan(flux: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``flux`` with finite values beyond `FLOAT32_MAX` as NaN (corrupt pixels, which every
-    later stage then treats as it treats NaN); itself when it has none."""
-    absurd = np.abs(flux) > FLOAT32_MAX
+    """``flux`` with its corrupt values as NaN, which every later stage then treats as it
+    treats NaN; itself when it has none.
+
+    Corrupt: finite and beyond `FLOAT32_MAX`, or beyond `CORRUPT_FACTOR` times the median
+    absolute flux of the pixels within it (no such bound when that median is 0). The median
+    is only computed when more than half the pixels stay below the peak / `CORRUPT_FACTOR`.
+    """
+    size = np.abs(flux)
+    peak = np.fmax.reduce(size)  # NaN left out; NaN itself when every pixel is NaN
+    if not peak > 0:
+        return flux
+    if peak <= FLOAT32_MAX and 2 * np.count_nonzero(size >= peak / CORRUPT_FACTOR) > size.size:
+        return flux  # the median reaches peak / CORRUPT_FACTOR: nothing lies beyond
+    usable = size[size <= FLOAT32_MAX]
+    scale = float(np.median(usable)) if usable.size else 0.0
+    bound = min(FLOAT32_MAX, CORRUPT_FACTOR * scale) if scale > 0 else FLOAT32_MAX
+    absurd = (size > bound) & np.isfinite(flux)
     if not absurd.any():
         return flux
-    return np.where(absurd & np.isfinite(flux), np.nan, flux)
+    return np.where(absurd, np.nan, flux)
 
 
 @dataclass(frozen=True)
@@ -112,8 +136,9 @@ class Spectrum:
     wave_aa
         float64 (n,), strictly increasing wavelengths in Ångström.
     flux
-        float64 (n,), flux in the archive's units (see ``flux_unit``); a finite value
-        beyond `FLOAT32_MAX` (a corrupt pixel) is held as NaN.
+        float64 (n,), flux in the archive's units (see ``flux_unit``); a corrupt value
+        (beyond `FLOAT32_MAX`, or `CORRUPT_FACTOR` times the median absolute flux) is held
+        as NaN.
     medium
         ``"air"`` or ``"vacuum"``: the medium the wavelengths are measured in.
     meta

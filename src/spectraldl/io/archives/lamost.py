@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import NoReturn
 
 import numpy as np
 
@@ -43,6 +44,10 @@ MRS_RESOLVING_POWER = 7500.0
 """Nominal R of the LAMOST medium-resolution survey (Liu et al. 2020)."""
 
 _ROW_NAMES = {"flux", "inverse", "subcontinuum", "wavelength", "andmask", "ormask"}
+
+MASK_LIMIT = 2.0**31
+"""A mask row's values are below this: the whole numbers of a bit mask held in a signed
+32-bit integer (the real files of every release here set bits 0-6 only)."""
 
 _ABSENT = object()
 
@@ -156,6 +161,58 @@ def _log_linear_wavelengths(coeff0: float, coeff1: float, n: int) -> np.ndarray:
     return wave
 
 
+def _refuse_unlike_masks(
+    fits_file: FitsFile, header: Mapping[str, HeaderValue], row: Mapping[str, np.ndarray]
+) -> None:
+    """Raise `SpectrumError` when the and-mask and or-mask rows are not the masks they name.
+
+    A mask holds whole numbers from 0 to `MASK_LIMIT`, and the and-mask (bad in every
+    exposure) sets only bits the or-mask (bad in one) sets too. Anything else there is
+    another row's data: an image whose NAXIS1 understates its rows (a DR1 file's or-mask ends
+    in zeros, so nothing else shows it) or damaged data. Only set pixels are looked at: a row
+    of zeros, the common case, costs one count.
+    """
+    set_pixels = {}
+    for name in ("andmask", "ormask"):
+        mask = row.get(name)
+        if mask is None:
+            continue
+        bits = mask.view(f"u{mask.itemsize}")  # zero tests on the bits: no byte swapping
+        if not np.count_nonzero(bits):
+            continue
+        at = (bits != 0).nonzero()[0]
+        values = mask[at].astype(np.float64)  # NaN compares False: no mask value either
+        whole = (values >= 0) & (values < MASK_LIMIT) & (np.floor(values) == values)
+        if not whole.all():
+            bad = int(at[np.argmin(whole)])
+            _misaligned(
+                fits_file,
+                header,
+                f"the {name.capitalize()} row is no bit mask: pixel {bad} holds "
+                f"{mask[bad]:.6g}, not a whole number from 0 to 2**31 - 1",
+            )
+        set_pixels[name] = at
+    if "andmask" in set_pixels and "ormask" in row:
+        at = set_pixels["andmask"]
+        extra = row["andmask"][at].astype(np.int64) & ~row["ormask"][at].astype(np.int64)
+        if extra.any():
+            _misaligned(
+                fits_file,
+                header,
+                f"the Andmask row sets bits at pixel {int(at[np.argmax(extra != 0)])} that the "
+                "Ormask row lacks (a pixel bad in every exposure is bad in one)",
+            )
+
+
+def _misaligned(fits_file: FitsFile, header: Mapping[str, HeaderValue], problem: str) -> NoReturn:
+    """Raise `SpectrumError`: ``problem`` with the mask rows, and what it means."""
+    raise SpectrumError(
+        fits_file.path,
+        f"{problem}: the rows are read misaligned (NAXIS1 = {header.get('NAXIS1')!r} would "
+        "understate them) or the data are corrupt",
+    )
+
+
 def identify_lrs_image(fits_file: FitsFile) -> bool:
     """A LAMOST primary 2-D image whose rows ``EXTEN0`` names (DR1-DR7)."""
     header = fits_file.header
@@ -197,7 +254,7 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
     row = {name: image[i] for i, name in enumerate(rows)}
     release = _release(header, rows)
     form = "lrs-image-dr1" if "subcontinuum" in rows else "lrs-image"
-    return _lrs_spectrum(
+    spectrum = _lrs_spectrum(
         fits_file,
         header,
         form,
@@ -207,6 +264,9 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
         wave=row.get("wavelength"),
         andmask=row.get("andmask"),
     )
+    # After the Wavelength row's order, which names a misaligned DR2+ image more plainly.
+    _refuse_unlike_masks(fits_file, header, row)
+    return spectrum
 
 
 def _coadd_columns(fits_file: FitsFile, index: int) -> set[str]:
