@@ -49,6 +49,11 @@ MASK_LIMIT = 2.0**31
 """A mask row's values are below this: the whole numbers of a bit mask held in a signed
 32-bit integer (the real files of every release here set bits 0-6 only)."""
 
+MASK_PREFIX = 128
+"""Pixels of each mask row `_refuse_unlike_masks` reads: a row read k pixels early per row
+above begins with that row's tail (a DR1 Subcontinuum row ends in 20-50 pixels of 1.0, then
+fractions), so the first pixels show any misalignment at a fraction of a whole row's cost."""
+
 _ABSENT = object()
 
 
@@ -169,14 +174,17 @@ def _refuse_unlike_masks(
     A mask holds whole numbers from 0 to `MASK_LIMIT`, and the and-mask (bad in every
     exposure) sets only bits the or-mask (bad in one) sets too. Anything else there is
     another row's data: an image whose NAXIS1 understates its rows (a DR1 file's or-mask ends
-    in zeros, so nothing else shows it) or damaged data. Only set pixels are looked at: a row
-    of zeros, the common case, costs one count.
+    in zeros, so nothing else shows it) or damaged data. Called for images without a
+    Wavelength row (DR1), whose order shows a misaligned DR2+ image. Only the first
+    `MASK_PREFIX` pixels are looked at, where a misaligned row begins with the row above's
+    tail, and of those only set ones: the masks' zeros, the common case, cost one count.
     """
     set_pixels = {}
     for name in ("andmask", "ormask"):
         mask = row.get(name)
         if mask is None:
             continue
+        mask = mask[:MASK_PREFIX]
         bits = mask.view(f"u{mask.itemsize}")  # zero tests on the bits: no byte swapping
         if not np.count_nonzero(bits):
             continue
@@ -264,8 +272,8 @@ def read_lrs_image(fits_file: FitsFile) -> Spectrum:
         wave=row.get("wavelength"),
         andmask=row.get("andmask"),
     )
-    # After the Wavelength row's order, which names a misaligned DR2+ image more plainly.
-    _refuse_unlike_masks(fits_file, header, row)
+    if "wavelength" not in row:  # DR2+: a misaligned image breaks the Wavelength row's order
+        _refuse_unlike_masks(fits_file, header, row)
     return spectrum
 
 
