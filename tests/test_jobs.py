@@ -1154,6 +1154,26 @@ def test_dask_workers_that_join_during_a_run_get_work(tmp_path: Path) -> None:
     assert _most_at_once((float(a), float(b)) for a, b in times) == 3
 
 
+def test_a_dask_scheduler_address_where_nothing_listens_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    # Dask retried the connection for 20 s, then said it timed out.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"  # free once closed
+    tree = _tree(tmp_path / "tree", LAMOST[:2])
+    args = ["ingest", str(tree), "-o", str(tmp_path / "o.h5"), "--scheduler", address]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"Error: cannot reach the Dask scheduler at {address}: Connection refused; is it "
+        "running there? (`dask scheduler` prints the address to give)\n"
+    )
+    assert not (tmp_path / "o.h5").exists()
+
+
 def _worker_without_spectraldl(folder: Path) -> dict[str, str]:
     """A worker environment whose Python finds no spectraldl (its sys.path entries removed)."""
     folder.mkdir()

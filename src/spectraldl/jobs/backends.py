@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from spectraldl.core.signals import held_stops
 from spectraldl.core.versions import versions
@@ -375,6 +377,7 @@ def _joined(scheduler: str) -> Iterator[Any]:
     """
     from distributed import Client
 
+    _probe(scheduler)
     log = logging.getLogger("distributed.client")
     level = log.level
     try:
@@ -395,6 +398,28 @@ INSTALL = "install on every worker the spectraldl this machine runs"
 
 KEPT = "the finished chunks are kept: run the same command to resume"
 """Said when a worker stops a run that had started."""
+
+
+PROBE_S = 5.0
+"""How long `_probe` waits for a TCP connection to the scheduler before leaving it to Dask."""
+
+
+def _probe(scheduler: str) -> None:
+    """Raise `ConnectionError` at once when nothing listens at a ``tcp://`` or ``tls://``
+    scheduler's host and port (refused, unknown host, no route): Dask would retry for 20 s."""
+    parts = urlsplit(scheduler)
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.port is None:
+        return
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=PROBE_S).close()
+    except TimeoutError:
+        return  # slow, not absent: Dask's own timeout decides
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConnectionError(
+            f"cannot reach the Dask scheduler at {scheduler}: {reason}; is it running there? "
+            "(`dask scheduler` prints the address to give)"
+        ) from None
 
 
 @functools.cache
