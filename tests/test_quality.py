@@ -172,6 +172,20 @@ def test_a_block_of_absurd_values_is_corrupt_not_a_line(star) -> None:
         assert np.array_equal(got.x, want.x) and got.quality == want.quality
 
 
+def test_corrupt_values_are_found_where_an_arm_is_all_zeros(star) -> None:
+    """A LAMOST spectrum whose blue arm failed (0.0 below 6000 Å, more than half its pixels)
+    still has a scale: its non-zero pixels'. Before, the median was 0, no bound was left
+    and a block of 1e30 at H-alpha was measured as a line of EW -9e27 Å, unflagged."""
+    flux = star.flux.copy()
+    flux[vacuum_wavelengths(star) < 6000] = 0.0
+    assert 2 * np.count_nonzero(flux == 0) > flux.size
+    one_arm = _with(star, flux=flux)
+    assert np.array_equal(one_arm.flux, flux)  # the zeros themselves are no corrupt values
+    blocked = _blocked(one_arm, 6564.6)
+    assert preprocess(blocked).quality & Quality.NONFINITE
+    assert measure_halpha(blocked).halpha_flag == "masked core"
+
+
 def test_strong_real_emission_is_no_corrupt_value() -> None:
     """A real star with strong H-alpha emission (EW below -40 Å) keeps every pixel, and so
     does the same line ten thousand times stronger: the bound is relative and far away."""

@@ -21,7 +21,7 @@ class Quality(IntFlag):
     """H-alpha itself is not covered (such spectra are refused, never stored)."""
     NONFINITE = 2
     """NaN or infinite flux in the window, or corrupt values held as NaN (beyond float32's range,
-    or 10^6 times the spectrum's median absolute flux: `spectraldl.core.spectrum.CORRUPT_FACTOR`),
+    or 10^6 times the median absolute non-zero flux: `spectraldl.core.spectrum.CORRUPT_FACTOR`),
     interpolated over."""
     MASKED = 4
     """Pixels in the window flagged bad by the archive's and-mask.

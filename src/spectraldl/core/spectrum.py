@@ -109,8 +109,9 @@ def _absurd_as_nan(flux: NDArray[np.float64]) -> NDArray[np.float64]:
     treats NaN; itself when it has none.
 
     Corrupt: finite and beyond `FLOAT32_MAX`, or beyond `CORRUPT_FACTOR` times the median
-    absolute flux of the pixels within it (no such bound when that median is 0). The median
-    is only computed when more than half the pixels stay below the peak / `CORRUPT_FACTOR`.
+    absolute flux of its non-zero pixels (zeros are no data: a LAMOST arm that failed is all
+    0.0, and would make the median 0 and the bound vanish). The median is only computed when
+    more than half the pixels stay below the peak / `CORRUPT_FACTOR`.
     """
     size = np.abs(flux)
     peak = np.fmax.reduce(size)  # NaN left out; NaN itself when every pixel is NaN
@@ -118,7 +119,7 @@ def _absurd_as_nan(flux: NDArray[np.float64]) -> NDArray[np.float64]:
         return flux
     if peak <= FLOAT32_MAX and 2 * np.count_nonzero(size >= peak / CORRUPT_FACTOR) > size.size:
         return flux  # the median reaches peak / CORRUPT_FACTOR: nothing lies beyond
-    usable = size[size <= FLOAT32_MAX]
+    usable = size[(size > 0) & (size <= FLOAT32_MAX)]
     scale = float(np.median(usable)) if usable.size else 0.0
     bound = min(FLOAT32_MAX, CORRUPT_FACTOR * scale) if scale > 0 else FLOAT32_MAX
     absurd = (size > bound) & np.isfinite(flux)
