@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from spectraldl.cli import main
+from spectraldl.io.bundled import replicate_real_tree
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.labels import CLASSES, NO_LABEL, LabelError, read_labels
 from spectraldl.jobs.ingest import IngestFailed, ingest
@@ -97,6 +98,46 @@ def test_several_lists_are_read_as_one_and_disagreements_between_them_are_confli
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"Error: {spelled}: given twice (also as {first})" in result.output
     assert not again.exists()
+
+
+class _Stopped(Exception):
+    """Raised by a progress callback to leave an ingest unfinished, its first chunk kept."""
+
+
+def _stop_after_a_chunk(done: int, _total: int) -> None:
+    if done:
+        raise _Stopped
+
+
+def test_a_run_resumed_with_its_lists_in_another_order_resumes(tmp_path: Path) -> None:
+    # The lists are read as one whatever their order, but the manifest digested their texts
+    # in order: the same lists named the other way round were "an unfinished ingest of other
+    # paths or settings", to be deleted.
+    tree, out = tmp_path / "tree", tmp_path / "o.h5"
+    replicate_real_tree(tree, 600)  # three chunks
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("id,label\nspec-55862-B6212_sp06-003-r0000000,emission\n")
+    second.write_text("id,label\nspec-55862-B6212_sp06-007-r0000001.fits,absorption\n")
+    with pytest.raises(_Stopped):
+        ingest([tree], out, labels_csv=[first, second], progress=_stop_after_a_chunk)
+    kept = list((tmp_path / "o.h5.parts").glob("chunk-*"))
+    assert kept and not out.exists()
+    ingest([tree], out, labels_csv=[second, first])
+    assert not (tmp_path / "o.h5.parts").exists()
+    reference = tmp_path / "reference.h5"
+    ingest([tree], reference, labels_csv=[first, second])
+    resumed, whole = read_dataset(out), read_dataset(reference)
+    assert list(resumed.ids) == list(whole.ids)
+    assert np.array_equal(resumed.labels, whole.labels)
+    assert {CLASSES.index("emission"), CLASSES.index("absorption")} <= set(whole.labels.tolist())
+    # Another list is another run: refused, not mixed into the chunks kept.
+    third = tmp_path / "third.csv"
+    third.write_text("id,label\nspec-55862-B6212_sp06-003-r0000000,absorption\n")
+    again = tmp_path / "again.h5"
+    with pytest.raises(_Stopped):
+        ingest([tree], again, labels_csv=[first, second], progress=_stop_after_a_chunk)
+    with pytest.raises(IngestFailed, match="unfinished ingest of other paths or settings"):
+        ingest([tree], again, labels_csv=[first, second, third])
 
 
 @pytest.fixture

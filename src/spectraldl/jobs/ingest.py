@@ -381,6 +381,14 @@ INPUTS = ("files", "n_files")
 were added or deleted under them keeps the parts of the chunks that did not change."""
 
 
+def _labels_digest(label_files: Sequence[str | Path]) -> str | None:
+    """The label lists' texts as the manifest holds them: sorted, since the lists are read as
+    one whatever their order (a resumed run may name them in another), None without lists."""
+    if not label_files:
+        return None
+    return _digest(sorted(Path(f).read_text("utf-8") for f in label_files))
+
+
 def _manifest(
     paths: Sequence[str | Path],
     files: Sequence[str],
@@ -395,7 +403,7 @@ def _manifest(
         "files": _digest(files),
         "n_files": len(files),
         "config": config.to_dict(),
-        "labels": _digest(Path(f).read_text("utf-8") for f in label_files) if label_files else None,
+        "labels": _labels_digest(label_files),
         "origin": origin,
         "chunk_files": CHUNK_FILES,
     }
