@@ -179,8 +179,13 @@ def test_ids_matching_nothing_and_conflicts_are_reported(inputs: Path, tmp_path:
     }
     # --strict refuses both kinds, writing nothing.
     strict_out = tmp_path / "strict.h5"
-    with pytest.raises(IngestFailed, match="conflicting labels"):
+    with pytest.raises(IngestFailed) as refused:
         ingest([inputs], strict_out, labels_csv=path, strict=True)
+    # Refused before any spectrum is read: nothing to say of the ids that match none.
+    assert str(refused.value) == (
+        f"--strict: labels {path}: 2 ids have conflicting labels, left unlabelled "
+        "(e.g. spec-55862-B6212_sp06-003, spec-55862-B6212_sp06-003.fits)"
+    )
     unmatched = tmp_path / "unmatched.csv"
     unmatched.write_text(ROWS + "ghost.fits,absorption\n")
     with pytest.raises(IngestFailed, match=r"1 ids match no spectrum \(e.g. ghost.fits\)"):

@@ -461,7 +461,9 @@ def ingest(
     label_files = [labels_csv] if isinstance(labels_csv, str | Path) else list(labels_csv or ())
     labels = read_labels(*label_files) if label_files else None
     if strict and labels is not None and labels.conflicts:
-        raise IngestFailed(f"--strict: {labels.matcher().report().line()}")
+        # Conflicts only: no spectrum has been read yet, so every id would seem unmatched.
+        report = LabelReport(labels.source, conflicting=list(labels.conflicts))
+        raise IngestFailed(f"--strict: {report.line()}")
     _check_existing(out, config)
     settings = ChunkSettings(config, labels, origin)
     try:
