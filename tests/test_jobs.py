@@ -1174,6 +1174,26 @@ def test_a_dask_scheduler_address_where_nothing_listens_is_refused_at_once(
     assert not (tmp_path / "o.h5").exists()
 
 
+@pytest.mark.parametrize("port", ["99999", "abc", ""], ids=["out-of-range", "text", "missing"])
+def test_a_dask_scheduler_address_without_a_port_is_a_usage_error(
+    tmp_path: Path, port: str
+) -> None:
+    # A traceback: the probe's ValueError (out of range: before the probe, after 20 s, one
+    # line), Dask's for the others.
+    address = "tcp://127.0.0.1" + (f":{port}" if port else "")
+    tree = _tree(tmp_path / "tree", LAMOST[:2])
+    args = ["ingest", str(tree), "-o", str(tmp_path / "o.h5"), "--scheduler", address]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.endswith(
+        f"Error: Invalid value for '--scheduler': '{address}' names no port 1-65535: give "
+        "tcp://HOST:PORT\n"
+    ), result.output
+    assert not (tmp_path / "o.h5").exists()
+    with pytest.raises(ValueError, match="names no port"), backends_module.open_backend(address):
+        pass
+
+
 def _worker_without_spectraldl(folder: Path) -> dict[str, str]:
     """A worker environment whose Python finds no spectraldl (its sys.path entries removed)."""
     folder.mkdir()

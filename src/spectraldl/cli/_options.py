@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from spectraldl.core.signals import Terminated, stops_raise
-from spectraldl.jobs.backends import DASK_SCHEMES
+from spectraldl.jobs.backends import DASK_SCHEMES, scheduler_address_problem
 from spectraldl.jobs.processes import usable_cores
 
 
@@ -71,7 +71,12 @@ def workers_option(help_text: str) -> Callable[[Any], Any]:
 
 def _known_scheduler(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     """``--scheduler``'s value when `open_backend` knows it, else a usage error before any work."""
-    if value in ("local", "dask-local") or value.startswith(DASK_SCHEMES):
+    if value.startswith(DASK_SCHEMES):
+        problem = scheduler_address_problem(value)
+        if problem:
+            raise click.BadParameter(problem)
+        return value
+    if value in ("local", "dask-local"):
         return value
     raise click.BadParameter(
         f"unknown scheduler {value!r}: use local, dask-local or tcp://HOST:PORT"

@@ -404,11 +404,31 @@ PROBE_S = 5.0
 """How long `_probe` waits for a TCP connection to the scheduler before leaving it to Dask."""
 
 
+def scheduler_address_problem(scheduler: str) -> str | None:
+    """Why the ``tcp://`` or ``tls://`` address ``scheduler`` names no port (missing, not a
+    number or out of range: Dask, and `_probe`, failed with a traceback); None when it names
+    one, or has another scheme."""
+    parts = urlsplit(scheduler)
+    if parts.scheme not in ("tcp", "tls"):
+        return None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        port = None
+    if not port:
+        return f"{scheduler!r} names no port 1-65535: give tcp://HOST:PORT"
+    return None
+
+
 def _probe(scheduler: str) -> None:
     """Raise `ConnectionError` at once when nothing listens at a ``tcp://`` or ``tls://``
-    scheduler's host and port (refused, unknown host, no route): Dask would retry for 20 s."""
+    scheduler's host and port (refused, unknown host, no route): Dask would retry for 20 s.
+    An address without them is a `ValueError` (`scheduler_address_problem`)."""
+    problem = scheduler_address_problem(scheduler)
+    if problem:
+        raise ValueError(problem)
     parts = urlsplit(scheduler)
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.port is None:
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
         return
     try:
         socket.create_connection((parts.hostname, parts.port), timeout=PROBE_S).close()
