@@ -96,8 +96,12 @@ def test_several_lists_are_read_as_one_and_disagreements_between_them_are_confli
         ["ingest", str(inputs), "-o", str(again), "--labels", str(first), "--labels", str(spelled)],
     )
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert f"Error: {spelled}: given twice (also as {first})" in result.output
+    assert f"Error: {spelled}: given twice (also as {first}); give each list once" in result.output
     assert not again.exists()
+    # Spelled alike, it is named once.
+    with pytest.raises(LabelError) as twice:
+        read_labels(first, str(first))
+    assert str(twice.value) == f"{first}: given twice; give each list once"
 
 
 class _Stopped(Exception):

@@ -168,7 +168,9 @@ def read_labels(*paths: str | Path) -> LabelList:
         raise TypeError("read_labels needs at least one path")
     repeated = first_repeated(paths)
     if repeated is not None:
-        raise LabelError(f"{repeated[0]}: given twice (also as {repeated[1]})")
+        again, earlier = (str(path) for path in repeated)
+        spelled = "" if again == earlier else f" (also as {earlier})"
+        raise LabelError(f"{again}: given twice{spelled}; give each list once")
     given: dict[str, set[int]] = {}
     for path in paths:
         _read_one(Path(path), given)
