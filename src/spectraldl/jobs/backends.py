@@ -286,6 +286,38 @@ def checked_call(expected: dict[str, str], fn: Callable[[T], R], task: T) -> R:
 
 
 @contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Dask's logs at CRITICAL, here and in the worker processes started in the block, until
+    it ends, a LocalCluster's close included.
+
+    A cluster silences its logs only until its close begins, and its workers' only while they
+    start: a run stopped by SIGTERM then printed a worker's "Batched Comm Closed" traceback
+    before its one line. Workers read ``DASK_LOGGING__DISTRIBUTED`` when they import Dask.
+    """
+    handlers = [
+        h for h in logging.getLogger("distributed").handlers if isinstance(h, logging.StreamHandler)
+    ]
+    levels = [h.level for h in handlers]
+    before = os.environ.get(DASK_LOG_VARIABLE)
+    os.environ[DASK_LOG_VARIABLE] = "critical"
+    for handler in handlers:
+        handler.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
+        if before is None:
+            os.environ.pop(DASK_LOG_VARIABLE, None)
+        else:
+            os.environ[DASK_LOG_VARIABLE] = before
+
+
+DASK_LOG_VARIABLE = "DASK_LOGGING__DISTRIBUTED"
+"""Dask's setting of the level of its ``distributed`` logger, read from the environment."""
+
+
+@contextmanager
 def _children_ignore_ctrl_c() -> Iterator[None]:
     """Processes started in the block ignore Ctrl-C (an ignored signal is inherited).
 
@@ -341,19 +373,21 @@ def open_backend(scheduler: str = "local", *, workers: int = 1) -> Iterator[Back
         from distributed import Client, LocalCluster
 
         n = max(1, workers)
-        # SIGTERM waits for the cluster to be up: a half-started one printed pages of tracebacks.
-        with held_stops(), _children_ignore_ctrl_c():
-            cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                # Workers log heartbeat errors at ERROR when Ctrl-C closes the scheduler
-                # first; task failures still reach this process as exceptions.
-                silence_logs=logging.CRITICAL,
-            )
-        with cluster, Client(cluster) as client:
-            yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
+        # Workers log heartbeat errors at ERROR when Ctrl-C closes the scheduler first; task
+        # failures still reach this process as exceptions.
+        with _quiet_dask_logs():
+            # SIGTERM waits for the cluster to be up: a half-started one printed pages of
+            # tracebacks.
+            with held_stops(), _children_ignore_ctrl_c():
+                cluster = LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
+                )
+            with cluster, Client(cluster) as client:
+                yield DaskBackend(client, threads_per_task=max(1, usable_cores() // n))
         return
     if scheduler.startswith(DASK_SCHEMES):
         with _joined(scheduler) as client:
