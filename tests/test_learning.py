@@ -8,6 +8,7 @@ the consensus and records what changed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import signal
@@ -203,6 +204,53 @@ def test_learn_puts_back_the_model_a_killed_run_moved_aside(parent: Path, tmp_pa
     assert f"restored {model}" in result.output
     assert (model / "model.pt").read_bytes() == (parent / "model.pt").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "model"]
+
+
+KILL_AT_LABELS_RENAME = """
+import os, signal, sys
+from spectraldl.cli import main
+real = os.replace
+def replace(source, target, *args, **kwargs):
+    if str(source).endswith(".labels.h5"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(source, target, *args, **kwargs)
+os.replace = replace
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)
+def test_learn_finishes_a_publish_killed_between_the_model_and_its_labels(
+    filled: dict[str, Any], parent: Path, tmp_path: Path
+) -> None:
+    """kill -9 after the new model's rename and before its labels dataset's left the model
+    beside no labels file, the labels in the dead run's work folder (deleted next run).
+    The next learn moves them in first: the file the model's card names, byte for byte."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "model-2"
+    args = ["learn", "--db", filled["url"], "--model", str(parent), "-o", str(out)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_LABELS_RENAME, *args, "--epochs", "1", "--force"],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    labels = out.with_name("model-2.labels.h5")
+    assert (out / "card.json").is_file() and not labels.exists()
+    empty = tmp_path / "empty.db"
+    open_database(f"sqlite:///{empty}").dispose()
+    again = ["learn", "--db", str(empty), "--model", str(out), "-o", str(out)]
+    result = CliRunner().invoke(main, again)
+    assert result.exit_code == 1 and "0 usable labelled spectra" in result.output
+    assert "moved model-2.labels.h5 in from .model-2.learn-" in result.output
+    card = json.loads((out / "card.json").read_text())
+    assert hashlib.sha256(labels.read_bytes()).hexdigest() == card["learning"]["labels_sha256"]
+    assert len(read_dataset(labels).ids) == sum(
+        sum(kind.values()) for kind in card["learning"]["rows"].values()
+    )
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_a_worse_model_is_named_worse() -> None:

@@ -18,7 +18,10 @@ scores every stored spectrum into a new catalogue there (the labelling queue's
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +35,7 @@ from sqlalchemy.engine import make_url
 
 from spectraldl.io.dataset import Rows, append_rows, create_dataset
 from spectraldl.io.labels import CLASSES, label_code
+from spectraldl.jobs.files import process_alive
 from spectraldl.ml.modelcard import TrainedModel, load_model
 from spectraldl.ml.pretrained import resolve_model
 from spectraldl.ml.training import (
@@ -278,6 +282,7 @@ def learn(
     """
     say = log or (lambda _line: None)
     try:
+        finish_labels_publish(Path(out_dir), say)
         recover_model_dir(Path(out_dir), say)
     except TrainingError as exc:
         raise LearnError(str(exc)) from None
@@ -318,7 +323,12 @@ class _Run:
     @property
     def labels_path(self) -> Path:
         """Where the labels dataset is published, beside the model."""
-        return self.out_dir.with_name(self.out_dir.name + ".labels.h5")
+        return labels_beside(self.out_dir)
+
+
+def labels_beside(model_dir: Path) -> Path:
+    """Where `learn` publishes the labels dataset of the model ``model_dir``: beside it."""
+    return model_dir.with_name(model_dir.name + ".labels.h5")
 
 
 def _train_and_publish(
@@ -341,7 +351,9 @@ def _train_and_publish(
             log=lambda line: None if line.startswith(f"wrote {candidate} ") else run.say(line),
             init=run.parent_dir,
             replay=run.replay,
-            card_extra={"learning": _learning_section(run.db_url, run.labels_path, labelled)},
+            card_extra={
+                "learning": _learning_section(run.db_url, run.labels_path, staged, labelled)
+            },
             published_as={staged: run.labels_path, candidate: run.out_dir},
         )
     except TrainingError as exc:
@@ -406,11 +418,15 @@ def _write_labels(path: Path, parent: TrainedModel, labelled: LabelledSpectra, d
     return path
 
 
-def _learning_section(db_url: str, labels_path: Path, labelled: LabelledSpectra) -> dict[str, Any]:
-    """The card's ``learning``: where the labels came from and what was left out."""
+def _learning_section(
+    db_url: str, labels_path: Path, staged: Path, labelled: LabelledSpectra
+) -> dict[str, Any]:
+    """The card's ``learning``: where the labels came from (``staged``, published as
+    ``labels_path``, whose bytes the digest names) and what was left out."""
     return {
         "database": _safe_url(db_url),
         "labels_dataset": str(labels_path.resolve()),
+        "labels_sha256": _file_sha256(staged),
         "rows": labelled.counts(),
         "left_out": dict(labelled.skipped),
         "verdicts_overruled_by_labels": labelled.conflicts,
@@ -460,3 +476,46 @@ def _safe_url(url: str) -> str:
         return make_url(resolve_url(url)).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is shown as given, never with a secret in it
         return "(unparsable URL)"
+
+
+def _file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hexadecimal."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def finish_labels_publish(out_dir: Path, say: Callable[[str], None]) -> None:
+    """Finish the publishing of a `learn` run killed (kill -9) between its model's rename
+    and its labels dataset's: move the labels its published model's card names in.
+
+    Such a run leaves ``out_dir`` holding its new model, and the labels dataset that
+    model was trained on in its dead ``.NAME.learn-PID`` beside it, where
+    `recover_model_dir` would delete it. It is moved to ``NAME.labels.h5`` only when the
+    model's card names that path and the file's SHA-256 (``learning.labels_sha256``).
+    """
+    labels_path = labels_beside(out_dir)
+    try:
+        learning = json.loads((out_dir / "card.json").read_text()).get("learning") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if learning.get("labels_dataset") != str(labels_path.resolve()):
+        return
+    wanted = learning.get("labels_sha256")
+    pattern = re.compile(re.escape(f".{out_dir.name}.learn-") + "([0-9]+)")
+    for work in out_dir.parent.glob(f".{out_dir.name}.learn-*"):
+        match = pattern.fullmatch(work.name)
+        staged = work / labels_path.name
+        if not match or int(match[1]) == os.getpid() or process_alive(int(match[1])):
+            continue
+        if staged.is_file() and _file_sha256(staged) == wanted:
+            if labels_path.is_file() and _file_sha256(labels_path) == wanted:
+                return
+            try:
+                os.replace(staged, labels_path)
+            except OSError as exc:
+                raise TrainingError(f"{labels_path}: cannot move it in ({exc.strerror})") from None
+            say(
+                f"moved {labels_path.name} in from {work.name}: a run killed after publishing "
+                f"{out_dir} had not moved in the labels its model was trained on"
+            )
+            return
