@@ -8,6 +8,7 @@ import contextlib
 import csv
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,8 @@ from spectraldl.jobs.files import (
 )
 from spectraldl.jobs.ingest import IngestFailed, discover, ingest, read_chunk
 from spectraldl.jobs.processes import task_modules
+from spectraldl.ml.modelcard import load_model
+from spectraldl.ml.pretrained import resolve_model
 from spectraldl.simulate.archive import _chunk as simulate_chunk
 
 LAMOST = [f.path for f in bundled_files(archive="lamost")]
@@ -1315,15 +1318,16 @@ def test_a_dask_worker_that_joins_after_the_start_is_checked_before_its_first_ta
     assert len(read_dataset(out)) > 500
 
 
-def _blind(folder: Path) -> list[str]:
-    """A command prefix: the command runs where ``folder`` is an empty file system of its own
-    (a node whose mount of the shared file system is missing)."""
+def _blind(*folders: Path) -> list[str]:
+    """A command prefix: the command runs where each of ``folders`` is an empty file system of
+    its own (a node whose mount of the shared file system is missing)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare for a mount namespace")
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
-    return ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(folder)]
+    mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(f))}" for f in folders)
+    return ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "blind"]
 
 
 def test_a_dask_worker_that_cannot_see_the_files_is_a_clear_error(tmp_path: Path) -> None:
@@ -1367,3 +1371,115 @@ def test_a_dask_worker_that_cannot_see_the_model_folder_is_a_clear_error(
     )
     assert not out.exists()
     assert classify(model, [tree], out).rows == 8  # the same command, where the model is seen
+
+
+def _worker_installed_elsewhere(folder: Path) -> dict[str, str]:
+    """A worker environment whose spectraldl, this one's code and shipped models, is installed
+    in ``folder`` (another virtual environment or container than this machine's)."""
+    package = Path(backends_module.__file__).parents[1]
+    shutil.copytree(package, folder / "spectraldl", ignore=shutil.ignore_patterns("__pycache__"))
+    return {"PYTHONPATH": str(folder)}
+
+
+def _workers_spectraldl(address: str) -> list[str]:
+    """Where each worker of the scheduler at ``address`` imports spectraldl from."""
+    from distributed import Client
+
+    def where() -> str:
+        import spectraldl
+
+        return str(spectraldl.__file__)
+
+    with Client(address, timeout="30s") as client:
+        return sorted(client.run(where).values())
+
+
+def test_a_dask_worker_installed_elsewhere_classifies_with_a_shipped_model(
+    tmp_path: Path,
+) -> None:
+    # The task carried this machine's path of the shipped model: a worker whose spectraldl is
+    # installed at another path (the same code) said the model must be on a shared file system.
+    elsewhere = tmp_path / "elsewhere"
+    env = _worker_installed_elsewhere(elsewhere)
+    model = shutil.copytree(resolve_model("cnn-small"), tmp_path / "shared" / "model")
+    tree = _tree(tmp_path / "tree", LAMOST[:8])
+    local = classify("cnn-small", [tree], tmp_path / "local.parquet")
+    here = Path(backends_module.__file__).parents[1]  # the worker sees neither this spectraldl
+    blind = _blind(here, tmp_path / "shared")  # nor a model folder given by its path
+    named, by_path = tmp_path / "named.parquet", tmp_path / "by-path.parquet"
+    with _dask_cluster(tmp_path / "cluster", worker_env=env, worker_prefix=blind) as (address, _):
+        _wait_for_workers(address, 1)
+        workers = _workers_spectraldl(address)
+        args = [str(tree), "-o", str(named), "--scheduler", address]
+        shipped = _cli("classify", "--model", "cnn-small", *args)
+        unseen = _cli("classify", str(model), str(tree), "-o", str(by_path), "--scheduler", address)
+    assert workers == [str(elsewhere / "spectraldl" / "__init__.py")]
+    assert shipped.returncode == 0, shipped.stderr
+    assert read_predictions(named).equals(read_predictions(local.out))
+    assert unseen.returncode == 1, unseen.stderr
+    assert unseen.stderr == (
+        f"Error: {model}: a worker could not see this model folder, though this machine sees "
+        "it now: workers must see the model at the same absolute path (a shared file system); "
+        "the finished chunks are kept: run the same command once they do\n"
+    )
+    assert not by_path.exists()
+
+
+def _change_card(card: Path) -> None:
+    data = json.loads(card.read_text(encoding="utf-8"))
+    data["created"] = "2027-01-01T00:00:00+00:00"  # another model id
+    card.write_text(json.dumps(data), encoding="utf-8")
+
+
+@pytest.mark.parametrize("change", ["changed", "missing"])
+def test_a_dask_worker_whose_shipped_model_is_not_this_machines_is_named(
+    tmp_path: Path, change: str
+) -> None:
+    # The worker loaded the shipped model from this machine's path, so a worker with other
+    # shipped models never showed; now it loads its own, and its id is compared.
+    elsewhere = tmp_path / "elsewhere"
+    env = _worker_installed_elsewhere(elsewhere)
+    theirs = elsewhere / "spectraldl" / "data" / "models" / "cnn-small"
+    if change == "changed":
+        _change_card(theirs / "card.json")
+        found = load_model(theirs, device="cpu").model_id
+    else:
+        shutil.rmtree(theirs)
+        found = ""
+    ours = load_model(resolve_model("cnn-small"), device="cpu").model_id
+    tree = _tree(tmp_path / "tree", LAMOST[:8])
+    out = tmp_path / "pred.parquet"
+    with _dask_cluster(tmp_path / "cluster", worker_env=env) as (address, _):
+        _wait_for_workers(address, 1)
+        done = _cli(
+            "classify", "-m", "cnn-small", str(tree), "-o", str(out), "--scheduler", address
+        )
+    problem = (
+        f"the shipped model cnn-small where a task ran is not this machine's (id {found} there, "
+        f"{ours} here)"
+        if change == "changed"
+        else "the spectraldl where a task ran has no shipped model cnn-small"
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"Error: {theirs}: {problem}: install the same spectraldl, with its shipped models, on "
+        "every worker; the finished chunks are kept: run the same command once they do\n"
+    )
+    assert not out.exists()
+
+
+def test_a_run_started_with_a_shipped_name_resumes_with_the_model_at_a_path(
+    tmp_path: Path,
+) -> None:
+    # The manifest records the model's id, not how it was named: the name, the package's folder
+    # or a copy on a shared file system are one model, and each resumes the others' runs.
+    tree = _tree(tmp_path / "tree", LAMOST[:6])
+    out = tmp_path / "p.parquet"
+    copy = shutil.copytree(resolve_model("cnn-small"), tmp_path / "shared" / "cnn-small")
+    with pytest.raises(KeyboardInterrupt):
+        classify("cnn-small", [tree], out, chunk_files=1, backend=_StopAfter(2))
+    resumed = classify(copy, [tree], out, chunk_files=1)
+    assert resumed.chunks_resumed == 2 and resumed.rows == 6
+    assert classify(resolve_model("cnn-small"), [tree], out, chunk_files=1).already_complete
+    fresh = classify(copy, [tree], tmp_path / "fresh.parquet", chunk_files=1)
+    assert read_predictions(out).equals(read_predictions(fresh.out))

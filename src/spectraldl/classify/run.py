@@ -79,17 +79,21 @@ from spectraldl.jobs.files import (
 from spectraldl.jobs.first_ids import FirstOfEachId
 from spectraldl.jobs.ingest import read_and_preprocess
 from spectraldl.ml.modelcard import TrainedModel, load_model, select_device
-from spectraldl.ml.pretrained import resolve_model
+from spectraldl.ml.pretrained import resolve_model, shipped_dir, shipped_name
 
 # --- one chunk: the task a worker runs ----------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What a worker needs besides the chunk: where the model is and how to run it."""
+    """What a worker needs besides the chunk: which model and how to run it."""
 
-    model_dir: str
+    model: str
+    """The model folder's absolute path, or with ``shipped`` a shipped model's name."""
     model_id: str
+    shipped: bool = False
+    """A model of the package: each worker loads it from its own installed spectraldl, wherever
+    that is, not from this machine's path (the id must still be the same)."""
     device: str = "auto"
     precision: str = DEFAULT_PRECISION
     batch_size: int | None = None
@@ -104,6 +108,10 @@ class ChunkResult:
     frame: pd.DataFrame
     errors: list[FileError]
     timings: dict[str, float]
+
+
+KEPT = "the finished chunks are kept: run the same command once they do"
+"""How a message about the workers' model ends: nothing committed is lost."""
 
 
 class ModelUnseen(ClassifyError):
@@ -124,7 +132,7 @@ def model_unseen(path: str) -> ClassifyError:
         return ClassifyError(
             f"{path}: a worker could not see this model folder, though this machine sees it "
             "now: workers must see the model at the same absolute path (a shared file "
-            "system); the finished chunks are kept: run the same command once they do"
+            f"system); {KEPT}"
         )
     return ClassifyError(
         f"{path}: the model folder was deleted during the run; the finished chunks are kept"
@@ -138,10 +146,40 @@ def _load(model_dir: str | Path, device: str) -> TrainedModel:
     return load_model(model_dir, device=device)
 
 
+def _model_folder(settings: Settings) -> str:
+    """Where the task finds the model: a shipped one in the spectraldl installed where it runs
+    (a Dask worker's may be at another path than this machine's), any other at its path."""
+    if not settings.shipped:
+        if not os.path.exists(settings.model):
+            raise ModelUnseen(settings.model)
+        return settings.model
+    folder = shipped_dir(settings.model)
+    if not (folder / "card.json").is_file():
+        raise ClassifyError(
+            f"{folder}: the spectraldl where a task ran has no shipped model {settings.model}: "
+            f"install the same spectraldl, with its shipped models, on every worker; {KEPT}"
+        )
+    return str(folder)
+
+
+def _other_model(settings: Settings, folder: str, found: str) -> str:
+    """Why the model ``folder`` (id ``found``) is not the one the run started with."""
+    if settings.shipped:
+        return (
+            f"{folder}: the shipped model {settings.model} where a task ran is not this "
+            f"machine's (id {found} there, {settings.model_id} here): install the same "
+            f"spectraldl, with its shipped models, on every worker; {KEPT}"
+        )
+    return (
+        f"{folder}: the model changed during the run (id {found}, the run started with "
+        f"{settings.model_id})"
+    )
+
+
 def _predictor(settings: Settings) -> Predictor:
     """The worker's predictor for ``settings``, loaded once per process."""
     key = (
-        settings.model_dir,
+        settings.model,
         settings.model_id,
         settings.device,
         settings.precision,
@@ -149,14 +187,10 @@ def _predictor(settings: Settings) -> Predictor:
     )
     predictor = _PREDICTORS.get(key)
     if predictor is None:
-        if not os.path.exists(settings.model_dir):
-            raise ModelUnseen(settings.model_dir)
-        model = _load(settings.model_dir, settings.device)
+        folder = _model_folder(settings)
+        model = _load(folder, settings.device)
         if model.model_id != settings.model_id:
-            raise ClassifyError(
-                f"{settings.model_dir}: the model changed during the run (id {model.model_id}, "
-                f"the run started with {settings.model_id})"
-            )
+            raise ClassifyError(_other_model(settings, folder, model.model_id))
         predictor = Predictor(model, precision=settings.precision, batch_size=settings.batch_size)
         _PREDICTORS.clear()
         _PREDICTORS[key] = predictor
@@ -409,7 +443,9 @@ def classify(
     ----------
     model_dir
         A model directory (`spectraldl.ml.training.load_model`), with ``novelty.npz``,
-        or a shipped model's name (`spectraldl.ml.pretrained`).
+        or a shipped model's name (`spectraldl.ml.pretrained`). Workers load a model
+        directory at its absolute path (Dask: a shared file system), and a shipped model
+        (by name, or by its folder in this package) from their own installed spectraldl.
     sources
         Datasets (``.h5``) and FITS files or directory trees, in any mix.
     out
@@ -471,9 +507,11 @@ def classify(
         model.check_compatible(dataset_info(path))
     manifest = _manifest(model, plan, precision_used)
     errors_csv = errors_csv_path(out)
+    shipped = shipped_name(model_dir)
     settings = Settings(
-        model_dir=os.path.abspath(model_dir),
+        model=shipped or os.path.abspath(model_dir),
         model_id=model.model_id,
+        shipped=shipped is not None,
         device=device,
         precision=precision_used,
         batch_size=batch_size,

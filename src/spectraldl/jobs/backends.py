@@ -156,7 +156,8 @@ class DaskBackend:
 
     Functions and tasks are pickled to the workers, which must have spectraldl
     installed and see the input files and the model directory at the same
-    paths (a shared file system). Results come back to this process. Every
+    paths (a shared file system); a shipped model comes from each worker's own
+    installed spectraldl. Results come back to this process. Every
     worker is checked before its first task of ours (`checked_call`), however
     late it joined: a worker that cannot run this spectraldl ends the run with
     one line naming it.

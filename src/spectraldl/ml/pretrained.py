@@ -97,6 +97,21 @@ def resolve_model(model: str | Path) -> Path:
     return path
 
 
+def shipped_name(model_dir: str | Path) -> str | None:
+    """The shipped model's name when ``model_dir`` is its folder in this installed package
+    (as `resolve_model` gives for a shipped name), else None."""
+    path = Path(model_dir).resolve()
+    if path.parent == models_dir().resolve() and (path / "card.json").is_file():
+        return path.name
+    return None
+
+
+def shipped_dir(name: str) -> Path:
+    """The folder of the shipped model ``name`` in this process's installed package (where
+    that is differs between machines; the folder may be missing)."""
+    return models_dir() / name
+
+
 def missing_model(model: str | Path) -> str:
     """Why ``model`` names no model: the shipped names (the closest first) and where models
     come from, for a mistyped name or a model not trained yet."""
