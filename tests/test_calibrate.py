@@ -267,6 +267,27 @@ def test_no_usable_pair_is_a_clear_error(tmp_path: Path) -> None:
         calibrate_blur(pairs, [tmp_path], [tmp_path])
 
 
+def test_a_pair_with_swapped_columns_is_skipped_naming_its_file(tmp_path: Path) -> None:
+    """LAMOST first and Ondřejov second, or one archive twice, is no pair to measure the blur
+    on: skipped with the reason (it was fitted, LAMOST blurred to match Ondřejov: sigma 0.46,
+    or 0 for a file against itself), and alone a one-line error."""
+    hip = ("re040028.fits", "spec-55967-B5596701_sp06-132.fits")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"{hip[1]},{hip[0]}\n{hip[0]},{hip[0]}\n{hip[0]},{hip[1]}\n")
+    result = calibrate_blur(pairs, [real_dir()], [real_dir()], n_bootstrap=10)
+    assert result.pairs == 1 and 6.0 < result.sigma_px < 9.0
+    reasons = [m.reason for m in result.skipped]
+    assert len(reasons) == 2 and all("columns swapped?" in r for r in reasons)
+    assert "archive lamost, not ondrejov" in reasons[0] and hip[1] in reasons[0]
+    assert "archive ondrejov, not lamost" in reasons[1] and hip[0] in reasons[1]
+    pairs.write_text(f"{hip[1]},{hip[0]}\n")
+    result = CliRunner().invoke(
+        main, ["calibrate-blur", "--pairs", str(pairs), str(real_dir()), "--json"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no usable pair" in result.output and "columns swapped?" in result.output
+
+
 def test_a_spectrum_without_finite_flux_is_refused_naming_its_file() -> None:
     ondrejov = read_spectrum(GAMMA_CAS_RAW)
     wave, flux = lamost_like(ondrejov, sigma_px=5.0)

@@ -315,6 +315,36 @@ def test_damaged_datasets_are_listed_as_problems(run_dir: Path, tmp_path: Path) 
     assert "extra.h5: lacks dataset &#39;X&#39;" in text
 
 
+def test_json_files_of_an_unexpected_layout_are_listed_as_problems(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A value of the wrong kind in blur.json, metrics.json, card.json or a benchmark's
+    machine is one problem line naming the file; the rest of the report is written (each
+    raised a traceback and no report at all)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(run_dir / "calibration", run / "calibration")
+    shutil.copytree(run_dir / "model", run / "model")
+    shutil.copytree(run_dir / "benchmarks", run / "benchmarks")
+    blur = json.loads((run / "calibration" / "blur.json").read_text())
+    (run / "calibration" / "blur.json").write_text(json.dumps({**blur, "skipped": 5}))
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    metrics["test"]["confusion"]["matrix"] = "x"
+    (run / "model" / "metrics.json").write_text(json.dumps(metrics))
+    card = {"classes": 5, "training": 5}
+    (run / "model" / "card.json").write_text(json.dumps(card))
+    bench = json.loads((run / "benchmarks" / "explore.json").read_text())
+    (run / "benchmarks" / "explore.json").write_text(json.dumps({**bench, "machine": 5}))
+    result = CliRunner().invoke(main, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    text = html.unescape((run / "report.html").read_text(encoding="utf-8"))
+    for name in ("blur.json", "metrics.json", "card.json"):
+        assert f"{name}: not " in text, name
+    assert "Training curves" in text and "test cpu" not in text
+    assert "Shipped benchmark explore (explore.json)" in text
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
 def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:

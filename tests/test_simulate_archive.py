@@ -450,3 +450,28 @@ def test_simulate_refuses_meaningless_numbers_naming_the_option(
     assert "Invalid value for" in result.output
     assert option in result.output or "--workers" in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("archive", ["ondrejov", "lamost"])
+def test_a_start_beyond_the_last_spectrum_an_archive_names_is_one_line(
+    tmp_path: Path, archive: str
+) -> None:
+    """Ondřejov's nights ran past the year 9999 (OverflowError traceback from a worker, the
+    folder claimed); LAMOST's classes were all one beyond 2**53. The last index still works."""
+    last = simulated_archives()[archive].last_index
+    out = tmp_path / "sim"
+    args = ["simulate", "--archive", archive, "-n", "2", "-o", str(out), "-j", "1"]
+    result = CliRunner().invoke(main, [*args, "--start", str(last)])
+    assert result.exit_code == 1, result.output
+    assert f"spectra {last} to {last + 1} asked" in result.output
+    assert f"names spectra 0 to {last} only" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    result = CliRunner().invoke(main, [*args, "--start", str(2 * last)])
+    assert result.exit_code == 1 and "only (its dates and ids end there)" in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(main, [*args, "--start", str(last - 1)])
+    assert result.exit_code == 0, result.output
+    rows = read_truth_csv(out / "truth.csv")
+    assert [int(r["index"]) for r in rows] == [last - 1, last]
+    if archive == "ondrejov":
+        assert last > 40_000_000 and rows[-1]["id"].startswith("ivo://asu.cas.cz/stel/ccd700/a9998")

@@ -96,6 +96,9 @@ class SsapService:
     downloads: Counter = field(default_factory=Counter)
     failing: set[str] = field(default_factory=set)
     garbage: set[str] = field(default_factory=set)
+    cut: dict[str, bool] = field(default_factory=dict)
+    """Files sent cut to a third, the connection then closed: name -> whether the answer
+    still announces the whole length (Content-Length) or none."""
     error_status: str = ""
     delay_s: float = 0.0
     """Seconds the server waits before answering a query (a slow or stuck service)."""
@@ -221,6 +224,13 @@ def _handler(service: SsapService) -> type[BaseHTTPRequestHandler]:
                     self._send(500, b"archive busy", "text/plain")
                 elif name in service.garbage:
                     self._send(200, b"<html>maintenance</html>", "text/html")
+                elif name in service.cut:
+                    data = path.read_bytes()
+                    self.send_response(200)
+                    if service.cut[name]:
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 3])
                 else:
                     self._send(200, path.read_bytes(), "application/fits")
             else:
@@ -314,6 +324,28 @@ def test_download_is_atomic_and_refuses_what_is_not_fits(
     with pytest.raises(SsapError, match="HTML page instead of a FITS file"):
         download_spectrum(records[1], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_download_cut_short_is_not_kept_and_a_rerun_fetches_it_whole(
+    service: SsapService, db: Database, tmp_path: Path, announced: bool
+) -> None:
+    """A connection closed early (its Content-Length unmet, or with none, a FITS file not a
+    whole number of 2880-byte blocks) fails that spectrum and keeps nothing: a rerun downloads
+    it again (it used to be kept as complete and reused, failing every rerun)."""
+    url, download_dir = f"{service.url}/ssap", tmp_path / "dl"
+    entry = service.entries[0]
+    service.cut[entry.name] = announced
+    first = import_ssap(db, url, download_dir=download_dir)
+    assert [e.path for e in first.errors] == [f"{service.url}/data/{entry.name}"]
+    reason = "incomplete" if announced else "not a whole number of 2880-byte FITS blocks"
+    assert reason in first.errors[0].reason
+    assert first.added == len(service.entries) - 1
+    assert not any(p.name.startswith(Path(entry.name).stem) for p in download_dir.iterdir())
+    service.cut.clear()
+    second = import_ssap(db, url, download_dir=download_dir)
+    assert second.added == second.downloaded == 1 and not second.errors
+    assert stored(db)[entry.pubdid].object == entry.target
 
 
 @pytest.mark.parametrize("first_fails", [False, True])

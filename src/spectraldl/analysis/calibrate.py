@@ -738,6 +738,25 @@ def combine(
     )
 
 
+def _read_pair(pair: Pair) -> tuple[Spectrum, Spectrum]:
+    """The pair's two spectra; `SpectrumError` when a file is not of its column's archive
+    (columns swapped, or the same archive twice: a blur fitted to either means nothing)."""
+    paths = (pair.ondrejov, pair.lamost)
+    spectra = read_spectrum(paths[0]), read_spectrum(paths[1])
+    for spectrum, path, expected in zip(spectra, paths, _PAIR_ARCHIVES, strict=True):
+        if spectrum.meta.archive != expected:
+            raise SpectrumError(
+                path,
+                f"archive {spectrum.meta.archive}, not {expected} as its column says; the pairs "
+                "CSV lists the Ondřejov file first, then the LAMOST file (columns swapped?)",
+            )
+    return spectra
+
+
+_PAIR_ARCHIVES = ("ondrejov", "lamost")
+"""The archive of each column of a pairs CSV."""
+
+
 def calibrate_blur(
     pairs_csv: str | Path,
     ondrejov_dirs: Sequence[str | Path],
@@ -784,9 +803,10 @@ def calibrate_blur(
     fits: list[PairFit] = []
     for done, pair in enumerate(pairs, start=1):
         try:
+            ondrejov, lamost = _read_pair(pair)
             fit = fit_pair(
-                read_spectrum(pair.ondrejov),
-                read_spectrum(pair.lamost),
+                ondrejov,
+                lamost,
                 sigmas_px=sigmas_px,
                 space=space,
                 config=config,

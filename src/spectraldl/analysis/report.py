@@ -15,12 +15,13 @@ opens offline, from an e-mail attachment or an archive years later.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,6 +154,16 @@ def _read_json(path: Path, problems: list[str]) -> Any:
     except (OSError, ValueError) as exc:
         problems.append(f"{path.name}: not readable JSON ({exc})")
         return None
+
+
+@contextlib.contextmanager
+def _unexpected_layout(path: Path, problems: list[str]) -> Iterator[None]:
+    """Turn a JSON file's value of the wrong kind (a list for a number...) into a line in
+    ``problems`` naming the file, instead of a traceback that loses the whole report."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        problems.append(f"{path.name}: not the layout spectraldl writes ({exc})")
 
 
 # --- data --------------------------------------------------------------------------------
@@ -362,10 +373,12 @@ def _calibration_section(run: Path) -> Section:
                 "blur.png",
             )
         )
-    section.tables.append(_blur_table(result))
-    pairs = [p for p in result.get("per_pair", []) if isinstance(p, dict)]
-    if pairs:
-        section.tables.append(_pairs_table(pairs))
+    with _unexpected_layout(path, section.problems):
+        tables = [_blur_table(result)]
+        pairs = [p for p in result.get("per_pair", []) if isinstance(p, dict)]
+        if pairs:
+            tables.append(_pairs_table(pairs))
+        section.tables.extend(tables)
     return section
 
 
@@ -484,7 +497,8 @@ def _training_section(run: Path) -> Section:
     _training_figures(model, section)
     card = _read_card(model / "card.json", section.problems)
     if card is not None:
-        section.tables.append(_table("The model (card.json)", ["", ""], _card_rows(card)))
+        with _unexpected_layout(model / "card.json", section.problems):
+            section.tables.append(_table("The model (card.json)", ["", ""], _card_rows(card)))
     _training_metrics(model, section)
     return section
 
@@ -550,15 +564,18 @@ def _training_metrics(model: Path, section: Section) -> None:
     metrics = _read_json(metrics_path, section.problems)
     if not isinstance(metrics, dict):
         return
-    origin = ", ".join(metrics.get("test_origin", [])) or "?"
-    for key, name in (("test", f"Test split ({origin})"), ("real", "Real labelled spectra")):
-        if isinstance(metrics.get(key), dict) and metrics[key].get("n"):
-            section.tables.extend(_metrics_tables(name, metrics[key]))
-        elif key == "real":
-            section.notes.append("No real labelled spectra were evaluated.")
-    for archive, values in (metrics.get("real_by_archive") or {}).items():
-        if isinstance(values, dict) and values.get("n"):
-            section.tables.extend(_metrics_tables(f"Real labelled spectra, {archive}", values))
+    tables: list[dict[str, Any]] = []
+    with _unexpected_layout(metrics_path, section.problems):
+        origin = ", ".join(metrics.get("test_origin", [])) or "?"
+        for key, name in (("test", f"Test split ({origin})"), ("real", "Real labelled spectra")):
+            if isinstance(metrics.get(key), dict) and metrics[key].get("n"):
+                tables.extend(_metrics_tables(name, metrics[key]))
+            elif key == "real":
+                section.notes.append("No real labelled spectra were evaluated.")
+        for archive, values in (metrics.get("real_by_archive") or {}).items():
+            if isinstance(values, dict) and values.get("n"):
+                tables.extend(_metrics_tables(f"Real labelled spectra, {archive}", values))
+        section.tables.extend(tables)
 
 
 # --- classification ----------------------------------------------------------------------
@@ -912,7 +929,8 @@ def _performance_section(run: Path) -> Section:
             continue
         rows = [r for r in payload["rows"] if isinstance(r, dict)]
         columns = list(dict.fromkeys(k for r in rows for k in r))
-        machine = payload.get("machine") or {}
+        machine = payload.get("machine")
+        machine = machine if isinstance(machine, dict) else {}
         date = payload.get("date", "an unrecorded date")
         section.tables.append(
             _table(

@@ -131,9 +131,20 @@ class ArchiveSummary:
         )
 
 
-def _check(archive: str, release: str, form: str) -> str:
-    """The layout ``release`` or ``form`` names, whichever the archive's layouts are."""
-    return simulated_archive(archive).layout(release=release, form=form)
+def _check(archive: str, release: str, form: str, *, start: int, n: int) -> str:
+    """The layout ``release`` or ``form`` names, whichever the archive's layouts are.
+
+    Raises ValueError when indices ``start`` .. ``start + n - 1`` pass the archive's
+    `SimulatedArchive.last_index` (its dates and ids end there), before anything is written.
+    """
+    survey = simulated_archive(archive)
+    if start < 0 or start + n - 1 > survey.last_index:
+        raise ValueError(
+            f"spectra {start} to {start + n - 1} asked: the {archive} simulation names spectra "
+            f"0 to {survey.last_index} only (its dates and ids end there); "
+            "give a smaller start (--start) or -n"
+        )
+    return survey.layout(release=release, form=form)
 
 
 def _population(
@@ -206,7 +217,7 @@ def simulate_spectra(
     SimulatedSpectra
         The spectra and their truth rows (no junk: junk exists only as files).
     """
-    layout = _check(archive, release, form)
+    layout = _check(archive, release, form, start=start, n=n)
     population = _population(archive, mix, population)
     survey = simulated_archive(archive)
     spectra, truth = [], []
@@ -425,7 +436,7 @@ def simulate_archive(
         raise ValueError(f"junk must be a fraction between 0 and 1, got {junk}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    layout = _check(archive, release, form)
+    layout = _check(archive, release, form, start=start, n=n)
     population = _population(archive, mix, population)
     compress = simulated_archive(archive).compress if compress is None else compress
     out = Path(out_dir)

@@ -119,6 +119,10 @@ FIRST_FRAME = 9001
 apart from 2012 June 1: unique observation ids, about 40 % on the PyLoN chip for the
 thesis-sized set. Real nights never reach frame 9000, so a synthetic id never equals a
 real one (a dataset holding both would otherwise skip one of them as a duplicate)."""
+LAST_INDEX = (
+    SPECTRA_PER_NIGHT * math.floor((datetime(9999, 1, 1) - FIRST_NIGHT).days / DAYS_PER_NIGHT) - 1
+)
+"""The last spectrum whose night (and the times after it) Python's dates can hold."""
 
 _GALACTIC_TO_ICRS = np.array(
     [
@@ -661,5 +665,6 @@ register(
             "no-halpha": _no_halpha_file,
         },
         data_start=_data_start,
+        last_index=LAST_INDEX,
     )
 )

@@ -66,6 +66,9 @@ class SimulatedArchive:
     data_start
         ``(spec, good)`` -> the offset in the valid file after which a
         ``truncated-data`` junk file is cut.
+    last_index
+        The largest spectrum index it can name (its dates and ids end there);
+        the factory functions refuse indices beyond it. Default `LAST_INDEX`.
     """
 
     name: str
@@ -86,6 +89,7 @@ class SimulatedArchive:
     data_start: Callable[[Any, bytes], int]
     compress: bool = False
     plates: bool = False
+    last_index: int = 2**40 - 1
 
     def layout(self, **options: str) -> str:
         """The layout chosen among ``options`` (``release=..., form=...``), checked.
@@ -99,6 +103,10 @@ class SimulatedArchive:
             )
         return chosen
 
+
+LAST_INDEX = SimulatedArchive.__dataclass_fields__["last_index"].default
+"""2**40 - 1: classes and junk are thresholds on frac(index x an irrational) in float64, whose
+fraction keeps about 13 bits there (every spectrum had one class beyond 2**53)."""
 
 _ARCHIVES: dict[str, SimulatedArchive] = {}
 

@@ -251,7 +251,8 @@ def download_spectrum(
     is locked (``flock``, released by the system even when the process is
     killed) while it is written, so a run that wants the same file at the same
     time (two imports of one query) waits for it instead of writing into it.
-    Raises `SsapError` naming the URL when the server fails or sends something
+    Raises `SsapError` naming the URL when the server fails, the download is cut short
+    (`_incomplete`: nothing is kept, a rerun fetches it again) or it sends something
     that is not FITS.
     """
     directory = Path(directory)
@@ -281,19 +282,35 @@ def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> 
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             shutil.copyfileobj(response, handle, length=1 << 16)
+            announced = response.headers.get("Content-Length", "")
         handle.flush()
     except (OSError, ValueError) as exc:
         _remove_if_same(part, handle.fileno())
         raise SsapError(f"{url}: download failed ({exc})") from None
     handle.seek(0)
     head = handle.read(len(FITS_MAGIC))
+    problem = _incomplete(os.fstat(handle.fileno()).st_size, announced, head)
     if head != FITS_MAGIC and head[:2] != b"\x1f\x8b":
-        _remove_if_same(part, handle.fileno())
         kind = "a VOTable or HTML page" if head.lstrip().startswith(b"<") else "not FITS"
-        raise SsapError(
-            f"{url}: the service sent {kind} instead of a FITS file "
-            "(ask for FITS with --format fits)"
+        problem = (
+            f"the service sent {kind} instead of a FITS file (ask for FITS with --format fits)"
         )
+    if problem:
+        _remove_if_same(part, handle.fileno())
+        raise SsapError(f"{url}: {problem}")
+
+
+def _incomplete(size: int, announced: str, head: bytes) -> str:
+    """Why a download of ``size`` bytes is cut short, or ''.
+
+    urllib returns what arrived when the server closes early, even short of its
+    Content-Length; a plain FITS file is whole 2880-byte blocks.
+    """
+    if announced.isdigit() and size != int(announced):
+        return f"download incomplete: {size} of the {announced} bytes announced arrived"
+    if head == FITS_MAGIC and size % 2880:
+        return f"download cut short: {size} bytes, not a whole number of 2880-byte FITS blocks"
+    return ""
 
 
 def _is_same(part: Path, fd: int) -> bool:
