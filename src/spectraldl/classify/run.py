@@ -52,7 +52,7 @@ from spectraldl.classify.predictor import (
     resolve_precision,
 )
 from spectraldl.core.atomic import atomic_write
-from spectraldl.core.errors import FileError
+from spectraldl.core.errors import FileError, describe_os_error, is_output_error
 from spectraldl.core.paths import output_over_input
 from spectraldl.core.quality import flag_counts
 from spectraldl.io.dataset import dataset_info, read_rows
@@ -69,9 +69,7 @@ from spectraldl.jobs.files import (
     ErrorsFileDamaged,
     JobIOError,
     check_inputs_seen,
-    describe_os_error,
     errors_csv_path,
-    is_output_error,
     output_lock,
     read_errors_csv,
     write_errors_csv,

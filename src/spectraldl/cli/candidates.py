@@ -118,8 +118,9 @@ def candidates_command(
     """
     from spectraldl.catalogue.candidates import CandidatesError, Selection, find_candidates
     from spectraldl.catalogue.crossmatch import KnownListError
+    from spectraldl.core.errors import describe_os_error
     from spectraldl.io.predictions import PredictionsError
-    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy
 
     selection = Selection(
         classes=_class_names(classes),

@@ -120,8 +120,9 @@ def explore_command(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from spectraldl.analysis.explore import ExploreError, explore
+    from spectraldl.core.errors import describe_os_error
     from spectraldl.io.dataset import DatasetError
-    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy
 
     if colour_by == "class" and predictions is None:
         raise click.UsageError("--color-by class needs --predictions TABLE")

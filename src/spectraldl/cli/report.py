@@ -67,7 +67,8 @@ def report_command(
       spectraldl report demo-run -o demo-run/report.html --db team.db
     """
     from spectraldl.analysis.report import ReportError, write_report
-    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
+    from spectraldl.core.errors import describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy
     from spectraldl.web.db import DatabaseError
 
     try:

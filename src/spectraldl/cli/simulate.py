@@ -168,7 +168,8 @@ def simulate_command(
 
     prestart_local_workers("local", workers if n > 1 else 1, WORKER_MODULES)
     archive = _SimulatedArchiveChoice.checked(archive)
-    from spectraldl.jobs.files import JobIOError, OutputBusy, describe_os_error
+    from spectraldl.core.errors import describe_os_error
+    from spectraldl.jobs.files import JobIOError, OutputBusy
     from spectraldl.simulate import MixError, simulate_archive
     from spectraldl.simulate.registry import simulated_archive, simulated_archives
 

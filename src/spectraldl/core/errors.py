@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +86,42 @@ def delimiter_hint(fields: list[str] | tuple[str, ...]) -> str:
         if char in text and "," not in text:
             return f" (the file seems separated by {name}, not commas: save it as comma-separated)"
     return ""
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _errno_of(exc: OSError) -> int | None:
+    """The errno of an OSError, also where HDF5 only names it in the message (as h5py does)."""
+    if exc.errno is not None:
+        return exc.errno
+    text = str(exc)
+    for code in _NO_SPACE + _NOT_WRITABLE:
+        if os.strerror(code) in text or f"errno = {code}," in text:
+            return code
+    return None
+
+
+def is_not_writable(exc: BaseException) -> bool:
+    """True for a write refused for the place: read-only, no permission."""
+    return isinstance(exc, OSError) and _errno_of(exc) in _NOT_WRITABLE
+
+
+def is_output_error(exc: BaseException) -> bool:
+    """True for a write that failed for the place: no space, read-only, no permission."""
+    return isinstance(exc, OSError) and _errno_of(exc) in _NO_SPACE + _NOT_WRITABLE
+
+
+def describe_os_error(exc: OSError, where: str | Path | None = None) -> str:
+    """One line for people about a failed write: what happened where, and what to do."""
+    place = where or exc.filename or "the output"
+    code = _errno_of(exc)
+    if code in _NO_SPACE:
+        return (
+            f"{place}: no space left on the device; the finished chunks are kept: free some "
+            "space and run the same command to resume"
+        )
+    if code in _NOT_WRITABLE:
+        return f"{place}: cannot write there ({os.strerror(code)}); choose a writable folder"
+    return f"{place}: {exc.strerror or exc}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import fcntl
 import hashlib
 import os
@@ -24,7 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.core.errors import NO_SUCH_FILE, FileError, printable_path
+from spectraldl.core.errors import (
+    NO_SUCH_FILE,
+    FileError,
+    describe_os_error,
+    is_not_writable,
+    printable_path,
+)
 
 
 class OutputBusy(RuntimeError):
@@ -197,7 +202,7 @@ def _open_lock(path: Path, out: str | Path) -> tuple[int, Path, bool]:
     except FileNotFoundError as exc:  # no folder: name the output people gave, not its lock
         raise JobIOError(describe_os_error(exc, out)) from None
     except OSError as exc:
-        if _errno_of(exc) not in _NOT_WRITABLE:
+        if not is_not_writable(exc):
             raise JobIOError(describe_os_error(exc, path)) from None
         refused = exc
     try:
@@ -223,40 +228,6 @@ def output_locks(outputs: Iterable[tuple[str | Path, bool]]) -> Iterator[None]:
                 held.add(lock_path(out))
                 stack.enter_context(output_lock(out, make_folder=make_folder))
         yield
-
-
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def _errno_of(exc: OSError) -> int | None:
-    """The errno of an OSError, also where HDF5 only names it in the message (as h5py does)."""
-    if exc.errno is not None:
-        return exc.errno
-    text = str(exc)
-    for code in _NO_SPACE + _NOT_WRITABLE:
-        if os.strerror(code) in text or f"errno = {code}," in text:
-            return code
-    return None
-
-
-def is_output_error(exc: BaseException) -> bool:
-    """True for a write that failed for the place: no space, read-only, no permission."""
-    return isinstance(exc, OSError) and _errno_of(exc) in _NO_SPACE + _NOT_WRITABLE
-
-
-def describe_os_error(exc: OSError, where: str | Path | None = None) -> str:
-    """One line for people about a failed write: what happened where, and what to do."""
-    place = where or exc.filename or "the output"
-    code = _errno_of(exc)
-    if code in _NO_SPACE:
-        return (
-            f"{place}: no space left on the device; the finished chunks are kept: free some "
-            "space and run the same command to resume"
-        )
-    if code in _NOT_WRITABLE:
-        return f"{place}: cannot write there ({os.strerror(code)}); choose a writable folder"
-    return f"{place}: {exc.strerror or exc}"
 
 
 # --- worker processes ---------------------------------------------------------------------

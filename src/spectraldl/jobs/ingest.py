@@ -31,7 +31,13 @@ import h5py
 import numpy as np
 
 from spectraldl.core.atomic import atomic_write
-from spectraldl.core.errors import FileError, SpectrumError, printable_path
+from spectraldl.core.errors import (
+    FileError,
+    SpectrumError,
+    describe_os_error,
+    is_output_error,
+    printable_path,
+)
 from spectraldl.core.paths import within
 from spectraldl.core.spectrum import FLOAT32_MAX, Spectrum
 from spectraldl.io.archives import read_spectrum
@@ -51,10 +57,8 @@ from spectraldl.jobs.files import (
     ErrorsFileDamaged,
     JobIOError,
     check_inputs_seen,
-    describe_os_error,
     errors_csv_path,
     inputs_fingerprint,
-    is_output_error,
     output_lock,
     read_errors_csv,
     write_errors_csv,
