@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import io
 import math
+import resource
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -489,4 +493,39 @@ def test_ssap_import_command(service: SsapService, tmp_path: Path) -> None:
     assert failed.exit_code == 1 and "overloaded" in failed.output
     database = open_database(db_url)
     assert list(stored(database)) == [gamma_cas.pubdid]
+    database.dispose()
+
+
+def _files_at_most(size: int) -> None:
+    """In the child: writes beyond ``size`` bytes fail with EFBIG, as on a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def test_a_full_disk_stops_the_import_with_one_line_and_a_rerun_finishes_it(
+    service: SsapService, tmp_path: Path
+) -> None:
+    """Every download failed alike on a full disk, each listed as a bad spectrum, and the
+    run ended with exit status 0; it stops at the first, saying to free space and rerun."""
+    db_url = f"sqlite:///{tmp_path / 'full.db'}"
+    open_database(db_url).dispose()
+    downloads = tmp_path / "dl"
+    args = ["-m", "spectraldl.cli", "ssap-import", f"{service.url}/ssap", "--db", db_url]
+    args += ["--download-dir", str(downloads)]
+    full = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: _files_at_most(36_000),
+    )
+    assert full.returncode == 1, full.stderr
+    assert full.stderr.splitlines()[-1] == (
+        f"Error: {downloads}: no space left on the device; the finished chunks are kept: free "
+        "some space and run the same command to resume"
+    )
+    assert list(downloads.iterdir()) == []
+    again = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    database = open_database(db_url)
+    assert sorted(stored(database)) == sorted(e.pubdid for e in service.entries)
     database.dispose()

@@ -483,6 +483,7 @@ def ssap_import_command(
     Example:
       spectraldl ssap-import http://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml --target "gamma Cas"
     """
+    from spectraldl.core.errors import describe_os_error, is_output_error
     from spectraldl.io.archives.ssap import SsapError
     from spectraldl.web.importing import import_ssap
 
@@ -511,5 +512,9 @@ def ssap_import_command(
             )
     except SsapError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        if not is_output_error(exc):
+            raise
+        raise click.ClickException(describe_os_error(exc, download_dir)) from None
     _print_errors(summary.errors)
     click.echo(summary.line())

@@ -24,7 +24,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, defer
 
 from spectraldl.classify.predictor import Predictor, predictions_frame
-from spectraldl.core.errors import FileError, SpectrumError
+from spectraldl.core.errors import FileError, SpectrumError, is_output_error
 from spectraldl.core.jsonsafe import json_safe
 from spectraldl.core.quality import flag_names
 from spectraldl.core.spectrum import Spectrum
@@ -168,7 +168,8 @@ def store_spectra(
     """Store rows made lazily by the callables, ``BATCH`` per transaction; ids present are skipped.
 
     Each item is ``(source, make_row)``; ``make_row`` may raise `SpectrumError`
-    (or any error of a bad file), which is recorded against ``source``.
+    (or any error of a bad file), which is recorded against ``source``; an `OSError` of
+    no space or no permission to write stops the import, the rows stored so far kept.
     """
     summary = ImportSummary()
     seen: dict[str, str] = {}
@@ -196,6 +197,8 @@ def store_spectra(
         except (MemoryError, KeyboardInterrupt):
             raise
         except Exception as exc:  # one bad file must not stop an import
+            if is_output_error(exc):
+                raise  # a full or read-only disk (downloads): every later spectrum would fail
             summary.errors.append(FileError(source, f"unexpected {type(exc).__name__}: {exc}"))
         else:
             if row.ident in seen:

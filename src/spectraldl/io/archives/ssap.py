@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from spectraldl.core.errors import is_output_error
 from spectraldl.core.jsonsafe import json_safe
 
 FITS_MAGIC = b"SIMPLE  ="
@@ -286,6 +287,8 @@ def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> 
         handle.flush()
     except (OSError, ValueError) as exc:
         _remove_if_same(part, handle.fileno())
+        if is_output_error(exc):
+            raise  # no space or not writable: every later download would fail alike
         raise SsapError(f"{url}: download failed ({exc})") from None
     handle.seek(0)
     head = handle.read(len(FITS_MAGIC))
