@@ -196,6 +196,22 @@ def test_the_login_page_says_how_many_decisions_an_ended_session_lost(
     assert wrong.headers["location"] == "/login?next=%2Flabel&error=1&ended=1&unsaved=3"
 
 
+def test_the_login_page_counts_undos_not_done_and_notes_kept(client: httpx.Client) -> None:
+    page = client.get("/login?next=%2Flabel&ended=1&unsaved=0&undone=1")
+    assert "your last undo was not done — log in and the page offers it again." in page.text
+    both = client.get("/login?ended=1&unsaved=2&undone=2&drafts=1").text
+    assert "your last 2 decisions were not saved" in both
+    assert "Your last 2 undos were not done either" in both
+    assert "Your unsaved note is kept in this tab" in both
+    assert "undo" not in client.get("/login?ended=1&unsaved=1&undone=x").text.split("<form")[0]
+    page = client.get("/login?next=%2Flabel")  # its CSRF cookie is the last one set
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"username": "alice", "password": "wrong-one", "csrf_token": token, "next": "/label"}
+    wrong = client.post("/login", data={**form, "ended": "1", "undone": "1", "drafts": "2"})
+    location = "/login?next=%2Flabel&error=1&ended=1&unsaved=0&undone=1&drafts=2"
+    assert wrong.headers["location"] == location
+
+
 def test_password_guessing_is_refused_per_name_and_address(client: httpx.Client) -> None:
     for _ in range(10):
         wrong = client.post("/api/login", json={"username": "bob", "password": "guess"})

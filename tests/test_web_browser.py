@@ -349,3 +349,217 @@ def test_a_decision_lost_with_the_session_is_reported_at_login(browser, site: di
     browser.find_element(By.ID, "login").click()
     wait(browser, lambda d: current_id(d) is not None)
     assert browser.current_url == site["server"].url + "/label?mode=nobody"
+
+
+NEBULAR = "#note-flags input[value=nebular]"
+"""The note panel's checkbox of the flag `nebular`."""
+
+
+def form_login(browser, name: str, password: str) -> None:
+    """Log in through the login page the browser shows."""
+    from selenium.webdriver.common.by import By
+
+    wait(browser, lambda d: "/login" in d.current_url and d.find_elements(By.ID, "username"))
+    browser.find_element(By.ID, "username").send_keys(name)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login").click()
+
+
+def end_sessions_of(url: str, name: str) -> None:
+    """End every login of a user on the server (as a password change or expiry does)."""
+    db = open_database(url)
+    try:
+        with db.session() as session:
+            end_user_sessions(session, session.scalar(select(User).where(User.name == name)))
+            session.commit()
+    finally:
+        db.dispose()
+
+
+def notes_of(url: str, ident: str) -> list[dict]:
+    """Everyone's notes on a spectrum, from the database."""
+    db = open_database(url)
+    try:
+        with db.session() as session:
+            return store.search_notes(session, idents=[ident])[0]
+    finally:
+        db.dispose()
+
+
+def panel_of(browser, ident: str) -> tuple[str, str]:
+    """The note panel's text and state line, once it shows the notes of ``ident``."""
+    from selenium.webdriver.common.by import By
+
+    script = "return document.getElementById('notes-panel').dataset.shown"
+    wait(browser, lambda d: d.execute_script(script) == ident)
+    text = browser.find_element(By.ID, "note-text").get_attribute("value")
+    return text, browser.find_element(By.ID, "note-state").text
+
+
+def save_note_with_ctrl_enter(browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.find_element(By.ID, "note-text").click()
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys(Keys.ENTER).key_up(
+        Keys.CONTROL
+    ).perform()
+
+
+def test_a_note_typed_when_the_session_ended_survives_the_login(browser, site: dict) -> None:
+    """The session cookie is gone when a note is saved: the page goes to the login page,
+    which says the note is kept; bob, logging in on the same browser, never sees it; alice,
+    logging in, is back on the spectrum with her text and flag, and saving stores them."""
+    from selenium.webdriver.common.by import By
+
+    db = open_database(site["url"])
+    with db.session() as session:
+        if session.scalar(select(User).where(User.name == "bob")) is None:
+            add_user(session, "bob", "bob-password")
+            session.commit()
+    db.dispose()
+    log_in(browser, site)
+    browser.get(site["server"].url + "/label?mode=nobody")
+    shown = wait(browser, lambda d: current_id(d))
+    ident = browser.execute_script("return window.sdlStepper.current.ident")
+    assert panel_of(browser, ident)[0] == ""
+    press(browser, "m")
+    wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "note-text")
+    press(browser, "broad wings; check the blue side")
+    browser.find_element(By.CSS_SELECTOR, NEBULAR).click()
+    browser.delete_cookie("spectraldl_session")  # the login is gone
+    browser.find_element(By.CSS_SELECTOR, "#notes-panel button[type=submit]").click()
+    wait(browser, lambda d: "/login" in d.current_url)
+    text = wait(browser, lambda d: d.find_element(By.ID, "session-ended").text)
+    assert text == (
+        "Your session ended; log in again to go on. Your unsaved note is kept in this tab: "
+        "it comes back with its spectrum when you log in."
+    )
+    assert notes_of(site["url"], ident) == []
+    form_login(browser, "bob", "bob-password")  # someone else on this browser
+    wait(browser, lambda d: current_id(d) is not None)
+    browser.get(f"{site['server'].url}/label/{shown}")
+    assert panel_of(browser, ident) == ("", "")
+    assert not browser.find_element(By.CSS_SELECTOR, NEBULAR).is_selected()
+    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    form_login(browser, "alice", "alice-password")
+    wait(browser, lambda d: current_id(d) == shown)  # back on the spectrum of the note
+    text, state = panel_of(browser, ident)
+    assert text == "broad wings; check the blue side"
+    assert state.startswith("unsaved draft kept from before")
+    assert browser.find_element(By.CSS_SELECTOR, NEBULAR).is_selected()
+    assert notes_of(site["url"], ident) == []
+    save_note_with_ctrl_enter(browser)
+    wait(browser, lambda d: d.find_element(By.ID, "note-state").text == "saved")
+    (note,) = notes_of(site["url"], ident)
+    assert (note["user"], note["text"], note["flags"]) == (
+        "alice",
+        "broad wings; check the blue side",
+        ["nebular"],
+    )
+    browser.refresh()  # saved: no draft is kept any more
+    wait(browser, lambda d: current_id(d) is not None)
+    browser.get(f"{site['server'].url}/label/{shown}")
+    assert panel_of(browser, ident) == ("broad wings; check the blue side", "")
+    assert browser.execute_script("return sessionStorage.length") == 0
+
+
+def test_a_note_on_the_vetting_page_survives_a_session_ended_on_the_server(
+    browser, site: dict
+) -> None:
+    """The server ends alice's logins while she writes a note on a candidate: after the
+    login she is back on the candidate with her text, and saving it stores it."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+    browser.get(f"{site['server'].url}/vet/{site['catalogue']}?classes=")
+    wait(browser, lambda d: current_id(d) is not None)
+    shown = press_and_wait_for_next(browser, "j")  # not the queue's first: it comes back to it
+    ident = browser.execute_script("return window.sdlStepper.current.ident")
+    panel_of(browser, ident)
+    press(browser, "m")
+    wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "note-text")
+    press(browser, "a companion line at 6678?")
+    end_sessions_of(site["url"], "alice")
+    save_note_with_ctrl_enter(browser)
+    form_login(browser, "alice", "alice-password")
+    wait(browser, lambda d: current_id(d) == shown)
+    assert browser.current_url == f"{site['server'].url}/vet/{site['catalogue']}?classes="
+    text, state = panel_of(browser, ident)
+    assert text.endswith("a companion line at 6678?")
+    assert state.startswith("unsaved draft kept from before")
+    browser.find_element(By.CSS_SELECTOR, "#notes-panel button[type=submit]").click()
+    wait(browser, lambda d: d.find_element(By.ID, "note-state").text == "saved")
+    mine = [n for n in notes_of(site["url"], ident) if n["user"] == "alice"]
+    assert [n["text"] for n in mine] == [text]
+
+
+def test_a_note_draft_survives_a_reload_until_discarded(browser, site: dict) -> None:
+    """A note typed and not saved comes back after a reload of the page; discarding it
+    shows the saved note again and keeps nothing."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+    shown = current_id(browser)
+    browser.get(f"{site['server'].url}/label/{shown}")
+    wait(browser, lambda d: current_id(d) == shown)
+    ident = browser.execute_script("return window.sdlStepper.current.ident")
+    saved, _ = panel_of(browser, ident)
+    press(browser, "m")
+    wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "note-text")
+    press(browser, " half typed")
+    browser.refresh()
+    text, state = panel_of(browser, ident)
+    assert text == saved + " half typed" and state.startswith("unsaved draft kept from before")
+    browser.find_element(By.ID, "note-discard").click()
+    assert browser.find_element(By.ID, "note-text").get_attribute("value") == saved
+    assert browser.execute_script("return sessionStorage.length") == 0
+    browser.refresh()
+    assert panel_of(browser, ident) == (saved, "")
+
+
+def test_an_undo_lost_with_the_session_is_counted_at_login_and_offered_again(
+    browser, site: dict
+) -> None:
+    """The session ends after a label is saved; its undo (`z`) is refused: the login page
+    counts it, the label stands, and after the login the page says so and `z` undoes it."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+    browser.get(site["server"].url + "/label?mode=nobody")
+    labelled = wait(browser, lambda d: current_id(d))
+    press_and_wait_for_next(browser, "e")
+    wait(browser, lambda d: "this session: 1" in d.find_element(By.ID, "status").text)
+    db = open_database(site["url"])
+
+    def decisions() -> list[tuple[str | None, int | None]]:
+        with db.session() as session:
+            rows = session.execute(
+                select(LabelDecision.label, LabelDecision.undo_of)
+                .where(LabelDecision.spectrum_id == labelled)
+                .order_by(LabelDecision.id)
+            )
+            return [tuple(row) for row in rows]
+
+    made = decisions()
+    assert made[-1] == ("emission", None)
+    end_sessions_of(site["url"], "alice")
+    press(browser, "z")
+    wait(browser, lambda d: "/login" in d.current_url)
+    text = wait(browser, lambda d: d.find_element(By.ID, "session-ended").text)
+    assert text == (
+        "Your session ended; your last undo was not done — log in and the page offers it again."
+    )
+    assert decisions() == made  # the label stands
+    form_login(browser, "alice", "alice-password")
+    wait(browser, lambda d: current_id(d) is not None)
+    message = browser.find_element(By.ID, "message").text
+    offer = "→ emission was not done: your session had ended. Press z to undo it now."
+    assert message.startswith("Your undo of ") and message.endswith(offer)
+    press(browser, "z")
+    wait(browser, lambda d: current_id(d) == labelled)
+    wait(browser, lambda d: len(decisions()) == len(made) + 1)
+    assert decisions()[-1][1] is not None  # an undo row
+    wait(browser, lambda d: d.find_element(By.ID, "mine").text == "none")
+    db.dispose()

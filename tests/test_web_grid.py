@@ -28,7 +28,7 @@ from spectraldl.io.predictions import write_predictions
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import store
 from spectraldl.web.app import create_app
-from spectraldl.web.auth import add_user
+from spectraldl.web.auth import add_user, end_user_sessions
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import import_predictions, link_predictions, spectrum_row
 from spectraldl.web.models import Catalogue, Prediction, User, VetDecision
@@ -332,3 +332,48 @@ def test_line_markers_toggle_with_l_on_the_grid(served: dict) -> None:
     wait(driver, lambda d: len(tile_ids(d)) == 36 and len(d.execute_script(script)) > 1)
     press(driver, "l")
     wait(driver, lambda d: d.execute_script(script) == ["Hα"])
+
+
+@pytest.mark.browser
+def test_a_page_undo_lost_with_the_session_is_counted_at_login_and_offered_again(
+    served: dict,
+) -> None:
+    """The session ends after a page is stored; its undo (`u`) is refused: the login page
+    counts it, the verdicts stand, and after the login the page says so and `u` undoes it."""
+    from selenium.webdriver.common.by import By
+
+    driver, base = served["driver"], served["server"].url
+    driver.get(f"{base}/vet/{served['catalogue']}/grid?size=24")
+    if "/login" in driver.current_url:
+        driver.find_element(By.ID, "username").send_keys("alice")
+        driver.find_element(By.ID, "password").send_keys("alice-password")
+        driver.find_element(By.ID, "login").click()
+    first = wait(driver, lambda d: len(tile_ids(d)) == 24 and tile_ids(d))
+    press(driver, "c")
+    wait(driver, lambda d: tile_ids(d) and tile_ids(d)[0] != first[0])
+    wait(driver, lambda d: len(my_verdicts(served["url"], first)) == 24)
+    db = open_database(served["url"])
+    with db.session() as session:
+        alice = session.scalar(select(User).where(User.name == "alice"))
+        end_user_sessions(session, alice)
+        session.commit()
+    db.dispose()
+    press(driver, "u")
+    wait(driver, lambda d: "/login" in d.current_url)
+    text = wait(driver, lambda d: d.find_element(By.ID, "session-ended").text)
+    assert text == (
+        "Your session ended; your last undo was not done — log in and the page offers it again."
+    )
+    assert set(my_verdicts(served["url"], first).values()) == {"confirm"}  # they stand
+    driver.find_element(By.ID, "username").send_keys("alice")
+    driver.find_element(By.ID, "password").send_keys("alice-password")
+    driver.find_element(By.ID, "login").click()
+    wait(driver, lambda d: tile_ids(d) and tile_ids(d)[0] != first[0])
+    assert driver.current_url == f"{base}/vet/{served['catalogue']}/grid?size=24"
+    assert driver.find_element(By.ID, "message").text == (
+        "Your undo of a page of 24 verdicts was not done: your session had ended. "
+        "Press u to undo it now."
+    )
+    press(driver, "u")
+    wait(driver, lambda d: tile_ids(d) == first)
+    assert my_verdicts(served["url"], first) == {}

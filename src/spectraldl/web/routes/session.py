@@ -140,23 +140,41 @@ def openapi(request: Request, current: CurrentAuth) -> dict[str, Any]:
 
 
 def unsaved_count(value: str | None) -> int:
-    """The number of decisions a page lost when its session ended (``unsaved=`` of the login
-    page's address, set by the viewer's script); 0 for anything but a small whole number."""
+    """A number of things a page lost or kept when its session ended (``unsaved=`` and the
+    others of `ENDED_COUNTS` in the login page's address, set by the viewer's script); 0 for
+    anything but a small whole number."""
     text = str(value or "")
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
 
 
-def ended_query(ended: str | None, unsaved: int) -> str:
+ENDED_COUNTS = ("unsaved", "undone", "drafts")
+"""What a page lost or kept when its session ended, counted in the login page's address:
+decisions not saved, undos not done (offered again after the login), note drafts kept."""
+
+
+def ended_query(ended: str | None, counts: dict[str, int]) -> str:
     """The login page's query parameters that keep saying the session ended (empty if not)."""
-    return f"&ended=1&unsaved={unsaved}" if ended == "1" else ""
+    if ended != "1":
+        return ""
+    return "&ended=1" + "".join(
+        f"&{name}={counts.get(name, 0)}"
+        for name in ENDED_COUNTS
+        if name == "unsaved" or counts.get(name)
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(
-    request: Request, next: str = "/label", error: str = "", ended: str = "", unsaved: str = ""
+    request: Request,
+    next: str = "/label",
+    error: str = "",
+    ended: str = "",
+    unsaved: str = "",
+    undone: str = "",
+    drafts: str = "",
 ) -> Response:
-    """The login form; after a session ended under a page, it says how many decisions
-    that page could not save, so that they are made again instead of vanishing."""
+    """The login form; after a session ended under a page, it says how many decisions that
+    page could not save and undos it could not do, and that its unsaved notes are kept."""
     token = secrets.token_urlsafe(32)
     response = render(
         request,
@@ -167,6 +185,8 @@ def login_page(
         login_csrf=token,
         ended=ended == "1",
         unsaved=unsaved_count(unsaved),
+        undone=unsaved_count(undone),
+        drafts=unsaved_count(drafts),
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
@@ -190,7 +210,8 @@ async def login_submit(request: Request, session: DbSession) -> Response:
     user = await check_login(session, request, name, str(form.get("password") or "")[:1024])
     tokens = await run_in_threadpool(conclude_login, session, user)
     if tokens is None:
-        ended = ended_query(str(form.get("ended") or ""), unsaved_count(str(form.get("unsaved"))))
+        counts = {name: unsaved_count(str(form.get(name))) for name in ENDED_COUNTS}
+        ended = ended_query(str(form.get("ended") or ""), counts)
         return RedirectResponse(
             f"/login?next={quote(target, safe='')}&error=1{ended}", status_code=303
         )

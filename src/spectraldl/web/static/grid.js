@@ -11,7 +11,7 @@
 "use strict";
 
 (function (global) {
-  const { api, fmt, lineMarkers, notSaved } = global.SDL;
+  const { api, fmt, lineMarkers, notSaved, notUndone, takeUndos, sessionEnded } = global.SDL;
   const SVG = "http://www.w3.org/2000/svg";
   const W = 200, H = 64;
   const body = document.body.dataset;
@@ -223,23 +223,49 @@
     }
   }
 
+  /* Undo the last page. An undo the ended session refuses is kept and counted (`notUndone`)
+   * and offered again after the login; a page the ended session did not store needs none. */
   async function undo() {
+    if (sessionEnded()) { say("Your session ended: key not taken; going to the login page."); return; }
     const entry = state.pages.pop();
     if (!entry) { say("No page to undo in this session."); return; }
+    let decisionIds;
     try {
-      const made = await entry.promise;
-      const decisionIds = made.flatMap((result) => result.decision_ids);
+      decisionIds = (await entry.promise).flatMap((result) => result.decision_ids);
+    } catch (err) {
+      if (err.status === 401) notSaved(-entry.ids.length);
+      say("Undone: that page of " + entry.ids.length + " had not been saved (" + err.message + ").");
+      return;
+    }
+    try {
       const undone = state.saving.catch(() => {}).then(() => api("/api/vet/bulk/undo", {
         method: "POST", json: { decision_ids: decisionIds },
       }));
       state.saving = undone;
       await undone;
-      state.verdicts -= entry.ids.length;
-      await load();
-      say("");
     } catch (err) {
-      say("Undo failed: " + err.message);
+      if (err.status === 401) notUndone({ decision_ids: decisionIds, ids: entry.ids, text: pageText(entry.ids) });
+      say(err.status === 401 ? "Your session ended: the undo of " + pageText(entry.ids) +
+        " was not done; going to the login page." : "Undo failed: " + err.message);
+      return;
     }
+    if (!entry.restored) state.verdicts -= entry.ids.length;
+    say("");
+    await load().catch((err) => say("Undone; could not load the grid: " + err.message));
+  }
+
+  function pageText(ids) { return "a page of " + ids.length + " verdict" + (ids.length > 1 ? "s" : ""); }
+
+  /* After a login: the page undos the ended session refused, offered again with `u`. */
+  function restoreUndos() {
+    const undos = takeUndos();
+    for (const undo of undos) {
+      const made = Promise.resolve([{ decision_ids: undo.decision_ids }]);
+      state.pages.push({ ids: undo.ids, promise: made, restored: true });
+    }
+    if (!undos.length) return;
+    say((undos.length > 1 ? "Your undos of " + undos.length + " pages were" : "Your undo of " + undos[0].text + " was") +
+      " not done: your session had ended. Press u to undo " + (undos.length > 1 ? "each" : "it") + " now.");
   }
 
   async function load() {
@@ -275,5 +301,6 @@
   }
 
   document.addEventListener("keydown", onKey);
+  restoreUndos();
   load().catch((err) => say("Could not load the grid: " + err.message));
 })(window);

@@ -15,23 +15,77 @@
     constructor(status, detail) { super(detail); this.status = status; }
   }
 
+  /* What a page keeps for its user across a login: unsaved note drafts, undos the ended
+   * session refused, the item to come back to. In sessionStorage (this tab only: it survives
+   * a reload and the login page, not the tab), under keys that carry the user's name, so
+   * that nothing one user kept is ever shown to another on a shared browser. */
+  const kept = {
+    user() { const who = document.querySelector(".who"); return who ? who.textContent : ""; },
+    key(name) { return "sdl-kept:" + JSON.stringify([this.user(), name]); },
+    get(name) {
+      try { return JSON.parse(global.sessionStorage.getItem(this.key(name)) || "null"); } catch (err) { return null; }
+    },
+    set(name, value) {
+      try { global.sessionStorage.setItem(this.key(name), JSON.stringify(value)); } catch (err) { /* storage off or full */ }
+    },
+    remove(name) {
+      try { global.sessionStorage.removeItem(this.key(name)); } catch (err) { /* storage off */ }
+    },
+    /* How many kept things of this user have a name starting with `prefix`. */
+    count(prefix) {
+      let n = 0;
+      try {
+        for (let i = 0; i < global.sessionStorage.length; i++) {
+          const key = global.sessionStorage.key(i);
+          if (!key.startsWith("sdl-kept:")) continue;
+          const name = JSON.parse(key.slice("sdl-kept:".length));
+          if (name[0] === this.user() && String(name[1]).startsWith(prefix)) n += 1;
+        }
+      } catch (err) { /* storage off */ }
+      return n;
+    },
+  };
+
   /* The login session: once the server answers 401 (logged out, expired, password changed)
    * no more writes are sent; the page goes to the login page when the writes in flight have
-   * settled, with the number of decisions that were not saved (`notSaved`), so that the
-   * login page can say so instead of the decisions vanishing with the page. */
-  const login = { ended: false, writes: 0, unsaved: 0, leaving: false };
+   * settled, with the number of decisions that were not saved (`notSaved`), of undos that
+   * were not done (`notUndone`: kept, and offered again after the login) and of note drafts
+   * kept, so that the login page can say so instead of them vanishing with the page. */
+  const login = { ended: false, writes: 0, unsaved: 0, undone: 0, leaving: false, hooks: [] };
 
   function sessionEnded() { return login.ended; }
 
   function notSaved(count) { login.unsaved += count; }
+
+  /* An undo the server refused because the session ended: kept for this page (`undo` holds
+   * {decision_ids, id, text}), to be offered again once its user has logged in. */
+  function notUndone(undo) {
+    login.undone += 1;
+    const name = "undo:" + global.location.pathname;
+    kept.set(name, (kept.get(name) || []).concat([undo]));
+  }
+
+  /* The undos a page kept when its session ended (oldest first), taken out of storage. */
+  function takeUndos() {
+    const name = "undo:" + global.location.pathname;
+    const undos = kept.get(name) || [];
+    kept.remove(name);
+    return undos;
+  }
+
+  /* Run `hook()` just before the page goes to the login page (notes mark their draft). */
+  function beforeLogin(hook) { login.hooks.push(hook); }
 
   function leaveWhenSettled() {
     /* A timeout runs after every promise handler: the failed writes' handlers have counted. */
     global.setTimeout(() => {
       if (login.leaving || login.writes > 0) return;
       login.leaving = true;
+      for (const hook of login.hooks) hook();
       const next = encodeURIComponent(global.location.pathname + global.location.search);
-      global.location.assign("/login?next=" + next + "&ended=1&unsaved=" + login.unsaved);
+      const drafts = kept.count("note:");
+      global.location.assign("/login?next=" + next + "&ended=1&unsaved=" + login.unsaved +
+        (login.undone ? "&undone=" + login.undone : "") + (drafts ? "&drafts=" + drafts : ""));
     }, 0);
   }
 
@@ -265,8 +319,29 @@
       for (const id of this.queue.slice(0, PREFETCH)) this.load(id);
     }
 
+    /* After a login: the item to come back to (`resumeAt`, set when the session ended under
+     * a note being written), and the undos the ended session refused, offered again. */
+    resumed(firstId) {
+      const resume = kept.get("resume:" + global.location.pathname);
+      kept.remove("resume:" + global.location.pathname);
+      const undos = takeUndos();
+      for (const undo of undos) {
+        const made = Promise.resolve({ decision_id: undo.decision_ids[0] });
+        this.undoStack.push({ id: undo.id, promise: made, li: null, text: undo.text, restored: true });
+      }
+      if (undos.length) {
+        const what = undos.map((u) => u.text).join(", ");
+        this.say((undos.length > 1 ? "Your undos of " + what + " were" : "Your undo of " + what + " was") +
+          " not done: your session had ended. Press z to undo " + (undos.length > 1 ? "each" : "it") + " now.");
+      }
+      return firstId || (resume && resume.id) || null;
+    }
+
+    resumeAt(id) { kept.set("resume:" + global.location.pathname, { id }); }
+
     async start(firstId) {
       try {
+        firstId = this.resumed(firstId);
         if (firstId) { this.history.push(firstId); this.seen.add(firstId); this.pos = 0; }
         await this.refill();
         if (this.pos < 0) await this.forward();
@@ -371,7 +446,7 @@
       performance.mark("sdl-key");
       const promise = this.write(() => this.cfg.submit(payload, choice));
       const li = this.addRecent(payload, choice, promise);
-      const entry = { id: payload.id, promise, li };
+      const entry = { id: payload.id, promise, li, text: li.textContent };
       this.undoStack.push(entry);
       this.cfg.setMine(payload, choice);
       this.done += 1;
@@ -388,14 +463,37 @@
       this.forward();
     }
 
+    /* Undo the latest decision of this page. One the ended session refuses is kept and
+     * counted (`notUndone`), and offered again after the login; the undo of a decision that
+     * the ended session did not store is done already (nothing stored, nothing to make again). */
     async undo() {
+      if (sessionEnded()) { this.say("Your session ended: key not taken; going to the login page."); return; }
       const entry = this.undoStack.pop();
       if (!entry) { this.say("Nothing to undo in this session."); return; }
+      let made;
       try {
-        const made = await entry.promise;
+        made = await entry.promise;
+      } catch (err) {
+        if (err.status === 401) notSaved(-1);
+        this.say("Undone: " + entry.text + " had not been saved (" + err.message + ").");
+        return;
+      }
+      try {
         const result = await this.write(() => this.cfg.undo(made.decision_id));
-        entry.li.classList.add("undone");
-        this.done -= 1;
+        await this.undone(entry, result);
+      } catch (err) {
+        if (err.status === 401) notUndone({ decision_ids: [made.decision_id], id: entry.id, text: entry.text });
+        this.say(err.status === 401
+          ? "Your session ended: the undo of " + entry.text + " was not done; going to the login page."
+          : "Undo failed: " + err.message);
+      }
+    }
+
+    /* Show the item of an undone decision again, with the choice the undo restored. */
+    async undone(entry, result) {
+      try {
+        if (entry.li) entry.li.classList.add("undone");
+        if (!entry.restored) this.done -= 1;
         const payload = await this.load(entry.id);
         this.cfg.setMine(payload, result.label === undefined ? result.verdict : result.label);
         const at = this.history.lastIndexOf(entry.id);
@@ -405,7 +503,7 @@
         this.say("");
         this.updateStatus();
       } catch (err) {
-        this.say("Undo failed: " + err.message);
+        this.say("Undone, but it cannot be shown: " + err.message);
       }
     }
 
@@ -473,5 +571,5 @@
     ];
   }
 
-  global.SDL = { api, ApiError, sessionEnded, notSaved, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts, lineMarkers };
+  global.SDL = { api, ApiError, sessionEnded, notSaved, notUndone, takeUndos, beforeLogin, kept, SpectrumViewer, Stepper, setFacts, fmt, measurementFacts, lineMarkers };
 })(window);
