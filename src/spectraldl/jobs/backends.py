@@ -407,25 +407,24 @@ def _joined(scheduler: str) -> Iterator[Any]:
 
     Raises `ConnectionError` saying what to do when the scheduler cannot be
     reached, has no workers, or has workers that cannot run this spectraldl.
-    The client's own log of a lost scheduler (a traceback page) is silenced:
-    the run ends with one line saying so instead.
+    Dask's logs here are silenced until the client is closed (`_quiet_dask_logs`): a lost
+    scheduler printed a traceback page ("Batched Comm Closed") before the run's one line.
     """
     from distributed import Client
 
     _probe(scheduler)
-    log = logging.getLogger("distributed.client")
-    level = log.level
-    try:
-        client = Client(scheduler, timeout="20s")
-    except OSError as exc:
-        raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    log.setLevel(logging.CRITICAL)
-    try:
-        _check_workers(client, scheduler)
-        yield client
-    finally:
-        client.close()
-        log.setLevel(level)
+    with _quiet_dask_logs():
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise ConnectionError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
+            ) from None
+        try:
+            _check_workers(client, scheduler)
+            yield client
+        finally:
+            client.close()
 
 
 INSTALL = "install on every worker the spectraldl this machine runs"
