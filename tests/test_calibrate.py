@@ -239,6 +239,23 @@ def test_bad_pairs_csv_names_the_file_and_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_a_pair_listed_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """A repeated pair counted twice: its weight doubled, and the bootstrap of one pair given
+    twice reported an uncertainty of 0.0. The same names in other folders are the same pair."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "# ondrejov,lamost\nre040028.fits,a.fits\nx.fits,b.fits\nold/re040028.fit,a.fits.gz\n"
+    )
+    result = CliRunner().invoke(main, ["calibrate-blur", "--pairs", str(pairs), str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {pairs}, line 4: the pair old/re040028.fit, a.fits.gz is also on line 2; list "
+        "each pair once (a pair twice counts twice)"
+    )
+    pairs.write_text("re040028.fits,a.fits\nre040028.fits,b.fits\n")
+    assert len(read_pairs_csv(pairs)) == 2
+
+
 def test_a_pairs_csv_in_another_encoding_or_separator_says_so(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("étoile.fits,spec.fits\n".encode("latin-1"))

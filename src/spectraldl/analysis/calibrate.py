@@ -159,11 +159,12 @@ def read_pairs_csv(path: str | Path) -> list[tuple[str, str]]:
     Raises
     ------
     CalibrationError
-        When the file cannot be read, has no pairs, or a row lacks two columns
-        (naming the file and line).
+        When the file cannot be read, has no pairs, a row lacks two columns or
+        repeats a pair (naming the file and line).
     """
     path = Path(path)
     rows: list[tuple[str, str]] = []
+    lines: dict[tuple[str, str], int] = {}
     try:
         text = decode_utf8(path.read_bytes(), path)
     except OSError as exc:
@@ -181,6 +182,13 @@ def read_pairs_csv(path: str | Path) -> list[tuple[str, str]]:
                     f"{path}, line {reader.line_num}: expected two columns (Ondřejov file, "
                     f"LAMOST file), got {row}" + delimiter_hint(row)
                 )
+            key = (file_stem(Path(cells[0]).name), file_stem(Path(cells[1]).name))
+            if key in lines:
+                raise CalibrationError(
+                    f"{path}, line {reader.line_num}: the pair {cells[0]}, {cells[1]} is also on "
+                    f"line {lines[key]}; list each pair once (a pair twice counts twice)"
+                )
+            lines[key] = reader.line_num
             rows.append((cells[0], cells[1]))
     except csv.Error as exc:
         raise CalibrationError(
