@@ -341,6 +341,25 @@ def test_simulate_command_asks_for_plate_systematics(tmp_path: Path) -> None:
     assert code == 2 and "needs --plate-systematics" in output
 
 
+def test_a_layout_option_of_the_other_archive_is_a_usage_error(tmp_path: Path) -> None:
+    """``--archive ondrejov --release dr8`` wrote Ondřejov files and ignored --release unsaid;
+    an option the archive has (its default given aloud too) is taken."""
+    cases = {
+        ("ondrejov", "--release", "dr8"): "--release is for --archive lamost; ondrejov has --form",
+        ("lamost", "--form", "raw"): "--form is for --archive ondrejov; lamost has --release",
+    }
+    for (archive, option, value), message in cases.items():
+        out = tmp_path / archive
+        args = ["simulate", "--archive", archive, "-n", "2", "-o", str(out), "-j", "1"]
+        result = CliRunner().invoke(main, [*args, option, value])
+        assert result.exit_code == 2 and f"Error: {message}" in result.output
+        assert not out.exists()
+    args = ["simulate", "--archive", "ondrejov", "-n", "2", "-o", str(tmp_path / "o"), "-j", "1"]
+    assert CliRunner().invoke(main, [*args, "--form", "ssap"]).exit_code == 0
+    zero = CliRunner().invoke(main, [*args[:3], "-n", "0", "-o", str(tmp_path / "z")])
+    assert zero.exit_code == 0 and f"in {tmp_path / 'z'}: no spectra; 0 junk" in zero.output
+
+
 def test_simulate_command_names_the_archives_it_knows(tmp_path: Path) -> None:
     """An unknown ``--archive`` (checked after parsing, once the workers' server has started)
     is the usage error click gives for a choice, and writes nothing."""

@@ -180,6 +180,7 @@ def simulate_command(
         )
     if fibres_per_plate and not plate_systematics:
         raise click.UsageError("--fibres-per-plate needs --plate-systematics")
+    _refuse_other_archives_layout(archive)
 
     try:
         with progress_bar("simulate") as update:
@@ -203,6 +204,24 @@ def simulate_command(
     except OSError as exc:  # a full disk, a read-only folder: the path, not only the errno
         raise click.ClickException(describe_os_error(exc, where=exc.filename or out)) from None
     click.echo(summary.line())
+
+
+def _refuse_other_archives_layout(archive: str) -> None:
+    """A usage error for ``--release`` or ``--form`` given for an archive whose layouts the
+    other one picks (``--archive ondrejov --release dr8`` was silently ignored)."""
+    from click.core import ParameterSource
+
+    from spectraldl.simulate.registry import simulated_archive, simulated_archives
+
+    ctx = click.get_current_context()
+    own = simulated_archive(archive).layout_option
+    for option in ("release", "form"):
+        given = ctx.get_parameter_source(option) is ParameterSource.COMMANDLINE
+        if given and option != own:
+            users = " or ".join(
+                a.name for a in simulated_archives().values() if a.layout_option == option
+            )
+            raise click.UsageError(f"--{option} is for --archive {users}; {archive} has --{own}")
 
 
 def _population(

@@ -121,7 +121,7 @@ class ArchiveSummary:
     def line(self) -> str:
         """One line for people."""
         rate = self.files / self.seconds if self.seconds > 0 else float("inf")
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.classes.items()))
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.classes.items())) or "no spectra"
         listed = self.truth_rows if self.truth_rows is not None else self.files
         in_all = f" ({listed} files in all)" if listed != self.files else ""
         return (
