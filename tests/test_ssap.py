@@ -10,6 +10,7 @@ and serves those FITS files byte for byte.
 
 from __future__ import annotations
 
+import gzip
 import io
 import math
 import resource
@@ -103,6 +104,8 @@ class SsapService:
     cut: dict[str, bool] = field(default_factory=dict)
     """Files sent cut to a third, the connection then closed: name -> whether the answer
     still announces the whole length (Content-Length) or none."""
+    gzipped: set[str] = field(default_factory=set)
+    """Files sent gzipped (as some services serve them)."""
     error_status: str = ""
     delay_s: float = 0.0
     """Seconds the server waits before answering a query (a slow or stuck service)."""
@@ -230,11 +233,15 @@ def _handler(service: SsapService) -> type[BaseHTTPRequestHandler]:
                     self._send(200, b"<html>maintenance</html>", "text/html")
                 elif name in service.cut:
                     data = path.read_bytes()
+                    if name in service.gzipped:
+                        data = gzip.compress(data)
                     self.send_response(200)
                     if service.cut[name]:
                         self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data[: len(data) // 3])
+                elif name in service.gzipped:
+                    self._send(200, gzip.compress(path.read_bytes()), "application/gzip")
                 else:
                     self._send(200, path.read_bytes(), "application/fits")
             else:
@@ -350,6 +357,49 @@ def test_a_download_cut_short_is_not_kept_and_a_rerun_fetches_it_whole(
     second = import_ssap(db, url, download_dir=download_dir)
     assert second.added == second.downloaded == 1 and not second.errors
     assert stored(db)[entry.pubdid].object == entry.target
+
+
+def test_a_gzipped_download_cut_short_without_its_length_is_not_kept(
+    service: SsapService, db: Database, tmp_path: Path
+) -> None:
+    """A gzipped file cut short with no Content-Length was kept (only plain FITS had a check
+    of its own); its gzip stream ending early now fails it, and a rerun fetches it whole."""
+    url, download_dir = f"{service.url}/ssap", tmp_path / "dl"
+    entry = service.entries[0]
+    service.gzipped.add(entry.name)
+    service.cut[entry.name] = False
+    first = import_ssap(db, url, download_dir=download_dir)
+    assert [e.path for e in first.errors] == [f"{service.url}/data/{entry.name}"]
+    assert "the gzip stream ends early" in first.errors[0].reason
+    assert not any(p.name.startswith(Path(entry.name).stem) for p in download_dir.iterdir())
+    service.cut.clear()
+    second = import_ssap(db, url, download_dir=download_dir)
+    assert second.added == second.downloaded == 1 and not second.errors
+    assert stored(db)[entry.pubdid].object == entry.target
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_file_kept_cut_short_by_an_older_run_is_downloaded_again(
+    service: SsapService, tmp_path: Path, gzipped: bool
+) -> None:
+    """Downloads cut short were kept before the check existed, and every rerun reused them
+    and failed ("truncated"): such a file is now fetched again, a whole one still reused."""
+    url, download_dir = f"{service.url}/ssap", tmp_path / "dl"
+    if gzipped:
+        service.gzipped.update(e.name for e in service.entries)
+    first = open_database(f"sqlite:///{tmp_path / 'first.db'}")
+    import_ssap(first, url, download_dir=download_dir)
+    first.dispose()
+    kept = sorted(download_dir.iterdir())
+    short = kept[0]
+    short.write_bytes(short.read_bytes()[: short.stat().st_size // 3])
+    database = open_database(f"sqlite:///{tmp_path / 'second.db'}")
+    again = import_ssap(database, url, download_dir=download_dir)
+    database.dispose()
+    assert not again.errors and again.added == len(service.entries)
+    assert again.downloaded == 1 and again.reused == len(service.entries) - 1
+    assert sorted(download_dir.iterdir()) == kept
+    assert sorted(service.downloads.values()) == [1] * (len(kept) - 1) + [2]
 
 
 @pytest.mark.parametrize("first_fails", [False, True])

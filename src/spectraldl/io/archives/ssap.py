@@ -26,6 +26,7 @@ import re
 import shutil
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -259,7 +260,7 @@ def download_spectrum(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / record.file_name()
-    if path.exists():
+    if path.exists() and not _kept_cut_short(path):
         return path, False
     if urllib.parse.urlsplit(record.url).scheme not in ("http", "https"):
         raise SsapError(f"{record.url}: only http and https downloads are supported")
@@ -292,7 +293,7 @@ def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> 
         raise SsapError(f"{url}: download failed ({exc})") from None
     handle.seek(0)
     head = handle.read(len(FITS_MAGIC))
-    problem = _incomplete(os.fstat(handle.fileno()).st_size, announced, head)
+    problem = _incomplete(handle, announced)
     if head != FITS_MAGIC and head[:2] != b"\x1f\x8b":
         kind = "a VOTable or HTML page" if head.lstrip().startswith(b"<") else "not FITS"
         problem = (
@@ -303,17 +304,51 @@ def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> 
         raise SsapError(f"{url}: {problem}")
 
 
-def _incomplete(size: int, announced: str, head: bytes) -> str:
-    """Why a download of ``size`` bytes is cut short, or ''.
+def _incomplete(handle: BinaryIO, announced: str) -> str:
+    """Why the download in ``handle`` is cut short, or ''.
 
     urllib returns what arrived when the server closes early, even short of its
-    Content-Length; a plain FITS file is whole 2880-byte blocks.
+    Content-Length; without one, `_cut_short` tells by the file's own structure.
     """
+    size = os.fstat(handle.fileno()).st_size
     if announced.isdigit() and size != int(announced):
         return f"download incomplete: {size} of the {announced} bytes announced arrived"
+    return _cut_short(handle, size)
+
+
+def _cut_short(handle: BinaryIO, size: int) -> str:
+    """Why the open file of ``size`` bytes ends early, or '': a plain FITS file is whole
+    2880-byte blocks, a gzipped one ends its gzip stream (read through, 1 ms for 100 kB)."""
+    handle.seek(0)
+    head = handle.read(len(FITS_MAGIC))
     if head == FITS_MAGIC and size % 2880:
         return f"download cut short: {size} bytes, not a whole number of 2880-byte FITS blocks"
+    if head[:2] == b"\x1f\x8b":
+        handle.seek(0)
+        stream = zlib.decompressobj(wbits=31)
+        try:
+            while not stream.eof and (block := handle.read(1 << 16)):
+                while block and not stream.eof:  # at most 1 MB out at a time
+                    stream.decompress(block, 1 << 20)
+                    block = stream.unconsumed_tail
+        except zlib.error as exc:
+            return f"download damaged: not a whole gzip stream ({exc})"
+        if not stream.eof:
+            return f"download cut short: {size} bytes, the gzip stream ends early"
     return ""
+
+
+def _kept_cut_short(path: Path) -> bool:
+    """Whether the file ``path``, kept from an earlier run, ends early (as a download cut
+    short was kept before the check existed): it is removed, to be downloaded again."""
+    try:
+        with path.open("rb") as handle:
+            if not _cut_short(handle, os.fstat(handle.fileno()).st_size):
+                return False
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    return True
 
 
 def _is_same(part: Path, fd: int) -> bool:
