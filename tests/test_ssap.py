@@ -35,7 +35,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from spectraldl.cli import main
-from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives import FitsFile, read_spectrum, ssap
+from spectraldl.io.archives.fitsfile import data_unit_bytes
 from spectraldl.io.archives.ssap import SsapError, download_spectrum, query_ssap
 from spectraldl.io.bundled import real_dir
 from spectraldl.prep.preprocess import preprocess
@@ -91,6 +92,14 @@ def _separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
+def _unpadded(path: Path) -> bytes:
+    """The FITS file ``path`` (primary header and one extension) without its last padding."""
+    extension, start = FitsFile.open(path).extension(1)
+    data = path.read_bytes()[: start + data_unit_bytes(extension)]
+    assert len(data) % 2880
+    return data
+
+
 @dataclass
 class SsapService:
     """State of the loopback SSAP server: what it offers, what it was asked, what fails."""
@@ -106,6 +115,9 @@ class SsapService:
     still announces the whole length (Content-Length) or none."""
     gzipped: set[str] = field(default_factory=set)
     """Files sent gzipped (as some services serve them)."""
+    unpadded: set[str] = field(default_factory=set)
+    """Files sent whole but without the zeros padding their last 2880-byte block (as some
+    writers leave them; readers accept them)."""
     error_status: str = ""
     delay_s: float = 0.0
     """Seconds the server waits before answering a query (a slow or stuck service)."""
@@ -242,6 +254,8 @@ def _handler(service: SsapService) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(data[: len(data) // 3])
                 elif name in service.gzipped:
                     self._send(200, gzip.compress(path.read_bytes()), "application/gzip")
+                elif name in service.unpadded:
+                    self._send(200, _unpadded(path), "application/fits")
                 else:
                     self._send(200, path.read_bytes(), "application/fits")
             else:
@@ -341,15 +355,15 @@ def test_download_is_atomic_and_refuses_what_is_not_fits(
 def test_a_download_cut_short_is_not_kept_and_a_rerun_fetches_it_whole(
     service: SsapService, db: Database, tmp_path: Path, announced: bool
 ) -> None:
-    """A connection closed early (its Content-Length unmet, or with none, a FITS file not a
-    whole number of 2880-byte blocks) fails that spectrum and keeps nothing: a rerun downloads
+    """A connection closed early (its Content-Length unmet, or with none, a FITS file ending
+    inside an HDU) fails that spectrum and keeps nothing: a rerun downloads
     it again (it used to be kept as complete and reused, failing every rerun)."""
     url, download_dir = f"{service.url}/ssap", tmp_path / "dl"
     entry = service.entries[0]
     service.cut[entry.name] = announced
     first = import_ssap(db, url, download_dir=download_dir)
     assert [e.path for e in first.errors] == [f"{service.url}/data/{entry.name}"]
-    reason = "incomplete" if announced else "not a whole number of 2880-byte FITS blocks"
+    reason = "incomplete" if announced else "cut short: 13440 bytes, the file ends inside HDU 1"
     assert reason in first.errors[0].reason
     assert first.added == len(service.entries) - 1
     assert not any(p.name.startswith(Path(entry.name).stem) for p in download_dir.iterdir())
@@ -400,6 +414,40 @@ def test_a_file_kept_cut_short_by_an_older_run_is_downloaded_again(
     assert again.downloaded == 1 and again.reused == len(service.entries) - 1
     assert sorted(download_dir.iterdir()) == kept
     assert sorted(service.downloads.values()) == [1] * (len(kept) - 1) + [2]
+
+
+def test_a_whole_file_short_of_its_last_blocks_padding_is_kept_and_reused(
+    service: SsapService, db: Database, tmp_path: Path
+) -> None:
+    """A FITS file whose last 2880-byte block lacks its zero padding is whole (the reader
+    takes it): it was refused as 'download cut short' though its Content-Length was met, and
+    such a file kept from an earlier run was deleted and downloaded again on every rerun."""
+    url, download_dir = f"{service.url}/ssap", tmp_path / "dl"
+    entry = service.entries[0]
+    service.unpadded.add(entry.name)
+    first = import_ssap(db, url, download_dir=download_dir)
+    assert not first.errors and first.added == len(service.entries)
+    (kept,) = download_dir.glob(Path(entry.name).stem + "-*.fits")
+    assert kept.read_bytes() == _unpadded(SSAP_DIR / entry.name)
+    database = open_database(f"sqlite:///{tmp_path / 'second.db'}")
+    again = import_ssap(database, url, download_dir=download_dir)
+    database.dispose()
+    assert not again.errors and again.reused == len(service.entries)
+    assert service.downloads[entry.name] == 1
+
+
+def test_a_file_cut_short_at_a_block_boundary_is_not_kept(tmp_path: Path) -> None:
+    """Without a Content-Length, a plain FITS file cut inside a data unit is cut short
+    even when the cut falls on a 2880-byte block boundary."""
+    whole = next(SSAP_DIR.glob("*.fits")).read_bytes()
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(whole[: 2880 * (len(whole) // 2880 - 2)])
+    with cut.open("rb") as handle:
+        assert "ends inside HDU 1's data unit" in ssap._incomplete(handle, "")
+    whole_file = tmp_path / "whole.fits"
+    whole_file.write_bytes(_unpadded(next(SSAP_DIR.glob("*.fits"))))
+    with whole_file.open("rb") as handle:
+        assert ssap._incomplete(handle, "") == ""
 
 
 @pytest.mark.parametrize("first_fails", [False, True])

@@ -711,6 +711,19 @@ class FitsFile:
                     f"the file ends inside HDU {index}'s header (no END card follows)"
                 ) from None
 
+    def ends_inside_an_hdu(self) -> str:
+        """Where the file ends inside an HDU (its header or its data unit), or '' when every
+        HDU is whole: a last data unit short of only its block's zero padding is whole (some
+        writers leave it so, and readers take it)."""
+        try:
+            for _ in self._chain():
+                pass
+        except _Truncated as exc:
+            return str(exc)
+        except ValueError:
+            pass
+        return ""
+
     def extension_header(self, index: int) -> Header | None:
         """Parse the header of extension ``index`` (1-based) without astropy, or None.
 

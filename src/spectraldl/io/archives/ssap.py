@@ -35,6 +35,7 @@ import numpy as np
 
 from spectraldl.core.errors import is_output_error
 from spectraldl.core.jsonsafe import json_safe
+from spectraldl.io.archives.fitsfile import FitsFile, parse_header
 
 FITS_MAGIC = b"SIMPLE  ="
 
@@ -311,18 +312,23 @@ def _incomplete(handle: BinaryIO, announced: str) -> str:
     Content-Length; without one, `_cut_short` tells by the file's own structure.
     """
     size = os.fstat(handle.fileno()).st_size
-    if announced.isdigit() and size != int(announced):
-        return f"download incomplete: {size} of the {announced} bytes announced arrived"
+    if announced.isdigit():
+        if size != int(announced):
+            return f"download incomplete: {size} of the {announced} bytes announced arrived"
+        return ""  # all the server has: the reader judges the file itself
     return _cut_short(handle, size)
 
 
 def _cut_short(handle: BinaryIO, size: int) -> str:
-    """Why the open file of ``size`` bytes ends early, or '': a plain FITS file is whole
-    2880-byte blocks, a gzipped one ends its gzip stream (read through, 1 ms for 100 kB)."""
+    """Why the open file of ``size`` bytes ends early, or '': a plain FITS file ends inside
+    an HDU (its header or data unit; a last block short of only its zero padding is whole, as
+    readers take it), a gzipped one before its gzip stream ends (read through, 1 ms for 100 kB)."""
     handle.seek(0)
     head = handle.read(len(FITS_MAGIC))
-    if head == FITS_MAGIC and size % 2880:
-        return f"download cut short: {size} bytes, not a whole number of 2880-byte FITS blocks"
+    if head == FITS_MAGIC:
+        handle.seek(0)
+        where = _ends_inside_an_hdu(handle.read())
+        return f"download cut short: {size} bytes, {where}" if where else ""
     if head[:2] == b"\x1f\x8b":
         handle.seek(0)
         stream = zlib.decompressobj(wbits=31)
@@ -336,6 +342,16 @@ def _cut_short(handle: BinaryIO, size: int) -> str:
         if not stream.eof:
             return f"download cut short: {size} bytes, the gzip stream ends early"
     return ""
+
+
+def _ends_inside_an_hdu(data: bytes) -> str:
+    """Where the plain FITS bytes ``data`` end inside an HDU, or ''
+    (`FitsFile.ends_inside_an_hdu`)."""
+    try:
+        header, data_start = parse_header(data)
+    except ValueError:
+        return "the file ends inside its primary header (no END card)"
+    return FitsFile(Path(), data, header, data_start).ends_inside_an_hdu()
 
 
 def _kept_cut_short(path: Path) -> bool:
