@@ -618,8 +618,8 @@ def test_a_full_disk_stops_the_import_with_one_line_and_a_rerun_finishes_it(
     )
     assert full.returncode == 1, full.stderr
     assert full.stderr.splitlines()[-1] == (
-        f"Error: {downloads}: no space left on the device; the finished chunks are kept: free "
-        "some space and run the same command to resume"
+        f"Error: {downloads}: no space left on the device; the spectra stored so far are kept: "
+        "free some space and run the same command to resume"
     )
     assert list(downloads.iterdir()) == []
     again = subprocess.run([sys.executable, *args], capture_output=True, text=True)

@@ -515,6 +515,7 @@ def ssap_import_command(
     except OSError as exc:
         if not is_output_error(exc):
             raise
-        raise click.ClickException(describe_os_error(exc, download_dir)) from None
+        kept = "the spectra stored so far are kept"
+        raise click.ClickException(describe_os_error(exc, download_dir, kept=kept)) from None
     _print_errors(summary.errors)
     click.echo(summary.line())

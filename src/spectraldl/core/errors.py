@@ -113,13 +113,16 @@ def is_output_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and _errno_of(exc) in _NO_SPACE + _NOT_WRITABLE
 
 
-def describe_os_error(exc: OSError, where: str | Path | None = None) -> str:
-    """One line for people about a failed write: what happened where, and what to do."""
+def describe_os_error(
+    exc: OSError, where: str | Path | None = None, *, kept: str = "the finished chunks are kept"
+) -> str:
+    """One line for people about a failed write: what happened where, what of the run is
+    ``kept`` (a job's chunks by default), and what to do."""
     place = where or exc.filename or "the output"
     code = _errno_of(exc)
     if code in _NO_SPACE:
         return (
-            f"{place}: no space left on the device; the finished chunks are kept: free some "
+            f"{place}: no space left on the device; {kept}: free some "
             "space and run the same command to resume"
         )
     if code in _NOT_WRITABLE:
