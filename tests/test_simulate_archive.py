@@ -485,6 +485,8 @@ def test_a_start_beyond_the_last_spectrum_an_archive_names_is_one_line(
     assert f"spectra {last} to {last + 1} asked" in result.output
     assert f"names spectra 0 to {last} only" in result.output
     assert "Traceback" not in result.output and not out.exists()
+    beyond = CliRunner().invoke(main, [*args[:4], "0", *args[5:], "--start", str(last + 1)])
+    assert beyond.exit_code == 1 and f"spectrum {last + 1} asked" in beyond.output, beyond.output
     result = CliRunner().invoke(main, [*args, "--start", str(2 * last)])
     assert result.exit_code == 1 and "only (its dates and ids end there)" in result.output
     assert not out.exists()

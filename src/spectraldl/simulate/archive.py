@@ -138,9 +138,10 @@ def _check(archive: str, release: str, form: str, *, start: int, n: int) -> str:
     `SimulatedArchive.last_index` (its dates and ids end there), before anything is written.
     """
     survey = simulated_archive(archive)
-    if start < 0 or start + n - 1 > survey.last_index:
+    if start < 0 or start + max(n, 1) - 1 > survey.last_index:
+        asked = f"spectra {start} to {start + n - 1}" if n > 1 else f"spectrum {start}"
         raise ValueError(
-            f"spectra {start} to {start + n - 1} asked: the {archive} simulation names spectra "
+            f"{asked} asked: the {archive} simulation names spectra "
             f"0 to {survey.last_index} only (its dates and ids end there); "
             "give a smaller start (--start) or -n"
         )
