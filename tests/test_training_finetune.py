@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from training_helpers import profile_rows, write_dataset
 
 from spectraldl.cli import main
+from spectraldl.io.archives.ondrejov import PUBLISHER_ID_PREFIX
 from spectraldl.ml.training import TrainConfig, TrainingError, holdout_split, load_model, train
 from spectraldl.prep.preprocess import PreprocessConfig
 
@@ -99,6 +100,39 @@ def test_new_rows_are_split_by_id_and_some_always_stay_out(
     assert mine["test"] == theirs["test"]
     assert not (mine["train"] | mine["val"]) & (theirs["test"] | theirs["real"])
     assert theirs["real"] <= mine["real"]  # the parent's real rows stay evaluation rows
+
+
+def _twins_parted(model_dir: Path, prefix: str) -> list[str]:
+    """Ids of ``split.csv`` whose other form (``PUBLISHER_ID_PREFIX`` + id) has another role."""
+    with (model_dir / "split.csv").open(newline="") as handle:
+        role = {row["id"]: row["role"] for row in csv.DictReader(handle)}
+    twins = [i for i in role if i.startswith(prefix) and PUBLISHER_ID_PREFIX + i in role]
+    assert twins  # the test means something only with both forms in the split
+    return [i for i in twins if role[i] != role[PUBLISHER_ID_PREFIX + i]]
+
+
+def test_the_two_forms_of_an_ondrejov_exposure_stay_on_one_side_of_every_split(
+    parent: Path, tmp_path: Path
+) -> None:
+    """An SSAP spectrum (``ivo://.../ccd700/X``) and its raw file (``X``) are one exposure:
+    parted by a split, the held-out one was scored on a spectrum the model had fitted."""
+    counts = {"emission": 30, "absorption": 30, "double-peak": 20}
+    forms = [
+        profile_rows(counts, seed=21, origin="real", prefix=f"{PUBLISHER_ID_PREFIX}obs"),
+        profile_rows(counts, seed=21, origin="real", prefix="obs"),
+    ]
+    data = write_dataset(tmp_path / "both-forms.h5", *forms)
+    scratch = TrainConfig(**{**FAST, "epochs": 1}, real_rows="fit")
+    train([data], tmp_path / "scratch", config=scratch)
+    assert _twins_parted(tmp_path / "scratch", "obs-") == []
+    forms = [
+        profile_rows(NEW, seed=22, origin="real", prefix=f"{PUBLISHER_ID_PREFIX}tw"),
+        profile_rows(NEW, seed=22, origin="real", prefix="tw"),
+    ]
+    new = write_dataset(tmp_path / "new-both-forms.h5", *forms)
+    tuned = TrainConfig(**{**FAST, "epochs": 1}, real_holdout=0.5)
+    train([new], tmp_path / "tuned", config=tuned, init=parent)
+    assert _twins_parted(tmp_path / "tuned", "tw-") == []
 
 
 def test_fine_tuning_starts_from_the_parent_weights(

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spectraldl.io.archives.ondrejov import observation_key
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = Path("src/spectraldl/data/benchmarks")
 PAGES = ("README.md", "docs/*.md")
@@ -173,6 +175,13 @@ def readme_demo(src: Sources) -> str:
     checks = demo["checks"]
     real, ordinary = checks["real_labelled"], checks["ordinary_lamost"]
     misses = [s for s in real["spectra"] if s["predicted"] != s["label"]]
+    observations = len({observation_key(s["id"]) for s in real["spectra"]})
+    twice = (
+        f"; the {real['n']} are {observations} observations, {real['n'] - observations} "
+        "Ondřejov exposures being there in both their raw and SSAP forms"
+        if observations < real["n"]
+        else ""
+    )
     missed = "; ".join(
         f"{s['id']} ({s['archive']}, labelled {s['label']}, called {s['predicted']})"
         for s in misses
@@ -187,6 +196,7 @@ def readme_demo(src: Sources) -> str:
         f"{demo['seed']}; run of {demo['date']}): the CNN labelled "
         f"{real['right']} of the {real['n']} real labelled spectra as their labels say (Ondřejov "
         "spectra with the thesis' labels, LAMOST counterparts with weak labels of another epoch)"
+        + twice
         + (f"; missed: {missed}." if misses else ".")
         + f" {ordinary['candidates']} of the {ordinary['n'] - ordinary['unreadable']} readable "
         f"ordinary real LAMOST stars became candidates ({_demo_classes(ordinary['classes'])})."

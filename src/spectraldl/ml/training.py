@@ -58,6 +58,7 @@ from numpy.typing import NDArray
 from spectraldl.core.jsonsafe import json_safe
 from spectraldl.core.signals import held_stops
 from spectraldl.core.versions import versions
+from spectraldl.io.archives.ondrejov import observation_key
 from spectraldl.io.dataset import Dataset, Rows
 from spectraldl.io.labels import CLASSES, label_code
 from spectraldl.jobs.files import process_alive
@@ -99,6 +100,7 @@ __all__ = [
     "TrainingError",
     "fit_network",
     "holdout_split",
+    "keep_observations_together",
     "load_model",
     "read_dataset_any",
     "smote_balance",
@@ -242,6 +244,22 @@ def stratified_split(
         random_state=seed + 1,
     )
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def keep_observations_together(
+    ids: NDArray[Any], *sides: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], ...]:
+    """``sides`` (row indices into ``ids``, the first side winning) with every observation's
+    rows on one side: the one of the first side any of its forms is on (`observation_key`:
+    the raw and SSAP forms of an Ondřejov exposure are two rows). Unchanged without such."""
+    keys = [observation_key(str(i)) for i in ids]
+    rank: dict[str, int] = {}
+    for r, side in enumerate(sides):
+        for i in side:
+            rank.setdefault(keys[i], r)
+    every = np.sort(np.concatenate(sides)) if sides else np.empty(0, np.int64)
+    chosen = np.array([rank[keys[i]] for i in every], np.int64)
+    return tuple(every[chosen == r].astype(np.int64) for r in range(len(sides)))
 
 
 def smote_balance(
@@ -829,6 +847,7 @@ def _scratch_plan(data: LabelledRows, config: TrainConfig) -> _Plan:
         val_fraction=config.val_fraction,
         seed=config.seed,
     )
+    te, va, tr = keep_observations_together(rows.ids[fit_index], te, va, tr)
     return _Plan(
         classes=tuple(CLASSES[c] for c in class_codes),
         class_codes=class_codes,
@@ -944,7 +963,10 @@ def _split_new_rows(
     refit, pinned = np.isin(role, ["train", "val"]), np.isin(role, ["test", "real"])
     fresh = new[~refit & ~pinned]
     keep, held = holdout_split(rows.labels[fresh], fraction=config.real_holdout, seed=config.seed)
-    held_rows = np.sort(np.concatenate([new[pinned], fresh[held]]))
+    # An exposure the parent fitted in one form is fitted in both; else held out in both.
+    forced, held_rows, kept = keep_observations_together(
+        rows.ids, new[refit], np.concatenate([new[pinned], fresh[held]]), fresh[keep]
+    )
     if len(held_rows) == 0:
         raise TrainingError(
             f"{len(new)} new labelled rows, none to hold out for evaluation: "
@@ -952,7 +974,7 @@ def _split_new_rows(
             "cannot show whether the new model is better, and no other class with two or "
             "more; label at least two more spectra of a class"
         )
-    fit_new = np.sort(np.concatenate([new[refit], fresh[keep]]))
+    fit_new = np.sort(np.concatenate([forced, kept]))
     if len(fit_new) == 0:
         raise TrainingError(
             f"nothing new to fit: all {len(new)} new labelled rows are spectra the parent "
@@ -963,9 +985,10 @@ def _split_new_rows(
     fit_kept, fit_val = holdout_split(
         rows.labels[fit_new], fraction=config.val_fraction, seed=config.seed + 1
     )
+    val, kept = keep_observations_together(rows.ids, fit_new[fit_val], fit_new[fit_kept])
     return _NewSplit(
-        train=fit_new[fit_kept],
-        val=fit_new[fit_val],
+        train=kept,
+        val=val,
         held=held_rows,
         refitted=int(refit.sum()),
         held_by_parent=int(pinned.sum()),

@@ -39,6 +39,8 @@ RESOLVING_POWER = 13000.0
 """Nominal R of CCD700 at H-alpha (Šlechta & Škoda 2002)."""
 
 PUBLISHER = "asu.cas.cz"
+PUBLISHER_ID_PREFIX = "ivo://asu.cas.cz/stel/ccd700/"
+"""What an SSAP spectrum's id (DS_IDPUB) starts with; the exposure's file name follows."""
 
 _LOG_KEYS = ("EXPVAL", "GRATANG", "DETECTOR", "CHIPID", "SPECFILT", "DICHMIR", "EXPTIME", "HJD")
 
@@ -160,3 +162,9 @@ register(
     read=read_raw,
     data_model="Ondřejov CCD700 native 1-D image in ADU, linear CRVAL1/CDELT1 (air Å)",
 )
+
+
+def observation_key(ident: str) -> str:
+    """The observation a spectrum id names: an Ondřejov SSAP id (``ivo://.../ccd700/X``) and
+    its raw file's (``X``) are one exposure in two forms, which a split must not part."""
+    return ident.removeprefix(PUBLISHER_ID_PREFIX)
