@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
@@ -289,6 +290,8 @@ def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> 
         handle.flush()
     except (OSError, ValueError) as exc:
         _remove_if_same(part, handle.fileno())
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # its answer's connection: kept open by the error until collected
         if is_output_error(exc):
             raise  # no space or not writable: every later download would fail alike
         raise SsapError(f"{url}: download failed ({exc})") from None
