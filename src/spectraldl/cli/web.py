@@ -483,8 +483,8 @@ def ssap_import_command(
     Example:
       spectraldl ssap-import http://voarchive.asu.cas.cz/ccd700/q/ssa/ssap.xml --target "gamma Cas"
     """
-    from spectraldl.core.errors import describe_os_error, is_output_error
-    from spectraldl.io.archives.ssap import SsapError
+    from spectraldl.core.errors import describe_os_error
+    from spectraldl.io.archives.ssap import DownloadFolderUnusable, SsapError
     from spectraldl.web.importing import import_ssap
 
     pos_pair, band_pair = _position(pos), _band(band)
@@ -512,10 +512,8 @@ def ssap_import_command(
             )
     except SsapError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        if not is_output_error(exc):
-            raise
+    except DownloadFolderUnusable as exc:
         kept = "the spectra stored so far are kept"
-        raise click.ClickException(describe_os_error(exc, download_dir, kept=kept)) from None
+        raise click.ClickException(describe_os_error(exc.error, download_dir, kept=kept)) from None
     _print_errors(summary.errors)
     click.echo(summary.line())

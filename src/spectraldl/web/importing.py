@@ -24,12 +24,17 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, defer
 
 from spectraldl.classify.predictor import Predictor, predictions_frame
-from spectraldl.core.errors import FileError, SpectrumError, is_output_error
+from spectraldl.core.errors import FileError, SpectrumError
 from spectraldl.core.jsonsafe import json_safe
 from spectraldl.core.quality import flag_names
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
-from spectraldl.io.archives.ssap import SsapError, download_spectrum, query_ssap
+from spectraldl.io.archives.ssap import (
+    DownloadFolderUnusable,
+    SsapError,
+    download_spectrum,
+    query_ssap,
+)
 from spectraldl.io.dataset import Rows, dataset_info, is_dataset, iter_rows
 from spectraldl.io.discovery import is_spectrum_name, walk
 from spectraldl.io.labels import CLASSES, label_code
@@ -168,8 +173,9 @@ def store_spectra(
     """Store rows made lazily by the callables, ``BATCH`` per transaction; ids present are skipped.
 
     Each item is ``(source, make_row)``; ``make_row`` may raise `SpectrumError`
-    (or any error of a bad file), which is recorded against ``source``; an `OSError` of
-    no space or no permission to write stops the import, the rows stored so far kept.
+    (or any error of a bad file), which is recorded against ``source``; a download folder
+    that cannot take more (`DownloadFolderUnusable`) stops the import, the rows stored so
+    far kept.
     """
     summary = ImportSummary()
     seen: dict[str, str] = {}
@@ -194,11 +200,9 @@ def store_spectra(
             row = make_row()
         except SpectrumError as exc:
             summary.errors.append(FileError(source, exc.reason))
-        except (MemoryError, KeyboardInterrupt):
+        except (MemoryError, KeyboardInterrupt, DownloadFolderUnusable):
             raise
         except Exception as exc:  # one bad file must not stop an import
-            if is_output_error(exc):
-                raise  # a full or read-only disk (downloads): every later spectrum would fail
             summary.errors.append(FileError(source, f"unexpected {type(exc).__name__}: {exc}"))
         else:
             if row.ident in seen:

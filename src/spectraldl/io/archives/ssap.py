@@ -62,6 +62,15 @@ class SsapError(RuntimeError):
     """A service that cannot be queried, or a spectrum that cannot be fetched; names the URL."""
 
 
+class DownloadFolderUnusable(Exception):
+    """The download folder cannot take a file (full, read-only): every later one would fail
+    alike, so an import stops rather than failing each spectrum. ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class SsapRecord:
     """One spectrum found by an SSAP query.
@@ -257,9 +266,18 @@ def download_spectrum(
     time (two imports of one query) waits for it instead of writing into it.
     Raises `SsapError` naming the URL when the server fails, the download is cut short
     (`_incomplete`: nothing is kept, a rerun fetches it again) or it sends something
-    that is not FITS.
+    that is not FITS, and `DownloadFolderUnusable` when ``directory`` cannot take the file.
     """
-    directory = Path(directory)
+    try:
+        return _download(record, Path(directory), timeout_s)
+    except OSError as exc:
+        if is_output_error(exc):
+            raise DownloadFolderUnusable(exc) from None
+        raise
+
+
+def _download(record: SsapRecord, directory: Path, timeout_s: float) -> tuple[Path, bool]:
+    """`download_spectrum`, an unusable folder raised as the `OSError` it is."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / record.file_name()
     if path.exists() and not _kept_cut_short(path):
@@ -293,7 +311,7 @@ def _download_into(handle: BinaryIO, part: Path, url: str, timeout_s: float) -> 
         if isinstance(exc, urllib.error.HTTPError):
             exc.close()  # its answer's connection: kept open by the error until collected
         if is_output_error(exc):
-            raise  # no space or not writable: every later download would fail alike
+            raise  # no space or not writable: `download_spectrum` stops the run
         raise SsapError(f"{url}: download failed ({exc})") from None
     handle.seek(0)
     head = handle.read(len(FITS_MAGIC))
