@@ -519,6 +519,31 @@ def test_a_note_draft_survives_a_reload_until_discarded(browser, site: dict) -> 
     assert panel_of(browser, ident) == (saved, "")
 
 
+def test_logging_out_on_purpose_asks_then_discards_what_the_tab_kept(browser, site: dict) -> None:
+    """A draft kept in the tab's storage outlived an explicit log out, where the next person at
+    the browser could read it with its developer tools: logging out now asks, then drops it."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, site)
+    shown = current_id(browser)
+    browser.get(f"{site['server'].url}/label/{shown}")
+    wait(browser, lambda d: current_id(d) == shown)
+    press(browser, "m")
+    wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "note-text")
+    press(browser, " not for bob")
+    wait(browser, lambda d: d.execute_script("return sessionStorage.length") == 1)
+    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    alert = wait(browser, lambda d: d.switch_to.alert)
+    assert "1 unsaved thing(s)" in alert.text
+    alert.dismiss()  # stays logged in, the draft kept
+    assert "/login" not in browser.current_url
+    assert browser.execute_script("return sessionStorage.length") == 1
+    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    wait(browser, lambda d: d.switch_to.alert).accept()
+    wait(browser, lambda d: "/login" in d.current_url)
+    assert browser.execute_script("return sessionStorage.length") == 0
+
+
 def test_an_undo_lost_with_the_session_is_counted_at_login_and_offered_again(
     browser, site: dict
 ) -> None:
