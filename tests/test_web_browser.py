@@ -524,6 +524,7 @@ def test_logging_out_on_purpose_asks_then_discards_what_the_tab_kept(browser, si
     the browser could read it with its developer tools: logging out now asks, then drops it."""
     from selenium.webdriver.common.by import By
 
+    alices = "return Object.keys(sessionStorage).filter(k => k.startsWith('sdl-kept:[\"alice\",'))"
     log_in(browser, site)
     shown = current_id(browser)
     browser.get(f"{site['server'].url}/label/{shown}")
@@ -531,17 +532,18 @@ def test_logging_out_on_purpose_asks_then_discards_what_the_tab_kept(browser, si
     press(browser, "m")
     wait(browser, lambda d: d.switch_to.active_element.get_attribute("id") == "note-text")
     press(browser, " not for bob")
-    wait(browser, lambda d: d.execute_script("return sessionStorage.length") == 1)
+    kept = wait(browser, lambda d: d.execute_script(alices))
+    assert len(kept) == 1
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
     alert = wait(browser, lambda d: d.switch_to.alert)
-    assert "1 unsaved thing(s)" in alert.text
+    assert "1 unsaved thing(s) of yours" in alert.text
     alert.dismiss()  # stays logged in, the draft kept
     assert "/login" not in browser.current_url
-    assert browser.execute_script("return sessionStorage.length") == 1
+    assert browser.execute_script(alices) == kept
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
     wait(browser, lambda d: d.switch_to.alert).accept()
     wait(browser, lambda d: "/login" in d.current_url)
-    assert browser.execute_script("return sessionStorage.length") == 0
+    assert browser.execute_script(alices) == []
 
 
 def test_an_undo_lost_with_the_session_is_counted_at_login_and_offered_again(
