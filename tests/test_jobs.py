@@ -1318,6 +1318,15 @@ def test_a_dask_worker_that_joins_after_the_start_is_checked_before_its_first_ta
     assert len(read_dataset(out)) > 500
 
 
+def _unseen(model: Path) -> str:
+    """What classify says of a model folder a Dask worker cannot see."""
+    return (
+        f"Error: {model}: a worker could not see this model folder, though this machine sees "
+        "it now: workers must see the model at the same absolute path (a shared file system); "
+        "the finished chunks are kept: run the same command once they do\n"
+    )
+
+
 def _blind(*folders: Path) -> list[str]:
     """A command prefix: the command runs where each of ``folders`` is an empty file system of
     its own (a node whose mount of the shared file system is missing)."""
@@ -1364,11 +1373,7 @@ def test_a_dask_worker_that_cannot_see_the_model_folder_is_a_clear_error(
         _wait_for_workers(address, 1)
         done = _cli("classify", str(model), str(tree), "-o", str(out), "--scheduler", address)
     assert done.returncode == 1, done.stderr
-    assert done.stderr == (
-        f"Error: {model}: a worker could not see this model folder, though this machine sees "
-        "it now: workers must see the model at the same absolute path (a shared file system); "
-        "the finished chunks are kept: run the same command once they do\n"
-    )
+    assert done.stderr == _unseen(model)
     assert not out.exists()
     assert classify(model, [tree], out).rows == 8  # the same command, where the model is seen
 
@@ -1417,11 +1422,7 @@ def test_a_dask_worker_installed_elsewhere_classifies_with_a_shipped_model(
     assert shipped.returncode == 0, shipped.stderr
     assert read_predictions(named).equals(read_predictions(local.out))
     assert unseen.returncode == 1, unseen.stderr
-    assert unseen.stderr == (
-        f"Error: {model}: a worker could not see this model folder, though this machine sees "
-        "it now: workers must see the model at the same absolute path (a shared file system); "
-        "the finished chunks are kept: run the same command once they do\n"
-    )
+    assert unseen.stderr == _unseen(model)
     assert not by_path.exists()
 
 

@@ -15,6 +15,7 @@ from web_support import (
     chromium,
     chromium_missing,
     current_id,
+    end_sessions_of,
     ondrejov_files,
     write_predictions_file,
 )
@@ -363,17 +364,6 @@ def form_login(browser, name: str, password: str) -> None:
     browser.find_element(By.ID, "username").send_keys(name)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
-
-
-def end_sessions_of(url: str, name: str) -> None:
-    """End every login of a user on the server (as a password change or expiry does)."""
-    db = open_database(url)
-    try:
-        with db.session() as session:
-            end_user_sessions(session, session.scalar(select(User).where(User.name == name)))
-            session.commit()
-    finally:
-        db.dispose()
 
 
 def notes_of(url: str, ident: str) -> list[dict]:

@@ -18,6 +18,7 @@ from web_support import (
     ThreadServer,
     chromium,
     chromium_missing,
+    end_sessions_of,
     login,
     write_predictions_file,
 )
@@ -28,7 +29,7 @@ from spectraldl.io.predictions import write_predictions
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web import store
 from spectraldl.web.app import create_app
-from spectraldl.web.auth import add_user, end_user_sessions
+from spectraldl.web.auth import add_user
 from spectraldl.web.db import Database, open_database
 from spectraldl.web.importing import import_predictions, link_predictions, spectrum_row
 from spectraldl.web.models import Catalogue, Prediction, User, VetDecision
@@ -352,12 +353,7 @@ def test_a_page_undo_lost_with_the_session_is_counted_at_login_and_offered_again
     press(driver, "c")
     wait(driver, lambda d: tile_ids(d) and tile_ids(d)[0] != first[0])
     wait(driver, lambda d: len(my_verdicts(served["url"], first)) == 24)
-    db = open_database(served["url"])
-    with db.session() as session:
-        alice = session.scalar(select(User).where(User.name == "alice"))
-        end_user_sessions(session, alice)
-        session.commit()
-    db.dispose()
+    end_sessions_of(served["url"], "alice")
     press(driver, "u")
     wait(driver, lambda d: "/login" in d.current_url)
     text = wait(driver, lambda d: d.find_element(By.ID, "session-ended").text)

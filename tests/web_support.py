@@ -29,12 +29,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
 
 from spectraldl.core.quality import flag_names
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import write_predictions
-from spectraldl.web.auth import add_user
+from spectraldl.web.auth import add_user, end_user_sessions
 from spectraldl.web.db import open_database
+from spectraldl.web.models import User
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -460,3 +462,14 @@ class ThreadServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def end_sessions_of(url: str, name: str) -> None:
+    """End every login of a user on the server (as a password change or expiry does)."""
+    db = open_database(url)
+    try:
+        with db.session() as session:
+            end_user_sessions(session, session.scalar(select(User).where(User.name == name)))
+            session.commit()
+    finally:
+        db.dispose()
