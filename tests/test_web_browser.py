@@ -17,6 +17,8 @@ from web_support import (
     current_id,
     end_sessions_of,
     ondrejov_files,
+    session_ended_text,
+    wait,
     write_predictions_file,
 )
 
@@ -85,12 +87,6 @@ def browser(site: dict) -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
-
-
-def wait(driver, condition, timeout: float = 30.0):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
 
 
 def press(driver, key: str) -> None:
@@ -338,8 +334,7 @@ def test_a_decision_lost_with_the_session_is_reported_at_login(browser, site: di
         end_user_sessions(session, alice)
         session.commit()
     press(browser, "a")
-    wait(browser, lambda d: "/login" in d.current_url)
-    text = wait(browser, lambda d: d.find_element(By.ID, "session-ended").text)
+    text = session_ended_text(browser)
     assert text == (
         "Your session ended; your last decision was not saved — log in and make it again."
     )
@@ -420,8 +415,7 @@ def test_a_note_typed_when_the_session_ended_survives_the_login(browser, site: d
     browser.find_element(By.CSS_SELECTOR, NEBULAR).click()
     browser.delete_cookie("spectraldl_session")  # the login is gone
     browser.find_element(By.CSS_SELECTOR, "#notes-panel button[type=submit]").click()
-    wait(browser, lambda d: "/login" in d.current_url)
-    text = wait(browser, lambda d: d.find_element(By.ID, "session-ended").text)
+    text = session_ended_text(browser)
     assert text == (
         "Your session ended; log in again to go on. Your unsaved note is kept in this tab: "
         "it comes back with its spectrum when you log in."
@@ -563,8 +557,7 @@ def test_an_undo_lost_with_the_session_is_counted_at_login_and_offered_again(
     assert made[-1] == ("emission", None)
     end_sessions_of(site["url"], "alice")
     press(browser, "z")
-    wait(browser, lambda d: "/login" in d.current_url)
-    text = wait(browser, lambda d: d.find_element(By.ID, "session-ended").text)
+    text = session_ended_text(browser)
     assert text == (
         "Your session ended; your last undo was not done — log in and the page offers it again."
     )

@@ -20,6 +20,8 @@ from web_support import (
     chromium_missing,
     end_sessions_of,
     login,
+    session_ended_text,
+    wait,
     write_predictions_file,
 )
 
@@ -241,12 +243,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             driver.quit()
 
 
-def wait(driver, condition, timeout: float = 30.0):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
-
-
 def press(driver, *keys: str) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -355,8 +351,7 @@ def test_a_page_undo_lost_with_the_session_is_counted_at_login_and_offered_again
     wait(driver, lambda d: len(my_verdicts(served["url"], first)) == 24)
     end_sessions_of(served["url"], "alice")
     press(driver, "u")
-    wait(driver, lambda d: "/login" in d.current_url)
-    text = wait(driver, lambda d: d.find_element(By.ID, "session-ended").text)
+    text = session_ended_text(driver)
     assert text == (
         "Your session ended; your last undo was not done — log in and the page offers it again."
     )

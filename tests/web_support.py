@@ -473,3 +473,18 @@ def end_sessions_of(url: str, name: str) -> None:
             session.commit()
     finally:
         db.dispose()
+
+
+def wait(driver, condition, timeout: float = 30.0):
+    """Wait (30 s at most) until ``condition(driver)`` is true; its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def session_ended_text(driver) -> str:
+    """Once the page has gone to the login page, what it says about the ended session."""
+    from selenium.webdriver.common.by import By
+
+    wait(driver, lambda d: "/login" in d.current_url)
+    return wait(driver, lambda d: d.find_element(By.ID, "session-ended").text)
