@@ -15,36 +15,7 @@
     constructor(status, detail) { super(detail); this.status = status; }
   }
 
-  /* What a page keeps for its user across a login: unsaved note drafts, undos the ended
-   * session refused, the item to come back to. In sessionStorage (this tab only: it survives
-   * a reload and the login page, not the tab), under keys that carry the user's name, so
-   * that nothing one user kept is ever shown to another on a shared browser. */
-  const kept = {
-    user() { const who = document.querySelector(".who"); return who ? who.textContent : ""; },
-    key(name) { return "sdl-kept:" + JSON.stringify([this.user(), name]); },
-    get(name) {
-      try { return JSON.parse(global.sessionStorage.getItem(this.key(name)) || "null"); } catch (err) { return null; }
-    },
-    set(name, value) {
-      try { global.sessionStorage.setItem(this.key(name), JSON.stringify(value)); } catch (err) { /* storage off or full */ }
-    },
-    remove(name) {
-      try { global.sessionStorage.removeItem(this.key(name)); } catch (err) { /* storage off */ }
-    },
-    /* How many kept things of this user have a name starting with `prefix`. */
-    count(prefix) {
-      let n = 0;
-      try {
-        for (let i = 0; i < global.sessionStorage.length; i++) {
-          const key = global.sessionStorage.key(i);
-          if (!key.startsWith("sdl-kept:")) continue;
-          const name = JSON.parse(key.slice("sdl-kept:".length));
-          if (name[0] === this.user() && String(name[1]).startsWith(prefix)) n += 1;
-        }
-      } catch (err) { /* storage off */ }
-      return n;
-    },
-  };
+  const kept = global.SDLKept;  /* kept.js: drafts, undos and the item kept across a login */
 
   /* The login session: once the server answers 401 (logged out, expired, password changed)
    * no more writes are sent; the page goes to the login page when the writes in flight have
