@@ -76,7 +76,7 @@ from spectraldl.jobs.files import (
 )
 from spectraldl.jobs.first_ids import FirstOfEachId
 from spectraldl.jobs.ingest import read_and_preprocess
-from spectraldl.ml.modelcard import TrainedModel, load_model, select_device
+from spectraldl.ml.modelcard import CARD, TrainedModel, load_model, select_device
 from spectraldl.ml.pretrained import resolve_model, shipped_dir, shipped_name
 
 # --- one chunk: the task a worker runs ----------------------------------------------------
@@ -152,7 +152,7 @@ def _model_folder(settings: Settings) -> str:
             raise ModelUnseen(settings.model)
         return settings.model
     folder = shipped_dir(settings.model)
-    if not (folder / "card.json").is_file():
+    if not (folder / CARD).is_file():
         raise ClassifyError(
             f"{folder}: the spectraldl where a task ran has no shipped model {settings.model}: "
             f"install the same spectraldl, with its shipped models, on every worker; {KEPT}"

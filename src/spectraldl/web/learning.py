@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from spectraldl.io.dataset import Rows, append_rows, create_dataset
 from spectraldl.io.labels import CLASSES, label_code
 from spectraldl.jobs.files import process_alive
-from spectraldl.ml.modelcard import TrainedModel, load_model
+from spectraldl.ml.modelcard import CARD, TrainedModel, load_model
 from spectraldl.ml.pretrained import resolve_model
 from spectraldl.ml.training import (
     TrainConfig,
@@ -495,7 +495,7 @@ def finish_labels_publish(out_dir: Path, say: Callable[[str], None]) -> None:
     """
     labels_path = labels_beside(out_dir)
     try:
-        learning = json.loads((out_dir / "card.json").read_text()).get("learning") or {}
+        learning = json.loads((out_dir / CARD).read_text()).get("learning") or {}
     except (OSError, ValueError, AttributeError):
         return
     if learning.get("labels_dataset") != str(labels_path.resolve()):
