@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from web_support import ThreadServer, ondrejov_files, write_predictions_file
 
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.ondrejov import PUBLISHER_ID_PREFIX, observation_key
 from spectraldl.io.labels import read_labels
 from spectraldl.prep.preprocess import PreprocessConfig
 from spectraldl.web.app import create_app
@@ -390,6 +392,50 @@ def test_label_api_needs_the_csrf_token_and_keeps_every_decision(
         == 404
     )
     assert n_decisions(db) == 3
+
+
+def test_the_other_form_of_an_exposure_is_given_and_labels_apart_are_listed(
+    client: httpx.Client, db: Database
+) -> None:
+    headers = {"X-CSRF-Token": api_login(client, "alice")}
+    with db.session() as session:
+        rows = list(session.execute(select(SpectrumRow.id, SpectrumRow.ident, SpectrumRow.form)))
+    forms = Counter(observation_key(ident) for _, ident, _ in rows)
+    ssap_id, ssap_ident, _ = next(
+        r
+        for r in rows
+        if r[1].startswith(PUBLISHER_ID_PREFIX) and forms[observation_key(r[1])] == 2
+    )
+    raw_id, raw_ident, raw_form = next(r for r in rows if r[1] == observation_key(ssap_ident))
+    alone = next(i for i, ident, _ in rows if forms[observation_key(ident)] == 1)
+    for spectrum_id, label in ((raw_id, "emission"), (ssap_id, "absorption")):
+        posted = client.post(
+            "/api/labels", json={"spectrum_id": spectrum_id, "label": label}, headers=headers
+        )
+        assert posted.status_code == 201
+    others = client.get(f"/api/spectra/{ssap_id}").json()["other_forms"]
+    assert others == [
+        {"id": raw_id, "ident": raw_ident, "form": raw_form, "mine": "emission",
+         "consensus": "emission"}
+    ]  # fmt: skip
+    assert client.get(f"/api/spectra/{alone}").json()["other_forms"] == []
+    apart = client.get("/api/disagreements").json()["forms_apart"]
+    assert apart == [
+        {
+            "key": observation_key(ssap_ident),
+            "forms": [
+                {"spectrum_id": i, "ident": ident, "form": form, "consensus": label}
+                for i, ident, form, label in sorted(
+                    [(raw_id, raw_ident, raw_form, "emission"),
+                     (ssap_id, ssap_ident, "ssap", "absorption")]
+                )
+            ],
+        }
+    ]  # fmt: skip
+    page = client.get("/disagreements").text
+    table = page[page.index('id="forms-apart"') :]
+    assert f'href="/label/{raw_id}"' in table and f'href="/label/{ssap_id}"' in table
+    assert "absorption" in table and observation_key(ssap_ident) in table
 
 
 def test_spectrum_api_gives_the_three_views(client: httpx.Client) -> None:

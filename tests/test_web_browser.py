@@ -24,6 +24,7 @@ from web_support import (
 
 from spectraldl.core.spectrum import Spectrum
 from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.ondrejov import PUBLISHER_ID_PREFIX, observation_key, other_form_ident
 from spectraldl.io.bundled import bundled_files
 from spectraldl.io.predictions import write_predictions
 from spectraldl.prep.preprocess import PreprocessConfig
@@ -250,6 +251,31 @@ def test_the_zoom_caption_and_the_archive_choice(browser, site: dict) -> None:
     browser.get(f"{site['server'].url}/label/{ondrejov}")
     wait(browser, lambda d: current_id(d) == ondrejov)
     wait(browser, lambda d: "orange" in d.find_element(By.ID, "zoom-caption").text)
+
+
+def test_the_label_page_links_the_other_form_of_an_exposure(browser, site: dict) -> None:
+    from selenium.webdriver.common.by import By
+
+    db = open_database(site["url"])
+    with db.session() as session:
+        ids = {ident: i for i, ident in session.execute(select(SpectrumRow.id, SpectrumRow.ident))}
+    db.dispose()
+    ssap = next(i for i in ids if i.startswith(PUBLISHER_ID_PREFIX) and observation_key(i) in ids)
+    raw = observation_key(ssap)
+    alone = next(i for ident, i in ids.items() if other_form_ident(ident) not in ids)
+
+    def other_form(driver) -> str:
+        line = driver.find_element(By.ID, "other-form")
+        return line.text if line.is_displayed() else ""
+
+    log_in(browser, site)
+    browser.get(f"{site['server'].url}/label/{ids[ssap]}")
+    wait(browser, lambda d: current_id(d) == ids[ssap] and "also stored as " + raw in other_form(d))
+    browser.find_element(By.CSS_SELECTOR, "#other-form a").click()
+    wait(browser, lambda d: current_id(d) == ids[raw] and "also stored as " + ssap in other_form(d))
+    browser.get(f"{site['server'].url}/label/{alone}")
+    wait(browser, lambda d: current_id(d) == alone)
+    assert other_form(browser) == ""
 
 
 def test_line_markers_toggle_with_a_key_in_every_view(browser, site: dict) -> None:

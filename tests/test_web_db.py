@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from web_support import database_url, ondrejov_files, write_predictions_file
 
 from spectraldl.io.archives import read_spectrum
+from spectraldl.io.archives.ondrejov import observation_key
 from spectraldl.io.dataset import read_dataset
 from spectraldl.io.labels import CLASSES, read_labels
 from spectraldl.jobs.ingest import ingest
 from spectraldl.prep.preprocess import PreprocessConfig, preprocess
-from spectraldl.web import store
+from spectraldl.web import store, twins
 from spectraldl.web.auth import UserError, add_user, authenticate, hash_password
 from spectraldl.web.db import Database, alembic_config, current_revision, open_database
 from spectraldl.web.importing import (
@@ -287,6 +288,61 @@ def test_consensus_disagreements_and_export_policies(
         assert found[spectra[1].id].consensus == "absorption"
         assert found[spectra[2].id].consensus is None
         assert found[spectra[1].id].counts == {"absorption": 2, "emission": 1}
+
+
+def test_the_two_forms_of_one_exposure_find_each_other_and_labels_apart_are_listed(
+    db: Database,
+    users: tuple[User, User],
+    spectra: list[SpectrumRow],
+    password_hashes: dict[str, str],
+) -> None:
+    alice, bob = users
+    by_key: dict[str, list[SpectrumRow]] = {}
+    for row in spectra:
+        by_key.setdefault(observation_key(row.ident), []).append(row)
+    pairs = [sorted(rows, key=lambda r: r.form) for rows in by_key.values() if len(rows) == 2]
+    assert len(pairs) >= 3 and {tuple(r.form for r in pair) for pair in pairs} == {("raw", "ssap")}
+    with db.session() as session:
+        for row in spectra:
+            partner = [r for r in by_key[observation_key(row.ident)] if r.id != row.id]
+            found = twins.other_forms(session, row, user="alice")
+            assert [(f["id"], f["ident"], f["form"]) for f in found] == [
+                (r.id, r.ident, r.form) for r in partner
+            ]
+        carol = make_user(session, password_hashes, "carol")
+        (raw_a, ssap_a), (raw_b, ssap_b), (raw_c, ssap_c) = pairs[:3]
+        decisions = [
+            (alice, raw_a, "emission"),  # A: two majorities apart
+            (bob, raw_a, "emission"),
+            (alice, ssap_a, "absorption"),
+            (alice, raw_b, "emission"),  # B: both forms the same class
+            (bob, ssap_b, "emission"),
+            (alice, raw_c, "emission"),  # C: the SSAP form a tie, shown among disagreements
+            (alice, ssap_c, "absorption"),
+            (carol, ssap_c, "emission"),
+        ]
+        for user, row, label in decisions:
+            store.record_label(session, user=user, spectrum_id=row.id, label=label)
+        session.commit()
+        apart = twins.forms_labelled_apart(session)
+        assert [(a.key, a.forms) for a in apart] == [
+            (
+                observation_key(raw_a.ident),
+                [
+                    (r.id, r.ident, r.form, label)
+                    for r, label in sorted(
+                        [(raw_a, "emission"), (ssap_a, "absorption")], key=lambda p: p[0].id
+                    )
+                ],
+            )
+        ]
+        assert ssap_c.id in {d.spectrum_id for d in store.disagreements(session)}
+        seen_by_bob = twins.other_forms(session, ssap_a, user="bob")
+        assert seen_by_bob == [
+            {"id": raw_a.id, "ident": raw_a.ident, "form": "raw", "mine": "emission",
+             "consensus": "emission"}
+        ]  # fmt: skip
+        assert twins.other_forms(session, raw_a, user="bob")[0]["mine"] is None
 
 
 def test_labels_csv_round_trips_through_ingest(

@@ -168,3 +168,10 @@ def observation_key(ident: str) -> str:
     """The observation a spectrum id names: an Ondřejov SSAP id (``ivo://.../ccd700/X``) and
     its raw file's (``X``) are one exposure in two forms, which a split must not part."""
     return ident.removeprefix(PUBLISHER_ID_PREFIX)
+
+
+def other_form_ident(ident: str) -> str:
+    """The id the other form of ``ident``'s exposure would have: its SSAP id for a raw file's,
+    the raw file's for an SSAP id (an id of no Ondřejov exposure gets one nothing has)."""
+    key = observation_key(ident)
+    return PUBLISHER_ID_PREFIX + key if key == ident else key

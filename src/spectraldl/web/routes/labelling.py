@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from spectraldl.web import store
+from spectraldl.web import store, twins
 from spectraldl.web.deps import (
     ID_MAX,
     CurrentAuth,
@@ -70,8 +70,9 @@ def list_spectra(
 def get_spectrum(
     spectrum_id: Id, request: Request, session: DbSession, current: CurrentAuth
 ) -> dict[str, Any]:
-    """A spectrum with its arrays for the three views, the labels given to it and its
-    H-alpha measurement from its latest catalogue row with one (`store.spectrum_measurement`)."""
+    """A spectrum with its arrays for the three views, the labels given to it, its H-alpha
+    measurement from its latest catalogue row with one (`store.spectrum_measurement`) and the
+    other stored form of its exposure with that one's labels (`twins.other_forms`)."""
     row = spectrum_or_404(session, spectrum_id)
     payload = store.spectrum_payload(row, config=request.app.state.config)
     payload["measurement"] = store.spectrum_measurement(session, row.id)
@@ -81,6 +82,7 @@ def get_spectrum(
         "votes": votes,
         "consensus": store.consensus(votes.values()),
     }
+    payload["other_forms"] = twins.other_forms(session, row, user=current.user.name)
     # The annotated return type lets pydantic serialise the long arrays quickly
     # (an unannotated dict goes through FastAPI's per-element encoder, 3-4 times slower).
     return payload
@@ -175,9 +177,20 @@ def labels_csv(
 
 @router.get("/api/disagreements")
 def get_disagreements(session: DbSession, current: CurrentAuth) -> dict[str, Any]:
-    """Spectra whose labellers disagree, with everyone's label."""
+    """Spectra whose labellers disagree, with everyone's label, and the exposures whose two
+    stored forms have different majority labels."""
     items = store.disagreements(session)
     return {
+        "forms_apart": [
+            {
+                "key": a.key,
+                "forms": [
+                    {"spectrum_id": sid, "ident": ident, "form": form, "consensus": label}
+                    for sid, ident, form, label in a.forms
+                ],
+            }
+            for a in twins.forms_labelled_apart(session)
+        ],
         "disagreements": [
             {
                 "spectrum_id": d.spectrum_id,
@@ -187,7 +200,7 @@ def get_disagreements(session: DbSession, current: CurrentAuth) -> dict[str, Any
                 "consensus": d.consensus,
             }
             for d in items
-        ]
+        ],
     }
 
 
@@ -268,4 +281,10 @@ def spectra_page(
 
 @router.get("/disagreements", response_class=HTMLResponse)
 def disagreements_page(request: Request, session: DbSession, current: CurrentAuth) -> Response:
-    return render(request, "disagreements.html", current, items=store.disagreements(session))
+    return render(
+        request,
+        "disagreements.html",
+        current,
+        items=store.disagreements(session),
+        apart=twins.forms_labelled_apart(session),
+    )

@@ -12,6 +12,20 @@
   const viewer = new SpectrumViewer(document.getElementById("item"));
   let progress = null;
 
+  /* The other stored form of an Ondřejov exposure (raw file or SSAP record), with its labels. */
+  function showOtherForms(forms) {
+    const line = document.getElementById("other-form");
+    line.replaceChildren();
+    line.hidden = !forms.length;
+    for (const form of forms) {
+      const link = document.createElement("a");
+      link.href = "/label/" + form.id;
+      link.textContent = form.ident;
+      line.append("The same exposure is also stored as ", link, " (" + (form.form || "its other form") +
+        "): your label there " + (form.mine || "none") + ", majority " + (form.consensus || "none") + ".");
+    }
+  }
+
   async function refreshProgress() {
     try { progress = await api("/api/progress"); } catch (err) { progress = null; }
     stepper.updateStatus();
@@ -29,6 +43,7 @@
       const note = document.getElementById("note");
       note.hidden = spec.has_flux;
       note.textContent = spec.has_flux ? "" : "Imported from a spectraldl dataset: only the preprocessed 140-point vector is stored, not the whole spectrum.";
+      showOtherForms(spec.other_forms || []);
       viewer.show(spec);
     },
     mine: (spec) => spec.labels.mine,
