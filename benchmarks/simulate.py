@@ -3,13 +3,15 @@
 Rows: LAMOST DR1 (gzipped) and Ondřejov SSAP archives written by
 `simulate_archive` with 1 and 2 worker processes; the LAMOST archive by the
 whole command a user types (``spectraldl simulate``, a new process: imports
-and worker start-up included) with 1 and 2 workers; and the write step alone,
+and worker start-up included) with 1 and 2 workers, and with 2 workers at
+archive scale (``--n-scale`` files), where its half second of start-up weighs
+as little as it does on a training set or an archive; and the write step alone,
 composing FITS bytes ourselves (`spectraldl.simulate.fitsbytes`) against the
 baseline of astropy's writer (``HDUList.writeto``) for the same spectra,
 measured in the same run. The tests show astropy reads our bytes identically.
 
-Every archive stays on disk until the last run has ended (about 1 GB at the
-default ``--n``). Deleting one before the next run made that run measure the
+Every archive stays on disk until the last run has ended (about 2 GB at the
+default ``--n`` and ``--n-scale``). Deleting one before the next run made that run measure the
 file system instead: ext4 without a journal passes over the inodes freed in
 the last minute (six, while their inode table is not yet written back) one by
 one when it makes a new file, and a profile (perf) of a 2-worker run just after
@@ -49,6 +51,12 @@ from spectraldl.simulate import simulate_archive
 from spectraldl.simulate.fitsbytes import gzip_bytes
 from spectraldl.simulate.population import Population
 
+COMMAND = "lamost dr1 archive: whole command"
+"""The case of the whole command's rows."""
+COMMAND_AT_SCALE = f"{COMMAND}, archive scale"
+"""The case of its row at ``--n-scale`` files, where its start-up (about half a second:
+imports, the workers' start) no longer counts as it does at ``--n``."""
+
 
 def archive_rate(
     root: Path, archive: str, n: int, workers: int, **layout: str
@@ -71,7 +79,7 @@ def archive_rate(
     }
 
 
-def command_rate(root: Path, n: int, workers: int) -> dict[str, object]:
+def command_rate(root: Path, n: int, workers: int, case: str = COMMAND) -> dict[str, object]:
     """``spectraldl simulate --archive lamost`` of ``n`` files as a new process, into a new
     folder of ``root``: files per second of its wall-clock time."""
     folder = Path(tempfile.mkdtemp(prefix="command-", dir=root))
@@ -81,7 +89,7 @@ def command_rate(root: Path, n: int, workers: int) -> dict[str, object]:
     subprocess.run([*command, "-j", str(workers)], check=True, capture_output=True)
     seconds = time.perf_counter() - started
     return {
-        "case": "lamost dr1 archive: whole command",
+        "case": case,
         "workers": workers,
         "files": n,
         "seconds": seconds,
@@ -182,6 +190,12 @@ def main() -> None:
     parser.add_argument(
         "--n-write", type=int, default=300, help="files in the write-step comparison"
     )
+    parser.add_argument(
+        "--n-scale",
+        type=int,
+        default=20000,
+        help="files of the whole command's run at archive scale, 2 workers (0: none)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     rows = write_step(args.n_write)
@@ -192,6 +206,9 @@ def main() -> None:
                 [archive_rate(root, archive, args.n, w, **layout) for w in (1, 2)]
             )
         rows += against_one_worker([command_rate(root, args.n, w) for w in (1, 2)])
+        if args.n_scale:
+            rows.append(command_rate(root, args.n_scale, 2, COMMAND_AT_SCALE))
+            rows[-1]["ratio_vs_baseline"] = None
         sizes = [p.stat().st_size for p in root.glob("command-*/**/*.fits.gz")]
         rows.append(file_system_rate(root, args.n, int(np.median(sizes))))
     finally:
