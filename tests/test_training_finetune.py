@@ -189,6 +189,32 @@ def test_missing_replay_data_names_the_option(parent: Path, new_data: Path, tmp_
     assert result.card.parent["n_replay_train"] > 0
 
 
+def test_replay_data_replaced_at_the_recorded_path_is_refused(
+    parent: Path, new_data: Path, tmp_path: Path
+) -> None:
+    """Another run's data at the path the parent's card records (a demo run made again into
+    the same folder) was replayed as if it were what the parent was trained on."""
+    moved = tmp_path / "parent"
+    shutil.copytree(parent, moved)
+    recorded = tmp_path / "training.h5"
+    shutil.copy(parent.parent / "synthetic.h5", recorded)
+    card = json.loads((moved / "card.json").read_text())
+    card["datasets"][0]["path"] = str(recorded)
+    (moved / "card.json").write_text(json.dumps(card))
+    assert train([new_data], tmp_path / "same", config=TrainConfig(**FAST), init=moved).card
+    other = profile_rows({"emission": 160, "absorption": 240, "double-peak": 100}, seed=21)
+    write_dataset(tmp_path / "another-run.h5", other).replace(recorded)
+    with pytest.raises(TrainingError) as refused:
+        train([new_data], tmp_path / "m", config=TrainConfig(**FAST), init=moved)
+    message = str(refused.value)
+    assert str(recorded) in message and "another dataset now: 500 rows" in message
+    assert "--replay PATH, or --replay-ratio 0" in message and not (tmp_path / "m").exists()
+    chosen = train(
+        [new_data], tmp_path / "m", config=TrainConfig(**FAST), init=moved, replay=[recorded]
+    )
+    assert chosen.card.parent["n_replay_train"] > 0
+
+
 def test_cli_fine_tunes_with_the_parent_network_and_prints_both(
     parent: Path, new_data: Path, tmp_path: Path
 ) -> None:

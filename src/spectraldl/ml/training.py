@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import torch
@@ -1121,20 +1121,45 @@ def _replay_paths(parent: TrainedModel, replay: Sequence[str | Path] | None) -> 
     ]
     missing = [str(p) for p in recorded if not p.exists()]
     if missing or not recorded:
-        where = ", ".join(missing) if missing else "no datasets"
-        alone = "--replay-ratio 0 to fine-tune on the new rows alone (it may forget what it knew)"
-        if Path(parent.path).resolve().is_relative_to(models_dir().resolve()):
-            raise TrainingError(
-                f"the shipped model {Path(parent.path).name} was trained on a demo run's "
-                f"training.h5 ({where}), which is not shipped with spectraldl: pass {alone}, "
-                "or make that data with `spectraldl demo --out DIR` and pass --replay "
-                "DIR/training.h5"
-            )
-        raise TrainingError(
-            f"the parent's training data is not at hand ({where}, recorded in "
-            f"{Path(parent.path) / CARD}): give it with --replay PATH, or {alone}"
-        )
+        _no_replay_data(parent, "not at hand", ", ".join(missing) if missing else "no datasets")
     return recorded
+
+
+def _no_replay_data(parent: TrainedModel, problem: str, where: str) -> NoReturn:
+    """Raise `TrainingError`: the parent's training data is ``problem`` (at ``where``), and
+    what to pass instead (a shipped model's data is a demo run's, made by `spectraldl demo`)."""
+    alone = "--replay-ratio 0 to fine-tune on the new rows alone (it may forget what it knew)"
+    if Path(parent.path).resolve().is_relative_to(models_dir().resolve()):
+        raise TrainingError(
+            f"the shipped model {Path(parent.path).name} was trained on a demo run's "
+            f"training.h5, which is not shipped with spectraldl ({where}: {problem}): pass "
+            f"{alone}, or make that data with `spectraldl demo --out DIR` and pass --replay "
+            "DIR/training.h5"
+        )
+    raise TrainingError(
+        f"the parent's training data is {problem} ({where}, recorded in "
+        f"{Path(parent.path) / CARD}): give it with --replay PATH, or {alone}"
+    )
+
+
+def _refuse_other_data(parent: TrainedModel, path: Path, dataset: Dataset) -> None:
+    """`TrainingError` when a dataset at a path the parent's card records is not the one it
+    was trained on (another run's, or rewritten since): its ids and labels differ from the
+    card's digest. Only for a parent trained from scratch, whose card digests whole files
+    (a fine-tuned one's leaves out that round's new rows)."""
+    if parent.card.parent:
+        return
+    for entry in parent.card.datasets or []:
+        recorded = entry.get("ids_sha256")
+        if recorded is None or Path(entry["path"]).resolve() != path:
+            continue
+        if _ids_digest(dataset.ids, dataset.labels) != recorded:
+            _no_replay_data(
+                parent,
+                f"another dataset now: {len(dataset)} rows, whose ids or labels are not the "
+                f"{entry.get('n_rows', '?')} it was trained on",
+                str(path),
+            )
 
 
 def _read_finetune_data(
@@ -1149,11 +1174,14 @@ def _read_finetune_data(
         return combine_datasets(new), len(new)
     new_paths = {Path(p).resolve() for p in datasets}
     new_ids = {str(i) for ds in new for i in ds.ids}
-    old = [
-        _without_ids(read_dataset_any(p), new_ids)
-        for p in dict.fromkeys(p.resolve() for p in _replay_paths(parent, replay))
-        if p not in new_paths
-    ]
+    old = []
+    for path in dict.fromkeys(p.resolve() for p in _replay_paths(parent, replay)):
+        if path in new_paths:
+            continue
+        dataset = read_dataset_any(path)
+        if not replay:  # data given by hand is the user's choice
+            _refuse_other_data(parent, path, dataset)
+        old.append(_without_ids(dataset, new_ids))
     return combine_datasets(new + old), len(new)
 
 
