@@ -1464,7 +1464,7 @@ def test_a_dask_worker_whose_shipped_model_is_not_this_machines_is_named(
     assert done.returncode == 1, done.stderr
     assert done.stderr == (
         f"Error: {theirs}: {problem}: install the same spectraldl, with its shipped models, on "
-        "every worker; the finished chunks are kept: run the same command once they do\n"
+        "every worker; the finished chunks are kept: run the same command once they have it\n"
     )
     assert not out.exists()
 

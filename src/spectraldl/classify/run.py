@@ -109,7 +109,12 @@ class ChunkResult:
 
 
 KEPT = "the finished chunks are kept: run the same command once they do"
-"""How a message about the workers' model ends: nothing committed is lost."""
+"""How a message about what the workers must see ends: nothing committed is lost."""
+INSTALL = (
+    "install the same spectraldl, with its shipped models, on every worker; the finished "
+    "chunks are kept: run the same command once they have it"
+)
+"""How a message about a worker's shipped model ends."""
 
 
 class ModelUnseen(ClassifyError):
@@ -155,7 +160,7 @@ def _model_folder(settings: Settings) -> str:
     if not (folder / CARD).is_file():
         raise ClassifyError(
             f"{folder}: the spectraldl where a task ran has no shipped model {settings.model}: "
-            f"install the same spectraldl, with its shipped models, on every worker; {KEPT}"
+            f"{INSTALL}"
         )
     return str(folder)
 
@@ -165,8 +170,7 @@ def _other_model(settings: Settings, folder: str, found: str) -> str:
     if settings.shipped:
         return (
             f"{folder}: the shipped model {settings.model} where a task ran is not this "
-            f"machine's (id {found} there, {settings.model_id} here): install the same "
-            f"spectraldl, with its shipped models, on every worker; {KEPT}"
+            f"machine's (id {found} there, {settings.model_id} here): {INSTALL}"
         )
     return (
         f"{folder}: the model changed during the run (id {found}, the run started with "
