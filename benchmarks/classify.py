@@ -41,6 +41,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,17 +267,20 @@ def bench_dataset(
     return rows
 
 
+@dataclass(frozen=True)
+class Network:
+    """Where the network of a timed `classify` runs, and in which arithmetic."""
+
+    device: str = "auto"
+    precision: str = "fp32"
+
+
 def warm_up(
-    model_dir: Path,
-    tree: Path,
-    work: Path,
-    backend: Any,
-    workers: int,
-    device: str = "auto",
-    precision: str = "fp32",
+    model_dir: Path, tree: Path, work: Path, backend: Any, workers: int, network: Network
 ) -> float:
-    """Start the backend's workers (imports, model load) on a one-file chunk each, twice over,
-    so that no worker starts inside the timed run; returns seconds."""
+    """Start the backend's workers (imports, model load with ``network``'s device and
+    precision) on a one-file chunk each, twice over, so that no worker
+    starts inside the timed run; returns seconds."""
     import shutil
     from itertools import islice
 
@@ -291,7 +295,7 @@ def warm_up(
             shutil.copy(path, warm / Path(path).name)
     start = time.perf_counter()
     classify(model_dir, [warm], work / "warm.parquet", backend=backend, chunk_files=1,
-             overwrite=True, device=device, precision=precision)  # fmt: skip
+             overwrite=True, device=network.device, precision=network.precision)  # fmt: skip
     return time.perf_counter() - start
 
 
@@ -301,25 +305,24 @@ def tree_run(
     n_files: int,
     out: Path,
     workers: int,
-    device: str = "auto",
-    precision: str = "fp32",
+    network: Network = Network(),
     repeats: int = 2,
 ) -> dict[str, Any]:
-    """`classify` of the tree into ``out`` on ``workers`` local processes, timed once they
-    have started (the network built in ``precision``), the fastest of ``repeats`` runs (a
-    run on this noisy machine was once 25 % slower than the next): files/s, DR1 projected,
-    bad files, the workers' start-up and every run's seconds."""
+    """`classify` of the tree into ``out`` on ``workers`` local processes (the network on
+    ``network``'s device, in its precision), timed once they have started, the fastest of
+    ``repeats`` runs (a run on this noisy machine was once 25 % slower than the next):
+    files/s, DR1 projected, bad files, the workers' start-up and every run's seconds."""
     from spectraldl.classify.run import classify
     from spectraldl.jobs.backends import open_backend
 
     runs = []
     with open_backend("local", workers=workers) as backend:
-        startup = warm_up(model_dir, tree, out.parent, backend, workers, device, precision)
+        startup = warm_up(model_dir, tree, out.parent, backend, workers, network)
         for _ in range(repeats):
             start = time.perf_counter()
             summary = classify(
-                model_dir, [tree], out, backend=backend, device=device, precision=precision,
-                overwrite=True,
+                model_dir, [tree], out, backend=backend, overwrite=True,
+                device=network.device, precision=network.precision,
             )  # fmt: skip
             runs.append(time.perf_counter() - start)
     seconds = min(runs)
@@ -368,7 +371,7 @@ def bench_tree(model_dir: Path, tree: Path, n_files: int, work: Path) -> tuple[l
         rows.append({"case": case, **run, "ratio": run["files_per_s"] / rows_speed(rows, run)})
     for precision in FASTER_PRECISIONS:
         out = work / f"tree-2-{precision}.parquet"
-        run = tree_run(model_dir, tree, n_files, out, 2, precision=precision)
+        run = tree_run(model_dir, tree, n_files, out, 2, Network(precision=precision))
         case = f"classify FITS tree, local, 2 worker(s), --precision {precision}"
         rows.append(
             {"case": case, **run, "ratio": run["files_per_s"] / rows_speed(rows, run),
@@ -446,7 +449,7 @@ def bench_host_tree(
     rows: list[dict[str, Any]] = []
     for device in devices:
         out = work / f"host-tree-{device}.parquet"
-        run = tree_run(model_dir, tree, n_files, out, workers, device)
+        run = tree_run(model_dir, tree, n_files, out, workers, Network(device=device))
         case = f"classify FITS tree, {workers} workers, network on {device}"
         rows.append(
             {"case": case, "device": device, "workers": workers, **run,
@@ -503,7 +506,7 @@ def bench_dask(model_dir: Path, tree: Path, n_files: int, work: Path) -> list[di
         out = work / f"dask-{workers}.parquet"
         start = time.perf_counter()
         with open_backend("dask-local", workers=workers) as backend:
-            warm_up(model_dir, tree, work, backend, workers)
+            warm_up(model_dir, tree, work, backend, workers, Network())
             started = time.perf_counter()
             classify(model_dir, [tree], out, backend=backend, overwrite=True)
             seconds = time.perf_counter() - started
