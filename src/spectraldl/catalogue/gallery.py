@@ -324,6 +324,13 @@ _TEMPLATES = jinja2.Environment(
 """The gallery's page templates (``templates/gallery.html``)."""
 
 
+def _script_json(value: Any) -> str:
+    """``value`` as JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u``
+    escapes, so no name (``</script>``, ``<!--``) can end the element or run as code."""
+    text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _write_index(
     path: Path, entries: list[dict[str, Any]], classes: tuple[str, ...], *, total: int
 ) -> None:
@@ -347,9 +354,11 @@ def _write_index(
     summary = f"{shown} candidates shown" + (
         f" (the {shown} most probable of {total})" if shown < total else ""
     )
-    data = json.dumps(entries, ensure_ascii=True, allow_nan=False).replace("</", "<\\/")
     page = _TEMPLATES.get_template("gallery.html").render(
-        summary=summary, columns=columns, data=data, columns_json=json.dumps(columns)
+        summary=summary,
+        columns=columns,
+        data=_script_json(entries),
+        columns_json=_script_json(columns),
     )
     with atomic_write(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
