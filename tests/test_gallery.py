@@ -162,3 +162,15 @@ def test_hostile_names_show_as_text_in_chromium_and_run_nothing(tmp_path: Path) 
         assert objects == HOSTILE
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize("name", ["cost $^$ 10", "V* $\\alpha$ Cyg"])
+def test_a_dollar_in_a_name_is_drawn_as_text_not_parsed_as_mathtext(
+    tmp_path: Path, name: str
+) -> None:
+    row = {**row_for(DATA / "ondrejov-ssap" / "uk220017.fits"), "object": name}
+    summary = write_gallery(pd.DataFrame([row]), tmp_path / "gallery")
+    assert summary.images == 1 and not summary.failed
+    panels = _Panels()
+    panels.draw(row, CLASSES)
+    assert name in panels.title.get_text() and not panels.title.get_parse_math()

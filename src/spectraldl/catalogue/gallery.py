@@ -92,7 +92,8 @@ class _Panels:
         self.caption = self.zoom.set_title("", fontsize=7)
         self.zoom.axvline(HALPHA_VACUUM_AA, color="tab:red", lw=0.6, ls="--")
         self.zoom.set_xlabel("vacuum wavelength (Å)")
-        self.title = self.fig.suptitle("", fontsize=8, x=0.01, ha="left")
+        # Names are text: a "$" in one (a price, a mangled header) is no mathtext to parse.
+        self.title = self.fig.suptitle("", fontsize=8, x=0.01, ha="left", parse_math=False)
         self.fig.subplots_adjust(left=0.07, right=0.99, bottom=0.17, top=0.82, wspace=0.24)
         for ax in (self.full, self.zoom):
             ax.tick_params(labelsize=7)
