@@ -260,7 +260,8 @@ def write_catalogue(
     table = catalogue_table(catalogue, meta=meta if fmt != "csv" else None)
     if fmt == "csv":
         with atomic_csv_with_metadata(path, meta) as tmp:
-            table.write(tmp, format="csv")
+            # astropy's fast writer prints float32 as float64 (0.95 as 0.949999988079071).
+            table.write(tmp, format="csv", fast_writer=False)
         return path
     with atomic_write(path) as tmp:
         if fmt == "fits":
