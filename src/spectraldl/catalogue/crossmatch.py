@@ -51,8 +51,8 @@ _DESIGNATION = re.compile(
 )
 
 
-_SEXAGESIMAL = re.compile(r"[+-]?\d+(?:\.\d*)?(?:(?:\s*:\s*|\s+)\d+(?:\.\d*)?){1,2}")
-"""Two or three numbers split by colons or blanks (``08:00:43.3``, SIMBAD's ``08 00 43.3``)."""
+_BLANK_SEXAGESIMAL = re.compile(r"[+-]?\d+(?:\.\d*)?(?:\s+\d+(?:\.\d*)?){1,2}")
+"""Two or three numbers split by blanks, as SIMBAD writes RA (``08 00 43.3``, hours)."""
 
 
 class KnownListError(ValueError):
@@ -211,7 +211,8 @@ def _known_position(cells: list[str], columns: dict[str, int]) -> tuple[float, f
         ra_text, dec_text = cells[columns["ra"]].strip(), cells[columns["dec"]].strip()
         if not ra_text or not dec_text:
             raise ValueError(f"no {'RA' if not ra_text else 'Dec'}")
-        ra = _angle(ra_text, hours=bool(_SEXAGESIMAL.fullmatch(ra_text)), what="RA")
+        hours = ":" in ra_text or bool(_BLANK_SEXAGESIMAL.fullmatch(ra_text))
+        ra = _angle(ra_text, hours=hours, what="RA")
         dec = _angle(dec_text, hours=False, what="Dec")
     else:
         ra_text = dec_text = cells[columns["designation"]].strip()
