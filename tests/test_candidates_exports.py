@@ -158,6 +158,19 @@ def test_a_csv_catalogue_writes_float32_values_as_short_as_the_predictions_csv(
     assert read_predictions(out)["p_emission"].iloc[0] == np.float32(0.95)
 
 
+def test_a_fits_catalogue_escapes_a_non_ascii_column_name_of_another_table(
+    tmp_path: Path,
+) -> None:
+    table = tmp_path / "předpovědi.parquet"
+    _frame().assign(**{"poznámka": ["Ondřejov", ""]}).to_parquet(table)
+    out = tmp_path / "c.fits"
+    result = CliRunner().invoke(main, ["candidates", str(table), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    written = read_predictions(out)
+    assert list(written["pozn\\xe1mka"]) == ["Ondřejov"]
+    assert codecs.decode(written.columns[-1], "unicode_escape") == "poznámka"
+
+
 CLASSES = ("emission", "absorption", "double-peak")
 
 
