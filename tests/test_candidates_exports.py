@@ -158,17 +158,24 @@ def test_a_csv_catalogue_writes_float32_values_as_short_as_the_predictions_csv(
     assert read_predictions(out)["p_emission"].iloc[0] == np.float32(0.95)
 
 
-def test_a_fits_catalogue_escapes_a_non_ascii_column_name_of_another_table(
+def test_a_fits_catalogue_escapes_non_ascii_column_names_of_another_model(
     tmp_path: Path,
 ) -> None:
+    from astropy.io import fits
+
     table = tmp_path / "předpovědi.parquet"
-    _frame().assign(**{"poznámka": ["Ondřejov", ""]}).to_parquet(table)
+    frame = _frame().assign(**{"poznámka": ["Ondřejov", ""]})
+    frame.insert(frame.columns.get_loc("quality"), "p_šum", 0.0)  # a class "šum" (noise)
+    frame.to_parquet(table)
     out = tmp_path / "c.fits"
     result = CliRunner().invoke(main, ["candidates", str(table), "-o", str(out)])
     assert result.exit_code == 0, result.output
     written = read_predictions(out)
     assert list(written["pozn\\xe1mka"]) == ["Ondřejov"]
     assert codecs.decode(written.columns[-1], "unicode_escape") == "poznámka"
+    header = fits.getheader(out, "CANDIDATES")
+    i = list(written.columns).index("p_\\u0161um") + 1
+    assert codecs.decode(header[f"TCOMM{i}"], "unicode_escape").endswith("class šum")
 
 
 CLASSES = ("emission", "absorption", "double-peak")

@@ -330,7 +330,7 @@ def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
     hdu.header.add_comment("Text columns are UTF-8: ASCII unless a file name is not.")
     for i, column in enumerate(table.itercols(), start=1):
         if column.description:
-            hdu.header[f"TCOMM{i}"] = column.description
+            hdu.header[f"TCOMM{i}"] = fits_text(column.description)
         if column.meta.get("ucd"):
             hdu.header[f"TUCD{i}"] = column.meta["ucd"]
     for key, value in meta.items():
