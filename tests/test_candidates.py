@@ -351,6 +351,18 @@ def test_known_positions_on_the_edges_of_the_sky_are_read(tmp_path: Path) -> Non
     assert stars.ra[2] == 350.0
 
 
+def test_a_sexagesimal_ra_with_blanks_is_read_in_hours_as_simbad_writes_it(tmp_path: Path) -> None:
+    known = tmp_path / "simbad.csv"
+    known.write_text(
+        "name,ra,dec\nBT CMi,07 57 04.21,+02 56 55.6\ncolons,07:57:04.21,+02:56:55.6\n"
+        "degrees,119.2675417,2.9487778\n",
+        encoding="utf-8",
+    )
+    stars = read_known(known)
+    np.testing.assert_allclose(stars.ra, [119.2675417] * 3, atol=1e-6)
+    np.testing.assert_allclose(stars.dec, [2.9487778] * 3, atol=1e-6)
+
+
 # --- on real spectra -----------------------------------------------------------------------
 
 

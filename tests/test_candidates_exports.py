@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from classify_helpers import trained_model
@@ -144,6 +145,37 @@ def test_a_fits_catalogue_keeps_a_non_ascii_file_name_as_utf8_and_says_so(tmp_pa
     with fits.open(out) as hdul:
         assert hdul["CANDIDATES"].data["source"][0] == "/data/dr1/ř-0.fits".encode()
         assert "UTF-8" in str(hdul["CANDIDATES"].header["COMMENT"])
+
+
+def test_a_csv_catalogue_writes_float32_values_as_short_as_the_predictions_csv(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "c.csv"
+    find_candidates(_frame(), [out])
+    header, row = out.read_text(encoding="utf-8").splitlines()
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert (values["p_emission"], values["snr"], values["novelty"]) == ("0.95", "30.0", "1.0")
+    assert read_predictions(out)["p_emission"].iloc[0] == np.float32(0.95)
+
+
+def test_a_fits_catalogue_escapes_non_ascii_column_names_of_another_model(
+    tmp_path: Path,
+) -> None:
+    from astropy.io import fits
+
+    table = tmp_path / "předpovědi.parquet"
+    frame = _frame().assign(**{"poznámka": ["Ondřejov", ""]})
+    frame.insert(frame.columns.get_loc("quality"), "p_šum", 0.0)  # a class "šum" (noise)
+    frame.to_parquet(table)
+    out = tmp_path / "c.fits"
+    result = CliRunner().invoke(main, ["candidates", str(table), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    written = read_predictions(out)
+    assert list(written["pozn\\xe1mka"]) == ["Ondřejov"]
+    assert codecs.decode(written.columns[-1], "unicode_escape") == "poznámka"
+    header = fits.getheader(out, "CANDIDATES")
+    i = list(written.columns).index("p_\\u0161um") + 1
+    assert codecs.decode(header[f"TCOMM{i}"], "unicode_escape").endswith("class šum")
 
 
 CLASSES = ("emission", "absorption", "double-peak")

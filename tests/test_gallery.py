@@ -9,8 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from web_support import chromium, chromium_missing
 
-from spectraldl.catalogue.gallery import _Panels, measurement_caption, write_gallery
+from spectraldl.catalogue.gallery import (
+    _Panels,
+    measurement_caption,
+    read_gallery_entries,
+    write_gallery,
+)
 from spectraldl.io.archives import read_spectrum
 from spectraldl.prep.measure import HALPHA_VACUUM_AA, fit_halpha
 
@@ -114,3 +120,57 @@ def test_a_redraw_stopped_while_saving_keeps_the_earlier_image(
     monkeypatch.setattr(Figure, "savefig", stopped)
     summary = write_gallery(table, tmp_path / "gallery")
     assert summary.failed and image.read_bytes() == before
+
+
+PWN = "</script><script>document.title='PWNED'</script>"
+HOSTILE = ["<!--<script>", PWN, "Ondřejov & <b>ž</b>"]
+
+
+def _hostile_gallery(folder: Path) -> Path:
+    """A gallery of a real spectrum and two moved ones named to break out of the page's
+    scripts, one class column named so too (another model's table)."""
+    real = row_for(DATA / "ondrejov-ssap" / "uk220017.fits")
+    rows = [{**real, "id": f"s{i}", "object": name} for i, name in enumerate(HOSTILE)]
+    for row in rows[1:]:
+        row["source"] = str(folder / "moved-away.fits")
+    table = pd.DataFrame(rows)
+    table.insert(7, "p_" + PWN, 0.0)
+    return write_gallery(table, folder / "gallery").index
+
+
+def test_names_that_close_or_comment_out_a_script_stay_text_in_the_gallery(
+    tmp_path: Path,
+) -> None:
+    index = _hostile_gallery(tmp_path)
+    page = index.read_text(encoding="utf-8")
+    assert page.count("<script") == page.count("</script>") == 2 and "<!--" not in page
+    assert [e["object"] for e in read_gallery_entries(index)] == HOSTILE
+
+
+@pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
+def test_hostile_names_show_as_text_in_chromium_and_run_nothing(tmp_path: Path) -> None:
+    index = _hostile_gallery(tmp_path)
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(index.as_uri())
+        assert driver.title == "spectraldl candidates"
+        objects = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#candidates tbody tr'))"
+            ".map(tr => tr.cells[2].textContent)"
+        )
+        assert objects == HOSTILE
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("name", ["cost $^$ 10", "V* $\\alpha$ Cyg"])
+def test_a_dollar_in_a_name_is_drawn_as_text_not_parsed_as_mathtext(
+    tmp_path: Path, name: str
+) -> None:
+    row = {**row_for(DATA / "ondrejov-ssap" / "uk220017.fits"), "object": name}
+    summary = write_gallery(pd.DataFrame([row]), tmp_path / "gallery")
+    assert summary.images == 1 and not summary.failed
+    panels = _Panels()
+    panels.draw(row, CLASSES)
+    assert name in panels.title.get_text() and not panels.title.get_parse_math()

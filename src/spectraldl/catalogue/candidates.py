@@ -252,7 +252,7 @@ def write_catalogue(
     ``CAT.csv.meta.json`` beside it (as a predictions CSV has), published just after it.
     FITS text columns hold UTF-8 (the standard asks for ASCII): a non-ASCII file name stays
     the name that opens the file, as astropy and `read_predictions` read it back; the
-    header's strings, which astropy keeps ASCII, are escaped (`fits_text`).
+    header's strings and column names, which astropy keeps ASCII, are escaped (`fits_text`).
     """
     path = Path(path)
     fmt = catalogue_format(path)
@@ -260,7 +260,8 @@ def write_catalogue(
     table = catalogue_table(catalogue, meta=meta if fmt != "csv" else None)
     if fmt == "csv":
         with atomic_csv_with_metadata(path, meta) as tmp:
-            table.write(tmp, format="csv")
+            # astropy's fast writer prints float32 as float64 (0.95 as 0.949999988079071).
+            table.write(tmp, format="csv", fast_writer=False)
         return path
     with atomic_write(path) as tmp:
         if fmt == "fits":
@@ -292,32 +293,44 @@ def _write_votable(table: Any, path: Path, meta: dict[str, Any]) -> None:
     votable.to_xml(str(path))
 
 
-def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
-    from astropy.io import fits
+def _fits_columns(table: Any) -> Any:
+    """A copy of ``table`` that FITS holds: text as UTF-8 bytes, column names escaped to
+    printable ASCII (`fits_text`: another table's ``poznámka`` as ``pozn\\xe1mka``)."""
     from astropy.table import Table
 
     encoded = Table(table, copy=True)
     encoded.meta = {}
-    for column in encoded.itercols():
+    for name in list(encoded.colnames):
+        column = encoded[name]
         if column.dtype.kind == "U":
             # FITS strings are ASCII by the standard; UTF-8 keeps a non-ASCII file name the
             # name that opens the file (astropy and `read_predictions` decode it back).
             encoded.replace_column(
-                column.name,
+                name,
                 type(column)(
                     np.char.encode(np.asarray(column), "utf-8"),
-                    name=column.name,
+                    name=name,
                     unit=column.unit,
                     description=column.description,
                     meta=column.meta,
                 ),
             )
+        if fits_text(name) != name:
+            encoded.rename_column(name, fits_text(name))
+    return encoded
+
+
+def _write_fits(table: Any, path: Path, meta: dict[str, Any]) -> None:
+    """A FITS table: `_fits_columns`, TCOMMn/TUCDn cards, and ``meta`` as `CATALOGUE_META` cards."""
+    from astropy.io import fits
+
+    encoded = _fits_columns(table)
     hdu = fits.table_to_hdu(encoded)
     hdu.header["EXTNAME"] = "CANDIDATES"
     hdu.header.add_comment("Text columns are UTF-8: ASCII unless a file name is not.")
     for i, column in enumerate(table.itercols(), start=1):
         if column.description:
-            hdu.header[f"TCOMM{i}"] = column.description
+            hdu.header[f"TCOMM{i}"] = fits_text(column.description)
         if column.meta.get("ucd"):
             hdu.header[f"TUCD{i}"] = column.meta["ucd"]
     for key, value in meta.items():

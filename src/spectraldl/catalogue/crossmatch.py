@@ -3,7 +3,8 @@
 A known list is a CSV with either a ``designation`` column in the IAU form
 LAMOST and SDSS use (``J063259.37+045622.5``, optionally prefixed ``LAMOST``),
 or ``ra`` and ``dec`` columns (degrees, or sexagesimal ``hh:mm:ss`` /
-``dd:mm:ss``); a ``name``/``id`` column names the stars. Matching uses
+``dd:mm:ss``, colons or blanks as SIMBAD writes them); a ``name``/``id`` column
+names the stars. Matching uses
 astropy's `~astropy.coordinates.SkyCoord.search_around_sky` within a radius,
 10 arcsec by default: real positions of one star disagree by more than the
 designations' truncation (0.01 s, 0.1 arcsec) suggests. The bundled LAMOST DR1
@@ -48,6 +49,10 @@ _DESIGNATION = re.compile(
     r"(?P<rh>\d{2})(?P<rm>\d{2})(?P<rs>\d{2}(?:\.\d*)?)\s*"
     r"(?P<sign>[+-])(?P<dd>\d{2})(?P<dm>\d{2})(?P<ds>\d{2}(?:\.\d*)?)\s*$"
 )
+
+
+_BLANK_SEXAGESIMAL = re.compile(r"[+-]?\d+(?:\.\d*)?(?:\s+\d+(?:\.\d*)?){1,2}")
+"""Two or three numbers split by blanks, as SIMBAD writes RA (``08 00 43.3``, hours)."""
 
 
 class KnownListError(ValueError):
@@ -206,7 +211,8 @@ def _known_position(cells: list[str], columns: dict[str, int]) -> tuple[float, f
         ra_text, dec_text = cells[columns["ra"]].strip(), cells[columns["dec"]].strip()
         if not ra_text or not dec_text:
             raise ValueError(f"no {'RA' if not ra_text else 'Dec'}")
-        ra = _angle(ra_text, hours=":" in ra_text, what="RA")
+        hours = ":" in ra_text or bool(_BLANK_SEXAGESIMAL.fullmatch(ra_text))
+        ra = _angle(ra_text, hours=hours, what="RA")
         dec = _angle(dec_text, hours=False, what="Dec")
     else:
         ra_text = dec_text = cells[columns["designation"]].strip()

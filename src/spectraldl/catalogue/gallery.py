@@ -92,7 +92,8 @@ class _Panels:
         self.caption = self.zoom.set_title("", fontsize=7)
         self.zoom.axvline(HALPHA_VACUUM_AA, color="tab:red", lw=0.6, ls="--")
         self.zoom.set_xlabel("vacuum wavelength (Å)")
-        self.title = self.fig.suptitle("", fontsize=8, x=0.01, ha="left")
+        # Names are text: a "$" in one (a price, a mangled header) is no mathtext to parse.
+        self.title = self.fig.suptitle("", fontsize=8, x=0.01, ha="left", parse_math=False)
         self.fig.subplots_adjust(left=0.07, right=0.99, bottom=0.17, top=0.82, wspace=0.24)
         for ax in (self.full, self.zoom):
             ax.tick_params(labelsize=7)
@@ -324,6 +325,13 @@ _TEMPLATES = jinja2.Environment(
 """The gallery's page templates (``templates/gallery.html``)."""
 
 
+def _script_json(value: Any) -> str:
+    """``value`` as JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u``
+    escapes, so no name (``</script>``, ``<!--``) can end the element or run as code."""
+    text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _write_index(
     path: Path, entries: list[dict[str, Any]], classes: tuple[str, ...], *, total: int
 ) -> None:
@@ -347,9 +355,11 @@ def _write_index(
     summary = f"{shown} candidates shown" + (
         f" (the {shown} most probable of {total})" if shown < total else ""
     )
-    data = json.dumps(entries, ensure_ascii=True, allow_nan=False).replace("</", "<\\/")
     page = _TEMPLATES.get_template("gallery.html").render(
-        summary=summary, columns=columns, data=data, columns_json=json.dumps(columns)
+        summary=summary,
+        columns=columns,
+        data=_script_json(entries),
+        columns_json=_script_json(columns),
     )
     with atomic_write(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
