@@ -191,6 +191,7 @@ def test_real_lamost_designations_and_header_positions(
     match.write_csv(out)
     written = out.read_bytes()
     assert written.startswith(b"name,")
+    assert list(pd.read_csv(out, dtype=str)["probability"]) == ["0.97", "0.97"]
 
     class Full(OSError):
         """No space left."""
