@@ -224,3 +224,17 @@ def test_labels_given_on_a_rerun_are_applied_to_the_rows_already_there(
     assert ingest([inputs], out, labels_csv=path).labels.relabelled == 1
     assert _labels_by_stem(out)["uk220017"] == CLASSES.index("absorption")
     assert np.array_equal(read_dataset(out).X, before)
+
+
+def test_a_list_of_a_header_alone_says_so_not_that_every_id_matched(
+    inputs: Path, tmp_path: Path
+) -> None:
+    """A header-only export (the wrong file, or rows lost) was reported as 'every id matched'."""
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["ingest", str(inputs), "-o", str(tmp_path / "d.h5"), "--labels", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"labels {path}: no ids under its header" in result.output
+    assert "every id matched" not in result.output
