@@ -238,3 +238,9 @@ def test_a_list_of_a_header_alone_says_so_not_that_every_id_matched(
     assert result.exit_code == 0, result.output
     assert f"labels {path}: no ids under its header" in result.output
     assert "every id matched" not in result.output
+
+
+def test_ingest_help_gives_every_label_code_it_reads() -> None:
+    """The help said 0-3 while 4 (noise) is read too, and the error for 5 says 0-4."""
+    result = CliRunner().invoke(main, ["ingest", "--help"], terminal_width=200)
+    assert "class name or code 0-4" in result.output
