@@ -410,3 +410,76 @@ def test_a_single_spectrum_is_refused_not_a_traceback(
     """PCA of one row has one component: the map's second axis would be an IndexError."""
     with pytest.raises(ExploreError, match="at least 2 spectra"):
         explore([datasets[0]], tmp_path / "o", method="pca", max_rows_per_dataset=1)
+
+
+def test_too_few_spectra_for_t_sne_are_refused_before_the_earlier_maps_are_touched(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Three spectra with the default --method both: the PCA map was drawn over the earlier
+    run's, then t-SNE refused (exit 1), leaving that PCA beside the earlier t-SNE map and a
+    summary.json describing neither."""
+    out = tmp_path / "maps"
+    explore([datasets[0]], out, n_jobs=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = CliRunner().invoke(
+        main, ["explore", str(datasets[0]), "-o", str(out), "--max-rows", "3", "-j", "1"]
+    )
+    assert result.exit_code == 1, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert "t-SNE needs at least 5 spectra, it would map 3" in result.output
+    assert "--method pca" in result.output and "Traceback" not in result.output
+
+
+def test_identical_spectra_are_refused_not_mapped_to_nan(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Spectra all alike (one spectrum stored under many ids) gave NaN variance shares in
+    summary.json (not JSON), 'nan %' axes, empty t-SNE coordinates, and exit status 0."""
+    import shutil
+
+    import h5py
+
+    same = tmp_path / "same.h5"
+    shutil.copy(datasets[0], same)
+    with h5py.File(same, "r+") as h5:
+        h5["X"][...] = h5["X"][0]
+    result = CliRunner().invoke(main, ["explore", str(same), "-o", str(tmp_path / "maps")])
+    assert result.exit_code == 1, result.output
+    assert f"all {rows_of(same)} spectra are identical" in result.output
+    assert not (tmp_path / "maps").exists()
+
+
+def test_datasets_on_other_wavelengths_are_refused_naming_both_grids(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Only the number of grid points was compared: spectra on 6500-6713 Å were mapped with
+    ones on 6519-6732 Å, pixel by pixel, and their separation reported as the archives'."""
+    from spectraldl.prep.preprocess import PreprocessConfig
+
+    shifted = tmp_path / "shifted.h5"
+    config = PreprocessConfig(grid_start_aa=6500.0, grid_stop_aa=6713.0)
+    ingest([real_dir() / "lamost"], shifted, config=config)
+    with pytest.raises(ExploreError) as error:
+        explore([datasets[0], shifted], tmp_path / "maps", method="pca")
+    message = str(error.value)
+    assert str(shifted) in message and str(datasets[0]) in message
+    assert "6500-6713 Å x 140" in message and "6519-6732 Å x 140" in message
+    assert not (tmp_path / "maps").exists()
+
+
+def test_an_archive_of_identical_spectra_gets_no_map_of_its_own_rather_than_nan(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Its own PCA divided by zero variance: NaN shares in summary.json and 'nan %' axes."""
+    import shutil
+
+    import h5py
+
+    ondrejov, lamost = datasets
+    same = tmp_path / "lamost-same.h5"
+    shutil.copy(lamost, same)
+    with h5py.File(same, "r+") as h5:
+        h5["X"][...] = h5["X"][0]
+    result = explore([ondrejov, same], tmp_path / "maps", method="pca")
+    assert "NaN" not in (tmp_path / "maps" / "summary.json").read_text(encoding="utf-8")
+    assert set(result.summary["pca"]["per_group"]) == {"ondrejov"}

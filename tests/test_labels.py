@@ -224,3 +224,42 @@ def test_labels_given_on_a_rerun_are_applied_to_the_rows_already_there(
     assert ingest([inputs], out, labels_csv=path).labels.relabelled == 1
     assert _labels_by_stem(out)["uk220017"] == CLASSES.index("absorption")
     assert np.array_equal(read_dataset(out).X, before)
+
+
+def test_a_list_of_a_header_alone_says_so_not_that_every_id_matched(
+    inputs: Path, tmp_path: Path
+) -> None:
+    """A header-only export (the wrong file, or rows lost) was reported as 'every id matched'."""
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["ingest", str(inputs), "-o", str(tmp_path / "d.h5"), "--labels", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"labels {path}: no ids under its header" in result.output
+    assert "every id matched" not in result.output
+
+
+def test_ingest_help_gives_every_label_code_it_reads() -> None:
+    """The help said 0-3 while 4 (noise) is read too, and the error for 5 says 0-4."""
+    result = CliRunner().invoke(main, ["ingest", "--help"], terminal_width=200)
+    assert "class name or code 0-4" in result.output
+
+
+def test_ingest_strict_refusing_a_list_is_run_again_with_the_list_corrected(
+    inputs: Path, tmp_path: Path
+) -> None:
+    """--strict refused an id matching no spectrum but kept OUT.parts of that list: the
+    command with the corrected list was then refused as 'an unfinished ingest of other
+    settings', and re-running the first one would only be refused again."""
+    path = tmp_path / "labels.csv"
+    path.write_text(ROWS + "ghost.fits,absorption\n", encoding="utf-8")
+    out = tmp_path / "d.h5"
+    command = ["ingest", str(inputs), "-o", str(out), "--labels", str(path), "--strict"]
+    refused = CliRunner().invoke(main, command)
+    assert refused.exit_code == 1 and "ghost.fits" in refused.output
+    path.write_text(ROWS, encoding="utf-8")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert f"labels {path}: every id matched" in result.output
+    assert not out.with_name("d.h5.parts").exists()

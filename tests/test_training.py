@@ -485,6 +485,30 @@ def test_gpu_training_matches_cpu_quality(
     assert np.allclose(on_cpu, on_gpu, atol=1e-3)
 
 
+def test_confusion_figure_gives_a_class_without_true_spectra_dashes_not_zero_recall(
+    tmp_path: Path,
+) -> None:
+    """The real spectra hold no noise: its row read 0.00 (0) four times, a recall of 0 beside
+    the tables' '-' for a class with no support."""
+    import re
+
+    import matplotlib
+
+    from spectraldl.ml.evaluation import classification_metrics, plot_confusions
+
+    classes = ["emission", "absorption", "double-peak", "noise"]
+    metrics = classification_metrics(np.eye(4)[[0, 2, 1, 1, 2]], [0, 0, 1, 1, 2], classes)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text kept as text, to read back
+        plot_confusions([("real", metrics)], tmp_path / "confusion.svg")
+    svg = (tmp_path / "confusion.svg").read_text(encoding="utf-8")
+    cells = [t for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg) if t[:1] in "0123456789(-"]
+    shares = [c for c in cells if not c.startswith("(")]
+    emission = ["0.50", "0.00", "0.50", "0.00"]
+    absorption = ["0.00", "1.00", "0.00", "0.00"]
+    double_peak = ["0.00", "0.00", "1.00", "0.00"]
+    assert shares == [*emission, *absorption, *double_peak, "-", "-", "-", "-"]
+
+
 @pytest.mark.parametrize("n_epochs", [1, 2, 7])
 def test_training_curves_show_every_epoch_at_whole_epochs(n_epochs: int) -> None:
     """Each epoch is a visible point (a one-epoch run, or a short fine-tuning, drew empty

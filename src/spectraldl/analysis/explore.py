@@ -46,6 +46,7 @@ from spectraldl.io.dataset import dataset_info, iter_rows
 from spectraldl.io.labels import CLASSES, NO_LABEL
 from spectraldl.io.predictions import PredictionsError, iter_predictions
 from spectraldl.jobs.files import output_lock
+from spectraldl.prep.preprocess import PreprocessConfig
 
 Method = Literal["pca", "tsne", "both"]
 ColourBy = Literal["label", "archive", "class"]
@@ -82,6 +83,8 @@ CATEGORY_COLOURS: dict[str, str] = {
 _MARKERS = ("o", "^", "s", "D", "v", "P")
 TSNE_PCA_DIMS = 30
 TSNE_PERPLEXITY = 40.0
+TSNE_MIN_ROWS = 5
+"""Fewer spectra leave t-SNE too few neighbours (perplexity at most a third of them)."""
 DEFAULT_TSNE_BACKEND: TsneBackend = "opentsne"
 """The faster at equal quality on 2 cores (``benchmarks/explore.py``)."""
 
@@ -195,16 +198,17 @@ def load_map_input(
     rng = np.random.default_rng(seed)
     blocks: list[MapInput] = []
     totals: dict[str, int] = {}
-    grid_n: int | None = None
+    first: tuple[Path, str] | None = None
     for raw in paths:
         path = Path(raw)
         info = dataset_info(path)
         totals[str(path)] = info.n_rows
-        if grid_n is not None and info.config.grid_n != grid_n:
+        first = first or (path, _grid(info.config))
+        if _grid(info.config) != first[1]:
             raise ExploreError(
-                f"{path}: {info.config.grid_n} grid points, the other datasets {grid_n}"
+                f"{path}: grid {_grid(info.config)}, {first[0]} grid {first[1]}: "
+                "a map compares the same wavelengths only (ingest them with one grid)"
             )
-        grid_n = info.config.grid_n
         keep: NDArray[np.bool_] | None = None
         if max_rows_per_dataset is not None and info.n_rows > max_rows_per_dataset:
             keep = np.zeros(info.n_rows, dtype=bool)
@@ -237,6 +241,11 @@ def load_map_input(
         dataset=np.concatenate([b.dataset for b in blocks]),
         total_rows=totals,
     )
+
+
+def _grid(config: PreprocessConfig) -> str:
+    """A dataset's wavelength grid in words: datasets on other grids cannot share a map."""
+    return f"{config.grid_start_aa:g}-{config.grid_stop_aa:g} Å x {config.grid_n}"
 
 
 def read_predicted_classes(path: str | Path) -> dict[str, str]:
@@ -307,8 +316,8 @@ def tsne_coordinates(
     from threadpoolctl import threadpool_limits
 
     n = X.shape[0]
-    if n < 5:
-        raise ExploreError(f"t-SNE needs at least 5 spectra, got {n}")
+    if n < TSNE_MIN_ROWS:
+        raise ExploreError(f"t-SNE needs at least {TSNE_MIN_ROWS} spectra, got {n}")
     with threadpool_limits(limits=n_jobs):
         return _tsne(
             X, pca_dims=pca_dims, perplexity=perplexity, backend=backend, n_jobs=n_jobs, seed=seed
@@ -653,8 +662,7 @@ def explore(
     with output_lock(out):
         predicted = read_predicted_classes(predictions) if predictions is not None else None
         data = load_map_input(datasets, max_rows_per_dataset=max_rows_per_dataset, seed=seed)
-        if len(data) < 2:
-            raise ExploreError(f"a map needs at least 2 spectra, the datasets give {len(data)}")
+        _check_mappable(data, method, tsne_max_points)
         out.mkdir(exist_ok=True)  # after the inputs are read: a refused one leaves no folder
         maps = _MapWriter(
             out=out,
@@ -683,6 +691,29 @@ def explore(
         files.append(summary_path)
         _remove_stale_maps(out, files)
     return ExploreResult(out_dir=out, files=files, summary=summary)
+
+
+def _check_mappable(data: MapInput, method: Method, tsne_max_points: int) -> None:
+    """Refuse, before any file is written, what the maps asked for cannot show: a refusal
+    midway would leave this run's PCA beside an earlier run's t-SNE and summary.json."""
+    if len(data) < 2:
+        raise ExploreError(f"a map needs at least 2 spectra, the datasets give {len(data)}")
+    mapped = min(len(data), tsne_max_points)
+    if method != "pca" and mapped < TSNE_MIN_ROWS:
+        raise ExploreError(
+            f"t-SNE needs at least {TSNE_MIN_ROWS} spectra, it would map {mapped}: "
+            "ask for the PCA map only (--method pca)"
+        )
+    if not _varies(data.X):
+        raise ExploreError(
+            f"all {len(data)} spectra are identical: their map would be one point "
+            "(PCA explains no variance, t-SNE has no neighbours to tell apart)"
+        )
+
+
+def _varies(X: NDArray[np.floating]) -> bool:
+    """Whether the rows of ``X`` are not all the same (PCA of equal rows divides by zero)."""
+    return bool(np.ptp(X, axis=0).any()) if len(X) else False
 
 
 _MAP_FILE = re.compile(r"(pca|pca-.+|tsne)\.(png|svg|csv)")
@@ -773,7 +804,7 @@ class _MapWriter:
             entry["separation"] = archive_separation(data.X, data.group, seed=self.seed)
             for g in data.groups:
                 in_group = data.group == g
-                if in_group.sum() < 3:
+                if in_group.sum() < 3 or not _varies(data.X[in_group]):
                     continue
                 entry.setdefault("per_group", {})[g] = self.pca_map(
                     data.take(in_group), self.colours[in_group], f"pca-{g}", _pretty(g)

@@ -47,7 +47,7 @@ def _dataset_path(_ctx: click.Context, _param: click.Parameter, value: Path) -> 
     "labels_csv",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     multiple=True,
-    help="CSV with columns id,label (file name, stem or ivo:// id; class name or 0-3); "
+    help="CSV with columns id,label (file name, stem or ivo:// id; class name or code 0-4); "
     "repeat for several lists, read as one (an id they label differently is left unlabelled).",
 )
 @workers_option("Worker processes (the result does not depend on it).")

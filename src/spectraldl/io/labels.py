@@ -111,6 +111,7 @@ class LabelMatcher:
             unmatched=unmatched,
             conflicting=list(self.labels.conflicts),
             relabelled=relabelled,
+            listed=len(self.labels.entries) + len(self.labels.conflicts),
         )
 
 
@@ -125,6 +126,8 @@ class LabelReport:
     """Ids the list gives different labels (left unlabelled)."""
     relabelled: int = 0
     """Spectra already in the dataset whose label the list set or changed."""
+    listed: int | None = None
+    """Ids the list labels (None: not counted); 0 is a list of a header alone."""
 
     @property
     def problems(self) -> int:
@@ -145,7 +148,9 @@ class LabelReport:
             )
         if self.relabelled:
             parts.append(f"{self.relabelled} spectra already there relabelled")
-        return f"labels {self.source}: " + ("; ".join(parts) if parts else "every id matched")
+        if not parts:
+            parts.append("no ids under its header" if self.listed == 0 else "every id matched")
+        return f"labels {self.source}: " + "; ".join(parts)
 
 
 def _examples(ids: list[str], n: int = 3) -> str:

@@ -657,6 +657,7 @@ class _Merge:
         self._flush()
         report = _apply_labels(self.tmp, labels) if labels is not None else None
         if strict and report is not None and report.problems:
+            parts.remove()  # kept, they would refuse the re-run with the list corrected
             raise IngestFailed(f"--strict: {report.line()}; {self.out} not written")
         run = uuid.uuid4().hex
         with h5py.File(self.tmp, "r+") as h5:

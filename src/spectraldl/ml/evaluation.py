@@ -229,7 +229,10 @@ def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
 
 
 def plot_confusions(panels: list[tuple[str, dict[str, Any]]], path: str | Path) -> None:
-    """One row-normalised confusion matrix per ``(title, metrics)`` panel, into a PNG."""
+    """One row-normalised confusion matrix per ``(title, metrics)`` panel, into a PNG.
+
+    A class with no true spectra has a row of dashes: shares of 0.00 would read as a recall of 0.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,7 +249,7 @@ def plot_confusions(panels: list[tuple[str, dict[str, Any]]], path: str | Path) 
         for i in range(len(classes)):
             for j in range(len(classes)):
                 colour = "white" if share[i, j] > 0.5 else "black"
-                text = f"{share[i, j]:.2f}\n({int(counts[i, j])})"
+                text = f"{share[i, j]:.2f}\n({int(counts[i, j])})" if rows[i, 0] else "-"
                 ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=9)
         ax.set_xticks(range(len(classes)), classes, rotation=30)
         ax.set_yticks(range(len(classes)), classes)
