@@ -134,14 +134,17 @@ def test_a_run_resumed_with_its_lists_in_another_order_resumes(tmp_path: Path) -
     assert list(resumed.ids) == list(whole.ids)
     assert np.array_equal(resumed.labels, whole.labels)
     assert {CLASSES.index("emission"), CLASSES.index("absorption")} <= set(whole.labels.tolist())
-    # Another list is another run: refused, not mixed into the chunks kept.
+    # Another list resumes too: the chunks kept hold no labels, the merge sets the lists'.
     third = tmp_path / "third.csv"
     third.write_text("id,label\nspec-55862-B6212_sp06-003-r0000000,absorption\n")
-    again = tmp_path / "again.h5"
+    again, whole = tmp_path / "again.h5", tmp_path / "whole.h5"
     with pytest.raises(_Stopped):
         ingest([tree], again, labels_csv=[first, second], progress=_stop_after_a_chunk)
-    with pytest.raises(IngestFailed, match="unfinished ingest of other paths or settings"):
-        ingest([tree], again, labels_csv=[first, second, third])
+    assert list((tmp_path / "again.h5.parts").glob("chunk-*"))
+    summary = ingest([tree], again, labels_csv=[second, third])
+    ingest([tree], whole, labels_csv=[second, third])
+    assert np.array_equal(read_dataset(again).labels, read_dataset(whole).labels)
+    assert summary.labels is not None and summary.labels.line().endswith("every id matched")
 
 
 @pytest.fixture
@@ -249,17 +252,22 @@ def test_ingest_help_gives_every_label_code_it_reads() -> None:
 def test_ingest_strict_refusing_a_list_is_run_again_with_the_list_corrected(
     inputs: Path, tmp_path: Path
 ) -> None:
-    """--strict refused an id matching no spectrum but kept OUT.parts of that list: the
+    """--strict refused an id matching no spectrum and kept OUT.parts of that list: the
     command with the corrected list was then refused as 'an unfinished ingest of other
-    settings', and re-running the first one would only be refused again."""
+    settings', and re-running the first one would only be refused again. Now the kept
+    chunks (no labels in them) serve the mended command."""
     path = tmp_path / "labels.csv"
     path.write_text(ROWS + "ghost.fits,absorption\n", encoding="utf-8")
     out = tmp_path / "d.h5"
     command = ["ingest", str(inputs), "-o", str(out), "--labels", str(path), "--strict"]
     refused = CliRunner().invoke(main, command)
     assert refused.exit_code == 1 and "ghost.fits" in refused.output
+    parts = out.with_name("d.h5.parts")
+    assert f"the spectra read are kept in {parts}: mend the list" in refused.output
+    kept = sorted(p.name for p in parts.glob("chunk-*"))
+    assert kept and not out.exists()
     path.write_text(ROWS, encoding="utf-8")
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 0, result.output
     assert f"labels {path}: every id matched" in result.output
-    assert not out.with_name("d.h5.parts").exists()
+    assert not parts.exists()

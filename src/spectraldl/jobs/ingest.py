@@ -288,7 +288,6 @@ class ChunkSettings:
     """What reading a chunk needs besides its files (sent with every task)."""
 
     config: PreprocessConfig
-    labels: LabelList | None
     origin: str
 
 
@@ -300,9 +299,7 @@ part and, until merged, the result a worker sends back (`_shard_arrays`)."""
 def read_chunk(files: list[str], settings: ChunkSettings) -> ShardArrays:
     """The task of one shard: read and preprocess its files (`read_and_preprocess`)."""
     return _shard_arrays(
-        *read_and_preprocess(
-            files, config=settings.config, labels=settings.labels, origin=settings.origin
-        )
+        *read_and_preprocess(files, config=settings.config, origin=settings.origin)
     )
 
 
@@ -385,29 +382,17 @@ INPUTS = ("files", "n_files")
 were added or deleted under them keeps the parts of the chunks that did not change."""
 
 
-def _labels_digest(label_files: Sequence[str | Path]) -> str | None:
-    """The label lists' texts as the manifest holds them: sorted, since the lists are read as
-    one whatever their order (a resumed run may name them in another), None without lists."""
-    if not label_files:
-        return None
-    return _digest(sorted(Path(f).read_text("utf-8") for f in label_files))
-
-
 def _manifest(
-    paths: Sequence[str | Path],
-    files: Sequence[str],
-    config: PreprocessConfig,
-    label_files: Sequence[str | Path],
-    origin: str,
+    paths: Sequence[str | Path], files: Sequence[str], config: PreprocessConfig, origin: str
 ) -> dict[str, Any]:
-    """What a resumed run must match: the paths given, the settings and the labels' text
-    (and, in `INPUTS`, the files found under the paths)."""
+    """What a resumed run must match: the paths given and the settings (and, in `INPUTS`, the
+    files found under the paths). Not the label lists: the chunks hold no labels, which the
+    merge sets from the lists given then, so a run stopped on a list resumes with it mended."""
     return {
         "paths": [os.path.abspath(path) for path in paths],
         "files": _digest(files),
         "n_files": len(files),
         "config": config.to_dict(),
-        "labels": _labels_digest(label_files),
         "origin": origin,
         "chunk_files": CHUNK_FILES,
     }
@@ -469,7 +454,7 @@ def ingest(
         report = LabelReport(labels.source, conflicting=list(labels.conflicts))
         raise IngestFailed(f"--strict: {report.line()}")
     _check_existing(out, config)
-    settings = ChunkSettings(config, labels, origin)
+    settings = ChunkSettings(config, origin)  # no labels: the merge sets them (`_manifest`)
     try:
         with output_lock(out), ExitStack() as stack:
             if backend is None:
@@ -478,7 +463,7 @@ def ingest(
             found = walk(paths)
             files = list(found)
             unread = list(found.bad)
-            manifest = _manifest(paths, files, config, label_files, origin)
+            manifest = _manifest(paths, files, config, origin)
             earlier = _earlier_errors(out, paths, files, unread)
             parts = _prepare_parts(out, manifest)
             with atomic_write(out) as tmp:
@@ -591,11 +576,14 @@ class _Merge:
         self.tmp = tmp
         self.out = out
         self._parts: list[Path] = []
-        self._first = FirstOfEachId(self._lookup, read_ids(out) if out.exists() else ())
+        present = read_ids(out) if out.exists() else np.array([], dtype=object)
+        self._first = FirstOfEachId(self._lookup, present)
         self._errors: list[FileError] = []
         self._pending: list[Rows] = []
         self._pending_rows = 0
         self.added = 0
+        self.existing = len(present)
+        """Rows ``out`` held before this run: the rows of ``tmp`` before its new ones."""
         if out.exists():
             shutil.copyfile(out, tmp)
         else:
@@ -655,10 +643,12 @@ class _Merge:
                 f"{errors_csv}; first: {listing}"
             )
         self._flush()
-        report = _apply_labels(self.tmp, labels) if labels is not None else None
+        report = _apply_labels(self.tmp, labels, self.existing) if labels is not None else None
         if strict and report is not None and report.problems:
-            parts.remove()  # kept, they would refuse the re-run with the list corrected
-            raise IngestFailed(f"--strict: {report.line()}; {self.out} not written")
+            raise IngestFailed(
+                f"--strict: {report.line()}; {self.out} not written; the spectra read are kept "
+                f"in {parts.path}: mend the list and run the command again"
+            )
         run = uuid.uuid4().hex
         with h5py.File(self.tmp, "r+") as h5:
             h5.attrs["last_ingest"] = run
@@ -676,8 +666,9 @@ class _Merge:
         )
 
 
-def _apply_labels(path: Path, labels: LabelList) -> LabelReport:
-    """Set the list's labels on every row of the dataset ``path``, rows already there included.
+def _apply_labels(path: Path, labels: LabelList, existing: int) -> LabelReport:
+    """Set the list's labels on every row of the dataset ``path``: this run's rows (read
+    unlabelled) and the ``existing`` ones before them.
 
     A re-run with ``--labels`` into an existing dataset relabels the spectra
     it already holds instead of ignoring the list; the report counts them.
@@ -694,7 +685,7 @@ def _apply_labels(path: Path, labels: LabelList) -> LabelReport:
             code = labels.lookup(ident, name)
             if code != NO_LABEL:
                 wanted[i] = code
-        relabelled = int((wanted != stored).sum())
-        if relabelled:
+        relabelled = int((wanted[:existing] != stored[:existing]).sum())
+        if (wanted != stored).any():
             h5["labels"][...] = wanted
     return matcher.report(relabelled=relabelled)
