@@ -299,9 +299,12 @@ class Disagreement:
         return dict(Counter(self.votes.values()).most_common())
 
 
-def disagreements(session: Session, *, limit: int = 200) -> list[Disagreement]:
-    """Spectra with at least two different current labels, most recently labelled first."""
-    by_spectrum = labels_by_spectrum(session)
+def disagreements(
+    session: Session, *, limit: int = 200, votes: dict[int, dict[str, str]] | None = None
+) -> list[Disagreement]:
+    """Spectra with at least two different current labels, most recently labelled first
+    (``votes``: `labels_by_spectrum` when the caller has it already)."""
+    by_spectrum = labels_by_spectrum(session) if votes is None else votes
     ids = [s for s, votes in by_spectrum.items() if len(set(votes.values())) > 1]
     ids.sort(reverse=True)
     ids = ids[:limit]

@@ -50,13 +50,17 @@ class FormsApart:
     """(spectrum id, id, form, majority label) of each form, in spectrum order."""
 
 
-def forms_labelled_apart(session: Session) -> list[FormsApart]:
+def forms_labelled_apart(
+    session: Session, votes: dict[int, dict[str, str]] | None = None
+) -> list[FormsApart]:
     """Exposures whose two stored forms have different majority labels (ties left out: the
-    disagreements list shows those), most recently stored first."""
+    disagreements list shows those), most recently stored first (``votes``:
+    `store.labels_by_spectrum` when the caller has it already)."""
+    by_spectrum = store.labels_by_spectrum(session) if votes is None else votes
     majority = {
         sid: label
-        for sid, votes in store.labels_by_spectrum(session).items()
-        if (label := store.consensus(votes.values())) is not None
+        for sid, given in by_spectrum.items()
+        if (label := store.consensus(given.values())) is not None
     }
     groups: dict[str, list[tuple[int, str, str, str]]] = defaultdict(list)
     ids = sorted(majority)

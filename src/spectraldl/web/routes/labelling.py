@@ -179,7 +179,8 @@ def labels_csv(
 def get_disagreements(session: DbSession, current: CurrentAuth) -> dict[str, Any]:
     """Spectra whose labellers disagree, with everyone's label, and the exposures whose two
     stored forms have different majority labels."""
-    items = store.disagreements(session)
+    votes = store.labels_by_spectrum(session)  # read once for both lists
+    items = store.disagreements(session, votes=votes)
     return {
         "forms_apart": [
             {
@@ -189,7 +190,7 @@ def get_disagreements(session: DbSession, current: CurrentAuth) -> dict[str, Any
                     for sid, ident, form, label in a.forms
                 ],
             }
-            for a in twins.forms_labelled_apart(session)
+            for a in twins.forms_labelled_apart(session, votes)
         ],
         "disagreements": [
             {
@@ -281,10 +282,11 @@ def spectra_page(
 
 @router.get("/disagreements", response_class=HTMLResponse)
 def disagreements_page(request: Request, session: DbSession, current: CurrentAuth) -> Response:
+    votes = store.labels_by_spectrum(session)  # read once for both lists
     return render(
         request,
         "disagreements.html",
         current,
-        items=store.disagreements(session),
-        apart=twins.forms_labelled_apart(session),
+        items=store.disagreements(session, votes=votes),
+        apart=twins.forms_labelled_apart(session, votes),
     )
